@@ -1,0 +1,126 @@
+"""Run plan steps with an undo stack.
+
+Before a step runs, its inverse (if any) is pushed: inverses are idempotent, so a step interrupted half-way
+is undone too. On any error or interruption the finished steps are undone in reverse order with
+SIGINT/SIGTERM held off, then the exception is re-raised.
+
+Signals are handled by deferral (``deferred_signals``): the handler only records the signal, and ``apply``
+raises ``Interrupted`` at the next step boundary. An exception raised from inside a signal handler can land
+anywhere (in an at-fork hook, a ``finally``, a library's cleanup) and be swallowed there; a flag cannot.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from netns import ipr, plan
+from netns.plan import Step
+
+log = logging.getLogger(__name__)
+
+Executor = Callable[[Step], None]
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while ``apply`` ran under ``deferred_signals``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_pending: list[int] = []
+
+
+def _record(signum: int, frame: FrameType | None) -> None:
+    _pending.append(signum)
+
+
+def _check_pending() -> None:
+    if _pending:
+        raise Interrupted(_pending[0])
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Within this block SIGINT/SIGTERM only make ``apply`` stop (and undo) at the next step boundary."""
+    _pending.clear()
+    saved = {sig: signal.signal(sig, _record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _dispatch() -> dict[type[Any], Callable[[Any], None]]:
+    return {
+        plan.CreateNamespace: lambda s: ipr.create_namespace(s.ns),
+        plan.DeleteNamespace: lambda s: ipr.delete_namespace(s.ns),
+        plan.MarkNamespace: lambda s: ipr.mark_namespace(s.ns, s.marker),
+        plan.CreateVeth: lambda s: ipr.create_veth(s.ns, s.ifname, s.peer_ns, s.peer_ifname),
+        plan.CreateBridge: lambda s: ipr.create_bridge(s.ns, s.ifname),
+        plan.AttachPort: lambda s: ipr.attach_port(s.ns, s.port, s.bridge),
+        plan.Sysctl: lambda s: ipr.sysctl(s.ns, s.key, s.value),
+        plan.AddAddress: lambda s: ipr.add_address(s.ns, s.ifname, s.address, s.prefixlen),
+        plan.LinkUp: lambda s: ipr.link_up(s.ns, s.ifname),
+        plan.AddRoute: lambda s: ipr.add_route(s.ns, s.dst, s.gateway),
+        plan.LoadNat: lambda s: ipr.load_ruleset(s.ns, s.ruleset),
+    }
+
+
+def kernel_executor(step: Step) -> None:
+    """Carry out ``step`` on the running kernel."""
+    _dispatch()[type(step)](step)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM while undoing, so a second Ctrl-C cannot leave things half-removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def apply(steps: Sequence[Step], execute: Executor = kernel_executor) -> None:
+    """Run ``steps`` in order; on failure or interruption undo the finished ones, then re-raise."""
+    undo: list[Step] = []
+    try:
+        for step in steps:
+            _check_pending()
+            inverse = plan.inverse(step)
+            if inverse is not None:
+                undo.append(inverse)
+            log.debug("%s", step.describe())
+            execute(step)
+        _check_pending()
+    except BaseException as exc:
+        log.info("undoing %d step(s)", len(undo))
+        with _signals_held():
+            rollback(undo, execute)
+        if _pending and not isinstance(exc, Interrupted):
+            # e.g. a Ctrl-C to the process group also killed the helper (iptables-restore) we were running
+            raise Interrupted(_pending[0]) from exc
+        raise
+
+
+def rollback(undo: list[Step], execute: Executor = kernel_executor) -> None:
+    """Run ``undo`` in reverse; keep going past failures (logged) so as much as possible is removed."""
+    for step in reversed(undo):
+        try:
+            log.debug("undo: %s", step.describe())
+            execute(step)
+        except Exception as exc:
+            log.error("undo failed: %s: %s", step.describe(), exc)

@@ -1,0 +1,299 @@
+"""The kernel boundary: the ONLY module importing pyroute2, and where netlink/OS errors become LabErrors.
+
+Namespaces are opened with ``IPRoute(netns=name, flags=0)`` (flags=0: never create a namespace by
+opening it). Commands that must run inside a namespace (sysctl, iptables-restore) go through
+``ip netns exec``. Kernel state is awaited by polling with a timeout, never by sleeping blindly.
+Removal is idempotent: "already gone" is success.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2 import netns as pyroute2_netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from netns.errors import KernelError
+
+log = logging.getLogger(__name__)
+
+NETNS_DIR = "/run/netns"
+IFF_UP = 0x1
+POLL_INTERVAL = 0.02
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Poll ``predicate`` until it holds; raise KernelError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise KernelError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(POLL_INTERVAL)
+
+
+@contextmanager
+def _kernel(what: str) -> Iterator[None]:
+    """Translate netlink and OS errors raised while doing ``what`` into one-line KernelErrors."""
+    try:
+        yield
+    except NetlinkError as exc:
+        reason = os.strerror(exc.code) if exc.code else str(exc)
+        raise KernelError(f"{what}: {reason}") from exc
+    except OSError as exc:
+        raise KernelError(f"{what}: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def _ipr(ns: str) -> Iterator[Any]:
+    with _kernel(f"open namespace {ns}"):
+        ipr = IPRoute(netns=ns, flags=0)
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _index(ipr: Any, ns: str, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise KernelError(f"no interface {ifname} in namespace {ns}")
+    return int(found[0])
+
+
+# -- namespaces ----------------------------------------------------------------------------------------
+
+
+def list_namespaces() -> list[str]:
+    """Names of the namespaces in /run/netns (what ``ip netns list`` shows)."""
+    with _kernel("list namespaces"):
+        return sorted(pyroute2_netns.listnetns())
+
+
+def _ns_identity(ns: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(os.path.join(NETNS_DIR, ns))
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _is_mounted(ns: str) -> bool:
+    ident = _ns_identity(ns)
+    run = os.stat(NETNS_DIR)
+    return ident is not None and ident[0] != run.st_dev
+
+
+def create_namespace(ns: str) -> None:
+    if ns in list_namespaces():
+        raise KernelError(f"namespace {ns} already exists; run `python -m netns down` for its lab first")
+    with _kernel(f"create namespace {ns}"):
+        pyroute2_netns.create(ns)
+    wait_for(lambda: _is_mounted(ns), f"namespace {ns} to be mounted")
+
+
+def delete_namespace(ns: str) -> None:
+    """Unmount and unlink ``ns``; its interfaces (and their veth peers) go with it. Gone is success."""
+    with _kernel(f"delete namespace {ns}"):
+        try:
+            pyroute2_netns.remove(ns)
+        except FileNotFoundError:
+            return
+    wait_for(lambda: _ns_identity(ns) is None, f"namespace {ns} to disappear")
+
+
+def read_marker(ns: str) -> str | None:
+    """The ifalias of ``lo`` in ``ns`` (the lab's ownership marker), or None if unreadable."""
+    try:
+        with _ipr(ns) as ipr:
+            links = ipr.get_links(_index(ipr, ns, "lo"))
+            alias = links[0].get("ifalias") if links else None
+            return str(alias) if alias else None
+    except KernelError as exc:
+        log.debug("cannot read marker of %s: %s", ns, exc)
+        return None
+
+
+def mark_namespace(ns: str, marker: str) -> None:
+    with _ipr(ns) as ipr, _kernel(f"mark namespace {ns}"):
+        index = _index(ipr, ns, "lo")
+        ipr.link("set", index=index, ifalias=marker, state="up")
+
+
+# -- links, addresses, routes --------------------------------------------------------------------------
+
+
+def create_veth(ns: str, ifname: str, peer_ns: str, peer_ifname: str) -> None:
+    """A veth pair created in ``ns`` with its peer placed directly into ``peer_ns`` (never in root)."""
+    with _ipr(ns) as ipr, _kernel(f"create veth {ns}:{ifname} <-> {peer_ns}:{peer_ifname}"):
+        ipr.link("add", ifname=ifname, kind="veth", peer={"ifname": peer_ifname, "net_ns_fd": peer_ns})
+
+
+def create_bridge(ns: str, ifname: str) -> None:
+    with _ipr(ns) as ipr, _kernel(f"create bridge {ns}:{ifname}"):
+        ipr.link("add", ifname=ifname, kind="bridge")
+
+
+def attach_port(ns: str, port: str, bridge: str) -> None:
+    with _ipr(ns) as ipr, _kernel(f"attach {ns}:{port} to {bridge}"):
+        ipr.link("set", index=_index(ipr, ns, port), master=_index(ipr, ns, bridge))
+
+
+def add_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
+    with _ipr(ns) as ipr, _kernel(f"add {address}/{prefixlen} to {ns}:{ifname}"):
+        ipr.addr("add", index=_index(ipr, ns, ifname), address=address, prefixlen=prefixlen)
+
+
+def link_up(ns: str, ifname: str) -> None:
+    with _ipr(ns) as ipr, _kernel(f"bring up {ns}:{ifname}"):
+        index = _index(ipr, ns, ifname)
+        ipr.link("set", index=index, state="up")
+        wait_for(lambda: bool(ipr.get_links(index)[0]["flags"] & IFF_UP), f"{ns}:{ifname} to be up")
+
+
+def add_route(ns: str, dst: str, gateway: str, timeout: float = 5.0) -> None:
+    """Add a route; while the gateway's network is not yet usable (ENETUNREACH), poll until it is."""
+    deadline = time.monotonic() + timeout
+    with _ipr(ns) as ipr, _kernel(f"add route {dst} via {gateway} in {ns}"):
+        while True:
+            try:
+                ipr.route("add", dst=dst, gateway=gateway)
+                return
+            except NetlinkError as exc:
+                if exc.code != errno.ENETUNREACH or time.monotonic() >= deadline:
+                    raise
+            time.sleep(POLL_INTERVAL)
+
+
+def describe(ns: str) -> dict[str, Any]:
+    """Interfaces (name, state, addresses) and main-table routes of ``ns``, for ``status``."""
+    with _ipr(ns) as ipr, _kernel(f"read namespace {ns}"):
+        names = {int(link["index"]): str(link.get("ifname")) for link in ipr.get_links()}
+        interfaces = []
+        for link in ipr.get_links():
+            index = int(link["index"])
+            addresses = [
+                f"{a.get('address')}/{a['prefixlen']}" for a in ipr.get_addr(family=2) if a["index"] == index
+            ]
+            interfaces.append(
+                {"name": names[index], "state": str(link.get("operstate")), "addresses": addresses}
+            )
+        routes = []
+        for route in ipr.get_routes(family=2, table=254):
+            dst = route.get("dst")
+            routes.append(
+                {
+                    "dst": f"{dst}/{route['dst_len']}" if dst else "default",
+                    "via": route.get("gateway"),
+                    "dev": names.get(int(route.get("oif") or 0)),
+                }
+            )
+        return {"interfaces": interfaces, "routes": routes}
+
+
+# -- commands and processes inside a namespace ---------------------------------------------------------
+
+
+def in_namespace(ns: str, argv: Sequence[str]) -> list[str]:
+    """The argv that runs ``argv`` inside ``ns``."""
+    return ["ip", "netns", "exec", ns, *argv]
+
+
+def run_in(ns: str, argv: Sequence[str], stdin: str | None = None, timeout: float = 30.0) -> str:
+    """Run ``argv`` inside ``ns``, return its stdout; a failure becomes a KernelError with its stderr."""
+    what = f"{' '.join(argv)} in {ns}"
+    with _kernel(f"run {what}"):
+        try:
+            done = subprocess.run(
+                in_namespace(ns, argv),
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise KernelError(f"{what}: timed out after {timeout:g}s") from exc
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise KernelError(f"{what}: {reason}")
+    return done.stdout
+
+
+def sysctl(ns: str, key: str, value: str) -> None:
+    run_in(ns, ["sysctl", "-qw", f"{key}={value}"])
+
+
+def pids_in(ns: str) -> list[int]:
+    """PIDs in ``ns``: every /proc/PID/ns/net with the namespace's inode (like ``ip netns pids``)."""
+    ident = _ns_identity(ns)
+    if ident is None:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue  # exited meanwhile, a zombie, or a kernel thread
+        if (st.st_dev, st.st_ino) == ident and int(entry) != os.getpid():
+            pids.append(int(entry))
+    return sorted(pids)
+
+
+def signal_pids(pids: Sequence[int], sig: signal.Signals) -> None:
+    """Send ``sig`` to each PID; a process that has already exited counts as done."""
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            continue
+        except OSError as exc:
+            raise KernelError(f"cannot send {sig.name} to PID {pid}: {exc.strerror}") from exc
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (a zombie has no network namespace left)."""
+    try:
+        os.stat(f"/proc/{pid}/ns/net")
+    except OSError:
+        return False
+    return True
+
+
+def exec_in(ns: str, argv: Sequence[str]) -> None:
+    """Replace this process with ``argv`` running inside ``ns`` (stdio and exit code pass through)."""
+    full = in_namespace(ns, argv)
+    with _kernel(f"run {' '.join(argv)} in {ns}"):
+        os.execvp(full[0], full)
+
+
+def spawn_in(ns: str, argv: Sequence[str], log_path: str) -> int:
+    """Start ``argv`` inside ``ns`` in a new session, output appended to ``log_path``; return its PID.
+
+    ``ip netns exec`` execs the command itself, so the PID is the command's.
+    """
+    with _kernel(f"start {' '.join(argv)} in {ns}"), open(log_path, "ab") as out:
+        child = subprocess.Popen(
+            in_namespace(ns, argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return child.pid
+
+
+def load_ruleset(ns: str, ruleset: str) -> None:
+    """Replace the iptables tables named in ``ruleset`` inside ``ns``, all in one iptables-restore run."""
+    run_in(ns, ["iptables-restore"], stdin=ruleset)
