@@ -42,9 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def named(name: str, help_: str) -> argparse.ArgumentParser:
         sub = verbs.add_parser(name, help=help_, parents=[common])
-        sub.add_argument(
-            "--name", type=_lab_name, default=naming.DEFAULT_LAB, help="lab name (default: punch)"
-        )
+        sub.add_argument("--name", type=_lab_name, default=naming.DEFAULT_LAB, help="lab name (default: punch)")
         return sub
 
     up = named("up", "create the lab's namespaces, links, routes and NAT")
@@ -109,9 +107,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     else:
         _print_status(info)
     if not info["up"]:
-        print(
-            f"lab {args.name!r} is incomplete; run `python -m netns down --name {args.name}`", file=sys.stderr
-        )
+        print(f"lab {args.name!r} is incomplete; run `python -m netns down --name {args.name}`", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 

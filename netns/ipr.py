@@ -181,12 +181,8 @@ def describe(ns: str) -> dict[str, Any]:
         interfaces = []
         for link in ipr.get_links():
             index = int(link["index"])
-            addresses = [
-                f"{a.get('address')}/{a['prefixlen']}" for a in ipr.get_addr(family=2) if a["index"] == index
-            ]
-            interfaces.append(
-                {"name": names[index], "state": str(link.get("operstate")), "addresses": addresses}
-            )
+            addresses = [f"{a.get('address')}/{a['prefixlen']}" for a in ipr.get_addr(family=2) if a["index"] == index]
+            interfaces.append({"name": names[index], "state": str(link.get("operstate")), "addresses": addresses})
         routes = []
         for route in ipr.get_routes(family=2, table=254):
             dst = route.get("dst")

@@ -90,9 +90,7 @@ def up(topology: Topology, lab: str) -> Summary:
     steps = plan(topology, lab)
     try:
         state_dir.mkdir(parents=True)
-        (state_dir / STATE_FILE).write_text(
-            json.dumps(_state(topology, lab), indent=2) + "\n", encoding="utf-8"
-        )
+        (state_dir / STATE_FILE).write_text(json.dumps(_state(topology, lab), indent=2) + "\n", encoding="utf-8")
         apply.apply(steps)
     except OSError as exc:
         shutil.rmtree(state_dir, ignore_errors=True)

@@ -208,9 +208,7 @@ def _parse_networks(value: Any, problems: _Problems) -> dict[str, Network]:
         try:
             subnet = ipaddress.IPv4Network(str(body["subnet"]))
         except ValueError:
-            problems.add(
-                f"{path}.subnet", f"{body['subnet']!r} is not an IPv4 subnet; write it like 203.0.113.0/24"
-            )
+            problems.add(f"{path}.subnet", f"{body['subnet']!r} is not an IPv4 subnet; write it like 203.0.113.0/24")
             continue
         if subnet.prefixlen > 30:
             problems.add(f"{path}.subnet", f"{subnet} is too small; use a prefix length of 30 or less")
@@ -255,9 +253,7 @@ def _parse_node(
     nat = None
     if "nat" in body:
         if kind is not None and kind != "router":
-            problems.add(
-                f"{path}.nat", f"only a router has NAT; remove it or set `kind: router` (not {kind})"
-            )
+            problems.add(f"{path}.nat", f"only a router has NAT; remove it or set `kind: router` (not {kind})")
         nat = _parse_nat(body["nat"], f"{path}.nat", interfaces, problems)
     elif kind == "router":
         problems.add(f"{path}.nat", "missing; a router needs `nat: {type: masquerade, wan: NETWORK}`")
@@ -305,9 +301,7 @@ def _parse_interfaces(
     return tuple(result)
 
 
-def _parse_nat(
-    value: Any, path: str, interfaces: tuple[Interface, ...] | None, problems: _Problems
-) -> Nat | None:
+def _parse_nat(value: Any, path: str, interfaces: tuple[Interface, ...] | None, problems: _Problems) -> Nat | None:
     body = _mapping(value, path, problems, "type, wan, firewall")
     if body is None:
         return None
@@ -338,9 +332,7 @@ def _parse_nat(
     return Nat(str(nat_type), str(wan), str(firewall)) if ok else None
 
 
-def _check_links(
-    nodes: list[Node], networks: dict[str, Network], declared: set[str], problems: _Problems
-) -> None:
+def _check_links(nodes: list[Node], networks: dict[str, Network], declared: set[str], problems: _Problems) -> None:
     """Addresses are unique on their network (two LANs behind different NATs may look alike); a node's
     networks do not overlap; a gateway is another node's address on a directly connected network."""
     owner: dict[tuple[str, ipaddress.IPv4Address], str] = {}
@@ -352,9 +344,7 @@ def _check_links(
                     path += f"[{i}]"
                 key = (iface.network, address)
                 if key in owner:
-                    problems.add(
-                        path, f"{address} is already used on {iface.network} by {owner[key]}; give it another"
-                    )
+                    problems.add(path, f"{address} is already used on {iface.network} by {owner[key]}; give it another")
                 else:
                     owner[key] = f"nodes.{node.name}"
         mine = [networks[i.network] for i in node.interfaces if i.network in networks]

@@ -26,9 +26,7 @@ MARKER_PREFIX = "netns-lab:"
 def check_lab_name(name: str) -> str:
     """Return ``name`` if it is a valid lab name, else raise a one-line LabError."""
     if not LAB_NAME_RE.fullmatch(name):
-        raise LabError(
-            f"lab name {name!r} is invalid; use 1-8 lowercase letters or digits, starting with a letter"
-        )
+        raise LabError(f"lab name {name!r} is invalid; use 1-8 lowercase letters or digits, starting with a letter")
     return name
 
 

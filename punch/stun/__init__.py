@@ -1,0 +1,51 @@
+"""STUN (RFC 8489): the message codec; transactions and the UDP endpoint live in submodules."""
+
+from punch.stun.attributes import (
+    MAGIC_COOKIE,
+    TABLE,
+    Address,
+    AttributeType,
+    ErrorCode,
+    attribute_name,
+)
+from punch.stun.message import (
+    HEADER_LENGTH,
+    Message,
+    MessageClass,
+    Method,
+    decode,
+    describe,
+    encode,
+    is_stun,
+    long_term_key,
+    make_error,
+    make_success,
+    method_name,
+    new_transaction_id,
+    verify_integrity,
+    verify_integrity_sha256,
+)
+
+__all__ = [
+    "HEADER_LENGTH",
+    "MAGIC_COOKIE",
+    "TABLE",
+    "Address",
+    "AttributeType",
+    "ErrorCode",
+    "Message",
+    "MessageClass",
+    "Method",
+    "attribute_name",
+    "decode",
+    "describe",
+    "encode",
+    "is_stun",
+    "long_term_key",
+    "make_error",
+    "make_success",
+    "method_name",
+    "new_transaction_id",
+    "verify_integrity",
+    "verify_integrity_sha256",
+]

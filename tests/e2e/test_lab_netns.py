@@ -100,9 +100,7 @@ def test_up_status_down(lab_factory: LabFactory) -> None:
     lab.assert_gone()
     gone = lab.cli("status", "--name", lab.name)
     assert gone.returncode == 1
-    assert gone.stderr == (
-        f"netns-lab: lab '{lab.name}' is not up; run `python -m netns up --name {lab.name}`\n"
-    )
+    assert gone.stderr == (f"netns-lab: lab '{lab.name}' is not up; run `python -m netns up --name {lab.name}`\n")
     again = lab.cli("down", "--name", lab.name)
     assert again.returncode == 0, again.stderr
 
@@ -172,9 +170,7 @@ def test_unsolicited_packet_to_nat_wan(lab: Lab, firewall: str) -> None:
 def test_up_twice_refuses(lab: Lab) -> None:
     done = lab.cli("up", "--name", lab.name)
     assert done.returncode == 1
-    names = ", ".join(
-        f"{lab.name}-{n}" for n in sorted(["core", "server", "nat10", "nat14", "peer10", "peer14"])
-    )
+    names = ", ".join(f"{lab.name}-{n}" for n in sorted(["core", "server", "nat10", "nat14", "peer10", "peer14"]))
     assert done.stderr == (
         f"netns-lab: lab '{lab.name}' is already up (namespaces {names}); "
         f"run `python -m netns down --name {lab.name}` first\n"
@@ -193,9 +189,7 @@ def test_two_labs_side_by_side(lab_factory: LabFactory) -> None:
 
 def test_down_kills_detached_processes(lab: Lab, tmp_path: Path) -> None:
     log = tmp_path / "sleep.log"
-    polite = lab.cli(
-        "exec", "--name", lab.name, "--detach", "--log", str(log), "server", "--", "sleep", "300"
-    )
+    polite = lab.cli("exec", "--name", lab.name, "--detach", "--log", str(log), "server", "--", "sleep", "300")
     stubborn = lab.cli(
         "exec", "--name", lab.name, "--detach", "peer10", "--", "sh", "-c", "trap '' TERM; echo up; sleep 300"
     )

@@ -74,9 +74,7 @@ def test_unknown_key_is_rejected_with_its_path() -> None:
 
 
 def test_unknown_top_level_key() -> None:
-    assert problems(changed("extra", 1)) == [
-        "t.yaml: extra: unknown key; allowed keys are version, networks, nodes"
-    ]
+    assert problems(changed("extra", 1)) == ["t.yaml: extra: unknown key; allowed keys are version, networks, nodes"]
 
 
 def test_bad_version() -> None:
@@ -176,8 +174,7 @@ def test_names_that_cannot_be_interfaces_or_namespaces() -> None:
     assert problems(data) == [
         "t.yaml: networks.a-very-long-network: invalid network name; it is the interface name in each "
         "member, so use 1-15 lowercase letters, digits or dashes starting with a letter",
-        "t.yaml: nodes.toolongnodename: invalid node name; use 1-10 lowercase letters or digits "
-        "starting with a letter",
+        "t.yaml: nodes.toolongnodename: invalid node name; use 1-10 lowercase letters or digits starting with a letter",
     ]
 
 

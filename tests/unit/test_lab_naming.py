@@ -55,9 +55,7 @@ def test_cli_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_cli_validate_prints_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(
-        DEFAULT_TOPOLOGY.read_text().replace("firewall: home", "firewall: homee").replace("1\n", "2\n", 1)
-    )
+    bad.write_text(DEFAULT_TOPOLOGY.read_text().replace("firewall: home", "firewall: homee").replace("1\n", "2\n", 1))
     assert cli.main(["validate", str(bad)]) == 1
     assert capsys.readouterr().err.splitlines() == [
         "bad.yaml: version: 2 is not supported; use `version: 1`",

@@ -1,0 +1,56 @@
+# punch: run `just` to list the recipes. Lab recipes need root (they create network namespaces).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := justfile_directory() / ".venv"
+python := venv / "bin/python"
+# Lab name and router kind: `LAB=demo2 FIREWALL=none just lab-up` gives a second lab with bare MASQUERADE routers.
+lab := env("LAB", "punch")
+firewall := env("FIREWALL", "home")
+server := "203.0.113.1"
+
+[private]
+default:
+    @just --list
+
+# Build the default lab (two NATs, a routed internet) and start `punch server` in its server node
+lab-up:
+    {{python}} -m netns up --name {{lab}} --firewall {{firewall}}
+    logs="$({{python}} -m netns logdir --name {{lab}})"; \
+    {{python}} -m netns exec --name {{lab}} --detach --log "$logs/server.log" server -- \
+        {{python}} -m punch server --listen 0.0.0.0:3478; \
+    echo "server log: $logs/server.log"
+
+# peer10 and peer14 punch through their NATs and exchange messages; shows both results and the NATs' conntrack
+lab-demo:
+    {{python}} -m netns status --name {{lab}} > /dev/null 2>&1 || just lab-up
+    logs="$({{python}} -m netns logdir --name {{lab}})"; \
+    for pair in "10 14" "14 10"; do set -- $pair; \
+      {{python}} -m netns exec --name {{lab}} peer$1 -- {{python}} -m punch peer --server {{server}} \
+        --id $1 --to $2 --send "hello from peer$1" --send "peer$1 says bye" --json \
+        > "$logs/peer$1.json" 2> "$logs/peer$1.log" & \
+    done; \
+    status=0; wait %1 || status=1; wait %2 || status=1; \
+    for p in 10 14; do echo "== peer$p log"; cat "$logs/peer$p.log"; done; \
+    for p in 10 14; do echo "== peer$p result"; tail -n 1 "$logs/peer$p.json"; done; \
+    for n in nat10 nat14; do echo "== conntrack on $n (UDP)"; \
+      {{python}} -m netns exec --name {{lab}} $n -- conntrack -L -p udp 2>/dev/null || true; done; \
+    exit $status
+
+# Stop the server and remove every namespace of the lab
+lab-down:
+    {{python}} -m netns down --name {{lab}}
+
+# Run every test this machine can run (the summary lists what was skipped and why)
+test *args:
+    {{python}} -m pytest -ra {{args}}
+
+# ruff, formatting and mypy --strict
+lint:
+    {{venv}}/bin/ruff check .
+    {{venv}}/bin/ruff format --check .
+    {{venv}}/bin/mypy
+
+# Punch success rate per router kind through the real lab (writes bench/results.md)
+bench trials="50":
+    {{python}} -m bench.punch_success --trials {{trials}} --output bench/results.md

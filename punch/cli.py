@@ -1,0 +1,218 @@
+"""`punch server` and `punch peer`: the command line. The only place that configures logging or prints.
+
+Exit codes: 0 success, 1 failure (one-line reason on stderr), 2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import json
+import logging
+import sys
+import threading
+from collections.abc import AsyncIterator, Sequence
+
+from punch import __version__
+from punch.errors import PeerError, UsageError
+from punch.peer.puncher import PunchTimings
+from punch.peer.session import PeerConfig, PeerResult, run_peer
+from punch.rendezvous.server import DEFAULT_PORT, serve
+from punch.stun import Address
+
+log = logging.getLogger("punch")
+
+
+def parse_endpoint(text: str, flag: str, default_port: int | None) -> Address:
+    """``HOST[:PORT]`` or ``[V6]:PORT`` -> (host, port); UsageError naming the flag and the fix."""
+    host, port_text = text, None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else None
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: {host!r} is not an IP address; give e.g. 203.0.113.1:3478") from None
+    if port_text is None:
+        if default_port is None:
+            raise UsageError(f"{flag} {text!r}: no port; give HOST:PORT, e.g. 0.0.0.0:3478")
+        return (host, default_port)
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise UsageError(f"{flag} {text!r}: port must be a number from 0 to 65535")
+    return (host, int(port_text))
+
+
+def _positive(flag: str, value: float) -> float:
+    if value <= 0:
+        raise UsageError(f"{flag} must be greater than 0, got {value:g}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="punch", description="UDP hole punching over STUN.")
+    parser.add_argument("--version", action="version", version=f"punch {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="how much to log on stderr (default info; -v = debug, -q = warning)",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="log every datagram (debug)")
+    common.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    server = commands.add_parser("server", parents=[common], help="run the STUN/rendezvous server")
+    server.add_argument(
+        "--listen",
+        default=f"0.0.0.0:{DEFAULT_PORT}",
+        metavar="HOST:PORT",
+        help=f"address to listen on (default 0.0.0.0:{DEFAULT_PORT})",
+    )
+    server.add_argument(
+        "--max-lease",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="longest registration lease granted, seconds (default 60)",
+    )
+
+    peer = commands.add_parser("peer", parents=[common], help="find another peer through the server and talk")
+    peer.add_argument("--server", required=True, metavar="HOST[:PORT]", help=f"rendezvous server (port {DEFAULT_PORT})")
+    peer.add_argument("--id", required=True, help="our peer ID")
+    peer.add_argument("--to", required=True, metavar="ID", help="the peer to talk to")
+    peer.add_argument("--bind", default="0.0.0.0:0", metavar="ADDR:PORT", help="local socket (default 0.0.0.0:0)")
+    peer.add_argument(
+        "--send",
+        action="append",
+        metavar="TEXT",
+        help="send TEXT (repeatable), then close; without it, lines from stdin are sent",
+    )
+    peer.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="give up if the other peer has not shown up / said goodbye by then (default 30)",
+    )
+    peer.add_argument(
+        "--punch-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="give up punching after this long (default 10)",
+    )
+    peer.add_argument(
+        "--open-ttl",
+        type=int,
+        default=2,
+        metavar="N",
+        help="IP TTL of the probes that open our own NAT mapping (default 2; 0 = off)",
+    )
+    peer.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    return parser
+
+
+def configure_logging(args: argparse.Namespace, prefix: str) -> None:
+    level = args.log_level or ("debug" if args.verbose else "warning" if args.quiet else "info")
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format=f"%(asctime)s.%(msecs)03d {prefix} %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+async def _stdin_lines() -> AsyncIterator[str]:
+    """Lines typed on stdin, read by a daemon thread so Ctrl-C never waits for Enter."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def reader() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\n"))
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=reader, name="stdin", daemon=True).start()
+    while (line := await queue.get()) is not None:
+        if line:
+            yield line
+
+
+async def _given(texts: Sequence[str]) -> AsyncIterator[str]:
+    for text in texts:
+        yield text
+
+
+def _run_peer(args: argparse.Namespace) -> int:
+    timings = PunchTimings(timeout=_positive("--punch-timeout", args.punch_timeout), open_ttl=args.open_ttl)
+    if not 0 <= args.open_ttl <= 255:
+        raise UsageError(f"--open-ttl must be 0 to 255, got {args.open_ttl}")
+    config = PeerConfig(
+        server=parse_endpoint(args.server, "--server", DEFAULT_PORT),
+        peer_id=args.id,
+        target=args.to,
+        bind=parse_endpoint(args.bind, "--bind", None),
+        timeout=_positive("--timeout", args.timeout),
+        punch=timings,
+    )
+    if config.peer_id == config.target:
+        raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")
+    result = PeerResult(id=config.peer_id, peer=config.target)
+
+    def show(text: str) -> None:
+        print(f"[{config.target}] {text}", flush=True)
+
+    texts = _given(args.send) if args.send is not None else _stdin_lines()
+    if args.send is None:
+        print(f"Chat with {config.target}: type lines, end with Ctrl-D.", file=sys.stderr)
+    code = 0
+    try:
+        asyncio.run(run_peer(config, texts, show, result))
+    except PeerError as error:
+        print(f"punch: {error}", file=sys.stderr)
+        code = 1
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result)), flush=True)
+    elif code == 0:
+        print(
+            f"{result.path} path to {result.peer} at {result.remote}, punched in {result.punch_ms} ms",
+            flush=True,
+        )
+    return code
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    listen = parse_endpoint(args.listen, "--listen", DEFAULT_PORT)
+    _positive("--max-lease", args.max_lease)
+    asyncio.run(serve(listen, max_lease=args.max_lease))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args, "server" if args.command == "server" else f"peer {args.id}:")
+    try:
+        if args.command == "server":
+            return _run_server(args)
+        return _run_peer(args)
+    except UsageError as error:
+        parser.exit(2, f"punch: {error}\n")
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            print("punch: interrupted", file=sys.stderr)
+        return 130
+    except OSError as error:  # binding the socket failed
+        where = args.listen if args.command == "server" else args.bind
+        flag = "--listen" if args.command == "server" else "--bind"
+        print(f"punch: cannot use {where}: {error.strerror or error}; choose another {flag}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Messages between two peers over a punched path: each text acknowledged, resent until it is, in order.
+
+A Data request carries one text and its SEQUENCE number; the success response is the acknowledgement.
+Texts are sent one at a time (stop and wait), so they arrive in order and exactly once (duplicates from
+retransmission are acknowledged again but not delivered twice). A Close request says "I have nothing more
+to send"; a session ends when our Close is acknowledged and the other side's Close has arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from punch.errors import PeerError
+from punch.rendezvous.wire import request
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
+from punch.stun.protocol import StunEndpoint, format_address
+from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+
+log = logging.getLogger(__name__)
+
+MESSAGE_POLICY = RetransmitPolicy(rto=0.2, backoff=2.0, max_rto=1.0, max_sends=12, last_wait=5.0)
+MAX_TEXT_BYTES = 1200
+
+
+class Channel:
+    """Reliable, ordered texts with one peer of one session."""
+
+    def __init__(
+        self,
+        endpoint: StunEndpoint,
+        me: str,
+        peer: str,
+        session_id: bytes,
+        on_text: Callable[[str], None],
+        *,
+        policy: RetransmitPolicy = MESSAGE_POLICY,
+    ) -> None:
+        self._endpoint = endpoint
+        self._me = me
+        self.peer = peer
+        self._session_id = session_id
+        self._on_text = on_text
+        self._policy = policy
+        self.remote: Address | None = None
+        self._next_send = 0
+        self._next_receive = 0
+        self.received: list[str] = []
+        self.sent: list[str] = []
+        self.remote_closed = asyncio.Event()
+
+    def _request(self, method: Method, *attributes: tuple[int, object]) -> Message:
+        return request(
+            method,
+            (AttributeType.PEER_ID, self._me),
+            (AttributeType.SESSION_ID, self._session_id),
+            *attributes,
+        )
+
+    async def _deliver(self, message: Message, what: str) -> None:
+        if self.remote is None:
+            raise PeerError("no path to send on")
+        try:
+            response, _ = await self._endpoint.request(message, self.remote, self._policy)
+        except TransactionTimeout:
+            raise PeerError(
+                f"{self.peer} stopped acknowledging ({what} unacknowledged after "
+                f"{self._policy.max_sends} sends to {format_address(self.remote)})"
+            ) from None
+        if response.message_class is not MessageClass.SUCCESS:
+            raise PeerError(f"{self.peer} refused {what}")
+
+    async def send_text(self, text: str) -> None:
+        """Send one text and wait for its acknowledgement (PeerError if it never comes)."""
+        payload = text.encode("utf-8")
+        if len(payload) > MAX_TEXT_BYTES:
+            raise PeerError(f"a message is {len(payload)} bytes; the limit is {MAX_TEXT_BYTES}")
+        sequence = self._next_send
+        self._next_send += 1
+        log.info("message %d sent to %s: %r", sequence, self.peer, text)
+        await self._deliver(
+            self._request(Method.DATA, (AttributeType.SEQUENCE, sequence), (AttributeType.DATA_PAYLOAD, payload)),
+            f"message {sequence}",
+        )
+        self.sent.append(text)
+        log.info("message %d acknowledged by %s", sequence, self.peer)
+
+    async def close(self) -> None:
+        """Tell the other side we have nothing more to send, and wait for its acknowledgement."""
+        log.info("telling %s we are done sending", self.peer)
+        await self._deliver(self._request(Method.CLOSE), "our Close")
+
+    def on_request(self, message: Message, source: Address) -> bool:
+        """Handle Data and Close of this session; False if the message is not ours."""
+        if message.method not in (Method.DATA, Method.CLOSE):
+            return False
+        if (
+            message.raw(AttributeType.SESSION_ID) != self._session_id
+            or message.text(AttributeType.PEER_ID) != self.peer
+        ):
+            log.info(
+                "ignored a %s from %s: not from %s in our session",
+                Method(message.method).name.title(),
+                format_address(source),
+                self.peer,
+            )
+            return True
+        if message.method == Method.CLOSE:
+            if not self.remote_closed.is_set():
+                log.info("%s is done sending", self.peer)
+                self.remote_closed.set()
+            self._endpoint.send(make_success(message, ()), source)
+            return True
+        sequence = message.integer(AttributeType.SEQUENCE)
+        payload = message.raw(AttributeType.DATA_PAYLOAD)
+        if sequence is None or payload is None or sequence > self._next_receive:
+            log.info("ignored a malformed or out-of-order message from %s", format_address(source))
+            return True
+        if sequence == self._next_receive:
+            text = payload.decode("utf-8", "replace")
+            self._next_receive += 1
+            self.received.append(text)
+            log.info("message %d received from %s: %r", sequence, self.peer, text)
+            self._on_text(text)
+        else:
+            log.debug("duplicate of message %d from %s; acknowledged again", sequence, self.peer)
+        self._endpoint.send(make_success(message, ()), source)
+        return True

@@ -1,0 +1,172 @@
+"""The peer's side of the rendezvous: register under a lease, ask for another peer, take Introduce and Go."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from punch.errors import PeerError
+from punch.rendezvous.wire import Introduction, ProtocolError, Role, request, required_session
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_error, make_success
+from punch.stun.protocol import StunEndpoint, format_address
+from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTimeout
+
+log = logging.getLogger(__name__)
+
+
+def host_candidates(bound: Address, server: Address) -> tuple[Address, ...]:
+    """Our own (host) endpoints as the other peer could reach them on a shared LAN.
+
+    A wildcard bind has no single address: ask the kernel which source address it would use toward the
+    server (connecting a UDP socket sends nothing).
+    """
+    host, port = bound
+    if host not in ("0.0.0.0", "::"):
+        return ((host, port),)
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(server)
+        except OSError:
+            return ()
+        return ((str(probe.getsockname()[0]), port),)
+
+
+class RendezvousClient:
+    """Talks to the rendezvous server over the peer's one socket."""
+
+    def __init__(
+        self,
+        endpoint: StunEndpoint,
+        server: Address,
+        peer_id: str,
+        candidates: tuple[Address, ...],
+        *,
+        lease: int = 30,
+        policy: RetransmitPolicy = RFC_POLICY,
+    ) -> None:
+        self._endpoint = endpoint
+        self.server = server
+        self.peer_id = peer_id
+        self._candidates = candidates
+        self._lease = lease
+        self._policy = policy
+        loop = asyncio.get_running_loop()
+        self.introduction: asyncio.Future[Introduction] = loop.create_future()
+        self.go = asyncio.Event()
+        self.mapped: Address | None = None
+
+    async def _call(self, message: Message, what: str) -> Message:
+        try:
+            response, _ = await self._endpoint.request(message, self.server, self._policy)
+        except TransactionTimeout:
+            raise PeerError(
+                f"the server at {format_address(self.server)} did not answer {what}; "
+                "is `punch server` running there and reachable?"
+            ) from None
+        if response.message_class is MessageClass.ERROR:
+            error = response.error_code()
+            detail = f"{error.code} {error.reason}" if error else "an error"
+            raise PeerError(f"the server refused {what}: {detail}")
+        return response
+
+    async def register(self) -> Address:
+        """Register (or refresh) our ID; returns the endpoint the server sees us at."""
+        response = await self._call(
+            request(
+                Method.REGISTER,
+                (AttributeType.PEER_ID, self.peer_id),
+                *((AttributeType.CANDIDATE, c) for c in self._candidates),
+                (AttributeType.LEASE, self._lease),
+            ),
+            "our registration",
+        )
+        mapped = response.address(AttributeType.XOR_MAPPED_ADDRESS)
+        if mapped is None:
+            raise PeerError("the server's answer to Register lacks XOR-MAPPED-ADDRESS; is it a punch server?")
+        granted = response.integer(AttributeType.LEASE) or self._lease
+        if mapped != self.mapped:
+            log.info(
+                "registered as %s with %s; it sees us at %s (lease %d s)",
+                self.peer_id,
+                format_address(self.server),
+                format_address(mapped),
+                granted,
+            )
+        self._lease = granted
+        self.mapped = mapped
+        return mapped
+
+    async def keep_registered(self) -> None:
+        """Refresh the registration well within its lease, forever (cancel to stop)."""
+        while True:
+            await asyncio.sleep(max(1.0, self._lease / 3))
+            try:
+                await self.register()
+            except PeerError as error:
+                log.warning("refreshing the registration failed: %s", error)
+
+    async def connect(self, target: str) -> str:
+        """Ask the server for ``target``; returns the server's status line."""
+        response = await self._call(
+            request(Method.CONNECT, (AttributeType.PEER_ID, self.peer_id), (AttributeType.TARGET_ID, target)),
+            f"our request for {target}",
+        )
+        status = response.text(AttributeType.STATUS) or "ok"
+        log.info("asked the server for %s: %s", target, status)
+        return status
+
+    async def ready(self, session_id: bytes) -> None:
+        """Tell the server our NAT mapping is open, so it sends Go to the other peer."""
+        await self._call(
+            request(Method.READY, (AttributeType.PEER_ID, self.peer_id), (AttributeType.SESSION_ID, session_id)),
+            "Ready",
+        )
+        log.info("told the server our mapping is open; it tells the other peer to probe")
+
+    def on_request(self, message: Message, source: Address) -> bool:
+        """Handle Introduce and Go from the server; False if the message is not ours to handle."""
+        if message.method not in (Method.INTRODUCE, Method.GO):
+            return False
+        if source != self.server:
+            log.info(
+                "ignored %s from %s: not our server",
+                Method(message.method).name.title(),
+                format_address(source),
+            )
+            return True
+        try:
+            if message.method == Method.INTRODUCE:
+                self._on_introduce(message)
+            else:
+                self._on_go(message)
+        except ProtocolError as error:
+            log.warning("bad message from the server: %s", error)
+            self._endpoint.send(make_error(message, 400, str(error)[:127]), source)
+            return True
+        self._endpoint.send(make_success(message, ()), source)
+        return True
+
+    def _on_introduce(self, message: Message) -> None:
+        introduction = Introduction.from_message(message)
+        if self.introduction.done():
+            return  # a retransmission: our answer was lost, answer again
+        log.info(
+            "introduced to %s (session %s): candidates %s; we are the %s",
+            introduction.peer_id,
+            introduction.session_id.hex()[:8],
+            ", ".join(format_address(c) for c in introduction.candidates),
+            introduction.role.name.lower(),
+        )
+        self.introduction.set_result(introduction)
+
+    def _on_go(self, message: Message) -> None:
+        session = required_session(message)
+        if not self.introduction.done() or self.introduction.result().session_id != session:
+            raise ProtocolError("Go for a session we were not introduced to")
+        if self.introduction.result().role is not Role.PROBER:
+            raise ProtocolError("Go sent to the opener")
+        if not self.go.is_set():
+            log.info("server says go: the other side's mapping is open")
+            self.go.set()

@@ -1,0 +1,237 @@
+"""Punching: connectivity checks between two peers, and the choice of a path proven in both directions.
+
+Checks are STUN Binding requests between the peers, as in ICE (RFC 8445 §7.2), carrying the session's
+identity (SESSION-ID and the sender's PEER-ID) so that a look-alike candidate (the same private address on
+another LAN, or ourselves) is never mistaken for the other peer.
+
+Why there are two roles. A Linux NAT (conntrack) that receives the other peer's check *before* its own peer's
+first packet toward that peer has left records the inbound packet as a connection of its own; when its peer
+then sends, SNAT must pick a different public port, and a naive simultaneous open deadlocks. So:
+
+1. the **opener** sends each candidate a check with a low IP TTL (default 2): it passes the opener's own NAT,
+   creating the mapping, and dies in the network before it can reach the other NAT;
+2. the opener then tells the server it is Ready, and the server tells the **prober** to Go;
+3. the prober checks every candidate; its checks find the opener's mapping already open and get through;
+   the opener answers and sends a triggered check back (RFC 8445 §7.3.1.4);
+4. the prober, which controls the choice, nominates the first pair that answered with USE-CANDIDATE
+   (RFC 8445 §8.1.1); both sides use that path.
+
+If no check arrives from the prober in time, the opener probes at full TTL as well (for networks where the
+low-TTL probe could not open the mapping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from punch.errors import PeerError
+from punch.rendezvous.wire import Introduction, Role, request
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
+from punch.stun.protocol import StunEndpoint, format_address
+from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PunchTimings:
+    """How fast and how long to punch; all in seconds except ``open_ttl``."""
+
+    check_interval: float = 0.05  # constant pace of checks to each candidate
+    timeout: float = 10.0  # give up on a direct path after this long
+    opener_fallback: float = 2.0  # opener probes at full TTL if no check arrived by then
+    open_ttl: int = 2  # TTL of the opener's mapping-opening probes; 0 disables them
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    """A path proven in both directions."""
+
+    remote: Address
+    kind: str  # "direct" (through the NATs) or "direct-lan" (to a host candidate)
+
+
+class Puncher:
+    """Runs the checks of one session (see the module docstring); :meth:`run` returns the chosen path."""
+
+    def __init__(self, endpoint: StunEndpoint, me: str, introduction: Introduction, timings: PunchTimings) -> None:
+        self._endpoint = endpoint
+        self._me = me
+        self._intro = introduction
+        self._timings = timings
+        self._chosen: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self._triggered: set[Address] = set()
+        self._nominated: Address | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._check_policy = RetransmitPolicy(
+            rto=timings.check_interval,
+            backoff=1.0,
+            max_rto=timings.check_interval,
+            max_sends=max(1, int(timings.timeout / timings.check_interval)),
+            last_wait=1.0,
+        )
+
+    @property
+    def peer(self) -> str:
+        return self._intro.peer_id
+
+    def _kind(self, remote: Address) -> str:
+        return "direct-lan" if remote in self._intro.candidates[1:] else "direct"
+
+    def _check(self, *, nominate: bool = False) -> Message:
+        attributes: list[tuple[int, object]] = [
+            (AttributeType.PEER_ID, self._me),
+            (AttributeType.SESSION_ID, self._intro.session_id),
+        ]
+        if nominate:
+            attributes.append((AttributeType.USE_CANDIDATE, None))
+        return request(Method.BINDING, *attributes)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the run ------------------------------------------------------------------------------------------
+
+    async def open_mappings(self) -> None:
+        """Opener, step 1: open our NAT's mapping toward each candidate with low-TTL checks."""
+        if self._timings.open_ttl <= 0:
+            return
+        for candidate in self._intro.candidates:
+            log.info(
+                "probe sent to %s with TTL %d: opens our NAT mapping, dies before theirs",
+                format_address(candidate),
+                self._timings.open_ttl,
+            )
+            self._endpoint.send_with_ttl(self._check(), candidate, self._timings.open_ttl)
+
+    async def run(self) -> Path:
+        """Check candidates until a path is chosen or the timeout passes (PeerError)."""
+        if self._intro.role is Role.PROBER:
+            self._start_checks("probing")
+        else:
+            self._spawn(self._opener_fallback())
+        try:
+            async with asyncio.timeout(self._timings.timeout):
+                return await asyncio.shield(self._chosen)
+        except TimeoutError:
+            tried = ", ".join(format_address(c) for c in self._intro.candidates)
+            raise PeerError(
+                f"no direct path to {self.peer} within {self._timings.timeout:g} s (tried {tried}); "
+                "both NATs may be symmetric, or a firewall drops UDP"
+            ) from None
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop every check still running; idempotent."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _opener_fallback(self) -> None:
+        await asyncio.sleep(self._timings.opener_fallback)
+        if not self._triggered and not self._chosen.done():
+            self._start_checks(f"no check from {self.peer} after {self._timings.opener_fallback:g} s; probing")
+
+    def _start_checks(self, why: str) -> None:
+        log.info("%s %s", why, ", ".join(format_address(c) for c in self._intro.candidates))
+        for candidate in self._intro.candidates:
+            self._spawn(self._check_until_proven(candidate))
+
+    async def _check_until_proven(self, remote: Address) -> None:
+        """Check ``remote`` until it answers as the other peer; the prober then nominates it."""
+        while not self._chosen.done():
+            try:
+                response, source = await self._endpoint.request(self._check(), remote, self._check_policy)
+            except TransactionTimeout:
+                return
+            if not self._is_from_peer(response, source, remote):
+                log.info("ignored an answer from %s: not %s in our session", format_address(source), self.peer)
+                await asyncio.sleep(self._timings.check_interval)
+                continue
+            log.info("probe answered by %s at %s: both directions work", self.peer, format_address(remote))
+            if self._intro.role is Role.PROBER:
+                await self._nominate(remote)
+            return
+
+    async def _nominate(self, remote: Address) -> None:
+        """Nominate the first proven pair, and only that one, so both sides settle on the same path."""
+        if self._chosen.done() or self._nominated is not None:
+            return
+        self._nominated = remote
+        try:
+            response, source = await self._endpoint.request(self._check(nominate=True), remote, self._check_policy)
+        except TransactionTimeout:
+            return
+        if self._is_from_peer(response, source, remote) and not self._chosen.done():
+            path = Path(remote, self._kind(remote))
+            log.info(
+                "path chosen: %s via %s (we nominated it, %s agreed)",
+                path.kind,
+                format_address(remote),
+                self.peer,
+            )
+            self._chosen.set_result(path)
+
+    def _is_from_peer(self, response: Message, source: Address, remote: Address) -> bool:
+        if response.message_class is not MessageClass.SUCCESS or source != remote:
+            return False
+        return (
+            response.text(AttributeType.PEER_ID) == self.peer
+            and response.raw(AttributeType.SESSION_ID) == self._intro.session_id
+        )
+
+    # -- incoming checks ----------------------------------------------------------------------------------
+
+    def on_request(self, message: Message, source: Address) -> bool:
+        """Handle a check from the other peer; False if the message is not a check of this session."""
+        if message.method != Method.BINDING:
+            return False
+        sender = message.text(AttributeType.PEER_ID)
+        if message.raw(AttributeType.SESSION_ID) != self._intro.session_id:
+            log.info("ignored a probe from %s: not our session", format_address(source))
+            return True
+        if sender == self._me:
+            log.info("ignored our own probe, come back from %s (a look-alike candidate)", format_address(source))
+            return True
+        if sender != self.peer:
+            log.info(
+                "ignored a probe from %s: it claims to be %r, not %s",
+                format_address(source),
+                sender,
+                self.peer,
+            )
+            return True
+        self._endpoint.send(
+            make_success(
+                message,
+                (
+                    (AttributeType.XOR_MAPPED_ADDRESS, source),
+                    (AttributeType.PEER_ID, self._me),
+                    (AttributeType.SESSION_ID, self._intro.session_id),
+                ),
+            ),
+            source,
+        )
+        nominated = message.has(AttributeType.USE_CANDIDATE)
+        log.info(
+            "probe received from %s at %s%s; answered",
+            self.peer,
+            format_address(source),
+            " (nominating this path)" if nominated else "",
+        )
+        if nominated and self._intro.role is Role.OPENER and not self._chosen.done():
+            path = Path(source, self._kind(source))
+            log.info("path chosen: %s via %s (nominated by %s)", path.kind, format_address(source), self.peer)
+            self._chosen.set_result(path)
+        elif source not in self._triggered and not self._chosen.done():
+            self._triggered.add(source)
+            self._spawn(self._check_until_proven(source))
+        return True

@@ -1,0 +1,107 @@
+"""The rendezvous server's state, with no sockets: who is registered where, who wants whom.
+
+Pure and synchronous so that every rule is unit-tested with an explicit clock.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from punch.rendezvous.wire import SESSION_ID_BYTES, Introduction, Role
+from punch.stun import Address
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A peer's registration: the endpoint the server observed and the host endpoints the peer reported."""
+
+    peer_id: str
+    observed: Address
+    host_candidates: tuple[Address, ...]
+    expires: float
+
+    def candidates(self) -> tuple[Address, ...]:
+        """Server-reflexive first (what works across NATs), then the host candidates (same-LAN paths)."""
+        return (self.observed, *(c for c in self.host_candidates if c != self.observed))
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Two peers that want each other: what to tell each of them."""
+
+    opener: Registration
+    prober: Registration
+    session_id: bytes
+
+    def introductions(self) -> tuple[tuple[Registration, Introduction], tuple[Registration, Introduction]]:
+        """(recipient, introduction) for the opener and for the prober, in that order."""
+        return (
+            (
+                self.opener,
+                Introduction(self.prober.peer_id, self.prober.candidates(), self.session_id, Role.OPENER),
+            ),
+            (
+                self.prober,
+                Introduction(self.opener.peer_id, self.opener.candidates(), self.session_id, Role.PROBER),
+            ),
+        )
+
+
+@dataclass(slots=True)
+class Registry:
+    """Registrations under leases, pending wishes, and introduced sessions."""
+
+    max_lease: float = 60.0
+    registrations: dict[str, Registration] = field(default_factory=dict)
+    wants: dict[str, str] = field(default_factory=dict)  # asker -> target
+    sessions: dict[bytes, Match] = field(default_factory=dict)
+
+    def register(
+        self, peer_id: str, observed: Address, host_candidates: tuple[Address, ...], lease: float, now: float
+    ) -> Registration:
+        """Add or refresh a registration; returns it (its lease capped to ``max_lease``)."""
+        granted = max(1.0, min(lease, self.max_lease))
+        registration = Registration(peer_id, observed, host_candidates, now + granted)
+        self.registrations[peer_id] = registration
+        return registration
+
+    def lookup(self, peer_id: str, now: float) -> Registration | None:
+        """The live registration of ``peer_id``, if any."""
+        registration = self.registrations.get(peer_id)
+        if registration is None or registration.expires <= now:
+            return None
+        return registration
+
+    def want(self, asker: str, target: str, now: float) -> Match | None:
+        """Record that ``asker`` wants ``target``; a Match when ``target`` already wants ``asker``.
+
+        The peer that asked first is the opener: it has been waiting, and the one that completes the match
+        probes once the opener's NAT mapping is open. Either order works: asking for a peer that does not
+        exist yet simply waits for it.
+        """
+        self.wants[asker] = target
+        if self.wants.get(target) != asker:
+            return None
+        opener, prober = self.lookup(target, now), self.lookup(asker, now)
+        if opener is None or prober is None:
+            return None
+        del self.wants[asker], self.wants[target]
+        match = Match(opener, prober, os.urandom(SESSION_ID_BYTES))
+        self.sessions[match.session_id] = match
+        return match
+
+    def session(self, session_id: bytes) -> Match | None:
+        """The match introduced under ``session_id``."""
+        return self.sessions.get(session_id)
+
+    def expire(self, now: float) -> list[str]:
+        """Forget registrations whose lease ran out, with their wishes and sessions; returns their IDs."""
+        gone = [peer_id for peer_id, r in self.registrations.items() if r.expires <= now]
+        for peer_id in gone:
+            del self.registrations[peer_id]
+            self.wants.pop(peer_id, None)
+        stale = [sid for sid, m in self.sessions.items() if m.opener.peer_id in gone or m.prober.peer_id in gone]
+        for sid in stale:
+            del self.sessions[sid]
+        return gone

@@ -1,0 +1,245 @@
+"""The rendezvous server: a standard STUN Binding server plus punch's rendezvous methods.
+
+- Binding request -> success with XOR-MAPPED-ADDRESS, SOFTWARE, FINGERPRINT (RFC 8489 §12.1).
+- An unknown comprehension-required attribute in any request -> 420 with UNKNOWN-ATTRIBUTES (RFC 8489 §6.3.1.1).
+- Indications and non-STUN datagrams get no answer; malformed messages are dropped and counted.
+- Register / Connect / Ready: see punch.rendezvous.wire. When two peers want each other the server sends both
+  an Introduce at the same moment, then relays the opener's Ready to the prober as Go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from types import TracebackType
+
+from punch import SOFTWARE
+from punch.rendezvous.registry import Match, Registry
+from punch.rendezvous.wire import (
+    ProtocolError,
+    Role,
+    check_peer_id,
+    request,
+    required_peer_id,
+    required_session,
+)
+from punch.stun import (
+    Address,
+    AttributeType,
+    Message,
+    MessageClass,
+    Method,
+    describe,
+    make_error,
+    make_success,
+)
+from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
+from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTimeout
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 3478
+
+
+class RendezvousServer:
+    """Owns one UDP endpoint and the registry; use ``async with`` or call :meth:`close`."""
+
+    def __init__(
+        self,
+        *,
+        max_lease: float = 60.0,
+        push_policy: RetransmitPolicy = RFC_POLICY,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.registry = Registry(max_lease=max_lease)
+        self._push_policy = push_policy
+        self._clock = clock
+        self._endpoint: StunEndpoint | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def endpoint(self) -> StunEndpoint:
+        if self._endpoint is None:
+            raise RuntimeError("server is not started")
+        return self._endpoint
+
+    @property
+    def address(self) -> Address:
+        """Where the server listens (useful with port 0)."""
+        return self.endpoint.local_address
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    async def start(self, listen: Address) -> None:
+        """Bind the socket and start serving."""
+        self._endpoint = await open_endpoint(self._handle, listen)
+        log.info("listening on %s (STUN Binding + punch rendezvous)", format_address(self.address))
+
+    async def close(self) -> None:
+        """Stop serving: cancel pushes in flight and close the socket; idempotent."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._endpoint is not None:
+            await self._endpoint.close()
+            log.info("stopped; counters: %s", dict(sorted(self._endpoint.counters.items())))
+
+    async def __aenter__(self) -> RendezvousServer:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- dispatch -----------------------------------------------------------------------------------------
+
+    def _handle(self, message: Message, source: Address) -> None:
+        if message.message_class is not MessageClass.REQUEST:
+            return  # indications get no answer (RFC 8489 §6.3.2)
+        unknown = message.unknown_comprehension_required()
+        if unknown:
+            self.endpoint.counters["unknown-attribute"] += 1
+            log.info(
+                "420 to %s: unknown comprehension-required attributes %s",
+                format_address(source),
+                ", ".join(f"0x{t:04x}" for t in unknown),
+            )
+            self._reply_error(message, source, 420, "Unknown Attribute", (AttributeType.UNKNOWN_ATTRIBUTES, unknown))
+            return
+        handlers = {
+            Method.BINDING: self._on_binding,
+            Method.REGISTER: self._on_register,
+            Method.CONNECT: self._on_connect,
+            Method.READY: self._on_ready,
+        }
+        handler = handlers.get(Method(message.method)) if message.method in Method._value2member_map_ else None
+        if handler is None:
+            self.endpoint.counters["unknown-method"] += 1
+            self._reply_error(message, source, 400, f"Unknown method 0x{message.method:03x}")
+            return
+        try:
+            handler(message, source)
+        except ProtocolError as error:
+            self.endpoint.counters["bad-request"] += 1
+            log.info("400 to %s: %s", format_address(source), error)
+            self._reply_error(message, source, 400, str(error))
+
+    def _reply(self, message: Message, source: Address, *attributes: tuple[int, object]) -> None:
+        self.endpoint.send(make_success(message, (*attributes, (AttributeType.SOFTWARE, SOFTWARE))), source)
+
+    def _reply_error(
+        self, message: Message, source: Address, code: int, reason: str, *extra: tuple[int, object]
+    ) -> None:
+        self.endpoint.send(
+            make_error(message, code, reason[:127], (*extra, (AttributeType.SOFTWARE, SOFTWARE))), source
+        )
+
+    # -- methods ------------------------------------------------------------------------------------------
+
+    def _on_binding(self, message: Message, source: Address) -> None:
+        log.debug("binding request from %s", format_address(source))
+        self._reply(message, source, (AttributeType.XOR_MAPPED_ADDRESS, source))
+
+    def _on_register(self, message: Message, source: Address) -> None:
+        peer_id = required_peer_id(message)
+        lease = message.integer(AttributeType.LEASE) or 30
+        hosts = tuple(message.addresses(AttributeType.CANDIDATE))[:8]
+        known = self.registry.lookup(peer_id, self._now())
+        registration = self.registry.register(peer_id, source, hosts, lease, self._now())
+        granted = round(registration.expires - self._now())
+        if known is None or known.observed != source or known.host_candidates != hosts:
+            log.info(
+                "registered %s at %s (host candidates: %s; lease %d s)",
+                peer_id,
+                format_address(source),
+                ", ".join(format_address(h) for h in hosts) or "none",
+                granted,
+            )
+        else:
+            log.debug("refreshed %s at %s", peer_id, format_address(source))
+        self._reply(message, source, (AttributeType.XOR_MAPPED_ADDRESS, source), (AttributeType.LEASE, granted))
+
+    def _on_connect(self, message: Message, source: Address) -> None:
+        now = self._now()
+        self.registry.expire(now)
+        asker = required_peer_id(message)
+        target = required_peer_id(message, AttributeType.TARGET_ID)
+        if target == asker:
+            raise ProtocolError(f"peer {asker} asked for itself; ask for another peer's ID")
+        registration = self.registry.lookup(asker, now)
+        if registration is None or registration.observed != source:
+            raise ProtocolError(f"peer {check_peer_id(asker)} is not registered from {format_address(source)}")
+        match = self.registry.want(asker, target, now)
+        if match is None:
+            status = (
+                f"waiting for {target}" if self.registry.lookup(target, now) else f"waiting for {target} to register"
+            )
+            log.info("%s asks for %s: %s", asker, target, status)
+            self._reply(message, source, (AttributeType.STATUS, status))
+            return
+        log.info(
+            "%s asks for %s: both want each other, introducing (session %s)",
+            asker,
+            target,
+            match.session_id.hex()[:8],
+        )
+        self._reply(message, source, (AttributeType.STATUS, "introducing"))
+        self._introduce(match)
+
+    def _introduce(self, match: Match) -> None:
+        """Tell both peers about each other at the same moment."""
+        for recipient, introduction in match.introductions():
+            log.info(
+                "introduce %s -> %s at %s: %s is at %s; role %s",
+                introduction.peer_id,
+                recipient.peer_id,
+                format_address(recipient.observed),
+                introduction.peer_id,
+                ", ".join(format_address(c) for c in introduction.candidates),
+                introduction.role.name.lower(),
+            )
+            self._push(introduction.to_message(), recipient.observed, f"Introduce to {recipient.peer_id}")
+
+    def _on_ready(self, message: Message, source: Address) -> None:
+        opener = required_peer_id(message)
+        match = self.registry.session(required_session(message))
+        if match is None or match.opener.peer_id != opener:
+            raise ProtocolError(f"no session of {opener} matches this SESSION-ID")
+        self._reply(message, source)
+        log.info("%s has opened its NAT mapping; telling %s to probe now (Go)", opener, match.prober.peer_id)
+        go = request(
+            Method.GO,
+            (AttributeType.PEER_ID, opener),
+            (AttributeType.SESSION_ID, match.session_id),
+            (AttributeType.ROLE, int(Role.PROBER)),
+        )
+        self._push(go, match.prober.observed, f"Go to {match.prober.peer_id}")
+
+    def _push(self, message: Message, remote: Address, what: str) -> None:
+        """Send a server-initiated request, retransmitted until the peer answers."""
+
+        async def push() -> None:
+            try:
+                response, _ = await self.endpoint.request(message, remote, self._push_policy)
+            except TransactionTimeout:
+                log.warning("%s: no answer from %s", what, format_address(remote))
+                return
+            if response.message_class is MessageClass.ERROR:
+                log.warning("%s: %s answered %s", what, format_address(remote), describe(response))
+
+        task = asyncio.get_running_loop().create_task(push())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def serve(listen: Address, *, max_lease: float = 60.0, ready: Callable[[Address], None] | None = None) -> None:
+    """Run a server until cancelled."""
+    async with RendezvousServer(max_lease=max_lease) as server:
+        await server.start(listen)
+        if ready is not None:
+            ready(server.address)
+        await asyncio.Future()

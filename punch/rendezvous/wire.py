@@ -1,0 +1,112 @@
+"""The rendezvous protocol on the wire: punch's own STUN methods and the attributes each one carries.
+
+Every message is a real STUN message (RFC 8489 §5), so any STUN decoder (Wireshark, tshark) reads it.
+The methods and attributes live in the Expert Review ranges that RFC 8489 §18.2/§18.3 leave for extensions.
+
+    Register   peer -> server   PEER-ID, CANDIDATE (host candidates), LEASE      -> XOR-MAPPED-ADDRESS, LEASE
+    Connect    peer -> server   PEER-ID, TARGET-ID                               -> STATUS
+    Introduce  server -> peer   PEER-ID (the other), CANDIDATE..., SESSION-ID, ROLE
+    Ready      opener -> server PEER-ID, SESSION-ID                             (our NAT mapping is open)
+    Go         server -> prober PEER-ID (the opener), SESSION-ID                (probe now)
+    Binding    peer <-> peer    PEER-ID, SESSION-ID [, USE-CANDIDATE]           (connectivity check, as in ICE)
+    Data       peer <-> peer    PEER-ID, SESSION-ID, SEQUENCE, DATA-PAYLOAD     -> success = acknowledgement
+    Close      peer <-> peer    PEER-ID, SESSION-ID                             (I have nothing more to send)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from punch.errors import PunchError
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, new_transaction_id
+
+MAX_PEER_ID_BYTES = 128
+SESSION_ID_BYTES = 16
+
+
+class ProtocolError(PunchError):
+    """A well-formed STUN message that breaks the rendezvous protocol (a missing or invalid attribute)."""
+
+
+class Role(enum.IntEnum):
+    """Who does what in a punch (see punch.peer.puncher)."""
+
+    OPENER = 1  # opens its own NAT mapping with a low-TTL probe, then tells the server it is ready
+    PROBER = 2  # waits for Go, then probes; it is the controlling side and nominates the path
+
+
+def check_peer_id(value: str, what: str = "peer ID") -> str:
+    """A peer ID is 1..128 bytes of UTF-8 without control characters."""
+    encoded = value.encode("utf-8", "surrogatepass")
+    if not 1 <= len(encoded) <= MAX_PEER_ID_BYTES:
+        raise ProtocolError(f"{what} must be 1 to {MAX_PEER_ID_BYTES} bytes of UTF-8, got {len(encoded)}")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ProtocolError(f"{what} {value!r} contains a control character")
+    return value
+
+
+def request(method: Method, *attributes: tuple[int, object]) -> Message:
+    """A new request with a fresh transaction ID."""
+    return Message(method, MessageClass.REQUEST, new_transaction_id(), tuple(attributes))
+
+
+def required_text(message: Message, attribute: AttributeType) -> str:
+    """The string value of a required attribute, or ProtocolError naming what is missing."""
+    value = message.text(attribute)
+    if value is None:
+        raise ProtocolError(f"{_name(message)} lacks {_attribute_name(attribute)}")
+    return value
+
+
+def required_peer_id(message: Message, attribute: AttributeType = AttributeType.PEER_ID) -> str:
+    """A required PEER-ID/TARGET-ID, checked."""
+    return check_peer_id(required_text(message, attribute), _attribute_name(attribute))
+
+
+def required_session(message: Message) -> bytes:
+    """The SESSION-ID (16 bytes) of a message, or ProtocolError."""
+    value = message.raw(AttributeType.SESSION_ID)
+    if value is None or len(value) != SESSION_ID_BYTES:
+        raise ProtocolError(f"{_name(message)} lacks a {SESSION_ID_BYTES}-byte SESSION-ID")
+    return value
+
+
+def _name(message: Message) -> str:
+    method = message.method
+    return Method(method).name.title() if method in Method._value2member_map_ else f"method 0x{method:03x}"
+
+
+def _attribute_name(attribute: AttributeType) -> str:
+    return attribute.name.replace("_", "-")
+
+
+@dataclass(frozen=True, slots=True)
+class Introduction:
+    """What the server tells each peer when both want each other (the Introduce request)."""
+
+    peer_id: str
+    candidates: tuple[Address, ...]  # the other's server-reflexive endpoint first, then its host candidates
+    session_id: bytes
+    role: Role
+
+    def to_message(self) -> Message:
+        """The Introduce request carrying this introduction."""
+        return request(
+            Method.INTRODUCE,
+            (AttributeType.PEER_ID, self.peer_id),
+            *((AttributeType.CANDIDATE, c) for c in self.candidates),
+            (AttributeType.SESSION_ID, self.session_id),
+            (AttributeType.ROLE, int(self.role)),
+        )
+
+    @classmethod
+    def from_message(cls, message: Message) -> Introduction:
+        """Parse an Introduce request; ProtocolError if it is incomplete."""
+        role = message.integer(AttributeType.ROLE)
+        if role is None or role not in Role._value2member_map_:
+            raise ProtocolError(f"Introduce has an invalid ROLE {role!r}")
+        candidates = tuple(message.addresses(AttributeType.CANDIDATE))
+        if not candidates:
+            raise ProtocolError("Introduce lacks CANDIDATE")
+        return cls(required_peer_id(message), candidates, required_session(message), Role(role))

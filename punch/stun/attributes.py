@@ -1,0 +1,335 @@
+"""STUN attributes, table-driven: one row per type with its name and value codec (RFC 8489 §14).
+
+Every value codec checks lengths before slicing and raises StunDecodeError naming the attribute, so the
+message decoder stays total. XOR-encoded addresses are rows like every other: their codecs get the
+transaction ID through :class:`Context`.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from punch.errors import StunDecodeError, StunEncodeError
+
+Address = tuple[str, int]
+MAGIC_COOKIE = 0x2112A442
+_COOKIE_BYTES = struct.pack("!I", MAGIC_COOKIE)
+
+
+class AttributeType(enum.IntEnum):
+    """Attribute types, grouped by the RFC that defines them."""
+
+    # RFC 8489 (and RFC 5389)
+    MAPPED_ADDRESS = 0x0001
+    USERNAME = 0x0006
+    MESSAGE_INTEGRITY = 0x0008
+    ERROR_CODE = 0x0009
+    UNKNOWN_ATTRIBUTES = 0x000A
+    REALM = 0x0014
+    NONCE = 0x0015
+    MESSAGE_INTEGRITY_SHA256 = 0x001C
+    XOR_MAPPED_ADDRESS = 0x0020
+    SOFTWARE = 0x8022
+    FINGERPRINT = 0x8028
+    # RFC 5780 (NAT behaviour discovery)
+    CHANGE_REQUEST = 0x0003
+    RESPONSE_ORIGIN = 0x802B
+    OTHER_ADDRESS = 0x802C
+    # RFC 8445 (ICE)
+    PRIORITY = 0x0024
+    USE_CANDIDATE = 0x0025
+    ICE_CONTROLLED = 0x8029
+    ICE_CONTROLLING = 0x802A
+    # punch's own, comprehension-required, Expert Review range 0x4000-0x7FFF (RFC 8489 §18.3)
+    PEER_ID = 0x4C01
+    TARGET_ID = 0x4C02
+    CANDIDATE = 0x4C03
+    SESSION_ID = 0x4C04
+    ROLE = 0x4C05
+    LEASE = 0x4C06
+    SEQUENCE = 0x4C07
+    DATA_PAYLOAD = 0x4C08
+    # punch's own, comprehension-optional, Expert Review range 0xC000-0xFFFF
+    STATUS = 0xCC01
+    OPEN_TTL = 0xCC02
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    """ERROR-CODE (RFC 8489 §14.8): a code from 300 to 699 and a reason phrase."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What some value codecs need beyond the value: the message's transaction ID (for XOR)."""
+
+    transaction_id: bytes
+
+
+Decoder = Callable[[bytes, Context, str], object]
+Encoder = Callable[[object, Context, str], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One attribute type: its RFC name and how its value goes to and from bytes."""
+
+    type: int
+    name: str
+    decode: Decoder
+    encode: Encoder
+
+
+def _fail(name: str, reason: str) -> StunDecodeError:
+    return StunDecodeError(f"attribute/{name}", reason)
+
+
+# -- value codecs -------------------------------------------------------------------------------------------
+
+
+def _decode_address(value: bytes, mask: bytes, name: str) -> Address:
+    """MAPPED-ADDRESS layout (RFC 8489 §14.1), XORed with ``mask`` (empty for plain addresses)."""
+    if len(value) < 4:
+        raise _fail(name, f"value is {len(value)} bytes, an address needs at least 4")
+    family = value[1]
+    sizes = {0x01: 4, 0x02: 16}
+    if family not in sizes:
+        raise _fail(name, f"unknown address family 0x{family:02x} (expected 0x01 IPv4 or 0x02 IPv6)")
+    expected = 4 + sizes[family]
+    if len(value) != expected:
+        raise _fail(name, f"value is {len(value)} bytes, an IPv{4 if family == 1 else 6} address needs {expected}")
+    port = struct.unpack("!H", value[2:4])[0]
+    raw = value[4:]
+    if mask:
+        port ^= MAGIC_COOKIE >> 16
+        raw = bytes(a ^ b for a, b in zip(raw, mask, strict=False))
+    host = str(ipaddress.IPv4Address(raw) if family == 0x01 else ipaddress.IPv6Address(raw))
+    return (host, port)
+
+
+def _encode_address(value: object, mask: bytes, name: str) -> bytes:
+    try:
+        host, port_value = cast(tuple[str, int], value)
+        ip = ipaddress.ip_address(host)
+        port = int(port_value)
+    except (TypeError, ValueError) as error:
+        raise StunEncodeError(f"{name}: {value!r} is not an (IP, port) address: {error}") from None
+    if not 0 <= port <= 0xFFFF:
+        raise StunEncodeError(f"{name}: port {port} is out of range")
+    raw = ip.packed
+    if mask:
+        port ^= MAGIC_COOKIE >> 16
+        raw = bytes(a ^ b for a, b in zip(raw, mask, strict=False))
+    return struct.pack("!BBH", 0, 0x01 if ip.version == 4 else 0x02, port) + raw
+
+
+def plain_address() -> tuple[Decoder, Encoder]:
+    return (lambda v, c, n: _decode_address(v, b"", n), lambda v, c, n: _encode_address(v, b"", n))
+
+
+def xor_address() -> tuple[Decoder, Encoder]:
+    """XOR-MAPPED-ADDRESS layout (RFC 8489 §14.2): port XOR the cookie's top 16 bits, address XOR cookie+txid."""
+
+    def mask(context: Context) -> bytes:
+        return _COOKIE_BYTES + context.transaction_id
+
+    return (
+        lambda v, c, n: _decode_address(v, mask(c), n),
+        lambda v, c, n: _encode_address(v, mask(c), n),
+    )
+
+
+def text(max_bytes: int, min_bytes: int = 0) -> tuple[Decoder, Encoder]:
+    """UTF-8 text with a length limit in bytes (RFC 8489 §14.3 USERNAME, §14.9 REALM, §14.10 NONCE, §14.14 SOFTWARE)."""
+
+    def decode(value: bytes, context: Context, name: str) -> str:
+        if not min_bytes <= len(value) <= max_bytes:
+            raise _fail(name, f"value is {len(value)} bytes, expected {min_bytes} to {max_bytes}")
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise _fail(name, f"invalid UTF-8 at byte {error.start}") from None
+
+    def encode(value: object, context: Context, name: str) -> bytes:
+        if not isinstance(value, str):
+            raise StunEncodeError(f"{name}: expected text, got {type(value).__name__}")
+        data = value.encode("utf-8")
+        if not min_bytes <= len(data) <= max_bytes:
+            raise StunEncodeError(f"{name}: {len(data)} bytes of UTF-8, expected {min_bytes} to {max_bytes}")
+        return data
+
+    return decode, encode
+
+
+def opaque(min_bytes: int, max_bytes: int, multiple: int = 1) -> tuple[Decoder, Encoder]:
+    """Raw bytes with a length range (MESSAGE-INTEGRITY §14.5: 20; -SHA256 §14.6: 16..32 by 4)."""
+
+    def check(size: int) -> str | None:
+        if not min_bytes <= size <= max_bytes or size % multiple:
+            exact = f"{min_bytes}" if min_bytes == max_bytes else f"{min_bytes} to {max_bytes}"
+            return f"{size} bytes, expected {exact}" + (f" in steps of {multiple}" if multiple > 1 else "")
+        return None
+
+    def decode(value: bytes, context: Context, name: str) -> bytes:
+        problem = check(len(value))
+        if problem:
+            raise _fail(name, f"value is {problem}")
+        return bytes(value)
+
+    def encode(value: object, context: Context, name: str) -> bytes:
+        if not isinstance(value, bytes | bytearray):
+            raise StunEncodeError(f"{name}: expected bytes, got {type(value).__name__}")
+        problem = check(len(value))
+        if problem:
+            raise StunEncodeError(f"{name}: {problem}")
+        return bytes(value)
+
+    return decode, encode
+
+
+def unsigned(size: int) -> tuple[Decoder, Encoder]:
+    """A big-endian unsigned integer of ``size`` bytes (PRIORITY §7.1.1 of RFC 8445: 4; ICE-CONTROLLED: 8)."""
+    fmt = {4: "!I", 8: "!Q"}[size]
+
+    def decode(value: bytes, context: Context, name: str) -> int:
+        if len(value) != size:
+            raise _fail(name, f"value is {len(value)} bytes, expected {size}")
+        return int(struct.unpack(fmt, value)[0])
+
+    def encode(value: object, context: Context, name: str) -> bytes:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << (8 * size):
+            raise StunEncodeError(f"{name}: {value!r} is not an unsigned {8 * size}-bit integer")
+        return struct.pack(fmt, value)
+
+    return decode, encode
+
+
+def small() -> tuple[Decoder, Encoder]:
+    """One byte followed by three reserved zero bytes (punch's ROLE and OPEN-TTL)."""
+
+    def decode(value: bytes, context: Context, name: str) -> int:
+        if len(value) != 4:
+            raise _fail(name, f"value is {len(value)} bytes, expected 4")
+        return value[0]
+
+    def encode(value: object, context: Context, name: str) -> bytes:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 255:
+            raise StunEncodeError(f"{name}: {value!r} is not an integer from 0 to 255")
+        return bytes((value, 0, 0, 0))
+
+    return decode, encode
+
+
+def flag() -> tuple[Decoder, Encoder]:
+    """An attribute with no value (USE-CANDIDATE, RFC 8445 §7.1.2); its value is None."""
+
+    def decode(value: bytes, context: Context, name: str) -> None:
+        if value:
+            raise _fail(name, f"value is {len(value)} bytes, expected 0")
+
+    def encode(value: object, context: Context, name: str) -> bytes:
+        if value not in (None, b""):
+            raise StunEncodeError(f"{name}: takes no value, got {value!r}")
+        return b""
+
+    return decode, encode
+
+
+def error_code() -> tuple[Decoder, Encoder]:
+    """ERROR-CODE (RFC 8489 §14.8): 21 zero bits, class (3..6) in 3 bits, number (0..99), reason < 128 chars."""
+
+    def decode(value: bytes, context: Context, name: str) -> ErrorCode:
+        if len(value) < 4:
+            raise _fail(name, f"value is {len(value)} bytes, expected at least 4")
+        klass, number = value[2] & 0x07, value[3]
+        if not 3 <= klass <= 6 or number > 99:
+            raise _fail(name, f"class {klass} number {number} is not a code from 300 to 699")
+        try:
+            reason = value[4:].decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise _fail(name, f"invalid UTF-8 in the reason at byte {error.start + 4}") from None
+        if len(reason) > 127:
+            raise _fail(name, f"reason is {len(reason)} characters, at most 127")
+        return ErrorCode(klass * 100 + number, reason)
+
+    def encode(value: object, context: Context, name: str) -> bytes:
+        if not isinstance(value, ErrorCode) or not 300 <= value.code <= 699 or len(value.reason) > 127:
+            raise StunEncodeError(f"{name}: {value!r} is not an ErrorCode 300..699 with a reason < 128 characters")
+        return struct.pack("!HBB", 0, value.code // 100, value.code % 100) + value.reason.encode("utf-8")
+
+    return decode, encode
+
+
+def unknown_attributes() -> tuple[Decoder, Encoder]:
+    """UNKNOWN-ATTRIBUTES (RFC 8489 §14.13): a list of 16-bit types."""
+
+    def decode(value: bytes, context: Context, name: str) -> tuple[int, ...]:
+        if len(value) % 2:
+            raise _fail(name, f"value is {len(value)} bytes, expected a multiple of 2")
+        return tuple(struct.unpack(f"!{len(value) // 2}H", value))
+
+    def encode(value: object, context: Context, name: str) -> bytes:
+        if not isinstance(value, tuple | list) or not all(isinstance(t, int) and 0 <= t <= 0xFFFF for t in value):
+            raise StunEncodeError(f"{name}: {value!r} is not a list of 16-bit attribute types")
+        return struct.pack(f"!{len(value)}H", *value)
+
+    return decode, encode
+
+
+def _row(attribute: AttributeType, codec: tuple[Decoder, Encoder]) -> Row:
+    return Row(int(attribute), attribute.name.replace("_", "-"), codec[0], codec[1])
+
+
+T = AttributeType
+TABLE: dict[int, Row] = {
+    row.type: row
+    for row in (
+        _row(T.MAPPED_ADDRESS, plain_address()),
+        _row(T.USERNAME, text(512)),
+        _row(T.MESSAGE_INTEGRITY, opaque(20, 20)),
+        _row(T.ERROR_CODE, error_code()),
+        _row(T.UNKNOWN_ATTRIBUTES, unknown_attributes()),
+        _row(T.REALM, text(763)),
+        _row(T.NONCE, text(763)),
+        _row(T.MESSAGE_INTEGRITY_SHA256, opaque(16, 32, multiple=4)),
+        _row(T.XOR_MAPPED_ADDRESS, xor_address()),
+        _row(T.SOFTWARE, text(763)),
+        _row(T.FINGERPRINT, unsigned(4)),
+        _row(T.CHANGE_REQUEST, unsigned(4)),
+        _row(T.RESPONSE_ORIGIN, plain_address()),
+        _row(T.OTHER_ADDRESS, plain_address()),
+        _row(T.PRIORITY, unsigned(4)),
+        _row(T.USE_CANDIDATE, flag()),
+        _row(T.ICE_CONTROLLED, unsigned(8)),
+        _row(T.ICE_CONTROLLING, unsigned(8)),
+        _row(T.PEER_ID, text(128, min_bytes=1)),
+        _row(T.TARGET_ID, text(128, min_bytes=1)),
+        _row(T.CANDIDATE, xor_address()),
+        _row(T.SESSION_ID, opaque(16, 16)),
+        _row(T.ROLE, small()),
+        _row(T.LEASE, unsigned(4)),
+        _row(T.SEQUENCE, unsigned(4)),
+        _row(T.DATA_PAYLOAD, opaque(0, 1200)),
+        _row(T.STATUS, text(128)),
+        _row(T.OPEN_TTL, small()),
+    )
+}
+
+
+def attribute_name(attribute_type: int) -> str:
+    """The RFC name of a type ("XOR-MAPPED-ADDRESS"), or its number for types not in the table."""
+    row = TABLE.get(attribute_type)
+    return row.name if row else f"0x{attribute_type:04X}"
+
+
+def is_comprehension_required(attribute_type: int) -> bool:
+    """Types 0x0000-0x7FFF must be understood by the receiver (RFC 8489 §14)."""
+    return attribute_type < 0x8000

@@ -1,0 +1,173 @@
+"""A UDP endpoint that speaks STUN: it only parses and dispatches.
+
+Responses go to the client transaction with the same transaction ID (RFC 8489 §6.3.3); requests and
+indications go to the owner's handler. Anything that is not a valid STUN message is dropped and counted,
+never raised into the event loop (RFC 8489 §6.3: a malformed message is silently discarded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import Counter
+from collections.abc import Callable
+from typing import cast
+
+from punch.errors import StunDecodeError
+from punch.stun import Address, Message, MessageClass, decode, describe, encode, is_stun
+from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, Transaction
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Message, Address], None]
+
+
+def format_address(address: Address) -> str:
+    """``IP:PORT``, with brackets around IPv6 addresses."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class StunEndpoint(asyncio.DatagramProtocol):
+    """One UDP socket speaking STUN.
+
+    ``handler`` receives every valid request and indication. ``counters`` counts what was dropped and why
+    (``not-stun``, ``malformed``, ``unmatched-response``, ``handler-error``) and what was handled.
+    """
+
+    def __init__(self, handler: Handler, *, fingerprint: bool = True) -> None:
+        self._handler = handler
+        self._fingerprint = fingerprint
+        self._transport: asyncio.DatagramTransport | None = None
+        self._pending: dict[bytes, Transaction] = {}
+        self.counters: Counter[str] = Counter()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    # -- asyncio.DatagramProtocol -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's datagram transport does not always subclass DatagramTransport, though it behaves as one.
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for transaction in list(self._pending.values()):
+            transaction.cancel()
+        self._pending.clear()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors reported by the kernel (port unreachable, TTL exceeded): expected while punching.
+        self.counters["icmp-error"] += 1
+        log.debug("socket reported %s", exc)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        source: Address = (str(addr[0]), int(addr[1]))
+        if not is_stun(data):
+            self.counters["not-stun"] += 1
+            log.debug("dropped a %d-byte non-STUN datagram from %s", len(data), format_address(source))
+            return
+        try:
+            message = decode(data)
+        except StunDecodeError as error:
+            self.counters["malformed"] += 1
+            log.debug("dropped a malformed message from %s: %s", format_address(source), error)
+            return
+        if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
+            transaction = self._pending.get(message.transaction_id)
+            if transaction is None:
+                self.counters["unmatched-response"] += 1
+                log.debug("dropped a response matching no transaction from %s", format_address(source))
+                return
+            self.counters["response"] += 1
+            transaction.response_received(message, source)
+            return
+        self.counters[message.message_class.name.lower()] += 1
+        try:
+            self._handler(message, source)
+        except Exception:  # a bug in a handler must not stop the endpoint; count it and show it
+            self.counters["handler-error"] += 1
+            log.exception("handler failed on %s from %s", describe(message), format_address(source))
+
+    # -- sending ------------------------------------------------------------------------------------------
+
+    @property
+    def local_address(self) -> Address:
+        """The address and port the socket is bound to."""
+        if self._transport is None:
+            raise RuntimeError("endpoint is not connected")
+        name = self._transport.get_extra_info("sockname")
+        return (str(name[0]), int(name[1]))
+
+    def send_bytes(self, data: bytes, remote: Address) -> None:
+        """Send raw bytes; silently nothing once closed."""
+        if self._transport is None or self._transport.is_closing():
+            return
+        self._transport.sendto(data, remote)
+
+    def send(self, message: Message, remote: Address) -> None:
+        """Encode (with FINGERPRINT) and send one message."""
+        self.send_bytes(encode(message, fingerprint=self._fingerprint), remote)
+
+    def send_with_ttl(self, message: Message, remote: Address, ttl: int) -> None:
+        """Send one message with a given IP TTL (IPv6: hop limit), then restore the socket's default.
+
+        Used to open our own NAT's mapping with a probe that dies before the other side's NAT.
+        """
+        if self._transport is None or self._transport.is_closing():
+            return
+        sock = self._transport.get_extra_info("socket")
+        v6 = sock.family == socket.AF_INET6
+        level, option = (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS) if v6 else (socket.IPPROTO_IP, socket.IP_TTL)
+        previous = sock.getsockopt(level, option)
+        sock.setsockopt(level, option, ttl)
+        try:
+            # asyncio sends at once when nothing is queued; a queued datagram would leave with the wrong TTL.
+            if cast(asyncio.WriteTransport, self._transport).get_write_buffer_size() == 0:
+                self.send(message, remote)
+            else:
+                log.debug("write buffer busy; low-TTL probe to %s skipped", format_address(remote))
+        finally:
+            sock.setsockopt(level, option, previous)
+
+    def start_transaction(self, message: Message, remote: Address, policy: RetransmitPolicy) -> Transaction:
+        """Send a request and keep retransmitting it until a response or the policy runs out."""
+        transaction = Transaction(encode(message, fingerprint=self._fingerprint), remote, self.send_bytes, policy)
+        self._pending[message.transaction_id] = transaction
+        transaction.start()
+        return transaction
+
+    async def request(
+        self, message: Message, remote: Address, policy: RetransmitPolicy = RFC_POLICY
+    ) -> tuple[Message, Address]:
+        """Send a request and wait for its response (success or error) and the address it came from."""
+        transaction = self.start_transaction(message, remote, policy)
+        try:
+            return await transaction.wait()
+        finally:
+            transaction.cancel()
+            self._pending.pop(message.transaction_id, None)
+
+    def forget(self, transaction_id: bytes) -> None:
+        """Stop tracking a transaction started with :meth:`start_transaction`."""
+        transaction = self._pending.pop(transaction_id, None)
+        if transaction is not None:
+            transaction.cancel()
+
+    async def close(self) -> None:
+        """Close the socket; idempotent."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        if self._transport is not None:
+            await self.closed
+
+
+async def open_endpoint(handler: Handler, local: Address, *, fingerprint: bool = True) -> StunEndpoint:
+    """Bind a UDP socket on ``local`` and return its endpoint."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
+    _, protocol = await loop.create_datagram_endpoint(
+        lambda: StunEndpoint(handler, fingerprint=fingerprint), local_addr=local, family=family
+    )
+    return protocol

@@ -1,0 +1,145 @@
+"""punch through the lab's real kernel NATs: server in the `server` node, peers behind nat10 and nat14."""
+
+from __future__ import annotations
+
+import json
+import re
+import selectors
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netns.testing import Lab
+
+pytestmark = pytest.mark.e2e
+
+PY = sys.executable
+SERVER = "203.0.113.1"
+WAN = {"10": "198.51.100.10", "14": "192.0.2.14"}
+LAN = {"10": "10.0.10.2", "14": "10.0.14.2"}
+LOOKALIKE = Path(__file__).parent.parent / "data" / "topologies" / "lookalike.yaml"
+
+
+def wait_for_line(proc: subprocess.Popen[Any], pattern: str, timeout: float = 15.0) -> str:
+    """Read ``proc``'s stderr until a line matches ``pattern``; the line. Fails on timeout or exit."""
+    assert proc.stderr is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stderr, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while (left := deadline - time.monotonic()) > 0:
+        if not selector.select(left):
+            break
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return str(line)
+    raise AssertionError(f"no line matching {pattern!r} within {timeout} s; saw:\n{''.join(seen)}")
+
+
+def start_server(lab: Lab) -> subprocess.Popen[Any]:
+    server = lab.spawn("server", PY, "-m", "punch", "server", "--listen", "0.0.0.0:3478", text=True)
+    wait_for_line(server, r"listening on 0\.0\.0\.0:3478")
+    return server
+
+
+def start_peer(lab: Lab, me: str, other: str, *extra: str) -> subprocess.Popen[Any]:
+    command = [PY, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other, "--json", *extra]
+    return lab.spawn(f"peer{me}", *command, text=True, stdin=subprocess.DEVNULL)
+
+
+def finish(proc: subprocess.Popen[Any]) -> tuple[int, dict[str, Any], str]:
+    out, err = proc.communicate(timeout=60)
+    lines = out.strip().splitlines()
+    return proc.returncode, json.loads(lines[-1]) if lines else {}, err
+
+
+def conntrack_udp(lab: Lab, node: str) -> str:
+    return lab.exec(node, "conntrack", "-L", "-p", "udp", check=True).stdout
+
+
+def port(endpoint: str) -> str:
+    return endpoint.rsplit(":", 1)[1]
+
+
+@pytest.mark.parametrize("lab", ["home", "none"], indirect=True, ids=["home-router", "bare-masquerade"])
+def test_peers_punch_a_direct_path_through_both_nats(lab: Lab) -> None:
+    start_server(lab)
+    peer10 = start_peer(lab, "10", "14", "--send", "hello from 10", "--send", "bye from 10")
+    peer14 = start_peer(lab, "14", "10", "--send", "hello from 14")
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result10["received"] == ["hello from 14"]
+    assert result14["received"] == ["hello from 10", "bye from 10"]
+    assert result10["path"] == result14["path"] == "direct"
+    # Each peer talks to the other NAT's public address, at the port the other's NAT mapped.
+    assert result10["remote"] == result14["mapped"]
+    assert result10["remote"].startswith(WAN["14"] + ":")
+    assert result14["remote"] == result10["mapped"]
+    assert result14["remote"].startswith(WAN["10"] + ":")
+    # The kernel's own record of the flow: on each NAT, peer -> other NAT's public endpoint, answered from it.
+    for me, other, result in (("10", "14", result10), ("14", "10", result14)):
+        lan_port, mapped_port, remote_port = (
+            port(result["local"]),
+            port(result["mapped"]),
+            port(result["remote"]),
+        )
+        flow = (
+            rf"src={LAN[me]} dst={WAN[other]} sport={lan_port} dport={remote_port} .*"
+            rf"src={WAN[other]} dst={WAN[me]} sport={remote_port} dport={mapped_port}"
+        )
+        assert re.search(flow, conntrack_udp(lab, f"nat{me}")), conntrack_udp(lab, f"nat{me}")
+    assert "path chosen: direct" in log10
+    assert "path chosen: direct" in log14
+
+
+def test_ten_asks_for_fourteen_before_fourteen_exists(lab: Lab) -> None:
+    server = start_server(lab)
+    peer10 = start_peer(lab, "10", "14", "--send", "first")
+    wait_for_line(server, r"10 asks for 14: waiting for 14 to register")
+    peer14 = start_peer(lab, "14", "10", "--send", "second")
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert (result10["role"], result14["role"]) == ("opener", "prober")
+    assert (result10["received"], result14["received"]) == (["second"], ["first"])
+
+
+@pytest.mark.parametrize("lab", ["none"], indirect=True, ids=["bare-masquerade"])
+def test_naive_simultaneous_open_deadlocks_on_a_bare_router(lab: Lab) -> None:
+    """Without the low-TTL opening probe, conntrack on nat10 records the prober's early probe, and nat10 then
+    maps peer10's own probes to another port: no path, as the kernel predicts (this is why the lab is real)."""
+    start_server(lab)
+    naive = ("--open-ttl", "0", "--punch-timeout", "4")
+    peer10 = start_peer(lab, "10", "14", *naive)
+    peer14 = start_peer(lab, "14", "10", *naive)
+    code10, result10, _ = finish(peer10)
+    code14, result14, _ = finish(peer14)
+    assert (code10, code14) == (1, 1)
+    assert result10["error"].startswith("no direct path to 14 within 4 s")
+    assert result14["error"].startswith("no direct path to 10 within 4 s")
+
+
+@pytest.mark.parametrize("lab", [{"topology": LOOKALIKE}], indirect=True, ids=["lookalike-lans"])
+def test_lookalike_lan_candidates_do_not_fool_the_peers(lab: Lab) -> None:
+    """Both LANs are 10.0.0.0/24 with the peer at 10.0.0.2:5000: a probe to the other's host candidate
+    reaches ourselves. The session's identity in every probe makes the peers ignore it and go through the NATs."""
+    start_server(lab)
+    bind = ("--bind", "0.0.0.0:5000")
+    peer10 = start_peer(lab, "10", "14", *bind, "--send", "from 10")
+    peer14 = start_peer(lab, "14", "10", *bind, "--send", "from 14")
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result10["path"] == result14["path"] == "direct"
+    assert result10["remote"] == f"{WAN['14']}:5000"
+    assert result14["remote"] == f"{WAN['10']}:5000"
+    assert (result10["received"], result14["received"]) == (["from 14"], ["from 10"])
+    assert "ignored our own probe" in log10 + log14

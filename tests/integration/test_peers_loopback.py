@@ -1,0 +1,114 @@
+"""Two peers find each other through an in-process server on loopback and exchange texts."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from punch.errors import PeerError
+from punch.peer.puncher import PunchTimings
+from punch.peer.session import PeerConfig, PeerResult, run_peer
+from punch.rendezvous.server import RendezvousServer
+from tests.integration.conftest import FAST
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+
+async def texts(*items: str) -> AsyncIterator[str]:
+    for item in items:
+        yield item
+
+
+def config(server: RendezvousServer, me: str, other: str, **overrides: object) -> PeerConfig:
+    base = PeerConfig(
+        server=server.address,
+        peer_id=me,
+        target=other,
+        bind=("127.0.0.1", 0),
+        timeout=5.0,
+        punch=PunchTimings(timeout=3.0),
+        linger=0.1,
+        rendezvous=FAST,
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+class LogLine(logging.Handler):
+    """An event set when the server logs a line containing ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+async def test_ten_asks_before_fourteen_exists_then_both_talk(
+    server: RendezvousServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="punch")
+    shown10: list[str] = []
+    shown14: list[str] = []
+    waiting = LogLine("10 asks for 14: waiting for 14 to register")
+    logging.getLogger("punch.rendezvous.server").addHandler(waiting)
+    first = asyncio.create_task(
+        run_peer(
+            config(server, "10", "14"),
+            texts("hello from 10", "second"),
+            shown10.append,
+            PeerResult("10", "14"),
+        )
+    )
+    try:
+        await asyncio.wait_for(waiting.seen.wait(), 5)
+    finally:
+        logging.getLogger("punch.rendezvous.server").removeHandler(waiting)
+    assert server.registry.lookup("14", 0) is None
+    result14 = await run_peer(config(server, "14", "10"), texts("hi from 14"), shown14.append, PeerResult("14", "10"))
+    result10 = await first
+    assert result10.received == shown10 == ["hi from 14"]
+    assert result14.received == shown14 == ["hello from 10", "second"]
+    assert {result10.role, result14.role} == {"opener", "prober"}
+    assert result10.role == "opener"  # the one that waited opens its mapping
+    assert result10.path == result14.path == "direct"
+    assert result10.remote == result14.local
+    assert result14.remote == result10.local
+    assert result10.session == result14.session
+    assert result10.punch_ms is not None
+    assert result10.punch_ms >= 0
+
+
+async def test_silent_peers_close_together(server: RendezvousServer) -> None:
+    results = await asyncio.gather(
+        run_peer(config(server, "a", "b"), texts(), lambda _: None, PeerResult("a", "b")),
+        run_peer(config(server, "b", "a"), texts(), lambda _: None, PeerResult("b", "a")),
+    )
+    assert [r.received for r in results] == [[], []]
+    assert all(r.path == "direct" for r in results)
+
+
+async def test_a_peer_that_never_comes_times_out_with_a_reason(server: RendezvousServer) -> None:
+    result = PeerResult("10", "99")
+    with pytest.raises(PeerError, match=r"^99 did not ask for us within 0\.5 s; start it with "):
+        await run_peer(config(server, "10", "99", timeout=0.5), texts(), lambda _: None, result)
+    assert result.error is not None
+    assert result.error.startswith("99 did not ask for us")
+    assert result.mapped is not None
+    assert result.path is None
+
+
+async def test_no_server_is_a_clear_error() -> None:
+    dead = RendezvousServer()
+    await dead.start(("127.0.0.1", 0))
+    address = dead.address
+    await dead.close()
+    cfg = PeerConfig(server=address, peer_id="10", target="14", bind=("127.0.0.1", 0), rendezvous=FAST)
+    with pytest.raises(PeerError, match=r"did not answer our registration; is `punch server` running there"):
+        await run_peer(cfg, texts(), lambda _: None, PeerResult("10", "14"))

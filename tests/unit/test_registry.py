@@ -1,0 +1,71 @@
+"""The rendezvous registry's rules, with an explicit clock (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+
+from punch.rendezvous.registry import Registry
+from punch.rendezvous.wire import Role
+
+pytestmark = pytest.mark.unit
+
+A = ("198.51.100.10", 40000)
+B = ("192.0.2.14", 40001)
+
+
+def test_asking_for_a_peer_that_does_not_exist_yet_waits_for_it() -> None:
+    registry = Registry()
+    registry.register("10", A, (("10.0.10.2", 40000),), 30, now=0)
+    assert registry.want("10", "14", now=1) is None
+    registry.register("14", B, (("10.0.14.2", 40001),), 30, now=2)
+    match = registry.want("14", "10", now=3)
+    assert match is not None
+    (opener, to_opener), (prober, to_prober) = match.introductions()
+    assert (opener.peer_id, to_opener.peer_id, to_opener.role) == ("10", "14", Role.OPENER)
+    assert (prober.peer_id, to_prober.peer_id, to_prober.role) == ("14", "10", Role.PROBER)
+    assert to_opener.candidates == (B, ("10.0.14.2", 40001))
+    assert to_prober.candidates == (A, ("10.0.10.2", 40000))
+    assert to_opener.session_id == to_prober.session_id
+    assert len(match.session_id) == 16
+    assert registry.session(match.session_id) is match
+    assert registry.wants == {}
+
+
+def test_the_other_order_works_too() -> None:
+    registry = Registry()
+    registry.register("14", B, (), 30, now=0)
+    registry.register("10", A, (), 30, now=0)
+    assert registry.want("14", "10", now=1) is None
+    match = registry.want("10", "14", now=2)
+    assert match is not None
+    assert match.opener.peer_id == "14"
+
+
+def test_a_wish_for_someone_else_does_not_match() -> None:
+    registry = Registry()
+    registry.register("10", A, (), 30, now=0)
+    registry.register("14", B, (), 30, now=0)
+    assert registry.want("10", "14", now=1) is None
+    assert registry.want("14", "99", now=1) is None
+
+
+def test_leases_expire_and_take_wishes_and_sessions_with_them() -> None:
+    registry = Registry(max_lease=10)
+    registration = registry.register("10", A, (), 3600, now=0)
+    assert registration.expires == 10
+    registry.register("14", B, (), 5, now=0)
+    registry.want("10", "14", now=1)
+    match = registry.want("14", "10", now=1)
+    assert match is not None
+    registry.want("10", "99", now=2)
+    assert registry.lookup("14", now=5) is None
+    assert registry.expire(now=6) == ["14"]
+    assert registry.session(match.session_id) is None
+    assert registry.wants == {"10": "99"}
+    assert registry.lookup("10", now=6) is not None
+
+
+def test_server_reflexive_is_not_repeated_among_host_candidates() -> None:
+    registry = Registry()
+    registration = registry.register("10", A, (A, ("10.0.10.2", 1)), 30, now=0)
+    assert registration.candidates() == (A, ("10.0.10.2", 1))
