@@ -11,7 +11,7 @@ server := "203.0.113.1"
 
 [private]
 default:
-    @just --list
+    @{{just_executable()}} --list
 
 # Build the default lab (two NATs, a routed internet) and start `punch server` in its server node
 lab-up:
@@ -23,7 +23,7 @@ lab-up:
 
 # peer10 and peer14 punch through their NATs and exchange messages; shows both results and the NATs' conntrack
 lab-demo:
-    {{python}} -m netns status --name {{lab}} > /dev/null 2>&1 || just lab-up
+    {{python}} -m netns status --name {{lab}} > /dev/null 2>&1 || {{just_executable()}} lab-up
     logs="$({{python}} -m netns logdir --name {{lab}})"; \
     for pair in "10 14" "14 10"; do set -- $pair; \
       {{python}} -m netns exec --name {{lab}} peer$1 -- {{python}} -m punch peer --server {{server}} \

@@ -168,7 +168,7 @@ def _run_peer(args: argparse.Namespace) -> int:
         print(f"[{config.target}] {text}", flush=True)
 
     texts = _given(args.send) if args.send is not None else _stdin_lines()
-    if args.send is None:
+    if args.send is None and sys.stdin.isatty():
         print(f"Chat with {config.target}: type lines, end with Ctrl-D.", file=sys.stderr)
     code = 0
     try:

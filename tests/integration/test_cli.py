@@ -1,0 +1,92 @@
+"""`punch server` and `punch peer` as a user runs them: subprocesses on loopback."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+PUNCH = [sys.executable, "-m", "punch"]
+
+
+@pytest.fixture
+def server_address() -> Iterator[str]:
+    server = subprocess.Popen(
+        [*PUNCH, "server", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+    )
+    assert server.stderr is not None
+    line = server.stderr.readline()  # the first log line says where it listens
+    match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
+    assert match, line
+    yield match.group(1)
+    server.terminate()
+    server.communicate(timeout=10)
+
+
+def peer(server: str, me: str, other: str, *extra: str, stdin: str | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*PUNCH, "peer", "--server", server, "--id", me, "--to", other, "--bind", "127.0.0.1:0", *extra],
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_scripted_peer_talks_to_an_interactive_one(server_address: str) -> None:
+    scripted = peer(server_address, "10", "14", "--send", "hello", "--send", "bye", "--json")
+    chat = peer(server_address, "14", "10", stdin="hi there\n\nhow are you?\n")
+    chat_out, chat_err = chat.communicate("hi there\n\nhow are you?\n", timeout=30)
+    out, err = scripted.communicate(timeout=30)
+    assert (scripted.returncode, chat.returncode) == (0, 0), err + chat_err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["received"] == ["hi there", "how are you?"]  # empty lines are not sent
+    assert (result["id"], result["peer"], result["path"]) == ("10", "14", "direct")
+    assert set(result) >= {"id", "peer", "path", "remote", "punch_ms", "received"}
+    assert out.splitlines()[:2] == ["[14] hi there", "[14] how are you?"]
+    assert chat_out.splitlines()[:2] == ["[10] hello", "[10] bye"]
+    assert re.match(r"direct path to 10 at 127\.0\.0\.1:\d+, punched in [\d.]+ ms$", chat_out.splitlines()[-1])
+    for step in ("registered as 14", "asked the server for 10", "introduced to 10", "path chosen: direct"):
+        assert step in chat_err
+
+
+def test_peer_without_its_partner_fails_with_one_line_and_json(server_address: str) -> None:
+    alone = peer(server_address, "10", "77", "--timeout", "1", "--json", "-q")
+    out, err = alone.communicate(timeout=30)
+    assert alone.returncode == 1
+    assert err.strip() == "punch: 77 did not ask for us within 1 s; start it with `punch peer --id 77 --to 10`"
+    assert json.loads(out.strip().splitlines()[-1])["error"].startswith("77 did not ask for us")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["peer", "--server", "nowhere", "--id", "1", "--to", "2"],
+         "punch: --server 'nowhere': 'nowhere' is not an IP address; give e.g. 203.0.113.1:3478"),
+        (["peer", "--server", "127.0.0.1:99999", "--id", "1", "--to", "2"],
+         "punch: --server '127.0.0.1:99999': port must be a number from 0 to 65535"),
+        (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "1"],
+         "punch: --to '1' is our own --id; give the other peer's ID"),
+        (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--timeout", "0"],
+         "punch: --timeout must be greater than 0, got 0"),
+        (["server", "--listen", "0.0.0.0:http"], "punch: --listen '0.0.0.0:http': port must be a number from 0 to 65535"),
+    ],
+)  # fmt: skip
+def test_usage_errors_exit_2_with_one_line_naming_the_flag(args: list[str], message: str) -> None:
+    done = subprocess.run([*PUNCH, *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert done.stderr.strip() == message
+
+
+def test_server_port_in_use_is_a_clear_error(server_address: str) -> None:
+    done = subprocess.run([*PUNCH, "server", "--listen", server_address], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(
+        f"punch: cannot use {server_address}: Address already in use; choose another --listen"
+    )
