@@ -15,26 +15,27 @@ default:
 
 # Build the default lab (two NATs, a routed internet) and start `punch server` in its server node
 lab-up:
-    {{python}} -m netns up --name {{lab}} --firewall {{firewall}}
-    logs="$({{python}} -m netns logdir --name {{lab}})"; \
+    @{{python}} -m netns up --name {{lab}} --firewall {{firewall}}
+    @logs="$({{python}} -m netns logdir --name {{lab}})"; \
     {{python}} -m netns exec --name {{lab}} --detach --log "$logs/server.log" server -- \
-        {{python}} -m punch server --listen 0.0.0.0:3478; \
-    echo "server log: $logs/server.log"
+        {{python}} -m punch server --listen 0.0.0.0:3478 > /dev/null; \
+    echo "punch server runs in node server (203.0.113.1:3478); its log: $logs/server.log"
 
-# peer10 and peer14 punch through their NATs and exchange messages; shows both results and the NATs' conntrack
+# peer10 and peer14 punch through their NATs and exchange messages; shows both logs, results and the NATs' conntrack
 lab-demo:
-    {{python}} -m netns status --name {{lab}} > /dev/null 2>&1 || {{just_executable()}} lab-up
-    logs="$({{python}} -m netns logdir --name {{lab}})"; \
+    @{{python}} -m netns status --name {{lab}} > /dev/null 2>&1 || {{just_executable()}} lab-up
+    @logs="$({{python}} -m netns logdir --name {{lab}})"; \
     for pair in "10 14" "14 10"; do set -- $pair; \
       {{python}} -m netns exec --name {{lab}} peer$1 -- {{python}} -m punch peer --server {{server}} \
         --id $1 --to $2 --send "hello from peer$1" --send "peer$1 says bye" --json \
         > "$logs/peer$1.json" 2> "$logs/peer$1.log" & \
     done; \
     status=0; wait %1 || status=1; wait %2 || status=1; \
-    for p in 10 14; do echo "== peer$p log"; cat "$logs/peer$p.log"; done; \
-    for p in 10 14; do echo "== peer$p result"; tail -n 1 "$logs/peer$p.json"; done; \
-    for n in nat10 nat14; do echo "== conntrack on $n (UDP)"; \
+    for p in 10 14; do echo; echo "== peer$p: its log ($logs/peer$p.log)"; cat "$logs/peer$p.log"; done; \
+    for p in 10 14; do echo; echo "== peer$p: its result (--json)"; tail -n 1 "$logs/peer$p.json"; done; \
+    for n in nat10 nat14; do echo; echo "== $n: the kernel's UDP conntrack entries (the peer-to-peer flow is the one between both public addresses)"; \
       {{python}} -m netns exec --name {{lab}} $n -- conntrack -L -p udp 2>/dev/null || true; done; \
+    echo; [ $status -eq 0 ] && echo "demo ok: the peers talked directly; \`just lab-down\` removes the lab" || echo "demo FAILED: see the logs above"; \
     exit $status
 
 # Stop the server and remove every namespace of the lab
