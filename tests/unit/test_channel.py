@@ -1,0 +1,78 @@
+"""The message channel's receive rules, with a fake endpoint (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from punch.peer.channel import Channel
+from punch.rendezvous.wire import request
+from punch.stun import Address, AttributeType, Message, MessageClass, Method
+
+pytestmark = pytest.mark.unit
+
+SESSION = bytes(16)
+SOURCE = ("198.51.100.10", 40000)
+
+
+class FakeEndpoint:
+    def __init__(self) -> None:
+        self.sent: list[tuple[Message, Address]] = []
+
+    def send(self, message: Message, remote: Address) -> None:
+        self.sent.append((message, remote))
+
+
+def data(sequence: int, text: str, *, sender: str = "14", session: bytes = SESSION) -> Message:
+    return request(
+        Method.DATA,
+        (AttributeType.PEER_ID, sender),
+        (AttributeType.SESSION_ID, session),
+        (AttributeType.SEQUENCE, sequence),
+        (AttributeType.DATA_PAYLOAD, text.encode()),
+    )
+
+
+def make_channel() -> tuple[Channel, FakeEndpoint, list[str]]:
+    endpoint = FakeEndpoint()
+    shown: list[str] = []
+    channel = Channel(endpoint, "10", "14", SESSION, shown.append)  # type: ignore[arg-type]
+    return channel, endpoint, shown
+
+
+def test_texts_are_delivered_once_and_in_order_and_duplicates_acknowledged_again() -> None:
+    async def scenario() -> None:
+        channel, endpoint, shown = make_channel()
+        first, again, second = data(0, "a"), data(0, "a"), data(1, "b")
+        for message in (first, again, data(2, "too early"), second):
+            assert channel.on_request(message, SOURCE)
+        assert shown == channel.received == ["a", "b"]
+        acknowledged = [m.transaction_id for m, _ in endpoint.sent]
+        assert acknowledged == [first.transaction_id, again.transaction_id, second.transaction_id]
+        assert all(m.message_class is MessageClass.SUCCESS for m, _ in endpoint.sent)
+
+    asyncio.run(scenario())
+
+
+def test_messages_of_another_session_or_sender_are_ignored() -> None:
+    async def scenario() -> None:
+        channel, endpoint, shown = make_channel()
+        assert channel.on_request(data(0, "x", session=b"\x01" * 16), SOURCE)
+        assert channel.on_request(data(0, "x", sender="66"), SOURCE)
+        assert not channel.on_request(request(Method.BINDING), SOURCE)  # not a channel message
+        assert (shown, endpoint.sent) == ([], [])
+
+    asyncio.run(scenario())
+
+
+def test_close_is_acknowledged_every_time_and_recorded_once() -> None:
+    async def scenario() -> None:
+        channel, endpoint, _ = make_channel()
+        close = request(Method.CLOSE, (AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, SESSION))
+        assert channel.on_request(close, SOURCE)
+        assert channel.on_request(close, SOURCE)
+        assert channel.remote_closed.is_set()
+        assert len(endpoint.sent) == 2
+
+    asyncio.run(scenario())
