@@ -24,13 +24,13 @@ lab-up:
 # peer10 and peer14 punch through their NATs and exchange messages; shows both logs, results and the NATs' conntrack
 lab-demo:
     @{{python}} -m netns status --name {{lab}} > /dev/null 2>&1 || {{just_executable()}} lab-up
-    @logs="$({{python}} -m netns logdir --name {{lab}})"; \
+    @logs="$({{python}} -m netns logdir --name {{lab}})"; pids=""; \
     for pair in "10 14" "14 10"; do set -- $pair; \
       {{python}} -m netns exec --name {{lab}} peer$1 -- {{python}} -m punch peer --server {{server}} \
         --id $1 --to $2 --send "hello from peer$1" --send "peer$1 says bye" --json \
-        > "$logs/peer$1.json" 2> "$logs/peer$1.log" & \
+        > "$logs/peer$1.json" 2> "$logs/peer$1.log" & pids="$pids $!"; \
     done; \
-    status=0; wait %1 || status=1; wait %2 || status=1; \
+    status=0; for pid in $pids; do wait $pid || status=1; done; \
     for p in 10 14; do echo; echo "== peer$p: its log ($logs/peer$p.log)"; cat "$logs/peer$p.log"; done; \
     for p in 10 14; do echo; echo "== peer$p: its result (--json)"; tail -n 1 "$logs/peer$p.json"; done; \
     for n in nat10 nat14; do echo; echo "== $n: the kernel's UDP conntrack entries (the peer-to-peer flow is the one between both public addresses)"; \

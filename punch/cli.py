@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="IP TTL of the probes that open our own NAT mapping (default 2; 0 = off)",
     )
+    peer.add_argument(
+        "--no-relay", action="store_true", help="fail instead of relaying through the server when punching fails"
+    )
     peer.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     return parser
 
@@ -159,6 +162,7 @@ def _run_peer(args: argparse.Namespace) -> int:
         bind=parse_endpoint(args.bind, "--bind", None),
         timeout=_positive("--timeout", args.timeout),
         punch=timings,
+        relay=not args.no_relay,
     )
     if config.peer_id == config.target:
         raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")
@@ -180,7 +184,7 @@ def _run_peer(args: argparse.Namespace) -> int:
         print(json.dumps(dataclasses.asdict(result)), flush=True)
     elif code == 0:
         print(
-            f"{result.path} path to {result.peer} at {result.remote}, punched in {result.punch_ms} ms",
+            f"{result.path} path to {result.peer} via {result.remote}, after {result.punch_ms} ms",
             flush=True,
         )
     return code

@@ -12,7 +12,7 @@ from punch.errors import PeerError
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient, host_candidates
 from punch.peer.puncher import Path, Puncher, PunchTimings
-from punch.stun import Address, Message, Method
+from punch.stun import Address, Message, MessageClass, Method, describe
 from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
 from punch.stun.transaction import RetransmitPolicy
 
@@ -35,6 +35,7 @@ class PeerConfig:
     punch: PunchTimings = field(default_factory=PunchTimings)
     linger: float = 0.5  # after closing, keep answering retransmissions this long
     rendezvous: RetransmitPolicy = SERVER_POLICY  # requests to the server
+    relay: bool = True  # fall back to the server's relay when no direct path can be punched
 
 
 @dataclass(slots=True)
@@ -61,7 +62,10 @@ class _Dispatcher:
     def __init__(self) -> None:
         self.routes: list[Callable[[Message, Address], bool]] = []
 
-    def __call__(self, message: Message, source: Address) -> None:
+    def __call__(self, message: Message, source: Address, data: bytes) -> None:
+        if message.message_class is not MessageClass.REQUEST:
+            log.debug("ignored a %s from %s", describe(message), format_address(source))
+            return
         for route in self.routes:
             if route(message, source):
                 return
@@ -157,11 +161,17 @@ async def _find_path(
                 await client.go.wait()
         except TimeoutError:
             raise PeerError(f"the server never said Go for {introduction.peer_id}; is it still running?") from None
-    path = await puncher.run()
+    try:
+        path = await puncher.run()
+    except PeerError as error:
+        if not config.relay:
+            raise
+        log.info("%s; falling back to the relay through the server", error)
+        path = Path(config.server, "relay")
     result.punch_ms = round((loop.time() - started) * 1000, 1)
     channel.remote = path.remote
     log.info(
-        "punched a %s path to %s at %s in %.1f ms",
+        "using the %s path to %s via %s (%.1f ms after the introduction)",
         path.kind,
         introduction.peer_id,
         format_address(path.remote),

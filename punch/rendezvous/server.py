@@ -5,6 +5,9 @@
 - Indications and non-STUN datagrams get no answer; malformed messages are dropped and counted.
 - Register / Connect / Ready: see punch.rendezvous.wire. When two peers want each other the server sends both
   an Introduce at the same moment, then relays the opener's Ready to the prober as Go.
+- Relay: a Data or Close request of an introduced session, sent to the server by one of its two peers from
+  its registered endpoint, is forwarded to the other peer; the answer goes back the same way. Peers fall back
+  to this when no direct path can be punched.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from types import TracebackType
 
 from punch import SOFTWARE
 from punch.rendezvous.registry import Match, Registry
+from punch.rendezvous.relay import RelayTable
 from punch.rendezvous.wire import (
     ProtocolError,
     Role,
@@ -33,6 +37,7 @@ from punch.stun import (
     describe,
     make_error,
     make_success,
+    method_name,
 )
 from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTimeout
@@ -57,6 +62,7 @@ class RendezvousServer:
         self._clock = clock
         self._endpoint: StunEndpoint | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._relay = RelayTable()
 
     @property
     def endpoint(self) -> StunEndpoint:
@@ -97,7 +103,10 @@ class RendezvousServer:
 
     # -- dispatch -----------------------------------------------------------------------------------------
 
-    def _handle(self, message: Message, source: Address) -> None:
+    def _handle(self, message: Message, source: Address, data: bytes) -> None:
+        if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
+            self._relay_back(message, data)
+            return
         if message.message_class is not MessageClass.REQUEST:
             return  # indications get no answer (RFC 8489 §6.3.2)
         unknown = message.unknown_comprehension_required()
@@ -110,11 +119,13 @@ class RendezvousServer:
             )
             self._reply_error(message, source, 420, "Unknown Attribute", (AttributeType.UNKNOWN_ATTRIBUTES, unknown))
             return
-        handlers = {
+        handlers: dict[Method, Callable[[Message, Address], None]] = {
             Method.BINDING: self._on_binding,
             Method.REGISTER: self._on_register,
             Method.CONNECT: self._on_connect,
             Method.READY: self._on_ready,
+            Method.DATA: lambda m, s: self._on_relay(m, s, data),
+            Method.CLOSE: lambda m, s: self._on_relay(m, s, data),
         }
         handler = handlers.get(Method(message.method)) if message.method in Method._value2member_map_ else None
         if handler is None:
@@ -218,6 +229,30 @@ class RendezvousServer:
             (AttributeType.ROLE, int(Role.PROBER)),
         )
         self._push(go, match.prober.observed, f"Go to {match.prober.peer_id}")
+
+    def _on_relay(self, message: Message, source: Address, data: bytes) -> None:
+        """Forward a Data/Close of an introduced session to the other peer (the relay fallback)."""
+        sender = required_peer_id(message)
+        match = self.registry.session(required_session(message))
+        pair = (match.opener, match.prober) if match else ()
+        peers = {r.peer_id: r for r in pair}
+        if sender not in peers or peers[sender].observed != source:
+            raise ProtocolError(f"no session of {sender} from {format_address(source)} matches this SESSION-ID")
+        other = next(r for r in pair if r.peer_id != sender)
+        destination = self.registry.lookup(other.peer_id, self._now())
+        target = destination.observed if destination else other.observed
+        if self._relay.remember(message.transaction_id, source, self._now()):
+            log.info("relaying %s from %s to %s", method_name(message.method), sender, other.peer_id)
+        self.endpoint.counters["relayed-request"] += 1
+        self.endpoint.send_bytes(data, target)
+
+    def _relay_back(self, message: Message, data: bytes) -> None:
+        requester = self._relay.pop(message.transaction_id)
+        if requester is None:
+            self.endpoint.counters["unmatched-response"] += 1
+            return
+        self.endpoint.counters["relayed-response"] += 1
+        self.endpoint.send_bytes(data, requester)
 
     def _push(self, message: Message, remote: Address, what: str) -> None:
         """Send a server-initiated request, retransmitted until the peer answers."""

@@ -20,7 +20,8 @@ from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, Transaction
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Message, Address], None]
+# (message, source, the datagram's bytes): the bytes let a relay forward a message exactly as it came.
+Handler = Callable[[Message, Address, bytes], None]
 
 
 def format_address(address: Address) -> str:
@@ -32,8 +33,9 @@ def format_address(address: Address) -> str:
 class StunEndpoint(asyncio.DatagramProtocol):
     """One UDP socket speaking STUN.
 
-    ``handler`` receives every valid request and indication. ``counters`` counts what was dropped and why
-    (``not-stun``, ``malformed``, ``unmatched-response``, ``handler-error``) and what was handled.
+    ``handler`` receives every valid request and indication, and the responses that match none of our own
+    transactions (a relay forwards those). ``counters`` counts what was dropped and why (``not-stun``,
+    ``malformed``, ``handler-error``) and what was handled.
     """
 
     def __init__(self, handler: Handler, *, fingerprint: bool = True) -> None:
@@ -76,16 +78,15 @@ class StunEndpoint(asyncio.DatagramProtocol):
             return
         if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
             transaction = self._pending.get(message.transaction_id)
-            if transaction is None:
-                self.counters["unmatched-response"] += 1
-                log.debug("dropped a response matching no transaction from %s", format_address(source))
+            if transaction is not None:
+                self.counters["response"] += 1
+                transaction.response_received(message, source)
                 return
-            self.counters["response"] += 1
-            transaction.response_received(message, source)
-            return
-        self.counters[message.message_class.name.lower()] += 1
+            self.counters["unmatched-response"] += 1
+        else:
+            self.counters[message.message_class.name.lower()] += 1
         try:
-            self._handler(message, source)
+            self._handler(message, source, data)
         except Exception:  # a bug in a handler must not stop the endpoint; count it and show it
             self.counters["handler-error"] += 1
             log.exception("handler failed on %s from %s", describe(message), format_address(source))

@@ -117,7 +117,7 @@ def test_naive_simultaneous_open_deadlocks_on_a_bare_router(lab: Lab) -> None:
     """Without the low-TTL opening probe, conntrack on nat10 records the prober's early probe, and nat10 then
     maps peer10's own probes to another port: no path, as the kernel predicts (this is why the lab is real)."""
     start_server(lab)
-    naive = ("--open-ttl", "0", "--punch-timeout", "4")
+    naive = ("--open-ttl", "0", "--punch-timeout", "4", "--no-relay")
     peer10 = start_peer(lab, "10", "14", *naive)
     peer14 = start_peer(lab, "14", "10", *naive)
     code10, result10, _ = finish(peer10)
@@ -143,3 +143,23 @@ def test_lookalike_lan_candidates_do_not_fool_the_peers(lab: Lab) -> None:
     assert result14["remote"] == f"{WAN['10']}:5000"
     assert (result10["received"], result14["received"]) == (["from 14"], ["from 10"])
     assert "ignored our own probe" in log10 + log14
+
+
+@pytest.mark.parametrize("lab", ["none"], indirect=True, ids=["bare-masquerade"])
+def test_peers_fall_back_to_the_relay_where_no_direct_path_exists(lab: Lab) -> None:
+    """The naive open cannot get through the bare routers (above); the peers then talk through the server."""
+    server = start_server(lab)
+    naive = ("--open-ttl", "0", "--punch-timeout", "2")
+    peer10 = start_peer(lab, "10", "14", *naive, "--send", "via the relay")
+    peer14 = start_peer(lab, "14", "10", *naive, "--send", "me too", "--send", "twice")
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result10["path"] == result14["path"] == "relay"
+    assert result10["remote"] == result14["remote"] == f"{SERVER}:3478"
+    assert (result10["received"], result14["received"]) == (["me too", "twice"], ["via the relay"])
+    assert "falling back to the relay through the server" in log10
+    server.terminate()
+    _, server_log = server.communicate(timeout=10)
+    assert "relaying Data from 10 to 14" in server_log
+    assert "relaying Data from 14 to 10" in server_log

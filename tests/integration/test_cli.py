@@ -51,7 +51,7 @@ def test_scripted_peer_talks_to_an_interactive_one(server_address: str) -> None:
     assert set(result) >= {"id", "peer", "path", "remote", "punch_ms", "received"}
     assert out.splitlines()[:2] == ["[14] hi there", "[14] how are you?"]
     assert chat_out.splitlines()[:2] == ["[10] hello", "[10] bye"]
-    assert re.match(r"direct path to 10 at 127\.0\.0\.1:\d+, punched in [\d.]+ ms$", chat_out.splitlines()[-1])
+    assert re.match(r"direct path to 10 via 127\.0\.0\.1:\d+, after [\d.]+ ms$", chat_out.splitlines()[-1])
     for step in ("registered as 14", "asked the server for 10", "introduced to 10", "path chosen: direct"):
         assert step in chat_err
 
