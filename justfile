@@ -18,8 +18,8 @@ lab-up:
     @{{python}} -m netns up --name {{lab}} --firewall {{firewall}}
     @logs="$({{python}} -m netns logdir --name {{lab}})"; \
     {{python}} -m netns exec --name {{lab}} --detach --log "$logs/server.log" server -- \
-        {{python}} -m punch server --listen 0.0.0.0:3478 > /dev/null; \
-    echo "punch server runs in node server (203.0.113.1:3478); its log: $logs/server.log"
+        {{python}} -m punch server --listen {{server}}:3478 --alternate 203.0.113.2:3479 > /dev/null; \
+    echo "punch server runs in node server ({{server}}:3478, alternate 203.0.113.2:3479); its log: $logs/server.log"
 
 # peer10 and peer14 punch through their NATs and exchange messages; shows both logs, results and the NATs' conntrack
 lab-demo:

@@ -20,8 +20,10 @@ from punch import __version__
 from punch.errors import PeerError, UsageError
 from punch.peer.puncher import PunchTimings
 from punch.peer.session import PeerConfig, PeerResult, run_peer
+from punch.probe import probe
 from punch.rendezvous.server import DEFAULT_PORT, serve
 from punch.stun import Address
+from punch.stun.protocol import format_address
 
 log = logging.getLogger("punch")
 
@@ -74,12 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"address to listen on (default 0.0.0.0:{DEFAULT_PORT})",
     )
     server.add_argument(
+        "--alternate",
+        metavar="IP:PORT",
+        help="second address and port for RFC 5780 NAT behaviour discovery (`punch probe`); needs a specific --listen",
+    )
+    server.add_argument(
         "--max-lease",
         type=float,
         default=60.0,
         metavar="S",
         help="longest registration lease granted, seconds (default 60)",
     )
+
+    probe_cmd = commands.add_parser(
+        "probe", parents=[common], help="find how the NAT in front of us behaves (RFC 5780; server needs --alternate)"
+    )
+    probe_cmd.add_argument("--server", required=True, metavar="HOST[:PORT]", help="a `punch server --alternate ...`")
+    probe_cmd.add_argument("--bind", default="0.0.0.0:0", metavar="ADDR:PORT", help="local socket (default 0.0.0.0:0)")
+    probe_cmd.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     peer = commands.add_parser("peer", parents=[common], help="find another peer through the server and talk")
     peer.add_argument("--server", required=True, metavar="HOST[:PORT]", help=f"rendezvous server (port {DEFAULT_PORT})")
@@ -190,20 +204,60 @@ def _run_peer(args: argparse.Namespace) -> int:
     return code
 
 
+def _run_probe(args: argparse.Namespace) -> int:
+    server = parse_endpoint(args.server, "--server", DEFAULT_PORT)
+    bind = parse_endpoint(args.bind, "--bind", None)
+    try:
+        found = asyncio.run(probe(server, bind))
+    except PeerError as error:
+        print(f"punch: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "local": format_address(found.local),
+                    "mapped": format_address(found.mapped),
+                    "mapping": found.mapping,
+                    "filtering": found.filtering,
+                    "hairpinning": found.hairpinning,
+                    "nat": found.nat,
+                }
+            )
+        )
+    else:
+        print(f"public endpoint: {format_address(found.mapped)} (local {format_address(found.local)})")
+        print(f"mapping:         {found.mapping}")
+        print(f"filtering:       {found.filtering}")
+        print(f"hairpinning:     {'yes' if found.hairpinning else 'no'}")
+        print(f"classic name:    {found.nat}")
+    return 0
+
+
 def _run_server(args: argparse.Namespace) -> int:
     listen = parse_endpoint(args.listen, "--listen", DEFAULT_PORT)
+    alternate = parse_endpoint(args.alternate, "--alternate", None) if args.alternate else None
+    if alternate is not None:
+        if ipaddress.ip_address(listen[0]).is_unspecified:
+            raise UsageError(
+                f"--alternate needs --listen on a specific address, not {listen[0]}; e.g. 203.0.113.1:3478"
+            )
+        if alternate[0] == listen[0] or alternate[1] == listen[1]:
+            raise UsageError("--alternate must differ from --listen in both address and port, e.g. 203.0.113.2:3479")
     _positive("--max-lease", args.max_lease)
-    asyncio.run(serve(listen, max_lease=args.max_lease))
+    asyncio.run(serve(listen, alternate=alternate, max_lease=args.max_lease))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args, "server" if args.command == "server" else f"peer {args.id}:")
+    configure_logging(args, f"peer {args.id}:" if args.command == "peer" else args.command)
     try:
         if args.command == "server":
             return _run_server(args)
+        if args.command == "probe":
+            return _run_probe(args)
         return _run_peer(args)
     except UsageError as error:
         parser.exit(2, f"punch: {error}\n")

@@ -1,6 +1,8 @@
 """The rendezvous server: a standard STUN Binding server plus punch's rendezvous methods.
 
-- Binding request -> success with XOR-MAPPED-ADDRESS, SOFTWARE, FINGERPRINT (RFC 8489 §12.1).
+- Binding request -> success with XOR-MAPPED-ADDRESS, SOFTWARE, FINGERPRINT (RFC 8489 §12.1). Given an
+  alternate address, the server listens on both addresses and both ports and honours CHANGE-REQUEST, with
+  RESPONSE-ORIGIN and OTHER-ADDRESS in every answer (RFC 5780 §6-§7), for NAT behaviour discovery.
 - An unknown comprehension-required attribute in any request -> 420 with UNKNOWN-ATTRIBUTES (RFC 8489 §6.3.1.1).
 - Indications and non-STUN datagrams get no answer; malformed messages are dropped and counted.
 - Register / Connect / Ready: see punch.rendezvous.wire. When two peers want each other the server sends both
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from types import TracebackType
@@ -29,6 +32,8 @@ from punch.rendezvous.wire import (
     required_session,
 )
 from punch.stun import (
+    CHANGE_IP,
+    CHANGE_PORT,
     Address,
     AttributeType,
     Message,
@@ -61,6 +66,7 @@ class RendezvousServer:
         self._push_policy = push_policy
         self._clock = clock
         self._endpoint: StunEndpoint | None = None
+        self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
         self._relay = RelayTable()
 
@@ -78,10 +84,19 @@ class RendezvousServer:
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
-    async def start(self, listen: Address) -> None:
-        """Bind the socket and start serving."""
-        self._endpoint = await open_endpoint(self._handle, listen)
+    async def start(self, listen: Address, alternate: Address | None = None) -> None:
+        """Bind the socket(s) and start serving; with ``alternate``, on both addresses and both ports."""
+        hosts = (listen[0], alternate[0]) if alternate else (listen[0],)
+        ports = (listen[1], alternate[1]) if alternate else (listen[1],)
+        for host_index, host in enumerate(hosts):
+            for port_index, port in enumerate(ports):
+                key = (host_index, port_index)
+                self._endpoints[key] = await open_endpoint(functools.partial(self._handle, key=key), (host, port))
+        self._endpoint = self._endpoints[(0, 0)]
         log.info("listening on %s (STUN Binding + punch rendezvous)", format_address(self.address))
+        if alternate:
+            others = ", ".join(format_address(e.local_address) for k, e in self._endpoints.items() if k != (0, 0))
+            log.info("answering RFC 5780 NAT behaviour discovery on %s too", others)
 
     async def close(self) -> None:
         """Stop serving: cancel pushes in flight and close the socket; idempotent."""
@@ -89,8 +104,9 @@ class RendezvousServer:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        for endpoint in self._endpoints.values():
+            await endpoint.close()
         if self._endpoint is not None:
-            await self._endpoint.close()
             log.info("stopped; counters: %s", dict(sorted(self._endpoint.counters.items())))
 
     async def __aenter__(self) -> RendezvousServer:
@@ -103,7 +119,7 @@ class RendezvousServer:
 
     # -- dispatch -----------------------------------------------------------------------------------------
 
-    def _handle(self, message: Message, source: Address, data: bytes) -> None:
+    def _handle(self, message: Message, source: Address, data: bytes, key: tuple[int, int] = (0, 0)) -> None:
         if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
             self._relay_back(message, data)
             return
@@ -119,8 +135,17 @@ class RendezvousServer:
             )
             self._reply_error(message, source, 420, "Unknown Attribute", (AttributeType.UNKNOWN_ATTRIBUTES, unknown))
             return
+        if key != (0, 0) and message.method != Method.BINDING:
+            self._reply_error(
+                message,
+                source,
+                400,
+                "Only Binding here; send rendezvous requests to the primary address",
+                via=self._endpoints[key],
+            )
+            return
         handlers: dict[Method, Callable[[Message, Address], None]] = {
-            Method.BINDING: self._on_binding,
+            Method.BINDING: lambda m, s: self._on_binding(m, s, key),
             Method.REGISTER: self._on_register,
             Method.CONNECT: self._on_connect,
             Method.READY: self._on_ready,
@@ -143,17 +168,53 @@ class RendezvousServer:
         self.endpoint.send(make_success(message, (*attributes, (AttributeType.SOFTWARE, SOFTWARE))), source)
 
     def _reply_error(
-        self, message: Message, source: Address, code: int, reason: str, *extra: tuple[int, object]
+        self,
+        message: Message,
+        source: Address,
+        code: int,
+        reason: str,
+        *extra: tuple[int, object],
+        via: StunEndpoint | None = None,
     ) -> None:
-        self.endpoint.send(
+        (via or self.endpoint).send(
             make_error(message, code, reason[:127], (*extra, (AttributeType.SOFTWARE, SOFTWARE))), source
         )
 
     # -- methods ------------------------------------------------------------------------------------------
 
-    def _on_binding(self, message: Message, source: Address) -> None:
+    def _on_binding(self, message: Message, source: Address, key: tuple[int, int]) -> None:
+        """RFC 8489 §12.1; with an alternate address, RFC 5780 §6.1 (CHANGE-REQUEST, RESPONSE-ORIGIN, OTHER-ADDRESS)."""
+        received_on = self._endpoints[key]
+        attributes: list[tuple[int, object]] = [(AttributeType.XOR_MAPPED_ADDRESS, source)]
+        sender = received_on
+        change = message.integer(AttributeType.CHANGE_REQUEST)
+        if change is not None and len(self._endpoints) == 1:
+            log.info("420 to %s: CHANGE-REQUEST, but no --alternate address", format_address(source))
+            self._reply_error(
+                message,
+                source,
+                420,
+                "Unknown Attribute",
+                (AttributeType.UNKNOWN_ATTRIBUTES, (AttributeType.CHANGE_REQUEST,)),
+            )
+            return
+        if len(self._endpoints) == 4:
+            change = change or 0
+            answer_key = (key[0] ^ bool(change & CHANGE_IP), key[1] ^ bool(change & CHANGE_PORT))
+            sender = self._endpoints[answer_key]
+            attributes += [
+                (AttributeType.RESPONSE_ORIGIN, sender.local_address),
+                (AttributeType.OTHER_ADDRESS, self._endpoints[(key[0] ^ 1, key[1] ^ 1)].local_address),
+            ]
+            if change:
+                log.info(
+                    "binding request from %s to %s asks for an answer from %s (CHANGE-REQUEST)",
+                    format_address(source),
+                    format_address(received_on.local_address),
+                    format_address(sender.local_address),
+                )
         log.debug("binding request from %s", format_address(source))
-        self._reply(message, source, (AttributeType.XOR_MAPPED_ADDRESS, source))
+        sender.send(make_success(message, (*attributes, (AttributeType.SOFTWARE, SOFTWARE))), source)
 
     def _on_register(self, message: Message, source: Address) -> None:
         peer_id = required_peer_id(message)
@@ -271,10 +332,16 @@ class RendezvousServer:
         task.add_done_callback(self._tasks.discard)
 
 
-async def serve(listen: Address, *, max_lease: float = 60.0, ready: Callable[[Address], None] | None = None) -> None:
+async def serve(
+    listen: Address,
+    *,
+    alternate: Address | None = None,
+    max_lease: float = 60.0,
+    ready: Callable[[Address], None] | None = None,
+) -> None:
     """Run a server until cancelled."""
     async with RendezvousServer(max_lease=max_lease) as server:
-        await server.start(listen)
+        await server.start(listen, alternate)
         if ready is not None:
             ready(server.address)
         await asyncio.Future()

@@ -1,6 +1,8 @@
 """STUN (RFC 8489): the message codec; transactions and the UDP endpoint live in submodules."""
 
 from punch.stun.attributes import (
+    CHANGE_IP,
+    CHANGE_PORT,
     MAGIC_COOKIE,
     TABLE,
     Address,
@@ -27,6 +29,8 @@ from punch.stun.message import (
 )
 
 __all__ = [
+    "CHANGE_IP",
+    "CHANGE_PORT",
     "HEADER_LENGTH",
     "MAGIC_COOKIE",
     "TABLE",

@@ -18,6 +18,8 @@ from punch.errors import StunDecodeError, StunEncodeError
 
 Address = tuple[str, int]
 MAGIC_COOKIE = 0x2112A442
+CHANGE_IP = 0x04  # CHANGE-REQUEST flags (RFC 5780 §7.2)
+CHANGE_PORT = 0x02
 _COOKIE_BYTES = struct.pack("!I", MAGIC_COOKIE)
 
 

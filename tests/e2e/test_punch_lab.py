@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import selectors
 import subprocess
@@ -19,33 +20,59 @@ pytestmark = pytest.mark.e2e
 
 PY = sys.executable
 SERVER = "203.0.113.1"
+ALTERNATE = "203.0.113.2"
 WAN = {"10": "198.51.100.10", "14": "192.0.2.14"}
 LAN = {"10": "10.0.10.2", "14": "10.0.14.2"}
 LOOKALIKE = Path(__file__).parent.parent / "data" / "topologies" / "lookalike.yaml"
 
 
+_unread: dict[int, bytes] = {}  # stderr bytes read past a matched line, per process
+
+
 def wait_for_line(proc: subprocess.Popen[Any], pattern: str, timeout: float = 15.0) -> str:
-    """Read ``proc``'s stderr until a line matches ``pattern``; the line. Fails on timeout or exit."""
+    """Read ``proc``'s stderr until a line matches ``pattern``; the line. Fails on timeout or exit.
+
+    Reads the pipe's file descriptor directly (a buffered readline could hide lines from select()), and keeps
+    what it read past the matching line for the next call.
+    """
     assert proc.stderr is not None
+    fd = proc.stderr.fileno()
     selector = selectors.DefaultSelector()
-    selector.register(proc.stderr, selectors.EVENT_READ)
+    selector.register(fd, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout
-    seen: list[str] = []
-    while (left := deadline - time.monotonic()) > 0:
-        if not selector.select(left):
+    buffer = _unread.pop(proc.pid, b"")
+    seen = b""
+    while True:
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            seen += line + b"\n"
+            if re.search(pattern, line.decode(errors="replace")):
+                _unread[proc.pid] = buffer
+                return line.decode(errors="replace")
+        left = deadline - time.monotonic()
+        if left <= 0 or not selector.select(left):
             break
-        line = proc.stderr.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             break
-        seen.append(line)
-        if re.search(pattern, line):
-            return str(line)
-    raise AssertionError(f"no line matching {pattern!r} within {timeout} s; saw:\n{''.join(seen)}")
+        buffer += chunk
+    raise AssertionError(f"no line matching {pattern!r} within {timeout} s; saw:\n{seen.decode(errors='replace')}")
 
 
 def start_server(lab: Lab) -> subprocess.Popen[Any]:
-    server = lab.spawn("server", PY, "-m", "punch", "server", "--listen", "0.0.0.0:3478", text=True)
-    wait_for_line(server, r"listening on 0\.0\.0\.0:3478")
+    server = lab.spawn(
+        "server",
+        PY,
+        "-m",
+        "punch",
+        "server",
+        "--listen",
+        f"{SERVER}:3478",
+        "--alternate",
+        f"{ALTERNATE}:3479",
+        text=True,
+    )
+    wait_for_line(server, r"answering RFC 5780 NAT behaviour discovery")
     return server
 
 
@@ -163,3 +190,20 @@ def test_peers_fall_back_to_the_relay_where_no_direct_path_exists(lab: Lab) -> N
     _, server_log = server.communicate(timeout=10)
     assert "relaying Data from 10 to 14" in server_log
     assert "relaying Data from 14 to 10" in server_log
+
+
+@pytest.mark.parametrize("lab", ["home", "none"], indirect=True, ids=["home-router", "bare-masquerade"])
+def test_probe_names_the_behaviour_of_the_lab_nat(lab: Lab) -> None:
+    """Linux MASQUERADE keeps the source port (endpoint-independent mapping) and lets in only what answers a
+    flow it has seen (address-and-port-dependent filtering): a port-restricted cone, with or without firewall."""
+    start_server(lab)
+    done = lab.exec("peer10", PY, "-m", "punch", "probe", "--server", SERVER, "--json", timeout=60)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["mapped"].startswith(WAN["10"] + ":")
+    assert (found["mapping"], found["filtering"], found["hairpinning"], found["nat"]) == (
+        "endpoint-independent",
+        "address-and-port-dependent",
+        False,
+        "port-restricted cone",
+    )
