@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from punch.errors import PeerError
 from punch.rendezvous.wire import request
-from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success, method_name
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
 
@@ -101,7 +101,7 @@ class Channel:
         ):
             log.info(
                 "ignored a %s from %s: not from %s in our session",
-                Method(message.method).name.title(),
+                method_name(message.method),
                 format_address(source),
                 self.peer,
             )

@@ -8,7 +8,7 @@ import socket
 
 from punch.errors import PeerError
 from punch.rendezvous.wire import Introduction, ProtocolError, Role, request, required_session
-from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_error, make_success
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_error, make_success, method_name
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTimeout
 
@@ -132,7 +132,7 @@ class RendezvousClient:
         if source != self.server:
             log.info(
                 "ignored %s from %s: not our server",
-                Method(message.method).name.title(),
+                method_name(message.method),
                 format_address(source),
             )
             return True

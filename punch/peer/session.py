@@ -12,7 +12,7 @@ from punch.errors import PeerError
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient, host_candidates
 from punch.peer.puncher import Path, Puncher, PunchTimings
-from punch.stun import Address, Message, MessageClass, Method, describe
+from punch.stun import Address, Message, MessageClass, describe, method_name
 from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
 from punch.stun.transaction import RetransmitPolicy
 
@@ -69,8 +69,7 @@ class _Dispatcher:
         for route in self.routes:
             if route(message, source):
                 return
-        name = Method(message.method).name.title() if message.method in Method._value2member_map_ else "request"
-        log.debug("ignored a %s from %s: nothing expects it now", name, format_address(source))
+        log.debug("ignored a %s from %s: nothing expects it now", method_name(message.method), format_address(source))
 
 
 async def run_peer(
@@ -119,7 +118,6 @@ async def _run(
         path, channel = await _find_path(config, endpoint, dispatcher, client, result, on_text)
         result.path, result.remote = path.kind, format_address(path.remote)
         await _talk(channel, texts, config.linger, config.timeout)
-        result.received, result.sent = channel.received, channel.sent
     finally:
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -151,6 +149,7 @@ async def _find_path(
     started = loop.time()
     puncher = Puncher(endpoint, config.peer_id, introduction, config.punch)
     channel = Channel(endpoint, config.peer_id, introduction.peer_id, introduction.session_id, on_text)
+    result.received, result.sent = channel.received, channel.sent  # shared: a failure still reports what crossed
     dispatcher.routes += [puncher.on_request, channel.on_request]
     if introduction.role.name == "OPENER":
         await puncher.open_mappings()

@@ -19,7 +19,7 @@ import enum
 from dataclasses import dataclass
 
 from punch.errors import PunchError
-from punch.stun import Address, AttributeType, Message, MessageClass, Method, new_transaction_id
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, method_name, new_transaction_id
 
 MAX_PEER_ID_BYTES = 128
 SESSION_ID_BYTES = 16
@@ -73,8 +73,7 @@ def required_session(message: Message) -> bytes:
 
 
 def _name(message: Message) -> str:
-    method = message.method
-    return Method(method).name.title() if method in Method._value2member_map_ else f"method 0x{method:03x}"
+    return method_name(message.method)
 
 
 def _attribute_name(attribute: AttributeType) -> str:
