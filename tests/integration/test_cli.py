@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -90,3 +91,16 @@ def test_server_port_in_use_is_a_clear_error(server_address: str) -> None:
     assert done.stderr.strip().endswith(
         f"punch: cannot use {server_address}: Address already in use; choose another --listen"
     )
+
+
+def test_ctrl_c_while_waiting_exits_130(server_address: str) -> None:
+    waiting = peer(server_address, "10", "55", "--timeout", "20")
+    assert waiting.stderr is not None
+    # Interrupt once the peer is really waiting (bounded: the peer gives up by itself after 20 s).
+    for line in waiting.stderr:
+        if "asked the server for 55" in line:
+            break
+    waiting.send_signal(signal.SIGINT)
+    _, err = waiting.communicate(timeout=10)
+    assert waiting.returncode == 130
+    assert err.strip().endswith("punch: interrupted")
