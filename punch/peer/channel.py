@@ -50,6 +50,9 @@ class Channel:
         self.sent: list[str] = []
         self.remote_closed = asyncio.Event()
 
+    def _identity(self) -> tuple[tuple[int, object], ...]:
+        return ((AttributeType.PEER_ID, self._me), (AttributeType.SESSION_ID, self._session_id))
+
     def _request(self, method: Method, *attributes: tuple[int, object]) -> Message:
         return request(
             method,
@@ -110,7 +113,7 @@ class Channel:
             if not self.remote_closed.is_set():
                 log.info("%s is done sending", self.peer)
                 self.remote_closed.set()
-            self._endpoint.send(make_success(message, ()), source)
+            self._endpoint.send(make_success(message, self._identity()), source)
             return True
         sequence = message.integer(AttributeType.SEQUENCE)
         payload = message.raw(AttributeType.DATA_PAYLOAD)
@@ -125,5 +128,5 @@ class Channel:
             self._on_text(text)
         else:
             log.debug("duplicate of message %d from %s; acknowledged again", sequence, self.peer)
-        self._endpoint.send(make_success(message, ()), source)
+        self._endpoint.send(make_success(message, self._identity()), source)
         return True

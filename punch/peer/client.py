@@ -145,13 +145,17 @@ class RendezvousClient:
             log.warning("bad message from the server: %s", error)
             self._endpoint.send(make_error(message, 400, str(error)[:127]), source)
             return True
-        self._endpoint.send(make_success(message, ()), source)
+        # Echo the SESSION-ID: the answer is then signed with the session's key, as the server expects.
+        session = message.raw(AttributeType.SESSION_ID)
+        self._endpoint.send(make_success(message, ((AttributeType.SESSION_ID, session),) if session else ()), source)
         return True
 
     def _on_introduce(self, message: Message) -> None:
         introduction = Introduction.from_message(message)
         if self.introduction.done():
             return  # a retransmission: our answer was lost, answer again
+        # From now on, messages of this session are signed and checked with its key (see StunEndpoint).
+        self._endpoint.key_for = lambda sid: introduction.key if sid == introduction.session_id else None
         log.info(
             "introduced to %s (session %s): candidates %s; we are the %s",
             introduction.peer_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from punch.rendezvous.wire import SESSION_ID_BYTES, Introduction, Role
+from punch.rendezvous.wire import SESSION_ID_BYTES, SESSION_KEY_BYTES, Introduction, Role
 from punch.stun import Address
 
 
@@ -33,17 +33,18 @@ class Match:
     opener: Registration
     prober: Registration
     session_id: bytes
+    key: bytes
 
     def introductions(self) -> tuple[tuple[Registration, Introduction], tuple[Registration, Introduction]]:
         """(recipient, introduction) for the opener and for the prober, in that order."""
         return (
             (
                 self.opener,
-                Introduction(self.prober.peer_id, self.prober.candidates(), self.session_id, Role.OPENER),
+                Introduction(self.prober.peer_id, self.prober.candidates(), self.session_id, Role.OPENER, self.key),
             ),
             (
                 self.prober,
-                Introduction(self.opener.peer_id, self.opener.candidates(), self.session_id, Role.PROBER),
+                Introduction(self.opener.peer_id, self.opener.candidates(), self.session_id, Role.PROBER, self.key),
             ),
         )
 
@@ -87,13 +88,18 @@ class Registry:
         if opener is None or prober is None:
             return None
         del self.wants[asker], self.wants[target]
-        match = Match(opener, prober, os.urandom(SESSION_ID_BYTES))
+        match = Match(opener, prober, os.urandom(SESSION_ID_BYTES), os.urandom(SESSION_KEY_BYTES))
         self.sessions[match.session_id] = match
         return match
 
     def session(self, session_id: bytes) -> Match | None:
         """The match introduced under ``session_id``."""
         return self.sessions.get(session_id)
+
+    def key_for(self, session_id: bytes) -> bytes | None:
+        """The key of an introduced session (the server signs Go and checks what it relays with it)."""
+        match = self.sessions.get(session_id)
+        return match.key if match else None
 
     def expire(self, now: float) -> list[str]:
         """Forget registrations whose lease ran out, with their wishes and sessions; returns their IDs."""

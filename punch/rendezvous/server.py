@@ -93,6 +93,7 @@ class RendezvousServer:
                 key = (host_index, port_index)
                 self._endpoints[key] = await open_endpoint(functools.partial(self._handle, key=key), (host, port))
         self._endpoint = self._endpoints[(0, 0)]
+        self._endpoint.key_for = self.registry.key_for  # Go is signed; relayed Data/Close must be authentic
         log.info("listening on %s (STUN Binding + punch rendezvous)", format_address(self.address))
         if alternate:
             others = ", ".join(format_address(e.local_address) for k, e in self._endpoints.items() if k != (0, 0))
@@ -164,8 +165,15 @@ class RendezvousServer:
             log.info("400 to %s: %s", format_address(source), error)
             self._reply_error(message, source, 400, str(error))
 
+    @staticmethod
+    def _trailer(message: Message) -> tuple[tuple[int, object], ...]:
+        """SOFTWARE, and the request's SESSION-ID echoed so that the answer is signed with the session's key."""
+        session = message.raw(AttributeType.SESSION_ID)
+        echo = ((AttributeType.SESSION_ID, session),) if session is not None else ()
+        return (*echo, (AttributeType.SOFTWARE, SOFTWARE))
+
     def _reply(self, message: Message, source: Address, *attributes: tuple[int, object]) -> None:
-        self.endpoint.send(make_success(message, (*attributes, (AttributeType.SOFTWARE, SOFTWARE))), source)
+        self.endpoint.send(make_success(message, (*attributes, *self._trailer(message))), source)
 
     def _reply_error(
         self,
@@ -176,9 +184,7 @@ class RendezvousServer:
         *extra: tuple[int, object],
         via: StunEndpoint | None = None,
     ) -> None:
-        (via or self.endpoint).send(
-            make_error(message, code, reason[:127], (*extra, (AttributeType.SOFTWARE, SOFTWARE))), source
-        )
+        (via or self.endpoint).send(make_error(message, code, reason[:127], (*extra, *self._trailer(message))), source)
 
     # -- methods ------------------------------------------------------------------------------------------
 

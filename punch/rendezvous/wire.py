@@ -5,7 +5,7 @@ The methods and attributes live in the Expert Review ranges that RFC 8489 §18.2
 
     Register   peer -> server   PEER-ID, CANDIDATE (host candidates), LEASE      -> XOR-MAPPED-ADDRESS, LEASE
     Connect    peer -> server   PEER-ID, TARGET-ID                               -> STATUS
-    Introduce  server -> peer   PEER-ID (the other), CANDIDATE..., SESSION-ID, ROLE
+    Introduce  server -> peer   PEER-ID (the other), CANDIDATE..., SESSION-ID, ROLE, SESSION-KEY
     Ready      opener -> server PEER-ID, SESSION-ID                             (our NAT mapping is open)
     Go         server -> prober PEER-ID (the opener), SESSION-ID                (probe now)
     Binding    peer <-> peer    PEER-ID, SESSION-ID [, USE-CANDIDATE]           (connectivity check, as in ICE)
@@ -23,6 +23,7 @@ from punch.stun import Address, AttributeType, Message, MessageClass, Method, me
 
 MAX_PEER_ID_BYTES = 128
 SESSION_ID_BYTES = 16
+SESSION_KEY_BYTES = 32
 
 
 class ProtocolError(PunchError):
@@ -88,6 +89,7 @@ class Introduction:
     candidates: tuple[Address, ...]  # the other's server-reflexive endpoint first, then its host candidates
     session_id: bytes
     role: Role
+    key: bytes  # the session's key: peer-to-peer messages carry MESSAGE-INTEGRITY-SHA256 under it
 
     def to_message(self) -> Message:
         """The Introduce request carrying this introduction."""
@@ -97,6 +99,7 @@ class Introduction:
             *((AttributeType.CANDIDATE, c) for c in self.candidates),
             (AttributeType.SESSION_ID, self.session_id),
             (AttributeType.ROLE, int(self.role)),
+            (AttributeType.SESSION_KEY, self.key),
         )
 
     @classmethod
@@ -108,4 +111,7 @@ class Introduction:
         candidates = tuple(message.addresses(AttributeType.CANDIDATE))
         if not candidates:
             raise ProtocolError("Introduce lacks CANDIDATE")
-        return cls(required_peer_id(message), candidates, required_session(message), Role(role))
+        key = message.raw(AttributeType.SESSION_KEY)
+        if key is None or len(key) != SESSION_KEY_BYTES:
+            raise ProtocolError(f"Introduce lacks a {SESSION_KEY_BYTES}-byte SESSION-KEY")
+        return cls(required_peer_id(message), candidates, required_session(message), Role(role), key)

@@ -15,13 +15,29 @@ from collections.abc import Callable
 from typing import cast
 
 from punch.errors import StunDecodeError
-from punch.stun import Address, Message, MessageClass, decode, describe, encode, is_stun
+from punch.stun import (
+    Address,
+    AttributeType,
+    Message,
+    MessageClass,
+    decode,
+    describe,
+    encode,
+    is_stun,
+    verify_integrity_sha256,
+)
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, Transaction
 
 log = logging.getLogger(__name__)
 
 # (message, source, the datagram's bytes): the bytes let a relay forward a message exactly as it came.
 Handler = Callable[[Message, Address, bytes], None]
+# SESSION-ID -> the session's key, or None for sessions this endpoint holds no key for.
+KeyLookup = Callable[[bytes], bytes | None]
+
+
+def _no_keys(session_id: bytes) -> bytes | None:
+    return None
 
 
 def format_address(address: Address) -> str:
@@ -35,7 +51,12 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
     ``handler`` receives every valid request and indication, and the responses that match none of our own
     transactions (a relay forwards those). ``counters`` counts what was dropped and why (``not-stun``,
-    ``malformed``, ``handler-error``) and what was handled.
+    ``malformed``, ``bad-integrity``, ``handler-error``) and what was handled.
+
+    Session integrity: ``key_for`` maps a SESSION-ID to its key. A message we send that carries a SESSION-ID with
+    a key gets MESSAGE-INTEGRITY-SHA256 (RFC 8489 §14.6) under that key; a message we receive that carries one,
+    or a response to a request of ours that carried one, is dropped unless its MESSAGE-INTEGRITY-SHA256 checks
+    out (constant-time comparison). So a host that learns the endpoints but not the key can inject nothing.
     """
 
     def __init__(self, handler: Handler, *, fingerprint: bool = True) -> None:
@@ -43,6 +64,8 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self._fingerprint = fingerprint
         self._transport: asyncio.DatagramTransport | None = None
         self._pending: dict[bytes, Transaction] = {}
+        self._pending_keys: dict[bytes, bytes] = {}
+        self.key_for: KeyLookup = _no_keys
         self.counters: Counter[str] = Counter()
         self.closed = asyncio.get_running_loop().create_future()
 
@@ -56,6 +79,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
         for transaction in list(self._pending.values()):
             transaction.cancel()
         self._pending.clear()
+        self._pending_keys.clear()
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -78,18 +102,42 @@ class StunEndpoint(asyncio.DatagramProtocol):
             return
         if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
             transaction = self._pending.get(message.transaction_id)
+            key = self._pending_keys.get(message.transaction_id)
+            if key is not None and not self._authentic(data, key, message, source):
+                return
             if transaction is not None:
                 self.counters["response"] += 1
                 transaction.response_received(message, source)
                 return
             self.counters["unmatched-response"] += 1
         else:
+            key = self._key(message)
+            if key is not None and not self._authentic(data, key, message, source):
+                return
             self.counters[message.message_class.name.lower()] += 1
         try:
             self._handler(message, source, data)
         except Exception:  # a bug in a handler must not stop the endpoint; count it and show it
             self.counters["handler-error"] += 1
             log.exception("handler failed on %s from %s", describe(message), format_address(source))
+
+    def _key(self, message: Message) -> bytes | None:
+        session_id = message.raw(AttributeType.SESSION_ID)
+        return self.key_for(session_id) if session_id is not None else None
+
+    def _authentic(self, data: bytes, key: bytes, message: Message, source: Address) -> bool:
+        if verify_integrity_sha256(data, key):
+            return True
+        self.counters["bad-integrity"] += 1
+        log.info(
+            "dropped %s from %s: its MESSAGE-INTEGRITY-SHA256 is missing or wrong",
+            describe(message),
+            format_address(source),
+        )
+        return False
+
+    def _encode(self, message: Message) -> bytes:
+        return encode(message, fingerprint=self._fingerprint, integrity_sha256_key=self._key(message))
 
     # -- sending ------------------------------------------------------------------------------------------
 
@@ -109,7 +157,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
     def send(self, message: Message, remote: Address) -> None:
         """Encode (with FINGERPRINT) and send one message."""
-        self.send_bytes(encode(message, fingerprint=self._fingerprint), remote)
+        self.send_bytes(self._encode(message), remote)
 
     def send_with_ttl(self, message: Message, remote: Address, ttl: int) -> None:
         """Send one message with a given IP TTL (IPv6: hop limit), then restore the socket's default.
@@ -134,8 +182,11 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
     def start_transaction(self, message: Message, remote: Address, policy: RetransmitPolicy) -> Transaction:
         """Send a request and keep retransmitting it until a response or the policy runs out."""
-        transaction = Transaction(encode(message, fingerprint=self._fingerprint), remote, self.send_bytes, policy)
+        transaction = Transaction(self._encode(message), remote, self.send_bytes, policy)
         self._pending[message.transaction_id] = transaction
+        key = self._key(message)
+        if key is not None:
+            self._pending_keys[message.transaction_id] = key
         transaction.start()
         return transaction
 
@@ -147,11 +198,11 @@ class StunEndpoint(asyncio.DatagramProtocol):
         try:
             return await transaction.wait()
         finally:
-            transaction.cancel()
-            self._pending.pop(message.transaction_id, None)
+            self.forget(message.transaction_id)
 
     def forget(self, transaction_id: bytes) -> None:
         """Stop tracking a transaction started with :meth:`start_transaction`."""
+        self._pending_keys.pop(transaction_id, None)
         transaction = self._pending.pop(transaction_id, None)
         if transaction is not None:
             transaction.cancel()

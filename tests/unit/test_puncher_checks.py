@@ -38,7 +38,7 @@ def check(sender: str, session: bytes = SESSION, *, nominate: bool = False) -> M
 def run(role: Role, *messages: tuple[Message, Address]) -> tuple[FakeEndpoint, Puncher]:
     async def scenario() -> tuple[FakeEndpoint, Puncher]:
         endpoint = FakeEndpoint()
-        introduction = Introduction("14", (THEM, ("10.0.0.2", 5000)), SESSION, role)
+        introduction = Introduction("14", (THEM, ("10.0.0.2", 5000)), SESSION, role, bytes(32))
         puncher = Puncher(endpoint, "10", introduction, PunchTimings())  # type: ignore[arg-type]
         for message, source in messages:
             assert puncher.on_request(message, source)
@@ -72,7 +72,7 @@ def test_a_check_from_the_peer_is_answered_with_where_it_came_from() -> None:
 def test_the_opener_takes_the_nominated_path() -> None:
     async def scenario() -> None:
         endpoint = FakeEndpoint()
-        introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.OPENER)
+        introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.OPENER, bytes(32))
         puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1))  # type: ignore[arg-type]
         puncher.on_request(check("14", nominate=True), ("10.0.14.2", 5000))
         path = await puncher.run()
