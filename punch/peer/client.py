@@ -14,6 +14,8 @@ from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTime
 
 log = logging.getLogger(__name__)
 
+GOODBYE_POLICY = RetransmitPolicy(rto=0.1, max_sends=3, last_wait=2.0)
+
 
 def host_candidates(bound: Address, server: Address) -> tuple[Address, ...]:
     """Our own (host) endpoints as the other peer could reach them on a shared LAN.
@@ -56,10 +58,11 @@ class RendezvousClient:
         self.introduction: asyncio.Future[Introduction] = loop.create_future()
         self.go = asyncio.Event()
         self.mapped: Address | None = None
+        self._token: bytes | None = None  # proves we own our ID (first come, first served)
 
     async def _call(self, message: Message, what: str) -> Message:
         try:
-            response, _ = await self._endpoint.request(message, self.server, self._policy)
+            response, _ = await self._endpoint.request(message, self.server, self._policy, self._token)
         except TransactionTimeout:
             raise PeerError(
                 f"the server at {format_address(self.server)} did not answer {what}; "
@@ -86,6 +89,7 @@ class RendezvousClient:
         if mapped is None:
             raise PeerError("the server's answer to Register lacks XOR-MAPPED-ADDRESS; is it a punch server?")
         granted = response.integer(AttributeType.LEASE) or self._lease
+        self._token = response.raw(AttributeType.REGISTRATION_TOKEN) or self._token
         if mapped != self.mapped:
             log.info(
                 "registered as %s with %s; it sees us at %s (lease %d s)",
@@ -97,6 +101,18 @@ class RendezvousClient:
         self._lease = granted
         self.mapped = mapped
         return mapped
+
+    async def unregister(self) -> None:
+        """Say goodbye (a zero lease), so that our ID is free again at once; best effort, quick."""
+        if self._token is None:
+            return
+        goodbye = request(Method.REGISTER, (AttributeType.PEER_ID, self.peer_id), (AttributeType.LEASE, 0))
+        try:
+            await self._endpoint.request(goodbye, self.server, GOODBYE_POLICY, self._token)
+            log.info("unregistered from the server")
+        except TransactionTimeout:
+            log.info("the server did not answer our goodbye; our registration ends with its lease")
+        self._token = None
 
     async def keep_registered(self) -> None:
         """Refresh the registration well within its lease, forever (cancel to stop)."""

@@ -122,6 +122,7 @@ async def _run(
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
+        await client.unregister()
 
 
 async def _find_path(

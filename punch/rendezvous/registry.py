@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from punch.rendezvous.wire import SESSION_ID_BYTES, SESSION_KEY_BYTES, Introduction, Role
+from punch.rendezvous.wire import REGISTRATION_TOKEN_BYTES, SESSION_ID_BYTES, SESSION_KEY_BYTES, Introduction, Role
 from punch.stun import Address
 
 
@@ -20,6 +20,7 @@ class Registration:
     observed: Address
     host_candidates: tuple[Address, ...]
     expires: float
+    token: bytes  # given to the first registrant; later requests for this ID must be signed with it
 
     def candidates(self) -> tuple[Address, ...]:
         """Server-reflexive first (what works across NATs), then the host candidates (same-LAN paths)."""
@@ -61,11 +62,23 @@ class Registry:
     def register(
         self, peer_id: str, observed: Address, host_candidates: tuple[Address, ...], lease: float, now: float
     ) -> Registration:
-        """Add or refresh a registration; returns it (its lease capped to ``max_lease``)."""
+        """Add or refresh a registration; returns it (its lease capped to ``max_lease``).
+
+        A new registration gets a fresh token; a refresh keeps the token (the caller checked the refresh was
+        signed with it).
+        """
         granted = max(1.0, min(lease, self.max_lease))
-        registration = Registration(peer_id, observed, host_candidates, now + granted)
+        known = self.lookup(peer_id, now)
+        token = known.token if known else os.urandom(REGISTRATION_TOKEN_BYTES)
+        registration = Registration(peer_id, observed, host_candidates, now + granted, token)
         self.registrations[peer_id] = registration
         return registration
+
+    def unregister(self, peer_id: str) -> None:
+        """Forget a registration at once (its owner said goodbye) with its wish; its sessions go at the next
+        :meth:`expire`, so that the other peer's last relayed messages still get through."""
+        self.registrations.pop(peer_id, None)
+        self.wants.pop(peer_id, None)
 
     def lookup(self, peer_id: str, now: float) -> Registration | None:
         """The live registration of ``peer_id``, if any."""
@@ -105,9 +118,11 @@ class Registry:
         """Forget registrations whose lease ran out, with their wishes and sessions; returns their IDs."""
         gone = [peer_id for peer_id, r in self.registrations.items() if r.expires <= now]
         for peer_id in gone:
-            del self.registrations[peer_id]
-            self.wants.pop(peer_id, None)
-        stale = [sid for sid, m in self.sessions.items() if m.opener.peer_id in gone or m.prober.peer_id in gone]
+            self.unregister(peer_id)
+        live = self.registrations
+        stale = [
+            sid for sid, m in self.sessions.items() if m.opener.peer_id not in live or m.prober.peer_id not in live
+        ]
         for sid in stale:
             del self.sessions[sid]
         return gone

@@ -21,11 +21,12 @@ from collections.abc import Callable
 from types import TracebackType
 
 from punch import SOFTWARE
-from punch.rendezvous.registry import Match, Registry
+from punch.rendezvous.registry import Match, Registration, Registry
 from punch.rendezvous.relay import RelayTable
 from punch.rendezvous.wire import (
     ProtocolError,
     Role,
+    Unauthorized,
     check_peer_id,
     request,
     required_peer_id,
@@ -43,6 +44,7 @@ from punch.stun import (
     make_error,
     make_success,
     method_name,
+    verify_integrity_sha256,
 )
 from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTimeout
@@ -147,8 +149,8 @@ class RendezvousServer:
             return
         handlers: dict[Method, Callable[[Message, Address], None]] = {
             Method.BINDING: lambda m, s: self._on_binding(m, s, key),
-            Method.REGISTER: self._on_register,
-            Method.CONNECT: self._on_connect,
+            Method.REGISTER: lambda m, s: self._on_register(m, s, data),
+            Method.CONNECT: lambda m, s: self._on_connect(m, s, data),
             Method.READY: self._on_ready,
             Method.DATA: lambda m, s: self._on_relay(m, s, data),
             Method.CLOSE: lambda m, s: self._on_relay(m, s, data),
@@ -161,9 +163,10 @@ class RendezvousServer:
         try:
             handler(message, source)
         except ProtocolError as error:
-            self.endpoint.counters["bad-request"] += 1
-            log.info("400 to %s: %s", format_address(source), error)
-            self._reply_error(message, source, 400, str(error))
+            code = 401 if isinstance(error, Unauthorized) else 400
+            self.endpoint.counters["unauthorized" if code == 401 else "bad-request"] += 1
+            log.info("%d to %s: %s", code, format_address(source), error)
+            self._reply_error(message, source, code, str(error))
 
     @staticmethod
     def _trailer(message: Message) -> tuple[tuple[int, object], ...]:
@@ -222,12 +225,27 @@ class RendezvousServer:
         log.debug("binding request from %s", format_address(source))
         sender.send(make_success(message, (*attributes, (AttributeType.SOFTWARE, SOFTWARE))), source)
 
-    def _on_register(self, message: Message, source: Address) -> None:
-        peer_id = required_peer_id(message)
-        lease = message.integer(AttributeType.LEASE) or 30
-        hosts = tuple(message.addresses(AttributeType.CANDIDATE))[:8]
+    def _check_owner(self, peer_id: str, data: bytes) -> Registration | None:
+        """First come, first served: while a lease lives, requests for its ID must be signed with its token."""
         known = self.registry.lookup(peer_id, self._now())
-        registration = self.registry.register(peer_id, source, hosts, lease, self._now())
+        if known is not None and not verify_integrity_sha256(data, known.token):
+            left = known.expires - self._now()
+            raise Unauthorized(
+                f"peer ID {peer_id} is registered by someone else for {left:.0f} s more; choose another ID"
+            )
+        return known
+
+    def _on_register(self, message: Message, source: Address, data: bytes) -> None:
+        peer_id = required_peer_id(message)
+        known = self._check_owner(peer_id, data)
+        lease = message.integer(AttributeType.LEASE)
+        if lease == 0:
+            self.registry.unregister(peer_id)
+            log.info("unregistered %s (it said goodbye)", peer_id)
+            self._reply(message, source, (AttributeType.LEASE, 0))
+            return
+        hosts = tuple(message.addresses(AttributeType.CANDIDATE))[:8]
+        registration = self.registry.register(peer_id, source, hosts, lease or 30, self._now())
         granted = round(registration.expires - self._now())
         if known is None or known.observed != source or known.host_candidates != hosts:
             log.info(
@@ -239,12 +257,19 @@ class RendezvousServer:
             )
         else:
             log.debug("refreshed %s at %s", peer_id, format_address(source))
-        self._reply(message, source, (AttributeType.XOR_MAPPED_ADDRESS, source), (AttributeType.LEASE, granted))
+        self._reply(
+            message,
+            source,
+            (AttributeType.XOR_MAPPED_ADDRESS, source),
+            (AttributeType.LEASE, granted),
+            (AttributeType.REGISTRATION_TOKEN, registration.token),
+        )
 
-    def _on_connect(self, message: Message, source: Address) -> None:
+    def _on_connect(self, message: Message, source: Address, data: bytes) -> None:
         now = self._now()
         self.registry.expire(now)
         asker = required_peer_id(message)
+        self._check_owner(asker, data)
         target = required_peer_id(message, AttributeType.TARGET_ID)
         if target == asker:
             raise ProtocolError(f"peer {asker} asked for itself; ask for another peer's ID")

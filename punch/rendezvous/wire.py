@@ -24,10 +24,15 @@ from punch.stun import Address, AttributeType, Message, MessageClass, Method, me
 MAX_PEER_ID_BYTES = 128
 SESSION_ID_BYTES = 16
 SESSION_KEY_BYTES = 32
+REGISTRATION_TOKEN_BYTES = 16
 
 
 class ProtocolError(PunchError):
     """A well-formed STUN message that breaks the rendezvous protocol (a missing or invalid attribute)."""
+
+
+class Unauthorized(ProtocolError):
+    """A request for a peer ID that someone else holds (answered with 401, RFC 8489 §14.8)."""
 
 
 class Role(enum.IntEnum):

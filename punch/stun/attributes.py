@@ -57,6 +57,7 @@ class AttributeType(enum.IntEnum):
     SEQUENCE = 0x4C07
     DATA_PAYLOAD = 0x4C08
     SESSION_KEY = 0x4C09
+    REGISTRATION_TOKEN = 0x4C0A
     # punch's own, comprehension-optional, Expert Review range 0xC000-0xFFFF
     STATUS = 0xCC01
     OPEN_TTL = 0xCC02
@@ -322,6 +323,7 @@ TABLE: dict[int, Row] = {
         _row(T.SEQUENCE, unsigned(4)),
         _row(T.DATA_PAYLOAD, opaque(0, 1200)),
         _row(T.SESSION_KEY, opaque(32, 32)),
+        _row(T.REGISTRATION_TOKEN, opaque(16, 16)),
         _row(T.STATUS, text(128)),
         _row(T.OPEN_TTL, small()),
     )

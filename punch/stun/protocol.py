@@ -136,8 +136,9 @@ class StunEndpoint(asyncio.DatagramProtocol):
         )
         return False
 
-    def _encode(self, message: Message) -> bytes:
-        return encode(message, fingerprint=self._fingerprint, integrity_sha256_key=self._key(message))
+    def _encode(self, message: Message, key: bytes | None = None) -> bytes:
+        """Signed with the session's key if the message has a session, else with ``key`` if given."""
+        return encode(message, fingerprint=self._fingerprint, integrity_sha256_key=self._key(message) or key)
 
     # -- sending ------------------------------------------------------------------------------------------
 
@@ -180,9 +181,14 @@ class StunEndpoint(asyncio.DatagramProtocol):
         finally:
             sock.setsockopt(level, option, previous)
 
-    def start_transaction(self, message: Message, remote: Address, policy: RetransmitPolicy) -> Transaction:
-        """Send a request and keep retransmitting it until a response or the policy runs out."""
-        transaction = Transaction(self._encode(message), remote, self.send_bytes, policy)
+    def start_transaction(
+        self, message: Message, remote: Address, policy: RetransmitPolicy, integrity_key: bytes | None = None
+    ) -> Transaction:
+        """Send a request and keep retransmitting it until a response or the policy runs out.
+
+        ``integrity_key`` signs a request that carries no session (e.g. with a registration token).
+        """
+        transaction = Transaction(self._encode(message, integrity_key), remote, self.send_bytes, policy)
         self._pending[message.transaction_id] = transaction
         key = self._key(message)
         if key is not None:
@@ -191,10 +197,14 @@ class StunEndpoint(asyncio.DatagramProtocol):
         return transaction
 
     async def request(
-        self, message: Message, remote: Address, policy: RetransmitPolicy = RFC_POLICY
+        self,
+        message: Message,
+        remote: Address,
+        policy: RetransmitPolicy = RFC_POLICY,
+        integrity_key: bytes | None = None,
     ) -> tuple[Message, Address]:
         """Send a request and wait for its response (success or error) and the address it came from."""
-        transaction = self.start_transaction(message, remote, policy)
+        transaction = self.start_transaction(message, remote, policy, integrity_key)
         try:
             return await transaction.wait()
         finally:

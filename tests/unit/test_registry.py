@@ -69,3 +69,25 @@ def test_server_reflexive_is_not_repeated_among_host_candidates() -> None:
     registry = Registry()
     registration = registry.register("10", A, (A, ("10.0.10.2", 1)), 30, now=0)
     assert registration.candidates() == (A, ("10.0.10.2", 1))
+
+
+def test_a_refresh_keeps_the_token_a_new_registration_gets_a_new_one() -> None:
+    registry = Registry()
+    first = registry.register("10", A, (), 30, now=0)
+    assert len(first.token) == 16
+    assert registry.register("10", A, (), 30, now=10).token == first.token
+    registry.unregister("10")
+    assert registry.register("10", B, (), 30, now=11).token != first.token
+
+
+def test_unregister_drops_the_wish_and_later_the_sessions() -> None:
+    registry = Registry()
+    registry.register("10", A, (), 30, now=0)
+    registry.register("14", B, (), 30, now=0)
+    registry.want("10", "14", now=0)
+    match = registry.want("14", "10", now=0)
+    assert match is not None
+    registry.unregister("10")
+    assert registry.key_for(match.session_id) == match.key  # the other's last relayed messages still pass
+    assert registry.expire(now=1) == []
+    assert registry.key_for(match.session_id) is None

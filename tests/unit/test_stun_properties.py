@@ -65,6 +65,7 @@ VALUES: dict[int, st.SearchStrategy[object]] = {
     T.SESSION_ID: st.binary(min_size=16, max_size=16),
     T.DATA_PAYLOAD: st.binary(max_size=1200),
     T.SESSION_KEY: st.binary(min_size=32, max_size=32),
+    T.REGISTRATION_TOKEN: st.binary(min_size=16, max_size=16),
     T.ROLE: st.integers(0, 255),
     T.OPEN_TTL: st.integers(0, 255),
 }
