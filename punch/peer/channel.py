@@ -1,4 +1,4 @@
-"""Messages between two peers over a punched path: each text acknowledged, resent until it is, in order.
+"""Messages between two peers over a punched path: each text encrypted, acknowledged, resent until it is, in order.
 
 A Data request carries one text and its SEQUENCE number; the success response is the acknowledgement.
 Texts are sent one at a time (stop and wait), so they arrive in order and exactly once (duplicates from
@@ -13,15 +13,25 @@ import logging
 from collections.abc import Callable
 
 from punch.errors import PeerError
+from punch.peer.sealing import TAG_BYTES, Sealer
 from punch.rendezvous.wire import request
-from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success, method_name
+from punch.stun import (
+    Address,
+    AttributeType,
+    Message,
+    MessageClass,
+    Method,
+    make_success,
+    method_name,
+    new_transaction_id,
+)
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
 
 log = logging.getLogger(__name__)
 
 MESSAGE_POLICY = RetransmitPolicy(rto=0.2, backoff=2.0, max_rto=1.0, max_sends=12, last_wait=5.0)
-MAX_TEXT_BYTES = 1200
+MAX_TEXT_BYTES = 1200 - TAG_BYTES  # DATA-PAYLOAD holds at most 1200 bytes: the text and the AEAD tag
 
 
 class Channel:
@@ -33,6 +43,7 @@ class Channel:
         me: str,
         peer: str,
         session_id: bytes,
+        key: bytes,
         on_text: Callable[[str], None],
         *,
         policy: RetransmitPolicy = MESSAGE_POLICY,
@@ -41,6 +52,7 @@ class Channel:
         self._me = me
         self.peer = peer
         self._session_id = session_id
+        self._sealer = Sealer(key)
         self._on_text = on_text
         self._policy = policy
         self.remote: Address | None = None
@@ -81,11 +93,16 @@ class Channel:
             raise PeerError(f"a message is {len(payload)} bytes; the limit is {MAX_TEXT_BYTES}")
         sequence = self._next_send
         self._next_send += 1
-        log.info("message %d sent to %s: %r", sequence, self.peer, text)
-        await self._deliver(
-            self._request(Method.DATA, (AttributeType.SEQUENCE, sequence), (AttributeType.DATA_PAYLOAD, payload)),
-            f"message {sequence}",
+        log.info("message %d sent to %s (encrypted): %r", sequence, self.peer, text)
+        transaction_id = new_transaction_id()
+        sealed = self._sealer.seal(transaction_id, self._me, sequence, payload)
+        data = Message(
+            Method.DATA,
+            MessageClass.REQUEST,
+            transaction_id,
+            (*self._identity(), (AttributeType.SEQUENCE, sequence), (AttributeType.DATA_PAYLOAD, sealed)),
         )
+        await self._deliver(data, f"message {sequence}")
         self.sent.append(text)
         log.info("message %d acknowledged by %s", sequence, self.peer)
 
@@ -121,7 +138,15 @@ class Channel:
             log.info("ignored a malformed or out-of-order message from %s", format_address(source))
             return True
         if sequence == self._next_receive:
-            text = payload.decode("utf-8", "replace")
+            plain = self._sealer.open(message.transaction_id, self.peer, sequence, payload)
+            if plain is None:
+                log.info(
+                    "ignored message %d from %s: it does not decrypt with our session key",
+                    sequence,
+                    format_address(source),
+                )
+                return True
+            text = plain.decode("utf-8", "replace")
             self._next_receive += 1
             self.received.append(text)
             log.info("message %d received from %s: %r", sequence, self.peer, text)

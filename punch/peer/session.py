@@ -149,7 +149,9 @@ async def _find_path(
     result.session = introduction.session_id.hex()
     started = loop.time()
     puncher = Puncher(endpoint, config.peer_id, introduction, config.punch)
-    channel = Channel(endpoint, config.peer_id, introduction.peer_id, introduction.session_id, on_text)
+    channel = Channel(
+        endpoint, config.peer_id, introduction.peer_id, introduction.session_id, introduction.key, on_text
+    )
     result.received, result.sent = channel.received, channel.sent  # shared: a failure still reports what crossed
     dispatcher.routes += [puncher.on_request, channel.on_request]
     if introduction.role.name == "OPENER":

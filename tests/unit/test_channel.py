@@ -7,12 +7,14 @@ import asyncio
 import pytest
 
 from punch.peer.channel import Channel
+from punch.peer.sealing import Sealer
 from punch.rendezvous.wire import request
-from punch.stun import Address, AttributeType, Message, MessageClass, Method
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, new_transaction_id
 
 pytestmark = pytest.mark.unit
 
 SESSION = bytes(16)
+KEY = b"s" * 32
 SOURCE = ("198.51.100.10", 40000)
 
 
@@ -24,20 +26,26 @@ class FakeEndpoint:
         self.sent.append((message, remote))
 
 
-def data(sequence: int, text: str, *, sender: str = "14", session: bytes = SESSION) -> Message:
-    return request(
+def data(sequence: int, text: str, *, sender: str = "14", session: bytes = SESSION, key: bytes = KEY) -> Message:
+    transaction_id = new_transaction_id()
+    sealed = Sealer(key).seal(transaction_id, sender, sequence, text.encode())
+    return Message(
         Method.DATA,
-        (AttributeType.PEER_ID, sender),
-        (AttributeType.SESSION_ID, session),
-        (AttributeType.SEQUENCE, sequence),
-        (AttributeType.DATA_PAYLOAD, text.encode()),
+        MessageClass.REQUEST,
+        transaction_id,
+        (
+            (AttributeType.PEER_ID, sender),
+            (AttributeType.SESSION_ID, session),
+            (AttributeType.SEQUENCE, sequence),
+            (AttributeType.DATA_PAYLOAD, sealed),
+        ),
     )
 
 
 def make_channel() -> tuple[Channel, FakeEndpoint, list[str]]:
     endpoint = FakeEndpoint()
     shown: list[str] = []
-    channel = Channel(endpoint, "10", "14", SESSION, shown.append)  # type: ignore[arg-type]
+    channel = Channel(endpoint, "10", "14", SESSION, KEY, shown.append)  # type: ignore[arg-type]
     return channel, endpoint, shown
 
 
@@ -60,6 +68,7 @@ def test_messages_of_another_session_or_sender_are_ignored() -> None:
         channel, endpoint, shown = make_channel()
         assert channel.on_request(data(0, "x", session=b"\x01" * 16), SOURCE)
         assert channel.on_request(data(0, "x", sender="66"), SOURCE)
+        assert channel.on_request(data(0, "x", key=b"w" * 32), SOURCE)  # sealed with another key
         assert not channel.on_request(request(Method.BINDING), SOURCE)  # not a channel message
         assert (shown, endpoint.sent) == ([], [])
 
@@ -76,3 +85,14 @@ def test_close_is_acknowledged_every_time_and_recorded_once() -> None:
         assert len(endpoint.sent) == 2
 
     asyncio.run(scenario())
+
+
+def test_a_sealed_text_opens_only_with_its_key_nonce_sender_and_sequence() -> None:
+    sealer, nonce = Sealer(KEY), bytes(range(12))
+    sealed = sealer.seal(nonce, "14", 3, b"secret")
+    assert b"secret" not in sealed
+    assert sealer.open(nonce, "14", 3, sealed) == b"secret"
+    assert sealer.open(nonce, "14", 4, sealed) is None
+    assert sealer.open(nonce, "66", 3, sealed) is None
+    assert sealer.open(bytes(12), "14", 3, sealed) is None
+    assert Sealer(b"w" * 32).open(nonce, "14", 3, sealed) is None
