@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="second address and port for RFC 5780 NAT behaviour discovery (`punch probe`); needs a specific --listen",
     )
     server.add_argument(
+        "--stats-interval",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="log a line of counters (registrations, sessions, drops by reason) every S seconds; 0 = only at exit",
+    )
+    server.add_argument(
         "--max-lease",
         type=float,
         default=60.0,
@@ -245,7 +252,9 @@ def _run_server(args: argparse.Namespace) -> int:
         if alternate[0] == listen[0] or alternate[1] == listen[1]:
             raise UsageError("--alternate must differ from --listen in both address and port, e.g. 203.0.113.2:3479")
     _positive("--max-lease", args.max_lease)
-    asyncio.run(serve(listen, alternate=alternate, max_lease=args.max_lease))
+    if args.stats_interval < 0:
+        raise UsageError(f"--stats-interval must be 0 or more, got {args.stats_interval:g}")
+    asyncio.run(serve(listen, alternate=alternate, max_lease=args.max_lease, stats_interval=args.stats_interval))
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import Counter
 from collections.abc import Callable
 from types import TracebackType
 
@@ -110,7 +111,30 @@ class RendezvousServer:
         for endpoint in self._endpoints.values():
             await endpoint.close()
         if self._endpoint is not None:
-            log.info("stopped; counters: %s", dict(sorted(self._endpoint.counters.items())))
+            log.info("stopped; %s", self.stats())
+
+    def stats(self) -> str:
+        """One line: the tables' sizes and what was handled and dropped, by reason."""
+        counters = sum((e.counters for e in self._endpoints.values()), Counter[str]())
+        shown = " ".join(f"{name}={count}" for name, count in sorted(counters.items()))
+        registry = self.registry
+        return (
+            f"registrations={len(registry.registrations)} waiting={len(registry.wants)} "
+            f"sessions={len(registry.sessions)} {shown}"
+        )
+
+    def report_stats_every(self, interval: float) -> None:
+        """Log :meth:`stats` every ``interval`` seconds until the server closes."""
+
+        async def report() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                self.registry.expire(self._now())
+                log.info("stats: %s", self.stats())
+
+        task = asyncio.get_running_loop().create_task(report())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def __aenter__(self) -> RendezvousServer:
         return self
@@ -368,11 +392,14 @@ async def serve(
     *,
     alternate: Address | None = None,
     max_lease: float = 60.0,
+    stats_interval: float = 0.0,
     ready: Callable[[Address], None] | None = None,
 ) -> None:
-    """Run a server until cancelled."""
+    """Run a server until cancelled; with ``stats_interval``, log a stats line that often."""
     async with RendezvousServer(max_lease=max_lease) as server:
         await server.start(listen, alternate)
+        if stats_interval > 0:
+            server.report_stats_every(stats_interval)
         if ready is not None:
             ready(server.address)
         await asyncio.Future()

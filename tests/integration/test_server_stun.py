@@ -88,3 +88,16 @@ async def test_rendezvous_request_without_peer_id_gets_400(server: RendezvousSer
     assert error is not None
     assert (error.code, error.reason) == (400, "Register lacks PEER-ID")
     transport.close()
+
+
+async def test_stats_line_counts_tables_and_drops(server: RendezvousServer) -> None:
+    transport, client = await client_for(server)
+    transport.sendto(b"junk junk junk junk junk")
+    last = binding()
+    transport.sendto(encode(last))
+    await asyncio.wait_for(client.queue.get(), 2)
+    line = server.stats()
+    assert line.startswith("registrations=0 waiting=0 sessions=0 ")
+    assert "not-stun=1" in line
+    assert "request=1" in line
+    transport.close()
