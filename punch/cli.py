@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="IP TTL of the probes that open our own NAT mapping (default 2; 0 = off)",
     )
     peer.add_argument(
+        "--keepalive",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="check a direct path every S seconds while talking; a silent peer is reported as lost (default 5)",
+    )
+    peer.add_argument(
         "--no-relay", action="store_true", help="fail instead of relaying through the server when punching fails"
     )
     peer.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
@@ -184,6 +191,7 @@ def _run_peer(args: argparse.Namespace) -> int:
         timeout=_positive("--timeout", args.timeout),
         punch=timings,
         relay=not args.no_relay,
+        keepalive=_positive("--keepalive", args.keepalive),
     )
     if config.peer_id == config.target:
         raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")

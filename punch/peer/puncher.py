@@ -188,6 +188,21 @@ class Puncher:
             and response.raw(AttributeType.SESSION_ID) == self._intro.session_id
         )
 
+    async def keep_alive(self, remote: Address, interval: float, policy: RetransmitPolicy) -> None:
+        """Check the chosen path every ``interval`` seconds, forever: it keeps both NATs' mappings fresh, and a
+        peer that stops answering raises PeerError within ``interval`` plus one retransmission cycle."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                response, source = await self._endpoint.request(self._check(), remote, policy)
+            except TransactionTimeout:
+                raise PeerError(
+                    f"lost contact with {self.peer}: no answer to keepalives at {format_address(remote)} "
+                    f"for {policy.total():g} s"
+                ) from None
+            if self._is_from_peer(response, source, remote):
+                log.debug("keepalive answered by %s", self.peer)
+
     # -- incoming checks ----------------------------------------------------------------------------------
 
     def on_request(self, message: Message, source: Address) -> bool:

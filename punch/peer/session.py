@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from punch.errors import PeerError
 from punch.peer.channel import Channel
@@ -18,6 +19,8 @@ from punch.stun.transaction import RetransmitPolicy
 
 # RFC 8489 §6.2.1 timing with the RTO capped at 2 s: a peer gives up on a silent server after 11.75 s, not 39.5 s.
 SERVER_POLICY = RetransmitPolicy(rto=0.25, max_rto=2.0)
+# A keepalive that gets no answer for 7.5 s means the other peer is gone (or the path broke).
+KEEPALIVE_POLICY = RetransmitPolicy(rto=0.5, max_rto=2.0, max_sends=5, last_wait=4.0)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ class PeerConfig:
     linger: float = 0.5  # after closing, keep answering retransmissions this long
     rendezvous: RetransmitPolicy = SERVER_POLICY  # requests to the server
     relay: bool = True  # fall back to the server's relay when no direct path can be punched
+    keepalive: float = 5.0  # seconds between checks of a direct path while talking
 
 
 @dataclass(slots=True)
@@ -115,14 +119,31 @@ async def _run(
     result.mapped = format_address(mapped)
     refresher = asyncio.get_running_loop().create_task(client.keep_registered())
     try:
-        path, channel = await _find_path(config, endpoint, dispatcher, client, result, on_text)
+        path, channel, puncher = await _find_path(config, endpoint, dispatcher, client, result, on_text)
         result.path, result.remote = path.kind, format_address(path.remote)
-        await _talk(channel, texts, config.linger, config.timeout)
+        talking = _talk(channel, texts, config.linger, config.timeout)
+        if path.kind == "relay":
+            await talking  # the relay answers for the server; keepalives would prove nothing about the peer
+        else:
+            await _first_of(talking, puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY))
     finally:
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
         await client.unregister()
+
+
+async def _first_of(*coroutines: Coroutine[Any, Any, None]) -> None:
+    """Run the coroutines until the first one ends; re-raise its error; cancel the others."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
 
 
 async def _find_path(
@@ -132,7 +153,7 @@ async def _find_path(
     client: RendezvousClient,
     result: PeerResult,
     on_text: Callable[[str], None],
-) -> tuple[Path, Channel]:
+) -> tuple[Path, Channel, Puncher]:
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(config.timeout):
@@ -179,7 +200,7 @@ async def _find_path(
         format_address(path.remote),
         result.punch_ms,
     )
-    return path, channel
+    return path, channel, puncher
 
 
 async def _talk(channel: Channel, texts: AsyncIterator[str], linger: float, patience: float) -> None:

@@ -207,3 +207,21 @@ def test_probe_names_the_behaviour_of_the_lab_nat(lab: Lab) -> None:
         False,
         "port-restricted cone",
     )
+
+
+def test_a_killed_peer_is_reported_lost_instead_of_waited_for(lab: Lab) -> None:
+    start_server(lab)
+    chat = lab.spawn(
+        "peer10", PY, "-m", "punch", "peer", "--server", SERVER, "--id", "10", "--to", "14",
+        text=True, stdin=subprocess.PIPE,
+    )  # fmt: skip
+    scripted = start_peer(lab, "14", "10", "--send", "are you there?", "--keepalive", "1", "--timeout", "120")
+    assert chat.stdout is not None
+    assert chat.stdout.readline().strip() == "[14] are you there?"  # punched, and the text crossed
+    chat.kill()  # no goodbye: the process is simply gone
+    chat.communicate(timeout=10)
+    code, result, _log14 = finish(scripted)
+    assert code == 1
+    assert result["error"].startswith("lost contact with 10: no answer to keepalives at 198.51.100.10:")
+    assert result["received"] == []
+    assert result["sent"] == ["are you there?"]
