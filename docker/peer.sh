@@ -9,7 +9,7 @@
 # (a later --id/--to/--server in ARGS wins); anything else is run as a command (`peer ip route`).
 # Needs NET_ADMIN for the route only: the command runs as user punch with no capabilities.
 set -eu
-ip route replace default via "${PUNCH_GATEWAY:?set PUNCH_GATEWAY to the NAT router\'s LAN address}"
+ip route replace default via "${PUNCH_GATEWAY:?set PUNCH_GATEWAY to the LAN address of the NAT router}"
 case "${1:-}" in
     "" | -*) set -- punch peer --server "${PUNCH_SERVER:?}" --id "${PUNCH_ID:?}" --to "${PUNCH_TO:?}" "$@" ;;
 esac

@@ -13,7 +13,6 @@ import argparse
 import os
 import socket
 import struct
-import sys
 import time
 
 MAGIC_COOKIE = 0x2112A442
@@ -72,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -35,6 +35,8 @@ def _home(wan: str, lans: list[str]) -> list[str]:
     lines.append(f"-A INPUT -i {wan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT")
     lines.append(f"-A INPUT -i {wan} -j DROP")
     for lan in lans:
+        # Hosts on one LAN talk freely: with br_netfilter, bridged frames between them cross FORWARD too.
+        lines.append(f"-A FORWARD -i {lan} -o {lan} -j ACCEPT")
         lines.append(f"-A FORWARD -i {lan} -o {wan} -j ACCEPT")
         lines.append(f"-A FORWARD -i {wan} -o {lan} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT")
     return [*lines, "COMMIT"]

@@ -133,6 +133,7 @@ def test_home_firewall_ruleset() -> None:
         ":OUTPUT ACCEPT [0:0]",
         "-A INPUT -i wan10 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
         "-A INPUT -i wan10 -j DROP",
+        "-A FORWARD -i lan10 -o lan10 -j ACCEPT",
         "-A FORWARD -i lan10 -o wan10 -j ACCEPT",
         "-A FORWARD -i wan10 -o lan10 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
         "COMMIT",
