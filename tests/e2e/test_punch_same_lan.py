@@ -1,0 +1,29 @@
+"""Two peers on one LAN behind one NAT: the direct-lan path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netns.testing import Lab
+from tests.e2e.test_punch_lab import finish, start_peer, start_server
+
+pytestmark = pytest.mark.e2e
+
+SAME_LAN = Path(__file__).parent.parent / "data" / "topologies" / "same-lan.yaml"
+
+
+@pytest.mark.parametrize("lab", [{"topology": SAME_LAN}], indirect=True, ids=["same-lan"])
+def test_peers_behind_the_same_nat_talk_over_their_lan(lab: Lab) -> None:
+    """The NAT does not hairpin; the host candidates on the shared LAN give a direct-lan path."""
+    start_server(lab)
+    peer10 = start_peer(lab, "10", "14", "--send", "neighbour")
+    peer14 = start_peer(lab, "14", "10", "--send", "hello")
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result10["path"] == result14["path"] == "direct-lan"
+    assert result10["remote"].startswith("10.0.10.14:")
+    assert result14["remote"].startswith("10.0.10.2:")
+    assert (result10["received"], result14["received"]) == (["hello"], ["neighbour"])
