@@ -21,6 +21,7 @@ from punch.errors import PeerError, UsageError
 from punch.peer.puncher import PunchTimings
 from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.probe import probe
+from punch.rendezvous.credentials import read_secret
 from punch.rendezvous.server import DEFAULT_PORT, serve
 from punch.stun import Address
 from punch.stun.protocol import format_address
@@ -81,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="second address and port for RFC 5780 NAT behaviour discovery (`punch probe`); needs a specific --listen",
     )
     server.add_argument(
+        "--secret-file",
+        metavar="PATH",
+        help="serve only a closed group: rendezvous requests must be signed with this secret (peers pass the same)",
+    )
+    server.add_argument(
         "--stats-interval",
         type=float,
         default=60.0,
@@ -133,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         metavar="N",
         help="IP TTL of the probes that open our own NAT mapping (default 2; 0 = off)",
+    )
+    peer.add_argument(
+        "--secret-file", metavar="PATH", help="the group's secret, where the server serves a closed group"
     )
     peer.add_argument(
         "--keepalive",
@@ -192,6 +201,7 @@ def _run_peer(args: argparse.Namespace) -> int:
         punch=timings,
         relay=not args.no_relay,
         keepalive=_positive("--keepalive", args.keepalive),
+        group=read_secret(args.secret_file) if args.secret_file else None,
     )
     if config.peer_id == config.target:
         raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")
@@ -262,7 +272,10 @@ def _run_server(args: argparse.Namespace) -> int:
     _positive("--max-lease", args.max_lease)
     if args.stats_interval < 0:
         raise UsageError(f"--stats-interval must be 0 or more, got {args.stats_interval:g}")
-    asyncio.run(serve(listen, alternate=alternate, max_lease=args.max_lease, stats_interval=args.stats_interval))
+    group = read_secret(args.secret_file) if args.secret_file else None
+    asyncio.run(
+        serve(listen, alternate=alternate, max_lease=args.max_lease, group=group, stats_interval=args.stats_interval)
+    )
     return 0
 
 

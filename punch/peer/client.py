@@ -7,6 +7,7 @@ import logging
 import socket
 
 from punch.errors import PeerError
+from punch.rendezvous.credentials import request_key
 from punch.rendezvous.wire import Introduction, ProtocolError, Role, request, required_session
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_error, make_success, method_name
 from punch.stun.protocol import StunEndpoint, format_address
@@ -47,6 +48,7 @@ class RendezvousClient:
         *,
         lease: int = 30,
         policy: RetransmitPolicy = RFC_POLICY,
+        group: bytes | None = None,
     ) -> None:
         self._endpoint = endpoint
         self.server = server
@@ -59,10 +61,12 @@ class RendezvousClient:
         self.go = asyncio.Event()
         self.mapped: Address | None = None
         self._token: bytes | None = None  # proves we own our ID (first come, first served)
+        self._group = group  # a closed group's key (--secret-file), or None
 
     async def _call(self, message: Message, what: str) -> Message:
         try:
-            response, _ = await self._endpoint.request(message, self.server, self._policy, self._token)
+            key = request_key(self._group, self._token)
+            response, _ = await self._endpoint.request(message, self.server, self._policy, key)
         except TransactionTimeout:
             raise PeerError(
                 f"the server at {format_address(self.server)} did not answer {what}; "
@@ -108,7 +112,7 @@ class RendezvousClient:
             return
         goodbye = request(Method.REGISTER, (AttributeType.PEER_ID, self.peer_id), (AttributeType.LEASE, 0))
         try:
-            await self._endpoint.request(goodbye, self.server, GOODBYE_POLICY, self._token)
+            await self._endpoint.request(goodbye, self.server, GOODBYE_POLICY, request_key(self._group, self._token))
             log.info("unregistered from the server")
         except TransactionTimeout:
             log.info("the server did not answer our goodbye; our registration ends with its lease")

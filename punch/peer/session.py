@@ -40,6 +40,7 @@ class PeerConfig:
     rendezvous: RetransmitPolicy = SERVER_POLICY  # requests to the server
     relay: bool = True  # fall back to the server's relay when no direct path can be punched
     keepalive: float = 5.0  # seconds between checks of a direct path while talking
+    group: bytes | None = None  # a closed group's key (--secret-file)
 
 
 @dataclass(slots=True)
@@ -113,6 +114,7 @@ async def _run(
         host_candidates(local, config.server),
         lease=config.lease,
         policy=config.rendezvous,
+        group=config.group,
     )
     dispatcher.routes.append(client.on_request)
     mapped = await client.register()

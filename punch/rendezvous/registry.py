@@ -8,8 +8,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from punch.errors import PunchError
 from punch.rendezvous.wire import REGISTRATION_TOKEN_BYTES, SESSION_ID_BYTES, SESSION_KEY_BYTES, Introduction, Role
 from punch.stun import Address
+
+
+class TableFull(PunchError):
+    """No room for another registration."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,7 @@ class Registry:
     """Registrations under leases, pending wishes, and introduced sessions."""
 
     max_lease: float = 60.0
+    max_registrations: int = 100_000
     registrations: dict[str, Registration] = field(default_factory=dict)
     wants: dict[str, str] = field(default_factory=dict)  # asker -> target
     sessions: dict[bytes, Match] = field(default_factory=dict)
@@ -62,13 +68,18 @@ class Registry:
     def register(
         self, peer_id: str, observed: Address, host_candidates: tuple[Address, ...], lease: float, now: float
     ) -> Registration:
-        """Add or refresh a registration; returns it (its lease capped to ``max_lease``).
+        """Add or refresh a registration; returns it (its lease capped to ``max_lease``). TableFull when a new ID
+        finds ``max_registrations`` live registrations.
 
         A new registration gets a fresh token; a refresh keeps the token (the caller checked the refresh was
         signed with it).
         """
         granted = max(1.0, min(lease, self.max_lease))
         known = self.lookup(peer_id, now)
+        if known is None and len(self.registrations) >= self.max_registrations:
+            self.expire(now)
+            if len(self.registrations) >= self.max_registrations:
+                raise TableFull(f"the table holds its maximum of {self.max_registrations} registrations")
         token = known.token if known else os.urandom(REGISTRATION_TOKEN_BYTES)
         registration = Registration(peer_id, observed, host_candidates, now + granted, token)
         self.registrations[peer_id] = registration

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from types import TracebackType
 
 from punch import SOFTWARE
-from punch.rendezvous.registry import Match, Registration, Registry
+from punch.rendezvous.credentials import request_key
+from punch.rendezvous.registry import Match, Registration, Registry, TableFull
 from punch.rendezvous.relay import RelayTable
 from punch.rendezvous.wire import (
     ProtocolError,
@@ -62,10 +63,13 @@ class RendezvousServer:
         self,
         *,
         max_lease: float = 60.0,
+        max_registrations: int = 100_000,
+        group: bytes | None = None,
         push_policy: RetransmitPolicy = RFC_POLICY,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self.registry = Registry(max_lease=max_lease)
+        self.registry = Registry(max_lease=max_lease, max_registrations=max_registrations)
+        self._group = group
         self._push_policy = push_policy
         self._clock = clock
         self._endpoint: StunEndpoint | None = None
@@ -250,14 +254,15 @@ class RendezvousServer:
         sender.send(make_success(message, (*attributes, (AttributeType.SOFTWARE, SOFTWARE))), source)
 
     def _check_owner(self, peer_id: str, data: bytes) -> Registration | None:
-        """First come, first served: while a lease lives, requests for its ID must be signed with its token."""
+        """First come, first served (and, in a closed group, members only): see punch.rendezvous.credentials."""
         known = self.registry.lookup(peer_id, self._now())
-        if known is not None and not verify_integrity_sha256(data, known.token):
-            left = known.expires - self._now()
-            raise Unauthorized(
-                f"peer ID {peer_id} is registered by someone else for {left:.0f} s more; choose another ID"
-            )
-        return known
+        key = request_key(self._group, known.token if known else None)
+        if key is None or verify_integrity_sha256(data, key):
+            return known
+        if known is None:
+            raise Unauthorized("this server serves a closed group; sign with the group's secret (--secret-file)")
+        left = known.expires - self._now()
+        raise Unauthorized(f"peer ID {peer_id} is registered by someone else for {left:.0f} s more; choose another ID")
 
     def _on_register(self, message: Message, source: Address, data: bytes) -> None:
         peer_id = required_peer_id(message)
@@ -269,7 +274,13 @@ class RendezvousServer:
             self._reply(message, source, (AttributeType.LEASE, 0))
             return
         hosts = tuple(message.addresses(AttributeType.CANDIDATE))[:8]
-        registration = self.registry.register(peer_id, source, hosts, lease or 30, self._now())
+        try:
+            registration = self.registry.register(peer_id, source, hosts, lease or 30, self._now())
+        except TableFull as full:
+            self.endpoint.counters["table-full"] += 1
+            log.warning("refused %s: %s", peer_id, full)
+            self._reply_error(message, source, 508, "Insufficient Capacity: too many registrations; try again later")
+            return
         granted = round(registration.expires - self._now())
         if known is None or known.observed != source or known.host_candidates != hosts:
             log.info(
@@ -392,11 +403,12 @@ async def serve(
     *,
     alternate: Address | None = None,
     max_lease: float = 60.0,
+    group: bytes | None = None,
     stats_interval: float = 0.0,
     ready: Callable[[Address], None] | None = None,
 ) -> None:
     """Run a server until cancelled; with ``stats_interval``, log a stats line that often."""
-    async with RendezvousServer(max_lease=max_lease) as server:
+    async with RendezvousServer(max_lease=max_lease, group=group) as server:
         await server.start(listen, alternate)
         if stats_interval > 0:
             server.report_stats_every(stats_interval)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -77,6 +78,9 @@ def test_peer_without_its_partner_fails_with_one_line_and_json(server_address: s
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--timeout", "0"],
          "punch: --timeout must be greater than 0, got 0"),
         (["server", "--listen", "0.0.0.0:http"], "punch: --listen '0.0.0.0:http': port must be a number from 0 to 65535"),
+        (["server", "--secret-file", "/nonexistent/s"],
+         "punch: --secret-file /nonexistent/s: cannot read it (No such file or directory); "
+         "make one with `head -c 32 /dev/urandom | base64 > /nonexistent/s`"),
     ],
 )  # fmt: skip
 def test_usage_errors_exit_2_with_one_line_naming_the_flag(args: list[str], message: str) -> None:
@@ -104,3 +108,33 @@ def test_ctrl_c_while_waiting_exits_130(server_address: str) -> None:
     _, err = waiting.communicate(timeout=10)
     assert waiting.returncode == 130
     assert err.strip().endswith("punch: interrupted")
+
+
+def test_a_closed_group_from_the_command_line(tmp_path: Path) -> None:
+    secret = tmp_path / "group.secret"
+    secret.write_text("a secret of the group, long enough\n")
+    server = subprocess.Popen(
+        [*PUNCH, "server", "--listen", "127.0.0.1:0", "--secret-file", str(secret)],
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert server.stderr is not None
+    address = re.search(r"listening on (127\.0\.0\.1:\d+)", server.stderr.readline())
+    assert address
+    members = [
+        peer(address.group(1), me, other, "--secret-file", str(secret), "--send", f"from {me}", "--json")
+        for me, other in (("10", "14"), ("14", "10"))
+    ]
+    stranger = peer(address.group(1), "66", "10", "--json", "-q")
+    results = [m.communicate(timeout=30) for m in members]
+    assert [m.returncode for m in members] == [0, 0], results
+    assert [json.loads(out.splitlines()[-1])["received"] for out, _ in results] == [["from 14"], ["from 10"]]
+    _, err = stranger.communicate(timeout=30)
+    assert stranger.returncode == 1
+    assert err.strip() == (
+        "punch: the server refused our registration: 401 this server serves a closed group; "
+        "sign with the group's secret (--secret-file)"
+    )
+    server.terminate()
+    server.communicate(timeout=10)

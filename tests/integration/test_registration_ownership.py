@@ -6,7 +6,9 @@ import asyncio
 
 import pytest
 
+from punch.errors import PeerError
 from punch.peer.client import RendezvousClient
+from punch.rendezvous.credentials import group_key
 from punch.rendezvous.server import RendezvousServer
 from punch.rendezvous.wire import request
 from punch.stun import AttributeType, MessageClass, Method
@@ -59,3 +61,37 @@ async def test_goodbye_frees_the_id_at_once(server: RendezvousServer) -> None:
     assert await second.register() == second_socket.local_address
     for socket in (first_socket, second_socket):
         await socket.close()
+
+
+async def test_a_closed_group_serves_members_only() -> None:
+    group = group_key(b"correct horse battery staple")
+    async with RendezvousServer(group=group) as closed:
+        await closed.start(("127.0.0.1", 0))
+        member_socket, stranger_socket = await endpoint(), await endpoint()
+        member = RendezvousClient(member_socket, closed.address, "10", (), policy=FAST, group=group)
+        assert await member.register() == member_socket.local_address
+        assert await member.connect("14") == "waiting for 14 to register"
+        stranger = RendezvousClient(stranger_socket, closed.address, "66", (), policy=FAST)
+        with pytest.raises(PeerError) as refused:
+            await stranger.register()
+        assert str(refused.value) == (
+            "the server refused our registration: 401 this server serves a closed group; "
+            "sign with the group's secret (--secret-file)"
+        )
+        outsider = RendezvousClient(stranger_socket, closed.address, "67", (), policy=FAST, group=group_key(b"x" * 16))
+        with pytest.raises(PeerError, match="401"):
+            await outsider.register()
+        for socket in (member_socket, stranger_socket):
+            await socket.close()
+
+
+async def test_a_full_table_refuses_new_ids_with_508() -> None:
+    async with RendezvousServer(max_registrations=1) as small:
+        await small.start(("127.0.0.1", 0))
+        first, second = await endpoint(), await endpoint()
+        await RendezvousClient(first, small.address, "10", (), policy=FAST).register()
+        with pytest.raises(PeerError, match="508 Insufficient Capacity: too many registrations; try again later"):
+            await RendezvousClient(second, small.address, "14", (), policy=FAST).register()
+        assert small.endpoint.counters["table-full"] == 1
+        for socket in (first, second):
+            await socket.close()
