@@ -23,6 +23,7 @@ from types import TracebackType
 
 from punch import SOFTWARE
 from punch.rendezvous.credentials import request_key
+from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
 from punch.rendezvous.relay import RelayTable
 from punch.rendezvous.wire import (
@@ -65,11 +66,13 @@ class RendezvousServer:
         max_lease: float = 60.0,
         max_registrations: int = 100_000,
         group: bytes | None = None,
+        rate_limit: RateLimiter | None = None,
         push_policy: RetransmitPolicy = RFC_POLICY,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.registry = Registry(max_lease=max_lease, max_registrations=max_registrations)
         self._group = group
+        self._limiter = rate_limit if rate_limit is not None else RateLimiter()
         self._push_policy = push_policy
         self._clock = clock
         self._endpoint: StunEndpoint | None = None
@@ -156,6 +159,9 @@ class RendezvousServer:
             return
         if message.message_class is not MessageClass.REQUEST:
             return  # indications get no answer (RFC 8489 §6.3.2)
+        if not self._limiter.allow(source[0], self._now()):
+            self.endpoint.counters["rate-limited"] += 1
+            return
         unknown = message.unknown_comprehension_required()
         if unknown:
             self.endpoint.counters["unknown-attribute"] += 1

@@ -9,6 +9,7 @@ import zlib
 
 import pytest
 
+from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import AttributeType, Message, MessageClass, Method, decode, encode, new_transaction_id
 
@@ -23,10 +24,10 @@ class Client(asyncio.DatagramProtocol):
         self.queue.put_nowait(data)
 
 
-async def client_for(server: RendezvousServer) -> tuple[asyncio.DatagramTransport, Client]:
+async def client_for(server: RendezvousServer, host: str = "127.0.0.1") -> tuple[asyncio.DatagramTransport, Client]:
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_datagram_endpoint(
-        Client, local_addr=("127.0.0.1", 0), remote_addr=server.address, family=socket.AF_INET
+        Client, local_addr=(host, 0), remote_addr=server.address, family=socket.AF_INET
     )
     return transport, protocol
 
@@ -101,3 +102,23 @@ async def test_stats_line_counts_tables_and_drops(server: RendezvousServer) -> N
     assert "not-stun=1" in line
     assert "request=1" in line
     transport.close()
+
+
+async def test_a_source_over_its_rate_is_dropped_and_counted() -> None:
+    async with RendezvousServer(rate_limit=RateLimiter(rate=0.001, burst=2)) as limited:
+        await limited.start(("127.0.0.1", 0))
+        transport, client = await client_for(limited)
+        requests = [binding() for _ in range(3)]
+        for request in requests:
+            transport.sendto(encode(request))
+        answered = [decode(await asyncio.wait_for(client.queue.get(), 2)).transaction_id for _ in range(2)]
+        assert answered == [r.transaction_id for r in requests[:2]]
+        # The third was dropped, not queued: a fourth from another source IP is answered; the counter says why.
+        other, other_client = await client_for(limited, "127.0.0.2")
+        last = binding()
+        other.sendto(encode(last))
+        assert decode(await asyncio.wait_for(other_client.queue.get(), 2)).transaction_id == last.transaction_id
+        assert client.queue.empty()
+        assert limited.endpoint.counters["rate-limited"] == 1
+        transport.close()
+        other.close()
