@@ -218,6 +218,7 @@ def test_a_killed_peer_is_reported_lost_instead_of_waited_for(lab: Lab) -> None:
     scripted = start_peer(lab, "14", "10", "--send", "are you there?", "--keepalive", "1", "--timeout", "120")
     assert chat.stdout is not None
     assert chat.stdout.readline().strip() == "[14] are you there?"  # punched, and the text crossed
+    wait_for_line(scripted, "message 0 acknowledged by 10")
     chat.kill()  # no goodbye: the process is simply gone
     chat.communicate(timeout=10)
     code, result, _log14 = finish(scripted)
