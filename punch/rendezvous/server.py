@@ -323,7 +323,7 @@ class RendezvousServer:
                 f"waiting for {target}" if self.registry.lookup(target, now) else f"waiting for {target} to register"
             )
             log.info("%s asks for %s: %s", asker, target, status)
-            self._reply(message, source, (AttributeType.STATUS, status))
+            self._reply(message, source, (AttributeType.STATUS, _fit(status, 128)))
             return
         log.info(
             "%s asks for %s: both want each other, introducing (session %s)",
@@ -421,3 +421,8 @@ async def serve(
         if ready is not None:
             ready(server.address)
         await asyncio.Future()
+
+
+def _fit(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8 (an attribute's limit), on a character boundary."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")

@@ -1,7 +1,8 @@
-"""STUN attributes, table-driven: one row per type with its name and value codec (RFC 8489 §14).
+"""STUN attributes, table-driven: one row per type with its RFC name and its value codec (RFC 8489 §14).
 
-Every value codec checks lengths before slicing and raises StunDecodeError naming the attribute, so the
-message decoder stays total. XOR-encoded addresses are rows like every other: their codecs get the
+Every value codec checks lengths before it slices and raises StunDecodeError naming the attribute
+("attribute/XOR-MAPPED-ADDRESS") with expected vs actual sizes, so the message decoder stays total.
+XOR-encoded addresses (XOR-MAPPED-ADDRESS, punch's CANDIDATE) are rows like every other: their codecs get the
 transaction ID through :class:`Context`.
 """
 
@@ -12,7 +13,6 @@ import ipaddress
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 from punch.errors import StunDecodeError, StunEncodeError
 
@@ -21,10 +21,15 @@ MAGIC_COOKIE = 0x2112A442
 CHANGE_IP = 0x04  # CHANGE-REQUEST flags (RFC 5780 §7.2)
 CHANGE_PORT = 0x02
 _COOKIE_BYTES = struct.pack("!I", MAGIC_COOKIE)
+# RFC 8489 §14.3, §14.8-§14.10, §14.14: text "fewer than 128 characters (which can be as long as 509 bytes when
+# encoding them and as long as 763 bytes when decoding them)"; USERNAME "fewer than 509 bytes", parsed up to 763.
+_MAX_CHARACTERS = 127
+_MAX_SENT_BYTES = 508
+_MAX_PARSED_BYTES = 763
 
 
 class AttributeType(enum.IntEnum):
-    """Attribute types, grouped by the RFC that defines them."""
+    """Attribute types (RFC 8489 §18.3 and the IANA STUN Attributes registry), grouped by defining RFC."""
 
     # RFC 8489 (and RFC 5389)
     MAPPED_ADDRESS = 0x0001
@@ -58,14 +63,14 @@ class AttributeType(enum.IntEnum):
     DATA_PAYLOAD = 0x4C08
     SESSION_KEY = 0x4C09
     REGISTRATION_TOKEN = 0x4C0A
-    # punch's own, comprehension-optional, Expert Review range 0xC000-0xFFFF
+    # punch's own, comprehension-optional, Expert Review range 0xC000-0xFFFF (RFC 8489 §18.3)
     STATUS = 0xCC01
     OPEN_TTL = 0xCC02
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorCode:
-    """ERROR-CODE (RFC 8489 §14.8): a code from 300 to 699 and a reason phrase."""
+    """ERROR-CODE (RFC 8489 §14.8): a code from 300 to 699 (class * 100 + number) and a reason phrase."""
 
     code: int
     reason: str
@@ -73,7 +78,7 @@ class ErrorCode:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What some value codecs need beyond the value: the message's transaction ID (for XOR)."""
+    """What some value codecs need beyond the value: the message's transaction ID (XOR, RFC 8489 §14.2)."""
 
     transaction_id: bytes
 
@@ -84,7 +89,10 @@ Encoder = Callable[[object, Context, str], bytes]
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One attribute type: its RFC name and how its value goes to and from bytes."""
+    """One attribute type of the table (RFC 8489 §14): its RFC name and how its value goes to and from bytes.
+
+    ``decode(value, context, name)`` raises StunDecodeError, ``encode(value, context, name)`` StunEncodeError.
+    """
 
     type: int
     name: str
@@ -96,35 +104,48 @@ def _fail(name: str, reason: str) -> StunDecodeError:
     return StunDecodeError(f"attribute/{name}", reason)
 
 
+def _as_int(value: object) -> int | None:
+    """``value`` if it is an int (not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _range(low: int, high: int) -> str:
+    return f"{low}" if low == high else f"{low} to {high}"
+
+
 # -- value codecs -------------------------------------------------------------------------------------------
 
 
 def _decode_address(value: bytes, mask: bytes, name: str) -> Address:
-    """MAPPED-ADDRESS layout (RFC 8489 §14.1), XORed with ``mask`` (empty for plain addresses)."""
+    """MAPPED-ADDRESS layout (RFC 8489 §14.1), XORed with ``mask`` when it is not empty (§14.2).
+
+    The first byte is reserved: it "MUST be ignored by receivers", so it is.
+    """
     if len(value) < 4:
         raise _fail(name, f"value is {len(value)} bytes, an address needs at least 4")
     family = value[1]
-    sizes = {0x01: 4, 0x02: 16}
-    if family not in sizes:
+    if family not in (0x01, 0x02):
         raise _fail(name, f"unknown address family 0x{family:02x} (expected 0x01 IPv4 or 0x02 IPv6)")
-    expected = 4 + sizes[family]
+    version, expected = (4, 8) if family == 0x01 else (6, 20)
     if len(value) != expected:
-        raise _fail(name, f"value is {len(value)} bytes, an IPv{4 if family == 1 else 6} address needs {expected}")
-    port = struct.unpack("!H", value[2:4])[0]
+        raise _fail(name, f"value is {len(value)} bytes, an IPv{version} address needs {expected}")
+    port = int.from_bytes(value[2:4], "big")
     raw = value[4:]
     if mask:
         port ^= MAGIC_COOKIE >> 16
         raw = bytes(a ^ b for a, b in zip(raw, mask, strict=False))
-    host = str(ipaddress.IPv4Address(raw) if family == 0x01 else ipaddress.IPv6Address(raw))
-    return (host, port)
+    host = ipaddress.IPv4Address(raw) if version == 4 else ipaddress.IPv6Address(raw)
+    return (str(host), port)
 
 
 def _encode_address(value: object, mask: bytes, name: str) -> bytes:
+    host, port = value if isinstance(value, tuple) and len(value) == 2 else (None, None)
+    port = _as_int(port)
+    if not isinstance(host, str) or port is None:
+        raise StunEncodeError(f"{name}: {value!r} is not an (IP, port) address")
     try:
-        host, port_value = cast(tuple[str, int], value)
         ip = ipaddress.ip_address(host)
-        port = int(port_value)
-    except (TypeError, ValueError) as error:
+    except ValueError as error:
         raise StunEncodeError(f"{name}: {value!r} is not an (IP, port) address: {error}") from None
     if not 0 <= port <= 0xFFFF:
         raise StunEncodeError(f"{name}: port {port} is out of range")
@@ -136,11 +157,12 @@ def _encode_address(value: object, mask: bytes, name: str) -> bytes:
 
 
 def plain_address() -> tuple[Decoder, Encoder]:
+    """MAPPED-ADDRESS (RFC 8489 §14.1), also RESPONSE-ORIGIN and OTHER-ADDRESS (RFC 5780 §7.3, §7.4)."""
     return (lambda v, c, n: _decode_address(v, b"", n), lambda v, c, n: _encode_address(v, b"", n))
 
 
 def xor_address() -> tuple[Decoder, Encoder]:
-    """XOR-MAPPED-ADDRESS layout (RFC 8489 §14.2): port XOR the cookie's top 16 bits, address XOR cookie+txid."""
+    """XOR-MAPPED-ADDRESS (RFC 8489 §14.2): port XOR the cookie's top 16 bits, address XOR cookie + txid."""
 
     def mask(context: Context) -> bytes:
         return _COOKIE_BYTES + context.transaction_id
@@ -151,73 +173,89 @@ def xor_address() -> tuple[Decoder, Encoder]:
     )
 
 
-def text(max_bytes: int, min_bytes: int = 0) -> tuple[Decoder, Encoder]:
-    """UTF-8 text with a length limit in bytes (RFC 8489 §14.3 USERNAME, §14.9 REALM, §14.10 NONCE, §14.14 SOFTWARE)."""
+def text(
+    max_bytes: int, *, min_bytes: int = 0, max_chars: int | None = None, send_bytes: int | None = None
+) -> tuple[Decoder, Encoder]:
+    """UTF-8 text (RFC 8489 §14.3 USERNAME, §14.9 REALM, §14.10 NONCE, §14.14 SOFTWARE; punch's IDs and STATUS).
+
+    Decoding accepts ``min_bytes`` to ``max_bytes`` bytes; encoding at most ``send_bytes`` (default the same).
+    ``max_chars`` limits characters both ways ("fewer than 128 characters").
+    """
+    sent = max_bytes if send_bytes is None else send_bytes
 
     def decode(value: bytes, context: Context, name: str) -> str:
         if not min_bytes <= len(value) <= max_bytes:
-            raise _fail(name, f"value is {len(value)} bytes, expected {min_bytes} to {max_bytes}")
+            raise _fail(name, f"value is {len(value)} bytes, expected {_range(min_bytes, max_bytes)}")
         try:
-            return value.decode("utf-8")
+            decoded = value.decode("utf-8")
         except UnicodeDecodeError as error:
             raise _fail(name, f"invalid UTF-8 at byte {error.start}") from None
+        if max_chars is not None and len(decoded) > max_chars:
+            raise _fail(name, f"value is {len(decoded)} characters, at most {max_chars}")
+        return decoded
 
     def encode(value: object, context: Context, name: str) -> bytes:
         if not isinstance(value, str):
             raise StunEncodeError(f"{name}: expected text, got {type(value).__name__}")
-        data = value.encode("utf-8")
-        if not min_bytes <= len(data) <= max_bytes:
-            raise StunEncodeError(f"{name}: {len(data)} bytes of UTF-8, expected {min_bytes} to {max_bytes}")
+        try:
+            data = value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise StunEncodeError(f"{name}: not encodable as UTF-8 at character {error.start}") from None
+        if not min_bytes <= len(data) <= sent:
+            raise StunEncodeError(f"{name}: {len(data)} bytes of UTF-8, expected {_range(min_bytes, sent)}")
+        if max_chars is not None and len(value) > max_chars:
+            raise StunEncodeError(f"{name}: {len(value)} characters, at most {max_chars}")
         return data
 
     return decode, encode
 
 
 def opaque(min_bytes: int, max_bytes: int, multiple: int = 1) -> tuple[Decoder, Encoder]:
-    """Raw bytes with a length range (MESSAGE-INTEGRITY §14.5: 20; -SHA256 §14.6: 16..32 by 4)."""
+    """Raw bytes with a length range (MESSAGE-INTEGRITY RFC 8489 §14.5: 20; -SHA256 §14.6: 16..32 by 4)."""
 
-    def check(size: int) -> str | None:
-        if not min_bytes <= size <= max_bytes or size % multiple:
-            exact = f"{min_bytes}" if min_bytes == max_bytes else f"{min_bytes} to {max_bytes}"
-            return f"{size} bytes, expected {exact}" + (f" in steps of {multiple}" if multiple > 1 else "")
-        return None
+    def problem(size: int) -> str | None:
+        if min_bytes <= size <= max_bytes and size % multiple == 0:
+            return None
+        steps = f" in steps of {multiple}" if multiple > 1 else ""
+        return f"{size} bytes, expected {_range(min_bytes, max_bytes)}{steps}"
 
     def decode(value: bytes, context: Context, name: str) -> bytes:
-        problem = check(len(value))
-        if problem:
-            raise _fail(name, f"value is {problem}")
+        wrong = problem(len(value))
+        if wrong:
+            raise _fail(name, f"value is {wrong}")
         return bytes(value)
 
     def encode(value: object, context: Context, name: str) -> bytes:
         if not isinstance(value, bytes | bytearray):
             raise StunEncodeError(f"{name}: expected bytes, got {type(value).__name__}")
-        problem = check(len(value))
-        if problem:
-            raise StunEncodeError(f"{name}: {problem}")
+        wrong = problem(len(value))
+        if wrong:
+            raise StunEncodeError(f"{name}: {wrong}")
         return bytes(value)
 
     return decode, encode
 
 
 def unsigned(size: int) -> tuple[Decoder, Encoder]:
-    """A big-endian unsigned integer of ``size`` bytes (PRIORITY §7.1.1 of RFC 8445: 4; ICE-CONTROLLED: 8)."""
-    fmt = {4: "!I", 8: "!Q"}[size]
+    """A big-endian unsigned integer of ``size`` bytes (PRIORITY, RFC 8445 §7.1.1: 4; ICE-CONTROLLED §7.1.3: 8)."""
 
     def decode(value: bytes, context: Context, name: str) -> int:
         if len(value) != size:
             raise _fail(name, f"value is {len(value)} bytes, expected {size}")
-        return int(struct.unpack(fmt, value)[0])
+        return int.from_bytes(value, "big")
 
     def encode(value: object, context: Context, name: str) -> bytes:
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << (8 * size):
+        number = _as_int(value)
+        if number is None or not 0 <= number < 1 << (8 * size):
             raise StunEncodeError(f"{name}: {value!r} is not an unsigned {8 * size}-bit integer")
-        return struct.pack(fmt, value)
+        return number.to_bytes(size, "big")
 
     return decode, encode
 
 
-def small() -> tuple[Decoder, Encoder]:
-    """One byte followed by three reserved zero bytes (punch's ROLE and OPEN-TTL)."""
+def octet() -> tuple[Decoder, Encoder]:
+    """One byte and three reserved bytes, zero on sending and ignored on receipt (punch's ROLE and OPEN-TTL,
+    laid out like RFC 8489 §14's reserved fields)."""
 
     def decode(value: bytes, context: Context, name: str) -> int:
         if len(value) != 4:
@@ -225,22 +263,23 @@ def small() -> tuple[Decoder, Encoder]:
         return value[0]
 
     def encode(value: object, context: Context, name: str) -> bytes:
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 255:
+        number = _as_int(value)
+        if number is None or not 0 <= number <= 255:
             raise StunEncodeError(f"{name}: {value!r} is not an integer from 0 to 255")
-        return bytes((value, 0, 0, 0))
+        return bytes((number, 0, 0, 0))
 
     return decode, encode
 
 
 def flag() -> tuple[Decoder, Encoder]:
-    """An attribute with no value (USE-CANDIDATE, RFC 8445 §7.1.2); its value is None."""
+    """An attribute with an empty value (USE-CANDIDATE, RFC 8445 §7.1.2); its value is None."""
 
     def decode(value: bytes, context: Context, name: str) -> None:
         if value:
             raise _fail(name, f"value is {len(value)} bytes, expected 0")
 
     def encode(value: object, context: Context, name: str) -> bytes:
-        if value not in (None, b""):
+        if value is not None and value != b"":
             raise StunEncodeError(f"{name}: takes no value, got {value!r}")
         return b""
 
@@ -248,11 +287,11 @@ def flag() -> tuple[Decoder, Encoder]:
 
 
 def error_code() -> tuple[Decoder, Encoder]:
-    """ERROR-CODE (RFC 8489 §14.8): 21 zero bits, class (3..6) in 3 bits, number (0..99), reason < 128 chars."""
+    """ERROR-CODE (RFC 8489 §14.8): 21 reserved bits (ignored), class 3..6, number 0..99, reason < 128 chars."""
 
     def decode(value: bytes, context: Context, name: str) -> ErrorCode:
-        if len(value) < 4:
-            raise _fail(name, f"value is {len(value)} bytes, expected at least 4")
+        if not 4 <= len(value) <= 4 + _MAX_PARSED_BYTES:
+            raise _fail(name, f"value is {len(value)} bytes, expected 4 to {4 + _MAX_PARSED_BYTES}")
         klass, number = value[2] & 0x07, value[3]
         if not 3 <= klass <= 6 or number > 99:
             raise _fail(name, f"class {klass} number {number} is not a code from 300 to 699")
@@ -260,30 +299,40 @@ def error_code() -> tuple[Decoder, Encoder]:
             reason = value[4:].decode("utf-8")
         except UnicodeDecodeError as error:
             raise _fail(name, f"invalid UTF-8 in the reason at byte {error.start + 4}") from None
-        if len(reason) > 127:
-            raise _fail(name, f"reason is {len(reason)} characters, at most 127")
+        if len(reason) > _MAX_CHARACTERS:
+            raise _fail(name, f"reason is {len(reason)} characters, at most {_MAX_CHARACTERS}")
         return ErrorCode(klass * 100 + number, reason)
 
     def encode(value: object, context: Context, name: str) -> bytes:
-        if not isinstance(value, ErrorCode) or not 300 <= value.code <= 699 or len(value.reason) > 127:
+        if (
+            not isinstance(value, ErrorCode)
+            or _as_int(value.code) is None
+            or not 300 <= value.code <= 699
+            or not isinstance(value.reason, str)
+            or len(value.reason) > _MAX_CHARACTERS
+        ):
             raise StunEncodeError(f"{name}: {value!r} is not an ErrorCode 300..699 with a reason < 128 characters")
-        return struct.pack("!HBB", 0, value.code // 100, value.code % 100) + value.reason.encode("utf-8")
+        try:
+            reason = value.reason.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise StunEncodeError(f"{name}: reason not encodable as UTF-8 at character {error.start}") from None
+        return struct.pack("!HBB", 0, value.code // 100, value.code % 100) + reason
 
     return decode, encode
 
 
 def unknown_attributes() -> tuple[Decoder, Encoder]:
-    """UNKNOWN-ATTRIBUTES (RFC 8489 §14.13): a list of 16-bit types."""
+    """UNKNOWN-ATTRIBUTES (RFC 8489 §14.13): a list of 16-bit types, padded like any attribute."""
 
     def decode(value: bytes, context: Context, name: str) -> tuple[int, ...]:
         if len(value) % 2:
             raise _fail(name, f"value is {len(value)} bytes, expected a multiple of 2")
-        return tuple(struct.unpack(f"!{len(value) // 2}H", value))
+        return tuple(int.from_bytes(value[i : i + 2], "big") for i in range(0, len(value), 2))
 
     def encode(value: object, context: Context, name: str) -> bytes:
-        if not isinstance(value, tuple | list) or not all(isinstance(t, int) and 0 <= t <= 0xFFFF for t in value):
+        if not isinstance(value, tuple | list) or not all(_as_int(t) is not None and 0 <= t <= 0xFFFF for t in value):
             raise StunEncodeError(f"{name}: {value!r} is not a list of 16-bit attribute types")
-        return struct.pack(f"!{len(value)}H", *value)
+        return b"".join(int(t).to_bytes(2, "big") for t in value)
 
     return decode, encode
 
@@ -292,46 +341,51 @@ def _row(attribute: AttributeType, codec: tuple[Decoder, Encoder]) -> Row:
     return Row(int(attribute), attribute.name.replace("_", "-"), codec[0], codec[1])
 
 
+_short_text = text(_MAX_PARSED_BYTES, max_chars=_MAX_CHARACTERS)
 T = AttributeType
 TABLE: dict[int, Row] = {
     row.type: row
     for row in (
+        # RFC 8489 §14
         _row(T.MAPPED_ADDRESS, plain_address()),
-        _row(T.USERNAME, text(512)),
+        _row(T.USERNAME, text(_MAX_PARSED_BYTES, send_bytes=_MAX_SENT_BYTES)),
         _row(T.MESSAGE_INTEGRITY, opaque(20, 20)),
         _row(T.ERROR_CODE, error_code()),
         _row(T.UNKNOWN_ATTRIBUTES, unknown_attributes()),
-        _row(T.REALM, text(763)),
-        _row(T.NONCE, text(763)),
+        _row(T.REALM, _short_text),
+        _row(T.NONCE, _short_text),
         _row(T.MESSAGE_INTEGRITY_SHA256, opaque(16, 32, multiple=4)),
         _row(T.XOR_MAPPED_ADDRESS, xor_address()),
-        _row(T.SOFTWARE, text(763)),
+        _row(T.SOFTWARE, _short_text),
         _row(T.FINGERPRINT, unsigned(4)),
+        # RFC 5780 §7
         _row(T.CHANGE_REQUEST, unsigned(4)),
         _row(T.RESPONSE_ORIGIN, plain_address()),
         _row(T.OTHER_ADDRESS, plain_address()),
+        # RFC 8445 §7.1
         _row(T.PRIORITY, unsigned(4)),
         _row(T.USE_CANDIDATE, flag()),
         _row(T.ICE_CONTROLLED, unsigned(8)),
         _row(T.ICE_CONTROLLING, unsigned(8)),
+        # punch
         _row(T.PEER_ID, text(128, min_bytes=1)),
         _row(T.TARGET_ID, text(128, min_bytes=1)),
         _row(T.CANDIDATE, xor_address()),
         _row(T.SESSION_ID, opaque(16, 16)),
-        _row(T.ROLE, small()),
+        _row(T.ROLE, octet()),
         _row(T.LEASE, unsigned(4)),
         _row(T.SEQUENCE, unsigned(4)),
         _row(T.DATA_PAYLOAD, opaque(0, 1200)),
         _row(T.SESSION_KEY, opaque(32, 32)),
         _row(T.REGISTRATION_TOKEN, opaque(16, 16)),
         _row(T.STATUS, text(128)),
-        _row(T.OPEN_TTL, small()),
+        _row(T.OPEN_TTL, octet()),
     )
 }
 
 
 def attribute_name(attribute_type: int) -> str:
-    """The RFC name of a type ("XOR-MAPPED-ADDRESS"), or its number for types not in the table."""
+    """The RFC name of a type ("XOR-MAPPED-ADDRESS", RFC 8489 §18.3), or "0x7F00" for types not in the table."""
     row = TABLE.get(attribute_type)
     return row.name if row else f"0x{attribute_type:04X}"
 

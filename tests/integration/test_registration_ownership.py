@@ -95,3 +95,13 @@ async def test_a_full_table_refuses_new_ids_with_508() -> None:
         assert small.endpoint.counters["table-full"] == 1
         for socket in (first, second):
             await socket.close()
+
+
+async def test_asking_for_the_longest_possible_id_gets_a_status_that_fits(server: RendezvousServer) -> None:
+    socket = await endpoint()
+    client = RendezvousClient(socket, server.address, "10", (), policy=FAST)
+    await client.register()
+    status = await client.connect("\u00e9" * 64)  # 128 bytes of UTF-8: the longest ID
+    assert status.startswith("waiting for \u00e9")
+    assert len(status.encode()) <= 128
+    await socket.close()
