@@ -52,6 +52,10 @@ lint:
     {{venv}}/bin/ruff format --check .
     {{venv}}/bin/mypy
 
+# STUN Binding throughput of punch server against coturn, one core each (needs coturn; writes bench/server.md)
+bench-server:
+    {{python}} -m bench.server_throughput --output bench/server.md
+
 # Punch success rate per router kind through the real lab (writes bench/results.md)
 bench trials="50":
     {{python}} -m bench.punch_success --trials {{trials}} --output bench/results.md

@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve only a closed group: rendezvous requests must be signed with this secret (peers pass the same)",
     )
     server.add_argument(
+        "--rate-limit",
+        type=float,
+        default=200.0,
+        metavar="N",
+        help="requests a second allowed per source IP, in bursts of 2N (default 200; 0 = no limit)",
+    )
+    server.add_argument(
         "--stats-interval",
         type=float,
         default=60.0,
@@ -274,7 +281,14 @@ def _run_server(args: argparse.Namespace) -> int:
         raise UsageError(f"--stats-interval must be 0 or more, got {args.stats_interval:g}")
     group = read_secret(args.secret_file) if args.secret_file else None
     asyncio.run(
-        serve(listen, alternate=alternate, max_lease=args.max_lease, group=group, stats_interval=args.stats_interval)
+        serve(
+            listen,
+            alternate=alternate,
+            max_lease=args.max_lease,
+            group=group,
+            rate_limit=args.rate_limit,
+            stats_interval=args.stats_interval,
+        )
     )
     return 0
 

@@ -66,13 +66,20 @@ class RendezvousServer:
         max_lease: float = 60.0,
         max_registrations: int = 100_000,
         group: bytes | None = None,
-        rate_limit: RateLimiter | None = None,
+        rate_limit: RateLimiter | float = 200.0,
         push_policy: RetransmitPolicy = RFC_POLICY,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.registry = Registry(max_lease=max_lease, max_registrations=max_registrations)
         self._group = group
-        self._limiter = rate_limit if rate_limit is not None else RateLimiter()
+        # Requests a second per source IP (bursts of twice that), 0 for none, or a limiter of one's own.
+        self._limiter: RateLimiter | None = (
+            rate_limit
+            if isinstance(rate_limit, RateLimiter)
+            else RateLimiter(rate=rate_limit, burst=2 * rate_limit)
+            if rate_limit > 0
+            else None
+        )
         self._push_policy = push_policy
         self._clock = clock
         self._endpoint: StunEndpoint | None = None
@@ -159,7 +166,7 @@ class RendezvousServer:
             return
         if message.message_class is not MessageClass.REQUEST:
             return  # indications get no answer (RFC 8489 §6.3.2)
-        if not self._limiter.allow(source[0], self._now()):
+        if self._limiter is not None and not self._limiter.allow(source[0], self._now()):
             self.endpoint.counters["rate-limited"] += 1
             return
         unknown = message.unknown_comprehension_required()
@@ -410,11 +417,12 @@ async def serve(
     alternate: Address | None = None,
     max_lease: float = 60.0,
     group: bytes | None = None,
+    rate_limit: float = 200.0,
     stats_interval: float = 0.0,
     ready: Callable[[Address], None] | None = None,
 ) -> None:
     """Run a server until cancelled; with ``stats_interval``, log a stats line that often."""
-    async with RendezvousServer(max_lease=max_lease, group=group) as server:
+    async with RendezvousServer(max_lease=max_lease, group=group, rate_limit=rate_limit) as server:
         await server.start(listen, alternate)
         if stats_interval > 0:
             server.report_stats_every(stats_interval)
