@@ -67,11 +67,12 @@ def _dispatch() -> dict[type[Any], Callable[[Any], None]]:
         plan.CreateVeth: lambda s: ipr.create_veth(s.ns, s.ifname, s.peer_ns, s.peer_ifname),
         plan.CreateBridge: lambda s: ipr.create_bridge(s.ns, s.ifname),
         plan.AttachPort: lambda s: ipr.attach_port(s.ns, s.port, s.bridge),
-        plan.Sysctl: lambda s: ipr.sysctl(s.ns, s.key, s.value),
+        plan.Sysctl: lambda s: ipr.sysctl(s.ns, s.key, s.value, s.optional),
         plan.AddAddress: lambda s: ipr.add_address(s.ns, s.ifname, s.address, s.prefixlen),
         plan.LinkUp: lambda s: ipr.link_up(s.ns, s.ifname),
         plan.AddRoute: lambda s: ipr.add_route(s.ns, s.dst, s.gateway),
         plan.LoadNat: lambda s: ipr.load_ruleset(s.ns, s.ruleset),
+        plan.LoadNft: lambda s: ipr.load_nftables(s.ns, s.ruleset),
     }
 
 

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     up = named("up", "create the lab's namespaces, links, routes and NAT")
     up.add_argument("--topology", type=Path, default=lifecycle.DEFAULT_TOPOLOGY, help="topology YAML file")
     up.add_argument("--firewall", choices=model.FIREWALLS, help="override the firewall of every router")
+    up.add_argument(
+        "--nat", choices=tuple(model.PRESETS), help="give every router this RFC 4787 preset (mapping and filtering)"
+    )
     named("down", "delete everything the lab owns (processes first)")
     status = named("status", "show nodes, interfaces, addresses, routes and NAT kinds")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -66,12 +69,16 @@ def _cmd_up(args: argparse.Namespace) -> int:
     topology = model.load(args.topology)
     if args.firewall:
         topology = topology.with_firewall(args.firewall)
+    if args.nat:
+        topology = topology.with_nat(args.nat)
     with deferred_signals():
         summary = lifecycle.up(topology, args.name)
     print(f"lab {summary.lab} is up ({len(summary.nodes)} nodes); logs in {naming.state_dir(summary.lab)}")
     for node in summary.nodes:
         nat = f"  nat {node['nat']}" if node["nat"] else ""
         print(f"  {node['node']:<10} {node['kind']:<7} {' '.join(node['addresses'])}{nat}")
+        if node.get("behaviour"):
+            print(f"  {'':<10} {'':<7} {node['behaviour']}")
     return EXIT_OK
 
 
@@ -90,6 +97,8 @@ def _print_status(info: dict[str, Any]) -> None:
     for node in info["nodes"]:
         nat = f" nat {node['nat']}" if node["nat"] else ""
         print(f"{node['node']} [{node['kind']}] {node['namespace']}{nat}")
+        if node.get("behaviour"):
+            print(f"  {node['behaviour']['summary']}")
         if "interfaces" not in node:
             print("  missing")
             continue

@@ -225,8 +225,9 @@ def run_in(ns: str, argv: Sequence[str], stdin: str | None = None, timeout: floa
     return done.stdout
 
 
-def sysctl(ns: str, key: str, value: str) -> None:
-    run_in(ns, ["sysctl", "-qw", f"{key}={value}"])
+def sysctl(ns: str, key: str, value: str, optional: bool = False) -> None:
+    """Set ``key`` inside ``ns``; with ``optional``, a key this kernel does not have is skipped (sysctl -e)."""
+    run_in(ns, ["sysctl", "-qw", *(["-e"] if optional else []), f"{key}={value}"])
 
 
 def pids_in(ns: str) -> list[int]:
@@ -293,3 +294,8 @@ def spawn_in(ns: str, argv: Sequence[str], log_path: str) -> int:
 def load_ruleset(ns: str, ruleset: str) -> None:
     """Replace the iptables tables named in ``ruleset`` inside ``ns``, all in one iptables-restore run."""
     run_in(ns, ["iptables-restore"], stdin=ruleset)
+
+
+def load_nftables(ns: str, ruleset: str) -> None:
+    """Add the nftables tables in ``ruleset`` inside ``ns``, atomically, with ``nft -f -``."""
+    run_in(ns, ["nft", "-f", "-"], stdin=ruleset)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netns import apply, ipr, naming
+from netns import apply, behaviour, ipr, naming
 from netns import nat as natrules
 from netns.errors import KernelError, LabError
 from netns.model import Topology
@@ -44,10 +44,18 @@ def _state(topology: Topology, lab: str) -> dict[str, Any]:
             "namespace": naming.namespace(lab, node.name),
             "kind": node.kind,
             "nat": natrules.describe(node.nat) if node.nat else None,
+            "behaviour": _behaviour(node.nat),
         }
         for node in topology.nodes
     }
     return {"name": lab, "topology": topology.source, "nodes": nodes}
+
+
+def _behaviour(nat: behaviour.Nat | None) -> dict[str, Any] | None:
+    """A NAT in RFC 4787 terms (preset, mapping, filtering, hairpinning, udp_timeout, firewall, summary)."""
+    if nat is None:
+        return None
+    return {**behaviour.as_dict(nat), "summary": behaviour.summary(nat)}
 
 
 def require_root(verb: str) -> None:
@@ -108,6 +116,7 @@ def up(topology: Topology, lab: str) -> Summary:
                 "namespace": naming.namespace(lab, node.name),
                 "addresses": addresses,
                 "nat": natrules.describe(node.nat) if node.nat else None,
+                "behaviour": behaviour.summary(node.nat) if node.nat else None,
             }
         )
     return summary
@@ -165,6 +174,7 @@ def status(lab: str) -> dict[str, Any]:
             "kind": info.get("kind"),
             "namespace": ns,
             "nat": info.get("nat"),
+            "behaviour": info.get("behaviour"),
         }
         if ns in present:
             entry.update(ipr.describe(ns))

@@ -14,47 +14,52 @@ Schema (version 1)::
         kind: core|router|server|peer|host
         interfaces: {NETWORK: ADDRESS or [ADDRESS, ...]}   # prefix length comes from the subnet
         gateway: ADDRESS      # optional default route
-        nat: {type: masquerade, wan: NETWORK, firewall: home|none}   # routers only, required there
+        nat:                  # routers only, required there; RFC 4787 terms (see netns/behaviour.py)
+          wan: NETWORK        # the interface facing the internet; LAN sources become its first address
+          preset: full-cone|restricted-cone|port-restricted-cone|symmetric|none  # or mapping + filtering:
+          mapping: endpoint-independent|address-and-port-dependent      # default endpoint-independent
+          filtering: endpoint-independent|address-dependent|address-and-port-dependent  # default the last
+          hairpinning: false  # true: LAN hosts reach each other through the public address
+          udp-timeout: SECONDS  # optional: conntrack UDP timeouts and the mapping timer (RFC 4787 §4.3)
+          firewall: home|none # default home
+          type: masquerade|none  # optional; a preset sets it (none: plain routing, for a public LAN)
+
+A preset sets type, mapping and filtering; ``mapping`` or ``filtering`` next to a preset is an error.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from netns import behaviour
+from netns.behaviour import FIREWALLS, NAT_TYPES, PRESETS, Nat
 from netns.errors import TopologyError
 from netns.naming import NETWORK_NAME_RE, NODE_NAME_RE
+
+__all__ = ["FIREWALLS", "NAT_TYPES", "PRESETS", "Interface", "Nat", "Network", "Node", "Topology", "load", "parse"]
 
 VERSION = 1
 KINDS = ("core", "router", "server", "peer", "host")
 FORWARDING_KINDS = ("core", "router")
-NAT_TYPES = ("masquerade",)
-FIREWALLS = ("home", "none")
+# Address space the internet does not route (RFC 1918, RFC 6598): a `type: none` router cannot have it.
+PRIVATE = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
 
 _TOP_KEYS = ("version", "networks", "nodes")
 _NETWORK_KEYS = ("subnet",)
 _NODE_KEYS = ("kind", "interfaces", "gateway", "nat")
-_NAT_KEYS = ("type", "wan", "firewall")
+_NAT_KEYS = ("wan", "preset", "mapping", "filtering", "hairpinning", "udp-timeout", "firewall", "type")
 
 
 @dataclass(frozen=True, slots=True)
 class Network:
     name: str
     subnet: ipaddress.IPv4Network
-
-
-@dataclass(frozen=True, slots=True)
-class Nat:
-    """A router's NAT. ``type: masquerade`` is iptables MASQUERADE on the WAN interface."""
-
-    type: str
-    wan: str
-    firewall: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,20 +102,33 @@ class Topology:
     def with_firewall(self, firewall: str) -> Topology:
         """A copy in which every router's NAT uses ``firewall`` (the ``up --firewall`` override)."""
         nodes = tuple(
-            Node(n.name, n.kind, n.interfaces, n.gateway, Nat(n.nat.type, n.nat.wan, firewall))
-            if n.nat is not None
-            else n
+            Node(n.name, n.kind, n.interfaces, n.gateway, replace(n.nat, firewall=firewall)) if n.nat is not None else n
             for n in self.nodes
         )
         return Topology(self.networks, nodes, self.source)
 
+    def with_nat(self, preset: str) -> Topology:
+        """A copy in which every router uses ``preset`` (the ``up --nat`` override); hairpinning, udp-timeout
+        and firewall stay as the file says. Raises TopologyError if the result cannot be built."""
+        nodes = tuple(
+            Node(n.name, n.kind, n.interfaces, n.gateway, n.nat.with_preset(preset)) if n.nat is not None else n
+            for n in self.nodes
+        )
+        problems = _Problems(self.source, f" (with --nat {preset})")
+        _check_nats(list(nodes), {n.name: n for n in self.networks}, problems)
+        if problems.items:
+            raise TopologyError(problems.items)
+        return Topology(self.networks, nodes, self.source)
+
 
 class _Problems:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, suffix: str = "") -> None:
         self.source = source
+        self.suffix = suffix
         self.items: list[str] = []
 
     def add(self, path: str, message: str) -> None:
+        message += self.suffix
         self.items.append(f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}")
 
 
@@ -160,6 +178,7 @@ def parse(data: Any, source: str = "<topology>") -> Topology:
     nodes = _parse_nodes(top.get("nodes"), networks, declared, problems)
     if nodes is not None:
         _check_links(nodes, networks, declared, problems)
+        _check_nats(nodes, networks, problems)
         _check_members(top["nodes"], declared, problems)
     if problems.items:
         raise TopologyError(problems.items)
@@ -302,34 +321,93 @@ def _parse_interfaces(
 
 
 def _parse_nat(value: Any, path: str, interfaces: tuple[Interface, ...] | None, problems: _Problems) -> Nat | None:
-    body = _mapping(value, path, problems, "type, wan, firewall")
+    body = _mapping(value, path, problems, ", ".join(_NAT_KEYS))
     if body is None:
         return None
     _unknown_keys(body, _NAT_KEYS, path, problems)
-    ok = True
-    nat_type = body.get("type")
-    if nat_type not in NAT_TYPES:
-        ok = False
-        if nat_type is None:
-            problems.add(f"{path}.type", f"missing; add one of {_one_of(NAT_TYPES)}")
+    count = len(problems.items)
+    preset = body.get("preset")
+    if preset is not None and preset not in PRESETS:
+        problems.add(f"{path}.preset", f"{preset!r} is not one of {_one_of(PRESETS)}")
+        preset = None
+    nat_type, mapping, filtering = PRESETS[preset] if preset else ("masquerade", behaviour.EIM, behaviour.APDF)
+    if "type" in body:
+        given = body["type"]
+        if given not in NAT_TYPES:
+            hint = f"; for that behaviour write `preset: {given}`" if given in PRESETS else ""
+            problems.add(f"{path}.type", f"{given!r} is not one of {_one_of(NAT_TYPES)}{hint}")
+        elif preset and given != nat_type:
+            problems.add(f"{path}.type", f"{given!r} disagrees with `preset: {preset}` (type {nat_type}); remove type")
         else:
-            problems.add(f"{path}.type", f"{nat_type!r} is not one of {_one_of(NAT_TYPES)}")
+            nat_type = given
+    for key, allowed in (("mapping", behaviour.MAPPINGS), ("filtering", behaviour.FILTERINGS)):
+        if key not in body:
+            continue
+        given = body[key]
+        if preset:
+            what = f"it is {PRESETS[preset][1 if key == 'mapping' else 2]}" if nat_type != "none" else "no NAT"
+            problems.add(f"{path}.{key}", f"cannot be given with `preset: {preset}` ({what}); remove {key} or preset")
+        elif given not in allowed:
+            problems.add(f"{path}.{key}", f"{given!r} is not one of {_one_of(allowed)}")
+        elif nat_type == "none":
+            problems.add(
+                f"{path}.{key}", f"a router with `type: none` does not translate, so it has no {key}; remove it"
+            )
+        elif key == "mapping":
+            mapping = given
+        else:
+            filtering = given
+    hairpinning = body.get("hairpinning", False)
+    if not isinstance(hairpinning, bool):
+        problems.add(f"{path}.hairpinning", f"{hairpinning!r} is not true or false")
+    udp_timeout = body.get("udp-timeout")
+    if udp_timeout is not None and (
+        isinstance(udp_timeout, bool)
+        or not isinstance(udp_timeout, int)
+        or not 1 <= udp_timeout <= behaviour.UDP_TIMEOUT_MAX
+    ):
+        problems.add(
+            f"{path}.udp-timeout",
+            f"{udp_timeout!r} is not a whole number of seconds from 1 to {behaviour.UDP_TIMEOUT_MAX}",
+        )
     firewall = body.get("firewall", "home")
     if firewall not in FIREWALLS:
-        ok = False
         problems.add(f"{path}.firewall", f"{firewall!r} is not one of {_one_of(FIREWALLS)}")
     wan = body.get("wan")
     if wan is None:
-        ok = False
         problems.add(f"{path}.wan", "missing; name the interface (network) that faces the internet")
     elif interfaces is not None and wan not in [i.network for i in interfaces]:
-        ok = False
         names = _one_of(i.network for i in interfaces)
         problems.add(f"{path}.wan", f"{wan!r} is not one of this node's interfaces ({names})")
     elif interfaces is not None and len(interfaces) < 2:
-        ok = False
         problems.add(path, "a NAT needs a LAN besides its WAN; attach the router to a second network")
-    return Nat(str(nat_type), str(wan), str(firewall)) if ok else None
+    if len(problems.items) > count:
+        return None
+    if nat_type == "none":
+        return Nat("none", str(wan), str(firewall), hairpinning=hairpinning, udp_timeout=udp_timeout)
+    return Nat(nat_type, str(wan), str(firewall), mapping, filtering, hairpinning, udp_timeout)
+
+
+def _check_nats(nodes: list[Node], networks: dict[str, Network], problems: _Problems) -> None:
+    """Each NAT is one the kernel rules build (netns/behaviour.py); a router without NAT has a public LAN."""
+    for node in nodes:
+        if node.nat is None:
+            continue
+        path = f"nodes.{node.name}.nat"
+        for key, message in behaviour.problems(node.nat):
+            problems.add(f"{path}.{key}", message)
+        if node.nat.type != "none":
+            continue
+        for iface in node.interfaces:
+            network = networks.get(iface.network)
+            if iface.network == node.nat.wan or network is None:
+                continue
+            if any(network.subnet.subnet_of(p) for p in PRIVATE):
+                problems.add(
+                    path,
+                    f"no NAT routes {iface.network} ({network.subnet}) untranslated, but that is private address "
+                    f"space the internet does not route; give {iface.network} a public subnet or use a NAT preset",
+                )
 
 
 def _check_links(nodes: list[Node], networks: dict[str, Network], declared: set[str], problems: _Problems) -> None:

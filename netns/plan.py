@@ -2,7 +2,8 @@
 
 Order: namespaces (each marked right after it is created) -> links (a veth pair per two-member network;
 for more members a bridge named after the network in the first member's namespace, with one veth per
-other member whose hub end is a bridge port) -> sysctls -> addresses -> links up -> default routes -> NAT.
+other member whose hub end is a bridge port) -> sysctls -> addresses -> links up -> default routes (and routes
+to the public LAN of a router without NAT) -> NAT (iptables-restore, then nftables where the behaviour needs it).
 
 Only ``CreateNamespace`` has an inverse (``DeleteNamespace``): everything else lives inside a namespace
 and goes with it. No step touches the root namespace: every veth is created with both ends placed
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netns import naming
+from netns import naming, nft
 from netns import nat as natrules
-from netns.model import Topology
+from netns.model import Node, Topology
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +78,12 @@ class AttachPort:
 
 @dataclass(frozen=True, slots=True)
 class Sysctl:
+    """Set ``key`` in ``ns``; an ``optional`` key that this kernel lacks (a module not loaded) is skipped."""
+
     ns: str
     key: str
     value: str
+    optional: bool = False
 
     def describe(self) -> str:
         return f"sysctl {self.ns}: {self.key}={self.value}"
@@ -127,6 +131,17 @@ class LoadNat:
         return f"nat {self.ns}: {self.kind}"
 
 
+@dataclass(frozen=True, slots=True)
+class LoadNft:
+    """Load ``ruleset`` with ``nft -f`` inside ``ns`` (after its iptables rules)."""
+
+    ns: str
+    ruleset: str
+
+    def describe(self) -> str:
+        return f"nftables {self.ns}: table ip {nft.TABLE}"
+
+
 Step = (
     CreateNamespace
     | DeleteNamespace
@@ -139,6 +154,7 @@ Step = (
     | LinkUp
     | AddRoute
     | LoadNat
+    | LoadNft
 )
 
 ROUTER_SYSCTLS = (
@@ -147,6 +163,23 @@ ROUTER_SYSCTLS = (
     ("net.ipv4.conf.all.rp_filter", "0"),
     ("net.ipv4.conf.default.rp_filter", "0"),
 )
+
+
+BRIDGE_NF_CALL_IPTABLES = "net.bridge.bridge-nf-call-iptables"
+# The conntrack UDP timeouts ``udp-timeout`` sets (per namespace): unreplied and assured flows alike.
+UDP_TIMEOUT_SYSCTLS = ("net.netfilter.nf_conntrack_udp_timeout", "net.netfilter.nf_conntrack_udp_timeout_stream")
+
+
+def _router_sysctls(node: Node, hosts_bridge: bool) -> list[tuple[str, str]]:
+    result = list(ROUTER_SYSCTLS)
+    if node.nat is not None and node.nat.udp_timeout is not None:
+        result += [(key, str(node.nat.udp_timeout)) for key in UDP_TIMEOUT_SYSCTLS]
+    if node.nat is not None and node.nat.hairpinning and hosts_bridge:
+        # A hairpinned packet is routed back out of the bridge it came in on; with br_netfilter the bridged
+        # leg would pass the IP hooks a second time. The router's own bridges need only its routing hooks.
+        # Without br_netfilter loaded the key does not exist, and nothing needs turning off (hence optional).
+        result.append((BRIDGE_NF_CALL_IPTABLES, "0"))
+    return result
 
 
 def inverse(step: Step) -> Step | None:
@@ -180,9 +213,11 @@ def plan(topology: Topology, lab: str) -> list[Step]:
             ]
             ups.append(LinkUp(ns[hub], port))
 
+    hubs = {topology.members(n.name)[0] for n in topology.networks if len(topology.members(n.name)) > 2}
     for node in topology.nodes:
         if node.forwards:
-            steps += [Sysctl(ns[node.name], key, value) for key, value in ROUTER_SYSCTLS]
+            sysctls = _router_sysctls(node, node.name in hubs)
+            steps += [Sysctl(ns[node.name], k, v, k == BRIDGE_NF_CALL_IPTABLES) for k, v in sysctls]
     for node in topology.nodes:
         for iface in node.interfaces:
             prefixlen = topology.network(iface.network).subnet.prefixlen
@@ -193,7 +228,30 @@ def plan(topology: Topology, lab: str) -> list[Step]:
     for node in topology.nodes:
         if node.gateway is not None:
             steps.append(AddRoute(ns[node.name], "0.0.0.0/0", str(node.gateway)))
+    steps += [AddRoute(ns[hop], dst, via) for hop, dst, via in _public_lan_routes(topology)]
     for node in topology.nodes:
         if node.nat is not None:
             steps.append(LoadNat(ns[node.name], natrules.describe(node.nat), natrules.ruleset(node)))
+            if natrules.uses_nftables(node.nat):
+                steps.append(LoadNft(ns[node.name], nft.ruleset(node)))
     return steps
+
+
+def _public_lan_routes(topology: Topology) -> list[tuple[str, str, str]]:
+    """``(node, subnet, via)``: a router without NAT (``type: none``) routes a public LAN, so every other
+    forwarding node on its WAN network gets a route to that LAN through the router's WAN address."""
+    routes = []
+    for router in topology.nodes:
+        if router.nat is None or router.nat.type != "none":
+            continue
+        wan = next(i for i in router.interfaces if i.network == router.nat.wan)
+        if not wan.addresses:
+            continue
+        for hop in topology.members(wan.network):
+            if hop == router.name or not topology.node(hop).forwards:
+                continue
+            for iface in router.interfaces:
+                if iface.network != wan.network:
+                    subnet = str(topology.network(iface.network).subnet)
+                    routes.append((hop, subnet, str(wan.addresses[0])))
+    return routes

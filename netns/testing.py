@@ -103,16 +103,22 @@ class Lab:
 
 
 class LabFactory:
-    """``factory(firewall="home", topology=None) -> Lab``: brings up one more lab per call."""
+    """``factory(firewall="home", topology=None, nat=None) -> Lab``: brings up one more lab per call.
+
+    ``nat`` is a preset name (``up --nat``: full-cone, restricted-cone, port-restricted-cone, symmetric,
+    none) given to every router; None keeps what the topology says.
+    """
 
     def __init__(self) -> None:
         self.labs: list[Lab] = []
 
-    def __call__(self, firewall: str = "home", topology: Path | None = None) -> Lab:
+    def __call__(self, firewall: str = "home", topology: Path | None = None, nat: str | None = None) -> Lab:
         lab = Lab(unique_name())
         args = ["up", "--name", lab.name, "--firewall", firewall]
         if topology is not None:
             args += ["--topology", str(topology)]
+        if nat is not None:
+            args += ["--nat", nat]
         self.labs.append(lab)
         done = run_cli(*args)
         if done.returncode != 0:

@@ -18,10 +18,11 @@ The handles live in :mod:`netns.testing` (import ``Lab``, ``LabFactory``, ``run_
         def test_x(lab: Lab) -> None: ...
 
     ``request.param`` is a firewall kind ("home" or "none"), or a dict of :meth:`LabFactory.__call__`
-    keyword arguments, e.g. ``{"firewall": "none", "topology": path}``.
+    keyword arguments, e.g. ``{"firewall": "none", "topology": path}`` or ``{"firewall": "home", "nat":
+    "full-cone"}`` (``nat``: an RFC 4787 preset for every router, ``up --nat``).
 
 ``lab_factory`` -> :class:`LabFactory`
-    ``lab_factory(firewall="home", topology=None) -> Lab`` brings up one more lab per call (for several
+    ``lab_factory(firewall="home", topology=None, nat=None) -> Lab`` brings up one more lab per call (for several
     labs side by side, or a custom topology); every lab it made is torn down and checked at the end.
 
 ``netns_cli`` -> ``(*args) -> CompletedProcess[str]``: runs ``python -m netns ARGS`` (never raises).

@@ -159,7 +159,7 @@ def test_several_errors_at_once_with_paths() -> None:
         "t.yaml: networks.Bad_Net.mtu: unknown key; allowed keys are subnet",
         "t.yaml: nodes.core.interfaces.wan: '198.51.100.300' is not an IPv4 address; write it like 192.0.2.1",
         "t.yaml: nodes.core.interfaces.dmz: no network named 'dmz'; declare it under networks",
-        "t.yaml: nodes.nat.nat.type: 'symmetric' is not one of masquerade",
+        "t.yaml: nodes.nat.nat.type: 'symmetric' is not one of masquerade, none; for that behaviour write `preset: symmetric`",
         "t.yaml: nodes.nat.nat.wan: 'wan9' is not one of this node's interfaces (wan, lan)",
         "t.yaml: nodes.peer.kind: 'laptop' is not one of core, router, server, peer, host",
         "t.yaml: networks.Bad_Net: has 0 member(s); attach at least two nodes or remove it",
