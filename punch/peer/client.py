@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 
 from punch.errors import PeerError
 from punch.rendezvous.credentials import request_key
@@ -16,24 +15,6 @@ from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTime
 log = logging.getLogger(__name__)
 
 GOODBYE_POLICY = RetransmitPolicy(rto=0.1, max_sends=3, last_wait=2.0)
-
-
-def host_candidates(bound: Address, server: Address) -> tuple[Address, ...]:
-    """Our own (host) endpoints as the other peer could reach them on a shared LAN.
-
-    A wildcard bind has no single address: ask the kernel which source address it would use toward the
-    server (connecting a UDP socket sends nothing).
-    """
-    host, port = bound
-    if host not in ("0.0.0.0", "::"):
-        return ((host, port),)
-    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(server)
-        except OSError:
-            return ()
-        return ((str(probe.getsockname()[0]), port),)
 
 
 class RendezvousClient:

@@ -11,10 +11,10 @@ from typing import Any
 
 from punch.errors import PeerError
 from punch.peer.channel import Channel
-from punch.peer.client import RendezvousClient, host_candidates
+from punch.peer.client import RendezvousClient
 from punch.peer.puncher import Path, Puncher, PunchTimings
 from punch.stun import Address, Message, MessageClass, describe, method_name
-from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
+from punch.stun.protocol import StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.transaction import RetransmitPolicy
 
 # RFC 8489 §6.2.1 timing with the RTO capped at 2 s: a peer gives up on a silent server after 11.75 s, not 39.5 s.

@@ -30,7 +30,6 @@ from punch.rendezvous.wire import (
     ProtocolError,
     Role,
     Unauthorized,
-    check_peer_id,
     request,
     required_peer_id,
     required_session,
@@ -323,7 +322,7 @@ class RendezvousServer:
             raise ProtocolError(f"peer {asker} asked for itself; ask for another peer's ID")
         registration = self.registry.lookup(asker, now)
         if registration is None or registration.observed != source:
-            raise ProtocolError(f"peer {check_peer_id(asker)} is not registered from {format_address(source)}")
+            raise ProtocolError(f"peer {asker} is not registered from {format_address(source)}")
         match = self.registry.want(asker, target, now)
         if match is None:
             status = (

@@ -61,7 +61,7 @@ def required_text(message: Message, attribute: AttributeType) -> str:
     """The string value of a required attribute, or ProtocolError naming what is missing."""
     value = message.text(attribute)
     if value is None:
-        raise ProtocolError(f"{_name(message)} lacks {_attribute_name(attribute)}")
+        raise ProtocolError(f"{method_name(message.method)} lacks {_attribute_name(attribute)}")
     return value
 
 
@@ -74,12 +74,8 @@ def required_session(message: Message) -> bytes:
     """The SESSION-ID (16 bytes) of a message, or ProtocolError."""
     value = message.raw(AttributeType.SESSION_ID)
     if value is None or len(value) != SESSION_ID_BYTES:
-        raise ProtocolError(f"{_name(message)} lacks a {SESSION_ID_BYTES}-byte SESSION-ID")
+        raise ProtocolError(f"{method_name(message.method)} lacks a {SESSION_ID_BYTES}-byte SESSION-ID")
     return value
-
-
-def _name(message: Message) -> str:
-    return method_name(message.method)
 
 
 def _attribute_name(attribute: AttributeType) -> str:

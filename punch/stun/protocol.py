@@ -46,6 +46,24 @@ def format_address(address: Address) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def host_candidates(bound: Address, server: Address) -> tuple[Address, ...]:
+    """Our own (host) endpoints as the other peer could reach them on a shared LAN.
+
+    A wildcard bind has no single address: ask the kernel which source address it would use toward the
+    server (connecting a UDP socket sends nothing).
+    """
+    host, port = bound
+    if host not in ("0.0.0.0", "::"):
+        return ((host, port),)
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(server)
+        except OSError:
+            return ()
+        return ((str(probe.getsockname()[0]), port),)
+
+
 class StunEndpoint(asyncio.DatagramProtocol):
     """One UDP socket speaking STUN.
 
