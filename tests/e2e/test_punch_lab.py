@@ -3,96 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import selectors
 import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from netns.testing import Lab
+from tests.e2e.punch_in_lab import (
+    LAN,
+    PY,
+    SERVER,
+    WAN,
+    conntrack_udp,
+    finish,
+    port,
+    start_peer,
+    start_server,
+    wait_for_line,
+)
 
 pytestmark = pytest.mark.e2e
 
-PY = sys.executable
-SERVER = "203.0.113.1"
-ALTERNATE = "203.0.113.2"
-WAN = {"10": "198.51.100.10", "14": "192.0.2.14"}
-LAN = {"10": "10.0.10.2", "14": "10.0.14.2"}
 LOOKALIKE = Path(__file__).parent.parent / "data" / "topologies" / "lookalike.yaml"
-
-
-_unread: dict[int, bytes] = {}  # stderr bytes read past a matched line, per process
-
-
-def wait_for_line(proc: subprocess.Popen[Any], pattern: str, timeout: float = 15.0) -> str:
-    """Read ``proc``'s stderr until a line matches ``pattern``; the line. Fails on timeout or exit.
-
-    Reads the pipe's file descriptor directly (a buffered readline could hide lines from select()), and keeps
-    what it read past the matching line for the next call.
-    """
-    assert proc.stderr is not None
-    fd = proc.stderr.fileno()
-    selector = selectors.DefaultSelector()
-    selector.register(fd, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    buffer = _unread.pop(proc.pid, b"")
-    seen = b""
-    while True:
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            seen += line + b"\n"
-            if re.search(pattern, line.decode(errors="replace")):
-                _unread[proc.pid] = buffer
-                return line.decode(errors="replace")
-        left = deadline - time.monotonic()
-        if left <= 0 or not selector.select(left):
-            break
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        buffer += chunk
-    raise AssertionError(f"no line matching {pattern!r} within {timeout} s; saw:\n{seen.decode(errors='replace')}")
-
-
-def start_server(lab: Lab) -> subprocess.Popen[Any]:
-    server = lab.spawn(
-        "server",
-        PY,
-        "-m",
-        "punch",
-        "server",
-        "--listen",
-        f"{SERVER}:3478",
-        "--alternate",
-        f"{ALTERNATE}:3479",
-        text=True,
-    )
-    wait_for_line(server, r"answering RFC 5780 NAT behaviour discovery")
-    return server
-
-
-def start_peer(lab: Lab, me: str, other: str, *extra: str) -> subprocess.Popen[Any]:
-    command = [PY, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other, "--json", *extra]
-    return lab.spawn(f"peer{me}", *command, text=True, stdin=subprocess.DEVNULL)
-
-
-def finish(proc: subprocess.Popen[Any]) -> tuple[int, dict[str, Any], str]:
-    out, err = proc.communicate(timeout=60)
-    lines = out.strip().splitlines()
-    return proc.returncode, json.loads(lines[-1]) if lines else {}, err
-
-
-def conntrack_udp(lab: Lab, node: str) -> str:
-    return lab.exec(node, "conntrack", "-L", "-p", "udp", check=True).stdout
-
-
-def port(endpoint: str) -> str:
-    return endpoint.rsplit(":", 1)[1]
 
 
 @pytest.mark.parametrize("lab", ["home", "none"], indirect=True, ids=["home-router", "bare-masquerade"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from netns.testing import Lab
-from tests.e2e.test_punch_lab import finish, start_peer, start_server
+from tests.e2e.punch_in_lab import finish, start_peer, start_server
 
 pytestmark = pytest.mark.e2e
 
