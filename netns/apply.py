@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from netns import ipr, plan
+from netns import containers, ipr, plan
 from netns.plan import Step
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ def _dispatch() -> dict[type[Any], Callable[[Any], None]]:
         plan.CreateNamespace: lambda s: ipr.create_namespace(s.ns),
         plan.DeleteNamespace: lambda s: ipr.delete_namespace(s.ns),
         plan.MarkNamespace: lambda s: ipr.mark_namespace(s.ns, s.marker),
+        plan.StartContainer: _start_container,
+        plan.RemoveContainer: _remove_container,
         plan.CreateVeth: lambda s: ipr.create_veth(s.ns, s.ifname, s.peer_ns, s.peer_ifname),
         plan.CreateBridge: lambda s: ipr.create_bridge(s.ns, s.ifname),
         plan.AttachPort: lambda s: ipr.attach_port(s.ns, s.port, s.bridge),
@@ -73,7 +75,21 @@ def _dispatch() -> dict[type[Any], Callable[[Any], None]]:
         plan.AddRoute: lambda s: ipr.add_route(s.ns, s.dst, s.gateway),
         plan.LoadNat: lambda s: ipr.load_ruleset(s.ns, s.ruleset),
         plan.LoadNft: lambda s: ipr.load_nftables(s.ns, s.ruleset),
+        plan.StartDelayd: lambda s: ipr.start_delayd(s.ns, s.queue, s.argv, s.log),
+        plan.StopDelayd: lambda s: ipr.stop_delayd(s.ns, s.queue),
+        plan.SetQdisc: lambda s: ipr.set_qdisc(s.ns, s.ifname, s.kind, dict(s.params)),
+        plan.LoadImpair: lambda s: ipr.load_impair(s.ns, s.iptables, s.nftables),
     }
+
+
+def _start_container(step: plan.StartContainer) -> None:
+    pid = containers.start(step.lab, step.node, step.image, step.command, step.env)
+    ipr.attach_namespace(step.ns, pid)
+
+
+def _remove_container(step: plan.RemoveContainer) -> None:
+    containers.remove(step.lab, step.node)
+    ipr.delete_namespace(step.ns)
 
 
 def kernel_executor(step: Step) -> None:

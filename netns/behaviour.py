@@ -16,7 +16,7 @@ others and why, so nothing is ever faked in user space.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 EIM = EIF = "endpoint-independent"
@@ -34,8 +34,12 @@ PRESETS: dict[str, tuple[str, str, str]] = {
     "restricted-cone": ("masquerade", EIM, ADF),
     "port-restricted-cone": ("masquerade", EIM, APDF),
     "symmetric": ("masquerade", APDM, APDF),
+    # The carrier's NAT between two NAT layers (NAT444): RFC 6888 REQ-1 holds a CGN to RFC 4787, whose REQ-1 asks
+    # for endpoint-independent mapping; the filtering is MASQUERADE's own. Its LAN must be in CARRIER_SPACE.
+    "cgnat": ("masquerade", EIM, APDF),
     "none": ("none", EIM, EIF),
 }
+CARRIER_SPACE = "100.64.0.0/10"  # RFC 6598 shared address space, between a CGN and its customers' home NATs
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +54,24 @@ class Nat:
     filtering: str = APDF
     hairpinning: bool = False
     udp_timeout: int | None = None
+    # The preset it was built from, if one was named (cgnat has port-restricted-cone's rules). Not compared: two
+    # NATs that behave alike are equal.
+    preset: str | None = field(default=None, compare=False)
 
     def with_preset(self, preset: str) -> Nat:
         """A copy with ``preset``'s type, mapping and filtering (the ``up --nat`` override)."""
         nat_type, mapping, filtering = PRESETS[preset]
         if nat_type == "none":
-            return Nat("none", self.wan, self.firewall, udp_timeout=self.udp_timeout)
-        return Nat(nat_type, self.wan, self.firewall, mapping, filtering, self.hairpinning, self.udp_timeout)
+            return Nat("none", self.wan, self.firewall, udp_timeout=self.udp_timeout, preset=preset)
+        return Nat(nat_type, self.wan, self.firewall, mapping, filtering, self.hairpinning, self.udp_timeout, preset)
 
 
 def preset_of(nat: Nat) -> str | None:
     """The preset name that ``nat``'s type, mapping and filtering amount to, if any."""
     if nat.type == "none":
         return "none"
+    if nat.preset is not None and PRESETS[nat.preset] == (nat.type, nat.mapping, nat.filtering):
+        return nat.preset
     for name, (nat_type, mapping, filtering) in PRESETS.items():
         if (nat_type, mapping, filtering) == (nat.type, nat.mapping, nat.filtering):
             return name

@@ -1,4 +1,4 @@
-"""``python -m netns`` / ``netns-lab``: verbs up, down, status, exec, validate, logdir.
+"""``python -m netns`` / ``netns-lab``: verbs up, down, status, exec, validate, logdir, matrix.
 
 Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted (128+N for another signal N).
 """
@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netns import ipr, lifecycle, model, naming
+from netns import containers, impair, ipr, lifecycle, matrix, matrix_report, model, naming
 from netns.apply import Interrupted, deferred_signals
 from netns.errors import LabError, TopologyError
 
@@ -28,6 +29,16 @@ def _lab_name(value: str) -> str:
         return naming.check_lab_name(value)
     except LabError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _nat_override(value: str) -> tuple[str | None, str]:
+    """``PRESET`` (every router) or ``ROUTER=PRESET``."""
+    router, _, preset = value.rpartition("=")
+    if preset not in model.PRESETS:
+        raise argparse.ArgumentTypeError(f"{preset!r} is not a preset; use one of {', '.join(model.PRESETS)}")
+    if "=" in value and not naming.NODE_NAME_RE.fullmatch(router):
+        raise argparse.ArgumentTypeError(f"{router!r} is not a router name; write ROUTER=PRESET, e.g. nat10={preset}")
+    return (router or None), preset
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,12 +60,18 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--topology", type=Path, default=lifecycle.DEFAULT_TOPOLOGY, help="topology YAML file")
     up.add_argument("--firewall", choices=model.FIREWALLS, help="override the firewall of every router")
     up.add_argument(
-        "--nat", choices=tuple(model.PRESETS), help="give every router this RFC 4787 preset (mapping and filtering)"
+        "--nat",
+        type=_nat_override,
+        action="append",
+        default=[],
+        metavar="[ROUTER=]PRESET",
+        help=f"give every router (or ROUTER; repeatable) this RFC 4787 preset: {', '.join(model.PRESETS)}",
     )
+    up.add_argument("--capture", type=Path, metavar="DIR", help="keep pcaps of every NAT's WAN in DIR (tcpdump)")
     named("down", "delete everything the lab owns (processes first)")
     status = named("status", "show nodes, interfaces, addresses, routes and NAT kinds")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    exe = named("exec", "run a command inside a node's namespace")
+    exe = named("exec", "run a command inside a node's namespace (a container node's: docker exec)")
     exe.add_argument("--detach", action="store_true", help="start in the background, print its PID")
     exe.add_argument("--log", help="output file for --detach (default: LOGDIR/NODE.log)")
     exe.add_argument("node")
@@ -62,21 +79,124 @@ def _parser() -> argparse.ArgumentParser:
     validate = verbs.add_parser("validate", help="check a topology file (no root needed)", parents=[common])
     validate.add_argument("file", type=Path)
     named("logdir", "print the lab's state/log directory")
+    _impair_parsers(up, named)
+    _matrix_parser(verbs, common)
     return parser
+
+
+# -- impairments (netns/impair.py): `up --impair` and the `impair` verb ------------------------------------------
+
+
+def _impair_parsers(up: argparse.ArgumentParser, named: Any) -> None:
+    up.add_argument(
+        "--impair",
+        action="append",
+        default=[],
+        metavar="NETWORK:KEY=VALUE[,...]",
+        help="impair a network (repeatable): delay=50ms,jitter=10ms,loss=20%%,duplicate=1%%,rate=1mbit",
+    )
+    sub = named("impair", "change the impairments of a network of a running lab")
+    sub.add_argument("network")
+    sub.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="delay=50ms jitter=10ms loss=20%% ...")
+    sub.add_argument("--clear", action="store_true", help="remove every impairment of the network")
+
+
+def _cmd_impair(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.clear == bool(args.settings):
+        parser.error("impair needs KEY=VALUE settings or --clear (not both)")
+    impairment = None
+    if not args.clear:
+        text = f"{args.network}:{','.join(args.settings)}"
+        parsed = impair.parse_override(text)
+        if isinstance(parsed, str):
+            parser.error(f"impair {' '.join(args.settings)}: {parsed}")
+        problems: list[str] = []
+        impairment = impair.parse(
+            parsed[1], f"networks.{args.network}.impair", lambda path, msg: problems.append(f"{path}: {msg}")
+        )
+        if impairment is None:
+            for problem in problems:
+                print(f"netns-lab: {problem}", file=sys.stderr)
+            return EXIT_FAILURE
+    with deferred_signals():
+        info = lifecycle.set_impairment(args.name, args.network, impairment)
+    print(f"{args.network}: {info.get('summary', 'no impairment')}" if info else f"{args.network}: no impairment")
+    return EXIT_OK
+
+
+def _print_impairments(info: dict[str, Any]) -> None:
+    if info.get("impairments"):
+        print("impairments (each on every member's egress; a delay applies per direction):")
+    for network in info.get("impairments", []):
+        print(f"  {network['network']}: {network['summary']}")
+        for member in network["members"]:
+            parts = []
+            for m in member["mechanisms"]:
+                how = m["mechanism"]
+                if how == impair.NFQUEUE:
+                    daemon = f"daemon pid {m['pid']}" if m["pid"] else "daemon DEAD: traffic is dropped"
+                    how = f"nfqueue {daemon}, queue {m['queue']}"
+                elif not m["present"]:
+                    how += " MISSING"
+                parts.append(f"{m['impairment']} ({how})")
+            where = f"{member['node']}:{member['interface']}"
+            print(f"    {where:<18} " + ("; ".join(parts) if parts else "namespace missing"))
+
+
+def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
+    sub = verbs.add_parser(
+        "matrix",
+        help="run a trial command in a lab per NAT preset pair, same NAT and CGNAT; write matrix.md/json",
+        parents=[common],
+    )
+    sub.add_argument("--trial", required=True, help="command run per trial; prints a JSON line (see netns/matrix.py)")
+    sub.add_argument("--setup", default="", help="command run once per lab before its trials (e.g. start a server)")
+    sub.add_argument("--trials", type=int, default=3, help="trials per cell (default 3)")
+    sub.add_argument("--jobs", type=int, default=4, help="labs at a time (default 4)")
+    sub.add_argument("--output", type=Path, default=Path("."), metavar="DIR", help="where matrix.md/json go")
+    sub.add_argument("--capture", type=Path, metavar="DIR", help="keep pcaps of every NAT's WAN, a subdir per cell")
+    sub.add_argument("--firewall", action="append", choices=matrix.FIREWALL_KINDS, help="only this kind (repeatable)")
+    sub.add_argument("--preset", action="append", choices=matrix.PAIR_PRESETS, help="only these presets (repeatable)")
+    sub.add_argument("--group", action="append", choices=("pairs", "same-nat", "cgnat"), help="only these cells")
+
+
+def _cmd_matrix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.trials < 1 or args.jobs < 1:
+        parser.error("--trials and --jobs must be at least 1")
+    lifecycle.require_root("matrix")
+    cells = matrix.cells(args.firewall or matrix.FIREWALL_KINDS, args.preset or matrix.PAIR_PRESETS)
+    cells = [c for c in cells if args.group is None or c.group in args.group]
+    commands = matrix.Commands(
+        trial=matrix.parse_command(args.trial),
+        setup=matrix.parse_command(args.setup),
+        trials=args.trials,
+        capture=args.capture,
+    )
+    print(f"matrix: {len(cells)} cells x {args.trials} trial(s), {args.jobs} lab(s) at a time", file=sys.stderr)
+    runner = matrix.Runner(commands, args.jobs, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    results = runner.run(cells)
+    md, js = matrix_report.write(results, args.output, args.trials, "python -m netns matrix")
+    print(md.read_text(encoding="utf-8"))
+    print(f"wrote {md} and {js}", file=sys.stderr)
+    return EXIT_OK if all(r.successes == r.trials and not r.error for r in results) else EXIT_FAILURE
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
     topology = model.load(args.topology)
+    if args.impair:
+        topology = topology.with_impairs(args.impair)
     if args.firewall:
         topology = topology.with_firewall(args.firewall)
-    if args.nat:
-        topology = topology.with_nat(args.nat)
+    for router, preset in args.nat:
+        topology = topology.with_nat(preset, None if router is None else [router])
     with deferred_signals():
-        summary = lifecycle.up(topology, args.name)
+        summary = lifecycle.up(topology, args.name, args.capture)
     print(f"lab {summary.lab} is up ({len(summary.nodes)} nodes); logs in {naming.state_dir(summary.lab)}")
     for node in summary.nodes:
         nat = f"  nat {node['nat']}" if node["nat"] else ""
         print(f"  {node['node']:<10} {node['kind']:<7} {' '.join(node['addresses'])}{nat}")
+        if node.get("image"):
+            print(f"  {'':<10} {'':<7} container {naming.container(summary.lab, node['node'])} ({node['image']})")
         if node.get("behaviour"):
             print(f"  {'':<10} {'':<7} {node['behaviour']}")
     return EXIT_OK
@@ -86,6 +206,8 @@ def _cmd_down(args: argparse.Namespace) -> int:
     report = lifecycle.down(args.name)
     if report.namespaces:
         count = f"{len(report.namespaces)} namespaces, {report.processes} processes stopped"
+        if report.containers:
+            count += f", {len(report.containers)} containers removed"
         print(f"lab {report.lab} is down ({count})")
     else:
         print(f"lab {report.lab} is down (nothing was left)")
@@ -99,6 +221,10 @@ def _print_status(info: dict[str, Any]) -> None:
         print(f"{node['node']} [{node['kind']}] {node['namespace']}{nat}")
         if node.get("behaviour"):
             print(f"  {node['behaviour']['summary']}")
+        if "container" in node:
+            c = node["container"]
+            what = c.get("error") or f"{c['name']} {c['id']} {c['status']}" + (f" pid {c['pid']}" if c["pid"] else "")
+            print(f"  container ({node['image']}): {what}")
         if "interfaces" not in node:
             print("  missing")
             continue
@@ -107,6 +233,9 @@ def _print_status(info: dict[str, Any]) -> None:
         for route in node["routes"]:
             via = f" via {route['via']}" if route["via"] else ""
             print(f"  route {route['dst']}{via} dev {route['dev']}")
+    for capture in info.get("captures", []):
+        print(f"capture {capture['node']}:{capture['interface']} -> {capture['pcap']} (tcpdump pid {capture['pid']})")
+    _print_impairments(info)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -118,6 +247,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if not info["up"]:
         print(f"lab {args.name!r} is incomplete; run `python -m netns down --name {args.name}`", file=sys.stderr)
         return EXIT_FAILURE
+    broken = [n["network"] for n in info.get("impairments", []) if not n["ok"]]
+    if broken:
+        print(
+            f"lab {args.name!r}: impairment of {', '.join(broken)} is not fully in place (see above)", file=sys.stderr
+        )
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -126,12 +261,21 @@ def _cmd_exec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not command:
         parser.error("exec needs a command: exec NODE -- CMD [ARGS...]")
     ns = lifecycle.node_namespace(args.name, args.node)
+    # A container node's command runs with `docker exec`: in the same network namespace, but with the container's
+    # own filesystem, user and environment (its programs, not the host's), as the node's own processes run.
+    in_container = lifecycle.is_container(args.name, args.node)
     if args.detach:
         log_path = args.log or str(naming.state_dir(args.name) / f"{args.node}.log")
-        print(ipr.spawn_in(ns, command, log_path))
+        if in_container:
+            print(containers.spawn_in(args.name, args.node, command, log_path))
+        else:
+            print(ipr.spawn_in(ns, command, log_path))
         return EXIT_OK
     sys.stdout.flush()
-    ipr.exec_in(ns, command)
+    if in_container:
+        containers.exec_in(args.name, args.node, command)
+    else:
+        ipr.exec_in(ns, command)
     return EXIT_FAILURE  # not reached: exec_in replaces this process
 
 
@@ -142,6 +286,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a reader that left shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # `status | head`: the reader left; say nothing more (not even at exit)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     verbose, quiet = getattr(args, "verbose", 0), getattr(args, "quiet", 0)
@@ -160,6 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_exec(args, parser)
         if args.verb == "validate":
             return _cmd_validate(args)
+        if args.verb == "impair":
+            return _cmd_impair(args, parser)
+        if args.verb == "matrix":
+            return _cmd_matrix(args, parser)
         print(naming.state_dir(args.name))
         return EXIT_OK
     except TopologyError as exc:

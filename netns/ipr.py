@@ -101,6 +101,16 @@ def create_namespace(ns: str) -> None:
     wait_for(lambda: _is_mounted(ns), f"namespace {ns} to be mounted")
 
 
+def attach_namespace(ns: str, pid: int) -> None:
+    """Name the network namespace of process ``pid`` ``ns``, as ``ip netns attach NS PID`` does: bind-mount
+    /proc/PID/ns/net on /run/netns/NS. The mount keeps the namespace alive after the process is gone."""
+    if ns in list_namespaces():
+        raise KernelError(f"namespace {ns} already exists; run `python -m netns down` for its lab first")
+    with _kernel(f"attach namespace {ns} to PID {pid}"):
+        pyroute2_netns.attach(ns, pid)
+    wait_for(lambda: _is_mounted(ns), f"namespace {ns} to be mounted")
+
+
 def delete_namespace(ns: str) -> None:
     """Unmount and unlink ``ns``; its interfaces (and their veth peers) go with it. Gone is success."""
     with _kernel(f"delete namespace {ns}"):
@@ -299,3 +309,129 @@ def load_ruleset(ns: str, ruleset: str) -> None:
 def load_nftables(ns: str, ruleset: str) -> None:
     """Add the nftables tables in ``ruleset`` inside ``ns``, atomically, with ``nft -f -``."""
     run_in(ns, ["nft", "-f", "-"], stdin=ruleset)
+
+
+# -- impairments (netns/impair.py) ------------------------------------------------------------------------
+
+DELAYD_MODULE = "netns.delayd"
+# Tries a netem qdisc on a veth in a throwaway namespace of its own (unshare: it vanishes with the process, so
+# nothing is left even if killed); exit 0 if the kernel has netem, 3 if it does not (ENOENT/EOPNOTSUPP).
+_NETEM_PROBE = """
+import ctypes, errno, os, sys
+if ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0:  # CLONE_NEWNET (os.unshare is 3.12+)
+    sys.exit(f"unshare: {os.strerror(ctypes.get_errno())}")
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+with IPRoute() as ipr:
+    ipr.link("add", ifname="probe0", kind="veth", peer={"ifname": "probe1"})
+    try:
+        ipr.tc("add", "netem", ipr.link_lookup(ifname="probe0")[0], delay=1000)
+    except NetlinkError as exc:
+        sys.exit(3 if exc.code in (errno.ENOENT, errno.EOPNOTSUPP, errno.EINVAL) else 1)
+"""
+_netem: list[bool] = []
+
+
+def netem_supported(python: str) -> bool:
+    """Whether this kernel has the netem qdisc, found by trying it (cached per run).
+
+    ``NETNS_LAB_NETEM=0`` forces the fallback mechanisms (to exercise them on a kernel that has netem).
+    """
+    if os.environ.get("NETNS_LAB_NETEM") == "0":
+        return False
+    if not _netem:
+        with _kernel("probe for the netem qdisc"):
+            done = subprocess.run([python, "-c", _NETEM_PROBE], capture_output=True, text=True, timeout=30, check=False)
+        if done.returncode not in (0, 3):
+            reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise KernelError(f"probe for the netem qdisc: {reason}")
+        _netem.append(done.returncode == 0)
+        log.info("netem qdisc %s", "available" if _netem[0] else "not in this kernel; using nfqueue/nft/tbf")
+    return _netem[0]
+
+
+def set_qdisc(ns: str, ifname: str, kind: str | None, params: dict[str, Any]) -> None:
+    """Replace the root qdisc of ``ns:ifname`` with ``kind`` (pyroute2 tc arguments); None restores the default."""
+    with _ipr(ns) as ipr, _kernel(f"set qdisc {kind or 'default'} on {ns}:{ifname}"):
+        index = _index(ipr, ns, ifname)
+        if kind is None:
+            try:
+                ipr.tc("del", index=index, root=True)
+            except NetlinkError as exc:
+                if exc.code not in (errno.ENOENT, errno.EINVAL):
+                    raise
+            return
+        ipr.tc("replace", kind, index, 0x10000, **params)
+
+
+def qdiscs(ns: str) -> dict[str, str]:
+    """Interface name -> kind of its root qdisc, in ``ns``."""
+    with _ipr(ns) as ipr, _kernel(f"read qdiscs of {ns}"):
+        names = {int(link["index"]): str(link.get("ifname")) for link in ipr.get_links()}
+        return {
+            names.get(int(q["index"]), "?"): str(q.get_attr("TCA_KIND"))
+            for q in ipr.get_qdiscs()
+            if q["parent"] == 0xFFFFFFFF
+        }
+
+
+def _queues_bound(pid: int) -> set[int]:
+    """Queue numbers bound in the network namespace of ``pid`` (/proc/PID/net/netfilter/nfnetlink_queue)."""
+    try:
+        with open(f"/proc/{pid}/net/netfilter/nfnetlink_queue", encoding="ascii") as f:
+            return {int(line.split()[0]) for line in f if line.strip()}
+    except (OSError, ValueError, IndexError):
+        return set()
+
+
+def delayd_pid(ns: str, queue: int) -> int | None:
+    """The PID of the delaying daemon of ``queue`` running in ``ns`` (found by its command line), or None."""
+    for pid in pids_in(ns):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if DELAYD_MODULE in argv and "--queue" in argv and argv[argv.index("--queue") + 1 :][:1] == [str(queue)]:
+            return pid
+    return None
+
+
+def start_delayd(ns: str, queue: int, argv: Sequence[str], log_path: str, timeout: float = 10.0) -> None:
+    """Start the delaying daemon in ``ns`` and wait until the kernel shows ``queue`` bound (or it died)."""
+    pid = spawn_in(ns, argv, log_path)
+
+    def bound() -> bool:
+        if not alive(pid):
+            raise KernelError(f"delay daemon for queue {queue} in {ns} exited; see {log_path}")
+        return queue in _queues_bound(pid)
+
+    wait_for(bound, f"the delay daemon to bind queue {queue} in {ns}", timeout)
+
+
+def stop_delayd(ns: str, queue: int, timeout: float = 5.0) -> None:
+    """SIGTERM the delaying daemon of ``queue`` in ``ns`` and wait for it to exit; gone is success."""
+    pid = delayd_pid(ns, queue)
+    if pid is None:
+        return
+    signal_pids([pid], signal.SIGTERM)
+    wait_for(lambda: not alive(pid), f"the delay daemon (PID {pid}) to exit", timeout)
+
+
+def load_impair(ns: str, iptables: str, nftables: str) -> None:
+    """Replace the mangle table (iptables-restore) and the impairment nftables table (``nft -f``) in ``ns``."""
+    run_in(ns, ["iptables-restore"], stdin=iptables)
+    run_in(ns, ["nft", "-f", "-"], stdin=nftables)
+
+
+def nft_table(ns: str, family: str, table: str) -> str:
+    """``nft list table FAMILY TABLE`` in ``ns``, or "" if it does not exist."""
+    try:
+        return run_in(ns, ["nft", "list", "table", family, table])
+    except KernelError:
+        return ""
+
+
+def mangle_rules(ns: str) -> str:
+    """``iptables -t mangle -S`` in ``ns``."""
+    return run_in(ns, ["iptables", "-t", "mangle", "-S"])

@@ -13,15 +13,16 @@ import logging
 import os
 import shutil
 import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netns import apply, behaviour, ipr, naming
+from netns import apply, behaviour, capture, containers, impair, ipr, naming
 from netns import nat as natrules
 from netns.errors import KernelError, LabError
 from netns.model import Topology
-from netns.plan import plan
+from netns.plan import impair_links, impair_steps, plan
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,11 @@ def _state(topology: Topology, lab: str) -> dict[str, Any]:
             "kind": node.kind,
             "nat": natrules.describe(node.nat) if node.nat else None,
             "behaviour": _behaviour(node.nat),
+            **({"image": node.container.image} if node.container else {}),
         }
         for node in topology.nodes
     }
-    return {"name": lab, "topology": topology.source, "nodes": nodes}
+    return {"name": lab, "topology": topology.source, "nodes": nodes, **_impair_state(topology, lab)}
 
 
 def _behaviour(nat: behaviour.Nat | None) -> dict[str, Any] | None:
@@ -86,8 +88,9 @@ class Summary:
     nodes: list[dict[str, Any]] = field(default_factory=list)
 
 
-def up(topology: Topology, lab: str) -> Summary:
-    """Build ``topology`` as lab ``lab``; on any error or interruption leave nothing behind."""
+def up(topology: Topology, lab: str, capture_dir: Path | None = None) -> Summary:
+    """Build ``topology`` as lab ``lab`` (with pcaps of every NAT's WAN in ``capture_dir``, if given); on any error
+    or interruption leave nothing behind."""
     naming.check_lab_name(lab)
     require_root("up")
     existing = namespaces_with_prefix(lab)
@@ -95,7 +98,11 @@ def up(topology: Topology, lab: str) -> Summary:
     if existing or state_dir.exists():
         what = f"namespaces {', '.join(existing)}" if existing else f"state dir {state_dir}"
         raise LabError(f"lab {lab!r} is already up ({what}); run `python -m netns down --name {lab}` first")
-    steps = plan(topology, lab)
+    images = sorted({n.container.image for n in topology.nodes if n.container is not None})
+    if images:
+        containers.check_images(images)  # an engine and every image, before anything is built
+    netem = any(n.impair for n in topology.networks) and ipr.netem_supported(sys.executable)
+    steps = plan(topology, lab, netem, sys.executable)
     try:
         state_dir.mkdir(parents=True)
         (state_dir / STATE_FILE).write_text(json.dumps(_state(topology, lab), indent=2) + "\n", encoding="utf-8")
@@ -106,6 +113,8 @@ def up(topology: Topology, lab: str) -> Summary:
     except BaseException:
         shutil.rmtree(state_dir, ignore_errors=True)
         raise
+    if capture_dir is not None:
+        _start_captures(topology, lab, capture_dir)
     summary = Summary(lab)
     for node in topology.nodes:
         addresses = [f"{i.network}={a}" for i in node.interfaces for a in i.addresses]
@@ -117,9 +126,23 @@ def up(topology: Topology, lab: str) -> Summary:
                 "addresses": addresses,
                 "nat": natrules.describe(node.nat) if node.nat else None,
                 "behaviour": behaviour.summary(node.nat) if node.nat else None,
+                "image": node.container.image if node.container else None,
             }
         )
     return summary
+
+
+def _start_captures(topology: Topology, lab: str, directory: Path) -> None:
+    """Start the pcaps and record them in the state file; if that fails, take the lab down again."""
+    try:
+        captures = capture.start(topology, lab, directory)
+        path = naming.state_dir(lab) / STATE_FILE
+        state = json.loads(path.read_text(encoding="utf-8"))
+        state["captures"] = captures
+        path.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    except BaseException:
+        down(lab)
+        raise
 
 
 def _stop_processes(namespaces: list[str], timeout: float) -> int:
@@ -144,18 +167,37 @@ class DownReport:
     lab: str
     namespaces: list[str]
     processes: int
+    containers: list[str] = field(default_factory=list)
 
 
 def down(lab: str, timeout: float = 5.0) -> DownReport:
-    """Delete everything lab ``lab`` owns; "already gone" is success."""
+    """Delete everything lab ``lab`` owns (its containers first, found by label); "already gone" is success."""
     naming.check_lab_name(lab)
     require_root("down")
     owned = owned_namespaces(lab)
+    removed = _remove_containers(lab)
     stopped = _stop_processes(owned, timeout)
     for ns in owned:
         ipr.delete_namespace(ns)
     shutil.rmtree(naming.state_dir(lab), ignore_errors=True)
-    return DownReport(lab, owned, stopped)
+    return DownReport(lab, owned, stopped, removed)
+
+
+def _remove_containers(lab: str) -> list[str]:
+    """Remove the lab's containers. The engine is asked only if the state records container nodes (or is gone,
+    e.g. after a crash); if it cannot be asked then, that is a warning: the namespaces still go."""
+    state = _read_state(lab)
+    expected = state is None or any(info.get("image") for info in state.get("nodes", {}).values())
+    if not expected:
+        return []
+    try:
+        return containers.remove(lab)
+    except LabError as exc:
+        if state is not None:
+            log.warning("%s; containers labelled %s=%s may be left", exc, naming.CONTAINER_LAB_LABEL, lab)
+        else:
+            log.debug("no containers of lab %s removed: %s", lab, exc)
+        return []
 
 
 def status(lab: str) -> dict[str, Any]:
@@ -176,6 +218,9 @@ def status(lab: str) -> dict[str, Any]:
             "nat": info.get("nat"),
             "behaviour": info.get("behaviour"),
         }
+        if info.get("image"):
+            entry["image"] = info["image"]
+            entry["container"] = _container_status(lab, name)
         if ns in present:
             entry.update(ipr.describe(ns))
         else:
@@ -187,7 +232,23 @@ def status(lab: str) -> dict[str, Any]:
         "up": not missing,
         "missing": missing,
         "nodes": nodes,
+        "captures": state.get("captures", []),
+        "impairments": impairments(lab, state, present),
     }
+
+
+def _container_status(lab: str, node: str) -> dict[str, Any]:
+    """Node ``node``'s container as the engine sees it (name, id, image, status, pid), or why it cannot say."""
+    try:
+        return containers.describe(lab).get(node) or {"error": "no container (removed?)"}
+    except LabError as exc:
+        return {"error": str(exc)}
+
+
+def is_container(lab: str, node: str) -> bool:
+    """Whether ``node`` of lab ``lab`` is a container node (as recorded by ``up``)."""
+    info = (_read_state(lab) or {}).get("nodes", {}).get(node)
+    return bool(isinstance(info, dict) and info.get("image"))
 
 
 def node_namespace(lab: str, node: str) -> str:
@@ -201,3 +262,122 @@ def node_namespace(lab: str, node: str) -> str:
         names = ", ".join(naming.node_of(lab, n) for n in owned)
         raise LabError(f"no node {node!r} in lab {lab!r}; its nodes are {names}")
     return ns
+
+
+# -- impairments ----------------------------------------------------------------------------------------------
+
+QUEUE_ALTERNATE = 1 << 15  # a changed delay runs on the network's other queue number while the old one drains
+
+
+def _impair_state(topology: Topology, lab: str) -> dict[str, Any]:
+    """What ``status`` and ``impair`` need: each network's members, queue and impairment, and the mechanism."""
+    netem = any(n.impair for n in topology.networks) and ipr.netem_supported(sys.executable)
+    links = impair_links(topology, lab)
+    networks = {
+        network.name: {
+            "members": list(topology.members(network.name)),
+            "queue": index,
+            "impair": network.impair.as_dict() if network.impair else None,
+        }
+        for index, network in enumerate(topology.networks)
+    }
+    return {"netem": netem if links else None, "networks": networks}
+
+
+def _links(lab: str, networks: dict[str, Any]) -> list[impair.Link]:
+    return [
+        impair.Link(name, member, naming.namespace(lab, member), name, impair.from_dict(info["impair"]), info["queue"])
+        for name, info in networks.items()
+        if info.get("impair")
+        for member in info["members"]
+    ]
+
+
+def set_impairment(lab: str, network: str, impairment: impair.Impairment | None) -> dict[str, Any]:
+    """Change (or with None clear) the impairment of ``network`` in running lab ``lab``; returns its status."""
+    naming.check_lab_name(lab)
+    require_root("impair")
+    state = _read_state(lab)
+    if state is None or not owned_namespaces(lab):
+        raise LabError(f"lab {lab!r} is not up; run `python -m netns up --name {lab}`")
+    networks: dict[str, Any] = state.get("networks", {})
+    if network not in networks:
+        raise LabError(f"no network {network!r} in lab {lab!r}; its networks are {', '.join(networks)}")
+    netem = state.get("netem")
+    if netem is None:
+        netem = ipr.netem_supported(sys.executable)
+    old = _links(lab, networks)
+    info = networks[network]
+    before = impair.from_dict(info["impair"]) if info.get("impair") else None
+    old_delay = (before.delay_ms, before.jitter_ms) if before and before.delay_ms is not None else None
+    new_delay = (impairment.delay_ms, impairment.jitter_ms) if impairment else None
+    if old_delay is not None and new_delay is not None and old_delay != new_delay:
+        info["queue"] ^= QUEUE_ALTERNATE
+    info["impair"] = impairment.as_dict() if impairment else None
+    new = _links(lab, networks)
+    steps = []
+    for member in info["members"]:
+        steps += impair_steps(
+            [link for link in new if link.node == member],
+            [link for link in old if link.node == member],
+            netem,
+            lab,
+            sys.executable,
+        )
+    state["netem"] = netem
+    apply.apply(steps)
+    (naming.state_dir(lab) / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    return next((i for i in impairments(lab, state, set(ipr.list_namespaces())) if i["network"] == network), {})
+
+
+def impairments(lab: str, state: dict[str, Any], present: set[str]) -> list[dict[str, Any]]:
+    """Each impaired network with, per member interface, every impairment and the mechanism building it,
+    as found in the kernel now (``ok`` is False if a mechanism is missing, e.g. a delay daemon died)."""
+    netem = bool(state.get("netem"))
+    result = []
+    for link_group in _by_network(_links(lab, state.get("networks", {}))):
+        first = link_group[0]
+        members = []
+        for link in link_group:
+            if link.ns not in present:
+                members.append({"node": link.node, "interface": link.ifname, "ok": False, "mechanisms": []})
+                continue
+            members.append(_member_status(link, netem))
+        result.append(
+            {
+                "network": first.network,
+                "impair": first.impairment.as_dict(),
+                "summary": first.impairment.describe(),
+                "ok": all(m["ok"] for m in members),
+                "members": members,
+            }
+        )
+    return result
+
+
+def _by_network(links: list[impair.Link]) -> list[list[impair.Link]]:
+    groups: dict[str, list[impair.Link]] = {}
+    for link in links:
+        groups.setdefault(link.network, []).append(link)
+    return list(groups.values())
+
+
+def _member_status(link: impair.Link, netem: bool) -> dict[str, Any]:
+    qdisc = ipr.qdiscs(link.ns).get(link.ifname)
+    table = "" if netem else ipr.nft_table(link.ns, "ip", impair.TABLE) + ipr.nft_table(link.ns, "netdev", impair.TABLE)
+    mechanisms = []
+    for kind, text in link.impairment.parts():
+        how = impair.mechanisms(link.impairment, netem)[kind]
+        entry: dict[str, Any] = {"impairment": text, "mechanism": how}
+        if how in (impair.NETEM, impair.TBF):
+            entry["present"] = qdisc == how
+        elif how == impair.NFQUEUE:
+            pid = ipr.delayd_pid(link.ns, link.queue)
+            entry.update(pid=pid, queue=link.queue, present=pid is not None)
+        else:
+            needle = f'device "{link.ifname}"'  # the loss chain's hook, or the dup rule's device
+            action = "hook egress" if how == impair.NUMGEN else "dup to"
+            entry["present"] = any(needle in r and action in r for r in table.splitlines())
+        mechanisms.append(entry)
+    ok = all(m["present"] for m in mechanisms)
+    return {"node": link.node, "interface": link.ifname, "ok": ok, "mechanisms": mechanisms}

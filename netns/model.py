@@ -9,14 +9,20 @@ Schema (version 1)::
     version: 1
     networks:                 # one L2 segment each; its name is the interface name in every member
       NAME: {subnet: CIDR}    # 2 members -> a veth pair; more -> a bridge in the first member's namespace
+        impair: {delay: 50ms, jitter: 10ms, loss: 20%, duplicate: 1%, rate: 1mbit}  # optional, each key
+                              # optional; on every member's egress (netns/impair.py)
     nodes:                    # in this order: the first member of a network is the first node listing it
       NAME:
         kind: core|router|server|peer|host
         interfaces: {NETWORK: ADDRESS or [ADDRESS, ...]}   # prefix length comes from the subnet
         gateway: ADDRESS      # optional default route
+        image: REFERENCE      # optional (server, peer, host): run the node as this Docker image's container,
+                              # started with no network of Docker's and wired like any node (netns/containers.py)
+        command: [ARG, ...]   # optional, with image: the container's command (a string is split like a shell's)
+        env: {NAME: VALUE}    # optional, with image: the container's environment (values are strings)
         nat:                  # routers only, required there; RFC 4787 terms (see netns/behaviour.py)
           wan: NETWORK        # the interface facing the internet; LAN sources become its first address
-          preset: full-cone|restricted-cone|port-restricted-cone|symmetric|none  # or mapping + filtering:
+          preset: full-cone|restricted-cone|port-restricted-cone|symmetric|cgnat|none  # or mapping + filtering:
           mapping: endpoint-independent|address-and-port-dependent      # default endpoint-independent
           filtering: endpoint-independent|address-dependent|address-and-port-dependent  # default the last
           hairpinning: false  # true: LAN hosts reach each other through the public address
@@ -24,22 +30,26 @@ Schema (version 1)::
           firewall: home|none # default home
           type: masquerade|none  # optional; a preset sets it (none: plain routing, for a public LAN)
 
-A preset sets type, mapping and filtering; ``mapping`` or ``filtering`` next to a preset is an error.
+A preset sets type, mapping and filtering; ``mapping`` or ``filtering`` next to a preset is an error. ``cgnat`` is
+the carrier's NAT of a double NAT: its LANs must lie in 100.64.0.0/10 (RFC 6598), where the home NATs' WANs are.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+import re
+import shlex
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from netns import behaviour
+from netns import behaviour, impair
 from netns.behaviour import FIREWALLS, NAT_TYPES, PRESETS, Nat
 from netns.errors import TopologyError
+from netns.impair import Impairment
 from netns.naming import NETWORK_NAME_RE, NODE_NAME_RE
 
 __all__ = ["FIREWALLS", "NAT_TYPES", "PRESETS", "Interface", "Nat", "Network", "Node", "Topology", "load", "parse"]
@@ -51,8 +61,16 @@ FORWARDING_KINDS = ("core", "router")
 PRIVATE = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
 
 _TOP_KEYS = ("version", "networks", "nodes")
-_NETWORK_KEYS = ("subnet",)
-_NODE_KEYS = ("kind", "interfaces", "gateway", "nat")
+_NETWORK_KEYS = ("subnet", "impair")
+_NODE_KEYS = ("kind", "interfaces", "gateway", "nat", "image", "command", "env")
+CONTAINER_KINDS = ("server", "peer", "host")
+# A Docker image reference (distribution's grammar): [DOMAIN[:PORT]/]PATH[/PATH...][:TAG][@DIGEST], paths lowercase.
+_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
+IMAGE_RE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH}(?:/{_PATH})*(?::\w[\w.-]{{0,127}})?(?:@[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{{32,}})?"
+)
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAT_KEYS = ("wan", "preset", "mapping", "filtering", "hairpinning", "udp-timeout", "firewall", "type")
 
 
@@ -60,6 +78,7 @@ _NAT_KEYS = ("wan", "preset", "mapping", "filtering", "hairpinning", "udp-timeou
 class Network:
     name: str
     subnet: ipaddress.IPv4Network
+    impair: Impairment | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +90,22 @@ class Interface:
 
 
 @dataclass(frozen=True, slots=True)
+class Container:
+    """A node run as a container of ``image`` (netns/containers.py); ``command`` None keeps the image's own."""
+
+    image: str
+    command: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     name: str
     kind: str
     interfaces: tuple[Interface, ...]
     gateway: ipaddress.IPv4Address | None = None
     nat: Nat | None = None
+    container: Container | None = None
 
     @property
     def forwards(self) -> bool:
@@ -101,24 +130,61 @@ class Topology:
 
     def with_firewall(self, firewall: str) -> Topology:
         """A copy in which every router's NAT uses ``firewall`` (the ``up --firewall`` override)."""
-        nodes = tuple(
-            Node(n.name, n.kind, n.interfaces, n.gateway, replace(n.nat, firewall=firewall)) if n.nat is not None else n
-            for n in self.nodes
-        )
+        nodes = tuple(replace(n, nat=replace(n.nat, firewall=firewall)) if n.nat is not None else n for n in self.nodes)
         return Topology(self.networks, nodes, self.source)
 
-    def with_nat(self, preset: str) -> Topology:
-        """A copy in which every router uses ``preset`` (the ``up --nat`` override); hairpinning, udp-timeout
-        and firewall stay as the file says. Raises TopologyError if the result cannot be built."""
+    def with_nat(self, preset: str, routers: Collection[str] | None = None) -> Topology:
+        """A copy in which every router (or each of ``routers``) uses ``preset`` (the ``up --nat`` override);
+        hairpinning, udp-timeout and firewall stay as the file says. Raises TopologyError if a router is unknown
+        or the result cannot be built."""
+        nat_routers = [n.name for n in self.nodes if n.nat is not None]
+        unknown = sorted(set(routers or ()) - set(nat_routers))
+        if unknown:
+            raise TopologyError(
+                [
+                    f"{self.source}: --nat {r}={preset}: no router named {r!r}; routers: {_one_of(nat_routers)}"
+                    for r in unknown
+                ]
+            )
+        chosen = set(nat_routers if routers is None else routers)
         nodes = tuple(
-            Node(n.name, n.kind, n.interfaces, n.gateway, n.nat.with_preset(preset)) if n.nat is not None else n
+            replace(n, nat=n.nat.with_preset(preset)) if n.nat is not None and n.name in chosen else n
             for n in self.nodes
         )
-        problems = _Problems(self.source, f" (with --nat {preset})")
+        given = preset if routers is None else ",".join(f"{r}={preset}" for r in sorted(chosen))
+        problems = _Problems(self.source, f" (with --nat {given})")
         _check_nats(list(nodes), {n.name: n for n in self.networks}, problems)
         if problems.items:
             raise TopologyError(problems.items)
         return Topology(self.networks, nodes, self.source)
+
+    def with_impairs(self, overrides: Iterable[str]) -> Topology:
+        """A copy with each ``NETWORK:KEY=VALUE,...`` (``up --impair``) laid over that network's ``impair``
+        (given keys replace the file's). Raises TopologyError with every problem, in the file's terms."""
+        networks = {n.name: n for n in self.networks}
+        given: dict[str, dict[str, Any]] = {}
+        problems = _Problems(self.source)
+        for text in overrides:
+            problems.suffix = f" (from --impair {text})"
+            parsed = impair.parse_override(text)
+            if isinstance(parsed, str):
+                problems.add("--impair", parsed)
+                continue
+            name, mapping = parsed
+            if name not in networks:
+                problems.add(f"networks.{name}", f"no such network; the networks are {_one_of(networks)}")
+                continue
+            current = networks[name].impair
+            base = given.get(name) or (current.as_dict() if current else {})
+            merged = {**base, **mapping}
+            if impair.parse(merged, f"networks.{name}.impair", problems.add) is not None:
+                given[name] = merged
+        if problems.items:
+            raise TopologyError(problems.items)
+        result = tuple(
+            replace(n, impair=impair.from_dict(given[n.name])) if n.name in given else n for n in self.networks
+        )
+        return Topology(result, self.nodes, self.source)
 
 
 class _Problems:
@@ -221,6 +287,7 @@ def _parse_networks(value: Any, problems: _Problems) -> dict[str, Network]:
         if body is None:
             continue
         _unknown_keys(body, _NETWORK_KEYS, path, problems)
+        impairment = impair.parse(body["impair"], f"{path}.impair", problems.add) if "impair" in body else None
         if "subnet" not in body:
             problems.add(f"{path}.subnet", "missing; add a subnet like 203.0.113.0/24")
             continue
@@ -232,7 +299,7 @@ def _parse_networks(value: Any, problems: _Problems) -> dict[str, Network]:
         if subnet.prefixlen > 30:
             problems.add(f"{path}.subnet", f"{subnet} is too small; use a prefix length of 30 or less")
             continue
-        result[name] = Network(name, subnet)
+        result[name] = Network(name, subnet, impairment)
     return result
 
 
@@ -269,6 +336,7 @@ def _parse_node(
     gateway = None
     if "gateway" in body:
         gateway = _address(body["gateway"], f"{path}.gateway", problems)
+    container = _parse_container(body, path, kind, problems)
     nat = None
     if "nat" in body:
         if kind is not None and kind != "router":
@@ -278,7 +346,71 @@ def _parse_node(
         problems.add(f"{path}.nat", "missing; a router needs `nat: {type: masquerade, wan: NETWORK}`")
     if kind is None or interfaces is None:
         return None
-    return Node(name, kind, interfaces, gateway, nat)
+    return Node(name, kind, interfaces, gateway, nat, container)
+
+
+def _parse_container(body: Mapping[str, Any], path: str, kind: str | None, problems: _Problems) -> Container | None:
+    """``image``, ``command`` and ``env`` of a node: a container node, or None (problems are reported)."""
+    if "image" not in body:
+        for key in ("command", "env"):
+            if key in body:
+                problems.add(f"{path}.{key}", f"{key} is only for a container node; add `image:` or remove {key}")
+        return None
+    count = len(problems.items)
+    image = body["image"]
+    if not isinstance(image, str) or not IMAGE_RE.fullmatch(image):
+        problems.add(
+            f"{path}.image",
+            f"{image!r} is not a Docker image reference; write it like punch-local/punch:latest (lowercase name)",
+        )
+    elif kind is not None and kind not in CONTAINER_KINDS:
+        problems.add(
+            f"{path}.image",
+            f"a {kind} forwards in a namespace of the lab's own; only {_one_of(CONTAINER_KINDS)} nodes can be "
+            "containers, so remove image",
+        )
+    command = _parse_command(body["command"], f"{path}.command", problems) if "command" in body else None
+    env: list[tuple[str, str]] = []
+    if "env" in body:
+        variables = _mapping(body["env"], f"{path}.env", problems, "variable name to string")
+        for name, value in (variables or {}).items():
+            if not ENV_NAME_RE.fullmatch(name):
+                problems.add(
+                    f"{path}.env.{name}", "invalid variable name; use letters, digits and _, not starting with a digit"
+                )
+            elif not isinstance(value, str):
+                problems.add(f"{path}.env.{name}", f"{value!r} is not a string; quote it")
+            else:
+                env.append((name, value))
+    if len(problems.items) > count:
+        return None
+    return Container(str(image), command, tuple(env))
+
+
+def _parse_command(value: Any, path: str, problems: _Problems) -> tuple[str, ...] | None:
+    """A container's command: a list of strings, or a string split into words as a POSIX shell would."""
+    if isinstance(value, str):
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            problems.add(path, f"cannot split {value!r} into words ({exc}); fix the quoting or write a list")
+            return None
+    elif isinstance(value, list):
+        words = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                words.append(item)
+            else:
+                problems.add(f"{path}[{i}]", f"{item!r} is not a string; quote it")
+        if len(words) < len(value):
+            return None
+    else:
+        problems.add(path, f"must be a list of strings or a string, not {type(value).__name__}")
+        return None
+    if not words:
+        problems.add(path, "is empty; give the command's words, or remove command to run the image's own")
+        return None
+    return tuple(words)
 
 
 def _parse_interfaces(
@@ -384,8 +516,8 @@ def _parse_nat(value: Any, path: str, interfaces: tuple[Interface, ...] | None, 
     if len(problems.items) > count:
         return None
     if nat_type == "none":
-        return Nat("none", str(wan), str(firewall), hairpinning=hairpinning, udp_timeout=udp_timeout)
-    return Nat(nat_type, str(wan), str(firewall), mapping, filtering, hairpinning, udp_timeout)
+        return Nat("none", str(wan), str(firewall), hairpinning=hairpinning, udp_timeout=udp_timeout, preset=preset)
+    return Nat(nat_type, str(wan), str(firewall), mapping, filtering, hairpinning, udp_timeout, preset)
 
 
 def _check_nats(nodes: list[Node], networks: dict[str, Network], problems: _Problems) -> None:
@@ -396,6 +528,17 @@ def _check_nats(nodes: list[Node], networks: dict[str, Network], problems: _Prob
         path = f"nodes.{node.name}.nat"
         for key, message in behaviour.problems(node.nat):
             problems.add(f"{path}.{key}", message)
+        if node.nat.preset == "cgnat":
+            carrier = ipaddress.IPv4Network(behaviour.CARRIER_SPACE)
+            for iface in node.interfaces:
+                network = networks.get(iface.network)
+                if iface.network != node.nat.wan and network is not None and not network.subnet.subnet_of(carrier):
+                    problems.add(
+                        path,
+                        f"preset cgnat is the carrier's NAT in front of home NATs: its LAN {iface.network} "
+                        f"({network.subnet}) must lie in {carrier} (RFC 6598); renumber it, or use a topology with "
+                        "two NAT layers (netns/topologies/cgnat.yaml)",
+                    )
         if node.nat.type != "none":
             continue
         for iface in node.interfaces:

@@ -21,6 +21,9 @@ IFNAME_MAX = 15
 DEFAULT_LAB = "punch"
 STATE_ROOT = Path("/run/netns-lab")
 MARKER_PREFIX = "netns-lab:"
+# Labels on every container a lab starts (netns/containers.py): `down` finds them by these, never by name.
+CONTAINER_LAB_LABEL = "netns-lab"
+CONTAINER_NODE_LABEL = "netns-lab.node"
 
 
 def check_lab_name(name: str) -> str:
@@ -33,6 +36,19 @@ def check_lab_name(name: str) -> str:
 def namespace(lab: str, node: str) -> str:
     """The namespace of ``node`` in lab ``lab``, e.g. ``punch-peer10``."""
     return f"{lab}-{node}"
+
+
+def container(lab: str, node: str) -> str:
+    """The Docker container of a container node, named like its namespace, e.g. ``punch-peer10``."""
+    return namespace(lab, node)
+
+
+def container_labels(lab: str, node: str | None = None) -> dict[str, str]:
+    """The labels of ``node``'s container in lab ``lab`` (without ``node``: those every container of the lab has)."""
+    labels = {CONTAINER_LAB_LABEL: lab}
+    if node is not None:
+        labels[CONTAINER_NODE_LABEL] = node
+    return labels
 
 
 def prefix(lab: str) -> str:

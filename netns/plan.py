@@ -1,20 +1,26 @@
 """Topology -> ordered list of steps. Pure: no kernel, no root, testable on its own.
 
-Order: namespaces (each marked right after it is created) -> links (a veth pair per two-member network;
-for more members a bridge named after the network in the first member's namespace, with one veth per
-other member whose hub end is a bridge port) -> sysctls -> addresses -> links up -> default routes (and routes
-to the public LAN of a router without NAT) -> NAT (iptables-restore, then nftables where the behaviour needs it).
+Order: namespaces (each marked right after it is created; then those of container nodes, each a container
+started with no network of Docker's whose namespace is named after it, see netns/containers.py) -> links (a
+veth pair per two-member network; for more members a bridge named after the network in the first member's
+namespace, with one veth per other member whose hub end is a bridge port) -> sysctls -> addresses -> links up
+-> default routes (and routes to the public LAN of a router without NAT) -> NAT (iptables-restore, then
+nftables where the behaviour needs it) -> impairments (netns/impair.py): per node, its delaying daemons (bound
+before any rule sends them packets), then root qdiscs (netem, or tbf for rate), then the mangle NFQUEUE rules
+and the nftables loss/dup table.
 
-Only ``CreateNamespace`` has an inverse (``DeleteNamespace``): everything else lives inside a namespace
-and goes with it. No step touches the root namespace: every veth is created with both ends placed
-directly in their namespaces.
+The links and routes inside container nodes come last (``_containers_last``).
+
+Only ``CreateNamespace`` and ``StartContainer`` have inverses (``DeleteNamespace``, ``RemoveContainer``):
+everything else lives inside a namespace and goes with it. No step touches the root namespace: every veth is
+created with both ends placed directly in their namespaces.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netns import naming, nft
+from netns import impair, naming, nft
 from netns import nat as natrules
 from netns.model import Node, Topology
 
@@ -33,6 +39,34 @@ class DeleteNamespace:
 
     def describe(self) -> str:
         return f"delete namespace {self.ns}"
+
+
+@dataclass(frozen=True, slots=True)
+class StartContainer:
+    """Start ``image`` as node ``node``'s container of lab ``lab`` with ``--network none`` and name its network
+    namespace ``ns`` (from its PID, as ``ip netns attach`` does). ``command`` None keeps the image's own."""
+
+    ns: str
+    lab: str
+    node: str
+    image: str
+    command: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        return f"container {self.ns} ({self.image}) as namespace {self.ns}"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveContainer:
+    """Force-remove node ``node``'s container of lab ``lab`` (found by its labels), then delete namespace ``ns``."""
+
+    ns: str
+    lab: str
+    node: str
+
+    def describe(self) -> str:
+        return f"remove container and namespace {self.ns}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +176,62 @@ class LoadNft:
         return f"nftables {self.ns}: table ip {nft.TABLE}"
 
 
+@dataclass(frozen=True, slots=True)
+class StartDelayd:
+    """Start the NFQUEUE delaying daemon ``argv`` in ``ns`` (log ``log``) and wait until it has bound ``queue``."""
+
+    ns: str
+    ifname: str
+    queue: int
+    argv: tuple[str, ...]
+    log: str
+
+    def describe(self) -> str:
+        return f"delay daemon {self.ns}:{self.ifname} on queue {self.queue}"
+
+
+@dataclass(frozen=True, slots=True)
+class StopDelayd:
+    """Stop the delaying daemon of ``queue`` in ``ns`` (it accepts the packets it holds); gone is success."""
+
+    ns: str
+    queue: int
+
+    def describe(self) -> str:
+        return f"stop delay daemon {self.ns} queue {self.queue}"
+
+
+@dataclass(frozen=True, slots=True)
+class SetQdisc:
+    """Replace the root qdisc of ``ns:ifname`` with ``kind`` (pyroute2 tc ``params``); kind None deletes it."""
+
+    ns: str
+    ifname: str
+    kind: str | None
+    params: tuple[tuple[str, object], ...] = ()
+
+    def describe(self) -> str:
+        what = f"{self.kind} " + " ".join(f"{k}={v}" for k, v in self.params) if self.kind else "default"
+        return f"qdisc {self.ns}:{self.ifname}: {what}"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadImpair:
+    """Replace the mangle table (NFQUEUE rules) and nftables table ``ip netns_impair`` (loss, dup) in ``ns``."""
+
+    ns: str
+    iptables: str
+    nftables: str
+
+    def describe(self) -> str:
+        return f"impairment rules {self.ns}"
+
+
 Step = (
     CreateNamespace
     | DeleteNamespace
+    | StartContainer
+    | RemoveContainer
     | MarkNamespace
     | CreateVeth
     | CreateBridge
@@ -155,6 +242,10 @@ Step = (
     | AddRoute
     | LoadNat
     | LoadNft
+    | StartDelayd
+    | StopDelayd
+    | SetQdisc
+    | LoadImpair
 )
 
 ROUTER_SYSCTLS = (
@@ -186,15 +277,23 @@ def inverse(step: Step) -> Step | None:
     """The step that undoes ``step`` (idempotent), or None if it goes away with its namespace."""
     if isinstance(step, CreateNamespace):
         return DeleteNamespace(step.ns)
+    if isinstance(step, StartContainer):
+        return RemoveContainer(step.ns, step.lab, step.node)
     return None
 
 
-def plan(topology: Topology, lab: str) -> list[Step]:
-    """The ordered steps that build ``topology`` as lab ``lab``."""
+def plan(topology: Topology, lab: str, netem: bool = False, python: str = "python3") -> list[Step]:
+    """The ordered steps that build ``topology`` as lab ``lab`` (impairments with netem if ``netem``, else
+    with the fallback mechanisms; ``python`` runs the delaying daemon)."""
     ns = {node.name: naming.namespace(lab, node.name) for node in topology.nodes}
     steps: list[Step] = []
     for node in topology.nodes:
-        steps += [CreateNamespace(ns[node.name]), MarkNamespace(ns[node.name], naming.marker(lab))]
+        if node.container is None:
+            steps += [CreateNamespace(ns[node.name]), MarkNamespace(ns[node.name], naming.marker(lab))]
+    for node in topology.nodes:  # after the plain ones: a failure there starts no container at all
+        if (c := node.container) is not None:
+            start = StartContainer(ns[node.name], lab, node.name, c.image, c.command, c.env)
+            steps += [start, MarkNamespace(ns[node.name], naming.marker(lab))]
 
     ups: list[Step] = []
     for index, network in enumerate(topology.networks):
@@ -214,9 +313,16 @@ def plan(topology: Topology, lab: str) -> list[Step]:
             ups.append(LinkUp(ns[hub], port))
 
     hubs = {topology.members(n.name)[0] for n in topology.networks if len(topology.members(n.name)) > 2}
+    impaired_hubs = {
+        topology.members(n.name)[0] for n in topology.networks if n.impair and len(topology.members(n.name)) > 2
+    }
     for node in topology.nodes:
+        if node.name in impaired_hubs and not node.forwards:
+            steps.append(Sysctl(ns[node.name], BRIDGE_NF_CALL_IPTABLES, "0", True))
         if node.forwards:
             sysctls = _router_sysctls(node, node.name in hubs)
+            if node.name in impaired_hubs and BRIDGE_NF_CALL_IPTABLES not in dict(sysctls):
+                sysctls.append((BRIDGE_NF_CALL_IPTABLES, "0"))
             steps += [Sysctl(ns[node.name], k, v, k == BRIDGE_NF_CALL_IPTABLES) for k, v in sysctls]
     for node in topology.nodes:
         for iface in node.interfaces:
@@ -234,7 +340,69 @@ def plan(topology: Topology, lab: str) -> list[Step]:
             steps.append(LoadNat(ns[node.name], natrules.describe(node.nat), natrules.ruleset(node)))
             if natrules.uses_nftables(node.nat):
                 steps.append(LoadNft(ns[node.name], nft.ruleset(node)))
+    links = impair_links(topology, lab)
+    for node in topology.nodes:
+        mine = [link for link in links if link.node == node.name]
+        steps += impair_steps(mine, [], netem, lab, python)
+    return _containers_last(topology, steps, lab)
+
+
+def _containers_last(topology: Topology, steps: list[Step], lab: str) -> list[Step]:
+    """``steps`` with every link-up and route inside a container node's namespace moved to the end.
+
+    A container's program runs from the moment it starts, but it can send nothing until its links are up and
+    routed: so it first meets a complete lab, NAT rules and all (a packet forwarded before its router's
+    MASQUERADE is loaded would leave an un-NATed conntrack entry behind)."""
+    late = {naming.namespace(lab, n.name) for n in topology.nodes if n.container is not None}
+    first: list[Step] = []
+    deferred: list[Step] = []
+    for step in steps:
+        (deferred if isinstance(step, LinkUp | AddRoute) and step.ns in late else first).append(step)
+    return first + deferred
+
+
+def impair_links(topology: Topology, lab: str) -> list[impair.Link]:
+    """One Link per member interface of each impaired network; the queue number is the network's index."""
+    return [
+        impair.Link(network.name, member, naming.namespace(lab, member), network.name, network.impair, index)
+        for index, network in enumerate(topology.networks)
+        if network.impair is not None
+        for member in topology.members(network.name)
+    ]
+
+
+def impair_steps(links: list[impair.Link], old: list[impair.Link], netem: bool, lab: str, python: str) -> list[Step]:
+    """Steps that bring one node's impaired interfaces from ``old`` to ``links`` (the node's full set).
+
+    Daemons whose link changed start first on their (new) queue, the rules then point at them, and only then
+    do the old daemons stop: a change never leaves packets queued to nobody. With no ``old``, this is ``up``.
+    """
+    steps: list[Step] = []
+    daemons = {_daemon(link): link for link in links if not netem and link.impairment.delay_ms is not None}
+    running = {_daemon(link): link for link in old if not netem and link.impairment.delay_ms is not None}
+    for key, link in daemons.items():
+        if key not in running:
+            argv = tuple(impair.delayd_argv(python, link))
+            log = str(naming.state_dir(lab) / f"delayd-{link.node}-{link.ifname}.log")
+            steps.append(StartDelayd(link.ns, link.ifname, link.queue, argv, log))
+    for ifname in dict.fromkeys([link.ifname for link in old] + [link.ifname for link in links]):
+        link_now = next((link for link in links if link.ifname == ifname), None)
+        spec = impair.qdisc(link_now.impairment, netem) if link_now else None
+        had = next((link for link in old if link.ifname == ifname), None)
+        if spec is not None:
+            steps.append(SetQdisc(links[0].ns, ifname, spec[0], spec[1]))
+        elif had is not None and impair.qdisc(had.impairment, netem) is not None:
+            steps.append(SetQdisc(had.ns, ifname, None))
+    if not netem and (links or old):
+        ns = (links or old)[0].ns
+        steps.append(LoadImpair(ns, impair.iptables_ruleset(links), impair.nft_ruleset(links)))
+    steps += [StopDelayd(link.ns, link.queue) for key, link in running.items() if key not in daemons]
     return steps
+
+
+def _daemon(link: impair.Link) -> tuple[str, int, float | None, float | None]:
+    """What a delaying daemon is started with: a link whose key is unchanged keeps its daemon."""
+    return link.ifname, link.queue, link.impairment.delay_ms, link.impairment.jitter_ms
 
 
 def _public_lan_routes(topology: Topology) -> list[tuple[str, str, str]]:

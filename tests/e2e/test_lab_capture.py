@@ -1,0 +1,60 @@
+"""``up --capture DIR``: pcaps of every NAT's WAN that Wireshark's dissector (tshark) reads as STUN, nothing
+malformed; ``status`` lists them and ``down`` stops the captures."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from netns.testing import LabFactory
+from tests.e2e.punch_in_lab import WAN, finish, start_peer, start_server
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed (Debian package tcpdump)"),
+    pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed (Debian package tshark)"),
+]
+
+# What Wireshark may remark on in punch's traffic: attributes from the private ranges it cannot know, and the
+# opener's low-TTL probe (that one is on purpose).
+EXPECTED_REMARKS = r"Unknown attribute 0x(4c0[1-9a-f]|cc0[1-9])|\"Time To Live\" only [12]"
+
+
+def tshark(pcap: Path, *args: str) -> str:
+    return subprocess.run(
+        ["tshark", "-r", str(pcap), *args], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+
+def test_pcaps_of_a_punch_decode_as_stun_without_malformed_packets(lab_factory: LabFactory, tmp_path: Path) -> None:
+    captures = tmp_path / "pcaps"
+    lab = lab_factory(args=["--capture", str(captures)])
+    status = json.loads(lab.cli("status", "--name", lab.name, "--json").stdout)
+    assert [(c["node"], c["interface"]) for c in status["captures"]] == [("nat10", "wan10"), ("nat14", "wan14")]
+    start_server(lab)
+    peer10 = start_peer(lab, "10", "14", "--send", "hello from 10")
+    peer14 = start_peer(lab, "14", "10", "--send", "hello from 14")
+    (code10, result10, log10), (code14, _, log14) = finish(peer10), finish(peer14)
+    assert (code10, code14, result10["path"]) == (0, 0, "direct"), log10 + log14
+    lab.down()  # stops tcpdump, which has written every packet as it came (-U)
+
+    for pcap, me in ((captures / "nat10-wan10.pcap", "10"), (captures / "nat14-wan14.pcap", "14")):
+        lines = tshark(pcap, "-T", "fields", "-e", "frame.protocols", "-e", "_ws.expert.message").splitlines()
+        udp = [line for line in lines if line.split("\t")[0].endswith(":udp:stun") or ":udp" in line.split("\t")[0]]
+        assert udp, f"no UDP in {pcap}"
+        for line in udp:
+            protocols, _, remarks = line.partition("\t")
+            assert protocols.endswith(":udp:stun"), (pcap.name, line)  # every datagram decodes as STUN
+            for remark in filter(None, remarks.split(",")):
+                assert re.fullmatch(EXPECTED_REMARKS, remark), (pcap.name, remark)
+        assert "Malformed" not in tshark(pcap, "-V")
+        # The peer-to-peer flow is in it: the NAT's public address talks to the other NAT's public address.
+        other = WAN["14" if me == "10" else "10"]
+        pairs = tshark(pcap, "-Y", "stun", "-T", "fields", "-e", "ip.src", "-e", "ip.dst").split()
+        assert WAN[me] in pairs
+        assert other in pairs
