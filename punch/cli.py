@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from punch import __version__
 from punch.errors import PeerError, UsageError
+from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
 from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.probe import probe
@@ -142,10 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     peer.add_argument(
         "--open-ttl",
-        type=int,
-        default=2,
-        metavar="N",
-        help="IP TTL of the probes that open our own NAT mapping (default 2; 0 = off)",
+        default="auto",
+        metavar="N|auto",
+        help="IP TTL of the probes that open our own NAT mapping: auto (default) traces the route to the server "
+        "and passes every private router (2 if that finds nothing); N fixes it; 0 = off",
     )
     peer.add_argument(
         "--secret-file", metavar="PATH", help="the group's secret, where the server serves a closed group"
@@ -159,6 +160,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     peer.add_argument(
         "--no-relay", action="store_true", help="fail instead of relaying through the server when punching fails"
+    )
+    peer.add_argument(
+        "--predict-sockets",
+        type=int,
+        default=256,
+        metavar="N",
+        help="port prediction, behind an endpoint-dependent (symmetric) NAT: open N sockets (default 256)",
+    )
+    peer.add_argument(
+        "--predict-probes",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="port prediction, toward such a NAT: send at most N checks to random ports (default 2000)",
+    )
+    peer.add_argument(
+        "--predict-rate",
+        type=float,
+        default=500.0,
+        metavar="N",
+        help="port prediction: checks a second toward the random ports (default 500)",
+    )
+    peer.add_argument(
+        "--no-predict",
+        action="store_true",
+        help="do not measure our NAT's mapping, and never predict ports (punch as usual, then relay)",
     )
     peer.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     return parser
@@ -195,10 +222,33 @@ async def _given(texts: Sequence[str]) -> AsyncIterator[str]:
         yield text
 
 
+def _open_ttl(value: str) -> int | None:
+    """``--open-ttl``: None for auto, else the fixed TTL."""
+    if value == "auto":
+        return None
+    try:
+        ttl = int(value)
+    except ValueError:
+        ttl = -1
+    if not 0 <= ttl <= 255:
+        raise UsageError(f"--open-ttl must be auto or 0 to 255, got {value!r}")
+    return ttl
+
+
 def _run_peer(args: argparse.Namespace) -> int:
-    timings = PunchTimings(timeout=_positive("--punch-timeout", args.punch_timeout), open_ttl=args.open_ttl)
-    if not 0 <= args.open_ttl <= 255:
-        raise UsageError(f"--open-ttl must be 0 to 255, got {args.open_ttl}")
+    open_ttl = _open_ttl(args.open_ttl)
+    timeout = _positive("--punch-timeout", args.punch_timeout)
+    timings = PunchTimings(timeout=timeout, open_ttl=2 if open_ttl is None else open_ttl)  # 2: auto's fallback
+    if not 1 <= args.predict_sockets <= 4096:
+        raise UsageError(f"--predict-sockets must be 1 to 4096, got {args.predict_sockets}")
+    if not 1 <= args.predict_probes <= 64512:
+        raise UsageError(f"--predict-probes must be 1 to 64512 (the ports a NAT draws from), got {args.predict_probes}")
+    predict = PredictConfig(
+        enabled=not args.no_predict,
+        sockets=args.predict_sockets,
+        probes=args.predict_probes,
+        rate=_positive("--predict-rate", args.predict_rate),
+    )
     config = PeerConfig(
         server=parse_endpoint(args.server, "--server", DEFAULT_PORT),
         peer_id=args.id,
@@ -209,6 +259,8 @@ def _run_peer(args: argparse.Namespace) -> int:
         relay=not args.no_relay,
         keepalive=_positive("--keepalive", args.keepalive),
         group=read_secret(args.secret_file) if args.secret_file else None,
+        predict=predict,
+        discover_ttl=open_ttl is None,
     )
     if config.peer_id == config.target:
         raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")

@@ -48,7 +48,7 @@ class Channel:
         *,
         policy: RetransmitPolicy = MESSAGE_POLICY,
     ) -> None:
-        self._endpoint = endpoint
+        self.endpoint = endpoint  # the socket of the chosen path (port prediction may choose another one)
         self._me = me
         self.peer = peer
         self._session_id = session_id
@@ -77,7 +77,7 @@ class Channel:
         if self.remote is None:
             raise PeerError("no path to send on")
         try:
-            response, _ = await self._endpoint.request(message, self.remote, self._policy)
+            response, _ = await self.endpoint.request(message, self.remote, self._policy)
         except TransactionTimeout:
             raise PeerError(
                 f"{self.peer} stopped acknowledging ({what} unacknowledged after "
@@ -130,7 +130,7 @@ class Channel:
             if not self.remote_closed.is_set():
                 log.info("%s is done sending", self.peer)
                 self.remote_closed.set()
-            self._endpoint.send(make_success(message, self._identity()), source)
+            self.endpoint.send(make_success(message, self._identity()), source)
             return True
         sequence = message.integer(AttributeType.SEQUENCE)
         payload = message.raw(AttributeType.DATA_PAYLOAD)
@@ -153,5 +153,5 @@ class Channel:
             self._on_text(text)
         else:
             log.debug("duplicate of message %d from %s; acknowledged again", sequence, self.peer)
-        self._endpoint.send(make_success(message, self._identity()), source)
+        self.endpoint.send(make_success(message, self._identity()), source)
         return True

@@ -7,7 +7,15 @@ import logging
 
 from punch.errors import PeerError
 from punch.rendezvous.credentials import request_key
-from punch.rendezvous.wire import Introduction, ProtocolError, Role, request, required_session
+from punch.rendezvous.wire import (
+    Introduction,
+    Mapping,
+    ProtocolError,
+    Role,
+    mapping_attribute,
+    request,
+    required_session,
+)
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_error, make_success, method_name
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTimeout
@@ -30,6 +38,7 @@ class RendezvousClient:
         lease: int = 30,
         policy: RetransmitPolicy = RFC_POLICY,
         group: bytes | None = None,
+        mapping: Mapping = Mapping.UNKNOWN,
     ) -> None:
         self._endpoint = endpoint
         self.server = server
@@ -43,6 +52,7 @@ class RendezvousClient:
         self.mapped: Address | None = None
         self._token: bytes | None = None  # proves we own our ID (first come, first served)
         self._group = group  # a closed group's key (--secret-file), or None
+        self.mapping = mapping  # how our NAT maps (punch.peer.predict.discover_mapping), told to the server
 
     async def _call(self, message: Message, what: str) -> Message:
         try:
@@ -67,6 +77,7 @@ class RendezvousClient:
                 (AttributeType.PEER_ID, self.peer_id),
                 *((AttributeType.CANDIDATE, c) for c in self._candidates),
                 (AttributeType.LEASE, self._lease),
+                *mapping_attribute(self.mapping),
             ),
             "our registration",
         )

@@ -18,13 +18,17 @@ then sends, SNAT must pick a different public port, and a naive simultaneous ope
 
 If no check arrives from the prober in time, the opener probes at full TTL as well (for networks where the
 low-TTL probe could not open the mapping).
+
+Port prediction (punch.peer.predict) reuses this machinery: the opener's many extra sockets hand their checks to
+:meth:`Puncher.on_request` with ``via`` (answers and triggered checks leave from the socket the check reached),
+and the prober's spray reports an answering port with :meth:`Puncher.found`. Such paths are ``predicted``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +48,7 @@ class PunchTimings:
     check_interval: float = 0.05  # constant pace of checks to each candidate
     timeout: float = 10.0  # give up on a direct path after this long
     opener_fallback: float = 2.0  # opener probes at full TTL if no check arrived by then
-    open_ttl: int = 2  # TTL of the opener's mapping-opening probes; 0 disables them
+    open_ttl: int = 2  # TTL of the opener's mapping-opening probes; 0 disables them (see punch.peer.hops)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,19 +56,33 @@ class Path:
     """A path proven in both directions."""
 
     remote: Address
-    kind: str  # "direct" (through the NATs) or "direct-lan" (to a host candidate)
+    kind: str  # "direct" (through the NATs), "direct-lan" (to a host candidate), "predicted", or "relay"
+    local: StunEndpoint | None = None  # the socket it runs over, when not the session's own (port prediction)
 
 
 class Puncher:
     """Runs the checks of one session (see the module docstring); :meth:`run` returns the chosen path."""
 
-    def __init__(self, endpoint: StunEndpoint, me: str, introduction: Introduction, timings: PunchTimings) -> None:
-        self._endpoint = endpoint
+    def __init__(
+        self,
+        endpoint: StunEndpoint,
+        me: str,
+        introduction: Introduction,
+        timings: PunchTimings,
+        *,
+        predicting: bool = False,
+        on_chosen: Callable[[Path], None] | None = None,
+    ) -> None:
+        self.endpoint = endpoint  # the session's socket (swapped for the chosen one after port prediction)
         self._me = me
         self._intro = introduction
         self._timings = timings
+        # Port prediction: no full-TTL fallback for the opener, and a path to a port that is not a candidate was
+        # found by the prediction (the spray's hit, or a check from one of the other side's many sockets).
+        self._predicting = predicting
+        self._on_chosen = on_chosen  # called the moment a path is chosen (before any datagram on it is handled)
         self._chosen: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
-        self._triggered: set[Address] = set()
+        self._triggered: set[tuple[Address, StunEndpoint]] = set()
         self._nominated: Address | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._check_policy = RetransmitPolicy(
@@ -79,10 +97,23 @@ class Puncher:
     def peer(self) -> str:
         return self._intro.peer_id
 
+    @property
+    def chosen(self) -> Path | None:
+        """The chosen path, once there is one."""
+        return self._chosen.result() if self._chosen.done() else None
+
+    def _choose(self, path: Path) -> None:
+        self._chosen.set_result(path)
+        if self._on_chosen is not None:
+            self._on_chosen(path)
+
     def _kind(self, remote: Address) -> str:
+        if self._predicting and remote not in self._intro.candidates:
+            return "predicted"
         return "direct-lan" if remote in self._intro.candidates[1:] else "direct"
 
-    def _check(self, *, nominate: bool = False) -> Message:
+    def check(self, *, nominate: bool = False) -> Message:
+        """A connectivity check of this session (the endpoint signs it with the session's key)."""
         attributes: list[tuple[int, object]] = [
             (AttributeType.PEER_ID, self._me),
             (AttributeType.SESSION_ID, self._intro.session_id),
@@ -108,13 +139,13 @@ class Puncher:
                 format_address(candidate),
                 self._timings.open_ttl,
             )
-            self._endpoint.send_with_ttl(self._check(), candidate, self._timings.open_ttl)
+            self.endpoint.send_with_ttl(self.check(), candidate, self._timings.open_ttl)
 
     async def run(self) -> Path:
         """Check candidates until a path is chosen or the timeout passes (PeerError)."""
         if self._intro.role is Role.PROBER:
             self._start_checks("probing")
-        else:
+        elif not self._predicting:
             self._spawn(self._opener_fallback())
         try:
             async with asyncio.timeout(self._timings.timeout):
@@ -143,16 +174,21 @@ class Puncher:
     def _start_checks(self, why: str) -> None:
         log.info("%s %s", why, ", ".join(format_address(c) for c in self._intro.candidates))
         for candidate in self._intro.candidates:
-            self._spawn(self._check_until_proven(candidate))
+            self._spawn(self._check_until_proven(candidate, self.endpoint))
 
-    async def _check_until_proven(self, remote: Address) -> None:
-        """Check ``remote`` until it answers as the other peer; the prober then nominates it."""
+    def found(self, remote: Address) -> None:
+        """Port prediction found ``remote`` (it answered a check): the prober nominates it."""
+        if self._intro.role is Role.PROBER:
+            self._spawn(self._nominate(remote))
+
+    async def _check_until_proven(self, remote: Address, via: StunEndpoint) -> None:
+        """Check ``remote`` from ``via`` until it answers as the other peer; the prober then nominates it."""
         while not self._chosen.done():
             try:
-                response, source = await self._endpoint.request(self._check(), remote, self._check_policy)
+                response, source = await via.request(self.check(), remote, self._check_policy)
             except TransactionTimeout:
                 return
-            if not self._is_from_peer(response, source, remote):
+            if not self.is_from_peer(response, source, remote):
                 log.info("ignored an answer from %s: not %s in our session", format_address(source), self.peer)
                 await asyncio.sleep(self._timings.check_interval)
                 continue
@@ -167,10 +203,10 @@ class Puncher:
             return
         self._nominated = remote
         try:
-            response, source = await self._endpoint.request(self._check(nominate=True), remote, self._check_policy)
+            response, source = await self.endpoint.request(self.check(nominate=True), remote, self._check_policy)
         except TransactionTimeout:
             return
-        if self._is_from_peer(response, source, remote) and not self._chosen.done():
+        if self.is_from_peer(response, source, remote) and not self._chosen.done():
             path = Path(remote, self._kind(remote))
             log.info(
                 "path chosen: %s via %s (we nominated it, %s agreed)",
@@ -178,9 +214,10 @@ class Puncher:
                 format_address(remote),
                 self.peer,
             )
-            self._chosen.set_result(path)
+            self._choose(path)
 
-    def _is_from_peer(self, response: Message, source: Address, remote: Address) -> bool:
+    def is_from_peer(self, response: Message, source: Address, remote: Address) -> bool:
+        """Whether ``response`` answers a check of ours to ``remote`` from the other peer of this session."""
         if response.message_class is not MessageClass.SUCCESS or source != remote:
             return False
         return (
@@ -194,19 +231,21 @@ class Puncher:
         while True:
             await asyncio.sleep(interval)
             try:
-                response, source = await self._endpoint.request(self._check(), remote, policy)
+                response, source = await self.endpoint.request(self.check(), remote, policy)
             except TransactionTimeout:
                 raise PeerError(
                     f"lost contact with {self.peer}: no answer to keepalives at {format_address(remote)} "
                     f"for {policy.total():g} s"
                 ) from None
-            if self._is_from_peer(response, source, remote):
+            if self.is_from_peer(response, source, remote):
                 log.debug("keepalive answered by %s", self.peer)
 
     # -- incoming checks ----------------------------------------------------------------------------------
 
-    def on_request(self, message: Message, source: Address) -> bool:
-        """Handle a check from the other peer; False if the message is not a check of this session."""
+    def on_request(self, message: Message, source: Address, via: StunEndpoint | None = None) -> bool:
+        """Handle a check from the other peer that reached ``via`` (default: the session's socket), answering from
+        there; False if the message is not a check of this session."""
+        via = via or self.endpoint
         if message.method != Method.BINDING:
             return False
         sender = message.text(AttributeType.PEER_ID)
@@ -224,7 +263,7 @@ class Puncher:
                 self.peer,
             )
             return True
-        self._endpoint.send(
+        via.send(
             make_success(
                 message,
                 (
@@ -243,10 +282,11 @@ class Puncher:
             " (nominating this path)" if nominated else "",
         )
         if nominated and self._intro.role is Role.OPENER and not self._chosen.done():
-            path = Path(source, self._kind(source))
+            extra = via is not self.endpoint  # one of port prediction's sockets
+            path = Path(source, "predicted", via) if extra else Path(source, self._kind(source))
             log.info("path chosen: %s via %s (nominated by %s)", path.kind, format_address(source), self.peer)
-            self._chosen.set_result(path)
-        elif source not in self._triggered and not self._chosen.done():
-            self._triggered.add(source)
-            self._spawn(self._check_until_proven(source))
+            self._choose(path)
+        elif (source, via) not in self._triggered and not self._chosen.done():
+            self._triggered.add((source, via))
+            self._spawn(self._check_until_proven(source, via))
         return True

@@ -1,18 +1,23 @@
-"""One peer's whole run: register, ask, get introduced, punch, talk, close together."""
+"""One peer's whole run: register (and measure our NAT's mapping), ask, get introduced, punch (predicting ports
+when one NAT maps endpoint-dependently, punch.peer.predict), talk, close together."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from punch.errors import PeerError
+from punch.peer import hops
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
+from punch.peer.predict import Plan, PortOpener, PredictConfig, Sprayer, choose_plan, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
+from punch.rendezvous.wire import Introduction, Mapping, Role
 from punch.stun import Address, Message, MessageClass, describe, method_name
 from punch.stun.protocol import StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.transaction import RetransmitPolicy
@@ -41,6 +46,8 @@ class PeerConfig:
     relay: bool = True  # fall back to the server's relay when no direct path can be punched
     keepalive: float = 5.0  # seconds between checks of a direct path while talking
     group: bytes | None = None  # a closed group's key (--secret-file)
+    predict: PredictConfig = field(default_factory=PredictConfig)  # port prediction (punch.peer.predict)
+    discover_ttl: bool = True  # find punch.open_ttl from the route to the server (punch.peer.hops), else keep it
 
 
 @dataclass(slots=True)
@@ -118,21 +125,44 @@ async def _run(
     )
     dispatcher.routes.append(client.on_request)
     mapped = await client.register()
+    hops_found = asyncio.get_running_loop().create_task(_discover_open_ttl(config, local[0]))
+    client.mapping = await our_mapping(config.predict, endpoint, config.server, config.rendezvous)
+    if client.mapping is not Mapping.UNKNOWN:
+        await client.register()  # tell the server, before we ask for anyone (port prediction needs it)
     result.mapped = format_address(mapped)
     refresher = asyncio.get_running_loop().create_task(client.keep_registered())
     try:
-        path, channel, puncher = await _find_path(config, endpoint, dispatcher, client, result, on_text)
-        result.path, result.remote = path.kind, format_address(path.remote)
-        talking = _talk(channel, texts, config.linger, config.timeout)
-        if path.kind == "relay":
-            await talking  # the relay answers for the server; keepalives would prove nothing about the peer
-        else:
-            await _first_of(talking, puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY))
+        async with contextlib.AsyncExitStack() as sockets:  # port prediction's sockets, if any
+            path, channel, puncher = await _find_path(
+                config, endpoint, dispatcher, client, result, on_text, sockets, hops_found
+            )
+            result.path, result.remote = path.kind, format_address(path.remote)
+            talking = _talk(channel, texts, config.linger, config.timeout)
+            if path.kind == "relay":
+                await talking  # the relay answers for the server; keepalives would prove nothing about the peer
+            else:
+                await _first_of(talking, puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY))
     finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+        for task in (refresher, hops_found):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await client.unregister()
+
+
+async def _discover_open_ttl(config: PeerConfig, source_ip: str) -> PunchTimings:
+    """The punch timings with ``open_ttl`` set to the TTL that passes all our own NATs (punch.peer.hops)."""
+    timings = config.punch
+    if not config.discover_ttl or timings.open_ttl <= 0:
+        return timings
+    found = await hops.trace(config.server, source_ip=source_ip)
+    ttl = hops.open_ttl(found)
+    route = ", ".join(hop.describe() for hop in sorted(found, key=lambda h: h.ttl)) or "no answers"
+    if ttl is None:
+        log.info("route to the server: %s; opening probes keep TTL %d", route, timings.open_ttl)
+        return timings
+    log.info("route to the server: %s; opening probes get TTL %d (past our own NATs)", route, ttl)
+    return dataclasses.replace(timings, open_ttl=ttl)
 
 
 async def _first_of(*coroutines: Coroutine[Any, Any, None]) -> None:
@@ -155,6 +185,8 @@ async def _find_path(
     client: RendezvousClient,
     result: PeerResult,
     on_text: Callable[[str], None],
+    sockets: contextlib.AsyncExitStack,
+    hops_found: asyncio.Task[PunchTimings],
 ) -> tuple[Path, Channel, Puncher]:
     loop = asyncio.get_running_loop()
     try:
@@ -171,28 +203,31 @@ async def _find_path(
     result.role = introduction.role.name.lower()
     result.session = introduction.session_id.hex()
     started = loop.time()
-    puncher = Puncher(endpoint, config.peer_id, introduction, config.punch)
+    plan = choose_plan(config.predict, client.mapping, introduction)
+    if introduction.role is Role.OPENER:  # only the opener's probes need the TTL (the route is traced meanwhile)
+        config = dataclasses.replace(config, punch=await hops_found)
+
+    def switch(path: Path) -> None:
+        if path.local is not None:  # port prediction chose one of its sockets: the session runs over it from now on
+            puncher.endpoint = channel.endpoint = path.local
+            result.local = format_address(path.local.local_address)
+
+    puncher = Puncher(
+        endpoint, config.peer_id, introduction, config.punch, predicting=plan is not Plan.PUNCH, on_chosen=switch
+    )
     channel = Channel(
         endpoint, config.peer_id, introduction.peer_id, introduction.session_id, introduction.key, on_text
     )
     result.received, result.sent = channel.received, channel.sent  # shared: a failure still reports what crossed
     dispatcher.routes += [puncher.on_request, channel.on_request]
-    if introduction.role.name == "OPENER":
-        await puncher.open_mappings()
-        await client.ready(introduction.session_id)
-    else:
-        try:
-            async with asyncio.timeout(config.punch.timeout):
-                await client.go.wait()
-        except TimeoutError:
-            raise PeerError(f"the server never said Go for {introduction.peer_id}; is it still running?") from None
-    try:
-        path = await puncher.run()
-    except PeerError as error:
+    if plan is Plan.RELAY:
+        why = f"no direct path to {introduction.peer_id}: both NATs map endpoint-dependently, no port to predict"
         if not config.relay:
-            raise
-        log.info("%s; falling back to the relay through the server", error)
+            raise PeerError(f"{why}; the relay is off (--no-relay)")
+        log.info("%s; using the relay through the server", why)
         path = Path(config.server, "relay")
+    else:
+        path = await _punch(config, plan, introduction, endpoint, dispatcher, client, puncher, sockets)
     result.punch_ms = round((loop.time() - started) * 1000, 1)
     channel.remote = path.remote
     log.info(
@@ -203,6 +238,60 @@ async def _find_path(
         result.punch_ms,
     )
     return path, channel, puncher
+
+
+async def _punch(
+    config: PeerConfig,
+    plan: Plan,
+    introduction: Introduction,
+    endpoint: StunEndpoint,
+    dispatcher: _Dispatcher,
+    client: RendezvousClient,
+    puncher: Puncher,
+    sockets: contextlib.AsyncExitStack,
+) -> Path:
+    """Open (opener) or wait for Go (prober), with port prediction if planned; then check until a path is chosen,
+    or fall back to the relay."""
+    opener: PortOpener | None = None
+    sprayer: Sprayer | None = None
+    if introduction.role is Role.OPENER:
+        if plan is Plan.OPEN:
+            opener = await sockets.enter_async_context(PortOpener(puncher, endpoint.key_for, dispatcher))
+            await opener.open(config.bind[0], config.predict.sockets)
+            opener.send(introduction.candidates[0], config.punch.open_ttl)
+        else:
+            await puncher.open_mappings()
+        await client.ready(introduction.session_id)
+    else:
+        try:
+            async with asyncio.timeout(config.punch.timeout):
+                await client.go.wait()
+        except TimeoutError:
+            raise PeerError(f"the server never said Go for {introduction.peer_id}; is it still running?") from None
+        if plan is Plan.SPRAY:
+            sprayer = Sprayer(puncher, endpoint, introduction.candidates[0][0], config.predict)
+            sprayer.start()
+    path: Path | None = None
+    try:
+        path = await puncher.run()
+    except PeerError as error:
+        predictor = opener or sprayer
+        failure = error
+        if predictor is not None:
+            timeout = config.punch.timeout
+            failure = PeerError(f"no direct path to {introduction.peer_id} within {timeout:g} s: {predictor.failure()}")
+        if not config.relay:
+            raise failure from None
+        log.info("%s; falling back to the relay through the server", failure)
+        path = Path(config.server, "relay")
+    finally:
+        if sprayer is not None:
+            await sprayer.close()
+        if opener is not None and path is not None and path.local is not None:
+            await opener.close_others(path.local)  # the chosen one is the session's socket now (see switch)
+        elif opener is not None:
+            await opener.close()
+    return path
 
 
 async def _talk(channel: Channel, texts: AsyncIterator[str], linger: float, patience: float) -> None:

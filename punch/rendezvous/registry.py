@@ -9,7 +9,14 @@ import os
 from dataclasses import dataclass, field
 
 from punch.errors import PunchError
-from punch.rendezvous.wire import REGISTRATION_TOKEN_BYTES, SESSION_ID_BYTES, SESSION_KEY_BYTES, Introduction, Role
+from punch.rendezvous.wire import (
+    REGISTRATION_TOKEN_BYTES,
+    SESSION_ID_BYTES,
+    SESSION_KEY_BYTES,
+    Introduction,
+    Mapping,
+    Role,
+)
 from punch.stun import Address
 
 
@@ -26,6 +33,7 @@ class Registration:
     host_candidates: tuple[Address, ...]
     expires: float
     token: bytes  # given to the first registrant; later requests for this ID must be signed with it
+    mapping: Mapping = Mapping.UNKNOWN  # how the peer's NAT maps, as the peer measured it (NAT-MAPPING)
 
     def candidates(self) -> tuple[Address, ...]:
         """Server-reflexive first (what works across NATs), then the host candidates (same-LAN paths)."""
@@ -46,11 +54,25 @@ class Match:
         return (
             (
                 self.opener,
-                Introduction(self.prober.peer_id, self.prober.candidates(), self.session_id, Role.OPENER, self.key),
+                Introduction(
+                    self.prober.peer_id,
+                    self.prober.candidates(),
+                    self.session_id,
+                    Role.OPENER,
+                    self.key,
+                    self.prober.mapping,
+                ),
             ),
             (
                 self.prober,
-                Introduction(self.opener.peer_id, self.opener.candidates(), self.session_id, Role.PROBER, self.key),
+                Introduction(
+                    self.opener.peer_id,
+                    self.opener.candidates(),
+                    self.session_id,
+                    Role.PROBER,
+                    self.key,
+                    self.opener.mapping,
+                ),
             ),
         )
 
@@ -66,7 +88,13 @@ class Registry:
     sessions: dict[bytes, Match] = field(default_factory=dict)
 
     def register(
-        self, peer_id: str, observed: Address, host_candidates: tuple[Address, ...], lease: float, now: float
+        self,
+        peer_id: str,
+        observed: Address,
+        host_candidates: tuple[Address, ...],
+        lease: float,
+        now: float,
+        mapping: Mapping = Mapping.UNKNOWN,
     ) -> Registration:
         """Add or refresh a registration; returns it (its lease capped to ``max_lease``). TableFull when a new ID
         finds ``max_registrations`` live registrations.
@@ -81,7 +109,7 @@ class Registry:
             if len(self.registrations) >= self.max_registrations:
                 raise TableFull(f"the table holds its maximum of {self.max_registrations} registrations")
         token = known.token if known else os.urandom(REGISTRATION_TOKEN_BYTES)
-        registration = Registration(peer_id, observed, host_candidates, now + granted, token)
+        registration = Registration(peer_id, observed, host_candidates, now + granted, token, mapping)
         self.registrations[peer_id] = registration
         return registration
 
@@ -103,7 +131,8 @@ class Registry:
 
         The peer that asked first is the opener: it has been waiting, and the one that completes the match
         probes once the opener's NAT mapping is open. Either order works: asking for a peer that does not
-        exist yet simply waits for it.
+        exist yet simply waits for it. Port prediction (punch.peer.predict) needs the peer behind the
+        endpoint-dependent mapping to open: when exactly one of the two said so, it is the opener.
         """
         self.wants[asker] = target
         if self.wants.get(target) != asker:
@@ -112,6 +141,8 @@ class Registry:
         if opener is None or prober is None:
             return None
         del self.wants[asker], self.wants[target]
+        if (prober.mapping, opener.mapping) == (Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT):
+            opener, prober = prober, opener
         match = Match(opener, prober, os.urandom(SESSION_ID_BYTES), os.urandom(SESSION_KEY_BYTES))
         self.sessions[match.session_id] = match
         return match

@@ -27,6 +27,7 @@ from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
 from punch.rendezvous.relay import RelayTable
 from punch.rendezvous.wire import (
+    Mapping,
     ProtocolError,
     Role,
     Unauthorized,
@@ -286,21 +287,23 @@ class RendezvousServer:
             self._reply(message, source, (AttributeType.LEASE, 0))
             return
         hosts = tuple(message.addresses(AttributeType.CANDIDATE))[:8]
+        mapping = Mapping.of(message)
         try:
-            registration = self.registry.register(peer_id, source, hosts, lease or 30, self._now())
+            registration = self.registry.register(peer_id, source, hosts, lease or 30, self._now(), mapping)
         except TableFull as full:
             self.endpoint.counters["table-full"] += 1
             log.warning("refused %s: %s", peer_id, full)
             self._reply_error(message, source, 508, "Insufficient Capacity: too many registrations; try again later")
             return
         granted = round(registration.expires - self._now())
-        if known is None or known.observed != source or known.host_candidates != hosts:
+        if known is None or (known.observed, known.host_candidates, known.mapping) != (source, hosts, mapping):
             log.info(
-                "registered %s at %s (host candidates: %s; lease %d s)",
+                "registered %s at %s (host candidates: %s; lease %d s; NAT mapping %s)",
                 peer_id,
                 format_address(source),
                 ", ".join(format_address(h) for h in hosts) or "none",
                 granted,
+                mapping.label,
             )
         else:
             log.debug("refreshed %s at %s", peer_id, format_address(source))
@@ -342,6 +345,23 @@ class RendezvousServer:
 
     def _introduce(self, match: Match) -> None:
         """Tell both peers about each other at the same moment."""
+        opener, prober = match.opener, match.prober
+        hard = Mapping.ENDPOINT_DEPENDENT
+        if opener.mapping == prober.mapping == hard:
+            log.info(
+                "%s and %s both sit behind endpoint-dependent mappings: no port to predict, they will use the relay",
+                opener.peer_id,
+                prober.peer_id,
+            )
+        elif opener.mapping is hard and prober.mapping is Mapping.ENDPOINT_INDEPENDENT:
+            log.info(
+                "port prediction: %s's NAT maps endpoint-dependently, %s's does not; %s opens many mappings, "
+                "%s sprays checks at them",
+                opener.peer_id,
+                prober.peer_id,
+                opener.peer_id,
+                prober.peer_id,
+            )
         for recipient, introduction in match.introductions():
             log.info(
                 "introduce %s -> %s at %s: %s is at %s; role %s",

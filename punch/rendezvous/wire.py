@@ -3,9 +3,10 @@
 Every message is a real STUN message (RFC 8489 §5), so any STUN decoder (Wireshark, tshark) reads it.
 The methods and attributes live in the Expert Review ranges that RFC 8489 §18.2/§18.3 leave for extensions.
 
-    Register   peer -> server   PEER-ID, CANDIDATE (host candidates), LEASE      -> XOR-MAPPED-ADDRESS, LEASE
+    Register   peer -> server   PEER-ID, CANDIDATE (host candidates), LEASE [, NAT-MAPPING]
+                                                                                 -> XOR-MAPPED-ADDRESS, LEASE
     Connect    peer -> server   PEER-ID, TARGET-ID                               -> STATUS
-    Introduce  server -> peer   PEER-ID (the other), CANDIDATE..., SESSION-ID, ROLE, SESSION-KEY
+    Introduce  server -> peer   PEER-ID (the other), CANDIDATE..., SESSION-ID, ROLE, SESSION-KEY [, NAT-MAPPING]
     Ready      opener -> server PEER-ID, SESSION-ID                             (our NAT mapping is open)
     Go         server -> prober PEER-ID (the opener), SESSION-ID                (probe now)
     Binding    peer <-> peer    PEER-ID, SESSION-ID [, USE-CANDIDATE]           (connectivity check, as in ICE)
@@ -40,6 +41,34 @@ class Role(enum.IntEnum):
 
     OPENER = 1  # opens its own NAT mapping with a low-TTL probe, then tells the server it is ready
     PROBER = 2  # waits for Go, then probes; it is the controlling side and nominates the path
+
+
+class Mapping(enum.IntEnum):
+    """How a peer's NAT maps (RFC 4787 §4.1), as the peer found out (NAT-MAPPING; absent = UNKNOWN).
+
+    ENDPOINT_DEPENDENT covers address- and address-and-port-dependent mapping: a peer that compares its public
+    endpoint toward two server addresses (other IP and other port) cannot tell them apart, and port prediction
+    needs only to know that the public port changes with the destination.
+    """
+
+    UNKNOWN = 0  # not measured (no alternate server address, or prediction turned off)
+    ENDPOINT_INDEPENDENT = 1
+    ENDPOINT_DEPENDENT = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def of(cls, message: Message) -> Mapping:
+        """The NAT-MAPPING of a message; UNKNOWN when absent or a value we do not know (it is optional)."""
+        value = message.integer(AttributeType.NAT_MAPPING)
+        return cls(value) if value is not None and value in cls._value2member_map_ else cls.UNKNOWN
+
+
+def mapping_attribute(mapping: Mapping) -> tuple[tuple[int, object], ...]:
+    """NAT-MAPPING for a message, or nothing when unknown."""
+    return ((AttributeType.NAT_MAPPING, int(mapping)),) if mapping is not Mapping.UNKNOWN else ()
 
 
 def check_peer_id(value: str, what: str = "peer ID") -> str:
@@ -91,6 +120,7 @@ class Introduction:
     session_id: bytes
     role: Role
     key: bytes  # the session's key: peer-to-peer messages carry MESSAGE-INTEGRITY-SHA256 under it
+    mapping: Mapping = Mapping.UNKNOWN  # how the other peer's NAT maps, as it told the server
 
     def to_message(self) -> Message:
         """The Introduce request carrying this introduction."""
@@ -101,6 +131,7 @@ class Introduction:
             (AttributeType.SESSION_ID, self.session_id),
             (AttributeType.ROLE, int(self.role)),
             (AttributeType.SESSION_KEY, self.key),
+            *mapping_attribute(self.mapping),
         )
 
     @classmethod
@@ -115,4 +146,6 @@ class Introduction:
         key = message.raw(AttributeType.SESSION_KEY)
         if key is None or len(key) != SESSION_KEY_BYTES:
             raise ProtocolError(f"Introduce lacks a {SESSION_KEY_BYTES}-byte SESSION-KEY")
-        return cls(required_peer_id(message), candidates, required_session(message), Role(role), key)
+        return cls(
+            required_peer_id(message), candidates, required_session(message), Role(role), key, Mapping.of(message)
+        )

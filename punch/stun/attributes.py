@@ -66,6 +66,7 @@ class AttributeType(enum.IntEnum):
     # punch's own, comprehension-optional, Expert Review range 0xC000-0xFFFF (RFC 8489 §18.3)
     STATUS = 0xCC01
     OPEN_TTL = 0xCC02
+    NAT_MAPPING = 0xCC03  # optional: a peer or server that does not know it simply does not predict ports
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +255,8 @@ def unsigned(size: int) -> tuple[Decoder, Encoder]:
 
 
 def octet() -> tuple[Decoder, Encoder]:
-    """One byte and three reserved bytes, zero on sending and ignored on receipt (punch's ROLE and OPEN-TTL,
-    laid out like RFC 8489 §14's reserved fields)."""
+    """One byte and three reserved bytes, zero on sending and ignored on receipt (punch's ROLE, OPEN-TTL and
+    NAT-MAPPING, laid out like RFC 8489 §14's reserved fields)."""
 
     def decode(value: bytes, context: Context, name: str) -> int:
         if len(value) != 4:
@@ -380,6 +381,7 @@ TABLE: dict[int, Row] = {
         _row(T.REGISTRATION_TOKEN, opaque(16, 16)),
         _row(T.STATUS, text(128)),
         _row(T.OPEN_TTL, octet()),
+        _row(T.NAT_MAPPING, octet()),
     )
 }
 

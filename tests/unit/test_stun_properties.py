@@ -88,6 +88,7 @@ VALUES: dict[int, st.SearchStrategy[object]] = {
     T.REGISTRATION_TOKEN: st.binary(min_size=16, max_size=16),
     T.ROLE: u(8),
     T.OPEN_TTL: u(8),
+    T.NAT_MAPPING: u(8),
 }
 assert set(VALUES) | TRAILERS == set(TABLE), "every row of the table has a strategy"
 

@@ -242,6 +242,20 @@ PUNCH_SAMPLES: dict[str, tuple[Message, bytes | None]] = {
         ),
         None,
     ),
+    "punch_register_request_nat_mapping": (
+        Message(
+            Method.REGISTER,
+            MessageClass.REQUEST,
+            PUNCH_TXID,
+            (
+                (T.PEER_ID, "carol"),
+                (T.CANDIDATE, ("10.0.10.2", 40211)),
+                (T.LEASE, 30),
+                (T.NAT_MAPPING, 2),
+            ),
+        ),
+        None,
+    ),
     "punch_introduce_request": (
         Message(
             Method.INTRODUCE,

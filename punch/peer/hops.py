@@ -1,0 +1,163 @@
+"""How many NATs stand between a peer and the internet: the IP TTL for the opener's mapping-opening probes.
+
+The opener's probe must pass every NAT of its own (creating the mappings) and die before it reaches the other
+peer's NAT (see punch/peer/puncher.py). Behind one home NAT that is TTL 2; behind a home NAT and a carrier-grade
+NAT it is 3. This module finds it the way traceroute does: one UDP socket per TTL (1..max_hops) sends a STUN
+Binding request toward the server; a router that drops a packet whose TTL ran out answers with ICMP Time
+Exceeded (RFC 792), which the kernel hands to the socket's error queue (``IP_RECVERR``, Linux) with the
+router's address (the "offender"). The ICMP comes back through our NATs as a RELATED packet.
+
+The answer is the TTL of the first router with a public address: every router before it has a private one
+(RFC 1918, RFC 6598 shared space, link-local), which is what routers inside a home or a carrier network have.
+A heuristic: a provider whose core routers use private addresses makes it too high, and a network that
+drops ICMP gives no answer at all (the caller then keeps its default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import struct
+from dataclasses import dataclass
+
+from punch.rendezvous.wire import request
+from punch.stun import Address, Method, encode
+
+log = logging.getLogger(__name__)
+
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+SO_EE_ORIGIN_ICMP = 2  # linux/errqueue.h
+ICMP_TIME_EXCEEDED = 11  # RFC 792
+_EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err: errno, origin, type, code, pad, info, data
+NOT_PUBLIC = tuple(
+    ipaddress.IPv4Network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """What happened to the probe sent with ``ttl``: a router dropped it, or it reached the destination."""
+
+    ttl: int
+    router: str | None = None  # the ICMP Time Exceeded's sender
+    reached: bool = False
+
+    @property
+    def public(self) -> bool:
+        if self.router is None:
+            return False
+        address = ipaddress.IPv4Address(self.router)
+        return not any(address in network for network in NOT_PUBLIC)
+
+    def describe(self) -> str:
+        if self.reached:
+            return f"TTL {self.ttl} reached the server"
+        if self.router is None:
+            return f"TTL {self.ttl}: no answer"
+        return f"TTL {self.ttl} died at {self.router} ({'public' if self.public else 'private'})"
+
+
+def open_ttl(hops: list[Hop]) -> int | None:
+    """The TTL of the first public router, if the hops before it all answered; else None."""
+    for expected, hop in enumerate(sorted(hops, key=lambda h: h.ttl), start=1):
+        if hop.ttl != expected or hop.reached or hop.router is None:
+            return None
+        if hop.public:
+            return hop.ttl
+    return None
+
+
+def time_exceeded_from(ancillary: list[tuple[int, int, bytes]]) -> str | None:
+    """The offender's address if ``ancillary`` (from ``recvmsg(..., MSG_ERRQUEUE)``) is an ICMP Time Exceeded."""
+    for level, kind, data in ancillary:
+        if level != socket.IPPROTO_IP or kind != IP_RECVERR or len(data) < _EXTENDED_ERR.size + 8:
+            continue
+        _errno, origin, icmp_type, _code, _pad, _info, _data = _EXTENDED_ERR.unpack_from(data)
+        if origin != SO_EE_ORIGIN_ICMP or icmp_type != ICMP_TIME_EXCEEDED:
+            continue
+        offender = data[_EXTENDED_ERR.size :]
+        (family,) = struct.unpack_from("=H", offender)
+        if family == socket.AF_INET:
+            return socket.inet_ntoa(offender[4:8])
+    return None
+
+
+class _Probe:
+    """One socket sending one Binding request with a fixed TTL, and what came back to it."""
+
+    def __init__(self, ttl: int, destination: Address, source_ip: str) -> None:
+        self.ttl = ttl
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sock.bind((source_ip, 0))
+        self.sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        self.destination = destination
+        self.hop: Hop | None = None
+
+    def send(self) -> None:
+        self.sock.sendto(encode(request(Method.BINDING)), self.destination)
+
+    def on_readable(self, done: asyncio.Event) -> None:
+        try:
+            _data, ancillary, _flags, _addr = self.sock.recvmsg(512, 512, MSG_ERRQUEUE)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return
+        else:
+            router = time_exceeded_from(ancillary)
+            if router is not None and self.hop is None:
+                self.hop = Hop(self.ttl, router)
+                done.set()
+            return
+        try:
+            self.sock.recv(2048)  # the server's answer: this TTL was enough to reach it
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # an error the error queue also holds (e.g. unreachable)
+            return
+        if self.hop is None:
+            self.hop = Hop(self.ttl, reached=True)
+            done.set()
+
+
+async def trace(destination: Address, max_hops: int = 6, wait: float = 1.0, source_ip: str = "0.0.0.0") -> list[Hop]:
+    """Send one probe per TTL 1..``max_hops`` at once; the hops that answered within ``wait`` seconds."""
+    loop = asyncio.get_running_loop()
+    probes = [_Probe(ttl, destination, source_ip) for ttl in range(1, max_hops + 1)]
+    done = asyncio.Event()
+    try:
+        for probe in probes:
+            loop.add_reader(probe.sock.fileno(), probe.on_readable, done)
+            probe.send()
+        async with asyncio.timeout(wait):
+            while open_ttl(_answered(probes)) is None and not _settled(probes):
+                done.clear()
+                await done.wait()
+    except (TimeoutError, OSError) as exc:
+        if isinstance(exc, OSError):
+            log.debug("route discovery failed: %s", exc)
+    finally:
+        for probe in probes:
+            loop.remove_reader(probe.sock.fileno())
+            probe.sock.close()
+    return _answered(probes)
+
+
+def _answered(probes: list[_Probe]) -> list[Hop]:
+    return [p.hop for p in probes if p.hop is not None]
+
+
+def _settled(probes: list[_Probe]) -> bool:
+    """Every TTL up to the first that reached the destination has its answer (nothing more to learn)."""
+    for probe in probes:
+        if probe.hop is None:
+            return False
+        if probe.hop.reached:
+            return True
+    return True

@@ -1,0 +1,65 @@
+"""punch behind double NAT (NAT444): peer10 and peer11 behind home NATs behind one carrier-grade NAT (cgn),
+peer14 behind an ordinary home NAT (netns/topologies/cgnat.yaml)."""
+
+from __future__ import annotations
+
+import pytest
+
+from netns.matrix import TOPOLOGIES
+from netns.testing import Lab, LabFactory
+from tests.e2e.punch_in_lab import finish, start_peer, start_server, wait_for_line
+
+pytestmark = pytest.mark.e2e
+
+CGN_PUBLIC = "198.51.100.100"
+
+
+@pytest.fixture
+def cgnat_lab(lab_factory: LabFactory) -> Lab:
+    return lab_factory(topology=TOPOLOGIES / "cgnat.yaml")
+
+
+def test_the_opener_behind_two_nats_finds_ttl_3_and_punches_without_the_fallback(cgnat_lab: Lab) -> None:
+    server = start_server(cgnat_lab)
+    peer10 = start_peer(cgnat_lab, "10", "14", "--send", "hello from 10", "--no-relay")
+    wait_for_line(server, r"10 asks for 14: waiting for 14 to register")  # so peer10 is the opener
+    peer14 = start_peer(cgnat_lab, "14", "10", "--send", "hello from 14", "--no-relay")
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert (result10["role"], result10["path"], result14["path"]) == ("opener", "direct", "direct")
+    assert (result10["received"], result14["received"]) == (["hello from 14"], ["hello from 10"])
+    assert result10["mapped"].startswith(CGN_PUBLIC + ":")  # the server sees the carrier's address
+    assert "TTL 2 died at 100.64.0.1 (private)" in log10, log10
+    assert "opening probes get TTL 3 (past our own NATs)" in log10, log10
+    assert "with TTL 3: opens our NAT mapping" in log10
+    assert "no check from 14 after" not in log10, log10  # the prober's first checks got through both NATs
+
+
+def test_a_fixed_ttl_of_2_dies_inside_the_carrier_and_waits_for_the_fallback(cgnat_lab: Lab) -> None:
+    """The contrast: TTL 2 opens peer10's home NAT but not the CGN, whose filter then drops peer14's checks
+    until the opener gives up waiting and probes at full TTL."""
+    server = start_server(cgnat_lab)
+    peer10 = start_peer(cgnat_lab, "10", "14", "--send", "hello from 10", "--no-relay", "--open-ttl", "2")
+    wait_for_line(server, r"10 asks for 14: waiting for 14 to register")
+    peer14 = start_peer(cgnat_lab, "14", "10", "--send", "hello from 14", "--no-relay")
+    code10, result10, log10 = finish(peer10)
+    code14, _, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result10["path"] == "direct"
+    assert "route to the server" not in log10  # a fixed TTL traces nothing
+    assert "no check from 14 after 2 s; probing" in log10, log10
+
+
+def test_two_subscribers_of_one_carrier_meet_through_its_hairpin(cgnat_lab: Lab) -> None:
+    start_server(cgnat_lab)
+    peer10 = start_peer(cgnat_lab, "10", "11", "--send", "hello from 10", "--no-relay")
+    peer11 = start_peer(cgnat_lab, "11", "10", "--send", "hello from 11", "--no-relay")
+    code10, result10, log10 = finish(peer10)
+    code11, result11, log11 = finish(peer11)
+    assert (code10, code11) == (0, 0), log10 + log11
+    assert result10["path"] == result11["path"] == "direct"
+    # Both sit behind the same carrier address: each talks to the other's mapping on the CGN's public side.
+    assert result10["remote"] == result11["mapped"]
+    assert result10["remote"].startswith(CGN_PUBLIC + ":")
+    assert result11["remote"].startswith(CGN_PUBLIC + ":")

@@ -1,0 +1,127 @@
+"""Port prediction through the lab's real kernel NAT: peer10 behind a symmetric NAT (MASQUERADE --random-fully),
+peer14 behind a port-restricted cone (MASQUERADE), the server with its alternate address for the mapping test."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netns.testing import Lab
+from tests.e2e.punch_in_lab import (
+    LAN,
+    PY,
+    SERVER,
+    WAN,
+    conntrack_udp,
+    finish,
+    port,
+    start_peer,
+    start_server,
+    wait_for_line,
+)
+
+pytestmark = pytest.mark.e2e
+
+SYMMETRIC_VS_CONE = Path(__file__).parent.parent / "data" / "topologies" / "symmetric-vs-cone.yaml"
+FIREWALLS = [{"topology": SYMMETRIC_VS_CONE, "firewall": kind} for kind in ("home", "none")]
+
+
+def start_in_order(lab: Lab, server: subprocess.Popen[Any], first: str, *extra: str) -> dict[str, Any]:
+    """Start ``first`` (10 or 14), wait until the server has its wish, then the other; both with ``extra``."""
+    second = "14" if first == "10" else "10"
+    procs = {first: start_peer(lab, first, second, "--send", f"hello from {first}", *extra)}
+    wait_for_line(server, rf"{first} asks for {second}: waiting for {second} to register")
+    procs[second] = start_peer(lab, second, first, "--send", f"hello from {second}", *extra)
+    return {me: finish(proc) for me, proc in procs.items()}
+
+
+@pytest.mark.parametrize("lab", FIREWALLS, indirect=True, ids=["home-router", "bare-masquerade"])
+@pytest.mark.parametrize("first", ["10", "14"], ids=["symmetric-side-first", "cone-side-first"])
+def test_the_symmetric_side_opens_many_mappings_and_the_cone_side_finds_one(lab: Lab, first: str) -> None:
+    server = start_server(lab)
+    done = start_in_order(lab, server, first, "--no-relay")
+    (code10, result10, log10), (code14, result14, log14) = done["10"], done["14"]
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result10["path"] == result14["path"] == "predicted"
+    assert (result10["received"], result14["received"]) == (["hello from 14"], ["hello from 10"])
+    assert (result10["role"], result14["role"]) == ("opener", "prober")  # the symmetric side opens, always
+    # Each side measured its NAT against the server's two addresses.
+    mapped10 = result10["mapped"]
+    assert re.search(rf"NAT mapping is endpoint-dependent \(server saw {mapped10} and :\d+\)", log10), log10
+    assert f"NAT mapping is endpoint-independent (server saw {result14['mapped']} from both" in log14
+    # peer14 talks to a port of nat10 the server never saw: the mapping of one of peer10's 256 sockets.
+    assert result14["remote"].startswith(WAN["10"] + ":")
+    assert result14["remote"] != mapped10
+    assert result10["remote"] == result14["mapped"]
+    bound = re.search(r"socket bound to (\S+)", log10)
+    assert bound is not None
+    assert result10["local"] != bound[1]  # peer10 switched to the socket whose mapping was hit
+    assert f"opened 256 sockets toward {result14['mapped']} with TTL 2" in log10
+    assert f"spraying 2000 checks to random ports of {WAN['10']} at 500/s" in log14
+    assert re.search(rf"hit: {result14['remote']} answered after \d+ checks \(\d+\.\d s\)", log14), log14
+    assert "closed the other 255" in log10
+    # The kernel's record of the flow on both NATs: peer10's chosen socket <-> nat14's mapping of peer14.
+    hit, easy = port(result14["remote"]), port(result14["mapped"])
+    flows = {
+        "nat10": rf"src={LAN['10']} dst={WAN['14']} sport={port(result10['local'])} dport={easy} .*"
+        rf"src={WAN['14']} dst={WAN['10']} sport={easy} dport={hit}",
+        "nat14": rf"src={LAN['14']} dst={WAN['10']} sport={port(result14['local'])} dport={hit} .*"
+        rf"src={WAN['10']} dst={WAN['14']} sport={hit} dport={easy}",
+    }
+    for nat, flow in flows.items():
+        assert re.search(flow, conntrack_udp(lab, nat)), conntrack_udp(lab, nat)
+
+
+SEND_FROM_MANY_SOCKETS = """
+import socket, sys
+for _ in range(int(sys.argv[1])):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 2)  # creates nat10's mapping, dies at core
+        s.sendto(b"x", ("192.0.2.14", 9))
+"""
+
+
+@pytest.mark.parametrize("lab", FIREWALLS[:1], indirect=True, ids=["home-router"])
+def test_the_symmetric_nat_draws_public_ports_from_1024_to_65535(lab: Lab) -> None:
+    """Why the spray aims at 1024-65535: MASQUERADE --random-fully picks from the whole unprivileged range, not
+    from the local ephemeral range (32768-60999 by default). 1000 mappings would all miss 1024-2047, or all miss
+    64512-65535, with probability about e^-15."""
+    sent = lab.exec("peer10", PY, "-c", SEND_FROM_MANY_SOCKETS, "1000", check=True)
+    assert sent.returncode == 0
+    ports = [int(p) for p in re.findall(rf"dst={WAN['10']} sport=9 dport=(\d+)", conntrack_udp(lab, "nat10"))]
+    assert len(ports) > 900  # a few local ports are reused by the kernel, and so are their mappings
+    assert all(1024 <= p <= 65535 for p in ports)
+    assert min(ports) < 2048
+    assert max(ports) >= 64512
+
+
+@pytest.mark.parametrize("lab", FIREWALLS[:1], indirect=True, ids=["home-router"])
+def test_without_prediction_symmetric_to_cone_finds_no_direct_path(lab: Lab) -> None:
+    server = start_server(lab)
+    done = start_in_order(lab, server, "10", "--no-predict", "--no-relay", "--punch-timeout", "3")
+    for me, other in (("10", "14"), ("14", "10")):
+        code, result, log = done[me]
+        assert code == 1, log
+        assert result["error"].startswith(f"no direct path to {other} within 3 s")
+        assert "NAT mapping is" not in log  # not even measured
+
+
+@pytest.mark.parametrize(
+    "lab", [{"nat": "symmetric", "firewall": "home"}], indirect=True, ids=["both-symmetric-home-router"]
+)
+def test_two_symmetric_nats_go_straight_to_the_relay(lab: Lab) -> None:
+    server = start_server(lab)
+    done = start_in_order(lab, server, "10")
+    for me, other in (("10", "14"), ("14", "10")):
+        code, result, log = done[me]
+        assert code == 0, log
+        assert result["path"] == "relay"
+        assert result["remote"] == f"{SERVER}:3478"
+        assert result["received"] == [f"hello from {other}"]
+        assert f"both NATs map endpoint-dependently (ours and {other}'s): no port can be predicted" in log
+        assert "using the relay through the server" in log
+        assert result["punch_ms"] < 1000  # no punch timeout waited out first

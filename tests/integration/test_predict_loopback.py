@@ -1,0 +1,211 @@
+"""Port prediction on loopback: discovery against a server with and without an alternate address, and the whole
+technique (many sockets, the spray, the switch to the chosen socket, the relay when both are hard) with the
+mappings assumed, since loopback has no NAT. The real thing, through kernel NAT: tests/e2e/test_punch_predict.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from punch.errors import PeerError
+from punch.peer.predict import PortOpener, PredictConfig, Sprayer
+from punch.peer.puncher import Puncher, PunchTimings
+from punch.peer.session import PeerConfig, PeerResult, run_peer
+from punch.rendezvous.server import RendezvousServer
+from punch.rendezvous.wire import Introduction, Mapping, Role
+from punch.stun import Address, Message, MessageClass
+from punch.stun.protocol import open_endpoint
+from tests.integration.conftest import FAST
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+HARD, EASY = Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """Where the kernel binds port-0 sockets: the hard side's sockets are there, so the spray aims there."""
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return int(low), int(high)
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def texts(*items: str) -> AsyncIterator[str]:
+    for item in items:
+        yield item
+
+
+def config(server: RendezvousServer, me: str, other: str, **overrides: object) -> PeerConfig:
+    base = PeerConfig(
+        server=server.address,
+        peer_id=me,
+        target=other,
+        bind=("127.0.0.1", 0),
+        timeout=8.0,
+        punch=PunchTimings(timeout=6.0),
+        linger=0.1,
+        rendezvous=FAST,
+        relay=False,
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def assumed(mapping: Mapping, sockets: int = 32) -> PredictConfig:
+    # The whole ephemeral range at 5000/s: a hit is all but certain, the test stays short. Few sockets: on loopback
+    # every opening check arrives (no TTL runs out) and gets answered, and one event loop runs both peers.
+    return PredictConfig(sockets=sockets, probes=30000, rate=5000.0, ports=ephemeral_ports(), assume=mapping)
+
+
+class LogLine(logging.Handler):
+    """An event set when the server logs a line containing ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+async def pair(first: PeerConfig, second: PeerConfig, *, in_order: bool = False) -> tuple[PeerResult, PeerResult]:
+    """Run two peers to the end; with ``in_order``, the second starts once the first asked for it."""
+    results = (PeerResult(first.peer_id, first.target), PeerResult(second.peer_id, second.target))
+    one = asyncio.create_task(run_peer(first, texts(f"hello from {first.peer_id}"), lambda t: None, results[0]))
+    if in_order:
+        waiting = LogLine(f"{first.peer_id} asks for {second.peer_id}: waiting")
+        logging.getLogger("punch.rendezvous.server").addHandler(waiting)
+        try:
+            await asyncio.wait_for(waiting.seen.wait(), 5)
+        finally:
+            logging.getLogger("punch.rendezvous.server").removeHandler(waiting)
+    await asyncio.gather(one, run_peer(second, texts(f"hello from {second.peer_id}"), lambda t: None, results[1]))
+    return results
+
+
+async def test_without_an_alternate_address_the_mapping_is_unknown_and_nothing_is_predicted(
+    server: RendezvousServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="punch")
+    result10, result14 = await pair(config(server, "10", "14"), config(server, "14", "10"))
+    assert result10.path == result14.path == "direct"
+    assert "the server gives no OTHER-ADDRESS (started without --alternate)" in caplog.text
+    assert "port prediction:" not in caplog.text
+    assert "spraying" not in caplog.text
+
+
+async def test_with_an_alternate_address_loopback_is_found_endpoint_independent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="punch")
+    async with RendezvousServer(push_policy=FAST) as server:
+        await server.start(("127.0.0.1", free_port("127.0.0.1")), ("127.0.0.2", free_port("127.0.0.2")))
+        result10, result14 = await pair(config(server, "10", "14"), config(server, "14", "10"))
+        assert server.registry.registrations == {}  # both said goodbye
+    assert result10.path == result14.path == "direct"
+    assert caplog.text.count("NAT mapping is endpoint-independent (server saw 127.0.0.1:") == 2
+    assert "registered 10 at 127.0.0.1:" in caplog.text
+    assert "NAT mapping endpoint-independent)" in caplog.text  # the server's log of the re-registration
+
+
+@pytest.mark.parametrize("hard_first", [True, False], ids=["hard-side-asks-first", "easy-side-asks-first"])
+async def test_the_hard_side_opens_many_sockets_and_switches_to_the_one_the_easy_side_reached(
+    server: RendezvousServer, caplog: pytest.LogCaptureFixture, hard_first: bool
+) -> None:
+    """Loopback has no TTL to run out: the hard side's opening checks arrive, and the easy side may answer one of
+    them before its spray hits. Either way the path runs to one of the hard side's extra sockets."""
+    caplog.set_level(logging.INFO, logger="punch")
+    # The hard side on a loopback address of its own, so that the spray goes to its ports and nobody else's.
+    hard_ip = f"127.0.{random.randint(1, 254)}.{random.randint(2, 254)}"
+    hard = config(server, "10", "14", bind=(hard_ip, 0), predict=assumed(HARD))
+    easy = config(server, "14", "10", predict=assumed(EASY))
+    if hard_first:
+        result10, result14 = await pair(hard, easy, in_order=True)
+    else:
+        result14, result10 = await pair(easy, hard, in_order=True)
+    assert result10.path == result14.path == "predicted"
+    assert (result10.role, result14.role) == ("opener", "prober")  # the hard side opens, whoever asked first
+    assert (result10.received, result14.received) == (["hello from 14"], ["hello from 10"])
+    # The easy side talks to one of the hard side's extra sockets, which the hard side switched to.
+    assert result14.remote is not None
+    assert result14.remote.startswith(hard_ip + ":")
+    assert result10.local == result14.remote
+    assert result10.remote == result14.mapped
+    assert "opened 32 sockets toward 127.0.0.1:" in caplog.text
+    assert "closed the other 31" in caplog.text
+
+
+async def test_two_hard_sides_go_straight_to_the_relay(
+    server: RendezvousServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="punch")
+    both = {"predict": assumed(HARD), "relay": True}
+    result10, result14 = await pair(config(server, "10", "14", **both), config(server, "14", "10", **both))
+    assert result10.path == result14.path == "relay"
+    assert (result10.received, result14.received) == (["hello from 14"], ["hello from 10"])
+    assert "both NATs map endpoint-dependently (ours and 14's): no port can be predicted" in caplog.text
+    assert "spraying" not in caplog.text
+    assert result10.punch_ms is not None
+    assert result10.punch_ms < 1000
+
+
+async def test_two_hard_sides_without_the_relay_fail_at_once(server: RendezvousServer) -> None:
+    hard = assumed(HARD)
+    results = (PeerResult("10", "14"), PeerResult("14", "10"))
+    outcomes = await asyncio.gather(
+        run_peer(config(server, "10", "14", predict=hard), texts(), lambda t: None, results[0]),
+        run_peer(config(server, "14", "10", predict=hard), texts(), lambda t: None, results[1]),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        assert isinstance(outcome, PeerError)
+    assert results[0].error == (
+        "no direct path to 14: both NATs map endpoint-dependently, no port to predict; the relay is off (--no-relay)"
+    )
+
+
+async def test_the_spray_finds_one_of_many_sockets_among_the_ports() -> None:
+    """The two halves without a session: 64 sockets that answer checks on a loopback address of their own (no
+    opening checks sent), and a spray over the ephemeral port range of that address until one answers."""
+    session, key = bytes(range(16)), bytes(32)
+    hard_ip = f"127.0.{random.randint(1, 254)}.{random.randint(2, 254)}"
+
+    def answer(message: Message, source: Address, data: bytes) -> None:
+        if message.message_class is MessageClass.REQUEST:
+            easy.on_request(message, source)  # the hard side's triggered check
+
+    easy_endpoint = await open_endpoint(answer, ("127.0.0.1", 0))
+    easy_endpoint.key_for = lambda sid: key if sid == session else None
+    to_hard = Introduction("10", ((hard_ip, 9),), session, Role.PROBER, key, HARD)
+    to_easy = Introduction("14", (easy_endpoint.local_address,), session, Role.OPENER, key, EASY)
+    timings = PunchTimings(timeout=10.0)
+    easy = Puncher(easy_endpoint, "14", to_hard, timings, predicting=True)
+    hard = Puncher(easy_endpoint, "10", to_easy, timings, predicting=True)  # answers only on its own sockets
+    config = PredictConfig(sockets=64, probes=30000, rate=20000.0, ports=ephemeral_ports())
+    async with PortOpener(hard, easy_endpoint.key_for, lambda m, s, d: None) as opener:
+        await opener.open(hard_ip, config.sockets)
+        ports = {sock.local_address[1] for sock in opener.sockets}
+        async with Sprayer(easy, easy_endpoint, hard_ip, config) as sprayer:
+            sprayer.start()
+            easy_path, hard_path = await asyncio.gather(easy.run(), hard.run())
+        assert sprayer.hit is not None
+        assert sprayer.hit[1] in ports
+        assert 1 <= sprayer.sent < 30000
+        assert (easy_path.kind, easy_path.remote) == ("predicted", sprayer.hit)
+        assert hard_path.kind == "predicted"
+        assert hard_path.local is not None
+        assert hard_path.local.local_address == sprayer.hit
+    await easy_endpoint.close()

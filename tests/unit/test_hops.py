@@ -1,0 +1,57 @@
+"""Finding the opener's TTL: ICMP Time Exceeded from the socket's error queue, and the first public router."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+
+from punch.peer.hops import ICMP_TIME_EXCEEDED, IP_RECVERR, SO_EE_ORIGIN_ICMP, Hop, open_ttl, time_exceeded_from
+
+pytestmark = pytest.mark.unit
+
+
+def extended_err(origin: int, icmp_type: int, offender: str) -> tuple[int, int, bytes]:
+    err = struct.pack("=IBBBBII", 113, origin, icmp_type, 0, 0, 0, 0)  # EHOSTUNREACH, as the kernel reports it
+    sockaddr = struct.pack("=H", socket.AF_INET) + b"\x00\x00" + socket.inet_aton(offender) + bytes(8)
+    return (socket.IPPROTO_IP, IP_RECVERR, err + sockaddr)
+
+
+def test_the_offender_of_a_time_exceeded_is_the_router() -> None:
+    assert time_exceeded_from([extended_err(SO_EE_ORIGIN_ICMP, ICMP_TIME_EXCEEDED, "100.64.0.1")]) == "100.64.0.1"
+
+
+@pytest.mark.parametrize(
+    "ancillary",
+    [
+        [],
+        [extended_err(SO_EE_ORIGIN_ICMP, 3, "192.0.2.1")],  # destination unreachable, not time exceeded
+        [extended_err(1, ICMP_TIME_EXCEEDED, "192.0.2.1")],  # SO_EE_ORIGIN_LOCAL
+        [(socket.IPPROTO_IP, IP_RECVERR, b"\x00" * 10)],  # truncated
+        [(socket.SOL_SOCKET, 1, b"\x00" * 32)],
+    ],
+)
+def test_anything_else_is_not_a_hop(ancillary: list[tuple[int, int, bytes]]) -> None:
+    assert time_exceeded_from(ancillary) is None
+
+
+@pytest.mark.parametrize(
+    ("hops", "ttl"),
+    [
+        ([Hop(1, "10.0.10.1"), Hop(2, "198.51.100.1"), Hop(3, "203.0.113.254")], 2),  # one home NAT
+        ([Hop(1, "10.0.10.1"), Hop(2, "100.64.0.1"), Hop(3, "198.51.100.1")], 3),  # home NAT behind a CGNAT
+        ([Hop(2, "198.51.100.1"), Hop(1, "192.168.1.1")], 2),  # in any order
+        ([Hop(1, "10.0.10.1"), Hop(3, "198.51.100.1")], None),  # a gap: TTL 2 may have been the public one
+        ([Hop(1, "10.0.10.1"), Hop(2, reached=True)], None),  # the server is on our side of the internet
+        ([], None),  # ICMP filtered
+    ],
+)
+def test_open_ttl_is_the_first_public_router(hops: list[Hop], ttl: int | None) -> None:
+    assert open_ttl(hops) == ttl
+
+
+def test_hops_describe_themselves_for_the_log() -> None:
+    assert Hop(2, "100.64.0.1").describe() == "TTL 2 died at 100.64.0.1 (private)"
+    assert Hop(3, "198.51.100.1").describe() == "TTL 3 died at 198.51.100.1 (public)"
+    assert Hop(4, reached=True).describe() == "TTL 4 reached the server"
