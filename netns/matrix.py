@@ -126,9 +126,10 @@ def theory(a: Nat, b: Nat) -> str:
     if easy.filtering in (EIF, ADF):
         kind = "endpoint-independent" if easy.filtering == EIF else "address-dependent"
         return (
-            f"direct: the symmetric side's new port is unknown, but the other side's {kind} filter lets its "
-            "first packet in, and the answer goes to the address it came from (peer-reflexive); port "
-            "prediction runs at the same time and may find its own direct path first (predicted)"
+            f"direct or predicted: the symmetric side's new port is unknown, but the other side's {kind} filter "
+            "would let its first packet in, and the answer would go to the address it came from (peer-reflexive); "
+            "punch knows only that one NAT maps endpoint-dependently, not how the other filters, so it predicts "
+            "ports, which finds a direct path too"
         )
     assert easy.filtering == APDF
     return (

@@ -57,6 +57,12 @@ def _positive(flag: str, value: float) -> float:
     return value
 
 
+def _not_negative(flag: str, value: float) -> float:
+    if value < 0 or value != value:  # NaN too
+        raise UsageError(f"{flag} must be 0 or more, got {value:g}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="punch", description="UDP hole punching over STUN.")
     parser.add_argument("--version", action="version", version=f"punch {__version__}")
@@ -157,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         metavar="S",
         help="check a direct path every S seconds while talking; a silent peer is reported as lost (default 5)",
+    )
+    peer.add_argument(
+        "--upgrade-interval",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="on the relay, retry a direct path every S seconds and move onto it when proven (default 15; 0 = never)",
     )
     peer.add_argument(
         "--no-relay", action="store_true", help="fail instead of relaying through the server when punching fails"
@@ -261,6 +274,7 @@ def _run_peer(args: argparse.Namespace) -> int:
         group=read_secret(args.secret_file) if args.secret_file else None,
         predict=predict,
         discover_ttl=open_ttl is None,
+        upgrade_interval=_not_negative("--upgrade-interval", args.upgrade_interval),
     )
     if config.peer_id == config.target:
         raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")

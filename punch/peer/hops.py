@@ -9,8 +9,9 @@ router's address (the "offender"). The ICMP comes back through our NATs as a REL
 
 The answer is the TTL of the first router with a public address: every router before it has a private one
 (RFC 1918, RFC 6598 shared space, link-local), which is what routers inside a home or a carrier network have.
-A heuristic: a provider whose core routers use private addresses makes it too high, and a network that
-drops ICMP gives no answer at all (the caller then keeps its default).
+A heuristic: a provider whose core routers use private addresses makes it too high, a LAN numbered from
+public addresses makes it too low (so the caller only ever raises its default of 2 with it), and a network
+that drops ICMP gives no answer at all (the caller then keeps its default).
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ class PunchTimings:
     timeout: float = 10.0  # give up on a direct path after this long
     opener_fallback: float = 2.0  # opener probes at full TTL if no check arrived by then
     open_ttl: int = 2  # TTL of the opener's mapping-opening probes; 0 disables them (see punch.peer.hops)
+    lan_grace: float = 0.25  # behind the same NAT, how long a proven public path waits for a LAN one to prove itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ class Puncher:
         timings: PunchTimings,
         *,
         predicting: bool = False,
+        same_nat: bool = False,
         on_chosen: Callable[[Path], None] | None = None,
     ) -> None:
         self.endpoint = endpoint  # the session's socket (swapped for the chosen one after port prediction)
@@ -84,6 +86,11 @@ class Puncher:
         self._chosen: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
         self._triggered: set[tuple[Address, StunEndpoint]] = set()
         self._nominated: Address | None = None
+        # Both peers behind one public address (one NAT): their LAN path beats the NAT's hairpin, so the prober
+        # gives a LAN candidate a moment to prove itself before it nominates the public one.
+        self._same_nat = same_nat
+        self._lan_proven = asyncio.Event()
+        self.hopeless = False  # both NATs map endpoint-dependently: no direct path to retry from the relay
         self._tasks: set[asyncio.Task[None]] = set()
         self._check_policy = RetransmitPolicy(
             rto=timings.check_interval,
@@ -141,12 +148,25 @@ class Puncher:
             )
             self.endpoint.send_with_ttl(self.check(), candidate, self._timings.open_ttl)
 
+    def again(self, timings: PunchTimings) -> Puncher:
+        """A fresh puncher for the same session and socket (the relay's background retries)."""
+        return Puncher(self.endpoint, self._me, self._intro, timings, same_nat=self._same_nat)
+
     async def run(self) -> Path:
         """Check candidates until a path is chosen or the timeout passes (PeerError)."""
         if self._intro.role is Role.PROBER:
             self._start_checks("probing")
         elif not self._predicting:
             self._spawn(self._opener_fallback())
+        return await self._wait_for_path()
+
+    async def retry(self) -> Path:
+        """On the relay, try again: both sides check every candidate at full TTL at once (their mappings toward
+        the server stay open, so a path that was blocked for a while can now be proven); PeerError on timeout."""
+        self._start_checks("on the relay: trying a direct path again:")
+        return await self._wait_for_path()
+
+    async def _wait_for_path(self) -> Path:
         try:
             async with asyncio.timeout(self._timings.timeout):
                 return await asyncio.shield(self._chosen)
@@ -194,8 +214,26 @@ class Puncher:
                 continue
             log.info("probe answered by %s at %s: both directions work", self.peer, format_address(remote))
             if self._intro.role is Role.PROBER:
+                await self._prefer_lan(remote)
                 await self._nominate(remote)
             return
+
+    async def _prefer_lan(self, remote: Address) -> None:
+        """Behind the same NAT, hold a proven public path back briefly while a LAN candidate may still answer."""
+        if remote in self._intro.candidates[1:]:
+            self._lan_proven.set()
+            return
+        if not self._same_nat or len(self._intro.candidates) < 2:
+            return
+        try:
+            async with asyncio.timeout(self._timings.lan_grace):
+                await self._lan_proven.wait()
+        except TimeoutError:
+            log.info(
+                "no LAN candidate of %s answered within %g s; using the NAT's hairpin",
+                self.peer,
+                self._timings.lan_grace,
+            )
 
     async def _nominate(self, remote: Address) -> None:
         """Nominate the first proven pair, and only that one, so both sides settle on the same path."""

@@ -47,6 +47,7 @@ class PeerConfig:
     keepalive: float = 5.0  # seconds between checks of a direct path while talking
     group: bytes | None = None  # a closed group's key (--secret-file)
     predict: PredictConfig = field(default_factory=PredictConfig)  # port prediction (punch.peer.predict)
+    upgrade_interval: float = 15.0  # on the relay, retry a direct path this often (seconds; 0 = never)
     discover_ttl: bool = True  # find punch.open_ttl from the route to the server (punch.peer.hops), else keep it
 
 
@@ -65,6 +66,7 @@ class PeerResult:
     session: str | None = None
     local: str | None = None
     mapped: str | None = None
+    upgraded: bool = False  # started on the relay, moved to a direct path later
     error: str | None = None
 
 
@@ -138,7 +140,9 @@ async def _run(
             )
             result.path, result.remote = path.kind, format_address(path.remote)
             talking = _talk(channel, texts, config.linger, config.timeout)
-            if path.kind == "relay":
+            if path.kind == "relay" and config.upgrade_interval > 0 and not puncher.hopeless:
+                await _first_of(talking, _upgrade(config, dispatcher, puncher, channel, result))
+            elif path.kind == "relay":
                 await talking  # the relay answers for the server; keepalives would prove nothing about the peer
             else:
                 await _first_of(talking, puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY))
@@ -158,7 +162,7 @@ async def _discover_open_ttl(config: PeerConfig, source_ip: str) -> PunchTimings
     found = await hops.trace(config.server, source_ip=source_ip)
     ttl = hops.open_ttl(found)
     route = ", ".join(hop.describe() for hop in sorted(found, key=lambda h: h.ttl)) or "no answers"
-    if ttl is None:
+    if ttl is None or ttl <= timings.open_ttl:  # only ever raise it: a LAN may use public addresses
         log.info("route to the server: %s; opening probes keep TTL %d", route, timings.open_ttl)
         return timings
     log.info("route to the server: %s; opening probes get TTL %d (past our own NATs)", route, ttl)
@@ -212,8 +216,17 @@ async def _find_path(
             puncher.endpoint = channel.endpoint = path.local
             result.local = format_address(path.local.local_address)
 
+    same_nat = client.mapped is not None and introduction.candidates[0][0] == client.mapped[0]
+    if same_nat:
+        log.info("%s has our public address: we are behind the same NAT, so a LAN path is preferred", config.target)
     puncher = Puncher(
-        endpoint, config.peer_id, introduction, config.punch, predicting=plan is not Plan.PUNCH, on_chosen=switch
+        endpoint,
+        config.peer_id,
+        introduction,
+        config.punch,
+        predicting=plan is not Plan.PUNCH,
+        same_nat=same_nat,
+        on_chosen=switch,
     )
     channel = Channel(
         endpoint, config.peer_id, introduction.peer_id, introduction.session_id, introduction.key, on_text
@@ -221,6 +234,7 @@ async def _find_path(
     result.received, result.sent = channel.received, channel.sent  # shared: a failure still reports what crossed
     dispatcher.routes += [puncher.on_request, channel.on_request]
     if plan is Plan.RELAY:
+        puncher.hopeless = True
         why = f"no direct path to {introduction.peer_id}: both NATs map endpoint-dependently, no port to predict"
         if not config.relay:
             raise PeerError(f"{why}; the relay is off (--no-relay)")
@@ -292,6 +306,33 @@ async def _punch(
         elif opener is not None:
             await opener.close()
     return path
+
+
+async def _upgrade(
+    config: PeerConfig, dispatcher: _Dispatcher, puncher: Puncher, channel: Channel, result: PeerResult
+) -> None:
+    """While the session runs over the relay, retry a direct path every ``config.upgrade_interval`` seconds; once
+    one is proven, move the channel onto it (and back to the relay if it stops answering). Runs until cancelled."""
+    window = PunchTimings(timeout=min(config.punch.timeout, 5.0), open_ttl=0, lan_grace=config.punch.lan_grace)
+    while True:
+        await asyncio.sleep(config.upgrade_interval)
+        retry = puncher.again(window)
+        dispatcher.routes[dispatcher.routes.index(puncher.on_request)] = retry.on_request
+        puncher = retry
+        try:
+            path = await puncher.retry()
+        except PeerError as error:
+            log.info("%s; staying on the relay, next try in %g s", error, config.upgrade_interval)
+            continue
+        channel.remote = path.remote
+        result.path, result.remote, result.upgraded = path.kind, format_address(path.remote), True
+        log.info("upgraded from the relay to the %s path via %s", path.kind, format_address(path.remote))
+        try:
+            await puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY)
+        except PeerError as error:
+            channel.remote = config.server
+            result.path, result.remote = "relay", format_address(config.server)
+            log.info("%s; back to the relay", error)
 
 
 async def _talk(channel: Channel, texts: AsyncIterator[str], linger: float, patience: float) -> None:
