@@ -51,6 +51,7 @@ lint:
     {{venv}}/bin/ruff check .
     {{venv}}/bin/ruff format --check .
     {{venv}}/bin/mypy
+    {{venv}}/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 # STUN Binding throughput of punch server against coturn, one core each (needs coturn; writes bench/server.md)
 bench-server:
