@@ -111,6 +111,13 @@ def theory(a: Nat, b: Nat) -> str:
     if all(open_):
         return "direct: neither side has a NAT or a firewall"
     if any(open_):
+        other = b if open_[0] else a
+        if other.mapping == APDM:
+            return (
+                "direct or predicted: one side has neither NAT nor firewall, so the symmetric side's packets reach "
+                "it and it answers where they came from; punch knows only that one NAT maps endpoint-dependently, "
+                "so it predicts ports, which finds a direct path too"
+            )
         return (
             "direct: one side has neither NAT nor firewall, so the other's packets reach it, and it answers "
             "the address they came from"
@@ -136,6 +143,15 @@ def theory(a: Nat, b: Nat) -> str:
         "predicted or relay: the symmetric side's new port is unknown and the other side's filter wants exact "
         "ports; only guessing the port (birthday paradox) finds a direct path"
     )
+
+
+HAIRPIN_THEORY = {
+    "home": "direct: the carrier's NAT hairpins, so each reaches the other's public endpoint",
+    "none": "relay: the carrier's NAT hairpins, but the opener's probe, turned around at the CGN, reaches the other "
+    "home router addressed to that router itself: it is delivered locally, so no TTL stops it, and on a bare "
+    "router (no firewall dropping it) it leaves a conntrack entry that makes MASQUERADE map the other peer's own "
+    "checks to a new port (the conntrack race of bare routers)",
+}
 
 
 def _preset_nat(preset: str, firewall: str = "home") -> Nat:
@@ -187,7 +203,7 @@ def cells(firewalls: Sequence[str] = FIREWALL_KINDS, presets: Sequence[str] = PA
                 TOPOLOGIES / "cgnat.yaml",
                 firewall,
                 peers=("peer10", "peer11"),
-                theory="direct: the carrier's NAT hairpins, so each reaches the other's public endpoint",
+                theory=HAIRPIN_THEORY[firewall],
             )
         )
     return result

@@ -51,7 +51,7 @@ def test_every_cell_builds_a_valid_lab(cell: matrix.Cell) -> None:
         (nat("full-cone"), nat("symmetric"), "direct or predicted: the symmetric side's new port is unknown"),
         (nat("symmetric"), nat("port-restricted-cone"), "predicted or relay"),
         (nat("symmetric"), nat("symmetric"), "relay: both mappings are endpoint-dependent"),
-        (nat("none", "none"), nat("symmetric"), "direct: one side has neither NAT nor firewall"),
+        (nat("none", "none"), nat("symmetric"), "direct or predicted: one side has neither NAT nor firewall"),
         (nat("none", "none"), nat("none", "none"), "direct: neither side"),
         # no NAT, but the home firewall: a port-restricted cone as far as the other side can tell
         (nat("none"), nat("symmetric"), "predicted or relay"),
