@@ -56,7 +56,7 @@ def wait_for_line(proc: subprocess.Popen[Any], pattern: str, timeout: float = 15
     raise AssertionError(f"no line matching {pattern!r} within {timeout} s; saw:\n{seen.decode(errors='replace')}")
 
 
-def start_server(lab: Lab) -> subprocess.Popen[Any]:
+def start_server(lab: Lab, *extra: str) -> subprocess.Popen[Any]:
     server = lab.spawn(
         "server",
         PY,
@@ -67,6 +67,7 @@ def start_server(lab: Lab) -> subprocess.Popen[Any]:
         f"{SERVER}:3478",
         "--alternate",
         f"{ALTERNATE}:3479",
+        *extra,
         text=True,
     )
     wait_for_line(server, r"answering RFC 5780 NAT behaviour discovery")
@@ -76,6 +77,21 @@ def start_server(lab: Lab) -> subprocess.Popen[Any]:
 def start_peer(lab: Lab, me: str, other: str, *extra: str) -> subprocess.Popen[Any]:
     command = [PY, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other, "--json", *extra]
     return lab.spawn(f"peer{me}", *command, text=True, stdin=subprocess.DEVNULL)
+
+
+def chat_peer(lab: Lab, me: str, other: str, *extra: str) -> subprocess.Popen[str]:
+    """A chatting peer: lines written to its stdin go to the other peer, until its stdin is closed."""
+    command = [PY, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other, "--json", *extra]
+    return lab.spawn(f"peer{me}", *command, text=True, stdin=subprocess.PIPE)
+
+
+def end_chat(*peers_and_texts: tuple[subprocess.Popen[str], str]) -> None:
+    """Write each peer's last text (may be empty) and close its stdin: end of input, the peer says it is done."""
+    for peer, text in peers_and_texts:
+        assert peer.stdin is not None
+        peer.stdin.write(text)
+        peer.stdin.close()
+        peer.stdin = None  # so that communicate() in finish() does not flush it
 
 
 def finish(proc: subprocess.Popen[Any]) -> tuple[int, dict[str, Any], str]:

@@ -1,0 +1,70 @@
+"""Faults in the middle of a session over a direct path: both NATs forget their mappings, the server restarts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from netns.testing import Lab
+from tests.e2e.punch_in_lab import (
+    LAN,
+    WAN,
+    chat_peer,
+    conntrack_udp,
+    end_chat,
+    finish,
+    port,
+    start_server,
+    wait_for_line,
+)
+
+pytestmark = pytest.mark.e2e
+
+KEEPALIVE = ("--keepalive", "1")
+
+
+def test_a_session_survives_both_nats_flushing_their_mappings(lab: Lab) -> None:
+    """`conntrack -F` on both routers: the next datagrams out create the mappings again (MASQUERADE keeps the
+    port when it is free); the keepalives of each side reopen its router's filter for the other's datagrams."""
+    start_server(lab)
+    peer10, peer14 = chat_peer(lab, "10", "14", *KEEPALIVE), chat_peer(lab, "14", "10", *KEEPALIVE)
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"using the direct path to")
+    for router in ("nat10", "nat14"):
+        lab.exec(router, "conntrack", "-F", check=True)
+        assert WAN["10"] not in conntrack_udp(lab, router)  # nothing of the session is left
+    end_chat((peer10, "after the flush\n"), (peer14, "me too\n"))
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert (result10["received"], result14["received"]) == (["me too"], ["after the flush"])
+    assert result10["path"] == result14["path"] == "direct"
+    assert "lost contact" not in log10 + log14
+    # Both routers hold the peer-to-peer flow again, on the same public ports as before the flush.
+    for me, other, result in (("10", "14", result10), ("14", "10", result14)):
+        flow = rf"src={LAN[me]} dst={WAN[other]} .* src={WAN[other]} dst={WAN[me]} sport=\d+ dport={port(result['mapped'])}"
+        assert re.search(flow, conntrack_udp(lab, f"nat{me}")), conntrack_udp(lab, f"nat{me}")
+
+
+def test_a_session_outlives_a_server_restart_and_the_peers_register_again(lab: Lab) -> None:
+    """The session does not need the server once the path is direct; the peers' refreshes fail while it is
+    down, and register them again with the new server (which knows nothing of them) once it is back."""
+    short = ("--max-lease", "3")  # the peers refresh every second
+    server = start_server(lab, *short)
+    peer10, peer14 = chat_peer(lab, "10", "14"), chat_peer(lab, "14", "10")
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"using the direct path to")
+    server.kill()
+    server.wait()
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"refreshing the registration failed", timeout=30)
+    server = start_server(lab, *short)
+    wait_for_line(server, r"registered 10 ")
+    wait_for_line(server, r"registered 14 ")
+    end_chat((peer10, "still here\n"), (peer14, ""))
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result14["received"] == ["still here"]
+    assert result10["path"] == result14["path"] == "direct"
