@@ -263,14 +263,21 @@ class Puncher:
             and response.raw(AttributeType.SESSION_ID) == self._intro.session_id
         )
 
-    async def keep_alive(self, remote: Address, interval: float, policy: RetransmitPolicy) -> None:
-        """Check the chosen path every ``interval`` seconds, forever: it keeps both NATs' mappings fresh, and a
-        peer that stops answering raises PeerError within ``interval`` plus one retransmission cycle."""
+    async def keep_alive(
+        self, remote: Address, interval: float, policy: RetransmitPolicy, until: asyncio.Event | None = None
+    ) -> None:
+        """Check the chosen path every ``interval`` seconds until cancelled: it keeps both NATs' mappings fresh,
+        and a peer that stops answering raises PeerError within ``interval`` plus one retransmission cycle. Once
+        ``until`` is set (the other side closed, and may leave), the checks stop and silence is no error."""
         while True:
             await asyncio.sleep(interval)
+            if until is not None and until.is_set():
+                await asyncio.Event().wait()  # nothing more to check; wait to be cancelled
             try:
                 response, source = await self.endpoint.request(self.check(), remote, policy)
             except TransactionTimeout:
+                if until is not None and until.is_set():
+                    continue
                 raise PeerError(
                     f"lost contact with {self.peer}: no answer to keepalives at {format_address(remote)} "
                     f"for {policy.total():g} s"

@@ -145,7 +145,8 @@ async def _run(
             elif path.kind == "relay":
                 await talking  # the relay answers for the server; keepalives would prove nothing about the peer
             else:
-                await _first_of(talking, puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY))
+                keepalives = puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY, channel.remote_closed)
+                await _first_of(talking, keepalives)
     finally:
         for task in (refresher, hops_found):
             task.cancel()
@@ -337,8 +338,15 @@ async def _upgrade(
 
 async def _talk(channel: Channel, texts: AsyncIterator[str], linger: float, patience: float) -> None:
     async for text in texts:
-        await channel.send_text(text)
-    await channel.close()
+        await channel.send_text(text)  # each one acknowledged before the next
+    try:
+        await channel.close()
+    except PeerError:
+        # The other side only leaves once it has our Close (or gave up): if it had closed too, every text
+        # crossed and only the acknowledgement of our Close was lost.
+        if not channel.remote_closed.is_set():
+            raise
+        log.info("our Close went unacknowledged, but %s had closed too: the session is complete", channel.peer)
     try:
         async with asyncio.timeout(patience):
             await channel.remote_closed.wait()

@@ -34,6 +34,7 @@ class Registration:
     expires: float
     token: bytes  # given to the first registrant; later requests for this ID must be signed with it
     mapping: Mapping = Mapping.UNKNOWN  # how the peer's NAT maps, as the peer measured it (NAT-MAPPING)
+    created_by: bytes = b""  # transaction ID of the Register that created it (its retransmissions get the token)
 
     def candidates(self) -> tuple[Address, ...]:
         """Server-reflexive first (what works across NATs), then the host candidates (same-LAN paths)."""
@@ -95,6 +96,7 @@ class Registry:
         lease: float,
         now: float,
         mapping: Mapping = Mapping.UNKNOWN,
+        transaction: bytes = b"",
     ) -> Registration:
         """Add or refresh a registration; returns it (its lease capped to ``max_lease``). TableFull when a new ID
         finds ``max_registrations`` live registrations.
@@ -109,7 +111,8 @@ class Registry:
             if len(self.registrations) >= self.max_registrations:
                 raise TableFull(f"the table holds its maximum of {self.max_registrations} registrations")
         token = known.token if known else os.urandom(REGISTRATION_TOKEN_BYTES)
-        registration = Registration(peer_id, observed, host_candidates, now + granted, token, mapping)
+        created_by = known.created_by if known else transaction
+        registration = Registration(peer_id, observed, host_candidates, now + granted, token, mapping, created_by)
         self.registrations[peer_id] = registration
         return registration
 

@@ -279,7 +279,11 @@ class RendezvousServer:
 
     def _on_register(self, message: Message, source: Address, data: bytes) -> None:
         peer_id = required_peer_id(message)
-        known = self._check_owner(peer_id, data)
+        known = self.registry.lookup(peer_id, self._now())
+        if known is None or (known.observed, known.created_by) != (source, message.transaction_id):
+            known = self._check_owner(peer_id, data)
+        # else: a retransmission of the Register that created this registration (our answer was lost, RFC 8489
+        # section 6.3.1): it is answered again, with the same token.
         lease = message.integer(AttributeType.LEASE)
         if lease == 0:
             self.registry.unregister(peer_id)
@@ -289,7 +293,9 @@ class RendezvousServer:
         hosts = tuple(message.addresses(AttributeType.CANDIDATE))[:8]
         mapping = Mapping.of(message)
         try:
-            registration = self.registry.register(peer_id, source, hosts, lease or 30, self._now(), mapping)
+            registration = self.registry.register(
+                peer_id, source, hosts, lease or 30, self._now(), mapping, message.transaction_id
+            )
         except TableFull as full:
             self.endpoint.counters["table-full"] += 1
             log.warning("refused %s: %s", peer_id, full)

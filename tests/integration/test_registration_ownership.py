@@ -105,3 +105,22 @@ async def test_asking_for_the_longest_possible_id_gets_a_status_that_fits(server
     assert status.startswith("waiting for \u00e9")
     assert len(status.encode()) <= 128
     await socket.close()
+
+
+async def test_a_retransmitted_first_register_gets_the_same_answer(server: RendezvousServer) -> None:
+    """The first Register's answer was lost, so the client sends the same request again (same transaction ID,
+    still unsigned): the server answers it again with the same token, rather than refusing its own owner."""
+    owner_socket, thief_socket = await endpoint(), await endpoint()
+    first = request(Method.REGISTER, (AttributeType.PEER_ID, "10"), (AttributeType.LEASE, 30))
+    answers = [(await owner_socket.request(first, server.address, FAST))[0] for _ in range(2)]
+    assert [a.message_class for a in answers] == [MessageClass.SUCCESS] * 2
+    tokens = {a.raw(AttributeType.REGISTRATION_TOKEN) for a in answers}
+    assert len(tokens) == 1
+    assert None not in tokens
+    # The same bytes from another source are a second registrant, not a retransmission.
+    answer, _ = await thief_socket.request(first, server.address, FAST)
+    error = answer.error_code()
+    assert error is not None
+    assert error.code == 401
+    for socket in (owner_socket, thief_socket):
+        await socket.close()
