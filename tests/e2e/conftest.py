@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,6 +61,16 @@ def _skip_reason() -> str | None:
     if missing:
         return f"e2e lab tests need {', '.join(missing)} installed"
     return None
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (a CI runner's timeout, `kill`) acts as Ctrl-C does: pytest unwinds and every lab fixture's
+    teardown brings its lab down, instead of the process dying with namespaces left behind."""
+    signal.signal(signal.SIGTERM, _interrupted)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
