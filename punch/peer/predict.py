@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from punch.errors import PeerError
 from punch.peer.puncher import Puncher
 from punch.rendezvous.wire import Introduction, Mapping, Role, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method
@@ -150,11 +149,13 @@ async def discover_mapping(endpoint: StunEndpoint, server: Address, policy: Retr
     """Compare our public endpoint toward the server and toward its OTHER-ADDRESS (RFC 5780 §4.3, tests I and III)."""
     try:
         first, _ = await endpoint.request(request(Method.BINDING), server, policy)
-    except TransactionTimeout:
-        raise PeerError(
-            f"the server at {format_address(server)} did not answer a Binding request; "
-            "is `punch server` running there and reachable?"
-        ) from None
+    except TransactionTimeout:  # it answered our Register just now: a lossy path, not a missing server
+        log.info(
+            "the server at %s did not answer a Binding request (%d sends): NAT mapping unknown, no port prediction",
+            format_address(server),
+            policy.max_sends,
+        )
+        return Mapping.UNKNOWN
     mapped, other = first.address(AttributeType.XOR_MAPPED_ADDRESS), first.address(AttributeType.OTHER_ADDRESS)
     if mapped is None or other is None:
         log.info(

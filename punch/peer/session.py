@@ -22,8 +22,9 @@ from punch.stun import Address, Message, MessageClass, describe, method_name
 from punch.stun.protocol import StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.transaction import RetransmitPolicy
 
-# RFC 8489 §6.2.1 timing with the RTO capped at 2 s: a peer gives up on a silent server after 11.75 s, not 39.5 s.
-SERVER_POLICY = RetransmitPolicy(rto=0.25, max_rto=2.0)
+# RFC 8489 §6.2.1 timing with the RTO capped at 2 s and 9 sends (not 7): a peer gives up on a silent server after
+# 15.75 s, not 39.5 s, and a request with its answer still gets through when a third of each direction is lost.
+SERVER_POLICY = RetransmitPolicy(rto=0.25, max_rto=2.0, max_sends=9)
 # A keepalive that gets no answer for 7.5 s means the other peer is gone (or the path broke).
 KEEPALIVE_POLICY = RetransmitPolicy(rto=0.5, max_rto=2.0, max_sends=5, last_wait=4.0)
 
