@@ -198,6 +198,7 @@ def test_apply_undoes_an_interrupted_create_too() -> None:
 
 def test_a_signal_stops_apply_at_the_next_step_boundary_and_undoes() -> None:
     done: list[str] = []
+    before = signal.getsignal(signal.SIGTERM)  # SIG_DFL, or tests/e2e/conftest.py's handler in a full run
 
     def execute(step: plan.Step) -> None:
         done.append(step.describe())
@@ -214,4 +215,4 @@ def test_a_signal_stops_apply_at_the_next_step_boundary_and_undoes() -> None:
         "delete namespace t-b",
         "delete namespace t-a",
     ]
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is before  # restored
