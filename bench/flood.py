@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.server_throughput import free_port, wait_for
 from punch.errors import StunDecodeError
 from punch.rendezvous.wire import request
 from punch.stun import AttributeType, MessageClass, Method, decode, encode
@@ -40,12 +40,6 @@ def rss_mib(pid: int) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmRSS:\s+(\d+) kB", text)
     return int(match.group(1)) / 1024 if match else float("nan")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Tally(asyncio.DatagramProtocol):
@@ -145,7 +139,7 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     address = ("127.0.0.1", port)
     rows = []
     try:
-        await asyncio.sleep(1.0)  # the interpreter starting; then the server answers (the real peers retry anyway)
+        await asyncio.to_thread(wait_for, port)  # until the server answers a Binding request
         rows.append(("idle", f"{rss_mib(server.pid):.1f}", "-"))
         task = asyncio.create_task(flood(address, args.count, args.rate, "f1-", args.lease))
         await asyncio.sleep(args.count / args.rate / 2)
