@@ -61,9 +61,16 @@ actionlint:
 bench-server:
     {{python}} -m bench.server_throughput --output bench/server.md
 
-# Punch success rate per router kind through the real lab (writes bench/results.md)
-bench trials="50":
-    {{python}} -m bench.punch_success --trials {{trials}} --output bench/results.md
+# Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
+bench: bench-punch bench-predict lab-matrix bench-server bench-flood bench-gather
+
+# bench/results.md from the reports already in bench/ (runs nothing)
+bench-gather:
+    {{python}} -m bench.gather
+
+# Punch success rate per router kind through the real lab (writes bench/punch_success.md)
+bench-punch trials="50":
+    {{python}} -m bench.punch_success --trials {{trials}} --output bench/punch_success.md
 
 # Port prediction, symmetric NAT <-> port-restricted cone, through the real lab (writes bench/predict.md)
 bench-predict trials="100":

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.report import machine, write_report
 from bench.server_throughput import free_port, wait_for
 from punch.errors import StunDecodeError
 from punch.rendezvous.wire import request
@@ -167,12 +166,11 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     return rows
 
 
-def table(rows: list[tuple[str, str, str]], args: argparse.Namespace) -> str:
+def table(rows: list[tuple[str, str, str]], args: argparse.Namespace) -> list[str]:
     lines = [
         "# Registration flood against punch server",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()} ({platform.machine()}, {os.cpu_count()} cores, "
-        f"Linux {platform.release()}, Python {platform.python_version()}) by `just bench-flood`: {args.count:,} "
+        f"Measured {machine()} by `just bench-flood`: {args.count:,} "
         f"Registers per flood at {args.rate:,.0f}/s from {len(SOURCES)} addresses x {PORTS_PER_SOURCE} ports, "
         f"leases of {args.lease} s; the server's table holds at most 100,000 registrations and each source "
         "address may send 200 requests/s (bursts of 400).",
@@ -181,7 +179,7 @@ def table(rows: list[tuple[str, str, str]], args: argparse.Namespace) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {phase} | {rss} | {what} |" for phase, rss, what in rows]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> int:
@@ -193,10 +191,7 @@ def main() -> int:
     parser.add_argument("--server-log", type=Path, default=Path("/tmp/punch-flood-server.log"))
     args = parser.parse_args()
     rows = asyncio.run(run(args))
-    text = table(rows, args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(text)
+    print(write_report(args.output, table(rows, args)))
     return 0
 
 

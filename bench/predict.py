@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.report import machine, percentile, write_report
 from punch.peer.predict import hit_probability
 
 PYTHON = sys.executable
@@ -107,18 +106,12 @@ def run_row(row: Row) -> None:
         lab("down", "--name", name, check=False)
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, int(len(ordered) * share + 0.5) - 1)]
-
-
-def table(rows: list[Row]) -> str:
+def table(rows: list[Row]) -> list[str]:
     lines = [
         "# Port prediction through real kernel NAT",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()} ({platform.machine()}, "
-        f"{os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}) "
-        "by `just bench-predict`: peer10 behind a symmetric NAT (MASQUERADE --random-fully), peer14 behind a "
+        f"Measured {machine()} by `just bench-predict`: peer10 behind a symmetric NAT "
+        "(MASQUERADE --random-fully), peer14 behind a "
         "port-restricted cone (MASQUERADE), started at the same moment, relay off. The lab adds no delay. "
         "Expected: the chance that n checks to distinct random ports out of 1024-65535 hit one of 256 mapped ports. "
         "Time: from the introduction to the chosen path, the slower of the two peers (it includes opening the 256 "
@@ -141,7 +134,7 @@ def table(rows: list[Row]) -> str:
     if failures:
         lines += ["", "First failure of each row:", ""]
         lines += [f"- {row.firewall} / {row.what}: {reason}" for row, reason in failures]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> int:
@@ -167,10 +160,7 @@ def main() -> int:
     ]
     for row in rows:
         run_row(row)
-    text = table(rows)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(text)
+    print(write_report(args.output, table(rows)))
     return 0
 
 

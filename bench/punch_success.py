@@ -1,4 +1,4 @@
-"""Punch success rate through the real lab, per router kind: `just bench` (root).
+"""Punch success rate through the real lab, per router kind: `just bench-punch` (root).
 
 For each router kind (home-router firewall, bare MASQUERADE) it brings up a lab of its own, starts the
 server, and runs N trials: peer10 and peer14 started at the same moment, each sending one text. A trial
@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.report import machine, markdown_table, median_p95, write_report
 
 PYTHON = sys.executable
 SERVER = "203.0.113.1"
@@ -93,34 +92,29 @@ def run_kind(row: Row, trials: int, open_ttl: int, punch_timeout: float) -> None
         lab("down", "--name", name, check=False)
 
 
-def table(rows: list[Row]) -> str:
+def table(rows: list[Row]) -> list[str]:
     lines = [
         "# Punch success rate through real kernel NAT",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()} ({platform.machine()}, "
-        f"{os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}) "
-        "by `just bench`. The lab adds no delay: the race is at its tightest.",
+        f"Measured {machine()} by `just bench-punch`. The lab adds no delay: the race is at its tightest.",
         "",
-        "| router kind | technique | successes | median punch (ms) | p95 punch (ms) |",
-        "|---|---|---|---|---|",
     ]
-    for row in rows:
-        ms = sorted(row.punch_ms)
-        median = f"{statistics.median(ms):.1f}" if ms else "-"
-        p95 = f"{ms[max(0, int(len(ms) * 0.95) - 1)]:.1f}" if ms else "-"
-        lines.append(f"| {row.kind} | {row.technique} | {row.successes}/{row.trials} | {median} | {p95} |")
+    lines += markdown_table(
+        ["router kind", "technique", "successes", "median punch (ms)", "p95 punch (ms)"],
+        [[row.kind, row.technique, f"{row.successes}/{row.trials}", *median_p95(row.punch_ms)] for row in rows],
+    )
     failures = [(row, row.failures[0]) for row in rows if row.failures]
     if failures:
         lines += ["", "First failure of each row:", ""]
         lines += [f"- {row.kind} / {row.technique}: {reason}" for row, reason in failures]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--naive-trials", type=int, default=10)
-    parser.add_argument("--output", type=Path, default=Path("bench/results.md"))
+    parser.add_argument("--output", type=Path, default=Path("bench/punch_success.md"))
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.exit(2, "bench: needs root to build the lab; run it as root or with sudo\n")
@@ -134,10 +128,7 @@ def main() -> int:
     run_kind(rows[1], args.trials, open_ttl=2, punch_timeout=10)
     run_kind(rows[2], args.naive_trials, open_ttl=0, punch_timeout=4)
     run_kind(rows[3], args.naive_trials, open_ttl=0, punch_timeout=4)
-    text = table(rows)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(text)
+    print(write_report(args.output, table(rows)))
     return 0
 
 

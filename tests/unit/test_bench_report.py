@@ -1,7 +1,10 @@
 """The benchmark reports' shared arithmetic."""
 
+from pathlib import Path
+
 import pytest
 
+from bench.gather import gather, measured_on
 from bench.report import markdown_table, median_p95, percentile
 
 pytestmark = pytest.mark.unit
@@ -33,3 +36,18 @@ def test_median_p95_formats_and_dashes() -> None:
 
 def test_markdown_table() -> None:
     assert markdown_table(["a", "b"], [[1, "x"]]) == ["| a | b |", "|---|---|", "| 1 | x |"]
+
+
+def test_gather_lists_missing_reports_and_demotes_headings(tmp_path: Path) -> None:
+    (tmp_path / "server.md").write_text("# STUN Binding throughput\n\nMeasured 2026-11-20 on x.\n\n## detail\n")
+    text = "\n".join(gather(tmp_path))
+    assert "| [STUN Binding throughput against coturn, per core](#server) | `just bench-server` | 2026-11-20 |" in text
+    assert "| [relay throughput through one server core](#relay) | `just bench-relay` | not run |" in text
+    assert "\n## STUN Binding throughput\n" in text
+    assert "\n### detail\n" in text
+    assert "Not run: `just bench-relay` writes `bench/relay.md`." in text
+
+
+def test_measured_on_reads_the_report_date() -> None:
+    assert measured_on("# x\n\nMeasured 2026-01-02 on vm") == "2026-01-02"
+    assert measured_on("# x\n\nno date") == "?"
