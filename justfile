@@ -62,7 +62,7 @@ bench-server:
     {{python}} -m bench.server_throughput --output bench/server.md
 
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
-bench: bench-punch bench-predict lab-matrix bench-server bench-flood bench-gather
+bench: bench-punch bench-predict lab-matrix bench-server bench-flood bench-compose bench-gather
 
 # bench/results.md from the reports already in bench/ (runs nothing)
 bench-gather:
@@ -79,6 +79,11 @@ bench-predict trials="100":
 # 110,000 fake registrations against punch server while two real peers punch through it (writes bench/flood.md)
 bench-flood:
     {{python}} -m bench.flood --output bench/flood.md
+
+# Offline: PUNCH_BASE=local/debian-py. Without a Docker engine it is skipped.
+# The same two-peer lab through docker compose and netns: up, first message, down, memory (writes bench/compose_vs_netns.md)
+bench-compose rounds="3":
+    PUNCH_CA_FILE={{ca_file}} {{python}} -m bench.compose_vs_netns --rounds {{rounds}}
 
 # Coverage-guided fuzzing (atheris) of the STUN codec, then of the server's datagram handler, SECONDS each
 fuzz seconds="60":
