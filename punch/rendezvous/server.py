@@ -26,6 +26,7 @@ from punch.rendezvous.credentials import request_key
 from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
 from punch.rendezvous.relay import RelayTable
+from punch.rendezvous.throttle import ThrottledLog
 from punch.rendezvous.wire import (
     Mapping,
     ProtocolError,
@@ -86,6 +87,7 @@ class RendezvousServer:
         self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
         self._relay = RelayTable()
+        self._table_full_log = ThrottledLog(log)  # a flood would otherwise write one line per refusal
 
     @property
     def endpoint(self) -> StunEndpoint:
@@ -298,7 +300,7 @@ class RendezvousServer:
             )
         except TableFull as full:
             self.endpoint.counters["table-full"] += 1
-            log.warning("refused %s: %s", peer_id, full)
+            self._table_full_log.log(self._now(), f"refused {peer_id}: {full}")
             self._reply_error(message, source, 508, "Insufficient Capacity: too many registrations; try again later")
             return
         granted = round(registration.expires - self._now())
