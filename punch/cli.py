@@ -24,7 +24,7 @@ from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.probe import probe
 from punch.rendezvous.credentials import read_secret
 from punch.rendezvous.server import DEFAULT_PORT, serve
-from punch.stun import Address
+from punch.stun import Address, fastpath
 from punch.stun.protocol import format_address
 
 log = logging.getLogger("punch")
@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         metavar="S",
         help="log a line of counters (registrations, sessions, drops by reason) every S seconds; 0 = only at exit",
+    )
+    server.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes sharing the port (SO_REUSEPORT): N-1 of them answer Binding with the C fast path and pass "
+        "everything else to the first, which holds every registration (default 1; above 1 needs --rate-limit 0)",
     )
     server.add_argument(
         "--max-lease",
@@ -345,6 +353,7 @@ def _run_server(args: argparse.Namespace) -> int:
     _positive("--max-lease", args.max_lease)
     if args.stats_interval < 0:
         raise UsageError(f"--stats-interval must be 0 or more, got {args.stats_interval:g}")
+    _check_workers(args.workers, args.rate_limit, alternate)
     group = read_secret(args.secret_file) if args.secret_file else None
     asyncio.run(
         serve(
@@ -354,9 +363,26 @@ def _run_server(args: argparse.Namespace) -> int:
             group=group,
             rate_limit=args.rate_limit,
             stats_interval=args.stats_interval,
+            workers=args.workers,
         )
     )
     return 0
+
+
+def _check_workers(workers: int, rate_limit: float, alternate: Address | None) -> None:
+    if workers < 1:
+        raise UsageError(f"--workers must be 1 or more, got {workers}")
+    if workers == 1:
+        return
+    if rate_limit != 0:
+        raise UsageError(
+            "--workers above 1 needs --rate-limit 0: the per-source limit lives in one process and the other "
+            "workers answer Binding without it"
+        )
+    if alternate is not None:
+        raise UsageError("--workers above 1 does not work with --alternate yet; run one worker for NAT discovery")
+    if fastpath.load() is None:
+        raise UsageError(f"--workers above 1 needs the C fast path: {fastpath.unavailable_reason()}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
