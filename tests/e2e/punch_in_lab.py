@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from netns.testing import Lab
+from punch.stun.fastpath import load
 
 PY = sys.executable
 SERVER = "203.0.113.1"
@@ -67,10 +68,14 @@ def start_server(lab: Lab, *extra: str) -> subprocess.Popen[Any]:
         f"{SERVER}:3478",
         "--alternate",
         f"{ALTERNATE}:3479",
+        "--rate-limit",  # no per-source limit, so that Binding goes through the C fast path where it is built
+        "0",
         *extra,
         text=True,
     )
     wait_for_line(server, r"answering RFC 5780 NAT behaviour discovery")
+    if load() is not None and "--rate-limit" not in extra:  # built here: the lab runs with it
+        wait_for_line(server, r"Binding requests answered by the C fast path")
     return server
 
 
