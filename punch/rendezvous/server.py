@@ -131,25 +131,25 @@ class RendezvousServer:
     def _start_fastpath(self) -> None:
         """Hand Binding requests to the C fast path where it is built and gives the same answers.
 
-        Not with a per-source rate limit (the limiter lives in Python and must see every request), nor when
-        debug logging wants a line per request.
+        The per-source rate limit still applies: the fast path asks the same limiter, once per source and batch.
+        Not when debug logging wants a line per request.
         """
         accelerator = fastpath.load() if self._accelerate else None
-        if accelerator is None or self._limiter is not None or log.isEnabledFor(logging.DEBUG):
+        if accelerator is None or log.isEnabledFor(logging.DEBUG):
             reason = (
                 "off for this server"
                 if not self._accelerate
                 else fastpath.unavailable_reason()
                 if accelerator is None
-                else "not with --rate-limit (every request goes through the limiter)"
-                if self._limiter is not None
                 else "not with debug logging (a line per request)"
             )
             log.info("Binding requests answered in Python: C fast path %s", reason)
             return
+        limiter = self._limiter
+        take = None if limiter is None else lambda ip, count: limiter.take(ip, count, self._now())
         for key, endpoint in self._endpoints.items():
             after_address = self._binding_attributes(key, key, ("0.0.0.0", 0))[1:]  # no CHANGE-REQUEST on this path
-            endpoint.use_fastpath(accelerator, fastpath.binding_tail(after_address))
+            endpoint.use_fastpath(accelerator, fastpath.binding_tail(after_address), take)
         log.info("Binding requests answered by the C fast path (batched recvmmsg/sendmmsg)")
 
     async def close(self) -> None:

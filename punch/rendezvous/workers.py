@@ -147,7 +147,7 @@ def run_binding_worker(listen: Address, channel: socket.socket, clock: Callable[
         if channel.fileno() in events:
             return 0  # worker 0 closed its end (or died)
         if sock.fileno() in events:
-            got, others, failed, _ = accelerator.drain(sock.fileno(), tail, 4096)
+            got, others, failed, _, _ = accelerator.drain(sock.fileno(), tail, 4096)
             answered += got
             errors += failed
             for data, source in others:

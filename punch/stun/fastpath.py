@@ -9,6 +9,7 @@ unchanged; tests/unit/test_fastpath_replies.py holds it to byte-identical replie
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Protocol
 
 from punch.stun.attributes import TABLE
@@ -16,13 +17,17 @@ from punch.stun.message import HEADER_LENGTH, Attributes, Message, MessageClass,
 
 DISABLE_VARIABLE = "PUNCH_NO_FASTPATH"
 Received = list[tuple[bytes, tuple[str, int]]]
+Take = Callable[[str, int], int]  # (source IP, requests in this batch) -> how many of them are allowed
 
 
 class Accelerator(Protocol):
     """What punch/_fastpath.c offers (its docstrings say more)."""
 
-    def drain(self, fd: int, tail: bytes, budget: int, /) -> tuple[int, Received, int, int]:
-        """Answer the Binding requests waiting on ``fd``: (answered, the other datagrams, send errors, errno)."""
+    def drain(
+        self, fd: int, tail: bytes, budget: int, take: Take | None = None, /
+    ) -> tuple[int, Received, int, int, int]:
+        """Answer the Binding requests waiting on ``fd``, as far as ``take`` allows: (answered, the other
+        datagrams, send errors, errno, dropped by the rate limit)."""
         ...
 
     def answer(self, request: bytes, host: str, port: int, tail: bytes, /) -> bytes | None:
