@@ -45,6 +45,7 @@ from punch.stun import (
     MessageClass,
     Method,
     describe,
+    fastpath,
     make_error,
     make_success,
     method_name,
@@ -70,6 +71,7 @@ class RendezvousServer:
         rate_limit: RateLimiter | float = 200.0,
         push_policy: RetransmitPolicy = RFC_POLICY,
         clock: Callable[[], float] | None = None,
+        accelerate: bool = True,
     ) -> None:
         self.registry = Registry(max_lease=max_lease, max_registrations=max_registrations)
         self._group = group
@@ -83,6 +85,7 @@ class RendezvousServer:
         )
         self._push_policy = push_policy
         self._clock = clock
+        self._accelerate = accelerate  # the C fast path for Binding, where built: see punch.stun.fastpath
         self._endpoint: StunEndpoint | None = None
         self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
@@ -117,6 +120,31 @@ class RendezvousServer:
         if alternate:
             others = ", ".join(format_address(e.local_address) for k, e in self._endpoints.items() if k != (0, 0))
             log.info("answering RFC 5780 NAT behaviour discovery on %s too", others)
+        self._start_fastpath()
+
+    def _start_fastpath(self) -> None:
+        """Hand Binding requests to the C fast path where it is built and gives the same answers.
+
+        Not with a per-source rate limit (the limiter lives in Python and must see every request), nor when
+        debug logging wants a line per request.
+        """
+        accelerator = fastpath.load() if self._accelerate else None
+        if accelerator is None or self._limiter is not None or log.isEnabledFor(logging.DEBUG):
+            reason = (
+                "off for this server"
+                if not self._accelerate
+                else fastpath.unavailable_reason()
+                if accelerator is None
+                else "not with --rate-limit (every request goes through the limiter)"
+                if self._limiter is not None
+                else "not with debug logging (a line per request)"
+            )
+            log.info("Binding requests answered in Python: C fast path %s", reason)
+            return
+        for key, endpoint in self._endpoints.items():
+            after_address = self._binding_attributes(key, key, ("0.0.0.0", 0))[1:]  # no CHANGE-REQUEST on this path
+            endpoint.use_fastpath(accelerator, fastpath.binding_tail(after_address))
+        log.info("Binding requests answered by the C fast path (batched recvmmsg/sendmmsg)")
 
     async def close(self) -> None:
         """Stop serving: cancel pushes in flight and close the socket; idempotent."""
@@ -237,7 +265,6 @@ class RendezvousServer:
     def _on_binding(self, message: Message, source: Address, key: tuple[int, int]) -> None:
         """RFC 8489 §12.1; with an alternate address, RFC 5780 §6.1 (CHANGE-REQUEST, RESPONSE-ORIGIN, OTHER-ADDRESS)."""
         received_on = self._endpoints[key]
-        attributes: list[tuple[int, object]] = [(AttributeType.XOR_MAPPED_ADDRESS, source)]
         sender = received_on
         change = message.integer(AttributeType.CHANGE_REQUEST)
         if change is not None and len(self._endpoints) == 1:
@@ -250,14 +277,11 @@ class RendezvousServer:
                 (AttributeType.UNKNOWN_ATTRIBUTES, (AttributeType.CHANGE_REQUEST,)),
             )
             return
+        answer_key = key
         if len(self._endpoints) == 4:
             change = change or 0
             answer_key = (key[0] ^ bool(change & CHANGE_IP), key[1] ^ bool(change & CHANGE_PORT))
             sender = self._endpoints[answer_key]
-            attributes += [
-                (AttributeType.RESPONSE_ORIGIN, sender.local_address),
-                (AttributeType.OTHER_ADDRESS, self._endpoints[(key[0] ^ 1, key[1] ^ 1)].local_address),
-            ]
             if change:
                 log.info(
                     "binding request from %s to %s asks for an answer from %s (CHANGE-REQUEST)",
@@ -266,7 +290,21 @@ class RendezvousServer:
                     format_address(sender.local_address),
                 )
         log.debug("binding request from %s", format_address(source))
-        sender.send(make_success(message, (*attributes, (AttributeType.SOFTWARE, SOFTWARE))), source)
+        attributes = self._binding_attributes(key, answer_key, source)
+        sender.send(make_success(message, attributes), source)
+
+    def _binding_attributes(
+        self, key: tuple[int, int], answer_key: tuple[int, int], source: Address
+    ) -> tuple[tuple[int, object], ...]:
+        """A Binding success's attributes but FINGERPRINT: XOR-MAPPED-ADDRESS, with an alternate address
+        RESPONSE-ORIGIN (where the answer leaves) and OTHER-ADDRESS (RFC 5780 §7.3, §7.4), then SOFTWARE."""
+        attributes: list[tuple[int, object]] = [(AttributeType.XOR_MAPPED_ADDRESS, source)]
+        if len(self._endpoints) == 4:
+            attributes += [
+                (AttributeType.RESPONSE_ORIGIN, self._endpoints[answer_key].local_address),
+                (AttributeType.OTHER_ADDRESS, self._endpoints[(key[0] ^ 1, key[1] ^ 1)].local_address),
+            ]
+        return (*attributes, (AttributeType.SOFTWARE, SOFTWARE))
 
     def _check_owner(self, peer_id: str, data: bytes) -> Registration | None:
         """First come, first served (and, in a closed group, members only): see punch.rendezvous.credentials."""
