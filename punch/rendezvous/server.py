@@ -56,6 +56,7 @@ from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTime
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 3478
+MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.4 GiB of memory when full
 
 
 class RendezvousServer:
@@ -65,7 +66,7 @@ class RendezvousServer:
         self,
         *,
         max_lease: float = 60.0,
-        max_registrations: int = 100_000,
+        max_registrations: int = MAX_PEERS,
         group: bytes | None = None,
         rate_limit: RateLimiter | float = 200.0,
         push_policy: RetransmitPolicy = RFC_POLICY,
@@ -443,13 +444,16 @@ async def serve(
     *,
     alternate: Address | None = None,
     max_lease: float = 60.0,
+    max_peers: int = MAX_PEERS,
     group: bytes | None = None,
     rate_limit: float = 200.0,
     stats_interval: float = 0.0,
     ready: Callable[[Address], None] | None = None,
 ) -> None:
     """Run a server until cancelled; with ``stats_interval``, log a stats line that often."""
-    async with RendezvousServer(max_lease=max_lease, group=group, rate_limit=rate_limit) as server:
+    async with RendezvousServer(
+        max_lease=max_lease, max_registrations=max_peers, group=group, rate_limit=rate_limit
+    ) as server:
         await server.start(listen, alternate)
         if stats_interval > 0:
             server.report_stats_every(stats_interval)
