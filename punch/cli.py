@@ -23,7 +23,7 @@ from punch.peer.puncher import PunchTimings
 from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.probe import probe
 from punch.rendezvous.credentials import read_secret
-from punch.rendezvous.server import DEFAULT_PORT, serve
+from punch.rendezvous.server import DEFAULT_PORT, MAX_PEERS, serve
 from punch.stun import Address
 from punch.stun.protocol import format_address
 
@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         metavar="S",
         help="longest registration lease granted, seconds (default 60)",
+    )
+    server.add_argument(
+        "--max-peers",
+        type=int,
+        default=MAX_PEERS,
+        metavar="N",
+        help=f"registrations held at most; new IDs beyond get 508 (default {MAX_PEERS:,}, about 0.4 GiB when full)",
     )
 
     probe_cmd = commands.add_parser(
@@ -343,6 +350,8 @@ def _run_server(args: argparse.Namespace) -> int:
         if alternate[0] == listen[0] or alternate[1] == listen[1]:
             raise UsageError("--alternate must differ from --listen in both address and port, e.g. 203.0.113.2:3479")
     _positive("--max-lease", args.max_lease)
+    if args.max_peers < 1:
+        raise UsageError(f"--max-peers must be 1 or more, got {args.max_peers}")
     if args.stats_interval < 0:
         raise UsageError(f"--stats-interval must be 0 or more, got {args.stats_interval:g}")
     group = read_secret(args.secret_file) if args.secret_file else None
@@ -351,6 +360,7 @@ def _run_server(args: argparse.Namespace) -> int:
             listen,
             alternate=alternate,
             max_lease=args.max_lease,
+            max_peers=args.max_peers,
             group=group,
             rate_limit=args.rate_limit,
             stats_interval=args.stats_interval,

@@ -24,6 +24,7 @@ from types import TracebackType
 from punch import SOFTWARE
 from punch.rendezvous.credentials import request_key
 from punch.rendezvous.ratelimit import RateLimiter
+from punch.rendezvous.refresh import pack_source, parse_refresh, refresh_answer, signed_by
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
 from punch.rendezvous.relay import RelayTable
 from punch.rendezvous.throttle import ThrottledLog
@@ -57,6 +58,9 @@ from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTime
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 3478
+_REGISTER_REQUEST = b"\x02\x81"  # the first two bytes of a Register request (RFC 8489 §5 type)
+_SOFTWARE = SOFTWARE.encode()
+MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.4 GiB of memory when full
 
 
 class RendezvousServer:
@@ -66,12 +70,13 @@ class RendezvousServer:
         self,
         *,
         max_lease: float = 60.0,
-        max_registrations: int = 100_000,
+        max_registrations: int = MAX_PEERS,
         group: bytes | None = None,
         rate_limit: RateLimiter | float = 200.0,
         push_policy: RetransmitPolicy = RFC_POLICY,
         clock: Callable[[], float] | None = None,
         accelerate: bool = True,
+        fast_refresh: bool = True,
     ) -> None:
         self.registry = Registry(max_lease=max_lease, max_registrations=max_registrations)
         self._group = group
@@ -91,6 +96,7 @@ class RendezvousServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._relay = RelayTable()
         self._table_full_log = ThrottledLog(log)  # a flood would otherwise write one line per refusal
+        self._fast_refresh = fast_refresh  # keepalives answered without decoding (punch.rendezvous.refresh)
 
     @property
     def endpoint(self) -> StunEndpoint:
@@ -116,6 +122,8 @@ class RendezvousServer:
                 self._endpoints[key] = await open_endpoint(functools.partial(self._handle, key=key), (host, port))
         self._endpoint = self._endpoints[(0, 0)]
         self._endpoint.key_for = self.registry.key_for  # Go is signed; relayed Data/Close must be authentic
+        if self._fast_refresh:
+            self._endpoint.fast_paths[_REGISTER_REQUEST] = self._on_keepalive
         log.info("listening on %s (STUN Binding + punch rendezvous)", format_address(self.address))
         if alternate:
             others = ", ".join(format_address(e.local_address) for k, e in self._endpoints.items() if k != (0, 0))
@@ -361,6 +369,37 @@ class RendezvousServer:
             (AttributeType.REGISTRATION_TOKEN, registration.token),
         )
 
+    def _on_keepalive(self, data: bytes, source: Address) -> bool:
+        """A Register that renews a registration unchanged (same endpoint, candidates and NAT mapping), signed
+        with its token: renewed and answered straight from the bytes (punch.rendezvous.refresh), with the same
+        answer, counters and rate limit as :meth:`_on_register`. False hands anything else to the general path."""
+        refresh = parse_refresh(data)
+        if refresh is None:
+            return False
+        now = self._now()
+        known = self.registry.lookup(refresh.peer_id, now)
+        if known is None or known.mapping is not refresh.mapping:
+            return False
+        observed = pack_source(source)
+        if observed is None or known.endpoints != observed + refresh.hosts:
+            return False
+        token = known.token
+        key = request_key(self._group, token)
+        if key is None or not signed_by(data, refresh, key):
+            return False
+        counters = self.endpoint.counters
+        counters["request"] += 1
+        counters["keepalive"] += 1
+        if self._limiter is not None and not self._limiter.allow(source[0], now):
+            counters["rate-limited"] += 1
+            return True
+        registration = self.registry.renew(known, refresh.lease, now)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("refreshed %s at %s", refresh.peer_id, format_address(source))
+        answer = refresh_answer(data, observed, round(registration.expires - now), token, _SOFTWARE)
+        self.endpoint.send_bytes(answer, source)
+        return True
+
     def _on_connect(self, message: Message, source: Address, data: bytes) -> None:
         now = self._now()
         self.registry.expire(now)
@@ -481,13 +520,16 @@ async def serve(
     *,
     alternate: Address | None = None,
     max_lease: float = 60.0,
+    max_peers: int = MAX_PEERS,
     group: bytes | None = None,
     rate_limit: float = 200.0,
     stats_interval: float = 0.0,
     ready: Callable[[Address], None] | None = None,
 ) -> None:
     """Run a server until cancelled; with ``stats_interval``, log a stats line that often."""
-    async with RendezvousServer(max_lease=max_lease, group=group, rate_limit=rate_limit) as server:
+    async with RendezvousServer(
+        max_lease=max_lease, max_registrations=max_peers, group=group, rate_limit=rate_limit
+    ) as server:
         await server.start(listen, alternate)
         if stats_interval > 0:
             server.report_stats_every(stats_interval)

@@ -81,6 +81,7 @@ def test_peer_without_its_partner_fails_with_one_line_and_json(server_address: s
          "punch: --open-ttl must be auto or 0 to 255, got 'often'"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--open-ttl", "256"],
          "punch: --open-ttl must be auto or 0 to 255, got '256'"),
+        (["server", "--max-peers", "0"], "punch: --max-peers must be 1 or more, got 0"),
         (["server", "--listen", "0.0.0.0:http"], "punch: --listen '0.0.0.0:http': port must be a number from 0 to 65535"),
         (["server", "--secret-file", "/nonexistent/s"],
          "punch: --secret-file /nonexistent/s: cannot read it (No such file or directory); "
