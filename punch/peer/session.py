@@ -231,7 +231,13 @@ async def _find_path(
         on_chosen=switch,
     )
     channel = Channel(
-        endpoint, config.peer_id, introduction.peer_id, introduction.session_id, introduction.key, on_text
+        endpoint,
+        config.peer_id,
+        introduction.peer_id,
+        introduction.session_id,
+        introduction.key,
+        on_text,
+        relay=config.server,
     )
     result.received, result.sent = channel.received, channel.sent  # shared: a failure still reports what crossed
     dispatcher.routes += [puncher.on_request, channel.on_request]

@@ -26,7 +26,7 @@ from punch.rendezvous.credentials import request_key
 from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.refresh import pack_source, parse_refresh, refresh_answer, signed_by
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
-from punch.rendezvous.relay import RelayTable
+from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable
 from punch.rendezvous.throttle import ThrottledLog
 from punch.rendezvous.wire import (
     Mapping,
@@ -77,6 +77,7 @@ class RendezvousServer:
         clock: Callable[[], float] | None = None,
         accelerate: bool = True,
         fast_refresh: bool = True,
+        relay_budget: RelayBudget | None = None,
     ) -> None:
         self.registry = Registry(max_lease=max_lease, max_registrations=max_registrations)
         self._group = group
@@ -95,6 +96,7 @@ class RendezvousServer:
         self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
         self._relay = RelayTable()
+        self._relay_budget = RelayLedger(relay_budget or RelayBudget())
         self._table_full_log = ThrottledLog(log)  # a flood would otherwise write one line per refusal
         self._fast_refresh = fast_refresh  # keepalives answered without decoding (punch.rendezvous.refresh)
 
@@ -200,7 +202,7 @@ class RendezvousServer:
 
     def _handle(self, message: Message, source: Address, data: bytes, key: tuple[int, int] = (0, 0)) -> None:
         if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
-            self._relay_back(message, data)
+            self._relay_back(message, source, data)
             return
         if message.message_class is not MessageClass.REQUEST:
             return  # indications get no answer (RFC 8489 §6.3.2)
@@ -475,28 +477,79 @@ class RendezvousServer:
         self._push(go, match.prober.observed, f"Go to {match.prober.peer_id}")
 
     def _on_relay(self, message: Message, source: Address, data: bytes) -> None:
-        """Forward a Data/Close of an introduced session to the other peer (the relay fallback)."""
+        """Forward a Data/Close of an introduced session to the other peer (the relay fallback).
+
+        Only a session exists for two peers that both asked for each other (Connect), and only its two peers, from
+        their registered endpoints, with the session's key (checked by the endpoint before this runs), are relayed;
+        within the session's budget (punch.rendezvous.relay).
+        """
         sender = required_peer_id(message)
-        match = self.registry.session(required_session(message))
+        session_id = required_session(message)
+        match = self.registry.session(session_id)
         pair = (match.opener, match.prober) if match else ()
         peers = {r.peer_id: r for r in pair}
         if sender not in peers or peers[sender].observed != source:
             raise ProtocolError(f"no session of {sender} from {format_address(source)} matches this SESSION-ID")
         other = next(r for r in pair if r.peer_id != sender)
+        refusal = self._over_budget(session_id, len(data), f"{sender} -> {other.peer_id}")
+        if refusal is Refusal.QUOTA:  # for good: say so (a datagram over the rate is dropped; a retry gets through)
+            total = self._relay_budget.budget.total
+            self._reply_error(message, source, 486, f"Relay quota reached: {total} bytes per session")
+        if refusal is not None:
+            return
         destination = self.registry.lookup(other.peer_id, self._now())
         target = destination.observed if destination else other.observed
-        if self._relay.remember(message.transaction_id, source, self._now()):
+        if self._relay.remember(message.transaction_id, source, self._now(), target, session_id):
             log.info("relaying %s from %s to %s", method_name(message.method), sender, other.peer_id)
         self.endpoint.counters["relayed-request"] += 1
         self.endpoint.send_bytes(data, target)
 
-    def _relay_back(self, message: Message, data: bytes) -> None:
-        requester = self._relay.pop(message.transaction_id)
-        if requester is None:
+    def _relay_back(self, message: Message, source: Address, data: bytes) -> None:
+        """Forward the answer to a relayed request to its requester: once, and only from where the request went."""
+        waiting = self._relay.waiting(message.transaction_id)
+        if waiting is None:
             self.endpoint.counters["unmatched-response"] += 1
             return
+        if waiting.responder != source:
+            self.endpoint.counters["relay-wrong-responder"] += 1
+            return
+        if self._over_budget(waiting.session_id, len(data), f"answer to {format_address(waiting.requester)}"):
+            return
+        self._relay.pop(message.transaction_id)
         self.endpoint.counters["relayed-response"] += 1
-        self.endpoint.send_bytes(data, requester)
+        self.endpoint.send_bytes(data, waiting.requester)
+
+    def _over_budget(self, session_id: bytes, size: int, what: str) -> Refusal | None:
+        """Charge a relayed datagram to its session; over budget it is counted, and logged once per session."""
+        ledger = self._relay_budget
+        refusal = ledger.charge(session_id, size, self._now())
+        if len(ledger) > 2 * len(self.registry.sessions) + 64:
+            ledger.keep(self.registry.sessions)  # sessions end with their peers' registrations
+        if refusal is None:
+            return None
+        self.endpoint.counters[refusal.value] += 1
+        if ledger.first(session_id, refusal):
+            budget, session = ledger.budget, session_id.hex()[:8]
+            if refusal is Refusal.QUOTA:
+                log.warning(
+                    "relay: session %s has used %d of its %d bytes (%s, %d bytes, does not fit); nothing more is "
+                    "relayed for it: requests get 486 (logged once per session)",
+                    session,
+                    ledger.used(session_id),
+                    budget.total,
+                    what,
+                    size,
+                )
+            else:
+                log.warning(
+                    "relay: session %s is over its rate of %g bytes/s (%s, %d bytes); what exceeds it is dropped "
+                    "(logged once per session)",
+                    session,
+                    budget.rate,
+                    what,
+                    size,
+                )
+        return refusal
 
     def _push(self, message: Message, remote: Address, what: str) -> None:
         """Send a server-initiated request, retransmitted until the peer answers."""
@@ -525,10 +578,15 @@ async def serve(
     rate_limit: float = 200.0,
     stats_interval: float = 0.0,
     ready: Callable[[Address], None] | None = None,
+    relay_budget: RelayBudget | None = None,
 ) -> None:
     """Run a server until cancelled; with ``stats_interval``, log a stats line that often."""
     async with RendezvousServer(
-        max_lease=max_lease, max_registrations=max_peers, group=group, rate_limit=rate_limit
+        max_lease=max_lease,
+        max_registrations=max_peers,
+        group=group,
+        rate_limit=rate_limit,
+        relay_budget=relay_budget,
     ) as server:
         await server.start(listen, alternate)
         if stats_interval > 0:

@@ -83,6 +83,9 @@ def test_peer_without_its_partner_fails_with_one_line_and_json(server_address: s
          "punch: --open-ttl must be auto or 0 to 255, got '256'"),
         (["server", "--max-peers", "0"], "punch: --max-peers must be 1 or more, got 0"),
         (["server", "--listen", "0.0.0.0:http"], "punch: --listen '0.0.0.0:http': port must be a number from 0 to 65535"),
+        (["server", "--relay-rate", "1000"],
+         "punch: --relay-rate must be 0 (no limit) or at least 1500 bytes/s (one datagram), got 1000"),
+        (["server", "--relay-bytes", "-1"], "punch: --relay-bytes must be 0 (no limit) or more, got -1"),
         (["server", "--secret-file", "/nonexistent/s"],
          "punch: --secret-file /nonexistent/s: cannot read it (No such file or directory); "
          "make one with `head -c 32 /dev/urandom | base64 > /nonexistent/s`"),
