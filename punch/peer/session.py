@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,7 @@ class PeerResult:
     path: str | None = None
     remote: str | None = None
     punch_ms: float | None = None
+    path_at: float | None = None  # wall-clock time (time.time()) when the path was chosen, for benchmarks
     received: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     role: str | None = None
@@ -251,6 +253,7 @@ async def _find_path(
     else:
         path = await _punch(config, plan, introduction, endpoint, dispatcher, client, puncher, sockets)
     result.punch_ms = round((loop.time() - started) * 1000, 1)
+    result.path_at = time.time()
     channel.remote = path.remote
     log.info(
         "using the %s path to %s via %s (%.1f ms after the introduction)",

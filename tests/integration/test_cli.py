@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def peer(server: str, me: str, other: str, *extra: str, stdin: str | None = None
 
 
 def test_scripted_peer_talks_to_an_interactive_one(server_address: str) -> None:
+    started = time.time()
     scripted = peer(server_address, "10", "14", "--send", "hello", "--send", "bye", "--json")
     chat = peer(server_address, "14", "10", stdin="hi there\n\nhow are you?\n")
     chat_out, chat_err = chat.communicate("hi there\n\nhow are you?\n", timeout=30)
@@ -50,7 +52,8 @@ def test_scripted_peer_talks_to_an_interactive_one(server_address: str) -> None:
     result = json.loads(out.strip().splitlines()[-1])
     assert result["received"] == ["hi there", "how are you?"]  # empty lines are not sent
     assert (result["id"], result["peer"], result["path"]) == ("10", "14", "direct")
-    assert set(result) >= {"id", "peer", "path", "remote", "punch_ms", "received"}
+    assert set(result) >= {"id", "peer", "path", "remote", "punch_ms", "path_at", "received"}
+    assert started < result["path_at"] < time.time()  # wall-clock time the path was chosen (bench/punch_floor)
     assert out.splitlines()[:2] == ["[14] hi there", "[14] how are you?"]
     assert chat_out.splitlines()[:2] == ["[10] hello", "[10] bye"]
     assert re.match(r"direct path to 10 via 127\.0\.0\.1:\d+, after [\d.]+ ms$", chat_out.splitlines()[-1])
