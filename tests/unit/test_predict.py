@@ -13,7 +13,7 @@ from punch.peer.predict import PORT_RANGE, Plan, hit_probability, plan, sample_p
 from punch.peer.puncher import Puncher, PunchTimings
 from punch.rendezvous.registry import Registry
 from punch.rendezvous.wire import Introduction, Mapping, Role, mapping_attribute, request
-from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode, make_success
 
 pytestmark = pytest.mark.unit
 
@@ -153,15 +153,19 @@ def test_two_hard_sides_keep_the_usual_roles() -> None:
 
 
 class FakeEndpoint:
-    def __init__(self) -> None:
+    """Records what is sent; with ``answering``, the other peer answers our checks (else never)."""
+
+    def __init__(self, *, answering: bool = False) -> None:
         self.sent: list[tuple[Message, Address]] = []
+        self.answering = answering
 
     def send(self, message: Message, remote: Address) -> None:
         self.sent.append((message, remote))
 
     async def request(self, message: Message, remote: Address, policy: object) -> tuple[Message, Address]:
-        await asyncio.Future()  # never answered in these tests
-        raise AssertionError
+        if not self.answering:
+            await asyncio.Future()
+        return make_success(message, ((AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, SESSION))), remote
 
 
 def check(*, nominate: bool = False) -> Message:
@@ -173,7 +177,7 @@ def check(*, nominate: bool = False) -> Message:
 
 def test_a_check_on_a_prediction_socket_is_answered_from_it_and_its_nomination_is_a_predicted_path() -> None:
     async def scenario() -> None:
-        main, extra = FakeEndpoint(), FakeEndpoint()
+        main, extra = FakeEndpoint(), FakeEndpoint(answering=True)  # our triggered check proves the pair
         chosen: list[object] = []
         introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32), EASY)
         puncher = Puncher(
