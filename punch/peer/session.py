@@ -31,6 +31,9 @@ KEEPALIVE_POLICY = RetransmitPolicy(rto=0.5, max_rto=2.0, max_sends=5, last_wait
 
 log = logging.getLogger(__name__)
 
+# What our socket drops before any handler sees it (punch.stun.protocol.StunEndpoint's counters).
+DROP_REASONS = ("not-stun", "malformed", "bad-integrity", "handler-error")
+
 
 @dataclass(frozen=True, slots=True)
 class PeerConfig:
@@ -71,6 +74,7 @@ class PeerResult:
     mapped: str | None = None
     upgraded: bool = False  # started on the relay, moved to a direct path later
     error: str | None = None
+    dropped: dict[str, int] = field(default_factory=dict)  # datagrams our socket dropped, by reason (DROP_REASONS)
 
 
 class _Dispatcher:
@@ -104,6 +108,7 @@ async def run_peer(
         result.error = str(error)
         raise
     finally:
+        result.dropped = {reason: endpoint.counters[reason] for reason in DROP_REASONS if endpoint.counters[reason]}
         await endpoint.close()
     return result
 

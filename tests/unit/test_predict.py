@@ -14,7 +14,7 @@ from punch.peer.puncher import Puncher, PunchTimings
 from punch.rendezvous.registry import Registry
 from punch.rendezvous.wire import Introduction, Mapping, Role, mapping_attribute, request
 from punch.stun import AttributeType, Message, MessageClass, Method, decode, encode
-from tests.unit.test_puncher_checks import FakeEndpoint
+from tests.unit.test_puncher_checks import AnsweringEndpoint, FakeEndpoint
 from tests.unit.test_puncher_checks import check as check_from
 
 pytestmark = pytest.mark.unit
@@ -160,7 +160,7 @@ def check(*, nominate: bool = False) -> Message:
 
 def test_a_check_on_a_prediction_socket_is_answered_from_it_and_its_nomination_is_a_predicted_path() -> None:
     async def scenario() -> None:
-        main, extra = FakeEndpoint(), FakeEndpoint()
+        main, extra = FakeEndpoint(), AnsweringEndpoint(THEM)  # our triggered check proves the pair
         chosen: list[object] = []
         introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32), EASY)
         puncher = Puncher(
