@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections import Counter
@@ -37,6 +38,7 @@ from punch.rendezvous.wire import (
     required_peer_id,
     required_session,
 )
+from punch.rendezvous.workers import Workers
 from punch.stun import (
     CHANGE_IP,
     CHANGE_PORT,
@@ -114,14 +116,18 @@ class RendezvousServer:
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
-    async def start(self, listen: Address, alternate: Address | None = None) -> None:
-        """Bind the socket(s) and start serving; with ``alternate``, on both addresses and both ports."""
+    async def start(self, listen: Address, alternate: Address | None = None, *, reuse_port: bool = False) -> None:
+        """Bind the socket(s) and start serving; with ``alternate``, on both addresses and both ports.
+
+        ``reuse_port``: join a SO_REUSEPORT group (``--workers``, see punch.rendezvous.workers).
+        """
         hosts = (listen[0], alternate[0]) if alternate else (listen[0],)
         ports = (listen[1], alternate[1]) if alternate else (listen[1],)
         for host_index, host in enumerate(hosts):
             for port_index, port in enumerate(ports):
                 key = (host_index, port_index)
-                self._endpoints[key] = await open_endpoint(functools.partial(self._handle, key=key), (host, port))
+                handler = functools.partial(self._handle, key=key)
+                self._endpoints[key] = await open_endpoint(handler, (host, port), reuse_port=reuse_port)
         self._endpoint = self._endpoints[(0, 0)]
         self._endpoint.key_for = self.registry.key_for  # Go is signed; relayed Data/Close must be authentic
         if self._fast_refresh:
@@ -577,18 +583,25 @@ async def serve(
     group: bytes | None = None,
     rate_limit: float = 200.0,
     stats_interval: float = 0.0,
+    workers: int = 1,
     ready: Callable[[Address], None] | None = None,
     relay_budget: RelayBudget | None = None,
 ) -> None:
-    """Run a server until cancelled; with ``stats_interval``, log a stats line that often."""
-    async with RendezvousServer(
-        max_lease=max_lease,
-        max_registrations=max_peers,
-        group=group,
-        rate_limit=rate_limit,
-        relay_budget=relay_budget,
-    ) as server:
-        await server.start(listen, alternate)
+    """Run a server until cancelled; with ``stats_interval``, log a stats line that often; with ``workers``
+    above 1, that many processes share the port (see punch.rendezvous.workers; needs no rate limit)."""
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(
+            RendezvousServer(
+                max_lease=max_lease,
+                max_registrations=max_peers,
+                group=group,
+                rate_limit=rate_limit,
+                relay_budget=relay_budget,
+            )
+        )
+        await server.start(listen, alternate, reuse_port=workers > 1)
+        if workers > 1:
+            await stack.enter_async_context(Workers(server.endpoint, server.address, workers))
         if stats_interval > 0:
             server.report_stats_every(stats_interval)
         if ready is not None:

@@ -290,11 +290,13 @@ class StunEndpoint(asyncio.DatagramProtocol):
             await self.closed
 
 
-async def open_endpoint(handler: Handler, local: Address, *, fingerprint: bool = True) -> StunEndpoint:
-    """Bind a UDP socket on ``local`` and return its endpoint."""
+async def open_endpoint(
+    handler: Handler, local: Address, *, fingerprint: bool = True, reuse_port: bool = False
+) -> StunEndpoint:
+    """Bind a UDP socket on ``local`` (in a SO_REUSEPORT group if asked) and return its endpoint."""
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
     _, protocol = await loop.create_datagram_endpoint(
-        lambda: StunEndpoint(handler, fingerprint=fingerprint), local_addr=local, family=family
+        lambda: StunEndpoint(handler, fingerprint=fingerprint), local_addr=local, family=family, reuse_port=reuse_port
     )
     return protocol

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -92,12 +93,27 @@ def test_peer_without_its_partner_fails_with_one_line_and_json(server_address: s
         (["server", "--secret-file", "/nonexistent/s"],
          "punch: --secret-file /nonexistent/s: cannot read it (No such file or directory); "
          "make one with `head -c 32 /dev/urandom | base64 > /nonexistent/s`"),
+        (["server", "--workers", "0"], "punch: --workers must be 1 or more, got 0"),
+        (["server", "--workers", "2"],
+         "punch: --workers above 1 needs --rate-limit 0: the per-source limit lives in one process and the other "
+         "workers answer Binding without it"),
+        (["server", "--workers", "2", "--rate-limit", "0", "--listen", "127.0.0.1:3478", "--alternate", "127.0.0.2:3479"],
+         "punch: --workers above 1 does not work with --alternate yet; run one worker for NAT discovery"),
     ],
 )  # fmt: skip
 def test_usage_errors_exit_2_with_one_line_naming_the_flag(args: list[str], message: str) -> None:
     done = subprocess.run([*PUNCH, *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert done.returncode == 2
     assert done.stderr.strip() == message
+
+
+def test_workers_without_the_fast_path_is_a_usage_error() -> None:
+    done = subprocess.run(
+        [*PUNCH, "server", "--workers", "2", "--rate-limit", "0"],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, env={**os.environ, "PUNCH_NO_FASTPATH": "1"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == "punch: --workers above 1 needs the C fast path: switched off by PUNCH_NO_FASTPATH"
 
 
 def test_server_port_in_use_is_a_clear_error(server_address: str) -> None:
