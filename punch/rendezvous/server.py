@@ -8,8 +8,11 @@
 - Register / Connect / Ready: see punch.rendezvous.wire. When two peers want each other the server sends both
   an Introduce at the same moment, then relays the opener's Ready to the prober as Go.
 - Relay: a Data or Close request of an introduced session, sent to the server by one of its two peers from
-  its registered endpoint, is forwarded to the other peer; the answer goes back the same way. Peers fall back
-  to this when no direct path can be punched.
+  its registered endpoint, is forwarded to the other peer; the answer goes back the same way, only from that peer.
+  Peers fall back to this when no direct path can be punched. Each session has a budget (bytes a second and bytes
+  in all, punch.rendezvous.relay): what exceeds it is dropped and counted; once the total is used, 486.
+- No amplification: every answer but Binding's is capped to its request's size plus what a Binding reply adds to
+  a header-only request (punch.rendezvous.replies); Binding's is the RFC's own.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.refresh import pack_source, parse_refresh, refresh_answer, signed_by
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
 from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable
+from punch.rendezvous.replies import fit, limit_for
 from punch.rendezvous.throttle import ThrottledLog
 from punch.rendezvous.wire import (
     Mapping,
@@ -99,6 +103,7 @@ class RendezvousServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._relay = RelayTable()
         self._relay_budget = RelayLedger(relay_budget or RelayBudget())
+        self._answering = 0  # size of the request being handled: its replies are capped to it (see _send_capped)
         self._table_full_log = ThrottledLog(log)  # a flood would otherwise write one line per refusal
         self._fast_refresh = fast_refresh  # keepalives answered without decoding (punch.rendezvous.refresh)
 
@@ -207,6 +212,9 @@ class RendezvousServer:
     # -- dispatch -----------------------------------------------------------------------------------------
 
     def _handle(self, message: Message, source: Address, data: bytes, key: tuple[int, int] = (0, 0)) -> None:
+        self._answering = len(
+            data
+        )  # every reply to it is capped to this plus a Binding reply's (punch.rendezvous.replies)
         if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
             self._relay_back(message, source, data)
             return
@@ -230,7 +238,7 @@ class RendezvousServer:
                 message,
                 source,
                 400,
-                "Only Binding here; send rendezvous requests to the primary address",
+                "Only Binding here: use the primary address",
                 via=self._endpoints[key],
             )
             return
@@ -263,7 +271,7 @@ class RendezvousServer:
         return (*echo, (AttributeType.SOFTWARE, SOFTWARE))
 
     def _reply(self, message: Message, source: Address, *attributes: tuple[int, object]) -> None:
-        self.endpoint.send(make_success(message, (*attributes, *self._trailer(message))), source)
+        self._send_capped(make_success(message, (*attributes, *self._trailer(message))), source)
 
     def _reply_error(
         self,
@@ -274,7 +282,24 @@ class RendezvousServer:
         *extra: tuple[int, object],
         via: StunEndpoint | None = None,
     ) -> None:
-        (via or self.endpoint).send(make_error(message, code, reason[:127], (*extra, *self._trailer(message))), source)
+        answer = make_error(message, code, reason[:127], (*extra, *self._trailer(message)))
+        self._send_capped(answer, source, via)
+
+    def _send_capped(self, answer: Message, source: Address, via: StunEndpoint | None = None) -> None:
+        """Send an answer no larger than its request plus a Binding reply's allowance (no amplification, by
+        construction: see punch.rendezvous.replies). A success that cannot shrink enough becomes a 400 that can."""
+        endpoint = via or self.endpoint
+        limit = limit_for(self._answering, source[0])
+        data = fit(answer, limit, endpoint.wire)
+        if data is None and answer.message_class is MessageClass.SUCCESS:
+            data = fit(
+                make_error(answer, 400, "Request too small for its answer; add FINGERPRINT"), limit, endpoint.wire
+            )
+        if data is None:
+            endpoint.counters["answer-too-large"] += 1
+            log.info("no answer to %s: even cut short it would be larger than allowed", format_address(source))
+            return
+        endpoint.send_bytes(data, source)
 
     # -- methods ------------------------------------------------------------------------------------------
 
@@ -329,9 +354,9 @@ class RendezvousServer:
         if key is None or verify_integrity_sha256(data, key):
             return known
         if known is None:
-            raise Unauthorized("this server serves a closed group; sign with the group's secret (--secret-file)")
+            raise Unauthorized("closed group: sign with --secret-file")
         left = known.expires - self._now()
-        raise Unauthorized(f"peer ID {peer_id} is registered by someone else for {left:.0f} s more; choose another ID")
+        raise Unauthorized(f"ID {peer_id} is taken for {left:.0f} s; choose another")
 
     def _on_register(self, message: Message, source: Address, data: bytes) -> None:
         peer_id = required_peer_id(message)
@@ -355,7 +380,7 @@ class RendezvousServer:
         except TableFull as full:
             self.endpoint.counters["table-full"] += 1
             self._table_full_log.log(self._now(), f"refused {peer_id}: {full}")
-            self._reply_error(message, source, 508, "Insufficient Capacity: too many registrations; try again later")
+            self._reply_error(message, source, 508, "Insufficient Capacity; try again later")
             return
         granted = round(registration.expires - self._now())
         if known is None or (known.observed, known.host_candidates, known.mapping) != (source, hosts, mapping):
@@ -495,7 +520,7 @@ class RendezvousServer:
         pair = (match.opener, match.prober) if match else ()
         peers = {r.peer_id: r for r in pair}
         if sender not in peers or peers[sender].observed != source:
-            raise ProtocolError(f"no session of {sender} from {format_address(source)} matches this SESSION-ID")
+            raise ProtocolError(f"{sender} at {format_address(source)} is not in this session")
         other = next(r for r in pair if r.peer_id != sender)
         refusal = self._over_budget(session_id, len(data), f"{sender} -> {other.peer_id}")
         if refusal is Refusal.QUOTA:  # for good: say so (a datagram over the rate is dropped; a retry gets through)

@@ -225,6 +225,10 @@ class StunEndpoint(asyncio.DatagramProtocol):
         """Encode (with FINGERPRINT) and send one message."""
         self.send_bytes(self._encode(message), remote)
 
+    def wire(self, message: Message) -> bytes:
+        """The bytes :meth:`send` would send for ``message`` (signed with its session's key, if any)."""
+        return self._encode(message)
+
     def send_with_ttl(self, message: Message, remote: Address, ttl: int) -> None:
         """Send one message with a given IP TTL (IPv6: hop limit), then restore the socket's default.
 

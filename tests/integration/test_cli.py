@@ -159,9 +159,6 @@ def test_a_closed_group_from_the_command_line(tmp_path: Path) -> None:
     assert [json.loads(out.splitlines()[-1])["received"] for out, _ in results] == [["from 14"], ["from 10"]]
     _, err = stranger.communicate(timeout=30)
     assert stranger.returncode == 1
-    assert err.strip() == (
-        "punch: the server refused our registration: 401 this server serves a closed group; "
-        "sign with the group's secret (--secret-file)"
-    )
+    assert err.strip() == ("punch: the server refused our registration: 401 closed group: sign with --secret-file")
     server.terminate()
     server.communicate(timeout=10)
