@@ -270,6 +270,36 @@ def add_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
         ipr.addr("add", index=_index(ipr, ns, ifname), address=address, prefixlen=prefixlen)
 
 
+def addresses(ns: str, ifname: str) -> list[tuple[str, int]]:
+    """The IPv4 addresses of ``ns:ifname`` as (address, prefix length), primary first."""
+    with _ipr(ns) as ipr, _kernel(f"read the addresses of {ns}:{ifname}"):
+        index = _index(ipr, ns, ifname)
+        return [(str(a.get("address")), int(a["prefixlen"])) for a in ipr.get_addr(family=2, index=index)]
+
+
+def delete_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
+    with _ipr(ns) as ipr, _kernel(f"delete {address}/{prefixlen} from {ns}:{ifname}"):
+        ipr.addr("del", index=_index(ipr, ns, ifname), address=address, prefixlen=prefixlen)
+
+
+def gateway_routes(ns: str, ifname: str) -> list[tuple[str, str]]:
+    """Main-table routes through a gateway on ``ns:ifname``, as (destination CIDR, gateway)."""
+    with _ipr(ns) as ipr, _kernel(f"read the routes of {ns}"):
+        index = _index(ipr, ns, ifname)
+        found = []
+        for route in ipr.get_routes(family=2, table=254):
+            gateway = route.get("gateway")
+            if gateway and int(route.get("oif") or 0) == index:
+                found.append((f"{route.get('dst') or '0.0.0.0'}/{route['dst_len']}", str(gateway)))
+        return found
+
+
+def replace_route(ns: str, dst: str, gateway: str) -> None:
+    """Add the route, or replace the one to ``dst`` there is."""
+    with _ipr(ns) as ipr, _kernel(f"replace route {dst} via {gateway} in {ns}"):
+        ipr.route("replace", dst=dst, gateway=gateway)
+
+
 def link_up(ns: str, ifname: str) -> None:
     """Set ``ns:ifname`` up: the kernel acknowledges the request once the flag is set (nothing to poll)."""
     with _ipr(ns) as ipr, _kernel(f"bring up {ns}:{ifname}"):

@@ -8,6 +8,7 @@ a ``kill -9`` of ``up``, not yet marked, is still found). Nothing else is ever t
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -25,7 +26,7 @@ from typing import Any
 from netns import apply, behaviour, capture, containers, impair, ipr, naming
 from netns import nat as natrules
 from netns.errors import KernelError, LabError
-from netns.model import Topology
+from netns.model import Node, Topology
 from netns.plan import impair_links, impair_steps, plan
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,22 @@ def _state(topology: Topology, lab: str) -> dict[str, Any]:
             "nat": natrules.describe(node.nat) if node.nat else None,
             "behaviour": _behaviour(node.nat),
             **({"image": node.container.image} if node.container else {}),
+            **({"nat_config": _nat_config(node)} if node.nat else {}),
         }
         for node in topology.nodes
     }
     return {"name": lab, "topology": topology.source, "nodes": nodes, **_impair_state(topology, lab)}
+
+
+def _nat_config(node: Node) -> dict[str, Any]:
+    """What rebuilds a router's NAT rules while the lab runs (``readdress``): its Nat and its LANs."""
+    assert node.nat is not None
+    return {**dataclasses.asdict(node.nat), "lans": natrules.lans_of(node)}
+
+
+def read_state(lab: str) -> dict[str, Any] | None:
+    """The state ``up`` recorded for lab ``lab`` (nodes, networks, captures), or None if there is none."""
+    return _read_state(lab)
 
 
 def _behaviour(nat: behaviour.Nat | None) -> dict[str, Any] | None:
