@@ -8,8 +8,11 @@
 - Register / Connect / Ready: see punch.rendezvous.wire. When two peers want each other the server sends both
   an Introduce at the same moment, then relays the opener's Ready to the prober as Go.
 - Relay: a Data or Close request of an introduced session, sent to the server by one of its two peers from
-  its registered endpoint, is forwarded to the other peer; the answer goes back the same way. Peers fall back
-  to this when no direct path can be punched.
+  its registered endpoint, is forwarded to the other peer; the answer goes back the same way, only from that peer.
+  Peers fall back to this when no direct path can be punched. Each session has a budget (bytes a second and bytes
+  in all, punch.rendezvous.relay): what exceeds it is dropped and counted; once the total is used, 486.
+- No amplification: every answer but Binding's is capped to its request's size plus what a Binding reply adds to
+  a header-only request (punch.rendezvous.replies); Binding's is the RFC's own.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from types import TracebackType
 from punch import SOFTWARE
 from punch.rendezvous.credentials import request_key
 from punch.rendezvous.ratelimit import RateLimiter
+from punch.rendezvous.refresh import pack_source, parse_refresh, refresh_answer, signed_by
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
-from punch.rendezvous.relay import RelayTable
+from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable
+from punch.rendezvous.replies import fit, limit_for
 from punch.rendezvous.throttle import ThrottledLog
 from punch.rendezvous.wire import (
     Mapping,
@@ -59,6 +64,9 @@ from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTime
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 3478
+_REGISTER_REQUEST = b"\x02\x81"  # the first two bytes of a Register request (RFC 8489 §5 type)
+_SOFTWARE = SOFTWARE.encode()
+MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.4 GiB of memory when full
 
 
 class RendezvousServer:
@@ -68,12 +76,14 @@ class RendezvousServer:
         self,
         *,
         max_lease: float = 60.0,
-        max_registrations: int = 100_000,
+        max_registrations: int = MAX_PEERS,
         group: bytes | None = None,
         rate_limit: RateLimiter | float = 200.0,
         push_policy: RetransmitPolicy = RFC_POLICY,
         clock: Callable[[], float] | None = None,
         accelerate: bool = True,
+        fast_refresh: bool = True,
+        relay_budget: RelayBudget | None = None,
     ) -> None:
         self.registry = Registry(max_lease=max_lease, max_registrations=max_registrations)
         self._group = group
@@ -92,7 +102,10 @@ class RendezvousServer:
         self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
         self._relay = RelayTable()
+        self._relay_budget = RelayLedger(relay_budget or RelayBudget())
+        self._answering = 0  # size of the request being handled: its replies are capped to it (see _send_capped)
         self._table_full_log = ThrottledLog(log)  # a flood would otherwise write one line per refusal
+        self._fast_refresh = fast_refresh  # keepalives answered without decoding (punch.rendezvous.refresh)
 
     @property
     def endpoint(self) -> StunEndpoint:
@@ -122,6 +135,8 @@ class RendezvousServer:
                 self._endpoints[key] = await open_endpoint(handler, (host, port), reuse_port=reuse_port)
         self._endpoint = self._endpoints[(0, 0)]
         self._endpoint.key_for = self.registry.key_for  # Go is signed; relayed Data/Close must be authentic
+        if self._fast_refresh:
+            self._endpoint.fast_paths[_REGISTER_REQUEST] = self._on_keepalive
         log.info("listening on %s (STUN Binding + punch rendezvous)", format_address(self.address))
         if alternate:
             others = ", ".join(format_address(e.local_address) for k, e in self._endpoints.items() if k != (0, 0))
@@ -197,8 +212,11 @@ class RendezvousServer:
     # -- dispatch -----------------------------------------------------------------------------------------
 
     def _handle(self, message: Message, source: Address, data: bytes, key: tuple[int, int] = (0, 0)) -> None:
+        self._answering = len(
+            data
+        )  # every reply to it is capped to this plus a Binding reply's (punch.rendezvous.replies)
         if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
-            self._relay_back(message, data)
+            self._relay_back(message, source, data)
             return
         if message.message_class is not MessageClass.REQUEST:
             return  # indications get no answer (RFC 8489 §6.3.2)
@@ -220,7 +238,7 @@ class RendezvousServer:
                 message,
                 source,
                 400,
-                "Only Binding here; send rendezvous requests to the primary address",
+                "Only Binding here: use the primary address",
                 via=self._endpoints[key],
             )
             return
@@ -253,7 +271,7 @@ class RendezvousServer:
         return (*echo, (AttributeType.SOFTWARE, SOFTWARE))
 
     def _reply(self, message: Message, source: Address, *attributes: tuple[int, object]) -> None:
-        self.endpoint.send(make_success(message, (*attributes, *self._trailer(message))), source)
+        self._send_capped(make_success(message, (*attributes, *self._trailer(message))), source)
 
     def _reply_error(
         self,
@@ -264,7 +282,24 @@ class RendezvousServer:
         *extra: tuple[int, object],
         via: StunEndpoint | None = None,
     ) -> None:
-        (via or self.endpoint).send(make_error(message, code, reason[:127], (*extra, *self._trailer(message))), source)
+        answer = make_error(message, code, reason[:127], (*extra, *self._trailer(message)))
+        self._send_capped(answer, source, via)
+
+    def _send_capped(self, answer: Message, source: Address, via: StunEndpoint | None = None) -> None:
+        """Send an answer no larger than its request plus a Binding reply's allowance (no amplification, by
+        construction: see punch.rendezvous.replies). A success that cannot shrink enough becomes a 400 that can."""
+        endpoint = via or self.endpoint
+        limit = limit_for(self._answering, source[0])
+        data = fit(answer, limit, endpoint.wire)
+        if data is None and answer.message_class is MessageClass.SUCCESS:
+            data = fit(
+                make_error(answer, 400, "Request too small for its answer; add FINGERPRINT"), limit, endpoint.wire
+            )
+        if data is None:
+            endpoint.counters["answer-too-large"] += 1
+            log.info("no answer to %s: even cut short it would be larger than allowed", format_address(source))
+            return
+        endpoint.send_bytes(data, source)
 
     # -- methods ------------------------------------------------------------------------------------------
 
@@ -319,9 +354,9 @@ class RendezvousServer:
         if key is None or verify_integrity_sha256(data, key):
             return known
         if known is None:
-            raise Unauthorized("this server serves a closed group; sign with the group's secret (--secret-file)")
+            raise Unauthorized("closed group: sign with --secret-file")
         left = known.expires - self._now()
-        raise Unauthorized(f"peer ID {peer_id} is registered by someone else for {left:.0f} s more; choose another ID")
+        raise Unauthorized(f"ID {peer_id} is taken for {left:.0f} s; choose another")
 
     def _on_register(self, message: Message, source: Address, data: bytes) -> None:
         peer_id = required_peer_id(message)
@@ -345,7 +380,7 @@ class RendezvousServer:
         except TableFull as full:
             self.endpoint.counters["table-full"] += 1
             self._table_full_log.log(self._now(), f"refused {peer_id}: {full}")
-            self._reply_error(message, source, 508, "Insufficient Capacity: too many registrations; try again later")
+            self._reply_error(message, source, 508, "Insufficient Capacity; try again later")
             return
         granted = round(registration.expires - self._now())
         if known is None or (known.observed, known.host_candidates, known.mapping) != (source, hosts, mapping):
@@ -366,6 +401,37 @@ class RendezvousServer:
             (AttributeType.LEASE, granted),
             (AttributeType.REGISTRATION_TOKEN, registration.token),
         )
+
+    def _on_keepalive(self, data: bytes, source: Address) -> bool:
+        """A Register that renews a registration unchanged (same endpoint, candidates and NAT mapping), signed
+        with its token: renewed and answered straight from the bytes (punch.rendezvous.refresh), with the same
+        answer, counters and rate limit as :meth:`_on_register`. False hands anything else to the general path."""
+        refresh = parse_refresh(data)
+        if refresh is None:
+            return False
+        now = self._now()
+        known = self.registry.lookup(refresh.peer_id, now)
+        if known is None or known.mapping is not refresh.mapping:
+            return False
+        observed = pack_source(source)
+        if observed is None or known.endpoints != observed + refresh.hosts:
+            return False
+        token = known.token
+        key = request_key(self._group, token)
+        if key is None or not signed_by(data, refresh, key):
+            return False
+        counters = self.endpoint.counters
+        counters["request"] += 1
+        counters["keepalive"] += 1
+        if self._limiter is not None and not self._limiter.allow(source[0], now):
+            counters["rate-limited"] += 1
+            return True
+        registration = self.registry.renew(known, refresh.lease, now)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("refreshed %s at %s", refresh.peer_id, format_address(source))
+        answer = refresh_answer(data, observed, round(registration.expires - now), token, _SOFTWARE)
+        self.endpoint.send_bytes(answer, source)
+        return True
 
     def _on_connect(self, message: Message, source: Address, data: bytes) -> None:
         now = self._now()
@@ -442,28 +508,79 @@ class RendezvousServer:
         self._push(go, match.prober.observed, f"Go to {match.prober.peer_id}")
 
     def _on_relay(self, message: Message, source: Address, data: bytes) -> None:
-        """Forward a Data/Close of an introduced session to the other peer (the relay fallback)."""
+        """Forward a Data/Close of an introduced session to the other peer (the relay fallback).
+
+        Only a session exists for two peers that both asked for each other (Connect), and only its two peers, from
+        their registered endpoints, with the session's key (checked by the endpoint before this runs), are relayed;
+        within the session's budget (punch.rendezvous.relay).
+        """
         sender = required_peer_id(message)
-        match = self.registry.session(required_session(message))
+        session_id = required_session(message)
+        match = self.registry.session(session_id)
         pair = (match.opener, match.prober) if match else ()
         peers = {r.peer_id: r for r in pair}
         if sender not in peers or peers[sender].observed != source:
-            raise ProtocolError(f"no session of {sender} from {format_address(source)} matches this SESSION-ID")
+            raise ProtocolError(f"{sender} at {format_address(source)} is not in this session")
         other = next(r for r in pair if r.peer_id != sender)
+        refusal = self._over_budget(session_id, len(data), f"{sender} -> {other.peer_id}")
+        if refusal is Refusal.QUOTA:  # for good: say so (a datagram over the rate is dropped; a retry gets through)
+            total = self._relay_budget.budget.total
+            self._reply_error(message, source, 486, f"Relay quota reached: {total} bytes per session")
+        if refusal is not None:
+            return
         destination = self.registry.lookup(other.peer_id, self._now())
         target = destination.observed if destination else other.observed
-        if self._relay.remember(message.transaction_id, source, self._now()):
+        if self._relay.remember(message.transaction_id, source, self._now(), target, session_id):
             log.info("relaying %s from %s to %s", method_name(message.method), sender, other.peer_id)
         self.endpoint.counters["relayed-request"] += 1
         self.endpoint.send_bytes(data, target)
 
-    def _relay_back(self, message: Message, data: bytes) -> None:
-        requester = self._relay.pop(message.transaction_id)
-        if requester is None:
+    def _relay_back(self, message: Message, source: Address, data: bytes) -> None:
+        """Forward the answer to a relayed request to its requester: once, and only from where the request went."""
+        waiting = self._relay.waiting(message.transaction_id)
+        if waiting is None:
             self.endpoint.counters["unmatched-response"] += 1
             return
+        if waiting.responder != source:
+            self.endpoint.counters["relay-wrong-responder"] += 1
+            return
+        if self._over_budget(waiting.session_id, len(data), f"answer to {format_address(waiting.requester)}"):
+            return
+        self._relay.pop(message.transaction_id)
         self.endpoint.counters["relayed-response"] += 1
-        self.endpoint.send_bytes(data, requester)
+        self.endpoint.send_bytes(data, waiting.requester)
+
+    def _over_budget(self, session_id: bytes, size: int, what: str) -> Refusal | None:
+        """Charge a relayed datagram to its session; over budget it is counted, and logged once per session."""
+        ledger = self._relay_budget
+        refusal = ledger.charge(session_id, size, self._now())
+        if len(ledger) > 2 * len(self.registry.sessions) + 64:
+            ledger.keep(self.registry.sessions)  # sessions end with their peers' registrations
+        if refusal is None:
+            return None
+        self.endpoint.counters[refusal.value] += 1
+        if ledger.first(session_id, refusal):
+            budget, session = ledger.budget, session_id.hex()[:8]
+            if refusal is Refusal.QUOTA:
+                log.warning(
+                    "relay: session %s has used %d of its %d bytes (%s, %d bytes, does not fit); nothing more is "
+                    "relayed for it: requests get 486 (logged once per session)",
+                    session,
+                    ledger.used(session_id),
+                    budget.total,
+                    what,
+                    size,
+                )
+            else:
+                log.warning(
+                    "relay: session %s is over its rate of %g bytes/s (%s, %d bytes); what exceeds it is dropped "
+                    "(logged once per session)",
+                    session,
+                    budget.rate,
+                    what,
+                    size,
+                )
+        return refusal
 
     def _push(self, message: Message, remote: Address, what: str) -> None:
         """Send a server-initiated request, retransmitted until the peer answers."""
@@ -487,17 +604,25 @@ async def serve(
     *,
     alternate: Address | None = None,
     max_lease: float = 60.0,
+    max_peers: int = MAX_PEERS,
     group: bytes | None = None,
     rate_limit: float = 200.0,
     stats_interval: float = 0.0,
     workers: int = 1,
     ready: Callable[[Address], None] | None = None,
+    relay_budget: RelayBudget | None = None,
 ) -> None:
     """Run a server until cancelled; with ``stats_interval``, log a stats line that often; with ``workers``
     above 1, that many processes share the port (see punch.rendezvous.workers; needs no rate limit)."""
     async with contextlib.AsyncExitStack() as stack:
         server = await stack.enter_async_context(
-            RendezvousServer(max_lease=max_lease, group=group, rate_limit=rate_limit)
+            RendezvousServer(
+                max_lease=max_lease,
+                max_registrations=max_peers,
+                group=group,
+                rate_limit=rate_limit,
+                relay_budget=relay_budget,
+            )
         )
         await server.start(listen, alternate, reuse_port=workers > 1)
         if workers > 1:

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Message, Address, bytes], None]
 # SESSION-ID -> the session's key, or None for sessions this endpoint holds no key for.
 KeyLookup = Callable[[bytes], bytes | None]
+# (the datagram's bytes, source) -> True when it was answered (or dropped and counted) without decoding; False
+# hands it to the general path. For requests so frequent that decoding them is the cost (a keepalive).
+FastPath = Callable[[bytes, Address], bool]
 
 
 def _no_keys(session_id: bytes) -> bytes | None:
@@ -86,6 +89,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self._pending: dict[bytes, Transaction] = {}
         self._pending_keys: dict[bytes, bytes] = {}
         self.key_for: KeyLookup = _no_keys
+        self.fast_paths: dict[bytes, FastPath] = {}  # by message type, the datagram's first two bytes
         self.counters: Counter[str] = Counter()
         self._fast_fd: int | None = None  # a duplicate of the socket's descriptor that the C fast path reads
         self.closed = asyncio.get_running_loop().create_future()
@@ -115,6 +119,15 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         source: Address = (str(addr[0]), int(addr[1]))
+        fast = self.fast_paths.get(data[:2])
+        if fast is not None:
+            try:
+                if fast(data, source):
+                    return
+            except Exception:  # as for the handler below: count it and show it
+                self.counters["handler-error"] += 1
+                log.exception("fast path failed on %d bytes from %s", len(data), format_address(source))
+                return
         if not is_stun(data):
             self.counters["not-stun"] += 1
             log.debug("dropped a %d-byte non-STUN datagram from %s", len(data), format_address(source))
@@ -215,6 +228,10 @@ class StunEndpoint(asyncio.DatagramProtocol):
     def send(self, message: Message, remote: Address) -> None:
         """Encode (with FINGERPRINT) and send one message."""
         self.send_bytes(self._encode(message), remote)
+
+    def wire(self, message: Message) -> bytes:
+        """The bytes :meth:`send` would send for ``message`` (signed with its session's key, if any)."""
+        return self._encode(message)
 
     def send_with_ttl(self, message: Message, remote: Address, ttl: int) -> None:
         """Send one message with a given IP TTL (IPv6: hop limit), then restore the socket's default.

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def peer(server: str, me: str, other: str, *extra: str, stdin: str | None = None
 
 
 def test_scripted_peer_talks_to_an_interactive_one(server_address: str) -> None:
+    started = time.time()
     scripted = peer(server_address, "10", "14", "--send", "hello", "--send", "bye", "--json")
     chat = peer(server_address, "14", "10", stdin="hi there\n\nhow are you?\n")
     chat_out, chat_err = chat.communicate("hi there\n\nhow are you?\n", timeout=30)
@@ -51,7 +53,8 @@ def test_scripted_peer_talks_to_an_interactive_one(server_address: str) -> None:
     result = json.loads(out.strip().splitlines()[-1])
     assert result["received"] == ["hi there", "how are you?"]  # empty lines are not sent
     assert (result["id"], result["peer"], result["path"]) == ("10", "14", "direct")
-    assert set(result) >= {"id", "peer", "path", "remote", "punch_ms", "received"}
+    assert set(result) >= {"id", "peer", "path", "remote", "punch_ms", "path_at", "received"}
+    assert started < result["path_at"] < time.time()  # wall-clock time the path was chosen (bench/punch_floor)
     assert out.splitlines()[:2] == ["[14] hi there", "[14] how are you?"]
     assert chat_out.splitlines()[:2] == ["[10] hello", "[10] bye"]
     assert re.match(r"direct path to 10 via 127\.0\.0\.1:\d+, after [\d.]+ ms$", chat_out.splitlines()[-1])
@@ -82,7 +85,11 @@ def test_peer_without_its_partner_fails_with_one_line_and_json(server_address: s
          "punch: --open-ttl must be auto or 0 to 255, got 'often'"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--open-ttl", "256"],
          "punch: --open-ttl must be auto or 0 to 255, got '256'"),
+        (["server", "--max-peers", "0"], "punch: --max-peers must be 1 or more, got 0"),
         (["server", "--listen", "0.0.0.0:http"], "punch: --listen '0.0.0.0:http': port must be a number from 0 to 65535"),
+        (["server", "--relay-rate", "1000"],
+         "punch: --relay-rate must be 0 (no limit) or at least 1500 bytes/s (one datagram), got 1000"),
+        (["server", "--relay-bytes", "-1"], "punch: --relay-bytes must be 0 (no limit) or more, got -1"),
         (["server", "--secret-file", "/nonexistent/s"],
          "punch: --secret-file /nonexistent/s: cannot read it (No such file or directory); "
          "make one with `head -c 32 /dev/urandom | base64 > /nonexistent/s`"),
@@ -152,9 +159,6 @@ def test_a_closed_group_from_the_command_line(tmp_path: Path) -> None:
     assert [json.loads(out.splitlines()[-1])["received"] for out, _ in results] == [["from 14"], ["from 10"]]
     _, err = stranger.communicate(timeout=30)
     assert stranger.returncode == 1
-    assert err.strip() == (
-        "punch: the server refused our registration: 401 this server serves a closed group; "
-        "sign with the group's secret (--secret-file)"
-    )
+    assert err.strip() == ("punch: the server refused our registration: 401 closed group: sign with --secret-file")
     server.terminate()
     server.communicate(timeout=10)
