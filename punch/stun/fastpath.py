@@ -16,6 +16,9 @@ from punch.stun.attributes import TABLE
 from punch.stun.message import HEADER_LENGTH, Attributes, Message, MessageClass, Method, encode
 
 DISABLE_VARIABLE = "PUNCH_NO_FASTPATH"
+# A socket read in batches gets a deeper queue, so that bursts wait instead of being dropped; the kernel caps
+# it at net.core.rmem_max (and doubles it for its bookkeeping).
+RECEIVE_BUFFER = 4 << 20
 Received = list[tuple[bytes, tuple[str, int]]]
 Take = Callable[[str, int], int]  # (source IP, requests in this batch) -> how many of them are allowed
 

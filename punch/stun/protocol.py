@@ -27,7 +27,7 @@ from punch.stun import (
     is_stun,
     verify_integrity_sha256,
 )
-from punch.stun.fastpath import Accelerator, Take
+from punch.stun.fastpath import RECEIVE_BUFFER, Accelerator, Take
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, Transaction
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,9 @@ class StunEndpoint(asyncio.DatagramProtocol):
             raise RuntimeError("endpoint is not connected")
         # asyncio lets no one else watch a transport's descriptor: watch a duplicate of it (the same socket),
         # and stop the transport's own reading. connection_lost() removes and closes the duplicate.
-        fd = os.dup(self._transport.get_extra_info("socket").fileno())
+        sock = self._transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        fd = os.dup(sock.fileno())
         self._fast_fd = fd
         cast(asyncio.ReadTransport, self._transport).pause_reading()
         asyncio.get_running_loop().add_reader(fd, self._drain, accelerator, fd, tail, take, budget)
