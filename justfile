@@ -61,8 +61,12 @@ actionlint:
 bench-server:
     {{python}} -m bench.server_throughput --output bench/server.md
 
+# Registration capacity: memory per peer, 1,000,000 registrations and keepalives in-process, then loopback (writes bench/registry.md)
+bench-registry:
+    {{python}} -m bench.registry --output bench/registry.md
+
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
-bench: bench-punch bench-predict lab-matrix bench-server bench-flood bench-compose bench-gather
+bench: bench-punch bench-predict lab-matrix bench-server bench-registry bench-flood bench-compose bench-gather
 
 # bench/results.md from the reports already in bench/ (runs nothing)
 bench-gather:
