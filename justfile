@@ -66,7 +66,7 @@ bench-registry:
     {{python}} -m bench.registry --output bench/registry.md
 
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
-bench: bench-punch bench-predict lab-matrix bench-server bench-registry bench-flood bench-compose bench-gather
+bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-registry bench-flood bench-relay bench-compose bench-gather
 
 # bench/results.md from the reports already in bench/ (runs nothing)
 bench-gather:
@@ -76,6 +76,10 @@ bench-gather:
 bench-punch trials="50":
     {{python}} -m bench.punch_success --trials {{trials}} --output bench/punch_success.md
 
+# Punch time against the floor (introduction + one peer round trip), per router kind and cone pair, with known delays (writes bench/punch_floor.md)
+bench-floor trials="50":
+    {{python}} -m bench.punch_floor --trials {{trials}} --output bench/punch_floor.md
+
 # Port prediction, symmetric NAT <-> port-restricted cone, through the real lab (writes bench/predict.md)
 bench-predict trials="100":
     {{python}} -m bench.predict --trials {{trials}} --small-trials {{trials}} --output bench/predict.md
@@ -83,6 +87,10 @@ bench-predict trials="100":
 # 110,000 fake registrations against punch server while two real peers punch through it (writes bench/flood.md)
 bench-flood:
     {{python}} -m bench.flood --output bench/flood.md
+
+# The relay through the real lab beside the direct path: time to a working path, throughput through one server core (writes bench/relay.md)
+bench-relay trials="20":
+    {{python}} -m bench.relay --trials {{trials}} --output bench/relay.md
 
 # Offline: PUNCH_BASE=local/debian-py. Without a Docker engine it is skipped.
 # The same two-peer lab through docker compose and netns: up, first message, down, memory (writes bench/compose_vs_netns.md)
