@@ -51,7 +51,8 @@ def rss() -> int:
 
 
 def endpoint(i: int) -> tuple[str, int]:
-    """The i-th peer's public endpoint: 65,536 addresses of 10/8 (so each source IP sends a few), varied ports."""
+    """The i-th peer's public endpoint, each on its own address of 10/8 (so the rate limiter's table of 65,536
+    sources turns over, as it would with that many peers)."""
     return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", 1024 + i % 60_000
 
 
