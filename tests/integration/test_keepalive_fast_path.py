@@ -102,7 +102,7 @@ async def test_a_keepalive_signed_with_another_key_gets_the_general_401(server: 
     assert error is not None
     assert (error.code, error.reason) == (
         401,
-        "peer ID 10 is registered by someone else for 30 s more; choose another ID",
+        "ID 10 is taken for 30 s; choose another",
     )
     assert server.endpoint.counters["keepalive"] == 0
     for socket in (owner, thief):
