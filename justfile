@@ -62,8 +62,12 @@ bench-server rounds="3":
     {{python}} setup.py -q build_ext --inplace
     {{python}} -m bench.server_throughput --rounds {{rounds}} --output bench/server.md
 
+# Registration capacity: memory per peer, 1,000,000 registrations and keepalives in-process, then loopback (writes bench/registry.md)
+bench-registry:
+    {{python}} -m bench.registry --output bench/registry.md
+
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
-bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-flood bench-relay bench-compose bench-gather
+bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-registry bench-flood bench-relay bench-compose bench-gather
 
 # bench/results.md from the reports already in bench/ (runs nothing)
 bench-gather:

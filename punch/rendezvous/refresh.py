@@ -20,25 +20,31 @@ import struct
 import zlib
 from typing import NamedTuple
 
-from punch.rendezvous.wire import REGISTRATION_TOKEN_BYTES, Mapping
+from punch.rendezvous.wire import Mapping
 from punch.stun import MAGIC_COOKIE, Address, AttributeType
 
 _REGISTER_REQUEST = 0x0281  # method 0x0C1 (Register), class request, interleaved as in RFC 8489 §5 figure 3
 _REGISTER_SUCCESS = 0x0381
 _COOKIE = MAGIC_COOKIE.to_bytes(4, "big")
 _PORT_MASK = MAGIC_COOKIE >> 16
+_MASK_V4 = _PORT_MASK << 32 | MAGIC_COOKIE  # port and IPv4 address, XORed at once
 _FINGERPRINT_XOR = 0x5354554E
 _MAX_CANDIDATES = 8  # the general path keeps the first 8
-_PEER_ID = AttributeType.PEER_ID
-_CANDIDATE = AttributeType.CANDIDATE
-_LEASE = AttributeType.LEASE
-_NAT_MAPPING = AttributeType.NAT_MAPPING
-_MI_SHA256 = AttributeType.MESSAGE_INTEGRITY_SHA256
-_FINGERPRINT = AttributeType.FINGERPRINT
+_PEER_ID = int(AttributeType.PEER_ID)  # plain ints: compared once per attribute
+_CANDIDATE = int(AttributeType.CANDIDATE)
+_LEASE = int(AttributeType.LEASE)
+_NAT_MAPPING = int(AttributeType.NAT_MAPPING)
+_MI_SHA256 = int(AttributeType.MESSAGE_INTEGRITY_SHA256)
+_FINGERPRINT = int(AttributeType.FINGERPRINT)
+_TOKEN = int(AttributeType.REGISTRATION_TOKEN)
+_FINGERPRINT_HEAD = struct.pack("!HH", _FINGERPRINT, 4)
 _MAPPINGS = {int(m): m for m in Mapping}
 _HEADER = struct.Struct("!HHI")  # type, length, cookie
 _TLV = struct.Struct("!HH")
 _TRAILER_TYPES = (_MI_SHA256 << 16 | 32, _FINGERPRINT << 16 | 4)
+# The answer up to SOFTWARE: header; XOR-MAPPED-ADDRESS (IPv4 or IPv6); LEASE; REGISTRATION-TOKEN (16 bytes).
+_ANSWER_V4 = struct.Struct("!HHI12s HHBBHI HHI HH16s")
+_ANSWER_V6 = struct.Struct("!HHI12s HHBBH16s HHI HH16s")
 
 
 class Refresh(NamedTuple):
@@ -58,20 +64,18 @@ def pack_source(source: Address) -> bytes | None:
         ip = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
     except OSError:
         return None
-    return bytes((len(ip),)) + ip + port.to_bytes(2, "big")
+    return (b"\x04" if len(ip) == 4 else b"\x10") + port.to_bytes(2, "big") + ip
 
 
 def _unxor(value: bytes, transaction_id: bytes) -> bytes | None:
-    """A CANDIDATE value (XOR-MAPPED-ADDRESS layout, RFC 8489 §14.2) packed as pack_addresses does, or None."""
+    """A CANDIDATE value (XOR-MAPPED-ADDRESS layout, RFC 8489 §14.2) packed as pack_addresses does, or None:
+    the port and address that follow the family byte, XORed with the cookie (and the transaction ID)."""
     if len(value) == 8 and value[1] == 0x01:
-        ip = (int.from_bytes(value[4:8], "big") ^ MAGIC_COOKIE).to_bytes(4, "big")
-    elif len(value) == 20 and value[1] == 0x02:
-        mask = int.from_bytes(_COOKIE + transaction_id, "big")
-        ip = (int.from_bytes(value[4:20], "big") ^ mask).to_bytes(16, "big")
-    else:
-        return None
-    port = int.from_bytes(value[2:4], "big") ^ _PORT_MASK
-    return bytes((len(ip),)) + ip + port.to_bytes(2, "big")
+        return b"\x04" + (int.from_bytes(value[2:8], "big") ^ _MASK_V4).to_bytes(6, "big")
+    if len(value) == 20 and value[1] == 0x02:
+        mask = _PORT_MASK << 128 | int.from_bytes(_COOKIE + transaction_id, "big")
+        return b"\x10" + (int.from_bytes(value[2:20], "big") ^ mask).to_bytes(18, "big")
+    return None
 
 
 def parse_refresh(data: bytes) -> Refresh | None:
@@ -126,29 +130,41 @@ def signed_by(data: bytes, refresh: Refresh, key: bytes) -> bool:
     return hmac.compare_digest(hmac.digest(key, covered, "sha256"), data[at + 4 : at + 36])
 
 
+def software_attribute(software: str) -> bytes:
+    """SOFTWARE (RFC 8489 §14.14) as the answer carries it, built once."""
+    value = software.encode()
+    return struct.pack("!HH", AttributeType.SOFTWARE, len(value)) + value + b"\x00" * (-len(value) % 4)
+
+
+def answer_size(observed: bytes, software: bytes) -> int:
+    """How long :func:`refresh_answer` will be, without building it."""
+    return 20 + (12 if observed[0] == 4 else 24) + 8 + 20 + len(software) + 8
+
+
 def refresh_answer(data: bytes, observed: bytes, lease: int, token: bytes, software: bytes) -> bytes:
     """The success response to the Register in ``data``: XOR-MAPPED-ADDRESS (``observed``, packed), LEASE,
-    REGISTRATION-TOKEN, SOFTWARE (``software``, its value) and FINGERPRINT, as the general path encodes them."""
+    REGISTRATION-TOKEN, ``software`` (:func:`software_attribute`) and FINGERPRINT, as the general path encodes
+    them."""
     transaction_id = data[8:20]
     size = observed[0]
-    ip = int.from_bytes(observed[1 : 1 + size], "big")
-    port = int.from_bytes(observed[1 + size : 3 + size], "big") ^ _PORT_MASK
+    port = int.from_bytes(observed[1:3], "big") ^ _PORT_MASK
+    length = (12 if size == 4 else 24) + 8 + 20 + len(software) + 8
     if size == 4:
-        mapped = b"\x00\x20\x00\x08\x00\x01" + port.to_bytes(2, "big") + (ip ^ MAGIC_COOKIE).to_bytes(4, "big")
+        ip = int.from_bytes(observed[3:7], "big") ^ MAGIC_COOKIE
+        head = _ANSWER_V4.pack(
+            _REGISTER_SUCCESS, length, MAGIC_COOKIE, transaction_id,
+            0x0020, 8, 0, 1, port, ip,
+            _LEASE, 4, lease,
+            _TOKEN, 16, token,
+        )  # fmt: skip
     else:
         mask = int.from_bytes(_COOKIE + transaction_id, "big")
-        mapped = b"\x00\x20\x00\x14\x00\x02" + port.to_bytes(2, "big") + (ip ^ mask).to_bytes(16, "big")
-    body = (
-        mapped
-        + b"\x4c\x06\x00\x04"
-        + lease.to_bytes(4, "big")
-        + b"\x4c\x0a\x00\x10"
-        + token[:REGISTRATION_TOKEN_BYTES]
-        + b"\x80\x22"
-        + len(software).to_bytes(2, "big")
-        + software
-        + b"\x00" * (-len(software) % 4)
-    )
-    head = _REGISTER_SUCCESS.to_bytes(2, "big") + (len(body) + 8).to_bytes(2, "big") + _COOKIE + transaction_id
-    crc = zlib.crc32(head + body) ^ _FINGERPRINT_XOR
-    return head + body + b"\x80\x28\x00\x04" + crc.to_bytes(4, "big")
+        xored = (int.from_bytes(observed[3:19], "big") ^ mask).to_bytes(16, "big")
+        head = _ANSWER_V6.pack(
+            _REGISTER_SUCCESS, length, MAGIC_COOKIE, transaction_id,
+            0x0020, 20, 0, 2, port, xored,
+            _LEASE, 4, lease,
+            _TOKEN, 16, token,
+        )  # fmt: skip
+    head += software
+    return head + _FINGERPRINT_HEAD + (zlib.crc32(head) ^ _FINGERPRINT_XOR).to_bytes(4, "big")

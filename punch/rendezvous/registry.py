@@ -29,15 +29,16 @@ class TableFull(PunchError):
 
 def pack_addresses(addresses: Iterable[Address]) -> bytes:
     """Addresses as one compact bytes object: per address a tag (4: IPv4, 16: IPv6, 0x80 + n: n bytes of text
-    for what has no packed form, e.g. a scoped IPv6 address), the packed IP, then the port (2 bytes)."""
+    for what has no packed form, e.g. a scoped IPv6 address), the port (2 bytes), then the packed IP: the
+    order of a STUN address value (RFC 8489 §14.1), so that a keepalive compares its CANDIDATEs cheaply."""
     parts = []
     for host, port in addresses:
         try:
             ip = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-            parts.append(bytes((len(ip),)) + ip + port.to_bytes(2, "big"))
+            parts.append(bytes((len(ip),)) + port.to_bytes(2, "big") + ip)
         except OSError:
             text = host.encode()[:127]
-            parts.append(bytes((0x80 | len(text),)) + text + port.to_bytes(2, "big"))
+            parts.append(bytes((0x80 | len(text),)) + port.to_bytes(2, "big") + text)
     return b"".join(parts)
 
 
@@ -48,10 +49,10 @@ def unpack_addresses(packed: bytes) -> tuple[Address, ...]:
     while offset < len(packed):
         tag = packed[offset]
         size = tag & 0x7F
-        raw = packed[offset + 1 : offset + 1 + size]
+        port = int.from_bytes(packed[offset + 1 : offset + 3], "big")
+        raw = packed[offset + 3 : offset + 3 + size]
         family = socket.AF_INET6 if size == 16 else socket.AF_INET
         host = raw.decode() if tag & 0x80 else socket.inet_ntop(family, raw)
-        port = int.from_bytes(packed[offset + 1 + size : offset + 3 + size], "big")
         found.append((host, port))
         offset += 3 + size
     return tuple(found)

@@ -28,7 +28,14 @@ from types import TracebackType
 from punch import SOFTWARE
 from punch.rendezvous.credentials import request_key
 from punch.rendezvous.ratelimit import RateLimiter
-from punch.rendezvous.refresh import pack_source, parse_refresh, refresh_answer, signed_by
+from punch.rendezvous.refresh import (
+    answer_size,
+    pack_source,
+    parse_refresh,
+    refresh_answer,
+    signed_by,
+    software_attribute,
+)
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
 from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable
 from punch.rendezvous.replies import fit, limit_for
@@ -65,7 +72,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 3478
 _REGISTER_REQUEST = b"\x02\x81"  # the first two bytes of a Register request (RFC 8489 §5 type)
-_SOFTWARE = SOFTWARE.encode()
+_SOFTWARE = software_attribute(SOFTWARE)
 MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.4 GiB of memory when full
 
 
@@ -416,6 +423,8 @@ class RendezvousServer:
         observed = pack_source(source)
         if observed is None or known.endpoints != observed + refresh.hosts:
             return False
+        if answer_size(observed, _SOFTWARE) > limit_for(len(data), source[0]):
+            return False  # the general path's answer would drop SOFTWARE (punch.rendezvous.replies): let it
         token = known.token
         key = request_key(self._group, token)
         if key is None or not signed_by(data, refresh, key):

@@ -7,7 +7,15 @@ import os
 import pytest
 
 from punch import SOFTWARE
-from punch.rendezvous.refresh import Refresh, pack_source, parse_refresh, refresh_answer, signed_by
+from punch.rendezvous.refresh import (
+    Refresh,
+    answer_size,
+    pack_source,
+    parse_refresh,
+    refresh_answer,
+    signed_by,
+    software_attribute,
+)
 from punch.rendezvous.registry import pack_addresses
 from punch.rendezvous.wire import Mapping, request
 from punch.stun import Address, AttributeType, Message, Method, decode, encode, make_success
@@ -92,7 +100,8 @@ def test_the_answer_is_byte_for_byte_what_the_codec_encodes(source: Address) -> 
             ),
         )
     )
-    assert refresh_answer(data, observed, 30, TOKEN, SOFTWARE.encode()) == expected
+    assert refresh_answer(data, observed, 30, TOKEN, software_attribute(SOFTWARE)) == expected
+    assert answer_size(observed, software_attribute(SOFTWARE)) == len(expected)
 
 
 def test_a_scoped_source_has_no_packed_form() -> None:
