@@ -14,7 +14,9 @@ then sends, SNAT must pick a different public port, and a naive simultaneous ope
 3. the prober checks every candidate; its checks find the opener's mapping already open and get through;
    the opener answers and sends a triggered check back (RFC 8445 §7.3.1.4);
 4. the prober, which controls the choice, nominates the first pair that answered with USE-CANDIDATE
-   (RFC 8445 §8.1.1); both sides use that path.
+   (RFC 8445 §8.1.1); both sides use that path. The opener takes a nomination only for a pair its own check
+   proved (RFC 8445 §7.3.1.5: a nominated pair that has not succeeded waits for its triggered check), so a
+   check replayed from another address, authentic as it is, never steers the path there.
 
 If no check arrives from the prober in time, the opener probes at full TTL as well (for networks where the
 low-TTL probe could not open the mapping).
@@ -85,6 +87,8 @@ class Puncher:
         self._on_chosen = on_chosen  # called the moment a path is chosen (before any datagram on it is handled)
         self._chosen: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
         self._triggered: set[tuple[Address, StunEndpoint]] = set()
+        self._proven: set[tuple[Address, StunEndpoint]] = set()  # pairs our own checks proved
+        self._nominations: set[tuple[Address, StunEndpoint]] = set()  # pairs the prober nominated (opener)
         self._nominated: Address | None = None
         # Both peers behind one public address (one NAT): their LAN path beats the NAT's hairpin, so the prober
         # gives a LAN candidate a moment to prove itself before it nominates the public one.
@@ -213,9 +217,12 @@ class Puncher:
                 await asyncio.sleep(self._timings.check_interval)
                 continue
             log.info("probe answered by %s at %s: both directions work", self.peer, format_address(remote))
+            self._proven.add((remote, via))
             if self._intro.role is Role.PROBER:
                 await self._prefer_lan(remote)
                 await self._nominate(remote)
+            elif (remote, via) in self._nominations and not self._chosen.done():
+                self._take_nomination(remote, via)
             return
 
     async def _prefer_lan(self, remote: Address) -> None:
@@ -327,11 +334,19 @@ class Puncher:
             " (nominating this path)" if nominated else "",
         )
         if nominated and self._intro.role is Role.OPENER and not self._chosen.done():
-            extra = via is not self.endpoint  # one of port prediction's sockets
-            path = Path(source, "predicted", via) if extra else Path(source, self._kind(source))
-            log.info("path chosen: %s via %s (nominated by %s)", path.kind, format_address(source), self.peer)
-            self._choose(path)
-        elif (source, via) not in self._triggered and not self._chosen.done():
+            self._nominations.add((source, via))
+            if (source, via) in self._proven:
+                self._take_nomination(source, via)
+                return True
+            log.info("nomination of %s waits until our own check proves it", format_address(source))
+        if (source, via) not in self._triggered and not self._chosen.done():
             self._triggered.add((source, via))
             self._spawn(self._check_until_proven(source, via))
         return True
+
+    def _take_nomination(self, source: Address, via: StunEndpoint) -> None:
+        """Opener: use the pair the prober nominated (our own check proved it)."""
+        extra = via is not self.endpoint  # one of port prediction's sockets
+        path = Path(source, "predicted", via) if extra else Path(source, self._kind(source))
+        log.info("path chosen: %s via %s (nominated by %s)", path.kind, format_address(source), self.peer)
+        self._choose(path)

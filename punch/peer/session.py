@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,9 @@ SERVER_POLICY = RetransmitPolicy(rto=0.25, max_rto=2.0, max_sends=9)
 KEEPALIVE_POLICY = RetransmitPolicy(rto=0.5, max_rto=2.0, max_sends=5, last_wait=4.0)
 
 log = logging.getLogger(__name__)
+
+# What our socket drops before any handler sees it (punch.stun.protocol.StunEndpoint's counters).
+DROP_REASONS = ("not-stun", "malformed", "bad-integrity", "handler-error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,7 @@ class PeerResult:
     path: str | None = None
     remote: str | None = None
     punch_ms: float | None = None
+    path_at: float | None = None  # wall-clock time (time.time()) when the path was chosen, for benchmarks
     received: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     role: str | None = None
@@ -69,6 +74,7 @@ class PeerResult:
     mapped: str | None = None
     upgraded: bool = False  # started on the relay, moved to a direct path later
     error: str | None = None
+    dropped: dict[str, int] = field(default_factory=dict)  # datagrams our socket dropped, by reason (DROP_REASONS)
 
 
 class _Dispatcher:
@@ -102,6 +108,7 @@ async def run_peer(
         result.error = str(error)
         raise
     finally:
+        result.dropped = {reason: endpoint.counters[reason] for reason in DROP_REASONS if endpoint.counters[reason]}
         await endpoint.close()
     return result
 
@@ -251,6 +258,7 @@ async def _find_path(
     else:
         path = await _punch(config, plan, introduction, endpoint, dispatcher, client, puncher, sockets)
     result.punch_ms = round((loop.time() - started) * 1000, 1)
+    result.path_at = time.time()
     channel.remote = path.remote
     log.info(
         "using the %s path to %s via %s (%.1f ms after the introduction)",

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections import Counter
@@ -27,6 +28,7 @@ from types import TracebackType
 from punch import SOFTWARE
 from punch.rendezvous.credentials import request_key
 from punch.rendezvous.ratelimit import RateLimiter
+from punch.rendezvous.refresh import pack_source, parse_refresh, refresh_answer, signed_by
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
 from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable
 from punch.rendezvous.replies import fit, limit_for
@@ -40,6 +42,7 @@ from punch.rendezvous.wire import (
     required_peer_id,
     required_session,
 )
+from punch.rendezvous.workers import Workers
 from punch.stun import (
     CHANGE_IP,
     CHANGE_PORT,
@@ -49,6 +52,7 @@ from punch.stun import (
     MessageClass,
     Method,
     describe,
+    fastpath,
     make_error,
     make_success,
     method_name,
@@ -60,6 +64,9 @@ from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTime
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 3478
+_REGISTER_REQUEST = b"\x02\x81"  # the first two bytes of a Register request (RFC 8489 §5 type)
+_SOFTWARE = SOFTWARE.encode()
+MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.4 GiB of memory when full
 
 
 class RendezvousServer:
@@ -69,11 +76,13 @@ class RendezvousServer:
         self,
         *,
         max_lease: float = 60.0,
-        max_registrations: int = 100_000,
+        max_registrations: int = MAX_PEERS,
         group: bytes | None = None,
         rate_limit: RateLimiter | float = 200.0,
         push_policy: RetransmitPolicy = RFC_POLICY,
         clock: Callable[[], float] | None = None,
+        accelerate: bool = True,
+        fast_refresh: bool = True,
         relay_budget: RelayBudget | None = None,
     ) -> None:
         self.registry = Registry(max_lease=max_lease, max_registrations=max_registrations)
@@ -88,6 +97,7 @@ class RendezvousServer:
         )
         self._push_policy = push_policy
         self._clock = clock
+        self._accelerate = accelerate  # the C fast path for Binding, where built: see punch.stun.fastpath
         self._endpoint: StunEndpoint | None = None
         self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
@@ -95,6 +105,7 @@ class RendezvousServer:
         self._relay_budget = RelayLedger(relay_budget or RelayBudget())
         self._answering = 0  # size of the request being handled: its replies are capped to it (see _send_capped)
         self._table_full_log = ThrottledLog(log)  # a flood would otherwise write one line per refusal
+        self._fast_refresh = fast_refresh  # keepalives answered without decoding (punch.rendezvous.refresh)
 
     @property
     def endpoint(self) -> StunEndpoint:
@@ -110,20 +121,51 @@ class RendezvousServer:
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
-    async def start(self, listen: Address, alternate: Address | None = None) -> None:
-        """Bind the socket(s) and start serving; with ``alternate``, on both addresses and both ports."""
+    async def start(self, listen: Address, alternate: Address | None = None, *, reuse_port: bool = False) -> None:
+        """Bind the socket(s) and start serving; with ``alternate``, on both addresses and both ports.
+
+        ``reuse_port``: join a SO_REUSEPORT group (``--workers``, see punch.rendezvous.workers).
+        """
         hosts = (listen[0], alternate[0]) if alternate else (listen[0],)
         ports = (listen[1], alternate[1]) if alternate else (listen[1],)
         for host_index, host in enumerate(hosts):
             for port_index, port in enumerate(ports):
                 key = (host_index, port_index)
-                self._endpoints[key] = await open_endpoint(functools.partial(self._handle, key=key), (host, port))
+                handler = functools.partial(self._handle, key=key)
+                self._endpoints[key] = await open_endpoint(handler, (host, port), reuse_port=reuse_port)
         self._endpoint = self._endpoints[(0, 0)]
         self._endpoint.key_for = self.registry.key_for  # Go is signed; relayed Data/Close must be authentic
+        if self._fast_refresh:
+            self._endpoint.fast_paths[_REGISTER_REQUEST] = self._on_keepalive
         log.info("listening on %s (STUN Binding + punch rendezvous)", format_address(self.address))
         if alternate:
             others = ", ".join(format_address(e.local_address) for k, e in self._endpoints.items() if k != (0, 0))
             log.info("answering RFC 5780 NAT behaviour discovery on %s too", others)
+        self._start_fastpath()
+
+    def _start_fastpath(self) -> None:
+        """Hand Binding requests to the C fast path where it is built and gives the same answers.
+
+        Not with a per-source rate limit (the limiter lives in Python and must see every request), nor when
+        debug logging wants a line per request.
+        """
+        accelerator = fastpath.load() if self._accelerate else None
+        if accelerator is None or self._limiter is not None or log.isEnabledFor(logging.DEBUG):
+            reason = (
+                "off for this server"
+                if not self._accelerate
+                else fastpath.unavailable_reason()
+                if accelerator is None
+                else "not with --rate-limit (every request goes through the limiter)"
+                if self._limiter is not None
+                else "not with debug logging (a line per request)"
+            )
+            log.info("Binding requests answered in Python: C fast path %s", reason)
+            return
+        for key, endpoint in self._endpoints.items():
+            after_address = self._binding_attributes(key, key, ("0.0.0.0", 0))[1:]  # no CHANGE-REQUEST on this path
+            endpoint.use_fastpath(accelerator, fastpath.binding_tail(after_address))
+        log.info("Binding requests answered by the C fast path (batched recvmmsg/sendmmsg)")
 
     async def close(self) -> None:
         """Stop serving: cancel pushes in flight and close the socket; idempotent."""
@@ -264,7 +306,6 @@ class RendezvousServer:
     def _on_binding(self, message: Message, source: Address, key: tuple[int, int]) -> None:
         """RFC 8489 §12.1; with an alternate address, RFC 5780 §6.1 (CHANGE-REQUEST, RESPONSE-ORIGIN, OTHER-ADDRESS)."""
         received_on = self._endpoints[key]
-        attributes: list[tuple[int, object]] = [(AttributeType.XOR_MAPPED_ADDRESS, source)]
         sender = received_on
         change = message.integer(AttributeType.CHANGE_REQUEST)
         if change is not None and len(self._endpoints) == 1:
@@ -277,14 +318,11 @@ class RendezvousServer:
                 (AttributeType.UNKNOWN_ATTRIBUTES, (AttributeType.CHANGE_REQUEST,)),
             )
             return
+        answer_key = key
         if len(self._endpoints) == 4:
             change = change or 0
             answer_key = (key[0] ^ bool(change & CHANGE_IP), key[1] ^ bool(change & CHANGE_PORT))
             sender = self._endpoints[answer_key]
-            attributes += [
-                (AttributeType.RESPONSE_ORIGIN, sender.local_address),
-                (AttributeType.OTHER_ADDRESS, self._endpoints[(key[0] ^ 1, key[1] ^ 1)].local_address),
-            ]
             if change:
                 log.info(
                     "binding request from %s to %s asks for an answer from %s (CHANGE-REQUEST)",
@@ -293,7 +331,21 @@ class RendezvousServer:
                     format_address(sender.local_address),
                 )
         log.debug("binding request from %s", format_address(source))
-        sender.send(make_success(message, (*attributes, (AttributeType.SOFTWARE, SOFTWARE))), source)
+        attributes = self._binding_attributes(key, answer_key, source)
+        sender.send(make_success(message, attributes), source)
+
+    def _binding_attributes(
+        self, key: tuple[int, int], answer_key: tuple[int, int], source: Address
+    ) -> tuple[tuple[int, object], ...]:
+        """A Binding success's attributes but FINGERPRINT: XOR-MAPPED-ADDRESS, with an alternate address
+        RESPONSE-ORIGIN (where the answer leaves) and OTHER-ADDRESS (RFC 5780 §7.3, §7.4), then SOFTWARE."""
+        attributes: list[tuple[int, object]] = [(AttributeType.XOR_MAPPED_ADDRESS, source)]
+        if len(self._endpoints) == 4:
+            attributes += [
+                (AttributeType.RESPONSE_ORIGIN, self._endpoints[answer_key].local_address),
+                (AttributeType.OTHER_ADDRESS, self._endpoints[(key[0] ^ 1, key[1] ^ 1)].local_address),
+            ]
+        return (*attributes, (AttributeType.SOFTWARE, SOFTWARE))
 
     def _check_owner(self, peer_id: str, data: bytes) -> Registration | None:
         """First come, first served (and, in a closed group, members only): see punch.rendezvous.credentials."""
@@ -349,6 +401,37 @@ class RendezvousServer:
             (AttributeType.LEASE, granted),
             (AttributeType.REGISTRATION_TOKEN, registration.token),
         )
+
+    def _on_keepalive(self, data: bytes, source: Address) -> bool:
+        """A Register that renews a registration unchanged (same endpoint, candidates and NAT mapping), signed
+        with its token: renewed and answered straight from the bytes (punch.rendezvous.refresh), with the same
+        answer, counters and rate limit as :meth:`_on_register`. False hands anything else to the general path."""
+        refresh = parse_refresh(data)
+        if refresh is None:
+            return False
+        now = self._now()
+        known = self.registry.lookup(refresh.peer_id, now)
+        if known is None or known.mapping is not refresh.mapping:
+            return False
+        observed = pack_source(source)
+        if observed is None or known.endpoints != observed + refresh.hosts:
+            return False
+        token = known.token
+        key = request_key(self._group, token)
+        if key is None or not signed_by(data, refresh, key):
+            return False
+        counters = self.endpoint.counters
+        counters["request"] += 1
+        counters["keepalive"] += 1
+        if self._limiter is not None and not self._limiter.allow(source[0], now):
+            counters["rate-limited"] += 1
+            return True
+        registration = self.registry.renew(known, refresh.lease, now)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("refreshed %s at %s", refresh.peer_id, format_address(source))
+        answer = refresh_answer(data, observed, round(registration.expires - now), token, _SOFTWARE)
+        self.endpoint.send_bytes(answer, source)
+        return True
 
     def _on_connect(self, message: Message, source: Address, data: bytes) -> None:
         now = self._now()
@@ -521,17 +604,29 @@ async def serve(
     *,
     alternate: Address | None = None,
     max_lease: float = 60.0,
+    max_peers: int = MAX_PEERS,
     group: bytes | None = None,
     rate_limit: float = 200.0,
     stats_interval: float = 0.0,
+    workers: int = 1,
     ready: Callable[[Address], None] | None = None,
     relay_budget: RelayBudget | None = None,
 ) -> None:
-    """Run a server until cancelled; with ``stats_interval``, log a stats line that often."""
-    async with RendezvousServer(
-        max_lease=max_lease, group=group, rate_limit=rate_limit, relay_budget=relay_budget
-    ) as server:
-        await server.start(listen, alternate)
+    """Run a server until cancelled; with ``stats_interval``, log a stats line that often; with ``workers``
+    above 1, that many processes share the port (see punch.rendezvous.workers; needs no rate limit)."""
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(
+            RendezvousServer(
+                max_lease=max_lease,
+                max_registrations=max_peers,
+                group=group,
+                rate_limit=rate_limit,
+                relay_budget=relay_budget,
+            )
+        )
+        await server.start(listen, alternate, reuse_port=workers > 1)
+        if workers > 1:
+            await stack.enter_async_context(Workers(server.endpoint, server.address, workers))
         if stats_interval > 0:
             server.report_stats_every(stats_interval)
         if ready is not None:

@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
+from punch.errors import PeerError
 from punch.peer.puncher import Puncher, PunchTimings
 from punch.rendezvous.wire import Introduction, Role, request
-from punch.stun import Address, AttributeType, Message, MessageClass, Method
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
 
 pytestmark = pytest.mark.unit
 
@@ -69,13 +70,53 @@ def test_a_check_from_the_peer_is_answered_with_where_it_came_from() -> None:
     assert answer.raw(AttributeType.SESSION_ID) == SESSION
 
 
-def test_the_opener_takes_the_nominated_path() -> None:
+class AnsweringEndpoint(FakeEndpoint):
+    """The other peer answers our checks, at the addresses in ``answering`` only."""
+
+    def __init__(self, *answering: Address) -> None:
+        super().__init__()
+        self.answering = answering
+        self.checked: list[Address] = []
+
+    async def request(self, message: Message, remote: Address, policy: object) -> tuple[Message, Address]:
+        self.checked.append(remote)
+        if remote not in self.answering:
+            await asyncio.Future()
+        identity = ((AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, SESSION))
+        return make_success(message, identity), remote
+
+
+def test_the_opener_takes_the_nominated_path_once_its_own_check_proved_it() -> None:
     async def scenario() -> None:
-        endpoint = FakeEndpoint()
-        introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.OPENER, bytes(32))
+        lan = ("10.0.14.2", 5000)
+        endpoint = AnsweringEndpoint(lan)
+        introduction = Introduction("14", (THEM, lan), SESSION, Role.OPENER, bytes(32))
         puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1))  # type: ignore[arg-type]
-        puncher.on_request(check("14", nominate=True), ("10.0.14.2", 5000))
+        puncher.on_request(check("14", nominate=True), lan)
         path = await puncher.run()
         assert (path.remote, path.kind) == (("10.0.14.2", 5000), "direct-lan")
+        assert endpoint.checked == [lan]  # the triggered check that proved it
 
     asyncio.run(scenario())
+
+
+def test_a_nomination_replayed_from_an_address_that_never_answers_does_not_steer_the_path() -> None:
+    """An authentic nominating check (a replay, captured on the way) from a third host's address: the opener
+    answers and checks that address, but no answer comes from the other peer there, so no path is chosen."""
+
+    async def scenario() -> str:
+        attacker = ("203.0.113.166", 4000)
+        endpoint = AnsweringEndpoint(THEM)
+        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32))
+        timings = PunchTimings(timeout=0.2, opener_fallback=60)
+        puncher = Puncher(endpoint, "10", introduction, timings)  # type: ignore[arg-type]
+        puncher.on_request(check("14", nominate=True), attacker)
+        with pytest.raises(PeerError) as failure:
+            await puncher.run()
+        assert puncher.chosen is None
+        assert endpoint.checked == [attacker]
+        return str(failure.value)
+
+    assert asyncio.run(scenario()) == (
+        "no direct path to 14 within 0.2 s (tried 192.0.2.14:5000); both NATs may be symmetric, or a firewall drops UDP"
+    )
