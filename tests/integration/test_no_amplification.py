@@ -68,9 +68,10 @@ class Attacker:
         self.transport, self.collector = transport, collector
 
     async def answers(self, request: bytes, to: Address) -> list[bytes]:
-        """Everything answered to ``request``: answers stop at the reply to a Binding sent after it (loopback keeps
-        the order, and the server handles datagrams one after another)."""
-        marker = raw(Method.BINDING, txid=b"marker-for-a")
+        """Everything answered to ``request``: answers stop at the answer to a marker sent after it (loopback keeps
+        the order, and the server's Python path handles datagrams one after another). The marker is a Register
+        without PEER-ID, answered 400 by that path: a Binding could be answered earlier, by the C fast path."""
+        marker = raw(Method.REGISTER, txid=b"marker-for-a")
         self.transport.sendto(request, to)
         self.transport.sendto(marker, to)
         got = []
