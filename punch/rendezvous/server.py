@@ -10,7 +10,8 @@
 - Relay: a Data or Close request of an introduced session, sent to the server by one of its two peers from
   its registered endpoint, is forwarded to the other peer; the answer goes back the same way, only from that peer.
   Peers fall back to this when no direct path can be punched. Each session has a budget (bytes a second and bytes
-  in all, punch.rendezvous.relay): what exceeds it is dropped and counted; once the total is used, 486.
+  in all, punch.rendezvous.relay): what exceeds it is dropped and counted; once the total is used, 486. Relayed
+  datagrams are read from their bytes where they are well formed (punch.rendezvous.relayed).
 - No amplification: every answer but Binding's is capped to its request's size plus what a Binding reply adds to
   a header-only request (punch.rendezvous.replies); Binding's is the RFC's own.
 """
