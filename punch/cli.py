@@ -172,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="on the relay, retry a direct path every S seconds and move onto it when proven (default 15; 0 = never)",
     )
     peer.add_argument(
+        "--early-checks",
+        action="store_true",
+        help="check without waiting for the server's Go, timed by both peers' round trips to the server: a round "
+        "trip to the server faster, but a bare Linux NAT (no firewall) loses the conntrack race if an introduction "
+        "arrives later than predicted by more than the time between the peers",
+    )
+    peer.add_argument(
         "--no-relay", action="store_true", help="fail instead of relaying through the server when punching fails"
     )
     peer.add_argument(
@@ -251,7 +258,9 @@ def _open_ttl(value: str) -> int | None:
 def _run_peer(args: argparse.Namespace) -> int:
     open_ttl = _open_ttl(args.open_ttl)
     timeout = _positive("--punch-timeout", args.punch_timeout)
-    timings = PunchTimings(timeout=timeout, open_ttl=2 if open_ttl is None else open_ttl)  # 2: auto's fallback
+    timings = PunchTimings(  # open_ttl 2: auto's fallback
+        timeout=timeout, open_ttl=2 if open_ttl is None else open_ttl, early=args.early_checks
+    )
     if not 1 <= args.predict_sockets <= 4096:
         raise UsageError(f"--predict-sockets must be 1 to 4096, got {args.predict_sockets}")
     if not 1 <= args.predict_probes <= 64512:

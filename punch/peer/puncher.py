@@ -13,11 +13,25 @@ then sends, SNAT must pick a different public port, and a naive simultaneous ope
 2. the opener then tells the server it is Ready, and the server tells the **prober** to Go;
 3. the prober checks every candidate; its checks find the opener's mapping already open and get through;
    the opener answers and sends a triggered check back (RFC 8445 §7.3.1.4);
-4. the prober, which controls the choice, nominates the first pair that answered with USE-CANDIDATE
-   (RFC 8445 §8.1.1); both sides use that path.
+4. the prober, which controls the choice, nominates the other's public endpoint in every check it sends there
+   (USE-CANDIDATE; aggressive nomination, RFC 5245 §8.1.1.2) and chooses it when a check is answered; the opener
+   chooses it once it has a nominating check from there and an answer to its own (triggered) check. Behind one
+   NAT, where a LAN path may beat the NAT's hairpin, the prober nominates the regular way instead (RFC 8445
+   §8.1.1): the first pair that answered, after a short grace for a LAN candidate, in a check of its own.
 
 If no check arrives from the prober in time, the opener probes at full TTL as well (for networks where the
 low-TTL probe could not open the mapping).
+
+**Early checks.** Steps 2 and 3 cost a round trip to the server (Ready, then Go) before the first check leaves.
+When both peers told the server their round trip to it (SERVER-RTT in Connect; Introduce carries the other's),
+each can tell when the other received its Introduce and sent its own low-TTL probe: the introductions leave the
+server at the same moment, so the other's arrives ``their_rtt/2 - our_rtt/2`` after ours. Then both peers open
+their own mapping at once and send full checks once the other's mapping is open (see :func:`early_delay`); the
+checks cross, and one peer-to-peer round trip proves the path (and nominates it, step 4), with nobody waiting
+for Go. The cost: a check that reaches the other NAT before the other peer's probe left (an introduction lost
+and retransmitted, a peer stalled for longer than the margin plus the time between the peers) loses the conntrack
+race on a NAT without a firewall, and the punch falls back to the relay. So it is off by default
+(``--early-checks``); home routers, which drop unsolicited packets, only drop such a check.
 
 Port prediction (punch.peer.predict) reuses this machinery: the opener's many extra sockets hand their checks to
 :meth:`Puncher.on_request` with ``via`` (answers and triggered checks leave from the socket the check reached),
@@ -50,6 +64,20 @@ class PunchTimings:
     opener_fallback: float = 2.0  # opener probes at full TTL if no check arrived by then
     open_ttl: int = 2  # TTL of the opener's mapping-opening probes; 0 disables them (see punch.peer.hops)
     lan_grace: float = 0.25  # behind the same NAT, how long a proven public path waits for a LAN one to prove itself
+    early: bool = False  # check without waiting for Go when both peers told the server their round trip to it
+    early_margin: float = 0.05  # early checks wait this share of the larger one-way delay (at least 1 ms) for jitter
+
+
+def early_delay(our_rtt: float, their_rtt: float, margin: float) -> float:
+    """How long after our Introduce our first full-TTL check may leave: when the other peer's Introduce (sent at
+    the same moment, ``their_rtt/2 - our_rtt/2`` later than ours) has arrived and its low-TTL probe has opened
+    its NAT's mapping, plus ``margin`` of the larger one-way delay (at least 1 ms) for the estimates' error.
+
+    A check that reached the other NAT earlier would be recorded there as a connection of its own (the conntrack
+    race of the module docstring); the time the check takes to the other NAT is further slack.
+    """
+    ours, theirs = our_rtt / 2, their_rtt / 2
+    return max(0.0, theirs - ours) + max(0.001, margin * max(ours, theirs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +102,7 @@ class Puncher:
         predicting: bool = False,
         same_nat: bool = False,
         on_chosen: Callable[[Path], None] | None = None,
+        early: float | None = None,
     ) -> None:
         self.endpoint = endpoint  # the session's socket (swapped for the chosen one after port prediction)
         self._me = me
@@ -91,6 +120,11 @@ class Puncher:
         self._same_nat = same_nat
         self._lan_proven = asyncio.Event()
         self.hopeless = False  # both NATs map endpoint-dependently: no direct path to retry from the relay
+        # Early checks (module docstring): when (loop.time()) to start checking, or None to wait for Go.
+        self._early = early
+        self._aggressive = not same_nat and not predicting  # the prober nominates the public path in every check
+        self._proven: set[Address] = set()  # opener: candidates that answered our own checks
+        self._peer_nominated: Address | None = None  # opener: where a nominating check came from, not yet proven
         self._tasks: set[asyncio.Task[None]] = set()
         self._check_policy = RetransmitPolicy(
             rto=timings.check_interval,
@@ -99,6 +133,11 @@ class Puncher:
             max_sends=max(1, int(timings.timeout / timings.check_interval)),
             last_wait=1.0,
         )
+
+    @property
+    def early(self) -> bool:
+        """Whether both sides check without waiting for Go (module docstring)."""
+        return self._early is not None
 
     @property
     def peer(self) -> str:
@@ -154,7 +193,9 @@ class Puncher:
 
     async def run(self) -> Path:
         """Check candidates until a path is chosen or the timeout passes (PeerError)."""
-        if self._intro.role is Role.PROBER:
+        if self._early is not None:
+            self._spawn(self._early_checks(self._early))
+        elif self._intro.role is Role.PROBER:
             self._start_checks("probing")
         elif not self._predicting:
             self._spawn(self._opener_fallback())
@@ -186,6 +227,10 @@ class Puncher:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def _early_checks(self, at: float) -> None:
+        await asyncio.sleep(at - asyncio.get_running_loop().time())
+        self._start_checks("checking without waiting for Go:")
+
     async def _opener_fallback(self) -> None:
         await asyncio.sleep(self._timings.opener_fallback)
         if not self._triggered and not self._chosen.done():
@@ -203,9 +248,11 @@ class Puncher:
 
     async def _check_until_proven(self, remote: Address, via: StunEndpoint) -> None:
         """Check ``remote`` from ``via`` until it answers as the other peer; the prober then nominates it."""
+        prober = self._intro.role is Role.PROBER
+        nominate = self._aggressive and prober and remote == self._intro.candidates[0]
         while not self._chosen.done():
             try:
-                response, source = await via.request(self.check(), remote, self._check_policy)
+                response, source = await via.request(self.check(nominate=nominate), remote, self._check_policy)
             except TransactionTimeout:
                 return
             if not self.is_from_peer(response, source, remote):
@@ -213,10 +260,22 @@ class Puncher:
                 await asyncio.sleep(self._timings.check_interval)
                 continue
             log.info("probe answered by %s at %s: both directions work", self.peer, format_address(remote))
-            if self._intro.role is Role.PROBER:
+            if nominate:
+                self._nominated = remote
+                self._choose_once(Path(remote, self._kind(remote)), "we nominated it in our checks")
+            elif prober and not self._aggressive:
                 await self._prefer_lan(remote)
                 await self._nominate(remote)
+            elif not prober:
+                self._proven.add(remote)
+                if remote == self._peer_nominated:
+                    self._choose_once(Path(remote, self._kind(remote)), f"nominated by {self.peer}")
             return
+
+    def _choose_once(self, path: Path, why: str) -> None:
+        if not self._chosen.done():
+            log.info("path chosen: %s via %s (%s)", path.kind, format_address(path.remote), why)
+            self._choose(path)
 
     async def _prefer_lan(self, remote: Address) -> None:
         """Behind the same NAT, hold a proven public path back briefly while a LAN candidate may still answer."""
@@ -328,10 +387,12 @@ class Puncher:
         )
         if nominated and self._intro.role is Role.OPENER and not self._chosen.done():
             extra = via is not self.endpoint  # one of port prediction's sockets
-            path = Path(source, "predicted", via) if extra else Path(source, self._kind(source))
-            log.info("path chosen: %s via %s (nominated by %s)", path.kind, format_address(source), self.peer)
-            self._choose(path)
-        elif (source, via) not in self._triggered and not self._chosen.done():
+            if extra or not self._aggressive or source != self._intro.candidates[0] or source in self._proven:
+                path = Path(source, "predicted", via) if extra else Path(source, self._kind(source))
+                self._choose_once(path, f"nominated by {self.peer}")
+                return True
+            self._peer_nominated = source  # aggressive (step 4): chosen once our own check there is answered
+        if (source, via) not in self._triggered and not self._chosen.done():
             self._triggered.add((source, via))
             self._spawn(self._check_until_proven(source, via))
         return True

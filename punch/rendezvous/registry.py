@@ -49,6 +49,8 @@ class Match:
     prober: Registration
     session_id: bytes
     key: bytes
+    opener_rtt_us: int | None = None  # each one's round trip to the server, as it said in Connect (SERVER-RTT)
+    prober_rtt_us: int | None = None
 
     def introductions(self) -> tuple[tuple[Registration, Introduction], tuple[Registration, Introduction]]:
         """(recipient, introduction) for the opener and for the prober, in that order."""
@@ -62,6 +64,7 @@ class Match:
                     Role.OPENER,
                     self.key,
                     self.prober.mapping,
+                    self.prober_rtt_us,
                 ),
             ),
             (
@@ -73,6 +76,7 @@ class Match:
                     Role.PROBER,
                     self.key,
                     self.opener.mapping,
+                    self.opener_rtt_us,
                 ),
             ),
         )
@@ -86,6 +90,7 @@ class Registry:
     max_registrations: int = 100_000
     registrations: dict[str, Registration] = field(default_factory=dict)
     wants: dict[str, str] = field(default_factory=dict)  # asker -> target
+    rtts: dict[str, int] = field(default_factory=dict)  # asker -> its round trip to the server (microseconds)
     sessions: dict[bytes, Match] = field(default_factory=dict)
 
     def register(
@@ -121,6 +126,7 @@ class Registry:
         :meth:`expire`, so that the other peer's last relayed messages still get through."""
         self.registrations.pop(peer_id, None)
         self.wants.pop(peer_id, None)
+        self.rtts.pop(peer_id, None)
 
     def lookup(self, peer_id: str, now: float) -> Registration | None:
         """The live registration of ``peer_id``, if any."""
@@ -129,8 +135,9 @@ class Registry:
             return None
         return registration
 
-    def want(self, asker: str, target: str, now: float) -> Match | None:
-        """Record that ``asker`` wants ``target``; a Match when ``target`` already wants ``asker``.
+    def want(self, asker: str, target: str, now: float, rtt_us: int | None = None) -> Match | None:
+        """Record that ``asker`` wants ``target`` (``rtt_us``: its round trip to us, if it said); a Match when
+        ``target`` already wants ``asker``.
 
         The peer that asked first is the opener: it has been waiting, and the one that completes the match
         probes once the opener's NAT mapping is open. Either order works: asking for a peer that does not
@@ -138,15 +145,26 @@ class Registry:
         endpoint-dependent mapping to open: when exactly one of the two said so, it is the opener.
         """
         self.wants[asker] = target
+        self.rtts.pop(asker, None)
+        if rtt_us is not None:
+            self.rtts[asker] = rtt_us
         if self.wants.get(target) != asker:
             return None
         opener, prober = self.lookup(target, now), self.lookup(asker, now)
         if opener is None or prober is None:
             return None
         del self.wants[asker], self.wants[target]
+        rtts = {peer_id: self.rtts.pop(peer_id, None) for peer_id in (asker, target)}
         if (prober.mapping, opener.mapping) == (Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT):
             opener, prober = prober, opener
-        match = Match(opener, prober, os.urandom(SESSION_ID_BYTES), os.urandom(SESSION_KEY_BYTES))
+        match = Match(
+            opener,
+            prober,
+            os.urandom(SESSION_ID_BYTES),
+            os.urandom(SESSION_KEY_BYTES),
+            rtts[opener.peer_id],
+            rtts[prober.peer_id],
+        )
         self.sessions[match.session_id] = match
         return match
 

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from punch.peer.puncher import Puncher, PunchTimings
+from punch.peer.puncher import Puncher, PunchTimings, early_delay
 from punch.rendezvous.wire import Introduction, Role, request
-from punch.stun import Address, AttributeType, Message, MessageClass, Method
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
 
 pytestmark = pytest.mark.unit
 
@@ -79,3 +79,81 @@ def test_the_opener_takes_the_nominated_path() -> None:
         assert (path.remote, path.kind) == (("10.0.14.2", 5000), "direct-lan")
 
     asyncio.run(scenario())
+
+
+class AnsweringEndpoint(FakeEndpoint):
+    """Records every check sent; the other peer answers those to THEM once ``answer`` is set, the rest never."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks: list[tuple[Message, Address]] = []
+        self.answer = asyncio.Event()
+        self.two_checks = asyncio.Event()
+
+    async def request(self, message: Message, remote: Address, policy: object) -> tuple[Message, Address]:
+        self.checks.append((message, remote))
+        if len(self.checks) == 2:
+            self.two_checks.set()
+        if remote != THEM:
+            await asyncio.Future()
+        await self.answer.wait()
+        return make_success(message, ((AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, SESSION))), THEM
+
+
+def test_the_prober_nominates_the_public_endpoint_in_its_checks_and_takes_it_when_answered() -> None:
+    async def scenario() -> None:
+        endpoint = AnsweringEndpoint()
+        introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.PROBER, bytes(32))
+        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1))  # type: ignore[arg-type]
+        running = asyncio.create_task(puncher.run())
+        await endpoint.two_checks.wait()
+        nominating = {remote: message.has(AttributeType.USE_CANDIDATE) for message, remote in endpoint.checks}
+        assert nominating == {THEM: True, ("10.0.14.2", 5000): False}
+        endpoint.answer.set()
+        path = await running
+        assert (path.remote, path.kind) == (THEM, "direct")
+        assert len(endpoint.checks) == 2  # no separate nominating check after the answer
+
+    asyncio.run(scenario())
+
+
+def test_the_opener_takes_an_aggressively_nominated_path_once_its_own_check_is_answered() -> None:
+    async def scenario() -> None:
+        endpoint = AnsweringEndpoint()
+        introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.OPENER, bytes(32))
+        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1))  # type: ignore[arg-type]
+        puncher.on_request(check("14", nominate=True), THEM)  # answered, and a triggered check goes back
+        await asyncio.sleep(0)
+        assert puncher.chosen is None  # our own check there is not answered yet
+        assert [remote for _, remote in endpoint.checks] == [THEM]
+        endpoint.answer.set()
+        path = await puncher.run()
+        assert (path.remote, path.kind) == (THEM, "direct")
+
+    asyncio.run(scenario())
+
+
+def test_behind_one_nat_the_prober_nominates_in_a_check_of_its_own() -> None:
+    async def scenario() -> None:
+        endpoint = AnsweringEndpoint()
+        introduction = Introduction("14", (THEM,), SESSION, Role.PROBER, bytes(32))
+        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1), same_nat=True)  # type: ignore[arg-type]
+        endpoint.answer.set()
+        await puncher.run()
+        uses = [message.has(AttributeType.USE_CANDIDATE) for message, _ in endpoint.checks]
+        assert uses == [False, True]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "delay"),
+    [
+        (0.040, 0.040, 0.001),  # equally far: 5% of 20 ms is 1 ms
+        (0.040, 0.100, 0.030 + 0.0025),  # their Introduce arrives 30 ms after ours; 5% of 50 ms
+        (0.100, 0.040, 0.0025),  # theirs arrives first: only the margin
+        (0.0002, 0.0002, 0.001),  # at least 1 ms
+    ],
+)
+def test_early_checks_wait_for_the_other_introduction_and_a_margin(ours: float, theirs: float, delay: float) -> None:
+    assert early_delay(ours, theirs, 0.05) == pytest.approx(delay)
