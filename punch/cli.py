@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--secret-file", metavar="PATH", help="the group's secret, where the server serves a closed group"
     )
     peer.add_argument(
+        "--linger",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="after both sides closed, keep answering the other's retransmissions this long (default 0.5)",
+    )
+    peer.add_argument(
         "--keepalive",
         type=float,
         default=5.0,
@@ -280,6 +287,7 @@ def _run_peer(args: argparse.Namespace) -> int:
         punch=timings,
         relay=not args.no_relay,
         keepalive=_positive("--keepalive", args.keepalive),
+        linger=_not_negative("--linger", args.linger),
         group=read_secret(args.secret_file) if args.secret_file else None,
         predict=predict,
         discover_ttl=open_ttl is None,

@@ -63,6 +63,7 @@ class PeerResult:
     remote: str | None = None
     punch_ms: float | None = None
     path_at: float | None = None  # wall-clock time (time.time()) when the path was chosen, for benchmarks
+    server_rtt_ms: float | None = None  # our shortest round trip to the server before the introduction
     received: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     role: str | None = None
@@ -209,6 +210,7 @@ async def _find_path(
     if introduction.peer_id != config.target:
         raise PeerError(f"the server introduced {introduction.peer_id}, but we asked for {config.target}")
     result.role = introduction.role.name.lower()
+    result.server_rtt_ms = None if client.rtt is None else round(client.rtt * 1000, 2)
     result.session = introduction.session_id.hex()
     started = loop.time()
     plan = choose_plan(config.predict, client.mapping, introduction)
