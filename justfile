@@ -62,7 +62,7 @@ bench-server:
     {{python}} -m bench.server_throughput --output bench/server.md
 
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
-bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-flood bench-compose bench-gather
+bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-flood bench-relay bench-compose bench-gather
 
 # bench/results.md from the reports already in bench/ (runs nothing)
 bench-gather:
@@ -83,6 +83,10 @@ bench-predict trials="100":
 # 110,000 fake registrations against punch server while two real peers punch through it (writes bench/flood.md)
 bench-flood:
     {{python}} -m bench.flood --output bench/flood.md
+
+# The relay through the real lab beside the direct path: time to a working path, throughput through one server core (writes bench/relay.md)
+bench-relay trials="20":
+    {{python}} -m bench.relay --trials {{trials}} --output bench/relay.md
 
 # Offline: PUNCH_BASE=local/debian-py. Without a Docker engine it is skipped.
 # The same two-peer lab through docker compose and netns: up, first message, down, memory (writes bench/compose_vs_netns.md)

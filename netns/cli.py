@@ -1,4 +1,4 @@
-"""``python -m netns`` / ``netns-lab``: verbs up, down, status, exec, validate, logdir, matrix.
+"""``python -m netns`` / ``netns-lab``: verbs up, down, status, exec, validate, logdir, matrix, impair, readdress.
 
 Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted (128+N for another signal N).
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netns import containers, impair, ipr, lifecycle, matrix, matrix_report, model, naming
+from netns import containers, generate, impair, ipr, lifecycle, matrix, matrix_report, model, naming, readdress
 from netns.apply import Interrupted, deferred_signals
 from netns.errors import LabError, TopologyError
 
@@ -57,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     up = named("up", "create the lab's namespaces, links, routes and NAT")
-    up.add_argument("--topology", type=Path, default=lifecycle.DEFAULT_TOPOLOGY, help="topology YAML file")
+    shape = up.add_mutually_exclusive_group()
+    shape.add_argument("--topology", type=Path, default=lifecycle.DEFAULT_TOPOLOGY, help="topology YAML file")
+    shape.add_argument(
+        "--peers", type=int, metavar="N", help="instead of a file: N peers, each behind its own NAT, and a server"
+    )
     up.add_argument("--firewall", choices=model.FIREWALLS, help="override the firewall of every router")
     up.add_argument(
         "--nat",
@@ -79,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     validate = verbs.add_parser("validate", help="check a topology file (no root needed)", parents=[common])
     validate.add_argument("file", type=Path)
     named("logdir", "print the lab's state/log directory")
+    renumber = named("readdress", "give a node another address on one of its networks (a router's NAT follows)")
+    renumber.add_argument("node")
+    renumber.add_argument("network", help="the network (interface) whose address changes, e.g. wan14")
+    renumber.add_argument("address", help="the new address, in the network's subnet")
     _impair_parsers(up, named)
     _matrix_parser(verbs, common)
     return parser
@@ -182,7 +190,7 @@ def _cmd_matrix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    topology = model.load(args.topology)
+    topology = generate.topology(args.peers) if args.peers is not None else model.load(args.topology)
     if args.impair:
         topology = topology.with_impairs(args.impair)
     if args.firewall:
@@ -318,6 +326,11 @@ def _main(argv: Sequence[str] | None) -> int:
             return _cmd_impair(args, parser)
         if args.verb == "matrix":
             return _cmd_matrix(args, parser)
+        if args.verb == "readdress":
+            with deferred_signals():
+                report = readdress.readdress(args.name, args.node, args.network, args.address)
+            print(report.summary())
+            return EXIT_OK
         print(naming.state_dir(args.name))
         return EXIT_OK
     except TopologyError as exc:

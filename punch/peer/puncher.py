@@ -14,10 +14,12 @@ then sends, SNAT must pick a different public port, and a naive simultaneous ope
 3. the prober checks every candidate; its checks find the opener's mapping already open and get through;
    the opener answers and sends a triggered check back (RFC 8445 §7.3.1.4);
 4. the prober, which controls the choice, nominates the other's public endpoint in every check it sends there
-   (USE-CANDIDATE; aggressive nomination, RFC 5245 §8.1.1.2) and chooses it when a check is answered; the opener
-   chooses it once it has a nominating check from there and an answer to its own (triggered) check. Behind one
-   NAT, where a LAN path may beat the NAT's hairpin, the prober nominates the regular way instead (RFC 8445
-   §8.1.1): the first pair that answered, after a short grace for a LAN candidate, in a check of its own.
+   (USE-CANDIDATE; aggressive nomination, RFC 5245 §8.1.1.2) and chooses it when a check is answered. The opener
+   takes a nomination only for a pair its own check proved (RFC 8445 §7.3.1.5: a nominated pair that has not
+   succeeded waits for its triggered check), so a check replayed from another address, authentic as it is,
+   never steers the path there. Behind one NAT, where a LAN path may beat the NAT's hairpin, the prober
+   nominates the regular way instead (RFC 8445 §8.1.1): the first pair that answered, after a short grace for a
+   LAN candidate, in a check of its own.
 
 If no check arrives from the prober in time, the opener probes at full TTL as well (for networks where the
 low-TTL probe could not open the mapping).
@@ -114,6 +116,8 @@ class Puncher:
         self._on_chosen = on_chosen  # called the moment a path is chosen (before any datagram on it is handled)
         self._chosen: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
         self._triggered: set[tuple[Address, StunEndpoint]] = set()
+        self._proven: set[tuple[Address, StunEndpoint]] = set()  # pairs our own checks proved
+        self._nominations: set[tuple[Address, StunEndpoint]] = set()  # pairs the prober nominated (opener)
         self._nominated: Address | None = None
         # Both peers behind one public address (one NAT): their LAN path beats the NAT's hairpin, so the prober
         # gives a LAN candidate a moment to prove itself before it nominates the public one.
@@ -123,8 +127,6 @@ class Puncher:
         # Early checks (module docstring): when (loop.time()) to start checking, or None to wait for Go.
         self._early = early
         self._aggressive = not same_nat and not predicting  # the prober nominates the public path in every check
-        self._proven: set[Address] = set()  # opener: candidates that answered our own checks
-        self._peer_nominated: Address | None = None  # opener: where a nominating check came from, not yet proven
         self._tasks: set[asyncio.Task[None]] = set()
         self._check_policy = RetransmitPolicy(
             rto=timings.check_interval,
@@ -260,16 +262,15 @@ class Puncher:
                 await asyncio.sleep(self._timings.check_interval)
                 continue
             log.info("probe answered by %s at %s: both directions work", self.peer, format_address(remote))
+            self._proven.add((remote, via))
             if nominate:
                 self._nominated = remote
                 self._choose_once(Path(remote, self._kind(remote)), "we nominated it in our checks")
             elif prober and not self._aggressive:
                 await self._prefer_lan(remote)
                 await self._nominate(remote)
-            elif not prober:
-                self._proven.add(remote)
-                if remote == self._peer_nominated:
-                    self._choose_once(Path(remote, self._kind(remote)), f"nominated by {self.peer}")
+            elif not prober and (remote, via) in self._nominations and not self._chosen.done():
+                self._take_nomination(remote, via)
             return
 
     def _choose_once(self, path: Path, why: str) -> None:
@@ -386,13 +387,19 @@ class Puncher:
             " (nominating this path)" if nominated else "",
         )
         if nominated and self._intro.role is Role.OPENER and not self._chosen.done():
-            extra = via is not self.endpoint  # one of port prediction's sockets
-            if extra or not self._aggressive or source != self._intro.candidates[0] or source in self._proven:
-                path = Path(source, "predicted", via) if extra else Path(source, self._kind(source))
-                self._choose_once(path, f"nominated by {self.peer}")
+            self._nominations.add((source, via))
+            if (source, via) in self._proven:
+                self._take_nomination(source, via)
                 return True
-            self._peer_nominated = source  # aggressive (step 4): chosen once our own check there is answered
+            log.info("nomination of %s waits until our own check proves it", format_address(source))
         if (source, via) not in self._triggered and not self._chosen.done():
             self._triggered.add((source, via))
             self._spawn(self._check_until_proven(source, via))
         return True
+
+    def _take_nomination(self, source: Address, via: StunEndpoint) -> None:
+        """Opener: use the pair the prober nominated (our own check proved it)."""
+        extra = via is not self.endpoint  # one of port prediction's sockets
+        path = Path(source, "predicted", via) if extra else Path(source, self._kind(source))
+        log.info("path chosen: %s via %s (nominated by %s)", path.kind, format_address(source), self.peer)
+        self._choose(path)

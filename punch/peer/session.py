@@ -31,6 +31,9 @@ KEEPALIVE_POLICY = RetransmitPolicy(rto=0.5, max_rto=2.0, max_sends=5, last_wait
 
 log = logging.getLogger(__name__)
 
+# What our socket drops before any handler sees it (punch.stun.protocol.StunEndpoint's counters).
+DROP_REASONS = ("not-stun", "malformed", "bad-integrity", "handler-error")
+
 
 @dataclass(frozen=True, slots=True)
 class PeerConfig:
@@ -72,6 +75,7 @@ class PeerResult:
     mapped: str | None = None
     upgraded: bool = False  # started on the relay, moved to a direct path later
     error: str | None = None
+    dropped: dict[str, int] = field(default_factory=dict)  # datagrams our socket dropped, by reason (DROP_REASONS)
 
 
 class _Dispatcher:
@@ -105,6 +109,7 @@ async def run_peer(
         result.error = str(error)
         raise
     finally:
+        result.dropped = {reason: endpoint.counters[reason] for reason in DROP_REASONS if endpoint.counters[reason]}
         await endpoint.close()
     return result
 
@@ -237,7 +242,13 @@ async def _find_path(
         early=early,
     )
     channel = Channel(
-        endpoint, config.peer_id, introduction.peer_id, introduction.session_id, introduction.key, on_text
+        endpoint,
+        config.peer_id,
+        introduction.peer_id,
+        introduction.session_id,
+        introduction.key,
+        on_text,
+        relay=config.server,
     )
     result.received, result.sent = channel.received, channel.sent  # shared: a failure still reports what crossed
     dispatcher.routes += [puncher.on_request, channel.on_request]

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from punch.errors import PeerError
 from punch.peer.puncher import Puncher, PunchTimings, early_delay
 from punch.rendezvous.wire import Introduction, Role, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
@@ -69,20 +70,60 @@ def test_a_check_from_the_peer_is_answered_with_where_it_came_from() -> None:
     assert answer.raw(AttributeType.SESSION_ID) == SESSION
 
 
-def test_the_opener_takes_the_nominated_path() -> None:
+class AnsweringEndpoint(FakeEndpoint):
+    """The other peer answers our checks, at the addresses in ``answering`` only."""
+
+    def __init__(self, *answering: Address) -> None:
+        super().__init__()
+        self.answering = answering
+        self.checked: list[Address] = []
+
+    async def request(self, message: Message, remote: Address, policy: object) -> tuple[Message, Address]:
+        self.checked.append(remote)
+        if remote not in self.answering:
+            await asyncio.Future()
+        identity = ((AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, SESSION))
+        return make_success(message, identity), remote
+
+
+def test_the_opener_takes_the_nominated_path_once_its_own_check_proved_it() -> None:
     async def scenario() -> None:
-        endpoint = FakeEndpoint()
-        introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.OPENER, bytes(32))
+        lan = ("10.0.14.2", 5000)
+        endpoint = AnsweringEndpoint(lan)
+        introduction = Introduction("14", (THEM, lan), SESSION, Role.OPENER, bytes(32))
         puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1))  # type: ignore[arg-type]
-        puncher.on_request(check("14", nominate=True), ("10.0.14.2", 5000))
+        puncher.on_request(check("14", nominate=True), lan)
         path = await puncher.run()
         assert (path.remote, path.kind) == (("10.0.14.2", 5000), "direct-lan")
+        assert endpoint.checked == [lan]  # the triggered check that proved it
 
     asyncio.run(scenario())
 
 
-class AnsweringEndpoint(FakeEndpoint):
-    """Records every check sent; the other peer answers those to THEM once ``answer`` is set, the rest never."""
+def test_a_nomination_replayed_from_an_address_that_never_answers_does_not_steer_the_path() -> None:
+    """An authentic nominating check (a replay, captured on the way) from a third host's address: the opener
+    answers and checks that address, but no answer comes from the other peer there, so no path is chosen."""
+
+    async def scenario() -> str:
+        attacker = ("203.0.113.166", 4000)
+        endpoint = AnsweringEndpoint(THEM)
+        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32))
+        timings = PunchTimings(timeout=0.2, opener_fallback=60)
+        puncher = Puncher(endpoint, "10", introduction, timings)  # type: ignore[arg-type]
+        puncher.on_request(check("14", nominate=True), attacker)
+        with pytest.raises(PeerError) as failure:
+            await puncher.run()
+        assert puncher.chosen is None
+        assert endpoint.checked == [attacker]
+        return str(failure.value)
+
+    assert asyncio.run(scenario()) == (
+        "no direct path to 14 within 0.2 s (tried 192.0.2.14:5000); both NATs may be symmetric, or a firewall drops UDP"
+    )
+
+
+class GatedEndpoint(FakeEndpoint):
+    """Records every check with its message; the other peer answers those to THEM once ``answer`` is set."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -102,7 +143,7 @@ class AnsweringEndpoint(FakeEndpoint):
 
 def test_the_prober_nominates_the_public_endpoint_in_its_checks_and_takes_it_when_answered() -> None:
     async def scenario() -> None:
-        endpoint = AnsweringEndpoint()
+        endpoint = GatedEndpoint()
         introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.PROBER, bytes(32))
         puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1))  # type: ignore[arg-type]
         running = asyncio.create_task(puncher.run())
@@ -117,25 +158,9 @@ def test_the_prober_nominates_the_public_endpoint_in_its_checks_and_takes_it_whe
     asyncio.run(scenario())
 
 
-def test_the_opener_takes_an_aggressively_nominated_path_once_its_own_check_is_answered() -> None:
-    async def scenario() -> None:
-        endpoint = AnsweringEndpoint()
-        introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.OPENER, bytes(32))
-        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1))  # type: ignore[arg-type]
-        puncher.on_request(check("14", nominate=True), THEM)  # answered, and a triggered check goes back
-        await asyncio.sleep(0)
-        assert puncher.chosen is None  # our own check there is not answered yet
-        assert [remote for _, remote in endpoint.checks] == [THEM]
-        endpoint.answer.set()
-        path = await puncher.run()
-        assert (path.remote, path.kind) == (THEM, "direct")
-
-    asyncio.run(scenario())
-
-
 def test_behind_one_nat_the_prober_nominates_in_a_check_of_its_own() -> None:
     async def scenario() -> None:
-        endpoint = AnsweringEndpoint()
+        endpoint = GatedEndpoint()
         introduction = Introduction("14", (THEM,), SESSION, Role.PROBER, bytes(32))
         puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1), same_nat=True)  # type: ignore[arg-type]
         endpoint.answer.set()
