@@ -105,6 +105,7 @@ class Puncher:
         same_nat: bool = False,
         on_chosen: Callable[[Path], None] | None = None,
         early: float | None = None,
+        aggressive: bool = True,
     ) -> None:
         self.endpoint = endpoint  # the session's socket (swapped for the chosen one after port prediction)
         self._me = me
@@ -126,8 +127,12 @@ class Puncher:
         self.hopeless = False  # both NATs map endpoint-dependently: no direct path to retry from the relay
         # Early checks (module docstring): when (loop.time()) to start checking, or None to wait for Go.
         self._early = early
-        self._aggressive = not same_nat and not predicting  # the prober nominates the public path in every check
+        # The prober nominates the public path in every check (step 4); not behind one NAT, not when predicting,
+        # and not in the relay's retries: there the opener's window may close before its own check is answered,
+        # while the prober already moved (a nomination in a check of its own comes after the opener answered it).
+        self._aggressive = aggressive and not same_nat and not predicting
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
         self._check_policy = RetransmitPolicy(
             rto=timings.check_interval,
             backoff=1.0,
@@ -191,7 +196,7 @@ class Puncher:
 
     def again(self, timings: PunchTimings) -> Puncher:
         """A fresh puncher for the same session and socket (the relay's background retries)."""
-        return Puncher(self.endpoint, self._me, self._intro, timings, same_nat=self._same_nat)
+        return Puncher(self.endpoint, self._me, self._intro, timings, same_nat=self._same_nat, aggressive=False)
 
     async def run(self) -> Path:
         """Check candidates until a path is chosen or the timeout passes (PeerError)."""
@@ -224,6 +229,7 @@ class Puncher:
 
     async def close(self) -> None:
         """Stop every check still running; idempotent."""
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -367,6 +373,11 @@ class Puncher:
                 sender,
                 self.peer,
             )
+            return True
+        if message.has(AttributeType.USE_CANDIDATE) and self._closed and not self._chosen.done():
+            # A retry from the relay that gave up: answering would let the prober move to a path we will not take;
+            # unanswered, its nomination is retransmitted and reaches our next retry.
+            log.info("ignored a nomination from %s: this try has ended", format_address(source))
             return True
         via.send(
             make_success(

@@ -182,3 +182,18 @@ def test_behind_one_nat_the_prober_nominates_in_a_check_of_its_own() -> None:
 )
 def test_early_checks_wait_for_the_other_introduction_and_a_margin(ours: float, theirs: float, delay: float) -> None:
     assert early_delay(ours, theirs, 0.05) == pytest.approx(delay)
+
+
+def test_a_try_that_ended_without_a_path_does_not_answer_a_nomination() -> None:
+    async def scenario() -> list[tuple[Message, Address]]:
+        endpoint = FakeEndpoint()
+        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32))
+        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=0.05))  # type: ignore[arg-type]
+        with pytest.raises(PeerError):
+            await puncher.retry()
+        puncher.on_request(check("14", nominate=True), THEM)
+        puncher.on_request(check("14"), THEM)  # a plain check is still answered
+        return endpoint.sent
+
+    [(answer, _)] = asyncio.run(scenario())
+    assert not answer.has(AttributeType.USE_CANDIDATE)
