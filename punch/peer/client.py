@@ -49,15 +49,21 @@ class RendezvousClient:
         loop = asyncio.get_running_loop()
         self.introduction: asyncio.Future[Introduction] = loop.create_future()
         self.go = asyncio.Event()
+        self.introduced_at: float | None = None  # loop.time() when the Introduce arrived
         self.mapped: Address | None = None
         self._token: bytes | None = None  # proves we own our ID (first come, first served)
         self._group = group  # a closed group's key (--secret-file), or None
         self.mapping = mapping  # how our NAT maps (punch.peer.predict.discover_mapping), told to the server
+        self.rtt: float | None = None  # the shortest round trip of our requests to the server (seconds)
 
     async def _call(self, message: Message, what: str) -> Message:
+        loop = asyncio.get_running_loop()
         try:
             key = request_key(self._group, self._token)
+            sent = loop.time()
             response, _ = await self._endpoint.request(message, self.server, self._policy, key)
+            rtt = loop.time() - sent  # from the first transmission: a retransmitted request only makes it longer
+            self.rtt = rtt if self.rtt is None else min(self.rtt, rtt)
         except TransactionTimeout:
             raise PeerError(
                 f"the server at {format_address(self.server)} did not answer {what}; "
@@ -120,9 +126,11 @@ class RendezvousClient:
                 log.warning("refreshing the registration failed: %s", error)
 
     async def connect(self, target: str) -> str:
-        """Ask the server for ``target``; returns the server's status line."""
+        """Ask the server for ``target``, telling it our round trip to it (the server passes it on to the other
+        peer, see punch.peer.puncher); returns the server's status line."""
+        rtt = () if self.rtt is None else ((AttributeType.SERVER_RTT, round(self.rtt * 1e6)),)
         response = await self._call(
-            request(Method.CONNECT, (AttributeType.PEER_ID, self.peer_id), (AttributeType.TARGET_ID, target)),
+            request(Method.CONNECT, (AttributeType.PEER_ID, self.peer_id), (AttributeType.TARGET_ID, target), *rtt),
             f"our request for {target}",
         )
         status = response.text(AttributeType.STATUS) or "ok"
@@ -175,6 +183,7 @@ class RendezvousClient:
             ", ".join(format_address(c) for c in introduction.candidates),
             introduction.role.name.lower(),
         )
+        self.introduced_at = asyncio.get_running_loop().time()
         self.introduction.set_result(introduction)
 
     def _on_go(self, message: Message) -> None:

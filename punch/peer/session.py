@@ -17,7 +17,7 @@ from punch.peer import hops
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
 from punch.peer.predict import Plan, PortOpener, PredictConfig, Sprayer, choose_plan, our_mapping
-from punch.peer.puncher import Path, Puncher, PunchTimings
+from punch.peer.puncher import Path, Puncher, PunchTimings, early_delay
 from punch.rendezvous.wire import Introduction, Mapping, Role
 from punch.stun import Address, Message, MessageClass, describe, method_name
 from punch.stun.protocol import StunEndpoint, format_address, host_candidates, open_endpoint
@@ -66,6 +66,7 @@ class PeerResult:
     remote: str | None = None
     punch_ms: float | None = None
     path_at: float | None = None  # wall-clock time (time.time()) when the path was chosen, for benchmarks
+    server_rtt_ms: float | None = None  # our shortest round trip to the server before the introduction
     received: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     role: str | None = None
@@ -214,10 +215,12 @@ async def _find_path(
     if introduction.peer_id != config.target:
         raise PeerError(f"the server introduced {introduction.peer_id}, but we asked for {config.target}")
     result.role = introduction.role.name.lower()
+    result.server_rtt_ms = None if client.rtt is None else round(client.rtt * 1000, 2)
     result.session = introduction.session_id.hex()
     started = loop.time()
     plan = choose_plan(config.predict, client.mapping, introduction)
-    if introduction.role is Role.OPENER:  # only the opener's probes need the TTL (the route is traced meanwhile)
+    early = _early(config, plan, client, introduction)
+    if introduction.role is Role.OPENER or early is not None:  # low-TTL probes need the TTL (traced meanwhile)
         config = dataclasses.replace(config, punch=await hops_found)
 
     def switch(path: Path) -> None:
@@ -236,6 +239,7 @@ async def _find_path(
         predicting=plan is not Plan.PUNCH,
         same_nat=same_nat,
         on_chosen=switch,
+        early=early,
     )
     channel = Channel(
         endpoint,
@@ -270,6 +274,26 @@ async def _find_path(
     return path, channel, puncher
 
 
+def _early(config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction) -> float | None:
+    """When (loop.time()) our first check may leave without waiting for Go (punch.peer.puncher), or None: early
+    checks need both round trips to the server, a plain punch (no port prediction), and low-TTL
+    probes (they open both NATs first)."""
+    if not config.punch.early or plan is not Plan.PUNCH or config.punch.open_ttl <= 0:
+        return None
+    if client.rtt is None or client.introduced_at is None or introduction.rtt_us is None:
+        return None
+    their_rtt = introduction.rtt_us / 1e6
+    delay = early_delay(client.rtt, their_rtt, config.punch.early_margin)
+    log.info(
+        "round trips to the server: ours %.1f ms, %s's %.1f ms: both open our mappings now, and check after %.1f ms",
+        client.rtt * 1000,
+        introduction.peer_id,
+        their_rtt * 1000,
+        delay * 1000,
+    )
+    return client.introduced_at + delay
+
+
 async def _punch(
     config: PeerConfig,
     plan: Plan,
@@ -284,7 +308,9 @@ async def _punch(
     or fall back to the relay."""
     opener: PortOpener | None = None
     sprayer: Sprayer | None = None
-    if introduction.role is Role.OPENER:
+    if puncher.early:
+        await puncher.open_mappings()  # both sides; nobody waits for Ready and Go
+    elif introduction.role is Role.OPENER:
         if plan is Plan.OPEN:
             opener = await sockets.enter_async_context(PortOpener(puncher, endpoint.key_for, dispatcher))
             await opener.open(config.bind[0], config.predict.sockets)

@@ -457,7 +457,7 @@ class RendezvousServer:
         registration = self.registry.lookup(asker, now)
         if registration is None or registration.observed != source:
             raise ProtocolError(f"peer {asker} is not registered from {format_address(source)}")
-        match = self.registry.want(asker, target, now)
+        match = self.registry.want(asker, target, now, message.integer(AttributeType.SERVER_RTT))
         if match is None:
             status = (
                 f"waiting for {target}" if self.registry.lookup(target, now) else f"waiting for {target} to register"

@@ -55,6 +55,7 @@ def test_scripted_peer_talks_to_an_interactive_one(server_address: str) -> None:
     assert (result["id"], result["peer"], result["path"]) == ("10", "14", "direct")
     assert set(result) >= {"id", "peer", "path", "remote", "punch_ms", "path_at", "received"}
     assert started < result["path_at"] < time.time()  # wall-clock time the path was chosen (bench/punch_floor)
+    assert result["server_rtt_ms"] > 0
     assert out.splitlines()[:2] == ["[14] hi there", "[14] how are you?"]
     assert chat_out.splitlines()[:2] == ["[10] hello", "[10] bye"]
     assert re.match(r"direct path to 10 via 127\.0\.0\.1:\d+, after [\d.]+ ms$", chat_out.splitlines()[-1])
@@ -81,6 +82,8 @@ def test_peer_without_its_partner_fails_with_one_line_and_json(server_address: s
          "punch: --to '1' is our own --id; give the other peer's ID"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--timeout", "0"],
          "punch: --timeout must be greater than 0, got 0"),
+        (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--linger", "-1"],
+         "punch: --linger must be 0 or more, got -1"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--open-ttl", "often"],
          "punch: --open-ttl must be auto or 0 to 255, got 'often'"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--open-ttl", "256"],
