@@ -62,7 +62,7 @@ bench-server:
     {{python}} -m bench.server_throughput --output bench/server.md
 
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
-bench: bench-punch bench-predict lab-matrix bench-server bench-flood bench-compose bench-gather
+bench: bench-punch bench-predict lab-matrix bench-server bench-flood bench-compose bench-lab-scale bench-gather
 
 # bench/results.md from the reports already in bench/ (runs nothing)
 bench-gather:
@@ -79,6 +79,10 @@ bench-predict trials="100":
 # 110,000 fake registrations against punch server while two real peers punch through it (writes bench/flood.md)
 bench-flood:
     {{python}} -m bench.flood --output bench/flood.md
+
+# N NAT'd peers (10, 100, 1,000) up and down, then N/2 pairs punching at once through one server (writes bench/lab_scale.md)
+bench-lab-scale *args:
+    {{python}} -m bench.lab_scale --output bench/lab_scale.md {{args}}
 
 # Offline: PUNCH_BASE=local/debian-py. Without a Docker engine it is skipped.
 # The same two-peer lab through docker compose and netns: up, first message, down, memory (writes bench/compose_vs_netns.md)
