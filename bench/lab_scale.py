@@ -206,8 +206,8 @@ def neighbour_table(entries: int) -> Iterator[None]:
                 path.write_text(str(value))
         yield
     finally:
-        for path, value in zip(NEIGHBOUR_SYSCTLS, saved, strict=True):
-            path.write_text(value)
+        for path, text in zip(NEIGHBOUR_SYSCTLS, saved, strict=True):
+            path.write_text(text)
 
 
 def run_size(n: int, single: int, wave: int, tag: str) -> tuple[Size, float]:
