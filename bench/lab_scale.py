@@ -46,7 +46,6 @@ ALTERNATE = str(generate.ALTERNATE)
 # instead of getting 1/1,001 of the CPU while a thousand peers start (the kernel's RT throttling still leaves
 # the rest of the machine 5% of every second).
 SERVER_PRIORITY = ["chrt", "--rr", "1"]
-NEIGHBOURS_PER_PEER = 8  # ARP entries a peer needs (about 5), with room for the machine's other labs
 
 
 @dataclass
@@ -195,7 +194,7 @@ def neighbour_table(entries: int) -> Iterator[None]:
     """The kernel's ARP table holds at least ``entries`` dynamic entries for the block, then what it held before.
 
     The table is ONE for all namespaces (gc_thresh3, 1,024 by default, counts every namespace's entries), and
-    1,000 peers need about 5 per peer: LAN both ways, router and server both ways, and each pair's two routers.
+    peers need about 5 each (generate.NEIGHBOURS_PER_PEER): LAN, router and server, the pair's two routers.
     Past the limit the kernel cannot resolve a next hop and drops the packet (/proc/net/stat/arp_cache
     table_fulls). This is a host setting; raising it for the run only lets other labs on the machine grow too.
     """
@@ -248,7 +247,10 @@ def run_size(n: int, single: int, wave: int, tag: str) -> tuple[Size, float]:
 
 def table(sizes: list[Size], standalone: float, single: int, wave: int) -> list[str]:
     rows = []
+    previous: Size | None = None
     for s in sizes:
+        marginal = (s.up_s - previous.up_s) / (s.n - previous.n) * 1000 if previous and s.n > previous.n else None
+        previous = s
         single_median = statistics.median(s.single_ms) if s.single_ms else None
         median = statistics.median(s.punch_ms) if s.punch_ms else None
         ratio = f"{median / single_median:.2f}x" if median and single_median else "-"
@@ -256,7 +258,7 @@ def table(sizes: list[Size], standalone: float, single: int, wave: int) -> list[
             [
                 s.n,
                 f"{s.up_s:.1f}",
-                f"{s.up_s / s.n * 1000:.0f}",
+                f"{s.up_s / s.n * 1000:.0f}" + (f" ({marginal:.0f})" if marginal is not None else ""),
                 f"{s.down_s:.1f}",
                 f"{s.down_s / s.n * 1000:.1f}",
                 f"{s.mem_available_mib:.0f} / {s.slab_mib:.0f}",
@@ -266,7 +268,7 @@ def table(sizes: list[Size], standalone: float, single: int, wave: int) -> list[
                 *median_p95(s.punch_ms),
                 ratio,
                 f"{s.peers_pss_mib:.0f}",
-                f"{s.peers_cpu_s:.0f} ({s.punch_wall_s:.0f} s)",
+                f"{s.peers_cpu_s:.1f} ({s.peers_cpu_s / s.n * 1000:.0f} ms/peer; {s.punch_wall_s:.0f} s)",
             ]
         )
     how = f"{wave} pairs at a time" if wave else "all pairs at once"
@@ -281,14 +283,15 @@ def table(sizes: list[Size], standalone: float, single: int, wave: int) -> list[
         "direct path, relay off), median over both peers of every successful pair. Peers: each a `punch peer` "
         "process in its own namespace, forked from the benchmark after it imported punch once (pages shared); "
         "their memory is the summed PSS at its peak, their CPU the children's user+system time (wall time of "
-        f"the punching in brackets). One stand-alone `python -m punch peer` peaks at {standalone:.0f} MiB RSS.",
+        "the punching in brackets). Marginal: the extra up time per extra peer from the size before. One "
+        f"stand-alone `python -m punch peer` peaks at {standalone:.0f} MiB RSS.",
         "",
     ]
     lines += markdown_table(
         [
             "N",
             "up (s)",
-            "up per peer (ms)",
+            "up per peer (ms; marginal)",
             "down (s)",
             "down per peer (ms)",
             "kernel MiB (MemAvailable / Slab)",
@@ -323,7 +326,7 @@ def main() -> int:
     warm_up()
     sizes = []
     standalone = 0.0
-    with neighbour_table(NEIGHBOURS_PER_PEER * max(args.sizes)):
+    with neighbour_table(2 * generate.NEIGHBOURS_PER_PEER * max(args.sizes)):  # room for the machine's other labs
         for n in args.sizes:
             size, standalone = run_size(n, args.single, args.wave, tag)
             sizes.append(size)

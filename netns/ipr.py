@@ -373,6 +373,15 @@ def sysctl(ns: str, key: str, value: str, optional: bool = False) -> None:
                 raise KernelError(f"sysctl {key}={value} in {ns}: no such key in this kernel") from None
 
 
+def neighbour_capacity() -> int | None:
+    """The kernel's limit on ARP entries (net.ipv4.neigh.default.gc_thresh3), shared by every namespace."""
+    try:
+        with open("/proc/sys/net/ipv4/neigh/default/gc_thresh3", encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 def pids_in(ns: str) -> list[int]:
     """PIDs in ``ns``: every /proc/PID/ns/net with the namespace's inode (like ``ip netns pids``)."""
     return pids_in_any([ns])
