@@ -67,7 +67,7 @@ bench-registry:
     {{python}} -m bench.registry --output bench/registry.md
 
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
-bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-registry bench-flood bench-relay bench-compose bench-gather
+bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-registry bench-flood bench-relay bench-lab-scale bench-compose bench-gather
 
 # bench/results.md from the reports already in bench/ (runs nothing)
 bench-gather:
@@ -92,6 +92,10 @@ bench-flood:
 # The relay through the real lab beside the direct path: time to a working path, throughput through one server core (writes bench/relay.md)
 bench-relay trials="20":
     {{python}} -m bench.relay --trials {{trials}} --output bench/relay.md
+
+# N NAT'd peers (10, 100, 1,000) up and down, then N/2 pairs punching at once through one server (writes bench/lab_scale.md)
+bench-lab-scale *args:
+    {{python}} -m bench.lab_scale --output bench/lab_scale.md {{args}}
 
 # Offline: PUNCH_BASE=local/debian-py. Without a Docker engine it is skipped.
 # The same two-peer lab through docker compose and netns: up, first message, down, memory (writes bench/compose_vs_netns.md)
