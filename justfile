@@ -62,7 +62,7 @@ bench-server:
     {{python}} -m bench.server_throughput --output bench/server.md
 
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
-bench: bench-punch bench-predict lab-matrix bench-server bench-flood bench-compose bench-gather
+bench: bench-punch bench-predict lab-matrix bench-server bench-flood bench-readdress bench-compose bench-gather
 
 # bench/results.md from the reports already in bench/ (runs nothing)
 bench-gather:
@@ -79,6 +79,10 @@ bench-predict trials="100":
 # 110,000 fake registrations against punch server while two real peers punch through it (writes bench/flood.md)
 bench-flood:
     {{python}} -m bench.flood --output bench/flood.md
+
+# A session hit by conntrack -F vs by a NAT's new public address: time to the next acknowledged text (writes bench/readdress.md)
+bench-readdress rounds="5":
+    {{python}} -m bench.readdress --rounds {{rounds}} --output bench/readdress.md
 
 # Offline: PUNCH_BASE=local/debian-py. Without a Docker engine it is skipped.
 # The same two-peer lab through docker compose and netns: up, first message, down, memory (writes bench/compose_vs_netns.md)
