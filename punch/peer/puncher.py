@@ -96,6 +96,7 @@ class Puncher:
         self._lan_proven = asyncio.Event()
         self.hopeless = False  # both NATs map endpoint-dependently: no direct path to retry from the relay
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False  # this round of checks is over (chosen, timed out, or given up for the relay)
         self._check_policy = RetransmitPolicy(
             rto=timings.check_interval,
             backoff=1.0,
@@ -185,6 +186,7 @@ class Puncher:
 
     async def close(self) -> None:
         """Stop every check still running; idempotent."""
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -315,6 +317,12 @@ class Puncher:
                 self.peer,
             )
             return True
+        nominated = message.has(AttributeType.USE_CANDIDATE)
+        if nominated and self._closed and not self._chosen.done():
+            # Our round ended without a path (we stay on the relay): answering would make the prober take a path
+            # that we do not use. Unanswered, its nomination fails and it tries again in its next round.
+            log.info("ignored a nomination from %s: our round of checks is over", format_address(source))
+            return True
         via.send(
             make_success(
                 message,
@@ -326,7 +334,6 @@ class Puncher:
             ),
             source,
         )
-        nominated = message.has(AttributeType.USE_CANDIDATE)
         log.info(
             "probe received from %s at %s%s; answered",
             self.peer,
@@ -339,7 +346,7 @@ class Puncher:
                 self._take_nomination(source, via)
                 return True
             log.info("nomination of %s waits until our own check proves it", format_address(source))
-        if (source, via) not in self._triggered and not self._chosen.done():
+        if (source, via) not in self._triggered and not self._chosen.done() and not self._closed:
             self._triggered.add((source, via))
             self._spawn(self._check_until_proven(source, via))
         return True

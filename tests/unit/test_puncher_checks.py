@@ -120,3 +120,24 @@ def test_a_nomination_replayed_from_an_address_that_never_answers_does_not_steer
     assert asyncio.run(scenario()) == (
         "no direct path to 14 within 0.2 s (tried 192.0.2.14:5000); both NATs may be symmetric, or a firewall drops UDP"
     )
+
+
+def test_after_its_round_ends_without_a_path_the_opener_leaves_a_nomination_unanswered() -> None:
+    """On the relay between two retries: answering would make the prober move to a path we do not take."""
+
+    nomination, plain = check("14", nominate=True), check("14")
+
+    async def scenario() -> tuple[FakeEndpoint, Puncher]:
+        endpoint = FakeEndpoint()
+        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32))
+        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=0.05, opener_fallback=60))  # type: ignore[arg-type]
+        with pytest.raises(PeerError):
+            await puncher.run()
+        assert puncher.on_request(nomination, THEM)
+        assert puncher.on_request(plain, THEM)  # a plain check is still answered
+        await puncher.close()
+        return endpoint, puncher
+
+    endpoint, puncher = asyncio.run(scenario())
+    assert [m.transaction_id for m, _ in endpoint.sent] == [plain.transaction_id]
+    assert puncher.chosen is None
