@@ -62,7 +62,7 @@ bench-server:
     {{python}} -m bench.server_throughput --output bench/server.md
 
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
-bench: bench-punch bench-predict lab-matrix bench-server bench-flood bench-readdress bench-compose bench-gather
+bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-flood bench-relay bench-readdress bench-compose bench-gather
 
 # bench/results.md from the reports already in bench/ (runs nothing)
 bench-gather:
@@ -71,6 +71,10 @@ bench-gather:
 # Punch success rate per router kind through the real lab (writes bench/punch_success.md)
 bench-punch trials="50":
     {{python}} -m bench.punch_success --trials {{trials}} --output bench/punch_success.md
+
+# Punch time against the floor (introduction + one peer round trip), per router kind and cone pair, with known delays (writes bench/punch_floor.md)
+bench-floor trials="50":
+    {{python}} -m bench.punch_floor --trials {{trials}} --output bench/punch_floor.md
 
 # Port prediction, symmetric NAT <-> port-restricted cone, through the real lab (writes bench/predict.md)
 bench-predict trials="100":
@@ -83,6 +87,10 @@ bench-flood:
 # A session hit by conntrack -F vs by a NAT's new public address: time to the next acknowledged text (writes bench/readdress.md)
 bench-readdress rounds="5":
     {{python}} -m bench.readdress --rounds {{rounds}} --output bench/readdress.md
+
+# The relay through the real lab beside the direct path: time to a working path, throughput through one server core (writes bench/relay.md)
+bench-relay trials="20":
+    {{python}} -m bench.relay --trials {{trials}} --output bench/relay.md
 
 # Offline: PUNCH_BASE=local/debian-py. Without a Docker engine it is skipped.
 # The same two-peer lab through docker compose and netns: up, first message, down, memory (writes bench/compose_vs_netns.md)

@@ -131,7 +131,7 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     port = free_port()
     server_cmd = [
         PYTHON, "-m", "punch", "server", "--listen", f"127.0.0.1:{port}", "-q",
-        "--max-lease", str(args.lease), "--stats-interval", "0",
+        "--max-lease", str(args.lease), "--stats-interval", "0", "--max-peers", "100000",
     ]  # fmt: skip
     log = open(args.server_log, "w")  # noqa: SIM115, ASYNC230 (lives as long as the server, opened once)
     server = subprocess.Popen(server_cmd, stderr=log, stdout=subprocess.DEVNULL)  # noqa: ASYNC220 (runs throughout)

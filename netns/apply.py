@@ -4,6 +4,13 @@ Before a step runs, its inverse (if any) is pushed: inverses are idempotent, so 
 is undone too. On any error or interruption the finished steps are undone in reverse order with
 SIGINT/SIGTERM held off, then the exception is re-raised.
 
+With ``jobs`` > 1 the steps run on that many worker threads, each namespace on one worker (which keeps one
+netlink socket per namespace, netns/ipr.py): a step waits only for the earlier steps that touch one of its
+namespaces (a veth touches two), so the plan's order holds within every namespace while different
+namespaces proceed side by side (helpers like iptables-restore mostly wait on the kernel, so many run at once).
+An inverse is pushed when its step starts; on an error or a signal no further step starts, the running ones
+finish, and the finished ones are undone.
+
 Signals are handled by deferral (``deferred_signals``): the handler only records the signal, and ``apply``
 raises ``Interrupted`` at the next step boundary. An exception raised from inside a signal handler can land
 anywhere (in an at-fork hook, a ``finally``, a library's cleanup) and be swallowed there; a flag cannot.
@@ -15,6 +22,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -111,8 +119,12 @@ def _signals_held() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def apply(steps: Sequence[Step], execute: Executor = kernel_executor) -> None:
-    """Run ``steps`` in order; on failure or interruption undo the finished ones, then re-raise."""
+def apply(steps: Sequence[Step], execute: Executor = kernel_executor, jobs: int = 1) -> None:
+    """Run ``steps`` in order (per namespace, on ``jobs`` threads); on failure or interruption undo the finished
+    ones, then re-raise."""
+    if jobs > 1:
+        _apply_parallel(steps, execute, jobs)
+        return
     undo: list[Step] = []
     try:
         for step in steps:
@@ -141,3 +153,68 @@ def rollback(undo: list[Step], execute: Executor = kernel_executor) -> None:
             execute(step)
         except Exception as exc:
             log.error("undo failed: %s: %s", step.describe(), exc)
+
+
+class _Skipped(Exception):
+    """A step not started because an earlier one failed or a signal arrived."""
+
+
+def _namespaces(step: Step) -> tuple[str, ...]:
+    return (step.ns, step.peer_ns) if isinstance(step, plan.CreateVeth) else (step.ns,)
+
+
+def _apply_parallel(steps: Sequence[Step], execute: Executor, jobs: int) -> None:
+    undo: list[Step] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def run(step: Step, before: list[Future[None]]) -> None:
+        wait(before)
+        if stop.is_set() or any(f.exception() is not None for f in before):
+            raise _Skipped
+        inverse = plan.inverse(step)
+        if inverse is not None:
+            with lock:
+                undo.append(inverse)
+        log.debug("%s", step.describe())
+        execute(step)
+
+    workers = [ThreadPoolExecutor(1, "netns-apply", initializer=ipr.open_cache) for _ in range(jobs)]
+    futures: list[Future[None]] = []
+    try:
+        owner: dict[str, int] = {}
+        last: dict[str, Future[None]] = {}
+        for step in steps:
+            names = _namespaces(step)
+            worker = owner.setdefault(names[0], len(owner) % jobs)
+            future = workers[worker].submit(run, step, [last[n] for n in names if n in last])
+            last.update(dict.fromkeys(names, future))
+            futures.append(future)
+        pending: set[Future[None]] = set(futures)
+        while pending:
+            _check_pending()
+            _, pending = wait(pending, timeout=0.05, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f.done() and _error(f) is not None), None)
+            error = _error(failed) if failed is not None else None
+            if error is not None:
+                raise error
+        _check_pending()
+    except BaseException as exc:
+        stop.set()
+        wait(futures)
+        log.info("undoing %d step(s)", len(undo))
+        with _signals_held():
+            rollback(undo, execute)
+        if _pending and not isinstance(exc, Interrupted):
+            raise Interrupted(_pending[0]) from exc
+        raise
+    finally:
+        for pool in workers:
+            pool.submit(ipr.close_cache)
+            pool.shutdown(wait=True)
+
+
+def _error(future: Future[None]) -> BaseException | None:
+    """The exception of a finished step, unless it was only skipped."""
+    exc = future.exception()
+    return None if isinstance(exc, _Skipped) else exc

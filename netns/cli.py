@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netns import containers, impair, ipr, lifecycle, matrix, matrix_report, model, naming, readdress
+from netns import containers, generate, impair, ipr, lifecycle, matrix, matrix_report, model, naming, readdress
 from netns.apply import Interrupted, deferred_signals
 from netns.errors import LabError, TopologyError
 
@@ -57,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     up = named("up", "create the lab's namespaces, links, routes and NAT")
-    up.add_argument("--topology", type=Path, default=lifecycle.DEFAULT_TOPOLOGY, help="topology YAML file")
+    shape = up.add_mutually_exclusive_group()
+    shape.add_argument("--topology", type=Path, default=lifecycle.DEFAULT_TOPOLOGY, help="topology YAML file")
+    shape.add_argument(
+        "--peers", type=int, metavar="N", help="instead of a file: N peers, each behind its own NAT, and a server"
+    )
     up.add_argument("--firewall", choices=model.FIREWALLS, help="override the firewall of every router")
     up.add_argument(
         "--nat",
@@ -186,7 +190,7 @@ def _cmd_matrix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    topology = model.load(args.topology)
+    topology = generate.topology(args.peers) if args.peers is not None else model.load(args.topology)
     if args.impair:
         topology = topology.with_impairs(args.impair)
     if args.firewall:

@@ -1,18 +1,28 @@
 """The kernel boundary: the ONLY module importing pyroute2, and where netlink/OS errors become LabErrors.
 
-Namespaces are opened with ``IPRoute(netns=name, flags=0)`` (flags=0: never create a namespace by
-opening it). Commands that must run inside a namespace (sysctl, iptables-restore) go through
-``ip netns exec``. Kernel state is awaited by polling with a timeout, never by sleeping blindly.
-Removal is idempotent: "already gone" is success.
+Work inside a namespace is done by the calling thread after it has entered the namespace (``entered``:
+setns(2) changes only the calling thread's network namespace, and it is always restored): a netlink socket
+opened there belongs to the namespace, a write to /proc/sys/net sets the namespace's sysctl, and a helper
+started from the thread (iptables-restore, nft) runs in the namespace. Nothing forks per namespace, so a
+thousand namespaces cost a thousand syscalls, not a thousand processes. A namespace is created the way
+``ip netns add`` does it, by the thread itself: unshare(CLONE_NEWNET), then a bind mount on /run/netns/NAME.
+
+Inside ``cached()`` a thread keeps one IPRoute per namespace (and the interface indices it looked up) until
+the block ends; outside, each call opens and closes its own. An IPRoute is used only by the thread that
+opened it (pyroute2 keeps a socket per thread: another thread would open one in its own namespace).
+Kernel state is awaited by polling with a timeout, never by sleeping blindly. Removal is idempotent:
+"already gone" is success. Commands a user runs in a node (``exec``) still go through ``ip netns exec``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -53,10 +63,74 @@ def _kernel(what: str) -> Iterator[None]:
         raise KernelError(f"{what}: {exc.strerror or exc}") from exc
 
 
+CLONE_NEWNET = 0x40000000
+MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 0x100000
+_libc = ctypes.CDLL(None, use_errno=True)
+_local = threading.local()  # per thread: the namespace handles of ``cached()``
+_run_dir_ready: list[bool] = []
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+@contextmanager
+def entered(ns: str) -> Iterator[None]:
+    """Run the block with this thread inside namespace ``ns`` (setns(2)); the thread's own is restored after."""
+    with _kernel(f"enter namespace {ns}"):
+        target = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with _kernel(f"enter namespace {ns}"):
+            _check(_libc.setns(target, CLONE_NEWNET), "setns")
+        try:
+            yield
+        finally:
+            _check(_libc.setns(own, CLONE_NEWNET), "setns back")  # a thread left elsewhere would be a disaster
+    finally:
+        os.close(target)
+        os.close(own)
+
+
+def open_cache() -> None:
+    """From now on this thread keeps one IPRoute per namespace it touches (and the indices it looked up)."""
+    _local.handles = {}
+    _local.indices = {}
+
+
+def close_cache() -> None:
+    """Close the IPRoutes ``open_cache`` kept in this thread; from now on each call opens its own again."""
+    handles, _local.handles = getattr(_local, "handles", None) or {}, None
+    for ipr in handles.values():
+        ipr.close()
+
+
+@contextmanager
+def cached() -> Iterator[None]:
+    """``open_cache`` for the block, ``close_cache`` after it."""
+    open_cache()
+    try:
+        yield
+    finally:
+        close_cache()
+
+
+def _open(ns: str) -> Any:
+    with entered(ns), _kernel(f"open namespace {ns}"):
+        return IPRoute()
+
+
 @contextmanager
 def _ipr(ns: str) -> Iterator[Any]:
-    with _kernel(f"open namespace {ns}"):
-        ipr = IPRoute(netns=ns, flags=0)
+    handles = getattr(_local, "handles", None)
+    if handles is not None:
+        if ns not in handles:
+            handles[ns] = _open(ns)
+        yield handles[ns]
+        return
+    ipr = _open(ns)
     try:
         yield ipr
     finally:
@@ -64,9 +138,14 @@ def _ipr(ns: str) -> Iterator[Any]:
 
 
 def _index(ipr: Any, ns: str, ifname: str) -> int:
+    indices = getattr(_local, "indices", None) if getattr(_local, "handles", None) is not None else None
+    if indices is not None and (ns, ifname) in indices:
+        return int(indices[ns, ifname])
     found = ipr.link_lookup(ifname=ifname)
     if not found:
         raise KernelError(f"no interface {ifname} in namespace {ns}")
+    if indices is not None:
+        indices[ns, ifname] = found[0]
     return int(found[0])
 
 
@@ -93,11 +172,39 @@ def _is_mounted(ns: str) -> bool:
     return ident is not None and ident[0] != run.st_dev
 
 
+def _prepare_run_dir() -> None:
+    """Make /run/netns a shared mount point (once per process), as ``ip netns add`` does."""
+    if _run_dir_ready:
+        return
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    directory = NETNS_DIR.encode()
+    if _libc.mount(b"", directory, b"none", MS_SHARED | MS_REC, None) != 0:
+        _check(_libc.mount(directory, directory, b"none", MS_BIND | MS_REC, None), f"bind mount {NETNS_DIR}")
+        _check(_libc.mount(b"", directory, b"none", MS_SHARED | MS_REC, None), f"share {NETNS_DIR}")
+    _run_dir_ready.append(True)
+
+
 def create_namespace(ns: str) -> None:
-    if ns in list_namespaces():
-        raise KernelError(f"namespace {ns} already exists; run `python -m netns down` for its lab first")
+    """A new namespace named ``ns``: this thread unshares one and bind-mounts it on /run/netns/NS (no fork)."""
+    path = os.path.join(NETNS_DIR, ns)
     with _kernel(f"create namespace {ns}"):
-        pyroute2_netns.create(ns)
+        _prepare_run_dir()
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+        except FileExistsError:
+            raise KernelError(f"namespace {ns} already exists; run `python -m netns down` for its lab first") from None
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _check(_libc.unshare(CLONE_NEWNET), "unshare")
+            try:
+                _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None), "mount")
+            finally:
+                _check(_libc.setns(own, CLONE_NEWNET), "setns back")
+        except OSError:
+            os.unlink(path)
+            raise
+        finally:
+            os.close(own)
     wait_for(lambda: _is_mounted(ns), f"namespace {ns} to be mounted")
 
 
@@ -194,10 +301,9 @@ def replace_route(ns: str, dst: str, gateway: str) -> None:
 
 
 def link_up(ns: str, ifname: str) -> None:
+    """Set ``ns:ifname`` up: the kernel acknowledges the request once the flag is set (nothing to poll)."""
     with _ipr(ns) as ipr, _kernel(f"bring up {ns}:{ifname}"):
-        index = _index(ipr, ns, ifname)
-        ipr.link("set", index=index, state="up")
-        wait_for(lambda: bool(ipr.get_links(index)[0]["flags"] & IFF_UP), f"{ns}:{ifname} to be up")
+        ipr.link("set", index=_index(ipr, ns, ifname), state="up")
 
 
 def add_route(ns: str, dst: str, gateway: str, timeout: float = 5.0) -> None:
@@ -245,12 +351,13 @@ def in_namespace(ns: str, argv: Sequence[str]) -> list[str]:
 
 
 def run_in(ns: str, argv: Sequence[str], stdin: str | None = None, timeout: float = 30.0) -> str:
-    """Run ``argv`` inside ``ns``, return its stdout; a failure becomes a KernelError with its stderr."""
+    """Run ``argv`` inside ``ns`` (started from this thread inside it), return its stdout; a failure becomes a
+    KernelError with its stderr."""
     what = f"{' '.join(argv)} in {ns}"
-    with _kernel(f"run {what}"):
+    with entered(ns), _kernel(f"run {what}"):
         try:
             done = subprocess.run(
-                in_namespace(ns, argv),
+                list(argv),
                 input=stdin,
                 capture_output=True,
                 text=True,
@@ -266,14 +373,27 @@ def run_in(ns: str, argv: Sequence[str], stdin: str | None = None, timeout: floa
 
 
 def sysctl(ns: str, key: str, value: str, optional: bool = False) -> None:
-    """Set ``key`` inside ``ns``; with ``optional``, a key this kernel does not have is skipped (sysctl -e)."""
-    run_in(ns, ["sysctl", "-qw", *(["-e"] if optional else []), f"{key}={value}"])
+    """Set ``key`` inside ``ns`` (its /proc/sys file, written from inside); with ``optional``, a key this kernel
+    does not have is skipped (sysctl -e)."""
+    path = "/proc/sys/" + key.replace(".", "/")
+    with entered(ns), _kernel(f"sysctl {key}={value} in {ns}"):
+        try:
+            with open(path, "w", encoding="ascii") as f:
+                f.write(value)
+        except FileNotFoundError:
+            if not optional:
+                raise KernelError(f"sysctl {key}={value} in {ns}: no such key in this kernel") from None
 
 
 def pids_in(ns: str) -> list[int]:
     """PIDs in ``ns``: every /proc/PID/ns/net with the namespace's inode (like ``ip netns pids``)."""
-    ident = _ns_identity(ns)
-    if ident is None:
+    return pids_in_any([ns])
+
+
+def pids_in_any(namespaces: Sequence[str]) -> list[int]:
+    """PIDs in any of ``namespaces``, found in one pass over /proc."""
+    idents = {ident for ns in namespaces if (ident := _ns_identity(ns)) is not None}
+    if not idents:
         return []
     pids = []
     for entry in os.listdir("/proc"):
@@ -283,7 +403,7 @@ def pids_in(ns: str) -> list[int]:
             st = os.stat(f"/proc/{entry}/ns/net")
         except OSError:
             continue  # exited meanwhile, a zombie, or a kernel thread
-        if (st.st_dev, st.st_ino) == ident and int(entry) != os.getpid():
+        if (st.st_dev, st.st_ino) in idents and int(entry) != os.getpid():
             pids.append(int(entry))
     return sorted(pids)
 

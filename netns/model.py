@@ -40,7 +40,7 @@ import ipaddress
 import re
 import shlex
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,16 +117,29 @@ class Topology:
     networks: tuple[Network, ...]
     nodes: tuple[Node, ...]
     source: str = "<topology>"
+    # Lookups by name, built once: a generated lab has thousands of nodes and networks (netns/generate.py).
+    _by_name: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        members: dict[str, list[str]] = {}
+        for node in self.nodes:
+            for iface in node.interfaces:
+                members.setdefault(iface.network, []).append(node.name)
+        self._by_name.update(
+            networks={n.name: n for n in self.networks},
+            nodes={n.name: n for n in self.nodes},
+            members={name: tuple(names) for name, names in members.items()},
+        )
 
     def network(self, name: str) -> Network:
-        return next(n for n in self.networks if n.name == name)
+        return self._by_name["networks"][name]  # type: ignore[no-any-return]
 
     def node(self, name: str) -> Node:
-        return next(n for n in self.nodes if n.name == name)
+        return self._by_name["nodes"][name]  # type: ignore[no-any-return]
 
     def members(self, network: str) -> tuple[str, ...]:
         """Node names attached to ``network``, in node order (the first one hosts a bridge)."""
-        return tuple(n.name for n in self.nodes if any(i.network == network for i in n.interfaces))
+        return self._by_name["members"].get(network, ())  # type: ignore[no-any-return]
 
     def with_firewall(self, firewall: str) -> Topology:
         """A copy in which every router's NAT uses ``firewall`` (the ``up --firewall`` override)."""

@@ -23,8 +23,9 @@ from punch.peer.puncher import PunchTimings
 from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.probe import probe
 from punch.rendezvous.credentials import read_secret
-from punch.rendezvous.server import DEFAULT_PORT, serve
-from punch.stun import Address
+from punch.rendezvous.relay import DEFAULT_RELAY_BYTES, DEFAULT_RELAY_RATE, MIN_RELAY_RATE, RelayBudget
+from punch.rendezvous.server import DEFAULT_PORT, MAX_PEERS, serve
+from punch.stun import Address, fastpath
 from punch.stun.protocol import format_address
 
 log = logging.getLogger("punch")
@@ -108,11 +109,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="log a line of counters (registrations, sessions, drops by reason) every S seconds; 0 = only at exit",
     )
     server.add_argument(
+        "--relay-rate",
+        type=float,
+        default=DEFAULT_RELAY_RATE,
+        metavar="BYTES/S",
+        help=f"bytes a second each relayed session may use, both directions together (default {DEFAULT_RELAY_RATE}; "
+        "0 = no limit); what exceeds it is dropped",
+    )
+    server.add_argument(
+        "--relay-bytes",
+        type=int,
+        default=DEFAULT_RELAY_BYTES,
+        metavar="N",
+        help=f"bytes each relayed session may use in all (default {DEFAULT_RELAY_BYTES}; 0 = no limit); "
+        "then its requests get 486",
+    )
+    server.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes sharing the port (SO_REUSEPORT): N-1 of them answer Binding with the C fast path and pass "
+        "everything else to the first, which holds every registration (default 1; above 1 needs --rate-limit 0)",
+    )
+    server.add_argument(
         "--max-lease",
         type=float,
         default=60.0,
         metavar="S",
         help="longest registration lease granted, seconds (default 60)",
+    )
+    server.add_argument(
+        "--max-peers",
+        type=int,
+        default=MAX_PEERS,
+        metavar="N",
+        help=f"registrations held at most; new IDs beyond get 508 (default {MAX_PEERS:,}, about 0.4 GiB when full)",
     )
 
     probe_cmd = commands.add_parser(
@@ -352,20 +384,49 @@ def _run_server(args: argparse.Namespace) -> int:
         if alternate[0] == listen[0] or alternate[1] == listen[1]:
             raise UsageError("--alternate must differ from --listen in both address and port, e.g. 203.0.113.2:3479")
     _positive("--max-lease", args.max_lease)
+    if args.max_peers < 1:
+        raise UsageError(f"--max-peers must be 1 or more, got {args.max_peers}")
     if args.stats_interval < 0:
         raise UsageError(f"--stats-interval must be 0 or more, got {args.stats_interval:g}")
+    if args.relay_rate != 0 and not args.relay_rate >= MIN_RELAY_RATE:  # NaN too
+        raise UsageError(
+            f"--relay-rate must be 0 (no limit) or at least {MIN_RELAY_RATE} bytes/s (one datagram), "
+            f"got {args.relay_rate:g}"
+        )
+    if args.relay_bytes < 0:
+        raise UsageError(f"--relay-bytes must be 0 (no limit) or more, got {args.relay_bytes}")
+    _check_workers(args.workers, args.rate_limit, alternate)
     group = read_secret(args.secret_file) if args.secret_file else None
     asyncio.run(
         serve(
             listen,
             alternate=alternate,
             max_lease=args.max_lease,
+            max_peers=args.max_peers,
             group=group,
             rate_limit=args.rate_limit,
             stats_interval=args.stats_interval,
+            relay_budget=RelayBudget(rate=args.relay_rate, total=args.relay_bytes),
+            workers=args.workers,
         )
     )
     return 0
+
+
+def _check_workers(workers: int, rate_limit: float, alternate: Address | None) -> None:
+    if workers < 1:
+        raise UsageError(f"--workers must be 1 or more, got {workers}")
+    if workers == 1:
+        return
+    if rate_limit != 0:
+        raise UsageError(
+            "--workers above 1 needs --rate-limit 0: the per-source limit lives in one process and the other "
+            "workers answer Binding without it"
+        )
+    if alternate is not None:
+        raise UsageError("--workers above 1 does not work with --alternate yet; run one worker for NAT discovery")
+    if fastpath.load() is None:
+        raise UsageError(f"--workers above 1 needs the C fast path: {fastpath.unavailable_reason()}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,6 +52,7 @@ class Channel:
         on_text: Callable[[str], None],
         *,
         policy: RetransmitPolicy = MESSAGE_POLICY,
+        relay: Address | None = None,
     ) -> None:
         self.endpoint = endpoint  # the socket of the chosen path (port prediction may choose another one)
         self._me = me
@@ -61,6 +62,7 @@ class Channel:
         self._on_text = on_text
         self._policy = policy
         self.remote: Address | None = None
+        self._relay = relay  # the server's address: when ``remote`` is this, the path is the server's relay
         self._next_send = 0
         self._next_receive = 0
         self.received: list[str] = []
@@ -116,7 +118,11 @@ class Channel:
                     f"{self._policy.max_sends} sends to {format_address(remote)})"
                 ) from None
             if response.message_class is not MessageClass.SUCCESS:
-                raise PeerError(f"{self.peer} refused {what}")
+                error = response.error_code()
+                detail = f": {error.code} {error.reason}" if error else ""
+                if remote == self._relay:  # a peer never answers with an error: the relay refused
+                    raise PeerError(f"the relay at {format_address(remote)} refused {what}{detail}")
+                raise PeerError(f"{self.peer} refused {what}{detail}")
             return
 
     async def send_text(self, text: str) -> None:

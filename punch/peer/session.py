@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +72,7 @@ class PeerResult:
     path: str | None = None
     remote: str | None = None
     punch_ms: float | None = None
+    path_at: float | None = None  # wall-clock time (time.time()) when the path was chosen, for benchmarks
     received: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     role: str | None = None
@@ -246,7 +248,13 @@ async def _find_path(
         on_chosen=switch,
     )
     channel = Channel(
-        endpoint, config.peer_id, introduction.peer_id, introduction.session_id, introduction.key, on_text
+        endpoint,
+        config.peer_id,
+        introduction.peer_id,
+        introduction.session_id,
+        introduction.key,
+        on_text,
+        relay=config.server,
     )
     result.received, result.sent = channel.received, channel.sent  # shared: a failure still reports what crossed
     dispatcher.routes += [puncher.on_request, channel.on_request]
@@ -260,6 +268,7 @@ async def _find_path(
     else:
         path = await _punch(config, plan, introduction, endpoint, dispatcher, client, puncher, sockets)
     result.punch_ms = round((loop.time() - started) * 1000, 1)
+    result.path_at = time.time()
     channel.remote = path.remote
     log.info(
         "using the %s path to %s via %s (%.1f ms after the introduction)",

@@ -6,9 +6,12 @@ Pure and synchronous so that every rule is unit-tested with an explicit clock.
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from punch.errors import PunchError
+from punch.rendezvous.leases import LeaseWheel
 from punch.rendezvous.wire import (
     REGISTRATION_TOKEN_BYTES,
     SESSION_ID_BYTES,
@@ -24,21 +27,73 @@ class TableFull(PunchError):
     """No room for another registration."""
 
 
+def pack_addresses(addresses: Iterable[Address]) -> bytes:
+    """Addresses as one compact bytes object: per address a tag (4: IPv4, 16: IPv6, 0x80 + n: n bytes of text
+    for what has no packed form, e.g. a scoped IPv6 address), the packed IP, then the port (2 bytes)."""
+    parts = []
+    for host, port in addresses:
+        try:
+            ip = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+            parts.append(bytes((len(ip),)) + ip + port.to_bytes(2, "big"))
+        except OSError:
+            text = host.encode()[:127]
+            parts.append(bytes((0x80 | len(text),)) + text + port.to_bytes(2, "big"))
+    return b"".join(parts)
+
+
+def unpack_addresses(packed: bytes) -> tuple[Address, ...]:
+    """The addresses :func:`pack_addresses` packed, in order."""
+    found = []
+    offset = 0
+    while offset < len(packed):
+        tag = packed[offset]
+        size = tag & 0x7F
+        raw = packed[offset + 1 : offset + 1 + size]
+        family = socket.AF_INET6 if size == 16 else socket.AF_INET
+        host = raw.decode() if tag & 0x80 else socket.inet_ntop(family, raw)
+        port = int.from_bytes(packed[offset + 1 + size : offset + 3 + size], "big")
+        found.append((host, port))
+        offset += 3 + size
+    return tuple(found)
+
+
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """A peer's registration: the endpoint the server observed and the host endpoints the peer reported."""
+    """A peer's registration: the endpoint the server observed and the host endpoints the peer reported.
+
+    Stored compactly (a million of them live in one server): the endpoints packed into one bytes object, the
+    token and the creating transaction's ID into another; the properties give them back.
+    """
 
     peer_id: str
-    observed: Address
-    host_candidates: tuple[Address, ...]
+    endpoints: bytes  # pack_addresses(): the observed endpoint, then the host candidates
     expires: float
-    token: bytes  # given to the first registrant; later requests for this ID must be signed with it
+    credentials: bytes  # the token (given to the first registrant; later requests for the ID are signed with
+    # it), then the transaction ID of the Register that created the registration (its retransmissions get it)
     mapping: Mapping = Mapping.UNKNOWN  # how the peer's NAT maps, as the peer measured it (NAT-MAPPING)
-    created_by: bytes = b""  # transaction ID of the Register that created it (its retransmissions get the token)
+
+    @property
+    def observed(self) -> Address:
+        """Where the server saw the registration come from."""
+        return unpack_addresses(self.endpoints)[0]
+
+    @property
+    def host_candidates(self) -> tuple[Address, ...]:
+        """The peer's own endpoints, as it reported them (same-LAN paths)."""
+        return unpack_addresses(self.endpoints)[1:]
+
+    @property
+    def token(self) -> bytes:
+        return self.credentials[:REGISTRATION_TOKEN_BYTES]
+
+    @property
+    def created_by(self) -> bytes:
+        return self.credentials[REGISTRATION_TOKEN_BYTES:]
 
     def candidates(self) -> tuple[Address, ...]:
         """Server-reflexive first (what works across NATs), then the host candidates (same-LAN paths)."""
-        return (self.observed, *(c for c in self.host_candidates if c != self.observed))
+        observed, *hosts = unpack_addresses(self.endpoints)
+        return (observed, *(c for c in hosts if c != observed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +135,21 @@ class Match:
 
 @dataclass(slots=True)
 class Registry:
-    """Registrations under leases, pending wishes, and introduced sessions."""
+    """Registrations under leases, pending wishes, and introduced sessions.
+
+    Leases end by the clock the caller passes; :meth:`expire` forgets them, sweeping only the seconds that
+    passed since it last ran (a :class:`LeaseWheel`), so it is cheap enough to call on every request. A lease is
+    forgotten within a second after it ends; :meth:`lookup` treats it as gone at once.
+    """
 
     max_lease: float = 60.0
-    max_registrations: int = 100_000
+    max_registrations: int = 1_000_000
     registrations: dict[str, Registration] = field(default_factory=dict)
     wants: dict[str, str] = field(default_factory=dict)  # asker -> target
     sessions: dict[bytes, Match] = field(default_factory=dict)
+    _wheel: LeaseWheel = field(default_factory=LeaseWheel)
+    _sessions_of: dict[str, list[bytes]] = field(default_factory=dict)  # peer ID -> its sessions' IDs
+    _departed: list[str] = field(default_factory=list)  # unregistered since the last expire()
 
     def register(
         self,
@@ -104,22 +167,39 @@ class Registry:
         A new registration gets a fresh token; a refresh keeps the token (the caller checked the refresh was
         signed with it).
         """
-        granted = max(1.0, min(lease, self.max_lease))
         known = self.lookup(peer_id, now)
         if known is None and len(self.registrations) >= self.max_registrations:
             self.expire(now)
             if len(self.registrations) >= self.max_registrations:
                 raise TableFull(f"the table holds its maximum of {self.max_registrations} registrations")
-        token = known.token if known else os.urandom(REGISTRATION_TOKEN_BYTES)
-        created_by = known.created_by if known else transaction
-        registration = Registration(peer_id, observed, host_candidates, now + granted, token, mapping, created_by)
+        endpoints = pack_addresses((observed, *host_candidates))
+        if known is not None and (known.endpoints, known.mapping) == (endpoints, mapping):
+            return self.renew(known, lease, now)
+        credentials = known.credentials if known else os.urandom(REGISTRATION_TOKEN_BYTES) + transaction
+        expires = now + self.granted(lease)
+        registration = Registration(peer_id, endpoints, expires, credentials, mapping)
+        previous = self.registrations.get(peer_id)
         self.registrations[peer_id] = registration
+        self._wheel.add(peer_id, expires, previous.expires if previous is not None else None)
         return registration
+
+    def renew(self, known: Registration, lease: float, now: float) -> Registration:
+        """Extend the lease of a live registration that did not change (a keepalive): the cheap path."""
+        expires = now + self.granted(lease)
+        registration = Registration(known.peer_id, known.endpoints, expires, known.credentials, known.mapping)
+        self.registrations[known.peer_id] = registration
+        self._wheel.add(known.peer_id, expires, known.expires)
+        return registration
+
+    def granted(self, lease: float) -> float:
+        """The lease a request for ``lease`` seconds gets: at least 1 s, at most ``max_lease``."""
+        return max(1.0, min(lease, self.max_lease))
 
     def unregister(self, peer_id: str) -> None:
         """Forget a registration at once (its owner said goodbye) with its wish; its sessions go at the next
         :meth:`expire`, so that the other peer's last relayed messages still get through."""
-        self.registrations.pop(peer_id, None)
+        if self.registrations.pop(peer_id, None) is not None:
+            self._departed.append(peer_id)
         self.wants.pop(peer_id, None)
 
     def lookup(self, peer_id: str, now: float) -> Registration | None:
@@ -148,6 +228,9 @@ class Registry:
             opener, prober = prober, opener
         match = Match(opener, prober, os.urandom(SESSION_ID_BYTES), os.urandom(SESSION_KEY_BYTES))
         self.sessions[match.session_id] = match
+        for peer_id in (opener.peer_id, prober.peer_id):
+            known = [sid for sid in self._sessions_of.get(peer_id, ()) if sid in self.sessions]
+            self._sessions_of[peer_id] = [*known, match.session_id]
         return match
 
     def session(self, session_id: bytes) -> Match | None:
@@ -160,14 +243,19 @@ class Registry:
         return match.key if match else None
 
     def expire(self, now: float) -> list[str]:
-        """Forget registrations whose lease ran out, with their wishes and sessions; returns their IDs."""
-        gone = [peer_id for peer_id, r in self.registrations.items() if r.expires <= now]
-        for peer_id in gone:
-            self.unregister(peer_id)
-        live = self.registrations
-        stale = [
-            sid for sid, m in self.sessions.items() if m.opener.peer_id not in live or m.prober.peer_id not in live
-        ]
-        for sid in stale:
-            del self.sessions[sid]
+        """Forget registrations whose lease ran out, with their wishes, and the sessions of every peer no longer
+        registered; returns the IDs whose lease ran out. Costs the leases due since the last call, not the table."""
+        gone = []
+        for peer_id in self._wheel.due(now):
+            registration = self.registrations.get(peer_id)
+            if registration is not None and registration.expires <= now:
+                del self.registrations[peer_id]
+                self.wants.pop(peer_id, None)
+                gone.append(peer_id)
+        departed, self._departed = [*self._departed, *gone], []
+        for peer_id in departed:
+            if peer_id in self.registrations:
+                continue  # registered again since
+            for sid in self._sessions_of.pop(peer_id, ()):
+                self.sessions.pop(sid, None)
         return gone

@@ -8,13 +8,17 @@
 - Register / Connect / Ready: see punch.rendezvous.wire. When two peers want each other the server sends both
   an Introduce at the same moment, then relays the opener's Ready to the prober as Go.
 - Relay: a Data or Close request of an introduced session, sent to the server by one of its two peers from
-  its registered endpoint, is forwarded to the other peer; the answer goes back the same way. Peers fall back
-  to this when no direct path can be punched.
+  its registered endpoint, is forwarded to the other peer; the answer goes back the same way, only from that peer.
+  Peers fall back to this when no direct path can be punched. Each session has a budget (bytes a second and bytes
+  in all, punch.rendezvous.relay): what exceeds it is dropped and counted; once the total is used, 486.
+- No amplification: every answer but Binding's is capped to its request's size plus what a Binding reply adds to
+  a header-only request (punch.rendezvous.replies); Binding's is the RFC's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections import Counter
@@ -24,8 +28,10 @@ from types import TracebackType
 from punch import SOFTWARE
 from punch.rendezvous.credentials import request_key
 from punch.rendezvous.ratelimit import RateLimiter
+from punch.rendezvous.refresh import pack_source, parse_refresh, refresh_answer, signed_by
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
-from punch.rendezvous.relay import RelayTable
+from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable
+from punch.rendezvous.replies import fit, limit_for
 from punch.rendezvous.throttle import ThrottledLog
 from punch.rendezvous.wire import (
     Mapping,
@@ -36,6 +42,7 @@ from punch.rendezvous.wire import (
     required_peer_id,
     required_session,
 )
+from punch.rendezvous.workers import Workers
 from punch.stun import (
     CHANGE_IP,
     CHANGE_PORT,
@@ -45,6 +52,7 @@ from punch.stun import (
     MessageClass,
     Method,
     describe,
+    fastpath,
     make_error,
     make_success,
     method_name,
@@ -56,6 +64,9 @@ from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTime
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 3478
+_REGISTER_REQUEST = b"\x02\x81"  # the first two bytes of a Register request (RFC 8489 §5 type)
+_SOFTWARE = SOFTWARE.encode()
+MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.4 GiB of memory when full
 
 
 class RendezvousServer:
@@ -65,11 +76,14 @@ class RendezvousServer:
         self,
         *,
         max_lease: float = 60.0,
-        max_registrations: int = 100_000,
+        max_registrations: int = MAX_PEERS,
         group: bytes | None = None,
         rate_limit: RateLimiter | float = 200.0,
         push_policy: RetransmitPolicy = RFC_POLICY,
         clock: Callable[[], float] | None = None,
+        accelerate: bool = True,
+        fast_refresh: bool = True,
+        relay_budget: RelayBudget | None = None,
     ) -> None:
         self.registry = Registry(max_lease=max_lease, max_registrations=max_registrations)
         self._group = group
@@ -83,11 +97,15 @@ class RendezvousServer:
         )
         self._push_policy = push_policy
         self._clock = clock
+        self._accelerate = accelerate  # the C fast path for Binding, where built: see punch.stun.fastpath
         self._endpoint: StunEndpoint | None = None
         self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
         self._relay = RelayTable()
+        self._relay_budget = RelayLedger(relay_budget or RelayBudget())
+        self._answering = 0  # size of the request being handled: its replies are capped to it (see _send_capped)
         self._table_full_log = ThrottledLog(log)  # a flood would otherwise write one line per refusal
+        self._fast_refresh = fast_refresh  # keepalives answered without decoding (punch.rendezvous.refresh)
 
     @property
     def endpoint(self) -> StunEndpoint:
@@ -103,20 +121,51 @@ class RendezvousServer:
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
-    async def start(self, listen: Address, alternate: Address | None = None) -> None:
-        """Bind the socket(s) and start serving; with ``alternate``, on both addresses and both ports."""
+    async def start(self, listen: Address, alternate: Address | None = None, *, reuse_port: bool = False) -> None:
+        """Bind the socket(s) and start serving; with ``alternate``, on both addresses and both ports.
+
+        ``reuse_port``: join a SO_REUSEPORT group (``--workers``, see punch.rendezvous.workers).
+        """
         hosts = (listen[0], alternate[0]) if alternate else (listen[0],)
         ports = (listen[1], alternate[1]) if alternate else (listen[1],)
         for host_index, host in enumerate(hosts):
             for port_index, port in enumerate(ports):
                 key = (host_index, port_index)
-                self._endpoints[key] = await open_endpoint(functools.partial(self._handle, key=key), (host, port))
+                handler = functools.partial(self._handle, key=key)
+                self._endpoints[key] = await open_endpoint(handler, (host, port), reuse_port=reuse_port)
         self._endpoint = self._endpoints[(0, 0)]
         self._endpoint.key_for = self.registry.key_for  # Go is signed; relayed Data/Close must be authentic
+        if self._fast_refresh:
+            self._endpoint.fast_paths[_REGISTER_REQUEST] = self._on_keepalive
         log.info("listening on %s (STUN Binding + punch rendezvous)", format_address(self.address))
         if alternate:
             others = ", ".join(format_address(e.local_address) for k, e in self._endpoints.items() if k != (0, 0))
             log.info("answering RFC 5780 NAT behaviour discovery on %s too", others)
+        self._start_fastpath()
+
+    def _start_fastpath(self) -> None:
+        """Hand Binding requests to the C fast path where it is built and gives the same answers.
+
+        Not with a per-source rate limit (the limiter lives in Python and must see every request), nor when
+        debug logging wants a line per request.
+        """
+        accelerator = fastpath.load() if self._accelerate else None
+        if accelerator is None or self._limiter is not None or log.isEnabledFor(logging.DEBUG):
+            reason = (
+                "off for this server"
+                if not self._accelerate
+                else fastpath.unavailable_reason()
+                if accelerator is None
+                else "not with --rate-limit (every request goes through the limiter)"
+                if self._limiter is not None
+                else "not with debug logging (a line per request)"
+            )
+            log.info("Binding requests answered in Python: C fast path %s", reason)
+            return
+        for key, endpoint in self._endpoints.items():
+            after_address = self._binding_attributes(key, key, ("0.0.0.0", 0))[1:]  # no CHANGE-REQUEST on this path
+            endpoint.use_fastpath(accelerator, fastpath.binding_tail(after_address))
+        log.info("Binding requests answered by the C fast path (batched recvmmsg/sendmmsg)")
 
     async def close(self) -> None:
         """Stop serving: cancel pushes in flight and close the socket; idempotent."""
@@ -163,8 +212,11 @@ class RendezvousServer:
     # -- dispatch -----------------------------------------------------------------------------------------
 
     def _handle(self, message: Message, source: Address, data: bytes, key: tuple[int, int] = (0, 0)) -> None:
+        self._answering = len(
+            data
+        )  # every reply to it is capped to this plus a Binding reply's (punch.rendezvous.replies)
         if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
-            self._relay_back(message, data)
+            self._relay_back(message, source, data)
             return
         if message.message_class is not MessageClass.REQUEST:
             return  # indications get no answer (RFC 8489 §6.3.2)
@@ -186,7 +238,7 @@ class RendezvousServer:
                 message,
                 source,
                 400,
-                "Only Binding here; send rendezvous requests to the primary address",
+                "Only Binding here: use the primary address",
                 via=self._endpoints[key],
             )
             return
@@ -219,7 +271,7 @@ class RendezvousServer:
         return (*echo, (AttributeType.SOFTWARE, SOFTWARE))
 
     def _reply(self, message: Message, source: Address, *attributes: tuple[int, object]) -> None:
-        self.endpoint.send(make_success(message, (*attributes, *self._trailer(message))), source)
+        self._send_capped(make_success(message, (*attributes, *self._trailer(message))), source)
 
     def _reply_error(
         self,
@@ -230,14 +282,30 @@ class RendezvousServer:
         *extra: tuple[int, object],
         via: StunEndpoint | None = None,
     ) -> None:
-        (via or self.endpoint).send(make_error(message, code, reason[:127], (*extra, *self._trailer(message))), source)
+        answer = make_error(message, code, reason[:127], (*extra, *self._trailer(message)))
+        self._send_capped(answer, source, via)
+
+    def _send_capped(self, answer: Message, source: Address, via: StunEndpoint | None = None) -> None:
+        """Send an answer no larger than its request plus a Binding reply's allowance (no amplification, by
+        construction: see punch.rendezvous.replies). A success that cannot shrink enough becomes a 400 that can."""
+        endpoint = via or self.endpoint
+        limit = limit_for(self._answering, source[0])
+        data = fit(answer, limit, endpoint.wire)
+        if data is None and answer.message_class is MessageClass.SUCCESS:
+            data = fit(
+                make_error(answer, 400, "Request too small for its answer; add FINGERPRINT"), limit, endpoint.wire
+            )
+        if data is None:
+            endpoint.counters["answer-too-large"] += 1
+            log.info("no answer to %s: even cut short it would be larger than allowed", format_address(source))
+            return
+        endpoint.send_bytes(data, source)
 
     # -- methods ------------------------------------------------------------------------------------------
 
     def _on_binding(self, message: Message, source: Address, key: tuple[int, int]) -> None:
         """RFC 8489 §12.1; with an alternate address, RFC 5780 §6.1 (CHANGE-REQUEST, RESPONSE-ORIGIN, OTHER-ADDRESS)."""
         received_on = self._endpoints[key]
-        attributes: list[tuple[int, object]] = [(AttributeType.XOR_MAPPED_ADDRESS, source)]
         sender = received_on
         change = message.integer(AttributeType.CHANGE_REQUEST)
         if change is not None and len(self._endpoints) == 1:
@@ -250,14 +318,11 @@ class RendezvousServer:
                 (AttributeType.UNKNOWN_ATTRIBUTES, (AttributeType.CHANGE_REQUEST,)),
             )
             return
+        answer_key = key
         if len(self._endpoints) == 4:
             change = change or 0
             answer_key = (key[0] ^ bool(change & CHANGE_IP), key[1] ^ bool(change & CHANGE_PORT))
             sender = self._endpoints[answer_key]
-            attributes += [
-                (AttributeType.RESPONSE_ORIGIN, sender.local_address),
-                (AttributeType.OTHER_ADDRESS, self._endpoints[(key[0] ^ 1, key[1] ^ 1)].local_address),
-            ]
             if change:
                 log.info(
                     "binding request from %s to %s asks for an answer from %s (CHANGE-REQUEST)",
@@ -266,7 +331,21 @@ class RendezvousServer:
                     format_address(sender.local_address),
                 )
         log.debug("binding request from %s", format_address(source))
-        sender.send(make_success(message, (*attributes, (AttributeType.SOFTWARE, SOFTWARE))), source)
+        attributes = self._binding_attributes(key, answer_key, source)
+        sender.send(make_success(message, attributes), source)
+
+    def _binding_attributes(
+        self, key: tuple[int, int], answer_key: tuple[int, int], source: Address
+    ) -> tuple[tuple[int, object], ...]:
+        """A Binding success's attributes but FINGERPRINT: XOR-MAPPED-ADDRESS, with an alternate address
+        RESPONSE-ORIGIN (where the answer leaves) and OTHER-ADDRESS (RFC 5780 §7.3, §7.4), then SOFTWARE."""
+        attributes: list[tuple[int, object]] = [(AttributeType.XOR_MAPPED_ADDRESS, source)]
+        if len(self._endpoints) == 4:
+            attributes += [
+                (AttributeType.RESPONSE_ORIGIN, self._endpoints[answer_key].local_address),
+                (AttributeType.OTHER_ADDRESS, self._endpoints[(key[0] ^ 1, key[1] ^ 1)].local_address),
+            ]
+        return (*attributes, (AttributeType.SOFTWARE, SOFTWARE))
 
     def _check_owner(self, peer_id: str, data: bytes) -> Registration | None:
         """First come, first served (and, in a closed group, members only): see punch.rendezvous.credentials."""
@@ -275,9 +354,9 @@ class RendezvousServer:
         if key is None or verify_integrity_sha256(data, key):
             return known
         if known is None:
-            raise Unauthorized("this server serves a closed group; sign with the group's secret (--secret-file)")
+            raise Unauthorized("closed group: sign with --secret-file")
         left = known.expires - self._now()
-        raise Unauthorized(f"peer ID {peer_id} is registered by someone else for {left:.0f} s more; choose another ID")
+        raise Unauthorized(f"ID {peer_id} is taken for {left:.0f} s; choose another")
 
     def _on_register(self, message: Message, source: Address, data: bytes) -> None:
         peer_id = required_peer_id(message)
@@ -301,7 +380,7 @@ class RendezvousServer:
         except TableFull as full:
             self.endpoint.counters["table-full"] += 1
             self._table_full_log.log(self._now(), f"refused {peer_id}: {full}")
-            self._reply_error(message, source, 508, "Insufficient Capacity: too many registrations; try again later")
+            self._reply_error(message, source, 508, "Insufficient Capacity; try again later")
             return
         granted = round(registration.expires - self._now())
         if known is None or (known.observed, known.host_candidates, known.mapping) != (source, hosts, mapping):
@@ -322,6 +401,37 @@ class RendezvousServer:
             (AttributeType.LEASE, granted),
             (AttributeType.REGISTRATION_TOKEN, registration.token),
         )
+
+    def _on_keepalive(self, data: bytes, source: Address) -> bool:
+        """A Register that renews a registration unchanged (same endpoint, candidates and NAT mapping), signed
+        with its token: renewed and answered straight from the bytes (punch.rendezvous.refresh), with the same
+        answer, counters and rate limit as :meth:`_on_register`. False hands anything else to the general path."""
+        refresh = parse_refresh(data)
+        if refresh is None:
+            return False
+        now = self._now()
+        known = self.registry.lookup(refresh.peer_id, now)
+        if known is None or known.mapping is not refresh.mapping:
+            return False
+        observed = pack_source(source)
+        if observed is None or known.endpoints != observed + refresh.hosts:
+            return False
+        token = known.token
+        key = request_key(self._group, token)
+        if key is None or not signed_by(data, refresh, key):
+            return False
+        counters = self.endpoint.counters
+        counters["request"] += 1
+        counters["keepalive"] += 1
+        if self._limiter is not None and not self._limiter.allow(source[0], now):
+            counters["rate-limited"] += 1
+            return True
+        registration = self.registry.renew(known, refresh.lease, now)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("refreshed %s at %s", refresh.peer_id, format_address(source))
+        answer = refresh_answer(data, observed, round(registration.expires - now), token, _SOFTWARE)
+        self.endpoint.send_bytes(answer, source)
+        return True
 
     def _on_connect(self, message: Message, source: Address, data: bytes) -> None:
         now = self._now()
@@ -398,28 +508,79 @@ class RendezvousServer:
         self._push(go, match.prober.observed, f"Go to {match.prober.peer_id}")
 
     def _on_relay(self, message: Message, source: Address, data: bytes) -> None:
-        """Forward a Data/Close of an introduced session to the other peer (the relay fallback)."""
+        """Forward a Data/Close of an introduced session to the other peer (the relay fallback).
+
+        Only a session exists for two peers that both asked for each other (Connect), and only its two peers, from
+        their registered endpoints, with the session's key (checked by the endpoint before this runs), are relayed;
+        within the session's budget (punch.rendezvous.relay).
+        """
         sender = required_peer_id(message)
-        match = self.registry.session(required_session(message))
+        session_id = required_session(message)
+        match = self.registry.session(session_id)
         pair = (match.opener, match.prober) if match else ()
         peers = {r.peer_id: r for r in pair}
         if sender not in peers or peers[sender].observed != source:
-            raise ProtocolError(f"no session of {sender} from {format_address(source)} matches this SESSION-ID")
+            raise ProtocolError(f"{sender} at {format_address(source)} is not in this session")
         other = next(r for r in pair if r.peer_id != sender)
+        refusal = self._over_budget(session_id, len(data), f"{sender} -> {other.peer_id}")
+        if refusal is Refusal.QUOTA:  # for good: say so (a datagram over the rate is dropped; a retry gets through)
+            total = self._relay_budget.budget.total
+            self._reply_error(message, source, 486, f"Relay quota reached: {total} bytes per session")
+        if refusal is not None:
+            return
         destination = self.registry.lookup(other.peer_id, self._now())
         target = destination.observed if destination else other.observed
-        if self._relay.remember(message.transaction_id, source, self._now()):
+        if self._relay.remember(message.transaction_id, source, self._now(), target, session_id):
             log.info("relaying %s from %s to %s", method_name(message.method), sender, other.peer_id)
         self.endpoint.counters["relayed-request"] += 1
         self.endpoint.send_bytes(data, target)
 
-    def _relay_back(self, message: Message, data: bytes) -> None:
-        requester = self._relay.pop(message.transaction_id)
-        if requester is None:
+    def _relay_back(self, message: Message, source: Address, data: bytes) -> None:
+        """Forward the answer to a relayed request to its requester: once, and only from where the request went."""
+        waiting = self._relay.waiting(message.transaction_id)
+        if waiting is None:
             self.endpoint.counters["unmatched-response"] += 1
             return
+        if waiting.responder != source:
+            self.endpoint.counters["relay-wrong-responder"] += 1
+            return
+        if self._over_budget(waiting.session_id, len(data), f"answer to {format_address(waiting.requester)}"):
+            return
+        self._relay.pop(message.transaction_id)
         self.endpoint.counters["relayed-response"] += 1
-        self.endpoint.send_bytes(data, requester)
+        self.endpoint.send_bytes(data, waiting.requester)
+
+    def _over_budget(self, session_id: bytes, size: int, what: str) -> Refusal | None:
+        """Charge a relayed datagram to its session; over budget it is counted, and logged once per session."""
+        ledger = self._relay_budget
+        refusal = ledger.charge(session_id, size, self._now())
+        if len(ledger) > 2 * len(self.registry.sessions) + 64:
+            ledger.keep(self.registry.sessions)  # sessions end with their peers' registrations
+        if refusal is None:
+            return None
+        self.endpoint.counters[refusal.value] += 1
+        if ledger.first(session_id, refusal):
+            budget, session = ledger.budget, session_id.hex()[:8]
+            if refusal is Refusal.QUOTA:
+                log.warning(
+                    "relay: session %s has used %d of its %d bytes (%s, %d bytes, does not fit); nothing more is "
+                    "relayed for it: requests get 486 (logged once per session)",
+                    session,
+                    ledger.used(session_id),
+                    budget.total,
+                    what,
+                    size,
+                )
+            else:
+                log.warning(
+                    "relay: session %s is over its rate of %g bytes/s (%s, %d bytes); what exceeds it is dropped "
+                    "(logged once per session)",
+                    session,
+                    budget.rate,
+                    what,
+                    size,
+                )
+        return refusal
 
     def _push(self, message: Message, remote: Address, what: str) -> None:
         """Send a server-initiated request, retransmitted until the peer answers."""
@@ -443,14 +604,29 @@ async def serve(
     *,
     alternate: Address | None = None,
     max_lease: float = 60.0,
+    max_peers: int = MAX_PEERS,
     group: bytes | None = None,
     rate_limit: float = 200.0,
     stats_interval: float = 0.0,
+    workers: int = 1,
     ready: Callable[[Address], None] | None = None,
+    relay_budget: RelayBudget | None = None,
 ) -> None:
-    """Run a server until cancelled; with ``stats_interval``, log a stats line that often."""
-    async with RendezvousServer(max_lease=max_lease, group=group, rate_limit=rate_limit) as server:
-        await server.start(listen, alternate)
+    """Run a server until cancelled; with ``stats_interval``, log a stats line that often; with ``workers``
+    above 1, that many processes share the port (see punch.rendezvous.workers; needs no rate limit)."""
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(
+            RendezvousServer(
+                max_lease=max_lease,
+                max_registrations=max_peers,
+                group=group,
+                rate_limit=rate_limit,
+                relay_budget=relay_budget,
+            )
+        )
+        await server.start(listen, alternate, reuse_port=workers > 1)
+        if workers > 1:
+            await stack.enter_async_context(Workers(server.endpoint, server.address, workers))
         if stats_interval > 0:
             server.report_stats_every(stats_interval)
         if ready is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from punch.stun import (
     is_stun,
     verify_integrity_sha256,
 )
+from punch.stun.fastpath import Accelerator
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, Transaction
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Message, Address, bytes], None]
 # SESSION-ID -> the session's key, or None for sessions this endpoint holds no key for.
 KeyLookup = Callable[[bytes], bytes | None]
+# (the datagram's bytes, source) -> True when it was answered (or dropped and counted) without decoding; False
+# hands it to the general path. For requests so frequent that decoding them is the cost (a keepalive).
+FastPath = Callable[[bytes, Address], bool]
 
 
 def _no_keys(session_id: bytes) -> bytes | None:
@@ -84,7 +89,9 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self._pending: dict[bytes, Transaction] = {}
         self._pending_keys: dict[bytes, bytes] = {}
         self.key_for: KeyLookup = _no_keys
+        self.fast_paths: dict[bytes, FastPath] = {}  # by message type, the datagram's first two bytes
         self.counters: Counter[str] = Counter()
+        self._fast_fd: int | None = None  # a duplicate of the socket's descriptor that the C fast path reads
         self.closed = asyncio.get_running_loop().create_future()
 
     # -- asyncio.DatagramProtocol -------------------------------------------------------------------------
@@ -94,6 +101,10 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._fast_fd is not None:
+            asyncio.get_running_loop().remove_reader(self._fast_fd)
+            os.close(self._fast_fd)
+            self._fast_fd = None
         for transaction in list(self._pending.values()):
             transaction.cancel()
         self._pending.clear()
@@ -108,6 +119,15 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         source: Address = (str(addr[0]), int(addr[1]))
+        fast = self.fast_paths.get(data[:2])
+        if fast is not None:
+            try:
+                if fast(data, source):
+                    return
+            except Exception:  # as for the handler below: count it and show it
+                self.counters["handler-error"] += 1
+                log.exception("fast path failed on %d bytes from %s", len(data), format_address(source))
+                return
         if not is_stun(data):
             self.counters["not-stun"] += 1
             log.debug("dropped a %d-byte non-STUN datagram from %s", len(data), format_address(source))
@@ -158,6 +178,33 @@ class StunEndpoint(asyncio.DatagramProtocol):
         """Signed with the session's key if the message has a session, else with ``key`` if given."""
         return encode(message, fingerprint=self._fingerprint, integrity_sha256_key=self._key(message) or key)
 
+    # -- the C fast path -----------------------------------------------------------------------------------
+
+    def use_fastpath(self, accelerator: Accelerator, tail: bytes, budget: int = 512) -> None:
+        """Read the socket through ``accelerator``: it answers well-formed Binding requests itself (success
+        with XOR-MAPPED-ADDRESS, then ``tail``, then FINGERPRINT) in batches and hands every other datagram to
+        :meth:`datagram_received`, ``budget`` datagrams at most per turn of the event loop."""
+        if self._transport is None:
+            raise RuntimeError("endpoint is not connected")
+        # asyncio lets no one else watch a transport's descriptor: watch a duplicate of it (the same socket),
+        # and stop the transport's own reading. connection_lost() removes and closes the duplicate.
+        fd = os.dup(self._transport.get_extra_info("socket").fileno())
+        self._fast_fd = fd
+        cast(asyncio.ReadTransport, self._transport).pause_reading()
+        asyncio.get_running_loop().add_reader(fd, self._drain, accelerator, fd, tail, budget)
+
+    def _drain(self, accelerator: Accelerator, fd: int, tail: bytes, budget: int) -> None:
+        answered, others, send_errors, error = accelerator.drain(fd, tail, budget)
+        if answered:
+            self.counters["request"] += answered
+            self.counters["fastpath"] += answered
+        if send_errors:
+            self.counters["send-error"] += send_errors
+        for data, source in others:
+            self.datagram_received(data, source)
+        if error:
+            self.error_received(OSError(error, os.strerror(error)))
+
     # -- sending ------------------------------------------------------------------------------------------
 
     @property
@@ -177,6 +224,10 @@ class StunEndpoint(asyncio.DatagramProtocol):
     def send(self, message: Message, remote: Address) -> None:
         """Encode (with FINGERPRINT) and send one message."""
         self.send_bytes(self._encode(message), remote)
+
+    def wire(self, message: Message) -> bytes:
+        """The bytes :meth:`send` would send for ``message`` (signed with its session's key, if any)."""
+        return self._encode(message)
 
     def send_with_ttl(self, message: Message, remote: Address, ttl: int) -> None:
         """Send one message with a given IP TTL (IPv6: hop limit), then restore the socket's default.
@@ -243,11 +294,13 @@ class StunEndpoint(asyncio.DatagramProtocol):
             await self.closed
 
 
-async def open_endpoint(handler: Handler, local: Address, *, fingerprint: bool = True) -> StunEndpoint:
-    """Bind a UDP socket on ``local`` and return its endpoint."""
+async def open_endpoint(
+    handler: Handler, local: Address, *, fingerprint: bool = True, reuse_port: bool = False
+) -> StunEndpoint:
+    """Bind a UDP socket on ``local`` (in a SO_REUSEPORT group if asked) and return its endpoint."""
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
     _, protocol = await loop.create_datagram_endpoint(
-        lambda: StunEndpoint(handler, fingerprint=fingerprint), local_addr=local, family=family
+        lambda: StunEndpoint(handler, fingerprint=fingerprint), local_addr=local, family=family, reuse_port=reuse_port
     )
     return protocol

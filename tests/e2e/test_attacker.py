@@ -33,8 +33,8 @@ pytestmark = pytest.mark.e2e
 TOPOLOGY = Path(netns.__file__).parent / "topologies" / "attacker.yaml"
 ATTACKER = "203.0.113.166"
 SERVER_ENDPOINT = f"{SERVER}:3478"
-TAKEN = r"peer ID 14 is registered by someone else for \d+ s more; choose another ID"
-CLOSED = "this server serves a closed group; sign with the group's secret (--secret-file)"
+TAKEN = r"ID 14 is taken for \d+ s; choose another"
+CLOSED = "closed group: sign with --secret-file"
 
 
 def attack(lab: Lab, to: str, *datagrams: bytes, expect: int = 0) -> dict[str, Any]:

@@ -1,16 +1,60 @@
-"""Loopback fixtures: a rendezvous server started in-process on an ephemeral port."""
+"""Loopback fixtures: a rendezvous server started in-process on an ephemeral port, and what peer tests share."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
+import socket
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
+from punch.peer.puncher import PunchTimings
+from punch.peer.session import PeerConfig
 from punch.rendezvous.server import RendezvousServer
 from punch.stun.transaction import RetransmitPolicy
 
 FAST = RetransmitPolicy(rto=0.05, backoff=2.0, max_rto=0.4, max_sends=7, last_wait=4.0)
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def texts(*items: str) -> AsyncIterator[str]:
+    for item in items:
+        yield item
+
+
+def peer_config(server: RendezvousServer, me: str, other: str, **overrides: object) -> PeerConfig:
+    """A peer on loopback that talks to ``server`` with fast retransmissions; ``overrides`` replace fields."""
+    base = PeerConfig(
+        server=server.address,
+        peer_id=me,
+        target=other,
+        bind=("127.0.0.1", 0),
+        timeout=5.0,
+        punch=PunchTimings(timeout=3.0),
+        linger=0.1,
+        rendezvous=FAST,
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+class LogLine(logging.Handler):
+    """An event set when the server logs a line containing ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
 
 
 @pytest_asyncio.fixture

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +44,7 @@ def peer(server: str, me: str, other: str, *extra: str, stdin: str | None = None
 
 
 def test_scripted_peer_talks_to_an_interactive_one(server_address: str) -> None:
+    started = time.time()
     scripted = peer(server_address, "10", "14", "--send", "hello", "--send", "bye", "--json")
     chat = peer(server_address, "14", "10", stdin="hi there\n\nhow are you?\n")
     chat_out, chat_err = chat.communicate("hi there\n\nhow are you?\n", timeout=30)
@@ -50,7 +53,8 @@ def test_scripted_peer_talks_to_an_interactive_one(server_address: str) -> None:
     result = json.loads(out.strip().splitlines()[-1])
     assert result["received"] == ["hi there", "how are you?"]  # empty lines are not sent
     assert (result["id"], result["peer"], result["path"]) == ("10", "14", "direct")
-    assert set(result) >= {"id", "peer", "path", "remote", "punch_ms", "received"}
+    assert set(result) >= {"id", "peer", "path", "remote", "punch_ms", "path_at", "received"}
+    assert started < result["path_at"] < time.time()  # wall-clock time the path was chosen (bench/punch_floor)
     assert out.splitlines()[:2] == ["[14] hi there", "[14] how are you?"]
     assert chat_out.splitlines()[:2] == ["[10] hello", "[10] bye"]
     assert re.match(r"direct path to 10 via 127\.0\.0\.1:\d+, after [\d.]+ ms$", chat_out.splitlines()[-1])
@@ -81,16 +85,35 @@ def test_peer_without_its_partner_fails_with_one_line_and_json(server_address: s
          "punch: --open-ttl must be auto or 0 to 255, got 'often'"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--open-ttl", "256"],
          "punch: --open-ttl must be auto or 0 to 255, got '256'"),
+        (["server", "--max-peers", "0"], "punch: --max-peers must be 1 or more, got 0"),
         (["server", "--listen", "0.0.0.0:http"], "punch: --listen '0.0.0.0:http': port must be a number from 0 to 65535"),
+        (["server", "--relay-rate", "1000"],
+         "punch: --relay-rate must be 0 (no limit) or at least 1500 bytes/s (one datagram), got 1000"),
+        (["server", "--relay-bytes", "-1"], "punch: --relay-bytes must be 0 (no limit) or more, got -1"),
         (["server", "--secret-file", "/nonexistent/s"],
          "punch: --secret-file /nonexistent/s: cannot read it (No such file or directory); "
          "make one with `head -c 32 /dev/urandom | base64 > /nonexistent/s`"),
+        (["server", "--workers", "0"], "punch: --workers must be 1 or more, got 0"),
+        (["server", "--workers", "2"],
+         "punch: --workers above 1 needs --rate-limit 0: the per-source limit lives in one process and the other "
+         "workers answer Binding without it"),
+        (["server", "--workers", "2", "--rate-limit", "0", "--listen", "127.0.0.1:3478", "--alternate", "127.0.0.2:3479"],
+         "punch: --workers above 1 does not work with --alternate yet; run one worker for NAT discovery"),
     ],
 )  # fmt: skip
 def test_usage_errors_exit_2_with_one_line_naming_the_flag(args: list[str], message: str) -> None:
     done = subprocess.run([*PUNCH, *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert done.returncode == 2
     assert done.stderr.strip() == message
+
+
+def test_workers_without_the_fast_path_is_a_usage_error() -> None:
+    done = subprocess.run(
+        [*PUNCH, "server", "--workers", "2", "--rate-limit", "0"],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, env={**os.environ, "PUNCH_NO_FASTPATH": "1"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == "punch: --workers above 1 needs the C fast path: switched off by PUNCH_NO_FASTPATH"
 
 
 def test_server_port_in_use_is_a_clear_error(server_address: str) -> None:
@@ -136,9 +159,6 @@ def test_a_closed_group_from_the_command_line(tmp_path: Path) -> None:
     assert [json.loads(out.splitlines()[-1])["received"] for out, _ in results] == [["from 14"], ["from 10"]]
     _, err = stranger.communicate(timeout=30)
     assert stranger.returncode == 1
-    assert err.strip() == (
-        "punch: the server refused our registration: 401 this server serves a closed group; "
-        "sign with the group's secret (--secret-file)"
-    )
+    assert err.strip() == ("punch: the server refused our registration: 401 closed group: sign with --secret-file")
     server.terminate()
     server.communicate(timeout=10)

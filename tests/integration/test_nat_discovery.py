@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
@@ -11,14 +10,9 @@ from punch.probe import probe
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import CHANGE_IP, CHANGE_PORT, AttributeType, Message, MessageClass, Method, decode, encode
 from punch.stun import new_transaction_id as txid
+from tests.integration.conftest import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 async def ask(server: tuple[str, int], change: int | None) -> tuple[Message, tuple[str, int]]:

@@ -3,51 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
 from punch.errors import PeerError
-from punch.peer.puncher import PunchTimings
 from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.rendezvous.server import RendezvousServer
-from tests.integration.conftest import FAST
+from tests.integration.conftest import FAST, LogLine, texts
+from tests.integration.conftest import peer_config as config
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-
-
-async def texts(*items: str) -> AsyncIterator[str]:
-    for item in items:
-        yield item
-
-
-def config(server: RendezvousServer, me: str, other: str, **overrides: object) -> PeerConfig:
-    base = PeerConfig(
-        server=server.address,
-        peer_id=me,
-        target=other,
-        bind=("127.0.0.1", 0),
-        timeout=5.0,
-        punch=PunchTimings(timeout=3.0),
-        linger=0.1,
-        rendezvous=FAST,
-    )
-    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
-
-
-class LogLine(logging.Handler):
-    """An event set when the server logs a line containing ``text``."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-        self.seen = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
-            self.seen.set()
 
 
 async def test_ten_asks_before_fourteen_exists_then_both_talk(

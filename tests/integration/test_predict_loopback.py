@@ -6,11 +6,8 @@ mappings assumed, since loopback has no NAT. The real thing, through kernel NAT:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +20,7 @@ from punch.rendezvous.server import RendezvousServer
 from punch.rendezvous.wire import Introduction, Mapping, Role
 from punch.stun import Address, Message, MessageClass
 from punch.stun.protocol import open_endpoint
-from tests.integration.conftest import FAST
+from tests.integration.conftest import FAST, LogLine, free_port, peer_config, texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -36,49 +33,15 @@ def ephemeral_ports() -> tuple[int, int]:
     return int(low), int(high)
 
 
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-async def texts(*items: str) -> AsyncIterator[str]:
-    for item in items:
-        yield item
-
-
 def config(server: RendezvousServer, me: str, other: str, **overrides: object) -> PeerConfig:
-    base = PeerConfig(
-        server=server.address,
-        peer_id=me,
-        target=other,
-        bind=("127.0.0.1", 0),
-        timeout=8.0,
-        punch=PunchTimings(timeout=6.0),
-        linger=0.1,
-        rendezvous=FAST,
-        relay=False,
-    )
-    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+    slow = {"timeout": 8.0, "punch": PunchTimings(timeout=6.0), "relay": False}
+    return peer_config(server, me, other, **{**slow, **overrides})
 
 
 def assumed(mapping: Mapping, sockets: int = 32) -> PredictConfig:
     # The whole ephemeral range at 5000/s: a hit is all but certain, the test stays short. Few sockets: on loopback
     # every opening check arrives (no TTL runs out) and gets answered, and one event loop runs both peers.
     return PredictConfig(sockets=sockets, probes=30000, rate=5000.0, ports=ephemeral_ports(), assume=mapping)
-
-
-class LogLine(logging.Handler):
-    """An event set when the server logs a line containing ``text``."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-        self.seen = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.text in record.getMessage():
-            self.seen.set()
 
 
 async def pair(first: PeerConfig, second: PeerConfig, *, in_order: bool = False) -> tuple[PeerResult, PeerResult]:

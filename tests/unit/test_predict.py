@@ -13,7 +13,9 @@ from punch.peer.predict import PORT_RANGE, Plan, hit_probability, plan, sample_p
 from punch.peer.puncher import Puncher, PunchTimings
 from punch.rendezvous.registry import Registry
 from punch.rendezvous.wire import Introduction, Mapping, Role, mapping_attribute, request
-from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode, make_success
+from punch.stun import AttributeType, Message, MessageClass, Method, decode, encode
+from tests.unit.test_puncher_checks import AnsweringEndpoint, FakeEndpoint
+from tests.unit.test_puncher_checks import check as check_from
 
 pytestmark = pytest.mark.unit
 
@@ -152,32 +154,13 @@ def test_two_hard_sides_keep_the_usual_roles() -> None:
 # -- the puncher, with a check that reached one of the many sockets ----------------------------------------------
 
 
-class FakeEndpoint:
-    """Records what is sent; with ``answering``, the other peer answers our checks (else never)."""
-
-    def __init__(self, *, answering: bool = False) -> None:
-        self.sent: list[tuple[Message, Address]] = []
-        self.answering = answering
-
-    def send(self, message: Message, remote: Address) -> None:
-        self.sent.append((message, remote))
-
-    async def request(self, message: Message, remote: Address, policy: object) -> tuple[Message, Address]:
-        if not self.answering:
-            await asyncio.Future()
-        return make_success(message, ((AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, SESSION))), remote
-
-
 def check(*, nominate: bool = False) -> Message:
-    attributes: list[tuple[int, object]] = [(AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, SESSION)]
-    if nominate:
-        attributes.append((AttributeType.USE_CANDIDATE, None))
-    return request(Method.BINDING, *attributes)
+    return check_from("14", SESSION, nominate=nominate)
 
 
 def test_a_check_on_a_prediction_socket_is_answered_from_it_and_its_nomination_is_a_predicted_path() -> None:
     async def scenario() -> None:
-        main, extra = FakeEndpoint(), FakeEndpoint(answering=True)  # our triggered check proves the pair
+        main, extra = FakeEndpoint(), AnsweringEndpoint(THEM)  # our triggered check proves the pair
         chosen: list[object] = []
         introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32), EASY)
         puncher = Puncher(

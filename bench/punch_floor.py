@@ -1,0 +1,234 @@
+"""Punch time against the physical floor, through the real lab with known delays: `just bench-floor` (root).
+
+Every link of the lab gets a fixed delay (the lab's own NFQUEUE delay daemon where the kernel has no netem):
+``net-server`` SERVER_LEG ms and each NAT's WAN WAN_LEG ms one way, so server <-> peer is S = SERVER_LEG + WAN_LEG
+one way and peer <-> peer is D = 2 * WAN_LEG one way. A trial times, on the lab's one clock, from the second
+peer's Connect reaching the server (tcpdump in the server's node, Connect requests only) to both peers holding
+their chosen, proven direct path (``path_at`` in ``punch peer --json``). The floor is S + 2 D: the introduction
+reaches the peers, and one round trip between them proves the path in both directions.
+
+One row per router firewall kind and unordered pair of NAT presets for which the matrix finds a direct path
+(the cones and `none`; the opener is whichever peer asked first, so a pair's two orders are one experiment).
+Each row brings its lab up once and runs N trials in it, ``--jobs`` rows at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import secrets
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.report import machine, markdown_table, percentile, write_report
+from netns.matrix import TOPOLOGIES
+from punch.stun.message import Message, Method, encode
+
+PYTHON = sys.executable
+SERVER = "203.0.113.1"
+PRESETS = ("full-cone", "restricted-cone", "port-restricted-cone", "none")  # direct in every matrix cell
+CONNECT_TYPE = struct.unpack("!H", encode(Message.request(Method.CONNECT))[:2])[0]  # STUN type of a Connect request
+
+
+@dataclass
+class Row:
+    firewall: str
+    nat10: str
+    nat14: str
+    ms: list[float] = field(default_factory=list)
+    trials: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def netns(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "netns", *args], capture_output=True, text=True, check=False, timeout=120)
+
+
+def spawn(lab: str, node: str, *argv: str, out: Any = subprocess.PIPE, err: Any = subprocess.PIPE) -> Any:
+    """``argv`` in ``node``'s namespace (netns names them LAB-NODE)."""
+    return subprocess.Popen(
+        ["ip", "netns", "exec", f"{lab}-{node}", *argv], stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True
+    )
+
+
+def wait_for_line(proc: subprocess.Popen[str], text: str) -> None:
+    """Read ``proc``'s stderr until a line contains ``text`` (tcpdump and punch server say when they listen)."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if text in line:
+            return
+    raise RuntimeError(f"{proc.args!r} exited before saying {text!r}")
+
+
+def wait_for_file(log: Path, text: str, timeout: float = 15.0) -> None:
+    """Poll a log file, bounded, until it contains ``text``."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no {text!r} in {log} within {timeout:g} s")
+        time.sleep(0.05)
+
+
+def connects(capture: Path) -> list[tuple[float, str]]:
+    """(time, source endpoint) of every Connect the server received, from tcpdump's text output."""
+    found = []
+    for line in capture.read_text().splitlines():  # 1764071234.567890 IP 192.0.2.14.40321 > 203.0.113.1.3478: UDP..
+        words = line.split()
+        if len(words) > 2 and words[1] == "IP":
+            host, _, port = words[2].rpartition(".")
+            found.append((float(words[0]), f"{host}:{port}"))
+    return found
+
+
+def trial(lab: str, number: int) -> tuple[list[dict[str, Any]], str]:
+    """Both peers started at once, one text each; their --json results and why it failed ("" if it did not)."""
+    ids = [f"10-{number}-{secrets.token_hex(2)}", f"14-{number}-{secrets.token_hex(2)}"]
+    procs = [
+        spawn(lab, node, PYTHON, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other,
+              "--send", f"from {me}", "--json", "-q", "--no-relay", "--no-predict", "--open-ttl", "2")
+        for node, me, other in (("peer10", ids[0], ids[1]), ("peer14", ids[1], ids[0]))
+    ]  # fmt: skip
+    results, reasons = [], []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        lines = out.strip().splitlines()
+        results.append(json.loads(lines[-1]) if lines else {})
+        if proc.returncode != 0:
+            reasons.append(err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}")
+    if not reasons and any(r.get("path") != "direct" for r in results):
+        reasons.append(f"paths {[r.get('path') for r in results]}")
+    return results, "; ".join(reasons)
+
+
+def run_row(row: Row, trials: int, delays: tuple[float, float]) -> Row:
+    lab = f"pf{secrets.token_hex(2)}"
+    server_leg, wan_leg = delays
+    up = netns(
+        "up", "--name", lab, "--topology", str(TOPOLOGIES / "matrix.yaml"), "--firewall", row.firewall,
+        "--nat", f"nat10={row.nat10}", "--nat", f"nat14={row.nat14}",
+        "--impair", f"net-server:delay={server_leg:g}ms",
+        "--impair", f"wan10:delay={wan_leg:g}ms", "--impair", f"wan14:delay={wan_leg:g}ms",
+    )  # fmt: skip
+    helpers: list[subprocess.Popen[str]] = []
+    finished: list[tuple[float, list[dict[str, Any]]]] = []  # (when the trial began, both results)
+    try:
+        if up.returncode != 0:
+            row.failures.append(f"lab up failed: {up.stderr.strip()}")
+            return row
+        with tempfile.TemporaryDirectory() as workdir:
+            capture, log = Path(workdir) / "connects.txt", Path(workdir) / "server.log"
+            with capture.open("w") as out:
+                helpers.append(spawn(lab, "server", "tcpdump", "-i", "net-server", "-n", "-tt", "-l", "-Q", "in",
+                                     f"udp dst port 3478 and udp[8:2] = {CONNECT_TYPE:#06x}", out=out))  # fmt: skip
+            wait_for_line(helpers[-1], "listening on")
+            with log.open("w") as out:
+                helpers.append(spawn(lab, "server", PYTHON, "-m", "punch", "server", "--listen", f"{SERVER}:3478",
+                                     err=out))  # fmt: skip
+            wait_for_file(log, "listening on")
+            for number in range(trials):
+                begun = time.time()
+                results, reason = trial(lab, number)
+                row.trials += 1
+                if reason:
+                    row.failures.append(reason)
+                else:
+                    finished.append((begun, results))
+            stop(helpers)
+            seen = connects(capture)
+    finally:
+        stop(helpers)
+        netns("down", "--name", lab)
+    for begun, results in finished:
+        # The second Connect: the later of each peer's first Connect (from its public endpoint) in this trial.
+        second = max(min(t for t, source in seen if source == r["mapped"] and t >= begun) for r in results)
+        row.ms.append((max(r["path_at"] for r in results) - second) * 1000)
+    print(f"{row.firewall} {row.nat10} / {row.nat14}: {len(row.ms)}/{row.trials}", file=sys.stderr, flush=True)
+    return row
+
+
+def stop(helpers: list[subprocess.Popen[str]]) -> None:
+    """Stop the processes this row started (tcpdump writes out what it captured on SIGTERM)."""
+    while helpers:
+        helper = helpers.pop()
+        helper.send_signal(signal.SIGTERM)
+        helper.communicate(timeout=10)
+
+
+def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int) -> list[str]:
+    server_leg, wan_leg = delays
+    s, d = server_leg + wan_leg, 2 * wan_leg
+    floor = s + 2 * d
+    lines = [
+        "# Punch time against the physical floor",
+        "",
+        f"Measured {machine()} by `just bench-floor`: {trials} trials per row, {jobs} rows (labs) at a time. "
+        f"Delays one way: server <-> peer S = {s:g} ms, peer <-> peer D = {d:g} ms (net-server {server_leg:g} ms, "
+        f"each NAT's WAN {wan_leg:g} ms; the lab's NFQUEUE delay daemon, about 1 ms precise). "
+        "A trial runs from the second peer's Connect reaching the server (tcpdump in the server's node) to both "
+        f"peers holding their chosen direct path (`path_at` of `punch peer --json`). Floor = S + 2 D = {floor:g} ms: "
+        "the introduction, then one round trip between the peers.",
+        "",
+    ]
+    table = []
+    for row in rows:
+        median = statistics.median(row.ms) if row.ms else float("nan")
+        p95 = percentile(row.ms, 0.95) if row.ms else float("nan")
+        table.append(
+            [
+                row.firewall, f"{row.nat10} / {row.nat14}", f"{len(row.ms)}/{row.trials}", f"{floor:g}",
+                f"{median:.1f}", f"{p95:.1f}", f"{median / floor:.2f}x", f"{p95 / floor:.2f}x",
+            ]
+        )  # fmt: skip
+    lines += markdown_table(
+        ["router firewall", "nat10 / nat14", "direct", "floor (ms)", "median (ms)", "p95 (ms)", "median/floor",
+         "p95/floor"],
+        table,
+    )  # fmt: skip
+    everything = [ms for row in rows for ms in row.ms]
+    if everything:
+        lines += ["", f"All rows: median {statistics.median(everything) / floor:.2f}x, "
+                      f"p95 {percentile(everything, 0.95) / floor:.2f}x the floor (goal: 1.2x and 2x)."]  # fmt: skip
+    failures = [(row, row.failures[0]) for row in rows if row.failures]
+    if failures:
+        lines += ["", "First failure of each row:", ""]
+        lines += [f"- {row.firewall} {row.nat10} / {row.nat14}: {reason}" for row, reason in failures]
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=2, help="rows (labs) at a time")
+    parser.add_argument("--server-leg", type=float, default=15.0, help="delay of net-server, ms one way")
+    parser.add_argument("--wan-leg", type=float, default=5.0, help="delay of each NAT's WAN, ms one way")
+    parser.add_argument("--rows", type=int, default=0, help="only the first N rows (0 = all)")
+    parser.add_argument("--output", type=Path, default=Path("bench/punch_floor.md"))
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        parser.exit(2, "bench: needs root to build the lab; run it as root or with sudo\n")
+    rows = [
+        Row(firewall, a, b)
+        for firewall in ("home", "none")
+        for a, b in itertools.combinations_with_replacement(PRESETS, 2)
+    ]
+    rows = rows[: args.rows] if args.rows else rows
+    delays = (args.server_leg, args.wan_leg)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        done = list(pool.map(lambda row: run_row(row, args.trials, delays), rows))
+    print(write_report(args.output, report(done, args.trials, delays, args.jobs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The relay through the real lab, side by side with the direct path: `just bench-relay` (root).
+
+Two labs of the default topology, bare MASQUERADE routers: both NATs `symmetric` (both map endpoint-dependently,
+so no direct path exists and the peers go to the server's relay) and both `port-restricted-cone` (a direct path).
+The server answers on its alternate address too, so the peers measure their NAT's mapping first.
+
+1. Time to a working path, N trials per lab: peer10 and peer14 started together, each sending one text. From
+   each peer's own log: from "introduced to" to "message 0 acknowledged" (the first text has crossed and its
+   acknowledgement has come back).
+2. Throughput: the server pinned to core 0 (its relay budget and rate limit off), a sender in peer10 and a
+   receiver in peer14 pinned to core 1. Both register and are introduced as usual; then the sender sends signed
+   Data requests (as the peers' channel does) as fast as it can for a few seconds, through the relay or to the
+   other peer's public endpoint; the receiver counts what arrives (it does not answer). The direct rows show what
+   the lab and the generator reach without the server: the relay's ceiling is the server's, not theirs.
+
+Writes a Markdown report (machine, date, how) to --output and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.report import machine, markdown_table, median_p95, write_report
+
+PYTHON = sys.executable
+SERVER, ALTERNATE = "203.0.113.1:3478", "203.0.113.2:3479"
+STAMP = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) ")
+LABS = {"relay": "symmetric", "direct": "port-restricted-cone"}  # path -> the NAT preset of both routers
+
+
+@dataclass
+class Row:
+    path: str
+    trials: int = 0
+    successes: int = 0
+    ms: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    load: dict[int, dict[str, float]] = field(default_factory=dict)  # payload bytes -> sender's and receiver's counts
+
+
+def lab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "netns", *args], check=check, capture_output=True, text=True)
+
+
+def in_node(name: str, node: str, *command: str) -> list[str]:
+    return [PYTHON, "-m", "netns", "exec", "--name", name, node, "--", *command]
+
+
+def seconds(line: str) -> float | None:
+    found = STAMP.match(line)
+    if found is None:
+        return None
+    h, m, s, ms = (int(g) for g in found.groups())
+    return h * 3600 + m * 60 + s + ms / 1000
+
+
+def working_after(log: str) -> float | None:
+    """Milliseconds from the introduction to the first acknowledged text, from one peer's log."""
+    introduced = next((seconds(line) for line in log.splitlines() if " introduced to " in line), None)
+    acked = next((seconds(line) for line in log.splitlines() if "message 0 acknowledged" in line), None)
+    return None if introduced is None or acked is None else (acked - introduced) * 1000
+
+
+def trial(name: str, number: int, path: str) -> tuple[list[float], str]:
+    ids = (f"10-{number}", f"14-{number}")
+    procs = []
+    for node, me, other in (("peer10", ids[0], ids[1]), ("peer14", ids[1], ids[0])):
+        command = [PYTHON, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other, "--timeout", "20",
+                   "--send", f"hello from {me}", "--json", "--upgrade-interval", "0"]  # fmt: skip
+        procs.append(subprocess.Popen(in_node(name, node, *command), stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    times, problems = [], []
+    for proc in procs:
+        out, err = (s.decode(errors="replace") for s in proc.communicate(timeout=60))
+        lines = out.strip().splitlines()
+        result = json.loads(lines[-1]) if lines else {}
+        took = working_after(err)
+        if proc.returncode != 0 or result.get("path") != path or took is None:
+            problems.append(result.get("error") or f"exit {proc.returncode}, path {result.get('path')}")
+        else:
+            times.append(took)
+    return (times, "") if not problems else ([], "; ".join(problems))
+
+
+# -- the load generator: `python -m bench.relay send|receive ...` inside a peer's namespace ---------------------
+
+
+async def introduced(me: str, other: str) -> tuple[int, bytes, bytes, tuple[str, int]]:
+    """Register as ``me``, ask for ``other``; our local port, the session, its key, the other's public endpoint."""
+    from punch.peer.client import RendezvousClient
+    from punch.stun import Address, Message
+    from punch.stun.protocol import open_endpoint
+
+    host, port = SERVER.split(":")
+
+    def handle(message: Message, source: Address, data: bytes) -> None:
+        client.on_request(message, source)  # Introduce
+
+    endpoint = await open_endpoint(handle, ("0.0.0.0", 0))
+    client = RendezvousClient(endpoint, (host, int(port)), me, (), lease=60)
+    await client.register()
+    await client.connect(other)
+    introduction = await asyncio.wait_for(client.introduction, 30)
+    local = endpoint.local_address[1]
+    await endpoint.close()  # the registration stays for its lease: the same port sends and receives from now on
+    return local, introduction.session_id, introduction.key, introduction.candidates[0]
+
+
+def data_requests(me: str, session: bytes, key: bytes, payload: int, count: int = 256) -> list[bytes]:
+    from punch.stun import AttributeType, Message, MessageClass, Method, encode, new_transaction_id
+
+    def one(sequence: int) -> bytes:
+        attributes = (
+            (AttributeType.PEER_ID, me),
+            (AttributeType.SESSION_ID, session),
+            (AttributeType.SEQUENCE, sequence),
+            (AttributeType.DATA_PAYLOAD, os.urandom(payload)),
+        )
+        message = Message(Method.DATA, MessageClass.REQUEST, new_transaction_id(), attributes)
+        return encode(message, integrity_sha256_key=key)
+
+    return [one(n) for n in range(count)]
+
+
+def open_mapping(sock: socket.socket, remote: tuple[str, int]) -> None:
+    """The receiver's side of a direct path: low-TTL datagrams toward the sender open our NAT's mapping and filter
+    for it, and die before the sender's NAT (which would otherwise keep a conntrack entry for them: the conntrack
+    race of bare routers, see bench/matrix.md)."""
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 2)
+    for _ in range(5):
+        sock.sendto(b"open", remote)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 64)
+
+
+def send(args: argparse.Namespace) -> None:
+    local, session, key, other = asyncio.run(introduced(args.me, args.other))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("0.0.0.0", local))
+        host, port = SERVER.split(":")
+        target = (host, int(port)) if args.via == "relay" else other
+        if args.via == "direct":
+            time.sleep(1.0)  # the receiver opens its NAT first: it was introduced at the same moment
+        for payload in args.payloads:
+            batch = data_requests(args.me, session, key, payload)
+            sent, started = 0, time.monotonic()
+            while time.monotonic() - started < args.seconds:
+                for data in batch:
+                    sock.sendto(data, target)
+                sent += len(batch)
+            print(json.dumps({"payload": payload, "size": len(batch[0]), "sent": sent, "seconds": args.seconds}))
+            time.sleep(2.0)  # the receiver tells the sizes apart by a pause
+
+
+def receive(args: argparse.Namespace) -> None:
+    local, _, _, other = asyncio.run(introduced(args.me, args.other))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.bind(("0.0.0.0", local))
+        if args.via == "direct":
+            open_mapping(sock, other)
+        for _ in args.payloads:
+            sock.settimeout(20.0)  # until the burst starts; then a second of silence ends it
+            count, first, last = 0, 0.0, 0.0
+            while True:
+                try:
+                    sock.recv(65535)
+                except TimeoutError:
+                    break
+                last = time.monotonic()
+                first = first or last
+                count += 1
+                sock.settimeout(1.0)
+            print(json.dumps({"received": count, "seconds": last - first}), flush=True)
+
+
+# -- the benchmark -----------------------------------------------------------------------------------------
+
+
+def measure_load(name: str, row: Row, payloads: list[int], duration: float) -> None:
+    extra = ["--via", row.path, "--seconds", str(duration), "--payloads", *map(str, payloads)]
+    pin = ["taskset", "-c", "1", PYTHON, "-m", "bench.relay"]
+    receiver = subprocess.Popen(in_node(name, "peer14", *pin, "receive", "r14", "s10", *extra), stdout=subprocess.PIPE)
+    sender = subprocess.Popen(in_node(name, "peer10", *pin, "send", "s10", "r14", *extra), stdout=subprocess.PIPE)
+    sent = [json.loads(line) for line in sender.communicate(timeout=120)[0].decode().splitlines()]
+    got = [json.loads(line) for line in receiver.communicate(timeout=120)[0].decode().splitlines()]
+    for s, r in zip(sent, got, strict=True):
+        row.load[s["payload"]] = {"size": s["size"], "offered": s["sent"] / s["seconds"], **r}
+
+
+def wait_for_line(path: Path, text: str, timeout: float = 15.0) -> None:
+    """Poll a log file until a line contains ``text`` (the server has started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"bench: {path} never said {text!r}")
+
+
+def run(row: Row, trials: int, payloads: list[int], duration: float) -> None:
+    name = f"{row.path[0]}r{os.getpid() % 100000}"
+    lab("up", "--name", name, "--firewall", "none", "--nat", LABS[row.path])
+    try:
+        logs = lab("logdir", "--name", name).stdout.strip()
+        lab("exec", "--name", name, "--detach", "--log", f"{logs}/server.log", "server", "--",
+            "taskset", "-c", "0", PYTHON, "-m", "punch", "server", "--listen", SERVER, "--alternate", ALTERNATE,
+            "--rate-limit", "0", "--relay-rate", "0", "--relay-bytes", "0", "--stats-interval", "0")  # fmt: skip
+        wait_for_line(Path(logs) / "server.log", "answering RFC 5780")
+        for number in range(trials):
+            times, problem = trial(name, number, row.path)
+            row.trials += 1
+            row.successes += not problem
+            row.ms += times
+            if problem:
+                row.failures.append(problem)
+            print(f"{row.path}: trial {number + 1}: {problem or 'ok'}", file=sys.stderr, flush=True)
+        measure_load(name, row, payloads, duration)
+        print(f"{row.path}: load {row.load}", file=sys.stderr, flush=True)
+    finally:
+        lab("down", "--name", name, check=False)
+
+
+def report(rows: list[Row], duration: float) -> list[str]:
+    lines = [
+        "# The relay through the real lab, side by side with the direct path",
+        "",
+        f"Measured {machine()} by `just bench-relay`: two labs of the default topology with bare MASQUERADE "
+        "routers, both NATs `symmetric` (no direct path: the peers use the relay) or both `port-restricted-cone` "
+        "(direct); the server answers on its alternate address too, so the peers measure their mapping first.",
+        "",
+        "## Time to a working path",
+        "",
+        "From each peer's log: from its introduction to the acknowledgement of its first text (both ends of a trial "
+        "count).",
+        "",
+    ]
+    lines += markdown_table(
+        ["path", "NATs", "successes", "median (ms)", "p95 (ms)"],
+        [[r.path, LABS[r.path], f"{r.successes}/{r.trials}", *median_p95(r.ms)] for r in rows],
+    )
+    if all(r.ms for r in rows):
+        ratio = statistics.median(rows[0].ms) / statistics.median(rows[1].ms)
+        lines += ["", f"Median time to a working relayed path: {ratio:.2f}x the direct path's."]
+    lines += [
+        "",
+        "## Throughput",
+        "",
+        f"The server pinned to core 0 (relay budget and rate limit off: `--relay-rate 0 --relay-bytes 0 "
+        f"--rate-limit 0`), sender and receiver pinned to core 1; signed Data requests sent as fast as one Python "
+        f"sender can for {duration:g} s per size, counted where they arrive (no answers). Mbit/s counts UDP "
+        "payload bytes. Relay and direct rows ran in the same run; the machine is shared, so read ratios.",
+        "",
+    ]
+    table = []
+    for r in rows:
+        for payload, m in sorted(r.load.items()):
+            rate = m["received"] / m["seconds"] if m["seconds"] else 0.0
+            loss = 1 - m["received"] / (m["offered"] * duration) if m["offered"] else 0.0
+            mbits = rate * m["size"] * 8 / 1e6
+            table.append(
+                [r.path, payload, m["size"], f"{m['offered']:,.0f}", f"{rate:,.0f}", f"{mbits:.1f}",
+                 f"{100 * max(0.0, loss):.0f}%"]
+            )  # fmt: skip
+    lines += markdown_table(
+        ["path", "payload (bytes)", "datagram (bytes)", "offered (pkt/s)", "delivered (pkt/s)", "Mbit/s", "lost"],
+        table,
+    )
+    delivered = [{p: m["received"] / m["seconds"] for p, m in r.load.items() if m["seconds"]} for r in rows]
+    for payload in sorted(set(delivered[0]) & set(delivered[1])):
+        share = delivered[0][payload] / delivered[1][payload]
+        lines.append(f"\n{payload}-byte payloads: the relay delivers {share:.2f}x what the direct path does.")
+    failures = [(r, r.failures[0]) for r in rows if r.failures]
+    if failures:
+        lines += ["", "First failure of each row:", ""] + [f"- {r.path}: {reason}" for r, reason in failures]
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    for verb in ("send", "receive"):
+        load = commands.add_parser(verb)
+        load.add_argument("me")
+        load.add_argument("other")
+        load.add_argument("--via", choices=["relay", "direct"], required=True)
+        load.add_argument("--seconds", type=float, default=3.0)
+        load.add_argument("--payloads", type=int, nargs="+", required=True)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=3.0, help="load per payload size")
+    parser.add_argument("--payloads", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--output", type=Path, default=Path("bench/relay.md"))
+    args = parser.parse_args()
+    if args.command == "send":
+        send(args)
+        return 0
+    if args.command == "receive":
+        receive(args)
+        return 0
+    if os.geteuid() != 0:
+        parser.exit(2, "bench: needs root to build the lab; run it as root or with sudo\n")
+    rows = [Row("relay"), Row("direct")]
+    for row in rows:
+        run(row, args.trials, args.payloads, args.seconds)
+    print(write_report(args.output, report(rows, args.seconds)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

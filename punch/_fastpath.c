@@ -1,0 +1,274 @@
+/* punch._fastpath: the server's optional C accelerator for Binding requests (RFC 8489 section 12.1).
+ *
+ * drain(fd, tail, budget) reads the socket with recvmmsg, answers every well-formed Binding request with a
+ * success built from a template (header, XOR-MAPPED-ADDRESS of the source, the constant attributes in
+ * `tail` such as SOFTWARE, FINGERPRINT) sent back with sendmmsg, and hands every other datagram to Python
+ * untouched, so that Python's handler, drop counters and integrity checks see exactly what they saw before.
+ *
+ * Well-formed, strictly: a 20-byte header with type 0x0001, the magic cookie, a length field equal to the rest
+ * of the datagram and a multiple of 4; attributes that tile the body exactly; each one either FINGERPRINT (last,
+ * 4 bytes, CRC right, section 14.7) or a comprehension-optional type (0x8000-0xFFFF) that the codec's table does
+ * not know (those are ignored by every receiver, section 14). Anything else - a comprehension-required attribute,
+ * a known attribute whose value Python would check, a bad FINGERPRINT - goes to Python.
+ *
+ * answer(request, host, port, tail) is the same decision and reply for one datagram, for tests.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define COOKIE 0x2112A442u
+#define FINGERPRINT_XOR 0x5354554Eu
+#define FINGERPRINT_TYPE 0x8028
+#define BATCH 64
+#define BUFSIZE 65536 /* a whole UDP datagram: Python must see what it would have read itself */
+#define MAX_TAIL 1024
+#define MAX_REPLY (20 + 24 + MAX_TAIL + 8)
+
+static uint32_t crc_table[256];
+static uint8_t known_optional[0x8000]; /* 1 for each type 0x8000 + i in the codec's table */
+static int configured;                 /* answer nothing until set_known() has been called */
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+static uint32_t crc32(const uint8_t *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    while (n--) c = crc_table[(c ^ *p++) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static uint32_t get32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static void put16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static void put32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+/* Whether `m` is a Binding request the fast path may answer (see the top of this file). */
+static int eligible(const uint8_t *m, size_t n) {
+    if (!configured || n < 20 || n % 4 || get16(m) != 0x0001 || get32(m + 4) != COOKIE || get16(m + 2) != n - 20) return 0;
+    size_t offset = 20;
+    while (offset < n) {
+        if (n - offset < 4) return 0;
+        uint16_t type = get16(m + offset), length = get16(m + offset + 2);
+        size_t padded = ((size_t)length + 3) & ~(size_t)3;
+        if (offset + 4 + padded > n) return 0;
+        if (type == FINGERPRINT_TYPE) {
+            if (length != 4 || offset + 8 != n) return 0;
+            if (get32(m + offset + 4) != (crc32(m, offset) ^ FINGERPRINT_XOR)) return 0;
+        } else if (type < 0x8000 || known_optional[type - 0x8000]) {
+            return 0;
+        }
+        offset += 4 + padded;
+    }
+    return 1;
+}
+
+/* The success response to the eligible request `m` from `source`; returns its length. */
+static size_t build(uint8_t *out, const uint8_t *m, const struct sockaddr_storage *source, const uint8_t *tail,
+                    size_t tail_length) {
+    size_t offset = 20;
+    put16(out, 0x0101);
+    put32(out + 4, COOKIE);
+    memcpy(out + 8, m + 8, 12);
+    if (source->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)source;
+        put16(out + 20, 0x0020);
+        put16(out + 22, 8);
+        out[24] = 0;
+        out[25] = 1;
+        put16(out + 26, ntohs(a->sin_port) ^ (COOKIE >> 16));
+        put32(out + 28, ntohl(a->sin_addr.s_addr) ^ COOKIE);
+        offset += 12;
+    } else {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)source;
+        put16(out + 20, 0x0020);
+        put16(out + 22, 20);
+        out[24] = 0;
+        out[25] = 2;
+        put16(out + 26, ntohs(a->sin6_port) ^ (COOKIE >> 16));
+        for (int i = 0; i < 16; i++) out[28 + i] = a->sin6_addr.s6_addr[i] ^ out[4 + i]; /* cookie, then txid */
+        offset += 24;
+    }
+    memcpy(out + offset, tail, tail_length);
+    offset += tail_length;
+    put16(out + 2, (uint32_t)(offset - 20 + 8));
+    put16(out + offset, FINGERPRINT_TYPE);
+    put16(out + offset + 2, 4);
+    put32(out + offset + 4, crc32(out, offset) ^ FINGERPRINT_XOR);
+    return offset + 8;
+}
+
+/* (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6: what Python's socket module returns. */
+static PyObject *address_tuple(const struct sockaddr_storage *source, socklen_t length) {
+    char host[NI_MAXHOST];
+    if (getnameinfo((const struct sockaddr *)source, length, host, sizeof host, NULL, 0, NI_NUMERICHOST) != 0)
+        host[0] = 0;
+    if (source->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)source;
+        return Py_BuildValue("(siII)", host, ntohs(a->sin6_port), ntohl(a->sin6_flowinfo), a->sin6_scope_id);
+    }
+    return Py_BuildValue("(si)", host, ntohs(((const struct sockaddr_in *)source)->sin_port));
+}
+
+static int tail_ok(Py_ssize_t tail_length) {
+    if (tail_length > MAX_TAIL || tail_length % 4) {
+        PyErr_Format(PyExc_ValueError, "tail is %zd bytes, expected a multiple of 4 up to %d", tail_length, MAX_TAIL);
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(drain_doc,
+             "drain(fd, tail, budget) -> (answered, others, send_errors, receive_errno)\n\n"
+             "Read up to about `budget` datagrams from the non-blocking UDP socket `fd`; answer the well-formed\n"
+             "Binding requests; return how many were answered, the other datagrams as (bytes, address) in\n"
+             "arrival order, how many replies the kernel refused, and the errno that stopped reading (0 if none).");
+
+static PyObject *drain(PyObject *self, PyObject *args) {
+    int fd, budget;
+    const uint8_t *tail;
+    Py_ssize_t tail_length;
+    if (!PyArg_ParseTuple(args, "iy#i", &fd, &tail, &tail_length, &budget) || !tail_ok(tail_length)) return NULL;
+    static uint8_t in[BATCH][BUFSIZE], out[BATCH][MAX_REPLY];
+    static struct sockaddr_storage sources[BATCH];
+    static struct mmsghdr msgs[BATCH], replies[BATCH];
+    static struct iovec iov[BATCH], reply_iov[BATCH];
+    PyObject *others = PyList_New(0);
+    if (others == NULL) return NULL;
+    long answered = 0, send_errors = 0;
+    int receive_errno = 0, seen = 0;
+    while (seen < budget) {
+        for (int k = 0; k < BATCH; k++) {
+            iov[k] = (struct iovec){.iov_base = in[k], .iov_len = BUFSIZE};
+            msgs[k] = (struct mmsghdr){.msg_hdr = {.msg_name = &sources[k], .msg_namelen = sizeof sources[k],
+                                                   .msg_iov = &iov[k], .msg_iovlen = 1}};
+        }
+        int r = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) receive_errno = errno;
+            break;
+        }
+        seen += r;
+        int n = 0;
+        for (int k = 0; k < r; k++) {
+            size_t length = msgs[k].msg_len;
+            int family = sources[k].ss_family;
+            if ((family == AF_INET || family == AF_INET6) && eligible(in[k], length)) {
+                size_t size = build(out[n], in[k], &sources[k], tail, (size_t)tail_length);
+                reply_iov[n] = (struct iovec){.iov_base = out[n], .iov_len = size};
+                replies[n] = (struct mmsghdr){.msg_hdr = {.msg_name = &sources[k],
+                                                          .msg_namelen = msgs[k].msg_hdr.msg_namelen,
+                                                          .msg_iov = &reply_iov[n], .msg_iovlen = 1}};
+                n++;
+                continue;
+            }
+            PyObject *address = address_tuple(&sources[k], msgs[k].msg_hdr.msg_namelen);
+            PyObject *item = address ? Py_BuildValue("(y#N)", (const char *)in[k], (Py_ssize_t)length, address) : NULL;
+            if (item == NULL || PyList_Append(others, item) < 0) {
+                Py_XDECREF(item);
+                Py_DECREF(others);
+                return NULL;
+            }
+            Py_DECREF(item);
+        }
+        for (int done = 0; done < n;) {
+            int s = sendmmsg(fd, replies + done, (unsigned)(n - done), 0);
+            if (s < 0) {
+                if (errno == EINTR) continue;
+                send_errors++; /* this reply is lost (a full buffer, an unreachable source): count it, go on */
+                done++;
+                continue;
+            }
+            done += s;
+        }
+        answered += n;
+        if (r < BATCH) break; /* the queue is empty */
+    }
+    return Py_BuildValue("(lNli)", answered, others, send_errors, receive_errno);
+}
+
+PyDoc_STRVAR(answer_doc,
+             "answer(request, host, port, tail) -> bytes | None\n\n"
+             "The fast path's success response to one datagram from (host, port), or None where it would hand\n"
+             "the datagram to Python.");
+
+static PyObject *answer(PyObject *self, PyObject *args) {
+    const uint8_t *m, *tail;
+    Py_ssize_t n, tail_length;
+    const char *host;
+    int port;
+    if (!PyArg_ParseTuple(args, "y#siy#", &m, &n, &host, &port, &tail, &tail_length) || !tail_ok(tail_length))
+        return NULL;
+    struct sockaddr_storage source = {0};
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&source;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&source;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+    } else {
+        PyErr_Format(PyExc_ValueError, "%s is not an IP address", host);
+        return NULL;
+    }
+    if (!eligible(m, (size_t)n)) Py_RETURN_NONE;
+    uint8_t out[MAX_REPLY];
+    size_t size = build(out, m, &source, tail, (size_t)tail_length);
+    return PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)size);
+}
+
+PyDoc_STRVAR(set_known_doc,
+             "set_known(types)\n\nThe attribute types the codec's table knows; the comprehension-optional ones\n"
+             "among them send a request to Python (their values are checked there).");
+
+static PyObject *set_known(PyObject *self, PyObject *args) {
+    PyObject *types;
+    if (!PyArg_ParseTuple(args, "O", &types)) return NULL;
+    PyObject *iterator = PyObject_GetIter(types);
+    if (iterator == NULL) return NULL;
+    memset(known_optional, 0, sizeof known_optional);
+    PyObject *item;
+    while ((item = PyIter_Next(iterator)) != NULL) {
+        long type = PyLong_AsLong(item);
+        Py_DECREF(item);
+        if (type == -1 && PyErr_Occurred()) break;
+        if (type >= 0x8000 && type <= 0xFFFF && type != FINGERPRINT_TYPE) known_optional[type - 0x8000] = 1;
+    }
+    Py_DECREF(iterator);
+    if (PyErr_Occurred()) return NULL;
+    configured = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"drain", drain, METH_VARARGS, drain_doc},
+    {"answer", answer, METH_VARARGS, answer_doc},
+    {"set_known", set_known, METH_VARARGS, set_known_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "punch._fastpath",
+                                    "The server's optional C fast path for Binding requests.", -1, methods};
+
+PyMODINIT_FUNC PyInit__fastpath(void) {
+    crc_init();
+    return PyModule_Create(&module);
+}

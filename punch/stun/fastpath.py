@@ -1,0 +1,56 @@
+"""The optional C fast path for Binding requests (punch/_fastpath.c), and how to switch it off.
+
+``pip install -e .`` builds it where a C compiler exists (setup.py marks it optional); without it, or with
+``PUNCH_NO_FASTPATH=1`` in the environment, every datagram goes through the Python codec as before. The C side
+answers only a strictly well-formed Binding request (RFC 8489 §12.1) and hands everything else to Python
+unchanged; tests/unit/test_fastpath_replies.py holds it to byte-identical replies.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from punch.stun.attributes import TABLE
+from punch.stun.message import HEADER_LENGTH, Attributes, Message, MessageClass, Method, encode
+
+DISABLE_VARIABLE = "PUNCH_NO_FASTPATH"
+Received = list[tuple[bytes, tuple[str, int]]]
+
+
+class Accelerator(Protocol):
+    """What punch/_fastpath.c offers (its docstrings say more)."""
+
+    def drain(self, fd: int, tail: bytes, budget: int, /) -> tuple[int, Received, int, int]:
+        """Answer the Binding requests waiting on ``fd``: (answered, the other datagrams, send errors, errno)."""
+        ...
+
+    def answer(self, request: bytes, host: str, port: int, tail: bytes, /) -> bytes | None:
+        """The reply to one datagram, or None where the datagram would go to Python."""
+        ...
+
+
+def load() -> Accelerator | None:
+    """The accelerator, configured with the codec's attribute table; None if not built or switched off."""
+    if os.environ.get(DISABLE_VARIABLE, "") not in ("", "0"):
+        return None
+    try:
+        from punch import _fastpath
+    except ImportError:
+        return None
+    _fastpath.set_known(TABLE)
+    return _fastpath
+
+
+def unavailable_reason() -> str:
+    """Why :func:`load` gives None, for the server's log line."""
+    if os.environ.get(DISABLE_VARIABLE, "") not in ("", "0"):
+        return f"switched off by {DISABLE_VARIABLE}"
+    return "punch._fastpath is not built (pip install -e . with a C compiler builds it)"
+
+
+def binding_tail(attributes: Attributes) -> bytes:
+    """The encoded attributes a Binding success carries after XOR-MAPPED-ADDRESS and before FINGERPRINT."""
+    return encode(Message(Method.BINDING, MessageClass.SUCCESS, bytes(12), attributes), fingerprint=False)[
+        HEADER_LENGTH:
+    ]

@@ -1,0 +1,203 @@
+"""The relay on loopback: only between two peers that asked for each other, within each session's budget."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+
+from punch.errors import PeerError
+from punch.peer.channel import Channel
+from punch.peer.client import RendezvousClient
+from punch.rendezvous.relay import RelayBudget
+from punch.rendezvous.server import RendezvousServer
+from punch.rendezvous.wire import Introduction, request
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, new_transaction_id
+from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
+from punch.stun.transaction import RetransmitPolicy
+from tests.integration.conftest import FAST
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+QUICK = RetransmitPolicy(rto=0.05, backoff=1.0, max_rto=0.05, max_sends=20, last_wait=1.0)
+
+
+@dataclass
+class Peer:
+    """A registered peer on its own socket; requests the client does not take go to ``inbox``."""
+
+    endpoint: StunEndpoint
+    client: RendezvousClient
+    inbox: asyncio.Queue[Message]
+
+    async def introduced(self, target: str) -> Introduction:
+        await self.client.connect(target)
+        return await asyncio.wait_for(asyncio.shield(self.client.introduction), 5)
+
+    def data(self, session_id: bytes, sequence: int, payload: bytes) -> Message:
+        return Message(
+            Method.DATA,
+            MessageClass.REQUEST,
+            new_transaction_id(),
+            (
+                (AttributeType.PEER_ID, self.client.peer_id),
+                (AttributeType.SESSION_ID, session_id),
+                (AttributeType.SEQUENCE, sequence),
+                (AttributeType.DATA_PAYLOAD, payload),
+            ),
+        )
+
+    async def synced(self, server: Address) -> None:
+        """Once the server answers a Binding sent after them, it has handled everything we sent before."""
+        await self.endpoint.request(request(Method.BINDING), server, FAST)
+
+
+async def peer(server: Address, peer_id: str) -> Peer:
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+
+    def handle(message: Message, source: Address, data: bytes) -> None:
+        if message.message_class is MessageClass.REQUEST and not client.on_request(message, source):
+            inbox.put_nowait(message)
+
+    endpoint = await open_endpoint(handle, ("127.0.0.1", 0))
+    client = RendezvousClient(endpoint, server, peer_id, (), policy=FAST)
+    await client.register()
+    return Peer(endpoint, client, inbox)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest_asyncio.fixture
+async def budgeted(clock: Clock) -> AsyncIterator[RendezvousServer]:
+    """A server with a small rate (a 300-byte bucket) and a 4000-byte total per session, on a clock we move."""
+    budget = RelayBudget(rate=1500, total=4000, burst=300)
+    async with RendezvousServer(push_policy=FAST, clock=clock, rate_limit=0, relay_budget=budget) as running:
+        await running.start(("127.0.0.1", 0))
+        yield running
+
+
+async def test_only_two_peers_that_asked_for_each_other_are_relayed(server: RendezvousServer) -> None:
+    ten, fourteen, stranger = [await peer(server.address, name) for name in ("10", "14", "66")]
+    await ten.client.connect("14")  # 14 has not asked for 10: no session, nothing to relay through
+    answer, _ = await ten.endpoint.request(ten.data(bytes(16), 0, b"hello?"), server.address, FAST)
+    error = answer.error_code()
+    assert error is not None
+    where = format_address(ten.endpoint.local_address)
+    assert (error.code, error.reason) == (400, f"10 at {where} is not in this session")
+    session = await fourteen.introduced("10")
+    await asyncio.wait_for(asyncio.shield(ten.client.introduction), 5)
+    # A third registered peer that learnt the session ID but not its key: dropped before the relay looks at it.
+    stranger.endpoint.send(stranger.data(session.session_id, 0, b"injected"), server.address)
+    await stranger.synced(server.address)
+    assert server.endpoint.counters["bad-integrity"] == 1
+    # ... and one that has the key too, but sends from its own endpoint in 10's name: refused.
+    stranger.endpoint.key_for = lambda sid: session.key if sid == session.session_id else None
+    forged = Message(
+        Method.DATA,
+        MessageClass.REQUEST,
+        new_transaction_id(),
+        ((AttributeType.PEER_ID, "10"), (AttributeType.SESSION_ID, session.session_id), (AttributeType.SEQUENCE, 0)),
+    )
+    answer, _ = await stranger.endpoint.request(forged, server.address, FAST)
+    error = answer.error_code()
+    assert error is not None
+    where = format_address(stranger.endpoint.local_address)
+    assert (error.code, error.reason) == (400, f"10 at {where} is not in this session")
+    # 10 itself is relayed: the first Data 14 sees is 10's, none of the refused ones.
+    real = ten.data(session.session_id, 0, b"from 10")
+    ten.endpoint.send(real, server.address)
+    relayed = await asyncio.wait_for(fourteen.inbox.get(), 5)
+    assert relayed.transaction_id == real.transaction_id
+    assert server.endpoint.counters["relayed-request"] == 1
+    for each in (ten, fourteen, stranger):
+        await each.endpoint.close()
+
+
+async def introduce(server: RendezvousServer) -> tuple[Peer, Peer, Introduction]:
+    ten, fourteen = await peer(server.address, "10"), await peer(server.address, "14")
+    await ten.client.connect("14")
+    session = await fourteen.introduced("10")
+    await asyncio.wait_for(asyncio.shield(ten.client.introduction), 5)
+    return ten, fourteen, session
+
+
+async def test_over_its_rate_a_session_is_dropped_counted_and_logged_once_until_the_bucket_refills(
+    budgeted: RendezvousServer, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="punch.rendezvous.server")
+    ten, fourteen, session = await introduce(budgeted)
+    first, second, third = (ten.data(session.session_id, n, bytes(120)) for n in range(3))  # 232 bytes each
+    for message in (first, second, third):  # the bucket holds 300 bytes: the first fits, then it is empty
+        ten.endpoint.send(message, budgeted.address)
+    await ten.synced(budgeted.address)
+    assert budgeted.endpoint.counters["relayed-request"] == 1
+    assert budgeted.endpoint.counters["relay-over-rate"] == 2
+    assert caplog.text.count("is over its rate of 1500 bytes/s") == 1
+    clock.now += 1.0  # 1500 bytes later: the retransmission gets through
+    ten.endpoint.send(second, budgeted.address)
+    relayed = [await asyncio.wait_for(fourteen.inbox.get(), 5) for _ in range(2)]
+    assert [m.transaction_id for m in relayed] == [first.transaction_id, second.transaction_id]
+    assert fourteen.inbox.empty()
+    assert "relay-over-rate=2" in budgeted.stats()
+    for each in (ten, fourteen):
+        await each.endpoint.close()
+
+
+async def test_over_its_total_a_session_gets_486_and_the_peer_says_the_relay_refused(
+    budgeted: RendezvousServer, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="punch.rendezvous.server")
+    ten, fourteen, session = await introduce(budgeted)
+    received: list[str] = []
+    channels = {}
+    for me, other, side in (("10", "14", ten), ("14", "10", fourteen)):
+        channel = Channel(
+            side.endpoint, me, other, session.session_id, session.key, received.append, relay=budgeted.address
+        )
+        channel.remote = budgeted.address
+        channels[me] = channel
+    fourteen_answers = asyncio.create_task(answer_from(fourteen, channels["14"]))
+    sent, refused = await send_until_refused(channels["10"], clock)
+    assert 5 <= sent < 40
+    assert received == [f"text {n}" for n in range(sent)]
+    where = format_address(budgeted.address)
+    assert (
+        str(refused) == f"the relay at {where} refused message {sent}: 486 Relay quota reached: 4000 bytes per session"
+    )
+    assert budgeted.endpoint.counters["relay-over-quota"] >= 1
+    assert caplog.text.count("of its 4000 bytes") == 1
+    fourteen_answers.cancel()
+    for each in (ten, fourteen):
+        await each.endpoint.close()
+
+
+async def answer_from(side: Peer, channel: Channel) -> None:
+    while True:
+        message = await side.inbox.get()
+        channel.on_request(message, side.client.server)
+
+
+async def send_until_refused(channel: Channel, clock: Clock) -> tuple[int, PeerError]:
+    """Texts one after another, a second apart (the rate stays out of it), until one is refused."""
+    for n in range(40):  # 4000 bytes run out after a few (each text and its acknowledgement take about 250)
+        clock.now += 1.0
+        try:
+            await channel.send_text(f"text {n}")
+        except PeerError as error:
+            return n, error
+    raise AssertionError("the relay never refused")
