@@ -67,7 +67,7 @@ bench-registry:
     {{python}} -m bench.registry --output bench/registry.md
 
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
-bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-registry bench-flood bench-relay bench-lab-scale bench-compose bench-gather
+bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-registry bench-flood bench-relay bench-readdress bench-lab-scale bench-compose bench-gather
 
 # bench/results.md from the reports already in bench/ (runs nothing)
 bench-gather:
@@ -88,6 +88,10 @@ bench-predict trials="100":
 # 110,000 fake registrations against punch server while two real peers punch through it (writes bench/flood.md)
 bench-flood:
     {{python}} -m bench.flood --output bench/flood.md
+
+# A session hit by conntrack -F vs by a NAT's new public address: time to the next acknowledged text (writes bench/readdress.md)
+bench-readdress rounds="5":
+    {{python}} -m bench.readdress --rounds {{rounds}} --output bench/readdress.md
 
 # The relay through the real lab beside the direct path: time to a working path, throughput through one server core (writes bench/relay.md)
 bench-relay trials="20":

@@ -204,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="check a direct path every S seconds while talking; a silent peer is reported as lost (default 5)",
     )
     peer.add_argument(
+        "--rejoin",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="when the direct path breaks (a NAT got a new address), wait S seconds for the other peer to find us "
+        "again through the server and punch anew (default 15; 0 = report the loss at once)",
+    )
+    peer.add_argument(
         "--upgrade-interval",
         type=float,
         default=15.0,
@@ -324,6 +332,7 @@ def _run_peer(args: argparse.Namespace) -> int:
         predict=predict,
         discover_ttl=open_ttl is None,
         upgrade_interval=_not_negative("--upgrade-interval", args.upgrade_interval),
+        rejoin=_not_negative("--rejoin", args.rejoin),
     )
     if config.peer_id == config.target:
         raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")

@@ -1,4 +1,5 @@
-"""The peer's side of the rendezvous: register under a lease, ask for another peer, take Introduce and Go."""
+"""The peer's side of the rendezvous: register under a lease, ask for another peer, take Introduce and Go; after a
+lost path, register and ask again (:meth:`RendezvousClient.rejoin`)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class RendezvousClient:
         self._group = group  # a closed group's key (--secret-file), or None
         self.mapping = mapping  # how our NAT maps (punch.peer.predict.discover_mapping), told to the server
         self.rtt: float | None = None  # the shortest round trip of our requests to the server (seconds)
+        self._keys: dict[bytes, bytes] = {}  # SESSION-ID -> key, of every session we were introduced to
 
     async def _call(self, message: Message, what: str) -> Message:
         loop = asyncio.get_running_loop()
@@ -137,6 +139,15 @@ class RendezvousClient:
         log.info("asked the server for %s: %s", target, status)
         return status
 
+    async def rejoin(self, target: str) -> Introduction:
+        """After the path to ``target`` broke: register again (the server learns where our NAT maps us now), ask
+        for ``target`` again, and return the new introduction once it has asked for us too."""
+        self.introduction = asyncio.get_running_loop().create_future()
+        self.go = asyncio.Event()
+        await self.register()
+        await self.connect(target)
+        return await self.introduction
+
     async def ready(self, session_id: bytes) -> None:
         """Tell the server our NAT mapping is open, so it sends Go to the other peer."""
         await self._call(
@@ -172,10 +183,12 @@ class RendezvousClient:
 
     def _on_introduce(self, message: Message) -> None:
         introduction = Introduction.from_message(message)
-        if self.introduction.done():
+        if self.introduction.done() or introduction.session_id in self._keys:
             return  # a retransmission: our answer was lost, answer again
-        # From now on, messages of this session are signed and checked with its key (see StunEndpoint).
-        self._endpoint.key_for = lambda sid: introduction.key if sid == introduction.session_id else None
+        # From now on, messages of this session are signed and checked with its key (see StunEndpoint); those of an
+        # earlier one too (after a rejoin, the texts stay in the first session).
+        self._keys[introduction.session_id] = introduction.key
+        self._endpoint.key_for = self._keys.get
         log.info(
             "introduced to %s (session %s): candidates %s; we are the %s",
             introduction.peer_id,

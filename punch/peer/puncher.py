@@ -132,7 +132,7 @@ class Puncher:
         # while the prober already moved (a nomination in a check of its own comes after the opener answered it).
         self._aggressive = aggressive and not same_nat and not predicting
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
+        self._closed = False  # this round of checks is over (chosen, timed out, or given up for the relay)
         self._check_policy = RetransmitPolicy(
             rto=timings.check_interval,
             backoff=1.0,
@@ -374,7 +374,8 @@ class Puncher:
                 self.peer,
             )
             return True
-        if message.has(AttributeType.USE_CANDIDATE) and self._closed and not self._chosen.done():
+        nominated = message.has(AttributeType.USE_CANDIDATE)
+        if nominated and self._closed and not self._chosen.done():
             # A retry from the relay that gave up: answering would let the prober move to a path we will not take;
             # unanswered, its nomination is retransmitted and reaches our next retry.
             log.info("ignored a nomination from %s: this try has ended", format_address(source))
@@ -390,7 +391,6 @@ class Puncher:
             ),
             source,
         )
-        nominated = message.has(AttributeType.USE_CANDIDATE)
         log.info(
             "probe received from %s at %s%s; answered",
             self.peer,
@@ -403,7 +403,7 @@ class Puncher:
                 self._take_nomination(source, via)
                 return True
             log.info("nomination of %s waits until our own check proves it", format_address(source))
-        if (source, via) not in self._triggered and not self._chosen.done():
+        if (source, via) not in self._triggered and not self._chosen.done() and not self._closed:
             self._triggered.add((source, via))
             self._spawn(self._check_until_proven(source, via))
         return True

@@ -1,5 +1,11 @@
 """One peer's whole run: register (and measure our NAT's mapping), ask, get introduced, punch (predicting ports
-when one NAT maps endpoint-dependently, punch.peer.predict), talk, close together."""
+when one NAT maps endpoint-dependently, punch.peer.predict), talk, close together.
+
+A direct path that stops answering keepalives (the other peer's NAT got a new public address, or forgot its
+mappings and now maps it elsewhere) is sought again: both peers register again, so the server learns where their
+NATs map them now, ask for each other again, are introduced in a new session and punch a new path; the texts go on
+over it in their first session. A peer that does not come back within ``PeerConfig.rejoin`` seconds is lost.
+"""
 
 from __future__ import annotations
 
@@ -54,6 +60,7 @@ class PeerConfig:
     predict: PredictConfig = field(default_factory=PredictConfig)  # port prediction (punch.peer.predict)
     upgrade_interval: float = 15.0  # on the relay, retry a direct path this often (seconds; 0 = never)
     discover_ttl: bool = True  # find punch.open_ttl from the route to the server (punch.peer.hops), else keep it
+    rejoin: float = 15.0  # after a direct path broke, wait this long for the other peer to find us again (0 = never)
 
 
 @dataclass(slots=True)
@@ -74,6 +81,7 @@ class PeerResult:
     local: str | None = None
     mapped: str | None = None
     upgraded: bool = False  # started on the relay, moved to a direct path later
+    rejoins: int = 0  # how often the direct path broke and a new one was punched
     error: str | None = None
     dropped: dict[str, int] = field(default_factory=dict)  # datagrams our socket dropped, by reason (DROP_REASONS)
 
@@ -154,8 +162,10 @@ async def _run(
             elif path.kind == "relay":
                 await talking  # the relay answers for the server; keepalives would prove nothing about the peer
             else:
-                keepalives = puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY, channel.remote_closed)
-                await _first_of(talking, keepalives)
+                found = hops_found.done() and not hops_found.cancelled() and hops_found.exception() is None
+                timings = hops_found.result() if found else config.punch  # the opening probes' TTL, as punched
+                keeping = _keep_path(config, timings, dispatcher, client, puncher, channel, path, result)
+                await _first_of(talking, keeping)
     finally:
         for task in (refresher, hops_found):
             task.cancel()
@@ -375,6 +385,53 @@ async def _upgrade(
             channel.remote = config.server
             result.path, result.remote = "relay", format_address(config.server)
             log.info("%s; back to the relay", error)
+
+
+async def _keep_path(
+    config: PeerConfig,
+    timings: PunchTimings,
+    dispatcher: _Dispatcher,
+    client: RendezvousClient,
+    puncher: Puncher,
+    channel: Channel,
+    path: Path,
+    result: PeerResult,
+) -> None:
+    """Keep the direct path alive; when it breaks, find the other peer again through the server and punch a new
+    path (see the module docstring). Runs until cancelled; PeerError once the other peer is lost."""
+    while True:
+        try:
+            await puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY, channel.remote_closed)
+        except PeerError as error:
+            if config.rejoin <= 0 or path.local is not None:  # a predicted path's socket: no rejoin (yet)
+                raise
+            log.info("%s; asking the server for %s again", error, puncher.peer)
+            channel.recovering = True
+            try:
+                async with asyncio.timeout(config.rejoin):
+                    puncher, path = await _rejoin(config, timings, dispatcher, client, puncher)
+            except (TimeoutError, PeerError) as why:
+                detail = f"it did not come back within {config.rejoin:g} s" if isinstance(why, TimeoutError) else why
+                raise PeerError(f"{error}; {detail}") from None
+            channel.move(path.remote)
+            result.path, result.remote, result.rejoins = path.kind, format_address(path.remote), result.rejoins + 1
+            log.info("back on a %s path to %s via %s", path.kind, puncher.peer, format_address(path.remote))
+
+
+async def _rejoin(
+    config: PeerConfig, timings: PunchTimings, dispatcher: _Dispatcher, client: RendezvousClient, old: Puncher
+) -> tuple[Puncher, Path]:
+    """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
+    introduction = await client.rejoin(config.target)
+    same_nat = client.mapped is not None and introduction.candidates[0][0] == client.mapped[0]
+    puncher = Puncher(old.endpoint, config.peer_id, introduction, timings, same_nat=same_nat)
+    dispatcher.routes[dispatcher.routes.index(old.on_request)] = puncher.on_request
+    if introduction.role is Role.OPENER:
+        await puncher.open_mappings()
+        await client.ready(introduction.session_id)
+    else:
+        await client.go.wait()
+    return puncher, await puncher.run()
 
 
 async def _talk(channel: Channel, texts: AsyncIterator[str], linger: float, patience: float) -> None:
