@@ -319,7 +319,16 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "punch._fastpath",
                                     "The server's optional C fast path for Binding requests.", -1, methods};
 
+/* Raise it with every change of what the functions take or return: punch.stun.fastpath.API must match, so
+   that a module built from an older source (a checkout updated without `pip install -e .`) is left unused. */
+#define FASTPATH_API 2
+
 PyMODINIT_FUNC PyInit__fastpath(void) {
     crc_init();
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "API", FASTPATH_API) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -2,6 +2,8 @@
 
 from collections.abc import Callable, Iterable
 
+API: int
+
 def drain(
     fd: int, tail: bytes, budget: int, take: Callable[[str, int], int] | None = None, /
 ) -> tuple[int, list[tuple[bytes, tuple[str, int]]], int, int, int]: ...

@@ -16,6 +16,7 @@ from punch.stun.attributes import TABLE
 from punch.stun.message import HEADER_LENGTH, Attributes, Message, MessageClass, Method, encode
 
 DISABLE_VARIABLE = "PUNCH_NO_FASTPATH"
+API = 2  # FASTPATH_API in punch/_fastpath.c: a module built from another version of the source is not used
 # A socket read in batches gets a deeper queue, so that bursts wait instead of being dropped; the kernel caps
 # it at net.core.rmem_max (and doubles it for its bookkeeping).
 RECEIVE_BUFFER = 4 << 20
@@ -46,6 +47,8 @@ def load() -> Accelerator | None:
         from punch import _fastpath
     except ImportError:
         return None
+    if getattr(_fastpath, "API", None) != API:
+        return None
     _fastpath.set_known(TABLE)
     return _fastpath
 
@@ -54,7 +57,14 @@ def unavailable_reason() -> str:
     """Why :func:`load` gives None, for the server's log line."""
     if os.environ.get(DISABLE_VARIABLE, "") not in ("", "0"):
         return f"switched off by {DISABLE_VARIABLE}"
-    return "punch._fastpath is not built (pip install -e . with a C compiler builds it)"
+    try:
+        from punch import _fastpath
+    except ImportError:
+        return "punch._fastpath is not built (pip install -e . with a C compiler builds it)"
+    return (
+        f"punch._fastpath was built from another version of its source (API {getattr(_fastpath, 'API', 1)}, "
+        f"this punch wants {API}): pip install -e . builds it again"
+    )
 
 
 def binding_tail(attributes: Attributes) -> bytes:

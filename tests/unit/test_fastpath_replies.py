@@ -8,6 +8,8 @@ Python, which drops and counts it or answers it itself. Skipped where the accele
 from __future__ import annotations
 
 import struct
+import sys
+import types
 import zlib
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import punch
 from punch import SOFTWARE
 from punch.errors import StunDecodeError
 from punch.stun import (
@@ -26,6 +29,7 @@ from punch.stun import (
     Method,
     decode,
     encode,
+    fastpath,
     is_stun,
     make_success,
     new_transaction_id,
@@ -171,3 +175,22 @@ def test_whatever_the_fast_path_answers_python_answers_the_same(
     answer = fast.answer(data, source[0], source[1], TAIL)
     if answer is not None:
         assert answer == python_reply(data, source)
+
+
+def test_a_module_built_from_another_source_is_left_unused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout updated without `pip install -e .` keeps the old .so: the server must not call it."""
+    stale = types.ModuleType("punch._fastpath")  # an older build: no API constant, other signatures
+    monkeypatch.setitem(sys.modules, "punch._fastpath", stale)
+    monkeypatch.setattr(punch, "_fastpath", stale, raising=False)  # where `from punch import _fastpath` looks first
+    monkeypatch.delenv(fastpath.DISABLE_VARIABLE, raising=False)
+    assert fastpath.load() is None
+    assert fastpath.unavailable_reason() == (
+        "punch._fastpath was built from another version of its source (API 1, this punch wants "
+        f"{fastpath.API}): pip install -e . builds it again"
+    )
+
+
+def test_the_built_module_is_the_version_this_punch_wants(fast: Accelerator) -> None:
+    from punch import _fastpath
+
+    assert _fastpath.API == fastpath.API
