@@ -60,6 +60,7 @@ class Size:
     successes: int = 0
     punch_ms: list[float] = field(default_factory=list)
     peers_pss_mib: float = 0.0
+    peers_alive: int = 0  # peer processes alive at that peak
     peers_cpu_s: float = 0.0
     punch_wall_s: float = 0.0
     failures: list[str] = field(default_factory=list)
@@ -156,7 +157,10 @@ def punch_pairs(name: str, pairs: list[tuple[int, int]], logs: Path, size: Size,
         next_sample = 0.0
         while len(codes) < len(running):
             if time.monotonic() >= next_sample:  # a measurement, not a synchronisation
-                size.peers_pss_mib = max(size.peers_pss_mib, pss_mib([p for p in running if p not in codes]))
+                alive = [p for p in running if p not in codes]
+                pss = pss_mib(alive)
+                if pss > size.peers_pss_mib:
+                    size.peers_pss_mib, size.peers_alive = pss, len(alive)
                 next_sample = time.monotonic() + 1.0
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
@@ -267,7 +271,7 @@ def table(sizes: list[Size], standalone: float, single: int, wave: int) -> list[
                 "-" if single_median is None else f"{single_median:.1f}",
                 *median_p95(s.punch_ms),
                 ratio,
-                f"{s.peers_pss_mib:.0f}",
+                f"{s.peers_pss_mib:.0f} ({s.peers_alive} alive)",
                 f"{s.peers_cpu_s:.1f} ({s.peers_cpu_s / s.n * 1000:.0f} ms/peer; {s.punch_wall_s:.0f} s)",
             ]
         )
