@@ -7,14 +7,15 @@ NAT router, home firewall, every router on one internet with the server; netns/g
 - kernel memory: MemAvailable and Slab (/proc/meminfo) after up against before it (the machine is shared, so
   this is approximate; the namespaces, veths, netfilter tables and conntrack are all kernel memory);
 - punching: `punch server` in node server; first one pair (peer1, peer2) punches alone, ``--single`` times one
-  after another (the single pair's median); then all N/2 pairs (peer2k-1 with peer2k) punch at once. A pair
+  after another (the single pair's median); then all N/2 pairs (peer2k-1 with peer2k) punch at once (every
+  peer forked first and held at a gate, then all let go), then again ``--wave`` pairs at a time. A pair
   succeeds when both peers exit 0 on a direct path (the relay is off) and each received the other's text.
   The time is each peer's own ``punch_ms`` (from the server's introduction to a proven direct path).
 - peer processes: each peer is a real process in its own namespace running `punch peer`, but forked from this
   benchmark after it imported punch once (as a fork server does), so the interpreter's pages are shared; their
   memory is the summed PSS (/proc/PID/smaps_rollup) at its peak, their CPU the children's rusage. One
   stand-alone `python -m punch peer` is measured too (its peak RSS), for what 1,000 separate interpreters
-  would need. ``--wave K`` starts the pairs K at a time instead of all at once (the report says so).
+  would need. Peers use ``--open-ttl 2 --no-predict``: every NAT here maps endpoint-independently.
 """
 
 from __future__ import annotations
