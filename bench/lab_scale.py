@@ -7,14 +7,15 @@ NAT router, home firewall, every router on one internet with the server; netns/g
 - kernel memory: MemAvailable and Slab (/proc/meminfo) after up against before it (the machine is shared, so
   this is approximate; the namespaces, veths, netfilter tables and conntrack are all kernel memory);
 - punching: `punch server` in node server; first one pair (peer1, peer2) punches alone, ``--single`` times one
-  after another (the single pair's median); then all N/2 pairs (peer2k-1 with peer2k) punch at once. A pair
+  after another (the single pair's median); then all N/2 pairs (peer2k-1 with peer2k) punch at once (every
+  peer forked first and held at a gate, then all let go), then again ``--wave`` pairs at a time. A pair
   succeeds when both peers exit 0 on a direct path (the relay is off) and each received the other's text.
   The time is each peer's own ``punch_ms`` (from the server's introduction to a proven direct path).
 - peer processes: each peer is a real process in its own namespace running `punch peer`, but forked from this
   benchmark after it imported punch once (as a fork server does), so the interpreter's pages are shared; their
   memory is the summed PSS (/proc/PID/smaps_rollup) at its peak, their CPU the children's rusage. One
   stand-alone `python -m punch peer` is measured too (its peak RSS), for what 1,000 separate interpreters
-  would need. ``--wave K`` starts the pairs K at a time instead of all at once (the report says so).
+  would need. Peers use ``--open-ttl 2 --no-predict``: every NAT here maps endpoint-independently.
 """
 
 from __future__ import annotations
@@ -56,12 +57,22 @@ class Size:
     mem_available_mib: float = 0.0
     slab_mib: float = 0.0
     single_ms: list[float] = field(default_factory=list)
+    punching: list[Punching] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Punching:
+    """One way of starting the N/2 pairs (``wave`` pairs at a time, 0: all at once) and what it measured."""
+
+    wave: int
     pairs: int = 0
     successes: int = 0
     punch_ms: list[float] = field(default_factory=list)
     peers_pss_mib: float = 0.0
+    peers_alive: int = 0  # peer processes alive at that peak
     peers_cpu_s: float = 0.0
-    punch_wall_s: float = 0.0
+    wall_s: float = 0.0
     failures: list[str] = field(default_factory=list)
 
 
@@ -102,8 +113,10 @@ def warm_up() -> None:
     Sealer(bytes(32)).seal(bytes(12), "w", 0, b"warm")
 
 
-def fork_peer(name: str, me: int, other: int, logs: Path, run: str) -> int:
-    """Fork a child that enters peer ``me``'s namespace and runs `punch peer` there; its PID."""
+def fork_peer(name: str, me: int, other: int, logs: Path, run: str, gate: tuple[int, int]) -> int:
+    """Fork a child that enters peer ``me``'s namespace and, once ``gate`` opens (every copy of its write end
+    is closed), runs `punch peer` there; its PID. The gate lets the forking finish before any peer starts:
+    forking while a thousand started peers took the CPU made the last pairs start 80 s after the first."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -111,11 +124,13 @@ def fork_peer(name: str, me: int, other: int, logs: Path, run: str) -> int:
         return pid
     code = 1
     try:
+        os.close(gate[1])
         out = os.open(logs / f"p{me}.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         err = os.open(logs / f"p{me}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(out, 1)
         os.dup2(err, 2)
         with ipr.entered(naming.namespace(name, f"peer{me}")):
+            os.read(gate[0], 1)  # end of file when the gate opens
             code = punch.cli.main(peer_argv(me, other, run))
     finally:
         os._exit(code)
@@ -143,20 +158,26 @@ def result(logs: Path, me: int, other: int) -> tuple[bool, float | None, str]:
     return False, None, errors[-1] if errors else f"p{me}: {found or 'no result'}"
 
 
-def punch_pairs(name: str, pairs: list[tuple[int, int]], logs: Path, size: Size, wave: int, run: str) -> list[float]:
-    """Run ``pairs`` (``wave`` at a time, 0: all at once); record successes and failures; punch_ms of both peers."""
+def punch_pairs(name: str, pairs: list[tuple[int, int]], logs: Path, size: Punching, run: str) -> list[float]:
+    """Run ``pairs`` (``size.wave`` at a time, 0: all at once); record successes, failures; both peers' punch_ms."""
     times: list[float] = []
-    step = wave or len(pairs)
+    step = size.wave or len(pairs)
     for start in range(0, len(pairs), step):
         running: dict[int, tuple[int, int]] = {}
+        gate = os.pipe()
         for a, b in pairs[start : start + step]:
-            running[fork_peer(name, a, b, logs, run)] = (a, b)
-            running[fork_peer(name, b, a, logs, run)] = (b, a)
+            running[fork_peer(name, a, b, logs, run, gate)] = (a, b)
+            running[fork_peer(name, b, a, logs, run, gate)] = (b, a)
+        os.close(gate[1])  # every peer of the wave starts now
+        os.close(gate[0])
         codes: dict[int, int] = {}
         next_sample = 0.0
         while len(codes) < len(running):
             if time.monotonic() >= next_sample:  # a measurement, not a synchronisation
-                size.peers_pss_mib = max(size.peers_pss_mib, pss_mib([p for p in running if p not in codes]))
+                alive = [p for p in running if p not in codes]
+                pss = pss_mib(alive)
+                if pss > size.peers_pss_mib:
+                    size.peers_pss_mib, size.peers_alive = pss, len(alive)
                 next_sample = time.monotonic() + 1.0
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
@@ -229,32 +250,33 @@ def run_size(n: int, single: int, wave: int, tag: str) -> tuple[Size, float]:
             if time.monotonic() > deadline:
                 raise RuntimeError("punch server did not answer within 30 s")
         for trial in range(single):
-            alone = Size(n)
-            size.single_ms += punch_pairs(name, [(1, 2)], logs, alone, 0, f"s{trial}-")
+            alone = Punching(0)
+            size.single_ms += punch_pairs(name, [(1, 2)], logs, alone, f"s{trial}-")
             size.failures += [f"single pair: {why}" for why in alone.failures]
         standalone = standalone_peer_rss_mib(name)
-        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.monotonic()
-        size.punch_ms = punch_pairs(name, [(k, k + 1) for k in range(1, n, 2)], logs, size, wave, "p")
-        size.punch_wall_s = time.monotonic() - started
-        used = resource.getrusage(resource.RUSAGE_CHILDREN)
-        size.peers_cpu_s = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
+        for at_a_time in [0, *([wave] if 0 < wave < n // 2 else [])]:
+            punching = Punching(at_a_time)
+            cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.monotonic()
+            pairs = [(k, k + 1) for k in range(1, n, 2)]
+            punching.punch_ms = punch_pairs(name, pairs, logs, punching, f"w{at_a_time}-")
+            punching.wall_s = time.monotonic() - started  # forking included
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
+            punching.peers_cpu_s = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
+            size.punching.append(punching)
     finally:
         size.down_s = timed(lambda: lab("down", "--name", name))
     print(f"N={n}: {size}", file=sys.stderr, flush=True)
     return size, standalone
 
 
-def table(sizes: list[Size], standalone: float, single: int, wave: int) -> list[str]:
-    rows = []
+def table(sizes: list[Size], standalone: float, single: int) -> list[str]:
+    lab_rows, punch_rows = [], []
     previous: Size | None = None
     for s in sizes:
         marginal = (s.up_s - previous.up_s) / (s.n - previous.n) * 1000 if previous and s.n > previous.n else None
         previous = s
-        single_median = statistics.median(s.single_ms) if s.single_ms else None
-        median = statistics.median(s.punch_ms) if s.punch_ms else None
-        ratio = f"{median / single_median:.2f}x" if median and single_median else "-"
-        rows.append(
+        lab_rows.append(
             [
                 s.n,
                 f"{s.up_s:.1f}",
@@ -263,53 +285,74 @@ def table(sizes: list[Size], standalone: float, single: int, wave: int) -> list[
                 f"{s.down_s / s.n * 1000:.1f}",
                 f"{s.mem_available_mib:.0f} / {s.slab_mib:.0f}",
                 f"{s.mem_available_mib / s.n * 1024:.0f}",
-                f"{s.successes}/{s.pairs}",
-                "-" if single_median is None else f"{single_median:.1f}",
-                *median_p95(s.punch_ms),
-                ratio,
-                f"{s.peers_pss_mib:.0f}",
-                f"{s.peers_cpu_s:.1f} ({s.peers_cpu_s / s.n * 1000:.0f} ms/peer; {s.punch_wall_s:.0f} s)",
             ]
         )
-    how = f"{wave} pairs at a time" if wave else "all pairs at once"
+        single_median = statistics.median(s.single_ms) if s.single_ms else None
+        for p in s.punching:
+            median = statistics.median(p.punch_ms) if p.punch_ms else None
+            punch_rows.append(
+                [
+                    s.n,
+                    f"{p.wave} pairs at a time" if p.wave else "all at once",
+                    f"{p.successes}/{p.pairs}",
+                    "-" if single_median is None else f"{single_median:.1f}",
+                    *median_p95(p.punch_ms),
+                    f"{median / single_median:.2f}x" if median and single_median else "-",
+                    f"{p.peers_pss_mib:.0f} ({p.peers_alive} alive)",
+                    f"{p.peers_cpu_s:.1f} ({p.peers_cpu_s / s.n * 1000:.0f} ms/peer)",
+                    f"{p.wall_s:.0f}",
+                ]
+            )
     lines = [
         "# The lab at scale: N NAT'd peers, up, down, and N/2 pairs punching at once",
         "",
         f"Measured {machine()} by `just bench-lab-scale`: one lab per N from `python -m netns up --peers N` (each "
-        "peer behind its own NAT router, home firewall, all routers on one internet with the server), then "
-        f"`punch server` in node server; one pair alone {single} times one after another, then {how}. Up and "
-        "down: wall time of the CLI. Kernel memory: MemAvailable drop and Slab growth from before up to after "
-        "it (a shared machine: approximate). Punch time: each peer's own `punch_ms` (introduction to proven "
-        "direct path, relay off), median over both peers of every successful pair. Peers: each a `punch peer` "
-        "process in its own namespace, forked from the benchmark after it imported punch once (pages shared); "
-        "their memory is the summed PSS at its peak, their CPU the children's user+system time (wall time of "
-        "the punching in brackets). Marginal: the extra up time per extra peer from the size before. One "
-        f"stand-alone `python -m punch peer` peaks at {standalone:.0f} MiB RSS.",
+        "peer behind its own NAT router, home firewall, all routers on one internet with the server). Up and "
+        "down: wall time of the CLI; marginal: the extra up time per extra peer from the size before. Kernel "
+        "memory: MemAvailable drop and Slab growth from before up to after it (a shared machine: approximate).",
         "",
+        *markdown_table(
+            [
+                "N",
+                "up (s)",
+                "up per peer (ms; marginal)",
+                "down (s)",
+                "down per peer (ms)",
+                "kernel MiB (MemAvailable / Slab)",
+                "KiB per peer",
+            ],
+            lab_rows,
+        ),
+        "",
+        f"Then `punch server` in node server (real-time priority: it stands for a machine of its own); one pair "
+        f"alone {single} times one after another; then all N/2 pairs, started together (each peer forked and "
+        "held at a gate until all are forked), and in waves. Punch time: each peer's own `punch_ms` (introduction "
+        "to proven direct path, relay off), over both peers of every successful pair. Peers: each a `punch peer` "
+        "process in its own namespace, forked from the benchmark after it imported punch once (pages shared); "
+        "their memory is the summed PSS at its peak (sampled each second), their CPU the children's user+system "
+        f"time. One stand-alone `python -m punch peer` peaks at {standalone:.0f} MiB RSS.",
+        "",
+        *markdown_table(
+            [
+                "N",
+                "started",
+                "pairs direct",
+                "single pair median (ms)",
+                "median punch (ms)",
+                "p95 punch (ms)",
+                "median / single",
+                "peers PSS (MiB)",
+                "peers CPU (s)",
+                "wall (s)",
+            ],
+            punch_rows,
+        ),
     ]
-    lines += markdown_table(
-        [
-            "N",
-            "up (s)",
-            "up per peer (ms; marginal)",
-            "down (s)",
-            "down per peer (ms)",
-            "kernel MiB (MemAvailable / Slab)",
-            "KiB per peer",
-            "pairs direct",
-            "single pair median (ms)",
-            "median punch (ms)",
-            "p95 punch (ms)",
-            "median / single",
-            "peers PSS (MiB)",
-            "peers CPU (s)",
-        ],
-        rows,
-    )
-    failures = [(s.n, why) for s in sizes for why in s.failures[:3]]
+    failures = [(s.n, p.wave, why) for s in sizes for p in s.punching for why in p.failures[:3]]
+    failures += [(s.n, 0, why) for s in sizes for why in s.failures[:3]]
     if failures:
         lines += ["", "First failures:", ""]
-        lines += [f"- N={n}: {why}" for n, why in failures]
+        lines += [f"- N={n}{f', waves of {w}' if w else ''}: {why}" for n, w, why in failures]
     return lines
 
 
@@ -317,7 +360,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--single", type=int, default=10, help="trials of the pair alone (default 10)")
-    parser.add_argument("--wave", type=int, default=0, help="start pairs this many at a time (default: all)")
+    parser.add_argument("--wave", type=int, default=25, help="after all at once, pairs this many at a time (0: not)")
     parser.add_argument("--output", type=Path, default=Path("bench/lab_scale.md"))
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -330,7 +373,7 @@ def main() -> int:
         for n in args.sizes:
             size, standalone = run_size(n, args.single, args.wave, tag)
             sizes.append(size)
-    print(write_report(args.output, table(sizes, standalone, args.single, args.wave)))
+    print(write_report(args.output, table(sizes, standalone, args.single)))
     return 0
 
 
