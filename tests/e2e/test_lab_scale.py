@@ -36,11 +36,11 @@ def test_every_peer_reaches_the_server_from_its_own_public_address(lab_factory: 
     lab = lab_factory(args=["--peers", "3"])
     status = lab.cli("status", "--name", lab.name)
     assert status.returncode == 0, status.stderr
-    echo = lab.spawn("server", PY, "-c", ECHO, "198.18.0.1", "3", text=True)
+    echo = lab.spawn("server", PY, "-c", ECHO, "10.0.0.1", "3", text=True)
     assert echo.stdout is not None
     assert echo.stdout.readline().strip() == "ready"
-    seen = [lab.exec(f"peer{i}", PY, "-c", ASK, "198.18.0.1", check=True).stdout.strip() for i in (1, 2, 3)]
-    assert seen == ["198.18.1.1", "198.18.1.2", "198.18.1.3"]
+    seen = [lab.exec(f"peer{i}", PY, "-c", ASK, "10.0.0.1", check=True).stdout.strip() for i in (1, 2, 3)]
+    assert seen == ["10.0.1.1", "10.0.1.2", "10.0.1.3"]
     assert lab.exec("nat2", "iptables", "-t", "nat", "-S", "POSTROUTING", check=True).stdout.splitlines()[-1] == (
         "-A POSTROUTING -o inet -j MASQUERADE"
     )

@@ -22,11 +22,11 @@ def test_three_peers_each_behind_its_own_nat() -> None:
     nat2, peer2 = topology.node("nat2"), topology.node("peer2")
     assert nat2.nat == model.Nat("masquerade", "inet", "home")
     assert [(i.network, [str(a) for a in i.addresses]) for i in nat2.interfaces] == [
-        ("inet", ["198.18.1.2"]),
-        ("lan2", ["10.0.2.1"]),
+        ("inet", ["10.0.1.2"]),
+        ("lan2", ["10.1.2.1"]),
     ]
-    assert str(peer2.gateway) == "10.0.2.1"
-    assert [str(a) for a in topology.node("server").interfaces[0].addresses] == ["198.18.0.1", "198.18.0.2"]
+    assert str(peer2.gateway) == "10.1.2.1"
+    assert [str(a) for a in topology.node("server").interfaces[0].addresses] == ["10.0.0.1", "10.0.0.2"]
 
 
 def test_generated_data_is_the_yaml_a_user_could_write() -> None:
@@ -40,8 +40,9 @@ def test_addresses_stay_apart_at_the_largest_size() -> None:
     last = generate.MAX_PEERS
     assert generate.router_address(last) in generate.INTERNET
     assert generate.lan(last).subnet_of(ipaddress.IPv4Network("10.0.0.0/8"))
+    assert not any(generate.lan(i).overlaps(generate.INTERNET) for i in (1, 255, 256, last))
     assert generate.lan(255) != generate.lan(256)
-    assert generate.router_address(1) not in ipaddress.IPv4Network("198.18.0.0/24")  # the server's own /24
+    assert generate.router_address(1) not in ipaddress.IPv4Network("10.0.0.0/24")  # the server's own /24
 
 
 def test_names_fit_ifnamsiz_and_carry_the_lab_prefix_at_1000_peers() -> None:
