@@ -168,6 +168,7 @@ def main() -> int:
             server.name, server.server_cpus, server.load_cpus, f"{rate(server.name):,.0f}",
             f"{rate(server.name) / server.cores:,.0f}", ratios(server.name, baseline),
             f"{lost:,} of {replies + lost:,}", f"{invalid:,}",
+            f"{statistics.median(r['waiting'] for r in results[server.name]):.0%}",
         ])  # fmt: skip
     ceiling = "stunload reflect (generator ceiling)"
     one_core = [s.name for s in servers if s.cores == 1 and s.name != ceiling]
@@ -184,12 +185,26 @@ def main() -> int:
         "SOFTWARE and FINGERPRINT.",
         "",
         *markdown_table(
-            ["server", "server CPUs", "generator CPUs", "replies/s", "per core", "vs coturn", "lost", "invalid"], rows
+            [
+                "server",
+                "server CPUs",
+                "generator CPUs",
+                "replies/s",
+                "per core",
+                "vs coturn",
+                "lost",
+                "invalid",
+                "generator waiting",
+            ],
+            rows,
         ),
         "",
-        "The reflector row is the generator's ceiling: any server well below it is measured, not the generator.",
-        f"Here the reflector answered {min(headroom):.2f}x to {max(headroom):.2f}x as much as the fastest one-core "
-        "server of the same round (above 1.2x the generator is clearly not the limit; near 1x it may be).",
+        "Is the generator the bottleneck? Two answers. Generator waiting: the share of its time it sat in poll()",
+        "with every window full and no reply to read, i.e. waiting for the server (0% would mean it may be the",
+        "limit). And the reflector row, a C server doing the least a valid answer takes: here it answered "
+        f"{min(headroom):.2f}x",
+        f"to {max(headroom):.2f}x as much as the fastest one-core server of the same round. This VM is shared, so",
+        "rounds vary; the ratios come from runs seconds apart.",
         "On two cores the generator shares the CPUs with the server, so the two-core rows count both; compare",
         "them with each other, not with the one-core rows. Lost: requests unanswered after 500 ms.",
     ]

@@ -2,7 +2,10 @@
 
 - Binding request -> success with XOR-MAPPED-ADDRESS, SOFTWARE, FINGERPRINT (RFC 8489 §12.1). Given an
   alternate address, the server listens on both addresses and both ports and honours CHANGE-REQUEST, with
-  RESPONSE-ORIGIN and OTHER-ADDRESS in every answer (RFC 5780 §6-§7), for NAT behaviour discovery.
+  RESPONSE-ORIGIN and OTHER-ADDRESS in every answer (RFC 5780 §6-§7), for NAT behaviour discovery. Where
+  punch._fastpath is built, well-formed Binding requests are answered in C, in batches, with the same bytes
+  (punch.stun.fastpath); everything else comes here. ``--workers`` spreads them over processes
+  (punch.rendezvous.workers).
 - An unknown comprehension-required attribute in any request -> 420 with UNKNOWN-ATTRIBUTES (RFC 8489 §6.3.1.1).
 - Indications and non-STUN datagrams get no answer; malformed messages are dropped and counted.
 - Register / Connect / Ready: see punch.rendezvous.wire. When two peers want each other the server sends both

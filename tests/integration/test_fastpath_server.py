@@ -165,3 +165,24 @@ async def test_the_rate_limit_holds_on_the_fast_path_too(client: tuple[asyncio.D
         assert protocol.queue.qsize() == 3
         counters = server.endpoint.counters
         assert (counters["fastpath"], counters["rate-limited"]) == (4, 1)  # three from us, one from the other
+
+
+async def test_ipv6_sources_get_the_same_bytes_too() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    loop = asyncio.get_running_loop()
+    try:
+        transport, protocol = await loop.create_datagram_endpoint(Client, local_addr=("::1", 0), family=socket.AF_INET6)
+    except OSError as error:
+        pytest.skip(f"no ::1 here: {error}")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+            listen = ("::1", int(s.getsockname()[1]))
+        fast, fast_counters = await replies_from((transport, protocol), True, listen, None, [ANSWERED["plain"]])
+        python, _ = await replies_from((transport, protocol), False, listen, None, [ANSWERED["plain"]])
+        assert fast == python
+        assert [len(r) for r in fast] == [1]
+        assert fast_counters["fastpath"] == 1
+    finally:
+        transport.close()
