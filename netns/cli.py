@@ -22,6 +22,7 @@ from netns.errors import LabError, TopologyError
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+SUMMARY_NODES = 40  # `up` lists at most this many nodes (a generated lab has thousands)
 
 
 def _lab_name(value: str) -> str:
@@ -200,14 +201,36 @@ def _cmd_up(args: argparse.Namespace) -> int:
     with deferred_signals():
         summary = lifecycle.up(topology, args.name, args.capture)
     print(f"lab {summary.lab} is up ({len(summary.nodes)} nodes); logs in {naming.state_dir(summary.lab)}")
-    for node in summary.nodes:
+    if args.peers is not None:
+        _warn_neighbours(args.peers)
+    shown = summary.nodes if len(summary.nodes) <= SUMMARY_NODES else summary.nodes[:SUMMARY_NODES]
+    for node in shown:
         nat = f"  nat {node['nat']}" if node["nat"] else ""
         print(f"  {node['node']:<10} {node['kind']:<7} {' '.join(node['addresses'])}{nat}")
         if node.get("image"):
             print(f"  {'':<10} {'':<7} container {naming.container(summary.lab, node['node'])} ({node['image']})")
         if node.get("behaviour"):
             print(f"  {'':<10} {'':<7} {node['behaviour']}")
+    if len(shown) < len(summary.nodes):
+        print(f"  ... and {len(summary.nodes) - len(shown)} more nodes (`status --name {summary.lab}` lists them all)")
     return EXIT_OK
+
+
+def _warn_neighbours(peers: int) -> None:
+    """Warn when the kernel's ARP table, one for every namespace on the machine, is too small for the lab."""
+    need = generate.NEIGHBOURS_PER_PEER * peers
+    capacity = ipr.neighbour_capacity()
+    if capacity is not None and need > capacity:
+        log.warning(
+            "%d peers need about %d ARP entries, but the kernel's table (shared by all namespaces) holds %d: "
+            "past that, packets are dropped; raise it with `sysctl -w net.ipv4.neigh.default.gc_thresh3=%d "
+            "net.ipv4.neigh.default.gc_thresh2=%d`",
+            peers,
+            need,
+            capacity,
+            2 * need,
+            need,
+        )
 
 
 def _cmd_down(args: argparse.Namespace) -> int:

@@ -29,6 +29,9 @@ INTERNET = ipaddress.IPv4Network("198.18.0.0/16")
 SERVER = INTERNET.network_address + 1
 ALTERNATE = INTERNET.network_address + 2
 FIRST_ROUTER = 256  # routers from 198.18.1.1 on: the server's /24 stays apart
+# ARP entries each peer adds to the kernel's one table for all namespaces (gc_thresh3, 1,024 by default): its
+# LAN both ways, its router and the server both ways, and its router and the router of the peer it talks to.
+NEIGHBOURS_PER_PEER = 5
 MAX_PEERS = 65_000  # routers fit in the /16; the LANs 10.0.1.0/24 .. 10.253.232.0/24 in 10.0.0.0/8
 
 

@@ -7,9 +7,10 @@ started from the thread (iptables-restore, nft) runs in the namespace. Nothing f
 thousand namespaces cost a thousand syscalls, not a thousand processes. A namespace is created the way
 ``ip netns add`` does it, by the thread itself: unshare(CLONE_NEWNET), then a bind mount on /run/netns/NAME.
 
-Inside ``cached()`` a thread keeps one IPRoute per namespace (and the interface indices it looked up) until
-the block ends; outside, each call opens and closes its own. An IPRoute is used only by the thread that
-opened it (pyroute2 keeps a socket per thread: another thread would open one in its own namespace).
+The requests that build a lab (links, addresses, routes) are packed by netns/rtnl.py; reading state back
+(``status``) and traffic control go through pyroute2. Inside ``cached()`` a thread keeps one rtnetlink socket
+per namespace (and the interface indices it looked up) until the block ends; outside, each call opens and
+closes its own.
 Kernel state is awaited by polling with a timeout, never by sleeping blindly. Removal is idempotent:
 "already gone" is success. Commands a user runs in a node (``exec``) still go through ``ip netns exec``.
 """
@@ -32,6 +33,7 @@ from pyroute2 import IPRoute
 from pyroute2 import netns as pyroute2_netns
 from pyroute2.netlink.exceptions import NetlinkError
 
+from netns import rtnl
 from netns.errors import KernelError
 
 log = logging.getLogger(__name__)
@@ -95,16 +97,16 @@ def entered(ns: str) -> Iterator[None]:
 
 
 def open_cache() -> None:
-    """From now on this thread keeps one IPRoute per namespace it touches (and the indices it looked up)."""
+    """From now on this thread keeps one rtnetlink socket per namespace it touches (and the indices it looked up)."""
     _local.handles = {}
     _local.indices = {}
 
 
 def close_cache() -> None:
-    """Close the IPRoutes ``open_cache`` kept in this thread; from now on each call opens its own again."""
+    """Close the sockets ``open_cache`` kept in this thread; from now on each call opens its own again."""
     handles, _local.handles = getattr(_local, "handles", None) or {}, None
-    for ipr in handles.values():
-        ipr.close()
+    for sock in handles.values():
+        sock.close()
 
 
 @contextmanager
@@ -117,36 +119,49 @@ def cached() -> Iterator[None]:
         close_cache()
 
 
-def _open(ns: str) -> Any:
-    with entered(ns), _kernel(f"open namespace {ns}"):
-        return IPRoute()
-
-
 @contextmanager
 def _ipr(ns: str) -> Iterator[Any]:
-    handles = getattr(_local, "handles", None)
-    if handles is not None:
-        if ns not in handles:
-            handles[ns] = _open(ns)
-        yield handles[ns]
-        return
-    ipr = _open(ns)
+    """A pyroute2 IPRoute of ``ns``, opened from inside it, closed after the block."""
+    with entered(ns), _kernel(f"open namespace {ns}"):
+        ipr = IPRoute()
     try:
         yield ipr
     finally:
         ipr.close()
 
 
-def _index(ipr: Any, ns: str, ifname: str) -> int:
+@contextmanager
+def _rtnl(ns: str) -> Iterator[rtnl.Socket]:
+    """An rtnetlink socket of ``ns``: this thread's cached one inside ``cached()``, else one for the block."""
+    handles = getattr(_local, "handles", None)
+    if handles is not None and ns in handles:
+        yield handles[ns]
+        return
+    with entered(ns), _kernel(f"open namespace {ns}"):
+        sock = rtnl.Socket()
+    if handles is not None:
+        handles[ns] = sock
+        yield sock
+        return
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def _index(sock: rtnl.Socket, ns: str, ifname: str) -> int:
     indices = getattr(_local, "indices", None) if getattr(_local, "handles", None) is not None else None
     if indices is not None and (ns, ifname) in indices:
         return int(indices[ns, ifname])
-    found = ipr.link_lookup(ifname=ifname)
-    if not found:
-        raise KernelError(f"no interface {ifname} in namespace {ns}")
+    try:
+        index = sock.index(ifname)
+    except OSError as exc:
+        if exc.errno != errno.ENODEV:
+            raise
+        raise KernelError(f"no interface {ifname} in namespace {ns}") from None
     if indices is not None:
-        indices[ns, ifname] = found[0]
-    return int(found[0])
+        indices[ns, ifname] = index
+    return index
 
 
 # -- namespaces ----------------------------------------------------------------------------------------
@@ -231,8 +246,8 @@ def delete_namespace(ns: str) -> None:
 def read_marker(ns: str) -> str | None:
     """The ifalias of ``lo`` in ``ns`` (the lab's ownership marker), or None if unreadable."""
     try:
-        with _ipr(ns) as ipr:
-            links = ipr.get_links(_index(ipr, ns, "lo"))
+        with _ipr(ns) as ipr, _kernel(f"read marker of {ns}"):
+            links = ipr.get_links(ipr.link_lookup(ifname="lo")[0])
             alias = links[0].get("ifalias") if links else None
             return str(alias) if alias else None
     except KernelError as exc:
@@ -241,9 +256,8 @@ def read_marker(ns: str) -> str | None:
 
 
 def mark_namespace(ns: str, marker: str) -> None:
-    with _ipr(ns) as ipr, _kernel(f"mark namespace {ns}"):
-        index = _index(ipr, ns, "lo")
-        ipr.link("set", index=index, ifalias=marker, state="up")
+    with _rtnl(ns) as sock, _kernel(f"mark namespace {ns}"):
+        sock.set_link(_index(sock, ns, "lo"), up=True, alias=marker)
 
 
 # -- links, addresses, routes --------------------------------------------------------------------------
@@ -251,23 +265,27 @@ def mark_namespace(ns: str, marker: str) -> None:
 
 def create_veth(ns: str, ifname: str, peer_ns: str, peer_ifname: str) -> None:
     """A veth pair created in ``ns`` with its peer placed directly into ``peer_ns`` (never in root)."""
-    with _ipr(ns) as ipr, _kernel(f"create veth {ns}:{ifname} <-> {peer_ns}:{peer_ifname}"):
-        ipr.link("add", ifname=ifname, kind="veth", peer={"ifname": peer_ifname, "net_ns_fd": peer_ns})
+    with _rtnl(ns) as sock, _kernel(f"create veth {ns}:{ifname} <-> {peer_ns}:{peer_ifname}"):
+        peer = os.open(os.path.join(NETNS_DIR, peer_ns), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sock.add_veth(ifname, peer_ifname, peer)
+        finally:
+            os.close(peer)
 
 
 def create_bridge(ns: str, ifname: str) -> None:
-    with _ipr(ns) as ipr, _kernel(f"create bridge {ns}:{ifname}"):
-        ipr.link("add", ifname=ifname, kind="bridge")
+    with _rtnl(ns) as sock, _kernel(f"create bridge {ns}:{ifname}"):
+        sock.add_bridge(ifname)
 
 
 def attach_port(ns: str, port: str, bridge: str) -> None:
-    with _ipr(ns) as ipr, _kernel(f"attach {ns}:{port} to {bridge}"):
-        ipr.link("set", index=_index(ipr, ns, port), master=_index(ipr, ns, bridge))
+    with _rtnl(ns) as sock, _kernel(f"attach {ns}:{port} to {bridge}"):
+        sock.set_link(_index(sock, ns, port), master=_index(sock, ns, bridge))
 
 
 def add_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
-    with _ipr(ns) as ipr, _kernel(f"add {address}/{prefixlen} to {ns}:{ifname}"):
-        ipr.addr("add", index=_index(ipr, ns, ifname), address=address, prefixlen=prefixlen)
+    with _rtnl(ns) as sock, _kernel(f"add {address}/{prefixlen} to {ns}:{ifname}"):
+        sock.add_address(_index(sock, ns, ifname), address, prefixlen)
 
 
 def addresses(ns: str, ifname: str) -> list[tuple[str, int]]:
@@ -302,20 +320,20 @@ def replace_route(ns: str, dst: str, gateway: str) -> None:
 
 def link_up(ns: str, ifname: str) -> None:
     """Set ``ns:ifname`` up: the kernel acknowledges the request once the flag is set (nothing to poll)."""
-    with _ipr(ns) as ipr, _kernel(f"bring up {ns}:{ifname}"):
-        ipr.link("set", index=_index(ipr, ns, ifname), state="up")
+    with _rtnl(ns) as sock, _kernel(f"bring up {ns}:{ifname}"):
+        sock.set_link(_index(sock, ns, ifname), up=True)
 
 
 def add_route(ns: str, dst: str, gateway: str, timeout: float = 5.0) -> None:
     """Add a route; while the gateway's network is not yet usable (ENETUNREACH), poll until it is."""
     deadline = time.monotonic() + timeout
-    with _ipr(ns) as ipr, _kernel(f"add route {dst} via {gateway} in {ns}"):
+    with _rtnl(ns) as sock, _kernel(f"add route {dst} via {gateway} in {ns}"):
         while True:
             try:
-                ipr.route("add", dst=dst, gateway=gateway)
+                sock.add_route(dst, gateway)
                 return
-            except NetlinkError as exc:
-                if exc.code != errno.ENETUNREACH or time.monotonic() >= deadline:
+            except OSError as exc:
+                if exc.errno != errno.ENETUNREACH or time.monotonic() >= deadline:
                     raise
             time.sleep(POLL_INTERVAL)
 
@@ -383,6 +401,15 @@ def sysctl(ns: str, key: str, value: str, optional: bool = False) -> None:
         except FileNotFoundError:
             if not optional:
                 raise KernelError(f"sysctl {key}={value} in {ns}: no such key in this kernel") from None
+
+
+def neighbour_capacity() -> int | None:
+    """The kernel's limit on ARP entries (net.ipv4.neigh.default.gc_thresh3), shared by every namespace."""
+    try:
+        with open("/proc/sys/net/ipv4/neigh/default/gc_thresh3", encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 def pids_in(ns: str) -> list[int]:
@@ -503,7 +530,10 @@ def netem_supported(python: str) -> bool:
 def set_qdisc(ns: str, ifname: str, kind: str | None, params: dict[str, Any]) -> None:
     """Replace the root qdisc of ``ns:ifname`` with ``kind`` (pyroute2 tc arguments); None restores the default."""
     with _ipr(ns) as ipr, _kernel(f"set qdisc {kind or 'default'} on {ns}:{ifname}"):
-        index = _index(ipr, ns, ifname)
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise KernelError(f"no interface {ifname} in namespace {ns}")
+        index = found[0]
         if kind is None:
             try:
                 ipr.tc("del", index=index, root=True)

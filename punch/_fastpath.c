@@ -135,23 +135,45 @@ static int tail_ok(Py_ssize_t tail_length) {
 }
 
 PyDoc_STRVAR(drain_doc,
-             "drain(fd, tail, budget) -> (answered, others, send_errors, receive_errno)\n\n"
+             "drain(fd, tail, budget, take=None) -> (answered, others, send_errors, receive_errno, limited)\n\n"
              "Read up to about `budget` datagrams from the non-blocking UDP socket `fd`; answer the well-formed\n"
              "Binding requests; return how many were answered, the other datagrams as (bytes, address) in\n"
-             "arrival order, how many replies the kernel refused, and the errno that stopped reading (0 if none).");
+             "arrival order, how many replies the kernel refused, the errno that stopped reading (0 if none) and\n"
+             "how many Binding requests the rate limit dropped. With `take`, a batch's Binding requests from one\n"
+             "source IP are answered only as far as take(ip, count) -> allowed says, first come first served.");
+
+/* The source's IP as Python's socket module writes it (the rate limiter's key). */
+static PyObject *host_string(const struct sockaddr_storage *source, socklen_t length) {
+    char host[NI_MAXHOST];
+    if (getnameinfo((const struct sockaddr *)source, length, host, sizeof host, NULL, 0, NI_NUMERICHOST) != 0)
+        host[0] = 0;
+    return PyUnicode_FromString(host);
+}
+
+static int same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+    if (a->ss_family != b->ss_family) return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a, *y = (const struct sockaddr_in6 *)b;
+    return memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0 && x->sin6_scope_id == y->sin6_scope_id;
+}
 
 static PyObject *drain(PyObject *self, PyObject *args) {
     int fd, budget;
     const uint8_t *tail;
     Py_ssize_t tail_length;
-    if (!PyArg_ParseTuple(args, "iy#i", &fd, &tail, &tail_length, &budget) || !tail_ok(tail_length)) return NULL;
+    PyObject *take = Py_None;
+    if (!PyArg_ParseTuple(args, "iy#i|O", &fd, &tail, &tail_length, &budget, &take) || !tail_ok(tail_length))
+        return NULL;
     static uint8_t in[BATCH][BUFSIZE], out[BATCH][MAX_REPLY];
     static struct sockaddr_storage sources[BATCH];
     static struct mmsghdr msgs[BATCH], replies[BATCH];
     static struct iovec iov[BATCH], reply_iov[BATCH];
+    int answerable[BATCH], group[BATCH], first_of_group[BATCH];
+    long allowance[BATCH];
     PyObject *others = PyList_New(0);
     if (others == NULL) return NULL;
-    long answered = 0, send_errors = 0;
+    long answered = 0, send_errors = 0, limited = 0;
     int receive_errno = 0, seen = 0;
     while (seen < budget) {
         for (int k = 0; k < BATCH; k++) {
@@ -166,11 +188,40 @@ static PyObject *drain(PyObject *self, PyObject *args) {
             break;
         }
         seen += r;
+        int groups = 0;
+        for (int k = 0; k < r; k++) {
+            int family = sources[k].ss_family;
+            answerable[k] = (family == AF_INET || family == AF_INET6) && eligible(in[k], msgs[k].msg_len);
+            if (!answerable[k] || take == Py_None) continue;
+            int g = 0;
+            while (g < groups && !same_ip(&sources[first_of_group[g]], &sources[k])) g++;
+            if (g == groups) {
+                first_of_group[groups] = k;
+                allowance[groups++] = 0;
+            }
+            group[k] = g;
+            allowance[g]++; /* the count asked for; replaced by what the limiter allows */
+        }
+        for (int g = 0; g < groups; g++) {
+            int k = first_of_group[g];
+            PyObject *host = host_string(&sources[k], msgs[k].msg_hdr.msg_namelen);
+            PyObject *allowed = host ? PyObject_CallFunction(take, "Nl", host, allowance[g]) : NULL;
+            long value = allowed ? PyLong_AsLong(allowed) : -1;
+            Py_XDECREF(allowed);
+            if (value == -1 && PyErr_Occurred()) {
+                Py_DECREF(others);
+                return NULL;
+            }
+            allowance[g] = value;
+        }
         int n = 0;
         for (int k = 0; k < r; k++) {
             size_t length = msgs[k].msg_len;
-            int family = sources[k].ss_family;
-            if ((family == AF_INET || family == AF_INET6) && eligible(in[k], length)) {
+            if (answerable[k] && take != Py_None && allowance[group[k]]-- <= 0) {
+                limited++;
+                continue;
+            }
+            if (answerable[k]) {
                 size_t size = build(out[n], in[k], &sources[k], tail, (size_t)tail_length);
                 reply_iov[n] = (struct iovec){.iov_base = out[n], .iov_len = size};
                 replies[n] = (struct mmsghdr){.msg_hdr = {.msg_name = &sources[k],
@@ -201,7 +252,7 @@ static PyObject *drain(PyObject *self, PyObject *args) {
         answered += n;
         if (r < BATCH) break; /* the queue is empty */
     }
-    return Py_BuildValue("(lNli)", answered, others, send_errors, receive_errno);
+    return Py_BuildValue("(lNlil)", answered, others, send_errors, receive_errno, limited);
 }
 
 PyDoc_STRVAR(answer_doc,

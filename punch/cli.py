@@ -190,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--secret-file", metavar="PATH", help="the group's secret, where the server serves a closed group"
     )
     peer.add_argument(
+        "--linger",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="after both sides closed, keep answering the other's retransmissions this long (default 0.5)",
+    )
+    peer.add_argument(
         "--keepalive",
         type=float,
         default=5.0,
@@ -197,11 +204,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="check a direct path every S seconds while talking; a silent peer is reported as lost (default 5)",
     )
     peer.add_argument(
+        "--rejoin",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="when the direct path breaks (a NAT got a new address), wait S seconds for the other peer to find us "
+        "again through the server and punch anew (default 15; 0 = report the loss at once)",
+    )
+    peer.add_argument(
         "--upgrade-interval",
         type=float,
         default=15.0,
         metavar="S",
         help="on the relay, retry a direct path every S seconds and move onto it when proven (default 15; 0 = never)",
+    )
+    peer.add_argument(
+        "--early-checks",
+        action="store_true",
+        help="check without waiting for the server's Go, timed by both peers' round trips to the server: a round "
+        "trip to the server faster, but a bare Linux NAT (no firewall) loses the conntrack race if an introduction "
+        "arrives later than predicted by more than the time between the peers",
     )
     peer.add_argument(
         "--no-relay", action="store_true", help="fail instead of relaying through the server when punching fails"
@@ -283,7 +305,9 @@ def _open_ttl(value: str) -> int | None:
 def _run_peer(args: argparse.Namespace) -> int:
     open_ttl = _open_ttl(args.open_ttl)
     timeout = _positive("--punch-timeout", args.punch_timeout)
-    timings = PunchTimings(timeout=timeout, open_ttl=2 if open_ttl is None else open_ttl)  # 2: auto's fallback
+    timings = PunchTimings(  # open_ttl 2: auto's fallback
+        timeout=timeout, open_ttl=2 if open_ttl is None else open_ttl, early=args.early_checks
+    )
     if not 1 <= args.predict_sockets <= 4096:
         raise UsageError(f"--predict-sockets must be 1 to 4096, got {args.predict_sockets}")
     if not 1 <= args.predict_probes <= 64512:
@@ -303,10 +327,12 @@ def _run_peer(args: argparse.Namespace) -> int:
         punch=timings,
         relay=not args.no_relay,
         keepalive=_positive("--keepalive", args.keepalive),
+        linger=_not_negative("--linger", args.linger),
         group=read_secret(args.secret_file) if args.secret_file else None,
         predict=predict,
         discover_ttl=open_ttl is None,
         upgrade_interval=_not_negative("--upgrade-interval", args.upgrade_interval),
+        rejoin=_not_negative("--rejoin", args.rejoin),
     )
     if config.peer_id == config.target:
         raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")

@@ -4,6 +4,10 @@ A Data request carries one text and its SEQUENCE number; the success response is
 Texts are sent one at a time (stop and wait), so they arrive in order and exactly once (duplicates from
 retransmission are acknowledged again but not delivered twice). A Close request says "I have nothing more
 to send"; a session ends when our Close is acknowledged and the other side's Close has arrived.
+
+The texts stay in the session they started in, whatever path carries them: when the path breaks and the peers
+find a new one (punch.peer.session rejoins), :meth:`Channel.move` points the channel at it, and a text still
+unacknowledged is sent again there (the SEQUENCE keeps it from arriving twice).
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ class Channel:
         self.received: list[str] = []
         self.sent: list[str] = []
         self.remote_closed = asyncio.Event()
+        self._moved = asyncio.Event()  # set (and replaced) each time the path moves
+        self.recovering = False  # a new path is being sought: an unanswered text waits for it instead of failing
 
     def _identity(self) -> tuple[tuple[int, object], ...]:
         return ((AttributeType.PEER_ID, self._me), (AttributeType.SESSION_ID, self._session_id))
@@ -76,22 +82,48 @@ class Channel:
             *attributes,
         )
 
+    def move(self, remote: Address) -> None:
+        """Carry the session over a new path from now on (what is in flight is sent again there)."""
+        self.remote = remote
+        self.recovering = False
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
     async def _deliver(self, message: Message, what: str) -> None:
-        if self.remote is None:
-            raise PeerError("no path to send on")
-        try:
-            response, _ = await self.endpoint.request(message, self.remote, self._policy)
-        except TransactionTimeout:
-            raise PeerError(
-                f"{self.peer} stopped acknowledging ({what} unacknowledged after "
-                f"{self._policy.max_sends} sends to {format_address(self.remote)})"
-            ) from None
-        if response.message_class is not MessageClass.SUCCESS:
-            error = response.error_code()
-            detail = f": {error.code} {error.reason}" if error else ""
-            if self.remote == self._relay:  # a peer never answers with an error: the relay refused
-                raise PeerError(f"the relay at {format_address(self.remote)} refused {what}{detail}")
-            raise PeerError(f"{self.peer} refused {what}{detail}")
+        while True:
+            if self.remote is None:
+                raise PeerError("no path to send on")
+            remote, moved = self.remote, self._moved
+            sending = asyncio.ensure_future(self.endpoint.request(message, remote, self._policy))
+            waiting = asyncio.ensure_future(moved.wait())
+            try:
+                await asyncio.wait((sending, waiting), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+                if not sending.done():  # the path moved: send again over the new one
+                    sending.cancel()
+                    await asyncio.gather(sending, return_exceptions=True)
+            if sending.cancelled():
+                log.info("%s: the path moved; sending it again via %s", what, format_address(self.remote))
+                continue
+            try:
+                response, _ = sending.result()
+            except TransactionTimeout:
+                if self.recovering:
+                    log.info("%s unacknowledged; it waits for the new path", what)
+                    await moved.wait()
+                    continue
+                raise PeerError(
+                    f"{self.peer} stopped acknowledging ({what} unacknowledged after "
+                    f"{self._policy.max_sends} sends to {format_address(remote)})"
+                ) from None
+            if response.message_class is not MessageClass.SUCCESS:
+                error = response.error_code()
+                detail = f": {error.code} {error.reason}" if error else ""
+                if remote == self._relay:  # a peer never answers with an error: the relay refused
+                    raise PeerError(f"the relay at {format_address(remote)} refused {what}{detail}")
+                raise PeerError(f"{self.peer} refused {what}{detail}")
+            return
 
     async def send_text(self, text: str) -> None:
         """Send one text and wait for its acknowledgement (PeerError if it never comes)."""

@@ -1,4 +1,5 @@
-"""The peer's side of the rendezvous: register under a lease, ask for another peer, take Introduce and Go."""
+"""The peer's side of the rendezvous: register under a lease, ask for another peer, take Introduce and Go; after a
+lost path, register and ask again (:meth:`RendezvousClient.rejoin`)."""
 
 from __future__ import annotations
 
@@ -49,15 +50,22 @@ class RendezvousClient:
         loop = asyncio.get_running_loop()
         self.introduction: asyncio.Future[Introduction] = loop.create_future()
         self.go = asyncio.Event()
+        self.introduced_at: float | None = None  # loop.time() when the Introduce arrived
         self.mapped: Address | None = None
         self._token: bytes | None = None  # proves we own our ID (first come, first served)
         self._group = group  # a closed group's key (--secret-file), or None
         self.mapping = mapping  # how our NAT maps (punch.peer.predict.discover_mapping), told to the server
+        self.rtt: float | None = None  # the shortest round trip of our requests to the server (seconds)
+        self._keys: dict[bytes, bytes] = {}  # SESSION-ID -> key, of every session we were introduced to
 
     async def _call(self, message: Message, what: str) -> Message:
+        loop = asyncio.get_running_loop()
         try:
             key = request_key(self._group, self._token)
+            sent = loop.time()
             response, _ = await self._endpoint.request(message, self.server, self._policy, key)
+            rtt = loop.time() - sent  # from the first transmission: a retransmitted request only makes it longer
+            self.rtt = rtt if self.rtt is None else min(self.rtt, rtt)
         except TransactionTimeout:
             raise PeerError(
                 f"the server at {format_address(self.server)} did not answer {what}; "
@@ -120,14 +128,25 @@ class RendezvousClient:
                 log.warning("refreshing the registration failed: %s", error)
 
     async def connect(self, target: str) -> str:
-        """Ask the server for ``target``; returns the server's status line."""
+        """Ask the server for ``target``, telling it our round trip to it (the server passes it on to the other
+        peer, see punch.peer.puncher); returns the server's status line."""
+        rtt = () if self.rtt is None else ((AttributeType.SERVER_RTT, round(self.rtt * 1e6)),)
         response = await self._call(
-            request(Method.CONNECT, (AttributeType.PEER_ID, self.peer_id), (AttributeType.TARGET_ID, target)),
+            request(Method.CONNECT, (AttributeType.PEER_ID, self.peer_id), (AttributeType.TARGET_ID, target), *rtt),
             f"our request for {target}",
         )
         status = response.text(AttributeType.STATUS) or "ok"
         log.info("asked the server for %s: %s", target, status)
         return status
+
+    async def rejoin(self, target: str) -> Introduction:
+        """After the path to ``target`` broke: register again (the server learns where our NAT maps us now), ask
+        for ``target`` again, and return the new introduction once it has asked for us too."""
+        self.introduction = asyncio.get_running_loop().create_future()
+        self.go = asyncio.Event()
+        await self.register()
+        await self.connect(target)
+        return await self.introduction
 
     async def ready(self, session_id: bytes) -> None:
         """Tell the server our NAT mapping is open, so it sends Go to the other peer."""
@@ -164,10 +183,12 @@ class RendezvousClient:
 
     def _on_introduce(self, message: Message) -> None:
         introduction = Introduction.from_message(message)
-        if self.introduction.done():
+        if self.introduction.done() or introduction.session_id in self._keys:
             return  # a retransmission: our answer was lost, answer again
-        # From now on, messages of this session are signed and checked with its key (see StunEndpoint).
-        self._endpoint.key_for = lambda sid: introduction.key if sid == introduction.session_id else None
+        # From now on, messages of this session are signed and checked with its key (see StunEndpoint); those of an
+        # earlier one too (after a rejoin, the texts stay in the first session).
+        self._keys[introduction.session_id] = introduction.key
+        self._endpoint.key_for = self._keys.get
         log.info(
             "introduced to %s (session %s): candidates %s; we are the %s",
             introduction.peer_id,
@@ -175,6 +196,7 @@ class RendezvousClient:
             ", ".join(format_address(c) for c in introduction.candidates),
             introduction.role.name.lower(),
         )
+        self.introduced_at = asyncio.get_running_loop().time()
         self.introduction.set_result(introduction)
 
     def _on_go(self, message: Message) -> None:

@@ -13,13 +13,27 @@ then sends, SNAT must pick a different public port, and a naive simultaneous ope
 2. the opener then tells the server it is Ready, and the server tells the **prober** to Go;
 3. the prober checks every candidate; its checks find the opener's mapping already open and get through;
    the opener answers and sends a triggered check back (RFC 8445 §7.3.1.4);
-4. the prober, which controls the choice, nominates the first pair that answered with USE-CANDIDATE
-   (RFC 8445 §8.1.1); both sides use that path. The opener takes a nomination only for a pair its own check
-   proved (RFC 8445 §7.3.1.5: a nominated pair that has not succeeded waits for its triggered check), so a
-   check replayed from another address, authentic as it is, never steers the path there.
+4. the prober, which controls the choice, nominates the other's public endpoint in every check it sends there
+   (USE-CANDIDATE; aggressive nomination, RFC 5245 §8.1.1.2) and chooses it when a check is answered. The opener
+   takes a nomination only for a pair its own check proved (RFC 8445 §7.3.1.5: a nominated pair that has not
+   succeeded waits for its triggered check), so a check replayed from another address, authentic as it is,
+   never steers the path there. Behind one NAT, where a LAN path may beat the NAT's hairpin, the prober
+   nominates the regular way instead (RFC 8445 §8.1.1): the first pair that answered, after a short grace for a
+   LAN candidate, in a check of its own.
 
 If no check arrives from the prober in time, the opener probes at full TTL as well (for networks where the
 low-TTL probe could not open the mapping).
+
+**Early checks.** Steps 2 and 3 cost a round trip to the server (Ready, then Go) before the first check leaves.
+When both peers told the server their round trip to it (SERVER-RTT in Connect; Introduce carries the other's),
+each can tell when the other received its Introduce and sent its own low-TTL probe: the introductions leave the
+server at the same moment, so the other's arrives ``their_rtt/2 - our_rtt/2`` after ours. Then both peers open
+their own mapping at once and send full checks once the other's mapping is open (see :func:`early_delay`); the
+checks cross, and one peer-to-peer round trip proves the path (and nominates it, step 4), with nobody waiting
+for Go. The cost: a check that reaches the other NAT before the other peer's probe left (an introduction lost
+and retransmitted, a peer stalled for longer than the margin plus the time between the peers) loses the conntrack
+race on a NAT without a firewall, and the punch falls back to the relay. So it is off by default
+(``--early-checks``); home routers, which drop unsolicited packets, only drop such a check.
 
 Port prediction (punch.peer.predict) reuses this machinery: the opener's many extra sockets hand their checks to
 :meth:`Puncher.on_request` with ``via`` (answers and triggered checks leave from the socket the check reached),
@@ -52,6 +66,20 @@ class PunchTimings:
     opener_fallback: float = 2.0  # opener probes at full TTL if no check arrived by then
     open_ttl: int = 2  # TTL of the opener's mapping-opening probes; 0 disables them (see punch.peer.hops)
     lan_grace: float = 0.25  # behind the same NAT, how long a proven public path waits for a LAN one to prove itself
+    early: bool = False  # check without waiting for Go when both peers told the server their round trip to it
+    early_margin: float = 0.05  # early checks wait this share of the larger one-way delay (at least 1 ms) for jitter
+
+
+def early_delay(our_rtt: float, their_rtt: float, margin: float) -> float:
+    """How long after our Introduce our first full-TTL check may leave: when the other peer's Introduce (sent at
+    the same moment, ``their_rtt/2 - our_rtt/2`` later than ours) has arrived and its low-TTL probe has opened
+    its NAT's mapping, plus ``margin`` of the larger one-way delay (at least 1 ms) for the estimates' error.
+
+    A check that reached the other NAT earlier would be recorded there as a connection of its own (the conntrack
+    race of the module docstring); the time the check takes to the other NAT is further slack.
+    """
+    ours, theirs = our_rtt / 2, their_rtt / 2
+    return max(0.0, theirs - ours) + max(0.001, margin * max(ours, theirs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +104,8 @@ class Puncher:
         predicting: bool = False,
         same_nat: bool = False,
         on_chosen: Callable[[Path], None] | None = None,
+        early: float | None = None,
+        aggressive: bool = True,
     ) -> None:
         self.endpoint = endpoint  # the session's socket (swapped for the chosen one after port prediction)
         self._me = me
@@ -95,7 +125,14 @@ class Puncher:
         self._same_nat = same_nat
         self._lan_proven = asyncio.Event()
         self.hopeless = False  # both NATs map endpoint-dependently: no direct path to retry from the relay
+        # Early checks (module docstring): when (loop.time()) to start checking, or None to wait for Go.
+        self._early = early
+        # The prober nominates the public path in every check (step 4); not behind one NAT, not when predicting,
+        # and not in the relay's retries: there the opener's window may close before its own check is answered,
+        # while the prober already moved (a nomination in a check of its own comes after the opener answered it).
+        self._aggressive = aggressive and not same_nat and not predicting
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False  # this round of checks is over (chosen, timed out, or given up for the relay)
         self._check_policy = RetransmitPolicy(
             rto=timings.check_interval,
             backoff=1.0,
@@ -103,6 +140,11 @@ class Puncher:
             max_sends=max(1, int(timings.timeout / timings.check_interval)),
             last_wait=1.0,
         )
+
+    @property
+    def early(self) -> bool:
+        """Whether both sides check without waiting for Go (module docstring)."""
+        return self._early is not None
 
     @property
     def peer(self) -> str:
@@ -154,11 +196,13 @@ class Puncher:
 
     def again(self, timings: PunchTimings) -> Puncher:
         """A fresh puncher for the same session and socket (the relay's background retries)."""
-        return Puncher(self.endpoint, self._me, self._intro, timings, same_nat=self._same_nat)
+        return Puncher(self.endpoint, self._me, self._intro, timings, same_nat=self._same_nat, aggressive=False)
 
     async def run(self) -> Path:
         """Check candidates until a path is chosen or the timeout passes (PeerError)."""
-        if self._intro.role is Role.PROBER:
+        if self._early is not None:
+            self._spawn(self._early_checks(self._early))
+        elif self._intro.role is Role.PROBER:
             self._start_checks("probing")
         elif not self._predicting:
             self._spawn(self._opener_fallback())
@@ -185,10 +229,15 @@ class Puncher:
 
     async def close(self) -> None:
         """Stop every check still running; idempotent."""
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _early_checks(self, at: float) -> None:
+        await asyncio.sleep(at - asyncio.get_running_loop().time())
+        self._start_checks("checking without waiting for Go:")
 
     async def _opener_fallback(self) -> None:
         await asyncio.sleep(self._timings.opener_fallback)
@@ -207,9 +256,11 @@ class Puncher:
 
     async def _check_until_proven(self, remote: Address, via: StunEndpoint) -> None:
         """Check ``remote`` from ``via`` until it answers as the other peer; the prober then nominates it."""
+        prober = self._intro.role is Role.PROBER
+        nominate = self._aggressive and prober and remote == self._intro.candidates[0]
         while not self._chosen.done():
             try:
-                response, source = await via.request(self.check(), remote, self._check_policy)
+                response, source = await via.request(self.check(nominate=nominate), remote, self._check_policy)
             except TransactionTimeout:
                 return
             if not self.is_from_peer(response, source, remote):
@@ -218,12 +269,20 @@ class Puncher:
                 continue
             log.info("probe answered by %s at %s: both directions work", self.peer, format_address(remote))
             self._proven.add((remote, via))
-            if self._intro.role is Role.PROBER:
+            if nominate:
+                self._nominated = remote
+                self._choose_once(Path(remote, self._kind(remote)), "we nominated it in our checks")
+            elif prober and not self._aggressive:
                 await self._prefer_lan(remote)
                 await self._nominate(remote)
-            elif (remote, via) in self._nominations and not self._chosen.done():
+            elif not prober and (remote, via) in self._nominations and not self._chosen.done():
                 self._take_nomination(remote, via)
             return
+
+    def _choose_once(self, path: Path, why: str) -> None:
+        if not self._chosen.done():
+            log.info("path chosen: %s via %s (%s)", path.kind, format_address(path.remote), why)
+            self._choose(path)
 
     async def _prefer_lan(self, remote: Address) -> None:
         """Behind the same NAT, hold a proven public path back briefly while a LAN candidate may still answer."""
@@ -315,6 +374,12 @@ class Puncher:
                 self.peer,
             )
             return True
+        nominated = message.has(AttributeType.USE_CANDIDATE)
+        if nominated and self._closed and not self._chosen.done():
+            # A retry from the relay that gave up: answering would let the prober move to a path we will not take;
+            # unanswered, its nomination is retransmitted and reaches our next retry.
+            log.info("ignored a nomination from %s: this try has ended", format_address(source))
+            return True
         via.send(
             make_success(
                 message,
@@ -326,7 +391,6 @@ class Puncher:
             ),
             source,
         )
-        nominated = message.has(AttributeType.USE_CANDIDATE)
         log.info(
             "probe received from %s at %s%s; answered",
             self.peer,
@@ -339,7 +403,7 @@ class Puncher:
                 self._take_nomination(source, via)
                 return True
             log.info("nomination of %s waits until our own check proves it", format_address(source))
-        if (source, via) not in self._triggered and not self._chosen.done():
+        if (source, via) not in self._triggered and not self._chosen.done() and not self._closed:
             self._triggered.add((source, via))
             self._spawn(self._check_until_proven(source, via))
         return True

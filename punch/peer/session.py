@@ -1,5 +1,11 @@
 """One peer's whole run: register (and measure our NAT's mapping), ask, get introduced, punch (predicting ports
-when one NAT maps endpoint-dependently, punch.peer.predict), talk, close together."""
+when one NAT maps endpoint-dependently, punch.peer.predict), talk, close together.
+
+A direct path that stops answering keepalives (the other peer's NAT got a new public address, or forgot its
+mappings and now maps it elsewhere) is sought again: both peers register again, so the server learns where their
+NATs map them now, ask for each other again, are introduced in a new session and punch a new path; the texts go on
+over it in their first session. A peer that does not come back within ``PeerConfig.rejoin`` seconds is lost.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from punch.peer import hops
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
 from punch.peer.predict import Plan, PortOpener, PredictConfig, Sprayer, choose_plan, our_mapping
-from punch.peer.puncher import Path, Puncher, PunchTimings
+from punch.peer.puncher import Path, Puncher, PunchTimings, early_delay
 from punch.rendezvous.wire import Introduction, Mapping, Role
 from punch.stun import Address, Message, MessageClass, describe, method_name
 from punch.stun.protocol import StunEndpoint, format_address, host_candidates, open_endpoint
@@ -54,6 +60,7 @@ class PeerConfig:
     predict: PredictConfig = field(default_factory=PredictConfig)  # port prediction (punch.peer.predict)
     upgrade_interval: float = 15.0  # on the relay, retry a direct path this often (seconds; 0 = never)
     discover_ttl: bool = True  # find punch.open_ttl from the route to the server (punch.peer.hops), else keep it
+    rejoin: float = 15.0  # after a direct path broke, wait this long for the other peer to find us again (0 = never)
 
 
 @dataclass(slots=True)
@@ -66,6 +73,7 @@ class PeerResult:
     remote: str | None = None
     punch_ms: float | None = None
     path_at: float | None = None  # wall-clock time (time.time()) when the path was chosen, for benchmarks
+    server_rtt_ms: float | None = None  # our shortest round trip to the server before the introduction
     received: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     role: str | None = None
@@ -73,6 +81,7 @@ class PeerResult:
     local: str | None = None
     mapped: str | None = None
     upgraded: bool = False  # started on the relay, moved to a direct path later
+    rejoins: int = 0  # how often the direct path broke and a new one was punched
     error: str | None = None
     dropped: dict[str, int] = field(default_factory=dict)  # datagrams our socket dropped, by reason (DROP_REASONS)
 
@@ -153,8 +162,10 @@ async def _run(
             elif path.kind == "relay":
                 await talking  # the relay answers for the server; keepalives would prove nothing about the peer
             else:
-                keepalives = puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY, channel.remote_closed)
-                await _first_of(talking, keepalives)
+                found = hops_found.done() and not hops_found.cancelled() and hops_found.exception() is None
+                timings = hops_found.result() if found else config.punch  # the opening probes' TTL, as punched
+                keeping = _keep_path(config, timings, dispatcher, client, puncher, channel, path, result)
+                await _first_of(talking, keeping)
     finally:
         for task in (refresher, hops_found):
             task.cancel()
@@ -214,10 +225,12 @@ async def _find_path(
     if introduction.peer_id != config.target:
         raise PeerError(f"the server introduced {introduction.peer_id}, but we asked for {config.target}")
     result.role = introduction.role.name.lower()
+    result.server_rtt_ms = None if client.rtt is None else round(client.rtt * 1000, 2)
     result.session = introduction.session_id.hex()
     started = loop.time()
     plan = choose_plan(config.predict, client.mapping, introduction)
-    if introduction.role is Role.OPENER:  # only the opener's probes need the TTL (the route is traced meanwhile)
+    early = _early(config, plan, client, introduction)
+    if introduction.role is Role.OPENER or early is not None:  # low-TTL probes need the TTL (traced meanwhile)
         config = dataclasses.replace(config, punch=await hops_found)
 
     def switch(path: Path) -> None:
@@ -236,6 +249,7 @@ async def _find_path(
         predicting=plan is not Plan.PUNCH,
         same_nat=same_nat,
         on_chosen=switch,
+        early=early,
     )
     channel = Channel(
         endpoint,
@@ -270,6 +284,26 @@ async def _find_path(
     return path, channel, puncher
 
 
+def _early(config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction) -> float | None:
+    """When (loop.time()) our first check may leave without waiting for Go (punch.peer.puncher), or None: early
+    checks need both round trips to the server, a plain punch (no port prediction), and low-TTL
+    probes (they open both NATs first)."""
+    if not config.punch.early or plan is not Plan.PUNCH or config.punch.open_ttl <= 0:
+        return None
+    if client.rtt is None or client.introduced_at is None or introduction.rtt_us is None:
+        return None
+    their_rtt = introduction.rtt_us / 1e6
+    delay = early_delay(client.rtt, their_rtt, config.punch.early_margin)
+    log.info(
+        "round trips to the server: ours %.1f ms, %s's %.1f ms: both open our mappings now, and check after %.1f ms",
+        client.rtt * 1000,
+        introduction.peer_id,
+        their_rtt * 1000,
+        delay * 1000,
+    )
+    return client.introduced_at + delay
+
+
 async def _punch(
     config: PeerConfig,
     plan: Plan,
@@ -284,7 +318,9 @@ async def _punch(
     or fall back to the relay."""
     opener: PortOpener | None = None
     sprayer: Sprayer | None = None
-    if introduction.role is Role.OPENER:
+    if puncher.early:
+        await puncher.open_mappings()  # both sides; nobody waits for Ready and Go
+    elif introduction.role is Role.OPENER:
         if plan is Plan.OPEN:
             opener = await sockets.enter_async_context(PortOpener(puncher, endpoint.key_for, dispatcher))
             await opener.open(config.bind[0], config.predict.sockets)
@@ -349,6 +385,53 @@ async def _upgrade(
             channel.remote = config.server
             result.path, result.remote = "relay", format_address(config.server)
             log.info("%s; back to the relay", error)
+
+
+async def _keep_path(
+    config: PeerConfig,
+    timings: PunchTimings,
+    dispatcher: _Dispatcher,
+    client: RendezvousClient,
+    puncher: Puncher,
+    channel: Channel,
+    path: Path,
+    result: PeerResult,
+) -> None:
+    """Keep the direct path alive; when it breaks, find the other peer again through the server and punch a new
+    path (see the module docstring). Runs until cancelled; PeerError once the other peer is lost."""
+    while True:
+        try:
+            await puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY, channel.remote_closed)
+        except PeerError as error:
+            if config.rejoin <= 0 or path.local is not None:  # a predicted path's socket: no rejoin (yet)
+                raise
+            log.info("%s; asking the server for %s again", error, puncher.peer)
+            channel.recovering = True
+            try:
+                async with asyncio.timeout(config.rejoin):
+                    puncher, path = await _rejoin(config, timings, dispatcher, client, puncher)
+            except (TimeoutError, PeerError) as why:
+                detail = f"it did not come back within {config.rejoin:g} s" if isinstance(why, TimeoutError) else why
+                raise PeerError(f"{error}; {detail}") from None
+            channel.move(path.remote)
+            result.path, result.remote, result.rejoins = path.kind, format_address(path.remote), result.rejoins + 1
+            log.info("back on a %s path to %s via %s", path.kind, puncher.peer, format_address(path.remote))
+
+
+async def _rejoin(
+    config: PeerConfig, timings: PunchTimings, dispatcher: _Dispatcher, client: RendezvousClient, old: Puncher
+) -> tuple[Puncher, Path]:
+    """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
+    introduction = await client.rejoin(config.target)
+    same_nat = client.mapped is not None and introduction.candidates[0][0] == client.mapped[0]
+    puncher = Puncher(old.endpoint, config.peer_id, introduction, timings, same_nat=same_nat)
+    dispatcher.routes[dispatcher.routes.index(old.on_request)] = puncher.on_request
+    if introduction.role is Role.OPENER:
+        await puncher.open_mappings()
+        await client.ready(introduction.session_id)
+    else:
+        await client.go.wait()
+    return puncher, await puncher.run()
 
 
 async def _talk(channel: Channel, texts: AsyncIterator[str], linger: float, patience: float) -> None:

@@ -105,6 +105,8 @@ class Match:
     prober: Registration
     session_id: bytes
     key: bytes
+    opener_rtt_us: int | None = None  # each one's round trip to the server, as it said in Connect (SERVER-RTT)
+    prober_rtt_us: int | None = None
 
     def introductions(self) -> tuple[tuple[Registration, Introduction], tuple[Registration, Introduction]]:
         """(recipient, introduction) for the opener and for the prober, in that order."""
@@ -118,6 +120,7 @@ class Match:
                     Role.OPENER,
                     self.key,
                     self.prober.mapping,
+                    self.prober_rtt_us,
                 ),
             ),
             (
@@ -129,6 +132,7 @@ class Match:
                     Role.PROBER,
                     self.key,
                     self.opener.mapping,
+                    self.opener_rtt_us,
                 ),
             ),
         )
@@ -147,6 +151,7 @@ class Registry:
     max_registrations: int = 1_000_000
     registrations: dict[str, Registration] = field(default_factory=dict)
     wants: dict[str, str] = field(default_factory=dict)  # asker -> target
+    rtts: dict[str, int] = field(default_factory=dict)  # asker -> its round trip to the server (microseconds)
     sessions: dict[bytes, Match] = field(default_factory=dict)
     _wheel: LeaseWheel = field(default_factory=LeaseWheel)
     _sessions_of: dict[str, list[bytes]] = field(default_factory=dict)  # peer ID -> its sessions' IDs
@@ -202,6 +207,7 @@ class Registry:
         if self.registrations.pop(peer_id, None) is not None:
             self._departed.append(peer_id)
         self.wants.pop(peer_id, None)
+        self.rtts.pop(peer_id, None)
 
     def lookup(self, peer_id: str, now: float) -> Registration | None:
         """The live registration of ``peer_id``, if any."""
@@ -210,8 +216,9 @@ class Registry:
             return None
         return registration
 
-    def want(self, asker: str, target: str, now: float) -> Match | None:
-        """Record that ``asker`` wants ``target``; a Match when ``target`` already wants ``asker``.
+    def want(self, asker: str, target: str, now: float, rtt_us: int | None = None) -> Match | None:
+        """Record that ``asker`` wants ``target`` (``rtt_us``: its round trip to us, if it said); a Match when
+        ``target`` already wants ``asker``.
 
         The peer that asked first is the opener: it has been waiting, and the one that completes the match
         probes once the opener's NAT mapping is open. Either order works: asking for a peer that does not
@@ -219,15 +226,26 @@ class Registry:
         endpoint-dependent mapping to open: when exactly one of the two said so, it is the opener.
         """
         self.wants[asker] = target
+        self.rtts.pop(asker, None)
+        if rtt_us is not None:
+            self.rtts[asker] = rtt_us
         if self.wants.get(target) != asker:
             return None
         opener, prober = self.lookup(target, now), self.lookup(asker, now)
         if opener is None or prober is None:
             return None
         del self.wants[asker], self.wants[target]
+        rtts = {peer_id: self.rtts.pop(peer_id, None) for peer_id in (asker, target)}
         if (prober.mapping, opener.mapping) == (Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT):
             opener, prober = prober, opener
-        match = Match(opener, prober, os.urandom(SESSION_ID_BYTES), os.urandom(SESSION_KEY_BYTES))
+        match = Match(
+            opener,
+            prober,
+            os.urandom(SESSION_ID_BYTES),
+            os.urandom(SESSION_KEY_BYTES),
+            rtts[opener.peer_id],
+            rtts[prober.peer_id],
+        )
         self.sessions[match.session_id] = match
         for peer_id in (opener.peer_id, prober.peer_id):
             known = [sid for sid in self._sessions_of.get(peer_id, ()) if sid in self.sessions]

@@ -13,7 +13,8 @@
 - Relay: a Data or Close request of an introduced session, sent to the server by one of its two peers from
   its registered endpoint, is forwarded to the other peer; the answer goes back the same way, only from that peer.
   Peers fall back to this when no direct path can be punched. Each session has a budget (bytes a second and bytes
-  in all, punch.rendezvous.relay): what exceeds it is dropped and counted; once the total is used, 486.
+  in all, punch.rendezvous.relay): what exceeds it is dropped and counted; once the total is used, 486. Relayed
+  datagrams are read from their bytes where they are well formed (punch.rendezvous.relayed).
 - No amplification: every answer but Binding's is capped to its request's size plus what a Binding reply adds to
   a header-only request (punch.rendezvous.replies); Binding's is the RFC's own.
 """
@@ -40,7 +41,8 @@ from punch.rendezvous.refresh import (
     software_attribute,
 )
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
-from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable
+from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable, Waiting
+from punch.rendezvous.relayed import ANSWER_TYPES, REQUEST_TYPES, authentic, is_answer, parse_request
 from punch.rendezvous.replies import fit, limit_for
 from punch.rendezvous.throttle import ThrottledLog
 from punch.rendezvous.wire import (
@@ -147,6 +149,10 @@ class RendezvousServer:
         self._endpoint.key_for = self.registry.key_for  # Go is signed; relayed Data/Close must be authentic
         if self._fast_refresh:
             self._endpoint.fast_paths[_REGISTER_REQUEST] = self._on_keepalive
+        for kind in REQUEST_TYPES:
+            self._endpoint.fast_paths[kind] = self._on_relayed_request
+        for kind in ANSWER_TYPES:
+            self._endpoint.fast_paths[kind] = self._on_relayed_answer
         log.info("listening on %s (STUN Binding + punch rendezvous)", format_address(self.address))
         if alternate:
             others = ", ".join(format_address(e.local_address) for k, e in self._endpoints.items() if k != (0, 0))
@@ -156,25 +162,25 @@ class RendezvousServer:
     def _start_fastpath(self) -> None:
         """Hand Binding requests to the C fast path where it is built and gives the same answers.
 
-        Not with a per-source rate limit (the limiter lives in Python and must see every request), nor when
-        debug logging wants a line per request.
+        The per-source rate limit still applies: the fast path asks the same limiter, once per source and batch.
+        Not when debug logging wants a line per request.
         """
         accelerator = fastpath.load() if self._accelerate else None
-        if accelerator is None or self._limiter is not None or log.isEnabledFor(logging.DEBUG):
+        if accelerator is None or log.isEnabledFor(logging.DEBUG):
             reason = (
                 "off for this server"
                 if not self._accelerate
                 else fastpath.unavailable_reason()
                 if accelerator is None
-                else "not with --rate-limit (every request goes through the limiter)"
-                if self._limiter is not None
                 else "not with debug logging (a line per request)"
             )
             log.info("Binding requests answered in Python: C fast path %s", reason)
             return
+        limiter = self._limiter
+        take = None if limiter is None else lambda ip, count: limiter.take(ip, count, self._now())
         for key, endpoint in self._endpoints.items():
             after_address = self._binding_attributes(key, key, ("0.0.0.0", 0))[1:]  # no CHANGE-REQUEST on this path
-            endpoint.use_fastpath(accelerator, fastpath.binding_tail(after_address))
+            endpoint.use_fastpath(accelerator, fastpath.binding_tail(after_address), take)
         log.info("Binding requests answered by the C fast path (batched recvmmsg/sendmmsg)")
 
     async def close(self) -> None:
@@ -222,9 +228,7 @@ class RendezvousServer:
     # -- dispatch -----------------------------------------------------------------------------------------
 
     def _handle(self, message: Message, source: Address, data: bytes, key: tuple[int, int] = (0, 0)) -> None:
-        self._answering = len(
-            data
-        )  # every reply to it is capped to this plus a Binding reply's (punch.rendezvous.replies)
+        self._answering = len(data)  # its replies are capped to this plus a Binding reply's excess
         if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
             self._relay_back(message, source, data)
             return
@@ -456,7 +460,7 @@ class RendezvousServer:
         registration = self.registry.lookup(asker, now)
         if registration is None or registration.observed != source:
             raise ProtocolError(f"peer {asker} is not registered from {format_address(source)}")
-        match = self.registry.want(asker, target, now)
+        match = self.registry.want(asker, target, now, message.integer(AttributeType.SERVER_RTT))
         if match is None:
             status = (
                 f"waiting for {target}" if self.registry.lookup(target, now) else f"waiting for {target} to register"
@@ -534,18 +538,65 @@ class RendezvousServer:
         if sender not in peers or peers[sender].observed != source:
             raise ProtocolError(f"{sender} at {format_address(source)} is not in this session")
         other = next(r for r in pair if r.peer_id != sender)
+        self._forward(Method(message.method), message.transaction_id, sender, other, session_id, data, source)
+
+    def _forward(
+        self,
+        method: Method,
+        transaction_id: bytes,
+        sender: str,
+        other: Registration,
+        session_id: bytes,
+        data: bytes,
+        source: Address,
+    ) -> None:
+        """Charge a checked Data/Close to its session and send it on to ``other`` (486 once the total is used)."""
         refusal = self._over_budget(session_id, len(data), f"{sender} -> {other.peer_id}")
         if refusal is Refusal.QUOTA:  # for good: say so (a datagram over the rate is dropped; a retry gets through)
             total = self._relay_budget.budget.total
-            self._reply_error(message, source, 486, f"Relay quota reached: {total} bytes per session")
+            request = Message(method, MessageClass.REQUEST, transaction_id, ((AttributeType.SESSION_ID, session_id),))
+            self._reply_error(request, source, 486, f"Relay quota reached: {total} bytes per session")
         if refusal is not None:
             return
         destination = self.registry.lookup(other.peer_id, self._now())
         target = destination.observed if destination else other.observed
-        if self._relay.remember(message.transaction_id, source, self._now(), target, session_id):
-            log.info("relaying %s from %s to %s", method_name(message.method), sender, other.peer_id)
+        if self._relay.remember(transaction_id, source, self._now(), target, session_id):
+            log.info("relaying %s from %s to %s", method_name(method), sender, other.peer_id)
         self.endpoint.counters["relayed-request"] += 1
         self.endpoint.send_bytes(data, target)
+
+    def _on_relayed_request(self, data: bytes, source: Address) -> bool:
+        """The fast path of :meth:`_on_relay` (punch.rendezvous.relayed): a well-formed, authentic Data/Close of
+        one of a session's two peers from its registered endpoint, read from its bytes, with the same checks,
+        rate limit, budget and counters. False hands anything else to the general path, which answers or counts
+        it as before."""
+        request = parse_request(data)
+        match = self.registry.session(request.session_id) if request else None
+        if request is None or match is None:
+            return False
+        if match.opener.peer_id == request.peer_id:
+            me, other = match.opener, match.prober
+        elif match.prober.peer_id == request.peer_id:
+            me, other = match.prober, match.opener
+        else:
+            return False
+        if me.observed != source or not authentic(data, request, match.key):
+            return False
+        self.endpoint.counters["request"] += 1
+        if self._limiter is not None and not self._limiter.allow(source[0], self._now()):
+            self.endpoint.counters["rate-limited"] += 1
+            return True
+        self._answering = len(data)
+        self._forward(request.method, data[8:20], request.peer_id, other, request.session_id, data, source)
+        return True
+
+    def _on_relayed_answer(self, data: bytes, source: Address) -> bool:
+        """The fast path of :meth:`_relay_back` for a well-formed success answer to a relayed request."""
+        waiting = self._relay.waiting(data[8:20])
+        if waiting is None or waiting.responder != source or not is_answer(data):
+            return False
+        self._relay_back_checked(data[8:20], waiting, data)
+        return True
 
     def _relay_back(self, message: Message, source: Address, data: bytes) -> None:
         """Forward the answer to a relayed request to its requester: once, and only from where the request went."""
@@ -556,9 +607,12 @@ class RendezvousServer:
         if waiting.responder != source:
             self.endpoint.counters["relay-wrong-responder"] += 1
             return
+        self._relay_back_checked(message.transaction_id, waiting, data)
+
+    def _relay_back_checked(self, transaction_id: bytes, waiting: Waiting, data: bytes) -> None:
         if self._over_budget(waiting.session_id, len(data), f"answer to {format_address(waiting.requester)}"):
             return
-        self._relay.pop(message.transaction_id)
+        self._relay.pop(transaction_id)
         self.endpoint.counters["relayed-response"] += 1
         self.endpoint.send_bytes(data, waiting.requester)
 

@@ -5,8 +5,9 @@ The methods and attributes live in the Expert Review ranges that RFC 8489 §18.2
 
     Register   peer -> server   PEER-ID, CANDIDATE (host candidates), LEASE [, NAT-MAPPING]
                                                                                  -> XOR-MAPPED-ADDRESS, LEASE
-    Connect    peer -> server   PEER-ID, TARGET-ID                               -> STATUS
+    Connect    peer -> server   PEER-ID, TARGET-ID [, SERVER-RTT]                -> STATUS
     Introduce  server -> peer   PEER-ID (the other), CANDIDATE..., SESSION-ID, ROLE, SESSION-KEY [, NAT-MAPPING]
+                                [, SERVER-RTT (the other's)]
     Ready      opener -> server PEER-ID, SESSION-ID                             (our NAT mapping is open)
     Go         server -> prober PEER-ID (the opener), SESSION-ID                (probe now)
     Binding    peer <-> peer    PEER-ID, SESSION-ID [, USE-CANDIDATE]           (connectivity check, as in ICE)
@@ -121,6 +122,7 @@ class Introduction:
     role: Role
     key: bytes  # the session's key: peer-to-peer messages carry MESSAGE-INTEGRITY-SHA256 under it
     mapping: Mapping = Mapping.UNKNOWN  # how the other peer's NAT maps, as it told the server
+    rtt_us: int | None = None  # the other peer's round trip to the server, as it told the server (SERVER-RTT)
 
     def to_message(self) -> Message:
         """The Introduce request carrying this introduction."""
@@ -132,6 +134,7 @@ class Introduction:
             (AttributeType.ROLE, int(self.role)),
             (AttributeType.SESSION_KEY, self.key),
             *mapping_attribute(self.mapping),
+            *(((AttributeType.SERVER_RTT, self.rtt_us),) if self.rtt_us is not None else ()),
         )
 
     @classmethod
@@ -147,5 +150,11 @@ class Introduction:
         if key is None or len(key) != SESSION_KEY_BYTES:
             raise ProtocolError(f"Introduce lacks a {SESSION_KEY_BYTES}-byte SESSION-KEY")
         return cls(
-            required_peer_id(message), candidates, required_session(message), Role(role), key, Mapping.of(message)
+            required_peer_id(message),
+            candidates,
+            required_session(message),
+            Role(role),
+            key,
+            Mapping.of(message),
+            message.integer(AttributeType.SERVER_RTT),
         )

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from punch import SOFTWARE
 from punch.stun import Address, AttributeType
-from punch.stun.fastpath import binding_tail, load
+from punch.stun.fastpath import RECEIVE_BUFFER, binding_tail, load
 from punch.stun.protocol import StunEndpoint
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ def reuseport_socket(listen: Address) -> socket.socket:
     family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
     sock.bind(listen)
     sock.setblocking(False)
     return sock
@@ -147,7 +148,7 @@ def run_binding_worker(listen: Address, channel: socket.socket, clock: Callable[
         if channel.fileno() in events:
             return 0  # worker 0 closed its end (or died)
         if sock.fileno() in events:
-            got, others, failed, _ = accelerator.drain(sock.fileno(), tail, 4096)
+            got, others, failed, _, _ = accelerator.drain(sock.fileno(), tail, 4096)
             answered += got
             errors += failed
             for data, source in others:

@@ -67,6 +67,7 @@ class AttributeType(enum.IntEnum):
     STATUS = 0xCC01
     OPEN_TTL = 0xCC02
     NAT_MAPPING = 0xCC03  # optional: a peer or server that does not know it simply does not predict ports
+    SERVER_RTT = 0xCC04  # optional: a peer's round trip to the server, microseconds (Connect; Introduce: the other's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +383,7 @@ TABLE: dict[int, Row] = {
         _row(T.STATUS, text(128)),
         _row(T.OPEN_TTL, octet()),
         _row(T.NAT_MAPPING, octet()),
+        _row(T.SERVER_RTT, unsigned(4)),
     )
 }
 

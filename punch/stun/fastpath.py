@@ -9,20 +9,28 @@ unchanged; tests/unit/test_fastpath_replies.py holds it to byte-identical replie
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Protocol
 
 from punch.stun.attributes import TABLE
 from punch.stun.message import HEADER_LENGTH, Attributes, Message, MessageClass, Method, encode
 
 DISABLE_VARIABLE = "PUNCH_NO_FASTPATH"
+# A socket read in batches gets a deeper queue, so that bursts wait instead of being dropped; the kernel caps
+# it at net.core.rmem_max (and doubles it for its bookkeeping).
+RECEIVE_BUFFER = 4 << 20
 Received = list[tuple[bytes, tuple[str, int]]]
+Take = Callable[[str, int], int]  # (source IP, requests in this batch) -> how many of them are allowed
 
 
 class Accelerator(Protocol):
     """What punch/_fastpath.c offers (its docstrings say more)."""
 
-    def drain(self, fd: int, tail: bytes, budget: int, /) -> tuple[int, Received, int, int]:
-        """Answer the Binding requests waiting on ``fd``: (answered, the other datagrams, send errors, errno)."""
+    def drain(
+        self, fd: int, tail: bytes, budget: int, take: Take | None = None, /
+    ) -> tuple[int, Received, int, int, int]:
+        """Answer the Binding requests waiting on ``fd``, as far as ``take`` allows: (answered, the other
+        datagrams, send errors, errno, dropped by the rate limit)."""
         ...
 
     def answer(self, request: bytes, host: str, port: int, tail: bytes, /) -> bytes | None:

@@ -27,7 +27,7 @@ from punch.stun import (
     is_stun,
     verify_integrity_sha256,
 )
-from punch.stun.fastpath import Accelerator
+from punch.stun.fastpath import RECEIVE_BUFFER, Accelerator, Take
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, Transaction
 
 log = logging.getLogger(__name__)
@@ -180,21 +180,27 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
     # -- the C fast path -----------------------------------------------------------------------------------
 
-    def use_fastpath(self, accelerator: Accelerator, tail: bytes, budget: int = 512) -> None:
+    def use_fastpath(self, accelerator: Accelerator, tail: bytes, take: Take | None = None, budget: int = 512) -> None:
         """Read the socket through ``accelerator``: it answers well-formed Binding requests itself (success
         with XOR-MAPPED-ADDRESS, then ``tail``, then FINGERPRINT) in batches and hands every other datagram to
-        :meth:`datagram_received`, ``budget`` datagrams at most per turn of the event loop."""
+        :meth:`datagram_received`, ``budget`` datagrams at most per turn of the event loop. With ``take``
+        (a rate limit), it answers a source's requests only as far as ``take`` allows; the others are dropped
+        and counted as ``rate-limited``."""
         if self._transport is None:
             raise RuntimeError("endpoint is not connected")
         # asyncio lets no one else watch a transport's descriptor: watch a duplicate of it (the same socket),
         # and stop the transport's own reading. connection_lost() removes and closes the duplicate.
-        fd = os.dup(self._transport.get_extra_info("socket").fileno())
+        sock = self._transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        fd = os.dup(sock.fileno())
         self._fast_fd = fd
         cast(asyncio.ReadTransport, self._transport).pause_reading()
-        asyncio.get_running_loop().add_reader(fd, self._drain, accelerator, fd, tail, budget)
+        asyncio.get_running_loop().add_reader(fd, self._drain, accelerator, fd, tail, take, budget)
 
-    def _drain(self, accelerator: Accelerator, fd: int, tail: bytes, budget: int) -> None:
-        answered, others, send_errors, error = accelerator.drain(fd, tail, budget)
+    def _drain(self, accelerator: Accelerator, fd: int, tail: bytes, take: Take | None, budget: int) -> None:
+        answered, others, send_errors, error, limited = accelerator.drain(fd, tail, budget, take)
+        if limited:
+            self.counters["rate-limited"] += limited
         if answered:
             self.counters["request"] += answered
             self.counters["fastpath"] += answered

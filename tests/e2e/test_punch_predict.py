@@ -125,3 +125,26 @@ def test_two_symmetric_nats_go_straight_to_the_relay(lab: Lab) -> None:
         assert f"both NATs map endpoint-dependently (ours and {other}'s): no port can be predicted" in log
         assert "using the relay through the server" in log
         assert result["punch_ms"] < 1000  # no punch timeout waited out first
+
+
+@pytest.mark.parametrize(
+    "lab", [{"nat": "symmetric", "firewall": "home"}], indirect=True, ids=["both-symmetric-home-router"]
+)
+def test_a_relay_budget_that_runs_out_is_reported_by_both_peers(lab: Lab) -> None:
+    server = start_server(lab, "--relay-bytes", "1500")
+    texts = [arg for n in range(12) for arg in ("--send", f"text {n}")]
+    procs = {"10": start_peer(lab, "10", "14", *texts)}
+    wait_for_line(server, r"10 asks for 14: waiting for 14 to register")
+    procs["14"] = start_peer(lab, "14", "10", *texts)
+    done = {me: finish(proc) for me, proc in procs.items()}
+    for me in ("10", "14"):
+        code, result, log = done[me]
+        assert code == 1, log
+        assert result["path"] == "relay"
+        assert re.fullmatch(
+            rf"the relay at {SERVER}:3478 refused message \d+: 486 Relay quota reached: 1500 bytes per session",
+            result["error"],
+        ), result["error"]
+        assert len(result["sent"]) < 12
+    line = wait_for_line(server, r"relay: session \w+ has used \d+ of its 1500 bytes")
+    assert "requests get 486 (logged once per session)" in line

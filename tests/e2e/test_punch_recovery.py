@@ -1,8 +1,10 @@
-"""Faults in the middle of a session over a direct path: both NATs forget their mappings, the server restarts."""
+"""Faults in the middle of a session over a direct path: both NATs forget their mappings, a NAT gets a new public
+address, the server restarts."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 
@@ -22,6 +24,7 @@ from tests.e2e.punch_in_lab import (
 pytestmark = pytest.mark.e2e
 
 KEEPALIVE = ("--keepalive", "1")
+NEW14 = "192.0.2.15"
 
 
 def test_a_session_survives_both_nats_flushing_their_mappings(lab: Lab) -> None:
@@ -45,6 +48,44 @@ def test_a_session_survives_both_nats_flushing_their_mappings(lab: Lab) -> None:
     for me, other, result in (("10", "14", result10), ("14", "10", result14)):
         flow = rf"src={LAN[me]} dst={WAN[other]} .* src={WAN[other]} dst={WAN[me]} sport=\d+ dport={port(result['mapped'])}"
         assert re.search(flow, conntrack_udp(lab, f"nat{me}")), conntrack_udp(lab, f"nat{me}")
+
+
+def say(peer: subprocess.Popen[str], text: str) -> None:
+    assert peer.stdin is not None
+    peer.stdin.write(text + "\n")
+    peer.stdin.flush()
+
+
+def test_a_session_moves_to_a_new_path_when_a_nat_gets_a_new_public_address(lab: Lab) -> None:
+    """nat14's WAN address changes (`netns readdress`: MASQUERADE follows, conntrack is flushed). The old path is
+    dead both ways: 192.0.2.14 is gone, and nat10 lets in only what answers 10's own flows. Both peers' keepalives
+    go unanswered; they register again (the server now sees 14 at its new address), ask for each other again,
+    are introduced anew and punch a new direct path; the texts sent meanwhile arrive once, in order."""
+    start_server(lab)
+    peer10, peer14 = chat_peer(lab, "10", "14", *KEEPALIVE), chat_peer(lab, "14", "10", *KEEPALIVE)
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"using the direct path to")
+    say(peer10, "before the change")
+    wait_for_line(peer14, r"message 0 received from 10")
+    done = lab.cli("readdress", "--name", lab.name, "nat14", "wan14", NEW14)
+    assert done.returncode == 0, done.stderr
+    say(peer10, "around the change")  # in flight while the path is gone: sent again over the new one
+    say(peer14, "while it moves")
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"lost contact with 1[04]: no answer to keepalives at .*; asking the server for", 30)
+        wait_for_line(peer, r"back on a direct path to 1[04] via", 30)
+    end_chat((peer10, "after the change\n"), (peer14, "bye\n"))
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result14["received"] == ["before the change", "around the change", "after the change"]
+    assert result10["received"] == ["while it moves", "bye"]
+    assert (result10["path"], result14["path"], result10["rejoins"], result14["rejoins"]) == ("direct", "direct", 1, 1)
+    assert result10["remote"].startswith(f"{NEW14}:")
+    assert result14["remote"].startswith(f"{WAN['10']}:")
+    # nat14 translates the peer-to-peer flow to its new address now.
+    flow = rf"src={LAN['14']} dst={WAN['10']} .* src={WAN['10']} dst={NEW14} sport={port(result14['remote'])}"
+    assert re.search(flow, conntrack_udp(lab, "nat14")), conntrack_udp(lab, "nat14")
 
 
 def test_a_session_outlives_a_server_restart_and_the_peers_register_again(lab: Lab) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,18 +20,30 @@ pytestmark = pytest.mark.integration
 PUNCH = [sys.executable, "-m", "punch"]
 
 
+@contextlib.contextmanager
+def running_server(*extra: str) -> Iterator[str]:
+    """`punch server` on an ephemeral loopback port, stopped afterwards even when the test fails; its address."""
+    server = subprocess.Popen(
+        [*PUNCH, "server", "--listen", "127.0.0.1:0", *extra],
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()  # the first log line says where it listens
+        match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
+        assert match, line
+        yield match.group(1)
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
+
+
 @pytest.fixture
 def server_address() -> Iterator[str]:
-    server = subprocess.Popen(
-        [*PUNCH, "server", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
-    )
-    assert server.stderr is not None
-    line = server.stderr.readline()  # the first log line says where it listens
-    match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
-    assert match, line
-    yield match.group(1)
-    server.terminate()
-    server.communicate(timeout=10)
+    with running_server() as address:
+        yield address
 
 
 def peer(server: str, me: str, other: str, *extra: str, stdin: str | None = None) -> subprocess.Popen[str]:
@@ -55,6 +68,7 @@ def test_scripted_peer_talks_to_an_interactive_one(server_address: str) -> None:
     assert (result["id"], result["peer"], result["path"]) == ("10", "14", "direct")
     assert set(result) >= {"id", "peer", "path", "remote", "punch_ms", "path_at", "received"}
     assert started < result["path_at"] < time.time()  # wall-clock time the path was chosen (bench/punch_floor)
+    assert result["server_rtt_ms"] > 0
     assert out.splitlines()[:2] == ["[14] hi there", "[14] how are you?"]
     assert chat_out.splitlines()[:2] == ["[10] hello", "[10] bye"]
     assert re.match(r"direct path to 10 via 127\.0\.0\.1:\d+, after [\d.]+ ms$", chat_out.splitlines()[-1])
@@ -81,6 +95,8 @@ def test_peer_without_its_partner_fails_with_one_line_and_json(server_address: s
          "punch: --to '1' is our own --id; give the other peer's ID"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--timeout", "0"],
          "punch: --timeout must be greater than 0, got 0"),
+        (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--linger", "-1"],
+         "punch: --linger must be 0 or more, got -1"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--open-ttl", "often"],
          "punch: --open-ttl must be auto or 0 to 255, got 'often'"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--open-ttl", "256"],
@@ -140,25 +156,15 @@ def test_ctrl_c_while_waiting_exits_130(server_address: str) -> None:
 def test_a_closed_group_from_the_command_line(tmp_path: Path) -> None:
     secret = tmp_path / "group.secret"
     secret.write_text("a secret of the group, long enough\n")
-    server = subprocess.Popen(
-        [*PUNCH, "server", "--listen", "127.0.0.1:0", "--secret-file", str(secret)],
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    assert server.stderr is not None
-    address = re.search(r"listening on (127\.0\.0\.1:\d+)", server.stderr.readline())
-    assert address
-    members = [
-        peer(address.group(1), me, other, "--secret-file", str(secret), "--send", f"from {me}", "--json")
-        for me, other in (("10", "14"), ("14", "10"))
-    ]
-    stranger = peer(address.group(1), "66", "10", "--json", "-q")
-    results = [m.communicate(timeout=30) for m in members]
+    with running_server("--secret-file", str(secret)) as address:
+        members = [
+            peer(address, me, other, "--secret-file", str(secret), "--send", f"from {me}", "--json")
+            for me, other in (("10", "14"), ("14", "10"))
+        ]
+        stranger = peer(address, "66", "10", "--json", "-q")
+        results = [m.communicate(timeout=30) for m in members]
+        _, err = stranger.communicate(timeout=30)
     assert [m.returncode for m in members] == [0, 0], results
     assert [json.loads(out.splitlines()[-1])["received"] for out, _ in results] == [["from 14"], ["from 10"]]
-    _, err = stranger.communicate(timeout=30)
     assert stranger.returncode == 1
     assert err.strip() == ("punch: the server refused our registration: 401 closed group: sign with --secret-file")
-    server.terminate()
-    server.communicate(timeout=10)

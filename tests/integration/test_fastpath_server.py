@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 import pytest_asyncio
 
+from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode, new_transaction_id
 from punch.stun.fastpath import DISABLE_VARIABLE, load
@@ -145,9 +146,22 @@ async def test_the_environment_variable_switches_it_off(
     assert (counters["request"], counters.get("fastpath")) == (2, None)  # the Binding and the marker
 
 
-async def test_a_rate_limit_keeps_every_request_in_python(client: tuple[asyncio.DatagramTransport, Client]) -> None:
+async def test_the_rate_limit_holds_on_the_fast_path_too(client: tuple[asyncio.DatagramTransport, Client]) -> None:
     listen = ("127.0.0.1", free_port("127.0.0.1"))
-    async with RendezvousServer(rate_limit=1000) as server:
+    async with RendezvousServer(rate_limit=RateLimiter(rate=0.001, burst=3)) as server:
         await server.start(listen)
-        assert [len(a) for a in await exchange(client, listen, [ANSWERED["plain"]])] == [1]
-        assert (server.endpoint.counters["request"], server.endpoint.counters["fastpath"]) == (2, 0)
+        transport, protocol = client
+        for _ in range(4):
+            transport.sendto(ANSWERED["plain"], listen)
+        # A marker from another source IP: once it is answered, the four before it were handled.
+        loop = asyncio.get_running_loop()
+        other, other_client = await loop.create_datagram_endpoint(
+            Client, local_addr=("127.0.0.2", 0), family=socket.AF_INET
+        )
+        try:
+            assert [len(a) for a in await exchange((other, other_client), listen, [ANSWERED["plain"]])] == [1]
+        finally:
+            other.close()
+        assert protocol.queue.qsize() == 3
+        counters = server.endpoint.counters
+        assert (counters["fastpath"], counters["rate-limited"]) == (4, 1)  # three from us, one from the other

@@ -100,10 +100,7 @@ async def test_a_keepalive_signed_with_another_key_gets_the_general_401(server: 
     answer, _ = await owner.request(refresh, server.address, FAST, integrity_key=bytes(16))
     error = answer.error_code()
     assert error is not None
-    assert (error.code, error.reason) == (
-        401,
-        "ID 10 is taken for 30 s; choose another",
-    )
+    assert (error.code, error.reason) == (401, "ID 10 is taken for 30 s; choose another")
     assert server.endpoint.counters["keepalive"] == 0
     for socket in (owner, thief):
         await socket.close()

@@ -68,11 +68,10 @@ class Attacker:
         self.transport, self.collector = transport, collector
 
     async def answers(self, request: bytes, to: Address) -> list[bytes]:
-        """Everything answered to ``request``: answers stop at the reply to a marker sent after it (loopback keeps
-        the order, and the server's Python handler takes datagrams one after another). The marker is a request of
-        an unknown method, answered in Python: the C fast path answers Binding requests ahead of the batch it
-        hands to Python, so a Binding marker could overtake the answer to ``request``."""
-        marker = raw(0x0FF, txid=b"marker-for-a")
+        """Everything answered to ``request``: answers stop at the answer to a marker sent after it (loopback keeps
+        the order, and the server's Python path handles datagrams one after another). The marker is a Register
+        without PEER-ID, answered 400 by that path: a Binding could be answered earlier, by the C fast path."""
+        marker = raw(Method.REGISTER, txid=b"marker-for-a")
         self.transport.sendto(request, to)
         self.transport.sendto(marker, to)
         got = []

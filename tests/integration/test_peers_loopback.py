@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from punch.errors import PeerError
+from punch.peer.puncher import PunchTimings
 from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.rendezvous.server import RendezvousServer
 from tests.integration.conftest import FAST, LogLine, texts
@@ -78,3 +79,19 @@ async def test_no_server_is_a_clear_error() -> None:
     cfg = PeerConfig(server=address, peer_id="10", target="14", bind=("127.0.0.1", 0), rendezvous=FAST)
     with pytest.raises(PeerError, match=r"did not answer our registration; is `punch server` running there"):
         await run_peer(cfg, texts(), lambda _: None, PeerResult("10", "14"))
+
+
+async def test_with_early_checks_neither_peer_waits_for_go(
+    server: RendezvousServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="punch")
+    early = PunchTimings(timeout=3.0, early=True)
+    results = await asyncio.gather(
+        run_peer(config(server, "a", "b", punch=early), texts("to b"), lambda _: None, PeerResult("a", "b")),
+        run_peer(config(server, "b", "a", punch=early), texts("to a"), lambda _: None, PeerResult("b", "a")),
+    )
+    assert [r.received for r in results] == [["to a"], ["to b"]]
+    assert [r.path for r in results] == ["direct", "direct"]
+    lines = [record.getMessage() for record in caplog.records]
+    assert sum(line.startswith("checking without waiting for Go:") for line in lines) == 2
+    assert not any("telling" in line and "(Go)" in line for line in lines)  # the server never sent Go

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -14,9 +14,10 @@ from punch.errors import PeerError
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
 from punch.rendezvous.relay import RelayBudget
+from punch.rendezvous.relayed import ANSWER_TYPES, REQUEST_TYPES
 from punch.rendezvous.server import RendezvousServer
 from punch.rendezvous.wire import Introduction, request
-from punch.stun import Address, AttributeType, Message, MessageClass, Method, new_transaction_id
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, encode, make_success, new_transaction_id
 from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
 from punch.stun.transaction import RetransmitPolicy
 from tests.integration.conftest import FAST
@@ -201,3 +202,44 @@ async def send_until_refused(channel: Channel, clock: Clock) -> tuple[int, PeerE
         except PeerError as error:
             return n, error
     raise AssertionError("the relay never refused")
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "general-path"])
+async def test_the_relay_forwards_the_same_with_and_without_its_fast_path(server: RendezvousServer, fast: bool) -> None:
+    handled: list[bool] = []
+
+    def counted(path: Callable[[bytes, Address], bool]) -> Callable[[bytes, Address], bool]:
+        def run(data: bytes, source: Address) -> bool:
+            handled.append(path(data, source))
+            return handled[-1]
+
+        return run
+
+    for kind in [*REQUEST_TYPES, *ANSWER_TYPES]:
+        path = server.endpoint.fast_paths.pop(kind)
+        if fast:
+            server.endpoint.fast_paths[kind] = counted(path)
+    ten, fourteen, session = await introduce(server)
+    forged = ten.data(session.session_id, 0, b"forged")
+    ten.endpoint.send_bytes(encode(forged, integrity_sha256_key=bytes(32)), server.address)  # not the session's key
+
+    async def answer() -> None:
+        relayed = await fourteen.inbox.get()
+        identity = ((AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, session.session_id))
+        fourteen.endpoint.send(make_success(relayed, identity), server.address)  # signed with the session's key
+
+    answering = asyncio.create_task(answer())
+    real = ten.data(session.session_id, 0, b"from 10")
+    response, source = await ten.endpoint.request(real, server.address, FAST)  # its answer checked with the key
+    await answering
+    assert (response.message_class, response.transaction_id, source) == (
+        MessageClass.SUCCESS,
+        real.transaction_id,
+        server.address,
+    )
+    assert response.text(AttributeType.PEER_ID) == "14"
+    counters = server.endpoint.counters
+    assert (counters["relayed-request"], counters["relayed-response"], counters["bad-integrity"]) == (1, 1, 1)
+    assert handled == ([False, True, True] if fast else [])  # the forged one went to the general path
+    for each in (ten, fourteen):
+        await each.endpoint.close()

@@ -96,3 +96,40 @@ def test_a_sealed_text_opens_only_with_its_key_nonce_sender_and_sequence() -> No
     assert sealer.open(nonce, "66", 3, sealed) is None
     assert sealer.open(bytes(12), "14", 3, sealed) is None
     assert Sealer(b"w" * 32).open(nonce, "14", 3, sealed) is None
+
+
+class RoutedEndpoint(FakeEndpoint):
+    """Requests to ``answering`` are acknowledged; to anywhere else they go unanswered (a path that broke)."""
+
+    def __init__(self, answering: Address) -> None:
+        super().__init__()
+        self.answering = answering
+        self.requested: list[tuple[bytes, Address]] = []
+        self.stuck = asyncio.Event()  # a request is waiting on a path that does not answer
+
+    async def request(self, message: Message, remote: Address, policy: object) -> tuple[Message, Address]:
+        self.requested.append((message.transaction_id, remote))
+        if remote != self.answering:
+            self.stuck.set()
+            await asyncio.Future()
+        return Message(Method.DATA, MessageClass.SUCCESS, message.transaction_id, ()), remote
+
+
+def test_a_text_in_flight_when_the_path_moves_is_sent_again_over_the_new_one() -> None:
+    old, new = ("192.0.2.14", 5000), ("192.0.2.15", 5000)
+
+    async def scenario() -> list[tuple[bytes, Address]]:
+        endpoint = RoutedEndpoint(new)
+        channel = Channel(endpoint, "10", "14", SESSION, KEY, lambda text: None)  # type: ignore[arg-type]
+        channel.remote = old
+        sending = asyncio.create_task(channel.send_text("around the change"))
+        await endpoint.stuck.wait()  # the first attempt is under way, toward the old path
+        assert not sending.done()
+        channel.move(new)
+        await asyncio.wait_for(sending, 5)
+        assert channel.sent == ["around the change"]
+        return endpoint.requested
+
+    [(first, to_old), (again, to_new)] = asyncio.run(scenario())
+    assert (to_old, to_new) == (old, new)
+    assert first == again  # the same request: the other side delivers it once, whichever copy arrives

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from punch.errors import PeerError
-from punch.peer.puncher import Puncher, PunchTimings
+from punch.peer.puncher import Puncher, PunchTimings, early_delay
 from punch.rendezvous.wire import Introduction, Role, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
 
@@ -120,3 +120,80 @@ def test_a_nomination_replayed_from_an_address_that_never_answers_does_not_steer
     assert asyncio.run(scenario()) == (
         "no direct path to 14 within 0.2 s (tried 192.0.2.14:5000); both NATs may be symmetric, or a firewall drops UDP"
     )
+
+
+class GatedEndpoint(FakeEndpoint):
+    """Records every check with its message; the other peer answers those to THEM once ``answer`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks: list[tuple[Message, Address]] = []
+        self.answer = asyncio.Event()
+        self.two_checks = asyncio.Event()
+
+    async def request(self, message: Message, remote: Address, policy: object) -> tuple[Message, Address]:
+        self.checks.append((message, remote))
+        if len(self.checks) == 2:
+            self.two_checks.set()
+        if remote != THEM:
+            await asyncio.Future()
+        await self.answer.wait()
+        return make_success(message, ((AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, SESSION))), THEM
+
+
+def test_the_prober_nominates_the_public_endpoint_in_its_checks_and_takes_it_when_answered() -> None:
+    async def scenario() -> None:
+        endpoint = GatedEndpoint()
+        introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.PROBER, bytes(32))
+        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1))  # type: ignore[arg-type]
+        running = asyncio.create_task(puncher.run())
+        await endpoint.two_checks.wait()
+        nominating = {remote: message.has(AttributeType.USE_CANDIDATE) for message, remote in endpoint.checks}
+        assert nominating == {THEM: True, ("10.0.14.2", 5000): False}
+        endpoint.answer.set()
+        path = await running
+        assert (path.remote, path.kind) == (THEM, "direct")
+        assert len(endpoint.checks) == 2  # no separate nominating check after the answer
+
+    asyncio.run(scenario())
+
+
+def test_behind_one_nat_the_prober_nominates_in_a_check_of_its_own() -> None:
+    async def scenario() -> None:
+        endpoint = GatedEndpoint()
+        introduction = Introduction("14", (THEM,), SESSION, Role.PROBER, bytes(32))
+        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1), same_nat=True)  # type: ignore[arg-type]
+        endpoint.answer.set()
+        await puncher.run()
+        uses = [message.has(AttributeType.USE_CANDIDATE) for message, _ in endpoint.checks]
+        assert uses == [False, True]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "delay"),
+    [
+        (0.040, 0.040, 0.001),  # equally far: 5% of 20 ms is 1 ms
+        (0.040, 0.100, 0.030 + 0.0025),  # their Introduce arrives 30 ms after ours; 5% of 50 ms
+        (0.100, 0.040, 0.0025),  # theirs arrives first: only the margin
+        (0.0002, 0.0002, 0.001),  # at least 1 ms
+    ],
+)
+def test_early_checks_wait_for_the_other_introduction_and_a_margin(ours: float, theirs: float, delay: float) -> None:
+    assert early_delay(ours, theirs, 0.05) == pytest.approx(delay)
+
+
+def test_a_try_that_ended_without_a_path_does_not_answer_a_nomination() -> None:
+    async def scenario() -> list[tuple[Message, Address]]:
+        endpoint = FakeEndpoint()
+        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32))
+        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=0.05))  # type: ignore[arg-type]
+        with pytest.raises(PeerError):
+            await puncher.retry()
+        puncher.on_request(check("14", nominate=True), THEM)
+        puncher.on_request(check("14"), THEM)  # a plain check is still answered
+        return endpoint.sent
+
+    [(answer, _)] = asyncio.run(scenario())
+    assert not answer.has(AttributeType.USE_CANDIDATE)

@@ -6,6 +6,7 @@ import pytest
 
 from punch.rendezvous.registry import Registry
 from punch.rendezvous.wire import Role
+from punch.stun import AttributeType
 
 pytestmark = pytest.mark.unit
 
@@ -91,3 +92,28 @@ def test_unregister_drops_the_wish_and_later_the_sessions() -> None:
     assert registry.key_for(match.session_id) == match.key  # the other's last relayed messages still pass
     assert registry.expire(now=1) == []
     assert registry.key_for(match.session_id) is None
+
+
+def test_each_introduction_carries_the_other_peers_round_trip_to_the_server() -> None:
+    registry = Registry()
+    registry.register("10", A, (), 30, now=0)
+    registry.register("14", B, (), 30, now=0)
+    assert registry.want("10", "14", now=1, rtt_us=40_000) is None
+    match = registry.want("14", "10", now=2, rtt_us=90_000)
+    assert match is not None
+    (_, to_opener), (_, to_prober) = match.introductions()
+    assert (to_opener.rtt_us, to_prober.rtt_us) == (90_000, 40_000)
+    assert to_opener.to_message().integer(AttributeType.SERVER_RTT) == 90_000
+    assert registry.rtts == {}
+
+
+def test_a_peer_that_did_not_say_its_round_trip_gives_none() -> None:
+    registry = Registry()
+    registry.register("10", A, (), 30, now=0)
+    registry.register("14", B, (), 30, now=0)
+    registry.want("10", "14", now=1, rtt_us=40_000)
+    match = registry.want("14", "10", now=2)
+    assert match is not None
+    (_, to_opener), (_, to_prober) = match.introductions()
+    assert (to_opener.rtt_us, to_prober.rtt_us) == (None, 40_000)
+    assert not to_opener.to_message().has(AttributeType.SERVER_RTT)

@@ -89,6 +89,7 @@ VALUES: dict[int, st.SearchStrategy[object]] = {
     T.ROLE: u(8),
     T.OPEN_TTL: u(8),
     T.NAT_MAPPING: u(8),
+    T.SERVER_RTT: u(32),
 }
 assert set(VALUES) | TRAILERS == set(TABLE), "every row of the table has a strategy"
 

@@ -256,6 +256,15 @@ PUNCH_SAMPLES: dict[str, tuple[Message, bytes | None]] = {
         ),
         None,
     ),
+    "punch_connect_request_server_rtt": (
+        Message(
+            Method.CONNECT,
+            MessageClass.REQUEST,
+            PUNCH_TXID,
+            ((T.PEER_ID, "carol"), (T.TARGET_ID, "dave"), (T.SERVER_RTT, 40_250)),
+        ),
+        None,
+    ),
     "punch_introduce_request": (
         Message(
             Method.INTRODUCE,
