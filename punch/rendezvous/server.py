@@ -78,7 +78,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 3478
 _REGISTER_REQUEST = b"\x02\x81"  # the first two bytes of a Register request (RFC 8489 §5 type)
 _SOFTWARE = software_attribute(SOFTWARE)
-MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.4 GiB of memory when full
+MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.35 GiB when full (bench/registry.md)
 
 
 class RendezvousServer:
