@@ -373,8 +373,9 @@ def report(memory_rows: list[dict[str, float]], inproc: dict[str, float], wire: 
         "",
         "## On the wire: punch server as its own process, loopback",
         "",
-        f"`punch server` (defaults: 200 requests/s per source address) and a Python load generator: {int(wire['count']):,} peers register through "
-        f"{int(wire['sources'])} sockets on 250 loopback addresses (one request in flight per socket), then each "
+        "`punch server` with its defaults (C fast path where built, 200 requests/s per source address) and a "
+        f"Python load generator: {int(wire['count']):,} peers register through {int(wire['sources'])} sockets, each "
+        "on a loopback address of its own (one request in flight per socket), then each "
         "sends one keepalive signed with its token. The generator, not the server, sets the pace; the server's "
         "CPU time (/proc) per answer is the cost, compared with the in-process figure of the same run.",
         "",
