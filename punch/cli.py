@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=MAX_PEERS,
         metavar="N",
-        help=f"registrations held at most; new IDs beyond get 508 (default {MAX_PEERS:,}, about 0.4 GiB when full)",
+        help=f"registrations held at most; new IDs beyond get 508 (default {MAX_PEERS:,}, about 0.35 GiB when full)",
     )
 
     probe_cmd = commands.add_parser(

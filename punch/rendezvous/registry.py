@@ -155,7 +155,7 @@ class Registry:
     sessions: dict[bytes, Match] = field(default_factory=dict)
     _wheel: LeaseWheel = field(default_factory=LeaseWheel)
     _sessions_of: dict[str, list[bytes]] = field(default_factory=dict)  # peer ID -> its sessions' IDs
-    _departed: list[str] = field(default_factory=list)  # unregistered since the last expire()
+    _departed: list[str] = field(default_factory=list)  # unregistered with sessions since the last expire()
 
     def register(
         self,
@@ -204,8 +204,8 @@ class Registry:
     def unregister(self, peer_id: str) -> None:
         """Forget a registration at once (its owner said goodbye) with its wish; its sessions go at the next
         :meth:`expire`, so that the other peer's last relayed messages still get through."""
-        if self.registrations.pop(peer_id, None) is not None:
-            self._departed.append(peer_id)
+        if self.registrations.pop(peer_id, None) is not None and peer_id in self._sessions_of:
+            self._departed.append(peer_id)  # only peers with sessions: a flood of goodbyes leaves nothing here
         self.wants.pop(peer_id, None)
         self.rtts.pop(peer_id, None)
 
@@ -270,6 +270,7 @@ class Registry:
             if registration is not None and registration.expires <= now:
                 del self.registrations[peer_id]
                 self.wants.pop(peer_id, None)
+                self.rtts.pop(peer_id, None)
                 gone.append(peer_id)
         departed, self._departed = [*self._departed, *gone], []
         for peer_id in departed:

@@ -10,6 +10,9 @@
 - Indications and non-STUN datagrams get no answer; malformed messages are dropped and counted.
 - Register / Connect / Ready: see punch.rendezvous.wire. When two peers want each other the server sends both
   an Introduce at the same moment, then relays the opener's Ready to the prober as Go.
+- Registrations live under leases (punch.rendezvous.registry: at most ``max_registrations``, ``--max-peers``,
+  stored compactly; ended leases swept by a one-second wheel, punch.rendezvous.leases). A keepalive, a signed
+  Register that changes nothing, is renewed and answered straight from its bytes (punch.rendezvous.refresh).
 - Relay: a Data or Close request of an introduced session, sent to the server by one of its two peers from
   its registered endpoint, is forwarded to the other peer; the answer goes back the same way, only from that peer.
   Peers fall back to this when no direct path can be punched. Each session has a budget (bytes a second and bytes
@@ -78,7 +81,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 3478
 _REGISTER_REQUEST = b"\x02\x81"  # the first two bytes of a Register request (RFC 8489 §5 type)
 _SOFTWARE = software_attribute(SOFTWARE)
-MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.4 GiB of memory when full
+MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.35 GiB when full (bench/registry.md)
 
 
 class RendezvousServer:

@@ -138,3 +138,20 @@ def test_a_registration_gives_back_its_endpoints_and_credentials() -> None:
     assert registration.host_candidates == (("10.0.10.2", 5000),)
     assert len(registration.token) == 16
     assert registration.created_by == b"t" * 12
+
+
+def test_goodbyes_of_peers_without_sessions_leave_nothing_behind() -> None:
+    registry = Registry()
+    for n in range(100):
+        registry.register(str(n), A, (), 30, now=0)
+        registry.unregister(str(n))
+    assert registry.registrations == {}
+    assert registry._departed == []
+
+
+def test_an_ended_lease_takes_the_round_trip_its_peer_reported() -> None:
+    registry = Registry()
+    registry.register("10", A, (), 10, now=0)
+    registry.want("10", "14", now=0, rtt_us=1500)
+    assert registry.expire(now=10) == ["10"]
+    assert (registry.wants, registry.rtts) == ({}, {})
