@@ -14,12 +14,12 @@ None, and the caller hands the datagram to the general path, which answers or co
 
 from __future__ import annotations
 
-import hmac
 import socket
 import struct
 import zlib
 from typing import NamedTuple
 
+from punch.rendezvous.signed import FINGERPRINT_XOR, attributes, well_formed
 from punch.rendezvous.wire import Mapping
 from punch.stun import MAGIC_COOKIE, Address, AttributeType
 
@@ -28,7 +28,6 @@ _REGISTER_SUCCESS = 0x0381
 _COOKIE = MAGIC_COOKIE.to_bytes(4, "big")
 _PORT_MASK = MAGIC_COOKIE >> 16
 _MASK_V4 = _PORT_MASK << 32 | MAGIC_COOKIE  # port and IPv4 address, XORed at once
-_FINGERPRINT_XOR = 0x5354554E
 _MAX_CANDIDATES = 8  # the general path keeps the first 8
 _PEER_ID = int(AttributeType.PEER_ID)  # plain ints: compared once per attribute
 _CANDIDATE = int(AttributeType.CANDIDATE)
@@ -39,22 +38,19 @@ _FINGERPRINT = int(AttributeType.FINGERPRINT)
 _TOKEN = int(AttributeType.REGISTRATION_TOKEN)
 _FINGERPRINT_HEAD = struct.pack("!HH", _FINGERPRINT, 4)
 _MAPPINGS = {int(m): m for m in Mapping}
-_HEADER = struct.Struct("!HHI")  # type, length, cookie
-_TLV = struct.Struct("!HH")
-_TRAILER_TYPES = (_MI_SHA256 << 16 | 32, _FINGERPRINT << 16 | 4)
+_REGISTER_TYPES = (_REGISTER_REQUEST.to_bytes(2, "big"),)
 # The answer up to SOFTWARE: header; XOR-MAPPED-ADDRESS (IPv4 or IPv6); LEASE; REGISTRATION-TOKEN (16 bytes).
 _ANSWER_V4 = struct.Struct("!HHI12s HHBBHI HHI HH16s")
 _ANSWER_V6 = struct.Struct("!HHI12s HHBBH16s HHI HH16s")
 
 
 class Refresh(NamedTuple):
-    """What a keepalive Register says, and where its MESSAGE-INTEGRITY-SHA256 value starts."""
+    """What a keepalive Register says (its signature: punch.rendezvous.signed.signed_with)."""
 
     peer_id: str
     hosts: bytes  # the CANDIDATE addresses as punch.rendezvous.registry.pack_addresses packs them
     lease: int
     mapping: Mapping
-    integrity_at: int
 
 
 def pack_source(source: Address) -> bytes | None:
@@ -80,25 +76,15 @@ def _unxor(value: bytes, transaction_id: bytes) -> bytes | None:
 
 def parse_refresh(data: bytes) -> Refresh | None:
     """The keepalive in ``data``, or None when it is anything else (the general path takes it then)."""
-    size = len(data)
-    if size < 20 + 36 + 8 or size % 4 or _HEADER.unpack_from(data) != (_REGISTER_REQUEST, size - 20, MAGIC_COOKIE):
-        return None
-    integrity_at = size - 44
-    integrity, fingerprint, crc = struct.unpack_from("!I32xII", data, integrity_at)
-    if (integrity, fingerprint) != _TRAILER_TYPES or crc != zlib.crc32(data[: size - 8]) ^ _FINGERPRINT_XOR:
+    found = attributes(data) if well_formed(data, _REGISTER_TYPES) else None
+    if found is None:
         return None
     peer_id: bytes | None = None
     lease: int | None = None
     mapping: int | None = None
     hosts: list[bytes] = []
-    offset = 20
-    while offset < integrity_at:
-        kind, length = _TLV.unpack_from(data, offset)
-        start = offset + 4
-        offset = start + length + (-length % 4)
-        if offset > integrity_at:
-            return None
-        value = data[start : start + length]
+    for kind, value in found:
+        length = len(value)
         if kind == _PEER_ID and peer_id is None and 1 <= length <= 128:
             peer_id = value
         elif kind == _LEASE and lease is None and length == 4:
@@ -119,15 +105,7 @@ def parse_refresh(data: bytes) -> Refresh | None:
     except UnicodeDecodeError:
         return None
     known_mapping = _MAPPINGS.get(mapping, Mapping.UNKNOWN) if mapping is not None else Mapping.UNKNOWN
-    return Refresh(text, b"".join(hosts), lease, known_mapping, integrity_at)
-
-
-def signed_by(data: bytes, refresh: Refresh, key: bytes) -> bool:
-    """Whether the MESSAGE-INTEGRITY-SHA256 of ``data`` is right for ``key`` (RFC 8489 §14.6: over the message up
-    to the attribute, the header's length pointing past it); constant-time."""
-    at = refresh.integrity_at
-    covered = data[:2] + (at + 36 - 20).to_bytes(2, "big") + data[4:at]
-    return hmac.compare_digest(hmac.digest(key, covered, "sha256"), data[at + 4 : at + 36])
+    return Refresh(text, b"".join(hosts), lease, known_mapping)
 
 
 def software_attribute(software: str) -> bytes:
@@ -167,4 +145,4 @@ def refresh_answer(data: bytes, observed: bytes, lease: int, token: bytes, softw
             _TOKEN, 16, token,
         )  # fmt: skip
     head += software
-    return head + _FINGERPRINT_HEAD + (zlib.crc32(head) ^ _FINGERPRINT_XOR).to_bytes(4, "big")
+    return head + _FINGERPRINT_HEAD + (zlib.crc32(head) ^ FINGERPRINT_XOR).to_bytes(4, "big")

@@ -40,13 +40,13 @@ from punch.rendezvous.refresh import (
     pack_source,
     parse_refresh,
     refresh_answer,
-    signed_by,
     software_attribute,
 )
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
 from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable, Waiting
-from punch.rendezvous.relayed import ANSWER_TYPES, REQUEST_TYPES, authentic, is_answer, parse_request
+from punch.rendezvous.relayed import ANSWER_TYPES, REQUEST_TYPES, is_answer, parse_request
 from punch.rendezvous.replies import fit, limit_for
+from punch.rendezvous.signed import signed_with
 from punch.rendezvous.throttle import ThrottledLog
 from punch.rendezvous.wire import (
     Mapping,
@@ -437,7 +437,7 @@ class RendezvousServer:
             return False  # the general path's answer would drop SOFTWARE (punch.rendezvous.replies): let it
         token = known.token
         key = request_key(self._group, token)
-        if key is None or not signed_by(data, refresh, key):
+        if key is None or not signed_with(data, key):
             return False
         counters = self.endpoint.counters
         counters["request"] += 1
@@ -583,7 +583,7 @@ class RendezvousServer:
             me, other = match.prober, match.opener
         else:
             return False
-        if me.observed != source or not authentic(data, request, match.key):
+        if me.observed != source or not signed_with(data, match.key):
             return False
         self.endpoint.counters["request"] += 1
         if self._limiter is not None and not self._limiter.allow(source[0], self._now()):
