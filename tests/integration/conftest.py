@@ -44,6 +44,16 @@ def peer_config(server: RendezvousServer, me: str, other: str, **overrides: obje
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
 
+class Client(asyncio.DatagramProtocol):
+    """A plain UDP socket's protocol: every datagram it receives goes into ``queue``."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.queue.put_nowait(data)
+
+
 class LogLine(logging.Handler):
     """An event set when the server logs a line containing ``text``."""
 

@@ -18,20 +18,13 @@ from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode, new_transaction_id
 from punch.stun.fastpath import DISABLE_VARIABLE, load
+from tests.integration.conftest import Client
 from tests.unit.test_fastpath_replies import ANSWERED, HANDED_TO_PYTHON
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 if load() is None:
     pytest.skip("punch._fastpath is not built here (or PUNCH_NO_FASTPATH is set)", allow_module_level=True)
-
-
-class Client(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.queue.put_nowait(data)
 
 
 @pytest_asyncio.fixture

@@ -19,6 +19,7 @@ from punch.rendezvous.server import RendezvousServer
 from punch.stun import MAGIC_COOKIE, Address, AttributeType, Method, decode
 from punch.stun.protocol import open_endpoint
 from tests.integration.conftest import FAST
+from tests.integration.conftest import Client as Collector
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -51,14 +52,6 @@ SMALL_REQUESTS = {
     "Close for an unknown session": raw(Method.CLOSE, (PEER, b"g"), (SESSION, bytes(16))),
     "a long unknown reason": raw(Method.CONNECT, (PEER, "é".encode() * 60), (TARGET, b"h")),
 }
-
-
-class Collector(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.queue.put_nowait(data)
 
 
 class Attacker:

@@ -12,16 +12,9 @@ import pytest
 from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import AttributeType, Message, MessageClass, Method, decode, encode, new_transaction_id
+from tests.integration.conftest import Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-
-
-class Client(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.queue.put_nowait(data)
 
 
 async def client_for(server: RendezvousServer, host: str = "127.0.0.1") -> tuple[asyncio.DatagramTransport, Client]:

@@ -21,19 +21,12 @@ from punch.rendezvous.server import serve
 from punch.rendezvous.workers import frame, unframe
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode, new_transaction_id
 from punch.stun.fastpath import load
+from tests.integration.conftest import Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 if load() is None:
     pytest.skip("punch._fastpath is not built here (or PUNCH_NO_FASTPATH is set)", allow_module_level=True)
-
-
-class Client(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.queue.put_nowait(data)
 
 
 async def ask(
