@@ -244,7 +244,7 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
-    parser.add_argument("--jobs", type=int, default=3, help="rows (labs) at a time")
+    parser.add_argument("--jobs", type=int, default=1, help="rows (labs) at a time (more: faster, noisier)")
     parser.add_argument("--server-leg", type=float, default=15.0, help="delay of net-server, ms one way")
     parser.add_argument("--wan-leg", type=float, default=5.0, help="delay of each NAT's WAN, ms one way")
     parser.add_argument("--rows", type=int, default=0, help="only the first N rows (0 = all)")
