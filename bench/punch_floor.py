@@ -7,12 +7,13 @@ peer's Connect reaching the server (tcpdump in the server's node, Connect reques
 their chosen, proven direct path (``path_at`` in ``punch peer --json``). The floor is S + 2 D: the introduction
 reaches the peers, and one round trip between them proves the path in both directions.
 
-Two techniques, alternating trial by trial in the same lab: the default (the opener opens its mapping, tells the
-server Ready, the server tells the prober Go: its floor is 3 S + 3 D, see punch/peer/puncher.py) and
-``--early-checks`` (both check at once, timed by their round trips to the server: floor S + 2 D).
-One lab per router firewall kind and unordered pair of NAT presets for which the matrix finds a direct path
-(the cones and `none`; the opener is whichever peer asked first, so a pair's two orders are one experiment),
-brought up once for its N trials of each technique, ``--jobs`` labs at a time.
+Two techniques: ``--early-checks`` (both check at once, timed by their round trips to the server: floor S + 2 D)
+in every row, and the default (the opener opens its mapping, tells the server Ready, the server tells the prober
+Go: its own floor is 3 S + 3 D, see punch/peer/puncher.py) alternating with it trial by trial in the
+port-restricted rows (``--default-everywhere``: in every row). One lab per router firewall kind and unordered
+pair of NAT presets for which the matrix finds a direct path (the cones and `none`; the opener is whichever peer
+asked first, so a pair's two orders are one experiment), brought up once for all its trials, ``--jobs`` labs at a
+time.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Row:
     trials: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TECHNIQUES, 0))
     failures: dict[str, list[str]] = field(default_factory=lambda: {t: [] for t in TECHNIQUES})
     server_rtt_ms: list[float] = field(default_factory=list)
+    techniques: tuple[str, ...] = tuple(TECHNIQUES)
 
 
 def netns(*args: str) -> subprocess.CompletedProcess[str]:
@@ -145,7 +147,8 @@ def run_row(row: Row, trials: int, delays: tuple[float, float]) -> Row:
                                      err=out))  # fmt: skip
             wait_for_file(log, "listening on")
             for number in range(trials):
-                for technique, extra in TECHNIQUES.items():
+                for technique in row.techniques:
+                    extra = TECHNIQUES[technique]
                     begun = time.time()
                     results, reason = trial(lab, number, extra)
                     row.trials[technique] += 1
@@ -163,7 +166,7 @@ def run_row(row: Row, trials: int, delays: tuple[float, float]) -> Row:
         second = max(min(t for t, source in seen if source == r["mapped"] and t >= begun) for r in results)
         row.ms[technique].append((max(r["path_at"] for r in results) - second) * 1000)
         row.server_rtt_ms += [r["server_rtt_ms"] for r in results]
-    counts = ", ".join(f"{t} {len(row.ms[t])}/{row.trials[t]}" for t in TECHNIQUES)
+    counts = ", ".join(f"{t} {len(row.ms[t])}/{row.trials[t]}" for t in row.techniques)
     print(f"{row.firewall} {row.nat10} / {row.nat14}: {counts}", file=sys.stderr, flush=True)
     return row
 
@@ -185,14 +188,15 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int)
     lines = [
         "# Punch time against the physical floor",
         "",
-        f"Measured {machine()} by `just bench-floor`: {trials} trials per row, the two techniques alternating in "
-        f"one lab per NAT pair, {jobs} labs at a time. Delays one way: server <-> peer S = {s:g} ms, peer <-> peer "
-        f"D = {d:g} ms (net-server {server_leg:g} ms, each NAT's WAN {wan_leg:g} ms, by the lab's NFQUEUE delay "
-        "daemon). A trial runs from the second peer's Connect reaching the server (tcpdump in the server's node) "
-        "to both peers holding their chosen, proven direct path (`path_at` of `punch peer --json`). "
-        f"Floor = S + 2 D = {floor:g} ms: the introduction, then one round trip between the peers. The default "
-        f"technique cannot beat 3 S + 3 D = {3 * s + 3 * d:g} ms (Introduce, Ready, Go, then the prober's check, "
-        "its answer, and the answer to the opener's triggered check); `--early-checks` skips Ready and Go.",
+        f"Measured {machine()} by `just bench-floor`: {trials} trials per row, one lab per NAT pair (where "
+        f"both techniques ran, alternating trial by trial), {jobs} labs at a time. Delays one way: server <-> "
+        f"peer S = {s:g} ms, peer <-> peer D = {d:g} ms (net-server {server_leg:g} ms, each NAT's WAN "
+        f"{wan_leg:g} ms, by the lab's NFQUEUE delay daemon). A trial runs from the second peer's Connect "
+        "reaching the server (tcpdump in the server's node) to both peers holding their chosen, proven direct "
+        f"path (`path_at` of `punch peer --json`). Floor = S + 2 D = {floor:g} ms: the introduction, then one "
+        f"round trip between the peers. The default technique cannot beat 3 S + 3 D = {3 * s + 3 * d:g} ms "
+        "(Introduce, Ready, Go, then the prober's check, its answer, and the answer to the opener's triggered "
+        "check); `--early-checks` skips Ready and Go.",
         "",
     ]
     if rtts:
@@ -204,6 +208,8 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int)
     table = []
     for technique in TECHNIQUES:
         for row in rows:
+            if technique not in row.techniques:
+                continue
             ms = row.ms[technique]
             median = statistics.median(ms) if ms else float("nan")
             p95 = percentile(ms, 0.95) if ms else float("nan")
@@ -238,19 +244,26 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
-    parser.add_argument("--jobs", type=int, default=2, help="rows (labs) at a time")
+    parser.add_argument("--jobs", type=int, default=1, help="rows (labs) at a time (more: faster, noisier)")
     parser.add_argument("--server-leg", type=float, default=15.0, help="delay of net-server, ms one way")
     parser.add_argument("--wan-leg", type=float, default=5.0, help="delay of each NAT's WAN, ms one way")
     parser.add_argument("--rows", type=int, default=0, help="only the first N rows (0 = all)")
+    parser.add_argument(
+        "--default-everywhere",
+        action="store_true",
+        help="the default technique in every row, not only the port-restricted pairs (twice the trials)",
+    )
     parser.add_argument("--output", type=Path, default=Path("bench/punch_floor.md"))
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.exit(2, "bench: needs root to build the lab; run it as root or with sudo\n")
+    early, default = "early checks", "Ready/Go (default)"
     rows = [
-        Row(firewall, a, b)
+        Row(firewall, a, b, techniques=(default, early) if a == b == "port-restricted-cone" or args.default_everywhere
+            else (early,))
         for firewall in ("home", "none")
         for a, b in itertools.combinations_with_replacement(PRESETS, 2)
-    ]
+    ]  # fmt: skip
     rows = rows[: args.rows] if args.rows else rows
     delays = (args.server_leg, args.wan_leg)
     with ThreadPoolExecutor(args.jobs) as pool:
