@@ -189,7 +189,8 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int)
         "# Punch time against the physical floor",
         "",
         f"Measured {machine()} by `just bench-floor`: {trials} trials per row, one lab per NAT pair (where "
-        f"both techniques ran, alternating trial by trial), {jobs} lab{"s" if jobs != 1 else ""} at a time. Delays one way: server <-> "
+        f"both techniques ran, alternating trial by trial), {jobs} {'lab' if jobs == 1 else 'labs'} at a time. "
+        "Delays one way: server <-> "
         f"peer S = {s:g} ms, peer <-> peer D = {d:g} ms (net-server {server_leg:g} ms, each NAT's WAN "
         f"{wan_leg:g} ms, by the lab's NFQUEUE delay daemon). A trial runs from the second peer's Connect "
         "reaching the server (tcpdump in the server's node) to both peers holding their chosen, proven direct "
