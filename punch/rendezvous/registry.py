@@ -107,6 +107,9 @@ class Match:
     key: bytes
     opener_rtt_us: int | None = None  # each one's round trip to the server, as it said in Connect (SERVER-RTT)
     prober_rtt_us: int | None = None
+    # (peer ID, transaction ID) of the two Connects that made the match: their retransmissions (our answer was
+    # lost, RFC 8489 §6.3.1) are answered again instead of matching the two peers a second time
+    connects: frozenset[tuple[str, bytes]] = frozenset()
 
     def introductions(self) -> tuple[tuple[Registration, Introduction], tuple[Registration, Introduction]]:
         """(recipient, introduction) for the opener and for the prober, in that order."""
@@ -152,6 +155,7 @@ class Registry:
     registrations: dict[str, Registration] = field(default_factory=dict)
     wants: dict[str, str] = field(default_factory=dict)  # asker -> target
     rtts: dict[str, int] = field(default_factory=dict)  # asker -> its round trip to the server (microseconds)
+    transactions: dict[str, bytes] = field(default_factory=dict)  # asker -> the transaction ID of its Connect
     sessions: dict[bytes, Match] = field(default_factory=dict)
     _wheel: LeaseWheel = field(default_factory=LeaseWheel)
     _sessions_of: dict[str, list[bytes]] = field(default_factory=dict)  # peer ID -> its sessions' IDs
@@ -208,6 +212,7 @@ class Registry:
             self._departed.append(peer_id)  # only peers with sessions: a flood of goodbyes leaves nothing here
         self.wants.pop(peer_id, None)
         self.rtts.pop(peer_id, None)
+        self.transactions.pop(peer_id, None)
 
     def lookup(self, peer_id: str, now: float) -> Registration | None:
         """The live registration of ``peer_id``, if any."""
@@ -216,9 +221,11 @@ class Registry:
             return None
         return registration
 
-    def want(self, asker: str, target: str, now: float, rtt_us: int | None = None) -> Match | None:
-        """Record that ``asker`` wants ``target`` (``rtt_us``: its round trip to us, if it said); a Match when
-        ``target`` already wants ``asker``.
+    def want(
+        self, asker: str, target: str, now: float, rtt_us: int | None = None, transaction: bytes = b""
+    ) -> Match | None:
+        """Record that ``asker`` wants ``target`` (``rtt_us``: its round trip to us, if it said; ``transaction``:
+        the ID of its Connect); a Match when ``target`` already wants ``asker``.
 
         The peer that asked first is the opener: it has been waiting, and the one that completes the match
         probes once the opener's NAT mapping is open. Either order works: asking for a peer that does not
@@ -226,6 +233,7 @@ class Registry:
         endpoint-dependent mapping to open: when exactly one of the two said so, it is the opener.
         """
         self.wants[asker] = target
+        self.transactions[asker] = transaction
         self.rtts.pop(asker, None)
         if rtt_us is not None:
             self.rtts[asker] = rtt_us
@@ -236,6 +244,7 @@ class Registry:
             return None
         del self.wants[asker], self.wants[target]
         rtts = {peer_id: self.rtts.pop(peer_id, None) for peer_id in (asker, target)}
+        connects = frozenset((peer_id, self.transactions.pop(peer_id, b"")) for peer_id in (asker, target))
         if (prober.mapping, opener.mapping) == (Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT):
             opener, prober = prober, opener
         match = Match(
@@ -245,12 +254,22 @@ class Registry:
             os.urandom(SESSION_KEY_BYTES),
             rtts[opener.peer_id],
             rtts[prober.peer_id],
+            connects,
         )
         self.sessions[match.session_id] = match
         for peer_id in (opener.peer_id, prober.peer_id):
             known = [sid for sid in self._sessions_of.get(peer_id, ()) if sid in self.sessions]
             self._sessions_of[peer_id] = [*known, match.session_id]
         return match
+
+    def introduced_by(self, asker: str, transaction: bytes) -> Match | None:
+        """The live session that ``asker``'s Connect with this transaction ID helped make, if any: a
+        retransmission of that Connect is answered again rather than matching the peers anew."""
+        for session_id in self._sessions_of.get(asker, ()):
+            match = self.sessions.get(session_id)
+            if match is not None and (asker, transaction) in match.connects:
+                return match
+        return None
 
     def session(self, session_id: bytes) -> Match | None:
         """The match introduced under ``session_id``."""
@@ -271,6 +290,7 @@ class Registry:
                 del self.registrations[peer_id]
                 self.wants.pop(peer_id, None)
                 self.rtts.pop(peer_id, None)
+                self.transactions.pop(peer_id, None)
                 gone.append(peer_id)
         departed, self._departed = [*self._departed, *gone], []
         for peer_id in departed:

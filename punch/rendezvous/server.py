@@ -463,7 +463,19 @@ class RendezvousServer:
         registration = self.registry.lookup(asker, now)
         if registration is None or registration.observed != source:
             raise ProtocolError(f"peer {asker} is not registered from {format_address(source)}")
-        match = self.registry.want(asker, target, now, message.integer(AttributeType.SERVER_RTT))
+        earlier = self.registry.introduced_by(asker, message.transaction_id)
+        if earlier is not None:  # our answer was lost (RFC 8489 §6.3.1): the same answer, not a second session
+            log.info(
+                "%s asks for %s again (a retransmission): already introduced (session %s)",
+                asker,
+                target,
+                earlier.session_id.hex()[:8],
+            )
+            self._reply(message, source, (AttributeType.STATUS, "introducing"))
+            return
+        match = self.registry.want(
+            asker, target, now, message.integer(AttributeType.SERVER_RTT), message.transaction_id
+        )
         if match is None:
             status = (
                 f"waiting for {target}" if self.registry.lookup(target, now) else f"waiting for {target} to register"

@@ -8,7 +8,7 @@ import pytest
 
 from punch.errors import PeerError
 from punch.peer.client import RendezvousClient
-from punch.rendezvous.credentials import group_key
+from punch.rendezvous.credentials import group_key, request_key
 from punch.rendezvous.server import RendezvousServer
 from punch.rendezvous.wire import request
 from punch.stun import AttributeType, MessageClass, Method
@@ -120,4 +120,37 @@ async def test_a_retransmitted_first_register_gets_the_same_answer(server: Rende
     assert error is not None
     assert error.code == 401
     for socket in (owner_socket, thief_socket):
+        await socket.close()
+
+
+async def test_a_retransmitted_connect_after_the_match_is_answered_again_not_matched_again(
+    server: RendezvousServer,
+) -> None:
+    """Both Connects' answers were lost (RFC 8489 §6.3.1): their retransmissions, the same transaction IDs, get
+    "introducing" again, and the two peers stay in the one session they were introduced to."""
+    sockets, keys = [], []
+    for peer_id in ("10", "14"):
+        socket = await endpoint()
+        first = request(Method.REGISTER, (AttributeType.PEER_ID, peer_id), (AttributeType.LEASE, 30))
+        answer, _ = await socket.request(first, server.address, FAST)
+        sockets.append(socket)
+        keys.append(request_key(None, answer.raw(AttributeType.REGISTRATION_TOKEN)))
+    asks = [
+        request(Method.CONNECT, (AttributeType.PEER_ID, me), (AttributeType.TARGET_ID, other))
+        for me, other in (("10", "14"), ("14", "10"))
+    ]
+
+    async def connect(index: int) -> str | None:
+        answer, _ = await sockets[index].request(asks[index], server.address, FAST, integrity_key=keys[index])
+        return answer.text(AttributeType.STATUS)
+
+    assert await connect(0) == "waiting for 14"
+    assert await connect(1) == "introducing"
+    assert [await connect(1), await connect(0)] == ["introducing", "introducing"]
+    assert len(server.registry.sessions) == 1
+    # A new Connect (a new transaction: the peer asks again on purpose, e.g. after a rejoin) is a new wish.
+    again = request(Method.CONNECT, (AttributeType.PEER_ID, "10"), (AttributeType.TARGET_ID, "14"))
+    answer, _ = await sockets[0].request(again, server.address, FAST, integrity_key=keys[0])
+    assert answer.text(AttributeType.STATUS) == "waiting for 14"
+    for socket in sockets:
         await socket.close()

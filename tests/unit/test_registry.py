@@ -117,3 +117,17 @@ def test_a_peer_that_did_not_say_its_round_trip_gives_none() -> None:
     (_, to_opener), (_, to_prober) = match.introductions()
     assert (to_opener.rtt_us, to_prober.rtt_us) == (None, 40_000)
     assert not to_opener.to_message().has(AttributeType.SERVER_RTT)
+
+
+def test_the_connects_that_made_a_match_are_known_by_their_transaction_ids() -> None:
+    registry = Registry()
+    registry.register("10", A, (), 30, now=0)
+    registry.register("14", B, (), 30, now=0)
+    assert registry.want("10", "14", now=1, transaction=b"a" * 12) is None
+    match = registry.want("14", "10", now=2, transaction=b"b" * 12)
+    assert match is not None
+    assert registry.introduced_by("10", b"a" * 12) is match
+    assert registry.introduced_by("14", b"b" * 12) is match
+    assert registry.introduced_by("14", b"a" * 12) is None  # another peer's transaction
+    assert registry.introduced_by("10", b"c" * 12) is None  # a new Connect
+    assert registry.transactions == {}
