@@ -278,6 +278,14 @@ def create_bridge(ns: str, ifname: str) -> None:
         sock.add_bridge(ifname)
 
 
+def _link_index(ipr: Any, ns: str, ifname: str) -> int:
+    """The index of ``ifname`` through a pyroute2 IPRoute (the readers that are not on the hot path of ``up``)."""
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise KernelError(f"no interface {ifname} in namespace {ns}")
+    return int(found[0])
+
+
 def attach_port(ns: str, port: str, bridge: str) -> None:
     with _rtnl(ns) as sock, _kernel(f"attach {ns}:{port} to {bridge}"):
         sock.set_link(_index(sock, ns, port), master=_index(sock, ns, bridge))
@@ -291,19 +299,19 @@ def add_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
 def addresses(ns: str, ifname: str) -> list[tuple[str, int]]:
     """The IPv4 addresses of ``ns:ifname`` as (address, prefix length), primary first."""
     with _ipr(ns) as ipr, _kernel(f"read the addresses of {ns}:{ifname}"):
-        index = _index(ipr, ns, ifname)
+        index = _link_index(ipr, ns, ifname)
         return [(str(a.get("address")), int(a["prefixlen"])) for a in ipr.get_addr(family=2, index=index)]
 
 
 def delete_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
     with _ipr(ns) as ipr, _kernel(f"delete {address}/{prefixlen} from {ns}:{ifname}"):
-        ipr.addr("del", index=_index(ipr, ns, ifname), address=address, prefixlen=prefixlen)
+        ipr.addr("del", index=_link_index(ipr, ns, ifname), address=address, prefixlen=prefixlen)
 
 
 def gateway_routes(ns: str, ifname: str) -> list[tuple[str, str]]:
     """Main-table routes through a gateway on ``ns:ifname``, as (destination CIDR, gateway)."""
     with _ipr(ns) as ipr, _kernel(f"read the routes of {ns}"):
-        index = _index(ipr, ns, ifname)
+        index = _link_index(ipr, ns, ifname)
         found = []
         for route in ipr.get_routes(family=2, table=254):
             gateway = route.get("gateway")
