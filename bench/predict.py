@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.lab import lab
 from bench.report import machine, percentile, write_report
 from punch.peer.predict import hit_probability
 
@@ -44,10 +45,6 @@ class Row:
     punch_ms: list[float] = field(default_factory=list)
     checks: list[int] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
-
-
-def lab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, "-m", "netns", *args], check=check, capture_output=True, text=True)
 
 
 def trial(name: str, number: int, args: tuple[str, ...]) -> tuple[bool, float | None, int | None, str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import secrets
 import signal
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.lab import peer_results
 from bench.report import machine, markdown_table, percentile, write_report
 from netns.matrix import TOPOLOGIES
 from punch.stun.message import Message, Method, encode
@@ -109,13 +109,7 @@ def trial(lab: str, number: int, extra: tuple[str, ...]) -> tuple[list[dict[str,
               "--linger", "0.05", *extra)
         for node, me, other in (("peer10", ids[0], ids[1]), ("peer14", ids[1], ids[0]))
     ]  # fmt: skip
-    results, reasons = [], []
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
-        lines = out.strip().splitlines()
-        results.append(json.loads(lines[-1]) if lines else {})
-        if proc.returncode != 0:
-            reasons.append(err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}")
+    results, reasons = peer_results(procs)
     if not reasons and any(r.get("path") != "direct" for r in results):
         reasons.append(f"paths {[r.get('path') for r in results]}")
     return results, "; ".join(reasons)

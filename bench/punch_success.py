@@ -12,13 +12,13 @@ Writes a Markdown table (machine, versions, date) to --output and prints it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.lab import lab, peer_results
 from bench.report import machine, markdown_table, median_p95, write_report
 
 PYTHON = sys.executable
@@ -35,10 +35,6 @@ class Row:
     failures: list[str] = field(default_factory=list)
 
 
-def lab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, "-m", "netns", *args], check=check, capture_output=True, text=True)
-
-
 def trial(name: str, number: int, open_ttl: int, punch_timeout: float) -> tuple[bool, list[float], str]:
     ids = (f"10-{number}", f"14-{number}")
     procs = []
@@ -50,14 +46,7 @@ def trial(name: str, number: int, open_ttl: int, punch_timeout: float) -> tuple[
             "--punch-timeout", str(punch_timeout), "--open-ttl", str(open_ttl), "--no-relay",
         ]  # fmt: skip
         procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    results = []
-    reasons = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
-        lines = out.strip().splitlines()
-        results.append(json.loads(lines[-1]) if lines else {})
-        if proc.returncode != 0:
-            reasons.append(err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}")
+    results, reasons = peer_results(procs)
     ok = (
         all(p.returncode == 0 for p in procs)
         and all(r.get("path") == "direct" for r in results)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.lab import lab
 from bench.report import machine, markdown_table, median_p95, write_report
 from punch.peer.session import KEEPALIVE_POLICY
 
@@ -42,10 +43,6 @@ class Row:
     rejoined: int = 0
     seconds: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
-
-
-def lab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, "-m", "netns", *args], check=check, capture_output=True, text=True)
 
 
 def seconds_of_day(stamp: float) -> float:

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.lab import lab
 from bench.report import machine, markdown_table, median_p95, write_report
 
 PYTHON = sys.executable
@@ -47,10 +48,6 @@ class Row:
     ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     load: dict[int, dict[str, float]] = field(default_factory=dict)  # payload bytes -> sender's and receiver's counts
-
-
-def lab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, "-m", "netns", *args], check=check, capture_output=True, text=True)
 
 
 def in_node(name: str, node: str, *command: str) -> list[str]:

@@ -1,0 +1,29 @@
+"""What the benchmarks that run peers in the lab share: the lab's CLI, and the peers' results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+PYTHON = sys.executable
+
+
+def lab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m netns ARGS``, its output captured."""
+    return subprocess.run([PYTHON, "-m", "netns", *args], check=check, capture_output=True, text=True)
+
+
+def peer_results(procs: Sequence[subprocess.Popen[str]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Wait for ``punch peer --json`` processes: each one's result (its last stdout line; {} if none), and the
+    reasons of those that failed (the last line of their stderr, or their exit status)."""
+    results, reasons = [], []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        lines = out.strip().splitlines()
+        results.append(json.loads(lines[-1]) if lines else {})
+        if proc.returncode != 0:
+            reasons.append(err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}")
+    return results, reasons
