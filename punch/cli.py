@@ -12,9 +12,11 @@ import dataclasses
 import ipaddress
 import json
 import logging
+import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Any
 
 from punch import __version__
 from punch.errors import PeerError, UsageError
@@ -415,19 +417,43 @@ def _run_server(args: argparse.Namespace) -> int:
     _check_workers(args.workers, args.rate_limit, alternate)
     group = read_secret(args.secret_file) if args.secret_file else None
     asyncio.run(
-        serve(
-            listen,
-            alternate=alternate,
-            max_lease=args.max_lease,
-            max_peers=args.max_peers,
-            group=group,
-            rate_limit=args.rate_limit,
-            stats_interval=args.stats_interval,
-            relay_budget=RelayBudget(rate=args.relay_rate, total=args.relay_bytes),
-            workers=args.workers,
+        _until_terminated(
+            serve(
+                listen,
+                alternate=alternate,
+                max_lease=args.max_lease,
+                max_peers=args.max_peers,
+                group=group,
+                rate_limit=args.rate_limit,
+                stats_interval=args.stats_interval,
+                relay_budget=RelayBudget(rate=args.relay_rate, total=args.relay_bytes),
+                workers=args.workers,
+            )
         )
     )
     return 0
+
+
+async def _until_terminated(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` until SIGTERM (docker stop, systemd, the lab's `down`), then cancel it, so that it closes
+    cleanly and logs its last stats line; the command then exits 0."""
+    task = asyncio.ensure_future(main)
+    terminated = asyncio.Event()
+
+    def terminate() -> None:
+        log.info("SIGTERM: stopping")
+        terminated.set()
+        task.cancel()
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not terminated.is_set():
+            raise  # cancelled from outside (Ctrl-C): asyncio.run turns that into KeyboardInterrupt, exit 130
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _check_workers(workers: int, rate_limit: float, alternate: Address | None) -> None:

@@ -168,3 +168,22 @@ def test_a_closed_group_from_the_command_line(tmp_path: Path) -> None:
     assert [json.loads(out.splitlines()[-1])["received"] for out, _ in results] == [["from 14"], ["from 10"]]
     assert stranger.returncode == 1
     assert err.strip() == ("punch: the server refused our registration: 401 closed group: sign with --secret-file")
+
+
+def test_sigterm_stops_the_server_with_its_last_stats_line_and_exit_0() -> None:
+    """docker stop, systemd and the lab's `down` send SIGTERM: the server closes cleanly and says what it did."""
+    server = subprocess.Popen(
+        [*PUNCH, "server", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+    )
+    try:
+        assert server.stderr is not None
+        assert "listening on" in server.stderr.readline()
+        server.terminate()
+        _, err = server.communicate(timeout=10)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0, err
+    assert "SIGTERM: stopping" in err
+    assert re.search(r"stopped; registrations=0 waiting=0 sessions=0", err), err
