@@ -136,13 +136,18 @@ def apply(steps: Sequence[Step], execute: Executor = kernel_executor, jobs: int 
             execute(step)
         _check_pending()
     except BaseException as exc:
-        log.info("undoing %d step(s)", len(undo))
-        with _signals_held():
-            rollback(undo, execute)
-        if _pending and not isinstance(exc, Interrupted):
-            # e.g. a Ctrl-C to the process group also killed the helper (iptables-restore) we were running
-            raise Interrupted(_pending[0]) from exc
+        _undo_after(exc, undo, execute)
         raise
+
+
+def _undo_after(exc: BaseException, undo: list[Step], execute: Executor) -> None:
+    """Undo the finished steps after ``exc`` stopped ``apply``; an interrupt that came meanwhile (e.g. a Ctrl-C to
+    the process group also killed the helper, iptables-restore, we were running) is raised instead of it."""
+    log.info("undoing %d step(s)", len(undo))
+    with _signals_held():
+        rollback(undo, execute)
+    if _pending and not isinstance(exc, Interrupted):
+        raise Interrupted(_pending[0]) from exc
 
 
 def rollback(undo: list[Step], execute: Executor = kernel_executor) -> None:
@@ -213,11 +218,7 @@ def _apply_parallel(steps: Sequence[Step], execute: Executor, jobs: int) -> None
     except BaseException as exc:
         stop.set()
         wait(futures)
-        log.info("undoing %d step(s)", len(undo))
-        with _signals_held():
-            rollback(undo, execute)
-        if _pending and not isinstance(exc, Interrupted):
-            raise Interrupted(_pending[0]) from exc
+        _undo_after(exc, undo, execute)
         raise
     finally:
         for pool in workers:
