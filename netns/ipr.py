@@ -8,8 +8,8 @@ thousand namespaces cost a thousand syscalls, not a thousand processes. A namesp
 ``ip netns add`` does it, by the thread itself: unshare(CLONE_NEWNET), then a bind mount on /run/netns/NAME.
 
 The requests that build a lab (links, addresses, routes) are packed by netns/rtnl.py; reading state back
-(``status``) and traffic control go through pyroute2. Inside ``cached()`` a thread keeps one rtnetlink socket
-per namespace (and the interface indices it looked up) until the block ends; outside, each call opens and
+(``status``) and traffic control go through pyroute2. Between ``open_cache()`` and ``close_cache()`` a thread
+keeps one rtnetlink socket per namespace (and the interface indices it looked up); otherwise each call opens and
 closes its own.
 Kernel state is awaited by polling with a timeout, never by sleeping blindly. Removal is idempotent:
 "already gone" is success. Commands a user runs in a node (``exec``) still go through ``ip netns exec``.
@@ -68,7 +68,7 @@ def _kernel(what: str) -> Iterator[None]:
 CLONE_NEWNET = 0x40000000
 MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 0x100000
 _libc = ctypes.CDLL(None, use_errno=True)
-_local = threading.local()  # per thread: the namespace handles of ``cached()``
+_local = threading.local()  # per thread: the namespace handles of ``open_cache()``
 _run_dir_ready: list[bool] = []
 
 
@@ -110,16 +110,6 @@ def close_cache() -> None:
 
 
 @contextmanager
-def cached() -> Iterator[None]:
-    """``open_cache`` for the block, ``close_cache`` after it."""
-    open_cache()
-    try:
-        yield
-    finally:
-        close_cache()
-
-
-@contextmanager
 def _ipr(ns: str) -> Iterator[Any]:
     """A pyroute2 IPRoute of ``ns``, opened from inside it, closed after the block."""
     with entered(ns), _kernel(f"open namespace {ns}"):
@@ -132,7 +122,7 @@ def _ipr(ns: str) -> Iterator[Any]:
 
 @contextmanager
 def _rtnl(ns: str) -> Iterator[rtnl.Socket]:
-    """An rtnetlink socket of ``ns``: this thread's cached one inside ``cached()``, else one for the block."""
+    """An rtnetlink socket of ``ns``: this thread's cached one after ``open_cache()``, else one for the block."""
     handles = getattr(_local, "handles", None)
     if handles is not None and ns in handles:
         yield handles[ns]
