@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from punch.errors import PeerError
-from punch.peer import hops
+from punch.peer import hops, sealing
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
 from punch.peer.predict import Plan, PortOpener, PredictConfig, Sprayer, choose_plan, our_mapping
@@ -109,6 +109,7 @@ async def run_peer(
     result: PeerResult,
 ) -> PeerResult:
     """Run one peer to the end and fill ``result``; PeerError (also recorded in ``result.error``) on failure."""
+    sealing.warm_up()
     dispatcher = _Dispatcher()
     endpoint = await open_endpoint(dispatcher, config.bind)
     try:
