@@ -1,9 +1,9 @@
 """The NFQUEUE delaying daemon: ``python -m netns.delayd --queue N --delay MS [--jitter MS]``.
 
-A kernel without the ``netem`` qdisc still has NFQUEUE: an iptables rule hands each egress packet of an
-interface to queue N, and this daemon, bound to that queue in the node's namespace, holds each packet's
-verdict for ``delay`` +/- ``jitter`` milliseconds (uniform, or normal with ``--distribution normal``) and then
-issues NF_ACCEPT. Jitter reorders packets, as a real jittery path does.
+A kernel without the ``netem`` qdisc still has NFQUEUE: an iptables rule hands each packet arriving on an
+interface to queue N (netns/impair.py says why arriving), and this daemon, bound to that queue in the node's
+namespace, holds each packet's verdict for ``delay`` +/- ``jitter`` milliseconds (uniform, or normal with
+``--distribution normal``) and then issues NF_ACCEPT. Jitter reorders packets, as a real jittery path does.
 
 It speaks nfnetlink_queue (``include/uapi/linux/netfilter/nfnetlink_queue.h``) over a raw AF_NETLINK socket
 (NETLINK_NETFILTER): one CONFIG message binds the queue with copy mode META (no payload is copied, only the

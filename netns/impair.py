@@ -1,22 +1,27 @@
 """Link impairments: delay, jitter, loss, duplication and rate on a network, built from kernel mechanisms.
 
-A network's ``impair:`` mapping (or ``up --impair NETWORK:KEY=VALUE,...``) is applied on the egress of
-every member's interface on that network, so each direction of the link is impaired once: a delay of 50ms
-adds 50ms one way and 100ms to a round trip.
+A network's ``impair:`` mapping (or ``up --impair NETWORK:KEY=VALUE,...``) is applied at every member's
+interface on that network, so each direction of the link is impaired once: a delay of 50ms adds 50ms one way
+and 100ms to a round trip.
 
 Mechanisms (``mechanisms``): with the ``netem`` qdisc (stock Debian/Ubuntu kernels) one netem qdisc per
 interface does everything. Without it (detected by trying, netns/ipr.py ``netem_supported``):
 
-* delay and jitter -- an iptables rule in the mangle table sends the interface's egress packets to an
+* delay and jitter -- an iptables rule in the raw table sends the packets *arriving* on the interface to an
   NFQUEUE, where ``python -m netns.delayd`` (netns/delayd.py) holds each verdict for delay +/- jitter;
-  no ``--queue-bypass``, so a dead daemon stops the traffic rather than letting it pass unimpaired;
+  no ``--queue-bypass``, so a dead daemon stops the traffic rather than letting it pass unimpaired. The hold
+  is at the receiving end, before its connection tracking, because that is where a wire's delay is: a NAT
+  router creates its mapping the moment its packet leaves, as with netem (a qdisc, after the whole IP stack).
+  Held at the sender's egress (any IP hook runs before conntrack confirms the connection and before source
+  NAT picks the port), every mapping would open a link's delay late, and the other side's packet arriving
+  meanwhile would race it. The price: a capture on the receiving interface sees a packet when it reaches the
+  interface, a delay before the node's stack does (netem shows it after the delay at both ends);
 * loss -- nftables ``numgen random mod 1000 < N drop`` (0.1% steps) on the interface's netdev egress hook
-  (table ``netdev netns_impair``): after the delay queue, and silent like a loss on the wire (a drop in the
-  IP hooks would make a local sender's ``send()`` fail with EPERM);
+  (table ``netdev netns_impair``): silent like a loss on the wire (a drop in the IP hooks would make a local
+  sender's ``send()`` fail with EPERM);
 * duplication -- nftables ``dup to rt ip nexthop device IF`` after source NAT (priority srcnat + 10, table
   ``ip netns_impair``), so forwarded and locally generated packets alike are copied with their final
-  addresses; the copy is untracked, which keeps it out of the queue (it leaves right next to its delayed
-  original), and it may be lost like any packet;
+  addresses; original and copy are each held at the receiving end, and the copy may be lost like any packet;
 * rate -- a tbf qdisc (token bucket) on the interface.
 
 This module is pure: parsing, descriptions, and the rule text and qdisc parameters for the kernel.
@@ -253,18 +258,15 @@ def qdisc(impairment: Impairment, netem: bool) -> tuple[str, tuple[tuple[str, An
 
 
 def iptables_ruleset(links: Sequence[Link]) -> str:
-    """The mangle table of one node (replaced whole by iptables-restore): one NFQUEUE rule per delayed link.
+    """The raw table of one node (replaced whole by iptables-restore): one NFQUEUE rule per delayed link, for
+    the packets arriving on it (raw PREROUTING runs before connection tracking: see the module docstring).
 
-    No ``--queue-bypass``: without its daemon the traffic stops instead of passing unimpaired. Untracked
-    packets (the copies ``dup`` makes) are not queued again: they leave next to their delayed original.
+    No ``--queue-bypass``: without its daemon the traffic stops instead of passing unimpaired.
     """
-    lines = ["*mangle", *(f":{c} ACCEPT [0:0]" for c in ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"))]
+    lines = ["*raw", ":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
     for link in links:
         if link.impairment.delay_ms is not None:
-            lines.append(
-                f"-A POSTROUTING -o {link.ifname} -m conntrack ! --ctstate UNTRACKED "
-                f"-j NFQUEUE --queue-num {link.queue}"
-            )
+            lines.append(f"-A PREROUTING -i {link.ifname} -j NFQUEUE --queue-num {link.queue}")
     return "\n".join([*lines, "COMMIT"]) + "\n"
 
 

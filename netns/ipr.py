@@ -597,7 +597,7 @@ def stop_delayd(ns: str, queue: int, timeout: float = 5.0) -> None:
 
 
 def load_impair(ns: str, iptables: str, nftables: str) -> None:
-    """Replace the mangle table (iptables-restore) and the impairment nftables table (``nft -f``) in ``ns``."""
+    """Replace the raw table (iptables-restore) and the impairment nftables table (``nft -f``) in ``ns``."""
     run_in(ns, ["iptables-restore"], stdin=iptables)
     run_in(ns, ["nft", "-f", "-"], stdin=nftables)
 
@@ -608,8 +608,3 @@ def nft_table(ns: str, family: str, table: str) -> str:
         return run_in(ns, ["nft", "list", "table", family, table])
     except KernelError:
         return ""
-
-
-def mangle_rules(ns: str) -> str:
-    """``iptables -t mangle -S`` in ``ns``."""
-    return run_in(ns, ["iptables", "-t", "mangle", "-S"])

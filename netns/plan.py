@@ -6,7 +6,7 @@ veth pair per two-member network; for more members a bridge named after the netw
 namespace, with one veth per other member whose hub end is a bridge port) -> sysctls -> addresses -> links up
 -> default routes (and routes to the public LAN of a router without NAT) -> NAT (iptables-restore, then
 nftables where the behaviour needs it) -> impairments (netns/impair.py): per node, its delaying daemons (bound
-before any rule sends them packets), then root qdiscs (netem, or tbf for rate), then the mangle NFQUEUE rules
+before any rule sends them packets), then root qdiscs (netem, or tbf for rate), then the raw-table NFQUEUE rules
 and the nftables loss/dup table.
 
 The links and routes inside container nodes come last (``_containers_last``).
@@ -217,7 +217,7 @@ class SetQdisc:
 
 @dataclass(frozen=True, slots=True)
 class LoadImpair:
-    """Replace the mangle table (NFQUEUE rules) and nftables table ``ip netns_impair`` (loss, dup) in ``ns``."""
+    """Replace the raw table (NFQUEUE rules) and nftables table ``ip netns_impair`` (loss, dup) in ``ns``."""
 
     ns: str
     iptables: str

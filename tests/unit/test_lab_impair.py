@@ -175,7 +175,7 @@ def _link(spec: Impairment, ifname: str = "wan10", queue: int = 1) -> impair.Lin
 def test_rules() -> None:
     links = [_link(Impairment(delay_ms=50.0, loss=200)), _link(Impairment(duplicate=10), "lan10", 3)]
     assert impair.iptables_ruleset(links).splitlines()[-2:] == [
-        "-A POSTROUTING -o wan10 -m conntrack ! --ctstate UNTRACKED -j NFQUEUE --queue-num 1",
+        "-A PREROUTING -i wan10 -j NFQUEUE --queue-num 1",
         "COMMIT",
     ]
     nft = impair.nft_ruleset(links)
