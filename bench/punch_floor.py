@@ -213,7 +213,9 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int)
         f"proven direct path (`path_at` of `punch peer --json`). Floor = S + 2 D = {floor:g} ms: the introduction, "
         f"then one round trip between the peers. The default technique cannot beat 3 S + 3 D = {3 * s + 3 * d:g} ms "
         "(Introduce, Ready, Go, then the prober's check, its answer, and the answer to the opener's triggered "
-        "check); `--early-checks` skips Ready and Go.",
+        "check); `--early-checks` skips Ready and Go. Pairs with a symmetric NAT are not here: their direct path "
+        "is found by port prediction, a search over random ports that no round-trip floor describes "
+        "(`just bench-predict`).",
         "",
     ]
     pings = [ms for row in rows for ms in row.ping_ms]
