@@ -35,13 +35,7 @@ from types import TracebackType
 from punch import SOFTWARE
 from punch.rendezvous.credentials import request_key
 from punch.rendezvous.ratelimit import RateLimiter
-from punch.rendezvous.refresh import (
-    answer_size,
-    pack_source,
-    parse_refresh,
-    refresh_answer,
-    software_attribute,
-)
+from punch.rendezvous.refresh import answer_size, codec, mapping_of, pack_source, software_attribute
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
 from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable, Waiting
 from punch.rendezvous.relayed import ANSWER_TYPES, REQUEST_TYPES, is_answer, parse_request
@@ -112,7 +106,9 @@ class RendezvousServer:
         )
         self._push_policy = push_policy
         self._clock = clock
-        self._accelerate = accelerate  # the C fast path for Binding, where built: see punch.stun.fastpath
+        self._accelerate = accelerate  # the C fast paths, where built: see punch.stun.fastpath
+        self._accelerator = fastpath.load() if accelerate else None
+        self._refresh = codec(self._accelerator)  # keepalives read and answered in C where it is built
         self._endpoint: StunEndpoint | None = None
         self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
@@ -168,7 +164,7 @@ class RendezvousServer:
         The per-source rate limit still applies: the fast path asks the same limiter, once per source and batch.
         Not when debug logging wants a line per request.
         """
-        accelerator = fastpath.load() if self._accelerate else None
+        accelerator = self._accelerator
         if accelerator is None or log.isEnabledFor(logging.DEBUG):
             reason = (
                 "off for this server"
@@ -423,15 +419,16 @@ class RendezvousServer:
         """A Register that renews a registration unchanged (same endpoint, candidates and NAT mapping), signed
         with its token: renewed and answered straight from the bytes (punch.rendezvous.refresh), with the same
         answer, counters and rate limit as :meth:`_on_register`. False hands anything else to the general path."""
-        refresh = parse_refresh(data)
+        refresh = self._refresh.read(data)
         if refresh is None:
             return False
+        peer_id, hosts, lease, mapping = refresh
         now = self._now()
-        known = self.registry.lookup(refresh.peer_id, now)
-        if known is None or known.mapping is not refresh.mapping:
+        known = self.registry.lookup(peer_id, now)
+        if known is None or known.mapping is not mapping_of(mapping):
             return False
         observed = pack_source(source)
-        if observed is None or known.endpoints != observed + refresh.hosts:
+        if observed is None or known.endpoints != observed + hosts:
             return False
         if answer_size(observed, _SOFTWARE) > limit_for(len(data), source[0]):
             return False  # the general path's answer would drop SOFTWARE (punch.rendezvous.replies): let it
@@ -445,10 +442,10 @@ class RendezvousServer:
         if self._limiter is not None and not self._limiter.allow(source[0], now):
             counters["rate-limited"] += 1
             return True
-        registration = self.registry.renew(known, refresh.lease, now)
+        registration = self.registry.renew(known, lease, now)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("refreshed %s at %s", refresh.peer_id, format_address(source))
-        answer = refresh_answer(data, observed, round(registration.expires - now), token, _SOFTWARE)
+            log.debug("refreshed %s at %s", peer_id, format_address(source))
+        answer = self._refresh.answer(data, observed, round(registration.expires - now), token, _SOFTWARE)
         self.endpoint.send_bytes(answer, source)
         return True
 
