@@ -426,10 +426,11 @@ static PyObject *refresh_answer(PyObject *self, PyObject *const *args, Py_ssize_
     const uint8_t *token = (const uint8_t *)PyBytes_AS_STRING(args[3]);
     const uint8_t *software = (const uint8_t *)PyBytes_AS_STRING(args[4]);
     Py_ssize_t observed_length = PyBytes_GET_SIZE(args[1]), software_length = PyBytes_GET_SIZE(args[4]);
-    unsigned long lease = PyLong_AsUnsignedLong(args[2]);
-    if (lease == (unsigned long)-1 && PyErr_Occurred()) return NULL;
-    if (lease > 0xFFFFFFFFul) {
-        PyErr_Format(PyExc_OverflowError, "lease %lu does not fit in 32 bits", lease);
+    int overflow;
+    long long lease = PyLong_AsLongLongAndOverflow(args[2], &overflow);
+    if (lease == -1 && PyErr_Occurred()) return NULL;
+    if (overflow || lease < 0 || lease > 0xFFFFFFFFll) {
+        PyErr_SetString(PyExc_OverflowError, "lease does not fit in LEASE (0 to 4294967295)");
         return NULL;
     }
     if (PyBytes_GET_SIZE(args[0]) < 20) {
