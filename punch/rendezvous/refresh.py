@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable
 from typing import NamedTuple
 
-from punch.rendezvous.signed import FINGERPRINT_XOR, attributes, well_formed
+from punch.rendezvous.signed import FINGERPRINT_XOR, attributes, signed_with, well_formed
 from punch.rendezvous.wire import Mapping
 from punch.stun import MAGIC_COOKIE, Address, AttributeType
 from punch.stun.fastpath import Accelerator
@@ -172,16 +172,19 @@ def refresh_answer(data: bytes, observed: bytes, lease: int, token: bytes, softw
 
 
 class RefreshCodec(NamedTuple):
-    """Reading a keepalive and building its answer: :func:`read_refresh` and :func:`refresh_answer`, or the same
-    in C."""
+    """Reading a keepalive, checking its signature and building its answer: :func:`read_refresh`,
+    punch.rendezvous.signed.signed_with and :func:`refresh_answer`, or the same in C."""
 
     read: Callable[[bytes], Read | None]
+    signed_with: Callable[[bytes, bytes], bool]
     answer: Callable[[bytes, bytes, int, bytes, bytes], bytes]
 
 
-PYTHON_CODEC = RefreshCodec(read_refresh, refresh_answer)
+PYTHON_CODEC = RefreshCodec(read_refresh, signed_with, refresh_answer)
 
 
 def codec(accelerator: Accelerator | None) -> RefreshCodec:
     """The C versions where ``accelerator`` (punch.stun.fastpath.load) is there, else the Python ones."""
-    return PYTHON_CODEC if accelerator is None else RefreshCodec(accelerator.parse_refresh, accelerator.refresh_answer)
+    if accelerator is None:
+        return PYTHON_CODEC
+    return RefreshCodec(accelerator.parse_refresh, accelerator.signed_with, accelerator.refresh_answer)

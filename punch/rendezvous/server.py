@@ -434,7 +434,7 @@ class RendezvousServer:
             return False  # the general path's answer would drop SOFTWARE (punch.rendezvous.replies): let it
         token = known.token
         key = request_key(self._group, token)
-        if key is None or not signed_with(data, key):
+        if key is None or not self._refresh.signed_with(data, key):
             return False
         counters = self.endpoint.counters
         counters["request"] += 1

@@ -48,6 +48,10 @@ class Accelerator(Protocol):
         """punch.rendezvous.refresh.read_refresh in C."""
         ...
 
+    def signed_with(self, data: bytes, key: bytes, /) -> bool:
+        """punch.rendezvous.signed.signed_with in C."""
+        ...
+
     def refresh_answer(self, data: bytes, observed: bytes, lease: int, token: bytes, software: bytes, /) -> bytes:
         """punch.rendezvous.refresh.refresh_answer in C."""
         ...
