@@ -132,11 +132,23 @@ static size_t build(uint8_t *out, const uint8_t *m, const struct sockaddr_storag
     return offset + 8;
 }
 
+/* The source's IP as Python's socket module writes it (getnameinfo, numeric: with a %scope where it has one);
+   inet_ntop, which writes the same without the scope, where it has none (the common case, and much cheaper). */
+static void numeric_host(const struct sockaddr_storage *source, socklen_t length, char host[NI_MAXHOST]) {
+    const void *ip = NULL;
+    if (source->ss_family == AF_INET)
+        ip = &((const struct sockaddr_in *)source)->sin_addr;
+    else if (source->ss_family == AF_INET6 && ((const struct sockaddr_in6 *)source)->sin6_scope_id == 0)
+        ip = &((const struct sockaddr_in6 *)source)->sin6_addr;
+    if (ip != NULL && inet_ntop(source->ss_family, ip, host, NI_MAXHOST) != NULL) return;
+    if (getnameinfo((const struct sockaddr *)source, length, host, NI_MAXHOST, NULL, 0, NI_NUMERICHOST) != 0)
+        host[0] = 0;
+}
+
 /* (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6: what Python's socket module returns. */
 static PyObject *address_tuple(const struct sockaddr_storage *source, socklen_t length) {
     char host[NI_MAXHOST];
-    if (getnameinfo((const struct sockaddr *)source, length, host, sizeof host, NULL, 0, NI_NUMERICHOST) != 0)
-        host[0] = 0;
+    numeric_host(source, length, host);
     if (source->ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)source;
         return Py_BuildValue("(siII)", host, ntohs(a->sin6_port), ntohl(a->sin6_flowinfo), a->sin6_scope_id);
@@ -163,8 +175,7 @@ PyDoc_STRVAR(drain_doc,
 /* The source's IP as Python's socket module writes it (the rate limiter's key). */
 static PyObject *host_string(const struct sockaddr_storage *source, socklen_t length) {
     char host[NI_MAXHOST];
-    if (getnameinfo((const struct sockaddr *)source, length, host, sizeof host, NULL, 0, NI_NUMERICHOST) != 0)
-        host[0] = 0;
+    numeric_host(source, length, host);
     return PyUnicode_FromString(host);
 }
 

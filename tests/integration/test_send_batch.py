@@ -1,8 +1,10 @@
 """The C fast path's batched send (punch._fastpath.send_batch) on loopback sockets: every datagram in order, and
-the ones the kernel refuses or the socket cannot address counted, not raised. Skipped where it is not built."""
+the ones the kernel refuses or the socket cannot address counted, not raised; and the sources drain reports.
+Skipped where punch._fastpath is not built."""
 
 from __future__ import annotations
 
+import select
 import socket
 from collections.abc import Iterator
 
@@ -113,3 +115,24 @@ def test_items_of_the_wrong_shape_are_refused_before_anything_is_sent(
     first.setblocking(False)
     with pytest.raises(BlockingIOError):
         first.recv(10)
+
+
+@pytest.mark.parametrize(("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_drain_names_sources_as_pythons_socket_module_does(fast: Accelerator, family: int, host: str) -> None:
+    """The datagrams drain hands to Python carry their source as recvfrom would give it (the inet_ntop shortcut
+    for addresses without a scope writes what getnameinfo writes)."""
+    if family == socket.AF_INET6 and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    server, client = socket.socket(family, socket.SOCK_DGRAM), socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        server.bind((host, 0))
+        server.setblocking(False)
+        client.bind((host, 0))
+        client.sendto(b"not STUN", server.getsockname())
+        assert select.select([server], [], [], 2)[0] == [server]
+        answered, others, send_errors, error, limited = fast.drain(server.fileno(), b"", 8, None)
+        assert (answered, send_errors, error, limited) == (0, 0, 0, 0)
+        assert others == [(b"not STUN", client.getsockname())]
+    finally:
+        server.close()
+        client.close()
