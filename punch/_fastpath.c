@@ -629,10 +629,12 @@ static PyObject *signed_with(PyObject *self, PyObject *const *args, Py_ssize_t n
 static socklen_t to_sockaddr(PyObject *address, int family, struct sockaddr_storage *out) {
     Py_ssize_t size = PyTuple_Check(address) ? PyTuple_GET_SIZE(address) : 0;
     if (size != 2 && size != 4) return 0;
-    const char *host = PyUnicode_Check(PyTuple_GET_ITEM(address, 0)) ? PyUnicode_AsUTF8(PyTuple_GET_ITEM(address, 0))
-                                                                      : NULL;
+    Py_ssize_t host_length = 0;
+    const char *host = PyUnicode_Check(PyTuple_GET_ITEM(address, 0))
+                           ? PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(address, 0), &host_length)
+                           : NULL;
     long port = PyLong_Check(PyTuple_GET_ITEM(address, 1)) ? PyLong_AsLong(PyTuple_GET_ITEM(address, 1)) : -1;
-    if (host == NULL || port < 0 || port > 65535) {
+    if (host == NULL || strlen(host) != (size_t)host_length || port < 0 || port > 65535) { /* no NUL in a host */
         PyErr_Clear();
         return 0;
     }

@@ -4,7 +4,8 @@
   alternate address, the server listens on both addresses and both ports and honours CHANGE-REQUEST, with
   RESPONSE-ORIGIN and OTHER-ADDRESS in every answer (RFC 5780 §6-§7), for NAT behaviour discovery. Where
   punch._fastpath is built, well-formed Binding requests are answered in C, in batches, with the same bytes
-  (punch.stun.fastpath); everything else comes here. ``--workers`` spreads them over processes
+  (punch.stun.fastpath); everything else comes here, and what is answered here from one batch leaves in one
+  sendmmsg (punch.stun.protocol). ``--workers`` spreads them over processes
   (punch.rendezvous.workers).
 - An unknown comprehension-required attribute in any request -> 420 with UNKNOWN-ATTRIBUTES (RFC 8489 §6.3.1.1).
 - Indications and non-STUN datagrams get no answer; malformed messages are dropped and counted.
@@ -12,7 +13,8 @@
   an Introduce at the same moment, then relays the opener's Ready to the prober as Go.
 - Registrations live under leases (punch.rendezvous.registry: at most ``max_registrations``, ``--max-peers``,
   stored compactly; ended leases swept by a one-second wheel, punch.rendezvous.leases). A keepalive, a signed
-  Register that changes nothing, is renewed and answered straight from its bytes (punch.rendezvous.refresh).
+  Register that changes nothing, is renewed and answered straight from its bytes (punch.rendezvous.refresh; read,
+  checked and answered in C where punch._fastpath is built).
 - Relay: a Data or Close request of an introduced session, sent to the server by one of its two peers from
   its registered endpoint, is forwarded to the other peer; the answer goes back the same way, only from that peer.
   Peers fall back to this when no direct path can be punched. Each session has a budget (bytes a second and bytes

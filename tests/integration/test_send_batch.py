@@ -70,9 +70,10 @@ def test_refused_and_unaddressable_datagrams_are_counted_and_the_rest_still_go(
         (b"not an address", ("example.invalid", 9)),
         (b"IPv6 on an IPv4 socket", ("::1", 9)),
         (b"port out of range", ("127.0.0.1", 70000)),
+        (b"a NUL in the host", ("127.0.0.1\x00junk", 9)),
         (b"three", address(first)),
     ]
-    assert fast.send_batch(sender.fileno(), items) == 5
+    assert fast.send_batch(sender.fileno(), items) == 6
     assert [first.recv(100) for _ in range(3)] == [b"one", b"two", b"three"]
 
 
