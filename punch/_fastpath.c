@@ -1,4 +1,4 @@
-/* punch._fastpath: the server's optional C accelerator for Binding requests (RFC 8489 section 12.1).
+/* punch._fastpath: the server's optional C accelerator for Binding requests (RFC 8489 section 12.1) and keepalives.
  *
  * drain(fd, tail, budget) reads the socket with recvmmsg, answers every well-formed Binding request with a
  * success built from a template (header, XOR-MAPPED-ADDRESS of the source, the constant attributes in
@@ -15,9 +15,9 @@
  *
  * For the rendezvous server's keepalives (punch/rendezvous/refresh.py, whose pure-Python functions stay the
  * reference and the fallback): parse_refresh(data) reads a keepalive Register as strictly as the Python version
- * and returns the same values; signed_with(data, key) checks its MESSAGE-INTEGRITY-SHA256 (HMAC-SHA-256 written out
- * here, so that the module needs no library); refresh_answer(...) builds the same answer bytes; send_batch(fd,
- * items) sends the answers a drain produced with sendmmsg instead of one sendto each.
+ * and returns the same values; signed_with(data, key) checks its MESSAGE-INTEGRITY-SHA256 (HMAC-SHA-256 written
+ * out in _fastpath_sha256.h, so that the module needs no library); refresh_answer(...) builds the same answer
+ * bytes; send_batch(fd, items) sends the answers a drain produced with sendmmsg instead of one sendto each.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -76,6 +76,8 @@ static void put16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (ui
 static void put32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
 }
+
+#include "_fastpath_sha256.h" /* hmac_sha256(), with the helpers above */
 
 /* Whether `m` is a Binding request the fast path may answer (see the top of this file). */
 static int eligible(const uint8_t *m, size_t n) {
@@ -486,116 +488,6 @@ static PyObject *refresh_answer(PyObject *self, PyObject *const *args, Py_ssize_
     put16(out + offset + 2, 4);
     put32(out + offset + 4, crc32(out, offset) ^ FINGERPRINT_XOR);
     return PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)(offset + 8));
-}
-
-/* -- MESSAGE-INTEGRITY-SHA256 (RFC 8489 section 14.6): HMAC-SHA-256 (RFC 2104, FIPS 180-4), no library ------- */
-
-typedef struct {
-    uint32_t state[8];
-    uint8_t block[64];
-    size_t used;     /* bytes waiting in block */
-    uint64_t length; /* bytes hashed in all */
-} sha256_context;
-
-static const uint32_t sha256_k[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
-
-static uint32_t rotr(uint32_t x, int n) { return x >> n | x << (32 - n); }
-
-static void sha256_compress(uint32_t state[8], const uint8_t *p) {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++) w[i] = get32(p + 4 * i);
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = state[0], b = state[1], c = state[2], d = state[3], e = state[4], f = state[5], g = state[6],
-             h = state[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + sha256_k[i] + w[i];
-        uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        h = g;
-        g = f;
-        f = e;
-        e = d + t1;
-        d = c;
-        c = b;
-        b = a;
-        a = t1 + t2;
-    }
-    state[0] += a;
-    state[1] += b;
-    state[2] += c;
-    state[3] += d;
-    state[4] += e;
-    state[5] += f;
-    state[6] += g;
-    state[7] += h;
-}
-
-static void sha256_init(sha256_context *c) {
-    static const uint32_t initial[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                        0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(c->state, initial, sizeof initial);
-    c->used = 0;
-    c->length = 0;
-}
-
-static void sha256_update(sha256_context *c, const uint8_t *p, size_t n) {
-    c->length += n;
-    while (n > 0) {
-        size_t take = 64 - c->used < n ? 64 - c->used : n;
-        memcpy(c->block + c->used, p, take);
-        c->used += take;
-        p += take;
-        n -= take;
-        if (c->used == 64) {
-            sha256_compress(c->state, c->block);
-            c->used = 0;
-        }
-    }
-}
-
-static void sha256_final(sha256_context *c, uint8_t out[32]) {
-    uint64_t bits = c->length * 8;
-    uint8_t pad[72] = {0x80};
-    size_t pad_length = (c->used < 56 ? 56 : 120) - c->used;
-    for (int i = 0; i < 8; i++) pad[pad_length + (size_t)i] = (uint8_t)(bits >> (56 - 8 * i));
-    sha256_update(c, pad, pad_length + 8);
-    for (int i = 0; i < 8; i++) put32(out + 4 * i, c->state[i]);
-}
-
-/* HMAC-SHA-256 (RFC 2104) of the concatenation of `parts` under `key`. */
-static void hmac_sha256(const uint8_t *key, size_t key_length, const uint8_t *const parts[], const size_t lengths[],
-                        int count, uint8_t out[32]) {
-    uint8_t block[64] = {0}, inner[32];
-    sha256_context c;
-    if (key_length > 64) {
-        sha256_init(&c);
-        sha256_update(&c, key, key_length);
-        sha256_final(&c, block);
-    } else {
-        memcpy(block, key, key_length);
-    }
-    for (int i = 0; i < 64; i++) block[i] ^= 0x36;
-    sha256_init(&c);
-    sha256_update(&c, block, 64);
-    for (int i = 0; i < count; i++) sha256_update(&c, parts[i], lengths[i]);
-    sha256_final(&c, inner);
-    for (int i = 0; i < 64; i++) block[i] ^= 0x36 ^ 0x5c;
-    sha256_init(&c);
-    sha256_update(&c, block, 64);
-    sha256_update(&c, inner, 32);
-    sha256_final(&c, out);
 }
 
 PyDoc_STRVAR(signed_with_doc,
