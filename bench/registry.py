@@ -263,9 +263,13 @@ def drive(
     return last - began
 
 
+BURST = 400  # the default rate limit's burst per source address (200 requests/s, bursts of twice that)
+
+
 def loopback(count: int, sources: int, window: int) -> dict[str, float]:
-    """``count`` peers register through ``sources`` sockets (one loopback address each, up to 250, so that the
-    default rate limit of 200 requests/s per address holds at the generator's pace), then each refreshes."""
+    """``count`` peers register through ``sources`` sockets (one loopback address each, up to 250), then each
+    refreshes. The server keeps its default rate limit: with at most BURST peers per address, no address
+    sends more keepalives than its bucket holds, however fast the generator goes."""
     port = free_port()
     command = [sys.executable, "-m", "punch", "server", "-q", "--listen", f"127.0.0.1:{port}",
                "--stats-interval", "0"]  # fmt: skip
@@ -419,10 +423,12 @@ def main() -> int:
     parser.add_argument("--peers", type=int, default=1_000_000, help="peers registered in-process")
     parser.add_argument("--sample", type=int, default=100_000, help="keepalives on the general path")
     parser.add_argument("--wire", type=int, default=100_000, help="peers registered over loopback")
-    parser.add_argument("--sources", type=int, default=128, help="generator sockets")
+    parser.add_argument("--sources", type=int, default=250, help="generator sockets, one address each (250 at most)")
     parser.add_argument("--output", type=Path, default=Path("bench/registry.md"))
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not 0 < args.sources <= 250 or args.wire > BURST * args.sources:
+        parser.error(f"--sources: 1 to 250, and at least --wire / {BURST} (the rate limit's burst per address)")
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child)))
         return 0
