@@ -490,6 +490,17 @@ static PyObject *refresh_answer(PyObject *self, PyObject *const *args, Py_ssize_
     return PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)(offset + 8));
 }
 
+PyDoc_STRVAR(sha256_doc,
+             "sha256(fast=True) -> str\n\n"
+             "Choose how signed_with computes SHA-256: with the x86 SHA extensions if `fast` and the CPU has them\n"
+             "(the choice at import), else in portable C. Returns the one in use: 'sha-ni' or 'portable'.");
+
+static PyObject *sha256(PyObject *self, PyObject *args) {
+    int fast = 1;
+    if (!PyArg_ParseTuple(args, "|p", &fast)) return NULL;
+    return PyUnicode_FromString(sha256_select(fast));
+}
+
 PyDoc_STRVAR(signed_with_doc,
              "signed_with(data, key) -> bool\n\n"
              "punch.rendezvous.signed.signed_with: whether the MESSAGE-INTEGRITY-SHA256 value in the 44-byte\n"
@@ -629,6 +640,7 @@ static PyMethodDef methods[] = {
     {"parse_refresh", parse_refresh, METH_O, parse_refresh_doc},
     {"refresh_answer", (PyCFunction)(void (*)(void))refresh_answer, METH_FASTCALL, refresh_answer_doc},
     {"signed_with", (PyCFunction)(void (*)(void))signed_with, METH_FASTCALL, signed_with_doc},
+    {"sha256", sha256, METH_VARARGS, sha256_doc},
     {"send_batch", send_batch, METH_VARARGS, send_batch_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -642,6 +654,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "punch._fastpath",
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
     crc_init();
+    sha256_select(1);
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddIntConstant(m, "API", FASTPATH_API) < 0) {
         Py_DECREF(m);

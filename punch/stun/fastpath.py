@@ -52,6 +52,11 @@ class Accelerator(Protocol):
         """punch.rendezvous.signed.signed_with in C."""
         ...
 
+    def sha256(self, fast: bool = True, /) -> str:
+        """Which SHA-256 signed_with uses: the x86 SHA extensions where there and ``fast`` ("sha-ni"), else
+        portable C ("portable")."""
+        ...
+
     def refresh_answer(self, data: bytes, observed: bytes, lease: int, token: bytes, software: bytes, /) -> bytes:
         """punch.rendezvous.refresh.refresh_answer in C."""
         ...

@@ -8,9 +8,10 @@ import hmac
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from punch import SOFTWARE
@@ -280,14 +281,25 @@ def signed(data: bytes, key: bytes) -> bytes:
     return data[: at + 4] + hmac.digest(key, covered, "sha256") + data[at + 36 :]
 
 
-@settings(max_examples=1500, deadline=None)
+@pytest.fixture(params=[True, False], ids=["SHA extensions where the CPU has them", "portable C"])
+def sha256(fast: Accelerator, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each of the C module's SHA-256 implementations in turn (the fast one is chosen at import)."""
+    used = fast.sha256(request.param)
+    assert used in (("sha-ni", "portable") if request.param else ("portable",))
+    yield used
+    fast.sha256(True)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     body=st.binary(max_size=300).map(lambda b: b + bytes(-len(b) % 4)),
     key=st.one_of(st.binary(min_size=16, max_size=16), st.binary(max_size=130)),  # tokens; keys past a block
     right=st.booleans(),
     flip=st.integers(0, 400),
 )
-def test_c_checks_signatures_as_python_does(fast: Accelerator, body: bytes, key: bytes, right: bool, flip: int) -> None:
+def test_c_checks_signatures_as_python_does(
+    fast: Accelerator, sha256: str, body: bytes, key: bytes, right: bool, flip: int
+) -> None:
     data = struct.pack("!HHI", 0x0281, len(body) + 44, MAGIC_COOKIE) + bytes(12) + body + bytes(44)
     if right:
         data = signed(data, key)
