@@ -5,4 +5,8 @@ optional=True: where no compiler exists the build goes on without it and the ser
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("punch._fastpath", ["punch/_fastpath.c"], optional=True)])
+setup(
+    ext_modules=[
+        Extension("punch._fastpath", ["punch/_fastpath.c"], depends=["punch/_fastpath_sha256.h"], optional=True)
+    ]
+)

@@ -9,7 +9,8 @@ Three measurements, each saying where it was taken:
   datagrams through the endpoint's ``datagram_received`` exactly as asyncio delivers them; so the figure is
   the server's whole handling (STUN checks, FINGERPRINT, MESSAGE-INTEGRITY-SHA256, rate limit, registry,
   encoding the answer) without the kernel. 1M distinct peers from 1M distinct endpoints register, then each
-  refreshes once (signed with its token) on the keepalive fast path, then a sample on the general path.
+  refreshes once (signed with its token) on the keepalive fast path (in C where punch._fastpath is built), then a
+  sample on the same fast path in pure Python (the fallback without a compiler), then a sample on the general path.
 - loopback: `punch server` as its own process and a load generator sending from many sockets; the server's
   CPU time per request (from /proc) is what a request costs on the wire, whatever the generator's speed.
 """
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from bench.report import machine, markdown_table, write_report
 from bench.server_throughput import free_port, wait_for
+from punch.rendezvous.refresh import PYTHON_CODEC
 from punch.rendezvous.registry import Registry
 from punch.rendezvous.server import RendezvousServer
 from punch.rendezvous.wire import request
@@ -197,12 +199,16 @@ async def in_process(count: int, sample: int, chunk: int = 10_000) -> dict[str, 
     assert len(server.registry.registrations) == count, counters
     fast, _ = timed(0, count, keepalive, 1)
     assert counters["keepalive"] == count, counters
+    accelerated = server._refresh is not PYTHON_CODEC
+    server._refresh = PYTHON_CODEC  # the fast path as it runs without punch._fastpath
+    python, _ = timed(0, sample, keepalive, 2)
+    assert counters["keepalive"] == count + sample, counters
     del endpoint_.fast_paths[b"\x02\x81"]  # from here on, Registers take the general path
-    general, _ = timed(0, sample, keepalive, 2)
-    assert counters["keepalive"] == count, counters
-    assert sink.sent == 2 * count + sample, (counters, sink.sent)
+    general, _ = timed(0, sample, keepalive, 3)
+    assert counters["keepalive"] == count + sample, counters
+    assert sink.sent == 2 * count + 2 * sample, (counters, sink.sent)
     began = time.thread_time()
-    gone = len(server.registry.expire(60.0 + 2 * LEASE))
+    gone = len(server.registry.expire(80.0 + 2 * LEASE))
     sweep = time.thread_time() - began
     assert gone == count
     await server.close()
@@ -212,6 +218,8 @@ async def in_process(count: int, sample: int, chunk: int = 10_000) -> dict[str, 
         "register": registering,
         "register_wall": registering_wall,
         "fast": fast,
+        "accelerated": accelerated,
+        "python": python,
         "general": general,
         "sweep": sweep,
         "rss": grown,
@@ -255,9 +263,13 @@ def drive(
     return last - began
 
 
+BURST = 400  # the default rate limit's burst per source address (200 requests/s, bursts of twice that)
+
+
 def loopback(count: int, sources: int, window: int) -> dict[str, float]:
-    """``count`` peers register through ``sources`` sockets (one loopback address each, up to 250, so that the
-    default rate limit of 200 requests/s per address holds at the generator's pace), then each refreshes."""
+    """``count`` peers register through ``sources`` sockets (one loopback address each, up to 250), then each
+    refreshes. The server keeps its default rate limit: with at most BURST peers per address, no address
+    sends more keepalives than its bucket holds, however fast the generator goes."""
     port = free_port()
     command = [sys.executable, "-m", "punch", "server", "-q", "--listen", f"127.0.0.1:{port}",
                "--stats-interval", "0"]  # fmt: skip
@@ -318,7 +330,12 @@ def mib(n: float) -> str:
 
 def report(memory_rows: list[dict[str, float]], inproc: dict[str, float], wire: dict[str, float]) -> list[str]:
     count, sample = int(inproc["count"]), int(inproc["sample"])
-    per = {what: inproc[what] / (sample if what == "general" else count) for what in ("register", "fast", "general")}
+    per = {
+        what: inproc[what] / (sample if what in ("python", "general") else count)
+        for what in ("register", "fast", "python", "general")
+    }
+    built = "C" if inproc["accelerated"] else "punch._fastpath not built"
+    fast_row = f"keepalive, fast path ({built})"
     lines = [
         "# Registration capacity of punch server",
         "",
@@ -345,9 +362,10 @@ def report(memory_rows: list[dict[str, float]], inproc: dict[str, float], wire: 
         "`datagram_received` as asyncio delivers them: decode or fast-path parse, FINGERPRINT, "
         "MESSAGE-INTEGRITY-SHA256 against the token, per-source rate limit, registry, encoding the answer; no "
         f"kernel, no logging output. {count:,} distinct peers from {count:,} distinct endpoints register, then "
-        f"each sends one keepalive on the fast path, then {sample:,} of them one on the general path (fast path "
-        "off). Times are the thread's CPU time (the machine is shared; wall-clock time would count waiting "
-        "for a core).",
+        "each sends one keepalive on the fast path (read, checked and answered in C where punch._fastpath is "
+        f"built), then {sample:,} of them one on the same fast path in pure Python (what runs without a compiler), "
+        "then one on the general path (fast path off). Times are the thread's CPU time (the machine is shared; "
+        "wall-clock time would count waiting for a core).",
         "",
     ]
     lines += markdown_table(
@@ -355,8 +373,10 @@ def report(memory_rows: list[dict[str, float]], inproc: dict[str, float], wire: 
         [
             ["register (new ID, unsigned)", f"{count:,}", f"{inproc['register']:.1f}", f"{per['register'] * 1e6:.1f}",
              f"{1 / per['register']:,.0f}", f"{KEEPALIVES * per['register']:.2f}"],
-            ["keepalive, fast path", f"{count:,}", f"{inproc['fast']:.1f}", f"{per['fast'] * 1e6:.1f}",
+            [fast_row, f"{count:,}", f"{inproc['fast']:.1f}", f"{per['fast'] * 1e6:.1f}",
              f"{1 / per['fast']:,.0f}", f"{KEEPALIVES * per['fast']:.2f}"],
+            ["keepalive, fast path in pure Python", f"{sample:,}", f"{inproc['python']:.1f}",
+             f"{per['python'] * 1e6:.1f}", f"{1 / per['python']:,.0f}", f"{KEEPALIVES * per['python']:.2f}"],
             ["keepalive, general path", f"{sample:,}", f"{inproc['general']:.1f}", f"{per['general'] * 1e6:.1f}",
              f"{1 / per['general']:,.0f}", f"{KEEPALIVES * per['general']:.2f}"],
         ],
@@ -367,13 +387,15 @@ def report(memory_rows: list[dict[str, float]], inproc: dict[str, float], wire: 
         "of wall-clock time on this shared machine); the process grew by "
         f"{mib(inproc['rss'])} MiB RSS meanwhile (server, registry, the rate limiter's 65,536 sources and the "
         "bench's current batch of 10,000 datagrams).",
-        f"- The keepalive fast path costs {per['general'] / per['fast']:.1f}x less than the general path.",
+        f"- The keepalive fast path costs {per['general'] / per['fast']:.1f}x less than the general path "
+        f"({per['general'] / per['python']:.1f}x less in pure Python).",
         f"- Forgetting all {count:,} leases once they ended (`Registry.expire`, the lease wheel): "
         f"{inproc['sweep']:.2f} s, {inproc['sweep'] / count * 1e6:.2f} µs per lease.",
         "",
         "## On the wire: punch server as its own process, loopback",
         "",
-        "`punch server` with its defaults (C fast path where built, 200 requests/s per source address) and a "
+        "`punch server` with its defaults (C fast path where built: it reads the socket in batches, and what "
+        "Python answers in a batch leaves in one sendmmsg; 200 requests/s per source address) and a "
         f"Python load generator: {int(wire['count']):,} peers register through {int(wire['sources'])} sockets, each "
         "on a loopback address of its own (one request in flight per socket), then each "
         "sends one keepalive signed with its token. The generator, not the server, sets the pace; the server's "
@@ -401,10 +423,12 @@ def main() -> int:
     parser.add_argument("--peers", type=int, default=1_000_000, help="peers registered in-process")
     parser.add_argument("--sample", type=int, default=100_000, help="keepalives on the general path")
     parser.add_argument("--wire", type=int, default=100_000, help="peers registered over loopback")
-    parser.add_argument("--sources", type=int, default=128, help="generator sockets")
+    parser.add_argument("--sources", type=int, default=250, help="generator sockets, one address each (250 at most)")
     parser.add_argument("--output", type=Path, default=Path("bench/registry.md"))
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not 0 < args.sources <= 250 or args.wire > BURST * args.sources:
+        parser.error(f"--sources: 1 to 250, and at least --wire / {BURST} (the rate limit's burst per address)")
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child)))
         return 0

@@ -6,6 +6,9 @@ the codec's table. A keepalive needs none of that: :func:`parse_refresh` reads t
 carries straight from the datagram and :func:`refresh_answer` fills in the answer's bytes (the same bytes the
 general path would send; the tests compare them).
 
+punch/_fastpath.c does both again in C where it is built (:func:`codec` picks): these Python functions are the
+reference, and the fallback where no compiler exists; the tests hold the two to identical results.
+
 Strict by construction: anything that is not exactly a well-formed, signed Register with a nonzero LEASE
 (RFC 8489 §5 header, attributes tiling the body, MESSAGE-INTEGRITY-SHA256 of 32 bytes then a matching
 FINGERPRINT last, §14.6-§14.7, and no attribute but PEER-ID, CANDIDATE, LEASE and NAT-MAPPING before them) gives
@@ -17,11 +20,13 @@ from __future__ import annotations
 import socket
 import struct
 import zlib
+from collections.abc import Callable
 from typing import NamedTuple
 
-from punch.rendezvous.signed import FINGERPRINT_XOR, attributes, well_formed
+from punch.rendezvous.signed import FINGERPRINT_XOR, attributes, signed_with, well_formed
 from punch.rendezvous.wire import Mapping
 from punch.stun import MAGIC_COOKIE, Address, AttributeType
+from punch.stun.fastpath import Accelerator
 
 _REGISTER_REQUEST = 0x0281  # method 0x0C1 (Register), class request, interleaved as in RFC 8489 §5 figure 3
 _REGISTER_SUCCESS = 0x0381
@@ -74,8 +79,13 @@ def _unxor(value: bytes, transaction_id: bytes) -> bytes | None:
     return None
 
 
-def parse_refresh(data: bytes) -> Refresh | None:
-    """The keepalive in ``data``, or None when it is anything else (the general path takes it then)."""
+# (peer ID, CANDIDATEs packed, LEASE, NAT-MAPPING's first byte or None): what read_refresh reads, unconverted
+Read = tuple[str, bytes, int, int | None]
+
+
+def read_refresh(data: bytes) -> Read | None:
+    """The keepalive in ``data`` as plain values, or None when it is anything else (the general path takes it
+    then). punch/_fastpath.c ``parse_refresh`` returns the same for every input."""
     found = attributes(data) if well_formed(data, _REGISTER_TYPES) else None
     if found is None:
         return None
@@ -104,8 +114,21 @@ def parse_refresh(data: bytes) -> Refresh | None:
         text = peer_id.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    known_mapping = _MAPPINGS.get(mapping, Mapping.UNKNOWN) if mapping is not None else Mapping.UNKNOWN
-    return Refresh(text, b"".join(hosts), lease, known_mapping)
+    return text, b"".join(hosts), lease, mapping
+
+
+def mapping_of(code: int | None) -> Mapping:
+    """NAT-MAPPING's first byte (None: no NAT-MAPPING) as the general path reads it: unknown values are UNKNOWN."""
+    return Mapping.UNKNOWN if code is None else _MAPPINGS.get(code, Mapping.UNKNOWN)
+
+
+def parse_refresh(data: bytes) -> Refresh | None:
+    """The keepalive in ``data``, or None when it is anything else (the general path takes it then)."""
+    read = read_refresh(data)
+    if read is None:
+        return None
+    peer_id, hosts, lease, mapping = read
+    return Refresh(peer_id, hosts, lease, mapping_of(mapping))
 
 
 def software_attribute(software: str) -> bytes:
@@ -146,3 +169,22 @@ def refresh_answer(data: bytes, observed: bytes, lease: int, token: bytes, softw
         )  # fmt: skip
     head += software
     return head + _FINGERPRINT_HEAD + (zlib.crc32(head) ^ FINGERPRINT_XOR).to_bytes(4, "big")
+
+
+class RefreshCodec(NamedTuple):
+    """Reading a keepalive, checking its signature and building its answer: :func:`read_refresh`,
+    punch.rendezvous.signed.signed_with and :func:`refresh_answer`, or the same in C."""
+
+    read: Callable[[bytes], Read | None]
+    signed_with: Callable[[bytes, bytes], bool]
+    answer: Callable[[bytes, bytes, int, bytes, bytes], bytes]
+
+
+PYTHON_CODEC = RefreshCodec(read_refresh, signed_with, refresh_answer)
+
+
+def codec(accelerator: Accelerator | None) -> RefreshCodec:
+    """The C versions where ``accelerator`` (punch.stun.fastpath.load) is there, else the Python ones."""
+    if accelerator is None:
+        return PYTHON_CODEC
+    return RefreshCodec(accelerator.parse_refresh, accelerator.signed_with, accelerator.refresh_answer)

@@ -4,7 +4,8 @@
   alternate address, the server listens on both addresses and both ports and honours CHANGE-REQUEST, with
   RESPONSE-ORIGIN and OTHER-ADDRESS in every answer (RFC 5780 §6-§7), for NAT behaviour discovery. Where
   punch._fastpath is built, well-formed Binding requests are answered in C, in batches, with the same bytes
-  (punch.stun.fastpath); everything else comes here. ``--workers`` spreads them over processes
+  (punch.stun.fastpath); everything else comes here, and what is answered here from one batch leaves in one
+  sendmmsg (punch.stun.protocol). ``--workers`` spreads them over processes
   (punch.rendezvous.workers).
 - An unknown comprehension-required attribute in any request -> 420 with UNKNOWN-ATTRIBUTES (RFC 8489 §6.3.1.1).
 - Indications and non-STUN datagrams get no answer; malformed messages are dropped and counted.
@@ -12,7 +13,8 @@
   an Introduce at the same moment, then relays the opener's Ready to the prober as Go.
 - Registrations live under leases (punch.rendezvous.registry: at most ``max_registrations``, ``--max-peers``,
   stored compactly; ended leases swept by a one-second wheel, punch.rendezvous.leases). A keepalive, a signed
-  Register that changes nothing, is renewed and answered straight from its bytes (punch.rendezvous.refresh).
+  Register that changes nothing, is renewed and answered straight from its bytes (punch.rendezvous.refresh; read,
+  checked and answered in C where punch._fastpath is built).
 - Relay: a Data or Close request of an introduced session, sent to the server by one of its two peers from
   its registered endpoint, is forwarded to the other peer; the answer goes back the same way, only from that peer.
   Peers fall back to this when no direct path can be punched. Each session has a budget (bytes a second and bytes
@@ -35,13 +37,7 @@ from types import TracebackType
 from punch import SOFTWARE
 from punch.rendezvous.credentials import request_key
 from punch.rendezvous.ratelimit import RateLimiter
-from punch.rendezvous.refresh import (
-    answer_size,
-    pack_source,
-    parse_refresh,
-    refresh_answer,
-    software_attribute,
-)
+from punch.rendezvous.refresh import answer_size, codec, mapping_of, pack_source, software_attribute
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
 from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable, Waiting
 from punch.rendezvous.relayed import ANSWER_TYPES, REQUEST_TYPES, is_answer, parse_request
@@ -112,7 +108,9 @@ class RendezvousServer:
         )
         self._push_policy = push_policy
         self._clock = clock
-        self._accelerate = accelerate  # the C fast path for Binding, where built: see punch.stun.fastpath
+        self._accelerate = accelerate  # the C fast paths, where built: see punch.stun.fastpath
+        self._accelerator = fastpath.load() if accelerate else None
+        self._refresh = codec(self._accelerator)  # keepalives read and answered in C where it is built
         self._endpoint: StunEndpoint | None = None
         self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
@@ -168,7 +166,7 @@ class RendezvousServer:
         The per-source rate limit still applies: the fast path asks the same limiter, once per source and batch.
         Not when debug logging wants a line per request.
         """
-        accelerator = fastpath.load() if self._accelerate else None
+        accelerator = self._accelerator
         if accelerator is None or log.isEnabledFor(logging.DEBUG):
             reason = (
                 "off for this server"
@@ -423,21 +421,22 @@ class RendezvousServer:
         """A Register that renews a registration unchanged (same endpoint, candidates and NAT mapping), signed
         with its token: renewed and answered straight from the bytes (punch.rendezvous.refresh), with the same
         answer, counters and rate limit as :meth:`_on_register`. False hands anything else to the general path."""
-        refresh = parse_refresh(data)
+        refresh = self._refresh.read(data)
         if refresh is None:
             return False
+        peer_id, hosts, lease, mapping = refresh
         now = self._now()
-        known = self.registry.lookup(refresh.peer_id, now)
-        if known is None or known.mapping is not refresh.mapping:
+        known = self.registry.lookup(peer_id, now)
+        if known is None or known.mapping is not mapping_of(mapping):
             return False
         observed = pack_source(source)
-        if observed is None or known.endpoints != observed + refresh.hosts:
+        if observed is None or known.endpoints != observed + hosts:
             return False
         if answer_size(observed, _SOFTWARE) > limit_for(len(data), source[0]):
             return False  # the general path's answer would drop SOFTWARE (punch.rendezvous.replies): let it
         token = known.token
         key = request_key(self._group, token)
-        if key is None or not signed_with(data, key):
+        if key is None or not self._refresh.signed_with(data, key):
             return False
         counters = self.endpoint.counters
         counters["request"] += 1
@@ -445,10 +444,10 @@ class RendezvousServer:
         if self._limiter is not None and not self._limiter.allow(source[0], now):
             counters["rate-limited"] += 1
             return True
-        registration = self.registry.renew(known, refresh.lease, now)
+        registration = self.registry.renew(known, lease, now)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("refreshed %s at %s", refresh.peer_id, format_address(source))
-        answer = refresh_answer(data, observed, round(registration.expires - now), token, _SOFTWARE)
+            log.debug("refreshed %s at %s", peer_id, format_address(source))
+        answer = self._refresh.answer(data, observed, round(registration.expires - now), token, _SOFTWARE)
         self.endpoint.send_bytes(answer, source)
         return True
 

@@ -92,6 +92,8 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self.fast_paths: dict[bytes, FastPath] = {}  # by message type, the datagram's first two bytes
         self.counters: Counter[str] = Counter()
         self._fast_fd: int | None = None  # a duplicate of the socket's descriptor that the C fast path reads
+        # While a batch from the C fast path is handled: what the handlers send, sent together afterwards.
+        self._outbox: list[tuple[bytes, Address]] | None = None
         self.closed = asyncio.get_running_loop().create_future()
 
     # -- asyncio.DatagramProtocol -------------------------------------------------------------------------
@@ -198,6 +200,9 @@ class StunEndpoint(asyncio.DatagramProtocol):
         asyncio.get_running_loop().add_reader(fd, self._drain, accelerator, fd, tail, take, budget)
 
     def _drain(self, accelerator: Accelerator, fd: int, tail: bytes, take: Take | None, budget: int) -> None:
+        """One batch: the C side answers what it can; the rest is handled here, and whatever the handlers send
+        meanwhile leaves in one sendmmsg afterwards (in order; what the kernel refuses is counted as
+        ``send-error``, as on the C side)."""
         answered, others, send_errors, error, limited = accelerator.drain(fd, tail, budget, take)
         if limited:
             self.counters["rate-limited"] += limited
@@ -206,10 +211,28 @@ class StunEndpoint(asyncio.DatagramProtocol):
             self.counters["fastpath"] += answered
         if send_errors:
             self.counters["send-error"] += send_errors
-        for data, source in others:
-            self.datagram_received(data, source)
+        if others:
+            outbox: list[tuple[bytes, Address]] = []
+            self._outbox = outbox
+            try:
+                for data, source in others:
+                    self.datagram_received(data, source)
+            finally:
+                self._outbox = None
+                self._flush(accelerator, fd, outbox)
         if error:
             self.error_received(OSError(error, os.strerror(error)))
+
+    def _flush(self, accelerator: Accelerator, fd: int, outbox: list[tuple[bytes, Address]]) -> None:
+        if not outbox or self._transport is None:
+            return  # (a transport closed meanwhile still has the descriptor until connection_lost)
+        if cast(asyncio.WriteTransport, self._transport).get_write_buffer_size():
+            for data, remote in outbox:  # asyncio holds datagrams the kernel had no room for: queue behind them
+                self._transport.sendto(data, remote)
+            return
+        failed = accelerator.send_batch(fd, outbox)
+        if failed:
+            self.counters["send-error"] += failed
 
     # -- sending ------------------------------------------------------------------------------------------
 
@@ -222,8 +245,12 @@ class StunEndpoint(asyncio.DatagramProtocol):
         return (str(name[0]), int(name[1]))
 
     def send_bytes(self, data: bytes, remote: Address) -> None:
-        """Send raw bytes; silently nothing once closed."""
+        """Send raw bytes; silently nothing once closed. While a batch from the C fast path is handled, they
+        leave with the batch's other answers (:meth:`_drain`)."""
         if self._transport is None or self._transport.is_closing():
+            return
+        if self._outbox is not None:
+            self._outbox.append((data, remote))
             return
         self._transport.sendto(data, remote)
 
@@ -250,7 +277,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
         try:
             # asyncio sends at once when nothing is queued; a queued datagram would leave with the wrong TTL.
             if cast(asyncio.WriteTransport, self._transport).get_write_buffer_size() == 0:
-                self.send(message, remote)
+                self._transport.sendto(self._encode(message), remote)  # now, never in a batch
             else:
                 log.debug("write buffer busy; low-TTL probe to %s skipped", format_address(remote))
         finally:

@@ -22,11 +22,14 @@ HOSTS = (("10.0.10.2", 40000),)
 MOVED = ("10.0.10.3", 40000)
 
 
-@pytest_asyncio.fixture(params=[True, False], ids=["fast", "general"])
+@pytest_asyncio.fixture(
+    params=[(True, True), (True, False), (False, True)], ids=["fast (C where built)", "fast in pure Python", "general"]
+)
 async def either(request: pytest.FixtureRequest) -> AsyncIterator[tuple[RendezvousServer, bool]]:
-    async with RendezvousServer(push_policy=FAST, fast_refresh=request.param) as running:
+    fast, accelerate = request.param
+    async with RendezvousServer(push_policy=FAST, fast_refresh=fast, accelerate=accelerate) as running:
         await running.start(("127.0.0.1", 0))
-        yield running, request.param
+        yield running, fast
 
 
 async def endpoint() -> StunEndpoint:
