@@ -64,6 +64,7 @@ SERVER_PRIORITY = ["chrt", "--rr", "1"]
 CORES = os.cpu_count() or 1
 GO = signal.SIGUSR1  # lets a held peer start
 BACKGROUND_S = 0.5  # how long the machine's load is sampled before each run
+QUIET, QUIET_WAIT_S = 0.1, 15.0  # a run starts once the rest of the machine is this quiet, or after this long
 
 
 @dataclass
@@ -108,6 +109,13 @@ def busy_cpu_s() -> float:
     """CPU seconds the whole machine has been busy since boot (/proc/stat: all but idle and iowait)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_share(seconds: float) -> float:
+    """The share of the machine's cores busy over the next ``seconds``."""
+    before = busy_cpu_s()
+    time.sleep(seconds)
+    return (busy_cpu_s() - before) / (seconds * CORES)
 
 
 def udp_in_datagrams(snmp: str) -> int:
@@ -185,6 +193,7 @@ class Crowd:
         self._events, self._events_in = os.pipe()
         fcntl.fcntl(self._events_in, fcntl.F_SETPIPE_SZ, 1 << 20)
         self._partial = b""
+        self._drained = False  # every write end closed and every line read
 
     def fork(self, me: int, other: int) -> int:
         """Fork peer ``me``: it enters its namespace and waits for GO (blocked here, so that none is lost)."""
@@ -229,7 +238,9 @@ class Crowd:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"peers still running after {seconds:.0f} s")
             if select.select([self._events], [], [], 0.02)[0]:
-                *lines, self._partial = (self._partial + os.read(self._events, 1 << 16)).split(b"\n")
+                chunk = os.read(self._events, 1 << 16)
+                self._drained = not chunk
+                *lines, self._partial = (self._partial + chunk).split(b"\n")
                 for line in map(bytes.decode, lines):
                     if line.startswith("{"):
                         found = json.loads(line)
@@ -248,7 +259,7 @@ class Crowd:
         for peer in self.peers.values():
             os.close(peer.stdin)
         os.close(self._events_in)
-        self.follow(lambda: all(p.code is not None for p in self.peers.values()), self.timeout + 60)
+        self.follow(lambda: self._drained and all(p.code is not None for p in self.peers.values()), self.timeout + 60)
         os.close(self._events)
 
     def outcome(self, me: int, other: int) -> tuple[bool, float | None, str]:
@@ -301,9 +312,10 @@ def punch_pairs(name: str, pairs: list[tuple[int, int]], logs: Path, run: str, t
                 return not waiting
 
             crowd.follow(all_asked, 120)
-        quiet = busy_cpu_s()
-        time.sleep(BACKGROUND_S)  # every peer idle or held: what else keeps the machine busy
-        punching.background = (busy_cpu_s() - quiet) / (BACKGROUND_S * CORES)
+        deadline = time.monotonic() + QUIET_WAIT_S  # every peer idle or held: wait a little for other work to end
+        punching.background = busy_share(BACKGROUND_S)
+        while punching.background > QUIET and time.monotonic() < deadline:
+            punching.background = busy_share(BACKGROUND_S)
         started, busy = time.monotonic(), busy_cpu_s()
         for at, pid in zip(times, seconds, strict=True):
             time.sleep(max(0.0, started + at - time.monotonic()))
@@ -528,7 +540,8 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
         "instant, start-up included. Punch time: each peer's own `punch_ms` (the server's introduction to a "
         "proven direct path, relay off), both peers of every successful pair. Busy: the machine's CPU (all "
         f"processes, the kernel's NAT) over the {CORES} cores, for {BACKGROUND_S:g} s before the first arrival "
-        "(other work on this shared machine) and from it to the last session open. Peer CPU: the peers' whole "
+        f"(other work on this shared machine: a run waits up to {QUIET_WAIT_S:g} s for it to fall to "
+        f"{QUIET:.0%}) and from the first arrival to the last session open. Peer CPU: the peers' whole "
         "lives (start, register, punch, talk, goodbye) from their rusage. PSS: every "
         f"peer, all sessions open. One stand-alone `python -m punch peer` peaks at {standalone:.0f} MiB RSS. The "
         f"single pair: peer1 and peer2 alone, {single} times.",
