@@ -81,6 +81,7 @@ class Punching:
     peers_cpu_s: float = 0.0  # the peers' whole lives: start, register, punch, talk, goodbye
     busy_cpu_s: float = 0.0  # the machine's, from the first arrival until the last session opened
     background: float = 0.0  # the machine's busy share just before (other work on a shared machine)
+    init_cpu_s: float = 0.0  # PID 1's share of busy_cpu_s
     window_s: float = 0.0  # that time
     failures: list[str] = field(default_factory=list)
 
@@ -110,6 +111,12 @@ def busy_cpu_s() -> float:
     """CPU seconds the whole machine has been busy since boot (/proc/stat: all but idle and iowait)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def init_cpu_s() -> float:
+    """CPU seconds PID 1 has used (on this VM a process supervisor whose work grows with the processes alive)."""
+    fields = Path("/proc/1/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
 
 
 def busy_share(seconds: float) -> float:
@@ -317,12 +324,13 @@ def punch_pairs(name: str, pairs: list[tuple[int, int]], logs: Path, run: str, t
         punching.background = busy_share(BACKGROUND_S)
         while punching.background > QUIET and time.monotonic() < deadline:
             punching.background = busy_share(BACKGROUND_S)
-        started, busy = time.monotonic(), busy_cpu_s()
+        started, busy, init = time.monotonic(), busy_cpu_s(), init_cpu_s()
         for at, pid in zip(times, seconds, strict=True):
             time.sleep(max(0.0, started + at - time.monotonic()))
             crowd.let_go(pid)
         crowd.follow(lambda: all(p.received or p.code is not None for p in crowd.peers.values()), crowd.timeout)
         punching.window_s, punching.busy_cpu_s = time.monotonic() - started, busy_cpu_s() - busy
+        punching.init_cpu_s = init_cpu_s() - init
         punching.open_together = crowd.open_sessions()
         punching.peers_pss_mib = pss_mib([pid for pid, p in crowd.peers.items() if p.code is None])
         crowd.end()
@@ -486,7 +494,8 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
                     f"{p.open_together}/{2 * p.pairs}",
                     *median_p95(p.punch_ms),
                     f"{median / alone:.2f}x" if median else "-",
-                    f"{p.background:.0%} / " + (f"{p.busy_cpu_s / (p.window_s * CORES):.0%}" if p.window_s else "-"),
+                    f"{p.background:.0%} / {p.busy_cpu_s / (p.window_s * CORES):.0%} "
+                    f"({p.init_cpu_s / (p.window_s * CORES):.0%})",
                     f"{p.peers_cpu_s / (2 * p.pairs) * 1000:.0f}",
                     f"{p.peers_pss_mib:.0f} ({p.peers_pss_mib / (2 * p.pairs):.1f} each)",
                     f"{p.window_s:.1f}",
@@ -496,6 +505,12 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
         best = capacity(alone, list(arriving.items()), within)
         beyond = min((rate for rate in arriving if best is None or rate > best), default=None)
         burst = next(p for p in s.punching if not p.rate)
+
+        def load(rate: float, runs: list[Punching] = s.punching) -> str:
+            p = next(p for p in runs if p.rate == rate)
+            busy, init = (cpu / (p.window_s * CORES) for cpu in (p.busy_cpu_s, p.init_cpu_s))
+            return f" (the machine {busy:.0%} busy meanwhile, PID 1 alone {init:.0%})"
+
         per_peer = burst.peers_cpu_s / (2 * burst.pairs)
         brought = s.n * per_peer / CORES
         burst_median = statistics.median(burst.punch_ms) if burst.punch_ms else math.nan
@@ -518,7 +533,11 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
             f"punch in that crowd waits for a core at every step, so the median takes {burst_median:.1f} ms against "
             f"{alone:.1f} ms for a pair alone. Arriving at a rate, every peer alive: within {within:g}x "
             + (f"up to {best:g} pairs/s" if best else "at none of the rates measured")
-            + (f"; {arriving[beyond] / alone:.1f}x at {beyond:g} pairs/s." if beyond else ", the fastest measured.")
+            + (
+                f"; {arriving[beyond] / alone:.1f}x at {beyond:g} pairs/s{load(beyond)}."
+                if beyond
+                else ", the fastest measured."
+            )
         )
     runs = [p for s in sizes for p in s.punching]
     pairs, direct = sum(p.pairs for p in runs), sum(p.successes for p in runs)
@@ -558,7 +577,9 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
         "proven direct path, relay off), both peers of every successful pair. Busy: the machine's CPU (all "
         f"processes, the kernel's NAT) over the {CORES} cores, for {BACKGROUND_S:g} s before the first arrival "
         f"(other work on this shared machine: a run waits up to {QUIET_WAIT_S:g} s for it to fall to "
-        f"{QUIET:.0%}) and from the first arrival to the last session open. Peer CPU: the peers' whole "
+        f"{QUIET:.0%}) and from the first arrival to the last session open; in brackets, PID 1's part (on this VM "
+        "a process supervisor whose work grows with the number of processes alive: a thousand peers cost it a "
+        "good part of a core). Peer CPU: the peers' whole "
         "lives (start, register, punch, talk, goodbye) from their rusage. PSS: every "
         f"peer, all sessions open. One stand-alone `python -m punch peer` peaks at {standalone:.0f} MiB RSS. The "
         f"single pair: peer1 and peer2 alone, {single} times, between the runs. Before the runs every NAT router "
@@ -574,7 +595,7 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
                 "median punch (ms)",
                 "p95 punch (ms)",
                 "median / single",
-                "busy before / during",
+                "busy before / during (PID 1)",
                 "peer CPU (ms per peer)",
                 "peers PSS (MiB)",
                 "arrivals (s)",
