@@ -97,7 +97,7 @@ bench-readdress rounds="5":
 bench-relay trials="20":
     {{python}} -m bench.relay --trials {{trials}} --output bench/relay.md
 
-# N NAT'd peers (10, 100, 1,000) up and down, then N/2 pairs punching at once through one server (writes bench/lab_scale.md)
+# N NAT'd peers (10, 100, 1,000) up and down, then N/2 pairs through one server, arriving at rates and all at once (writes bench/lab_scale.md)
 bench-lab-scale *args:
     {{python}} -m bench.lab_scale --output bench/lab_scale.md {{args}}
 
