@@ -34,7 +34,7 @@ from punch.stun import (
     make_success,
     new_transaction_id,
 )
-from punch.stun.fastpath import Accelerator, binding_tail, load
+from punch.stun.fastpath import Accelerator, binding_tail
 
 pytestmark = pytest.mark.unit
 
@@ -49,14 +49,6 @@ SOURCES: list[Address] = [
     ("2001:db8:1234:5678:11:2233:4455:6677", 32853),
     ("::ffff:192.0.2.1", 1),
 ]
-
-
-@pytest.fixture(scope="module")
-def fast() -> Accelerator:
-    accelerator = load()
-    if accelerator is None:
-        pytest.skip("punch._fastpath is not built here (or PUNCH_NO_FASTPATH is set)")
-    return accelerator
 
 
 def python_reply(data: bytes, source: Address) -> bytes | None:

@@ -28,21 +28,13 @@ from punch.rendezvous.refresh import (
 from punch.rendezvous.signed import signed_with
 from punch.rendezvous.wire import Mapping
 from punch.stun import MAGIC_COOKIE, AttributeType
-from punch.stun.fastpath import Accelerator, load
+from punch.stun.fastpath import Accelerator
 
 pytestmark = pytest.mark.unit
 
 T = AttributeType
 TOKEN = bytes(range(16))
 SOFTWARE_ATTRIBUTE = software_attribute(SOFTWARE)
-
-
-@pytest.fixture(scope="module")
-def fast() -> Accelerator:
-    accelerator = load()
-    if accelerator is None:
-        pytest.skip("punch._fastpath is not built here (or PUNCH_NO_FASTPATH is set)")
-    return accelerator
 
 
 def tlv(kind: int, value: bytes) -> bytes:
