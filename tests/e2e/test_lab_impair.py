@@ -1,6 +1,6 @@
 """Link impairments end to end (needs root): delay, jitter, loss, duplication and rate measured with UDP.
 
-tests/data/topologies/impair.yaml joins hosts a and b by one network per impairment; every member's egress
+tests/data/topologies/impair.yaml joins hosts a and b by one network per impairment; every member's interface
 is impaired, so a round trip crosses each impairment twice. Bounds are statistical bands of at least six
 standard deviations, or lower bounds that physics requires; nothing waits by sleeping.
 """
@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +261,26 @@ def test_up_impair_override_on_the_default_topology() -> None:
         lab.down()
         lab.assert_gone()
     assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.count(name) == 0
+
+
+SEND_ONE = "import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', (sys.argv[1], 9))"
+
+
+def test_a_nat_maps_its_packet_at_once_while_the_wan_still_delays_it(lab_factory: LabFactory) -> None:
+    """A delayed link holds a packet where it arrives (or in netem's qdisc, after the stack): either way the NAT
+    it leaves records its mapping the moment it leaves. Held at the sender's egress, before conntrack confirms
+    it, the mapping would appear only after the link's delay, and a packet from the other side arriving
+    meanwhile would race it (netns/impair.py)."""
+    lab = lab_factory(firewall="none", args=["--impair", "wan10:delay=3s"])
+    sent = time.monotonic()
+    lab.exec("peer10", PY, "-c", SEND_ONE, "203.0.113.1", check=True)
+    while True:
+        table = lab.exec("nat10", "conntrack", "-L", "-p", "udp", "--dport", "9", check=True).stdout
+        if "dst=198.51.100.10" in table:  # the reply direction carries the NAT's public address: mapped
+            break
+        assert time.monotonic() - sent < 1.5, f"nat10 has no mapping yet, half the 3 s delay later: {table!r}"
+    snmp = [line.split() for line in lab.exec("server", "cat", "/proc/net/snmp", check=True).stdout.splitlines()]
+    names, values = [fields for fields in snmp if fields[0] == "Udp:"][:2]
+    assert (
+        dict(zip(names, values, strict=True))["NoPorts"] == "0"
+    )  # the packet has not reached the server yet: still delayed
