@@ -52,7 +52,7 @@ from typing import Any
 import punch.cli
 from bench.report import machine, markdown_table, median_p95, write_report
 from netns import generate, ipr, naming
-from punch.peer.sealing import Sealer
+from punch.peer import sealing
 
 PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +175,7 @@ def warm_up() -> None:
     parser (punch.cli builds it once per process), and OpenSSL's start behind the ChaCha20-Poly1305 sealer
     (about 30 ms of CPU in each process)."""
     punch.cli.build_parser().parse_args(peer_argv(1, 2, "w"))
-    Sealer(bytes(32)).seal(bytes(12), "w", 0, b"warm")
+    sealing.warm_up()
 
 
 @dataclass
