@@ -19,7 +19,8 @@
   its registered endpoint, is forwarded to the other peer; the answer goes back the same way, only from that peer.
   Peers fall back to this when no direct path can be punched. Each session has a budget (bytes a second and bytes
   in all, punch.rendezvous.relay): what exceeds it is dropped and counted; once the total is used, 486. Relayed
-  datagrams are read from their bytes where they are well formed (punch.rendezvous.relayed).
+  datagrams are read from their bytes where they are well formed (punch.rendezvous.relayed). The server hands
+  them to its Relayer (punch.rendezvous.relaying).
 - No amplification: every answer but Binding's is capped to its request's size plus what a Binding reply adds to
   a header-only request (punch.rendezvous.replies); Binding's is the RFC's own.
 """
@@ -39,10 +40,9 @@ from punch.rendezvous.credentials import request_key
 from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.refresh import answer_size, codec, mapping_of, pack_source, software_attribute
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
-from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable, Waiting
-from punch.rendezvous.relayed import ANSWER_TYPES, REQUEST_TYPES, is_answer, parse_request
+from punch.rendezvous.relay import RelayBudget
+from punch.rendezvous.relaying import Relayer
 from punch.rendezvous.replies import fit, limit_for
-from punch.rendezvous.signed import signed_with
 from punch.rendezvous.throttle import ThrottledLog
 from punch.rendezvous.wire import (
     Mapping,
@@ -66,7 +66,6 @@ from punch.stun import (
     fastpath,
     make_error,
     make_success,
-    method_name,
     verify_integrity_sha256,
 )
 from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
@@ -114,8 +113,7 @@ class RendezvousServer:
         self._endpoint: StunEndpoint | None = None
         self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
-        self._relay = RelayTable()
-        self._relay_budget = RelayLedger(relay_budget or RelayBudget())
+        self._relayer = Relayer(self.registry, relay_budget, now=self._now, limiter=self._limiter, refuse=self._refuse)
         self._answering = 0  # size of the request being handled: its replies are capped to it (see _send_capped)
         self._table_full_log = ThrottledLog(log)  # a flood would otherwise write one line per refusal
         self._fast_refresh = fast_refresh  # keepalives answered without decoding (punch.rendezvous.refresh)
@@ -150,10 +148,7 @@ class RendezvousServer:
         self._endpoint.key_for = self.registry.key_for  # Go is signed; relayed Data/Close must be authentic
         if self._fast_refresh:
             self._endpoint.fast_paths[_REGISTER_REQUEST] = self._on_keepalive
-        for kind in REQUEST_TYPES:
-            self._endpoint.fast_paths[kind] = self._on_relayed_request
-        for kind in ANSWER_TYPES:
-            self._endpoint.fast_paths[kind] = self._on_relayed_answer
+        self._relayer.start(self._endpoint)
         log.info("listening on %s (STUN Binding + punch rendezvous)", format_address(self.address))
         if alternate:
             others = ", ".join(format_address(e.local_address) for k, e in self._endpoints.items() if k != (0, 0))
@@ -231,7 +226,7 @@ class RendezvousServer:
     def _handle(self, message: Message, source: Address, data: bytes, key: tuple[int, int] = (0, 0)) -> None:
         self._answering = len(data)  # its replies are capped to this plus a Binding reply's excess
         if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
-            self._relay_back(message, source, data)
+            self._relayer.relay_back(message, source, data)
             return
         if message.message_class is not MessageClass.REQUEST:
             return  # indications get no answer (RFC 8489 §6.3.2)
@@ -262,8 +257,8 @@ class RendezvousServer:
             Method.REGISTER: lambda m, s: self._on_register(m, s, data),
             Method.CONNECT: lambda m, s: self._on_connect(m, s, data),
             Method.READY: self._on_ready,
-            Method.DATA: lambda m, s: self._on_relay(m, s, data),
-            Method.CLOSE: lambda m, s: self._on_relay(m, s, data),
+            Method.DATA: lambda m, s: self._relayer.on_relay(m, s, data),
+            Method.CLOSE: lambda m, s: self._relayer.on_relay(m, s, data),
         }
         handler = handlers.get(Method(message.method)) if message.method in Method._value2member_map_ else None
         if handler is None:
@@ -299,6 +294,11 @@ class RendezvousServer:
     ) -> None:
         answer = make_error(message, code, reason[:127], (*extra, *self._trailer(message)))
         self._send_capped(answer, source, via)
+
+    def _refuse(self, message: Message, source: Address, size: int, code: int, reason: str) -> None:
+        """The relayer's error answer (punch.rendezvous.relaying) to a request of ``size`` bytes, capped as any."""
+        self._answering = size
+        self._reply_error(message, source, code, reason)
 
     def _send_capped(self, answer: Message, source: Address, via: StunEndpoint | None = None) -> None:
         """Send an answer no larger than its request plus a Binding reply's allowance (no amplification, by
@@ -536,131 +536,6 @@ class RendezvousServer:
             (AttributeType.ROLE, int(Role.PROBER)),
         )
         self._push(go, match.prober.observed, f"Go to {match.prober.peer_id}")
-
-    def _on_relay(self, message: Message, source: Address, data: bytes) -> None:
-        """Forward a Data/Close of an introduced session to the other peer (the relay fallback).
-
-        Only a session exists for two peers that both asked for each other (Connect), and only its two peers, from
-        their registered endpoints, with the session's key (checked by the endpoint before this runs), are relayed;
-        within the session's budget (punch.rendezvous.relay).
-        """
-        sender = required_peer_id(message)
-        session_id = required_session(message)
-        match = self.registry.session(session_id)
-        pair = (match.opener, match.prober) if match else ()
-        peers = {r.peer_id: r for r in pair}
-        if sender not in peers or peers[sender].observed != source:
-            raise ProtocolError(f"{sender} at {format_address(source)} is not in this session")
-        other = next(r for r in pair if r.peer_id != sender)
-        self._forward(Method(message.method), message.transaction_id, sender, other, session_id, data, source)
-
-    def _forward(
-        self,
-        method: Method,
-        transaction_id: bytes,
-        sender: str,
-        other: Registration,
-        session_id: bytes,
-        data: bytes,
-        source: Address,
-    ) -> None:
-        """Charge a checked Data/Close to its session and send it on to ``other`` (486 once the total is used)."""
-        refusal = self._over_budget(session_id, len(data), f"{sender} -> {other.peer_id}")
-        if refusal is Refusal.QUOTA:  # for good: say so (a datagram over the rate is dropped; a retry gets through)
-            total = self._relay_budget.budget.total
-            request = Message(method, MessageClass.REQUEST, transaction_id, ((AttributeType.SESSION_ID, session_id),))
-            self._reply_error(request, source, 486, f"Relay quota reached: {total} bytes per session")
-        if refusal is not None:
-            return
-        destination = self.registry.lookup(other.peer_id, self._now())
-        target = destination.observed if destination else other.observed
-        if self._relay.remember(transaction_id, source, self._now(), target, session_id):
-            log.info("relaying %s from %s to %s", method_name(method), sender, other.peer_id)
-        self.endpoint.counters["relayed-request"] += 1
-        self.endpoint.send_bytes(data, target)
-
-    def _on_relayed_request(self, data: bytes, source: Address) -> bool:
-        """The fast path of :meth:`_on_relay` (punch.rendezvous.relayed): a well-formed, authentic Data/Close of
-        one of a session's two peers from its registered endpoint, read from its bytes, with the same checks,
-        rate limit, budget and counters. False hands anything else to the general path, which answers or counts
-        it as before."""
-        request = parse_request(data)
-        match = self.registry.session(request.session_id) if request else None
-        if request is None or match is None:
-            return False
-        if match.opener.peer_id == request.peer_id:
-            me, other = match.opener, match.prober
-        elif match.prober.peer_id == request.peer_id:
-            me, other = match.prober, match.opener
-        else:
-            return False
-        if me.observed != source or not signed_with(data, match.key):
-            return False
-        self.endpoint.counters["request"] += 1
-        if self._limiter is not None and not self._limiter.allow(source[0], self._now()):
-            self.endpoint.counters["rate-limited"] += 1
-            return True
-        self._answering = len(data)
-        self._forward(request.method, data[8:20], request.peer_id, other, request.session_id, data, source)
-        return True
-
-    def _on_relayed_answer(self, data: bytes, source: Address) -> bool:
-        """The fast path of :meth:`_relay_back` for a well-formed success answer to a relayed request."""
-        waiting = self._relay.waiting(data[8:20])
-        if waiting is None or waiting.responder != source or not is_answer(data):
-            return False
-        self._relay_back_checked(data[8:20], waiting, data)
-        return True
-
-    def _relay_back(self, message: Message, source: Address, data: bytes) -> None:
-        """Forward the answer to a relayed request to its requester: once, and only from where the request went."""
-        waiting = self._relay.waiting(message.transaction_id)
-        if waiting is None:
-            self.endpoint.counters["unmatched-response"] += 1
-            return
-        if waiting.responder != source:
-            self.endpoint.counters["relay-wrong-responder"] += 1
-            return
-        self._relay_back_checked(message.transaction_id, waiting, data)
-
-    def _relay_back_checked(self, transaction_id: bytes, waiting: Waiting, data: bytes) -> None:
-        if self._over_budget(waiting.session_id, len(data), f"answer to {format_address(waiting.requester)}"):
-            return
-        self._relay.pop(transaction_id)
-        self.endpoint.counters["relayed-response"] += 1
-        self.endpoint.send_bytes(data, waiting.requester)
-
-    def _over_budget(self, session_id: bytes, size: int, what: str) -> Refusal | None:
-        """Charge a relayed datagram to its session; over budget it is counted, and logged once per session."""
-        ledger = self._relay_budget
-        refusal = ledger.charge(session_id, size, self._now())
-        if len(ledger) > 2 * len(self.registry.sessions) + 64:
-            ledger.keep(self.registry.sessions)  # sessions end with their peers' registrations
-        if refusal is None:
-            return None
-        self.endpoint.counters[refusal.value] += 1
-        if ledger.first(session_id, refusal):
-            budget, session = ledger.budget, session_id.hex()[:8]
-            if refusal is Refusal.QUOTA:
-                log.warning(
-                    "relay: session %s has used %d of its %d bytes (%s, %d bytes, does not fit); nothing more is "
-                    "relayed for it: requests get 486 (logged once per session)",
-                    session,
-                    ledger.used(session_id),
-                    budget.total,
-                    what,
-                    size,
-                )
-            else:
-                log.warning(
-                    "relay: session %s is over its rate of %g bytes/s (%s, %d bytes); what exceeds it is dropped "
-                    "(logged once per session)",
-                    session,
-                    budget.rate,
-                    what,
-                    size,
-                )
-        return refusal
 
     def _push(self, message: Message, remote: Address, what: str) -> None:
         """Send a server-initiated request, retransmitted until the peer answers."""
