@@ -25,8 +25,7 @@ from punch.rendezvous.wire import ProtocolError, required_peer_id, required_sess
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, method_name
 from punch.stun.protocol import StunEndpoint, format_address
 
-# The server's logger: these lines were the server's, and stay under its name for whoever filters or captures them.
-log = logging.getLogger("punch.rendezvous.server")
+log = logging.getLogger(__name__)
 
 # Answers a request with an error, capped to the request's size: (request, source, request's size, code, reason).
 Refuse = Callable[[Message, Address, int, int, str], None]

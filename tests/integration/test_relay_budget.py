@@ -140,7 +140,7 @@ async def introduce(server: RendezvousServer) -> tuple[Peer, Peer, Introduction]
 async def test_over_its_rate_a_session_is_dropped_counted_and_logged_once_until_the_bucket_refills(
     budgeted: RendezvousServer, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="punch.rendezvous.server")
+    caplog.set_level(logging.INFO, logger="punch.rendezvous")
     ten, fourteen, session = await introduce(budgeted)
     first, second, third = (ten.data(session.session_id, n, bytes(120)) for n in range(3))  # 232 bytes each
     for message in (first, second, third):  # the bucket holds 300 bytes: the first fits, then it is empty
@@ -162,7 +162,7 @@ async def test_over_its_rate_a_session_is_dropped_counted_and_logged_once_until_
 async def test_over_its_total_a_session_gets_486_and_the_peer_says_the_relay_refused(
     budgeted: RendezvousServer, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="punch.rendezvous.server")
+    caplog.set_level(logging.INFO, logger="punch.rendezvous")
     ten, fourteen, session = await introduce(budgeted)
     received: list[str] = []
     channels = {}
