@@ -309,7 +309,8 @@ def _open_ttl(value: str) -> int | None:
     return ttl
 
 
-def _run_peer(args: argparse.Namespace) -> int:
+def peer_config(args: argparse.Namespace) -> PeerConfig:
+    """The PeerConfig that ``punch peer`` ARGS asks for; UsageError naming the flag when one is out of range."""
     open_ttl = _open_ttl(args.open_ttl)
     timeout = _positive("--punch-timeout", args.punch_timeout)
     timings = PunchTimings(  # open_ttl 2: auto's fallback
@@ -343,6 +344,11 @@ def _run_peer(args: argparse.Namespace) -> int:
     )
     if config.peer_id == config.target:
         raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")
+    return config
+
+
+def _run_peer(args: argparse.Namespace) -> int:
+    config = peer_config(args)
     result = PeerResult(id=config.peer_id, peer=config.target)
 
     def show(text: str) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -107,11 +108,19 @@ async def run_peer(
     texts: AsyncIterator[str],
     on_text: Callable[[str], None],
     result: PeerResult,
+    sock: socket.socket | None = None,
 ) -> PeerResult:
-    """Run one peer to the end and fill ``result``; PeerError (also recorded in ``result.error``) on failure."""
+    """Run one peer to the end and fill ``result``; PeerError (also recorded in ``result.error``) on failure.
+
+    The peer binds ``config.bind``, or takes ``sock``: a bound UDP socket the caller made, which lets one process
+    host many peers, each with a socket in its own network namespace (bench/peer_host.py). It is closed at the end.
+    Port prediction and the TTL discovery open sockets of their own, in the calling thread's namespace: a host of
+    peers in other namespaces turns them off (``predict.enabled``, ``discover_ttl``) and binds each socket to its
+    address (a wildcard bind asks the calling thread's namespace for our address toward the server).
+    """
     sealing.warm_up()
     dispatcher = _Dispatcher()
-    endpoint = await open_endpoint(dispatcher, config.bind)
+    endpoint = await open_endpoint(dispatcher, config.bind, sock=sock)
     try:
         await _run(config, endpoint, dispatcher, texts, on_text, result)
     except PeerError as error:

@@ -328,10 +328,26 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
 
 async def open_endpoint(
-    handler: Handler, local: Address, *, fingerprint: bool = True, reuse_port: bool = False
+    handler: Handler,
+    local: Address,
+    *,
+    fingerprint: bool = True,
+    reuse_port: bool = False,
+    sock: socket.socket | None = None,
 ) -> StunEndpoint:
-    """Bind a UDP socket on ``local`` (in a SO_REUSEPORT group if asked) and return its endpoint."""
+    """Bind a UDP socket on ``local`` (in a SO_REUSEPORT group if asked) and return its endpoint.
+
+    With ``sock`` the endpoint takes that bound UDP socket instead (``local`` and ``reuse_port`` unused) and
+    closes it when it closes: a socket the caller made elsewhere, e.g. in another network namespace.
+    """
     loop = asyncio.get_running_loop()
+    if sock is not None:
+        if sock.type != socket.SOCK_DGRAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            raise ValueError(f"open_endpoint needs a UDP socket, got {sock!r}")
+        _, protocol = await loop.create_datagram_endpoint(
+            lambda: StunEndpoint(handler, fingerprint=fingerprint), sock=sock
+        )
+        return protocol
     family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
     _, protocol = await loop.create_datagram_endpoint(
         lambda: StunEndpoint(handler, fingerprint=fingerprint), local_addr=local, family=family, reuse_port=reuse_port

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import pytest
 
@@ -95,3 +96,24 @@ async def test_with_early_checks_neither_peer_waits_for_go(
     lines = [record.getMessage() for record in caplog.records]
     assert sum(line.startswith("checking without waiting for Go:") for line in lines) == 2
     assert not any("telling" in line and "(Go)" in line for line in lines)  # the server never sent Go
+
+
+async def test_a_peer_runs_on_a_socket_its_caller_made_and_closes_it(server: RendezvousServer) -> None:
+    made = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    made.bind(("127.0.0.1", 0))
+    port = made.getsockname()[1]
+    given, other = await asyncio.gather(
+        run_peer(config(server, "a", "b", bind=("127.0.0.1", 9)), texts("to b"), lambda _: None, PeerResult("a", "b"),
+                 sock=made),
+        run_peer(config(server, "b", "a"), texts("to a"), lambda _: None, PeerResult("b", "a")),
+    )  # fmt: skip
+    assert given.local == f"127.0.0.1:{port}"  # the socket's own address, not config.bind
+    assert other.remote == given.local
+    assert [given.received, other.received] == [["to a"], ["to b"]]
+    assert made.fileno() == -1  # closed with the peer
+
+
+async def test_a_socket_that_is_not_udp_is_refused_before_anything_is_sent(server: RendezvousServer) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as stream, pytest.raises(ValueError, match="UDP socket"):
+        await run_peer(config(server, "a", "b"), texts(), lambda _: None, PeerResult("a", "b"), sock=stream)
+    assert server.registry.lookup("a", 0) is None
