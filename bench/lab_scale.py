@@ -6,15 +6,18 @@ NAT router, home firewall, every router on one internet with the server; netns/g
 - up and down: wall time of the CLI, and per peer;
 - kernel memory: MemAvailable and Slab (/proc/meminfo) after up against before it (the machine is shared, so
   this is approximate; the namespaces, veths, netfilter tables and conntrack are all kernel memory);
-- punching, `punch server` in node server. Every peer is a real `punch peer` in its own namespace, forked from
-  this benchmark after it imported punch once (as a fork server does: the interpreter's pages are shared), with
-  no ``--send``: it sends the lines of its stdin (one, ``hello from ME``) and stays up until its stdin closes. In
-  each run all N peers are alive at once: the first peer of each pair (peer2k-1) starts, registers and asks the
-  server for its partner; then the pairs arrive, Poisson at ``--rates`` pairs a second: at its time the second
-  peer (peer2k), forked long before and held, starts, registers and asks, the server introduces both and they
-  punch. Once every peer holds the other's text (all N/2 sessions open together), the stdins close and every
-  pair says goodbye. The single pair: peer1 and peer2 alone, ``--single`` times. All at once: every peer of
-  every pair let go at the same instant, start-up included (the CPU queue that makes).
+- punching, `punch server` in node server. Every peer is in its own namespace behind its own NAT router
+  (bench/crowd.py), ``--peers-as``: ``processes``, each a real `punch peer` forked from this benchmark after it
+  imported punch once (as a fork server does: the interpreter's pages are shared), with no ``--send``: it sends
+  the lines of its stdin (one, ``hello from ME``) and stays up until its stdin closes; and/or ``hosted``, the
+  pairs dealt to one host process per core running the same peer code as coroutines, each peer's socket made
+  in its namespace (bench/peer_host.py). In each run all N peers are alive at once: the first peer of each
+  pair (peer2k-1) starts, registers and asks the server for its partner; then the pairs arrive, Poisson at
+  ``--rates`` pairs a second (the same arrivals both ways): at its time the second peer (peer2k), held until
+  then, starts, registers and asks, the server introduces both and they punch. Once every peer holds the
+  other's text (all N/2 sessions open together), the stdins close and every pair says goodbye. The single
+  pair: peer1 and peer2 alone, ``--single`` times, each way. All at once: every peer of every pair let go at
+  the same instant, start-up included (the CPU queue that makes).
 - a pair succeeds when both peers end on a direct path (the relay is off) and each received the other's text;
   its times are both peers' own ``punch_ms`` (from the server's introduction to a proven direct path). The
   capacity of the machine at N is the highest rate whose median stays within ``--within`` (1.2x) of the single
@@ -27,17 +30,12 @@ NAT router, home firewall, every router on one internet with the server; netns/g
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import itertools
-import json
 import math
 import os
 import random
 import resource
 import secrets
-import select
-import signal
 import socket
 import statistics
 import subprocess
@@ -47,9 +45,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import punch.cli
+from bench.crowd import Crowd, peer_argv
 from bench.report import machine, markdown_table, median_p95, write_report
 from netns import generate, ipr, naming
 from punch.peer import sealing
@@ -63,7 +61,6 @@ ALTERNATE = str(generate.ALTERNATE)
 # the rest of the machine 5% of every second).
 SERVER_PRIORITY = ["chrt", "--rr", "1"]
 CORES = os.cpu_count() or 1
-GO = signal.SIGUSR1  # lets a held peer start
 BACKGROUND_S = 0.5  # how long the machine's load is sampled before each run
 QUIET, QUIET_WAIT_S = 0.1, 15.0  # a run starts once the rest of the machine is this quiet, or after this long
 
@@ -73,6 +70,7 @@ class Punching:
     """One run of the N/2 pairs (arriving at ``rate`` pairs a second; 0: all at once) and what it measured."""
 
     rate: float
+    hosts: int  # 0: every peer a process of its own; else the hosts its peers were guests of (bench/peer_host.py)
     pairs: int = 0
     successes: int = 0
     punch_ms: list[float] = field(default_factory=list)
@@ -93,7 +91,7 @@ class Size:
     down_s: float = 0.0
     mem_available_mib: float = 0.0
     slab_mib: float = 0.0
-    single_ms: list[float] = field(default_factory=list)
+    single_ms: dict[int, list[float]] = field(default_factory=dict)  # by hosts, as Punching
     punching: list[Punching] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -126,12 +124,6 @@ def busy_share(seconds: float) -> float:
     return (busy_cpu_s() - before) / (seconds * CORES)
 
 
-def udp_in_datagrams(snmp: str) -> int:
-    """InDatagrams of the ``Udp:`` lines of /proc/PID/net/snmp (the UDP datagrams its namespace received)."""
-    header, values = (line.split() for line in snmp.splitlines() if line.startswith("Udp:"))
-    return int(values[header.index("InDatagrams")])
-
-
 def arrival_times(pairs: int, rate: float, rng: random.Random) -> list[float]:
     """When each of ``pairs`` arrives (seconds from now) in a Poisson stream of ``rate`` pairs a second."""
     return list(itertools.accumulate(rng.expovariate(rate) for _ in range(pairs)))
@@ -161,15 +153,6 @@ def timed(action: Callable[[], object]) -> float:
     return time.monotonic() - started
 
 
-def peer_argv(me: int, other: int, run: str, timeout: float = 60) -> list[str]:
-    """`punch peer` for peer ``me`` talking to ``other``, its texts from stdin; IDs carry ``run`` (no two runs
-    share one)."""
-    return [
-        "peer", "--server", SERVER, "--id", f"{run}{me}", "--to", f"{run}{other}", "--json", "-q",
-        "--timeout", f"{timeout:.0f}", "--punch-timeout", "20", "--open-ttl", "2", "--no-relay", "--no-predict",
-    ]  # fmt: skip
-
-
 def warm_up() -> None:
     """Pay here, once, what every peer would pay on first use (its children share the result): the argument
     parser (punch.cli builds it once per process), and OpenSSL's start behind the ChaCha20-Poly1305 sealer
@@ -178,145 +161,28 @@ def warm_up() -> None:
     sealing.warm_up()
 
 
-@dataclass
-class Peer:
-    me: int
-    other: int
-    stdin: int  # the write end of its stdin; closing it ends the peer's session
-    received: bool = False  # it printed the other's text
-    code: int | None = None  # its exit status, once it exited
-
-
-class Crowd:
-    """The peers of one run: forked from here, held until let go (signal GO), their stdouts one pipe read here.
-
-    A peer prints ``[ID] TEXT`` for each text it receives, and its --json result when it ends. The pipe holds
-    1 MiB, so no peer waits to write while this process sleeps between arrivals.
-    """
-
-    def __init__(self, name: str, logs: Path, run: str, timeout: float) -> None:
-        self.name, self.logs, self.run, self.timeout = name, logs, run, timeout
-        self.peers: dict[int, Peer] = {}
-        self.results: dict[str, dict[str, Any]] = {}
-        self._events, self._events_in = os.pipe()
-        fcntl.fcntl(self._events_in, fcntl.F_SETPIPE_SZ, 1 << 20)
-        self._partial = b""
-        self._drained = False  # every write end closed and every line read
-
-    def fork(self, me: int, other: int) -> int:
-        """Fork peer ``me``: it enters its namespace and waits for GO (blocked here, so that none is lost)."""
-        stdin, stdin_in = os.pipe()
-        os.write(stdin_in, f"hello from {me}\n".encode())
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid:
-            os.close(stdin)
-            self.peers[pid] = Peer(me, other, stdin_in)
-            return pid
-        code = 1
-        try:
-            err = os.open(self.logs / f"p{me}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            for fd, to in ((stdin, 0), (self._events_in, 1), (err, 2)):
-                os.dup2(fd, to)
-            os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])  # the other peers' stdins above all
-            # Line-buffered whatever PYTHONUNBUFFERED says: a line is one write(), so it lands whole in the pipe.
-            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (lives until os._exit)
-            with ipr.entered(naming.namespace(self.name, f"peer{me}")):
-                signal.sigwait({GO})
-                code = punch.cli.main(peer_argv(me, other, self.run, self.timeout))
-        finally:
-            os._exit(code)
-
-    def let_go(self, pid: int) -> None:
-        os.kill(pid, GO)
-
-    def asked(self, pid: int) -> bool:
-        """Whether peer ``pid`` registered and asked for its partner: its namespace got the server's two answers."""
-        try:
-            return udp_in_datagrams(Path(f"/proc/{pid}/net/snmp").read_text()) >= 2
-        except OSError:
-            return True  # it exited: nothing to wait for
-
-    def follow(self, done: Callable[[], bool], seconds: float) -> None:
-        """Read the peers' lines and reap those that exit until ``done()``; RuntimeError after ``seconds``."""
-        deadline = time.monotonic() + seconds
-        by_sender = {f"{self.run}{p.other}": p for p in self.peers.values()}
-        while not done():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"peers still running after {seconds:.0f} s")
-            if select.select([self._events], [], [], 0.02)[0]:
-                chunk = os.read(self._events, 1 << 16)
-                self._drained = not chunk
-                *lines, self._partial = (self._partial + chunk).split(b"\n")
-                for line in map(bytes.decode, lines):
-                    if line.startswith("{"):
-                        found = json.loads(line)
-                        self.results[found["id"]] = found
-                    elif line.startswith("[") and (sender := by_sender.get(line[1 : line.find("]")])):
-                        sender.received = True  # by_sender: the peer whose partner sent it
-            with contextlib.suppress(ChildProcessError):  # none left
-                while (exited := os.waitpid(-1, os.WNOHANG))[0] in self.peers:
-                    self.peers[exited[0]].code = os.waitstatus_to_exitcode(exited[1])
-
-    def open_sessions(self) -> int:
-        return sum(p.received and p.code is None for p in self.peers.values())
-
-    def end(self) -> None:
-        """Close every stdin (each pair says goodbye) and wait until all peers have exited."""
-        for peer in self.peers.values():
-            os.close(peer.stdin)
-        os.close(self._events_in)
-        self.follow(lambda: self._drained and all(p.code is not None for p in self.peers.values()), self.timeout + 60)
-        os.close(self._events)
-
-    def outcome(self, me: int, other: int) -> tuple[bool, float | None, str]:
-        """Whether peer ``me`` finished on a direct path with the other's text, its punch_ms, and why not."""
-        found = self.results.get(f"{self.run}{me}", {})
-        if found.get("path") == "direct" and found.get("received") == [f"hello from {other}"]:
-            return True, found.get("punch_ms"), ""
-        errors = (self.logs / f"p{me}.log").read_text().strip().splitlines()
-        return False, None, errors[-1] if errors else f"p{me}: {found or 'no result'}"
-
-    def stop(self) -> None:
-        """Kill and reap whatever peer is still running (after a failure); closes our ends. Idempotent."""
-        for pid, peer in self.peers.items():
-            if peer.code is None:
-                os.kill(pid, signal.SIGKILL)
-                peer.code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        for fd in (self._events, self._events_in, *(p.stdin for p in self.peers.values())):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
 def children_cpu_s() -> float:
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     return used.ru_utime + used.ru_stime
 
 
-def punch_pairs(name: str, pairs: list[tuple[int, int]], logs: Path, run: str, times: list[float] | None) -> Punching:
-    """All the peers of ``pairs`` alive at once; with ``times``, the first peer of each pair starts, registers and
-    asks for its partner, then the partners start at ``times`` (seconds); without, every peer starts at once.
-    Once every peer has the other's text (or gave up), the sessions end together."""
-    punching = Punching(0.0, pairs=len(pairs))
-    crowd = Crowd(name, logs, run, timeout=60 + (times[-1] if times else 0))
+def punch_pairs(
+    name: str, pairs: list[tuple[int, int]], logs: Path, run: str, times: list[float] | None, hosts: int
+) -> Punching:
+    """All the peers of ``pairs`` alive at once (bench/crowd.py; ``hosts`` 0: processes); with ``times``, the
+    first peer of each pair starts, registers and asks for its partner, then the partners start at ``times``
+    (seconds); without, every peer starts at once. Once every peer has the other's text (or gave up), the
+    sessions end together."""
+    punching = Punching(0.0, hosts, pairs=len(pairs))
+    crowd = Crowd(name, logs, run, timeout=60 + (times[-1] if times else 0), hosts=hosts)
     cpu = children_cpu_s()
     try:
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {GO})  # the children inherit it: no GO is lost
-        try:
-            firsts = [crowd.fork(a, b) for a, b in pairs]
-            seconds = [crowd.fork(b, a) for a, b in pairs]
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        if times is None:
-            times, seconds = [0.0] * len(crowd.peers), list(crowd.peers)
-        else:
-            for pid in firsts:
-                crowd.let_go(pid)
-            waiting = set(firsts)
+        crowd.start(pairs, times)
+        if times is not None:
+            waiting = {a for a, _ in pairs}
 
             def all_asked() -> bool:
-                waiting.difference_update([pid for pid in waiting if crowd.asked(pid)])
+                waiting.difference_update([me for me in waiting if crowd.asked(me)])
                 return not waiting
 
             crowd.follow(all_asked, 120)
@@ -325,14 +191,12 @@ def punch_pairs(name: str, pairs: list[tuple[int, int]], logs: Path, run: str, t
         while punching.background > QUIET and time.monotonic() < deadline:
             punching.background = busy_share(BACKGROUND_S)
         started, busy, init = time.monotonic(), busy_cpu_s(), init_cpu_s()
-        for at, pid in zip(times, seconds, strict=True):
-            time.sleep(max(0.0, started + at - time.monotonic()))
-            crowd.let_go(pid)
-        crowd.follow(lambda: all(p.received or p.code is not None for p in crowd.peers.values()), crowd.timeout)
+        crowd.release()
+        crowd.follow(crowd.all_talked, crowd.timeout)
         punching.window_s, punching.busy_cpu_s = time.monotonic() - started, busy_cpu_s() - busy
         punching.init_cpu_s = init_cpu_s() - init
         punching.open_together = crowd.open_sessions()
-        punching.peers_pss_mib = pss_mib([pid for pid, p in crowd.peers.items() if p.code is None])
+        punching.peers_pss_mib = pss_mib(crowd.alive())
         crowd.end()
     finally:
         crowd.stop()
@@ -417,7 +281,7 @@ def neighbour_table(entries: int) -> Iterator[None]:
             path.write_text(text)
 
 
-def run_size(n: int, single: int, rates: list[float], tag: str) -> tuple[Size, float]:
+def run_size(n: int, single: int, rates: list[float], modes: list[int], tag: str) -> tuple[Size, float]:
     size = Size(n)
     name = f"ls{tag}{len(str(n))}"
     before = meminfo()
@@ -439,22 +303,25 @@ def run_size(n: int, single: int, rates: list[float], tag: str) -> tuple[Size, f
         standalone = standalone_peer_rss_mib(name)
         resolve_neighbours(name, n)
         pairs = [(k, k + 1) for k in range(1, n, 2)]
-        rng = random.Random(n)  # the same arrivals in every run of the benchmark
         runs = [*rates, 0.0]  # 0: all at once
-        for k, rate in enumerate(runs):
-            for trial in range(k * single // len(runs), (k + 1) * single // len(runs)):  # side by side with the runs
-                alone = punch_pairs(name, [(1, 2)], logs, f"s{trial}-", [0.0])
-                size.single_ms += alone.punch_ms
-                size.failures += [f"single pair: {why}" for why in alone.failures]
-            times = arrival_times(len(pairs), rate, rng) if rate else None
-            punching = punch_pairs(name, pairs, logs, f"r{k}-", times)
-            punching.rate = rate
-            size.punching.append(punching)
+        for hosts in modes:
+            rng = random.Random(n)  # the same arrivals in every mode and every run of the benchmark
+            for k, rate in enumerate(runs):
+                for trial in range(k * single // len(runs), (k + 1) * single // len(runs)):  # side by side with runs
+                    alone = punch_pairs(name, [(1, 2)], logs, f"s{hosts}-{trial}-", [0.0], hosts)
+                    size.single_ms.setdefault(hosts, []).extend(alone.punch_ms)
+                    size.failures += [f"single pair ({mode(hosts)}): {why}" for why in alone.failures]
+                times = arrival_times(len(pairs), rate, rng) if rate else None
+                punching = punch_pairs(name, pairs, logs, f"r{hosts}-{k}-", times, hosts)
+                punching.rate = rate
+                size.punching.append(punching)
     finally:
         size.down_s = timed(lambda: lab("down", "--name", name))
-    medians = ", ".join(f"{describe(p)}: {statistics.median(p.punch_ms or [0]):.1f} ms" for p in size.punching)
-    print(f"N={n}: up {size.up_s:.1f} s, single {statistics.median(size.single_ms or [0]):.1f} ms, {medians}",
-          file=sys.stderr, flush=True)  # fmt: skip
+    for hosts, single_ms in size.single_ms.items():
+        runs_ = [p for p in size.punching if p.hosts == hosts]
+        medians = ", ".join(f"{describe(p)}: {statistics.median(p.punch_ms or [0]):.1f} ms" for p in runs_)
+        print(f"N={n} ({mode(hosts)}): up {size.up_s:.1f} s, single {statistics.median(single_ms or [0]):.1f} ms, "
+              f"{medians}", file=sys.stderr, flush=True)  # fmt: skip
     return size, standalone
 
 
@@ -462,10 +329,85 @@ def describe(p: Punching) -> str:
     return f"{p.rate:g} pairs/s" if p.rate else "all at once"
 
 
+def mode(hosts: int) -> str:
+    return f"{hosts} hosts" if hosts else "processes"
+
+
+@dataclass
+class Verdict:
+    """One size and mode's rows of the report, and whether all at once met the goal."""
+
+    rows: list[list[object]]
+    summary: list[object]
+    text: str
+    met: bool
+
+
+def punch_verdict(n: int, hosts: int, single_ms: list[float], runs: list[Punching], within: float) -> Verdict:
+    alone = statistics.median(single_ms)
+    rows: list[list[object]] = []
+    for p in runs:
+        median = statistics.median(p.punch_ms) if p.punch_ms else None
+        rows.append(
+            [
+                n,
+                mode(hosts),
+                describe(p),
+                f"{p.successes}/{p.pairs}",
+                f"{p.open_together}/{2 * p.pairs}",
+                *median_p95(p.punch_ms),
+                f"{median / alone:.2f}x" if median else "-",
+                f"{p.background:.0%} / {p.busy_cpu_s / (p.window_s * CORES):.0%} "
+                f"({p.init_cpu_s / (p.window_s * CORES):.0%})",
+                f"{p.peers_cpu_s / (2 * p.pairs) * 1000:.1f}",
+                f"{p.peers_pss_mib:.0f} ({p.peers_pss_mib / (2 * p.pairs):.1f} each)",
+                f"{p.window_s:.1f}",
+            ]
+        )
+    arriving = {p.rate: statistics.median(p.punch_ms) for p in runs if p.rate and p.punch_ms}
+    best = capacity(alone, list(arriving.items()), within)
+    beyond = min((rate for rate in arriving if best is None or rate > best), default=None)
+    burst = next(p for p in runs if not p.rate)
+
+    def load(rate: float) -> str:
+        p = next(p for p in runs if p.rate == rate)
+        busy, init = (cpu / (p.window_s * CORES) for cpu in (p.busy_cpu_s, p.init_cpu_s))
+        return f" (the machine {busy:.0%} busy meanwhile, PID 1 alone {init:.0%})"
+
+    per_peer = burst.peers_cpu_s / (2 * burst.pairs)
+    brought = n * per_peer / CORES
+    burst_median = statistics.median(burst.punch_ms) if burst.punch_ms else math.nan
+    met = burst_median <= within * alone
+    summary = [
+        n,
+        mode(hosts),
+        " / ".join(median_p95(single_ms)),
+        f"{best:g}" if best else "none measured",
+        f"{beyond:g} ({arriving[beyond] / alone:.1f}x)" if beyond else "-",
+        f"{burst_median:.1f} ({burst_median / alone:.0f}x)",
+        f"{n} x {per_peer * 1000:.1f} ms / {CORES} = {brought:.2f}",
+        f"{burst.window_s:.2f}",
+    ]
+    text = (
+        f"- N={n}, {mode(hosts)}, all at once: {'met' if met else 'not met'} ({burst_median / alone:.1f}x). The {n} "
+        f"peers bring {per_peer * 1000:.1f} ms of CPU each at the same instant, {brought:.2f} s on {CORES} cores, "
+        f"and the last session opened after {burst.window_s:.2f} s: a punch in that crowd waits for a core at "
+        f"every step, so the median takes {burst_median:.1f} ms against {alone:.1f} ms for a pair alone. Arriving "
+        f"at a rate, every peer alive: within {within:g}x "
+        + (f"up to {best:g} pairs/s" if best else "at none of the rates measured")
+        + (
+            f"; {arriving[beyond] / alone:.1f}x at {beyond:g} pairs/s{load(beyond)}."
+            if beyond
+            else ", the fastest measured."
+        )
+    )
+    return Verdict(rows, summary, text, met)
+
+
 def table(sizes: list[Size], standalone: float, single: int, within: float) -> list[str]:
     lab_rows, punch_rows, summary_rows, verdicts = [], [], [], []
-    met: list[int] = []
-    missed: list[int] = []
+    met: list[str] = []
+    missed: list[str] = []
     previous: Size | None = None
     for s in sizes:
         marginal = (s.up_s - previous.up_s) / (s.n - previous.n) * 1000 if previous and s.n > previous.n else None
@@ -481,64 +423,13 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
                 f"{s.mem_available_mib / s.n * 1024:.0f}",
             ]
         )
-        if not s.single_ms or not s.punching:
-            continue
-        alone = statistics.median(s.single_ms)
-        for p in s.punching:
-            median = statistics.median(p.punch_ms) if p.punch_ms else None
-            punch_rows.append(
-                [
-                    s.n,
-                    describe(p),
-                    f"{p.successes}/{p.pairs}",
-                    f"{p.open_together}/{2 * p.pairs}",
-                    *median_p95(p.punch_ms),
-                    f"{median / alone:.2f}x" if median else "-",
-                    f"{p.background:.0%} / {p.busy_cpu_s / (p.window_s * CORES):.0%} "
-                    f"({p.init_cpu_s / (p.window_s * CORES):.0%})",
-                    f"{p.peers_cpu_s / (2 * p.pairs) * 1000:.0f}",
-                    f"{p.peers_pss_mib:.0f} ({p.peers_pss_mib / (2 * p.pairs):.1f} each)",
-                    f"{p.window_s:.1f}",
-                ]
-            )
-        arriving = {p.rate: statistics.median(p.punch_ms) for p in s.punching if p.rate and p.punch_ms}
-        best = capacity(alone, list(arriving.items()), within)
-        beyond = min((rate for rate in arriving if best is None or rate > best), default=None)
-        burst = next(p for p in s.punching if not p.rate)
+        for hosts, single_ms in s.single_ms.items():
+            verdict = punch_verdict(s.n, hosts, single_ms, [p for p in s.punching if p.hosts == hosts], within)
+            punch_rows += verdict.rows
+            summary_rows.append(verdict.summary)
+            verdicts.append(verdict.text)
+            (met if verdict.met else missed).append(f"{s.n} ({mode(hosts)})")
 
-        def load(rate: float, runs: list[Punching] = s.punching) -> str:
-            p = next(p for p in runs if p.rate == rate)
-            busy, init = (cpu / (p.window_s * CORES) for cpu in (p.busy_cpu_s, p.init_cpu_s))
-            return f" (the machine {busy:.0%} busy meanwhile, PID 1 alone {init:.0%})"
-
-        per_peer = burst.peers_cpu_s / (2 * burst.pairs)
-        brought = s.n * per_peer / CORES
-        burst_median = statistics.median(burst.punch_ms) if burst.punch_ms else math.nan
-        summary_rows.append(
-            [
-                s.n,
-                " / ".join(median_p95(s.single_ms)),
-                f"{best:g}" if best else "none measured",
-                f"{beyond:g} ({arriving[beyond] / alone:.1f}x)" if beyond else "-",
-                f"{burst_median:.1f} ({burst_median / alone:.0f}x)",
-                f"{s.n} x {per_peer * 1000:.0f} ms / {CORES} = {brought:.2f}",
-                f"{burst.window_s:.2f}",
-            ]
-        )
-        (met if burst_median <= within * alone else missed).append(s.n)
-        verdicts.append(
-            f"- N={s.n}, all at once: {'met' if burst_median <= within * alone else 'not met'} "
-            f"({burst_median / alone:.1f}x). The {s.n} peers bring {per_peer * 1000:.0f} ms of CPU each at the same "
-            f"instant, {brought:.2f} s on {CORES} cores, and the last session opened after {burst.window_s:.2f} s: a "
-            f"punch in that crowd waits for a core at every step, so the median takes {burst_median:.1f} ms against "
-            f"{alone:.1f} ms for a pair alone. Arriving at a rate, every peer alive: within {within:g}x "
-            + (f"up to {best:g} pairs/s" if best else "at none of the rates measured")
-            + (
-                f"; {arriving[beyond] / alone:.1f}x at {beyond:g} pairs/s{load(beyond)}."
-                if beyond
-                else ", the fastest measured."
-            )
-        )
     runs = [p for s in sizes for p in s.punching]
     pairs, direct = sum(p.pairs for p in runs), sum(p.successes for p in runs)
     together = all(p.open_together == 2 * p.pairs for p in runs)
@@ -566,28 +457,36 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
         "",
         "## N/2 pairs through one server",
         "",
-        f"`punch server` in node server (real-time priority: it stands for a machine of its own). Each peer is a "
-        "`punch peer` in its own namespace, forked from the benchmark after it imported punch once (pages "
-        "shared), sending the one line of its stdin and staying up until its stdin closes. In every run all N "
-        "peers are alive together: the first peer of each pair starts, registers and asks for its partner; then "
-        "the pairs arrive, Poisson at the rate shown: the second peer (forked before, held) starts, registers, "
-        "asks, and the pair punches. When every peer holds the other's text, all N/2 sessions are open together "
-        "(the count below), and then they end. *All at once*: every peer of every pair let go at the same "
-        "instant, start-up included. Punch time: each peer's own `punch_ms` (the server's introduction to a "
-        "proven direct path, relay off), both peers of every successful pair. Busy: the machine's CPU (all "
-        f"processes, the kernel's NAT) over the {CORES} cores, for {BACKGROUND_S:g} s before the first arrival "
-        f"(other work on this shared machine: a run waits up to {QUIET_WAIT_S:g} s for it to fall to "
-        f"{QUIET:.0%}) and from the first arrival to the last session open; in brackets, PID 1's part (on this VM "
-        "a process supervisor whose work grows with the number of processes alive). Peer CPU: the peers' whole "
-        "lives (start, register, punch, talk, goodbye) from their rusage. PSS: every "
-        f"peer, all sessions open. One stand-alone `python -m punch peer` peaks at {standalone:.0f} MiB RSS. The "
-        f"single pair: peer1 and peer2 alone, {single} times, between the runs. Before the runs every NAT router "
-        "resolves (ARP) its pair's router and the server: the lab's internet is one bridge, where a first "
-        "contact would ask all N routers who has the address (a real internet routes instead).",
+        f"`punch server` in node server (real-time priority: it stands for a machine of its own). Every peer sits "
+        "in its own namespace behind its own NAT router, in one of two ways (*peers as*). *processes*: each peer "
+        "is a `punch peer` process, forked from the benchmark after it imported punch once (pages shared), "
+        "sending the one line of its stdin and staying up until its stdin closes. *hosts*: the pairs are dealt "
+        f"to one host process per core ({CORES}; bench/peer_host.py), each running its peers as coroutines of "
+        "the same peer code with the same configuration in one asyncio loop, every peer's UDP socket made in "
+        "the peer's namespace: the same packets through the same NATs, without an interpreter and a process per "
+        f"peer (the peers of a real deployment each have a machine of their own; here they share {CORES} cores "
+        "with the server and the routers). In every run all N peers are alive together: the first peer of each "
+        "pair starts, registers and asks for its partner; then the pairs arrive, Poisson at the rate shown (the "
+        "same arrivals both ways): the second peer (forked before and held, or held in its host) starts, "
+        "registers, asks, and the pair punches. When every peer holds the other's text, all N/2 sessions are "
+        "open together (the count below), and then they end. *All at once*: every peer of every pair let go at "
+        "the same instant, start-up included (a host's own start, making its sockets, comes before). Punch "
+        "time: each peer's own `punch_ms` (the server's introduction to a proven direct path, relay off), both "
+        "peers of every successful pair. Busy: the machine's CPU (all processes, the kernel's NAT) over the "
+        f"{CORES} cores, for {BACKGROUND_S:g} s before the first arrival (other work on this shared machine: a "
+        f"run waits up to {QUIET_WAIT_S:g} s for it to fall to {QUIET:.0%}) and from the first arrival to the "
+        "last session open; in brackets, PID 1's part (on this VM a process supervisor whose work grows with the "
+        "number of processes alive). Peer CPU: the peers' whole lives (start, register, punch, talk, goodbye) "
+        "from their rusage, a host's divided among its peers. PSS: every peer, all sessions open. One "
+        f"stand-alone `python -m punch peer` peaks at {standalone:.0f} MiB RSS. The single pair: peer1 and peer2 "
+        f"alone, {single} times each way, between that way's runs. Before the runs every NAT router resolves "
+        "(ARP) its pair's router and the server: the lab's internet is one bridge, where a first contact would "
+        "ask all N routers who has the address (a real internet routes instead).",
         "",
         *markdown_table(
             [
                 "N",
+                "peers as",
                 "pairs arrive",
                 "pairs direct",
                 "peers with a session open together",
@@ -607,6 +506,7 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
         *markdown_table(
             [
                 "N",
+                "peers as",
                 "single pair median / p95 (ms)",
                 f"highest rate with median within {within:g}x (pairs/s)",
                 "next rate (median / single)",
@@ -652,6 +552,13 @@ def main() -> int:
     parser.add_argument(
         "--rates", type=float, nargs="+", default=[5, 10, 20, 50, 100, 200], help="pairs a second (Poisson)"
     )
+    parser.add_argument(
+        "--peers-as",
+        nargs="+",
+        choices=["processes", "hosted"],
+        default=["processes", "hosted"],
+        help="every peer a process of its own, and/or guests of one host process per core (bench/peer_host.py)",
+    )
     parser.add_argument("--within", type=float, default=1.2, help="the goal: median within this x one pair's")
     parser.add_argument("--output", type=Path, default=Path("bench/lab_scale.md"))
     args = parser.parse_args()
@@ -663,7 +570,8 @@ def main() -> int:
     standalone = 0.0
     with neighbour_table(2 * generate.NEIGHBOURS_PER_PEER * max(args.sizes)):  # room for the machine's other labs
         for n in args.sizes:
-            size, standalone = run_size(n, args.single, sorted(args.rates), tag)
+            modes = [0 if way == "processes" else CORES for way in args.peers_as]
+            size, standalone = run_size(n, args.single, sorted(args.rates), modes, tag)
             sizes.append(size)
     print(write_report(args.output, table(sizes, standalone, args.single, args.within)))
     return 0

@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from bench.lab_scale import arrival_times, capacity, udp_in_datagrams
+from bench.crowd import udp_in_datagrams
+from bench.lab_scale import arrival_times, capacity
 
 pytestmark = pytest.mark.unit
 
