@@ -30,6 +30,7 @@ import punch.cli
 from netns import generate, ipr, naming
 from punch.errors import PeerError
 from punch.peer.session import PeerConfig, PeerResult, run_peer
+from punch.rendezvous.server import RendezvousServer
 
 log = logging.getLogger("bench.peer_host")
 
@@ -62,7 +63,28 @@ def serve(lab: str, guests: list[Guest], argv: list[list[str]], go: signal.Signa
     parser = punch.cli.build_parser()
     configs = [punch.cli.peer_config(parser.parse_args(args)) for args in argv]
     sockets = [socket_in(naming.namespace(lab, f"peer{g.me}")) for g in guests]
+    asyncio.run(warm_up(configs[0]))
     return asyncio.run(_serve(guests, configs, sockets, go))
+
+
+async def warm_up(config: PeerConfig) -> None:
+    """One pair punches through a server of our own on loopback before any guest starts.
+
+    A freshly forked process pays for its first run of the peer code (pages it shares with the benchmark copied
+    on first write, first calls): here, once, instead of in its first guests' punches. A single pair in a fresh
+    host would otherwise measure a cold process against a crowd of warm ones.
+    """
+    async with RendezvousServer() as server:
+        await server.start(("127.0.0.1", 0))
+
+        async def peer(me: str, other: str) -> None:
+            async def texts() -> AsyncIterator[str]:
+                yield f"warm-up from {me}"
+
+            ours = dataclasses.replace(config, server=server.address, peer_id=me, target=other, bind=("127.0.0.1", 0))
+            await run_peer(dataclasses.replace(ours, linger=0.0), texts(), lambda _: None, PeerResult(me, other))
+
+        await asyncio.gather(peer("warm-up-a", "warm-up-b"), peer("warm-up-b", "warm-up-a"))
 
 
 class _Run:
