@@ -106,6 +106,7 @@ class Puncher:
         on_chosen: Callable[[Path], None] | None = None,
         early: float | None = None,
         aggressive: bool = True,
+        hopeless: bool = False,
     ) -> None:
         self.endpoint = endpoint  # the session's socket (swapped for the chosen one after port prediction)
         self._me = me
@@ -124,7 +125,7 @@ class Puncher:
         # gives a LAN candidate a moment to prove itself before it nominates the public one.
         self._same_nat = same_nat
         self._lan_proven = asyncio.Event()
-        self.hopeless = False  # both NATs map endpoint-dependently: no direct path to retry from the relay
+        self.hopeless = hopeless  # both NATs map endpoint-dependently: no direct path to retry from the relay
         # Early checks (module docstring): when (loop.time()) to start checking, or None to wait for Go.
         self._early = early
         # The prober nominates the public path in every check (step 4); not behind one NAT, not when predicting,

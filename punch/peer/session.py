@@ -260,6 +260,7 @@ async def _find_path(
         same_nat=same_nat,
         on_chosen=switch,
         early=early,
+        hopeless=plan is Plan.RELAY,
     )
     channel = Channel(
         endpoint,
@@ -273,7 +274,6 @@ async def _find_path(
     result.received, result.sent = channel.received, channel.sent  # shared: a failure still reports what crossed
     dispatcher.routes += [puncher.on_request, channel.on_request]
     if plan is Plan.RELAY:
-        puncher.hopeless = True
         why = f"no direct path to {introduction.peer_id}: both NATs map endpoint-dependently, no port to predict"
         if not config.relay:
             raise PeerError(f"{why}; the relay is off (--no-relay)")
