@@ -7,8 +7,9 @@ started from the thread (iptables-restore, nft) runs in the namespace. Nothing f
 thousand namespaces cost a thousand syscalls, not a thousand processes. A namespace is created the way
 ``ip netns add`` does it, by the thread itself: unshare(CLONE_NEWNET), then a bind mount on /run/netns/NAME.
 
-The requests that build a lab (links, addresses, routes) are packed by netns/rtnl.py; reading state back
-(``status``) and traffic control go through pyroute2. Between ``open_cache()`` and ``close_cache()`` a thread
+The requests that build a lab (links, addresses, routes) are packed by netns/rtnl.py, and what ``status`` reads
+back (links, addresses, routes, root qdiscs) are dumps parsed by netns/rtdump.py; traffic control and the rarer
+reads and changes go through pyroute2. Between ``open_cache()`` and ``close_cache()`` a thread
 keeps one rtnetlink socket per namespace (and the interface indices it looked up); otherwise each call opens and
 closes its own.
 Kernel state is awaited by polling with a timeout, never by sleeping blindly. Removal is idempotent:
@@ -33,7 +34,7 @@ from pyroute2 import IPRoute
 from pyroute2 import netns as pyroute2_netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netns import rtnl
+from netns import rtdump, rtnl
 from netns.errors import KernelError
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def _kernel(what: str) -> Iterator[None]:
     except NetlinkError as exc:
         reason = os.strerror(exc.code) if exc.code else str(exc)
         raise KernelError(f"{what}: {reason}") from exc
+    except rtnl.DecodeError as exc:
+        raise KernelError(f"{what}: {exc}") from exc
     except OSError as exc:
         raise KernelError(f"{what}: {exc.strerror or exc}") from exc
 
@@ -337,25 +340,29 @@ def add_route(ns: str, dst: str, gateway: str, timeout: float = 5.0) -> None:
 
 
 def describe(ns: str) -> dict[str, Any]:
-    """Interfaces (name, state, addresses) and main-table routes of ``ns``, for ``status``."""
-    with _ipr(ns) as ipr, _kernel(f"read namespace {ns}"):
-        names = {int(link["index"]): str(link.get("ifname")) for link in ipr.get_links()}
-        interfaces = []
-        for link in ipr.get_links():
-            index = int(link["index"])
-            addresses = [f"{a.get('address')}/{a['prefixlen']}" for a in ipr.get_addr(family=2) if a["index"] == index]
-            interfaces.append({"name": names[index], "state": str(link.get("operstate")), "addresses": addresses})
-        routes = []
-        for route in ipr.get_routes(family=2, table=254):
-            dst = route.get("dst")
-            routes.append(
-                {
-                    "dst": f"{dst}/{route['dst_len']}" if dst else "default",
-                    "via": route.get("gateway"),
-                    "dev": names.get(int(route.get("oif") or 0)),
-                }
-            )
-        return {"interfaces": interfaces, "routes": routes}
+    """Interfaces (name, state, addresses) and main-table routes of ``ns``, for ``status``: three rtnetlink
+    dumps, parsed by hand (netns/rtdump.py)."""
+    with _rtnl(ns) as sock, _kernel(f"read namespace {ns}"):
+        links = rtdump.links(sock)
+        addresses = rtdump.addresses(sock)
+        routes = rtdump.routes(sock)
+    names = {link.index: link.name for link in links}
+    by_link: dict[int, list[str]] = {}
+    for address in addresses:
+        by_link.setdefault(address.index, []).append(f"{address.address}/{address.prefixlen}")
+    return {
+        "interfaces": [
+            {"name": link.name, "state": link.operstate, "addresses": by_link.get(link.index, [])} for link in links
+        ],
+        "routes": [
+            {
+                "dst": f"{route.dst}/{route.dst_len}" if route.dst else "default",
+                "via": route.gateway,
+                "dev": names.get(route.oif or 0),
+            }
+            for route in routes
+        ],
+    }
 
 
 # -- commands and processes inside a namespace ---------------------------------------------------------
@@ -418,9 +425,13 @@ def pids_in(ns: str) -> list[int]:
 def pids_in_any(namespaces: Sequence[str]) -> list[int]:
     """PIDs in any of ``namespaces``, found in one pass over /proc."""
     idents = {ident for ns in namespaces if (ident := _ns_identity(ns)) is not None}
+    return sorted(pid for pid, _ in _net_namespaces(idents))
+
+
+def _net_namespaces(idents: set[tuple[int, int]]) -> Iterator[tuple[int, tuple[int, int]]]:
+    """(PID, namespace identity) of every process (but this one) whose network namespace is one of ``idents``."""
     if not idents:
-        return []
-    pids = []
+        return
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -429,8 +440,7 @@ def pids_in_any(namespaces: Sequence[str]) -> list[int]:
         except OSError:
             continue  # exited meanwhile, a zombie, or a kernel thread
         if (st.st_dev, st.st_ino) in idents and int(entry) != os.getpid():
-            pids.append(int(entry))
-    return sorted(pids)
+            yield int(entry), (st.st_dev, st.st_ino)
 
 
 def signal_pids(pids: Sequence[int], sig: signal.Signals) -> None:
@@ -543,14 +553,9 @@ def set_qdisc(ns: str, ifname: str, kind: str | None, params: dict[str, Any]) ->
 
 
 def qdiscs(ns: str) -> dict[str, str]:
-    """Interface name -> kind of its root qdisc, in ``ns``."""
-    with _ipr(ns) as ipr, _kernel(f"read qdiscs of {ns}"):
-        names = {int(link["index"]): str(link.get("ifname")) for link in ipr.get_links()}
-        return {
-            names.get(int(q["index"]), "?"): str(q.get_attr("TCA_KIND"))
-            for q in ipr.get_qdiscs()
-            if q["parent"] == 0xFFFFFFFF
-        }
+    """Interface name -> kind of its root qdisc, in ``ns`` (read from the link dump: IFLA_QDISC)."""
+    with _rtnl(ns) as sock, _kernel(f"read qdiscs of {ns}"):
+        return {link.name: link.qdisc for link in rtdump.links(sock) if link.qdisc is not None}
 
 
 def _queues_bound(pid: int) -> set[int]:
@@ -564,15 +569,23 @@ def _queues_bound(pid: int) -> set[int]:
 
 def delayd_pid(ns: str, queue: int) -> int | None:
     """The PID of the delaying daemon of ``queue`` running in ``ns`` (found by its command line), or None."""
-    for pid in pids_in(ns):
+    return delayds([ns]).get((ns, queue))
+
+
+def delayds(namespaces: Sequence[str]) -> dict[tuple[str, int], int]:
+    """(namespace, queue) -> PID of each delaying daemon running in any of ``namespaces``, in one pass over /proc."""
+    by_identity = {ident: ns for ns in namespaces if (ident := _ns_identity(ns)) is not None}
+    found = {}
+    for pid, ident in _net_namespaces(set(by_identity)):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 argv = f.read().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if DELAYD_MODULE in argv and "--queue" in argv and argv[argv.index("--queue") + 1 :][:1] == [str(queue)]:
-            return pid
-    return None
+        queue = argv[argv.index("--queue") + 1 :][:1] if "--queue" in argv else []
+        if DELAYD_MODULE in argv and queue and queue[0].isdigit():
+            found[by_identity[ident], int(queue[0])] = pid
+    return found
 
 
 def start_delayd(ns: str, queue: int, argv: Sequence[str], log_path: str, timeout: float = 10.0) -> None:
@@ -602,9 +615,21 @@ def load_impair(ns: str, iptables: str, nftables: str) -> None:
     run_in(ns, ["nft", "-f", "-"], stdin=nftables)
 
 
-def nft_table(ns: str, family: str, table: str) -> str:
-    """``nft list table FAMILY TABLE`` in ``ns``, or "" if it does not exist."""
+def nft_tables(ns: str, families: Sequence[str], table: str) -> str:
+    """The text of the nftables tables ``FAMILY TABLE`` for each of ``families`` in ``ns`` (as ``nft list table``
+    shows them), "" for each that does not exist: one ``nft list ruleset`` run, cut at its top-level tables."""
     try:
-        return run_in(ns, ["nft", "list", "table", family, table])
+        ruleset = run_in(ns, ["nft", "list", "ruleset"])
     except KernelError:
         return ""
+    wanted = {f"table {family} {table} {{" for family in families}
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in ruleset.splitlines(keepends=True):
+        if line.startswith("table "):
+            current = blocks.setdefault(line.rstrip("\n"), []) if line.rstrip("\n") in wanted else None
+        if current is not None:
+            current.append(line)
+        if line.startswith("}"):
+            current = None
+    return "".join("".join(blocks.get(f"table {family} {table} {{", [])) for family in families)

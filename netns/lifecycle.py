@@ -242,6 +242,7 @@ def status(lab: str) -> dict[str, Any]:
         raise LabError(f"lab {lab!r} is not up; run `python -m netns up --name {lab}`")
     nodes = []
     missing = []
+    engine: list[dict[str, Any] | LabError] = []  # the engine's answer, asked once and only for a container node
     for name, info in state.get("nodes", {}).items():
         ns = naming.namespace(lab, name)
         entry: dict[str, Any] = {
@@ -253,7 +254,7 @@ def status(lab: str) -> dict[str, Any]:
         }
         if info.get("image"):
             entry["image"] = info["image"]
-            entry["container"] = _container_status(lab, name)
+            entry["container"] = _container_status(lab, name, engine)
         if ns in present:
             entry.update(ipr.describe(ns))
         else:
@@ -270,12 +271,18 @@ def status(lab: str) -> dict[str, Any]:
     }
 
 
-def _container_status(lab: str, node: str) -> dict[str, Any]:
-    """Node ``node``'s container as the engine sees it (name, id, image, status, pid), or why it cannot say."""
-    try:
-        return containers.describe(lab).get(node) or {"error": "no container (removed?)"}
-    except LabError as exc:
-        return {"error": str(exc)}
+def _container_status(lab: str, node: str, engine: list[dict[str, Any] | LabError]) -> dict[str, Any]:
+    """Node ``node``'s container as the engine sees it (name, id, image, status, pid), or why it cannot say.
+    ``engine`` keeps the engine's answer (or its error) for the next node."""
+    if not engine:
+        try:
+            engine.append(containers.describe(lab))
+        except LabError as exc:
+            engine.append(exc)
+    answer = engine[0]
+    if isinstance(answer, LabError):
+        return {"error": str(answer)}
+    return answer.get(node) or {"error": "no container (removed?)"}
 
 
 def is_container(lab: str, node: str) -> bool:
@@ -367,15 +374,17 @@ def impairments(lab: str, state: dict[str, Any], present: set[str]) -> list[dict
     """Each impaired network with, per member interface, every impairment and the mechanism building it,
     as found in the kernel now (``ok`` is False if a mechanism is missing, e.g. a delay daemon died)."""
     netem = bool(state.get("netem"))
+    links = _links(lab, state.get("networks", {}))
+    kernel = _Kernel(netem, ipr.delayds(sorted({link.ns for link in links if link.ns in present})))
     result = []
-    for link_group in _by_network(_links(lab, state.get("networks", {}))):
+    for link_group in _by_network(links):
         first = link_group[0]
         members = []
         for link in link_group:
             if link.ns not in present:
                 members.append({"node": link.node, "interface": link.ifname, "ok": False, "mechanisms": []})
                 continue
-            members.append(_member_status(link, netem))
+            members.append(_member_status(link, netem, kernel))
         result.append(
             {
                 "network": first.network,
@@ -395,22 +404,43 @@ def _by_network(links: list[impair.Link]) -> list[list[impair.Link]]:
     return list(groups.values())
 
 
-def _member_status(link: impair.Link, netem: bool) -> dict[str, Any]:
-    qdisc = ipr.qdiscs(link.ns).get(link.ifname)
-    table = "" if netem else ipr.nft_table(link.ns, "ip", impair.TABLE) + ipr.nft_table(link.ns, "netdev", impair.TABLE)
+@dataclass(slots=True)
+class _Kernel:
+    """What ``impairments`` reads of each namespace, read once per namespace however many members it has: root
+    qdiscs, the impairment's nftables tables, and the delay daemons (all found in one pass over /proc)."""
+
+    netem: bool
+    delayds: dict[tuple[str, int], int]
+    _qdiscs: dict[str, dict[str, str]] = field(default_factory=dict)
+    _tables: dict[str, str] = field(default_factory=dict)
+
+    def qdisc(self, ns: str, ifname: str) -> str | None:
+        if ns not in self._qdiscs:
+            self._qdiscs[ns] = ipr.qdiscs(ns)
+        return self._qdiscs[ns].get(ifname)
+
+    def table(self, ns: str) -> str:
+        if self.netem:
+            return ""
+        if ns not in self._tables:
+            self._tables[ns] = ipr.nft_tables(ns, ("ip", "netdev"), impair.TABLE)
+        return self._tables[ns]
+
+
+def _member_status(link: impair.Link, netem: bool, kernel: _Kernel) -> dict[str, Any]:
     mechanisms = []
     for kind, text in link.impairment.parts():
         how = impair.mechanisms(link.impairment, netem)[kind]
         entry: dict[str, Any] = {"impairment": text, "mechanism": how}
         if how in (impair.NETEM, impair.TBF):
-            entry["present"] = qdisc == how
+            entry["present"] = kernel.qdisc(link.ns, link.ifname) == how
         elif how == impair.NFQUEUE:
-            pid = ipr.delayd_pid(link.ns, link.queue)
+            pid = kernel.delayds.get((link.ns, link.queue))
             entry.update(pid=pid, queue=link.queue, present=pid is not None)
         else:
             needle = f'device "{link.ifname}"'  # the loss chain's hook, or the dup rule's device
             action = "hook egress" if how == impair.NUMGEN else "dup to"
-            entry["present"] = any(needle in r and action in r for r in table.splitlines())
+            entry["present"] = any(needle in r and action in r for r in kernel.table(link.ns).splitlines())
         mechanisms.append(entry)
     ok = all(m["present"] for m in mechanisms)
     return {"node": link.node, "interface": link.ifname, "ok": ok, "mechanisms": mechanisms}
