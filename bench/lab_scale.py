@@ -88,6 +88,7 @@ class Punching:
 class Size:
     n: int
     up_s: float = 0.0
+    status_s: float = 0.0  # `status --json` of the whole lab, right after up
     down_s: float = 0.0
     mem_available_mib: float = 0.0
     slab_mib: float = 0.0
@@ -291,6 +292,7 @@ def run_size(n: int, single: int, rates: list[float], modes: list[int], tag: str
         after = meminfo()
         size.mem_available_mib = before["MemAvailable"] - after["MemAvailable"]
         size.slab_mib = after["Slab"] - before["Slab"]
+        size.status_s = timed(lambda: lab("status", "--name", name, "--json"))
         logs = Path(lab("logdir", "--name", name).strip())
         lab("exec", "--name", name, "--detach", "--log", str(logs / "server.log"), "server", "--", *SERVER_PRIORITY,
             PYTHON, "-m", "punch", "server", "--listen", f"{SERVER}:3478", "--alternate", f"{ALTERNATE}:3479",
@@ -417,6 +419,7 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
                 s.n,
                 f"{s.up_s:.1f}",
                 f"{s.up_s / s.n * 1000:.0f}" + (f" ({marginal:.0f})" if marginal is not None else ""),
+                f"{s.status_s:.2f}",
                 f"{s.down_s:.1f}",
                 f"{s.down_s / s.n * 1000:.1f}",
                 f"{s.mem_available_mib:.0f} / {s.slab_mib:.0f}",
@@ -438,15 +441,17 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
         "# The lab at scale: N NAT'd peers, up, down, and N/2 pairs punching through one server",
         "",
         f"Measured {machine()} by `just bench-lab-scale`: one lab per N from `python -m netns up --peers N` (each "
-        "peer behind its own NAT router, home firewall, all routers on one internet with the server). Up and "
-        "down: wall time of the CLI; marginal: the extra up time per extra peer from the size before. Kernel "
-        "memory: MemAvailable drop and Slab growth from before up to after it (a shared machine: approximate).",
+        "peer behind its own NAT router, home firewall, all routers on one internet with the server). Up, status "
+        "(`status --json`: every namespace's links, addresses and routes) and down: wall time of the CLI; "
+        "marginal: the extra up time per extra peer from the size before. Kernel memory: MemAvailable drop and "
+        "Slab growth from before up to after it (a shared machine: approximate).",
         "",
         *markdown_table(
             [
                 "N",
                 "up (s)",
                 "up per peer (ms; marginal)",
+                "status (s)",
                 "down (s)",
                 "down per peer (ms)",
                 "kernel MiB (MemAvailable / Slab)",
