@@ -145,8 +145,28 @@ class RendezvousClient:
         self.introduction = asyncio.get_running_loop().create_future()
         self.go = asyncio.Event()
         await self.register()
-        await self.connect(target)
-        return await self.introduction
+        return await self.introduced_to(target)
+
+    async def introduced_to(self, target: str) -> Introduction:
+        """Ask the server for ``target`` (:meth:`connect`) and wait for the introduction to it.
+
+        The Introduce is what matters: one that arrives while our request is still unanswered (every answer to it
+        lost so far) is as good as the answer, so the request is given up then instead of holding the punch until
+        it times out. Without an Introduce, an unanswered request is the error.
+        """
+        asking = asyncio.ensure_future(self.connect(target))
+        try:
+            await asyncio.wait((asking, self.introduction), return_when=asyncio.FIRST_COMPLETED)
+            if not self.introduction.done():
+                await asking  # answered (the other peer may not have asked yet) or PeerError: no server there
+            elif not asking.done():
+                log.info(
+                    "introduced before the server's answer to our request for %s came: no need to wait for it", target
+                )
+            return await self.introduction
+        finally:
+            asking.cancel()
+            await asyncio.gather(asking, return_exceptions=True)
 
     async def ready(self, session_id: bytes) -> None:
         """Tell the server our NAT mapping is open, so it sends Go to the other peer."""

@@ -225,8 +225,7 @@ async def _find_path(
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(config.timeout):
-            await client.connect(config.target)
-            introduction = await client.introduction
+            introduction = await client.introduced_to(config.target)
     except TimeoutError:
         raise PeerError(
             f"{config.target} did not ask for us within {config.timeout:g} s; "

@@ -12,6 +12,7 @@ from punch.errors import PeerError
 from punch.peer.puncher import PunchTimings
 from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.rendezvous.server import RendezvousServer
+from punch.stun import MessageClass, Method, decode
 from tests.integration.conftest import FAST, LogLine, texts
 from tests.integration.conftest import peer_config as config
 
@@ -117,3 +118,27 @@ async def test_a_socket_that_is_not_udp_is_refused_before_anything_is_sent(serve
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as stream, pytest.raises(ValueError, match="UDP socket"):
         await run_peer(config(server, "a", "b"), texts(), lambda _: None, PeerResult("a", "b"), sock=stream)
     assert server.registry.lookup("a", 0) is None
+
+
+async def test_an_introduce_is_as_good_as_the_lost_answer_to_our_request(
+    server: RendezvousServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="punch")
+    send = server.endpoint.send_bytes
+
+    def losing_connect_answers(data: bytes, remote: tuple[str, int]) -> None:
+        message = decode(data)
+        if message.method == Method.CONNECT and message.message_class is MessageClass.SUCCESS:
+            return  # every answer to every Connect is lost on the way; the Introduce pushes get through
+        send(data, remote)
+
+    server.endpoint.send_bytes = losing_connect_answers  # type: ignore[method-assign]
+    results = await asyncio.gather(
+        run_peer(config(server, "a", "b"), texts("to b"), lambda _: None, PeerResult("a", "b")),
+        run_peer(config(server, "b", "a"), texts("to a"), lambda _: None, PeerResult("b", "a")),
+    )
+    assert [r.received for r in results] == [["to a"], ["to b"]]
+    assert [r.path for r in results] == ["direct", "direct"]
+    waited = [r.getMessage() for r in caplog.records if "introduced before the server's answer" in r.getMessage()]
+    assert len(waited) == 2
+    assert not any("asked the server for" in r.getMessage() for r in caplog.records)  # no answer ever came
