@@ -24,15 +24,12 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
-
-from pyroute2 import IPRoute
-from pyroute2 import netns as pyroute2_netns
-from pyroute2.netlink.exceptions import NetlinkError
 
 from netns import rtdump, rtnl
 from netns.errors import KernelError
@@ -54,22 +51,32 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> 
         time.sleep(POLL_INTERVAL)
 
 
+def _netlink_error() -> type[Exception] | None:
+    """pyroute2's NetlinkError once pyroute2 is loaded. It is imported only by what needs it (qdiscs, container
+    namespaces, the readers off ``up``'s hot path): importing it costs every CLI command about 0.15 s."""
+    return getattr(sys.modules.get("pyroute2.netlink.exceptions"), "NetlinkError", None)
+
+
 @contextmanager
 def _kernel(what: str) -> Iterator[None]:
     """Translate netlink and OS errors raised while doing ``what`` into one-line KernelErrors."""
     try:
         yield
-    except NetlinkError as exc:
-        reason = os.strerror(exc.code) if exc.code else str(exc)
-        raise KernelError(f"{what}: {reason}") from exc
     except rtnl.DecodeError as exc:
         raise KernelError(f"{what}: {exc}") from exc
     except OSError as exc:
         raise KernelError(f"{what}: {exc.strerror or exc}") from exc
+    except Exception as exc:
+        netlink_error = _netlink_error()
+        if netlink_error is None or not isinstance(exc, netlink_error):
+            raise
+        code = getattr(exc, "code", 0)
+        raise KernelError(f"{what}: {os.strerror(code) if code else exc}") from exc
 
 
 CLONE_NEWNET = 0x40000000
 MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 0x100000
+MNT_DETACH = 2  # umount2(2): lazy unmount
 _libc = ctypes.CDLL(None, use_errno=True)
 _local = threading.local()  # per thread: the namespace handles of ``open_cache()``
 _run_dir_ready: list[bool] = []
@@ -115,6 +122,8 @@ def close_cache() -> None:
 @contextmanager
 def _ipr(ns: str) -> Iterator[Any]:
     """A pyroute2 IPRoute of ``ns``, opened from inside it, closed after the block."""
+    from pyroute2 import IPRoute  # imported here: see _netlink_error
+
     with entered(ns), _kernel(f"open namespace {ns}"):
         ipr = IPRoute()
     try:
@@ -163,7 +172,10 @@ def _index(sock: rtnl.Socket, ns: str, ifname: str) -> int:
 def list_namespaces() -> list[str]:
     """Names of the namespaces in /run/netns (what ``ip netns list`` shows)."""
     with _kernel("list namespaces"):
-        return sorted(pyroute2_netns.listnetns())
+        try:
+            return sorted(os.listdir(NETNS_DIR))
+        except FileNotFoundError:
+            return []
 
 
 def _ns_identity(ns: str) -> tuple[int, int] | None:
@@ -221,6 +233,8 @@ def attach_namespace(ns: str, pid: int) -> None:
     /proc/PID/ns/net on /run/netns/NS. The mount keeps the namespace alive after the process is gone."""
     if ns in list_namespaces():
         raise KernelError(f"namespace {ns} already exists; run `python -m netns down` for its lab first")
+    from pyroute2 import netns as pyroute2_netns  # imported here: see _netlink_error
+
     with _kernel(f"attach namespace {ns} to PID {pid}"):
         pyroute2_netns.attach(ns, pid)
     wait_for(lambda: _is_mounted(ns), f"namespace {ns} to be mounted")
@@ -228,9 +242,11 @@ def attach_namespace(ns: str, pid: int) -> None:
 
 def delete_namespace(ns: str) -> None:
     """Unmount and unlink ``ns``; its interfaces (and their veth peers) go with it. Gone is success."""
+    path = os.path.join(NETNS_DIR, ns)
     with _kernel(f"delete namespace {ns}"):
+        _libc.umount2(path.encode(), MNT_DETACH)  # as `ip netns delete`: an error here shows in the unlink
         try:
-            pyroute2_netns.remove(ns)
+            os.unlink(path)
         except FileNotFoundError:
             return
     wait_for(lambda: _ns_identity(ns) is None, f"namespace {ns} to disappear")
@@ -537,6 +553,8 @@ def netem_supported(python: str) -> bool:
 
 def set_qdisc(ns: str, ifname: str, kind: str | None, params: dict[str, Any]) -> None:
     """Replace the root qdisc of ``ns:ifname`` with ``kind`` (pyroute2 tc arguments); None restores the default."""
+    from pyroute2.netlink.exceptions import NetlinkError  # imported here: see _netlink_error
+
     with _ipr(ns) as ipr, _kernel(f"set qdisc {kind or 'default'} on {ns}:{ifname}"):
         found = ipr.link_lookup(ifname=ifname)
         if not found:
