@@ -49,13 +49,15 @@ def test_pcaps_of_a_punch_decode_as_stun_without_malformed_packets(lab_factory: 
     lab.down()  # stops tcpdump, which has written every packet as it came (-U)
 
     for pcap, me in ((captures / "nat10-wan10.pcap", "10"), (captures / "nat14-wan14.pcap", "14")):
-        lines = tshark(pcap, "-T", "fields", "-e", "frame.protocols", "-e", "_ws.expert.message").splitlines()
+        # Remarks joined by "|", not tshark's default ",": "Possible traceroute: hop #4, attempt #1" has a comma.
+        fields = ("-T", "fields", "-E", "aggregator=|", "-e", "frame.protocols", "-e", "_ws.expert.message")
+        lines = tshark(pcap, *fields).splitlines()
         udp = [line for line in lines if line.split("\t")[0].endswith(":udp:stun") or ":udp" in line.split("\t")[0]]
         assert udp, f"no UDP in {pcap}"
         for line in udp:
             protocols, _, remarks = line.partition("\t")
             assert protocols.endswith(":udp:stun"), (pcap.name, line)  # every datagram decodes as STUN
-            for remark in filter(None, remarks.split(",")):
+            for remark in filter(None, remarks.split("|")):
                 assert re.fullmatch(EXPECTED_REMARKS, remark), (pcap.name, remark)
         assert "Malformed" not in tshark(pcap, "-V")
         # The peer-to-peer flow is in it: the NAT's public address talks to the other NAT's public address.
