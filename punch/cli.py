@@ -223,7 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=15.0,
         metavar="S",
-        help="on the relay, retry a direct path every S seconds and move onto it when proven (default 15; 0 = never)",
+        help="on the relay, retry a direct path after S seconds, then after twice as long each time (up to 300 s), and "
+        "move onto it when proven (default 15; 0 = never)",
+    )
+    peer.add_argument(
+        "--nat-udp-timeout",
+        type=float,
+        default=90.0,
+        metavar="S",
+        help="how long a NAT on the way may remember a UDP flow nobody answered (default 90: Linux's 30 s timeout, "
+        "then up to 60 s until its garbage collector removes the entry); after a failed retry on the relay the peers "
+        "stay quiet toward each other 11 s longer, so that the NATs forget what a lost race recorded",
     )
     peer.add_argument(
         "--early-checks",
@@ -340,6 +350,7 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         predict=predict,
         discover_ttl=open_ttl is None,
         upgrade_interval=_not_negative("--upgrade-interval", args.upgrade_interval),
+        nat_udp_timeout=_not_negative("--nat-udp-timeout", args.nat_udp_timeout),
         rejoin=_not_negative("--rejoin", args.rejoin),
     )
     if config.peer_id == config.target:

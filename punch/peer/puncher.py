@@ -32,8 +32,9 @@ their own mapping at once and send full checks once the other's mapping is open 
 checks cross, and one peer-to-peer round trip proves the path (and nominates it, step 4), with nobody waiting
 for Go. The cost: a check that reaches the other NAT before the other peer's probe left (an introduction lost
 and retransmitted, a peer stalled for longer than the margin plus the time between the peers) loses the conntrack
-race on a NAT without a firewall, and the punch falls back to the relay. So it is off by default
-(``--early-checks``); home routers, which drop unsolicited packets, only drop such a check.
+race on a NAT without a firewall, and the punch falls back to the relay; its retries go direct only after the NATs
+forgot the race (punch.peer.session.upgrade_waits, about 140 s). So it is off by default (``--early-checks``);
+home routers, which drop unsolicited packets, only drop such a check.
 
 Port prediction (punch.peer.predict) reuses this machinery: the opener's many extra sockets hand their checks to
 :meth:`Puncher.on_request` with ``via`` (answers and triggered checks leave from the socket the check reached),
@@ -43,6 +44,7 @@ and the prober's spray reports an answering port with :meth:`Puncher.found`. Suc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -195,8 +197,10 @@ class Puncher:
             )
             self.endpoint.send_with_ttl(self.check(), candidate, self._timings.open_ttl)
 
-    def again(self, timings: PunchTimings) -> Puncher:
-        """A fresh puncher for the same session and socket (the relay's background retries)."""
+    def again(self, timeout: float, open_ttl: int) -> Puncher:
+        """A fresh puncher for the same session and socket, checking for ``timeout`` seconds and opening our mapping
+        with probes of TTL ``open_ttl`` (the relay's background retries)."""
+        timings = dataclasses.replace(self._timings, timeout=timeout, open_ttl=open_ttl, early=False)
         return Puncher(self.endpoint, self._me, self._intro, timings, same_nat=self._same_nat, aggressive=False)
 
     async def run(self) -> Path:
@@ -209,20 +213,34 @@ class Puncher:
             self._spawn(self._opener_fallback())
         return await self._wait_for_path()
 
-    async def retry(self) -> Path:
-        """On the relay, try again: both sides check every candidate at full TTL at once (their mappings toward
-        the server stay open, so a path that was blocked for a while can now be proven); PeerError on timeout."""
-        self._start_checks("on the relay: trying a direct path again:")
-        return await self._wait_for_path()
+    async def retry(self, lead: float) -> Path:
+        """On the relay, try again without the server, on our own clock; PeerError on timeout.
 
-    async def _wait_for_path(self) -> Path:
+        Both peers retry at about the same time (their timers started when each fell back to the relay). Both open
+        their mapping with low-TTL probes first; the prober checks ``lead`` seconds later, for the timeout, and the
+        opener only answers and sends triggered checks, as in a punch (and checks at full TTL itself if no check
+        came ``opener_fallback`` seconds after the lead). So no NAT sees a check before its own peer's probe left,
+        as long as the opener starts less than ``lead`` later than the prober, and the prober less than the timeout
+        later than the opener. The peers' mappings toward the server stay open, so a path that was blocked for a
+        while can now be proven.
+        """
+        log.info("on the relay: trying a direct path to %s again", self.peer)
+        await self.open_mappings()
+        if self._intro.role is Role.PROBER:
+            self._spawn(self._checks_after(lead))
+        else:
+            self._spawn(self._opener_fallback(lead))
+        return await self._wait_for_path(lead + self._timings.timeout)
+
+    async def _wait_for_path(self, seconds: float | None = None) -> Path:
+        timeout = self._timings.timeout if seconds is None else seconds
         try:
-            async with asyncio.timeout(self._timings.timeout):
+            async with asyncio.timeout(timeout):
                 return await asyncio.shield(self._chosen)
         except TimeoutError:
             tried = ", ".join(format_address(c) for c in self._intro.candidates)
             raise PeerError(
-                f"no direct path to {self.peer} within {self._timings.timeout:g} s (tried {tried}); "
+                f"no direct path to {self.peer} within {timeout:g} s (tried {tried}); "
                 "both NATs may be symmetric, or a firewall drops UDP"
             ) from None
         finally:
@@ -240,8 +258,12 @@ class Puncher:
         await asyncio.sleep(at - asyncio.get_running_loop().time())
         self._start_checks("checking without waiting for Go:")
 
-    async def _opener_fallback(self) -> None:
-        await asyncio.sleep(self._timings.opener_fallback)
+    async def _checks_after(self, lead: float) -> None:
+        await asyncio.sleep(lead)
+        self._start_checks("on the relay: probing")
+
+    async def _opener_fallback(self, after: float = 0.0) -> None:
+        await asyncio.sleep(after + self._timings.opener_fallback)
         if not self._triggered and not self._chosen.done():
             self._start_checks(f"no check from {self.peer} after {self._timings.opener_fallback:g} s; probing")
 

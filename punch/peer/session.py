@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,14 @@ from punch.stun.transaction import RetransmitPolicy
 SERVER_POLICY = RetransmitPolicy(rto=0.25, max_rto=2.0, max_sends=12)
 # A keepalive that gets no answer for 7.5 s means the other peer is gone (or the path broke).
 KEEPALIVE_POLICY = RetransmitPolicy(rto=0.5, max_rto=2.0, max_sends=5, last_wait=4.0)
+# On the relay (upgrade_waits): a retry's low-TTL probes leave this long (at most half the wait) before the prober's
+# checks, so retries whose timers are up to this far apart still open the opener's NAT before a check arrives
+# (Puncher.retry); after a failed retry the peers keep quiet toward each other this much longer than the NATs' UDP
+# timeout (twice the lead: the other's retry may start that much later; and a second of slack); the waits double up
+# to MAX_UPGRADE_WAIT.
+UPGRADE_LEAD = 5.0
+UPGRADE_QUIET = 2 * UPGRADE_LEAD + 1.0
+MAX_UPGRADE_WAIT = 300.0
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +69,11 @@ class PeerConfig:
     keepalive: float = 5.0  # seconds between checks of a direct path while talking
     group: bytes | None = None  # a closed group's key (--secret-file)
     predict: PredictConfig = field(default_factory=PredictConfig)  # port prediction (punch.peer.predict)
-    upgrade_interval: float = 15.0  # on the relay, retry a direct path this often (seconds; 0 = never)
+    upgrade_interval: float = 15.0  # on the relay, first retry a direct path after this long (seconds; 0 = never)
+    # How long a NAT on the way may remember a UDP flow nobody answered, until the entry is gone: Linux's 30 s timeout
+    # plus up to 60 s before its garbage collector removes the expired entry (until then new flows from the same
+    # source still take its port).
+    nat_udp_timeout: float = 90.0
     discover_ttl: bool = True  # find punch.open_ttl from the route to the server (punch.peer.hops), else keep it
     rejoin: float = 15.0  # after a direct path broke, wait this long for the other peer to find us again (0 = never)
 
@@ -170,7 +182,7 @@ async def _run(
             result.path, result.remote = path.kind, format_address(path.remote)
             talking = _talk(channel, texts, config.linger, config.timeout)
             if path.kind == "relay" and config.upgrade_interval > 0 and not puncher.hopeless:
-                await _first_of(talking, _upgrade(config, dispatcher, puncher, channel, result))
+                await _first_of(talking, _upgrade(config, dispatcher, puncher, channel, result, hops_found))
             elif path.kind == "relay":
                 await talking  # the relay answers for the server; keepalives would prove nothing about the peer
             else:
@@ -371,22 +383,50 @@ async def _punch(
     return path
 
 
-async def _upgrade(
-    config: PeerConfig, dispatcher: _Dispatcher, puncher: Puncher, channel: Channel, result: PeerResult
-) -> None:
-    """While the session runs over the relay, retry a direct path every ``config.upgrade_interval`` seconds; once
-    one is proven, move the channel onto it (and back to the relay if it stops answering). Runs until cancelled."""
-    window = PunchTimings(timeout=min(config.punch.timeout, 5.0), open_ttl=0, lan_grace=config.punch.lan_grace)
+def upgrade_waits(interval: float, nat_udp_timeout: float) -> Iterator[float]:
+    """How long the relay waits before each retry of a direct path: ``interval``, then twice as long each time, at
+    least :data:`UPGRADE_QUIET` more than ``nat_udp_timeout`` and at most :data:`MAX_UPGRADE_WAIT` (or the quiet).
+
+    Why the quiet. A check that reached the other NAT before its peer's probe left (a late introduction with early
+    checks, a retry started too far apart) is recorded there as a connection of its own, and the NAT maps its
+    peer's packets toward us to another port (punch.peer.puncher); both entries live while the peers keep sending.
+    Only a silence longer than the NAT's UDP timeout on both sides lets the NAT forget them, and a retry after that
+    starts from clean NATs. Retrying sooner, forever, would keep them alive forever.
+    """
+    quiet = nat_udp_timeout + UPGRADE_QUIET
+    wait = interval
     while True:
-        await asyncio.sleep(config.upgrade_interval)
-        retry = puncher.again(window)
-        dispatcher.routes[dispatcher.routes.index(puncher.on_request)] = retry.on_request
-        puncher = retry
-        try:
-            path = await puncher.retry()
-        except PeerError as error:
-            log.info("%s; staying on the relay, next try in %g s", error, config.upgrade_interval)
-            continue
+        yield wait
+        wait = min(max(2 * wait, quiet), max(MAX_UPGRADE_WAIT, quiet))
+
+
+async def _upgrade(
+    config: PeerConfig,
+    dispatcher: _Dispatcher,
+    puncher: Puncher,
+    channel: Channel,
+    result: PeerResult,
+    hops_found: asyncio.Task[PunchTimings],
+) -> None:
+    """While the session runs over the relay, retry a direct path after each of :func:`upgrade_waits`; once one is
+    proven, move the channel onto it (and back to the relay, starting the waits over, if it stops answering). Runs
+    until cancelled. The retries open our mapping with the TTL that passes our own NATs (``hops_found``)."""
+    open_ttl = (await hops_found).open_ttl
+    while True:
+        waits = upgrade_waits(config.upgrade_interval, config.nat_udp_timeout)
+        wait = next(waits)
+        while True:
+            lead = min(UPGRADE_LEAD, wait / 2)
+            await asyncio.sleep(wait - lead)
+            retry = puncher.again(min(config.punch.timeout, 5.0), open_ttl)
+            dispatcher.routes[dispatcher.routes.index(puncher.on_request)] = retry.on_request
+            puncher = retry
+            try:
+                path = await puncher.retry(lead)
+                break
+            except PeerError as error:
+                wait = next(waits)
+                log.info("%s; staying on the relay, next try in %g s", error, wait)
         channel.remote = path.remote
         result.path, result.remote, result.upgraded = path.kind, format_address(path.remote), True
         log.info("upgraded from the relay to the %s path via %s", path.kind, format_address(path.remote))

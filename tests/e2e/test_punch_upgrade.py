@@ -5,11 +5,16 @@ from __future__ import annotations
 import pytest
 
 from netns.testing import Lab
+from punch.rendezvous.wire import request
+from punch.stun import Method
+from punch.stun.message import encode
 from tests.e2e.punch_in_lab import WAN, chat_peer, end_chat, finish, start_server, wait_for_line
 
 pytestmark = pytest.mark.e2e
 
-RETRY = ("--punch-timeout", "2", "--upgrade-interval", "1")  # give up on direct after 2 s, retry every second
+# Give up on direct after 2 s, retry after a second, then after 11 s: the block is in the core, so the NATs never
+# recorded anything they would have to forget (--nat-udp-timeout 0).
+RETRY = ("--punch-timeout", "2", "--upgrade-interval", "1", "--nat-udp-timeout", "0")
 BLOCK = [("-s", WAN["10"], "-d", WAN["14"]), ("-s", WAN["14"], "-d", WAN["10"])]
 
 
@@ -24,7 +29,7 @@ def test_peers_on_the_relay_move_to_a_direct_path_once_one_exists(lab: Lab) -> N
     for rule in BLOCK:
         lab.exec("core", "iptables", "-D", "FORWARD", "-p", "udp", *rule, "-j", "DROP", check=True)
     for peer in (peer10, peer14):
-        wait_for_line(peer, r"upgraded from the relay to the direct path via")
+        wait_for_line(peer, r"upgraded from the relay to the direct path via", timeout=20)
     end_chat((peer10, "over the direct path\n"), (peer14, ""))
     code10, result10, log10 = finish(peer10)
     code14, result14, log14 = finish(peer14)
@@ -33,4 +38,49 @@ def test_peers_on_the_relay_move_to_a_direct_path_once_one_exists(lab: Lab) -> N
     assert (result10["path"], result10["upgraded"]) == ("direct", True)
     assert (result14["path"], result14["upgraded"]) == ("direct", True)
     assert result10["remote"] == result14["mapped"]
+    assert result14["remote"] == result10["mapped"]
+
+
+INTRODUCE_TYPE = int.from_bytes(encode(request(Method.INTRODUCE))[:2])  # the first two bytes of a STUN message
+LOSE_INTRODUCTIONS = f"""
+table inet lose_introductions {{
+    chain forward {{ type filter hook forward priority -10; udp sport 3478 @th,64,16 {INTRODUCE_TYPE} drop; }}
+}}
+"""
+
+
+@pytest.mark.parametrize("lab", ["none"], indirect=True, ids=["bare-masquerade"])
+def test_a_late_introduction_on_a_bare_router_ends_on_the_relay_and_then_goes_direct(lab: Lab) -> None:
+    """With early checks, peer14's introduction is lost and comes again later: peer10's checks reach nat14 before
+    peer14's probe has opened it, nat14 (no firewall) records them as a connection of their own and maps peer14's
+    packets to peer10 to another port; the punch fails and the session goes over the relay. Retrying at once keeps
+    both wrong entries alive (each retry's checks refresh them); the peers stay quiet until the NATs forget them,
+    then open their NATs again and go direct.
+
+    The routers time unanswered flows out after 12 s here (Linux: 30 s; no shorter, or the mappings toward the server
+    would expire between the peers' refreshes, every 10 s), and the kernel's garbage collector may take 60 s more to
+    remove them: until then a new flow from peer14's port still takes the port of the wrong entry. So the peers
+    are told the NATs may remember for 72 s, and wait 83 s after the failed retry."""
+    for nat in ("nat10", "nat14"):
+        lab.exec(nat, "sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=12", check=True)
+    lab.exec("nat14", "nft", "-f", "-", input=LOSE_INTRODUCTIONS, check=True)
+    start_server(lab)
+    fast = ("--early-checks", "--punch-timeout", "2", "--upgrade-interval", "1", "--nat-udp-timeout", "72")
+    peer10, peer14 = chat_peer(lab, "10", "14", *fast), chat_peer(lab, "14", "10", *fast)
+    wait_for_line(peer10, r"checking without waiting for Go")  # its checks are on their way to nat14
+    lab.exec("nat14", "nft", "delete", "table", "inet", "lose_introductions", check=True)  # the next one arrives
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"using the relay path to")  # the race was lost, as the kernel predicts
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"staying on the relay, next try in 83 s")  # the first retry is too soon
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"upgraded from the relay to the direct path via", timeout=100)
+    end_chat((peer10, "over the direct path\n"), (peer14, ""))
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result14["received"] == ["over the direct path"]
+    assert (result10["path"], result10["upgraded"]) == ("direct", True)
+    assert (result14["path"], result14["upgraded"]) == ("direct", True)
+    assert result10["remote"] == result14["mapped"]  # nat14 maps peer14 to peer10 as to the server again
     assert result14["remote"] == result10["mapped"]

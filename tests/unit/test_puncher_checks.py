@@ -20,11 +20,16 @@ THEM = ("192.0.2.14", 5000)
 class FakeEndpoint:
     def __init__(self) -> None:
         self.sent: list[tuple[Message, Address]] = []
+        self.steps: list[tuple[str, Address]] = []  # low-TTL probes and checks, in order
 
     def send(self, message: Message, remote: Address) -> None:
         self.sent.append((message, remote))
 
+    def send_with_ttl(self, message: Message, remote: Address, ttl: int) -> None:
+        self.steps.append((f"probe with TTL {ttl}", remote))
+
     async def request(self, message: Message, remote: Address, policy: object) -> tuple[Message, Address]:
+        self.steps.append(("check", remote))
         await asyncio.Future()  # never answered in these tests
         raise AssertionError
 
@@ -190,10 +195,30 @@ def test_a_try_that_ended_without_a_path_does_not_answer_a_nomination() -> None:
         introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32))
         puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=0.05))  # type: ignore[arg-type]
         with pytest.raises(PeerError):
-            await puncher.retry()
+            await puncher.retry(0.0)
         puncher.on_request(check("14", nominate=True), THEM)
         puncher.on_request(check("14"), THEM)  # a plain check is still answered
         return endpoint.sent
 
     [(answer, _)] = asyncio.run(scenario())
     assert not answer.has(AttributeType.USE_CANDIDATE)
+
+
+def test_a_retry_from_the_relay_opens_our_mapping_before_it_checks() -> None:
+    """Both peers retry on their own clocks: each opens its NAT with low-TTL probes first, and the prober checks a
+    lead later, so its check finds the opener's mapping open instead of being recorded as a connection of its own."""
+
+    async def scenario(role: Role) -> list[tuple[str, Address]]:
+        endpoint = FakeEndpoint()
+        lan = ("10.0.0.2", 5000)
+        introduction = Introduction("14", (THEM, lan), SESSION, role, bytes(32))
+        first = Puncher(endpoint, "10", introduction, PunchTimings(open_ttl=2))  # type: ignore[arg-type]
+        with pytest.raises(PeerError, match=r"no direct path to 14 within 0\.05 s"):
+            await first.again(0.04, 3).retry(0.01)
+        return endpoint.steps
+
+    steps = asyncio.run(scenario(Role.PROBER))
+    lan = ("10.0.0.2", 5000)
+    assert steps == [("probe with TTL 3", THEM), ("probe with TTL 3", lan), ("check", THEM), ("check", lan)]
+    # the opener only answers (and would check itself opener_fallback seconds after the lead)
+    assert asyncio.run(scenario(Role.OPENER)) == [("probe with TTL 3", THEM), ("probe with TTL 3", lan)]
