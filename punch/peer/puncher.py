@@ -33,8 +33,8 @@ checks cross, and one peer-to-peer round trip proves the path (and nominates it,
 for Go. The cost: a check that reaches the other NAT before the other peer's probe left (an introduction lost
 and retransmitted, a peer stalled for longer than the margin plus the time between the peers) loses the conntrack
 race on a NAT without a firewall, and the punch falls back to the relay; its retries go direct only after the NATs
-forgot the race (punch.peer.session.upgrade_waits, about 140 s). So it is off by default (``--early-checks``);
-home routers, which drop unsolicited packets, only drop such a check.
+forgot the race (punch.peer.session.upgrade_waits: the second retry, about two minutes later). So it is off by
+default (``--early-checks``); home routers, which drop unsolicited packets, only drop such a check.
 
 Port prediction (punch.peer.predict) reuses this machinery: the opener's many extra sockets hand their checks to
 :meth:`Puncher.on_request` with ``via`` (answers and triggered checks leave from the socket the check reached),
