@@ -390,8 +390,9 @@ def upgrade_waits(interval: float, nat_udp_timeout: float) -> Iterator[float]:
     Why the quiet. A check that reached the other NAT before its peer's probe left (a late introduction with early
     checks, a retry started too far apart) is recorded there as a connection of its own, and the NAT maps its
     peer's packets toward us to another port (punch.peer.puncher); both entries live while the peers keep sending.
-    Only a silence longer than the NAT's UDP timeout on both sides lets the NAT forget them, and a retry after that
-    starts from clean NATs. Retrying sooner, forever, would keep them alive forever.
+    Only a silence on both sides longer than the NAT's memory (its UDP timeout, then its garbage collector's delay:
+    ``nat_udp_timeout``, PeerConfig) lets the NAT forget them, and a retry after that starts from clean NATs.
+    Retrying sooner, forever, would keep them alive forever.
     """
     quiet = nat_udp_timeout + UPGRADE_QUIET
     wait = interval
