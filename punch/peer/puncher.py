@@ -263,9 +263,10 @@ class Puncher:
         self._start_checks("on the relay: probing")
 
     async def _opener_fallback(self, after: float = 0.0) -> None:
-        await asyncio.sleep(after + self._timings.opener_fallback)
+        waited = after + self._timings.opener_fallback  # a retry's fallback also waits out its lead
+        await asyncio.sleep(waited)
         if not self._triggered and not self._chosen.done():
-            self._start_checks(f"no check from {self.peer} after {self._timings.opener_fallback:g} s; probing")
+            self._start_checks(f"no check from {self.peer} after {waited:g} s; probing")
 
     def _start_checks(self, why: str) -> None:
         log.info("%s %s", why, ", ".join(format_address(c) for c in self._intro.candidates))
