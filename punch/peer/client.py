@@ -1,5 +1,6 @@
-"""The peer's side of the rendezvous: register under a lease, ask for another peer, take Introduce and Go; after a
-lost path, register and ask again (:meth:`RendezvousClient.rejoin`)."""
+"""The peer's side of the rendezvous: register under a lease, ask for another peer, take Introduce and Go (and, after
+a refused check, Move and a Go that says where the other peer moved, punch.peer.moving); after a lost path, register
+and ask again (:meth:`RendezvousClient.rejoin`)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ class RendezvousClient:
         loop = asyncio.get_running_loop()
         self.introduction: asyncio.Future[Introduction] = loop.create_future()
         self.go = asyncio.Event()
+        # Where the other peer moved (a Go with CANDIDATE: it opened its NAT from a fresh socket, punch.peer.moving)
+        self.moved: asyncio.Future[Address] = loop.create_future()
+        self.move: asyncio.Future[None] = loop.create_future()  # the server told us to move (Move)
         self.introduced_at: float | None = None  # loop.time() when the Introduce arrived
         self.mapped: Address | None = None
         self._token: bytes | None = None  # proves we own our ID (first come, first served)
@@ -58,12 +62,12 @@ class RendezvousClient:
         self.rtt: float | None = None  # the shortest round trip of our requests to the server (seconds)
         self._keys: dict[bytes, bytes] = {}  # SESSION-ID -> key, of every session we were introduced to
 
-    async def _call(self, message: Message, what: str) -> Message:
+    async def _call(self, message: Message, what: str, via: StunEndpoint | None = None) -> Message:
         loop = asyncio.get_running_loop()
         try:
             key = request_key(self._group, self._token)
             sent = loop.time()
-            response, _ = await self._endpoint.request(message, self.server, self._policy, key)
+            response, _ = await (via or self._endpoint).request(message, self.server, self._policy, key)
             rtt = loop.time() - sent  # from the first transmission: a retransmitted request only makes it longer
             self.rtt = rtt if self.rtt is None else min(self.rtt, rtt)
         except TransactionTimeout:
@@ -144,6 +148,8 @@ class RendezvousClient:
         for ``target`` again, and return the new introduction once it has asked for us too."""
         self.introduction = asyncio.get_running_loop().create_future()
         self.go = asyncio.Event()
+        self.moved = asyncio.get_running_loop().create_future()
+        self.move = asyncio.get_running_loop().create_future()
         await self.register()
         return await self.introduced_to(target)
 
@@ -168,17 +174,30 @@ class RendezvousClient:
             asking.cancel()
             await asyncio.gather(asking, return_exceptions=True)
 
-    async def ready(self, session_id: bytes) -> None:
-        """Tell the server our NAT mapping is open, so it sends Go to the other peer."""
+    async def ready(self, session_id: bytes, via: StunEndpoint | None = None) -> None:
+        """Tell the server our NAT mapping is open, so it sends Go to the other peer; ``via`` a fresh socket of
+        ours (punch.peer.moving), the server tells the other peer to probe that socket's endpoint."""
         await self._call(
             request(Method.READY, (AttributeType.PEER_ID, self.peer_id), (AttributeType.SESSION_ID, session_id)),
             "Ready",
+            via,
         )
-        log.info("told the server our mapping is open; it tells the other peer to probe")
+        if via is None:
+            log.info("told the server our mapping is open; it tells the other peer to probe")
+        else:
+            log.info("told the server from our fresh socket; it tells the other peer to probe us there")
+
+    async def ask_to_move(self, session_id: bytes) -> None:
+        """Tell the server the other peer's NAT refused our check, so it tells the other peer to move."""
+        response = await self._call(
+            request(Method.MOVE, (AttributeType.PEER_ID, self.peer_id), (AttributeType.SESSION_ID, session_id)),
+            "Move",
+        )
+        log.info("asked the server to move the other peer: %s", response.text(AttributeType.STATUS) or "ok")
 
     def on_request(self, message: Message, source: Address) -> bool:
-        """Handle Introduce and Go from the server; False if the message is not ours to handle."""
-        if message.method not in (Method.INTRODUCE, Method.GO):
+        """Handle Introduce, Go and Move from the server; False if the message is not ours to handle."""
+        if message.method not in (Method.INTRODUCE, Method.GO, Method.MOVE):
             return False
         if source != self.server:
             log.info(
@@ -190,8 +209,8 @@ class RendezvousClient:
         try:
             if message.method == Method.INTRODUCE:
                 self._on_introduce(message)
-            else:
-                self._on_go(message)
+            elif not (self._on_go(message) if message.method == Method.GO else self._on_move(message)):
+                return True  # unanswered: the server sends it again
         except ProtocolError as error:
             log.warning("bad message from the server: %s", error)
             self._endpoint.send(make_error(message, 400, str(error)[:127]), source)
@@ -219,12 +238,45 @@ class RendezvousClient:
         self.introduced_at = asyncio.get_running_loop().time()
         self.introduction.set_result(introduction)
 
-    def _on_go(self, message: Message) -> None:
+    def _introduced(self, message: Message) -> bool:
+        """Whether ``message`` (Go or Move) may be taken now; False (leave it unanswered) if it came before its
+        session's Introduce, which the server is still sending again (lost or late): the server sends this one again
+        too, and it counts once we are introduced. ProtocolError if it is for another session."""
         session = required_session(message)
-        if not self.introduction.done() or self.introduction.result().session_id != session:
-            raise ProtocolError("Go for a session we were not introduced to")
+        if not self.introduction.done():
+            log.info("a %s came before our introduction; it waits to be sent again", method_name(message.method))
+            return False
+        if self.introduction.result().session_id != session:
+            raise ProtocolError(f"{method_name(message.method)} for a session we were not introduced to")
+        return True
+
+    def _on_move(self, message: Message) -> bool:
+        if not self._introduced(message):
+            return False
+        if not self.move.done():
+            log.info(
+                "server says %s's check was refused by our NAT: we move to a fresh socket",
+                self.introduction.result().peer_id,
+            )
+            self.move.set_result(None)
+        return True
+
+    def _on_go(self, message: Message) -> bool:
+        if not self._introduced(message):
+            return False
+        moved = message.address(AttributeType.CANDIDATE)
+        if moved is not None:
+            if not self.moved.done():
+                log.info(
+                    "server says %s moved to a fresh socket, seen at %s: probe it there",
+                    self.introduction.result().peer_id,
+                    format_address(moved),
+                )
+                self.moved.set_result(moved)
+            return True
         if self.introduction.result().role is not Role.PROBER:
             raise ProtocolError("Go sent to the opener")
         if not self.go.is_set():
             log.info("server says go: the other side's mapping is open")
             self.go.set()
+        return True

@@ -20,19 +20,14 @@ import asyncio
 import ipaddress
 import logging
 import socket
-import struct
 from dataclasses import dataclass
 
 from punch.rendezvous.wire import request
 from punch.stun import Address, Method, encode
+from punch.stun.errqueue import ICMP_TIME_EXCEEDED, IP_RECVERR, MSG_ERRQUEUE, icmp_error_from
 
 log = logging.getLogger(__name__)
 
-IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
-MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
-SO_EE_ORIGIN_ICMP = 2  # linux/errqueue.h
-ICMP_TIME_EXCEEDED = 11  # RFC 792
-_EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err: errno, origin, type, code, pad, info, data
 NOT_PUBLIC = tuple(
     ipaddress.IPv4Network(n)
     for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8")
@@ -74,17 +69,8 @@ def open_ttl(hops: list[Hop]) -> int | None:
 
 def time_exceeded_from(ancillary: list[tuple[int, int, bytes]]) -> str | None:
     """The offender's address if ``ancillary`` (from ``recvmsg(..., MSG_ERRQUEUE)``) is an ICMP Time Exceeded."""
-    for level, kind, data in ancillary:
-        if level != socket.IPPROTO_IP or kind != IP_RECVERR or len(data) < _EXTENDED_ERR.size + 8:
-            continue
-        _errno, origin, icmp_type, _code, _pad, _info, _data = _EXTENDED_ERR.unpack_from(data)
-        if origin != SO_EE_ORIGIN_ICMP or icmp_type != ICMP_TIME_EXCEEDED:
-            continue
-        offender = data[_EXTENDED_ERR.size :]
-        (family,) = struct.unpack_from("=H", offender)
-        if family == socket.AF_INET:
-            return socket.inet_ntoa(offender[4:8])
-    return None
+    error = icmp_error_from(ancillary)
+    return error.offender if error is not None and error.icmp_type == ICMP_TIME_EXCEEDED else None
 
 
 class _Probe:

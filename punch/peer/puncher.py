@@ -109,8 +109,11 @@ class Puncher:
         early: float | None = None,
         aggressive: bool = True,
         hopeless: bool = False,
+        fresh: bool = False,
     ) -> None:
         self.endpoint = endpoint  # the session's socket (swapped for the chosen one after port prediction)
+        # ``endpoint`` is a fresh socket of a peer that moved (punch.peer.moving): the path runs over it (Path.local)
+        self._fresh = fresh
         self._me = me
         self._intro = introduction
         self._timings = timings
@@ -150,6 +153,11 @@ class Puncher:
         return self._early is not None
 
     @property
+    def same_nat(self) -> bool:
+        """Whether both peers sit behind one NAT (one public address)."""
+        return self._same_nat
+
+    @property
     def peer(self) -> str:
         return self._intro.peer_id
 
@@ -159,6 +167,8 @@ class Puncher:
         return self._chosen.result() if self._chosen.done() else None
 
     def _choose(self, path: Path) -> None:
+        if self._fresh and path.local is None:
+            path = dataclasses.replace(path, local=self.endpoint)
         self._chosen.set_result(path)
         if self._on_chosen is not None:
             self._on_chosen(path)
@@ -202,6 +212,15 @@ class Puncher:
         with probes of TTL ``open_ttl`` (the relay's background retries)."""
         timings = dataclasses.replace(self._timings, timeout=timeout, open_ttl=open_ttl, early=False)
         return Puncher(self.endpoint, self._me, self._intro, timings, same_nat=self._same_nat, aggressive=False)
+
+    def moved(self, introduction: Introduction, endpoint: StunEndpoint | None = None) -> Puncher:
+        """A puncher for the same session after a move (punch.peer.moving): toward ``introduction``'s candidates,
+        in its role; from ``endpoint``, a fresh socket of ours whose paths then run over it, or from ours."""
+        timings = dataclasses.replace(self._timings, early=False)
+        fresh = endpoint is not None and endpoint is not self.endpoint
+        return Puncher(
+            endpoint or self.endpoint, self._me, introduction, timings, on_chosen=self._on_chosen, fresh=fresh
+        )
 
     async def run(self) -> Path:
         """Check candidates until a path is chosen or the timeout passes (PeerError)."""

@@ -23,6 +23,7 @@ from punch.errors import PeerError
 from punch.peer import hops, sealing
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
+from punch.peer.moving import Moves
 from punch.peer.predict import Plan, PortOpener, PredictConfig, Sprayer, choose_plan, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings, early_delay
 from punch.rendezvous.wire import Introduction, Mapping, Role
@@ -96,6 +97,9 @@ class PeerResult:
     local: str | None = None
     mapped: str | None = None
     upgraded: bool = False  # started on the relay, moved to a direct path later
+    # "moved": our check was refused, we punched again from a fresh socket; "followed": the other peer did
+    # (punch.peer.moving)
+    move: str | None = None
     rejoins: int = 0  # how often the direct path broke and a new one was punched
     error: str | None = None
     dropped: dict[str, int] = field(default_factory=dict)  # datagrams our socket dropped, by reason (DROP_REASONS)
@@ -293,7 +297,7 @@ async def _find_path(
         log.info("%s; using the relay through the server", why)
         path = Path(config.server, "relay")
     else:
-        path = await _punch(config, plan, introduction, endpoint, dispatcher, client, puncher, sockets)
+        path = await _punch(config, plan, introduction, endpoint, dispatcher, client, puncher, sockets, result)
     result.punch_ms = round((loop.time() - started) * 1000, 1)
     result.path_at = time.time()
     channel.remote = path.remote
@@ -336,9 +340,10 @@ async def _punch(
     client: RendezvousClient,
     puncher: Puncher,
     sockets: contextlib.AsyncExitStack,
+    result: PeerResult,
 ) -> Path:
-    """Open (opener) or wait for Go (prober), with port prediction if planned; then check until a path is chosen,
-    or fall back to the relay."""
+    """Open (opener) or wait for Go (prober), with port prediction if planned; then check until a path is chosen
+    (moving to a fresh socket after a refused check), or fall back to the relay."""
     opener: PortOpener | None = None
     sprayer: Sprayer | None = None
     if puncher.early:
@@ -354,7 +359,7 @@ async def _punch(
     else:
         try:
             async with asyncio.timeout(config.punch.timeout):
-                await client.go.wait()
+                await _go_or_moved(client)
         except TimeoutError:
             raise PeerError(f"the server never said Go for {introduction.peer_id}; is it still running?") from None
         if plan is Plan.SPRAY:
@@ -362,7 +367,14 @@ async def _punch(
             sprayer.start()
     path: Path | None = None
     try:
-        path = await puncher.run()
+        if plan is Plan.PUNCH and not puncher.same_nat:  # a refused check moves to a fresh socket (punch.peer.moving)
+            moves = Moves(puncher, introduction, client, dispatcher.routes, dispatcher, sockets, config.punch.timeout)
+            try:
+                path = await moves.run()
+            finally:
+                result.move = moves.outcome
+        else:
+            path = await puncher.run()
     except PeerError as error:
         predictor = opener or sprayer
         failure = error
@@ -381,6 +393,16 @@ async def _punch(
         elif opener is not None:
             await opener.close()
     return path
+
+
+async def _go_or_moved(client: RendezvousClient) -> None:
+    """The prober waits for the server's Go, or for a Go saying the opener moved (punch.peer.moving)."""
+    go = asyncio.ensure_future(client.go.wait())
+    try:
+        await asyncio.wait((go, client.moved), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        go.cancel()
+        await asyncio.gather(go, return_exceptions=True)
 
 
 def upgrade_waits(interval: float, nat_udp_timeout: float) -> Iterator[float]:

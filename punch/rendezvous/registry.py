@@ -5,6 +5,7 @@ Pure and synchronous so that every rule is unit-tested with an explicit clock.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Iterable
@@ -110,6 +111,13 @@ class Match:
     # (peer ID, transaction ID) of the two Connects that made the match: their retransmissions (our answer was
     # lost, RFC 8489 §6.3.1) are answered again instead of matching the two peers a second time
     connects: frozenset[tuple[str, bytes]] = frozenset()
+    mover: str | None = None  # the peer told to move to a fresh socket (punch.peer.moving): one per session
+
+    def pair(self, peer_id: str) -> tuple[Registration, Registration] | None:
+        """(``peer_id``'s registration, the other peer's); None if ``peer_id`` is not one of this session's two."""
+        if peer_id == self.opener.peer_id:
+            return self.opener, self.prober
+        return (self.prober, self.opener) if peer_id == self.prober.peer_id else None
 
     def introductions(self) -> tuple[tuple[Registration, Introduction], tuple[Registration, Introduction]]:
         """(recipient, introduction) for the opener and for the prober, in that order."""
@@ -274,6 +282,14 @@ class Registry:
     def session(self, session_id: bytes) -> Match | None:
         """The match introduced under ``session_id``."""
         return self.sessions.get(session_id)
+
+    def move(self, session_id: bytes, mover: str) -> bool:
+        """Record that ``mover`` moves to a fresh socket in this session; False if one was told to already."""
+        match = self.sessions.get(session_id)
+        if match is None or match.mover is not None:
+            return False
+        self.sessions[session_id] = dataclasses.replace(match, mover=mover)
+        return True
 
     def key_for(self, session_id: bytes) -> bytes | None:
         """The key of an introduced session (the server signs Go and checks what it relays with it)."""

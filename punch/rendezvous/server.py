@@ -10,7 +10,10 @@
 - An unknown comprehension-required attribute in any request -> 420 with UNKNOWN-ATTRIBUTES (RFC 8489 §6.3.1.1).
 - Indications and non-STUN datagrams get no answer; malformed messages are dropped and counted.
 - Register / Connect / Ready: see punch.rendezvous.wire. When two peers want each other the server sends both
-  an Introduce at the same moment, then relays the opener's Ready to the prober as Go.
+  an Introduce at the same moment, then relays the opener's Ready to the prober as Go. A Ready that either peer
+  of the session sends from a socket other than its registered one (a peer that moved, punch.peer.moving) goes
+  to the other peer as Go with that socket's endpoint as CANDIDATE: probe it there. Move (a peer's check was
+  refused by the other's NAT) goes to the other peer, telling it to move; once per session.
 - Registrations live under leases (punch.rendezvous.registry: at most ``max_registrations``, ``--max-peers``,
   stored compactly; ended leases swept by a one-second wheel, punch.rendezvous.leases). A keepalive, a signed
   Register that changes nothing, is renewed and answered straight from its bytes (punch.rendezvous.refresh; read,
@@ -257,6 +260,7 @@ class RendezvousServer:
             Method.REGISTER: lambda m, s: self._on_register(m, s, data),
             Method.CONNECT: lambda m, s: self._on_connect(m, s, data),
             Method.READY: self._on_ready,
+            Method.MOVE: self._on_move,
             Method.DATA: lambda m, s: self._relayer.on_relay(m, s, data),
             Method.CLOSE: lambda m, s: self._relayer.on_relay(m, s, data),
         }
@@ -523,19 +527,57 @@ class RendezvousServer:
             self._push(introduction.to_message(), recipient.observed, f"Introduce to {recipient.peer_id}")
 
     def _on_ready(self, message: Message, source: Address) -> None:
-        opener = required_peer_id(message)
+        sender = required_peer_id(message)
         match = self.registry.session(required_session(message))
-        if match is None or match.opener.peer_id != opener:
-            raise ProtocolError(f"no session of {opener} matches this SESSION-ID")
+        pair = None if match is None else match.pair(sender)
+        if match is None or pair is None:
+            raise ProtocolError(f"no session of {sender} matches this SESSION-ID")
+        mine, other = pair
+        moved = source != mine.observed
+        if not moved and mine is match.prober:
+            raise ProtocolError("the prober waits for Go")  # short: the answer is capped (no amplification)
         self._reply(message, source)
-        log.info("%s has opened its NAT mapping; telling %s to probe now (Go)", opener, match.prober.peer_id)
-        go = request(
-            Method.GO,
-            (AttributeType.PEER_ID, opener),
+        attributes: list[tuple[int, object]] = [
+            (AttributeType.PEER_ID, sender),
             (AttributeType.SESSION_ID, match.session_id),
             (AttributeType.ROLE, int(Role.PROBER)),
+        ]
+        if moved:
+            log.info(
+                "%s has opened its NAT from a fresh socket, seen at %s; telling %s to probe it there (Go)",
+                sender,
+                format_address(source),
+                other.peer_id,
+            )
+            attributes.append((AttributeType.CANDIDATE, source))
+        else:
+            log.info("%s has opened its NAT mapping; telling %s to probe now (Go)", sender, other.peer_id)
+        self._push(request(Method.GO, *attributes), other.observed, f"Go to {other.peer_id}")
+
+    def _on_move(self, message: Message, source: Address) -> None:
+        """A peer's check was refused by the other's NAT: tell the other to move (punch.peer.moving), once per
+        session (when both ask, the first one's stands)."""
+        sender = required_peer_id(message)
+        session_id = required_session(message)
+        match = self.registry.session(session_id)
+        pair = None if match is None else match.pair(sender)
+        if match is None or pair is None:
+            raise ProtocolError(f"no session of {sender} matches this SESSION-ID")
+        mine, other = pair
+        if source != mine.observed:
+            raise ProtocolError("not the registered socket")  # short: the answer is capped (no amplification)
+        if not self.registry.move(session_id, other.peer_id):
+            self._reply(message, source, (AttributeType.STATUS, f"{match.mover} moves already"))
+            return
+        self._reply(message, source, (AttributeType.STATUS, f"telling {other.peer_id} to move"))
+        log.info(
+            "%s says %s's NAT refused its check; telling %s to move to a fresh socket",
+            sender,
+            other.peer_id,
+            other.peer_id,
         )
-        self._push(go, match.prober.observed, f"Go to {match.prober.peer_id}")
+        move = request(Method.MOVE, (AttributeType.PEER_ID, sender), (AttributeType.SESSION_ID, session_id))
+        self._push(move, other.observed, f"Move to {other.peer_id}")
 
     def _push(self, message: Message, remote: Address, what: str) -> None:
         """Send a server-initiated request, retransmitted until the peer answers."""

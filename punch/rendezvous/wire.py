@@ -9,7 +9,11 @@ The methods and attributes live in the Expert Review ranges that RFC 8489 §18.2
     Introduce  server -> peer   PEER-ID (the other), CANDIDATE..., SESSION-ID, ROLE, SESSION-KEY [, NAT-MAPPING]
                                 [, SERVER-RTT (the other's)]
     Ready      opener -> server PEER-ID, SESSION-ID                             (our NAT mapping is open)
-    Go         server -> prober PEER-ID (the opener), SESSION-ID                (probe now)
+    Go         server -> prober PEER-ID (the opener), SESSION-ID, ROLE          (probe now)
+    Move       peer -> server   PEER-ID, SESSION-ID                 -> STATUS    (the other's NAT refused our check)
+    Move       server -> other  PEER-ID (who asks), SESSION-ID                  (move to a fresh socket)
+    Ready      mover -> server  PEER-ID, SESSION-ID, from its fresh socket      (probe me there)
+    Go         server -> other  PEER-ID (the mover), SESSION-ID, ROLE, CANDIDATE (the Ready's source)
     Binding    peer <-> peer    PEER-ID, SESSION-ID [, USE-CANDIDATE]           (connectivity check, as in ICE)
     Data       peer <-> peer    PEER-ID, SESSION-ID, SEQUENCE, DATA-PAYLOAD     -> success = acknowledgement
     Close      peer <-> peer    PEER-ID, SESSION-ID                             (I have nothing more to send)

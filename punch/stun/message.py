@@ -49,7 +49,7 @@ class MessageClass(enum.IntEnum):
 class Method(enum.IntEnum):
     """Binding (RFC 8489 §18.2) and punch's own methods, in the Expert Review range 0x080-0x0FF.
 
-    0x080 is GOOG-PING and 0x100-0xFFF are reserved by RFC 7983, so punch stays in 0x0C1-0x0C8.
+    0x080 is GOOG-PING and 0x100-0xFFF are reserved by RFC 7983, so punch stays in 0x0C1-0x0C9.
     """
 
     BINDING = 0x001
@@ -61,6 +61,7 @@ class Method(enum.IntEnum):
     DATA = 0x0C6
     CLOSE = 0x0C7
     RELAY = 0x0C8
+    MOVE = 0x0C9
 
 
 _CLASS_NAMES = {
@@ -74,7 +75,7 @@ Attributes = tuple[tuple[int, object], ...]
 
 
 def method_name(method: int) -> str:
-    """ "Binding" (RFC 8489 §18.2), "Register", ... or "method 0x0c9" for methods punch does not know."""
+    """ "Binding" (RFC 8489 §18.2), "Register", ... or "method 0x0ca" for methods punch does not know."""
     return Method(method).name.title() if method in Method._value2member_map_ else f"method 0x{method:03x}"
 
 

@@ -8,6 +8,7 @@ never raised into the event loop (RFC 8489 §6.3: a malformed message is silentl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ from punch.stun import (
     is_stun,
     verify_integrity_sha256,
 )
+from punch.stun.errqueue import IP_RECVERR, MSG_ERRQUEUE, icmp_error_from
 from punch.stun.fastpath import RECEIVE_BUFFER, Accelerator, Take
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, Transaction
 
@@ -39,6 +41,8 @@ KeyLookup = Callable[[bytes], bytes | None]
 # (the datagram's bytes, source) -> True when it was answered (or dropped and counted) without decoding; False
 # hands it to the general path. For requests so frequent that decoding them is the cost (a keepalive).
 FastPath = Callable[[bytes, Address], bool]
+# (the destination our datagram was refused at, who refused it): see StunEndpoint.watch_refusals.
+OnRefused = Callable[[Address, str], None]
 
 
 def _no_keys(session_id: bytes) -> bytes | None:
@@ -94,6 +98,8 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self._fast_fd: int | None = None  # a duplicate of the socket's descriptor that the C fast path reads
         # While a batch from the C fast path is handled: what the handlers send, sent together afterwards.
         self._outbox: list[tuple[bytes, Address]] | None = None
+        self._errors: socket.socket | None = None  # a duplicate that reads the error queue (watch_refusals)
+        self._on_refused: OnRefused | None = None
         self.closed = asyncio.get_running_loop().create_future()
 
     # -- asyncio.DatagramProtocol -------------------------------------------------------------------------
@@ -103,6 +109,9 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
         if self._fast_fd is not None:
             asyncio.get_running_loop().remove_reader(self._fast_fd)
             os.close(self._fast_fd)
@@ -118,6 +127,62 @@ class StunEndpoint(asyncio.DatagramProtocol):
         # ICMP errors reported by the kernel (port unreachable, TTL exceeded): expected while punching.
         self.counters["icmp-error"] += 1
         log.debug("socket reported %s", exc)
+        if self._errors is not None:
+            self._read_error_queue()
+
+    def watch_refusals(self, on_refused: OnRefused) -> bool:
+        """Call ``on_refused(destination, offender)`` for each of our datagrams that an ICMP Port Unreachable
+        (RFC 792) refused: no socket listened at ``destination``, says the host ``offender``. IPv4 on Linux
+        (``IP_RECVERR``, punch.stun.errqueue); False where it cannot be watched.
+
+        Every ICMP error then waits on the socket's error queue, and the socket stays readable until it is read:
+        the kernel also reports each one as the error of the next receive or send, which asyncio hands to
+        :meth:`error_received`, and that reads the whole queue. A send would fail (and its datagram be lost), so
+        while watching, each send first takes a pending error itself (``SO_ERROR``). :meth:`unwatch_refusals`
+        ends it (punching needs it; a session's texts need none of it).
+        """
+        if self._transport is None or self._errors is not None:
+            return self._errors is not None
+        sock = self._transport.get_extra_info("socket")
+        if sock.family != socket.AF_INET:
+            return False
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        except OSError:
+            return False
+        self._errors = sock.dup()
+        self._errors.setblocking(False)
+        self._on_refused = on_refused
+        return True
+
+    def unwatch_refusals(self) -> None:
+        """Stop :meth:`watch_refusals` (the kernel drops what is still queued); idempotent."""
+        errors, self._errors, self._on_refused = self._errors, None, None
+        if errors is None:
+            return
+        with contextlib.suppress(OSError):
+            errors.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 0)
+        errors.close()
+
+    def _read_error_queue(self) -> None:
+        assert self._errors is not None
+        while True:
+            try:
+                _data, ancillary, _flags, destination = self._errors.recvmsg(1, 512, MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                log.debug("reading the error queue failed: %s", error)
+                return
+            icmp = icmp_error_from(ancillary)
+            if icmp is None or not icmp.port_unreachable or icmp.offender is None or self._on_refused is None:
+                continue
+            self.counters["refused"] += 1
+            try:
+                self._on_refused((str(destination[0]), int(destination[1])), icmp.offender)
+            except Exception:  # as for the handler: count it and show it
+                self.counters["handler-error"] += 1
+                log.exception("refusal handler failed for %s", format_address(destination))
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         source: Address = (str(addr[0]), int(addr[1]))
@@ -252,7 +317,13 @@ class StunEndpoint(asyncio.DatagramProtocol):
         if self._outbox is not None:
             self._outbox.append((data, remote))
             return
+        self._take_pending_error()
         self._transport.sendto(data, remote)
+
+    def _take_pending_error(self) -> None:
+        """While watching refusals, a pending ICMP error would fail our next send: take it first."""
+        if self._errors is not None and self._errors.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            self._read_error_queue()
 
     def send(self, message: Message, remote: Address) -> None:
         """Encode (with FINGERPRINT) and send one message."""
@@ -277,6 +348,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
         try:
             # asyncio sends at once when nothing is queued; a queued datagram would leave with the wrong TTL.
             if cast(asyncio.WriteTransport, self._transport).get_write_buffer_size() == 0:
+                self._take_pending_error()
                 self._transport.sendto(self._encode(message), remote)  # now, never in a batch
             else:
                 log.debug("write buffer busy; low-TTL probe to %s skipped", format_address(remote))

@@ -15,7 +15,10 @@ import time
 from typing import Any
 
 from netns.testing import Lab
+from punch.rendezvous.wire import request
+from punch.stun import Method
 from punch.stun.fastpath import load
+from punch.stun.message import encode
 
 PY = sys.executable
 SERVER = "203.0.113.1"
@@ -23,6 +26,14 @@ ALTERNATE = "203.0.113.2"
 WAN = {"10": "198.51.100.10", "14": "192.0.2.14"}
 LAN = {"10": "10.0.10.2", "14": "10.0.14.2"}
 
+# An nft table for a NAT router: it drops every Introduce the server sends through it (a lost introduction; the
+# server sends it again until the table is deleted: `nft delete table inet lose_introductions`).
+INTRODUCE_TYPE = int.from_bytes(encode(request(Method.INTRODUCE))[:2])  # the first two bytes of a STUN message
+LOSE_INTRODUCTIONS = f"""
+table inet lose_introductions {{
+    chain forward {{ type filter hook forward priority -10; udp sport 3478 @th,64,16 {INTRODUCE_TYPE} drop; }}
+}}
+"""
 
 _unread: dict[int, bytes] = {}  # stderr bytes read past a matched line, per process
 

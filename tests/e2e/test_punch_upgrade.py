@@ -1,5 +1,5 @@
 """From the relay to a direct path: after the internet between the two NATs dropped UDP for a while, and after a
-race lost on bare routers, once the NATs have forgotten it."""
+race lost on bare routers that send no ICMP, once the NATs have forgotten it."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ import subprocess
 import pytest
 
 from netns.testing import Lab
-from punch.rendezvous.wire import request
-from punch.stun import Method
-from punch.stun.message import encode
-from tests.e2e.punch_in_lab import WAN, chat_peer, end_chat, finish, start_server, wait_for_line
+from tests.e2e.punch_in_lab import LOSE_INTRODUCTIONS, WAN, chat_peer, end_chat, finish, start_server, wait_for_line
 
 pytestmark = pytest.mark.e2e
 
@@ -50,19 +47,12 @@ def both_go_direct(peer10: subprocess.Popen[str], peer14: subprocess.Popen[str],
     assert result14["remote"] == result10["mapped"]
 
 
-INTRODUCE_TYPE = int.from_bytes(encode(request(Method.INTRODUCE))[:2])  # the first two bytes of a STUN message
-LOSE_INTRODUCTIONS = f"""
-table inet lose_introductions {{
-    chain forward {{ type filter hook forward priority -10; udp sport 3478 @th,64,16 {INTRODUCE_TYPE} drop; }}
-}}
-"""
-
-
 @pytest.mark.parametrize("lab", ["none"], indirect=True, ids=["bare-masquerade"])
-def test_a_late_introduction_on_a_bare_router_ends_on_the_relay_and_then_goes_direct(lab: Lab) -> None:
+def test_a_late_introduction_on_a_silent_bare_router_ends_on_the_relay_and_then_goes_direct(lab: Lab) -> None:
     """With early checks, peer14's introduction is lost and comes again later: peer10's checks reach nat14 before
     peer14's probe has opened it, nat14 (no firewall) records them as a connection of their own and maps peer14's
-    packets to peer10 to another port; the punch fails and the session goes over the relay. Retrying at once keeps
+    packets to peer10 to another port. Both routers send no ICMP port unreachable here ("stealth"), so no peer can
+    tell and move (test_punch_move.py): the punch fails and the session goes over the relay. Retrying at once keeps
     both wrong entries alive (each retry's checks refresh them); the peers stay quiet until the NATs forget them,
     then open their NATs again and go direct.
 
@@ -72,6 +62,9 @@ def test_a_late_introduction_on_a_bare_router_ends_on_the_relay_and_then_goes_di
     are told the NATs may remember for 72 s, and wait 83 s after the failed retry."""
     for nat in ("nat10", "nat14"):
         lab.exec(nat, "sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=12", check=True)
+        lab.exec(
+            nat, "iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "port-unreachable", "-j", "DROP", check=True
+        )
     lab.exec("nat14", "nft", "-f", "-", input=LOSE_INTRODUCTIONS, check=True)
     start_server(lab)
     fast = ("--early-checks", "--punch-timeout", "2", "--upgrade-interval", "1", "--nat-udp-timeout", "72")

@@ -7,7 +7,8 @@ import struct
 
 import pytest
 
-from punch.peer.hops import ICMP_TIME_EXCEEDED, IP_RECVERR, SO_EE_ORIGIN_ICMP, Hop, open_ttl, time_exceeded_from
+from punch.peer.hops import Hop, open_ttl, time_exceeded_from
+from punch.stun.errqueue import ICMP_TIME_EXCEEDED, IP_RECVERR, SO_EE_ORIGIN_ICMP
 
 pytestmark = pytest.mark.unit
 

@@ -158,7 +158,7 @@ def test_new_transaction_ids_are_12_random_bytes() -> None:
 
 
 @pytest.mark.parametrize("message_class", list(MessageClass))
-@pytest.mark.parametrize("method", [*Method, 0x000, 0x0C9, 0x07F, 0xFFF])
+@pytest.mark.parametrize("method", [*Method, 0x000, 0x0CA, 0x07F, 0xFFF])
 def test_every_method_and_class_survive_the_header(method: int, message_class: MessageClass) -> None:
     """The 12 method bits and 2 class bits interleave in the message type (RFC 8489 §5, figure 3)."""
     data = encode(Message(method, message_class, TXID), fingerprint=False)
@@ -187,8 +187,9 @@ def test_names_come_from_the_table_and_the_methods() -> None:
         "Data",
         "Close",
         "Relay",
+        "Move",
     ]
-    assert method_name(0x0C9) == "method 0x0c9"
+    assert method_name(0x0CA) == "method 0x0ca"
     assert attribute_name(T.XOR_MAPPED_ADDRESS) == "XOR-MAPPED-ADDRESS"
     assert attribute_name(T.MESSAGE_INTEGRITY_SHA256) == "MESSAGE-INTEGRITY-SHA256"
     assert attribute_name(0x7F00) == "0x7F00"
@@ -209,8 +210,8 @@ def test_describe_is_one_readable_line() -> None:
         "CANDIDATE=[2001:db8::7]:5001, SESSION-ID=00000000000000000000000000000000, ROLE=2, LEASE=30, "
         "USE-CANDIDATE, ERROR-CODE=438 'Stale Nonce', UNKNOWN-ATTRIBUTES=(32512,), 0xBEEF=726177"
     )
-    assert describe(Message(0x0C9, MessageClass.INDICATION, TXID, ((T.DATA_PAYLOAD, bytes(33)),))) == (
-        "method 0x0c9 indication txid=000102030405060708090a0b, DATA-PAYLOAD=<33 bytes>"
+    assert describe(Message(0x0CA, MessageClass.INDICATION, TXID, ((T.DATA_PAYLOAD, bytes(33)),))) == (
+        "method 0x0ca indication txid=000102030405060708090a0b, DATA-PAYLOAD=<33 bytes>"
     )
 
 

@@ -1,0 +1,167 @@
+"""Moving to a fresh socket after a refused check: the way back from a lost conntrack race, in a few round trips.
+
+The race (punch.peer.puncher): a check that reaches the other peer's NAT before that peer's own probe left is, on a
+NAT without a firewall, recorded there as a connection of its own. When its peer then sends toward us, the NAT must
+map it to another port; and Linux maps every later flow from that peer's socket to the port it mapped it to last
+(conntrack's search for an existing mapping of the same source), so that socket is lost for punching toward anyone
+for as long as those entries live (punch.peer.session.upgrade_waits). Nothing listens on the NAT's own address at
+the port our check went to, so the NAT's kernel also answers it with ICMP Port Unreachable, which our socket reads
+(StunEndpoint.watch_refusals). A refusal from the other peer's public endpoint therefore says: the other peer's
+socket is lost for this punch, and its NAT has no firewall.
+
+A fresh socket is not. So:
+
+1. the peer whose check was refused asks the server to **move** the other (Move), stops checking, and waits;
+2. the server tells the other peer to move (Move); it opens a fresh socket, which its NAT maps to a port of its
+   own, and sends our public endpoint a low-TTL probe from it: its NAT is now open toward us, as the opener's is
+   in a punch;
+3. it says Ready from the fresh socket; the server sees the new public endpoint there and tells us, in a Go with
+   CANDIDATE, to check it (punch.rendezvous.server);
+4. we **follow**: we check the fresh endpoint from our session socket, as a prober does (our NAT still maps our
+   socket as it did: we sent first). The mover answers from the fresh socket, as an opener does, and the chosen
+   path runs over that socket (Path.local).
+
+No NAT sees a check before its own peer's probe: the mover's NAT was opened before its Ready left, and our checks
+open our NAT on their way out. When both peers' checks were refused (neither NAT has a firewall: the late peer's
+checks left from the port its NAT remapped), both ask; the server tells only one peer to move, the first one asked
+about, which is the late one (its checks started after the early one's had reached its NAT). Each peer moves or
+follows once per punch; if that fails too, the punch fails (and the session takes the relay).
+
+Only a punch of the plain kind moves (not port prediction, not two peers behind one NAT), over IPv4 on Linux, where
+the socket can read ICMP errors; elsewhere a lost race ends on the relay, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from punch.errors import PeerError
+from punch.peer.client import RendezvousClient
+from punch.peer.puncher import Path, Puncher
+from punch.rendezvous.wire import Introduction, Role
+from punch.stun import Address, Message, MessageClass
+from punch.stun.protocol import Handler, format_address, open_endpoint
+
+log = logging.getLogger(__name__)
+
+Route = Callable[[Message, Address], bool]  # one handler of the session socket's dispatcher: True if it took it
+
+
+class Moves:
+    """One punch that may move (or follow a move): :meth:`run` returns the chosen path, or PeerError.
+
+    ``routes`` are the session socket's handlers (punch.peer.session's dispatcher, which is ``handler``): a follower
+    puts its puncher in the puncher's place there while it checks. A mover's fresh socket hands checks to the
+    mover's puncher and everything else (the session's Data and Close, once the path runs over it) to ``handler``;
+    ``sockets`` closes it when the session ends. ``timeout``: how long a peer that asked waits for the other's move.
+    """
+
+    def __init__(
+        self,
+        puncher: Puncher,
+        introduction: Introduction,
+        client: RendezvousClient,
+        routes: list[Route],
+        handler: Handler,
+        sockets: contextlib.AsyncExitStack,
+        timeout: float,
+    ) -> None:
+        self._puncher = puncher
+        self._intro = introduction
+        self._client = client
+        self._routes = routes
+        self._handler = handler
+        self._sockets = sockets
+        self._timeout = timeout
+        self._public = introduction.candidates[0]
+        self._refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.outcome: str | None = None  # "moved" or "followed", once it did
+
+    def _on_refused(self, destination: Address, offender: str) -> None:
+        if destination != self._public or offender != self._public[0] or self._refused.done():
+            return
+        log.info(
+            "our check to %s was refused by %s's NAT (ICMP port unreachable): it had no mapping toward us, so one of "
+            "us checked before the other's probe had opened its NAT, and the late one must move to a fresh socket",
+            format_address(destination),
+            self._intro.peer_id,
+        )
+        self._refused.set_result(None)
+
+    async def run(self) -> Path:
+        told = (self._client.move, self._client.moved)
+        if not any(f.done() for f in told):
+            endpoint = self._puncher.endpoint
+            endpoint.watch_refusals(self._on_refused)
+            running = asyncio.ensure_future(self._puncher.run())
+            try:
+                await asyncio.wait((running, self._refused, *told), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                endpoint.unwatch_refusals()
+                if not running.done():
+                    running.cancel()
+                    await asyncio.gather(running, return_exceptions=True)
+            if running.done() and not running.cancelled():
+                return running.result()
+            if not any(f.done() for f in told):  # refused: the other peer must move
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        await self._client.ask_to_move(self._intro.session_id)
+                        await asyncio.wait(told, return_when=asyncio.FIRST_COMPLETED)
+                except TimeoutError:
+                    raise PeerError(
+                        f"{self._intro.peer_id}'s NAT refused our checks, and {self._intro.peer_id} did not move to a "
+                        f"fresh socket within {self._timeout:g} s"
+                    ) from None
+        if self._client.move.done():
+            return await self._move()
+        return await self._follow(self._client.moved.result())
+
+    async def _follow(self, fresh: Address) -> Path:
+        """Check the other peer's fresh endpoint from our session socket, as a prober does."""
+        self.outcome = "followed"
+        follower = self._puncher.moved(dataclasses.replace(self._intro, candidates=(fresh,), role=Role.PROBER))
+        place = self._routes.index(self._puncher.on_request)
+        self._routes[place] = follower.on_request
+        log.info("following %s to %s: checking it there", self._intro.peer_id, format_address(fresh))
+        try:
+            return await follower.run()
+        finally:
+            # The session's puncher answers from here on (keepalives on the path, the relay's retries), as before.
+            self._routes[place] = self._puncher.on_request
+
+    async def _move(self) -> Path:
+        """Open our NAT from a fresh socket, tell the server (it tells the other peer), answer there."""
+        self.outcome = "moved"
+        mover: Puncher | None = None
+
+        def on_datagram(message: Message, source: Address, data: bytes) -> None:
+            if message.message_class is not MessageClass.REQUEST:
+                return
+            if mover is not None and mover.on_request(message, source):
+                return
+            self._handler(message, source, data)
+
+        host = self._puncher.endpoint.local_address[0]
+        fresh = await open_endpoint(on_datagram, (host, 0))
+        self._sockets.push_async_callback(fresh.close)
+        fresh.key_for = self._puncher.endpoint.key_for
+        mover = self._puncher.moved(
+            dataclasses.replace(self._intro, candidates=(self._public,), role=Role.OPENER), fresh
+        )
+        log.info(
+            "moving to a fresh socket (port %d): it opens our NAT toward %s anew",
+            fresh.local_address[1],
+            self._intro.peer_id,
+        )
+        await mover.open_mappings()
+        try:
+            await self._client.ready(self._intro.session_id, via=fresh)
+        except PeerError:
+            await mover.close()
+            raise
+        return await mover.run()

@@ -1,0 +1,48 @@
+"""A lost race on bare routers, detected and recovered in a few round trips: the peer whose check was refused
+moves to a fresh socket (punch.peer.moving)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from netns.testing import Lab
+from tests.e2e.punch_in_lab import LOSE_INTRODUCTIONS, chat_peer, end_chat, finish, start_server, wait_for_line
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("lab", ["none"], indirect=True, ids=["bare-masquerade"])
+def test_a_late_introduction_on_a_bare_router_moves_to_a_fresh_socket_and_goes_direct(lab: Lab) -> None:
+    """With early checks, peer14's introduction is lost and comes again later: peer10's checks reach nat14 before
+    peer14's probe has opened it, and nat14 (no firewall) records them as a connection of their own; peer14's socket
+    is lost for punching (nat14 maps it to another port). nat14 also refuses them (ICMP port unreachable), so
+    peer10 knows, and asks the server to move peer14: peer14 opens its NAT from a fresh socket, the server tells
+    peer10 where, and peer10 checks it there. Both go direct without the relay, peer10 mapped toward peer14 as
+    toward the server, peer14 on its fresh socket's own port."""
+    lab.exec("nat14", "nft", "-f", "-", input=LOSE_INTRODUCTIONS, check=True)
+    start_server(lab)
+    peer10, peer14 = chat_peer(lab, "10", "14", "--early-checks"), chat_peer(lab, "14", "10", "--early-checks")
+    wait_for_line(peer10, r"checking without waiting for Go")  # its checks are on their way to nat14
+    wait_for_line(peer10, r"our check to 192\.0\.2\.14:\d+ was refused by 14's NAT")
+    wait_for_line(peer10, r"asked the server to move the other peer: telling 14 to move")
+    lab.exec("nat14", "nft", "delete", "table", "inet", "lose_introductions", check=True)  # the next one arrives
+    wait_for_line(peer14, r"server says 10's check was refused by our NAT: we move to a fresh socket")
+    moving = wait_for_line(peer14, r"moving to a fresh socket \(port \d+\)")
+    wait_for_line(peer10, r"following 14 to 192\.0\.2\.14:\d+")
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"using the direct path to")
+    end_chat((peer10, "after the move\n"), (peer14, "after the move too\n"))
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert (result10["received"], result14["received"]) == (["after the move too"], ["after the move"])
+    assert (result10["path"], result14["path"]) == ("direct", "direct")
+    assert (result10["upgraded"], result14["upgraded"]) == (False, False)  # never on the relay
+    assert (result10["move"], result14["move"]) == ("followed", "moved")
+    fresh = re.search(r"port (\d+)", moving)
+    assert fresh is not None
+    assert result14["local"] == f"0.0.0.0:{fresh[1]}"  # the path runs over the fresh socket
+    assert result10["remote"] == f"192.0.2.14:{fresh[1]}"  # which nat14 maps to a port of its own
+    assert result14["remote"] == result10["mapped"]
