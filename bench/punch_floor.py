@@ -7,13 +7,13 @@ peer's Connect reaching the server (an NFLOG rule in the server's INPUT chain, r
 holding their chosen, proven direct path (``path_at`` in ``punch peer --json``). The floor is S + 2 D: the
 introduction reaches the peers, and one round trip between them proves the path in both directions.
 
-Two techniques: ``--early-checks`` (both check at once, timed by their round trips to the server: floor S + 2 D)
-in every row, and the default (the opener opens its mapping, tells the server Ready, the server tells the prober
-Go: its own floor is 3 S + 3 D, see punch/peer/puncher.py) alternating with it trial by trial in the
-port-restricted rows (``--default-everywhere``: in every row). One lab per router firewall kind and unordered
-pair of NAT presets for which the matrix finds a direct path (the cones and `none`; the opener is whichever peer
-asked first, so a pair's two orders are one experiment), brought up once for all its trials, ``--jobs`` labs at a
-time.
+Two techniques: early checks, the default (both check at once, timed by their round trips to the server: floor
+S + 2 D) in every row, and Ready/Go, ``--no-early-checks`` (the opener opens its mapping, tells the server Ready,
+the server tells the prober Go: its own floor is 3 S + 3 D, see punch/peer/puncher.py) alternating with it trial by
+trial in the port-restricted rows (``--ready-go-everywhere``: in every row). One lab per router firewall kind and
+unordered pair of NAT presets for which the matrix finds a direct path (the cones and `none`; the opener is
+whichever peer asked first, so a pair's two orders are one experiment), brought up once for all its trials,
+``--jobs`` labs at a time.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ NFLOG_GROUP = 7
 CONNECT_TYPE = struct.unpack("!H", encode(Message.request(Method.CONNECT))[:2])[0]  # STUN type of a Connect request
 
 
-TECHNIQUES = {"Ready/Go (default)": (), "early checks": ("--early-checks",)}
+EARLY, READY_GO = "early checks (default)", "Ready/Go (`--no-early-checks`)"
+TECHNIQUES = {READY_GO: ("--no-early-checks",), EARLY: ()}
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Row:
     ms: dict[str, list[float]] = field(default_factory=lambda: {t: [] for t in TECHNIQUES})
     trials: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TECHNIQUES, 0))
     failures: dict[str, list[str]] = field(default_factory=lambda: {t: [] for t in TECHNIQUES})
+    moved: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TECHNIQUES, 0))  # a peer moved (refused)
     server_rtt_ms: list[float] = field(default_factory=list)
     ping_ms: list[float] = field(default_factory=list)  # kernel round trips peer10 <-> server (ICMP echo)
     techniques: tuple[str, ...] = tuple(TECHNIQUES)
@@ -181,6 +183,7 @@ def run_row(row: Row, trials: int, delays: tuple[float, float]) -> Row:
         # The second Connect: the later of each peer's first Connect (from its public endpoint) in this trial.
         second = max(min(t for t, source in seen if source == r["mapped"] and t >= begun) for r in results)
         row.ms[technique].append((max(r["path_at"] for r in results) - second) * 1000)
+        row.moved[technique] += any(r.get("move") == "moved" for r in results)
         row.server_rtt_ms += [r["server_rtt_ms"] for r in results]
     counts = ", ".join(f"{t} {len(row.ms[t])}/{row.trials[t]}" for t in row.techniques)
     print(f"{row.firewall} {row.nat10} / {row.nat14}: {counts}", file=sys.stderr, flush=True)
@@ -199,7 +202,7 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int)
     server_leg, wan_leg = delays
     s, d = server_leg + wan_leg, 2 * wan_leg
     floor = s + 2 * d
-    technique_floor = {"Ready/Go (default)": 3 * s + 3 * d, "early checks": floor}
+    technique_floor = {READY_GO: 3 * s + 3 * d, EARLY: floor}
     rtts = [rtt for row in rows for rtt in row.server_rtt_ms]
     lines = [
         "# Punch time against the physical floor",
@@ -211,9 +214,11 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int)
         f"{wan_leg:g} ms, by the lab's NFQUEUE delay daemon). A trial runs from the second peer's Connect "
         "reaching the server's stack (NFLOG in its INPUT chain, read by tcpdump) to both peers holding their chosen, "
         f"proven direct path (`path_at` of `punch peer --json`). Floor = S + 2 D = {floor:g} ms: the introduction, "
-        f"then one round trip between the peers. The default technique cannot beat 3 S + 3 D = {3 * s + 3 * d:g} ms "
+        f"then one round trip between the peers. Ready/Go cannot beat 3 S + 3 D = {3 * s + 3 * d:g} ms "
         "(Introduce, Ready, Go, then the prober's check, its answer, and the answer to the opener's triggered "
-        "check); `--early-checks` skips Ready and Go. Pairs with a symmetric NAT are not here: their direct path "
+        "check); early checks skip Ready and Go. *moved*: trials in which a peer's check was refused and the other "
+        "peer moved to a fresh socket (punch.peer.moving; its time counts in the row). Pairs with a symmetric NAT "
+        "are not here: their direct path "
         "is found by port prediction, a search over random ports that no round-trip floor describes "
         "(`just bench-predict`).",
         "",
@@ -247,13 +252,13 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int)
             table.append(
                 [
                     technique, row.firewall, f"{row.nat10} / {row.nat14}",
-                    f"{len(ms)}/{row.trials[technique]}", f"{technique_floor[technique]:g}",
+                    f"{len(ms)}/{row.trials[technique]}", str(row.moved[technique]), f"{technique_floor[technique]:g}",
                     f"{median:.1f}", f"{p95:.1f}", f"{median / floor:.2f}x", f"{p95 / floor:.2f}x",
                     f"{median / delivered:.2f}x",
                 ]
             )  # fmt: skip
     lines += markdown_table(
-        ["technique", "router firewall", "nat10 / nat14", "direct", "technique's floor (ms)", "median (ms)",
+        ["technique", "router firewall", "nat10 / nat14", "direct", "moved", "technique's floor (ms)", "median (ms)",
          "p95 (ms)", f"median / {floor:g} ms", f"p95 / {floor:g} ms", f"median / {delivered:.1f} ms"],
         table,
     )  # fmt: skip
@@ -282,18 +287,17 @@ def main() -> int:
     parser.add_argument("--wan-leg", type=float, default=5.0, help="delay of each NAT's WAN, ms one way")
     parser.add_argument("--rows", type=int, default=0, help="only the first N rows (0 = all)")
     parser.add_argument(
-        "--default-everywhere",
+        "--ready-go-everywhere",
         action="store_true",
-        help="the default technique in every row, not only the port-restricted pairs (twice the trials)",
+        help="Ready/Go in every row, not only the port-restricted pairs (twice the trials)",
     )
     parser.add_argument("--output", type=Path, default=Path("bench/punch_floor.md"))
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.exit(2, "bench: needs root to build the lab; run it as root or with sudo\n")
-    early, default = "early checks", "Ready/Go (default)"
     rows = [
-        Row(firewall, a, b, techniques=(default, early) if a == b == "port-restricted-cone" or args.default_everywhere
-            else (early,))
+        Row(firewall, a, b, techniques=(READY_GO, EARLY) if a == b == "port-restricted-cone" or args.ready_go_everywhere
+            else (EARLY,))
         for firewall in ("home", "none")
         for a, b in itertools.combinations_with_replacement(PRESETS, 2)
     ]  # fmt: skip

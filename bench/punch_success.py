@@ -1,10 +1,12 @@
 """Punch success rate through the real lab, per router kind: `just bench-punch` (root).
 
-For each router kind (home-router firewall, bare MASQUERADE) it brings up a lab of its own, starts the
-server, and runs N trials: peer10 and peer14 started at the same moment, each sending one text. A trial
-succeeds when both exit 0 on a direct path and each printed the other's text (the relay is off). The last rows
-run the naive simultaneous open (no low-TTL opening probe): the home router lets it through after the opener's
-2 s fallback; on the bare router it loses the conntrack race.
+For each router kind (home-router firewall, bare MASQUERADE) and technique it brings up a lab of its own,
+starts the server, and runs N trials: peer10 and peer14 started at the same moment, each sending one text. A
+trial succeeds when both exit 0 on a direct path and each printed the other's text (the relay is off). The
+techniques: early checks (the default), Ready/Go (``--no-early-checks``), both with the low-TTL opening probe;
+the last rows run the naive simultaneous open (no opening probe): the home router lets it through after the
+opener's 2 s fallback; on the bare router it loses the conntrack race. "moved" counts the trials in which a
+peer's check was refused and the other peer moved to a fresh socket (punch.peer.moving).
 
 Writes a Markdown table (machine, versions, date) to --output and prints it.
 """
@@ -29,21 +31,22 @@ SERVER = "203.0.113.1"
 class Row:
     kind: str
     technique: str
+    options: tuple[str, ...]  # punch peer's flags for this technique
     trials: int = 0
     successes: int = 0
+    moved: int = 0
     punch_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
 
-def trial(name: str, number: int, open_ttl: int, punch_timeout: float) -> tuple[bool, list[float], str]:
+def trial(name: str, number: int, options: tuple[str, ...]) -> tuple[bool, list[float], bool, str]:
     ids = (f"10-{number}", f"14-{number}")
     procs = []
     for node, me, other in (("peer10", ids[0], ids[1]), ("peer14", ids[1], ids[0])):
         command = [
             PYTHON, "-m", "netns", "exec", "--name", name, node, "--",
             PYTHON, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other,
-            "--send", f"hello from {me}", "--json", "-q", "--timeout", "20",
-            "--punch-timeout", str(punch_timeout), "--open-ttl", str(open_ttl), "--no-relay",
+            "--send", f"hello from {me}", "--json", "-q", "--timeout", "20", "--no-relay", *options,
         ]  # fmt: skip
         procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results, reasons = peer_results(procs)
@@ -54,10 +57,11 @@ def trial(name: str, number: int, open_ttl: int, punch_timeout: float) -> tuple[
         and results[1].get("received") == [f"hello from {ids[0]}"]
     )
     times = [float(r["punch_ms"]) for r in results if r.get("punch_ms") is not None]
-    return ok, times, "; ".join(reasons) or ("" if ok else "wrong result")
+    moved = any(r.get("move") == "moved" for r in results)
+    return ok, times, moved, "; ".join(reasons) or ("" if ok else "wrong result")
 
 
-def run_kind(row: Row, trials: int, open_ttl: int, punch_timeout: float) -> None:
+def run_kind(row: Row, trials: int) -> None:
     name = f"b{os.getpid() % 100000}"[:8]
     firewall = "home" if row.kind.startswith("home") else "none"
     lab("up", "--name", name, "--firewall", firewall)
@@ -66,9 +70,10 @@ def run_kind(row: Row, trials: int, open_ttl: int, punch_timeout: float) -> None
         lab("exec", "--name", name, "--detach", "--log", f"{logs}/server.log", "server", "--",
             PYTHON, "-m", "punch", "server", "-q")  # fmt: skip
         for number in range(trials):
-            ok, times, reason = trial(name, number, open_ttl, punch_timeout)
+            ok, times, moved, reason = trial(name, number, row.options)
             row.trials += 1
             row.successes += ok
+            row.moved += moved
             row.punch_ms += times if ok else []
             if not ok:
                 row.failures.append(reason)
@@ -89,8 +94,11 @@ def table(rows: list[Row]) -> list[str]:
         "",
     ]
     lines += markdown_table(
-        ["router kind", "technique", "successes", "median punch (ms)", "p95 punch (ms)"],
-        [[row.kind, row.technique, f"{row.successes}/{row.trials}", *median_p95(row.punch_ms)] for row in rows],
+        ["router kind", "technique", "successes", "moved", "median punch (ms)", "p95 punch (ms)"],
+        [
+            [row.kind, row.technique, f"{row.successes}/{row.trials}", str(row.moved), *median_p95(row.punch_ms)]
+            for row in rows
+        ],
     )
     failures = [(row, row.failures[0]) for row in rows if row.failures]
     if failures:
@@ -107,16 +115,19 @@ def main() -> int:
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.exit(2, "bench: needs root to build the lab; run it as root or with sudo\n")
+    probe = ("--open-ttl", "2", "--punch-timeout", "10")
+    naive = ("--open-ttl", "0", "--punch-timeout", "4")
     rows = [
-        Row("home-router firewall", "low-TTL opening probe"),
-        Row("bare MASQUERADE", "low-TTL opening probe"),
-        Row("home-router firewall", "naive simultaneous open"),
-        Row("bare MASQUERADE", "naive simultaneous open"),
+        Row(kind, technique, options)
+        for technique, options in (
+            ("early checks (default)", probe),
+            ("Ready/Go (`--no-early-checks`)", (*probe, "--no-early-checks")),
+            ("naive simultaneous open", naive),
+        )
+        for kind in ("home-router firewall", "bare MASQUERADE")
     ]
-    run_kind(rows[0], args.trials, open_ttl=2, punch_timeout=10)
-    run_kind(rows[1], args.trials, open_ttl=2, punch_timeout=10)
-    run_kind(rows[2], args.naive_trials, open_ttl=0, punch_timeout=4)
-    run_kind(rows[3], args.naive_trials, open_ttl=0, punch_timeout=4)
+    for row in rows:
+        run_kind(row, args.naive_trials if row.technique.startswith("naive") else args.trials)
     print(write_report(args.output, table(rows)))
     return 0
 

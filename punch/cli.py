@@ -237,10 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     peer.add_argument(
         "--early-checks",
-        action="store_true",
-        help="check without waiting for the server's Go, timed by both peers' round trips to the server: a round "
-        "trip to the server faster, but a bare Linux NAT (no firewall) loses the conntrack race if an introduction "
-        "arrives later than predicted by more than the time between the peers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check without waiting for the server's Go, timed by both peers' round trips to the server (default): "
+        "a round trip to the server faster than Ready/Go (--no-early-checks). An introduction that arrives late "
+        "loses the conntrack race on a NAT without a firewall; a peer whose check that NAT refuses has the other "
+        "move to a fresh socket, and where the NAT refuses silently the session recovers from the relay",
     )
     peer.add_argument(
         "--no-relay", action="store_true", help="fail instead of relaying through the server when punching fails"

@@ -34,6 +34,9 @@ NOT_PUBLIC = tuple(
 )
 
 
+LATE_HOP = 0.01  # seconds a router nearer than the destination may answer after the destination (see trace)
+
+
 @dataclass(frozen=True, slots=True)
 class Hop:
     """What happened to the probe sent with ``ttl``: a router dropped it, or it reached the destination."""
@@ -114,18 +117,26 @@ class _Probe:
 
 
 async def trace(destination: Address, max_hops: int = 6, wait: float = 1.0, source_ip: str = "0.0.0.0") -> list[Hop]:
-    """Send one probe per TTL 1..``max_hops`` at once; the hops that answered within ``wait`` seconds."""
+    """Send one probe per TTL 1..``max_hops`` at once; the hops that answered within ``wait`` seconds, or, once a
+    probe reached the destination after ``t`` seconds, within ``max(2 t, t + LATE_HOP)``: a router nearer than the
+    destination that has not answered by then will not (it rate-limits or filters ICMP), and a peer waiting for its
+    answer would hold its punch (punch.peer.session awaits the trace before its first probe)."""
     loop = asyncio.get_running_loop()
     probes = [_Probe(ttl, destination, source_ip) for ttl in range(1, max_hops + 1)]
     done = asyncio.Event()
+    started = loop.time()
     try:
         for probe in probes:
             loop.add_reader(probe.sock.fileno(), probe.on_readable, done)
             probe.send()
-        async with asyncio.timeout(wait):
+        async with asyncio.timeout(wait) as deadline:
             while open_ttl(_answered(probes)) is None and not _settled(probes):
                 done.clear()
                 await done.wait()
+                if any(p.hop is not None and p.hop.reached for p in probes):
+                    reached = loop.time() - started
+                    latest = started + max(2 * reached, reached + LATE_HOP)
+                    deadline.reschedule(min(deadline.when() or latest, latest))
     except (TimeoutError, OSError) as exc:
         if isinstance(exc, OSError):
             log.debug("route discovery failed: %s", exc)

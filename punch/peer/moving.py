@@ -27,8 +27,9 @@ checks left from the port its NAT remapped), both ask; the server tells only one
 about, which is the late one (its checks started after the early one's had reached its NAT). Each peer moves or
 follows once per punch; if that fails too, the punch fails (and the session takes the relay).
 
-Only a punch of the plain kind moves (not port prediction, not two peers behind one NAT), over IPv4 on Linux, where
-the socket can read ICMP errors; elsewhere a lost race ends on the relay, as before.
+Only a punch of the plain kind moves (with low-TTL probes: the mover needs one; not port prediction, not two peers
+behind one NAT), over IPv4 on Linux, where the socket can read ICMP errors; elsewhere a lost race ends on the relay,
+as before.
 """
 
 from __future__ import annotations
@@ -147,7 +148,10 @@ class Moves:
             self._handler(message, source, data)
 
         host = self._puncher.endpoint.local_address[0]
-        fresh = await open_endpoint(on_datagram, (host, 0))
+        try:
+            fresh = await open_endpoint(on_datagram, (host, 0))
+        except OSError as error:  # e.g. a host of peers whose sockets live in other namespaces (run_peer's sock)
+            raise PeerError(f"could not open a fresh socket on {host}: {error.strerror or error}") from None
         self._sockets.push_async_callback(fresh.close)
         fresh.key_for = self._puncher.endpoint.key_for
         mover = self._puncher.moved(

@@ -30,11 +30,13 @@ each can tell when the other received its Introduce and sent its own low-TTL pro
 server at the same moment, so the other's arrives ``their_rtt/2 - our_rtt/2`` after ours. Then both peers open
 their own mapping at once and send full checks once the other's mapping is open (see :func:`early_delay`); the
 checks cross, and one peer-to-peer round trip proves the path (and nominates it, step 4), with nobody waiting
-for Go. The cost: a check that reaches the other NAT before the other peer's probe left (an introduction lost
-and retransmitted, a peer stalled for longer than the margin plus the time between the peers) loses the conntrack
-race on a NAT without a firewall, and the punch falls back to the relay; its retries go direct only after the NATs
-forgot the race (punch.peer.session.upgrade_waits: the second retry, about two minutes later). So it is off by
-default (``--early-checks``); home routers, which drop unsolicited packets, only drop such a check.
+for Go. This is the default (``--no-early-checks`` waits for Go). The cost: a check that reaches the other NAT
+before the other peer's probe left (an introduction lost and retransmitted, a peer stalled for longer than the
+margin plus the time between the peers) loses the conntrack race on a NAT without a firewall. Such a NAT refuses
+the check (ICMP port unreachable), and the other peer moves to a fresh socket (punch.peer.moving); a NAT that
+refuses silently leaves the relay, whose retries go direct only after the NATs forgot the race
+(punch.peer.session.upgrade_waits: the second retry, about two minutes later). Home routers, which drop
+unsolicited packets, only drop such a check.
 
 Port prediction (punch.peer.predict) reuses this machinery: the opener's many extra sockets hand their checks to
 :meth:`Puncher.on_request` with ``via`` (answers and triggered checks leave from the socket the check reached),
@@ -68,7 +70,7 @@ class PunchTimings:
     opener_fallback: float = 2.0  # opener probes at full TTL if no check arrived by then
     open_ttl: int = 2  # TTL of the opener's mapping-opening probes; 0 disables them (see punch.peer.hops)
     lan_grace: float = 0.25  # behind the same NAT, how long a proven public path waits for a LAN one to prove itself
-    early: bool = False  # check without waiting for Go when both peers told the server their round trip to it
+    early: bool = True  # check without waiting for Go when both peers told the server their round trip to it
     early_margin: float = 0.05  # early checks wait this share of the larger one-way delay (at least 1 ms) for jitter
 
 

@@ -241,6 +241,9 @@ async def _find_path(
     hops_found: asyncio.Task[PunchTimings],
 ) -> tuple[Path, Channel, Puncher]:
     loop = asyncio.get_running_loop()
+    # The TTL for our low-TTL probes, before we ask: the Introduce may come at once, and with early checks the other
+    # peer counts on our probe leaving the moment it arrives (punch.peer.puncher.early_delay).
+    config = dataclasses.replace(config, punch=await hops_found)
     try:
         async with asyncio.timeout(config.timeout):
             introduction = await client.introduced_to(config.target)
@@ -257,8 +260,6 @@ async def _find_path(
     started = loop.time()
     plan = choose_plan(config.predict, client.mapping, introduction)
     early = _early(config, plan, client, introduction)
-    if introduction.role is Role.OPENER or early is not None:  # low-TTL probes need the TTL (traced meanwhile)
-        config = dataclasses.replace(config, punch=await hops_found)
 
     def switch(path: Path) -> None:
         if path.local is not None:  # port prediction chose one of its sockets: the session runs over it from now on
@@ -367,7 +368,7 @@ async def _punch(
             sprayer.start()
     path: Path | None = None
     try:
-        if plan is Plan.PUNCH and not puncher.same_nat:  # a refused check moves to a fresh socket (punch.peer.moving)
+        if plan is Plan.PUNCH and not puncher.same_nat and config.punch.open_ttl > 0:  # (punch.peer.moving)
             moves = Moves(puncher, introduction, client, dispatcher.routes, dispatcher, sockets, config.punch.timeout)
             try:
                 path = await moves.run()
@@ -396,10 +397,10 @@ async def _punch(
 
 
 async def _go_or_moved(client: RendezvousClient) -> None:
-    """The prober waits for the server's Go, or for a Go saying the opener moved (punch.peer.moving)."""
+    """The prober waits for the server's Go, or for a Go saying the opener moved, or for Move (punch.peer.moving)."""
     go = asyncio.ensure_future(client.go.wait())
     try:
-        await asyncio.wait((go, client.moved), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((go, client.moved, client.move), return_when=asyncio.FIRST_COMPLETED)
     finally:
         go.cancel()
         await asyncio.gather(go, return_exceptions=True)

@@ -38,11 +38,13 @@ def test_the_opener_behind_two_nats_finds_ttl_3_and_punches_without_the_fallback
 
 def test_a_fixed_ttl_of_2_dies_inside_the_carrier_and_waits_for_the_fallback(cgnat_lab: Lab) -> None:
     """The contrast: TTL 2 opens peer10's home NAT but not the CGN, whose filter then drops peer14's checks
-    until the opener gives up waiting and probes at full TTL."""
+    until the opener gives up waiting and probes at full TTL. With Ready/Go: with early checks, peer10's own checks
+    would open the CGN at once."""
     server = start_server(cgnat_lab)
-    peer10 = start_peer(cgnat_lab, "10", "14", "--send", "hello from 10", "--no-relay", "--open-ttl", "2")
+    ready_go = ("--no-relay", "--no-early-checks")
+    peer10 = start_peer(cgnat_lab, "10", "14", "--send", "hello from 10", *ready_go, "--open-ttl", "2")
     wait_for_line(server, r"10 asks for 14: waiting for 14 to register")
-    peer14 = start_peer(cgnat_lab, "14", "10", "--send", "hello from 14", "--no-relay")
+    peer14 = start_peer(cgnat_lab, "14", "10", "--send", "hello from 14", *ready_go)
     code10, result10, log10 = finish(peer10)
     code14, _, log14 = finish(peer14)
     assert (code10, code14) == (0, 0), log10 + log14
