@@ -165,8 +165,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
         errors.close()
 
     def _read_error_queue(self) -> None:
-        assert self._errors is not None
-        while True:
+        while self._errors is not None:  # (a handler may stop the watching)
             try:
                 _data, ancillary, _flags, destination = self._errors.recvmsg(1, 512, MSG_ERRQUEUE)
             except (BlockingIOError, InterruptedError):
