@@ -27,6 +27,13 @@ checks left from the port its NAT remapped), both ask; the server tells only one
 about, which is the late one (its checks started after the early one's had reached its NAT). Each peer moves or
 follows once per punch; if that fails too, the punch fails (and the session takes the relay).
 
+One path, on both sides. A NAT that forwards from anywhere (a full cone) lets the late peer's checks in even from
+the port its own NAT remapped, and the prober may choose that pair before the server's Move arrives. So a refused
+opener keeps answering (and takes the prober's nomination) while it waits for the move; a peer told to move that
+already hears the other's checks stays and finishes its punch; a path chosen before the peer learned anything
+stands; and a mover's old socket answers no more checks and chooses nothing from the moment it decides
+(Puncher.silence). A pair needs both sides' checks answered, so a peer that moves never took part in one.
+
 Only a punch of the plain kind moves (with low-TTL probes: the mover needs one; not port prediction, not two peers
 behind one NAT), over IPv4 on Linux, where the socket can read ICMP errors; elsewhere a lost race ends on the relay,
 as before.
@@ -50,6 +57,11 @@ from punch.stun.protocol import Handler, format_address, open_endpoint
 log = logging.getLogger(__name__)
 
 Route = Callable[[Message, Address], bool]  # one handler of the session socket's dispatcher: True if it took it
+FIRST = asyncio.FIRST_COMPLETED
+
+
+def _succeeded(task: asyncio.Future[Path]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
 
 
 class Moves:
@@ -95,29 +107,61 @@ class Moves:
 
     async def run(self) -> Path:
         told = (self._client.move, self._client.moved)
-        if not any(f.done() for f in told):
-            endpoint = self._puncher.endpoint
-            endpoint.watch_refusals(self._on_refused)
-            running = asyncio.ensure_future(self._puncher.run())
+        if any(f.done() for f in told):
+            return await self._told()
+        endpoint = self._puncher.endpoint
+        endpoint.watch_refusals(self._on_refused)
+        running = asyncio.ensure_future(self._puncher.run())
+        try:
             try:
-                await asyncio.wait((running, self._refused, *told), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait((running, self._refused, *told), return_when=FIRST)
             finally:
                 endpoint.unwatch_refusals()
-                if not running.done():
+            if not running.done() and not any(f.done() for f in told):  # refused: the other peer must move
+                if self._intro.role is Role.PROBER:
+                    # We control the choice, and the other got none of our checks there: nothing more to check.
                     running.cancel()
                     await asyncio.gather(running, return_exceptions=True)
-            if running.done() and not running.cancelled():
-                return running.result()
-            if not any(f.done() for f in told):  # refused: the other peer must move
-                try:
-                    async with asyncio.timeout(self._timeout):
-                        await self._client.ask_to_move(self._intro.session_id)
-                        await asyncio.wait(told, return_when=asyncio.FIRST_COMPLETED)
-                except TimeoutError:
-                    raise PeerError(
-                        f"{self._intro.peer_id}'s NAT refused our checks, and {self._intro.peer_id} did not move to a "
-                        f"fresh socket within {self._timeout:g} s"
-                    ) from None
+                # As the opener we keep answering: the prober may have proven a path to us already (a NAT that
+                # forwards from anywhere let its checks in) and chosen it, and then it does not move; we take
+                # its nomination as usual.
+                await self._ask_to_move(running)
+            if self._client.move.done() and not running.done() and self._puncher.heard:
+                # Told to move, but the other's checks reach us already: the pair works (through a NAT that forwards
+                # from anywhere), and it may have chosen it; we stay and finish the punch.
+                log.info("told to move, but %s's checks reach us already: we stay", self._intro.peer_id)
+                await asyncio.wait((running,))
+            if self._client.move.done() and self._puncher.chosen is None:
+                # We move: from this instant the old socket neither answers nor chooses, so no pair proven with it
+                # can become a path on either side (no await between the look at `heard` and this).
+                self._puncher.silence()
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        chosen = self._puncher.chosen  # set at once, also where the task did not see it before it ended
+        if chosen is not None:
+            return chosen
+        if not any(f.done() for f in told):
+            return running.result()  # the punch's own error (its checks ran out)
+        return await self._told()
+
+    async def _ask_to_move(self, running: asyncio.Future[Path]) -> None:
+        """Ask the server to move the other peer; wait for what it then tells us, or for ``running`` to choose."""
+        told = (self._client.move, self._client.moved)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._client.ask_to_move(self._intro.session_id)
+                await asyncio.wait((*told, running) if not running.done() else told, return_when=FIRST)
+                if not _succeeded(running) and not any(f.done() for f in told):
+                    await asyncio.wait(told, return_when=FIRST)  # our checks ran out: the move may still come
+        except TimeoutError:
+            raise PeerError(
+                f"{self._intro.peer_id}'s NAT refused our checks, and {self._intro.peer_id} did not move to a "
+                f"fresh socket within {self._timeout:g} s"
+            ) from None
+
+    async def _told(self) -> Path:
+        """Move or follow, as the server told us."""
         if self._client.move.done():
             return await self._move()
         return await self._follow(self._client.moved.result())
@@ -138,6 +182,7 @@ class Moves:
     async def _move(self) -> Path:
         """Open our NAT from a fresh socket, tell the server (it tells the other peer), answer there."""
         self.outcome = "moved"
+        self._puncher.silence()  # the other must not prove a pair with our old socket from now on
         mover: Puncher | None = None
 
         def on_datagram(message: Message, source: Address, data: bytes) -> None:

@@ -141,6 +141,8 @@ class Puncher:
         self._aggressive = aggressive and not same_nat and not predicting
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False  # this round of checks is over (chosen, timed out, or given up for the relay)
+        self.heard = False  # a check of the other peer's reached us (punch.peer.moving)
+        self._silent = False  # we moved to a fresh socket: checks reaching this one go unanswered
         self._check_policy = RetransmitPolicy(
             rto=timings.check_interval,
             backoff=1.0,
@@ -169,6 +171,8 @@ class Puncher:
         return self._chosen.result() if self._chosen.done() else None
 
     def _choose(self, path: Path) -> None:
+        if self._silent:
+            return  # we moved (punch.peer.moving)
         if self._fresh and path.local is None:
             path = dataclasses.replace(path, local=self.endpoint)
         self._chosen.set_result(path)
@@ -208,6 +212,11 @@ class Puncher:
                 self._timings.open_ttl,
             )
             self.endpoint.send_with_ttl(self.check(), candidate, self._timings.open_ttl)
+
+    def silence(self) -> None:
+        """Answer no more checks and choose no path (we move to a fresh socket, punch.peer.moving: a pair proven
+        with this one would be a path we no longer use)."""
+        self._silent = True
 
     def again(self, timeout: float, open_ttl: int) -> Puncher:
         """A fresh puncher for the same session and socket, checking for ``timeout`` seconds and opening our mapping
@@ -325,7 +334,7 @@ class Puncher:
             return
 
     def _choose_once(self, path: Path, why: str) -> None:
-        if not self._chosen.done():
+        if not self._chosen.done() and not self._silent:
             log.info("path chosen: %s via %s (%s)", path.kind, format_address(path.remote), why)
             self._choose(path)
 
@@ -355,7 +364,7 @@ class Puncher:
             response, source = await self.endpoint.request(self.check(nominate=True), remote, self._check_policy)
         except TransactionTimeout:
             return
-        if self.is_from_peer(response, source, remote) and not self._chosen.done():
+        if self.is_from_peer(response, source, remote) and not self._chosen.done() and not self._silent:
             path = Path(remote, self._kind(remote))
             log.info(
                 "path chosen: %s via %s (we nominated it, %s agreed)",
@@ -419,6 +428,10 @@ class Puncher:
                 self.peer,
             )
             return True
+        if self._silent:
+            log.info("ignored a probe from %s: we moved to a fresh socket", format_address(source))
+            return True
+        self.heard = True
         nominated = message.has(AttributeType.USE_CANDIDATE)
         if nominated and self._closed and not self._chosen.done():
             # A retry from the relay that gave up: answering would let the prober move to a path we will not take;
@@ -455,6 +468,8 @@ class Puncher:
 
     def _take_nomination(self, source: Address, via: StunEndpoint) -> None:
         """Opener: use the pair the prober nominated (our own check proved it)."""
+        if self._silent:
+            return
         extra = via is not self.endpoint  # one of port prediction's sockets
         path = Path(source, "predicted", via) if extra else Path(source, self._kind(source))
         log.info("path chosen: %s via %s (nominated by %s)", path.kind, format_address(source), self.peer)

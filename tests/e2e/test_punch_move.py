@@ -46,3 +46,32 @@ def test_a_late_introduction_on_a_bare_router_moves_to_a_fresh_socket_and_goes_d
     assert result14["local"] == f"0.0.0.0:{fresh[1]}"  # the path runs over the fresh socket
     assert result10["remote"] == f"192.0.2.14:{fresh[1]}"  # which nat14 maps to a port of its own
     assert result14["remote"] == result10["mapped"]
+
+
+@pytest.mark.parametrize("lab", [{"firewall": "none", "nat": "nat10=full-cone"}], indirect=True, ids=["full-cone-10"])
+def test_a_refused_opener_behind_a_full_cone_keeps_answering_and_takes_the_probers_path(lab: Lab) -> None:
+    """nat10 forwards to peer10 from anywhere (a full cone); nat14 is bare and port-restricted. peer10, the opener,
+    checks early; peer14's introduction is lost, so nat14 refuses peer10's checks and peer10 asks the server to move
+    peer14. Meanwhile peer14, introduced late, checks from the port nat14 remapped its socket to, nat10 lets that in,
+    and peer14 (the prober) chooses the path peer10 answered on. peer10 keeps answering while it waits, takes that
+    nomination, and both end on one direct path; had it stopped, it would end on the relay, peer14 direct."""
+    server = start_server(lab)
+    lab.exec("nat14", "nft", "-f", "-", input=LOSE_INTRODUCTIONS, check=True)
+    peer10 = chat_peer(lab, "10", "14", "--early-checks")
+    wait_for_line(server, r"10 asks for 14: waiting for 14 to register")  # so peer10 is the opener
+    peer14 = chat_peer(lab, "14", "10", "--early-checks")
+    wait_for_line(peer10, r"our check to 192\.0\.2\.14:\d+ was refused by 14's NAT")
+    wait_for_line(peer10, r"asked the server to move the other peer: telling 14 to move")
+    lab.exec("nat14", "nft", "delete", "table", "inet", "lose_introductions", check=True)
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"using the direct path to")
+    end_chat((peer10, "one path\n"), (peer14, "one path too\n"))
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert (result10["received"], result14["received"]) == (["one path too"], ["one path"])
+    assert (result10["path"], result14["path"], result10["role"]) == ("direct", "direct", "opener")
+    assert (result10["upgraded"], result14["upgraded"]) == (False, False)
+    # peer14 either chose before the server's Move came (no move) or moved (the race the test does not fix)
+    assert (result10["move"], result14["move"]) in ((None, None), ("followed", "moved")), log10 + log14
+    assert result14["remote"] == result10["mapped"]

@@ -127,6 +127,41 @@ def test_a_nomination_replayed_from_an_address_that_never_answers_does_not_steer
     )
 
 
+def test_a_check_from_the_peer_counts_as_heard_and_a_silenced_puncher_neither_answers_nor_chooses() -> None:
+    """punch.peer.moving: a peer that hears the other stays when told to move; one that moves answers nothing more
+    on its old socket and takes no path there, even one its own check proves."""
+
+    async def scenario() -> None:
+        endpoint = AnsweringEndpoint(THEM)
+        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32))
+        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=0.2, opener_fallback=60))  # type: ignore[arg-type]
+        assert not puncher.heard
+        puncher.on_request(check("66"), THEM)  # a stranger is not the other peer
+        assert not puncher.heard
+        puncher.silence()
+        assert puncher.on_request(check("14", nominate=True), THEM)  # taken, but not answered
+        assert (puncher.heard, endpoint.sent) == (False, [])
+        with pytest.raises(PeerError):
+            await puncher.run()
+        assert puncher.chosen is None
+
+    async def prober_proves_but_takes_nothing() -> None:
+        endpoint = AnsweringEndpoint(THEM)
+        introduction = Introduction("14", (THEM,), SESSION, Role.PROBER, bytes(32))
+        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=0.2))  # type: ignore[arg-type]
+        puncher.silence()
+        with pytest.raises(PeerError):
+            await puncher.run()
+        assert THEM in endpoint.checked  # its check was answered
+        assert puncher.chosen is None
+
+    asyncio.run(scenario())
+    asyncio.run(prober_proves_but_takes_nothing())
+    endpoint, puncher = run(Role.OPENER, (check("14"), THEM))
+    assert puncher.heard
+    assert len(endpoint.sent) == 1
+
+
 class GatedEndpoint(FakeEndpoint):
     """Records every check with its message; the other peer answers those to THEM once ``answer`` is set."""
 
