@@ -105,8 +105,13 @@ class Moves:
         )
         self._refused.set_result(None)
 
+    @property
+    def _tellings(self) -> tuple[asyncio.Future[None], asyncio.Future[Address]]:
+        """What the server may tell us: move (Move), or where the other peer moved (Go with CANDIDATE)."""
+        return self._client.move, self._client.moved
+
     async def run(self) -> Path:
-        told = (self._client.move, self._client.moved)
+        told = self._tellings
         if any(f.done() for f in told):
             return await self._told()
         endpoint = self._puncher.endpoint
@@ -147,7 +152,7 @@ class Moves:
 
     async def _ask_to_move(self, running: asyncio.Future[Path]) -> None:
         """Ask the server to move the other peer; wait for what it then tells us, or for ``running`` to choose."""
-        told = (self._client.move, self._client.moved)
+        told = self._tellings
         try:
             async with asyncio.timeout(self._timeout):
                 await self._client.ask_to_move(self._intro.session_id)

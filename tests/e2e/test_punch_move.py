@@ -4,6 +4,8 @@ moves to a fresh socket (punch.peer.moving)."""
 from __future__ import annotations
 
 import re
+import subprocess
+from typing import Any
 
 import pytest
 
@@ -31,15 +33,7 @@ def test_a_late_introduction_on_a_bare_router_moves_to_a_fresh_socket_and_goes_d
     wait_for_line(peer14, r"server says 10's check was refused by our NAT: we move to a fresh socket")
     moving = wait_for_line(peer14, r"moving to a fresh socket \(port \d+\)")
     wait_for_line(peer10, r"following 14 to 192\.0\.2\.14:\d+")
-    for peer in (peer10, peer14):
-        wait_for_line(peer, r"using the direct path to")
-    end_chat((peer10, "after the move\n"), (peer14, "after the move too\n"))
-    code10, result10, log10 = finish(peer10)
-    code14, result14, log14 = finish(peer14)
-    assert (code10, code14) == (0, 0), log10 + log14
-    assert (result10["received"], result14["received"]) == (["after the move too"], ["after the move"])
-    assert (result10["path"], result14["path"]) == ("direct", "direct")
-    assert (result10["upgraded"], result14["upgraded"]) == (False, False)  # never on the relay
+    result10, result14, _ = direct_without_the_relay(peer10, peer14)
     assert (result10["move"], result14["move"]) == ("followed", "moved")
     fresh = re.search(r"port (\d+)", moving)
     assert fresh is not None
@@ -63,15 +57,24 @@ def test_a_refused_opener_behind_a_full_cone_keeps_answering_and_takes_the_probe
     wait_for_line(peer10, r"our check to 192\.0\.2\.14:\d+ was refused by 14's NAT")
     wait_for_line(peer10, r"asked the server to move the other peer: telling 14 to move")
     lab.exec("nat14", "nft", "delete", "table", "inet", "lose_introductions", check=True)
+    result10, result14, logs = direct_without_the_relay(peer10, peer14)
+    assert result10["role"] == "opener"
+    # peer14 either chose before the server's Move came (no move) or moved (the race the test does not fix)
+    assert (result10["move"], result14["move"]) in ((None, None), ("followed", "moved")), logs
+    assert result14["remote"] == result10["mapped"]
+
+
+def direct_without_the_relay(
+    peer10: subprocess.Popen[str], peer14: subprocess.Popen[str]
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Both peers go direct, never on the relay, and a text crosses each way: their results and both logs."""
     for peer in (peer10, peer14):
         wait_for_line(peer, r"using the direct path to")
-    end_chat((peer10, "one path\n"), (peer14, "one path too\n"))
+    end_chat((peer10, "from 10\n"), (peer14, "from 14\n"))
     code10, result10, log10 = finish(peer10)
     code14, result14, log14 = finish(peer14)
     assert (code10, code14) == (0, 0), log10 + log14
-    assert (result10["received"], result14["received"]) == (["one path too"], ["one path"])
-    assert (result10["path"], result14["path"], result10["role"]) == ("direct", "direct", "opener")
-    assert (result10["upgraded"], result14["upgraded"]) == (False, False)
-    # peer14 either chose before the server's Move came (no move) or moved (the race the test does not fix)
-    assert (result10["move"], result14["move"]) in ((None, None), ("followed", "moved")), log10 + log14
-    assert result14["remote"] == result10["mapped"]
+    assert (result10["received"], result14["received"]) == (["from 14"], ["from 10"])
+    assert (result10["path"], result14["path"]) == ("direct", "direct")
+    assert (result10["upgraded"], result14["upgraded"]) == (False, False)  # never on the relay
+    return result10, result14, log10 + log14
