@@ -18,7 +18,7 @@ interface does everything. Without it (detected by trying, netns/ipr.py ``netem_
   interface, a delay before the node's stack does (netem shows it after the delay at both ends);
 * loss -- nftables ``numgen random mod 1000 < N drop`` (0.1% steps) on the interface's netdev egress hook
   (table ``netdev netns_impair``): silent like a loss on the wire (a drop in the IP hooks would make a local
-  sender's ``send()`` fail with EPERM);
+  sender's ``send()`` fail with EPERM), and like a wire (and netem) it loses ARP frames too;
 * duplication -- nftables ``dup to rt ip nexthop device IF`` after source NAT (priority srcnat + 10, table
   ``ip netns_impair``), so forwarded and locally generated packets alike are copied with their final
   addresses; original and copy are each held at the receiving end, and the copy may be lost like any packet;
