@@ -27,7 +27,7 @@ from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.probe import probe
 from punch.rendezvous.credentials import read_secret
 from punch.rendezvous.relay import DEFAULT_RELAY_BYTES, DEFAULT_RELAY_RATE, MIN_RELAY_RATE, RelayBudget
-from punch.rendezvous.server import DEFAULT_PORT, MAX_PEERS, serve
+from punch.rendezvous.server import DEFAULT_PORT, MAX_LEASE, MAX_PEERS, RATE_LIMIT, serve
 from punch.stun import Address, fastpath
 from punch.stun.protocol import format_address
 
@@ -67,6 +67,25 @@ def _not_negative(flag: str, value: float) -> float:
     return value
 
 
+def _default(config: type, name: str) -> Any:
+    """The default of a field of a config dataclass: a flag's default is the library's, written once."""
+    return next(f.default for f in dataclasses.fields(config) if f.name == name)
+
+
+PEER_TIMEOUT = _default(PeerConfig, "timeout")
+LINGER = _default(PeerConfig, "linger")
+KEEPALIVE = _default(PeerConfig, "keepalive")
+REJOIN = _default(PeerConfig, "rejoin")
+UPGRADE_INTERVAL = _default(PeerConfig, "upgrade_interval")
+NAT_UDP_TIMEOUT = _default(PeerConfig, "nat_udp_timeout")
+PUNCH_TIMEOUT = _default(PunchTimings, "timeout")
+OPEN_TTL = _default(PunchTimings, "open_ttl")
+EARLY_CHECKS = _default(PunchTimings, "early")
+PREDICT_SOCKETS = _default(PredictConfig, "sockets")
+PREDICT_PROBES = _default(PredictConfig, "probes")
+PREDICT_RATE = _default(PredictConfig, "rate")
+
+
 @functools.cache
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser, built once per process: a process that imports punch and forks peers which each
@@ -104,9 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--rate-limit",
         type=float,
-        default=200.0,
+        default=RATE_LIMIT,
         metavar="N",
-        help="requests a second allowed per source IP, in bursts of 2N (default 200; 0 = no limit)",
+        help=f"requests a second allowed per source IP, in bursts of 2N (default {RATE_LIMIT:g}; 0 = no limit)",
     )
     server.add_argument(
         "--stats-interval",
@@ -142,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--max-lease",
         type=float,
-        default=60.0,
+        default=MAX_LEASE,
         metavar="S",
-        help="longest registration lease granted, seconds (default 60)",
+        help=f"longest registration lease granted, seconds (default {MAX_LEASE:g})",
     )
     server.add_argument(
         "--max-peers",
@@ -175,23 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument(
         "--timeout",
         type=float,
-        default=30.0,
+        default=PEER_TIMEOUT,
         metavar="S",
-        help="give up if the other peer has not shown up / said goodbye by then (default 30)",
+        help=f"give up if the other peer has not shown up / said goodbye by then (default {PEER_TIMEOUT:g})",
     )
     peer.add_argument(
         "--punch-timeout",
         type=float,
-        default=10.0,
+        default=PUNCH_TIMEOUT,
         metavar="S",
-        help="give up punching after this long (default 10)",
+        help=f"give up punching after this long (default {PUNCH_TIMEOUT:g})",
     )
     peer.add_argument(
         "--open-ttl",
         default="auto",
         metavar="N|auto",
         help="IP TTL of the probes that open our own NAT mapping: auto (default) traces the route to the server "
-        "and passes every private router (2 if that finds nothing); N fixes it; 0 = off",
+        f"and passes every private router ({OPEN_TTL} if that finds nothing); N fixes it; 0 = off",
     )
     peer.add_argument(
         "--secret-file", metavar="PATH", help="the group's secret, where the server serves a closed group"
@@ -199,46 +218,48 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument(
         "--linger",
         type=float,
-        default=0.5,
+        default=LINGER,
         metavar="S",
-        help="after both sides closed, keep answering the other's retransmissions this long (default 0.5)",
+        help=f"after both sides closed, keep answering the other's retransmissions this long (default {LINGER:g})",
     )
     peer.add_argument(
         "--keepalive",
         type=float,
-        default=5.0,
+        default=KEEPALIVE,
         metavar="S",
-        help="check a direct path every S seconds while talking; a silent peer is reported as lost (default 5)",
+        help="check a direct path every S seconds while talking; a silent peer is reported as lost "
+        f"(default {KEEPALIVE:g})",
     )
     peer.add_argument(
         "--rejoin",
         type=float,
-        default=15.0,
+        default=REJOIN,
         metavar="S",
         help="when the direct path breaks (a NAT got a new address), wait S seconds for the other peer to find us "
-        "again through the server and punch anew (default 15; 0 = report the loss at once)",
+        f"again through the server and punch anew (default {REJOIN:g}; 0 = report the loss at once)",
     )
     peer.add_argument(
         "--upgrade-interval",
         type=float,
-        default=15.0,
+        default=UPGRADE_INTERVAL,
         metavar="S",
         help="on the relay, retry a direct path after S seconds, then after twice as long each time (up to 300 s), and "
-        "move onto it when proven (default 15; 0 = never)",
+        f"move onto it when proven (default {UPGRADE_INTERVAL:g}; 0 = never)",
     )
     peer.add_argument(
         "--nat-udp-timeout",
         type=float,
-        default=90.0,
+        default=NAT_UDP_TIMEOUT,
         metavar="S",
-        help="how long a NAT on the way may remember a UDP flow nobody answered (default 90: Linux's 30 s timeout, "
+        help=f"how long a NAT on the way may remember a UDP flow nobody answered (default {NAT_UDP_TIMEOUT:g}: "
+        "Linux's 30 s timeout, "
         "then up to 60 s until its garbage collector removes the entry); after a failed retry on the relay the peers "
         "stay quiet toward each other 11 s longer, so that the NATs forget what a lost race recorded",
     )
     peer.add_argument(
         "--early-checks",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=EARLY_CHECKS,
         help="check without waiting for the server's Go, timed by both peers' round trips to the server (default): "
         "a round trip to the server faster than Ready/Go (--no-early-checks). An introduction that arrives late "
         "loses the conntrack race on a NAT without a firewall; a peer whose check that NAT refuses has the other "
@@ -250,23 +271,24 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument(
         "--predict-sockets",
         type=int,
-        default=256,
+        default=PREDICT_SOCKETS,
         metavar="N",
-        help="port prediction, behind an endpoint-dependent (symmetric) NAT: open N sockets (default 256)",
+        help="port prediction, behind an endpoint-dependent (symmetric) NAT: open N sockets "
+        f"(default {PREDICT_SOCKETS})",
     )
     peer.add_argument(
         "--predict-probes",
         type=int,
-        default=2000,
+        default=PREDICT_PROBES,
         metavar="N",
-        help="port prediction, toward such a NAT: send at most N checks to random ports (default 2000)",
+        help=f"port prediction, toward such a NAT: send at most N checks to random ports (default {PREDICT_PROBES})",
     )
     peer.add_argument(
         "--predict-rate",
         type=float,
-        default=500.0,
+        default=PREDICT_RATE,
         metavar="N",
-        help="port prediction: checks a second toward the random ports (default 500)",
+        help=f"port prediction: checks a second toward the random ports (default {PREDICT_RATE:g})",
     )
     peer.add_argument(
         "--no-predict",
@@ -325,8 +347,8 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
     """The PeerConfig that ``punch peer`` ARGS asks for; UsageError naming the flag when one is out of range."""
     open_ttl = _open_ttl(args.open_ttl)
     timeout = _positive("--punch-timeout", args.punch_timeout)
-    timings = PunchTimings(  # open_ttl 2: auto's fallback
-        timeout=timeout, open_ttl=2 if open_ttl is None else open_ttl, early=args.early_checks
+    timings = PunchTimings(  # auto keeps the default open_ttl as its fallback
+        timeout=timeout, open_ttl=OPEN_TTL if open_ttl is None else open_ttl, early=args.early_checks
     )
     if not 1 <= args.predict_sockets <= 4096:
         raise UsageError(f"--predict-sockets must be 1 to 4096, got {args.predict_sockets}")

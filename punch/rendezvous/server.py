@@ -86,6 +86,8 @@ DEFAULT_PORT = 3478
 _REGISTER_REQUEST = b"\x02\x81"  # the first two bytes of a Register request (RFC 8489 §5 type)
 _SOFTWARE = software_attribute(SOFTWARE)
 MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.35 GiB when full (bench/registry.md)
+MAX_LEASE = 60.0  # longest registration lease granted, seconds (--max-lease)
+RATE_LIMIT = 200.0  # requests a second per source IP, in bursts of twice that (--rate-limit)
 
 
 class RendezvousServer:
@@ -94,10 +96,10 @@ class RendezvousServer:
     def __init__(
         self,
         *,
-        max_lease: float = 60.0,
+        max_lease: float = MAX_LEASE,
         max_registrations: int = MAX_PEERS,
         group: bytes | None = None,
-        rate_limit: RateLimiter | float = 200.0,
+        rate_limit: RateLimiter | float = RATE_LIMIT,
         push_policy: RetransmitPolicy = PUSH_POLICY,
         clock: Callable[[], float] | None = None,
         accelerate: bool = True,
@@ -606,10 +608,10 @@ async def serve(
     listen: Address,
     *,
     alternate: Address | None = None,
-    max_lease: float = 60.0,
+    max_lease: float = MAX_LEASE,
     max_peers: int = MAX_PEERS,
     group: bytes | None = None,
-    rate_limit: float = 200.0,
+    rate_limit: float = RATE_LIMIT,
     stats_interval: float = 0.0,
     workers: int = 1,
     ready: Callable[[Address], None] | None = None,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 from punch import cli
+from punch.peer.session import PeerConfig
+from punch.rendezvous.server import DEFAULT_PORT, serve
 
 
 def test_the_parser_is_built_once() -> None:
@@ -16,3 +20,16 @@ def test_parsing_twice_with_the_shared_parser_leaves_no_trace_of_the_first() -> 
     assert (first.id, first.send) == ("a", ["x"])
     assert (second.id, second.send) == ("c", ["y"])
     assert parser.parse_args(["peer", "--server", "10.0.0.1", "--id", "e", "--to", "f"]).send is None
+
+
+def test_a_peer_without_flags_gets_the_librarys_own_configuration() -> None:
+    args = cli.build_parser().parse_args(["peer", "--server", "10.0.0.1", "--id", "a", "--to", "b"])
+    assert cli.peer_config(args) == PeerConfig(server=("10.0.0.1", DEFAULT_PORT), peer_id="a", target="b")
+
+
+def test_a_server_without_flags_gets_the_librarys_own_limits() -> None:
+    args = cli.build_parser().parse_args(["server"])
+    defaults = inspect.signature(serve).parameters
+    assert args.max_lease == defaults["max_lease"].default
+    assert args.rate_limit == defaults["rate_limit"].default
+    assert args.max_peers == defaults["max_peers"].default
