@@ -28,3 +28,7 @@ class UsageError(PunchError):
 
 class PeerError(PunchError):
     """The peer could not reach its goal; the message is the one-line reason shown to the user."""
+
+
+class PeerGone(PeerError):
+    """The other peer has left the server since its introduction: nothing is left to punch or relay to."""

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from punch.errors import PeerError
+from punch.errors import PeerError, PeerGone
 from punch.rendezvous.credentials import request_key
 from punch.rendezvous.wire import (
+    PEER_GONE,
     Introduction,
     Mapping,
     ProtocolError,
@@ -78,7 +79,8 @@ class RendezvousClient:
         if response.message_class is MessageClass.ERROR:
             error = response.error_code()
             detail = f"{error.code} {error.reason}" if error else "an error"
-            raise PeerError(f"the server refused {what}: {detail}")
+            gone = error is not None and error.code == PEER_GONE
+            raise (PeerGone if gone else PeerError)(f"the server refused {what}: {detail}")
         return response
 
     async def register(self) -> Address:

@@ -25,7 +25,9 @@ No NAT sees a check before its own peer's probe: the mover's NAT was opened befo
 open our NAT on their way out. When both peers' checks were refused (neither NAT has a firewall: the late peer's
 checks left from the port its NAT remapped), both ask; the server tells only one peer to move, the first one asked
 about, which is the late one (its checks started after the early one's had reached its NAT). Each peer moves or
-follows once per punch; if that fails too, the punch fails (and the session takes the relay).
+follows once per punch; if that fails too, the punch fails (and the session takes the relay). A closed socket
+refuses checks as well: if the other peer has left the server since the introduction, the server answers Move with
+404 (PeerGone), and the punch ends without the relay, since nobody is left to relay to.
 
 One path, on both sides. A NAT that forwards from anywhere (a full cone) lets the late peer's checks in even from
 the port its own NAT remapped, and the prober may choose that pair before the server's Move arrives. So a refused

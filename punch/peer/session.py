@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from punch.errors import PeerError
+from punch.errors import PeerError, PeerGone
 from punch.peer import hops, sealing
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
@@ -382,7 +382,7 @@ async def _punch(
         if predictor is not None:
             timeout = config.punch.timeout
             failure = PeerError(f"no direct path to {introduction.peer_id} within {timeout:g} s: {predictor.failure()}")
-        if not config.relay:
+        if not config.relay or isinstance(error, PeerGone):
             raise failure from None
         log.info("%s; falling back to the relay through the server", failure)
         path = Path(config.server, "relay")

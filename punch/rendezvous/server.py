@@ -48,6 +48,7 @@ from punch.rendezvous.relaying import Relayer
 from punch.rendezvous.replies import fit, limit_for
 from punch.rendezvous.throttle import ThrottledLog
 from punch.rendezvous.wire import (
+    PEER_GONE,
     Mapping,
     ProtocolError,
     Role,
@@ -574,6 +575,12 @@ class RendezvousServer:
         mine, other = pair
         if source != mine.observed:
             raise ProtocolError("not the registered socket")  # short: the answer is capped (no amplification)
+        current = self.registry.lookup(other.peer_id, self._now())
+        if current is None or current.observed != other.observed:
+            # Its NAT still forwards to its closed socket, which refused the check: nobody is left to move.
+            log.info("%s asks to move %s, which has left since the introduction", sender, other.peer_id)
+            self._reply_error(message, source, PEER_GONE, "the other peer has left")
+            return
         if not self.registry.move(session_id, other.peer_id):
             self._reply(message, source, (AttributeType.STATUS, f"{match.mover} moves already"))
             return

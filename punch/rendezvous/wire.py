@@ -31,6 +31,7 @@ MAX_PEER_ID_BYTES = 128
 SESSION_ID_BYTES = 16
 SESSION_KEY_BYTES = 32
 REGISTRATION_TOKEN_BYTES = 16
+PEER_GONE = 404  # the error code of a request about a peer that has left since its introduction (not in RFC 8489)
 
 
 class ProtocolError(PunchError):

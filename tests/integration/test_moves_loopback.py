@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from punch.errors import PeerError
+from punch.errors import PeerError, PeerGone
 from punch.peer.client import RendezvousClient
 from punch.rendezvous.server import RendezvousServer
 from punch.rendezvous.wire import Introduction, Role, request
@@ -111,6 +111,17 @@ async def test_move_comes_only_from_the_registered_socket(server: RendezvousServ
     assert (error.code, error.reason) == (400, "not the registered socket")
     assert not client10.move.done()
     for endpoint in (other, endpoint10, endpoint14):
+        await endpoint.close()
+
+
+async def test_move_of_a_peer_that_has_left_is_refused_at_once(server: RendezvousServer) -> None:
+    # A peer that exited leaves its NAT's mapping behind, and its closed socket refuses our check like a lost race.
+    (client10, endpoint10, intro10), (client14, endpoint14, _intro14) = await introduced_pair(server)
+    await client14.unregister()
+    with pytest.raises(PeerGone, match=r"^the server refused Move: 404 the other peer has left$"):
+        await client10.ask_to_move(intro10.session_id)
+    assert server.registry.session(intro10.session_id).mover is None  # type: ignore[union-attr]
+    for endpoint in (endpoint10, endpoint14):
         await endpoint.close()
 
 
