@@ -61,6 +61,7 @@ class RendezvousClient:
         self._group = group  # a closed group's key (--secret-file), or None
         self.mapping = mapping  # how our NAT maps (punch.peer.predict.discover_mapping), told to the server
         self.rtt: float | None = None  # the shortest round trip of our requests to the server (seconds)
+        self.told_rtt_us: int | None = None  # the round trip we told the server in our last Connect (SERVER-RTT)
         self._keys: dict[bytes, bytes] = {}  # SESSION-ID -> key, of every session we were introduced to
 
     async def _call(self, message: Message, what: str, via: StunEndpoint | None = None) -> Message:
@@ -136,7 +137,8 @@ class RendezvousClient:
     async def connect(self, target: str) -> str:
         """Ask the server for ``target``, telling it our round trip to it (the server passes it on to the other
         peer, see punch.peer.puncher); returns the server's status line."""
-        rtt = () if self.rtt is None else ((AttributeType.SERVER_RTT, round(self.rtt * 1e6)),)
+        self.told_rtt_us = None if self.rtt is None else round(self.rtt * 1e6)
+        rtt = () if self.told_rtt_us is None else ((AttributeType.SERVER_RTT, self.told_rtt_us),)
         response = await self._call(
             request(Method.CONNECT, (AttributeType.PEER_ID, self.peer_id), (AttributeType.TARGET_ID, target), *rtt),
             f"our request for {target}",

@@ -71,19 +71,39 @@ class PunchTimings:
     open_ttl: int = 2  # TTL of the opener's mapping-opening probes; 0 disables them (see punch.peer.hops)
     lan_grace: float = 0.25  # behind the same NAT, how long a proven public path waits for a LAN one to prove itself
     early: bool = True  # check without waiting for Go when both peers told the server their round trip to it
-    early_margin: float = 0.05  # early checks wait this share of the larger one-way delay (at least 1 ms) for jitter
+    early_margin: float = 0.05  # early checks wait this share of the larger one-way delay for jitter, and
+    early_floor: float = 0.001  # at least this long (a peer the scheduler holds back on a near server)
 
 
-def early_delay(our_rtt: float, their_rtt: float, margin: float) -> float:
+def _margin(one_way: float, margin: float, floor: float) -> float:
+    return max(floor, margin * one_way)
+
+
+def early_delay(our_rtt: float, their_rtt: float, margin: float, floor: float = 0.001) -> float:
     """How long after our Introduce our first full-TTL check may leave: when the other peer's Introduce (sent at
     the same moment, ``their_rtt/2 - our_rtt/2`` later than ours) has arrived and its low-TTL probe has opened
-    its NAT's mapping, plus ``margin`` of the larger one-way delay (at least 1 ms) for the estimates' error.
+    its NAT's mapping, plus ``margin`` of the larger one-way delay (at least ``floor``) for the estimates' error.
 
     A check that reached the other NAT earlier would be recorded there as a connection of its own (the conntrack
     race of the module docstring); the time the check takes to the other NAT is further slack.
     """
     ours, theirs = our_rtt / 2, their_rtt / 2
-    return max(0.0, theirs - ours) + max(0.001, margin * max(ours, theirs))
+    return max(0.0, theirs - ours) + _margin(max(ours, theirs), margin, floor)
+
+
+def early_pays(opener_rtt: float, prober_rtt: float, margin: float, floor: float = 0.001) -> bool:
+    """Whether early checks prove the path sooner than Ready/Go, from the two round trips to the server that both
+    peers know alike (each its own, as it told the server, and the other's, from its Introduce): both peers
+    decide the same.
+
+    With one-way delays ``a`` (opener) and ``b`` (prober) from the server, and the introductions leaving at 0,
+    early checks leave at ``max(a, b) + m`` (:func:`early_delay`; ``m`` the margin), and under Ready/Go the
+    prober checks when Go arrives, at ``2a + b`` (the opener's Ready, then the Go). So early checks pay when
+    ``m < a + min(a, b)``: with a server more than about a millisecond away. Nearer (a LAN, a lab without
+    delay), Ready/Go is as fast and no NAT can see a check before its own peer's probe.
+    """
+    a, b = opener_rtt / 2, prober_rtt / 2
+    return _margin(max(a, b), margin, floor) < a + min(a, b)
 
 
 @dataclass(frozen=True, slots=True)

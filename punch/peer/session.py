@@ -25,7 +25,7 @@ from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
 from punch.peer.moving import Moves
 from punch.peer.predict import Plan, PortOpener, PredictConfig, Sprayer, choose_plan, our_mapping
-from punch.peer.puncher import Path, Puncher, PunchTimings, early_delay
+from punch.peer.puncher import Path, Puncher, PunchTimings, early_delay, early_pays
 from punch.rendezvous.wire import Introduction, Mapping, Role
 from punch.stun import Address, Message, MessageClass, describe, method_name
 from punch.stun.protocol import StunEndpoint, format_address, host_candidates, open_endpoint
@@ -314,14 +314,25 @@ async def _find_path(
 
 def _early(config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction) -> float | None:
     """When (loop.time()) our first check may leave without waiting for Go (punch.peer.puncher), or None: early
-    checks need both round trips to the server, a plain punch (no port prediction), and low-TTL
-    probes (they open both NATs first)."""
+    checks need both round trips to the server, a plain punch (no port prediction), low-TTL probes (they open
+    both NATs first), and a server far enough away that they beat Ready/Go (punch.peer.puncher.early_pays)."""
     if not config.punch.early or plan is not Plan.PUNCH or config.punch.open_ttl <= 0:
         return None
-    if client.rtt is None or client.introduced_at is None or introduction.rtt_us is None:
+    told, theirs = client.told_rtt_us, introduction.rtt_us
+    if client.rtt is None or client.introduced_at is None or told is None or theirs is None:
         return None
-    their_rtt = introduction.rtt_us / 1e6
-    delay = early_delay(client.rtt, their_rtt, config.punch.early_margin)
+    their_rtt = theirs / 1e6
+    opener_rtt, prober_rtt = (told, theirs) if introduction.role is Role.OPENER else (theirs, told)
+    timings = config.punch
+    if not early_pays(opener_rtt / 1e6, prober_rtt / 1e6, timings.early_margin, timings.early_floor):
+        log.info(
+            "round trips to the server: ours %.2f ms, %s's %.2f ms: Ready/Go is as fast as early checks here",
+            told / 1000,
+            introduction.peer_id,
+            their_rtt * 1000,
+        )
+        return None
+    delay = early_delay(client.rtt, their_rtt, timings.early_margin, timings.early_floor)
     log.info(
         "round trips to the server: ours %.1f ms, %s's %.1f ms: both open our mappings now, and check after %.1f ms",
         client.rtt * 1000,

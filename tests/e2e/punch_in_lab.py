@@ -35,6 +35,10 @@ table inet lose_introductions {{
 }}
 """
 
+# `up` arguments for a server 2 ms from the core each way: far enough that early checks beat Ready/Go
+# (punch.peer.puncher.early_pays), which the peers take in a lab without delay
+FAR_SERVER = ("--impair", "net-server:delay=2ms")
+
 _unread: dict[int, bytes] = {}  # stderr bytes read past a matched line, per process
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from netns.testing import Lab
 from tests.e2e.punch_in_lab import (
+    FAR_SERVER,
     LAN,
     PY,
     SERVER,
@@ -28,8 +29,15 @@ pytestmark = pytest.mark.e2e
 LOOKALIKE = Path(__file__).parent.parent / "data" / "topologies" / "lookalike.yaml"
 
 
-@pytest.mark.parametrize("lab", ["home", "none"], indirect=True, ids=["home-router", "bare-masquerade"])
-def test_peers_punch_a_direct_path_through_both_nats(lab: Lab) -> None:
+@pytest.mark.parametrize(
+    "lab",
+    ["home", "none", {"firewall": "none", "args": FAR_SERVER}],
+    indirect=True,
+    ids=["home-router", "bare-masquerade", "bare-masquerade-far-server"],
+)
+def test_peers_punch_a_direct_path_through_both_nats(lab: Lab, request: pytest.FixtureRequest) -> None:
+    """Next to the server (no delay) the peers take Ready/Go; with the server a few ms away, early checks."""
+    far = "far-server" in request.node.callspec.id
     start_server(lab)
     peer10 = start_peer(lab, "10", "14", "--send", "hello from 10", "--send", "bye from 10")
     peer14 = start_peer(lab, "14", "10", "--send", "hello from 14")
@@ -62,6 +70,9 @@ def test_peers_punch_a_direct_path_through_both_nats(lab: Lab) -> None:
         assert re.search(flow, conntrack_udp(lab, f"nat{me}")), conntrack_udp(lab, f"nat{me}")
     assert "path chosen: direct" in log10
     assert "path chosen: direct" in log14
+    for log in (log10, log14):
+        assert ("checking without waiting for Go" in log) is far, log
+        assert ("Ready/Go is as fast as early checks here" in log) is not far, log
 
 
 def test_ten_asks_for_fourteen_before_fourteen_exists(lab: Lab) -> None:

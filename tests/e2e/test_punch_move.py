@@ -10,12 +10,20 @@ from typing import Any
 import pytest
 
 from netns.testing import Lab
-from tests.e2e.punch_in_lab import LOSE_INTRODUCTIONS, chat_peer, end_chat, finish, start_server, wait_for_line
+from tests.e2e.punch_in_lab import (
+    FAR_SERVER,
+    LOSE_INTRODUCTIONS,
+    chat_peer,
+    end_chat,
+    finish,
+    start_server,
+    wait_for_line,
+)
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("lab", ["none"], indirect=True, ids=["bare-masquerade"])
+@pytest.mark.parametrize("lab", [{"firewall": "none", "args": FAR_SERVER}], indirect=True, ids=["bare-masquerade"])
 def test_a_late_introduction_on_a_bare_router_moves_to_a_fresh_socket_and_goes_direct(lab: Lab) -> None:
     """With early checks, peer14's introduction is lost and comes again later: peer10's checks reach nat14 before
     peer14's probe has opened it, and nat14 (no firewall) records them as a connection of their own; peer14's socket
@@ -42,7 +50,9 @@ def test_a_late_introduction_on_a_bare_router_moves_to_a_fresh_socket_and_goes_d
     assert result14["remote"] == result10["mapped"]
 
 
-@pytest.mark.parametrize("lab", [{"firewall": "none", "nat": "nat10=full-cone"}], indirect=True, ids=["full-cone-10"])
+@pytest.mark.parametrize(
+    "lab", [{"firewall": "none", "nat": "nat10=full-cone", "args": FAR_SERVER}], indirect=True, ids=["full-cone-10"]
+)
 def test_a_refused_opener_behind_a_full_cone_keeps_answering_and_takes_the_probers_path(lab: Lab) -> None:
     """nat10 forwards to peer10 from anywhere (a full cone); nat14 is bare and port-restricted. peer10, the opener,
     checks early; peer14's introduction is lost, so nat14 refuses peer10's checks and peer10 asks the server to move

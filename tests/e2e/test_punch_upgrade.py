@@ -8,7 +8,16 @@ import subprocess
 import pytest
 
 from netns.testing import Lab
-from tests.e2e.punch_in_lab import LOSE_INTRODUCTIONS, WAN, chat_peer, end_chat, finish, start_server, wait_for_line
+from tests.e2e.punch_in_lab import (
+    FAR_SERVER,
+    LOSE_INTRODUCTIONS,
+    WAN,
+    chat_peer,
+    end_chat,
+    finish,
+    start_server,
+    wait_for_line,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +56,7 @@ def both_go_direct(peer10: subprocess.Popen[str], peer14: subprocess.Popen[str],
     assert result14["remote"] == result10["mapped"]
 
 
-@pytest.mark.parametrize("lab", ["none"], indirect=True, ids=["bare-masquerade"])
+@pytest.mark.parametrize("lab", [{"firewall": "none", "args": FAR_SERVER}], indirect=True, ids=["bare-masquerade"])
 def test_a_late_introduction_on_a_silent_bare_router_ends_on_the_relay_and_then_goes_direct(lab: Lab) -> None:
     """With early checks, peer14's introduction is lost and comes again later: peer10's checks reach nat14 before
     peer14's probe has opened it, nat14 (no firewall) records them as a connection of their own and maps peer14's

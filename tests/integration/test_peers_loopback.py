@@ -87,7 +87,7 @@ async def test_with_early_checks_neither_peer_waits_for_go(
     server: RendezvousServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="punch")
-    early = PunchTimings(timeout=3.0, early=True)
+    early = PunchTimings(timeout=3.0, early=True, early_floor=0.0)  # else Ready/Go is as fast on loopback
     results = await asyncio.gather(
         run_peer(config(server, "a", "b", punch=early), texts("to b"), lambda _: None, PeerResult("a", "b")),
         run_peer(config(server, "b", "a", punch=early), texts("to a"), lambda _: None, PeerResult("b", "a")),
@@ -97,6 +97,23 @@ async def test_with_early_checks_neither_peer_waits_for_go(
     lines = [record.getMessage() for record in caplog.records]
     assert sum(line.startswith("checking without waiting for Go:") for line in lines) == 2
     assert not any("telling" in line and "(Go)" in line for line in lines)  # the server never sent Go
+
+
+async def test_next_to_the_server_the_peers_take_ready_and_go(
+    server: RendezvousServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Loopback round trips are far below the 1 ms that early checks wait at least: Ready/Go proves the path sooner.
+    caplog.set_level(logging.INFO, logger="punch")
+    near = PunchTimings(timeout=3.0)
+    results = await asyncio.gather(
+        run_peer(config(server, "a", "b", punch=near), texts("to b"), lambda _: None, PeerResult("a", "b")),
+        run_peer(config(server, "b", "a", punch=near), texts("to a"), lambda _: None, PeerResult("b", "a")),
+    )
+    assert [r.path for r in results] == ["direct", "direct"]
+    lines = [record.getMessage() for record in caplog.records]
+    assert sum("Ready/Go is as fast as early checks here" in line for line in lines) == 2
+    assert not any(line.startswith("checking without waiting for Go:") for line in lines)
+    assert any("telling" in line and "(Go)" in line for line in lines)
 
 
 async def test_a_peer_runs_on_a_socket_its_caller_made_and_closes_it(server: RendezvousServer) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from punch.errors import PeerError
-from punch.peer.puncher import Puncher, PunchTimings, early_delay
+from punch.peer.puncher import Puncher, PunchTimings, early_delay, early_pays
 from punch.rendezvous.wire import Introduction, Role, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
 
@@ -222,6 +222,20 @@ def test_behind_one_nat_the_prober_nominates_in_a_check_of_its_own() -> None:
 )
 def test_early_checks_wait_for_the_other_introduction_and_a_margin(ours: float, theirs: float, delay: float) -> None:
     assert early_delay(ours, theirs, 0.05) == pytest.approx(delay)
+
+
+@pytest.mark.parametrize(
+    ("opener", "prober", "pays"),
+    [
+        (0.040, 0.040, True),  # early at 20 + 1 ms, Go at 60 ms
+        (0.010, 0.0004, True),  # early at 5 + 1 ms, Go at 10.2 ms
+        (0.0004, 0.010, False),  # early at 5 + 1 ms, Go at 5.4 ms: the opener is next to the server
+        (0.002, 0.002, True),  # early at 1 + 1 ms, Go at 3 ms
+        (0.0002, 0.0002, False),  # a LAN: early at 0.1 + 1 ms, Go at 0.3 ms
+    ],
+)
+def test_early_checks_are_used_where_they_beat_ready_and_go(opener: float, prober: float, pays: bool) -> None:
+    assert early_pays(opener, prober, 0.05) is pays
 
 
 def test_a_try_that_ended_without_a_path_does_not_answer_a_nomination() -> None:
