@@ -30,9 +30,11 @@ each can tell when the other received its Introduce and sent its own low-TTL pro
 server at the same moment, so the other's arrives ``their_rtt/2 - our_rtt/2`` after ours. Then both peers open
 their own mapping at once and send full checks once the other's mapping is open (see :func:`early_delay`); the
 checks cross, and one peer-to-peer round trip proves the path (and nominates it, step 4), with nobody waiting
-for Go. This is the default (``--no-early-checks`` waits for Go). The cost: a check that reaches the other NAT
-before the other peer's probe left (an introduction lost and retransmitted, a peer stalled for longer than the
-margin plus the time between the peers) loses the conntrack race on a NAT without a firewall. Such a NAT refuses
+for Go. This is the default where it is faster (:func:`early_pays`: a server more than about a millisecond away;
+nearer, Ready/Go costs no more and cannot race); ``--no-early-checks`` always waits for Go. The cost: a check that
+reaches the other NAT before the other peer's probe left (an introduction lost and retransmitted, a peer stalled
+for longer than the margin plus the time between the peers) loses the conntrack race on a NAT without a
+firewall. Such a NAT refuses
 the check (ICMP port unreachable), and the other peer moves to a fresh socket (punch.peer.moving); a NAT that
 refuses silently leaves the relay, whose retries go direct only after the NATs forgot the race
 (punch.peer.session.upgrade_waits: the second retry, about two minutes later). Home routers, which drop

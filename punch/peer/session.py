@@ -97,9 +97,10 @@ class PeerResult:
     local: str | None = None
     mapped: str | None = None
     upgraded: bool = False  # started on the relay, moved to a direct path later
-    # "moved": our check was refused, we punched again from a fresh socket; "followed": the other peer did
-    # (punch.peer.moving)
+    # "moved": our NAT refused the other's check, and we punched again from a fresh socket; "followed": the other
+    # peer did, and we checked it there (punch.peer.moving)
     move: str | None = None
+    early: bool | None = None  # a plain punch: True if we checked without waiting for Go, False under Ready/Go
     rejoins: int = 0  # how often the direct path broke and a new one was punched
     error: str | None = None
     dropped: dict[str, int] = field(default_factory=dict)  # datagrams our socket dropped, by reason (DROP_REASONS)
@@ -260,6 +261,7 @@ async def _find_path(
     started = loop.time()
     plan = choose_plan(config.predict, client.mapping, introduction)
     early = _early(config, plan, client, introduction)
+    result.early = early is not None if plan is Plan.PUNCH else None
 
     def switch(path: Path) -> None:
         if path.local is not None:  # port prediction chose one of its sockets: the session runs over it from now on
