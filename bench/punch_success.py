@@ -7,8 +7,9 @@ techniques, all with the low-TTL opening probe but the last: the default next to
 the peers take Ready/Go, punch.peer.puncher.early_pays); the default with the server 2 ms from the core each way
 (the peers check early, while the path between them still has no delay: the race at its tightest); Ready/Go
 (``--no-early-checks``) there; and the naive simultaneous open (no opening probe): the home router lets it
-through after the opener's 2 s fallback; on the bare router it loses the conntrack race. "moved" counts the
-trials in which a peer's check was refused and the other peer moved to a fresh socket (punch.peer.moving).
+through after the opener's 2 s fallback; on the bare router it loses the conntrack race. "checked early" counts
+the trials in which both peers checked without waiting for Go (``early`` in their ``--json``), "moved" those in
+which a peer's check was refused and the other peer moved to a fresh socket (punch.peer.moving).
 
 Writes a Markdown table (machine, versions, date) to --output and prints it.
 """
@@ -35,15 +36,15 @@ class Row:
     technique: str
     options: tuple[str, ...]  # punch peer's flags for this technique
     server_ms: float  # the delay of the server's link to the core, each way
-    early: bool  # whether the peers must have checked early (PeerResult.early)
     trials: int = 0
     successes: int = 0
     moved: int = 0
+    early: int = 0  # trials in which both peers checked without waiting for Go (PeerResult.early)
     punch_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
 
-def trial(name: str, number: int, options: tuple[str, ...], early: bool) -> tuple[bool, list[float], bool, str]:
+def trial(name: str, number: int, options: tuple[str, ...]) -> tuple[bool, list[float], bool, bool, str]:
     ids = (f"10-{number}", f"14-{number}")
     procs = []
     for node, me, other in (("peer10", ids[0], ids[1]), ("peer14", ids[1], ids[0])):
@@ -62,9 +63,8 @@ def trial(name: str, number: int, options: tuple[str, ...], early: bool) -> tupl
     )
     times = [float(r["punch_ms"]) for r in results if r.get("punch_ms") is not None]
     moved = any(r.get("move") == "moved" for r in results)
-    if ok and any(r.get("early") is not early for r in results):
-        ok, reasons = False, [f"early checks {[r.get('early') for r in results]}, expected {early}"]
-    return ok, times, moved, "; ".join(reasons) or ("" if ok else "wrong result")
+    early = all(r.get("early") is True for r in results)
+    return ok, times, moved, early, "; ".join(reasons) or ("" if ok else "wrong result")
 
 
 def run_kind(row: Row, trials: int) -> None:
@@ -77,10 +77,11 @@ def run_kind(row: Row, trials: int) -> None:
         lab("exec", "--name", name, "--detach", "--log", f"{logs}/server.log", "server", "--",
             PYTHON, "-m", "punch", "server", "-q")  # fmt: skip
         for number in range(trials):
-            ok, times, moved, reason = trial(name, number, row.options, row.early)
+            ok, times, moved, early, reason = trial(name, number, row.options)
             row.trials += 1
             row.successes += ok
             row.moved += moved
+            row.early += early
             row.punch_ms += times if ok else []
             if not ok:
                 row.failures.append(reason)
@@ -102,13 +103,23 @@ def table(rows: list[Row]) -> list[str]:
         "",
     ]
     lines += markdown_table(
-        ["router kind", "server", "technique", "successes", "moved", "median punch (ms)", "p95 punch (ms)"],
+        [
+            "router kind",
+            "server",
+            "technique",
+            "successes",
+            "checked early",
+            "moved",
+            "median punch (ms)",
+            "p95 punch (ms)",
+        ],
         [
             [
                 row.kind,
                 f"{row.server_ms:g} ms away" if row.server_ms else "next to the peers",
                 row.technique,
                 f"{row.successes}/{row.trials}",
+                f"{row.early}/{row.trials}",
                 str(row.moved),
                 *median_p95(row.punch_ms),
             ]
@@ -133,12 +144,12 @@ def main() -> int:
     probe = ("--open-ttl", "2", "--punch-timeout", "10")
     naive = ("--open-ttl", "0", "--punch-timeout", "4")
     rows = [
-        Row(kind, technique, options, server_ms, early)
-        for technique, options, server_ms, early in (
-            ("default (here: Ready/Go)", probe, 0.0, False),
-            ("default (here: early checks)", probe, 2.0, True),
-            ("Ready/Go (`--no-early-checks`)", (*probe, "--no-early-checks"), 2.0, False),
-            ("naive simultaneous open", naive, 0.0, False),
+        Row(kind, technique, options, server_ms)
+        for technique, options, server_ms in (
+            ("default", probe, 0.0),
+            ("default", probe, 2.0),
+            ("Ready/Go (`--no-early-checks`)", (*probe, "--no-early-checks"), 2.0),
+            ("naive simultaneous open", naive, 0.0),
         )
         for kind in ("home-router firewall", "bare MASQUERADE")
     ]

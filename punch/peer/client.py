@@ -70,8 +70,7 @@ class RendezvousClient:
             key = request_key(self._group, self._token)
             sent = loop.time()
             response, _ = await (via or self._endpoint).request(message, self.server, self._policy, key)
-            rtt = loop.time() - sent  # from the first transmission: a retransmitted request only makes it longer
-            self.rtt = rtt if self.rtt is None else min(self.rtt, rtt)
+            self.observe_rtt(loop.time() - sent)  # from the first transmission: a retransmission only makes it longer
         except TransactionTimeout:
             raise PeerError(
                 f"the server at {format_address(self.server)} did not answer {what}; "
@@ -83,6 +82,10 @@ class RendezvousClient:
             gone = error is not None and error.code == PEER_GONE
             raise (PeerGone if gone else PeerError)(f"the server refused {what}: {detail}")
         return response
+
+    def observe_rtt(self, rtt: float) -> None:
+        """One more sample of our round trip to the server: we keep the shortest."""
+        self.rtt = rtt if self.rtt is None else min(self.rtt, rtt)
 
     async def register(self) -> Address:
         """Register (or refresh) our ID; returns the endpoint the server sees us at."""

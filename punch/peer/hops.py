@@ -20,6 +20,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import time
 from dataclasses import dataclass
 
 from punch.rendezvous.wire import request
@@ -44,6 +45,7 @@ class Hop:
     ttl: int
     router: str | None = None  # the ICMP Time Exceeded's sender
     reached: bool = False
+    rtt: float | None = None  # seconds from the probe to the server's answer, when it reached the server
 
     @property
     def public(self) -> bool:
@@ -54,7 +56,8 @@ class Hop:
 
     def describe(self) -> str:
         if self.reached:
-            return f"TTL {self.ttl} reached the server"
+            rtt = f" ({self.rtt * 1000:.1f} ms)" if self.rtt is not None else ""
+            return f"TTL {self.ttl} reached the server{rtt}"
         if self.router is None:
             return f"TTL {self.ttl}: no answer"
         return f"TTL {self.ttl} died at {self.router} ({'public' if self.public else 'private'})"
@@ -88,9 +91,11 @@ class _Probe:
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
         self.destination = destination
         self.hop: Hop | None = None
+        self.sent_at = 0.0
 
     def send(self) -> None:
         self.sock.sendto(encode(request(Method.BINDING)), self.destination)
+        self.sent_at = time.monotonic()
 
     def on_readable(self, done: asyncio.Event) -> None:
         try:
@@ -112,7 +117,7 @@ class _Probe:
         except OSError:  # an error the error queue also holds (e.g. unreachable)
             return
         if self.hop is None:
-            self.hop = Hop(self.ttl, reached=True)
+            self.hop = Hop(self.ttl, reached=True, rtt=time.monotonic() - self.sent_at)
             done.set()
 
 

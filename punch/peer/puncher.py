@@ -30,15 +30,14 @@ each can tell when the other received its Introduce and sent its own low-TTL pro
 server at the same moment, so the other's arrives ``their_rtt/2 - our_rtt/2`` after ours. Then both peers open
 their own mapping at once and send full checks once the other's mapping is open (see :func:`early_delay`); the
 checks cross, and one peer-to-peer round trip proves the path (and nominates it, step 4), with nobody waiting
-for Go. This is the default where it is faster (:func:`early_pays`: a server more than about a millisecond away;
-nearer, Ready/Go costs no more and cannot race); ``--no-early-checks`` always waits for Go. The cost: a check that
-reaches the other NAT before the other peer's probe left (an introduction lost and retransmitted, a peer stalled
-for longer than the margin plus the time between the peers) loses the conntrack race on a NAT without a
-firewall. Such a NAT refuses
-the check (ICMP port unreachable), and the other peer moves to a fresh socket (punch.peer.moving); a NAT that
-refuses silently leaves the relay, whose retries go direct only after the NATs forgot the race
-(punch.peer.session.upgrade_waits: the second retry, about two minutes later). Home routers, which drop
-unsolicited packets, only drop such a check.
+for Go. This is the default where it is clearly faster (:func:`early_pays`: round trips to the server over about
+2 ms; nearer, Ready/Go costs hardly more and cannot race); ``--no-early-checks`` always waits for Go. The cost: a
+check that reaches the other NAT before the other peer's probe left (an introduction lost and retransmitted, a
+peer stalled for longer than the margin plus the time between the peers) loses the conntrack race on a NAT
+without a firewall. Such a NAT refuses the check (ICMP port unreachable), and the other peer moves to a fresh
+socket (punch.peer.moving); a NAT that refuses silently leaves the relay, whose retries go direct only after the
+NATs forgot the race (punch.peer.session.upgrade_waits: the second retry, about two minutes later). Home routers,
+which drop unsolicited packets, only drop such a check.
 
 Port prediction (punch.peer.predict) reuses this machinery: the opener's many extra sockets hand their checks to
 :meth:`Puncher.on_request` with ``via`` (answers and triggered checks leave from the socket the check reached),
@@ -100,12 +99,15 @@ def early_pays(opener_rtt: float, prober_rtt: float, margin: float, floor: float
 
     With one-way delays ``a`` (opener) and ``b`` (prober) from the server, and the introductions leaving at 0,
     early checks leave at ``max(a, b) + m`` (:func:`early_delay`; ``m`` the margin), and under Ready/Go the
-    prober checks when Go arrives, at ``2a + b`` (the opener's Ready, then the Go). So early checks pay when
-    ``m < a + min(a, b)``: with a server more than about a millisecond away. Nearer (a LAN, a lab without
-    delay), Ready/Go is as fast and no NAT can see a check before its own peer's probe.
+    prober checks when Go arrives, at ``2a + b`` (the opener's Ready, then the Go): early checks save
+    ``a + min(a, b) - m``. They are taken where that saving is more than the margin again, ``2m < a + min(a, b)``:
+    a smaller gain is within the error of the round trips measured (a fresh process's first one includes its
+    start-up), and Ready/Go cannot race. So with the 1 ms floor, both peers more than a 2 ms round trip from the
+    server; nearer (a LAN, a lab without delay) Ready/Go is about as fast, and no NAT can see a check before its
+    own peer's probe.
     """
     a, b = opener_rtt / 2, prober_rtt / 2
-    return _margin(max(a, b), margin, floor) < a + min(a, b)
+    return 2 * _margin(max(a, b), margin, floor) < a + min(a, b)
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,7 +173,7 @@ async def _run(
     )
     dispatcher.routes.append(client.on_request)
     mapped = await client.register()
-    hops_found = asyncio.get_running_loop().create_task(_discover_open_ttl(config, local[0]))
+    hops_found = asyncio.get_running_loop().create_task(_discover_open_ttl(config, local[0], client))
     client.mapping = await our_mapping(config.predict, endpoint, config.server, config.rendezvous)
     if client.mapping is not Mapping.UNKNOWN:
         await client.register()  # tell the server, before we ask for anyone (port prediction needs it)
@@ -203,12 +203,17 @@ async def _run(
         await client.unregister()
 
 
-async def _discover_open_ttl(config: PeerConfig, source_ip: str) -> PunchTimings:
-    """The punch timings with ``open_ttl`` set to the TTL that passes all our own NATs (punch.peer.hops)."""
+async def _discover_open_ttl(config: PeerConfig, source_ip: str, client: RendezvousClient) -> PunchTimings:
+    """The punch timings with ``open_ttl`` set to the TTL that passes all our own NATs (punch.peer.hops). A probe
+    that reached the server is also a sample of our round trip to it, which we tell the server in Connect (the
+    first, our registration's, may include the start-up of a fresh process)."""
     timings = config.punch
     if not config.discover_ttl or timings.open_ttl <= 0:
         return timings
     found = await hops.trace(config.server, source_ip=source_ip)
+    for hop in found:
+        if hop.rtt is not None:
+            client.observe_rtt(hop.rtt)
     ttl = hops.open_ttl(found)
     route = ", ".join(hop.describe() for hop in sorted(found, key=lambda h: h.ttl)) or "no answers"
     if ttl is None or ttl <= timings.open_ttl:  # only ever raise it: a LAN may use public addresses

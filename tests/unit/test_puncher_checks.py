@@ -230,7 +230,8 @@ def test_early_checks_wait_for_the_other_introduction_and_a_margin(ours: float, 
         (0.040, 0.040, True),  # early at 20 + 1 ms, Go at 60 ms
         (0.010, 0.0004, True),  # early at 5 + 1 ms, Go at 10.2 ms
         (0.0004, 0.010, False),  # early at 5 + 1 ms, Go at 5.4 ms: the opener is next to the server
-        (0.002, 0.002, True),  # early at 1 + 1 ms, Go at 3 ms
+        (0.004, 0.004, True),  # early at 2 + 1 ms, Go at 6 ms: 3 ms saved, more than the margin again
+        (0.002, 0.002, False),  # early at 1 + 1 ms, Go at 3 ms: 1 ms saved, no more than the margin
         (0.0002, 0.0002, False),  # a LAN: early at 0.1 + 1 ms, Go at 0.3 ms
     ],
 )
