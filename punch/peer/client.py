@@ -87,6 +87,16 @@ class RendezvousClient:
         """One more sample of our round trip to the server: we keep the shortest."""
         self.rtt = rtt if self.rtt is None else min(self.rtt, rtt)
 
+    async def sample_rtt(self) -> None:
+        """Measure our round trip to the server once more, with a Binding request (no answer: no sample)."""
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        try:
+            await self._endpoint.request(request(Method.BINDING), self.server, self._policy)
+        except TransactionTimeout:
+            return
+        self.observe_rtt(loop.time() - sent)
+
     async def register(self) -> Address:
         """Register (or refresh) our ID; returns the endpoint the server sees us at."""
         response = await self._call(
