@@ -27,7 +27,7 @@ class Section:
 
 
 SECTIONS = (
-    Section("punch_success.md", "bench-punch", "punch success rate per router kind, no delay"),
+    Section("punch_success.md", "bench-punch", "punch success per router kind, server near or 2 ms away"),
     Section("punch_floor.md", "bench-floor", "punch time against the physical floor, known delays"),
     Section("predict.md", "bench-predict", "port prediction through a symmetric NAT"),
     Section("matrix.md", "lab-matrix", "connectivity matrix: every NAT preset pair"),
