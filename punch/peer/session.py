@@ -207,10 +207,11 @@ async def _discover_open_ttl(config: PeerConfig, source_ip: str, client: Rendezv
     """The punch timings with ``open_ttl`` set to the TTL that passes all our own NATs (punch.peer.hops). A probe
     that reached the server is also a sample of our round trip to it, which we tell the server in Connect (the
     first, our registration's, may include the start-up of a fresh process). Without a trace, a Binding request
-    takes that second sample."""
+    takes that second sample, where early checks may use it."""
     timings = config.punch
     if not config.discover_ttl or timings.open_ttl <= 0:
-        await client.sample_rtt()
+        if timings.early and timings.open_ttl > 0:
+            await client.sample_rtt()
         return timings
     found = await hops.trace(config.server, source_ip=source_ip)
     for hop in found:
