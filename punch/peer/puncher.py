@@ -62,6 +62,9 @@ from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
 log = logging.getLogger(__name__)
 
 
+EARLY_FLOOR = 0.001  # seconds: the least an early check waits past the other's Introduce
+
+
 @dataclass(frozen=True, slots=True)
 class PunchTimings:
     """How fast and how long to punch; all in seconds except ``open_ttl``."""
@@ -73,14 +76,14 @@ class PunchTimings:
     lan_grace: float = 0.25  # behind the same NAT, how long a proven public path waits for a LAN one to prove itself
     early: bool = True  # check without waiting for Go when both peers told the server their round trip to it
     early_margin: float = 0.05  # early checks wait this share of the larger one-way delay for jitter, and
-    early_floor: float = 0.001  # at least this long (a peer the scheduler holds back on a near server)
+    early_floor: float = EARLY_FLOOR  # at least this long (a peer the scheduler holds back on a near server)
 
 
 def _margin(one_way: float, margin: float, floor: float) -> float:
     return max(floor, margin * one_way)
 
 
-def early_delay(our_rtt: float, their_rtt: float, margin: float, floor: float = 0.001) -> float:
+def early_delay(our_rtt: float, their_rtt: float, margin: float, floor: float = EARLY_FLOOR) -> float:
     """How long after our Introduce our first full-TTL check may leave: when the other peer's Introduce (sent at
     the same moment, ``their_rtt/2 - our_rtt/2`` later than ours) has arrived and its low-TTL probe has opened
     its NAT's mapping, plus ``margin`` of the larger one-way delay (at least ``floor``) for the estimates' error.
@@ -92,7 +95,7 @@ def early_delay(our_rtt: float, their_rtt: float, margin: float, floor: float = 
     return max(0.0, theirs - ours) + _margin(max(ours, theirs), margin, floor)
 
 
-def early_pays(opener_rtt: float, prober_rtt: float, margin: float, floor: float = 0.001) -> bool:
+def early_pays(opener_rtt: float, prober_rtt: float, margin: float, floor: float = EARLY_FLOOR) -> bool:
     """Whether early checks prove the path sooner than Ready/Go, from the two round trips to the server that both
     peers know alike (each its own, as it told the server, and the other's, from its Introduce): both peers
     decide the same.
