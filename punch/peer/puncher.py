@@ -146,8 +146,9 @@ class Puncher:
         self._me = me
         self._intro = introduction
         self._timings = timings
-        # Port prediction: no full-TTL fallback for the opener, and a path to a port that is not a candidate was
-        # found by the prediction (the spray's hit, or a check from one of the other side's many sockets).
+        # Port prediction: no full-TTL fallback for the opener, and every path through the NATs is ``predicted``,
+        # on both sides alike: the hard side's path leaves from one of its many sockets, while the easy side may see
+        # it arrive from the hard NAT's public candidate (a NAT that kept the port; one side without NAT).
         self._predicting = predicting
         self._on_chosen = on_chosen  # called the moment a path is chosen (before any datagram on it is handled)
         self._chosen: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
@@ -207,9 +208,9 @@ class Puncher:
             self._on_chosen(path)
 
     def _kind(self, remote: Address) -> str:
-        if self._predicting and remote not in self._intro.candidates:
-            return "predicted"
-        return "direct-lan" if remote in self._intro.candidates[1:] else "direct"
+        if remote in self._intro.candidates[1:]:
+            return "direct-lan"
+        return "predicted" if self._predicting else "direct"
 
     def check(self, *, nominate: bool = False) -> Message:
         """A connectivity check of this session (the endpoint signs it with the session's key)."""

@@ -186,15 +186,21 @@ def test_a_check_on_a_prediction_socket_is_answered_from_it_and_its_nomination_i
     asyncio.run(scenario())
 
 
-def test_a_path_to_a_port_that_is_no_candidate_is_predicted() -> None:
+def test_under_port_prediction_every_path_through_the_nats_is_predicted_on_both_sides() -> None:
+    # The matrix once saw one trial in which the side without a NAT, answering the symmetric side's checks from its
+    # public candidate, called the path direct while the other side called it predicted.
     async def scenario() -> None:
         main = FakeEndpoint()
-        introduction = Introduction("14", (THEM,), SESSION, Role.PROBER, bytes(32), HARD)
+        lan = ("10.0.0.14", 40000)
+        introduction = Introduction("14", (THEM, lan), SESSION, Role.PROBER, bytes(32), HARD)
         puncher = Puncher(main, "10", introduction, PunchTimings(timeout=1), predicting=True)  # type: ignore[arg-type]
         found = ("192.0.2.14", 48213)
         puncher.found(found)
-        assert puncher._kind(found) == "predicted"
-        assert puncher._kind(THEM) == "direct"
+        kinds = [puncher._kind(found), puncher._kind(THEM), puncher._kind(lan)]
+        assert kinds == ["predicted", "predicted", "direct-lan"]
         await puncher.close()
+        plain = Puncher(main, "10", introduction, PunchTimings(timeout=1))  # type: ignore[arg-type]
+        assert [plain._kind(THEM), plain._kind(lan)] == ["direct", "direct-lan"]
+        await plain.close()
 
     asyncio.run(scenario())
