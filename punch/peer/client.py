@@ -188,8 +188,11 @@ class RendezvousClient:
                 )
             return await self.introduction
         finally:
-            asking.cancel()
-            await asyncio.gather(asking, return_exceptions=True)
+            if not asking.done():  # (awaiting a finished one would cost a turn of the loop: punch time)
+                asking.cancel()
+                await asyncio.gather(asking, return_exceptions=True)
+            elif not asking.cancelled():
+                asking.exception()  # seen: an answer lost for good does not matter once introduced
 
     async def ready(self, session_id: bytes, via: StunEndpoint | None = None) -> None:
         """Tell the server our NAT mapping is open, so it sends Go to the other peer; ``via`` a fresh socket of

@@ -143,8 +143,11 @@ class Moves:
                 # can become a path on either side (no await between the look at `heard` and this).
                 self._puncher.silence()
         finally:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
+            if not running.done():
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+            elif not running.cancelled():
+                running.exception()  # seen (a finished punch's error is raised below, or moot once a path is chosen)
         chosen = self._puncher.chosen  # set at once, also where the task did not see it before it ended
         if chosen is not None:
             return chosen

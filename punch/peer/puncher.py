@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from punch.errors import PeerError
+from punch.peer.clock import sleep_until
 from punch.rendezvous.wire import Introduction, Role, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
 from punch.stun.protocol import StunEndpoint, format_address
@@ -302,18 +303,23 @@ class Puncher:
                 "both NATs may be symmetric, or a firewall drops UDP"
             ) from None
         finally:
-            await self.close()
+            # The path (or the error) is the result now: the checks still running end at the loop's next turn,
+            # not on the punch's time (awaiting them took some turns of a freshly started process's loop).
+            self._stop()
 
-    async def close(self) -> None:
-        """Stop every check still running; idempotent."""
+    def _stop(self) -> None:
         self._closed = True
         for task in list(self._tasks):
             task.cancel()
+
+    async def close(self) -> None:
+        """Stop every check still running and wait until they have; idempotent."""
+        self._stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _early_checks(self, at: float) -> None:
-        await asyncio.sleep(at - asyncio.get_running_loop().time())
+        await sleep_until(at)  # not asyncio.sleep: a wait of about a millisecond, which asyncio rounds up to two
         self._start_checks("checking without waiting for Go:")
 
     async def _checks_after(self, lead: float) -> None:

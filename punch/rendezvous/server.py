@@ -495,18 +495,25 @@ class RendezvousServer:
             log.info("%s asks for %s: %s", asker, target, status)
             self._reply(message, source, (AttributeType.STATUS, _fit(status, 128)))
             return
-        log.info(
-            "%s asks for %s: both want each other, introducing (session %s)",
-            asker,
-            target,
-            match.session_id.hex()[:8],
-        )
         self._reply(message, source, (AttributeType.STATUS, "introducing"))
-        self._introduce(match)
+        self._introduce(match, asker, target)
 
-    def _introduce(self, match: Match) -> None:
-        """Tell both peers about each other at the same moment."""
+    def _introduce(self, match: Match, asker: str, target: str) -> None:
+        """Tell both peers about each other at the same moment (``asker`` asked for ``target``).
+
+        The introductions are punch time: they leave at once (with the batch being handled, see
+        StunEndpoint._drain, just after the answer to the Connect), and the log lines saying so are written next.
+        """
+        introductions = match.introductions()
+        for recipient, introduction in introductions:
+            self._push(introduction.to_message(), recipient.observed, f"Introduce to {recipient.peer_id}")
+        asyncio.get_running_loop().call_soon(self._log_introduction, match, asker, target)
+
+    def _log_introduction(self, match: Match, asker: str, target: str) -> None:
         opener, prober = match.opener, match.prober
+        log.info(
+            "%s asks for %s: both want each other, introducing (session %s)", asker, target, match.session_id.hex()[:8]
+        )
         hard = Mapping.ENDPOINT_DEPENDENT
         if opener.mapping == prober.mapping == hard:
             log.info(
@@ -533,7 +540,6 @@ class RendezvousServer:
                 ", ".join(format_address(c) for c in introduction.candidates),
                 introduction.role.name.lower(),
             )
-            self._push(introduction.to_message(), recipient.observed, f"Introduce to {recipient.peer_id}")
 
     def _on_ready(self, message: Message, source: Address) -> None:
         sender = required_peer_id(message)
@@ -595,14 +601,19 @@ class RendezvousServer:
         self._push(move, other.observed, f"Move to {other.peer_id}")
 
     def _push(self, message: Message, remote: Address, what: str) -> None:
-        """Send a server-initiated request, retransmitted until the peer answers."""
+        """Send a server-initiated request, retransmitted until the peer answers. Its first transmission is sent
+        before this returns (with the batch being handled, if any), not when a task first runs, after the rest of
+        the loop's turn: an Introduce or a Go is punch time."""
+        transaction = self.endpoint.start_transaction(message, remote, self._push_policy)
 
         async def push() -> None:
             try:
-                response, _ = await self.endpoint.request(message, remote, self._push_policy)
+                response, _ = await transaction.wait()
             except TransactionTimeout:
                 log.warning("%s: no answer from %s", what, format_address(remote))
                 return
+            finally:
+                self.endpoint.forget(message.transaction_id)
             if response.message_class is MessageClass.ERROR:
                 log.warning("%s: %s answered %s", what, format_address(remote), describe(response))
 
