@@ -235,9 +235,11 @@ class RendezvousClient:
             log.warning("bad message from the server: %s", error)
             self._endpoint.send(make_error(message, 400, str(error)[:127]), source)
             return True
-        # Echo the SESSION-ID: the answer is then signed with the session's key, as the server expects.
+        # Echo the SESSION-ID: the answer is then signed with the session's key, as the server expects. It leaves
+        # after the session has acted on the message (its probes or checks are punch time; the server waits an RTO).
         session = message.raw(AttributeType.SESSION_ID)
-        self._endpoint.send(make_success(message, ((AttributeType.SESSION_ID, session),) if session else ()), source)
+        answer = make_success(message, ((AttributeType.SESSION_ID, session),) if session else ())
+        asyncio.get_running_loop().call_soon(self._endpoint.send, answer, source)
         return True
 
     def _on_introduce(self, message: Message) -> None:
