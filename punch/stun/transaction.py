@@ -8,7 +8,7 @@ before giving up. The policy is a parameter so that peer-to-peer probes can use 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from punch.errors import PunchError
@@ -34,15 +34,21 @@ class RetransmitPolicy:
     max_sends: int = 7
     last_wait: float = 16.0
 
-    def waits(self) -> list[float]:
-        """The wait after each send, in order; the last is the final wait before timing out."""
-        result: list[float] = []
+    def iter_waits(self) -> Iterator[float]:
+        """The wait after each send, in order, one at a time; the last is the final wait before timing out.
+
+        A transaction takes them as it sends: a connectivity check's policy allows hundreds of sends (one per
+        check interval for the whole punch timeout), and most checks are answered after the first.
+        """
         wait = self.rto
         for _ in range(self.max_sends - 1):
-            result.append(wait)
+            yield wait
             wait = min(wait * self.backoff, self.max_rto)
-        result.append(self.rto * self.last_wait if self.max_sends > 1 else self.rto)
-        return result
+        yield self.rto * self.last_wait if self.max_sends > 1 else self.rto
+
+    def waits(self) -> list[float]:
+        """Every wait of :meth:`iter_waits`."""
+        return list(self.iter_waits())
 
     def total(self) -> float:
         """The longest the transaction can take, in seconds."""
@@ -64,7 +70,7 @@ class Transaction:
         self._data = data
         self.remote = remote
         self._sender = sender
-        self._waits = policy.waits()
+        self._waits = policy.iter_waits()
         self._sends = 0
         self._loop = asyncio.get_running_loop()
         self._future: asyncio.Future[tuple[Message, Address]] = self._loop.create_future()
@@ -82,13 +88,13 @@ class Transaction:
     def _send(self) -> None:
         if self._future.done():
             return
-        if self._sends == len(self._waits):
+        wait = next(self._waits, None)
+        if wait is None:
             self._future.set_exception(
                 TransactionTimeout(f"no response from {self.remote[0]}:{self.remote[1]} after {self._sends} sends")
             )
             return
         self._sender(self._data, self.remote)
-        wait = self._waits[self._sends]
         self._sends += 1
         self._timer = self._loop.call_later(wait, self._send)
 
