@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from punch.errors import PeerError, PeerGone
+from punch.peer.tasks import settle
 from punch.rendezvous.credentials import request_key
 from punch.rendezvous.wire import (
     PEER_GONE,
@@ -56,6 +58,9 @@ class RendezvousClient:
         self.moved: asyncio.Future[Address] = loop.create_future()
         self.move: asyncio.Future[None] = loop.create_future()  # the server told us to move (Move)
         self.introduced_at: float | None = None  # loop.time() when the Introduce arrived
+        # Called with the introduction the moment its Introduce arrives, in the datagram's handler: what must not
+        # wait for the session's next turn (punch.peer.session: an early punch's low-TTL probes) goes there.
+        self.on_introduced: Callable[[Introduction], None] | None = None
         self.mapped: Address | None = None
         self._token: bytes | None = None  # proves we own our ID (first come, first served)
         self._group = group  # a closed group's key (--secret-file), or None
@@ -188,11 +193,7 @@ class RendezvousClient:
                 )
             return await self.introduction
         finally:
-            if not asking.done():  # (awaiting a finished one would cost a turn of the loop: punch time)
-                asking.cancel()
-                await asyncio.gather(asking, return_exceptions=True)
-            elif not asking.cancelled():
-                asking.exception()  # seen: an answer lost for good does not matter once introduced
+            await settle(asking)  # an answer lost for good does not matter once introduced
 
     async def ready(self, session_id: bytes, via: StunEndpoint | None = None) -> None:
         """Tell the server our NAT mapping is open, so it sends Go to the other peer; ``via`` a fresh socket of
@@ -258,6 +259,8 @@ class RendezvousClient:
             introduction.role.name.lower(),
         )
         self.introduced_at = asyncio.get_running_loop().time()
+        if self.on_introduced is not None:
+            self.on_introduced(introduction)
         self.introduction.set_result(introduction)
 
     def _introduced(self, message: Message) -> bool:

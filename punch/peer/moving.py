@@ -52,6 +52,7 @@ from collections.abc import Callable
 from punch.errors import PeerError
 from punch.peer.client import RendezvousClient
 from punch.peer.puncher import Path, Puncher
+from punch.peer.tasks import settle
 from punch.rendezvous.wire import Introduction, Role
 from punch.stun import Address, Message, MessageClass
 from punch.stun.protocol import Handler, format_address, open_endpoint
@@ -143,11 +144,7 @@ class Moves:
                 # can become a path on either side (no await between the look at `heard` and this).
                 self._puncher.silence()
         finally:
-            if not running.done():
-                running.cancel()
-                await asyncio.gather(running, return_exceptions=True)
-            elif not running.cancelled():
-                running.exception()  # seen (a finished punch's error is raised below, or moot once a path is chosen)
+            await settle(running)  # a finished punch's error is raised below, or moot once a path is chosen
         chosen = self._puncher.chosen  # set at once, also where the task did not see it before it ended
         if chosen is not None:
             return chosen
@@ -217,7 +214,7 @@ class Moves:
             fresh.local_address[1],
             self._intro.peer_id,
         )
-        await mover.open_mappings()
+        mover.open_mappings()
         try:
             await self._client.ready(self._intro.session_id, via=fresh)
         except PeerError:

@@ -230,8 +230,8 @@ class Puncher:
 
     # -- the run ------------------------------------------------------------------------------------------
 
-    async def open_mappings(self) -> None:
-        """Opener, step 1: open our NAT's mapping toward each candidate with low-TTL checks."""
+    def open_mappings(self) -> None:
+        """Opener, step 1: open our NAT's mapping toward each candidate with low-TTL checks (sent at once)."""
         if self._timings.open_ttl <= 0:
             return
         for candidate in self._intro.candidates:
@@ -284,7 +284,7 @@ class Puncher:
         while can now be proven.
         """
         log.info("on the relay: trying a direct path to %s again", self.peer)
-        await self.open_mappings()
+        self.open_mappings()
         if self._intro.role is Role.PROBER:
             self._spawn(self._checks_after(lead))
         else:

@@ -249,10 +249,22 @@ async def _find_path(
     sockets: contextlib.AsyncExitStack,
     hops_found: asyncio.Task[PunchTimings],
 ) -> tuple[Path, Channel, Puncher]:
-    loop = asyncio.get_running_loop()
     # The TTL for our low-TTL probes, before we ask: the Introduce may come at once, and with early checks the other
-    # peer counts on our probe leaving the moment it arrives (punch.peer.puncher.early_delay).
+    # peer counts on our probe leaving the moment it arrives (punch.peer.puncher.early_delay): so the puncher is
+    # made, and an early punch's probes are sent, in the Introduce's own handler (client.on_introduced).
     config = dataclasses.replace(config, punch=await hops_found)
+    openings: list[tuple[Plan, Puncher]] = []
+
+    def switch(path: Path) -> None:
+        if path.local is not None:  # port prediction chose one of its sockets: the session runs over it from now on
+            puncher.endpoint = channel.endpoint = path.local
+            result.local = format_address(path.local.local_address)
+
+    def opening(introduction: Introduction) -> None:
+        if introduction.peer_id == config.target:
+            openings.append(_opening(config, endpoint, dispatcher, client, introduction, switch))
+
+    client.on_introduced = opening
     try:
         async with asyncio.timeout(config.timeout):
             introduction = await client.introduced_to(config.target)
@@ -261,35 +273,19 @@ async def _find_path(
             f"{config.target} did not ask for us within {config.timeout:g} s; "
             f"start it with `punch peer --id {config.target} --to {config.peer_id}`"
         ) from None
+    finally:
+        client.on_introduced = None
     if introduction.peer_id != config.target:
         raise PeerError(f"the server introduced {introduction.peer_id}, but we asked for {config.target}")
+    loop = asyncio.get_running_loop()
+    started = loop.time() if client.introduced_at is None else client.introduced_at
+    plan, puncher = openings[0] if openings else _opening(config, endpoint, dispatcher, client, introduction, switch)
     result.role = introduction.role.name.lower()
     result.server_rtt_ms = None if client.rtt is None else round(client.rtt * 1000, 2)
     result.session = introduction.session_id.hex()
-    started = loop.time()
-    plan = choose_plan(config.predict, client.mapping, introduction)
-    early = _early(config, plan, client, introduction)
-    result.early = early is not None if plan is Plan.PUNCH else None
-
-    def switch(path: Path) -> None:
-        if path.local is not None:  # port prediction chose one of its sockets: the session runs over it from now on
-            puncher.endpoint = channel.endpoint = path.local
-            result.local = format_address(path.local.local_address)
-
-    same_nat = client.mapped is not None and introduction.candidates[0][0] == client.mapped[0]
-    if same_nat:
+    result.early = puncher.early if plan is Plan.PUNCH else None
+    if puncher.same_nat:
         log.info("%s has our public address: we are behind the same NAT, so a LAN path is preferred", config.target)
-    puncher = Puncher(
-        endpoint,
-        config.peer_id,
-        introduction,
-        config.punch,
-        predicting=plan is not Plan.PUNCH,
-        same_nat=same_nat,
-        on_chosen=switch,
-        early=early,
-        hopeless=plan is Plan.RELAY,
-    )
     channel = Channel(
         endpoint,
         config.peer_id,
@@ -300,7 +296,7 @@ async def _find_path(
         relay=config.server,
     )
     result.received, result.sent = channel.received, channel.sent  # shared: a failure still reports what crossed
-    dispatcher.routes += [puncher.on_request, channel.on_request]
+    dispatcher.routes.append(channel.on_request)  # (after the puncher's, _opening)
     if plan is Plan.RELAY:
         why = f"no direct path to {introduction.peer_id}: both NATs map endpoint-dependently, no port to predict"
         if not config.relay:
@@ -320,6 +316,35 @@ async def _find_path(
         result.punch_ms,
     )
     return path, channel, puncher
+
+
+def _opening(
+    config: PeerConfig,
+    endpoint: StunEndpoint,
+    dispatcher: _Dispatcher,
+    client: RendezvousClient,
+    introduction: Introduction,
+    on_chosen: Callable[[Path], None],
+) -> tuple[Plan, Puncher]:
+    """What a peer does the moment its Introduce arrives: choose the plan, decide on early checks, make the puncher
+    (its checks routed to it from now on) and, for early checks, send the low-TTL probes that open our NAT: the
+    other peer checks a margin of about a millisecond after its own Introduce, counting on them having left."""
+    plan = choose_plan(config.predict, client.mapping, introduction)
+    puncher = Puncher(
+        endpoint,
+        config.peer_id,
+        introduction,
+        config.punch,
+        predicting=plan is not Plan.PUNCH,
+        same_nat=client.mapped is not None and introduction.candidates[0][0] == client.mapped[0],
+        on_chosen=on_chosen,
+        early=_early(config, plan, client, introduction),
+        hopeless=plan is Plan.RELAY,
+    )
+    dispatcher.routes.append(puncher.on_request)
+    if puncher.early:
+        puncher.open_mappings()
+    return plan, puncher
 
 
 def _early(config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction) -> float | None:
@@ -368,17 +393,17 @@ async def _punch(
     (moving to a fresh socket after a refused check), or fall back to the relay."""
     opener: PortOpener | None = None
     sprayer: Sprayer | None = None
-    if puncher.early:
-        await puncher.open_mappings()  # both sides; nobody waits for Ready and Go
-    elif introduction.role is Role.OPENER:
+    # With early checks both sides opened their mappings when the Introduce came (_opening); nobody waits for
+    # Ready and Go.
+    if not puncher.early and introduction.role is Role.OPENER:
         if plan is Plan.OPEN:
             opener = await sockets.enter_async_context(PortOpener(puncher, endpoint.key_for, dispatcher))
             await opener.open(config.bind[0], config.predict.sockets)
             opener.send(introduction.candidates[0], config.punch.open_ttl)
         else:
-            await puncher.open_mappings()
+            puncher.open_mappings()
         await client.ready(introduction.session_id)
-    else:
+    elif not puncher.early:
         try:
             async with asyncio.timeout(config.punch.timeout):
                 await _go_or_moved(client)
@@ -523,7 +548,7 @@ async def _rejoin(
     puncher = Puncher(old.endpoint, config.peer_id, introduction, timings, same_nat=same_nat)
     dispatcher.routes[dispatcher.routes.index(old.on_request)] = puncher.on_request
     if introduction.role is Role.OPENER:
-        await puncher.open_mappings()
+        puncher.open_mappings()
         await client.ready(introduction.session_id)
     else:
         await client.go.wait()
