@@ -9,10 +9,12 @@ import socket
 import pytest
 
 from punch.errors import PeerError
+from punch.peer.client import RendezvousClient
 from punch.peer.puncher import PunchTimings
 from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.rendezvous.server import RendezvousServer
-from punch.stun import MessageClass, Method, decode
+from punch.stun import Address, Message, MessageClass, Method, decode
+from punch.stun.protocol import StunEndpoint
 from tests.integration.conftest import FAST, LogLine, texts
 from tests.integration.conftest import peer_config as config
 
@@ -97,6 +99,38 @@ async def test_with_early_checks_neither_peer_waits_for_go(
     lines = [record.getMessage() for record in caplog.records]
     assert sum(line.startswith("checking without waiting for Go:") for line in lines) == 2
     assert not any("telling" in line and "(Go)" in line for line in lines)  # the server never sent Go
+
+
+async def test_early_probes_leave_from_the_introduces_own_handler(
+    server: RendezvousServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The other peer checks a margin of about a millisecond after its own Introduce, counting on our low-TTL probe
+    # having left by then: so it leaves while our Introduce is handled, not at the session's next turn.
+    handling = [False]
+    probes: list[bool] = []  # for each probe: sent while an Introduce was being handled
+    on_introduce, send_with_ttl = RendezvousClient._on_introduce, StunEndpoint.send_with_ttl
+
+    def handled(client: RendezvousClient, message: Message) -> None:
+        handling[0] = True
+        try:
+            on_introduce(client, message)
+        finally:
+            handling[0] = False
+
+    def noted(endpoint: StunEndpoint, message: Message, remote: Address, ttl: int) -> None:
+        probes.append(handling[0])
+        send_with_ttl(endpoint, message, remote, ttl)
+
+    monkeypatch.setattr(RendezvousClient, "_on_introduce", handled)
+    monkeypatch.setattr(StunEndpoint, "send_with_ttl", noted)
+    early = PunchTimings(timeout=3.0, early=True, early_floor=0.0)
+    results = await asyncio.gather(
+        run_peer(config(server, "a", "b", punch=early), texts("to b"), lambda _: None, PeerResult("a", "b")),
+        run_peer(config(server, "b", "a", punch=early), texts("to a"), lambda _: None, PeerResult("b", "a")),
+    )
+    assert [(r.path, r.early) for r in results] == [("direct", True), ("direct", True)]
+    assert len(probes) >= 2  # both peers', each toward its candidates
+    assert all(probes)
 
 
 async def test_next_to_the_server_the_peers_take_ready_and_go(
