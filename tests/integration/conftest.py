@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
+from punch.peer.client import RendezvousClient
 from punch.peer.puncher import PunchTimings
 from punch.peer.session import PeerConfig
 from punch.rendezvous.server import RendezvousServer
+from punch.stun import Address, Message
+from punch.stun.protocol import open_endpoint
 from punch.stun.transaction import RetransmitPolicy
 
 FAST = RetransmitPolicy(rto=0.05, backoff=2.0, max_rto=0.4, max_sends=7, last_wait=4.0)
@@ -22,6 +25,18 @@ def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+async def rendezvous_client(server: tuple[str, int], me: str) -> RendezvousClient:
+    """A peer's client to ``server`` alone (no session): on its own loopback socket, the server's requests to it."""
+    clients: list[RendezvousClient] = []
+
+    def to_client(message: Message, source: Address, data: bytes) -> None:
+        clients[0].on_request(message, source)
+
+    endpoint = await open_endpoint(to_client, ("127.0.0.1", 0))
+    clients.append(RendezvousClient(endpoint, server, me, (endpoint.local_address,), policy=FAST))
+    return clients[0]
 
 
 async def texts(*items: str) -> AsyncIterator[str]:

@@ -7,25 +7,12 @@ import asyncio
 
 import pytest
 
-from punch.peer.client import RendezvousClient
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import Address, Message, MessageClass, Method
 from punch.stun.message import decode
-from punch.stun.protocol import open_endpoint
-from tests.integration.conftest import FAST
+from tests.integration.conftest import FAST, rendezvous_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-
-
-async def client(server: tuple[str, int], me: str) -> RendezvousClient:
-    clients: list[RendezvousClient] = []
-
-    def to_client(message: Message, source: Address, data: bytes) -> None:
-        clients[0].on_request(message, source)
-
-    endpoint = await open_endpoint(to_client, ("127.0.0.1", 0))
-    clients.append(RendezvousClient(endpoint, server, me, (endpoint.local_address,), policy=FAST))
-    return clients[0]
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["C fast path", "Python"])
@@ -50,7 +37,7 @@ async def test_the_introductions_are_sent_while_the_matching_connect_is_handled(
             during.append(sent[before:])
 
         server._on_connect = handled  # type: ignore[method-assign]
-        ten, fourteen = await client(server.address, "10"), await client(server.address, "14")
+        ten, fourteen = await rendezvous_client(server.address, "10"), await rendezvous_client(server.address, "14")
         await ten.register()
         await fourteen.register()
         await ten.connect("14")

@@ -7,35 +7,21 @@ import asyncio
 
 import pytest
 
-from punch.peer.client import RendezvousClient
 from punch.rendezvous.server import RendezvousServer
-from punch.stun import Address, Message
-from punch.stun.protocol import open_endpoint
-from tests.integration.conftest import FAST, free_port
+from tests.integration.conftest import free_port, rendezvous_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 
-async def client(server: tuple[str, int], me: str) -> RendezvousClient:
-    clients: list[RendezvousClient] = []
-
-    def to_client(message: Message, source: Address, data: bytes) -> None:
-        clients[0].on_request(message, source)
-
-    endpoint = await open_endpoint(to_client, ("127.0.0.1", 0))
-    clients.append(RendezvousClient(endpoint, server, me, (endpoint.local_address,), policy=FAST))
-    return clients[0]
-
-
 async def test_the_shortest_sample_is_told_and_reaches_the_other_peer(server: RendezvousServer) -> None:
-    ten = await client(server.address, "10")
+    ten = await rendezvous_client(server.address, "10")
     assert ten.rtt is None
     await ten.sample_rtt()
     assert ten.rtt is not None
     ten.observe_rtt(ten.rtt + 1.0)  # a longer sample changes nothing
     ten.observe_rtt(0.000123)  # a shorter one is kept
     assert ten.rtt == 0.000123
-    fourteen = await client(server.address, "14")
+    fourteen = await rendezvous_client(server.address, "14")
     fourteen.observe_rtt(0.000456)
     await ten.register()
     await fourteen.register()
@@ -46,6 +32,6 @@ async def test_the_shortest_sample_is_told_and_reaches_the_other_peer(server: Re
 
 
 async def test_no_answer_is_no_sample() -> None:
-    silent = await client(("127.0.0.1", free_port("127.0.0.1")), "10")
+    silent = await rendezvous_client(("127.0.0.1", free_port("127.0.0.1")), "10")
     await silent.sample_rtt()
     assert silent.rtt is None
