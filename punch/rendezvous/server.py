@@ -612,14 +612,16 @@ class RendezvousServer:
             except TransactionTimeout:
                 log.warning("%s: no answer from %s", what, format_address(remote))
                 return
-            finally:
-                self.endpoint.forget(message.transaction_id)
             if response.message_class is MessageClass.ERROR:
                 log.warning("%s: %s answered %s", what, format_address(remote), describe(response))
 
+        def ended(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self.endpoint.forget(message.transaction_id)  # also if the task was cancelled before it first ran
+
         task = asyncio.get_running_loop().create_task(push())
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(ended)
 
 
 async def serve(
