@@ -336,7 +336,7 @@ def _opening(
         introduction,
         config.punch,
         predicting=plan is not Plan.PUNCH,
-        same_nat=client.mapped is not None and introduction.candidates[0][0] == client.mapped[0],
+        same_nat=_same_nat(client, introduction),
         on_chosen=on_chosen,
         early=_early(config, plan, client, introduction),
         hopeless=plan is Plan.RELAY,
@@ -345,6 +345,11 @@ def _opening(
     if puncher.early:
         puncher.open_mappings()
     return plan, puncher
+
+
+def _same_nat(client: RendezvousClient, introduction: Introduction) -> bool:
+    """Whether the other peer has our public address: both behind one NAT, where a LAN path is preferred."""
+    return client.mapped is not None and introduction.candidates[0][0] == client.mapped[0]
 
 
 def _early(config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction) -> float | None:
@@ -544,7 +549,7 @@ async def _rejoin(
 ) -> tuple[Puncher, Path]:
     """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
     introduction = await client.rejoin(config.target)
-    same_nat = client.mapped is not None and introduction.candidates[0][0] == client.mapped[0]
+    same_nat = _same_nat(client, introduction)
     puncher = Puncher(old.endpoint, config.peer_id, introduction, timings, same_nat=same_nat)
     dispatcher.routes[dispatcher.routes.index(old.on_request)] = puncher.on_request
     if introduction.role is Role.OPENER:

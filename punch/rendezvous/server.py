@@ -49,6 +49,7 @@ from punch.rendezvous.replies import fit, limit_for
 from punch.rendezvous.throttle import ThrottledLog
 from punch.rendezvous.wire import (
     PEER_GONE,
+    Introduction,
     Mapping,
     ProtocolError,
     Role,
@@ -507,9 +508,15 @@ class RendezvousServer:
         introductions = match.introductions()
         for recipient, introduction in introductions:
             self._push(introduction.to_message(), recipient.observed, f"Introduce to {recipient.peer_id}")
-        asyncio.get_running_loop().call_soon(self._log_introduction, match, asker, target)
+        asyncio.get_running_loop().call_soon(self._log_introduction, match, introductions, asker, target)
 
-    def _log_introduction(self, match: Match, asker: str, target: str) -> None:
+    def _log_introduction(
+        self,
+        match: Match,
+        introductions: tuple[tuple[Registration, Introduction], ...],
+        asker: str,
+        target: str,
+    ) -> None:
         opener, prober = match.opener, match.prober
         log.info(
             "%s asks for %s: both want each other, introducing (session %s)", asker, target, match.session_id.hex()[:8]
@@ -530,7 +537,7 @@ class RendezvousServer:
                 opener.peer_id,
                 prober.peer_id,
             )
-        for recipient, introduction in match.introductions():
+        for recipient, introduction in introductions:
             log.info(
                 "introduce %s -> %s at %s: %s is at %s; role %s",
                 introduction.peer_id,
