@@ -12,8 +12,9 @@ S + 2 D) in every row, and Ready/Go, ``--no-early-checks`` (the opener opens its
 the server tells the prober Go: its own floor is 3 S + 3 D, see punch/peer/puncher.py) alternating with it trial by
 trial in the port-restricted rows (``--ready-go-everywhere``: in every row). One lab per router firewall kind and
 unordered pair of NAT presets for which the matrix finds a direct path (the cones and `none`; the opener is
-whichever peer asked first, so a pair's two orders are one experiment), brought up once for all its trials,
-``--jobs`` labs at a time.
+whichever peer asked first, so a pair's two orders are one experiment), brought up once for all its trials.
+All the labs are up together and the rows take turns, one trial each: this machine's noisy spells (other work on
+the host) fall on every row alike instead of on whichever rows ran during them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,63 +132,103 @@ def trial(lab: str, number: int, extra: tuple[str, ...]) -> tuple[list[dict[str,
     return results, "; ".join(reasons)
 
 
-def run_row(row: Row, trials: int, delays: tuple[float, float]) -> Row:
-    lab = f"pf{secrets.token_hex(2)}"
-    server_leg, wan_leg = delays
-    up = netns(
-        "up", "--name", lab, "--topology", str(TOPOLOGIES / "matrix.yaml"), "--firewall", row.firewall,
-        "--nat", f"nat10={row.nat10}", "--nat", f"nat14={row.nat14}",
-        "--impair", f"net-server:delay={server_leg:g}ms",
-        "--impair", f"wan10:delay={wan_leg:g}ms", "--impair", f"wan14:delay={wan_leg:g}ms",
-    )  # fmt: skip
-    helpers: list[subprocess.Popen[str]] = []
-    finished: list[tuple[str, float, list[dict[str, Any]]]] = []  # (technique, when the trial began, both results)
-    try:
+class RowLab:
+    """One row's lab, its server and the capture of the Connects the server takes, up from ``with`` to its end;
+    :meth:`trial` runs one trial of every technique of the row, :meth:`finish` times them from the capture."""
+
+    def __init__(self, row: Row, delays: tuple[float, float]) -> None:
+        self.row, self.delays = row, delays
+        self.name = f"pf{secrets.token_hex(2)}"
+        self.helpers: list[subprocess.Popen[str]] = []
+        self.workdir = tempfile.TemporaryDirectory()
+        self.capture = Path(self.workdir.name) / "connects.txt"
+        self.finished: list[tuple[str, float, list[dict[str, Any]]]] = []  # (technique, when it began, results)
+        self.up = False
+
+    def __enter__(self) -> RowLab:
+        server_leg, wan_leg = self.delays
+        row, lab = self.row, self.name
+        up = netns(
+            "up", "--name", lab, "--topology", str(TOPOLOGIES / "matrix.yaml"), "--firewall", row.firewall,
+            "--nat", f"nat10={row.nat10}", "--nat", f"nat14={row.nat14}",
+            "--impair", f"net-server:delay={server_leg:g}ms",
+            "--impair", f"wan10:delay={wan_leg:g}ms", "--impair", f"wan14:delay={wan_leg:g}ms",
+        )  # fmt: skip
         if up.returncode != 0:
-            row.failures[next(iter(TECHNIQUES))].append(f"lab up failed: {up.stderr.strip()}")
-            return row
-        with tempfile.TemporaryDirectory() as workdir:
-            capture, log = Path(workdir) / "connects.txt", Path(workdir) / "server.log"
-            # The delay daemon holds a packet where it arrives (netns/impair.py), so a capture on the server's
-            # interface would see a Connect before its delay: log the Connects the server's stack takes (INPUT),
-            # each at once (the kernel otherwise batches log messages for up to a second).
-            subprocess.run(["ip", "netns", "exec", f"{lab}-server", "iptables", "-I", "INPUT", "-p", "udp",
-                            "--dport", "3478", "-m", "u32", "--u32", f"0>>22&0x3C@8>>16={CONNECT_TYPE:#x}",
-                            "-j", "NFLOG", "--nflog-group", str(NFLOG_GROUP), "--nflog-threshold", "1"],
-                           check=True)  # fmt: skip
-            with capture.open("w") as out:
-                helpers.append(spawn(lab, "server", "tcpdump", "-i", f"nflog:{NFLOG_GROUP}", "-n", "-tt", "-l",
-                                     out=out))  # fmt: skip
-            wait_for_line(helpers[-1], "listening on")
-            with log.open("w") as out:
-                helpers.append(spawn(lab, "server", PYTHON, "-m", "punch", "server", "--listen", f"{SERVER}:3478",
-                                     err=out))  # fmt: skip
-            wait_for_file(log, "listening on")
-            row.ping_ms = ping(lab)
-            for number in range(trials):
-                for technique in row.techniques:
-                    extra = TECHNIQUES[technique]
-                    begun = time.time()
-                    results, reason = trial(lab, number, extra)
-                    row.trials[technique] += 1
-                    if reason:
-                        row.failures[technique].append(reason)
-                    else:
-                        finished.append((technique, begun, results))
-            stop(helpers)
-            seen = connects(capture)
-    finally:
-        stop(helpers)
-        netns("down", "--name", lab)
-    for technique, begun, results in finished:
-        # The second Connect: the later of each peer's first Connect (from its public endpoint) in this trial.
-        second = max(min(t for t, source in seen if source == r["mapped"] and t >= begun) for r in results)
-        row.ms[technique].append((max(r["path_at"] for r in results) - second) * 1000)
-        row.moved[technique] += any(r.get("move") == "moved" for r in results)
-        row.server_rtt_ms += [r["server_rtt_ms"] for r in results]
-    counts = ", ".join(f"{t} {len(row.ms[t])}/{row.trials[t]}" for t in row.techniques)
-    print(f"{row.firewall} {row.nat10} / {row.nat14}: {counts}", file=sys.stderr, flush=True)
-    return row
+            row.failures[row.techniques[0]].append(f"lab up failed: {up.stderr.strip()}")
+            netns("down", "--name", lab)
+            return self
+        self.up = True
+        try:
+            self._start(Path(self.workdir.name) / "server.log")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self, log: Path) -> None:
+        lab = self.name
+        # The delay daemon holds a packet where it arrives (netns/impair.py), so a capture on the server's
+        # interface would see a Connect before its delay: log the Connects the server's stack takes (INPUT),
+        # each at once (the kernel otherwise batches log messages for up to a second).
+        subprocess.run(["ip", "netns", "exec", f"{lab}-server", "iptables", "-I", "INPUT", "-p", "udp",
+                        "--dport", "3478", "-m", "u32", "--u32", f"0>>22&0x3C@8>>16={CONNECT_TYPE:#x}",
+                        "-j", "NFLOG", "--nflog-group", str(NFLOG_GROUP), "--nflog-threshold", "1"],
+                       check=True)  # fmt: skip
+        with self.capture.open("w") as out:
+            self.helpers.append(spawn(lab, "server", "tcpdump", "-i", f"nflog:{NFLOG_GROUP}", "-n", "-tt", "-l",
+                                      out=out))  # fmt: skip
+        wait_for_line(self.helpers[-1], "listening on")
+        with log.open("w") as out:
+            self.helpers.append(spawn(lab, "server", PYTHON, "-m", "punch", "server", "--listen", f"{SERVER}:3478",
+                                      err=out))  # fmt: skip
+        wait_for_file(log, "listening on")
+        self.row.ping_ms = ping(lab)
+
+    def trial(self, number: int) -> None:
+        """One trial of each of the row's techniques, in turn."""
+        if not self.up:
+            return
+        for technique in self.row.techniques:
+            begun = time.time()
+            results, reason = trial(self.name, number, TECHNIQUES[technique])
+            self.row.trials[technique] += 1
+            if reason:
+                self.row.failures[technique].append(reason)
+            else:
+                self.finished.append((technique, begun, results))
+
+    def finish(self) -> Row:
+        """Stop the capture and time every successful trial from it (the lab stays up until the ``with`` ends)."""
+        row = self.row
+        stop(self.helpers)
+        seen = connects(self.capture) if self.up else []
+        for technique, begun, results in self.finished:
+            # The second Connect: the later of each peer's first Connect (from its public endpoint) in this trial.
+            second = max(min(t for t, source in seen if source == r["mapped"] and t >= begun) for r in results)
+            row.ms[technique].append((max(r["path_at"] for r in results) - second) * 1000)
+            row.moved[technique] += any(r.get("move") == "moved" for r in results)
+            row.server_rtt_ms += [r["server_rtt_ms"] for r in results]
+        counts = ", ".join(f"{t} {len(row.ms[t])}/{row.trials[t]}" for t in row.techniques)
+        print(f"{row.firewall} {row.nat10} / {row.nat14}: {counts}", file=sys.stderr, flush=True)
+        return row
+
+    def __exit__(self, *_: object) -> None:
+        stop(self.helpers)
+        if self.up:
+            netns("down", "--name", self.name)
+            self.up = False
+        self.workdir.cleanup()
+
+
+def run_rows(rows: list[Row], trials: int, delays: tuple[float, float]) -> list[Row]:
+    """Every row's lab up together, then ``trials`` rounds of one trial per row."""
+    with ExitStack() as stack:
+        labs = [stack.enter_context(RowLab(row, delays)) for row in rows]
+        for number in range(trials):
+            for lab in labs:
+                lab.trial(number)
+        return [lab.finish() for lab in labs]
 
 
 def stop(helpers: list[subprocess.Popen[str]]) -> None:
@@ -198,7 +239,7 @@ def stop(helpers: list[subprocess.Popen[str]]) -> None:
         helper.communicate(timeout=10)
 
 
-def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int) -> list[str]:
+def report(rows: list[Row], trials: int, delays: tuple[float, float]) -> list[str]:
     server_leg, wan_leg = delays
     s, d = server_leg + wan_leg, 2 * wan_leg
     floor = s + 2 * d
@@ -208,7 +249,8 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int)
         "# Punch time against the physical floor",
         "",
         f"Measured {machine()} by `just bench-floor`: {trials} trials per row, one lab per NAT pair (where "
-        f"both techniques ran, alternating trial by trial), {jobs} {'lab' if jobs == 1 else 'labs'} at a time. "
+        "both techniques ran, alternating trial by trial), all labs up together and the rows taking turns, one "
+        "trial each (a noisy spell of this shared machine falls on every row alike). "
         "Delays one way: server <-> "
         f"peer S = {s:g} ms, peer <-> peer D = {d:g} ms (net-server {server_leg:g} ms, each NAT's WAN "
         f"{wan_leg:g} ms, by the lab's NFQUEUE delay daemon). A trial runs from the second peer's Connect "
@@ -282,7 +324,6 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float], jobs: int)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
-    parser.add_argument("--jobs", type=int, default=1, help="rows (labs) at a time (more: faster, noisier)")
     parser.add_argument("--server-leg", type=float, default=15.0, help="delay of net-server, ms one way")
     parser.add_argument("--wan-leg", type=float, default=5.0, help="delay of each NAT's WAN, ms one way")
     parser.add_argument("--rows", type=int, default=0, help="only the first N rows (0 = all)")
@@ -303,9 +344,8 @@ def main() -> int:
     ]  # fmt: skip
     rows = rows[: args.rows] if args.rows else rows
     delays = (args.server_leg, args.wan_leg)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        done = list(pool.map(lambda row: run_row(row, args.trials, delays), rows))
-    print(write_report(args.output, report(done, args.trials, delays, args.jobs)))
+    done = run_rows(rows, args.trials, delays)
+    print(write_report(args.output, report(done, args.trials, delays)))
     return 0
 
 
