@@ -10,6 +10,14 @@ It speaks nfnetlink_queue (``include/uapi/linux/netfilter/nfnetlink_queue.h``) o
 packet id), each PACKET message is scheduled on a heap, and a single select loop sleeps until the next packet
 is due or a new one arrives (no busy loop, no compiled dependency).
 
+A packet is held from the moment it reached the interface, not from the moment the daemon read it: the kernel
+stamps each packet it receives once any socket asks for receive timestamps (the daemon holds one with
+SO_TIMESTAMPNS, as tcpdump does; the switch is the kernel's, for as long as such a socket is open), and the queue
+passes the stamp on (NFQA_TIMESTAMP). Without a stamp the hold counts from the read. The daemon also asks for
+the least timer slack (PR_SET_TIMERSLACK), so its sleep ends when the next packet is due, not up to 50 us later.
+A packet is never released early: the delay is a lower bound, as netem's is, and what the daemon still adds (its
+wake-up, the verdict) shows in ``status`` and in the benchmarks' ping of the delayed path.
+
 The queue is bound without the fail-open flag and the iptables rule carries no ``--queue-bypass``: if the
 daemon dies, the interface's traffic stops (the kernel drops what no listener takes) instead of passing
 unimpaired, and ``status`` reports the daemon as dead. On SIGTERM/SIGINT the daemon accepts every packet it
@@ -19,6 +27,7 @@ holds, then exits.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import heapq
 import logging
 import os
@@ -46,6 +55,7 @@ NFQA_CFG_PARAMS = 2
 NFQA_CFG_QUEUE_MAXLEN = 3
 NFQA_PACKET_HDR = 1
 NFQA_VERDICT_HDR = 2
+NFQA_TIMESTAMP = 4
 NFQNL_COPY_META = 1
 NF_ACCEPT = 1
 NLMSG_ERROR = 2
@@ -55,10 +65,14 @@ NLM_F_ACK = 0x4
 NLA_TYPE_MASK = 0x3FFF
 SOL_NETLINK = 270
 NETLINK_NO_ENOBUFS = 5
+SO_TIMESTAMPNS = 35
+PR_SET_TIMERSLACK = 29
+MAX_STAMP_AGE = 1.0  # seconds: an older stamp is not believed (the wall clock was set meanwhile); the read counts
 
 _NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, seq, port id
 _NFGENMSG = struct.Struct("!BBH")  # family, version, resource id (the queue number), big-endian
 _NLATTR = struct.Struct("=HH")
+_TIMESTAMP = struct.Struct("!QQ")  # struct nfqnl_msg_packet_timestamp: seconds, microseconds (wall clock)
 QUEUE_MAXLEN = 10_000
 RCVBUF = 8 << 20
 
@@ -97,9 +111,12 @@ def verdict(queue: int, packet_id: int, decision: int = NF_ACCEPT) -> bytes:
     return message(NFQNL_MSG_VERDICT, queue, _attr(NFQA_VERDICT_HDR, struct.pack("!II", decision, packet_id)))
 
 
-def parse(data: bytes) -> tuple[list[int], list[int]]:
-    """Split a netlink datagram into (packet ids of PACKET messages, errno values of ERROR messages)."""
-    ids: list[int] = []
+Packet = tuple[int, float | None]  # packet id, when it reached the interface (wall clock), if the kernel stamped it
+
+
+def parse(data: bytes) -> tuple[list[Packet], list[int]]:
+    """Split a netlink datagram into (the PACKET messages' packets, errno values of ERROR messages)."""
+    packets: list[Packet] = []
     errors: list[int] = []
     offset = 0
     while offset + _NLMSGHDR.size <= len(data):
@@ -112,15 +129,30 @@ def parse(data: bytes) -> tuple[list[int], list[int]]:
         elif kind == (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET:
             pos = offset + _NLMSGHDR.size + _NFGENMSG.size
             end = offset + length
+            packet_id: int | None = None
+            stamp: float | None = None
             while pos + _NLATTR.size <= end:
                 alen, atype = _NLATTR.unpack_from(data, pos)
                 if alen < _NLATTR.size:
                     break
                 if atype & NLA_TYPE_MASK == NFQA_PACKET_HDR and alen >= _NLATTR.size + 4:
-                    ids.append(struct.unpack_from("!I", data, pos + _NLATTR.size)[0])
+                    packet_id = struct.unpack_from("!I", data, pos + _NLATTR.size)[0]
+                elif atype & NLA_TYPE_MASK == NFQA_TIMESTAMP and alen >= _NLATTR.size + _TIMESTAMP.size:
+                    seconds, micros = _TIMESTAMP.unpack_from(data, pos + _NLATTR.size)
+                    stamp = seconds + micros / 1e6
                 pos += _align(alen)
+            if packet_id is not None:
+                packets.append((packet_id, stamp))
         offset += _align(length)
-    return ids, errors
+    return packets, errors
+
+
+def arrival(stamp: float | None, now: float, wall_now: float) -> float:
+    """When (monotonic clock) a packet stamped ``stamp`` (wall clock) arrived, read at ``now`` / ``wall_now``; the
+    read itself without a stamp, or for one from the future or older than MAX_STAMP_AGE (the clock was set)."""
+    if stamp is None or not 0.0 <= wall_now - stamp <= MAX_STAMP_AGE:
+        return now
+    return now - (wall_now - stamp)
 
 
 class Delayer:
@@ -142,9 +174,9 @@ class Delayer:
             return max(0.0, self.rng.gauss(self.delay, self.jitter))
         return max(0.0, self.rng.uniform(self.delay - self.jitter, self.delay + self.jitter))
 
-    def add(self, packet_id: int, now: float) -> None:
+    def add(self, packet_id: int, arrived: float) -> None:
         self.count += 1
-        heapq.heappush(self.held, (now + self.hold_for(), self.count, packet_id))
+        heapq.heappush(self.held, (arrived + self.hold_for(), self.count, packet_id))
 
     def due(self, now: float) -> list[int]:
         ready = []
@@ -158,12 +190,12 @@ class Delayer:
 
 def _check_ack(sock: socket.socket, what: str) -> None:
     while True:
-        ids, errors = parse(sock.recv(65536))
+        packets, errors = parse(sock.recv(65536))
         if errors:
             if errors[0]:
                 raise QueueError(f"{what}: {os.strerror(errors[0])}")
             return
-        if ids:
+        if packets:
             raise QueueError(f"{what}: a packet arrived before the kernel acknowledged the binding")
 
 
@@ -177,11 +209,12 @@ def run(queue: int, delay: float, jitter: float, distribution: str = "uniform", 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
     delayer = Delayer(queue, delay, jitter, distribution, random.Random(seed))
+    _least_timer_slack()
     # select() is resumed after a signal handler (PEP 475): the wakeup fd makes a signal end the wait.
     wake_r, wake_w = socket.socketpair()
     wake_w.setblocking(False)
     signal.set_wakeup_fd(wake_w.fileno())
-    with wake_r, wake_w, socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
+    with wake_r, wake_w, _stamping(), socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
         sock.setsockopt(socket.SOL_SOCKET, 33, RCVBUF)  # SO_RCVBUFFORCE (root): room for bursts
         sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
         sock.bind((0, 0))
@@ -194,9 +227,8 @@ def run(queue: int, delay: float, jitter: float, distribution: str = "uniform", 
                 readable, _, _ = select.select([sock, wake_r], [], [], wait)
             except InterruptedError:
                 continue
-            now = time.monotonic()
             if sock in readable:
-                _drain(sock, delayer, now)
+                _drain(sock, delayer)
             for packet_id in delayer.due(time.monotonic()):
                 sock.send(verdict(queue, packet_id))
         for _, _, packet_id in sorted(delayer.held):
@@ -204,18 +236,36 @@ def run(queue: int, delay: float, jitter: float, distribution: str = "uniform", 
         log.info("stopping on %s: accepted %d held packet(s)", signal.Signals(stop[0]).name, len(delayer.held))
 
 
-def _drain(sock: socket.socket, delayer: Delayer, now: float) -> None:
+def _drain(sock: socket.socket, delayer: Delayer) -> None:
     while True:
         try:
             data = sock.recv(65536, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return
-        ids, errors = parse(data)
+        packets, errors = parse(data)
         for code in errors:
             if code:
                 log.warning("kernel reported %s on queue %d", os.strerror(code), delayer.queue)
-        for packet_id in ids:
-            delayer.add(packet_id, now)
+        now, wall_now = time.monotonic(), time.time()  # the same instant on both clocks
+        for packet_id, stamp in packets:
+            delayer.add(packet_id, arrival(stamp, now, wall_now))
+
+
+def _stamping() -> socket.socket:
+    """A socket asking for receive timestamps: while one is open, the kernel stamps every packet it receives, and
+    the queue passes the stamp on (NFQA_TIMESTAMP). Without it, a hold counts from the read."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError as exc:
+        log.info("no receive timestamps (%s): holds count from the read", exc.strerror)
+    return sock
+
+
+def _least_timer_slack() -> None:
+    """Ask for 1 ns of timer slack (the default 50 us lets a sleep end that much after the packet is due)."""
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0) != 0:
+        log.info("timer slack unchanged: %s", os.strerror(ctypes.get_errno()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

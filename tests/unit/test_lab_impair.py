@@ -240,15 +240,31 @@ def test_nfqueue_messages() -> None:
     body = struct.pack("!BBH", 2, 0, 7) + packet
     msg = struct.pack("=IHHII", 16 + len(body), 0x0300, 0, 0, 0) + body
     error = struct.pack("=IHHII", 36, 2, 0, 1, 0) + struct.pack("=i", -16) + b"\0" * 16
-    assert delayd.parse(msg + error) == ([42], [16])
+    assert delayd.parse(msg + error) == ([(42, None)], [16])
     with pytest.raises(delayd.QueueError, match="claims 99 bytes"):
         delayd.parse(struct.pack("=IHHII", 99, 0, 0, 0, 0))
+    stamp = struct.pack("=HH", 20, 4) + struct.pack("!QQ", 1_764_000_000, 250_000)  # NFQA_TIMESTAMP, then the header
+    body = struct.pack("!BBH", 2, 0, 7) + stamp + packet
+    msg = struct.pack("=IHHII", 16 + len(body), 0x0300, 0, 0, 0) + body
+    assert delayd.parse(msg) == ([(42, 1_764_000_000.25)], [])
+
+
+def test_a_hold_counts_from_the_kernels_stamp_of_the_arrival() -> None:
+    # read at monotonic 100.0, wall clock 5000.0: a packet stamped 0.3 ms before the read arrived at 99.9997
+    assert delayd.arrival(4999.9997, now=100.0, wall_now=5000.0) == pytest.approx(99.9997)
+    assert delayd.arrival(None, now=100.0, wall_now=5000.0) == 100.0  # no stamp: from the read
+    assert delayd.arrival(5000.5, now=100.0, wall_now=5000.0) == 100.0  # from the future: the clock was set back
+    assert delayd.arrival(4990.0, now=100.0, wall_now=5000.0) == 100.0  # older than a second: set forward
+    d = delayd.Delayer(0, delay=5, jitter=0, distribution="uniform", rng=random.Random(1))
+    d.add(1, delayd.arrival(4999.9997, now=100.0, wall_now=5000.0))
+    assert d.due(100.0047) == []
+    assert d.due(100.0048) == [1]  # 5 ms after it reached the interface, 4.7 ms after the read
 
 
 def test_delayer_holds_each_packet_for_delay_plus_minus_jitter_and_reorders() -> None:
     d = delayd.Delayer(0, delay=50, jitter=10, distribution="uniform", rng=random.Random(1))
     for i in range(100):
-        d.add(i, now=i * 0.001)
+        d.add(i, arrived=i * 0.001)
     assert d.due(0.039) == []
     assert d.timeout(0.0) == pytest.approx(min(t for t, _, _ in d.held))
     order = d.due(10.0)
