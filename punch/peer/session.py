@@ -193,7 +193,7 @@ async def _run(
             else:
                 found = hops_found.done() and not hops_found.cancelled() and hops_found.exception() is None
                 timings = hops_found.result() if found else config.punch  # the opening probes' TTL, as punched
-                keeping = _keep_path(config, timings, dispatcher, client, puncher, channel, path, result)
+                keeping = _keep_path(config, timings, endpoint, dispatcher, client, puncher, channel, path, result)
                 await _first_of(talking, keeping)
     finally:
         for task in (refresher, hops_found):
@@ -516,6 +516,7 @@ async def _upgrade(
 async def _keep_path(
     config: PeerConfig,
     timings: PunchTimings,
+    endpoint: StunEndpoint,
     dispatcher: _Dispatcher,
     client: RendezvousClient,
     puncher: Puncher,
@@ -524,15 +525,24 @@ async def _keep_path(
     result: PeerResult,
 ) -> None:
     """Keep the direct path alive; when it breaks, find the other peer again through the server and punch a new
-    path (see the module docstring). Runs until cancelled; PeerError once the other peer is lost."""
+    path (see the module docstring) from ``endpoint``, the session's socket. Runs until cancelled; PeerError once
+    the other peer is lost.
+
+    A path over a fresh socket of a move (punch.peer.moving) is sought again from the session's socket: the NAT
+    whose entries made us move changed (a new address flushes them), or it forgot them, or they ran out. A path
+    over one of port prediction's sockets is not: without predicting again, a symmetric NAT cannot be punched."""
     while True:
         try:
             await puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY, channel.remote_closed)
         except PeerError as error:
-            if config.rejoin <= 0 or path.local is not None:  # a predicted path's socket: no rejoin (yet)
+            if config.rejoin <= 0 or (path.local is not None and path.kind == "predicted"):
                 raise
             log.info("%s; asking the server for %s again", error, puncher.peer)
             channel.recovering = True
+            if path.local is not None:  # we had moved: the new path starts from the session's socket
+                log.info("the path ran over our fresh socket: punching the new one from our session's socket")
+                puncher.endpoint = channel.endpoint = endpoint
+                result.local = format_address(endpoint.local_address)
             try:
                 async with asyncio.timeout(config.rejoin):
                     puncher, path = await _rejoin(config, timings, dispatcher, client, puncher)

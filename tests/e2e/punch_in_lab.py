@@ -38,6 +38,7 @@ table inet lose_introductions {{
 # `up` arguments for a server 2 ms from the core each way: far enough that early checks beat Ready/Go
 # (punch.peer.puncher.early_pays), which the peers take in a lab without delay
 FAR_SERVER = ("--impair", "net-server:delay=2ms")
+NEW14 = "192.0.2.15"  # nat14's WAN address after `netns readdress` (the tests of a NAT's new address)
 
 _unread: dict[int, bytes] = {}  # stderr bytes read past a matched line, per process
 
@@ -101,6 +102,13 @@ def chat_peer(lab: Lab, me: str, other: str, *extra: str) -> subprocess.Popen[st
     """A chatting peer: lines written to its stdin go to the other peer, until its stdin is closed."""
     command = [PY, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other, "--json", *extra]
     return lab.spawn(f"peer{me}", *command, text=True, stdin=subprocess.PIPE)
+
+
+def say(peer: subprocess.Popen[str], text: str) -> None:
+    """One line to a chatting peer: it sends it to the other."""
+    assert peer.stdin is not None
+    peer.stdin.write(text + "\n")
+    peer.stdin.flush()
 
 
 def end_chat(*peers_and_texts: tuple[subprocess.Popen[str], str]) -> None:

@@ -13,9 +13,12 @@ from netns.testing import Lab
 from tests.e2e.punch_in_lab import (
     FAR_SERVER,
     LOSE_INTRODUCTIONS,
+    NEW14,
+    WAN,
     chat_peer,
     end_chat,
     finish,
+    say,
     start_server,
     wait_for_line,
 )
@@ -72,6 +75,44 @@ def test_a_refused_opener_behind_a_full_cone_keeps_answering_and_takes_the_probe
     # peer14 either chose before the server's Move came (no move) or moved (the race the test does not fix)
     assert (result10["move"], result14["move"]) in ((None, None), ("followed", "moved")), logs
     assert result14["remote"] == result10["mapped"]
+
+
+@pytest.mark.parametrize("lab", [{"firewall": "none", "args": FAR_SERVER}], indirect=True, ids=["bare-masquerade"])
+def test_a_moved_session_is_punched_anew_from_its_own_socket_when_the_nat_gets_a_new_address(lab: Lab) -> None:
+    """peer14 moved to a fresh socket (as in the first test); then nat14 gets a new public address, and the path
+    over the fresh socket is dead. Both peers miss keepalives and register again; peer14 punches the new path from
+    its session's own socket (the one it registered from: the new address flushed the entries that made it move),
+    and the texts go on there, the one sent meanwhile included, each once."""
+    lab.exec("nat14", "nft", "-f", "-", input=LOSE_INTRODUCTIONS, check=True)
+    start_server(lab)
+    keepalive = ("--early-checks", "--keepalive", "1")
+    peer10, peer14 = chat_peer(lab, "10", "14", *keepalive), chat_peer(lab, "14", "10", *keepalive)
+    session_socket = re.search(r"socket bound to (\S+)", wait_for_line(peer14, r"socket bound to "))
+    wait_for_line(peer10, r"asked the server to move the other peer: telling 14 to move")
+    lab.exec("nat14", "nft", "delete", "table", "inet", "lose_introductions", check=True)
+    wait_for_line(peer14, r"moving to a fresh socket \(port \d+\)")
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"using the direct path to")
+    say(peer10, "before the change")
+    wait_for_line(peer14, r"message 0 received from 10")
+    done = lab.cli("readdress", "--name", lab.name, "nat14", "wan14", NEW14)
+    assert done.returncode == 0, done.stderr
+    say(peer10, "around the change")  # in flight while the path is gone: sent again over the new one
+    wait_for_line(peer14, r"the path ran over our fresh socket: punching the new one from our session's socket", 30)
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"back on a direct path to 1[04] via", 30)
+    end_chat((peer10, "after the change\n"), (peer14, "bye\n"))
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result14["received"] == ["before the change", "around the change", "after the change"]
+    assert result10["received"] == ["bye"]
+    assert (result10["move"], result14["move"]) == ("followed", "moved")
+    assert (result10["path"], result14["path"], result10["rejoins"], result14["rejoins"]) == ("direct", "direct", 1, 1)
+    assert session_socket is not None
+    assert result14["local"] == session_socket[1]  # no longer the fresh one
+    assert result10["remote"].startswith(f"{NEW14}:")
+    assert result14["remote"].startswith(f"{WAN['10']}:")
 
 
 def direct_without_the_relay(

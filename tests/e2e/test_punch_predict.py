@@ -16,6 +16,7 @@ from tests.e2e.punch_in_lab import (
     PY,
     SERVER,
     WAN,
+    chat_peer,
     conntrack_udp,
     finish,
     port,
@@ -83,6 +84,23 @@ for _ in range(int(sys.argv[1])):
         s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 2)  # creates nat10's mapping, dies at core
         s.sendto(b"x", ("192.0.2.14", 9))
 """
+
+
+@pytest.mark.parametrize("lab", FIREWALLS[:1], indirect=True, ids=["home-router"])
+def test_a_predicted_path_that_breaks_is_reported_lost_without_asking_the_server_again(lab: Lab) -> None:
+    """peer10's path runs over one of its prediction sockets; a rejoin would punch without predicting, which cannot
+    pass a symmetric NAT. So when peer14 is gone, peer10 reports the loss once its keepalives go unanswered, without
+    waiting out --rejoin."""
+    start_server(lab)
+    peer10, peer14 = chat_peer(lab, "10", "14", "--keepalive", "1"), chat_peer(lab, "14", "10", "--keepalive", "1")
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"using the predicted path to")
+    peer14.kill()
+    peer14.communicate()
+    lost = wait_for_line(peer10, r"lost contact with 14: no answer to keepalives", 30)
+    code10, _, log10 = finish(peer10)
+    assert code10 == 1, log10
+    assert "asking the server for 14 again" not in lost + log10
 
 
 @pytest.mark.parametrize("lab", FIREWALLS[:1], indirect=True, ids=["home-router"])

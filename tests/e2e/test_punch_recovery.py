@@ -4,19 +4,20 @@ address, the server restarts."""
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 
 from netns.testing import Lab
 from tests.e2e.punch_in_lab import (
     LAN,
+    NEW14,
     WAN,
     chat_peer,
     conntrack_udp,
     end_chat,
     finish,
     port,
+    say,
     start_server,
     wait_for_line,
 )
@@ -24,7 +25,6 @@ from tests.e2e.punch_in_lab import (
 pytestmark = pytest.mark.e2e
 
 KEEPALIVE = ("--keepalive", "1")
-NEW14 = "192.0.2.15"
 
 
 def test_a_session_survives_both_nats_flushing_their_mappings(lab: Lab) -> None:
@@ -48,12 +48,6 @@ def test_a_session_survives_both_nats_flushing_their_mappings(lab: Lab) -> None:
     for me, other, result in (("10", "14", result10), ("14", "10", result14)):
         flow = rf"src={LAN[me]} dst={WAN[other]} .* src={WAN[other]} dst={WAN[me]} sport=\d+ dport={port(result['mapped'])}"
         assert re.search(flow, conntrack_udp(lab, f"nat{me}")), conntrack_udp(lab, f"nat{me}")
-
-
-def say(peer: subprocess.Popen[str], text: str) -> None:
-    assert peer.stdin is not None
-    peer.stdin.write(text + "\n")
-    peer.stdin.flush()
 
 
 def test_a_session_moves_to_a_new_path_when_a_nat_gets_a_new_public_address(lab: Lab) -> None:
