@@ -15,8 +15,8 @@ stamps each packet it receives once any socket asks for receive timestamps (the 
 SO_TIMESTAMPNS, as tcpdump does; the switch is the kernel's, for as long as such a socket is open), and the queue
 passes the stamp on (NFQA_TIMESTAMP). Without a stamp the hold counts from the read. The daemon also asks for
 the least timer slack (PR_SET_TIMERSLACK), so its sleep ends when the next packet is due, not up to 50 us later.
-A packet is never released early: the delay is a lower bound, as netem's is, and what the daemon still adds (its
-wake-up, the verdict) shows in ``status`` and in the benchmarks' ping of the delayed path.
+A packet is never released early: the delay is a lower bound, as netem's is; what the daemon still adds (its
+wake-up, the verdict) shows in the floor benchmark's ping of the delayed path (bench/punch_floor.md).
 
 The queue is bound without the fail-open flag and the iptables rule carries no ``--queue-bypass``: if the
 daemon dies, the interface's traffic stops (the kernel drops what no listener takes) instead of passing
