@@ -111,6 +111,16 @@ def say(peer: subprocess.Popen[str], text: str) -> None:
     peer.stdin.flush()
 
 
+def readdress_mid_chat(lab: Lab, peer10: subprocess.Popen[str], peer14: subprocess.Popen[str]) -> None:
+    """peer10 says "before the change" and peer14 gets it; nat14's WAN address becomes NEW14 (`netns readdress`:
+    MASQUERADE follows, conntrack is flushed); peer10 says "around the change", in flight while the path is gone."""
+    say(peer10, "before the change")
+    wait_for_line(peer14, r"message 0 received from 10")
+    done = lab.cli("readdress", "--name", lab.name, "nat14", "wan14", NEW14)
+    assert done.returncode == 0, done.stderr
+    say(peer10, "around the change")
+
+
 def end_chat(*peers_and_texts: tuple[subprocess.Popen[str], str]) -> None:
     """Write each peer's last text (may be empty) and close its stdin: end of input, the peer says it is done."""
     for peer, text in peers_and_texts:

@@ -18,7 +18,7 @@ from tests.e2e.punch_in_lab import (
     chat_peer,
     end_chat,
     finish,
-    say,
+    readdress_mid_chat,
     start_server,
     wait_for_line,
 )
@@ -93,11 +93,7 @@ def test_a_moved_session_is_punched_anew_from_its_own_socket_when_the_nat_gets_a
     wait_for_line(peer14, r"moving to a fresh socket \(port \d+\)")
     for peer in (peer10, peer14):
         wait_for_line(peer, r"using the direct path to")
-    say(peer10, "before the change")
-    wait_for_line(peer14, r"message 0 received from 10")
-    done = lab.cli("readdress", "--name", lab.name, "nat14", "wan14", NEW14)
-    assert done.returncode == 0, done.stderr
-    say(peer10, "around the change")  # in flight while the path is gone: sent again over the new one
+    readdress_mid_chat(lab, peer10, peer14)  # the text in flight is sent again over the new path
     wait_for_line(peer14, r"the path ran over our fresh socket: punching the new one from our session's socket", 30)
     for peer in (peer10, peer14):
         wait_for_line(peer, r"back on a direct path to 1[04] via", 30)

@@ -17,6 +17,7 @@ from tests.e2e.punch_in_lab import (
     end_chat,
     finish,
     port,
+    readdress_mid_chat,
     say,
     start_server,
     wait_for_line,
@@ -59,11 +60,7 @@ def test_a_session_moves_to_a_new_path_when_a_nat_gets_a_new_public_address(lab:
     peer10, peer14 = chat_peer(lab, "10", "14", *KEEPALIVE), chat_peer(lab, "14", "10", *KEEPALIVE)
     for peer in (peer10, peer14):
         wait_for_line(peer, r"using the direct path to")
-    say(peer10, "before the change")
-    wait_for_line(peer14, r"message 0 received from 10")
-    done = lab.cli("readdress", "--name", lab.name, "nat14", "wan14", NEW14)
-    assert done.returncode == 0, done.stderr
-    say(peer10, "around the change")  # in flight while the path is gone: sent again over the new one
+    readdress_mid_chat(lab, peer10, peer14)  # the text in flight is sent again over the new path
     say(peer14, "while it moves")
     for peer in (peer10, peer14):
         wait_for_line(peer, r"lost contact with 1[04]: no answer to keepalives at .*; asking the server for", 30)
