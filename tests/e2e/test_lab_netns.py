@@ -126,6 +126,15 @@ def test_exec_passes_exit_code_and_output(lab: Lab) -> None:
     assert f"no node 'nobody' in lab '{lab.name}'" in unknown.stderr
 
 
+def test_the_lab_speaks_no_ipv6(lab: Lab) -> None:
+    """IPv6 is off in every namespace of the (IPv4-only) lab, set before its links existed: no link-local
+    addresses, so no duplicate address detection, router solicitations or MLD reports flooding the bridges."""
+    for node in ("core", "nat10", "peer10", "server"):
+        assert lab.exec(node, "ip", "-6", "-o", "addr", check=True).stdout == "", node
+    for iface in ("all", "default", "wan10", "lan10"):
+        assert lab.exec("nat10", "cat", f"/proc/sys/net/ipv6/conf/{iface}/disable_ipv6", check=True).stdout == "1\n"
+
+
 def test_private_lan_is_not_routed(lab: Lab) -> None:
     """core has no route to the 10.x LANs: it answers "net unreachable" and peer14 never sees the packet."""
     before = snmp(lab, "core", "Icmp", "OutDestUnreachs")

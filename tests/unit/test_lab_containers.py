@@ -197,13 +197,16 @@ def test_packaged_containers_topology() -> None:
 def test_plan_starts_containers_after_the_plain_namespaces_and_wires_them_last() -> None:
     steps = plan.plan(model.load(CONTAINERS), "t")
     described = [s.describe() for s in steps]
-    assert described[:12] == [
+    assert described[:15] == [
         "create namespace t-core",
         "mark t-core as netns-lab:t",
+        "sysctl t-core: net.ipv6.conf.all.disable_ipv6=1",
         "create namespace t-nat10",
         "mark t-nat10 as netns-lab:t",
+        "sysctl t-nat10: net.ipv6.conf.all.disable_ipv6=1",
         "create namespace t-nat14",
         "mark t-nat14 as netns-lab:t",
+        "sysctl t-nat14: net.ipv6.conf.all.disable_ipv6=1",
         f"container t-server ({IMAGE}) as namespace t-server",
         "mark t-server as netns-lab:t",
         f"container t-peer10 ({IMAGE}) as namespace t-peer10",
@@ -221,7 +224,7 @@ def test_plan_starts_containers_after_the_plain_namespaces_and_wires_them_last()
         "route t-peer14: 0.0.0.0/0 via 10.0.14.1",
     ]
     assert described.index("nat t-nat14: masquerade/home on wan14") < described.index("link up t-server:net-server")
-    start = steps[8]
+    start = steps[11]
     assert start == plan.StartContainer(
         "t-peer10",
         "t",

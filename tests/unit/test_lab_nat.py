@@ -277,6 +277,7 @@ def test_plan_sets_timeouts_bridge_hook_and_loads_nftables_after_iptables() -> N
     steps = plan.plan(topology, "x")
     texts = [s.describe() for s in steps]
     assert [t for t in texts if t.startswith("sysctl x-nat10")] == [
+        "sysctl x-nat10: net.ipv6.conf.all.disable_ipv6=1",
         "sysctl x-nat10: net.ipv4.ip_forward=1",
         "sysctl x-nat10: net.ipv4.conf.all.rp_filter=0",
         "sysctl x-nat10: net.ipv4.conf.default.rp_filter=0",
@@ -284,7 +285,9 @@ def test_plan_sets_timeouts_bridge_hook_and_loads_nftables_after_iptables() -> N
         "sysctl x-nat10: net.netfilter.nf_conntrack_udp_timeout_stream=45",
         "sysctl x-nat10: net.bridge.bridge-nf-call-iptables=0",
     ]
-    assert [s.optional for s in steps if isinstance(s, plan.Sysctl) and s.ns == "x-nat10"] == [False] * 5 + [True]
+    assert [s.optional for s in steps if isinstance(s, plan.Sysctl) and s.ns == "x-nat10"] == [True] + [False] * 5 + [
+        True
+    ]
     assert texts[-2:] == ["nat x-nat10: nftables/home on wan10", "nftables x-nat10: table ip netns_lab"]
     assert "timeout 45s" in steps[-1].ruleset  # type: ignore[union-attr]
 
