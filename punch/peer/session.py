@@ -256,9 +256,8 @@ async def _find_path(
     openings: list[tuple[Plan, Puncher]] = []
 
     def switch(path: Path) -> None:
-        if path.local is not None:  # port prediction chose one of its sockets: the session runs over it from now on
-            puncher.endpoint = channel.endpoint = path.local
-            result.local = format_address(path.local.local_address)
+        if path.local is not None:  # port prediction or a move chose a socket of its own: the session runs over it
+            _run_over(path.local, puncher, channel, result)
 
     def opening(introduction: Introduction) -> None:
         if introduction.peer_id == config.target:
@@ -316,6 +315,12 @@ async def _find_path(
         result.punch_ms,
     )
     return path, channel, puncher
+
+
+def _run_over(endpoint: StunEndpoint, puncher: Puncher, channel: Channel, result: PeerResult) -> None:
+    """From now on the session (its checks, its texts, and what ``--json`` reports as ``local``) uses ``endpoint``."""
+    puncher.endpoint = channel.endpoint = endpoint
+    result.local = format_address(endpoint.local_address)
 
 
 def _opening(
@@ -541,8 +546,7 @@ async def _keep_path(
             channel.recovering = True
             if path.local is not None:  # we had moved: the new path starts from the session's socket
                 log.info("the path ran over our fresh socket: punching the new one from our session's socket")
-                puncher.endpoint = channel.endpoint = endpoint
-                result.local = format_address(endpoint.local_address)
+                _run_over(endpoint, puncher, channel, result)
             try:
                 async with asyncio.timeout(config.rejoin):
                     puncher, path = await _rejoin(config, timings, dispatcher, client, puncher)
