@@ -4,7 +4,7 @@
 is an ordinary lab: ``validate``, ``--nat``, ``--firewall`` and ``down`` treat it like any file. Shape::
 
     server  (inet 10.0.0.1, 10.0.0.2: a second address for RFC 5780 NAT behaviour discovery)
-      |  inet: one bridge in the server's namespace, every router on it
+      |  inet: one bridge in the server's namespace, every router on it (past 1,023 routers, on its branches)
     nat1 .. natN   (inet 10.0.0.0 + 256 + i; NAT home/masquerade by default, WAN inet)
       |  lanI: the /24 at 10.0.0.0 + (256 + i) * 256 (10.1.0.0/24 on), a veth pair
     peer1 .. peerN (lanI .2, default route via the router's .1)

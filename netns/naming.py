@@ -80,6 +80,20 @@ def bridge_port(node: str, network_index: int) -> str:
     return f"{node}.{network_index}"
 
 
+def branch_bridge(network_index: int, branch: int) -> str:
+    """Branch ``branch`` (from 1) of a bridged network too big for one bridge, e.g. ``0.br1``.
+
+    It starts with a digit, which network and node names never do, so it collides with neither a network's
+    interface nor a member's port (``peer1.0``); the network's index keeps two big networks' branches apart.
+    """
+    return f"{network_index}.br{branch}"
+
+
+def branch_uplink(network_index: int, branch: int) -> tuple[str, str]:
+    """The veth pair joining branch ``branch`` to its network's own bridge: (port there, port on the branch)."""
+    return f"{network_index}.up{branch}", f"{network_index}.dn{branch}"
+
+
 def state_dir(lab: str) -> Path:
     """The lab's state and log directory, created by ``up`` and removed by ``down``."""
     return STATE_ROOT / lab

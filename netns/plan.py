@@ -3,7 +3,8 @@
 Order: namespaces (each marked right after it is created; then those of container nodes, each a container
 started with no network of Docker's whose namespace is named after it, see netns/containers.py) -> links (a
 veth pair per two-member network; for more members a bridge named after the network in the first member's
-namespace, with one veth per other member whose hub end is a bridge port) -> sysctls -> addresses -> links up
+namespace, with one veth per other member whose hub end is a bridge port; more members than a bridge has ports
+hang from branch bridges there, see ``_bridged``) -> sysctls -> addresses -> links up
 -> default routes (and routes to the public LAN of a router without NAT) -> NAT (iptables-restore, then
 nftables where the behaviour needs it) -> impairments (netns/impair.py): per node, its delaying daemons (bound
 before any rule sends them packets), then root qdiscs (netem, or tbf for rate), then the raw-table NFQUEUE rules
@@ -256,6 +257,8 @@ ROUTER_SYSCTLS = (
 )
 
 
+# The ports one bridge holds: the kernel numbers a bridge's ports 1-1023 (BR_MAX_PORTS, 1 << 10, less port 0).
+BRIDGE_PORTS = 1023
 BRIDGE_NF_CALL_IPTABLES = "net.bridge.bridge-nf-call-iptables"
 # The lab is IPv4 only. With IPv6 on, every link that comes up would get a link-local address and send duplicate
 # address detection, router solicitations and MLD reports, which a bridge floods to all its ports: with 1,000
@@ -287,9 +290,11 @@ def inverse(step: Step) -> Step | None:
     return None
 
 
-def plan(topology: Topology, lab: str, netem: bool = False, python: str = "python3") -> list[Step]:
+def plan(
+    topology: Topology, lab: str, netem: bool = False, python: str = "python3", bridge_ports: int = BRIDGE_PORTS
+) -> list[Step]:
     """The ordered steps that build ``topology`` as lab ``lab`` (impairments with netem if ``netem``, else
-    with the fallback mechanisms; ``python`` runs the delaying daemon)."""
+    with the fallback mechanisms; ``python`` runs the delaying daemon; ``bridge_ports``: see ``_bridged``)."""
     ns = {node.name: naming.namespace(lab, node.name) for node in topology.nodes}
     steps: list[Step] = []
     for node in topology.nodes:
@@ -312,14 +317,9 @@ def plan(topology: Topology, lab: str, netem: bool = False, python: str = "pytho
             steps.append(CreateVeth(ns[a], network.name, ns[b], network.name))
             continue
         hub, *others = members
-        steps.append(CreateBridge(ns[hub], network.name))
-        for other in others:
-            port = naming.bridge_port(other, index)
-            steps += [
-                CreateVeth(ns[hub], port, ns[other], network.name),
-                AttachPort(ns[hub], port, network.name),
-            ]
-            ups.append(LinkUp(ns[hub], port))
+        bridged, hub_ups = _bridged(ns, network.name, index, hub, others, bridge_ports)
+        steps += bridged
+        ups += hub_ups
 
     hubs = {topology.members(n.name)[0] for n in topology.networks if len(topology.members(n.name)) > 2}
     impaired_hubs = {
@@ -354,6 +354,40 @@ def plan(topology: Topology, lab: str, netem: bool = False, python: str = "pytho
         mine = [link for link in links if link.node == node.name]
         steps += impair_steps(mine, [], netem, lab, python)
     return _containers_last(topology, steps, lab)
+
+
+def _bridged(
+    ns: dict[str, str], network: str, index: int, hub: str, others: list[str], ports: int
+) -> tuple[list[Step], list[Step]]:
+    """The steps that join nodes ``others`` to the bridge ``network`` in node ``hub``'s namespace (``ns`` maps
+    nodes to namespaces; the network is the ``index``-th), and the link-ups of the hub's ends, which come after
+    the members' own.
+
+    A bridge holds at most ``ports`` ports: the kernel numbers them 1-1023 (BR_MAX_PORTS in
+    net/bridge/br_private.h; the 1,024th attach fails with "Exchange full"). With more members, they are dealt
+    evenly to branch bridges in the hub's namespace (``naming.branch_bridge``), each joined to the network's own
+    bridge by a veth pair: still one Ethernet segment (one broadcast domain, the same addresses), a packet between
+    members crossing at most three bridges. Members keep their port names, so impairments and captures, which
+    work on the members' own interfaces, do not see the difference."""
+    steps: list[Step] = [CreateBridge(ns[hub], network)]
+    ups: list[Step] = []
+    branches = 1 if len(others) <= ports else -(-len(others) // (ports - 1))  # a branch's last port is its uplink
+    for branch in range(1, branches + 1) if branches > 1 else ():
+        bridge = naming.branch_bridge(index, branch)
+        uplink, downlink = naming.branch_uplink(index, branch)
+        steps += [
+            CreateBridge(ns[hub], bridge),
+            CreateVeth(ns[hub], uplink, ns[hub], downlink),
+            AttachPort(ns[hub], uplink, network),
+            AttachPort(ns[hub], downlink, bridge),
+        ]
+        ups += [LinkUp(ns[hub], bridge), LinkUp(ns[hub], uplink), LinkUp(ns[hub], downlink)]
+    for position, other in enumerate(others):
+        bridge = network if branches == 1 else naming.branch_bridge(index, position * branches // len(others) + 1)
+        port = naming.bridge_port(other, index)
+        steps += [CreateVeth(ns[hub], port, ns[other], network), AttachPort(ns[hub], port, bridge)]
+        ups.append(LinkUp(ns[hub], port))
+    return steps, ups
 
 
 def _containers_last(topology: Topology, steps: list[Step], lab: str) -> list[Step]:

@@ -48,6 +48,15 @@ def test_bridge_ports_fit_an_ifname_and_never_look_like_a_network() -> None:
     assert not naming.NETWORK_NAME_RE.fullmatch(port)
 
 
+def test_branch_bridges_and_their_uplinks_fit_an_ifname_and_look_like_no_network_or_port() -> None:
+    names = [naming.branch_bridge(999, 1023), *naming.branch_uplink(999, 1023)]
+    assert len(set(names)) == 3
+    for name in names:
+        assert len(name) <= naming.IFNAME_MAX
+        assert not naming.NETWORK_NAME_RE.fullmatch(name)
+        assert not naming.NODE_NAME_RE.fullmatch(name.split(".")[0])  # a member's port starts with its node
+
+
 def test_cli_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["validate", str(DEFAULT_TOPOLOGY)]) == 0
     assert capsys.readouterr().out == "ok\n"

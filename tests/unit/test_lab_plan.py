@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from netns import apply, model, nat, plan
+from netns import apply, generate, model, nat, plan
 from netns.lifecycle import DEFAULT_TOPOLOGY
 
 pytestmark = pytest.mark.unit
@@ -121,6 +121,51 @@ def test_more_than_two_members_make_a_bridge_in_the_first_members_namespace() ->
         "link up x-gw:a.0",
         "link up x-gw:b.0",
     ]
+
+
+def _star(members: int) -> model.Topology:
+    """A hub and ``members`` hosts on one network."""
+    nodes = {"hub": {"kind": "host", "interfaces": {"lan": "10.0.0.1"}}}
+    nodes |= {f"h{i}": {"kind": "host", "interfaces": {"lan": f"10.0.0.{i + 1}"}} for i in range(1, members + 1)}
+    return model.parse({"version": 1, "networks": {"lan": {"subnet": "10.0.0.0/24"}}, "nodes": nodes})
+
+
+def _bridges(steps: list[plan.Step]) -> dict[str, list[str]]:
+    """Each bridge the steps create, with the ports attached to it in order."""
+    bridges: dict[str, list[str]] = {s.ifname: [] for s in steps if isinstance(s, plan.CreateBridge)}
+    for s in steps:
+        if isinstance(s, plan.AttachPort):
+            bridges[s.bridge].append(s.port)
+    return bridges
+
+
+def test_a_network_that_fills_its_bridge_exactly_has_no_branches() -> None:
+    assert _bridges(plan.plan(_star(3), "x", bridge_ports=3)) == {"lan": ["h1.0", "h2.0", "h3.0"]}
+
+
+def test_members_beyond_a_bridges_ports_are_dealt_evenly_to_branch_bridges() -> None:
+    steps = plan.plan(_star(5), "x", bridge_ports=3)
+    assert _bridges(steps) == {
+        "lan": ["0.up1", "0.up2", "0.up3"],
+        "0.br1": ["0.dn1", "h1.0", "h2.0"],
+        "0.br2": ["0.dn2", "h3.0", "h4.0"],
+        "0.br3": ["0.dn3", "h5.0"],
+    }
+    described = [s.describe() for s in steps]
+    assert "veth x-hub:0.up2 <-> x-hub:0.dn2" in described
+    assert "veth x-hub:h4.0 <-> x-h4:lan" in described
+    ups = [s.ifname for s in steps if isinstance(s, plan.LinkUp) and s.ns == "x-hub"]
+    assert ups[:1] == ["lan"]  # the hub's own interface first, then every bridge and port it holds
+    branches = [f"0.{kind}{i}" for kind in ("br", "up", "dn") for i in (1, 2, 3)]
+    assert sorted(ups[1:]) == sorted(branches + [f"h{i}.0" for i in range(1, 6)])
+
+
+def test_a_generated_lab_of_2500_peers_puts_every_router_on_a_bridge_with_ports_to_spare() -> None:
+    bridges = _bridges(plan.plan(generate.topology(2500), "x"))
+    assert sorted(len(ports) for ports in bridges.values()) == [3, 834, 834, 835]  # uplinks; a downlink + members
+    assert max(len(ports) for ports in bridges.values()) <= plan.BRIDGE_PORTS
+    routers = [port for ports in bridges.values() for port in ports if not port[0].isdigit()]
+    assert sorted(routers) == sorted(f"nat{i}.0" for i in range(1, 2501))
 
 
 def test_home_firewall_ruleset() -> None:
