@@ -46,6 +46,12 @@ def server_address() -> Iterator[str]:
         yield address
 
 
+def _ctrl_c_as_from_a_terminal() -> None:
+    """In the child: SIGINT to its default. A shell's background job (``pytest &``) hands it on ignored, and
+    Python then keeps ignoring it, as nohup and ``&`` ask; a peer started from a terminal has it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def peer(server: str, me: str, other: str, *extra: str, stdin: str | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*PUNCH, "peer", "--server", server, "--id", me, "--to", other, "--bind", "127.0.0.1:0", *extra],
@@ -53,6 +59,7 @@ def peer(server: str, me: str, other: str, *extra: str, stdin: str | None = None
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ctrl_c_as_from_a_terminal,
     )
 
 
