@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import os
 import random
@@ -49,7 +50,7 @@ from pathlib import Path
 import punch.cli
 from bench.crowd import Crowd, peer_argv
 from bench.report import machine, markdown_table, median_p95, write_report
-from netns import generate, ipr, naming
+from netns import apply, generate, ipr, lifecycle, naming
 from punch.peer import sealing
 
 PYTHON = sys.executable
@@ -61,6 +62,7 @@ ALTERNATE = str(generate.ALTERNATE)
 # the rest of the machine 5% of every second).
 SERVER_PRIORITY = ["chrt", "--rr", "1"]
 CORES = os.cpu_count() or 1
+SIDE_BY_SIDE = {kind.__name__ for kind in apply.HELPER_STEPS}  # the kinds of step `up` runs at once (apply.py)
 BACKGROUND_S = 0.5  # how long the machine's load is sampled before each run
 QUIET, QUIET_WAIT_S = 0.1, 15.0  # a run starts once the rest of the machine is this quiet, or after this long
 
@@ -88,6 +90,7 @@ class Punching:
 class Size:
     n: int
     up_s: float = 0.0
+    steps: dict[str, dict[str, float]] = field(default_factory=dict)  # `up --json`'s: count and seconds by kind
     status_s: float = 0.0  # `status --json` of the whole lab, right after up
     down_s: float = 0.0
     mem_available_mib: float = 0.0
@@ -286,7 +289,10 @@ def run_size(n: int, single: int, rates: list[float], modes: list[int], tag: str
     size = Size(n)
     name = f"ls{tag}{len(str(n))}"
     before = meminfo()
-    size.up_s = timed(lambda: lab("up", "--name", name, "--peers", str(n)))
+    started = time.monotonic()
+    built = lab("up", "--name", name, "--peers", str(n), "--json")
+    size.up_s = time.monotonic() - started
+    size.steps = json.loads(built)["steps"]
     standalone = 0.0
     try:
         after = meminfo()
@@ -406,6 +412,21 @@ def punch_verdict(n: int, hosts: int, single_ms: list[float], runs: list[Punchin
     return Verdict(rows, summary, text, met)
 
 
+def step_rows(sizes: Sequence[Size]) -> list[list[object]]:
+    """Per kind of step of `up` (in the order they first ran): at each N, how many and the milliseconds each."""
+    rows: list[list[object]] = []
+    for kind in dict.fromkeys(kind for s in sizes for kind in s.steps):
+        row: list[object] = [kind + (" (side by side)" if kind in SIDE_BY_SIDE else "")]
+        for s in sizes:
+            step = s.steps.get(kind)
+            row.append(f"{step['count']:.0f} x {step['seconds'] / step['count'] * 1000:.2f}" if step else "-")
+        rows.append(row)
+    taking_turns = [sum(v["seconds"] for k, v in s.steps.items() if k not in SIDE_BY_SIDE) for s in sizes]
+    rows.append(["all but side by side: seconds", *(f"{t:.2f}" for t in taking_turns)])
+    rows.append(["up (CLI wall time): seconds", *(f"{s.up_s:.2f}" for s in sizes)])
+    return rows
+
+
 def table(sizes: list[Size], standalone: float, single: int, within: float) -> list[str]:
     lab_rows, punch_rows, summary_rows, verdicts = [], [], [], []
     met: list[str] = []
@@ -459,6 +480,14 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
             ],
             lab_rows,
         ),
+        "",
+        "Where up's time goes: `up --json` gives, per kind of step, how many ran and the time they took "
+        "(netns/apply.py's StepClock); below, count x milliseconds each. The steps that wait for a helper "
+        f"process (`iptables-restore` and the like) run side by side on {lifecycle.JOBS} threads; every other "
+        "step takes its "
+        "turn, so their sum is the part of up that grows with every step's own cost.",
+        "",
+        *markdown_table(["step", *(f"N={s.n}" for s in sizes)], step_rows(sizes)),
         "",
         "## N/2 pairs through one server",
         "",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -103,6 +104,34 @@ def _remove_container(step: plan.RemoveContainer) -> None:
 def kernel_executor(step: Step) -> None:
     """Carry out ``step`` on the running kernel."""
     _dispatch()[type(step)](step)
+
+
+class StepClock:
+    """An executor that runs each step with ``execute`` and keeps, per kind of step, how many ran and the time
+    they took (``up --json``'s ``steps``). On several threads the times add up: the helper steps
+    (``HELPER_STEPS``) overlap, so their sum can be more than the wall time; the others take turns."""
+
+    def __init__(self, execute: Executor = kernel_executor) -> None:
+        self._execute = execute
+        self._lock = threading.Lock()
+        self._count: dict[str, int] = {}
+        self._seconds: dict[str, float] = {}
+
+    def __call__(self, step: Step) -> None:
+        started = time.perf_counter()
+        try:
+            self._execute(step)
+        finally:
+            took = time.perf_counter() - started
+            kind = type(step).__name__
+            with self._lock:
+                self._count[kind] = self._count.get(kind, 0) + 1
+                self._seconds[kind] = self._seconds.get(kind, 0.0) + took
+
+    def by_kind(self) -> dict[str, dict[str, float]]:
+        """``{kind: {"count": n, "seconds": s}}``, the kinds in the order they first ran."""
+        with self._lock:
+            return {kind: {"count": n, "seconds": round(self._seconds[kind], 6)} for kind, n in self._count.items()}
 
 
 @contextmanager

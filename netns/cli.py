@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted (128+N for anot
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"give every router (or ROUTER; repeatable) this RFC 4787 preset: {', '.join(model.PRESETS)}",
     )
     up.add_argument("--capture", type=Path, metavar="DIR", help="keep pcaps of every NAT's WAN in DIR (tcpdump)")
+    up.add_argument("--json", action="store_true", help="print the nodes, and the time each kind of step took, as JSON")
     named("down", "delete everything the lab owns (processes first)")
     status = named("status", "show nodes, interfaces, addresses, routes and NAT kinds")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -200,7 +202,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
         topology = topology.with_nat(preset, None if router is None else [router])
     with deferred_signals():
         summary = lifecycle.up(topology, args.name, args.capture)
-    print(f"lab {summary.lab} is up ({len(summary.nodes)} nodes); logs in {naming.state_dir(summary.lab)}")
+    if args.json:
+        print(json.dumps(dataclasses.asdict(summary), indent=2))
+        if args.peers is not None:
+            _warn_neighbours(args.peers)
+        return EXIT_OK
+    print(
+        f"lab {summary.lab} is up ({len(summary.nodes)} nodes, built in {summary.seconds:.2f} s); "
+        f"logs in {naming.state_dir(summary.lab)}"
+    )
     if args.peers is not None:
         _warn_neighbours(args.peers)
     shown = summary.nodes if len(summary.nodes) <= SUMMARY_NODES else summary.nodes[:SUMMARY_NODES]

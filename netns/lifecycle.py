@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -105,6 +106,8 @@ def owned_namespaces(lab: str) -> list[str]:
 class Summary:
     lab: str
     nodes: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0  # building the lab: applying its plan
+    steps: dict[str, dict[str, float]] = field(default_factory=dict)  # apply.StepClock.by_kind()
 
 
 def up(topology: Topology, lab: str, capture_dir: Path | None = None) -> Summary:
@@ -122,11 +125,14 @@ def up(topology: Topology, lab: str, capture_dir: Path | None = None) -> Summary
         containers.check_images(images)  # an engine and every image, before anything is built
     netem = any(n.impair for n in topology.networks) and ipr.netem_supported(sys.executable)
     steps = plan(topology, lab, netem, sys.executable)
+    clock = apply.StepClock()
     try:
         state_dir.mkdir(parents=True)
         (state_dir / STATE_FILE).write_text(json.dumps(_state(topology, lab), indent=2) + "\n", encoding="utf-8")
+        started = time.monotonic()
         with _no_gc():
-            apply.apply(steps, jobs=JOBS)
+            apply.apply(steps, clock, jobs=JOBS)
+        built = time.monotonic() - started
     except OSError as exc:
         shutil.rmtree(state_dir, ignore_errors=True)
         raise LabError(f"cannot write state dir {state_dir}: {exc.strerror}; check /run is writable") from exc
@@ -135,7 +141,7 @@ def up(topology: Topology, lab: str, capture_dir: Path | None = None) -> Summary
         raise
     if capture_dir is not None:
         _start_captures(topology, lab, capture_dir)
-    summary = Summary(lab)
+    summary = Summary(lab, seconds=round(built, 6), steps=clock.by_kind())
     for node in topology.nodes:
         addresses = [f"{i.network}={a}" for i in node.interfaces for a in i.addresses]
         summary.nodes.append(

@@ -105,6 +105,31 @@ def test_up_status_down(lab_factory: LabFactory) -> None:
     assert again.returncode == 0, again.stderr
 
 
+def test_up_json_gives_the_nodes_and_the_time_each_kind_of_step_took() -> None:
+    name = unique_name()
+    try:
+        done = run_cli("up", "--name", name, "--peers", "3", "--json")
+        assert done.returncode == 0, done.stderr
+        info = json.loads(done.stdout)
+        assert info["lab"] == name
+        assert [n["node"] for n in info["nodes"]] == ["server", "nat1", "nat2", "nat3", "peer1", "peer2", "peer3"]
+        assert info["nodes"][1]["nat"] == "masquerade/home on inet"
+        steps = info["steps"]
+        assert {
+            kind: steps[kind]["count"] for kind in ("CreateNamespace", "CreateBridge", "CreateVeth", "LoadNat")
+        } == {
+            "CreateNamespace": 7,
+            "CreateBridge": 1,
+            "CreateVeth": 6,
+            "LoadNat": 3,
+        }
+        assert all(step["seconds"] > 0 for step in steps.values())
+        assert info["seconds"] > 0
+    finally:
+        run_cli("down", "--name", name)
+    assert namespaces_of(name) == []
+
+
 def test_peer_reaches_server_through_nat(lab: Lab) -> None:
     start_echo(lab, "server", SERVER, 7000)
     done = lab.exec("peer10", PY, "-c", ASK, SERVER, "7000")

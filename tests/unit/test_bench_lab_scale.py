@@ -8,7 +8,7 @@ import random
 import pytest
 
 from bench.crowd import udp_in_datagrams
-from bench.lab_scale import arrival_times, capacity
+from bench.lab_scale import Size, arrival_times, capacity, step_rows
 
 pytestmark = pytest.mark.unit
 
@@ -41,3 +41,17 @@ def test_capacity_is_the_highest_rate_up_to_which_every_median_is_within_the_bou
 
 def test_a_slower_rate_that_missed_ends_the_capacity_even_if_a_faster_one_made_it() -> None:
     assert capacity(3.5, [(5.0, 3.6), (10.0, 4.5), (20.0, 4.0)], 1.2) == 5.0
+
+
+def test_step_rows_give_each_kind_at_each_size_and_the_part_that_takes_turns() -> None:
+    small = Size(10, up_s=0.3, steps={"CreateNamespace": {"count": 21, "seconds": 0.021}})
+    small.steps["LoadNat"] = {"count": 10, "seconds": 0.5}
+    big = Size(100, up_s=1.2, steps={"CreateNamespace": {"count": 201, "seconds": 0.402}})
+    big.steps["CreateBridge"] = {"count": 1, "seconds": 0.0003}
+    assert step_rows([small, big]) == [
+        ["CreateNamespace", "21 x 1.00", "201 x 2.00"],
+        ["LoadNat (side by side)", "10 x 50.00", "-"],
+        ["CreateBridge", "-", "1 x 0.30"],
+        ["all but side by side: seconds", "0.02", "0.40"],
+        ["up (CLI wall time): seconds", "0.30", "1.20"],
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 
 import pytest
 
@@ -49,3 +50,20 @@ def test_a_failure_undoes_only_what_started() -> None:
     # Namespaces that do not wait for the failed veth may have gone on; nat3 and peer3 stopped there.
     assert not [s for s in recorder.done if touches(s, "t-nat3") and isinstance(s, plan.LoadNat | plan.LinkUp)]
     assert not [s for s in recorder.done if touches(s, "t-peer3") and isinstance(s, plan.AddAddress | plan.AddRoute)]
+
+
+def test_the_step_clock_counts_every_step_by_kind_and_times_them() -> None:
+    steps = plan.plan(generate.topology(20), "t")
+    clock = apply.StepClock(Recorder())
+    apply.apply(steps, clock, jobs=4)
+    kinds = clock.by_kind()
+    assert {kind: int(v["count"]) for kind, v in kinds.items()} == Counter(type(step).__name__ for step in steps)
+    assert next(iter(kinds)) == "CreateNamespace"  # in the order they first ran
+    assert all(v["seconds"] >= 0 for v in kinds.values())
+
+
+def test_the_step_clock_counts_a_failed_step_and_lets_its_error_through() -> None:
+    clock = apply.StepClock(Recorder(fail_on="create namespace t-a"))
+    with pytest.raises(RuntimeError, match="boom"):
+        clock(plan.CreateNamespace("t-a"))
+    assert clock.by_kind() == {"CreateNamespace": {"count": 1, "seconds": pytest.approx(0, abs=1)}}
