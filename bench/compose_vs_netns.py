@@ -238,7 +238,10 @@ def main() -> int:
     for number in range(args.rounds):
         netns_round(kinds[0], f"c{tag}{number}")
         compose_round(kinds[1], f"cv{tag}{number}", compose, env)
-        print(f"round {number + 1}: {kinds}", file=sys.stderr, flush=True)
+        last = "; ".join(
+            f"{kind.name} " + ", ".join(f"{step} {kind.seconds[step][-1]:.2f} s" for step in STEPS) for kind in kinds
+        )
+        print(f"round {number + 1}/{args.rounds}: {last}", file=sys.stderr, flush=True)
     print(write_report(args.output, table(kinds, args.rounds, env["PUNCH_BASE"])))
     return 0
 
