@@ -3,7 +3,7 @@
 For each N (10, 100, 1,000 by default) one lab ``python -m netns up --peers N`` (each peer behind its own
 NAT router, home firewall, every router on one internet with the server; netns/generate.py), then:
 
-- up and down: wall time of the CLI, and per peer;
+- up and down: wall time of the CLI, and per peer; where up's time goes, per kind of step (``up --json``);
 - kernel memory: MemAvailable and Slab (/proc/meminfo) after up against before it (the machine is shared, so
   this is approximate; the namespaces, veths, netfilter tables and conntrack are all kernel memory);
 - punching, `punch server` in node server. Every peer is in its own namespace behind its own NAT router
@@ -484,8 +484,7 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
         "Where up's time goes: `up --json` gives, per kind of step, how many ran and the time they took "
         "(netns/apply.py's StepClock); below, count x milliseconds each. The steps that wait for a helper "
         f"process (`iptables-restore` and the like) run side by side on {lifecycle.JOBS} threads; every other "
-        "step takes its "
-        "turn, so their sum is the part of up that grows with every step's own cost.",
+        "step takes its turn, so their sum is the part of up that grows with every step's own cost.",
         "",
         *markdown_table(["step", *(f"N={s.n}" for s in sizes)], step_rows(sizes)),
         "",
