@@ -54,9 +54,10 @@ def test_the_symmetric_side_opens_many_mappings_and_the_cone_side_finds_one(lab:
     mapped10 = result10["mapped"]
     assert re.search(rf"NAT mapping is endpoint-dependent \(server saw {mapped10} and :\d+\)", log10), log10
     assert f"NAT mapping is endpoint-independent (server saw {result14['mapped']} from both" in log14
-    # peer14 talks to a port of nat10 the server never saw: the mapping of one of peer10's 256 sockets.
+    # peer14 talks to the mapping of one of peer10's 256 sockets (not the one the server saw; its port number
+    # can still be the same by chance, about 256 in 64,512 runs: --random-fully picks each flow's port on its own,
+    # and two flows to different destinations may share one, so the socket switch below is what shows it).
     assert result14["remote"].startswith(WAN["10"] + ":")
-    assert result14["remote"] != mapped10
     assert result10["remote"] == result14["mapped"]
     bound = re.search(r"socket bound to (\S+)", log10)
     assert bound is not None
