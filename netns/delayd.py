@@ -147,6 +147,14 @@ def parse(data: bytes) -> tuple[list[Packet], list[int]]:
     return packets, errors
 
 
+def clocks() -> tuple[float, float]:
+    """(monotonic, wall) clock readings for one instant, the wall clock read first. A pause between the two reads
+    (the scheduler; a virtual machine's stolen time, tens of milliseconds here at times) then puts a packet's
+    arrival later by the pause, never earlier: read the other way round, it released the packet that much early."""
+    wall_now = time.time()
+    return time.monotonic(), wall_now
+
+
 def arrival(stamp: float | None, now: float, wall_now: float) -> float:
     """When (monotonic clock) a packet stamped ``stamp`` (wall clock) arrived, read at ``now`` / ``wall_now``; the
     read itself without a stamp, or for one from the future or older than MAX_STAMP_AGE (the clock was set)."""
@@ -246,7 +254,7 @@ def _drain(sock: socket.socket, delayer: Delayer) -> None:
         for code in errors:
             if code:
                 log.warning("kernel reported %s on queue %d", os.strerror(code), delayer.queue)
-        now, wall_now = time.monotonic(), time.time()  # the same instant on both clocks
+        now, wall_now = clocks()
         for packet_id, stamp in packets:
             delayer.add(packet_id, arrival(stamp, now, wall_now))
 

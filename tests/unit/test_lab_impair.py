@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -247,6 +249,25 @@ def test_nfqueue_messages() -> None:
     body = struct.pack("!BBH", 2, 0, 7) + stamp + packet
     msg = struct.pack("=IHHII", 16 + len(body), 0x0300, 0, 0, 0) + body
     assert delayd.parse(msg) == ([(42, 1_764_000_000.25)], [])
+
+
+def test_a_pause_between_reading_the_two_clocks_never_makes_an_arrival_earlier(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    elapsed = [0.0]
+
+    def reading(base: float) -> Callable[[], float]:
+        def read() -> float:
+            value = base + elapsed[0]
+            elapsed[0] += 0.020  # the process is paused for 20 ms after every read
+            return value
+
+        return read
+
+    monkeypatch.setattr(delayd, "time", SimpleNamespace(monotonic=reading(100.0), time=reading(5000.0)))
+    now, wall_now = delayd.clocks()
+    stamped = 4999.9997  # the kernel stamped it 0.3 ms before the first read: it arrived at monotonic 99.9997
+    assert delayd.arrival(stamped, now, wall_now) >= 99.9997
 
 
 def test_a_hold_counts_from_the_kernels_stamp_of_the_arrival() -> None:
