@@ -204,15 +204,20 @@ def _cmd_up(args: argparse.Namespace) -> int:
         summary = lifecycle.up(topology, args.name, args.capture)
     if args.json:
         print(json.dumps(dataclasses.asdict(summary), indent=2))
-        if args.peers is not None:
-            _warn_neighbours(args.peers)
-        return EXIT_OK
-    print(
-        f"lab {summary.lab} is up ({len(summary.nodes)} nodes, built in {summary.seconds:.2f} s); "
-        f"logs in {naming.state_dir(summary.lab)}"
-    )
+    else:
+        print(
+            f"lab {summary.lab} is up ({len(summary.nodes)} nodes, built in {summary.seconds:.2f} s); "
+            f"logs in {naming.state_dir(summary.lab)}"
+        )
     if args.peers is not None:
         _warn_neighbours(args.peers)
+    if not args.json:
+        _print_nodes(summary)
+    return EXIT_OK
+
+
+def _print_nodes(summary: lifecycle.Summary) -> None:
+    """``up``'s list of the lab's nodes (the first SUMMARY_NODES of a big lab)."""
     shown = summary.nodes if len(summary.nodes) <= SUMMARY_NODES else summary.nodes[:SUMMARY_NODES]
     for node in shown:
         nat = f"  nat {node['nat']}" if node["nat"] else ""
@@ -223,7 +228,6 @@ def _cmd_up(args: argparse.Namespace) -> int:
             print(f"  {'':<10} {'':<7} {node['behaviour']}")
     if len(shown) < len(summary.nodes):
         print(f"  ... and {len(summary.nodes) - len(shown)} more nodes (`status --name {summary.lab}` lists them all)")
-    return EXIT_OK
 
 
 def _warn_neighbours(peers: int) -> None:

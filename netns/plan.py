@@ -371,8 +371,8 @@ def _bridged(
     work on the members' own interfaces, do not see the difference."""
     steps: list[Step] = [CreateBridge(ns[hub], network)]
     ups: list[Step] = []
-    branches = 1 if len(others) <= ports else -(-len(others) // (ports - 1))  # a branch's last port is its uplink
-    for branch in range(1, branches + 1) if branches > 1 else ():
+    branches = 0 if len(others) <= ports else -(-len(others) // (ports - 1))  # a branch's last port is its uplink
+    for branch in range(1, branches + 1):
         bridge = naming.branch_bridge(index, branch)
         uplink, downlink = naming.branch_uplink(index, branch)
         steps += [
@@ -383,7 +383,7 @@ def _bridged(
         ]
         ups += [LinkUp(ns[hub], bridge), LinkUp(ns[hub], uplink), LinkUp(ns[hub], downlink)]
     for position, other in enumerate(others):
-        bridge = network if branches == 1 else naming.branch_bridge(index, position * branches // len(others) + 1)
+        bridge = naming.branch_bridge(index, position * branches // len(others) + 1) if branches else network
         port = naming.bridge_port(other, index)
         steps += [CreateVeth(ns[hub], port, ns[other], network), AttachPort(ns[hub], port, bridge)]
         ups.append(LinkUp(ns[hub], port))
