@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from punch.peer.hops import Hop, open_ttl, time_exceeded_from
+from punch.peer.hops import Hop, _Probe, open_ttl, time_exceeded_from
 from punch.stun.errqueue import ICMP_TIME_EXCEEDED, IP_RECVERR, SO_EE_ORIGIN_ICMP
 
 pytestmark = pytest.mark.unit
@@ -56,3 +56,20 @@ def test_hops_describe_themselves_for_the_log() -> None:
     assert Hop(2, "100.64.0.1").describe() == "TTL 2 died at 100.64.0.1 (private)"
     assert Hop(3, "198.51.100.1").describe() == "TTL 3 died at 198.51.100.1 (public)"
     assert Hop(4, reached=True).describe() == "TTL 4 reached the server"
+
+
+def test_a_pause_during_the_send_lengthens_the_round_trip_never_shortens_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's clock is read before the datagram leaves: time lost inside sendto counts toward the round trip."""
+    clock = [100.0]
+    monkeypatch.setattr("punch.peer.hops.time.monotonic", lambda: clock[0])
+
+    class PausingSocket:
+        def sendto(self, data: bytes, address: tuple[str, int]) -> int:
+            clock[0] += 0.003  # the process is held for 3 ms inside the send
+            return len(data)
+
+    probe = _Probe(3, ("127.0.0.1", 9), "127.0.0.1")
+    probe.sock.close()
+    probe.sock = PausingSocket()  # type: ignore[assignment]
+    probe.send()
+    assert probe.sent_at == 100.0
