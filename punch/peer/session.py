@@ -251,17 +251,35 @@ async def _find_path(
 ) -> tuple[Path, Channel, Puncher]:
     # The TTL for our low-TTL probes, before we ask: the Introduce may come at once, and with early checks the other
     # peer counts on our probe leaving the moment it arrives (punch.peer.puncher.early_delay): so the puncher is
-    # made, and an early punch's probes are sent, in the Introduce's own handler (client.on_introduced).
+    # made, and an early punch's probes are sent, in the Introduce's own handler (client.on_introduced). The
+    # channel is routed there too: on the relay the other peer sends its first text the moment its own Introduce
+    # arrives, and it may reach us before this coroutine runs again (it used to be dropped, and came again only
+    # after the channel's first retransmission timeout, 200 ms later).
     config = dataclasses.replace(config, punch=await hops_found)
-    openings: list[tuple[Plan, Puncher]] = []
+    openings: list[tuple[Plan, Puncher, Channel]] = []
 
     def switch(path: Path) -> None:
         if path.local is not None:  # port prediction or a move chose a socket of its own: the session runs over it
             _run_over(path.local, puncher, channel, result)
 
+    def session_channel(introduction: Introduction) -> Channel:
+        """The session's channel, its requests routed to it from now on (after the puncher's, _opening)."""
+        channel = Channel(
+            endpoint,
+            config.peer_id,
+            introduction.peer_id,
+            introduction.session_id,
+            introduction.key,
+            on_text,
+            relay=config.server,
+        )
+        dispatcher.routes.append(channel.on_request)
+        return channel
+
     def opening(introduction: Introduction) -> None:
         if introduction.peer_id == config.target:
-            openings.append(_opening(config, endpoint, dispatcher, client, introduction, switch))
+            plan, puncher = _opening(config, endpoint, dispatcher, client, introduction, switch)
+            openings.append((plan, puncher, session_channel(introduction)))
 
     client.on_introduced = opening
     try:
@@ -278,24 +296,18 @@ async def _find_path(
         raise PeerError(f"the server introduced {introduction.peer_id}, but we asked for {config.target}")
     loop = asyncio.get_running_loop()
     started = loop.time() if client.introduced_at is None else client.introduced_at
-    plan, puncher = openings[0] if openings else _opening(config, endpoint, dispatcher, client, introduction, switch)
+    if openings:
+        plan, puncher, channel = openings[0]
+    else:
+        plan, puncher = _opening(config, endpoint, dispatcher, client, introduction, switch)
+        channel = session_channel(introduction)
     result.role = introduction.role.name.lower()
     result.server_rtt_ms = None if client.rtt is None else round(client.rtt * 1000, 2)
     result.session = introduction.session_id.hex()
     result.early = puncher.early if plan is Plan.PUNCH else None
     if puncher.same_nat:
         log.info("%s has our public address: we are behind the same NAT, so a LAN path is preferred", config.target)
-    channel = Channel(
-        endpoint,
-        config.peer_id,
-        introduction.peer_id,
-        introduction.session_id,
-        introduction.key,
-        on_text,
-        relay=config.server,
-    )
     result.received, result.sent = channel.received, channel.sent  # shared: a failure still reports what crossed
-    dispatcher.routes.append(channel.on_request)  # (after the puncher's, _opening)
     if plan is Plan.RELAY:
         why = f"no direct path to {introduction.peer_id}: both NATs map endpoint-dependently, no port to predict"
         if not config.relay:
