@@ -12,6 +12,9 @@ The server answers on its alternate address too, so the peers measure their NAT'
    Data requests (as the peers' channel does) as fast as it can for a few seconds, through the relay or to the
    other peer's public endpoint; the receiver counts what arrives (it does not answer). The direct rows show what
    the lab and the generator reach without the server: the relay's ceiling is the server's, not theirs.
+   In the lab, the kernel also carries every relayed datagram through the lab's namespaces (veth, bridge,
+   conntrack, NAT), possibly on the server's core: so the same load runs once more through a second server on the
+   loopback of the server's namespace (sender and receiver there too), the server without the lab.
 
 Writes a Markdown report (machine, date, how) to --output and prints it.
 """
@@ -36,6 +39,7 @@ from bench.report import machine, markdown_table, median_p95, write_report
 
 PYTHON = sys.executable
 SERVER, ALTERNATE = "203.0.113.1:3478", "203.0.113.2:3479"
+LOOPBACK = "127.0.0.1:3480"  # the second server, on the loopback of the server's namespace
 STAMP = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) ")
 LABS = {"relay": "symmetric", "direct": "port-restricted-cone"}  # path -> the NAT preset of both routers
 
@@ -48,6 +52,7 @@ class Row:
     ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     load: dict[int, dict[str, float]] = field(default_factory=dict)  # payload bytes -> sender's and receiver's counts
+    loopback: dict[int, dict[str, float]] = field(default_factory=dict)  # the same, relayed on loopback (relay row)
 
 
 def in_node(name: str, node: str, *command: str) -> list[str]:
@@ -92,13 +97,14 @@ def trial(name: str, number: int, path: str) -> tuple[list[float], str]:
 # -- the load generator: `python -m bench.relay send|receive ...` inside a peer's namespace ---------------------
 
 
-async def introduced(me: str, other: str) -> tuple[int, bytes, bytes, tuple[str, int]]:
-    """Register as ``me``, ask for ``other``; our local port, the session, its key, the other's public endpoint."""
+async def introduced(me: str, other: str, server: str) -> tuple[int, bytes, bytes, tuple[str, int]]:
+    """Register as ``me`` with ``server`` (HOST:PORT), ask for ``other``; our local port, the session, its key,
+    the other's public endpoint."""
     from punch.peer.client import RendezvousClient
     from punch.stun import Address, Message
     from punch.stun.protocol import open_endpoint
 
-    host, port = SERVER.split(":")
+    host, port = server.split(":")
 
     def handle(message: Message, source: Address, data: bytes) -> None:
         client.on_request(message, source)  # Introduce
@@ -140,10 +146,10 @@ def open_mapping(sock: socket.socket, remote: tuple[str, int]) -> None:
 
 
 def send(args: argparse.Namespace) -> None:
-    local, session, key, other = asyncio.run(introduced(args.me, args.other))
+    local, session, key, other = asyncio.run(introduced(args.me, args.other, args.server))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("0.0.0.0", local))
-        host, port = SERVER.split(":")
+        host, port = args.server.split(":")
         target = (host, int(port)) if args.via == "relay" else other
         if args.via == "direct":
             time.sleep(1.0)  # the receiver opens its NAT first: it was introduced at the same moment
@@ -159,7 +165,7 @@ def send(args: argparse.Namespace) -> None:
 
 
 def receive(args: argparse.Namespace) -> None:
-    local, _, _, other = asyncio.run(introduced(args.me, args.other))
+    local, _, _, other = asyncio.run(introduced(args.me, args.other, args.server))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         sock.bind(("0.0.0.0", local))
@@ -183,15 +189,23 @@ def receive(args: argparse.Namespace) -> None:
 # -- the benchmark -----------------------------------------------------------------------------------------
 
 
-def measure_load(name: str, row: Row, payloads: list[int], duration: float) -> None:
-    extra = ["--via", row.path, "--seconds", str(duration), "--payloads", *map(str, payloads)]
+def measure_load(
+    name: str, path: str, payloads: list[int], duration: float, *, loopback: bool = False
+) -> dict[int, dict[str, float]]:
+    """Sender (peer10) and receiver (peer14) pinned to core 1, through the lab's server; with ``loopback``, both
+    in the server's namespace, through the server on LOOPBACK. Per payload size: offered and received counts."""
+    extra = ["--via", path, "--seconds", str(duration), "--payloads", *map(str, payloads)]
+    extra += ["--server", LOOPBACK if loopback else SERVER]
     pin = ["taskset", "-c", "1", PYTHON, "-m", "bench.relay"]
-    receiver = subprocess.Popen(in_node(name, "peer14", *pin, "receive", "r14", "s10", *extra), stdout=subprocess.PIPE)
-    sender = subprocess.Popen(in_node(name, "peer10", *pin, "send", "s10", "r14", *extra), stdout=subprocess.PIPE)
+    nodes = ("server", "server") if loopback else ("peer14", "peer10")
+    receiver = subprocess.Popen(in_node(name, nodes[0], *pin, "receive", "r14", "s10", *extra), stdout=subprocess.PIPE)
+    sender = subprocess.Popen(in_node(name, nodes[1], *pin, "send", "s10", "r14", *extra), stdout=subprocess.PIPE)
     sent = [json.loads(line) for line in sender.communicate(timeout=120)[0].decode().splitlines()]
     got = [json.loads(line) for line in receiver.communicate(timeout=120)[0].decode().splitlines()]
-    for s, r in zip(sent, got, strict=True):
-        row.load[s["payload"]] = {"size": s["size"], "offered": s["sent"] / s["seconds"], **r}
+    return {
+        s["payload"]: {"size": s["size"], "offered": s["sent"] / s["seconds"], **r}
+        for s, r in zip(sent, got, strict=True)
+    }
 
 
 def wait_for_line(path: Path, text: str, timeout: float = 15.0) -> None:
@@ -204,6 +218,9 @@ def wait_for_line(path: Path, text: str, timeout: float = 15.0) -> None:
     raise SystemExit(f"bench: {path} never said {text!r}")
 
 
+UNLIMITED = ("--rate-limit", "0", "--relay-rate", "0", "--relay-bytes", "0", "--stats-interval", "0")
+
+
 def run(row: Row, trials: int, payloads: list[int], duration: float) -> None:
     name = f"{row.path[0]}r{os.getpid() % 100000}"
     lab("up", "--name", name, "--firewall", "none", "--nat", LABS[row.path])
@@ -211,7 +228,7 @@ def run(row: Row, trials: int, payloads: list[int], duration: float) -> None:
         logs = lab("logdir", "--name", name).stdout.strip()
         lab("exec", "--name", name, "--detach", "--log", f"{logs}/server.log", "server", "--",
             "taskset", "-c", "0", PYTHON, "-m", "punch", "server", "--listen", SERVER, "--alternate", ALTERNATE,
-            "--rate-limit", "0", "--relay-rate", "0", "--relay-bytes", "0", "--stats-interval", "0")  # fmt: skip
+            *UNLIMITED)  # fmt: skip
         wait_for_line(Path(logs) / "server.log", "answering RFC 5780")
         for number in range(trials):
             times, problem = trial(name, number, row.path)
@@ -221,8 +238,14 @@ def run(row: Row, trials: int, payloads: list[int], duration: float) -> None:
             if problem:
                 row.failures.append(problem)
             print(f"{row.path}: trial {number + 1}: {problem or 'ok'}", file=sys.stderr, flush=True)
-        measure_load(name, row, payloads, duration)
+        row.load = measure_load(name, row.path, payloads, duration)
         print(f"{row.path}: load {row.load}", file=sys.stderr, flush=True)
+        if row.path == "relay":
+            lab("exec", "--name", name, "--detach", "--log", f"{logs}/loopback.log", "server", "--",
+                "taskset", "-c", "0", PYTHON, "-m", "punch", "server", "--listen", LOOPBACK, *UNLIMITED)  # fmt: skip
+            wait_for_line(Path(logs) / "loopback.log", "listening on")
+            row.loopback = measure_load(name, row.path, payloads, duration, loopback=True)
+            print(f"{row.path}: loopback load {row.loopback}", file=sys.stderr, flush=True)
     finally:
         lab("down", "--name", name, check=False)
 
@@ -257,29 +280,45 @@ def report(rows: list[Row], duration: float) -> list[str]:
         f"sender can for {duration:g} s per size, counted where they arrive (no answers). Mbit/s counts UDP "
         "payload bytes. Relay and direct rows ran in the same run; the machine is shared, so read ratios.",
         "",
+        "*Through the lab*: from peer10 behind nat10 to peer14 behind nat14; the kernel also carries every relayed "
+        "datagram through the lab's namespaces (veth, bridge, conntrack, NAT). *Loopback*: the same sender and "
+        "receiver in the server's namespace, through a second server on its loopback (`127.0.0.1`, pinned to the "
+        "same core): the server without the lab.",
+        "",
     ]
     table = []
-    for r in rows:
-        for payload, m in sorted(r.load.items()):
-            rate = m["received"] / m["seconds"] if m["seconds"] else 0.0
+    measured = [(r.path, "the lab", r.load) for r in rows] + [(r.path, "loopback", r.loopback) for r in rows]
+    for path, where, load in measured:
+        for payload, m in sorted(load.items()):
+            rate = delivered_rate(m)
             loss = 1 - m["received"] / (m["offered"] * duration) if m["offered"] else 0.0
             mbits = rate * m["size"] * 8 / 1e6
             table.append(
-                [r.path, payload, m["size"], f"{m['offered']:,.0f}", f"{rate:,.0f}", f"{mbits:.1f}",
+                [path, where, payload, m["size"], f"{m['offered']:,.0f}", f"{rate:,.0f}", f"{mbits:.1f}",
                  f"{100 * max(0.0, loss):.0f}%"]
             )  # fmt: skip
     lines += markdown_table(
-        ["path", "payload (bytes)", "datagram (bytes)", "offered (pkt/s)", "delivered (pkt/s)", "Mbit/s", "lost"],
+        ["path", "through", "payload (bytes)", "datagram (bytes)", "offered (pkt/s)", "delivered (pkt/s)", "Mbit/s",
+         "lost"],
         table,
-    )
-    delivered = [{p: m["received"] / m["seconds"] for p, m in r.load.items() if m["seconds"]} for r in rows]
-    for payload in sorted(set(delivered[0]) & set(delivered[1])):
-        share = delivered[0][payload] / delivered[1][payload]
-        lines.append(f"\n{payload}-byte payloads: the relay delivers {share:.2f}x what the direct path does.")
+    )  # fmt: skip
+    relay, direct = rows
+    for payload in sorted(set(relay.load) & set(direct.load)):
+        share = delivered_rate(relay.load[payload]) / delivered_rate(direct.load[payload])
+        line = f"\n{payload}-byte payloads: through the lab the relay delivers {share:.2f}x what the direct path does"
+        if payload in relay.loopback:
+            alone = delivered_rate(relay.loopback[payload]) / delivered_rate(relay.load[payload])
+            line += f"; on loopback the server relays {alone:.2f}x what it relays through the lab"
+        lines.append(line + ".")
     failures = [(r, r.failures[0]) for r in rows if r.failures]
     if failures:
         lines += ["", "First failure of each row:", ""] + [f"- {r.path}: {reason}" for r, reason in failures]
     return lines
+
+
+def delivered_rate(counts: dict[str, float]) -> float:
+    """Datagrams a second that reached the receiver (0 if none did)."""
+    return counts["received"] / counts["seconds"] if counts["seconds"] else 0.0
 
 
 def main() -> int:
@@ -292,6 +331,7 @@ def main() -> int:
         load.add_argument("--via", choices=["relay", "direct"], required=True)
         load.add_argument("--seconds", type=float, default=3.0)
         load.add_argument("--payloads", type=int, nargs="+", required=True)
+        load.add_argument("--server", default=SERVER, help="HOST:PORT of the server to register with")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=3.0, help="load per payload size")
     parser.add_argument("--payloads", type=int, nargs="+", default=[100, 1000])
