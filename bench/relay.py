@@ -304,10 +304,13 @@ def report(rows: list[Row], duration: float) -> list[str]:
     )  # fmt: skip
     relay, direct = rows
     for payload in sorted(set(relay.load) & set(direct.load)):
-        share = delivered_rate(relay.load[payload]) / delivered_rate(direct.load[payload])
-        line = f"\n{payload}-byte payloads: through the lab the relay delivers {share:.2f}x what the direct path does"
+        relayed, direct_rate = delivered_rate(relay.load[payload]), delivered_rate(direct.load[payload])
+        if not relayed or not direct_rate:
+            continue  # a row that delivered nothing has its failure below
+        line = f"\n{payload}-byte payloads: through the lab the relay delivers {relayed / direct_rate:.2f}x what the "
+        line += "direct path does"
         if payload in relay.loopback:
-            alone = delivered_rate(relay.loopback[payload]) / delivered_rate(relay.load[payload])
+            alone = delivered_rate(relay.loopback[payload]) / relayed
             line += f"; on loopback the server relays {alone:.2f}x what it relays through the lab"
         lines.append(line + ".")
     failures = [(r, r.failures[0]) for r in rows if r.failures]
