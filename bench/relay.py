@@ -218,18 +218,21 @@ def wait_for_line(path: Path, text: str, timeout: float = 15.0) -> None:
     raise SystemExit(f"bench: {path} never said {text!r}")
 
 
-UNLIMITED = ("--rate-limit", "0", "--relay-rate", "0", "--relay-bytes", "0", "--stats-interval", "0")
+def start_server(name: str, log: Path, ready: str, *listen: str) -> None:
+    """``punch server`` on ``listen`` in the lab's server node, pinned to core 0, with the relay budget and the
+    rate limit off; returns once its log (``log``) says ``ready``."""
+    lab("exec", "--name", name, "--detach", "--log", str(log), "server", "--",
+        "taskset", "-c", "0", PYTHON, "-m", "punch", "server", *listen,
+        "--rate-limit", "0", "--relay-rate", "0", "--relay-bytes", "0", "--stats-interval", "0")  # fmt: skip
+    wait_for_line(log, ready)
 
 
 def run(row: Row, trials: int, payloads: list[int], duration: float) -> None:
     name = f"{row.path[0]}r{os.getpid() % 100000}"
     lab("up", "--name", name, "--firewall", "none", "--nat", LABS[row.path])
     try:
-        logs = lab("logdir", "--name", name).stdout.strip()
-        lab("exec", "--name", name, "--detach", "--log", f"{logs}/server.log", "server", "--",
-            "taskset", "-c", "0", PYTHON, "-m", "punch", "server", "--listen", SERVER, "--alternate", ALTERNATE,
-            *UNLIMITED)  # fmt: skip
-        wait_for_line(Path(logs) / "server.log", "answering RFC 5780")
+        logs = Path(lab("logdir", "--name", name).stdout.strip())
+        start_server(name, logs / "server.log", "answering RFC 5780", "--listen", SERVER, "--alternate", ALTERNATE)
         for number in range(trials):
             times, problem = trial(name, number, row.path)
             row.trials += 1
@@ -241,9 +244,7 @@ def run(row: Row, trials: int, payloads: list[int], duration: float) -> None:
         row.load = measure_load(name, row.path, payloads, duration)
         print(f"{row.path}: load {row.load}", file=sys.stderr, flush=True)
         if row.path == "relay":
-            lab("exec", "--name", name, "--detach", "--log", f"{logs}/loopback.log", "server", "--",
-                "taskset", "-c", "0", PYTHON, "-m", "punch", "server", "--listen", LOOPBACK, *UNLIMITED)  # fmt: skip
-            wait_for_line(Path(logs) / "loopback.log", "listening on")
+            start_server(name, logs / "loopback.log", "listening on", "--listen", LOOPBACK)
             row.loopback = measure_load(name, row.path, payloads, duration, loopback=True)
             print(f"{row.path}: loopback load {row.loopback}", file=sys.stderr, flush=True)
     finally:

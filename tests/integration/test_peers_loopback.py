@@ -215,17 +215,19 @@ async def test_a_text_relayed_right_behind_our_introduce_is_taken_at_once(
         nonlocal released
         message = decode(data)
         a = server.registry.lookup("a", 0)
-        if a is None or remote != a.observed or released:
-            send(data, remote)
-        elif message.method in (Method.CONNECT, Method.INTRODUCE) and message.message_class is not MessageClass.ERROR:
+        to_a = a is not None and remote == a.observed and not released
+        if (
+            to_a
+            and message.method in (Method.CONNECT, Method.INTRODUCE)
+            and message.message_class is not MessageClass.ERROR
+        ):
             held.setdefault(Method(message.method), (data, remote))  # its retransmissions are lost
-        elif message.method == Method.DATA and message.message_class is MessageClass.REQUEST:
+            return
+        if to_a and message.method == Method.DATA and message.message_class is MessageClass.REQUEST:
             released = True
             for method in (Method.CONNECT, Method.INTRODUCE):
                 send(*held.pop(method))
-            send(data, remote)
-        else:
-            send(data, remote)
+        send(data, remote)
 
     server.endpoint.send_bytes = arriving_together  # type: ignore[method-assign]
     hard = PredictConfig(assume=Mapping.ENDPOINT_DEPENDENT)  # both NATs: no direct path, straight to the relay
