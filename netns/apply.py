@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -223,26 +223,43 @@ def _apply_parallel(steps: Sequence[Step], execute: Executor, jobs: int) -> None
         with python:
             execute(step)
 
+    # Each step reports its end to ``settle`` (on its worker): the main thread only waits for ``settled`` (all
+    # ended, or one failed) and looks at signals in between. Polling every future instead cost time in
+    # proportion to the plan's size at every look, and held the GIL the steps need: bring-up grew as N squared.
+    left = len(steps)
+    failures: list[BaseException] = []
+    settled = threading.Event()
+
+    def settle(future: Future[None]) -> None:
+        nonlocal left
+        error = _error(future)
+        with lock:
+            left -= 1
+            if error is not None and not failures:
+                failures.append(error)
+                stop.set()
+            if failures or left == 0:
+                settled.set()
+
     python = threading.Lock()
     workers = [ThreadPoolExecutor(1, "netns-apply", initializer=ipr.open_cache) for _ in range(jobs)]
     futures: list[Future[None]] = []
     try:
+        if not steps:
+            settled.set()
         owner: dict[str, int] = {}
         last: dict[str, Future[None]] = {}
         for step in steps:
             names = _namespaces(step)
             worker = owner.setdefault(names[0], len(owner) % jobs)
             future = workers[worker].submit(run, step, [last[n] for n in names if n in last])
+            future.add_done_callback(settle)
             last.update(dict.fromkeys(names, future))
             futures.append(future)
-        pending: set[Future[None]] = set(futures)
-        while pending:
+        while not settled.wait(0.05):
             _check_pending()
-            _, pending = wait(pending, timeout=0.05, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in futures if f.done() and _error(f) is not None), None)
-            error = _error(failed) if failed is not None else None
-            if error is not None:
-                raise error
+        if failures:
+            raise failures[0]
         _check_pending()
     except BaseException as exc:
         stop.set()

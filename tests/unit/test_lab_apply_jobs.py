@@ -67,3 +67,20 @@ def test_the_step_clock_counts_a_failed_step_and_lets_its_error_through() -> Non
     with pytest.raises(RuntimeError, match="boom"):
         clock(plan.CreateNamespace("t-a"))
     assert clock.by_kind() == {"CreateNamespace": {"count": 1, "seconds": pytest.approx(0, abs=1)}}
+
+
+def test_an_empty_plan_returns_at_once_on_workers_too() -> None:
+    recorder = Recorder()
+    apply.apply([], recorder, jobs=4)
+    assert recorder.done == []
+
+
+def test_the_first_failure_is_raised_once_and_the_rest_are_undone() -> None:
+    steps = plan.plan(generate.topology(20), "t")
+    recorder = Recorder(fail_on="create namespace t-server")
+    with pytest.raises(RuntimeError, match="boom"):
+        apply.apply(steps, recorder, jobs=4)
+    created = {s.ns for s in recorder.done if isinstance(s, plan.CreateNamespace)}
+    # The failed creation's inverse was pushed when it started (inverses are idempotent): it is undone too.
+    assert {s.ns for s in recorder.done if isinstance(s, plan.DeleteNamespace)} == created | {"t-server"}
+    assert len(created) < len([s for s in steps if isinstance(s, plan.CreateNamespace)]) - 1
