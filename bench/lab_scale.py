@@ -63,6 +63,7 @@ ALTERNATE = str(generate.ALTERNATE)
 SERVER_PRIORITY = ["chrt", "--rr", "1"]
 CORES = os.cpu_count() or 1
 SIDE_BY_SIDE = {kind.__name__ for kind in apply.HELPER_STEPS}  # the kinds of step `up` runs at once (apply.py)
+BESIDE = 10  # the peers of the lab brought up beside each measured one (`up_beside`)
 BACKGROUND_S = 0.5  # how long the machine's load is sampled before each run
 QUIET, QUIET_WAIT_S = 0.1, 15.0  # a run starts once the rest of the machine is this quiet, or after this long
 
@@ -91,6 +92,7 @@ class Size:
     n: int
     up_s: float = 0.0
     steps: dict[str, dict[str, float]] = field(default_factory=dict)  # `up --json`'s: count and seconds by kind
+    beside: dict[str, dict[str, float]] = field(default_factory=dict)  # the same, of a BESIDE-peer lab next to it
     status_s: float = 0.0  # `status --json` of the whole lab, right after up
     down_s: float = 0.0
     mem_available_mib: float = 0.0
@@ -299,6 +301,7 @@ def run_size(n: int, single: int, rates: list[float], modes: list[int], tag: str
         size.mem_available_mib = before["MemAvailable"] - after["MemAvailable"]
         size.slab_mib = after["Slab"] - before["Slab"]
         size.status_s = timed(lambda: lab("status", "--name", name, "--json"))
+        size.beside = up_beside(f"{name}b")
         logs = Path(lab("logdir", "--name", name).strip())
         lab("exec", "--name", name, "--detach", "--log", str(logs / "server.log"), "server", "--", *SERVER_PRIORITY,
             PYTHON, "-m", "punch", "server", "--listen", f"{SERVER}:3478", "--alternate", f"{ALTERNATE}:3479",
@@ -331,6 +334,16 @@ def run_size(n: int, single: int, rates: list[float], modes: list[int], tag: str
         print(f"N={n} ({mode(hosts)}): up {size.up_s:.1f} s, single {statistics.median(single_ms or [0]):.1f} ms, "
               f"{medians}", file=sys.stderr, flush=True)  # fmt: skip
     return size, standalone
+
+
+def up_beside(name: str) -> dict[str, dict[str, float]]:
+    """`up --json`'s steps of a BESIDE-peer lab brought up (and down) next to the one being measured: a step
+    slower there than in a lab of its size alone pays for the namespaces on the machine (the kernel's cost),
+    one as fast as alone for its own lab's size (the lab code's)."""
+    try:
+        return dict(json.loads(lab("up", "--name", name, "--peers", str(BESIDE), "--json"))["steps"])
+    finally:
+        lab("down", "--name", name)
 
 
 def describe(p: Punching) -> str:
@@ -413,17 +426,19 @@ def punch_verdict(n: int, hosts: int, single_ms: list[float], runs: list[Punchin
 
 
 def step_rows(sizes: Sequence[Size]) -> list[list[object]]:
-    """Per kind of step of `up` (in the order they first ran): at each N, how many and the milliseconds each."""
+    """Per kind of step of `up` (in the order they first ran): at each N, how many and the milliseconds each;
+    last, the same for the BESIDE-peer lab next to the largest."""
+    columns = [s.steps for s in sizes] + [sizes[-1].beside]
     rows: list[list[object]] = []
-    for kind in dict.fromkeys(kind for s in sizes for kind in s.steps):
+    for kind in dict.fromkeys(kind for steps in columns for kind in steps):
         row: list[object] = [kind + (" (side by side)" if kind in SIDE_BY_SIDE else "")]
-        for s in sizes:
-            step = s.steps.get(kind)
+        for steps in columns:
+            step = steps.get(kind)
             row.append(f"{step['count']:.0f} x {step['seconds'] / step['count'] * 1000:.2f}" if step else "-")
         rows.append(row)
-    taking_turns = [sum(v["seconds"] for k, v in s.steps.items() if k not in SIDE_BY_SIDE) for s in sizes]
+    taking_turns = [sum(v["seconds"] for k, v in steps.items() if k not in SIDE_BY_SIDE) for steps in columns]
     rows.append(["all but side by side: seconds", *(f"{t:.2f}" for t in taking_turns)])
-    rows.append(["up (CLI wall time): seconds", *(f"{s.up_s:.2f}" for s in sizes)])
+    rows.append(["up (CLI wall time): seconds", *(f"{s.up_s:.2f}" for s in sizes), "-"])
     return rows
 
 
@@ -484,9 +499,12 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
         "Where up's time goes: `up --json` gives, per kind of step, how many ran and the time they took "
         "(netns/apply.py's StepClock); below, count x milliseconds each. The steps that wait for a helper "
         f"process (`iptables-restore` and the like) run side by side on {lifecycle.JOBS} threads; every other "
-        "step takes its turn, so their sum is the part of up that grows with every step's own cost.",
+        "step takes its turn, so their sum is the part of up that grows with every step's own cost. The last "
+        f"column is a lab of {BESIDE} peers brought up beside the largest one: a step that costs more there than "
+        f"in the N={BESIDE} lab alone pays for the number of namespaces on the machine (the kernel's work, "
+        "whoever made them), one that costs the same grows only with its own lab (the lab code's work).",
         "",
-        *markdown_table(["step", *(f"N={s.n}" for s in sizes)], step_rows(sizes)),
+        *markdown_table(["step", *(f"N={s.n}" for s in sizes), f"N={BESIDE} beside N={sizes[-1].n}"], step_rows(sizes)),
         "",
         "## N/2 pairs through one server",
         "",
