@@ -147,10 +147,10 @@ def theory(a: Nat, b: Nat) -> str:
 
 HAIRPIN_THEORY = {
     "home": "direct: the carrier's NAT hairpins, so each reaches the other's public endpoint",
-    "none": "relay: the carrier's NAT hairpins, but the opener's probe, turned around at the CGN, reaches the other "
-    "home router addressed to that router itself: it is delivered locally, so no TTL stops it, and on a bare "
-    "router (no firewall dropping it) it leaves a conntrack entry that makes MASQUERADE map the other peer's own "
-    "checks to a new port (the conntrack race of bare routers)",
+    "none": "direct: the carrier's NAT hairpins, so each reaches the other's public endpoint; the opener's probe "
+    "toward a peer with its own public address dies at the CGN (one hop less), since past it the CGN would turn it "
+    "around to the other home router, which, bare, would deliver it to itself and make MASQUERADE map the other "
+    "peer's checks to a new port (the conntrack race of bare routers)",
 }
 
 

@@ -9,7 +9,8 @@ first packet toward that peer has left records the inbound packet as a connectio
 then sends, SNAT must pick a different public port, and a naive simultaneous open deadlocks. So:
 
 1. the **opener** sends each candidate a check with a low IP TTL (default 2): it passes the opener's own NAT,
-   creating the mapping, and dies in the network before it can reach the other NAT;
+   creating the mapping, and dies in the network before it can reach the other NAT (one hop sooner toward a
+   peer behind the same outermost NAT, which would turn it around to them: :meth:`Puncher.opening_ttl`);
 2. the opener then tells the server it is Ready, and the server tells the **prober** to Go;
 3. the prober checks every candidate; its checks find the opener's mapping already open and get through;
    the opener answers and sends a triggered check back (RFC 8445 §7.3.1.4);
@@ -235,12 +236,26 @@ class Puncher:
         if self._timings.open_ttl <= 0:
             return
         for candidate in self._intro.candidates:
+            ttl = self.opening_ttl(candidate)
             log.info(
-                "probe sent to %s with TTL %d: opens our NAT mapping, dies before theirs",
+                "probe sent to %s with TTL %d: opens our NAT mapping, dies before %s",
                 format_address(candidate),
-                self._timings.open_ttl,
+                ttl,
+                "theirs" if ttl == self._timings.open_ttl else "the NAT we share with them",
             )
-            self.endpoint.send_with_ttl(self.check(), candidate, self._timings.open_ttl)
+            self.endpoint.send_with_ttl(self.check(), candidate, ttl)
+
+    def opening_ttl(self, candidate: Address) -> int:
+        """The TTL of our probe toward ``candidate``: ``open_ttl``, which passes all our NATs, except toward the
+        public endpoint of a peer behind the same outermost NAT (``same_nat``): that NAT hairpins the probe to the
+        other peer's NATs instead of letting it die, and a NAT without a firewall receives it addressed to itself,
+        delivers it locally and so makes MASQUERADE give the other peer's checks a new port (the conntrack race).
+        One hop less dies at the shared NAT, after passing the NATs below it, which are ours alone; the shared one
+        already maps us (we talked to the server through it) and hairpins their checks to that mapping."""
+        ttl = self._timings.open_ttl
+        if self._same_nat and ttl > 1 and candidate == self._intro.candidates[0]:
+            return ttl - 1
+        return ttl
 
     def silence(self) -> None:
         """Answer no more checks and choose no path (we move to a fresh socket, punch.peer.moving: a pair proven

@@ -65,3 +65,21 @@ def test_two_subscribers_of_one_carrier_meet_through_its_hairpin(cgnat_lab: Lab)
     assert result10["remote"] == result11["mapped"]
     assert result10["remote"].startswith(CGN_PUBLIC + ":")
     assert result11["remote"].startswith(CGN_PUBLIC + ":")
+
+
+def test_behind_one_carrier_and_bare_home_routers_the_opener_probe_dies_at_the_carrier(lab_factory: LabFactory) -> None:
+    """With TTL 3 the opener's probe would pass the CGN, be hairpinned to the other home router and, on a router
+    without a firewall, be delivered to it and make MASQUERADE move the other peer's checks to a new port (the
+    conntrack race: the relay took every such session). Toward a peer with our public address it gets one hop less
+    and dies at the CGN, which already maps us and hairpins the other's checks to that mapping."""
+    bare = lab_factory(firewall="none", topology=TOPOLOGIES / "cgnat.yaml")
+    server = start_server(bare)
+    peer10 = start_peer(bare, "10", "11", "--send", "hello from 10", "--no-relay")
+    wait_for_line(server, r"10 asks for 11: waiting for 11 to register")  # so peer10 is the opener
+    peer11 = start_peer(bare, "11", "10", "--send", "hello from 11", "--no-relay")
+    code10, result10, log10 = finish(peer10)
+    code11, result11, log11 = finish(peer11)
+    assert (code10, code11) == (0, 0), log10 + log11
+    assert (result10["role"], result10["path"], result11["path"]) == ("opener", "direct", "direct")
+    assert (result10["received"], result11["received"]) == (["hello from 11"], ["hello from 10"])
+    assert f"to {result11['mapped']} with TTL 2: opens our NAT mapping, dies before the NAT we share" in log10, log10

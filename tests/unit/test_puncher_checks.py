@@ -272,3 +272,27 @@ def test_a_retry_from_the_relay_opens_our_mapping_before_it_checks() -> None:
     assert steps == [("probe with TTL 3", THEM), ("probe with TTL 3", lan), ("check", THEM), ("check", lan)]
     # the opener only answers (and would check itself opener_fallback seconds after the lead)
     assert asyncio.run(scenario(Role.OPENER)) == [("probe with TTL 3", THEM), ("probe with TTL 3", lan)]
+
+
+@pytest.mark.parametrize(
+    ("same_nat", "open_ttl", "public_ttl"),
+    [
+        (False, 3, 3),  # behind a home NAT and a CGN, the other peer elsewhere: past both
+        (True, 3, 2),  # the other peer behind the same CGN: die at the CGN, which would hairpin it to them
+        (True, 2, 1),  # both behind one home NAT: die at it
+        (True, 1, 1),  # no NAT of ours on the way: nothing to lower
+    ],
+)
+def test_behind_the_same_outermost_nat_the_probe_to_their_public_endpoint_dies_there(
+    same_nat: bool, open_ttl: int, public_ttl: int
+) -> None:
+    async def scenario() -> list[tuple[str, Address]]:
+        endpoint = FakeEndpoint()
+        lan = ("10.0.11.2", 5000)
+        introduction = Introduction("14", (THEM, lan), SESSION, Role.OPENER, bytes(32))
+        timings = PunchTimings(open_ttl=open_ttl)
+        Puncher(endpoint, "10", introduction, timings, same_nat=same_nat).open_mappings()  # type: ignore[arg-type]
+        return endpoint.steps
+
+    steps = asyncio.run(scenario())
+    assert steps == [(f"probe with TTL {public_ttl}", THEM), (f"probe with TTL {open_ttl}", ("10.0.11.2", 5000))]
