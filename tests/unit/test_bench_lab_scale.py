@@ -48,10 +48,11 @@ def test_step_rows_give_each_kind_at_each_size_and_the_part_that_takes_turns() -
     small.steps["LoadNat"] = {"count": 10, "seconds": 0.5}
     big = Size(100, up_s=1.2, steps={"CreateNamespace": {"count": 201, "seconds": 0.402}})
     big.steps["CreateBridge"] = {"count": 1, "seconds": 0.0003}
+    big.beside = {"CreateNamespace": {"count": 21, "seconds": 0.063}}  # the small lab next to the big one
     assert step_rows([small, big]) == [
-        ["CreateNamespace", "21 x 1.00", "201 x 2.00"],
-        ["LoadNat (side by side)", "10 x 50.00", "-"],
-        ["CreateBridge", "-", "1 x 0.30"],
-        ["all but side by side: seconds", "0.02", "0.40"],
-        ["up (CLI wall time): seconds", "0.30", "1.20"],
+        ["CreateNamespace", "21 x 1.00", "201 x 2.00", "21 x 3.00"],
+        ["LoadNat (side by side)", "10 x 50.00", "-", "-"],
+        ["CreateBridge", "-", "1 x 0.30", "-"],
+        ["all but side by side: seconds", "0.02", "0.40", "0.06"],
+        ["up (CLI wall time): seconds", "0.30", "1.20", "-"],
     ]
