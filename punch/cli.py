@@ -210,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         metavar="N|auto",
         help="IP TTL of the probes that open our own NAT mapping: auto (default) traces the route to the server "
-        f"and passes every private router ({OPEN_TTL} if that finds nothing); N fixes it; 0 = off",
+        f"and passes every private router ({OPEN_TTL} if that finds nothing); N fixes it; 0 = off. Toward a peer "
+        "with our public address (behind our own NAT) the probe gets one less: it dies at that NAT, which would "
+        "turn it around to the other peer",
     )
     peer.add_argument(
         "--secret-file", metavar="PATH", help="the group's secret, where the server serves a closed group"
@@ -261,10 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=EARLY_CHECKS,
         help="check without waiting for the server's Go, timed by both peers' round trips to the server (default, "
-        "where that is faster: a server more than about a millisecond away): a round trip to the server faster than "
-        "Ready/Go (--no-early-checks). An introduction that arrives late "
-        "loses the conntrack race on a NAT without a firewall; a peer whose check that NAT refuses has the other "
-        "move to a fresh socket, and where the NAT refuses silently the session recovers from the relay",
+        "where that is faster: a server more than about a millisecond away, and the other peer behind another NAT "
+        "than ours): a round trip to the server faster than Ready/Go (--no-early-checks). An introduction that "
+        "arrives late loses the conntrack race on a NAT without a firewall; a peer whose check that NAT refuses has "
+        "the other move to a fresh socket, and where the NAT refuses silently the session recovers from the relay",
     )
     peer.add_argument(
         "--no-relay", action="store_true", help="fail instead of relaying through the server when punching fails"

@@ -372,8 +372,14 @@ def _same_nat(client: RendezvousClient, introduction: Introduction) -> bool:
 def _early(config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction) -> float | None:
     """When (loop.time()) our first check may leave without waiting for Go (punch.peer.puncher), or None: early
     checks need both round trips to the server, a plain punch (no port prediction), low-TTL probes (they open
-    both NATs first), and a server far enough away that they beat Ready/Go (punch.peer.puncher.early_pays)."""
+    both NATs first), two peers behind different NATs, and a server far enough away that they beat Ready/Go
+    (punch.peer.puncher.early_pays)."""
     if not config.punch.early or plan is not Plan.PUNCH or config.punch.open_ttl <= 0:
+        return None
+    if _same_nat(client, introduction):
+        # A check that beats the other's probe to its NAT has no way back here (no move behind one NAT), and the
+        # round trip early checks save is small beside the LAN grace a path behind one NAT waits anyway.
+        log.info("%s has our public address (behind our NAT): Ready/Go, not early checks", introduction.peer_id)
         return None
     told, theirs = client.told_rtt_us, introduction.rtt_us
     if client.rtt is None or client.introduced_at is None or told is None or theirs is None:

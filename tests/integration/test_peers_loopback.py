@@ -22,6 +22,10 @@ from tests.integration.conftest import peer_config as config
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
+# Peers on loopback addresses of their own: to the server they are behind different NATs. On one address (the rest
+# of these tests) they are behind the same NAT, where they take Ready/Go (punch.peer.session._early).
+OWN_NAT = {"a": ("127.0.0.2", 0), "b": ("127.0.0.3", 0)}
+
 
 async def test_ten_asks_before_fourteen_exists_then_both_talk(
     server: RendezvousServer, caplog: pytest.LogCaptureFixture
@@ -93,8 +97,18 @@ async def test_with_early_checks_neither_peer_waits_for_go(
     caplog.set_level(logging.INFO, logger="punch")
     early = PunchTimings(timeout=3.0, early=True, early_floor=0.0)  # else Ready/Go is as fast on loopback
     results = await asyncio.gather(
-        run_peer(config(server, "a", "b", punch=early), texts("to b"), lambda _: None, PeerResult("a", "b")),
-        run_peer(config(server, "b", "a", punch=early), texts("to a"), lambda _: None, PeerResult("b", "a")),
+        run_peer(
+            config(server, "a", "b", punch=early, bind=OWN_NAT["a"]),
+            texts("to b"),
+            lambda _: None,
+            PeerResult("a", "b"),
+        ),
+        run_peer(
+            config(server, "b", "a", punch=early, bind=OWN_NAT["b"]),
+            texts("to a"),
+            lambda _: None,
+            PeerResult("b", "a"),
+        ),
     )
     assert [r.received for r in results] == [["to a"], ["to b"]]
     assert [r.path for r in results] == ["direct", "direct"]
@@ -127,8 +141,18 @@ async def test_early_probes_leave_from_the_introduces_own_handler(
     monkeypatch.setattr(StunEndpoint, "send_with_ttl", noted)
     early = PunchTimings(timeout=3.0, early=True, early_floor=0.0)
     results = await asyncio.gather(
-        run_peer(config(server, "a", "b", punch=early), texts("to b"), lambda _: None, PeerResult("a", "b")),
-        run_peer(config(server, "b", "a", punch=early), texts("to a"), lambda _: None, PeerResult("b", "a")),
+        run_peer(
+            config(server, "a", "b", punch=early, bind=OWN_NAT["a"]),
+            texts("to b"),
+            lambda _: None,
+            PeerResult("a", "b"),
+        ),
+        run_peer(
+            config(server, "b", "a", punch=early, bind=OWN_NAT["b"]),
+            texts("to a"),
+            lambda _: None,
+            PeerResult("b", "a"),
+        ),
     )
     assert [(r.path, r.early) for r in results] == [("direct", True), ("direct", True)]
     assert len(probes) >= 2  # both peers', each toward its candidates
@@ -143,8 +167,12 @@ async def test_next_to_the_server_the_peers_take_ready_and_go(
     caplog.set_level(logging.INFO, logger="punch")
     near = PunchTimings(timeout=3.0, early_floor=0.05)
     results = await asyncio.gather(
-        run_peer(config(server, "a", "b", punch=near), texts("to b"), lambda _: None, PeerResult("a", "b")),
-        run_peer(config(server, "b", "a", punch=near), texts("to a"), lambda _: None, PeerResult("b", "a")),
+        run_peer(
+            config(server, "a", "b", punch=near, bind=OWN_NAT["a"]), texts("to b"), lambda _: None, PeerResult("a", "b")
+        ),
+        run_peer(
+            config(server, "b", "a", punch=near, bind=OWN_NAT["b"]), texts("to a"), lambda _: None, PeerResult("b", "a")
+        ),
     )
     assert [r.path for r in results] == ["direct", "direct"]
     lines = [record.getMessage() for record in caplog.records]
@@ -248,3 +276,20 @@ async def test_a_text_relayed_right_behind_our_introduce_is_taken_at_once(
     assert (result_a.path, result_b.path) == ("relay", "relay")
     assert (result_a.received, result_b.received) == (["to a"], ["to b"])
     assert not [r.getMessage() for r in caplog.records if "nothing expects it now" in r.getMessage()]
+
+
+async def test_behind_one_nat_the_peers_take_ready_and_go_even_where_early_checks_would_pay(
+    server: RendezvousServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Both on 127.0.0.1: to the server, behind one NAT. A check there that beat the other's probe to its NAT would
+    # have no way back (no move behind one NAT), so early checks are not used, whatever the round trips.
+    caplog.set_level(logging.INFO, logger="punch")
+    early = PunchTimings(timeout=3.0, early=True, early_floor=0.0)
+    results = await asyncio.gather(
+        run_peer(config(server, "a", "b", punch=early), texts("to b"), lambda _: None, PeerResult("a", "b")),
+        run_peer(config(server, "b", "a", punch=early), texts("to a"), lambda _: None, PeerResult("b", "a")),
+    )
+    assert [(r.path, r.early) for r in results] == [("direct", False), ("direct", False)]
+    lines = [record.getMessage() for record in caplog.records]
+    assert sum("has our public address (behind our NAT): Ready/Go, not early checks" in line for line in lines) == 2
+    assert any("telling" in line and "(Go)" in line for line in lines)
