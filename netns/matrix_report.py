@@ -16,7 +16,8 @@ def _cell_text(result: Result) -> str:
     if result.error:
         return "error"
     median = f" · {result.median_ms:.0f} ms" if result.median_ms is not None else ""
-    return f"{result.path} {result.successes}/{result.trials}{median}"
+    others = ", ".join(f"{n} {path}" for path, n in result.paths.most_common()[1:])
+    return f"{result.path} {result.successes}/{result.trials}{f' ({others})' if others else ''}{median}"
 
 
 def _pair_table(results: Sequence[Result], firewall: str) -> list[str]:
@@ -41,7 +42,8 @@ def markdown(results: Sequence[Result], trials: int, command: str) -> str:
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()} ({platform.machine()}, {os.cpu_count()} cores, "
         f"Linux {platform.release()}) by `{command}`: {trials} trial(s) per cell, each cell a lab of its own.",
-        "A cell reads: the path most trials took, successful trials / trials, median punch time.",
+        "A cell reads: the path most trials took, successful trials / trials (in brackets, the trials that took "
+        "another path), median punch time.",
         "Rows are peer10's NAT (nat10), columns peer14's NAT (nat14). Presets in RFC 4787 terms:",
         "",
     ]

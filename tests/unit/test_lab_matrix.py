@@ -68,6 +68,7 @@ def test_report_tables_and_json(tmp_path: Path) -> None:
     results[0].successes, results[0].paths, results[0].ms = 2, Counter(direct=2), [4.0, 6.0]
     results[3].successes, results[3].paths, results[3].failures = 1, Counter(relay=1), ["timed out"]
     results[4].error = "lab up failed: boom"
+    results[5].successes, results[5].paths, results[5].ms = 2, Counter(direct=1, relay=1), [250.0, 5000.0]
     md, js = matrix_report.write(results, tmp_path, 2, "just lab-matrix")
     text = md.read_text()
     assert "| nat10 \\ nat14 | full-cone | symmetric |" in text
@@ -75,6 +76,7 @@ def test_report_tables_and_json(tmp_path: Path) -> None:
     assert "| **symmetric** | - 0/2 | relay 1/2 |" in text
     assert "- symmetric / symmetric, firewall home: timed out" in text
     assert "| same NAT (port-restricted cone, hairpinning), firewall home | peer10 ↔ peer11 | error |" in text
+    assert "| peer10 ↔ peer14 | direct 2/2 (1 relay) · 2625 ms |" in text  # a trial that took another path shows
     data = json.loads(js.read_text())
     assert data[0]["paths"] == {"direct": 2}
     assert data[0]["median_ms"] == 5.0
