@@ -3,6 +3,8 @@ peer14 behind an ordinary home NAT (netns/topologies/cgnat.yaml)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from netns.matrix import TOPOLOGIES
@@ -19,16 +21,23 @@ def cgnat_lab(lab_factory: LabFactory) -> Lab:
     return lab_factory(topology=TOPOLOGIES / "cgnat.yaml")
 
 
-def test_the_opener_behind_two_nats_finds_ttl_3_and_punches_without_the_fallback(cgnat_lab: Lab) -> None:
-    server = start_server(cgnat_lab)
-    peer10 = start_peer(cgnat_lab, "10", "14", "--send", "hello from 10", "--no-relay")
-    wait_for_line(server, r"10 asks for 14: waiting for 14 to register")  # so peer10 is the opener
-    peer14 = start_peer(cgnat_lab, "14", "10", "--send", "hello from 14", "--no-relay")
+def punch_with_10_opening(lab: Lab, other: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """peer10 asks first (so it opens), then ``other``; both send a text, relay off. Both must go direct with the
+    other's text: peer10's result and log, the other's result."""
+    server = start_server(lab)
+    peer10 = start_peer(lab, "10", other, "--send", "hello from 10", "--no-relay")
+    wait_for_line(server, rf"10 asks for {other}: waiting for {other} to register")
+    them = start_peer(lab, other, "10", "--send", f"hello from {other}", "--no-relay")
     code10, result10, log10 = finish(peer10)
-    code14, result14, log14 = finish(peer14)
-    assert (code10, code14) == (0, 0), log10 + log14
-    assert (result10["role"], result10["path"], result14["path"]) == ("opener", "direct", "direct")
-    assert (result10["received"], result14["received"]) == (["hello from 14"], ["hello from 10"])
+    code, result, log = finish(them)
+    assert (code10, code) == (0, 0), log10 + log
+    assert (result10["role"], result10["path"], result["path"]) == ("opener", "direct", "direct")
+    assert (result10["received"], result["received"]) == ([f"hello from {other}"], ["hello from 10"])
+    return result10, log10, result
+
+
+def test_the_opener_behind_two_nats_finds_ttl_3_and_punches_without_the_fallback(cgnat_lab: Lab) -> None:
+    result10, log10, _ = punch_with_10_opening(cgnat_lab, "14")
     assert result10["mapped"].startswith(CGN_PUBLIC + ":")  # the server sees the carrier's address
     assert "TTL 2 died at 100.64.0.1 (private)" in log10, log10
     assert "opening probes get TTL 3 (past our own NATs)" in log10, log10
@@ -73,13 +82,5 @@ def test_behind_one_carrier_and_bare_home_routers_the_opener_probe_dies_at_the_c
     conntrack race: the relay took every such session). Toward a peer with our public address it gets one hop less
     and dies at the CGN, which already maps us and hairpins the other's checks to that mapping."""
     bare = lab_factory(firewall="none", topology=TOPOLOGIES / "cgnat.yaml")
-    server = start_server(bare)
-    peer10 = start_peer(bare, "10", "11", "--send", "hello from 10", "--no-relay")
-    wait_for_line(server, r"10 asks for 11: waiting for 11 to register")  # so peer10 is the opener
-    peer11 = start_peer(bare, "11", "10", "--send", "hello from 11", "--no-relay")
-    code10, result10, log10 = finish(peer10)
-    code11, result11, log11 = finish(peer11)
-    assert (code10, code11) == (0, 0), log10 + log11
-    assert (result10["role"], result10["path"], result11["path"]) == ("opener", "direct", "direct")
-    assert (result10["received"], result11["received"]) == (["hello from 11"], ["hello from 10"])
+    _, log10, result11 = punch_with_10_opening(bare, "11")
     assert f"to {result11['mapped']} with TTL 2: opens our NAT mapping, dies before the NAT we share" in log10, log10

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
@@ -25,6 +27,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 # Peers on loopback addresses of their own: to the server they are behind different NATs. On one address (the rest
 # of these tests) they are behind the same NAT, where they take Ready/Go (punch.peer.session._early).
 OWN_NAT = {"a": ("127.0.0.2", 0), "b": ("127.0.0.3", 0)}
+
+
+async def pair(server: RendezvousServer, punch: PunchTimings, *, own_nat: bool) -> list[PeerResult]:
+    """Peers a and b at once, each sending the other one text, with ``punch``; on addresses of their own or one."""
+
+    def peer(me: str, other: str) -> Coroutine[Any, Any, PeerResult]:
+        bind = {"bind": OWN_NAT[me]} if own_nat else {}
+        cfg = config(server, me, other, punch=punch, **bind)
+        return run_peer(cfg, texts(f"to {other}"), lambda _: None, PeerResult(me, other))
+
+    return list(await asyncio.gather(peer("a", "b"), peer("b", "a")))
 
 
 async def test_ten_asks_before_fourteen_exists_then_both_talk(
@@ -96,20 +109,7 @@ async def test_with_early_checks_neither_peer_waits_for_go(
 ) -> None:
     caplog.set_level(logging.INFO, logger="punch")
     early = PunchTimings(timeout=3.0, early=True, early_floor=0.0)  # else Ready/Go is as fast on loopback
-    results = await asyncio.gather(
-        run_peer(
-            config(server, "a", "b", punch=early, bind=OWN_NAT["a"]),
-            texts("to b"),
-            lambda _: None,
-            PeerResult("a", "b"),
-        ),
-        run_peer(
-            config(server, "b", "a", punch=early, bind=OWN_NAT["b"]),
-            texts("to a"),
-            lambda _: None,
-            PeerResult("b", "a"),
-        ),
-    )
+    results = await pair(server, early, own_nat=True)
     assert [r.received for r in results] == [["to a"], ["to b"]]
     assert [r.path for r in results] == ["direct", "direct"]
     lines = [record.getMessage() for record in caplog.records]
@@ -140,20 +140,7 @@ async def test_early_probes_leave_from_the_introduces_own_handler(
     monkeypatch.setattr(RendezvousClient, "_on_introduce", handled)
     monkeypatch.setattr(StunEndpoint, "send_with_ttl", noted)
     early = PunchTimings(timeout=3.0, early=True, early_floor=0.0)
-    results = await asyncio.gather(
-        run_peer(
-            config(server, "a", "b", punch=early, bind=OWN_NAT["a"]),
-            texts("to b"),
-            lambda _: None,
-            PeerResult("a", "b"),
-        ),
-        run_peer(
-            config(server, "b", "a", punch=early, bind=OWN_NAT["b"]),
-            texts("to a"),
-            lambda _: None,
-            PeerResult("b", "a"),
-        ),
-    )
+    results = await pair(server, early, own_nat=True)
     assert [(r.path, r.early) for r in results] == [("direct", True), ("direct", True)]
     assert len(probes) >= 2  # both peers', each toward its candidates
     assert all(probes)
@@ -166,14 +153,7 @@ async def test_next_to_the_server_the_peers_take_ready_and_go(
     # (about 1 ms, near the default floor): Ready/Go proves the path sooner.
     caplog.set_level(logging.INFO, logger="punch")
     near = PunchTimings(timeout=3.0, early_floor=0.05)
-    results = await asyncio.gather(
-        run_peer(
-            config(server, "a", "b", punch=near, bind=OWN_NAT["a"]), texts("to b"), lambda _: None, PeerResult("a", "b")
-        ),
-        run_peer(
-            config(server, "b", "a", punch=near, bind=OWN_NAT["b"]), texts("to a"), lambda _: None, PeerResult("b", "a")
-        ),
-    )
+    results = await pair(server, near, own_nat=True)
     assert [r.path for r in results] == ["direct", "direct"]
     lines = [record.getMessage() for record in caplog.records]
     assert sum("Ready/Go is as fast as early checks here" in line for line in lines) == 2
@@ -285,10 +265,7 @@ async def test_behind_one_nat_the_peers_take_ready_and_go_even_where_early_check
     # have no way back (no move behind one NAT), so early checks are not used, whatever the round trips.
     caplog.set_level(logging.INFO, logger="punch")
     early = PunchTimings(timeout=3.0, early=True, early_floor=0.0)
-    results = await asyncio.gather(
-        run_peer(config(server, "a", "b", punch=early), texts("to b"), lambda _: None, PeerResult("a", "b")),
-        run_peer(config(server, "b", "a", punch=early), texts("to a"), lambda _: None, PeerResult("b", "a")),
-    )
+    results = await pair(server, early, own_nat=False)
     assert [(r.path, r.early) for r in results] == [("direct", False), ("direct", False)]
     lines = [record.getMessage() for record in caplog.records]
     assert sum("has our public address (behind our NAT): Ready/Go, not early checks" in line for line in lines) == 2
