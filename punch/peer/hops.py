@@ -11,7 +11,8 @@ The answer is the TTL of the first router with a public address: every router be
 (RFC 1918, RFC 6598 shared space, link-local), which is what routers inside a home or a carrier network have.
 A heuristic: a provider whose core routers use private addresses makes it too high, a LAN numbered from
 public addresses makes it too low (so the caller only ever raises its default of 2 with it), and a network
-that drops ICMP gives no answer at all (the caller then keeps its default).
+that drops ICMP gives no answer at all (the caller then keeps its default). A router after our private ones that
+stays silent (it rate-limits ICMP errors) while a later one answers gets the probe's TTL (``past_private``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,21 @@ def open_ttl(hops: list[Hop]) -> int | None:
         if hop.public:
             return hop.ttl
     return None
+
+
+def past_private(hops: list[Hop]) -> int | None:
+    """Where ``open_ttl`` finds nothing because one router was silent: the TTL one past the private routers that
+    answered from TTL 1 on, if the TTL after them got no answer and a later one did (a router further on, or the
+    server). A probe with it dies at the silent router, whatever that is, after passing every NAT that answered: a
+    router that rate-limits its ICMP errors (the first public one often does) then costs nothing. None otherwise."""
+    by_ttl = {hop.ttl: hop for hop in hops}
+    private = 0
+    while (hop := by_ttl.get(private + 1)) is not None and hop.router is not None and not hop.public:
+        private += 1
+    silent = private + 1
+    if private == 0 or silent in by_ttl or not any(ttl > silent for ttl in by_ttl):
+        return None
+    return silent
 
 
 def time_exceeded_from(ancillary: list[tuple[int, int, bytes]]) -> str | None:

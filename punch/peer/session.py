@@ -217,12 +217,14 @@ async def _discover_open_ttl(config: PeerConfig, source_ip: str, client: Rendezv
     for hop in found:
         if hop.rtt is not None:
             client.observe_rtt(hop.rtt)
-    ttl = hops.open_ttl(found)
+    ttl, why = hops.open_ttl(found), "past our own NATs"
+    if ttl is None and (ttl := hops.past_private(found)) is not None:
+        why = f"past our own NATs, to TTL {ttl}'s silent router"
     route = ", ".join(hop.describe() for hop in sorted(found, key=lambda h: h.ttl)) or "no answers"
     if ttl is None or ttl <= timings.open_ttl:  # only ever raise it: a LAN may use public addresses
         log.info("route to the server: %s; opening probes keep TTL %d", route, timings.open_ttl)
         return timings
-    log.info("route to the server: %s; opening probes get TTL %d (past our own NATs)", route, ttl)
+    log.info("route to the server: %s; opening probes get TTL %d (%s)", route, ttl, why)
     return dataclasses.replace(timings, open_ttl=ttl)
 
 

@@ -84,3 +84,16 @@ def test_behind_one_carrier_and_bare_home_routers_the_opener_probe_dies_at_the_c
     bare = lab_factory(firewall="none", topology=TOPOLOGIES / "cgnat.yaml")
     _, log10, result11 = punch_with_10_opening(bare, "11")
     assert f"to {result11['mapped']} with TTL 2: opens our NAT mapping, dies before the NAT we share" in log10, log10
+
+
+def test_a_silent_first_public_router_still_gives_ttl_3(cgnat_lab: Lab) -> None:
+    """Carriers' routers often rate-limit ICMP errors: here the core router sends no Time Exceeded at all. The trace
+    sees both NATs answer, TTL 3 stay silent and the server answer further on, so the probe gets TTL 3 (dying at the
+    silent router) instead of the default 2, and the punch needs no fallback."""
+    cgnat_lab.exec(
+        "core", "iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "time-exceeded", "-j", "DROP", check=True
+    )
+    _, log10, _ = punch_with_10_opening(cgnat_lab, "14")
+    assert "opening probes get TTL 3 (past our own NATs, to TTL 3's silent router)" in log10, log10
+    assert "with TTL 3: opens our NAT mapping" in log10
+    assert "no check from 14 after" not in log10, log10

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from punch.peer.hops import Hop, _Probe, open_ttl, time_exceeded_from
+from punch.peer.hops import Hop, _Probe, open_ttl, past_private, time_exceeded_from
 from punch.stun.errqueue import ICMP_TIME_EXCEEDED, IP_RECVERR, SO_EE_ORIGIN_ICMP
 
 pytestmark = pytest.mark.unit
@@ -50,6 +50,22 @@ def test_anything_else_is_not_a_hop(ancillary: list[tuple[int, int, bytes]]) -> 
 )
 def test_open_ttl_is_the_first_public_router(hops: list[Hop], ttl: int | None) -> None:
     assert open_ttl(hops) == ttl
+
+
+@pytest.mark.parametrize(
+    ("hops", "ttl"),
+    [
+        ([Hop(1, "10.0.10.1"), Hop(2, "100.64.0.1"), Hop(4, reached=True)], 3),  # the CGN's next router was silent
+        ([Hop(1, "10.0.10.1"), Hop(3, "198.51.100.1")], 2),  # TTL 2 silent, a router after it answered
+        ([Hop(1, "10.0.10.1"), Hop(2, "100.64.0.1")], None),  # nothing answered past the silence: no evidence
+        ([Hop(1, "10.0.10.1"), Hop(2, reached=True)], None),  # no silent hop: the server is on our side
+        ([Hop(2, "100.64.0.1"), Hop(4, reached=True)], None),  # TTL 1 silent: no NAT of ours answered
+        ([Hop(1, "10.0.10.1"), Hop(2, "198.51.100.1")], None),  # nothing silent (open_ttl's case)
+        ([], None),
+    ],
+)
+def test_past_private_is_the_silent_hop_after_the_private_routers(hops: list[Hop], ttl: int | None) -> None:
+    assert past_private(hops) == ttl
 
 
 def test_hops_describe_themselves_for_the_log() -> None:
