@@ -287,7 +287,7 @@ def neighbour_table(entries: int) -> Iterator[None]:
             path.write_text(text)
 
 
-def run_size(n: int, single: int, rates: list[float], modes: list[int], tag: str) -> tuple[Size, float]:
+def run_size(n: int, single: int, rates: list[float], modes: list[int], tag: str, beside: bool) -> tuple[Size, float]:
     size = Size(n)
     name = f"ls{tag}{len(str(n))}"
     before = meminfo()
@@ -301,7 +301,8 @@ def run_size(n: int, single: int, rates: list[float], modes: list[int], tag: str
         size.mem_available_mib = before["MemAvailable"] - after["MemAvailable"]
         size.slab_mib = after["Slab"] - before["Slab"]
         size.status_s = timed(lambda: lab("status", "--name", name, "--json"))
-        size.beside = up_beside(f"{name}b")
+        if beside:  # only the largest lab's is reported (step_rows)
+            size.beside = up_beside(f"{name}b")
         logs = Path(lab("logdir", "--name", name).strip())
         lab("exec", "--name", name, "--detach", "--log", str(logs / "server.log"), "server", "--", *SERVER_PRIORITY,
             PYTHON, "-m", "punch", "server", "--listen", f"{SERVER}:3478", "--alternate", f"{ALTERNATE}:3479",
@@ -622,7 +623,7 @@ def main() -> int:
     with neighbour_table(2 * generate.NEIGHBOURS_PER_PEER * max(args.sizes)):  # room for the machine's other labs
         for n in args.sizes:
             modes = [0 if way == "processes" else CORES for way in args.peers_as]
-            size, standalone = run_size(n, args.single, sorted(args.rates), modes, tag)
+            size, standalone = run_size(n, args.single, sorted(args.rates), modes, tag, n == max(args.sizes))
             sizes.append(size)
     print(write_report(args.output, table(sizes, standalone, args.single, args.within)))
     return 0

@@ -349,15 +349,16 @@ def _opening(
     (its checks routed to it from now on) and, for early checks, send the low-TTL probes that open our NAT: the
     other peer checks a margin of about a millisecond after its own Introduce, counting on them having left."""
     plan = choose_plan(config.predict, client.mapping, introduction)
+    same_nat = _same_nat(client, introduction)
     puncher = Puncher(
         endpoint,
         config.peer_id,
         introduction,
         config.punch,
         predicting=plan is not Plan.PUNCH,
-        same_nat=_same_nat(client, introduction),
+        same_nat=same_nat,
         on_chosen=on_chosen,
-        early=_early(config, plan, client, introduction),
+        early=_early(config, plan, client, introduction, same_nat),
         hopeless=plan is Plan.RELAY,
     )
     dispatcher.routes.append(puncher.on_request)
@@ -371,14 +372,16 @@ def _same_nat(client: RendezvousClient, introduction: Introduction) -> bool:
     return client.mapped is not None and introduction.candidates[0][0] == client.mapped[0]
 
 
-def _early(config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction) -> float | None:
+def _early(
+    config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction, same_nat: bool
+) -> float | None:
     """When (loop.time()) our first check may leave without waiting for Go (punch.peer.puncher), or None: early
     checks need both round trips to the server, a plain punch (no port prediction), low-TTL probes (they open
-    both NATs first), two peers behind different NATs, and a server far enough away that they beat Ready/Go
-    (punch.peer.puncher.early_pays)."""
+    both NATs first), two peers behind different NATs (not ``same_nat``), and a server far enough away that they
+    beat Ready/Go (punch.peer.puncher.early_pays)."""
     if not config.punch.early or plan is not Plan.PUNCH or config.punch.open_ttl <= 0:
         return None
-    if _same_nat(client, introduction):
+    if same_nat:
         # A check that beats the other's probe to its NAT has no way back here (no move behind one NAT), and the
         # round trip early checks save is small beside the LAN grace a path behind one NAT waits anyway.
         log.info("%s has our public address (behind our NAT): Ready/Go, not early checks", introduction.peer_id)
