@@ -215,15 +215,16 @@ class Crowd:
         self.follow(lambda: self._drained and not self.alive(), self.timeout + 60)
         os.close(self._events)
 
-    def outcome(self, me: int, other: int) -> tuple[bool, float | None, str]:
-        """Whether peer ``me`` finished on a direct path with the other's text, its punch_ms, and why not."""
+    def outcome(self, me: int, other: int) -> tuple[bool, str]:
+        """Whether peer ``me`` finished on a direct path with the other's text (its result: ``results``), and why
+        not."""
         found = self.results.get(f"{self.run}{me}", {})
         if found.get("path") == "direct" and found.get("received") == [f"hello from {other}"]:
-            return True, found.get("punch_ms"), ""
+            return True, ""
         if found.get("error"):
-            return False, None, f"p{me}: {found['error']}"
+            return False, f"p{me}: {found['error']}"
         errors = self.processes[self.peers[me].pid].log.read_text().strip().splitlines()
-        return False, None, errors[-1] if errors else f"p{me}: {found or 'no result'}"
+        return False, errors[-1] if errors else f"p{me}: {found or 'no result'}"
 
     def stop(self) -> None:
         """Kill and reap whatever process is still running (after a failure); closes our ends. Idempotent."""

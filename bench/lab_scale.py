@@ -19,7 +19,9 @@ NAT router, home firewall, every router on one internet with the server; netns/g
   pair: peer1 and peer2 alone, ``--single`` times, each way. All at once: every peer of every pair let go at
   the same instant, start-up included (the CPU queue that makes).
 - a pair succeeds when both peers end on a direct path (the relay is off) and each received the other's text;
-  its times are both peers' own ``punch_ms`` (from the server's introduction to a proven direct path). The
+  its punch time runs from its second Connect reaching the server to both peers holding a proven direct path
+  (the issue's definition; the later ``path_at`` of the two), and the server's part of it to the later of its two
+  Introduces leaving the server, both stamped by a tcpdump on the server's interface (bench/server_packets.py). The
   capacity of the machine at N is the highest rate whose median stays within ``--within`` (1.2x) of the single
   pair's. Peers' memory is their summed PSS (/proc/PID/smaps_rollup) with all sessions open, their CPU the
   children's rusage; the machine's busy share comes from /proc/stat (it counts the server, the kernel's NAT
@@ -48,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import punch.cli
+from bench import server_packets
 from bench.crowd import Crowd, peer_argv
 from bench.report import machine, markdown_table, median_p95, write_report
 from netns import apply, generate, ipr, lifecycle, naming
@@ -65,6 +68,7 @@ CORES = os.cpu_count() or 1
 SIDE_BY_SIDE = {kind.__name__ for kind in apply.HELPER_STEPS}  # the kinds of step `up` runs at once (apply.py)
 BESIDE = 10  # the peers of the lab brought up beside each measured one (`up_beside`)
 BACKGROUND_S = 0.5  # how long the machine's load is sampled before each run
+MIN_BUSY_WINDOW_S = 0.2  # shorter, a busy share is mostly the clock ticks' rounding ("-")
 QUIET, QUIET_WAIT_S = 0.1, 15.0  # a run starts once the rest of the machine is this quiet, or after this long
 
 
@@ -76,7 +80,9 @@ class Punching:
     hosts: int  # 0: every peer a process of its own; else the hosts its peers were guests of (bench/peer_host.py)
     pairs: int = 0
     successes: int = 0
-    punch_ms: list[float] = field(default_factory=list)
+    punch_ms: list[float] = field(default_factory=list)  # per pair: its second Connect in to both direct
+    server_ms: list[float] = field(default_factory=list)  # per pair: its second Connect in to both Introduces out
+    unlogged: int = 0  # successful pairs whose Connects or Introduces the server's capture missed
     open_together: int = 0  # peers holding the other's text at once, before any stdin closed
     peers_pss_mib: float = 0.0  # with every session open
     peers_cpu_s: float = 0.0  # the peers' whole lives: start, register, punch, talk, goodbye
@@ -98,6 +104,7 @@ class Size:
     mem_available_mib: float = 0.0
     slab_mib: float = 0.0
     single_ms: dict[int, list[float]] = field(default_factory=dict)  # by hosts, as Punching
+    single_server_ms: dict[int, list[float]] = field(default_factory=dict)
     punching: list[Punching] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -182,39 +189,53 @@ def punch_pairs(
     punching = Punching(0.0, hosts, pairs=len(pairs))
     crowd = Crowd(name, logs, run, timeout=60 + (times[-1] if times else 0), hosts=hosts)
     cpu = children_cpu_s()
+    packets = logs / f"{run}server-packets.txt"
+    server = naming.namespace(name, "server")
     try:
-        crowd.start(pairs, times)
-        if times is not None:
-            waiting = {a for a, _ in pairs}
-
-            def all_asked() -> bool:
-                waiting.difference_update([me for me in waiting if crowd.asked(me)])
-                return not waiting
-
-            crowd.follow(all_asked, 120)
-        deadline = time.monotonic() + QUIET_WAIT_S  # every peer idle or held: wait a little for other work to end
-        punching.background = busy_share(BACKGROUND_S)
-        while punching.background > QUIET and time.monotonic() < deadline:
-            punching.background = busy_share(BACKGROUND_S)
-        started, busy, init = time.monotonic(), busy_cpu_s(), init_cpu_s()
-        crowd.release()
-        crowd.follow(crowd.all_talked, crowd.timeout)
-        punching.window_s, punching.busy_cpu_s = time.monotonic() - started, busy_cpu_s() - busy
-        punching.init_cpu_s = init_cpu_s() - init
-        punching.open_together = crowd.open_sessions()
-        punching.peers_pss_mib = pss_mib(crowd.alive())
-        crowd.end()
+        with server_packets.watching(server, "inet", packets, server_packets.CONNECT_OR_INTRODUCE):
+            _punch(crowd, punching, pairs, times)
     finally:
         crowd.stop()
     punching.peers_cpu_s = children_cpu_s() - cpu
+    index = server_packets.by_peer(server_packets.read(packets))
     for a, b in pairs:
         outcomes = [crowd.outcome(a, b), crowd.outcome(b, a)]
-        if all(ok for ok, _, _ in outcomes):
-            punching.successes += 1
-            punching.punch_ms += [ms for _, ms, _ in outcomes if ms is not None]
+        if not all(ok for ok, _ in outcomes):
+            punching.failures.append(next(why for ok, why in outcomes if not ok))
+            continue
+        punching.successes += 1
+        timed = server_packets.pair_times([crowd.results[f"{run}{me}"] for me in (a, b)], index)
+        if timed is None:
+            punching.unlogged += 1
         else:
-            punching.failures.append(next(why for ok, _, why in outcomes if not ok))
+            punching.punch_ms.append(timed[0])
+            punching.server_ms.append(timed[1])
     return punching
+
+
+def _punch(crowd: Crowd, punching: Punching, pairs: list[tuple[int, int]], times: list[float] | None) -> None:
+    """:func:`punch_pairs`' run, from the first peer's start to the last peer's exit."""
+    crowd.start(pairs, times)
+    if times is not None:
+        waiting = {a for a, _ in pairs}
+
+        def all_asked() -> bool:
+            waiting.difference_update([me for me in waiting if crowd.asked(me)])
+            return not waiting
+
+        crowd.follow(all_asked, 120)
+    deadline = time.monotonic() + QUIET_WAIT_S  # every peer idle or held: wait a little for other work to end
+    punching.background = busy_share(BACKGROUND_S)
+    while punching.background > QUIET and time.monotonic() < deadline:
+        punching.background = busy_share(BACKGROUND_S)
+    started, busy, init = time.monotonic(), busy_cpu_s(), init_cpu_s()
+    crowd.release()
+    crowd.follow(crowd.all_talked, crowd.timeout)
+    punching.window_s, punching.busy_cpu_s = time.monotonic() - started, busy_cpu_s() - busy
+    punching.init_cpu_s = init_cpu_s() - init
+    punching.open_together = crowd.open_sessions()
+    punching.peers_pss_mib = pss_mib(crowd.alive())
+    crowd.end()
 
 
 def pss_mib(pids: list[int]) -> float:
@@ -322,6 +343,7 @@ def run_size(n: int, single: int, rates: list[float], modes: list[int], tag: str
                 for trial in range(k * single // len(runs), (k + 1) * single // len(runs)):  # side by side with runs
                     alone = punch_pairs(name, [(1, 2)], logs, f"s{hosts}-{trial}-", [0.0], hosts)
                     size.single_ms.setdefault(hosts, []).extend(alone.punch_ms)
+                    size.single_server_ms.setdefault(hosts, []).extend(alone.server_ms)
                     size.failures += [f"single pair ({mode(hosts)}): {why}" for why in alone.failures]
                 times = arrival_times(len(pairs), rate, rng) if rate else None
                 punching = punch_pairs(name, pairs, logs, f"r{hosts}-{k}-", times, hosts)
@@ -347,6 +369,14 @@ def up_beside(name: str) -> dict[str, dict[str, float]]:
         lab("down", "--name", name)
 
 
+def busy_during(p: Punching) -> str:
+    """The machine's and PID 1's busy share from the first arrival to the last session open; "-" for a window too
+    short to tell (/proc/stat counts in clock ticks, 10 ms here: ±1 tick is ±50% of a 20 ms window)."""
+    if p.window_s < MIN_BUSY_WINDOW_S:
+        return "-"
+    return f"{p.busy_cpu_s / (p.window_s * CORES):.0%} ({p.init_cpu_s / (p.window_s * CORES):.0%})"
+
+
 def describe(p: Punching) -> str:
     return f"{p.rate:g} pairs/s" if p.rate else "all at once"
 
@@ -365,7 +395,9 @@ class Verdict:
     met: bool
 
 
-def punch_verdict(n: int, hosts: int, single_ms: list[float], runs: list[Punching], within: float) -> Verdict:
+def punch_verdict(
+    n: int, hosts: int, single_ms: list[float], single_server_ms: list[float], runs: list[Punching], within: float
+) -> Verdict:
     alone = statistics.median(single_ms)
     rows: list[list[object]] = []
     for p in runs:
@@ -379,8 +411,8 @@ def punch_verdict(n: int, hosts: int, single_ms: list[float], runs: list[Punchin
                 f"{p.open_together}/{2 * p.pairs}",
                 *median_p95(p.punch_ms),
                 f"{median / alone:.2f}x" if median else "-",
-                f"{p.background:.0%} / {p.busy_cpu_s / (p.window_s * CORES):.0%} "
-                f"({p.init_cpu_s / (p.window_s * CORES):.0%})",
+                " / ".join(median_p95(p.server_ms, 2)),
+                f"{p.background:.0%} / {busy_during(p)}",
                 f"{p.peers_cpu_s / (2 * p.pairs) * 1000:.1f}",
                 f"{p.peers_pss_mib:.0f} ({p.peers_pss_mib / (2 * p.pairs):.1f} each)",
                 f"{p.window_s:.1f}",
@@ -393,12 +425,16 @@ def punch_verdict(n: int, hosts: int, single_ms: list[float], runs: list[Punchin
 
     def load(rate: float) -> str:
         p = next(p for p in runs if p.rate == rate)
+        if p.window_s < MIN_BUSY_WINDOW_S:
+            return ""
         busy, init = (cpu / (p.window_s * CORES) for cpu in (p.busy_cpu_s, p.init_cpu_s))
         return f" (the machine {busy:.0%} busy meanwhile, PID 1 alone {init:.0%})"
 
     per_peer = burst.peers_cpu_s / (2 * burst.pairs)
     brought = n * per_peer / CORES
     burst_median = statistics.median(burst.punch_ms) if burst.punch_ms else math.nan
+    burst_server = statistics.median(burst.server_ms) if burst.server_ms else math.nan
+    server_alone = statistics.median(single_server_ms) if single_server_ms else math.nan
     met = burst_median <= within * alone
     summary = [
         n,
@@ -407,6 +443,7 @@ def punch_verdict(n: int, hosts: int, single_ms: list[float], runs: list[Punchin
         f"{best:g}" if best else "none measured",
         f"{beyond:g} ({arriving[beyond] / alone:.1f}x)" if beyond else "-",
         f"{burst_median:.1f} ({burst_median / alone:.0f}x)",
+        f"{burst_server:.2f} ({server_alone:.2f})",
         f"{n} x {per_peer * 1000:.1f} ms / {CORES} = {brought:.2f}",
         f"{burst.window_s:.2f}",
     ]
@@ -414,7 +451,9 @@ def punch_verdict(n: int, hosts: int, single_ms: list[float], runs: list[Punchin
         f"- N={n}, {mode(hosts)}, all at once: {'met' if met else 'not met'} ({burst_median / alone:.1f}x). The {n} "
         f"peers bring {per_peer * 1000:.1f} ms of CPU each at the same instant, {brought:.2f} s on {CORES} cores, "
         f"and the last session opened after {burst.window_s:.2f} s: a punch in that crowd waits for a core at "
-        f"every step, so the median takes {burst_median:.1f} ms against {alone:.1f} ms for a pair alone. Arriving "
+        f"every step, so the median takes {burst_median:.1f} ms against {alone:.1f} ms for a pair alone; of "
+        f"that, the server's part (its Connect in to both Introduces out) is {burst_server:.2f} ms against "
+        f"{server_alone:.2f} ms alone. Arriving "
         f"at a rate, every peer alive: within {within:g}x "
         + (f"up to {best:g} pairs/s" if best else "at none of the rates measured")
         + (
@@ -464,7 +503,8 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
             ]
         )
         for hosts, single_ms in s.single_ms.items():
-            verdict = punch_verdict(s.n, hosts, single_ms, [p for p in s.punching if p.hosts == hosts], within)
+            mine = [p for p in s.punching if p.hosts == hosts]
+            verdict = punch_verdict(s.n, hosts, single_ms, s.single_server_ms.get(hosts, []), mine, within)
             punch_rows += verdict.rows
             summary_rows.append(verdict.summary)
             verdicts.append(verdict.text)
@@ -523,11 +563,17 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
         "registers, asks, and the pair punches. When every peer holds the other's text, all N/2 sessions are "
         "open together (the count below), and then they end. *All at once*: every peer of every pair let go at "
         "the same instant, start-up included (a host's own start, making its sockets, comes before). Punch "
-        "time: each peer's own `punch_ms` (the server's introduction to a proven direct path, relay off), both "
-        "peers of every successful pair. Busy: the machine's CPU (all processes, the kernel's NAT) over the "
+        "time, per successful pair (relay off), as the issue defines it: from the pair's second Connect reaching "
+        "the server to both peers holding a proven direct path (the later `path_at` of their `--json` "
+        "results); the server's part: from that Connect to the later of its two Introduces leaving the server. "
+        "Both ends of the server's part are stamped by the kernel on the server's interface (a tcpdump in its "
+        "namespace, bench/server_packets.py), the peers' on the same clock. Busy: the machine's CPU (all "
+        "processes, the kernel's NAT) over the "
         f"{CORES} cores, for {BACKGROUND_S:g} s before the first arrival (other work on this shared machine: a "
         f"run waits up to {QUIET_WAIT_S:g} s for it to fall to {QUIET:.0%}) and from the first arrival to the "
-        "last session open; in brackets, PID 1's part (on this VM a process supervisor whose work grows with the "
+        "last session open (- where that took under "
+        f"{MIN_BUSY_WINDOW_S:g} s: /proc/stat counts in clock ticks); in brackets, PID 1's part (on this VM a "
+        "process supervisor whose work grows with the "
         "number of processes alive). Peer CPU: the peers' whole lives (start, register, punch, talk, goodbye) "
         "from their rusage, a host's divided among its peers. PSS: every peer, all sessions open. One "
         f"stand-alone `python -m punch peer` peaks at {standalone:.0f} MiB RSS. The single pair: peer1 and peer2 "
@@ -545,6 +591,7 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
                 "median punch (ms)",
                 "p95 punch (ms)",
                 "median / single",
+                "server's part: median / p95 (ms)",
                 "busy before / during (PID 1)",
                 "peer CPU (ms per peer)",
                 "peers PSS (MiB)",
@@ -563,6 +610,7 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
                 f"highest rate with median within {within:g}x (pairs/s)",
                 "next rate (median / single)",
                 "all at once: median (ms)",
+                "all at once: server's part, median (ms; a pair alone)",
                 "all at once: CPU brought at the instant (peers x CPU each / cores = s)",
                 "all at once: last session open (s)",
             ],
@@ -575,6 +623,11 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
             "; every session open together at the end of every run."
             if together
             else "; not every session was open together."
+        ),
+        *(
+            [f"- Not timed: {untimed} successful pairs whose Connect or Introduce the server's capture missed."]
+            if (untimed := sum(p.unlogged for p in runs))
+            else []
         ),
         *verdicts,
         f"- So the goal as written (all N/2 pairs at the same instant, median within {within:g}x of one pair) is "

@@ -27,7 +27,6 @@ import secrets
 import shutil
 import signal
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -37,16 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import server_packets
 from bench.lab import peer_results
 from bench.report import machine, markdown_table, percentile, write_report
 from netns.matrix import TOPOLOGIES
-from punch.stun.message import Message, Method, encode
 
 PYTHON = sys.executable
 SERVER = "203.0.113.1"
 PRESETS = ("full-cone", "restricted-cone", "port-restricted-cone", "none")  # direct in every matrix cell
 NFLOG_GROUP = 7
-CONNECT_TYPE = struct.unpack("!H", encode(Message.request(Method.CONNECT))[:2])[0]  # STUN type of a Connect request
 
 
 EARLY, READY_GO = "early checks (default)", "Ready/Go (`--no-early-checks`)"
@@ -78,15 +76,6 @@ def spawn(lab: str, node: str, *argv: str, out: Any = subprocess.PIPE, err: Any 
     )
 
 
-def wait_for_line(proc: subprocess.Popen[str], text: str) -> None:
-    """Read ``proc``'s stderr until a line contains ``text`` (tcpdump and punch server say when they listen)."""
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if text in line:
-            return
-    raise RuntimeError(f"{proc.args!r} exited before saying {text!r}")
-
-
 def wait_for_file(log: Path, text: str, timeout: float = 15.0) -> None:
     """Poll a log file, bounded, until it contains ``text``."""
     deadline = time.monotonic() + timeout
@@ -94,17 +83,6 @@ def wait_for_file(log: Path, text: str, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"no {text!r} in {log} within {timeout:g} s")
         time.sleep(0.05)
-
-
-def connects(capture: Path) -> list[tuple[float, str]]:
-    """(time, source endpoint) of every Connect the server received, from tcpdump's text output."""
-    found = []
-    for line in capture.read_text().splitlines():  # 1764071234.567890 IP 192.0.2.14.40321 > 203.0.113.1.3478: UDP..
-        words = line.split()
-        if len(words) > 2 and words[1] == "IP":
-            host, _, port = words[2].rpartition(".")
-            found.append((float(words[0]), f"{host}:{port}"))
-    return found
 
 
 def ping(lab: str, count: int = 20) -> list[float]:
@@ -140,6 +118,7 @@ class RowLab:
         self.row, self.delays = row, delays
         self.name = f"pf{secrets.token_hex(2)}"
         self.helpers: list[subprocess.Popen[str]] = []
+        self.watching = ExitStack()  # the capture of the Connects
         self.workdir = tempfile.TemporaryDirectory()
         self.capture = Path(self.workdir.name) / "connects.txt"
         self.finished: list[tuple[str, float, list[dict[str, Any]]]] = []  # (technique, when it began, results)
@@ -172,13 +151,10 @@ class RowLab:
         # interface would see a Connect before its delay: log the Connects the server's stack takes (INPUT),
         # each at once (the kernel otherwise batches log messages for up to a second).
         subprocess.run(["ip", "netns", "exec", f"{lab}-server", "iptables", "-I", "INPUT", "-p", "udp",
-                        "--dport", "3478", "-m", "u32", "--u32", f"0>>22&0x3C@8>>16={CONNECT_TYPE:#x}",
+                        "--dport", "3478", "-m", "u32", "--u32", f"0>>22&0x3C@8>>16={server_packets.CONNECT:#x}",
                         "-j", "NFLOG", "--nflog-group", str(NFLOG_GROUP), "--nflog-threshold", "1"],
                        check=True)  # fmt: skip
-        with self.capture.open("w") as out:
-            self.helpers.append(spawn(lab, "server", "tcpdump", "-i", f"nflog:{NFLOG_GROUP}", "-n", "-tt", "-l",
-                                      out=out))  # fmt: skip
-        wait_for_line(self.helpers[-1], "listening on")
+        self.watching.enter_context(server_packets.watching(f"{lab}-server", f"nflog:{NFLOG_GROUP}", self.capture))
         with log.open("w") as out:
             self.helpers.append(spawn(lab, "server", PYTHON, "-m", "punch", "server", "--listen", f"{SERVER}:3478",
                                       err=out))  # fmt: skip
@@ -201,8 +177,8 @@ class RowLab:
     def finish(self) -> Row:
         """Stop the capture and time every successful trial from it (the lab stays up until the ``with`` ends)."""
         row = self.row
-        stop(self.helpers)
-        seen = connects(self.capture) if self.up else []
+        self.watching.close()
+        seen = [(s.time, s.peer) for s in server_packets.read(self.capture) if s.kind == "connect"] if self.up else []
         for technique, begun, results in self.finished:
             # The second Connect: the later of each peer's first Connect (from its public endpoint) in this trial.
             second = max(min(t for t, source in seen if source == r["mapped"] and t >= begun) for r in results)
@@ -214,6 +190,7 @@ class RowLab:
         return row
 
     def __exit__(self, *_: object) -> None:
+        self.watching.close()
         stop(self.helpers)
         if self.up:
             netns("down", "--name", self.name)
