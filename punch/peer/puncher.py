@@ -75,7 +75,10 @@ class PunchTimings:
     timeout: float = 10.0  # give up on a direct path after this long
     opener_fallback: float = 2.0  # opener probes at full TTL if no check arrived by then
     open_ttl: int = 2  # TTL of the opener's mapping-opening probes; 0 disables them (see punch.peer.hops)
-    lan_grace: float = 0.25  # behind the same NAT, how long a proven public path waits for a LAN one to prove itself
+    # Behind the same NAT, a proven public path waits for a LAN one to prove itself (lan_wait): at most lan_grace,
+    # at least lan_margin
+    lan_grace: float = 0.25
+    lan_margin: float = 0.02
     early: bool = True  # check without waiting for Go when both peers told the server their round trip to it
     early_margin: float = 0.05  # early checks wait this share of the larger one-way delay for jitter, and
     early_floor: float = EARLY_FLOOR  # at least this long (a peer the scheduler holds back on a near server)
@@ -95,6 +98,15 @@ def early_delay(our_rtt: float, their_rtt: float, margin: float, floor: float = 
     """
     ours, theirs = our_rtt / 2, their_rtt / 2
     return max(0.0, theirs - ours) + _margin(max(ours, theirs), margin, floor)
+
+
+def lan_wait(public_took: float, margin: float, cap: float) -> float:
+    """How long a public path proven behind the same NAT (through its hairpin) waits for a LAN candidate to
+    answer: as long again as the public path took to prove, at least ``margin`` (the scheduler, a first ARP),
+    at most ``cap``. The checks to both left at the same moment, and a LAN path, where there is one, is no
+    longer than the way through the NAT and back: its answer comes about as soon, or there is none (two homes
+    behind one carrier NAT: their LAN addresses lead nowhere)."""
+    return min(cap, max(margin, public_took))
 
 
 def early_pays(opener_rtt: float, prober_rtt: float, margin: float, floor: float = EARLY_FLOOR) -> bool:
@@ -361,6 +373,8 @@ class Puncher:
         """Check ``remote`` from ``via`` until it answers as the other peer; the prober then nominates it."""
         prober = self._intro.role is Role.PROBER
         nominate = self._aggressive and prober and remote == self._intro.candidates[0]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while not self._chosen.done():
             try:
                 response, source = await via.request(self.check(nominate=nominate), remote, self._check_policy)
@@ -376,7 +390,7 @@ class Puncher:
                 self._nominated = remote
                 self._choose_once(Path(remote, self._kind(remote)), "we nominated it in our checks")
             elif prober and not self._aggressive:
-                await self._prefer_lan(remote)
+                await self._prefer_lan(remote, loop.time() - started)
                 await self._nominate(remote)
             elif not prober and (remote, via) in self._nominations and not self._chosen.done():
                 self._take_nomination(remote, via)
@@ -387,21 +401,25 @@ class Puncher:
             log.info("path chosen: %s via %s (%s)", path.kind, format_address(path.remote), why)
             self._choose(path)
 
-    async def _prefer_lan(self, remote: Address) -> None:
-        """Behind the same NAT, hold a proven public path back briefly while a LAN candidate may still answer."""
+    async def _prefer_lan(self, remote: Address, took: float) -> None:
+        """Behind the same NAT, hold a public path (proven in ``took`` seconds) back briefly while a LAN candidate
+        may still answer (:func:`lan_wait`)."""
         if remote in self._intro.candidates[1:]:
             self._lan_proven.set()
             return
         if not self._same_nat or len(self._intro.candidates) < 2:
             return
+        wait = lan_wait(took, self._timings.lan_margin, self._timings.lan_grace)
         try:
-            async with asyncio.timeout(self._timings.lan_grace):
+            async with asyncio.timeout(wait):
                 await self._lan_proven.wait()
         except TimeoutError:
             log.info(
-                "no LAN candidate of %s answered within %g s; using the NAT's hairpin",
+                "no LAN candidate of %s answered within %.3f s (the NAT's hairpin answered in %.3f s); using the "
+                "hairpin",
                 self.peer,
-                self._timings.lan_grace,
+                wait,
+                took,
             )
 
     async def _nominate(self, remote: Address) -> None:

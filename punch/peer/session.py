@@ -382,8 +382,7 @@ def _early(
     if not config.punch.early or plan is not Plan.PUNCH or config.punch.open_ttl <= 0:
         return None
     if same_nat:
-        # A check that beats the other's probe to its NAT has no way back here (no move behind one NAT), and the
-        # round trip early checks save is small beside the LAN grace a path behind one NAT waits anyway.
+        # A check that beats the other's probe to its NAT has no way back here: no move behind one NAT.
         log.info("%s has our public address (behind our NAT): Ready/Go, not early checks", introduction.peer_id)
         return None
     told, theirs = client.told_rtt_us, introduction.rtt_us

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from punch.errors import PeerError
-from punch.peer.puncher import Puncher, PunchTimings, early_delay, early_pays
+from punch.peer.puncher import Puncher, PunchTimings, early_delay, early_pays, lan_wait
 from punch.rendezvous.wire import Introduction, Role, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
 
@@ -296,3 +296,17 @@ def test_behind_the_same_outermost_nat_the_probe_to_their_public_endpoint_dies_t
 
     steps = asyncio.run(scenario())
     assert steps == [(f"probe with TTL {public_ttl}", THEM), (f"probe with TTL {open_ttl}", ("10.0.11.2", 5000))]
+
+
+@pytest.mark.parametrize(
+    ("public_took", "wait"),
+    [
+        (0.001, 0.02),  # a hairpin next door: the margin (a first ARP, the scheduler)
+        (0.03, 0.03),  # a carrier NAT 15 ms away: as long again as its hairpin took
+        (0.4, 0.25),  # a public check that needed a retransmission: no more than the cap
+    ],
+)
+def test_a_public_path_behind_our_nat_waits_for_a_lan_one_as_long_again_as_it_took(
+    public_took: float, wait: float
+) -> None:
+    assert lan_wait(public_took, margin=0.02, cap=0.25) == pytest.approx(wait)
