@@ -48,21 +48,48 @@ NFLOG_GROUP = 7
 
 
 EARLY, READY_GO = "early checks (default)", "Ready/Go (`--no-early-checks`)"
-TECHNIQUES = {READY_GO: ("--no-early-checks",), EARLY: ()}
+SAME_NAT = "behind one NAT (default: Ready/Go, then the LAN wait)"
+TECHNIQUES = {READY_GO: ("--no-early-checks",), EARLY: (), SAME_NAT: ()}
 
 
 @dataclass
 class Row:
+    """One pair of NATs: presets of the matrix topology (``nat10``, ``nat14``), or a cell of another topology
+    (``label``), between peer10 and peer ``other``. The networks in ``delayed`` get the WAN leg's delay, so that
+    each peer's way to the server crosses one of them and the way between the peers two."""
+
     firewall: str
-    nat10: str
-    nat14: str
+    nat10: str = ""
+    nat14: str = ""
+    label: str = ""
+    topology: str = "matrix.yaml"
+    other: str = "14"
+    delayed: tuple[str, ...] = ("wan10", "wan14")
+    open_ttl: tuple[int, int] = (2, 2)  # peer10's and the other's: one more for each NAT in front of them
     ms: dict[str, list[float]] = field(default_factory=lambda: {t: [] for t in TECHNIQUES})
     trials: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TECHNIQUES, 0))
     failures: dict[str, list[str]] = field(default_factory=lambda: {t: [] for t in TECHNIQUES})
     moved: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TECHNIQUES, 0))  # a peer moved (refused)
     server_rtt_ms: list[float] = field(default_factory=list)
     ping_ms: list[float] = field(default_factory=list)  # kernel round trips peer10 <-> server (ICMP echo)
-    techniques: tuple[str, ...] = tuple(TECHNIQUES)
+    techniques: tuple[str, ...] = (EARLY,)
+
+    @property
+    def pair(self) -> str:
+        return self.label or f"{self.nat10} / {self.nat14}"
+
+
+def cgnat_rows(firewall: str) -> list[Row]:
+    """The CGNAT cells of the matrix (netns/topologies/cgnat.yaml) that have a direct path: peer10 behind its
+    home NAT and the carrier's NAT with peer14 behind a home NAT of its own, and with peer11, whose home NAT sits
+    behind the same carrier NAT (the carrier's hairpin; both peers see one public address, so they take Ready/Go
+    and then wait for a LAN candidate, punch.peer.puncher.lan_wait)."""
+    return [
+        Row(firewall, label="CGNAT + home NAT / home NAT", topology="cgnat.yaml", delayed=("wancgn", "wan14"),
+            open_ttl=(3, 2)),
+        Row(firewall, label="two homes behind one CGNAT", topology="cgnat.yaml", other="11", delayed=("carrier",),
+            open_ttl=(3, 3), techniques=(SAME_NAT,)),
+    ]  # fmt: skip
 
 
 def netns(*args: str) -> subprocess.CompletedProcess[str]:
@@ -95,14 +122,15 @@ def ping(lab: str, count: int = 20) -> list[float]:
     return [float(ms) for ms in re.findall(r"time=([0-9.]+) ms", done.stdout)]
 
 
-def trial(lab: str, number: int, extra: tuple[str, ...]) -> tuple[list[dict[str, Any]], str]:
+def trial(lab: str, row: Row, number: int, extra: tuple[str, ...]) -> tuple[list[dict[str, Any]], str]:
     """Both peers started at once, one text each; their --json results and why it failed ("" if it did not)."""
-    ids = [f"10-{number}-{secrets.token_hex(2)}", f"14-{number}-{secrets.token_hex(2)}"]
+    nodes = ("10", row.other)
+    ids = [f"{node}-{number}-{secrets.token_hex(2)}" for node in nodes]
     procs = [
-        spawn(lab, node, PYTHON, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other,
-              "--send", f"from {me}", "--json", "-q", "--no-relay", "--no-predict", "--open-ttl", "2",
+        spawn(lab, f"peer{node}", PYTHON, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other,
+              "--send", f"from {me}", "--json", "-q", "--no-relay", "--no-predict", "--open-ttl", str(ttl),
               "--linger", "0.05", *extra)
-        for node, me, other in (("peer10", ids[0], ids[1]), ("peer14", ids[1], ids[0]))
+        for node, me, other, ttl in zip(nodes, ids, ids[::-1], row.open_ttl, strict=True)
     ]  # fmt: skip
     results, reasons = peer_results(procs)
     if not reasons and any(r.get("path") != "direct" for r in results):
@@ -127,11 +155,12 @@ class RowLab:
     def __enter__(self) -> RowLab:
         server_leg, wan_leg = self.delays
         row, lab = self.row, self.name
+        presets = [f"nat10={row.nat10}", f"nat14={row.nat14}"] if row.nat10 else []
         up = netns(
-            "up", "--name", lab, "--topology", str(TOPOLOGIES / "matrix.yaml"), "--firewall", row.firewall,
-            "--nat", f"nat10={row.nat10}", "--nat", f"nat14={row.nat14}",
+            "up", "--name", lab, "--topology", str(TOPOLOGIES / row.topology), "--firewall", row.firewall,
+            *(arg for preset in presets for arg in ("--nat", preset)),
             "--impair", f"net-server:delay={server_leg:g}ms",
-            "--impair", f"wan10:delay={wan_leg:g}ms", "--impair", f"wan14:delay={wan_leg:g}ms",
+            *(arg for network in row.delayed for arg in ("--impair", f"{network}:delay={wan_leg:g}ms")),
         )  # fmt: skip
         if up.returncode != 0:
             row.failures[row.techniques[0]].append(f"lab up failed: {up.stderr.strip()}")
@@ -167,7 +196,7 @@ class RowLab:
             return
         for technique in self.row.techniques:
             begun = time.time()
-            results, reason = trial(self.name, number, TECHNIQUES[technique])
+            results, reason = trial(self.name, self.row, number, TECHNIQUES[technique])
             self.row.trials[technique] += 1
             if reason:
                 self.row.failures[technique].append(reason)
@@ -186,7 +215,7 @@ class RowLab:
             row.moved[technique] += any(r.get("move") == "moved" for r in results)
             row.server_rtt_ms += [r["server_rtt_ms"] for r in results]
         counts = ", ".join(f"{t} {len(row.ms[t])}/{row.trials[t]}" for t in row.techniques)
-        print(f"{row.firewall} {row.nat10} / {row.nat14}: {counts}", file=sys.stderr, flush=True)
+        print(f"{row.firewall} {row.pair}: {counts}", file=sys.stderr, flush=True)
         return row
 
     def __exit__(self, *_: object) -> None:
@@ -220,7 +249,7 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float]) -> list[st
     server_leg, wan_leg = delays
     s, d = server_leg + wan_leg, 2 * wan_leg
     floor = s + 2 * d
-    technique_floor = {READY_GO: 3 * s + 3 * d, EARLY: floor}
+    technique_floor = {READY_GO: 3 * s + 3 * d, EARLY: floor, SAME_NAT: 3 * s + 3 * d}
     rtts = [rtt for row in rows for rtt in row.server_rtt_ms]
     lines = [
         "# Punch time against the physical floor",
@@ -236,10 +265,17 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float]) -> list[st
         f"then one round trip between the peers. Ready/Go cannot beat 3 S + 3 D = {3 * s + 3 * d:g} ms "
         "(Introduce, Ready, Go, then the prober's check, its answer, and the answer to the opener's triggered "
         "check); early checks skip Ready and Go. *moved*: trials in which a peer's check was refused and the other "
-        "peer moved to a fresh socket (punch.peer.moving; its time counts in the row). Pairs with a symmetric NAT "
-        "are not here: their direct path "
-        "is found by port prediction, a search over random ports that no round-trip floor describes "
-        "(`just bench-predict`).",
+        "peer moved to a fresh socket (punch.peer.moving; its time counts in the row). The pairs: every pair of "
+        "the matrix's presets with a direct path (the matrix topology, the delays on each NAT's WAN), and its "
+        "CGNAT cells with one (netns/topologies/cgnat.yaml): peer10 behind its home NAT and the carrier's NAT "
+        "with peer14 behind a home NAT (the delays on the carrier's WAN and on peer14's NAT's), and with peer11, "
+        "a second home behind the same carrier NAT, through the carrier's hairpin (the delay on the carrier's "
+        "network, which the way between them crosses twice). Peers with one public address take Ready/Go "
+        "(`behind one NAT`: a check that beat the other's probe to the NAT they share would have no way back), "
+        "and the prober then holds a path through the hairpin back for a LAN candidate, as long again as the "
+        "hairpin took and at least 20 ms (punch.peer.puncher.lan_wait). Pairs with a symmetric NAT are not "
+        "here: their direct path is found by port prediction, a search over random ports that no round-trip "
+        "floor describes (`just bench-predict`).",
         "",
     ]
     pings = [ms for row in rows for ms in row.ping_ms]
@@ -270,15 +306,15 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float]) -> list[st
             p95 = percentile(ms, 0.95) if ms else float("nan")
             table.append(
                 [
-                    technique, row.firewall, f"{row.nat10} / {row.nat14}",
+                    technique, row.firewall, row.pair,
                     f"{len(ms)}/{row.trials[technique]}", str(row.moved[technique]), f"{technique_floor[technique]:g}",
                     f"{median:.1f}", f"{p95:.1f}", f"{median / floor:.2f}x", f"{p95 / floor:.2f}x",
                     f"{median / delivered:.2f}x",
                 ]
             )  # fmt: skip
     lines += markdown_table(
-        ["technique", "router firewall", "nat10 / nat14", "direct", "moved", "technique's floor (ms)", "median (ms)",
-         "p95 (ms)", f"median / {floor:g} ms", f"p95 / {floor:g} ms", f"median / {delivered:.1f} ms"],
+        ["technique", "router firewall", "NATs (peer10's / the other's)", "direct", "moved", "technique's floor (ms)",
+         "median (ms)", "p95 (ms)", f"median / {floor:g} ms", f"p95 / {floor:g} ms", f"median / {delivered:.1f} ms"],
         table,
     )  # fmt: skip
     lines += [""]
@@ -286,15 +322,18 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float]) -> list[st
         for firewall in ("home", "none"):
             ms = [m for row in rows if row.firewall == firewall for m in row.ms[technique]]
             if ms:
+                own = technique_floor[technique]
+                versus_own = f"; median {statistics.median(ms) / own:.2f}x its technique's floor ({own:g} ms)"
                 lines.append(
                     f"- {technique}, firewall {firewall}, all pairs: median {statistics.median(ms) / floor:.2f}x, "
                     f"p95 {percentile(ms, 0.95) / floor:.2f}x the floor (goal: 1.2x and 2x); median "
                     f"{statistics.median(ms) / delivered:.2f}x the floor the lab delivers"
+                    + (versus_own if own != floor else "")
                 )
     failures = [(row, t, row.failures[t]) for row in rows for t in TECHNIQUES if row.failures[t]]
     if failures:
         lines += ["", "Failures (count, first reason):", ""]
-        lines += [f"- {t}, {row.firewall} {row.nat10} / {row.nat14}: {len(f)}, {f[0]}" for row, t, f in failures]
+        lines += [f"- {t}, {row.firewall} {row.pair}: {len(f)}, {f[0]}" for row, t, f in failures]
     return lines
 
 
@@ -319,6 +358,7 @@ def main() -> int:
         for firewall in ("home", "none")
         for a, b in itertools.combinations_with_replacement(PRESETS, 2)
     ]  # fmt: skip
+    rows += [row for firewall in ("home", "none") for row in cgnat_rows(firewall)]
     rows = rows[: args.rows] if args.rows else rows
     delays = (args.server_leg, args.wan_leg)
     done = run_rows(rows, args.trials, delays)
