@@ -25,7 +25,8 @@ No NAT sees a check before its own peer's probe: the mover's NAT was opened befo
 open our NAT on their way out. When both peers' checks were refused (neither NAT has a firewall: the late peer's
 checks left from the port its NAT remapped), both ask; the server tells only one peer to move, the first one asked
 about, which is the late one (its checks started after the early one's had reached its NAT). Each peer moves or
-follows once per punch; if that fails too, the punch fails (and the session takes the relay). A closed socket
+follows once per punch; if that fails too, the punch fails (and the session takes the relay), at once where the
+other NAT refuses again (two NATs next to each other: :func:`_unless_refused`). A closed socket
 refuses checks as well: if the other peer has left the server since the introduction, the server answers Move with
 404 (PeerGone), and the punch ends without the relay, since nobody is left to relay to.
 
@@ -55,7 +56,7 @@ from punch.peer.puncher import Path, Puncher
 from punch.peer.tasks import settle
 from punch.rendezvous.wire import Introduction, Role
 from punch.stun import Address, Message, MessageClass
-from punch.stun.protocol import Handler, format_address, open_endpoint
+from punch.stun.protocol import Handler, StunEndpoint, format_address, open_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,13 @@ class Moves:
         self._routes[place] = follower.on_request
         log.info("following %s to %s: checking it there", self._intro.peer_id, format_address(fresh))
         try:
-            return await follower.run()
+            return await _unless_refused(
+                follower,
+                fresh,
+                f"{self._intro.peer_id}'s NAT refused our checks at its fresh socket too: our own NAT maps our "
+                "socket to another port now, because their fresh probe reached it (no router between the two "
+                "NATs), so every move repeats the race",
+            )
         finally:
             # The session's puncher answers from here on (keepalives on the path, the relay's retries), as before.
             self._routes[place] = self._puncher.on_request
@@ -214,10 +221,59 @@ class Moves:
             fresh.local_address[1],
             self._intro.peer_id,
         )
+        refused = _refusals(fresh, self._public)
         mover.open_mappings()
         try:
             await self._client.ready(self._intro.session_id, via=fresh)
         except PeerError:
+            fresh.unwatch_refusals()
             await mover.close()
             raise
-        return await mover.run()
+        return await _unless_refused(
+            mover,
+            self._public,
+            f"our probe from a fresh socket reached {self._intro.peer_id}'s NAT, which refused it: our probes reach "
+            "their NAT (no router between the two NATs), so every move repeats the race",
+            refused,
+        )
+
+
+def _refusals(endpoint: StunEndpoint, remote: Address) -> asyncio.Future[None]:
+    """Done once ``remote``'s own host refuses a datagram of ``endpoint`` to it (ICMP Port Unreachable), from now
+    until ``endpoint.unwatch_refusals()``."""
+    refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_refused(destination: Address, offender: str) -> None:
+        if destination == remote and offender == remote[0] and not refused.done():
+            refused.set_result(None)
+
+    endpoint.watch_refusals(on_refused)
+    return refused
+
+
+async def _unless_refused(
+    puncher: Puncher, remote: Address, why: str, refused: asyncio.Future[None] | None = None
+) -> Path:
+    """``puncher``'s punch after a move, ended with PeerError(``why``) if ``remote``'s NAT refuses one of its
+    datagrams (``refused``: :func:`_refusals` of the puncher's socket, watched from before its first datagram).
+
+    Before a move a refusal says the other peer's socket lost the race; after it, the move was the way back, and a
+    refusal says the race came again: both peers' NATs are next to each other (compose's routers on one network),
+    so no TTL keeps a probe from the other NAT, and a bare one then maps its own peer elsewhere. Nothing more
+    to try: the session takes the relay at once instead of after the punch's timeout.
+    """
+    endpoint = puncher.endpoint
+    if refused is None:
+        refused = _refusals(endpoint, remote)
+    running = asyncio.ensure_future(puncher.run())
+    try:
+        await asyncio.wait((running, refused), return_when=FIRST)
+    finally:
+        endpoint.unwatch_refusals()
+    if running.done():
+        return running.result()
+    await settle(running)
+    if puncher.chosen is not None:
+        return puncher.chosen
+    log.info("%s", why)
+    raise PeerError(f"no direct path to {puncher.peer}: {why}")

@@ -86,6 +86,12 @@ class Project:
         code, output = self.container(service).exec_run(list(cmd))
         return int(code), bytes(output).decode(errors="replace")
 
+    def conntrack(self, service: str) -> str:
+        """The UDP entries of the conntrack table of the service's container (a router)."""
+        code, table = self.exec(service, "conntrack", "-L", "-p", "udp")
+        assert code == 0, f"conntrack -L in {service} exited {code}:\n{table}"
+        return table
+
     def health(self, service: str) -> str:
         container = self.container(service)
         container.reload()

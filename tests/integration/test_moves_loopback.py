@@ -4,12 +4,16 @@ Ready through a real server, and a Go or Move that comes before its Introduce.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import Callable
 
 import pytest
 
 from punch.errors import PeerError, PeerGone
 from punch.peer.client import RendezvousClient
+from punch.peer.moving import Moves
+from punch.peer.puncher import Puncher, PunchTimings
 from punch.rendezvous.server import RendezvousServer
 from punch.rendezvous.wire import Introduction, Role, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode
@@ -157,4 +161,32 @@ async def test_a_go_or_move_before_the_introduce_is_left_for_its_retransmission(
     assert (second.transaction_id, second.message_class) == (early.transaction_id, MessageClass.SUCCESS)
     assert (client.go.is_set(), client.move.done()) == (method == Method.GO, method == Method.MOVE)
     transport.close()
+    await endpoint.close()
+
+
+class Told:
+    """What a RendezvousClient holds after the server said where the other peer moved (Go with CANDIDATE)."""
+
+    def __init__(self, fresh: Address) -> None:
+        loop = asyncio.get_running_loop()
+        self.move: asyncio.Future[None] = loop.create_future()
+        self.moved: asyncio.Future[Address] = loop.create_future()
+        self.moved.set_result(fresh)
+
+
+async def test_a_follower_whose_checks_are_refused_again_ends_the_punch_at_once() -> None:
+    """After a move, a refusal says the race came again (two NATs next to each other): the punch ends there and
+    then, with why, not after its timeout of 60 s here."""
+    endpoint = await open_endpoint(lambda m, s, d: None, ("127.0.0.1", 0))
+    fresh = ("127.0.0.1", free_port("127.0.0.1"))  # the mover's fresh endpoint, as its NAT refuses us there
+    introduction = Introduction("14", (("127.0.0.1", free_port("127.0.0.1")),), b"\x07" * 16, Role.PROBER, bytes(32))
+    puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=60.0))
+    routes: list[Callable[[Message, Address], bool]] = [puncher.on_request]
+    async with contextlib.AsyncExitStack() as sockets:
+        moves = Moves(puncher, introduction, Told(fresh), routes, lambda m, s, d: None, sockets, 60.0)  # type: ignore[arg-type]
+        with pytest.raises(PeerError, match=r"14's NAT refused our checks at its fresh socket too"):
+            await asyncio.wait_for(moves.run(), 10)
+    assert moves.outcome == "followed"
+    assert routes == [puncher.on_request]  # the session's puncher answers again
+    assert endpoint.counters["refused"] >= 1
     await endpoint.close()
