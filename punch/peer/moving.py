@@ -275,5 +275,4 @@ async def _unless_refused(
     await settle(running)
     if puncher.chosen is not None:
         return puncher.chosen
-    log.info("%s", why)
-    raise PeerError(f"no direct path to {puncher.peer}: {why}")
+    raise PeerError(f"no direct path to {puncher.peer}: {why}")  # the session logs it, and takes the relay
