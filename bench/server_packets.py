@@ -15,6 +15,7 @@ ways to see them (:func:`watching`):
 
 from __future__ import annotations
 
+import shutil
 import signal
 import struct
 import subprocess
@@ -50,6 +51,8 @@ class Seen:
 def watching(namespace: str, source: str, out: Path, capture_filter: str = "") -> Iterator[None]:
     """tcpdump on ``source`` (an interface, or ``nflog:GROUP``) in ``namespace``, its lines in ``out``, from when it
     listens until the block ends (on SIGTERM it prints what it already read)."""
+    if shutil.which("tcpdump") is None:
+        raise RuntimeError("bench: the server's packets are read by tcpdump; install it (apt-get install tcpdump)")
     argv = ["ip", "netns", "exec", namespace, *REAL_TIME, "tcpdump", "-i", source, "-n", "-tt", "-l", "-p"]
     argv += ["--immediate-mode", *([capture_filter] if capture_filter else [])]
     with out.open("w") as lines:
