@@ -12,7 +12,8 @@ S + 2 D) in every row, and Ready/Go, ``--no-early-checks`` (the opener opens its
 the server tells the prober Go: its own floor is 3 S + 3 D, see punch/peer/puncher.py) alternating with it trial by
 trial in the port-restricted rows (``--ready-go-everywhere``: in every row). One lab per router firewall kind and
 unordered pair of NAT presets for which the matrix finds a direct path (the cones and `none`; the opener is
-whichever peer asked first, so a pair's two orders are one experiment), brought up once for all its trials.
+whichever peer asked first, so a pair's two orders are one experiment), and per CGNAT cell with one
+(:func:`cgnat_rows`; peers behind one NAT take Ready/Go by themselves), brought up once for all its trials.
 All the labs are up together and the rows take turns, one trial each: this machine's noisy spells (other work on
 the host) fall on every row alike instead of on whichever rows ran during them.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,9 +136,26 @@ def _decode_address(value: bytes, mask: bytes, name: str) -> Address:
     raw = value[4:]
     if mask:
         port ^= MAGIC_COOKIE >> 16
-        raw = bytes(a ^ b for a, b in zip(raw, mask, strict=False))
-    host = ipaddress.IPv4Address(raw) if version == 4 else ipaddress.IPv6Address(raw)
-    return (str(host), port)
+        raw = _xor(raw, mask)
+    if version == 4:
+        return (socket.inet_ntoa(raw), port)  # the dotted quad, as str(IPv4Address(raw)) gives it
+    return (str(ipaddress.IPv6Address(raw)), port)
+
+
+def _xor(raw: bytes, mask: bytes) -> bytes:
+    """``raw`` XOR the first ``len(raw)`` bytes of ``mask``."""
+    size = len(raw)
+    return (int.from_bytes(raw, "big") ^ int.from_bytes(mask[:size], "big")).to_bytes(size, "big")
+
+
+def _canonical_ipv4(host: str) -> bytes | None:
+    """The packed form of ``host`` if it is an IPv4 address written as ipaddress accepts it (four decimal octets,
+    no leading zeros): it is then exactly what inet_ntoa writes back. None for anything else."""
+    try:
+        packed = socket.inet_aton(host)
+    except (OSError, ValueError):  # not an address; a NUL or a character that is not ASCII
+        return None
+    return packed if socket.inet_ntoa(packed) == host else None
 
 
 def _encode_address(value: object, mask: bytes, name: str) -> bytes:
@@ -145,17 +163,20 @@ def _encode_address(value: object, mask: bytes, name: str) -> bytes:
     port = _as_int(port)
     if not isinstance(host, str) or port is None:
         raise StunEncodeError(f"{name}: {value!r} is not an (IP, port) address")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError as error:
-        raise StunEncodeError(f"{name}: {value!r} is not an (IP, port) address: {error}") from None
+    raw = _canonical_ipv4(host)  # the common case, without ipaddress' parsing
+    family = 0x01
+    if raw is None:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError as error:
+            raise StunEncodeError(f"{name}: {value!r} is not an (IP, port) address: {error}") from None
+        raw, family = ip.packed, 0x01 if ip.version == 4 else 0x02
     if not 0 <= port <= 0xFFFF:
         raise StunEncodeError(f"{name}: port {port} is out of range")
-    raw = ip.packed
     if mask:
         port ^= MAGIC_COOKIE >> 16
-        raw = bytes(a ^ b for a, b in zip(raw, mask, strict=False))
-    return struct.pack("!BBH", 0, 0x01 if ip.version == 4 else 0x02, port) + raw
+        raw = _xor(raw, mask)
+    return struct.pack("!BBH", 0, family, port) + raw
 
 
 def plain_address() -> tuple[Decoder, Encoder]:

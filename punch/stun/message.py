@@ -272,7 +272,12 @@ def encode(
 
     StunEncodeError names the attribute whose value is out of range; those three must not be in ``attributes``.
     """
-    _header(message, 0)  # checks method, class and transaction ID before any attribute
+    start = _header(message, 0)  # checks method, class and transaction ID before any attribute
+    message_type, transaction_id = start[0:2], start[8:20]
+
+    def header(body_length: int) -> bytes:
+        return message_type + body_length.to_bytes(2, "big") + _COOKIE_BYTES + transaction_id
+
     context = Context(bytes(message.transaction_id))
     body = bytearray()
     for kind, value in message.attributes:
@@ -296,12 +301,12 @@ def encode(
     for kind, key, digest in ((_MI, integrity_key, "sha1"), (_MI_SHA256, integrity_sha256_key, "sha256")):
         if key is not None:
             size = hashlib.new(digest).digest_size
-            covered = _header(message, len(body) + 4 + size) + bytes(body)
+            covered = header(len(body) + 4 + size) + bytes(body)
             body += _tlv(kind, hmac.new(key, covered, digest).digest())
     if fingerprint:
-        covered = _header(message, len(body) + 8) + bytes(body)
+        covered = header(len(body) + 8) + bytes(body)
         body += _tlv(_FINGERPRINT, struct.pack("!I", zlib.crc32(covered) ^ FINGERPRINT_XOR))
-    return _header(message, len(body)) + bytes(body)
+    return header(len(body)) + bytes(body)
 
 
 # -- decode -------------------------------------------------------------------------------------------------

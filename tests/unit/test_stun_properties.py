@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from punch.errors import StunDecodeError
+from punch.errors import StunDecodeError, StunEncodeError
 from punch.stun import (
     TABLE,
     AttributeType,
@@ -193,3 +193,34 @@ def test_truncated_or_extended_messages_never_raise_anything_else(message: Messa
     tail = data.draw(st.binary(max_size=12))
     for candidate in (wire[:cut], wire + tail, wire[:cut] + tail):
         decodes_or_refuses(candidate)
+
+
+NEAR_IPV4 = ["1.2.3.4", "01.2.3.4", "1.2.3.04", "1.2.3", "1", "0x1.2.3.4", "1.2.3.4 ", " 1.2.3.4", "1.2.3.4\x00",
+             "256.1.1.1", "1.2.3.4.5", "\u0661.2.3.4", "0.0.0.0", "255.255.255.255", "::ffff:1.2.3.4", "1.2.3.-4", ""]  # fmt: skip
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.ip_addresses().map(str), st.sampled_from(NEAR_IPV4), st.text(alphabet="0123456789.x:abcdef ", max_size=20)
+    ),
+    st.integers(0, 0xFFFF),
+    st.sampled_from([T.XOR_MAPPED_ADDRESS, T.MAPPED_ADDRESS, T.CANDIDATE]),
+)
+def test_an_address_is_taken_and_written_exactly_as_ipaddress_reads_it(host: str, port: int, kind: T) -> None:
+    """The codec writes IPv4 without the ipaddress module (punch.stun.attributes._canonical_ipv4): it must accept
+    the very strings ipaddress accepts, and write and read back the same bytes and text."""
+    message = Message(Method.BINDING, MessageClass.SUCCESS, bytes(range(12)), ((kind, (host, port)),))
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        with pytest.raises(StunEncodeError, match="is not an \\(IP, port\\) address"):
+            encode(message)
+        return
+    data = encode(message, fingerprint=False)
+    value = data[24:]
+    mask = struct.pack("!I", 0x2112A442) + bytes(range(12)) if kind != T.MAPPED_ADDRESS else bytes(16)
+    raw = bytes(a ^ b for a, b in zip(ip.packed, mask, strict=False))
+    wire_port = port ^ 0x2112 if kind != T.MAPPED_ADDRESS else port
+    assert value == struct.pack("!BBH", 0, 1 if ip.version == 4 else 2, wire_port) + raw
+    assert decode(data).attributes == ((kind, (str(ip), port)),)
