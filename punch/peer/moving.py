@@ -95,19 +95,15 @@ class Moves:
         self._sockets = sockets
         self._timeout = timeout
         self._public = introduction.candidates[0]
-        self._refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.outcome: str | None = None  # "moved" or "followed", once it did
 
-    def _on_refused(self, destination: Address, offender: str) -> None:
-        if destination != self._public or offender != self._public[0] or self._refused.done():
-            return
+    def _log_refusal(self, _: asyncio.Future[None]) -> None:
         log.info(
             "our check to %s was refused by %s's NAT (ICMP port unreachable): it had no mapping toward us, so one of "
             "us checked before the other's probe had opened its NAT, and the late one must move to a fresh socket",
-            format_address(destination),
+            format_address(self._public),
             self._intro.peer_id,
         )
-        self._refused.set_result(None)
 
     @property
     def _tellings(self) -> tuple[asyncio.Future[None], asyncio.Future[Address]]:
@@ -119,11 +115,12 @@ class Moves:
         if any(f.done() for f in told):
             return await self._told()
         endpoint = self._puncher.endpoint
-        endpoint.watch_refusals(self._on_refused)
+        refused = _refusals(endpoint, self._public)
+        refused.add_done_callback(self._log_refusal)
         running = asyncio.ensure_future(self._puncher.run())
         try:
             try:
-                await asyncio.wait((running, self._refused, *told), return_when=FIRST)
+                await asyncio.wait((running, refused, *told), return_when=FIRST)
             finally:
                 endpoint.unwatch_refusals()
             if not running.done() and not any(f.done() for f in told):  # refused: the other peer must move
