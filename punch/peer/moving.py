@@ -37,9 +37,11 @@ already hears the other's checks stays and finishes its punch; a path chosen bef
 stands; and a mover's old socket answers no more checks and chooses nothing from the moment it decides
 (Puncher.silence). A pair needs both sides' checks answered, so a peer that moves never took part in one.
 
-Only a punch of the plain kind moves (with low-TTL probes: the mover needs one; not port prediction, not two peers
-behind one NAT), over IPv4 on Linux, where the socket can read ICMP errors; elsewhere a lost race ends on the relay,
-as before.
+Only a punch of the plain kind moves (with low-TTL probes: the mover needs one; not port prediction), over IPv4 on
+Linux, where the socket can read ICMP errors; elsewhere a lost race ends on the relay, as before. Behind one NAT
+the race is lost at the other peer's NAT below the shared one (a home router behind a carrier's NAT), whose
+refusal the shared NAT's hairpin brings back from the other's public address; the mover's probe dies at the
+shared NAT (Puncher.opening_ttl), as in the punch.
 """
 
 from __future__ import annotations

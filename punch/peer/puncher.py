@@ -18,9 +18,11 @@ then sends, SNAT must pick a different public port, and a naive simultaneous ope
    (USE-CANDIDATE; aggressive nomination, RFC 5245 §8.1.1.2) and chooses it when a check is answered. The opener
    takes a nomination only for a pair its own check proved (RFC 8445 §7.3.1.5: a nominated pair that has not
    succeeded waits for its triggered check), so a check replayed from another address, authentic as it is,
-   never steers the path there. Behind one NAT, where a LAN path may beat the NAT's hairpin, the prober
-   nominates the regular way instead (RFC 8445 §8.1.1): the first pair that answered, after a short grace for a
-   LAN candidate, in a check of its own.
+   never steers the path there. Behind one NAT the prober nominates every candidate alike, the NAT's hairpin and
+   the LAN ones, and the first pair that answers is the path; but where a LAN candidate of the other peer is on
+   one of our own links (punch.peer.routes), so that its path likely beats the hairpin, the prober nominates the
+   regular way instead (RFC 8445 §8.1.1): the first pair that answered, after a short grace for a LAN candidate
+   (:func:`lan_wait`), in a check of its own.
 
 If no check arrives from the prober in time, the opener probes at full TTL as well (for networks where the
 low-TTL probe could not open the mapping).
@@ -148,6 +150,7 @@ class Puncher:
         *,
         predicting: bool = False,
         same_nat: bool = False,
+        lan_first: bool = False,
         on_chosen: Callable[[Path], None] | None = None,
         early: float | None = None,
         aggressive: bool = True,
@@ -170,17 +173,22 @@ class Puncher:
         self._proven: set[tuple[Address, StunEndpoint]] = set()  # pairs our own checks proved
         self._nominations: set[tuple[Address, StunEndpoint]] = set()  # pairs the prober nominated (opener)
         self._nominated: Address | None = None
-        # Both peers behind one public address (one NAT): their LAN path beats the NAT's hairpin, so the prober
-        # gives a LAN candidate a moment to prove itself before it nominates the public one.
+        # Both peers behind one public address (one NAT): our probes toward it die one hop sooner (opening_ttl).
+        # With ``lan_first`` (a LAN candidate of theirs on one of our links, punch.peer.routes) their LAN path
+        # likely beats the NAT's hairpin, so the prober gives a LAN candidate a moment to prove itself before it
+        # nominates the public one; without, it nominates in every check, to every candidate, and the first pair
+        # that answers is the path.
         self._same_nat = same_nat
+        self._lan_first = same_nat and lan_first
         self._lan_proven = asyncio.Event()
         self.hopeless = hopeless  # both NATs map endpoint-dependently: no direct path to retry from the relay
         # Early checks (module docstring): when (loop.time()) to start checking, or None to wait for Go.
         self._early = early
-        # The prober nominates the public path in every check (step 4); not behind one NAT, not when predicting,
-        # and not in the relay's retries: there the opener's window may close before its own check is answered,
-        # while the prober already moved (a nomination in a check of its own comes after the opener answered it).
-        self._aggressive = aggressive and not same_nat and not predicting
+        # The prober nominates the public path in every check (step 4); not when a LAN path goes first, not when
+        # predicting, and not in the relay's retries: there the opener's window may close before its own check is
+        # answered, while the prober already moved (a nomination in a check of its own comes after the opener
+        # answered it).
+        self._aggressive = aggressive and not self._lan_first and not predicting
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False  # this round of checks is over (chosen, timed out, or given up for the relay)
         self.heard = False  # a check of the other peer's reached us (punch.peer.moving)
@@ -202,6 +210,11 @@ class Puncher:
     def same_nat(self) -> bool:
         """Whether both peers sit behind one NAT (one public address)."""
         return self._same_nat
+
+    @property
+    def lan_first(self) -> bool:
+        """Whether the prober waits a moment for a LAN candidate before it nominates the NAT's hairpin."""
+        return self._lan_first
 
     @property
     def peer(self) -> str:
@@ -278,7 +291,15 @@ class Puncher:
         """A fresh puncher for the same session and socket, checking for ``timeout`` seconds and opening our mapping
         with probes of TTL ``open_ttl`` (the relay's background retries)."""
         timings = dataclasses.replace(self._timings, timeout=timeout, open_ttl=open_ttl, early=False)
-        return Puncher(self.endpoint, self._me, self._intro, timings, same_nat=self._same_nat, aggressive=False)
+        return Puncher(
+            self.endpoint,
+            self._me,
+            self._intro,
+            timings,
+            same_nat=self._same_nat,
+            lan_first=self._lan_first,
+            aggressive=False,
+        )
 
     def moved(self, introduction: Introduction, endpoint: StunEndpoint | None = None) -> Puncher:
         """A puncher for the same session after a move (punch.peer.moving): toward ``introduction``'s candidates,
@@ -286,7 +307,13 @@ class Puncher:
         timings = dataclasses.replace(self._timings, early=False)
         fresh = endpoint is not None and endpoint is not self.endpoint
         return Puncher(
-            endpoint or self.endpoint, self._me, introduction, timings, on_chosen=self._on_chosen, fresh=fresh
+            endpoint or self.endpoint,
+            self._me,
+            introduction,
+            timings,
+            same_nat=self._same_nat,  # the mover's probe dies at the NAT we share (opening_ttl)
+            on_chosen=self._on_chosen,
+            fresh=fresh,
         )
 
     async def run(self) -> Path:
@@ -372,7 +399,8 @@ class Puncher:
     async def _check_until_proven(self, remote: Address, via: StunEndpoint) -> None:
         """Check ``remote`` from ``via`` until it answers as the other peer; the prober then nominates it."""
         prober = self._intro.role is Role.PROBER
-        nominate = self._aggressive and prober and remote == self._intro.candidates[0]
+        # Behind one NAT (no LAN candidate on our links) every candidate is nominated: whichever answers first.
+        nominate = self._aggressive and prober and (self._same_nat or remote == self._intro.candidates[0])
         loop = asyncio.get_running_loop()
         started = loop.time()
         while not self._chosen.done():
@@ -407,7 +435,7 @@ class Puncher:
         if remote in self._intro.candidates[1:]:
             self._lan_proven.set()
             return
-        if not self._same_nat or len(self._intro.candidates) < 2:
+        if not self._lan_first or len(self._intro.candidates) < 2:
             return
         wait = lan_wait(took, self._timings.lan_margin, self._timings.lan_grace)
         try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from punch.errors import PeerError, PeerGone
-from punch.peer import hops, sealing
+from punch.peer import hops, routes, sealing
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
 from punch.peer.moving import Moves
@@ -308,7 +308,8 @@ async def _find_path(
     result.session = introduction.session_id.hex()
     result.early = puncher.early if plan is Plan.PUNCH else None
     if puncher.same_nat:
-        log.info("%s has our public address: we are behind the same NAT, so a LAN path is preferred", config.target)
+        preferred = ", so a LAN path is preferred" if puncher.lan_first else ""
+        log.info("%s has our public address: we are behind the same NAT%s", config.target, preferred)
     result.received, result.sent = channel.received, channel.sent  # shared: a failure still reports what crossed
     if plan is Plan.RELAY:
         why = f"no direct path to {introduction.peer_id}: both NATs map endpoint-dependently, no port to predict"
@@ -357,8 +358,9 @@ def _opening(
         config.punch,
         predicting=plan is not Plan.PUNCH,
         same_nat=same_nat,
+        lan_first=same_nat and _lan_first(endpoint, introduction),
         on_chosen=on_chosen,
-        early=_early(config, plan, client, introduction, same_nat),
+        early=_early(config, plan, client, introduction),
         hopeless=plan is Plan.RELAY,
     )
     dispatcher.routes.append(puncher.on_request)
@@ -368,22 +370,32 @@ def _opening(
 
 
 def _same_nat(client: RendezvousClient, introduction: Introduction) -> bool:
-    """Whether the other peer has our public address: both behind one NAT, where a LAN path is preferred."""
+    """Whether the other peer has our public address: both behind one NAT."""
     return client.mapped is not None and introduction.candidates[0][0] == client.mapped[0]
 
 
-def _early(
-    config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction, same_nat: bool
-) -> float | None:
+def _lan_first(endpoint: StunEndpoint, introduction: Introduction) -> bool:
+    """Behind one NAT: whether a LAN candidate of the other peer may be on one of our links (punch.peer.routes), so
+    that its path likely beats the NAT's hairpin and is worth a short wait."""
+    lans = introduction.candidates[1:]
+    if not lans:
+        return False
+    found = [routes.on_link(host, endpoint.fileno()) for host, _ in lans]
+    if any(f is not False for f in found):
+        return True
+    log.info(
+        "none of %s's LAN candidates (%s) is on a link of ours: through our NAT's hairpin, every check nominates",
+        introduction.peer_id,
+        ", ".join(format_address(c) for c in lans),
+    )
+    return False
+
+
+def _early(config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction) -> float | None:
     """When (loop.time()) our first check may leave without waiting for Go (punch.peer.puncher), or None: early
     checks need both round trips to the server, a plain punch (no port prediction), low-TTL probes (they open
-    both NATs first), two peers behind different NATs (not ``same_nat``), and a server far enough away that they
-    beat Ready/Go (punch.peer.puncher.early_pays)."""
+    both NATs first), and a server far enough away that they beat Ready/Go (punch.peer.puncher.early_pays)."""
     if not config.punch.early or plan is not Plan.PUNCH or config.punch.open_ttl <= 0:
-        return None
-    if same_nat:
-        # A check that beats the other's probe to its NAT has no way back here: no move behind one NAT.
-        log.info("%s has our public address (behind our NAT): Ready/Go, not early checks", introduction.peer_id)
         return None
     told, theirs = client.told_rtt_us, introduction.rtt_us
     if client.rtt is None or client.introduced_at is None or told is None or theirs is None:
@@ -446,7 +458,7 @@ async def _punch(
             sprayer.start()
     path: Path | None = None
     try:
-        if plan is Plan.PUNCH and not puncher.same_nat and config.punch.open_ttl > 0:  # (punch.peer.moving)
+        if plan is Plan.PUNCH and config.punch.open_ttl > 0:  # (punch.peer.moving)
             moves = Moves(puncher, introduction, client, dispatcher.routes, dispatcher, sockets, config.punch.timeout)
             try:
                 path = await moves.run()
@@ -586,7 +598,8 @@ async def _rejoin(
     """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
     introduction = await client.rejoin(config.target)
     same_nat = _same_nat(client, introduction)
-    puncher = Puncher(old.endpoint, config.peer_id, introduction, timings, same_nat=same_nat)
+    lan_first = same_nat and _lan_first(old.endpoint, introduction)
+    puncher = Puncher(old.endpoint, config.peer_id, introduction, timings, same_nat=same_nat, lan_first=lan_first)
     dispatcher.routes[dispatcher.routes.index(old.on_request)] = puncher.on_request
     if introduction.role is Role.OPENER:
         puncher.open_mappings()

@@ -308,6 +308,12 @@ class StunEndpoint(asyncio.DatagramProtocol):
         name = self._transport.get_extra_info("sockname")
         return (str(name[0]), int(name[1]))
 
+    def fileno(self) -> int:
+        """The socket's file descriptor (to ask the kernel about it; reading and writing are ours)."""
+        if self._transport is None:
+            raise RuntimeError("endpoint is not connected")
+        return int(self._transport.get_extra_info("socket").fileno())
+
     def send_bytes(self, data: bytes, remote: Address) -> None:
         """Send raw bytes; silently nothing once closed. While a batch from the C fast path is handled, they
         leave with the batch's other answers (:meth:`_drain`)."""

@@ -9,7 +9,16 @@ import pytest
 
 from netns.matrix import TOPOLOGIES
 from netns.testing import Lab, LabFactory
-from tests.e2e.punch_in_lab import finish, start_peer, start_server, wait_for_line
+from tests.e2e.punch_in_lab import (
+    FAR_SERVER,
+    LOSE_INTRODUCTIONS,
+    chat_peer,
+    end_chat,
+    finish,
+    start_peer,
+    start_server,
+    wait_for_line,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -84,6 +93,57 @@ def test_behind_one_carrier_and_bare_home_routers_the_opener_probe_dies_at_the_c
     bare = lab_factory(firewall="none", topology=TOPOLOGIES / "cgnat.yaml")
     _, log10, result11 = punch_with_10_opening(bare, "11")
     assert f"to {result11['mapped']} with TTL 2: opens our NAT mapping, dies before the NAT we share" in log10, log10
+
+
+def test_behind_one_carrier_the_subscribers_check_early_and_nominate_the_hairpin_at_once(
+    lab_factory: LabFactory,
+) -> None:
+    """With the server far enough for early checks, two subscribers of one carrier check without waiting for Go,
+    as peers behind different NATs do; their LAN candidates lie behind each other's home router (not on a link of
+    theirs), so the prober nominates in every check and takes the hairpin the moment it answers: no LAN wait."""
+    lab = lab_factory(topology=TOPOLOGIES / "cgnat.yaml", args=FAR_SERVER)
+    server = start_server(lab)
+    peer10 = start_peer(lab, "10", "11", "--send", "hello from 10", "--no-relay")
+    wait_for_line(server, r"10 asks for 11: waiting for 11 to register")
+    peer11 = start_peer(lab, "11", "10", "--send", "hello from 11", "--no-relay")
+    (code10, result10, log10), (code11, result11, log11) = finish(peer10), finish(peer11)
+    assert (code10, code11) == (0, 0), log10 + log11
+    assert (result10["path"], result11["path"]) == ("direct", "direct")
+    assert (result10["early"], result11["early"]) == (True, True), log10 + log11
+    assert (result10["received"], result11["received"]) == (["hello from 11"], ["hello from 10"])
+    assert "none of 10's LAN candidates (10.0.10.2:" in log11, log11
+    assert "is on a link of ours: through our NAT's hairpin, every check nominates" in log11
+    assert "(we nominated it in our checks)" in log11  # the prober chose as its check was answered
+    assert "no LAN candidate of" not in log11  # nothing waited for one
+
+
+def test_a_lost_race_behind_one_carrier_is_refused_through_its_hairpin_and_the_late_peer_moves(
+    lab_factory: LabFactory,
+) -> None:
+    """Bare home routers, early checks, and peer11's introduction lost once: peer10's checks reach nat11 before
+    peer11's probe opened it; nat11 records them as a connection of its own and refuses them, and the CGN's hairpin
+    brings the refusal back from peer11's public address (the CGN's). peer10 asks the server to move peer11, whose
+    fresh socket's probe dies at the CGN (one hop less, as in the punch), and both go direct."""
+    lab = lab_factory(firewall="none", topology=TOPOLOGIES / "cgnat.yaml", args=FAR_SERVER)
+    lab.exec("nat11", "nft", "-f", "-", input=LOSE_INTRODUCTIONS, check=True)
+    start_server(lab)
+    peer10, peer11 = chat_peer(lab, "10", "11"), chat_peer(lab, "11", "10")
+    wait_for_line(peer10, r"checking without waiting for Go")
+    wait_for_line(peer10, rf"our check to {CGN_PUBLIC}:\d+ was refused by 11's NAT")
+    wait_for_line(peer10, r"asked the server to move the other peer: telling 11 to move")
+    lab.exec("nat11", "nft", "delete", "table", "inet", "lose_introductions", check=True)
+    wait_for_line(peer11, r"server says 10's check was refused by our NAT: we move to a fresh socket")
+    wait_for_line(peer11, rf"probe sent to {CGN_PUBLIC}:\d+ with TTL 2: opens our NAT mapping, dies before the NAT we")
+    wait_for_line(peer10, rf"following 11 to {CGN_PUBLIC}:\d+")
+    for peer in (peer10, peer11):
+        wait_for_line(peer, r"using the direct path to")
+    end_chat((peer10, "from 10\n"), (peer11, "from 11\n"))
+    (code10, result10, log10), (code11, result11, log11) = finish(peer10), finish(peer11)
+    assert (code10, code11) == (0, 0), log10 + log11
+    assert (result10["path"], result11["path"]) == ("direct", "direct")
+    assert (result10["move"], result11["move"]) == ("followed", "moved")
+    assert (result10["received"], result11["received"]) == (["from 11"], ["from 10"])
+    assert result10["remote"].startswith(CGN_PUBLIC + ":")
 
 
 def test_a_silent_first_public_router_still_gives_ttl_3(cgnat_lab: Lab) -> None:

@@ -1,0 +1,76 @@
+"""Whether an address is on one of our own links: the kernel's IPv4 routing table reaches it without a gateway.
+
+Behind one NAT the other peer's LAN candidates tell whether a LAN path is likely: one on a network we are attached to
+(the same home or office LAN) usually answers sooner than the NAT's hairpin, and is worth a short wait
+(punch.peer.puncher.lan_wait); one we could reach only through a router (two homes behind one carrier NAT, whose
+LANs are private to each home) usually leads nowhere.
+
+Linux only (``/proc/self/net/route``, the table of the calling thread's network namespace); anywhere else, for IPv6,
+or for a socket that lives in another namespace than ours (bench/peer_host.py makes such sockets) the answer is None:
+unknown.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+
+ROUTE_TABLE = "/proc/self/net/route"
+SIOCGSKNS = 0x894C  # linux/sockios.h: a file descriptor of the socket's network namespace
+
+
+def on_link_in(table: str, address: str) -> bool | None:
+    """Whether ``table`` (the text of ``/proc/net/route``) reaches the IPv4 ``address`` without a gateway, by its
+    most specific route (a loopback address is on link); None for an address that is not IPv4 or a table without a
+    route to it."""
+    try:
+        parsed = ipaddress.IPv4Address(address)
+    except ValueError:
+        return None
+    if parsed.is_loopback:
+        return True  # our own host (the kernel's local table, which /proc/net/route leaves out)
+    target = int(parsed)
+    best: tuple[int, bool] | None = None  # (prefix length, on link) of the most specific route so far
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        try:
+            # Destination, gateway and mask are 32-bit words in the kernel's byte order (little-endian here).
+            destination, gateway, mask = (int.from_bytes(bytes.fromhex(f), "little") for f in fields[1:3] + fields[7:8])
+        except ValueError:
+            continue
+        if target & mask != destination:
+            continue
+        prefix = mask.bit_count()
+        if best is None or prefix > best[0]:
+            best = (prefix, gateway == 0)
+    return None if best is None else best[1]
+
+
+def same_namespace(fd: int) -> bool | None:
+    """Whether the socket ``fd`` lives in our own network namespace (None where the kernel cannot tell)."""
+    try:
+        theirs = fcntl.ioctl(fd, SIOCGSKNS)
+    except OSError:
+        return None
+    try:
+        return os.fstat(theirs).st_ino == os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return None
+    finally:
+        os.close(theirs)
+
+
+def on_link(address: str, fd: int) -> bool | None:
+    """Whether ``address`` is on one of the links of the socket ``fd`` (module docstring); None where that is
+    unknown."""
+    if not same_namespace(fd):
+        return None
+    try:
+        with open(ROUTE_TABLE, encoding="ascii") as routes:
+            table = routes.read()
+    except OSError:
+        return None
+    return on_link_in(table, address)
