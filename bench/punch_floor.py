@@ -13,7 +13,7 @@ the server tells the prober Go: its own floor is 3 S + 3 D, see punch/peer/punch
 trial in the port-restricted rows (``--ready-go-everywhere``: in every row). One lab per router firewall kind and
 unordered pair of NAT presets for which the matrix finds a direct path (the cones and `none`; the opener is
 whichever peer asked first, so a pair's two orders are one experiment), and per CGNAT cell with one
-(:func:`cgnat_rows`; peers behind one NAT take Ready/Go by themselves), brought up once for all its trials.
+(:func:`cgnat_rows`), brought up once for all its trials.
 All the labs are up together and the rows take turns, one trial each: this machine's noisy spells (other work on
 the host) fall on every row alike instead of on whichever rows ran during them.
 """
@@ -49,7 +49,7 @@ NFLOG_GROUP = 7
 
 
 EARLY, READY_GO = "early checks (default)", "Ready/Go (`--no-early-checks`)"
-SAME_NAT = "behind one NAT (default: Ready/Go, then the LAN wait)"
+SAME_NAT = "behind one NAT (default: early checks, every check nominating)"
 TECHNIQUES = {READY_GO: ("--no-early-checks",), EARLY: (), SAME_NAT: ()}
 
 
@@ -83,8 +83,8 @@ class Row:
 def cgnat_rows(firewall: str) -> list[Row]:
     """The CGNAT cells of the matrix (netns/topologies/cgnat.yaml) that have a direct path: peer10 behind its
     home NAT and the carrier's NAT with peer14 behind a home NAT of its own, and with peer11, whose home NAT sits
-    behind the same carrier NAT (the carrier's hairpin; both peers see one public address, so they take Ready/Go
-    and then wait for a LAN candidate, punch.peer.puncher.lan_wait)."""
+    behind the same carrier NAT (the carrier's hairpin; both peers see one public address, and neither has the
+    other's LAN candidate on a link of its own, so the prober nominates in every check: punch.peer.routes)."""
     return [
         Row(firewall, label="CGNAT + home NAT / home NAT", topology="cgnat.yaml", delayed=("wancgn", "wan14"),
             open_ttl=(3, 2)),
@@ -250,7 +250,7 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float]) -> list[st
     server_leg, wan_leg = delays
     s, d = server_leg + wan_leg, 2 * wan_leg
     floor = s + 2 * d
-    technique_floor = {READY_GO: 3 * s + 3 * d, EARLY: floor, SAME_NAT: 3 * s + 3 * d}
+    technique_floor = {READY_GO: 3 * s + 3 * d, EARLY: floor, SAME_NAT: floor}
     rtts = [rtt for row in rows for rtt in row.server_rtt_ms]
     lines = [
         "# Punch time against the physical floor",
@@ -271,10 +271,10 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float]) -> list[st
         "CGNAT cells with one (netns/topologies/cgnat.yaml): peer10 behind its home NAT and the carrier's NAT "
         "with peer14 behind a home NAT (the delays on the carrier's WAN and on peer14's NAT's), and with peer11, "
         "a second home behind the same carrier NAT, through the carrier's hairpin (the delay on the carrier's "
-        "network, which the way between them crosses twice). Peers with one public address take Ready/Go "
-        "(`behind one NAT`: a check that beat the other's probe to the NAT they share would have no way back), "
-        "and the prober then holds a path through the hairpin back for a LAN candidate, as long again as the "
-        "hairpin took and at least 20 ms (punch.peer.puncher.lan_wait). Pairs with a symmetric NAT are not "
+        "network, which the way between them crosses twice). Peers with one public address check early as well "
+        "(`behind one NAT`), and since neither has a LAN candidate of the other on a link of its own, the prober "
+        "nominates in every check, the hairpin's among them, instead of waiting for a LAN candidate "
+        "(punch.peer.routes). Pairs with a symmetric NAT are not "
         "here: their direct path is found by port prediction, a search over random ports that no round-trip "
         "floor describes (`just bench-predict`).",
         "",

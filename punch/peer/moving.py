@@ -41,7 +41,10 @@ Only a punch of the plain kind moves (with low-TTL probes: the mover needs one; 
 Linux, where the socket can read ICMP errors; elsewhere a lost race ends on the relay, as before. Behind one NAT
 the race is lost at the other peer's NAT below the shared one (a home router behind a carrier's NAT), whose
 refusal the shared NAT's hairpin brings back from the other's public address; the mover's probe dies at the
-shared NAT (Puncher.opening_ttl), as in the punch.
+shared NAT (Puncher.opening_ttl), as in the punch. A shared NAT that does not hairpin refuses every check to its
+public address itself, which no move mends: so peers with a LAN candidate of the other on a link of theirs
+(punch.peer.routes), between whom no race can be lost, do not move at all, and a refused prober behind one NAT
+keeps checking the LAN candidates while the other moves (a routed LAN may answer).
 """
 
 from __future__ import annotations
@@ -97,14 +100,18 @@ class Moves:
         self._sockets = sockets
         self._timeout = timeout
         self._public = introduction.candidates[0]
+        # Behind one NAT the refusal may come from that NAT itself, one that does not hairpin: then a LAN candidate
+        # off our links (a routed LAN) may still answer, so a refused prober checks on while the other moves.
+        self._lan_may_answer = puncher.same_nat and len(introduction.candidates) > 1
         self.outcome: str | None = None  # "moved" or "followed", once it did
 
     def _log_refusal(self, _: asyncio.Future[None]) -> None:
         log.info(
             "our check to %s was refused by %s's NAT (ICMP port unreachable): it had no mapping toward us, so one of "
-            "us checked before the other's probe had opened its NAT, and the late one must move to a fresh socket",
+            "us checked before the other's probe had opened its NAT, and the late one must move to a fresh socket%s",
             format_address(self._public),
             self._intro.peer_id,
+            " (or the NAT we share does not hairpin: then no move helps)" if self._puncher.same_nat else "",
         )
 
     @property
@@ -126,7 +133,7 @@ class Moves:
             finally:
                 endpoint.unwatch_refusals()
             if not running.done() and not any(f.done() for f in told):  # refused: the other peer must move
-                if self._intro.role is Role.PROBER:
+                if self._intro.role is Role.PROBER and not self._lan_may_answer:
                     # We control the choice, and the other got none of our checks there: nothing more to check.
                     running.cancel()
                     await asyncio.gather(running, return_exceptions=True)
@@ -158,7 +165,8 @@ class Moves:
         try:
             async with asyncio.timeout(self._timeout):
                 await self._client.ask_to_move(self._intro.session_id)
-                await asyncio.wait((*told, running) if not running.done() else told, return_when=FIRST)
+                if not running.done():
+                    await asyncio.wait((*told, running), return_when=FIRST)
                 if not _succeeded(running) and not any(f.done() for f in told):
                     await asyncio.wait(told, return_when=FIRST)  # our checks ran out: the move may still come
         except TimeoutError:

@@ -458,7 +458,10 @@ async def _punch(
             sprayer.start()
     path: Path | None = None
     try:
-        if plan is Plan.PUNCH and config.punch.open_ttl > 0:  # (punch.peer.moving)
+        # Behind one NAT with a LAN candidate on our link no race can be lost (no NAT between us on the LAN, and
+        # the one we share hairpins to the mapping that talks to the server), but that NAT refuses a check to its
+        # public address if it does not hairpin: no move there (punch.peer.moving).
+        if plan is Plan.PUNCH and config.punch.open_ttl > 0 and not puncher.lan_first:
             moves = Moves(puncher, introduction, client, dispatcher.routes, dispatcher, sockets, config.punch.timeout)
             try:
                 path = await moves.run()
