@@ -263,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=EARLY_CHECKS,
         help="check without waiting for the server's Go, timed by both peers' round trips to the server (default, "
-        "where that is faster: a server more than about a millisecond away, and the other peer behind another NAT "
-        "than ours): a round trip to the server faster than Ready/Go (--no-early-checks). An introduction that "
+        "where that is faster: a server more than about a millisecond away): a round trip to the server faster than "
+        "Ready/Go (--no-early-checks). An introduction that "
         "arrives late loses the conntrack race on a NAT without a firewall; a peer whose check that NAT refuses has "
         "the other move to a fresh socket, and where the NAT refuses silently the session recovers from the relay",
     )
