@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,19 +15,25 @@ pytestmark = pytest.mark.e2e
 SAME_LAN = Path(__file__).parent.parent / "data" / "topologies" / "same-lan.yaml"
 
 
+def over_their_lan(lab: Lab, other: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """peer10 and ``other`` punch and trade a text; both must take the direct-lan path: their results, both logs."""
+    start_server(lab)
+    peer10 = start_peer(lab, "10", other, "--send", "neighbour")
+    them = start_peer(lab, other, "10", "--send", "hello")
+    code10, result10, log10 = finish(peer10)
+    code, result, log = finish(them)
+    assert (code10, code) == (0, 0), log10 + log
+    assert result10["path"] == result["path"] == "direct-lan", log10 + log
+    assert (result10["received"], result["received"]) == (["hello"], ["neighbour"])
+    return result10, result, log10 + log
+
+
 @pytest.mark.parametrize("lab", [{"topology": SAME_LAN}], indirect=True, ids=["same-lan"])
 def test_peers_behind_the_same_nat_talk_over_their_lan(lab: Lab) -> None:
     """The NAT does not hairpin; the host candidates on the shared LAN give a direct-lan path."""
-    start_server(lab)
-    peer10 = start_peer(lab, "10", "14", "--send", "neighbour")
-    peer14 = start_peer(lab, "14", "10", "--send", "hello")
-    code10, result10, log10 = finish(peer10)
-    code14, result14, log14 = finish(peer14)
-    assert (code10, code14) == (0, 0), log10 + log14
-    assert result10["path"] == result14["path"] == "direct-lan"
+    result10, result14, _ = over_their_lan(lab, "14")
     assert result10["remote"].startswith("10.0.10.14:")
     assert result14["remote"].startswith("10.0.10.2:")
-    assert (result10["received"], result14["received"]) == (["hello"], ["neighbour"])
 
 
 SAME_NAT = Path(__file__).parent.parent.parent / "netns" / "topologies" / "same-nat.yaml"
@@ -35,16 +42,9 @@ SAME_NAT = Path(__file__).parent.parent.parent / "netns" / "topologies" / "same-
 @pytest.mark.parametrize("lab", [{"topology": SAME_NAT}], indirect=True, ids=["same-nat-hairpin"])
 def test_the_lan_path_beats_the_nats_hairpin(lab: Lab) -> None:
     """The NAT hairpins, so both the LAN and the public candidates answer; the prober, seeing that the other
-    peer has our public address, waits briefly for the LAN one and nominates it."""
-    start_server(lab)
-    peer10 = start_peer(lab, "10", "11", "--send", "neighbour")
-    peer11 = start_peer(lab, "11", "10", "--send", "hello")
-    code10, result10, log10 = finish(peer10)
-    code11, result11, log11 = finish(peer11)
-    assert (code10, code11) == (0, 0), log10 + log11
-    assert result10["path"] == result11["path"] == "direct-lan", log10 + log11
-    assert "we are behind the same NAT, so a LAN path is preferred" in log10 + log11
-    assert (result10["received"], result11["received"]) == (["hello"], ["neighbour"])
+    peer has our public address and a LAN candidate on our link, waits briefly for the LAN one and nominates it."""
+    _, _, logs = over_their_lan(lab, "11")
+    assert "we are behind the same NAT, so a LAN path is preferred" in logs
 
 
 ROUTED_LANS = Path(__file__).parent.parent / "data" / "topologies" / "routed-lans.yaml"
@@ -61,15 +61,8 @@ def test_behind_one_nat_that_does_not_hairpin_a_routed_lan_still_answers(lab: La
     checks to its public address (no hairpinning), which looks like a lost race. peer11's LAN is 3 ms away, so the
     refusals come first; the refused prober keeps checking the LAN candidate while it asks for a move, the peer told
     to move hears those checks and stays, and both take the routed LAN path instead of the relay."""
-    start_server(lab)
-    peer10 = start_peer(lab, "10", "11", "--send", "neighbour")
-    peer11 = start_peer(lab, "11", "10", "--send", "hello")
-    code10, result10, log10 = finish(peer10)
-    code11, result11, log11 = finish(peer11)
-    assert (code10, code11) == (0, 0), log10 + log11
-    assert result10["path"] == result11["path"] == "direct-lan", log10 + log11
+    result10, result11, logs = over_their_lan(lab, "11")
     assert result10["remote"].startswith("10.0.11.2:")
     assert result11["remote"].startswith("10.0.10.2:")
-    assert "is on a link of ours" in log10 + log11
-    assert "or the NAT we share does not hairpin" in log10 + log11
-    assert (result10["received"], result11["received"]) == (["hello"], ["neighbour"])
+    assert "is on a link of ours" in logs
+    assert "or the NAT we share does not hairpin" in logs

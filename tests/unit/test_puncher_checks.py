@@ -181,19 +181,28 @@ class GatedEndpoint(FakeEndpoint):
         return make_success(message, ((AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, SESSION))), THEM
 
 
-def test_the_prober_nominates_the_public_endpoint_in_its_checks_and_takes_it_when_answered() -> None:
+@pytest.mark.parametrize(("same_nat", "lan_nominated"), [(False, False), (True, True)], ids=["two-nats", "one-nat"])
+def test_the_prober_nominates_in_its_checks_and_takes_the_public_endpoint_when_answered(
+    same_nat: bool, lan_nominated: bool
+) -> None:
+    """Behind different NATs only the public endpoint's checks nominate. Behind one NAT, with no LAN candidate of
+    the other on our links (two homes behind one carrier NAT: theirs lead nowhere), the LAN ones do too (should one
+    answer first, it is the path), and nothing waits for them: the hairpin's answer is the path at once."""
+
     async def scenario() -> None:
         endpoint = GatedEndpoint()
         introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.PROBER, bytes(32))
-        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1))  # type: ignore[arg-type]
+        timings = PunchTimings(timeout=1)
+        puncher = Puncher(endpoint, "10", introduction, timings, same_nat=same_nat)  # type: ignore[arg-type]
+        assert not puncher.lan_first
         running = asyncio.create_task(puncher.run())
         await endpoint.two_checks.wait()
         nominating = {remote: message.has(AttributeType.USE_CANDIDATE) for message, remote in endpoint.checks}
-        assert nominating == {THEM: True, ("10.0.14.2", 5000): False}
+        assert nominating == {THEM: True, ("10.0.14.2", 5000): lan_nominated}
         endpoint.answer.set()
         path = await running
         assert (path.remote, path.kind) == (THEM, "direct")
-        assert len(endpoint.checks) == 2  # no separate nominating check after the answer
+        assert len(endpoint.checks) == 2  # no separate nominating check after the answer, no LAN wait
 
     asyncio.run(scenario())
 
@@ -208,27 +217,6 @@ def test_behind_one_nat_with_a_lan_candidate_on_our_link_the_prober_nominates_in
         await puncher.run()
         uses = [message.has(AttributeType.USE_CANDIDATE) for message, _ in endpoint.checks]
         assert uses == [False, True]
-
-    asyncio.run(scenario())
-
-
-def test_behind_one_nat_without_a_lan_candidate_on_our_link_every_check_nominates() -> None:
-    """Two homes behind one carrier NAT: their LAN candidates lead nowhere, so nothing waits for them; the hairpin's
-    check carries the nomination, as do the LAN ones (should one of them answer first, it is the path)."""
-
-    async def scenario() -> None:
-        endpoint = GatedEndpoint()
-        introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.PROBER, bytes(32))
-        puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1), same_nat=True)  # type: ignore[arg-type]
-        assert not puncher.lan_first
-        running = asyncio.create_task(puncher.run())
-        await endpoint.two_checks.wait()
-        nominating = {remote: message.has(AttributeType.USE_CANDIDATE) for message, remote in endpoint.checks}
-        assert nominating == {THEM: True, ("10.0.14.2", 5000): True}
-        endpoint.answer.set()
-        path = await running
-        assert (path.remote, path.kind) == (THEM, "direct")
-        assert len(endpoint.checks) == 2  # chosen when the hairpin answered: no check of its own, no LAN wait
 
     asyncio.run(scenario())
 
