@@ -443,6 +443,8 @@ async def _punch(
         if plan is Plan.OPEN:
             opener = await sockets.enter_async_context(PortOpener(puncher, endpoint.key_for, dispatcher))
             await opener.open(config.bind[0], config.predict.sockets)
+            # Full open_ttl even toward a peer behind the NAT we share (not Puncher.opening_ttl): our fresh sockets
+            # are new to that NAT too, which maps each only when a packet of it passes (tests/e2e/test_punch_cgnat.py)
             opener.send(introduction.candidates[0], config.punch.open_ttl)
         else:
             puncher.open_mappings()

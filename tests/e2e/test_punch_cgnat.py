@@ -157,3 +157,24 @@ def test_a_silent_first_public_router_still_gives_ttl_3(cgnat_lab: Lab) -> None:
     assert "opening probes get TTL 3 (past our own NATs, to TTL 3's silent router)" in log10, log10
     assert "with TTL 3: opens our NAT mapping" in log10
     assert "no check from 14 after" not in log10, log10
+
+
+def test_a_symmetric_home_nat_behind_one_carrier_opens_its_predicted_ports_past_the_carrier(
+    lab_factory: LabFactory,
+) -> None:
+    """peer10's home NAT maps endpoint-dependently, so peer10 opens many mappings and peer11 sprays (port
+    prediction). Unlike the plain punch's probe, those go past the CGN (full TTL 3): each fresh socket is new to
+    the CGN, which maps it only when a packet of it passes (here: is hairpinned to peer11's home router, whose
+    firewall drops it). On bare home routers that router would take them for connections of its own and remap
+    peer11's spray, and no TTL helps: a probe that dies at the CGN leaves no mapping there (the relay, then)."""
+    lab = lab_factory(topology=TOPOLOGIES / "cgnat.yaml", nat="nat10=symmetric")
+    server = start_server(lab)
+    peer10 = start_peer(lab, "10", "11", "--send", "hello from 10", "--no-relay")
+    wait_for_line(server, r"10 asks for 11: waiting for 11 to register")
+    peer11 = start_peer(lab, "11", "10", "--send", "hello from 11", "--no-relay")
+    (code10, result10, log10), (code11, result11, log11) = finish(peer10), finish(peer11)
+    assert (code10, code11) == (0, 0), log10 + log11
+    assert "we open 256 mappings, 11 sprays" in log10, log10
+    assert f"toward {result11['mapped']} with TTL 3: a fresh mapping on a random port of our NAT each" in log10
+    assert (result10["path"], result11["path"]) == ("predicted", "predicted")
+    assert (result10["received"], result11["received"]) == (["hello from 11"], ["hello from 10"])
