@@ -43,7 +43,7 @@ the race is lost at the other peer's NAT below the shared one (a home router beh
 refusal the shared NAT's hairpin brings back from the other's public address; the mover's probe dies at the
 shared NAT (Puncher.opening_ttl), as in the punch. A shared NAT that does not hairpin refuses every check to its
 public address itself, which no move mends: so peers with a LAN candidate of the other on a link of theirs
-(punch.peer.routes), between whom no race can be lost, do not move at all, and a refused prober behind one NAT
+(punch.peer.routes), who take Ready/Go and so lose no race, do not move at all, and a refused prober behind one NAT
 keeps checking the LAN candidates while the other moves (a routed LAN may answer).
 """
 

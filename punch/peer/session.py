@@ -351,6 +351,7 @@ def _opening(
     other peer checks a margin of about a millisecond after its own Introduce, counting on them having left."""
     plan = choose_plan(config.predict, client.mapping, introduction)
     same_nat = _same_nat(client, introduction)
+    lan_first = same_nat and _lan_first(endpoint, introduction)
     puncher = Puncher(
         endpoint,
         config.peer_id,
@@ -358,9 +359,9 @@ def _opening(
         config.punch,
         predicting=plan is not Plan.PUNCH,
         same_nat=same_nat,
-        lan_first=same_nat and _lan_first(endpoint, introduction),
+        lan_first=lan_first,
         on_chosen=on_chosen,
-        early=_early(config, plan, client, introduction),
+        early=_early(config, plan, client, introduction, lan_first),
         hopeless=plan is Plan.RELAY,
     )
     dispatcher.routes.append(puncher.on_request)
@@ -391,11 +392,20 @@ def _lan_first(endpoint: StunEndpoint, introduction: Introduction) -> bool:
     return False
 
 
-def _early(config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction) -> float | None:
+def _early(
+    config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction, lan_first: bool
+) -> float | None:
     """When (loop.time()) our first check may leave without waiting for Go (punch.peer.puncher), or None: early
     checks need both round trips to the server, a plain punch (no port prediction), low-TTL probes (they open
-    both NATs first), and a server far enough away that they beat Ready/Go (punch.peer.puncher.early_pays)."""
+    both NATs first), a way back from a lost race (a move: not ``lan_first``), and a server far enough away that
+    they beat Ready/Go (punch.peer.puncher.early_pays)."""
     if not config.punch.early or plan is not Plan.PUNCH or config.punch.open_ttl <= 0:
+        return None
+    if lan_first:
+        # On one LAN no race can be lost, but a LAN candidate on our link may be a look-alike: another home behind
+        # the same carrier NAT with the same addresses (192.168.1.0/24 in both), whose router can lose the race,
+        # and a peer that waits for a LAN candidate does not move (punch.peer.session._punch).
+        log.info("%s's LAN candidate is on our link: Ready/Go, not early checks", introduction.peer_id)
         return None
     told, theirs = client.told_rtt_us, introduction.rtt_us
     if client.rtt is None or client.introduced_at is None or told is None or theirs is None:
@@ -460,9 +470,9 @@ async def _punch(
             sprayer.start()
     path: Path | None = None
     try:
-        # Behind one NAT with a LAN candidate on our link no race can be lost (no NAT between us on the LAN, and
-        # the one we share hairpins to the mapping that talks to the server), but that NAT refuses a check to its
-        # public address if it does not hairpin: no move there (punch.peer.moving).
+        # Behind one NAT with a LAN candidate on our link (Ready/Go: no race) that NAT refuses a check to its public
+        # address if it does not hairpin, which no move mends, while the LAN path works: no move there
+        # (punch.peer.moving).
         if plan is Plan.PUNCH and config.punch.open_ttl > 0 and not puncher.lan_first:
             moves = Moves(puncher, introduction, client, dispatcher.routes, dispatcher, sockets, config.punch.timeout)
             try:

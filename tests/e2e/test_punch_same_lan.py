@@ -39,12 +39,16 @@ def test_peers_behind_the_same_nat_talk_over_their_lan(lab: Lab) -> None:
 SAME_NAT = Path(__file__).parent.parent.parent / "netns" / "topologies" / "same-nat.yaml"
 
 
-@pytest.mark.parametrize("lab", [{"topology": SAME_NAT}], indirect=True, ids=["same-nat-hairpin"])
+@pytest.mark.parametrize("lab", [{"topology": SAME_NAT, "args": FAR_SERVER}], indirect=True, ids=["same-nat-hairpin"])
 def test_the_lan_path_beats_the_nats_hairpin(lab: Lab) -> None:
     """The NAT hairpins, so both the LAN and the public candidates answer; the prober, seeing that the other
-    peer has our public address and a LAN candidate on our link, waits briefly for the LAN one and nominates it."""
-    _, _, logs = over_their_lan(lab, "11")
+    peer has our public address and a LAN candidate on our link, waits briefly for the LAN one and nominates it.
+    The server is far enough for early checks, but such a candidate may be a look-alike in another home (the same
+    addresses behind one carrier NAT), whose router could lose the race with no move to recover: Ready/Go."""
+    results10, results11, logs = over_their_lan(lab, "11")
     assert "we are behind the same NAT, so a LAN path is preferred" in logs
+    assert "LAN candidate is on our link: Ready/Go, not early checks" in logs
+    assert (results10["early"], results11["early"]) == (False, False)
 
 
 ROUTED_LANS = Path(__file__).parent.parent / "data" / "topologies" / "routed-lans.yaml"

@@ -261,9 +261,9 @@ async def test_a_text_relayed_right_behind_our_introduce_is_taken_at_once(
 async def test_behind_one_nat_the_peers_check_early_too(
     server: RendezvousServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Both on 127.0.0.1: to the server, behind one NAT. Early checks go there as between NATs (a lost race behind
-    # one NAT is refused through its hairpin, and the late peer moves: tests/e2e/test_punch_cgnat.py), so nobody
-    # waits for Ready and Go.
+    # Both on 127.0.0.1: to the server, behind one NAT, and with no LAN candidate (the host one is the public one).
+    # Early checks go there as between NATs (a lost race behind one NAT is refused through its hairpin, and the late
+    # peer moves: tests/e2e/test_punch_cgnat.py), so nobody waits for Ready and Go.
     caplog.set_level(logging.INFO, logger="punch")
     early = PunchTimings(timeout=3.0, early=True, early_floor=0.0)
     results = await pair(server, early, own_nat=False)
