@@ -3,6 +3,7 @@ peer14 behind an ordinary home NAT (netns/topologies/cgnat.yaml)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,6 +116,30 @@ def test_behind_one_carrier_the_subscribers_check_early_and_nominate_the_hairpin
     assert "is on a link of ours: through our NAT's hairpin, every check nominates" in log11
     assert "(we nominated it in our checks)" in log11  # the prober chose as its check was answered
     assert "no LAN candidate of" not in log11  # nothing waited for one
+
+
+LOOKALIKE = Path(__file__).parent.parent / "data" / "topologies" / "cgnat-lookalike.yaml"
+
+
+def test_two_homes_with_the_same_addresses_behind_one_carrier_look_like_one_lan_and_wait_for_it(
+    lab_factory: LabFactory,
+) -> None:
+    """Both homes use 192.168.1.0/24: the other's LAN candidate is on our link as far as our routing table can
+    tell, so the peers take Ready/Go (a look-alike's router could lose an early race) and the prober waits for the
+    LAN candidate before it nominates the hairpin; the path is the hairpin's all the same."""
+    lab = lab_factory(topology=LOOKALIKE, args=FAR_SERVER)
+    server = start_server(lab)
+    peer10 = start_peer(lab, "10", "11", "--send", "hello from 10", "--no-relay")
+    wait_for_line(server, r"10 asks for 11: waiting for 11 to register")
+    peer11 = start_peer(lab, "11", "10", "--send", "hello from 11", "--no-relay")
+    (code10, result10, log10), (code11, result11, log11) = finish(peer10), finish(peer11)
+    assert (code10, code11) == (0, 0), log10 + log11
+    assert (result10["path"], result11["path"]) == ("direct", "direct")
+    assert (result10["early"], result11["early"]) == (False, False)
+    assert result10["remote"] == result11["mapped"]
+    assert "LAN candidate is on our link: Ready/Go, not early checks" in log11
+    assert "no LAN candidate of 10 answered within" in log11, log11  # peer11 is the prober
+    assert (result10["received"], result11["received"]) == (["hello from 11"], ["hello from 10"])
 
 
 def test_a_lost_race_behind_one_carrier_is_refused_through_its_hairpin_and_the_late_peer_moves(
