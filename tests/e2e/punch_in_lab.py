@@ -93,9 +93,10 @@ def start_server(lab: Lab, *extra: str) -> subprocess.Popen[Any]:
     return server
 
 
-def start_peer(lab: Lab, me: str, other: str, *extra: str) -> subprocess.Popen[Any]:
+def start_peer(lab: Lab, me: str, other: str, *extra: str, node: str = "") -> subprocess.Popen[Any]:
+    """``punch peer --json`` under ID ``me`` in ``node`` (default: peer ME's namespace)."""
     command = [PY, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other, "--json", *extra]
-    return lab.spawn(f"peer{me}", *command, text=True, stdin=subprocess.DEVNULL)
+    return lab.spawn(node or f"peer{me}", *command, text=True, stdin=subprocess.DEVNULL)
 
 
 def chat_peer(lab: Lab, me: str, other: str, *extra: str) -> subprocess.Popen[str]:

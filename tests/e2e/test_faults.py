@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from netns.testing import Lab
-from tests.e2e.punch_in_lab import PY, SERVER, finish, start_server
+from tests.e2e import punch_in_lab
+from tests.e2e.punch_in_lab import finish, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -28,8 +29,7 @@ def wan_impairment(spec: str) -> dict[str, Any]:
 
 def start_peer(lab: Lab, node: str, me: str, other: str, *extra: str) -> subprocess.Popen[Any]:
     """A peer in ``node`` (peer10 or peer14) under its own ID, punching with no relay to fall back on."""
-    command = [PY, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other, "--json", "--no-relay"]
-    return lab.spawn(node, *command, *extra, text=True, stdin=subprocess.DEVNULL)
+    return punch_in_lab.start_peer(lab, me, other, "--no-relay", *extra, node=node)
 
 
 @pytest.mark.parametrize("lab", [wan_impairment(LOSSY_JITTERY)], indirect=True, ids=["loss20-jitter50"])
