@@ -31,9 +31,11 @@ def cgnat_lab(lab_factory: LabFactory) -> Lab:
     return lab_factory(topology=TOPOLOGIES / "cgnat.yaml")
 
 
-def punch_with_10_opening(lab: Lab, other: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
-    """peer10 asks first (so it opens), then ``other``; both send a text, relay off. Both must go direct with the
-    other's text: peer10's result and log, the other's result."""
+def punch_with_10_opening(
+    lab: Lab, other: str, path: str = "direct"
+) -> tuple[dict[str, Any], str, dict[str, Any], str]:
+    """peer10 asks first (so it opens), then ``other``; both send a text, relay off. Both must take ``path`` with
+    the other's text: peer10's result and log, the other's result and log."""
     server = start_server(lab)
     peer10 = start_peer(lab, "10", other, "--send", "hello from 10", "--no-relay")
     wait_for_line(server, rf"10 asks for {other}: waiting for {other} to register")
@@ -41,13 +43,13 @@ def punch_with_10_opening(lab: Lab, other: str) -> tuple[dict[str, Any], str, di
     code10, result10, log10 = finish(peer10)
     code, result, log = finish(them)
     assert (code10, code) == (0, 0), log10 + log
-    assert (result10["role"], result10["path"], result["path"]) == ("opener", "direct", "direct")
+    assert (result10["role"], result10["path"], result["path"]) == ("opener", path, path), log10 + log
     assert (result10["received"], result["received"]) == ([f"hello from {other}"], ["hello from 10"])
-    return result10, log10, result
+    return result10, log10, result, log
 
 
 def test_the_opener_behind_two_nats_finds_ttl_3_and_punches_without_the_fallback(cgnat_lab: Lab) -> None:
-    result10, log10, _ = punch_with_10_opening(cgnat_lab, "14")
+    result10, log10, _, _ = punch_with_10_opening(cgnat_lab, "14")
     assert result10["mapped"].startswith(CGN_PUBLIC + ":")  # the server sees the carrier's address
     assert "TTL 2 died at 100.64.0.1 (private)" in log10, log10
     assert "opening probes get TTL 3 (past our own NATs)" in log10, log10
@@ -92,7 +94,7 @@ def test_behind_one_carrier_and_bare_home_routers_the_opener_probe_dies_at_the_c
     conntrack race: the relay took every such session). Toward a peer with our public address it gets one hop less
     and dies at the CGN, which already maps us and hairpins the other's checks to that mapping."""
     bare = lab_factory(firewall="none", topology=TOPOLOGIES / "cgnat.yaml")
-    _, log10, result11 = punch_with_10_opening(bare, "11")
+    _, log10, result11, _ = punch_with_10_opening(bare, "11")
     assert f"to {result11['mapped']} with TTL 2: opens our NAT mapping, dies before the NAT we share" in log10, log10
 
 
@@ -103,15 +105,8 @@ def test_behind_one_carrier_the_subscribers_check_early_and_nominate_the_hairpin
     as peers behind different NATs do; their LAN candidates lie behind each other's home router (not on a link of
     theirs), so the prober nominates in every check and takes the hairpin the moment it answers: no LAN wait."""
     lab = lab_factory(topology=TOPOLOGIES / "cgnat.yaml", args=FAR_SERVER)
-    server = start_server(lab)
-    peer10 = start_peer(lab, "10", "11", "--send", "hello from 10", "--no-relay")
-    wait_for_line(server, r"10 asks for 11: waiting for 11 to register")
-    peer11 = start_peer(lab, "11", "10", "--send", "hello from 11", "--no-relay")
-    (code10, result10, log10), (code11, result11, log11) = finish(peer10), finish(peer11)
-    assert (code10, code11) == (0, 0), log10 + log11
-    assert (result10["path"], result11["path"]) == ("direct", "direct")
+    result10, log10, result11, log11 = punch_with_10_opening(lab, "11")
     assert (result10["early"], result11["early"]) == (True, True), log10 + log11
-    assert (result10["received"], result11["received"]) == (["hello from 11"], ["hello from 10"])
     assert "none of 10's LAN candidates (10.0.10.2:" in log11, log11
     assert "is on a link of ours: through our NAT's hairpin, every check nominates" in log11
     assert "(we nominated it in our checks)" in log11  # the prober chose as its check was answered
@@ -128,18 +123,11 @@ def test_two_homes_with_the_same_addresses_behind_one_carrier_look_like_one_lan_
     tell, so the peers take Ready/Go (a look-alike's router could lose an early race) and the prober waits for the
     LAN candidate before it nominates the hairpin; the path is the hairpin's all the same."""
     lab = lab_factory(topology=LOOKALIKE, args=FAR_SERVER)
-    server = start_server(lab)
-    peer10 = start_peer(lab, "10", "11", "--send", "hello from 10", "--no-relay")
-    wait_for_line(server, r"10 asks for 11: waiting for 11 to register")
-    peer11 = start_peer(lab, "11", "10", "--send", "hello from 11", "--no-relay")
-    (code10, result10, log10), (code11, result11, log11) = finish(peer10), finish(peer11)
-    assert (code10, code11) == (0, 0), log10 + log11
-    assert (result10["path"], result11["path"]) == ("direct", "direct")
+    result10, _, result11, log11 = punch_with_10_opening(lab, "11")
     assert (result10["early"], result11["early"]) == (False, False)
     assert result10["remote"] == result11["mapped"]
     assert "LAN candidate is on our link: Ready/Go, not early checks" in log11
     assert "no LAN candidate of 10 answered within" in log11, log11  # peer11 is the prober
-    assert (result10["received"], result11["received"]) == (["hello from 11"], ["hello from 10"])
 
 
 def test_a_lost_race_behind_one_carrier_is_refused_through_its_hairpin_and_the_late_peer_moves(
@@ -178,7 +166,7 @@ def test_a_silent_first_public_router_still_gives_ttl_3(cgnat_lab: Lab) -> None:
     cgnat_lab.exec(
         "core", "iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "time-exceeded", "-j", "DROP", check=True
     )
-    _, log10, _ = punch_with_10_opening(cgnat_lab, "14")
+    _, log10, _, _ = punch_with_10_opening(cgnat_lab, "14")
     assert "opening probes get TTL 3 (past our own NATs, to TTL 3's silent router)" in log10, log10
     assert "with TTL 3: opens our NAT mapping" in log10
     assert "no check from 14 after" not in log10, log10
@@ -193,13 +181,6 @@ def test_a_symmetric_home_nat_behind_one_carrier_opens_its_predicted_ports_past_
     firewall drops it). On bare home routers that router would take them for connections of its own and remap
     peer11's spray, and no TTL helps: a probe that dies at the CGN leaves no mapping there (the relay, then)."""
     lab = lab_factory(topology=TOPOLOGIES / "cgnat.yaml", nat="nat10=symmetric")
-    server = start_server(lab)
-    peer10 = start_peer(lab, "10", "11", "--send", "hello from 10", "--no-relay")
-    wait_for_line(server, r"10 asks for 11: waiting for 11 to register")
-    peer11 = start_peer(lab, "11", "10", "--send", "hello from 11", "--no-relay")
-    (code10, result10, log10), (code11, result11, log11) = finish(peer10), finish(peer11)
-    assert (code10, code11) == (0, 0), log10 + log11
+    _, log10, result11, _ = punch_with_10_opening(lab, "11", path="predicted")
     assert "we open 256 mappings, 11 sprays" in log10, log10
     assert f"toward {result11['mapped']} with TTL 3: a fresh mapping on a random port of our NAT each" in log10
-    assert (result10["path"], result11["path"]) == ("predicted", "predicted")
-    assert (result10["received"], result11["received"]) == (["hello from 11"], ["hello from 10"])
