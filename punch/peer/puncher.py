@@ -18,11 +18,12 @@ then sends, SNAT must pick a different public port, and a naive simultaneous ope
    (USE-CANDIDATE; aggressive nomination, RFC 5245 §8.1.1.2) and chooses it when a check is answered. The opener
    takes a nomination only for a pair its own check proved (RFC 8445 §7.3.1.5: a nominated pair that has not
    succeeded waits for its triggered check), so a check replayed from another address, authentic as it is,
-   never steers the path there. Behind one NAT the prober nominates every candidate alike, the NAT's hairpin and
-   the LAN ones, and the first pair that answers is the path; but where a LAN candidate of the other peer is on
+   never steers the path there. Behind one NAT the same goes for the NAT's hairpin (the other's public endpoint),
+   and a LAN candidate that answers first (a routed LAN) gives the hairpin a moment before the prober nominates
+   it in a check of its own (:meth:`Puncher._wait_for_hairpin`); but where a LAN candidate of the other peer is on
    one of our own links (punch.peer.routes), so that its path likely beats the hairpin, the prober nominates the
-   regular way instead (RFC 8445 §8.1.1): the first pair that answered, after a short grace for a LAN candidate
-   (:func:`lan_wait`), in a check of its own.
+   regular way throughout (RFC 8445 §8.1.1): the first pair that answered, after a short grace for a LAN
+   candidate (:func:`lan_wait`), in a check of its own.
 
 If no check arrives from the prober in time, the opener probes at full TTL as well (for networks where the
 low-TTL probe could not open the mapping).
@@ -176,8 +177,7 @@ class Puncher:
         # Both peers behind one public address (one NAT): our probes toward it die one hop sooner (opening_ttl).
         # With ``lan_first`` (a LAN candidate of theirs on one of our links, punch.peer.routes) their LAN path
         # likely beats the NAT's hairpin, so the prober gives a LAN candidate a moment to prove itself before it
-        # nominates the public one; without, it nominates in every check, to every candidate, and the first pair
-        # that answers is the path.
+        # nominates the public one; without, it nominates the hairpin in every check (_wait_for_hairpin).
         self._same_nat = same_nat
         self._lan_first = same_nat and lan_first
         self._lan_proven = asyncio.Event()
@@ -399,8 +399,7 @@ class Puncher:
     async def _check_until_proven(self, remote: Address, via: StunEndpoint) -> None:
         """Check ``remote`` from ``via`` until it answers as the other peer; the prober then nominates it."""
         prober = self._intro.role is Role.PROBER
-        # Behind one NAT (no LAN candidate on our links) every candidate is nominated: whichever answers first.
-        nominate = self._aggressive and prober and (self._same_nat or remote == self._intro.candidates[0])
+        nominate = self._aggressive and prober and remote == self._intro.candidates[0]
         loop = asyncio.get_running_loop()
         started = loop.time()
         while not self._chosen.done():
@@ -415,10 +414,14 @@ class Puncher:
             log.info("probe answered by %s at %s: both directions work", self.peer, format_address(remote))
             self._proven.add((remote, via))
             if nominate:
-                self._nominated = remote
-                self._choose_once(Path(remote, self._kind(remote)), "we nominated it in our checks")
+                if self._nominated is None:  # not once a LAN pair's own nomination began: one pair, both sides
+                    self._nominated = remote
+                    self._choose_once(Path(remote, self._kind(remote)), "we nominated it in our checks")
             elif prober and not self._aggressive:
                 await self._prefer_lan(remote, loop.time() - started)
+                await self._nominate(remote)
+            elif prober and self._same_nat:  # a LAN pair answered before the NAT's hairpin
+                await self._wait_for_hairpin(remote, loop.time() - started)
                 await self._nominate(remote)
             elif not prober and (remote, via) in self._nominations and not self._chosen.done():
                 self._take_nomination(remote, via)
@@ -447,6 +450,24 @@ class Puncher:
                 "hairpin",
                 self.peer,
                 wait,
+                took,
+            )
+
+    async def _wait_for_hairpin(self, lan: Address, took: float) -> None:
+        """Behind one NAT without a LAN candidate on our links (aggressive nomination of the hairpin): a LAN pair
+        (``lan``, proven in ``took`` seconds) answered first, so the LAN is routed; give the hairpin's nominated
+        check as long again (:func:`lan_wait`) to be answered, which then is the path. Only if it is not (a NAT
+        that does not hairpin) is the LAN pair nominated, in a check of its own: one nominated pair at a time, so
+        both sides take the same one."""
+        wait = lan_wait(took, self._timings.lan_margin, self._timings.lan_grace)
+        await asyncio.wait((self._chosen,), timeout=wait)
+        if not self._chosen.done():
+            log.info(
+                "our NAT's hairpin to %s did not answer within %.3f s (its LAN candidate %s did in %.3f s): "
+                "nominating the LAN one",
+                self.peer,
+                wait,
+                format_address(lan),
                 took,
             )
 

@@ -385,7 +385,7 @@ def _lan_first(endpoint: StunEndpoint, introduction: Introduction) -> bool:
     if any(f is not False for f in found):
         return True
     log.info(
-        "none of %s's LAN candidates (%s) is on a link of ours: through our NAT's hairpin, every check nominates",
+        "none of %s's LAN candidates (%s) is on a link of ours: our NAT's hairpin is nominated at once, no LAN wait",
         introduction.peer_id,
         ", ".join(format_address(c) for c in lans),
     )

@@ -108,7 +108,7 @@ def test_behind_one_carrier_the_subscribers_check_early_and_nominate_the_hairpin
     result10, log10, result11, log11 = punch_with_10_opening(lab, "11")
     assert (result10["early"], result11["early"]) == (True, True), log10 + log11
     assert "none of 10's LAN candidates (10.0.10.2:" in log11, log11
-    assert "is on a link of ours: through our NAT's hairpin, every check nominates" in log11
+    assert "is on a link of ours: our NAT's hairpin is nominated at once, no LAN wait" in log11
     assert "(we nominated it in our checks)" in log11  # the prober chose as its check was answered
     assert "no LAN candidate of" not in log11  # nothing waited for one
 

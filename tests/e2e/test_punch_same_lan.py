@@ -70,3 +70,28 @@ def test_behind_one_nat_that_does_not_hairpin_a_routed_lan_still_answers(lab: La
     assert result11["remote"].startswith("10.0.10.2:")
     assert "is on a link of ours" in logs
     assert "or the NAT we share does not hairpin" in logs
+    assert "did not answer within" in logs  # the hairpin's grace, then the LAN pair's nomination of its own
+    assert "nominating the LAN one" in logs
+
+
+ROUTED_LANS_HAIRPIN = Path(__file__).parent.parent / "data" / "topologies" / "routed-lans-hairpin.yaml"
+
+
+@pytest.mark.parametrize(
+    "lab",
+    [{"topology": ROUTED_LANS_HAIRPIN, "firewall": "none", "args": (*FAR_SERVER, "--impair", "lan11:delay=3ms")}],
+    indirect=True,
+    ids=["routed-lans-hairpin"],
+)
+def test_routed_lans_of_a_hairpinning_router_settle_on_one_path(lab: Lab) -> None:
+    """Both the routed LAN and the router's hairpin work. Only the hairpin is nominated unless it stays silent, so
+    both peers take the same pair (nominating every candidate, the prober took the LAN pair and the opener the
+    hairpin in most trials: both worked, but each reported another path)."""
+    start_server(lab)
+    peer10 = start_peer(lab, "10", "11", "--send", "neighbour")
+    peer11 = start_peer(lab, "11", "10", "--send", "hello")
+    (code10, result10, log10), (code11, result11, log11) = finish(peer10), finish(peer11)
+    assert (code10, code11) == (0, 0), log10 + log11
+    assert (result10["path"], result11["path"]) == ("direct", "direct"), log10 + log11
+    assert (result10["remote"], result11["remote"]) == (result11["mapped"], result10["mapped"])
+    assert (result10["received"], result11["received"]) == (["hello"], ["neighbour"])

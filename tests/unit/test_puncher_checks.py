@@ -181,13 +181,10 @@ class GatedEndpoint(FakeEndpoint):
         return make_success(message, ((AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, SESSION))), THEM
 
 
-@pytest.mark.parametrize(("same_nat", "lan_nominated"), [(False, False), (True, True)], ids=["two-nats", "one-nat"])
-def test_the_prober_nominates_in_its_checks_and_takes_the_public_endpoint_when_answered(
-    same_nat: bool, lan_nominated: bool
-) -> None:
-    """Behind different NATs only the public endpoint's checks nominate. Behind one NAT, with no LAN candidate of
-    the other on our links (two homes behind one carrier NAT: theirs lead nowhere), the LAN ones do too (should one
-    answer first, it is the path), and nothing waits for them: the hairpin's answer is the path at once."""
+@pytest.mark.parametrize("same_nat", [False, True], ids=["two-nats", "one-nat"])
+def test_the_prober_nominates_the_public_endpoint_in_its_checks_and_takes_it_when_answered(same_nat: bool) -> None:
+    """Only the public endpoint's checks nominate: behind different NATs, and behind one NAT where no LAN candidate
+    of the other is on our links (two homes behind one carrier NAT): the hairpin's answer is the path at once."""
 
     async def scenario() -> None:
         endpoint = GatedEndpoint()
@@ -198,11 +195,49 @@ def test_the_prober_nominates_in_its_checks_and_takes_the_public_endpoint_when_a
         running = asyncio.create_task(puncher.run())
         await endpoint.two_checks.wait()
         nominating = {remote: message.has(AttributeType.USE_CANDIDATE) for message, remote in endpoint.checks}
-        assert nominating == {THEM: True, ("10.0.14.2", 5000): lan_nominated}
+        assert nominating == {THEM: True, ("10.0.14.2", 5000): False}
         endpoint.answer.set()
         path = await running
         assert (path.remote, path.kind) == (THEM, "direct")
         assert len(endpoint.checks) == 2  # no separate nominating check after the answer, no LAN wait
+
+    asyncio.run(scenario())
+
+
+class RoutedLan(FakeEndpoint):
+    """Behind one NAT that does not hairpin: checks to the public endpoint THEM go unanswered, the LAN candidate
+    LAN (off our links: a routed LAN) answers every check."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks: list[tuple[Message, Address]] = []
+
+    async def request(self, message: Message, remote: Address, policy: object) -> tuple[Message, Address]:
+        self.checks.append((message, remote))
+        if remote != LAN:
+            await asyncio.Future()
+        return make_success(message, ((AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, SESSION))), LAN
+
+
+LAN = ("10.0.14.2", 5000)
+
+
+def test_behind_one_nat_a_routed_lan_gets_its_own_nomination_once_the_hairpin_stays_silent() -> None:
+    """The LAN pair answers first; the prober gives the hairpin the LAN wait, then nominates the LAN pair in a
+    check of its own (one nominated pair at a time: the opener cannot take the other)."""
+
+    async def scenario() -> None:
+        endpoint = RoutedLan()
+        introduction = Introduction("14", (THEM, LAN), SESSION, Role.PROBER, bytes(32))
+        timings = PunchTimings(timeout=1, lan_margin=0.01)
+        puncher = Puncher(endpoint, "10", introduction, timings, same_nat=True)  # type: ignore[arg-type]
+        path = await puncher.run()
+        assert (path.remote, path.kind) == (LAN, "direct-lan")
+        to_lan = [message.has(AttributeType.USE_CANDIDATE) for message, remote in endpoint.checks if remote == LAN]
+        assert to_lan == [False, True]  # checked, then nominated in a check of its own
+        to_them = [message.has(AttributeType.USE_CANDIDATE) for message, remote in endpoint.checks if remote == THEM]
+        assert to_them  # the hairpin was checked, and nominated all along
+        assert all(to_them)
 
     asyncio.run(scenario())
 
