@@ -51,15 +51,17 @@ def test_the_lan_path_beats_the_nats_hairpin(lab: Lab) -> None:
     assert (results10["early"], results11["early"]) == (False, False)
 
 
-ROUTED_LANS = Path(__file__).parent.parent / "data" / "topologies" / "routed-lans.yaml"
+def routed_lans(name: str) -> pytest.MarkDecorator:
+    """A lab of tests/data/topologies/NAME.yaml (two LANs of one router), bare, with the server far enough for early
+    checks and peer11's LAN 3 ms away."""
+    topology = Path(__file__).parent.parent / "data" / "topologies" / f"{name}.yaml"
+    args = (*FAR_SERVER, "--impair", "lan11:delay=3ms")
+    return pytest.mark.parametrize(
+        "lab", [{"topology": topology, "firewall": "none", "args": args}], indirect=True, ids=[name]
+    )
 
 
-@pytest.mark.parametrize(
-    "lab",
-    [{"topology": ROUTED_LANS, "firewall": "none", "args": (*FAR_SERVER, "--impair", "lan11:delay=3ms")}],
-    indirect=True,
-    ids=["routed-lans"],
-)
+@routed_lans("routed-lans")
 def test_behind_one_nat_that_does_not_hairpin_a_routed_lan_still_answers(lab: Lab) -> None:
     """Two LANs of one router: the other's LAN candidate is off our links (routed), and the router refuses our
     checks to its public address (no hairpinning), which looks like a lost race. peer11's LAN is 3 ms away, so the
@@ -74,15 +76,7 @@ def test_behind_one_nat_that_does_not_hairpin_a_routed_lan_still_answers(lab: La
     assert "nominating the LAN one" in logs
 
 
-ROUTED_LANS_HAIRPIN = Path(__file__).parent.parent / "data" / "topologies" / "routed-lans-hairpin.yaml"
-
-
-@pytest.mark.parametrize(
-    "lab",
-    [{"topology": ROUTED_LANS_HAIRPIN, "firewall": "none", "args": (*FAR_SERVER, "--impair", "lan11:delay=3ms")}],
-    indirect=True,
-    ids=["routed-lans-hairpin"],
-)
+@routed_lans("routed-lans-hairpin")
 def test_routed_lans_of_a_hairpinning_router_settle_on_one_path(lab: Lab) -> None:
     """Both the routed LAN and the router's hairpin work. Only the hairpin is nominated unless it stays silent, so
     both peers take the same pair (nominating every candidate, the prober took the LAN pair and the opener the
