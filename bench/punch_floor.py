@@ -49,7 +49,7 @@ NFLOG_GROUP = 7
 
 
 EARLY, READY_GO = "early checks (default)", "Ready/Go (`--no-early-checks`)"
-SAME_NAT = "behind one NAT (default: early checks, every check nominating)"
+SAME_NAT = "behind one NAT (default: early checks, the hairpin nominated)"
 TECHNIQUES = {READY_GO: ("--no-early-checks",), EARLY: (), SAME_NAT: ()}
 
 
@@ -273,7 +273,7 @@ def report(rows: list[Row], trials: int, delays: tuple[float, float]) -> list[st
         "a second home behind the same carrier NAT, through the carrier's hairpin (the delay on the carrier's "
         "network, which the way between them crosses twice). Peers with one public address check early as well "
         "(`behind one NAT`), and since neither has a LAN candidate of the other on a link of its own, the prober "
-        "nominates in every check, the hairpin's among them, instead of waiting for a LAN candidate "
+        "nominates the hairpin in every check instead of waiting for a LAN candidate "
         "(punch.peer.routes). Pairs with a symmetric NAT are not "
         "here: their direct path is found by port prediction, a search over random ports that no round-trip "
         "floor describes (`just bench-predict`).",
