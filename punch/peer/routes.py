@@ -63,14 +63,13 @@ def same_namespace(fd: int) -> bool | None:
         os.close(theirs)
 
 
-def on_link(address: str, fd: int) -> bool | None:
-    """Whether ``address`` is on one of the links of the socket ``fd`` (module docstring); None where that is
-    unknown."""
+def table_of(fd: int) -> str | None:
+    """The routing table (the text of ``/proc/net/route``, for :func:`on_link_in`) of the socket ``fd``'s network
+    namespace, read once for all the addresses asked about; None where it is unknown (module docstring)."""
     if not same_namespace(fd):
         return None
     try:
         with open(ROUTE_TABLE, encoding="ascii") as routes:
-            table = routes.read()
+            return routes.read()
     except OSError:
         return None
-    return on_link_in(table, address)

@@ -350,8 +350,7 @@ def _opening(
     (its checks routed to it from now on) and, for early checks, send the low-TTL probes that open our NAT: the
     other peer checks a margin of about a millisecond after its own Introduce, counting on them having left."""
     plan = choose_plan(config.predict, client.mapping, introduction)
-    same_nat = _same_nat(client, introduction)
-    lan_first = same_nat and _lan_first(endpoint, introduction)
+    same_nat, lan_first = _behind_one_nat(client, endpoint, introduction)
     puncher = Puncher(
         endpoint,
         config.peer_id,
@@ -370,26 +369,23 @@ def _opening(
     return plan, puncher
 
 
-def _same_nat(client: RendezvousClient, introduction: Introduction) -> bool:
-    """Whether the other peer has our public address: both behind one NAT."""
-    return client.mapped is not None and introduction.candidates[0][0] == client.mapped[0]
-
-
-def _lan_first(endpoint: StunEndpoint, introduction: Introduction) -> bool:
-    """Behind one NAT: whether a LAN candidate of the other peer may be on one of our links (punch.peer.routes), so
-    that its path likely beats the NAT's hairpin and is worth a short wait."""
+def _behind_one_nat(client: RendezvousClient, endpoint: StunEndpoint, introduction: Introduction) -> tuple[bool, bool]:
+    """Whether the other peer has our public address (both behind one NAT), and if so whether a LAN candidate of
+    theirs may be on one of our links (punch.peer.routes), so that its path likely beats the NAT's hairpin and is
+    worth a short wait (``lan_first``)."""
+    same_nat = client.mapped is not None and introduction.candidates[0][0] == client.mapped[0]
     lans = introduction.candidates[1:]
-    if not lans:
-        return False
-    found = [routes.on_link(host, endpoint.fileno()) for host, _ in lans]
-    if any(f is not False for f in found):
-        return True
+    if not same_nat or not lans:
+        return same_nat, False
+    table = routes.table_of(endpoint.fileno())
+    if table is None or any(routes.on_link_in(table, host) is not False for host, _ in lans):
+        return True, True
     log.info(
         "none of %s's LAN candidates (%s) is on a link of ours: our NAT's hairpin is nominated at once, no LAN wait",
         introduction.peer_id,
         ", ".join(format_address(c) for c in lans),
     )
-    return False
+    return True, False
 
 
 def _early(
@@ -612,8 +608,7 @@ async def _rejoin(
 ) -> tuple[Puncher, Path]:
     """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
     introduction = await client.rejoin(config.target)
-    same_nat = _same_nat(client, introduction)
-    lan_first = same_nat and _lan_first(old.endpoint, introduction)
+    same_nat, lan_first = _behind_one_nat(client, old.endpoint, introduction)
     puncher = Puncher(old.endpoint, config.peer_id, introduction, timings, same_nat=same_nat, lan_first=lan_first)
     dispatcher.routes[dispatcher.routes.index(old.on_request)] = puncher.on_request
     if introduction.role is Role.OPENER:

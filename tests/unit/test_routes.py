@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from punch.peer.routes import ROUTE_TABLE, on_link, on_link_in
+from punch.peer.routes import ROUTE_TABLE, on_link_in, table_of
 
 # /proc/net/route of a host on 10.0.10.0/24 (gateway 10.0.10.1) that also routes 10.9.0.0/16 through 10.0.10.254
 TABLE = """Iface	Destination	Gateway 	Flags	RefCnt	Use	Metric	Mask		MTU	Window	IRTT
@@ -46,5 +46,7 @@ def test_a_socket_of_ours_reads_our_own_table() -> None:
     networks = [line.split()[1] for line in table.splitlines()[1:] if len(line.split()) >= 8]
     addresses = [str(ipaddress.IPv4Address(int.from_bytes(bytes.fromhex(n), "little") + 1)) for n in networks]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for address in [*addresses, "192.0.2.77"]:
-            assert on_link(address, sock.fileno()) == on_link_in(table, address)
+        ours = table_of(sock.fileno())
+    assert ours is not None
+    for address in [*addresses, "192.0.2.77"]:
+        assert on_link_in(ours, address) == on_link_in(table, address)
