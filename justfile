@@ -42,9 +42,13 @@ lab-demo:
 lab-down:
     {{python}} -m netns down --name {{lab}}
 
-# Run every test this machine can run (the summary lists what was skipped and why)
+# Run every test this machine can run (the summary lists what was skipped and why, then the 25 slowest)
 test *args:
-    {{python}} -m pytest -ra {{args}}
+    {{python}} -m pytest -ra --durations=25 {{args}}
+
+# The generated parts of README.md and docs/ again: CLI reference, wire tables, topology reference, results, layout
+docs:
+    {{python}} -m tools.docgen
 
 # ruff, formatting and mypy --strict
 lint: actionlint

@@ -95,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser, for tools that read it (tools/docgen writes docs/cli.md from it)."""
+    return _parser()
+
+
 # -- impairments (netns/impair.py): `up --impair` and the `impair` verb ------------------------------------------
 
 

@@ -1,0 +1,229 @@
+"""The wire tables of docs/protocol.md from the STUN codec's own registries (punch.stun's Method, AttributeType
+and TABLE): every method and attribute the codec knows, with its code, its message types on the wire and the
+value format the codec accepts (found by feeding the codec values of every length).
+
+What each one is for is written here, once per name; a name the codec has and this module does not describe (or
+the reverse) stops the generator, so a new attribute cannot reach the wire undocumented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from punch.errors import StunDecodeError
+from punch.stun import TABLE, AttributeType, Message, MessageClass, Method, encode
+from punch.stun.attributes import Context, Row
+from tools.docgen.markdown import EMPTY, code, table
+from tools.docgen.regions import RegionError
+
+# name -> (sent from -> to, attributes, what it is for)
+METHODS: dict[str, tuple[str, str, str]] = {
+    "BINDING": (
+        "anyone -> server; peer <-> peer",
+        "to the server: none (CHANGE-REQUEST for `punch probe`); between peers: PEER-ID, SESSION-ID, USE-CANDIDATE",
+        "RFC 8489's own: the answer carries XOR-MAPPED-ADDRESS, the address the request came from. Between peers it "
+        "is a connectivity check, as in ICE (RFC 8445); USE-CANDIDATE nominates the pair",
+    ),
+    "REGISTER": (
+        "peer -> server",
+        "PEER-ID, CANDIDATE (host candidates), LEASE (0 = goodbye), NAT-MAPPING; answer: XOR-MAPPED-ADDRESS, LEASE, "
+        "REGISTRATION-TOKEN",
+        "register an ID under a lease, or refresh it (a keepalive); the first answer carries the token that proves "
+        "the ID is ours",
+    ),
+    "CONNECT": (
+        "peer -> server",
+        "PEER-ID, TARGET-ID, SERVER-RTT; answer: STATUS",
+        "ask for another peer; when both want each other, the server introduces them",
+    ),
+    "INTRODUCE": (
+        "server -> both peers",
+        "PEER-ID (the other), CANDIDATE... (public first), SESSION-ID, ROLE, SESSION-KEY, NAT-MAPPING, SERVER-RTT "
+        "(the other's)",
+        "sent to both peers at the same moment: who the other is, where to reach it, the session's key and our role",
+    ),
+    "READY": (
+        "opener -> server; a mover's fresh socket -> server",
+        "PEER-ID, SESSION-ID",
+        "our NAT mapping is open: tell the other peer to check (after a move: check my fresh socket)",
+    ),
+    "GO": (
+        "server -> prober; server -> the peer that follows a move",
+        "PEER-ID, SESSION-ID, ROLE; after a move also CANDIDATE (the fresh socket's public endpoint)",
+        "the other's mapping is open: check now",
+    ),
+    "DATA": (
+        "peer <-> peer, or through the server's relay",
+        "PEER-ID, SESSION-ID, SEQUENCE, DATA-PAYLOAD; the success response is the acknowledgement",
+        "one text, sealed with ChaCha20-Poly1305",
+    ),
+    "CLOSE": (
+        "peer <-> peer, or through the server's relay",
+        "PEER-ID, SESSION-ID",
+        "I have nothing more to send",
+    ),
+    "RELAY": (
+        EMPTY,
+        EMPTY,
+        "reserved: the codec knows it, this version sends it nowhere (the relay forwards Data and Close)",
+    ),
+    "MOVE": (
+        "peer -> server; server -> the other peer",
+        "PEER-ID, SESSION-ID; answer: STATUS, or 404 when the other peer has left",
+        "the other's NAT refused my check: tell it to move to a fresh socket (once per session)",
+    ),
+}
+
+# name -> (defined by, what it means)
+ATTRIBUTES: dict[str, tuple[str, str]] = {
+    "MAPPED-ADDRESS": ("RFC 8489 §14.1", "the reflexive address, not XORed (old clients)"),
+    "USERNAME": ("RFC 8489 §14.3", "a long-term credential's user name (decoded; punch does not use it)"),
+    "MESSAGE-INTEGRITY": ("RFC 8489 §14.5", "HMAC-SHA1 (decoded and checked; punch signs with SHA-256)"),
+    "ERROR-CODE": ("RFC 8489 §14.8", "an error response's code and reason"),
+    "UNKNOWN-ATTRIBUTES": ("RFC 8489 §14.13", "in a 420: the comprehension-required types the server did not know"),
+    "REALM": ("RFC 8489 §14.9", "long-term credentials (decoded; punch does not use it)"),
+    "NONCE": ("RFC 8489 §14.10", "long-term credentials (decoded; punch does not use it)"),
+    "MESSAGE-INTEGRITY-SHA256": (
+        "RFC 8489 §14.6",
+        "HMAC-SHA256 under the registration token, the closed group's key or the session key",
+    ),
+    "XOR-MAPPED-ADDRESS": ("RFC 8489 §14.2", "the address and port the request came from, XORed"),
+    "SOFTWARE": ("RFC 8489 §14.14", "the server's name and version"),
+    "FINGERPRINT": ("RFC 8489 §14.7", "CRC-32 of the message XOR 0x5354554E; on everything punch sends"),
+    "CHANGE-REQUEST": ("RFC 5780 §7.2", "answer from the other address and/or port (`punch probe`)"),
+    "RESPONSE-ORIGIN": ("RFC 5780 §7.3", "the address the answer left from"),
+    "OTHER-ADDRESS": ("RFC 5780 §7.4", "the server's alternate address (`punch server --alternate`)"),
+    "PRIORITY": ("RFC 8445 §7.1.1", "ICE's candidate priority (decoded, for aioice interop)"),
+    "USE-CANDIDATE": ("RFC 8445 §7.1.2", "the prober nominates this pair"),
+    "ICE-CONTROLLED": ("RFC 8445 §7.1.3", "ICE's role tie-breaker (decoded, for aioice interop)"),
+    "ICE-CONTROLLING": ("RFC 8445 §7.1.3", "ICE's role tie-breaker (decoded, for aioice interop)"),
+    "PEER-ID": ("punch", "the sender's ID (in Introduce: the other peer's)"),
+    "TARGET-ID": ("punch", "the peer asked for"),
+    "CANDIDATE": ("punch", "an endpoint of a peer, XOR-encoded like XOR-MAPPED-ADDRESS"),
+    "SESSION-ID": ("punch", "the session the server introduced; every check and text carries it"),
+    "ROLE": ("punch", "1 opener, 2 prober"),
+    "LEASE": ("punch", "seconds the registration lives; 0 says goodbye"),
+    "SEQUENCE": ("punch", "a text's number, so it is delivered once and in order"),
+    "DATA-PAYLOAD": ("punch", "a sealed text and its 16-byte tag"),
+    "SESSION-KEY": ("punch", "the session's 256-bit key"),
+    "REGISTRATION-TOKEN": ("punch", "proves the ID is ours while the lease lives"),
+    "STATUS": ("punch", "the server's answer in words (`waiting for 14 to register`, `introducing`)"),
+    "OPEN-TTL": ("punch", "reserved: the codec knows it, this version sends it nowhere"),
+    "NAT-MAPPING": (
+        "punch",
+        "the sender's NAT mapping: 1 endpoint-independent, 2 endpoint-dependent; an older server or peer ignores it "
+        "and nobody predicts ports",
+    ),
+    "SERVER-RTT": (
+        "punch",
+        "a peer's round trip to the server in microseconds (in Connect: ours; in Introduce: the other's); early "
+        "checks are timed from both",
+    ),
+}
+
+_PROBE_LENGTHS = range(0, 1300)
+
+
+def _check_described(what: str, known: list[str], described: Mapping[str, object]) -> None:
+    missing = [name for name in known if name not in described]
+    extra = [name for name in described if name not in known]
+    if missing or extra:
+        raise RegionError(
+            f"tools/docgen/protocol.py: the codec's {what} and the descriptions differ "
+            f"(undescribed: {', '.join(missing) or 'none'}; described but gone: {', '.join(extra) or 'none'}); "
+            "describe each one there"
+        )
+
+
+def _message_type(method: int, message_class: MessageClass) -> str:
+    data = encode(Message(method, message_class, bytes(12), ()), fingerprint=False)
+    return f"0x{int.from_bytes(data[:2], 'big'):04X}"
+
+
+def methods() -> str:
+    members = list(Method)
+    _check_described("methods", [m.name for m in members], METHODS)
+    rows = []
+    for member in members:
+        sent, carries, meaning = METHODS[member.name]
+        kinds = " / ".join(
+            code(_message_type(member, c)) for c in (MessageClass.REQUEST, MessageClass.SUCCESS, MessageClass.ERROR)
+        )
+        rows.append([member.name.title(), code(f"0x{int(member):03X}"), kinds, sent, carries, meaning])
+    headers = ["method", "value", "request / success / error type", "from -> to", "attributes", "what for"]
+    return "\n".join(table(headers, rows)) + "\n"
+
+
+def _accepted(decode: Callable[[bytes], object], fill: bytes) -> list[int]:
+    lengths = []
+    for length in _PROBE_LENGTHS:
+        try:
+            decode(fill * length)
+        except StunDecodeError:
+            continue
+        lengths.append(length)
+    return lengths
+
+
+def _sizes(lengths: list[int]) -> str:
+    if not lengths:
+        return "nothing decodes"
+    low, high = lengths[0], lengths[-1]
+    if low == high:
+        return f"{low} bytes"
+    step = lengths[1] - lengths[0]
+    if lengths != list(range(low, high + 1, step)):
+        return ", ".join(str(n) for n in lengths) + " bytes"
+    return f"{low}-{high} bytes" + (f" in steps of {step}" if step > 1 else "")
+
+
+def _text(decode: Callable[[bytes], object]) -> str:
+    """A text's limit: in bytes, or in characters where characters of two bytes each stop sooner than bytes do."""
+    ascii_, two_byte = _accepted(decode, b"a"), _accepted(decode, "\u00e9".encode())
+    if ascii_ and two_byte and 2 * two_byte[-1] > ascii_[-1] + 1:
+        return f"UTF-8, at most {ascii_[-1]} characters"
+    return "UTF-8, " + _sizes(ascii_)
+
+
+def _value_format(row: Row) -> str:
+    factory = row.decode.__qualname__.split(".")[0]
+    context = Context(bytes(12))
+
+    def with_context(value: bytes) -> object:
+        return row.decode(value, context, row.name)
+
+    name = row.name
+    if factory == "text":
+        return _text(with_context)
+    if factory == "opaque":
+        return "bytes, " + _sizes(_accepted(with_context, b"\0"))
+    if factory == "unsigned":
+        (size,) = _accepted(with_context, b"\0")
+        return f"unsigned {8 * size}-bit integer"
+    if factory == "octet":
+        return "one byte, then 3 reserved"
+    if factory == "flag":
+        return "empty"
+    if factory == "plain_address":
+        return "family, port, IPv4 or IPv6 address"
+    if factory == "xor_address":
+        return "family, port, address, XORed with the magic cookie (and the transaction ID for IPv6)"
+    if factory == "error_code":
+        return "class, number, reason (UTF-8)"
+    if factory == "unknown_attributes":
+        return "a list of 16-bit types"
+    raise RegionError(f"tools/docgen/protocol.py: {name}'s value codec {factory!r} is new; say how it reads")
+
+
+def attributes() -> str:
+    members = sorted(AttributeType, key=int)
+    names = [TABLE[int(m)].name for m in members]
+    _check_described("attributes", names, ATTRIBUTES)
+    rows = []
+    for member, name in zip(members, names, strict=True):
+        value = int(member)
+        defined, meaning = ATTRIBUTES[name]
+        required = "required" if value < 0x8000 else "optional"
+        rows.append([code(f"0x{value:04X}"), name, defined, required, _value_format(TABLE[value]), meaning])
+    headers = ["type", "attribute", "defined by", "comprehension", "value", "what it means"]
+    return "\n".join(table(headers, rows)) + "\n"
