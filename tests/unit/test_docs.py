@@ -94,3 +94,12 @@ def test_names_of_code_that_are_gone_are_found(tmp_path: Path) -> None:
         "page.md: `test_no_such_test` is no test under tests/",
         "page.md: `test_nowhere_at_all.py` is no file under tests/",
     ]
+
+
+def test_a_name_the_code_has_and_the_generator_does_not_describe_stops_it() -> None:
+    with pytest.raises(RegionError) as error:
+        regions.check_described("gen", "the codec's attributes", ["PEER-ID", "NEW-ONE"], {"PEER-ID": "", "OLD": ""})
+    assert str(error.value) == (
+        "gen: the codec's attributes and its descriptions differ (undescribed: NEW-ONE; described but gone: OLD); "
+        "describe each one there"
+    )

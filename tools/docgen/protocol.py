@@ -8,13 +8,13 @@ the reverse) stops the generator, so a new attribute cannot reach the wire undoc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from punch.errors import StunDecodeError
 from punch.stun import TABLE, AttributeType, Message, MessageClass, Method, encode
 from punch.stun.attributes import Context, Row
 from tools.docgen.markdown import EMPTY, code, table
-from tools.docgen.regions import RegionError
+from tools.docgen.regions import RegionError, check_described
 
 # name -> (sent from -> to, attributes, what it is for)
 METHODS: dict[str, tuple[str, str, str]] = {
@@ -124,17 +124,6 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
 _PROBE_LENGTHS = range(0, 1300)
 
 
-def _check_described(what: str, known: list[str], described: Mapping[str, object]) -> None:
-    missing = [name for name in known if name not in described]
-    extra = [name for name in described if name not in known]
-    if missing or extra:
-        raise RegionError(
-            f"tools/docgen/protocol.py: the codec's {what} and the descriptions differ "
-            f"(undescribed: {', '.join(missing) or 'none'}; described but gone: {', '.join(extra) or 'none'}); "
-            "describe each one there"
-        )
-
-
 def _message_type(method: int, message_class: MessageClass) -> str:
     data = encode(Message(method, message_class, bytes(12), ()), fingerprint=False)
     return f"0x{int.from_bytes(data[:2], 'big'):04X}"
@@ -142,7 +131,7 @@ def _message_type(method: int, message_class: MessageClass) -> str:
 
 def methods() -> str:
     members = list(Method)
-    _check_described("methods", [m.name for m in members], METHODS)
+    check_described(__name__, "the codec's methods", [m.name for m in members], METHODS)
     rows = []
     for member in members:
         sent, carries, meaning = METHODS[member.name]
@@ -218,7 +207,7 @@ def _value_format(row: Row) -> str:
 def attributes() -> str:
     members = sorted(AttributeType, key=int)
     names = [TABLE[int(m)].name for m in members]
-    _check_described("attributes", names, ATTRIBUTES)
+    check_described(__name__, "the codec's attributes", names, ATTRIBUTES)
     rows = []
     for member, name in zip(members, names, strict=True):
         value = int(member)

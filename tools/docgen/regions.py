@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 COMMAND = "python -m tools.docgen"
@@ -56,3 +56,14 @@ def fill(text: str, page: str, render: Callable[[str], str]) -> str:
         done = region.end
     parts.append(text[done:])
     return "".join(parts)
+
+
+def check_described(where: str, what: str, known: Sequence[str], described: Collection[str]) -> None:
+    """RegionError unless the names ``where`` describes are exactly the ``known`` ones the code has."""
+    missing = [name for name in known if name not in described]
+    gone = [name for name in described if name not in known]
+    if missing or gone:
+        raise RegionError(
+            f"{where}: {what} and its descriptions differ (undescribed: {', '.join(missing) or 'none'}; "
+            f"described but gone: {', '.join(gone) or 'none'}); describe each one there"
+        )

@@ -129,14 +129,15 @@ def _predict(r: Report) -> str:
 
 def _server(r: Report) -> str:
     where = {"server": "punch server (C fast path)"}
-    return f"{r.find('replies/s', where)} replies/s on one core, {r.find('vs coturn', where)} coturn"
+    ratio, _, rounds = r.find("vs coturn", where).partition(" ")
+    return f"{r.find('replies/s', where)} replies/s on one core: {ratio} coturn's rate {rounds}".rstrip()
 
 
 def _registry(r: Report) -> str:
     where = {"peers": "1,000,000"}
     memory = f"a million peers in {r.find('a million at this rate (MiB)', where)} MiB"
     core = r.find("one core's share at 50,000/s", {"what": "keepalive"})
-    return f"{memory} ({r.find('vs the 1 GiB goal', where)} the goal); their keepalives {core} of a core"
+    return f"{memory} ({r.find('vs the 1 GiB goal', where)} the 1 GiB goal); their keepalives {core} of one core"
 
 
 def _relay(r: Report) -> str:

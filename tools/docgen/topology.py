@@ -16,7 +16,7 @@ from typing import Any
 from netns import behaviour, impair, model
 from netns.errors import TopologyError
 from tools.docgen.markdown import EMPTY, code, table
-from tools.docgen.regions import RegionError
+from tools.docgen.regions import RegionError, check_described
 
 _UNKNOWN = re.compile(r": (?P<path>[\w.-]+): unknown key; allowed keys are (?P<keys>.+)$")
 _PROBE = "notakey"
@@ -172,13 +172,7 @@ def keys() -> str:
     lines: list[str] = []
     for level, (probe, described) in LEVELS.items():
         _, known = allowed_keys(probe)
-        missing = [k for k in known if k not in described]
-        gone = [k for k in described if k not in known]
-        if missing or gone:
-            raise RegionError(
-                f"tools/docgen/topology.py: {level} accepts {', '.join(known)}; describe "
-                f"{', '.join(missing) or 'nothing new'} and drop {', '.join(gone) or 'nothing'} there"
-            )
+        check_described(__name__, f"the keys netns.model accepts at {level}", known, described)
         rows = []
         for key in known:
             kind, default, allowed, meaning = described[key]
