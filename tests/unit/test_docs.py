@@ -56,7 +56,7 @@ def test_the_quick_start_holds_the_two_blocks_ci_runs() -> None:
 def test_a_region_is_filled_and_the_rest_of_the_page_kept() -> None:
     text = f"before\n{regions.begin('x:y')}\nold\n{regions.end('x:y')}\nafter\n"
     filled = regions.fill(text, "page.md", lambda name: f"new for {name}\n")
-    assert filled == f"before\n{regions.begin('x:y')}\nnew for x:y\n{regions.end('x:y')}\nafter\n"
+    assert filled == f"before\n{regions.begin('x:y')}\nnew for x:y\n\n{regions.end('x:y')}\nafter\n"
 
 
 def test_a_region_without_its_end_is_refused_with_the_fix() -> None:

@@ -47,12 +47,13 @@ def find(text: str, page: str) -> list[Region]:
 
 
 def fill(text: str, page: str, render: Callable[[str], str]) -> str:
-    """``text`` with every region's body replaced by ``render(name)`` (which ends in a newline)."""
+    """``text`` with every region's body replaced by ``render(name)``, and a blank line before the END marker (a
+    table would otherwise take the marker for one more row)."""
     parts: list[str] = []
     done = 0
     for region in find(text, page):
-        body = render(region.name)
-        parts += [text[done : region.start], body if body.endswith("\n") else body + "\n"]
+        body = render(region.name).strip("\n")
+        parts += [text[done : region.start], f"{body}\n\n" if body else ""]
         done = region.end
     parts.append(text[done:])
     return "".join(parts)
