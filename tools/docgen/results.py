@@ -214,7 +214,7 @@ SHOWN: dict[str, Sequence[str]] = {
     "relay": ("path",),
     "flood": ("phase",),
     "readdress": ("fault",),
-    "lab_scale": ("N",),
+    "lab_scale": ("N", "step"),
     "compose_vs_netns": ("step",),
 }
 
