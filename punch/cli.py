@@ -25,10 +25,10 @@ from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
 from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.probe import probe
-from punch.rendezvous.credentials import read_secret
 from punch.rendezvous.relay import DEFAULT_RELAY_BYTES, DEFAULT_RELAY_RATE, MIN_RELAY_RATE, RelayBudget
 from punch.rendezvous.server import DEFAULT_PORT, MAX_LEASE, MAX_PEERS, RATE_LIMIT, serve
 from punch.stun import Address, fastpath
+from punch.stun.credentials import read_secret
 from punch.stun.protocol import format_address
 
 log = logging.getLogger("punch")

@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 from punch.errors import PeerError
 from punch.peer.sealing import TAG_BYTES, Sealer
-from punch.rendezvous.wire import request
 from punch.stun import (
     Address,
     AttributeType,
@@ -31,6 +30,7 @@ from punch.stun import (
 )
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import request
 
 log = logging.getLogger(__name__)
 

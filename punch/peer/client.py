@@ -10,8 +10,11 @@ from collections.abc import Callable
 
 from punch.errors import PeerError, PeerGone
 from punch.peer.tasks import settle
-from punch.rendezvous.credentials import request_key
-from punch.rendezvous.wire import (
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_error, make_success, method_name
+from punch.stun.credentials import request_key
+from punch.stun.protocol import StunEndpoint, format_address
+from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import (
     PEER_GONE,
     Introduction,
     Mapping,
@@ -21,9 +24,6 @@ from punch.rendezvous.wire import (
     request,
     required_session,
 )
-from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_error, make_success, method_name
-from punch.stun.protocol import StunEndpoint, format_address
-from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTimeout
 
 log = logging.getLogger(__name__)
 

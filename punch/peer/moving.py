@@ -59,9 +59,9 @@ from punch.errors import PeerError
 from punch.peer.client import RendezvousClient
 from punch.peer.puncher import Path, Puncher
 from punch.peer.tasks import settle
-from punch.rendezvous.wire import Introduction, Role
 from punch.stun import Address, Message, MessageClass
 from punch.stun.protocol import Handler, StunEndpoint, format_address, open_endpoint
+from punch.stun.wire import Introduction, Role
 
 log = logging.getLogger(__name__)
 

@@ -37,10 +37,10 @@ from types import TracebackType
 from typing import Self
 
 from punch.peer.puncher import Puncher
-from punch.rendezvous.wire import Introduction, Mapping, Role, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method
 from punch.stun.protocol import Handler, KeyLookup, StunEndpoint, format_address, open_endpoint
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import Introduction, Mapping, Role, request
 
 log = logging.getLogger(__name__)
 

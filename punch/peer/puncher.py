@@ -59,10 +59,10 @@ from typing import Any
 
 from punch.errors import PeerError
 from punch.peer.clock import sleep_until
-from punch.rendezvous.wire import Introduction, Role, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import Introduction, Role, request
 
 log = logging.getLogger(__name__)
 

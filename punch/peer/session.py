@@ -26,10 +26,10 @@ from punch.peer.client import RendezvousClient
 from punch.peer.moving import Moves
 from punch.peer.predict import Plan, PortOpener, PredictConfig, Sprayer, choose_plan, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings, early_delay, early_pays
-from punch.rendezvous.wire import Introduction, Mapping, Role
 from punch.stun import Address, Message, MessageClass, describe, method_name
 from punch.stun.protocol import StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.transaction import RetransmitPolicy
+from punch.stun.wire import Introduction, Mapping, Role
 
 # RFC 8489 §6.2.1 timing with the RTO capped at 2 s and 12 sends (not 7): a peer gives up on a silent server after
 # 21.75 s, not 39.5 s. With 20% loss each way one exchange fails 36% of the time, so 9 sends still lost one request

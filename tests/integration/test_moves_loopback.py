@@ -15,9 +15,9 @@ from punch.peer.client import RendezvousClient
 from punch.peer.moving import Moves
 from punch.peer.puncher import Puncher, PunchTimings
 from punch.rendezvous.server import RendezvousServer
-from punch.rendezvous.wire import Introduction, Role, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode
 from punch.stun.protocol import Handler, StunEndpoint, open_endpoint
+from punch.stun.wire import Introduction, Role, request
 from tests.integration.conftest import FAST, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]

@@ -16,9 +16,9 @@ from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
 from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.rendezvous.server import RendezvousServer
-from punch.rendezvous.wire import Mapping
 from punch.stun import Address, Message, MessageClass, Method, decode
 from punch.stun.protocol import StunEndpoint
+from punch.stun.wire import Mapping
 from tests.integration.conftest import FAST, LogLine, texts
 from tests.integration.conftest import peer_config as config
 

@@ -17,9 +17,9 @@ from punch.peer.predict import PortOpener, PredictConfig, Sprayer
 from punch.peer.puncher import Puncher, PunchTimings
 from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.rendezvous.server import RendezvousServer
-from punch.rendezvous.wire import Introduction, Mapping, Role
 from punch.stun import Address, Message, MessageClass
 from punch.stun.protocol import open_endpoint
+from punch.stun.wire import Introduction, Mapping, Role
 from tests.integration.conftest import FAST, LogLine, free_port, peer_config, texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]

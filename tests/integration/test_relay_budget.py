@@ -16,10 +16,10 @@ from punch.peer.client import RendezvousClient
 from punch.rendezvous.relay import RelayBudget
 from punch.rendezvous.relayed import ANSWER_TYPES, REQUEST_TYPES
 from punch.rendezvous.server import RendezvousServer
-from punch.rendezvous.wire import Introduction, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, encode, make_success, new_transaction_id
 from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
 from punch.stun.transaction import RetransmitPolicy
+from punch.stun.wire import Introduction, request
 from tests.integration.conftest import FAST
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from punch.rendezvous.wire import request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode, make_success
 from punch.stun.protocol import open_endpoint
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import request
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -8,8 +8,8 @@ import pytest
 
 from punch.peer.channel import Channel
 from punch.peer.sealing import Sealer
-from punch.rendezvous.wire import request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, new_transaction_id
+from punch.stun.wire import request
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,8 @@ import pytest
 from punch.peer.predict import PORT_RANGE, Plan, hit_probability, plan, sample_ports
 from punch.peer.puncher import Puncher, PunchTimings
 from punch.rendezvous.registry import Registry
-from punch.rendezvous.wire import Introduction, Mapping, Role, mapping_attribute, request
 from punch.stun import AttributeType, Message, MessageClass, Method, decode, encode
+from punch.stun.wire import Introduction, Mapping, Role, mapping_attribute, request
 from tests.unit.test_puncher_checks import AnsweringEndpoint, FakeEndpoint
 from tests.unit.test_puncher_checks import check as check_from
 

@@ -8,8 +8,8 @@ import pytest
 
 from punch.errors import PeerError
 from punch.peer.puncher import Puncher, PunchTimings, early_delay, early_pays, lan_wait
-from punch.rendezvous.wire import Introduction, Role, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
+from punch.stun.wire import Introduction, Role, request
 
 pytestmark = pytest.mark.unit
 
