@@ -92,6 +92,10 @@ MAX_LEASE = 60.0  # longest registration lease granted, seconds (--max-lease)
 RATE_LIMIT = 200.0  # requests a second per source IP, in bursts of twice that (--rate-limit)
 
 
+def _no_keys(session_id: bytes) -> bytes | None:
+    return None
+
+
 class RendezvousServer:
     """Owns one UDP endpoint and the registry; use ``async with`` or call :meth:`close`."""
 
@@ -156,9 +160,10 @@ class RendezvousServer:
             for port_index, port in enumerate(ports):
                 key = (host_index, port_index)
                 handler = functools.partial(self._handle, key=key)
-                self._endpoints[key] = await open_endpoint(handler, (host, port), reuse_port=reuse_port)
+                # The main address signs Go and checks relayed Data/Close with the session's key
+                keys = self.registry.key_for if key == (0, 0) else _no_keys
+                self._endpoints[key] = await open_endpoint(handler, (host, port), reuse_port=reuse_port, keys=keys)
         self._endpoint = self._endpoints[(0, 0)]
-        self._endpoint.key_for = self.registry.key_for  # Go is signed; relayed Data/Close must be authentic
         if self._fast_refresh:
             self._endpoint.fast_paths[_REGISTER_REQUEST] = self._on_keepalive
         self._relayer.start(self._endpoint)
