@@ -27,8 +27,8 @@ from pathlib import Path
 from bench.report import machine, write_report
 from bench.server_throughput import free_port, wait_for
 from punch.errors import StunDecodeError
-from punch.rendezvous.wire import request
 from punch.stun import AttributeType, MessageClass, Method, decode, encode
+from punch.stun.wire import request
 
 PYTHON = sys.executable
 SOURCES = [f"127.0.1.{n}" for n in range(1, 251)]

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import punch.cli
 from netns import generate, ipr, naming
 from punch.errors import PeerError
-from punch.peer.session import PeerConfig, PeerResult, run_peer
+from punch.peer.config import PeerConfig
+from punch.peer.session import Session, run_peer
 from punch.rendezvous.server import RendezvousServer
 
 log = logging.getLogger("bench.peer_host")
@@ -82,7 +83,7 @@ async def warm_up(config: PeerConfig) -> None:
                 yield f"warm-up from {me}"
 
             ours = dataclasses.replace(config, server=server.address, peer_id=me, target=other, bind=("127.0.0.1", 0))
-            await run_peer(dataclasses.replace(ours, linger=0.0), texts(), lambda _: None, PeerResult(me, other))
+            await run_peer(dataclasses.replace(ours, linger=0.0), texts(), lambda _: None)
 
         await asyncio.gather(peer("warm-up-a", "warm-up-b"), peer("warm-up-b", "warm-up-a"))
 
@@ -112,7 +113,6 @@ class _Run:
         if g.at is not None:
             await self.going.wait()
             await asyncio.sleep(max(0.0, self.went + g.at - self.loop.time()))
-        result = PeerResult(id=config.peer_id, peer=config.target)
 
         async def texts() -> AsyncIterator[str]:
             yield f"hello from {g.me}"
@@ -121,10 +121,14 @@ class _Run:
         def show(text: str) -> None:
             print(f"[{config.target}] {text}", flush=True)
 
+        session = await Session.open(config, show, sock=sock)
         try:
-            await run_peer(config, texts(), show, result, sock=sock)
+            await session.run(texts())
         except PeerError as error:
             log.warning("%s: %s", config.peer_id, error)
+        finally:
+            await session.close()
+        result = session.result
         print(json.dumps(dataclasses.asdict(result)), flush=True)
         return result.error is None
 

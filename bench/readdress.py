@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.lab import lab
 from bench.report import machine, markdown_table, median_p95, write_report
-from punch.peer.session import KEEPALIVE_POLICY
+from punch.peer.config import KEEPALIVE_POLICY
 
 PYTHON = sys.executable
 SERVER = "203.0.113.1:3478"

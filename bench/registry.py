@@ -40,8 +40,8 @@ from bench.server_throughput import free_port, wait_for
 from punch.rendezvous.refresh import PYTHON_CODEC
 from punch.rendezvous.registry import Registry
 from punch.rendezvous.server import RendezvousServer
-from punch.rendezvous.wire import request
 from punch.stun import MAGIC_COOKIE, AttributeType, Method, decode, encode
+from punch.stun.wire import request
 
 GOAL_BYTES = 1 << 30  # 1 GiB for a million peers
 KEEPALIVES = 50_000  # a million peers refreshing every 20 s

@@ -16,19 +16,20 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 from punch import __version__
 from punch.errors import PeerError, UsageError
+from punch.peer.config import PeerConfig, PeerResult
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
-from punch.peer.session import PeerConfig, PeerResult, run_peer
+from punch.peer.session import Session
 from punch.probe import probe
-from punch.rendezvous.credentials import read_secret
 from punch.rendezvous.relay import DEFAULT_RELAY_BYTES, DEFAULT_RELAY_RATE, MIN_RELAY_RATE, RelayBudget
 from punch.rendezvous.server import DEFAULT_PORT, MAX_LEASE, MAX_PEERS, RATE_LIMIT, serve
 from punch.stun import Address, fastpath
+from punch.stun.credentials import read_secret
 from punch.stun.protocol import format_address
 
 log = logging.getLogger("punch")
@@ -385,9 +386,20 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
     return config
 
 
+async def _peer(config: PeerConfig, texts: AsyncIterator[str], show: Callable[[str], None]) -> PeerResult:
+    """Run a peer's session; its result, also when it failed (then with ``error``, printed here)."""
+    session = await Session.open(config, show)
+    try:
+        return await session.run(texts)
+    except PeerError as error:
+        print(f"punch: {error}", file=sys.stderr)
+        return session.result
+    finally:
+        await session.close()
+
+
 def _run_peer(args: argparse.Namespace) -> int:
     config = peer_config(args)
-    result = PeerResult(id=config.peer_id, peer=config.target)
 
     def show(text: str) -> None:
         print(f"[{config.target}] {text}", flush=True)
@@ -395,12 +407,8 @@ def _run_peer(args: argparse.Namespace) -> int:
     texts = _given(args.send) if args.send is not None else _stdin_lines()
     if args.send is None and sys.stdin.isatty():
         print(f"Chat with {config.target}: type lines, end with Ctrl-D.", file=sys.stderr)
-    code = 0
-    try:
-        asyncio.run(run_peer(config, texts, show, result))
-    except PeerError as error:
-        print(f"punch: {error}", file=sys.stderr)
-        code = 1
+    result = asyncio.run(_peer(config, texts, show))
+    code = 0 if result.error is None else 1
     if args.json:
         print(json.dumps(dataclasses.asdict(result)), flush=True)
     elif code == 0:

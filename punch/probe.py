@@ -14,10 +14,10 @@ import logging
 from dataclasses import dataclass
 
 from punch.errors import PeerError
-from punch.rendezvous.wire import request
 from punch.stun import CHANGE_IP, CHANGE_PORT, Address, AttributeType, Message, MessageClass, Method
 from punch.stun.protocol import StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import request
 
 log = logging.getLogger(__name__)
 

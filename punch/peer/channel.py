@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 from punch.errors import PeerError
 from punch.peer.sealing import TAG_BYTES, Sealer
-from punch.rendezvous.wire import request
 from punch.stun import (
     Address,
     AttributeType,
@@ -31,6 +30,7 @@ from punch.stun import (
 )
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import request
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,14 @@ class Channel:
         policy: RetransmitPolicy = MESSAGE_POLICY,
         relay: Address | None = None,
     ) -> None:
-        self.endpoint = endpoint  # the socket of the chosen path (port prediction may choose another one)
+        self._endpoint = endpoint  # the socket of the chosen path (port prediction may choose another one)
         self._me = me
         self.peer = peer
         self._session_id = session_id
         self._sealer = Sealer(key)
         self._on_text = on_text
         self._policy = policy
-        self.remote: Address | None = None
+        self._remote: Address | None = None
         self._relay = relay  # the server's address: when ``remote`` is this, the path is the server's relay
         self._next_send = 0
         self._next_receive = 0
@@ -69,7 +69,7 @@ class Channel:
         self.sent: list[str] = []
         self.remote_closed = asyncio.Event()
         self._moved = asyncio.Event()  # set (and replaced) each time the path moves
-        self.recovering = False  # a new path is being sought: an unanswered text waits for it instead of failing
+        self._recovering = False  # a new path is being sought: an unanswered text waits for it instead of failing
 
     def _identity(self) -> tuple[tuple[int, object], ...]:
         return ((AttributeType.PEER_ID, self._me), (AttributeType.SESSION_ID, self._session_id))
@@ -82,19 +82,41 @@ class Channel:
             *attributes,
         )
 
+    @property
+    def endpoint(self) -> StunEndpoint:
+        """The socket the texts leave from."""
+        return self._endpoint
+
+    @property
+    def remote(self) -> Address | None:
+        """Where the texts go: the other peer's end of the path, or the relay."""
+        return self._remote
+
+    def use(self, endpoint: StunEndpoint) -> None:
+        """Send from ``endpoint`` from now on (the socket a path was chosen over)."""
+        self._endpoint = endpoint
+
+    def point_at(self, remote: Address) -> None:
+        """Send the next texts to ``remote`` (what is in flight finishes where it went)."""
+        self._remote = remote
+
+    def await_new_path(self) -> None:
+        """A new path is being sought: a text left unanswered waits for it (:meth:`move`) instead of failing."""
+        self._recovering = True
+
     def move(self, remote: Address) -> None:
         """Carry the session over a new path from now on (what is in flight is sent again there)."""
-        self.remote = remote
-        self.recovering = False
+        self._remote = remote
+        self._recovering = False
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
 
     async def _deliver(self, message: Message, what: str) -> None:
         while True:
-            if self.remote is None:
+            if self._remote is None:
                 raise PeerError("no path to send on")
-            remote, moved = self.remote, self._moved
-            sending = asyncio.ensure_future(self.endpoint.request(message, remote, self._policy))
+            remote, moved = self._remote, self._moved
+            sending = asyncio.ensure_future(self._endpoint.request(message, remote, self._policy))
             waiting = asyncio.ensure_future(moved.wait())
             try:
                 await asyncio.wait((sending, waiting), return_when=asyncio.FIRST_COMPLETED)
@@ -104,12 +126,12 @@ class Channel:
                     sending.cancel()
                     await asyncio.gather(sending, return_exceptions=True)
             if sending.cancelled():
-                log.info("%s: the path moved; sending it again via %s", what, format_address(self.remote))
+                log.info("%s: the path moved; sending it again via %s", what, format_address(self._remote or remote))
                 continue
             try:
                 response, _ = sending.result()
             except TransactionTimeout:
-                if self.recovering:
+                if self._recovering:
                     log.info("%s unacknowledged; it waits for the new path", what)
                     await moved.wait()
                     continue
@@ -169,7 +191,7 @@ class Channel:
             if not self.remote_closed.is_set():
                 log.info("%s is done sending", self.peer)
                 self.remote_closed.set()
-            self.endpoint.send(make_success(message, self._identity()), source)
+            self._endpoint.send(make_success(message, self._identity()), source)
             return True
         sequence = message.integer(AttributeType.SEQUENCE)
         payload = message.raw(AttributeType.DATA_PAYLOAD)
@@ -192,5 +214,5 @@ class Channel:
             self._on_text(text)
         else:
             log.debug("duplicate of message %d from %s; acknowledged again", sequence, self.peer)
-        self.endpoint.send(make_success(message, self._identity()), source)
+        self._endpoint.send(make_success(message, self._identity()), source)
         return True

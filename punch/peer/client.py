@@ -9,9 +9,13 @@ import logging
 from collections.abc import Callable
 
 from punch.errors import PeerError, PeerGone
+from punch.peer.keys import SessionKeys
 from punch.peer.tasks import settle
-from punch.rendezvous.credentials import request_key
-from punch.rendezvous.wire import (
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_error, make_success, method_name
+from punch.stun.credentials import request_key
+from punch.stun.protocol import StunEndpoint, format_address
+from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import (
     PEER_GONE,
     Introduction,
     Mapping,
@@ -21,9 +25,6 @@ from punch.rendezvous.wire import (
     request,
     required_session,
 )
-from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_error, make_success, method_name
-from punch.stun.protocol import StunEndpoint, format_address
-from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTimeout
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class RendezvousClient:
         policy: RetransmitPolicy = RFC_POLICY,
         group: bytes | None = None,
         mapping: Mapping = Mapping.UNKNOWN,
+        keys: SessionKeys | None = None,
+        on_introduced: Callable[[Introduction], None] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self.server = server
@@ -58,16 +61,17 @@ class RendezvousClient:
         self.moved: asyncio.Future[Address] = loop.create_future()
         self.move: asyncio.Future[None] = loop.create_future()  # the server told us to move (Move)
         self.introduced_at: float | None = None  # loop.time() when the Introduce arrived
-        # Called with the introduction the moment its Introduce arrives, in the datagram's handler: what must not
-        # wait for the session's next turn (punch.peer.session: an early punch's low-TTL probes) goes there.
-        self.on_introduced: Callable[[Introduction], None] | None = None
+        # Called with each new introduction the moment its Introduce arrives, in the datagram's handler: what must
+        # not wait for the session's next turn (punch.peer.session: an early punch's low-TTL probes) goes there.
+        self._on_introduced = on_introduced
         self.mapped: Address | None = None
         self._token: bytes | None = None  # proves we own our ID (first come, first served)
         self._group = group  # a closed group's key (--secret-file), or None
-        self.mapping = mapping  # how our NAT maps (punch.peer.predict.discover_mapping), told to the server
+        self._mapping = mapping  # how our NAT maps (punch.peer.predict.discover_mapping), told to the server
         self.rtt: float | None = None  # the shortest round trip of our requests to the server (seconds)
         self.told_rtt_us: int | None = None  # the round trip we told the server in our last Connect (SERVER-RTT)
-        self._keys: dict[bytes, bytes] = {}  # SESSION-ID -> key, of every session we were introduced to
+        # SESSION-ID -> key, of every session we were introduced to: the endpoints sign and check with them
+        self._keys = keys if keys is not None else SessionKeys()
 
     async def _call(self, message: Message, what: str, via: StunEndpoint | None = None) -> Message:
         loop = asyncio.get_running_loop()
@@ -110,7 +114,7 @@ class RendezvousClient:
                 (AttributeType.PEER_ID, self.peer_id),
                 *((AttributeType.CANDIDATE, c) for c in self._candidates),
                 (AttributeType.LEASE, self._lease),
-                *mapping_attribute(self.mapping),
+                *mapping_attribute(self._mapping),
             ),
             "our registration",
         )
@@ -130,6 +134,18 @@ class RendezvousClient:
         self._lease = granted
         self.mapped = mapped
         return mapped
+
+    @property
+    def mapping(self) -> Mapping:
+        """How our NAT maps, as we told the server."""
+        return self._mapping
+
+    async def announce_mapping(self, mapping: Mapping) -> None:
+        """Tell the server how our NAT maps (port prediction needs it before we ask for anyone): registers again,
+        unless the mapping is unknown (nothing to tell)."""
+        self._mapping = mapping
+        if mapping is not Mapping.UNKNOWN:
+            await self.register()
 
     async def unregister(self) -> None:
         """Say goodbye (a zero lease), so that our ID is free again at once; best effort, quick."""
@@ -249,8 +265,7 @@ class RendezvousClient:
             return  # a retransmission: our answer was lost, answer again
         # From now on, messages of this session are signed and checked with its key (see StunEndpoint); those of an
         # earlier one too (after a rejoin, the texts stay in the first session).
-        self._keys[introduction.session_id] = introduction.key
-        self._endpoint.key_for = self._keys.get
+        self._keys.add(introduction.session_id, introduction.key)
         log.info(
             "introduced to %s (session %s): candidates %s; we are the %s",
             introduction.peer_id,
@@ -259,8 +274,8 @@ class RendezvousClient:
             introduction.role.name.lower(),
         )
         self.introduced_at = asyncio.get_running_loop().time()
-        if self.on_introduced is not None:
-            self.on_introduced(introduction)
+        if self._on_introduced is not None:
+            self._on_introduced(introduction)
         self.introduction.set_result(introduction)
 
     def _introduced(self, message: Message) -> bool:

@@ -24,9 +24,9 @@ import socket
 import time
 from dataclasses import dataclass
 
-from punch.rendezvous.wire import request
 from punch.stun import Address, Method, encode
 from punch.stun.errqueue import ICMP_TIME_EXCEEDED, IP_RECVERR, MSG_ERRQUEUE, icmp_error_from
+from punch.stun.wire import request
 
 log = logging.getLogger(__name__)
 

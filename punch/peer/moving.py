@@ -53,19 +53,18 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
 
 from punch.errors import PeerError
 from punch.peer.client import RendezvousClient
+from punch.peer.dispatch import Dispatcher
 from punch.peer.puncher import Path, Puncher
 from punch.peer.tasks import settle
-from punch.rendezvous.wire import Introduction, Role
 from punch.stun import Address, Message, MessageClass
-from punch.stun.protocol import Handler, StunEndpoint, format_address, open_endpoint
+from punch.stun.protocol import KeyLookup, StunEndpoint, format_address, open_endpoint
+from punch.stun.wire import Introduction, Role
 
 log = logging.getLogger(__name__)
 
-Route = Callable[[Message, Address], bool]  # one handler of the session socket's dispatcher: True if it took it
 FIRST = asyncio.FIRST_COMPLETED
 
 
@@ -76,10 +75,11 @@ def _succeeded(task: asyncio.Future[Path]) -> bool:
 class Moves:
     """One punch that may move (or follow a move): :meth:`run` returns the chosen path, or PeerError.
 
-    ``routes`` are the session socket's handlers (punch.peer.session's dispatcher, which is ``handler``): a follower
-    puts its puncher in the puncher's place there while it checks. A mover's fresh socket hands checks to the
-    mover's puncher and everything else (the session's Data and Close, once the path runs over it) to ``handler``;
-    ``sockets`` closes it when the session ends. ``timeout``: how long a peer that asked waits for the other's move.
+    ``dispatcher`` routes the session socket's requests: a follower puts its puncher in the puncher's place there
+    while it checks. A mover's fresh socket (its messages signed and checked with ``keys``) hands checks to the
+    mover's puncher and everything else (the session's Data and Close, once the path runs over it) to
+    ``dispatcher``; ``sockets`` closes it when the session ends. ``timeout``: how long a peer that asked waits for
+    the other's move.
     """
 
     def __init__(
@@ -87,16 +87,16 @@ class Moves:
         puncher: Puncher,
         introduction: Introduction,
         client: RendezvousClient,
-        routes: list[Route],
-        handler: Handler,
+        dispatcher: Dispatcher,
+        keys: KeyLookup,
         sockets: contextlib.AsyncExitStack,
         timeout: float,
     ) -> None:
         self._puncher = puncher
         self._intro = introduction
         self._client = client
-        self._routes = routes
-        self._handler = handler
+        self._dispatcher = dispatcher
+        self._keys = keys
         self._sockets = sockets
         self._timeout = timeout
         self._public = introduction.candidates[0]
@@ -185,8 +185,7 @@ class Moves:
         """Check the other peer's fresh endpoint from our session socket, as a prober does."""
         self.outcome = "followed"
         follower = self._puncher.moved(dataclasses.replace(self._intro, candidates=(fresh,), role=Role.PROBER))
-        place = self._routes.index(self._puncher.on_request)
-        self._routes[place] = follower.on_request
+        self._dispatcher.replace(self._puncher.on_request, follower.on_request)
         log.info("following %s to %s: checking it there", self._intro.peer_id, format_address(fresh))
         try:
             return await _unless_refused(
@@ -198,7 +197,7 @@ class Moves:
             )
         finally:
             # The session's puncher answers from here on (keepalives on the path, the relay's retries), as before.
-            self._routes[place] = self._puncher.on_request
+            self._dispatcher.replace(follower.on_request, self._puncher.on_request)
 
     async def _move(self) -> Path:
         """Open our NAT from a fresh socket, tell the server (it tells the other peer), answer there."""
@@ -211,15 +210,14 @@ class Moves:
                 return
             if mover is not None and mover.on_request(message, source):
                 return
-            self._handler(message, source, data)
+            self._dispatcher(message, source, data)
 
         host = self._puncher.endpoint.local_address[0]
         try:
-            fresh = await open_endpoint(on_datagram, (host, 0))
+            fresh = await open_endpoint(on_datagram, (host, 0), keys=self._keys)
         except OSError as error:  # e.g. a host of peers whose sockets live in other namespaces (run_peer's sock)
             raise PeerError(f"could not open a fresh socket on {host}: {error.strerror or error}") from None
         self._sockets.push_async_callback(fresh.close)
-        fresh.key_for = self._puncher.endpoint.key_for
         mover = self._puncher.moved(
             dataclasses.replace(self._intro, candidates=(self._public,), role=Role.OPENER), fresh
         )

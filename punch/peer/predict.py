@@ -22,13 +22,13 @@ random sets of a few hundred and a few thousand ports meet easily: the birthday 
 
 Whether our NAT is hard is measured at startup (:func:`discover_mapping`: RFC 5780 §4.3's test against the
 server's OTHER-ADDRESS) and told to the server in Register (NAT-MAPPING); the server makes the hard side the
-opener and tells each side the other's mapping in Introduce; both then agree on the same :class:`Plan`.
+opener and tells each side the other's mapping in Introduce; both then agree on the same plan
+(:func:`punch.peer.strategy.plan`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import logging
 import random
@@ -37,10 +37,11 @@ from types import TracebackType
 from typing import Self
 
 from punch.peer.puncher import Puncher
-from punch.rendezvous.wire import Introduction, Mapping, Role, request
+from punch.peer.strategy import Plan, plan
 from punch.stun import Address, AttributeType, Message, MessageClass, Method
 from punch.stun.protocol import Handler, KeyLookup, StunEndpoint, format_address, open_endpoint
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import Introduction, Mapping, request
 
 log = logging.getLogger(__name__)
 
@@ -62,27 +63,6 @@ class PredictConfig:
     rate: float = 500.0  # the easy side: checks a second
     ports: tuple[int, int] = PORT_RANGE  # the range the hard NAT draws its ports from
     assume: Mapping | None = None  # skip discovery and take this as our mapping (loopback tests: there is no NAT)
-
-
-class Plan(enum.Enum):
-    """What a peer does after the introduction; both peers reach the same plan from the two mappings."""
-
-    PUNCH = "punch"  # the usual opener/prober punch (punch.peer.puncher)
-    OPEN = "open"  # we are the hard side: open many mappings, then Ready
-    SPRAY = "spray"  # we are the easy side: after Go, spray checks at the hard NAT's ports
-    RELAY = "relay"  # both hard: no port to predict, straight to the relay
-
-
-def plan(ours: Mapping, theirs: Mapping, role: Role) -> Plan:
-    """The plan for two mappings; the hard side must be the opener (the server sees to that)."""
-    hard, easy = Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT
-    if ours is hard and theirs is hard:
-        return Plan.RELAY
-    if (ours, theirs, role) == (hard, easy, Role.OPENER):
-        return Plan.OPEN
-    if (ours, theirs, role) == (easy, hard, Role.PROBER):
-        return Plan.SPRAY
-    return Plan.PUNCH
 
 
 def choose_plan(config: PredictConfig, ours: Mapping, introduction: Introduction) -> Plan:
@@ -222,9 +202,9 @@ class PortOpener(_Closing):
     answered from it (by the puncher). Once the puncher chose a path over one of them, that socket's datagrams go
     to ``session`` (the session's handler); :meth:`close_others` closes the rest, :meth:`close` all."""
 
-    def __init__(self, puncher: Puncher, key_for: KeyLookup, session: Handler) -> None:
+    def __init__(self, puncher: Puncher, keys: KeyLookup, session: Handler) -> None:
         self._puncher = puncher
-        self._key_for = key_for
+        self._keys = keys  # checks are signed, and only the session's are accepted
         self._session = session
         self.sockets: list[StunEndpoint] = []
         self._reached: set[StunEndpoint] = set()
@@ -233,11 +213,10 @@ class PortOpener(_Closing):
         """Bind ``count`` sockets on ``host`` (fewer if the system refuses more: that is logged)."""
         for index in range(count):
             try:
-                sock = await open_endpoint(functools.partial(self._on_datagram, index), (host, 0))
+                sock = await open_endpoint(functools.partial(self._on_datagram, index), (host, 0), keys=self._keys)
             except OSError as error:
                 log.warning("could open only %d of %d sockets: %s", index, count, error.strerror or error)
                 break
-            sock.key_for = self._key_for  # checks are signed, and only the session's are accepted
             self.sockets.append(sock)
 
     def send(self, remote: Address, ttl: int) -> None:

@@ -28,20 +28,20 @@ then sends, SNAT must pick a different public port, and a naive simultaneous ope
 If no check arrives from the prober in time, the opener probes at full TTL as well (for networks where the
 low-TTL probe could not open the mapping).
 
-**Early checks.** Steps 2 and 3 cost a round trip to the server (Ready, then Go) before the first check leaves.
-When both peers told the server their round trip to it (SERVER-RTT in Connect; Introduce carries the other's),
-each can tell when the other received its Introduce and sent its own low-TTL probe: the introductions leave the
-server at the same moment, so the other's arrives ``their_rtt/2 - our_rtt/2`` after ours. Then both peers open
-their own mapping at once and send full checks once the other's mapping is open (see :func:`early_delay`); the
-checks cross, and one peer-to-peer round trip proves the path (and nominates it, step 4), with nobody waiting
-for Go. This is the default where it is clearly faster (:func:`early_pays`: round trips to the server over about
-2 ms; nearer, Ready/Go costs hardly more and cannot race); ``--no-early-checks`` always waits for Go. The cost: a
-check that reaches the other NAT before the other peer's probe left (an introduction lost and retransmitted, a
-peer stalled for longer than the margin plus the time between the peers) loses the conntrack race on a NAT
-without a firewall. Such a NAT refuses the check (ICMP port unreachable), and the other peer moves to a fresh
-socket (punch.peer.moving); a NAT that refuses silently leaves the relay, whose retries go direct only after the
-NATs forgot the race (punch.peer.session.upgrade_waits: the second retry, about two minutes later). Home routers,
-which drop unsolicited packets, only drop such a check.
+**Early checks.** Steps 2 and 3 cost a round trip to the server (Ready, then Go) before the first check leaves. When
+both peers told the server their round trip to it (SERVER-RTT in Connect; Introduce carries the other's), each can
+tell when the other received its Introduce and sent its own low-TTL probe: the introductions leave the server at the
+same moment, so the other's arrives ``their_rtt/2 - our_rtt/2`` after ours. Then both peers open their own mapping
+at once and send full checks once the other's mapping is open (see :func:`punch.peer.strategy.early_delay`); the
+checks cross, and one peer-to-peer round trip proves the path (and nominates it, step 4), with nobody waiting for
+Go. This is the default where it is clearly faster (:func:`punch.peer.strategy.early_pays`: round trips to the
+server over about 2 ms; nearer, Ready/Go costs hardly more and cannot race); ``--no-early-checks`` always waits for
+Go. The cost: a check that reaches the other NAT before the other peer's probe left (an introduction lost and
+retransmitted, a peer stalled for longer than the margin plus the time between the peers) loses the conntrack race
+on a NAT without a firewall. Such a NAT refuses the check (ICMP port unreachable), and the other peer moves to a
+fresh socket (punch.peer.moving); a NAT that refuses silently leaves the relay, whose retries go direct only after
+the NATs forgot the race (punch.peer.session.upgrade_waits: the second retry, about two minutes later). Home
+routers, which drop unsolicited packets, only drop such a check.
 
 Port prediction (punch.peer.predict) reuses this machinery: the opener's many extra sockets hand their checks to
 :meth:`Puncher.on_request` with ``via`` (answers and triggered checks leave from the socket the check reached),
@@ -58,16 +58,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from punch.errors import PeerError
+from punch.peer.checklist import CandidatePair, CheckList, CheckListState, PairState
 from punch.peer.clock import sleep_until
-from punch.rendezvous.wire import Introduction, Role, request
+from punch.peer.strategy import EARLY_FLOOR, Strategy
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import Introduction, Role, request
 
 log = logging.getLogger(__name__)
-
-
-EARLY_FLOOR = 0.001  # seconds: the least an early check waits past the other's Introduce
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,22 +86,6 @@ class PunchTimings:
     early_floor: float = EARLY_FLOOR  # at least this long (a peer the scheduler holds back on a near server)
 
 
-def _margin(one_way: float, margin: float, floor: float) -> float:
-    return max(floor, margin * one_way)
-
-
-def early_delay(our_rtt: float, their_rtt: float, margin: float, floor: float = EARLY_FLOOR) -> float:
-    """How long after our Introduce our first full-TTL check may leave: when the other peer's Introduce (sent at
-    the same moment, ``their_rtt/2 - our_rtt/2`` later than ours) has arrived and its low-TTL probe has opened
-    its NAT's mapping, plus ``margin`` of the larger one-way delay (at least ``floor``) for the estimates' error.
-
-    A check that reached the other NAT earlier would be recorded there as a connection of its own (the conntrack
-    race of the module docstring); the time the check takes to the other NAT is further slack.
-    """
-    ours, theirs = our_rtt / 2, their_rtt / 2
-    return max(0.0, theirs - ours) + _margin(max(ours, theirs), margin, floor)
-
-
 def lan_wait(public_took: float, margin: float, cap: float) -> float:
     """How long a public path proven behind the same NAT (through its hairpin) waits for a LAN candidate to
     answer: as long again as the public path took to prove, at least ``margin`` (the scheduler, a first ARP),
@@ -110,24 +93,6 @@ def lan_wait(public_took: float, margin: float, cap: float) -> float:
     longer than the way through the NAT and back: its answer comes about as soon, or there is none (two homes
     behind one carrier NAT: their LAN addresses lead nowhere)."""
     return min(cap, max(margin, public_took))
-
-
-def early_pays(opener_rtt: float, prober_rtt: float, margin: float, floor: float = EARLY_FLOOR) -> bool:
-    """Whether early checks prove the path sooner than Ready/Go, from the two round trips to the server that both
-    peers know alike (each its own, as it told the server, and the other's, from its Introduce): both peers
-    decide the same.
-
-    With one-way delays ``a`` (opener) and ``b`` (prober) from the server, and the introductions leaving at 0,
-    early checks leave at ``max(a, b) + m`` (:func:`early_delay`; ``m`` the margin), and under Ready/Go the
-    prober checks when Go arrives, at ``2a + b`` (the opener's Ready, then the Go): early checks save
-    ``a + min(a, b) - m``. They are taken where that saving is more than the margin again, ``2m < a + min(a, b)``:
-    a smaller gain is within the error of the round trips measured (a fresh process's first one includes its
-    start-up), and Ready/Go cannot race. So with the 1 ms floor, both peers more than a 2 ms round trip from the
-    server; nearer (a LAN, a lab without delay) Ready/Go is about as fast, and no NAT can see a check before its
-    own peer's probe.
-    """
-    a, b = opener_rtt / 2, prober_rtt / 2
-    return 2 * _margin(max(a, b), margin, floor) < a + min(a, b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +104,16 @@ class Path:
     local: StunEndpoint | None = None  # the socket it runs over, when not the session's own (port prediction)
 
 
+PLAIN = Strategy()  # a plain punch: no port prediction, different NATs, Ready/Go
+
+
 class Puncher:
-    """Runs the checks of one session (see the module docstring); :meth:`run` returns the chosen path."""
+    """Runs the checks of one session (see the module docstring); :meth:`run` returns the chosen path.
+
+    Its pairs and their RFC 8445 states are a :class:`punch.peer.checklist.CheckList`; how it punches (early
+    checks, a LAN first, aggressive nomination, prediction) is a :class:`punch.peer.strategy.Strategy`, decided
+    before it is made.
+    """
 
     def __init__(
         self,
@@ -149,49 +122,31 @@ class Puncher:
         introduction: Introduction,
         timings: PunchTimings,
         *,
-        predicting: bool = False,
-        same_nat: bool = False,
-        lan_first: bool = False,
+        strategy: Strategy = PLAIN,
+        early_at: float | None = None,
         on_chosen: Callable[[Path], None] | None = None,
-        early: float | None = None,
-        aggressive: bool = True,
-        hopeless: bool = False,
+        nominate_every_check: bool = True,
         fresh: bool = False,
     ) -> None:
-        self.endpoint = endpoint  # the session's socket (swapped for the chosen one after port prediction)
+        self._endpoint = endpoint  # the session's socket (swapped for the chosen one after port prediction)
         # ``endpoint`` is a fresh socket of a peer that moved (punch.peer.moving): the path runs over it (Path.local)
         self._fresh = fresh
         self._me = me
         self._intro = introduction
         self._timings = timings
-        # Port prediction: no full-TTL fallback for the opener, and every path through the NATs is ``predicted``,
-        # on both sides alike: the hard side's path leaves from one of its many sockets, while the easy side may see
-        # it arrive from the hard NAT's public candidate (a NAT that kept the port; one side without NAT).
-        self._predicting = predicting
+        self._strategy = strategy
         self._on_chosen = on_chosen  # called the moment a path is chosen (before any datagram on it is handled)
         self._chosen: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
-        self._triggered: set[tuple[Address, StunEndpoint]] = set()
-        self._proven: set[tuple[Address, StunEndpoint]] = set()  # pairs our own checks proved
-        self._nominations: set[tuple[Address, StunEndpoint]] = set()  # pairs the prober nominated (opener)
-        self._nominated: Address | None = None
-        # Both peers behind one public address (one NAT): our probes toward it die one hop sooner (opening_ttl).
-        # With ``lan_first`` (a LAN candidate of theirs on one of our links, punch.peer.routes) their LAN path
-        # likely beats the NAT's hairpin, so the prober gives a LAN candidate a moment to prove itself before it
-        # nominates the public one; without, it nominates the hairpin in every check (_wait_for_hairpin).
-        self._same_nat = same_nat
-        self._lan_first = same_nat and lan_first
+        self._pairs: CheckList[StunEndpoint] = CheckList()
         self._lan_proven = asyncio.Event()
-        self.hopeless = hopeless  # both NATs map endpoint-dependently: no direct path to retry from the relay
         # Early checks (module docstring): when (loop.time()) to start checking, or None to wait for Go.
-        self._early = early
+        self._early = early_at
         # The prober nominates the public path in every check (step 4); not when a LAN path goes first, not when
-        # predicting, and not in the relay's retries: there the opener's window may close before its own check is
-        # answered, while the prober already moved (a nomination in a check of its own comes after the opener
-        # answered it).
-        self._aggressive = aggressive and not self._lan_first and not predicting
+        # predicting (Strategy.aggressive), and not in the relay's retries (``nominate_every_check``): there the
+        # opener's window may close before its own check is answered, while the prober already moved (a nomination
+        # in a check of its own comes after the opener answered it).
+        self._aggressive = nominate_every_check and strategy.aggressive
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False  # this round of checks is over (chosen, timed out, or given up for the relay)
-        self.heard = False  # a check of the other peer's reached us (punch.peer.moving)
         self._silent = False  # we moved to a fresh socket: checks reaching this one go unanswered
         self._check_policy = RetransmitPolicy(
             rto=timings.check_interval,
@@ -202,6 +157,19 @@ class Puncher:
         )
 
     @property
+    def endpoint(self) -> StunEndpoint:
+        """The socket the session's checks and keepalives leave from."""
+        return self._endpoint
+
+    def use(self, endpoint: StunEndpoint) -> None:
+        """From now on check (and keep the path alive) from ``endpoint``: the socket a path was chosen over."""
+        self._endpoint = endpoint
+
+    @property
+    def strategy(self) -> Strategy:
+        return self._strategy
+
+    @property
     def early(self) -> bool:
         """Whether both sides check without waiting for Go (module docstring)."""
         return self._early is not None
@@ -209,12 +177,22 @@ class Puncher:
     @property
     def same_nat(self) -> bool:
         """Whether both peers sit behind one NAT (one public address)."""
-        return self._same_nat
+        return self._strategy.same_nat
 
     @property
     def lan_first(self) -> bool:
         """Whether the prober waits a moment for a LAN candidate before it nominates the NAT's hairpin."""
-        return self._lan_first
+        return self._strategy.lan_first
+
+    @property
+    def hopeless(self) -> bool:
+        """Both NATs map endpoint-dependently: no direct path to retry from the relay."""
+        return self._strategy.hopeless
+
+    @property
+    def heard(self) -> bool:
+        """Whether a check of the other peer's reached us (punch.peer.moving)."""
+        return self._pairs.heard
 
     @property
     def peer(self) -> str:
@@ -229,7 +207,8 @@ class Puncher:
         if self._silent:
             return  # we moved (punch.peer.moving)
         if self._fresh and path.local is None:
-            path = dataclasses.replace(path, local=self.endpoint)
+            path = dataclasses.replace(path, local=self._endpoint)
+        self._pairs.complete()
         self._chosen.set_result(path)
         if self._on_chosen is not None:
             self._on_chosen(path)
@@ -237,7 +216,7 @@ class Puncher:
     def _kind(self, remote: Address) -> str:
         if remote in self._intro.candidates[1:]:
             return "direct-lan"
-        return "predicted" if self._predicting else "direct"
+        return "predicted" if self._strategy.predicting else "direct"
 
     def check(self, *, nominate: bool = False) -> Message:
         """A connectivity check of this session (the endpoint signs it with the session's key)."""
@@ -268,7 +247,7 @@ class Puncher:
                 ttl,
                 "theirs" if ttl == self._timings.open_ttl else "the NAT we share with them",
             )
-            self.endpoint.send_with_ttl(self.check(), candidate, ttl)
+            self._endpoint.send_with_ttl(self.check(), candidate, ttl)
 
     def opening_ttl(self, candidate: Address) -> int:
         """The TTL of our probe toward ``candidate``: ``open_ttl``, which passes all our NATs, except toward the
@@ -278,7 +257,7 @@ class Puncher:
         One hop less dies at the shared NAT, after passing the NATs below it, which are ours alone; the shared one
         already maps us (we talked to the server through it) and hairpins their checks to that mapping."""
         ttl = self._timings.open_ttl
-        if self._same_nat and ttl > 1 and candidate == self._intro.candidates[0]:
+        if self._strategy.same_nat and ttl > 1 and candidate == self._intro.candidates[0]:
             return ttl - 1
         return ttl
 
@@ -292,26 +271,26 @@ class Puncher:
         with probes of TTL ``open_ttl`` (the relay's background retries)."""
         timings = dataclasses.replace(self._timings, timeout=timeout, open_ttl=open_ttl, early=False)
         return Puncher(
-            self.endpoint,
+            self._endpoint,
             self._me,
             self._intro,
             timings,
-            same_nat=self._same_nat,
-            lan_first=self._lan_first,
-            aggressive=False,
+            strategy=Strategy(same_nat=self._strategy.same_nat, lan_on_link=self._strategy.lan_on_link),
+            nominate_every_check=False,
         )
 
     def moved(self, introduction: Introduction, endpoint: StunEndpoint | None = None) -> Puncher:
         """A puncher for the same session after a move (punch.peer.moving): toward ``introduction``'s candidates,
         in its role; from ``endpoint``, a fresh socket of ours whose paths then run over it, or from ours."""
         timings = dataclasses.replace(self._timings, early=False)
-        fresh = endpoint is not None and endpoint is not self.endpoint
+        fresh = endpoint is not None and endpoint is not self._endpoint
         return Puncher(
-            endpoint or self.endpoint,
+            endpoint or self._endpoint,
             self._me,
             introduction,
             timings,
-            same_nat=self._same_nat,  # the mover's probe dies at the NAT we share (opening_ttl)
+            # the mover's probe dies at the NAT we share (opening_ttl); a plain punch otherwise
+            strategy=Strategy(same_nat=self._strategy.same_nat),
             on_chosen=self._on_chosen,
             fresh=fresh,
         )
@@ -322,7 +301,7 @@ class Puncher:
             self._spawn(self._early_checks(self._early))
         elif self._intro.role is Role.PROBER:
             self._start_checks("probing")
-        elif not self._predicting:
+        elif not self._strategy.predicting:
             self._spawn(self._opener_fallback())
         return await self._wait_for_path()
 
@@ -362,7 +341,7 @@ class Puncher:
             self._stop()
 
     def _stop(self) -> None:
-        self._closed = True
+        self._pairs.end()
         for task in list(self._tasks):
             task.cancel()
 
@@ -383,48 +362,51 @@ class Puncher:
     async def _opener_fallback(self, after: float = 0.0) -> None:
         waited = after + self._timings.opener_fallback  # a retry's fallback also waits out its lead
         await asyncio.sleep(waited)
-        if not self._triggered and not self._chosen.done():
+        if not self._pairs.heard and not self._chosen.done():
             self._start_checks(f"no check from {self.peer} after {waited:g} s; probing")
 
     def _start_checks(self, why: str) -> None:
         log.info("%s %s", why, ", ".join(format_address(c) for c in self._intro.candidates))
         for candidate in self._intro.candidates:
-            self._spawn(self._check_until_proven(candidate, self.endpoint))
+            self._spawn(self._check_until_proven(self._pairs.pair(candidate, self._endpoint)))
 
     def found(self, remote: Address) -> None:
         """Port prediction found ``remote`` (it answered a check): the prober nominates it."""
         if self._intro.role is Role.PROBER:
             self._spawn(self._nominate(remote))
 
-    async def _check_until_proven(self, remote: Address, via: StunEndpoint) -> None:
-        """Check ``remote`` from ``via`` until it answers as the other peer; the prober then nominates it."""
+    async def _check_until_proven(self, pair: CandidatePair[StunEndpoint]) -> None:
+        """Check ``pair`` until the other peer answers from its remote (Succeeded); the prober then nominates it."""
+        remote, via = pair.remote, pair.via
         prober = self._intro.role is Role.PROBER
         nominate = self._aggressive and prober and remote == self._intro.candidates[0]
         loop = asyncio.get_running_loop()
         started = loop.time()
+        pair.start()
         while not self._chosen.done():
             try:
                 response, source = await via.request(self.check(nominate=nominate), remote, self._check_policy)
             except TransactionTimeout:
+                pair.fail()
                 return
             if not self.is_from_peer(response, source, remote):
                 log.info("ignored an answer from %s: not %s in our session", format_address(source), self.peer)
                 await asyncio.sleep(self._timings.check_interval)
                 continue
             log.info("probe answered by %s at %s: both directions work", self.peer, format_address(remote))
-            self._proven.add((remote, via))
+            pair.succeed()
             if nominate:
-                if self._nominated is None:  # not once a LAN pair's own nomination began: one pair, both sides
-                    self._nominated = remote
+                if self._pairs.nominating is None:  # not once a LAN pair's own nomination began: one pair, both sides
+                    pair.nominated_by_us = True
                     self._choose_once(Path(remote, self._kind(remote)), "we nominated it in our checks")
             elif prober and not self._aggressive:
                 await self._prefer_lan(remote, loop.time() - started)
                 await self._nominate(remote)
-            elif prober and self._same_nat:  # a LAN pair answered before the NAT's hairpin
+            elif prober and self._strategy.same_nat:  # a LAN pair answered before the NAT's hairpin
                 await self._wait_for_hairpin(remote, loop.time() - started)
                 await self._nominate(remote)
-            elif not prober and (remote, via) in self._nominations and not self._chosen.done():
-                self._take_nomination(remote, via)
+            elif not prober and pair.nominated_by_peer and not self._chosen.done():
+                self._take_nomination(pair)
             return
 
     def _choose_once(self, path: Path, why: str) -> None:
@@ -438,7 +420,7 @@ class Puncher:
         if remote in self._intro.candidates[1:]:
             self._lan_proven.set()
             return
-        if not self._lan_first or len(self._intro.candidates) < 2:
+        if not self._strategy.lan_first or len(self._intro.candidates) < 2:
             return
         wait = lan_wait(took, self._timings.lan_margin, self._timings.lan_grace)
         try:
@@ -473,11 +455,11 @@ class Puncher:
 
     async def _nominate(self, remote: Address) -> None:
         """Nominate the first proven pair, and only that one, so both sides settle on the same path."""
-        if self._chosen.done() or self._nominated is not None:
+        if self._chosen.done() or self._pairs.nominating is not None:
             return
-        self._nominated = remote
+        self._pairs.pair(remote, self._endpoint).nominated_by_us = True
         try:
-            response, source = await self.endpoint.request(self.check(nominate=True), remote, self._check_policy)
+            response, source = await self._endpoint.request(self.check(nominate=True), remote, self._check_policy)
         except TransactionTimeout:
             return
         if self.is_from_peer(response, source, remote) and not self._chosen.done() and not self._silent:
@@ -510,7 +492,7 @@ class Puncher:
             if until is not None and until.is_set():
                 await asyncio.Event().wait()  # nothing more to check; wait to be cancelled
             try:
-                response, source = await self.endpoint.request(self.check(), remote, policy)
+                response, source = await self._endpoint.request(self.check(), remote, policy)
             except TransactionTimeout:
                 if until is not None and until.is_set():
                     continue
@@ -526,7 +508,7 @@ class Puncher:
     def on_request(self, message: Message, source: Address, via: StunEndpoint | None = None) -> bool:
         """Handle a check from the other peer that reached ``via`` (default: the session's socket), answering from
         there; False if the message is not a check of this session."""
-        via = via or self.endpoint
+        via = via or self._endpoint
         if message.method != Method.BINDING:
             return False
         sender = message.text(AttributeType.PEER_ID)
@@ -547,9 +529,11 @@ class Puncher:
         if self._silent:
             log.info("ignored a probe from %s: we moved to a fresh socket", format_address(source))
             return True
-        self.heard = True
+        pair = self._pairs.pair(source, via)
+        triggered = pair.checked_by_peer  # our triggered check on this pair is running or done (RFC 8445 §7.3.1.4)
+        pair.checked_by_peer = True
         nominated = message.has(AttributeType.USE_CANDIDATE)
-        if nominated and self._closed and not self._chosen.done():
+        if nominated and self._pairs.state is CheckListState.FAILED:
             # A retry from the relay that gave up: answering would let the prober move to a path we will not take;
             # unanswered, its nomination is retransmitted and reaches our next retry.
             log.info("ignored a nomination from %s: this try has ended", format_address(source))
@@ -572,21 +556,21 @@ class Puncher:
             " (nominating this path)" if nominated else "",
         )
         if nominated and self._intro.role is Role.OPENER and not self._chosen.done():
-            self._nominations.add((source, via))
-            if (source, via) in self._proven:
-                self._take_nomination(source, via)
+            pair.nominated_by_peer = True
+            if pair.state is PairState.SUCCEEDED:
+                self._take_nomination(pair)
                 return True
             log.info("nomination of %s waits until our own check proves it", format_address(source))
-        if (source, via) not in self._triggered and not self._chosen.done() and not self._closed:
-            self._triggered.add((source, via))
-            self._spawn(self._check_until_proven(source, via))
+        if not triggered and self._pairs.running:
+            self._spawn(self._check_until_proven(pair))
         return True
 
-    def _take_nomination(self, source: Address, via: StunEndpoint) -> None:
+    def _take_nomination(self, pair: CandidatePair[StunEndpoint]) -> None:
         """Opener: use the pair the prober nominated (our own check proved it)."""
         if self._silent:
             return
-        extra = via is not self.endpoint  # one of port prediction's sockets
+        source, via = pair.remote, pair.via
+        extra = via is not self._endpoint  # one of port prediction's sockets
         path = Path(source, "predicted", via) if extra else Path(source, self._kind(source))
         log.info("path chosen: %s via %s (nominated by %s)", path.kind, format_address(source), self.peer)
         self._choose(path)

@@ -5,6 +5,8 @@ A direct path that stops answering keepalives (the other peer's NAT got a new pu
 mappings and now maps it elsewhere) is sought again: both peers register again, so the server learns where their
 NATs map them now, ask for each other again, are introduced in a new session and punch a new path; the texts go on
 over it in their first session. A peer that does not come back within ``PeerConfig.rejoin`` seconds is lost.
+
+On the relay, a direct path is tried again now and then (:func:`upgrade_waits`), and taken once proven.
 """
 
 from __future__ import annotations
@@ -16,28 +18,22 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from punch.errors import PeerError, PeerGone
 from punch.peer import hops, routes, sealing
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
+from punch.peer.config import DROP_REASONS, KEEPALIVE_POLICY, PeerConfig, PeerResult
+from punch.peer.dispatch import Dispatcher
+from punch.peer.keys import SessionKeys
 from punch.peer.moving import Moves
-from punch.peer.predict import Plan, PortOpener, PredictConfig, Sprayer, choose_plan, our_mapping
-from punch.peer.puncher import Path, Puncher, PunchTimings, early_delay, early_pays
-from punch.rendezvous.wire import Introduction, Mapping, Role
-from punch.stun import Address, Message, MessageClass, describe, method_name
+from punch.peer.predict import PortOpener, Sprayer, choose_plan, our_mapping
+from punch.peer.puncher import Path, Puncher, PunchTimings
+from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide
 from punch.stun.protocol import StunEndpoint, format_address, host_candidates, open_endpoint
-from punch.stun.transaction import RetransmitPolicy
+from punch.stun.wire import Introduction, Role
 
-# RFC 8489 §6.2.1 timing with the RTO capped at 2 s and 12 sends (not 7): a peer gives up on a silent server after
-# 21.75 s, not 39.5 s. With 20% loss each way one exchange fails 36% of the time, so 9 sends still lost one request
-# in 10,000, about one 20-trial run in 30 of tests/e2e/test_faults.py (a peer makes ~7 requests); 12 sends: 1 in
-# 200,000.
-SERVER_POLICY = RetransmitPolicy(rto=0.25, max_rto=2.0, max_sends=12)
-# A keepalive that gets no answer for 7.5 s means the other peer is gone (or the path broke).
-KEEPALIVE_POLICY = RetransmitPolicy(rto=0.5, max_rto=2.0, max_sends=5, last_wait=4.0)
 # On the relay (upgrade_waits): a retry's low-TTL probes leave this long (at most half the wait) before the prober's
 # checks, so retries whose timers are up to this far apart still open the opener's NAT before a check arrives
 # (Puncher.retry); after a failed retry the peers keep quiet toward each other this much longer than the NATs' UDP
@@ -48,463 +44,6 @@ UPGRADE_QUIET = 2 * UPGRADE_LEAD + 1.0
 MAX_UPGRADE_WAIT = 300.0
 
 log = logging.getLogger(__name__)
-
-# What our socket drops before any handler sees it (punch.stun.protocol.StunEndpoint's counters).
-DROP_REASONS = ("not-stun", "malformed", "bad-integrity", "handler-error")
-
-
-@dataclass(frozen=True, slots=True)
-class PeerConfig:
-    """What ``punch peer`` was asked to do."""
-
-    server: Address
-    peer_id: str
-    target: str
-    bind: Address = ("0.0.0.0", 0)
-    timeout: float = 30.0  # to find the other peer and punch
-    lease: int = 30
-    punch: PunchTimings = field(default_factory=PunchTimings)
-    linger: float = 0.5  # after closing, keep answering retransmissions this long
-    rendezvous: RetransmitPolicy = SERVER_POLICY  # requests to the server
-    relay: bool = True  # fall back to the server's relay when no direct path can be punched
-    keepalive: float = 5.0  # seconds between checks of a direct path while talking
-    group: bytes | None = None  # a closed group's key (--secret-file)
-    predict: PredictConfig = field(default_factory=PredictConfig)  # port prediction (punch.peer.predict)
-    upgrade_interval: float = 15.0  # on the relay, first retry a direct path after this long (seconds; 0 = never)
-    # How long a NAT on the way may remember a UDP flow nobody answered, until the entry is gone: Linux's 30 s timeout
-    # plus up to 60 s before its garbage collector removes the expired entry (until then new flows from the same
-    # source still take its port).
-    nat_udp_timeout: float = 90.0
-    discover_ttl: bool = True  # find punch.open_ttl from the route to the server (punch.peer.hops), else keep it
-    rejoin: float = 15.0  # after a direct path broke, wait this long for the other peer to find us again (0 = never)
-
-
-@dataclass(slots=True)
-class PeerResult:
-    """The outcome, as printed by ``--json``."""
-
-    id: str
-    peer: str
-    path: str | None = None
-    remote: str | None = None
-    punch_ms: float | None = None
-    path_at: float | None = None  # wall-clock time (time.time()) when the path was chosen, for benchmarks
-    server_rtt_ms: float | None = None  # our shortest round trip to the server before the introduction
-    received: list[str] = field(default_factory=list)
-    sent: list[str] = field(default_factory=list)
-    role: str | None = None
-    session: str | None = None
-    local: str | None = None
-    mapped: str | None = None
-    upgraded: bool = False  # started on the relay, moved to a direct path later
-    # "moved": our NAT refused the other's check, and we punched again from a fresh socket; "followed": the other
-    # peer did, and we checked it there (punch.peer.moving)
-    move: str | None = None
-    early: bool | None = None  # a plain punch: True if we checked without waiting for Go, False under Ready/Go
-    rejoins: int = 0  # how often the direct path broke and a new one was punched
-    error: str | None = None
-    dropped: dict[str, int] = field(default_factory=dict)  # datagrams our socket dropped, by reason (DROP_REASONS)
-
-
-class _Dispatcher:
-    """Routes requests on the one socket: server messages to the client, the peer's to puncher and channel."""
-
-    def __init__(self) -> None:
-        self.routes: list[Callable[[Message, Address], bool]] = []
-
-    def __call__(self, message: Message, source: Address, data: bytes) -> None:
-        if message.message_class is not MessageClass.REQUEST:
-            log.debug("ignored a %s from %s", describe(message), format_address(source))
-            return
-        for route in self.routes:
-            if route(message, source):
-                return
-        log.debug("ignored a %s from %s: nothing expects it now", method_name(message.method), format_address(source))
-
-
-async def run_peer(
-    config: PeerConfig,
-    texts: AsyncIterator[str],
-    on_text: Callable[[str], None],
-    result: PeerResult,
-    sock: socket.socket | None = None,
-) -> PeerResult:
-    """Run one peer to the end and fill ``result``; PeerError (also recorded in ``result.error``) on failure.
-
-    The peer binds ``config.bind``, or takes ``sock``: a bound UDP socket the caller made, which lets one process
-    host many peers, each with a socket in its own network namespace (bench/peer_host.py). It is closed at the end.
-    Port prediction and the TTL discovery open sockets of their own, in the calling thread's namespace: a host of
-    peers in other namespaces turns them off (``predict.enabled``, ``discover_ttl``) and binds each socket to its
-    address (a wildcard bind asks the calling thread's namespace for our address toward the server).
-    """
-    sealing.warm_up()
-    dispatcher = _Dispatcher()
-    endpoint = await open_endpoint(dispatcher, config.bind, sock=sock)
-    try:
-        await _run(config, endpoint, dispatcher, texts, on_text, result)
-    except PeerError as error:
-        result.error = str(error)
-        raise
-    finally:
-        result.dropped = {reason: endpoint.counters[reason] for reason in DROP_REASONS if endpoint.counters[reason]}
-        await endpoint.close()
-    return result
-
-
-async def _run(
-    config: PeerConfig,
-    endpoint: StunEndpoint,
-    dispatcher: _Dispatcher,
-    texts: AsyncIterator[str],
-    on_text: Callable[[str], None],
-    result: PeerResult,
-) -> None:
-    local = endpoint.local_address
-    result.local = format_address(local)
-    log.info("socket bound to %s", format_address(local))
-    client = RendezvousClient(
-        endpoint,
-        config.server,
-        config.peer_id,
-        host_candidates(local, config.server),
-        lease=config.lease,
-        policy=config.rendezvous,
-        group=config.group,
-    )
-    dispatcher.routes.append(client.on_request)
-    mapped = await client.register()
-    hops_found = asyncio.get_running_loop().create_task(_discover_open_ttl(config, local[0], client))
-    client.mapping = await our_mapping(config.predict, endpoint, config.server, config.rendezvous)
-    if client.mapping is not Mapping.UNKNOWN:
-        await client.register()  # tell the server, before we ask for anyone (port prediction needs it)
-    result.mapped = format_address(mapped)
-    refresher = asyncio.get_running_loop().create_task(client.keep_registered())
-    try:
-        async with contextlib.AsyncExitStack() as sockets:  # port prediction's sockets, if any
-            path, channel, puncher = await _find_path(
-                config, endpoint, dispatcher, client, result, on_text, sockets, hops_found
-            )
-            result.path, result.remote = path.kind, format_address(path.remote)
-            talking = _talk(channel, texts, config.linger, config.timeout)
-            if path.kind == "relay" and config.upgrade_interval > 0 and not puncher.hopeless:
-                await _first_of(talking, _upgrade(config, dispatcher, puncher, channel, result, hops_found))
-            elif path.kind == "relay":
-                await talking  # the relay answers for the server; keepalives would prove nothing about the peer
-            else:
-                found = hops_found.done() and not hops_found.cancelled() and hops_found.exception() is None
-                timings = hops_found.result() if found else config.punch  # the opening probes' TTL, as punched
-                keeping = _keep_path(config, timings, endpoint, dispatcher, client, puncher, channel, path, result)
-                await _first_of(talking, keeping)
-    finally:
-        for task in (refresher, hops_found):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await client.unregister()
-
-
-async def _discover_open_ttl(config: PeerConfig, source_ip: str, client: RendezvousClient) -> PunchTimings:
-    """The punch timings with ``open_ttl`` set to the TTL that passes all our own NATs (punch.peer.hops). A probe
-    that reached the server is also a sample of our round trip to it, which we tell the server in Connect (the
-    first, our registration's, may include the start-up of a fresh process). Without a trace, a Binding request
-    takes that second sample, where early checks may use it."""
-    timings = config.punch
-    if not config.discover_ttl or timings.open_ttl <= 0:
-        if timings.early and timings.open_ttl > 0:
-            await client.sample_rtt()
-        return timings
-    found = await hops.trace(config.server, source_ip=source_ip)
-    for hop in found:
-        if hop.rtt is not None:
-            client.observe_rtt(hop.rtt)
-    ttl, why = hops.open_ttl(found), "past our own NATs"
-    if ttl is None and (ttl := hops.past_private(found)) is not None:
-        why = f"past our own NATs, to TTL {ttl}'s silent router"
-    route = ", ".join(hop.describe() for hop in sorted(found, key=lambda h: h.ttl)) or "no answers"
-    if ttl is None or ttl <= timings.open_ttl:  # only ever raise it: a LAN may use public addresses
-        log.info("route to the server: %s; opening probes keep TTL %d", route, timings.open_ttl)
-        return timings
-    log.info("route to the server: %s; opening probes get TTL %d (%s)", route, ttl, why)
-    return dataclasses.replace(timings, open_ttl=ttl)
-
-
-async def _first_of(*coroutines: Coroutine[Any, Any, None]) -> None:
-    """Run the coroutines until the first one ends; re-raise its error; cancel the others."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in done:
-        task.result()
-
-
-async def _find_path(
-    config: PeerConfig,
-    endpoint: StunEndpoint,
-    dispatcher: _Dispatcher,
-    client: RendezvousClient,
-    result: PeerResult,
-    on_text: Callable[[str], None],
-    sockets: contextlib.AsyncExitStack,
-    hops_found: asyncio.Task[PunchTimings],
-) -> tuple[Path, Channel, Puncher]:
-    # The TTL for our low-TTL probes, before we ask: the Introduce may come at once, and with early checks the other
-    # peer counts on our probe leaving the moment it arrives (punch.peer.puncher.early_delay): so the puncher is
-    # made, and an early punch's probes are sent, in the Introduce's own handler (client.on_introduced). The
-    # channel is routed there too: on the relay the other peer sends its first text the moment its own Introduce
-    # arrives, and it may reach us before this coroutine runs again (it used to be dropped, and came again only
-    # after the channel's first retransmission timeout, 200 ms later).
-    config = dataclasses.replace(config, punch=await hops_found)
-    openings: list[tuple[Plan, Puncher, Channel]] = []
-
-    def switch(path: Path) -> None:
-        if path.local is not None:  # port prediction or a move chose a socket of its own: the session runs over it
-            _run_over(path.local, puncher, channel, result)
-
-    def session_channel(introduction: Introduction) -> Channel:
-        """The session's channel, its requests routed to it from now on (after the puncher's, _opening)."""
-        channel = Channel(
-            endpoint,
-            config.peer_id,
-            introduction.peer_id,
-            introduction.session_id,
-            introduction.key,
-            on_text,
-            relay=config.server,
-        )
-        dispatcher.routes.append(channel.on_request)
-        return channel
-
-    def opening(introduction: Introduction) -> None:
-        if introduction.peer_id == config.target:
-            plan, puncher = _opening(config, endpoint, dispatcher, client, introduction, switch)
-            openings.append((plan, puncher, session_channel(introduction)))
-
-    client.on_introduced = opening
-    try:
-        async with asyncio.timeout(config.timeout):
-            introduction = await client.introduced_to(config.target)
-    except TimeoutError:
-        raise PeerError(
-            f"{config.target} did not ask for us within {config.timeout:g} s; "
-            f"start it with `punch peer --id {config.target} --to {config.peer_id}`"
-        ) from None
-    finally:
-        client.on_introduced = None
-    if introduction.peer_id != config.target:
-        raise PeerError(f"the server introduced {introduction.peer_id}, but we asked for {config.target}")
-    loop = asyncio.get_running_loop()
-    started = loop.time() if client.introduced_at is None else client.introduced_at
-    if openings:
-        plan, puncher, channel = openings[0]
-    else:
-        plan, puncher = _opening(config, endpoint, dispatcher, client, introduction, switch)
-        channel = session_channel(introduction)
-    result.role = introduction.role.name.lower()
-    result.server_rtt_ms = None if client.rtt is None else round(client.rtt * 1000, 2)
-    result.session = introduction.session_id.hex()
-    result.early = puncher.early if plan is Plan.PUNCH else None
-    if puncher.same_nat:
-        preferred = ", so a LAN path is preferred" if puncher.lan_first else ""
-        log.info("%s has our public address: we are behind the same NAT%s", config.target, preferred)
-    result.received, result.sent = channel.received, channel.sent  # shared: a failure still reports what crossed
-    if plan is Plan.RELAY:
-        why = f"no direct path to {introduction.peer_id}: both NATs map endpoint-dependently, no port to predict"
-        if not config.relay:
-            raise PeerError(f"{why}; the relay is off (--no-relay)")
-        log.info("%s; using the relay through the server", why)
-        path = Path(config.server, "relay")
-    else:
-        path = await _punch(config, plan, introduction, endpoint, dispatcher, client, puncher, sockets, result)
-    result.punch_ms = round((loop.time() - started) * 1000, 1)
-    result.path_at = time.time()
-    channel.remote = path.remote
-    log.info(
-        "using the %s path to %s via %s (%.1f ms after the introduction)",
-        path.kind,
-        introduction.peer_id,
-        format_address(path.remote),
-        result.punch_ms,
-    )
-    return path, channel, puncher
-
-
-def _run_over(endpoint: StunEndpoint, puncher: Puncher, channel: Channel, result: PeerResult) -> None:
-    """From now on the session (its checks, its texts, and what ``--json`` reports as ``local``) uses ``endpoint``."""
-    puncher.endpoint = channel.endpoint = endpoint
-    result.local = format_address(endpoint.local_address)
-
-
-def _opening(
-    config: PeerConfig,
-    endpoint: StunEndpoint,
-    dispatcher: _Dispatcher,
-    client: RendezvousClient,
-    introduction: Introduction,
-    on_chosen: Callable[[Path], None],
-) -> tuple[Plan, Puncher]:
-    """What a peer does the moment its Introduce arrives: choose the plan, decide on early checks, make the puncher
-    (its checks routed to it from now on) and, for early checks, send the low-TTL probes that open our NAT: the
-    other peer checks a margin of about a millisecond after its own Introduce, counting on them having left."""
-    plan = choose_plan(config.predict, client.mapping, introduction)
-    same_nat, lan_first = _behind_one_nat(client, endpoint, introduction)
-    puncher = Puncher(
-        endpoint,
-        config.peer_id,
-        introduction,
-        config.punch,
-        predicting=plan is not Plan.PUNCH,
-        same_nat=same_nat,
-        lan_first=lan_first,
-        on_chosen=on_chosen,
-        early=_early(config, plan, client, introduction, lan_first),
-        hopeless=plan is Plan.RELAY,
-    )
-    dispatcher.routes.append(puncher.on_request)
-    if puncher.early:
-        puncher.open_mappings()
-    return plan, puncher
-
-
-def _behind_one_nat(client: RendezvousClient, endpoint: StunEndpoint, introduction: Introduction) -> tuple[bool, bool]:
-    """Whether the other peer has our public address (both behind one NAT), and if so whether a LAN candidate of
-    theirs may be on one of our links (punch.peer.routes), so that its path likely beats the NAT's hairpin and is
-    worth a short wait (``lan_first``)."""
-    same_nat = client.mapped is not None and introduction.candidates[0][0] == client.mapped[0]
-    lans = introduction.candidates[1:]
-    if not same_nat or not lans:
-        return same_nat, False
-    table = routes.table_of(endpoint.fileno())
-    if table is None or any(routes.on_link_in(table, host) is not False for host, _ in lans):
-        return True, True
-    log.info(
-        "none of %s's LAN candidates (%s) is on a link of ours: our NAT's hairpin is nominated at once, no LAN wait",
-        introduction.peer_id,
-        ", ".join(format_address(c) for c in lans),
-    )
-    return True, False
-
-
-def _early(
-    config: PeerConfig, plan: Plan, client: RendezvousClient, introduction: Introduction, lan_first: bool
-) -> float | None:
-    """When (loop.time()) our first check may leave without waiting for Go (punch.peer.puncher), or None: early
-    checks need both round trips to the server, a plain punch (no port prediction), low-TTL probes (they open
-    both NATs first), a way back from a lost race (a move: not ``lan_first``), and a server far enough away that
-    they beat Ready/Go (punch.peer.puncher.early_pays)."""
-    if not config.punch.early or plan is not Plan.PUNCH or config.punch.open_ttl <= 0:
-        return None
-    if lan_first:
-        # On one LAN no race can be lost, but a LAN candidate on our link may be a look-alike: another home behind
-        # the same carrier NAT with the same addresses (192.168.1.0/24 in both), whose router can lose the race,
-        # and a peer that waits for a LAN candidate does not move (punch.peer.session._punch).
-        log.info("%s's LAN candidate is on our link: Ready/Go, not early checks", introduction.peer_id)
-        return None
-    told, theirs = client.told_rtt_us, introduction.rtt_us
-    if client.rtt is None or client.introduced_at is None or told is None or theirs is None:
-        return None
-    their_rtt = theirs / 1e6
-    opener_rtt, prober_rtt = (told, theirs) if introduction.role is Role.OPENER else (theirs, told)
-    timings = config.punch
-    if not early_pays(opener_rtt / 1e6, prober_rtt / 1e6, timings.early_margin, timings.early_floor):
-        log.info(
-            "round trips to the server: ours %.2f ms, %s's %.2f ms: Ready/Go is as fast as early checks here",
-            told / 1000,
-            introduction.peer_id,
-            their_rtt * 1000,
-        )
-        return None
-    delay = early_delay(client.rtt, their_rtt, timings.early_margin, timings.early_floor)
-    log.info(
-        "round trips to the server: ours %.1f ms, %s's %.1f ms: both open our mappings now, and check after %.1f ms",
-        client.rtt * 1000,
-        introduction.peer_id,
-        their_rtt * 1000,
-        delay * 1000,
-    )
-    return client.introduced_at + delay
-
-
-async def _punch(
-    config: PeerConfig,
-    plan: Plan,
-    introduction: Introduction,
-    endpoint: StunEndpoint,
-    dispatcher: _Dispatcher,
-    client: RendezvousClient,
-    puncher: Puncher,
-    sockets: contextlib.AsyncExitStack,
-    result: PeerResult,
-) -> Path:
-    """Open (opener) or wait for Go (prober), with port prediction if planned; then check until a path is chosen
-    (moving to a fresh socket after a refused check), or fall back to the relay."""
-    opener: PortOpener | None = None
-    sprayer: Sprayer | None = None
-    # With early checks both sides opened their mappings when the Introduce came (_opening); nobody waits for
-    # Ready and Go.
-    if not puncher.early and introduction.role is Role.OPENER:
-        if plan is Plan.OPEN:
-            opener = await sockets.enter_async_context(PortOpener(puncher, endpoint.key_for, dispatcher))
-            await opener.open(config.bind[0], config.predict.sockets)
-            # Full open_ttl even toward a peer behind the NAT we share (not Puncher.opening_ttl): our fresh sockets
-            # are new to that NAT too, which maps each only when a packet of it passes (tests/e2e/test_punch_cgnat.py)
-            opener.send(introduction.candidates[0], config.punch.open_ttl)
-        else:
-            puncher.open_mappings()
-        await client.ready(introduction.session_id)
-    elif not puncher.early:
-        try:
-            async with asyncio.timeout(config.punch.timeout):
-                await _go_or_moved(client)
-        except TimeoutError:
-            raise PeerError(f"the server never said Go for {introduction.peer_id}; is it still running?") from None
-        if plan is Plan.SPRAY:
-            sprayer = Sprayer(puncher, endpoint, introduction.candidates[0][0], config.predict)
-            sprayer.start()
-    path: Path | None = None
-    try:
-        # Behind one NAT with a LAN candidate on our link (Ready/Go: no race) that NAT refuses a check to its public
-        # address if it does not hairpin, which no move mends, while the LAN path works: no move there
-        # (punch.peer.moving).
-        if plan is Plan.PUNCH and config.punch.open_ttl > 0 and not puncher.lan_first:
-            moves = Moves(puncher, introduction, client, dispatcher.routes, dispatcher, sockets, config.punch.timeout)
-            try:
-                path = await moves.run()
-            finally:
-                result.move = moves.outcome
-        else:
-            path = await puncher.run()
-    except PeerError as error:
-        predictor = opener or sprayer
-        failure = error
-        if predictor is not None:
-            timeout = config.punch.timeout
-            failure = PeerError(f"no direct path to {introduction.peer_id} within {timeout:g} s: {predictor.failure()}")
-        if not config.relay or isinstance(error, PeerGone):
-            raise failure from None
-        log.info("%s; falling back to the relay through the server", failure)
-        path = Path(config.server, "relay")
-    finally:
-        if sprayer is not None:
-            await sprayer.close()
-        if opener is not None and path is not None and path.local is not None:
-            await opener.close_others(path.local)  # the chosen one is the session's socket now (see switch)
-        elif opener is not None:
-            await opener.close()
-    return path
-
-
-async def _go_or_moved(client: RendezvousClient) -> None:
-    """The prober waits for the server's Go, or for a Go saying the opener moved, or for Move (punch.peer.moving)."""
-    go = asyncio.ensure_future(client.go.wait())
-    try:
-        await asyncio.wait((go, client.moved, client.move), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        go.cancel()
-        await asyncio.gather(go, return_exceptions=True)
 
 
 def upgrade_waits(interval: float, nat_udp_timeout: float) -> Iterator[float]:
@@ -525,116 +64,563 @@ def upgrade_waits(interval: float, nat_udp_timeout: float) -> Iterator[float]:
         wait = min(max(2 * wait, quiet), max(MAX_UPGRADE_WAIT, quiet))
 
 
-async def _upgrade(
-    config: PeerConfig,
-    dispatcher: _Dispatcher,
-    puncher: Puncher,
-    channel: Channel,
-    result: PeerResult,
-    hops_found: asyncio.Task[PunchTimings],
-) -> None:
-    """While the session runs over the relay, retry a direct path after each of :func:`upgrade_waits`; once one is
-    proven, move the channel onto it (and back to the relay, starting the waits over, if it stops answering). Runs
-    until cancelled. The retries open our mapping with the TTL that passes our own NATs (``hops_found``)."""
-    open_ttl = (await hops_found).open_ttl
-    while True:
-        waits = upgrade_waits(config.upgrade_interval, config.nat_udp_timeout)
-        wait = next(waits)
-        while True:
-            lead = min(UPGRADE_LEAD, wait / 2)
-            await asyncio.sleep(wait - lead)
-            retry = puncher.again(min(config.punch.timeout, 5.0), open_ttl)
-            dispatcher.routes[dispatcher.routes.index(puncher.on_request)] = retry.on_request
-            puncher = retry
-            try:
-                path = await puncher.retry(lead)
-                break
-            except PeerError as error:
-                wait = next(waits)
-                log.info("%s; staying on the relay, next try in %g s", error, wait)
-        channel.remote = path.remote
-        result.path, result.remote, result.upgraded = path.kind, format_address(path.remote), True
-        log.info("upgraded from the relay to the %s path via %s", path.kind, format_address(path.remote))
+class Session:
+    """One peer's run (module docstring). It owns the session's socket, the dispatcher that routes its requests, the
+    rendezvous client, the current puncher, the channel of texts and everything ``--json`` reports (:attr:`result`),
+    and offers what the run does to them: swap the puncher (a rejoin, a retry from the relay), run over another
+    socket (port prediction's, a move's), choose the path.
+
+    Make it with :meth:`open` (binds the socket), then :meth:`run`; :meth:`close` in the end.
+    """
+
+    def __init__(
+        self,
+        config: PeerConfig,
+        on_text: Callable[[str], None],
+        endpoint: StunEndpoint,
+        dispatcher: Dispatcher,
+        keys: SessionKeys,
+    ) -> None:
+        self._config = config
+        self._on_text = on_text
+        self._endpoint = endpoint  # the session's own socket
+        self._dispatcher = dispatcher
+        self._keys = keys
+        self._timings = config.punch  # the punch's timings, with open_ttl as the route to the server has it
+        self._local = endpoint.local_address  # the socket the session runs over now (``--json`` local)
+        self._client = RendezvousClient(
+            endpoint,
+            config.server,
+            config.peer_id,
+            host_candidates(self._local, config.server),
+            lease=config.lease,
+            policy=config.rendezvous,
+            group=config.group,
+            keys=keys,
+            on_introduced=self._introduced,
+        )
+        dispatcher.add(self._client.on_request)
+        self._sockets = contextlib.AsyncExitStack()  # port prediction's and a move's sockets, closed at the end
+        self._finding = False  # between our request for the target and its introduction (the punch opens then)
+        self._introduction: Introduction | None = None
+        self._strategy: Strategy | None = None
+        self._puncher: Puncher | None = None
+        self._channel: Channel | None = None
+        self._path: Path | None = None
+        self._mapped: str | None = None
+        self._punch_ms: float | None = None
+        self._server_rtt_ms: float | None = None  # our round trip to the server as the introduction found it
+        self._early: bool | None = None  # a plain punch: whether it checked early
+        self._path_at: float | None = None
+        self._upgraded = False
+        self._move: str | None = None
+        self._rejoins = 0
+        self._error: str | None = None
+
+    @classmethod
+    async def open(
+        cls, config: PeerConfig, on_text: Callable[[str], None], *, sock: socket.socket | None = None
+    ) -> Session:
+        """Bind ``config.bind`` (OSError if it cannot), or take ``sock``: a bound UDP socket the caller made, which
+        lets one process host many peers, each with a socket in its own network namespace (bench/peer_host.py); it
+        is closed with the session. Port prediction and the TTL discovery open sockets of their own, in the calling
+        thread's namespace: a host of peers in other namespaces turns them off (``predict.enabled``,
+        ``discover_ttl``) and binds each socket to its address (a wildcard bind asks the calling thread's namespace
+        for our address toward the server)."""
+        sealing.warm_up()
+        keys = SessionKeys()
+        dispatcher = Dispatcher()
+        endpoint = await open_endpoint(dispatcher, config.bind, sock=sock, keys=keys.get)
+        return cls(config, on_text, endpoint, dispatcher, keys)
+
+    async def close(self) -> None:
+        """Close the session's socket; idempotent."""
+        await self._endpoint.close()
+
+    @property
+    def result(self) -> PeerResult:
+        """What ``--json`` prints: the run so far (a failure still reports what crossed)."""
+        intro, channel, path = self._introduction, self._channel, self._path
+        counters = self._endpoint.counters
+        return PeerResult(
+            id=self._config.peer_id,
+            peer=self._config.target,
+            path=None if path is None else path.kind,
+            remote=None if path is None else format_address(path.remote),
+            punch_ms=self._punch_ms,
+            path_at=self._path_at,
+            server_rtt_ms=self._server_rtt_ms,
+            received=[] if channel is None else list(channel.received),
+            sent=[] if channel is None else list(channel.sent),
+            role=None if intro is None else intro.role.name.lower(),
+            session=None if intro is None else intro.session_id.hex(),
+            local=format_address(self._local),
+            mapped=self._mapped,
+            upgraded=self._upgraded,
+            move=self._move,
+            early=self._early,
+            rejoins=self._rejoins,
+            error=self._error,
+            dropped={reason: counters[reason] for reason in DROP_REASONS if counters[reason]},
+        )
+
+    @property
+    def _punching(self) -> Puncher:
+        assert self._puncher is not None, "a puncher is made when the introduction arrives"
+        return self._puncher
+
+    @property
+    def _talking(self) -> Channel:
+        assert self._channel is not None, "the channel is made when the introduction arrives"
+        return self._channel
+
+    # -- the operations --------------------------------------------------------------------------------------
+
+    def _swap_puncher(self, puncher: Puncher) -> None:
+        """``puncher`` takes the current one's place: its checks are routed to it from now on."""
+        self._dispatcher.replace(self._punching.on_request, puncher.on_request)
+        self._puncher = puncher
+
+    def _run_over(self, endpoint: StunEndpoint) -> None:
+        """From now on the session (its checks, its texts, and what ``--json`` reports as ``local``) uses
+        ``endpoint``."""
+        self._punching.use(endpoint)
+        self._talking.use(endpoint)
+        self._local = endpoint.local_address
+
+    def _on_chosen(self, path: Path) -> None:
+        """A path was chosen (in the handler of the datagram that chose it): if it runs over a socket of its own
+        (port prediction's, a move's), the session does from now on."""
+        if path.local is not None:
+            self._run_over(path.local)
+
+    # -- the run ---------------------------------------------------------------------------------------------
+
+    async def run(self, texts: AsyncIterator[str]) -> PeerResult:
+        """Run to the end and return :attr:`result`; PeerError (also in the result's ``error``) on failure."""
         try:
-            await puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY)
+            await self._run(texts)
         except PeerError as error:
-            channel.remote = config.server
-            result.path, result.remote = "relay", format_address(config.server)
-            log.info("%s; back to the relay", error)
-
-
-async def _keep_path(
-    config: PeerConfig,
-    timings: PunchTimings,
-    endpoint: StunEndpoint,
-    dispatcher: _Dispatcher,
-    client: RendezvousClient,
-    puncher: Puncher,
-    channel: Channel,
-    path: Path,
-    result: PeerResult,
-) -> None:
-    """Keep the direct path alive; when it breaks, find the other peer again through the server and punch a new
-    path (see the module docstring) from ``endpoint``, the session's socket. Runs until cancelled; PeerError once
-    the other peer is lost.
-
-    A path over a fresh socket of a move (punch.peer.moving) is sought again from the session's socket: the NAT
-    whose entries made us move changed (a new address flushes them), or it forgot them, or they ran out. A path
-    over one of port prediction's sockets is not: without predicting again, a symmetric NAT cannot be punched."""
-    while True:
-        try:
-            await puncher.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY, channel.remote_closed)
-        except PeerError as error:
-            if config.rejoin <= 0 or (path.local is not None and path.kind == "predicted"):
-                raise
-            log.info("%s; asking the server for %s again", error, puncher.peer)
-            channel.recovering = True
-            if path.local is not None:  # we had moved: the new path starts from the session's socket
-                log.info("the path ran over our fresh socket: punching the new one from our session's socket")
-                _run_over(endpoint, puncher, channel, result)
-            try:
-                async with asyncio.timeout(config.rejoin):
-                    puncher, path = await _rejoin(config, timings, dispatcher, client, puncher)
-            except (TimeoutError, PeerError) as why:
-                detail = f"it did not come back within {config.rejoin:g} s" if isinstance(why, TimeoutError) else why
-                raise PeerError(f"{error}; {detail}") from None
-            channel.move(path.remote)
-            result.path, result.remote, result.rejoins = path.kind, format_address(path.remote), result.rejoins + 1
-            log.info("back on a %s path to %s via %s", path.kind, puncher.peer, format_address(path.remote))
-
-
-async def _rejoin(
-    config: PeerConfig, timings: PunchTimings, dispatcher: _Dispatcher, client: RendezvousClient, old: Puncher
-) -> tuple[Puncher, Path]:
-    """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
-    introduction = await client.rejoin(config.target)
-    same_nat, lan_first = _behind_one_nat(client, old.endpoint, introduction)
-    puncher = Puncher(old.endpoint, config.peer_id, introduction, timings, same_nat=same_nat, lan_first=lan_first)
-    dispatcher.routes[dispatcher.routes.index(old.on_request)] = puncher.on_request
-    if introduction.role is Role.OPENER:
-        puncher.open_mappings()
-        await client.ready(introduction.session_id)
-    else:
-        await client.go.wait()
-    return puncher, await puncher.run()
-
-
-async def _talk(channel: Channel, texts: AsyncIterator[str], linger: float, patience: float) -> None:
-    async for text in texts:
-        await channel.send_text(text)  # each one acknowledged before the next
-    try:
-        await channel.close()
-    except PeerError:
-        # The other side only leaves once it has our Close (or gave up): if it had closed too, every text
-        # crossed and only the acknowledgement of our Close was lost.
-        if not channel.remote_closed.is_set():
+            self._error = str(error)
             raise
-        log.info("our Close went unacknowledged, but %s had closed too: the session is complete", channel.peer)
+        return self.result
+
+    async def _run(self, texts: AsyncIterator[str]) -> None:
+        config, client = self._config, self._client
+        log.info("socket bound to %s", format_address(self._local))
+        mapped = await client.register()
+        hops_found = asyncio.get_running_loop().create_task(self._discover_open_ttl())
+        await client.announce_mapping(
+            await our_mapping(config.predict, self._endpoint, config.server, config.rendezvous)
+        )
+        self._mapped = format_address(mapped)
+        refresher = asyncio.get_running_loop().create_task(client.keep_registered())
+        try:
+            async with self._sockets:
+                path = await self._find_path(hops_found)
+                talking = self._talk(texts)
+                hopeless = self._strategy is not None and self._strategy.hopeless
+                if path.kind == "relay" and config.upgrade_interval > 0 and not hopeless:
+                    await _first_of(talking, self._upgrade())
+                elif path.kind == "relay":
+                    await talking  # the relay answers for the server; keepalives would prove nothing about the peer
+                else:
+                    await _first_of(talking, self._keep_path(path))
+        finally:
+            for task in (refresher, hops_found):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await client.unregister()
+
+    async def _discover_open_ttl(self) -> PunchTimings:
+        """The punch timings with ``open_ttl`` set to the TTL that passes all our own NATs (punch.peer.hops). A probe
+        that reached the server is also a sample of our round trip to it, which we tell the server in Connect (the
+        first, our registration's, may include the start-up of a fresh process). Without a trace, a Binding request
+        takes that second sample, where early checks may use it."""
+        config, client = self._config, self._client
+        timings = config.punch
+        if not config.discover_ttl or timings.open_ttl <= 0:
+            if timings.early and timings.open_ttl > 0:
+                await client.sample_rtt()
+            return timings
+        found = await hops.trace(config.server, source_ip=self._local[0])
+        for hop in found:
+            if hop.rtt is not None:
+                client.observe_rtt(hop.rtt)
+        ttl, why = hops.open_ttl(found), "past our own NATs"
+        if ttl is None and (ttl := hops.past_private(found)) is not None:
+            why = f"past our own NATs, to TTL {ttl}'s silent router"
+        route = ", ".join(hop.describe() for hop in sorted(found, key=lambda h: h.ttl)) or "no answers"
+        if ttl is None or ttl <= timings.open_ttl:  # only ever raise it: a LAN may use public addresses
+            log.info("route to the server: %s; opening probes keep TTL %d", route, timings.open_ttl)
+            return timings
+        log.info("route to the server: %s; opening probes get TTL %d (%s)", route, ttl, why)
+        return dataclasses.replace(timings, open_ttl=ttl)
+
+    async def _find_path(self, hops_found: asyncio.Task[PunchTimings]) -> Path:
+        # The TTL for our low-TTL probes, before we ask: the Introduce may come at once, and with early checks the other
+        # peer counts on our probe leaving the moment it arrives (punch.peer.strategy.early_delay): so the puncher is
+        # made, and an early punch's probes are sent, in the Introduce's own handler (:meth:`_introduced`). The
+        # channel is routed there too: on the relay the other peer sends its first text the moment its own Introduce
+        # arrives, and it may reach us before this coroutine runs again (it used to be dropped, and came again only
+        # after the channel's first retransmission timeout, 200 ms later).
+        config, client = self._config, self._client
+        self._timings = await hops_found
+        self._finding = True
+        try:
+            async with asyncio.timeout(config.timeout):
+                introduction = await client.introduced_to(config.target)
+        except TimeoutError:
+            raise PeerError(
+                f"{config.target} did not ask for us within {config.timeout:g} s; "
+                f"start it with `punch peer --id {config.target} --to {config.peer_id}`"
+            ) from None
+        finally:
+            self._finding = False
+        if introduction.peer_id != config.target:
+            raise PeerError(f"the server introduced {introduction.peer_id}, but we asked for {config.target}")
+        loop = asyncio.get_running_loop()
+        started = loop.time() if client.introduced_at is None else client.introduced_at
+        if self._puncher is None:
+            self._open_punch(introduction)
+        strategy, puncher = self._strategy, self._punching
+        assert strategy is not None
+        self._server_rtt_ms = None if client.rtt is None else round(client.rtt * 1000, 2)
+        self._early = puncher.early if strategy.plan is Plan.PUNCH else None
+        if puncher.same_nat:
+            preferred = ", so a LAN path is preferred" if puncher.lan_first else ""
+            log.info("%s has our public address: we are behind the same NAT%s", config.target, preferred)
+        if strategy.plan is Plan.RELAY:
+            why = f"no direct path to {introduction.peer_id}: both NATs map endpoint-dependently, no port to predict"
+            if not config.relay:
+                raise PeerError(f"{why}; the relay is off (--no-relay)")
+            log.info("%s; using the relay through the server", why)
+            path = Path(config.server, "relay")
+        else:
+            path = await self._punch(introduction, strategy)
+        self._punch_ms = round((loop.time() - started) * 1000, 1)
+        self._path_at = time.time()
+        self._path = path
+        self._talking.point_at(path.remote)
+        log.info(
+            "using the %s path to %s via %s (%.1f ms after the introduction)",
+            path.kind,
+            introduction.peer_id,
+            format_address(path.remote),
+            self._punch_ms,
+        )
+        return path
+
+    def _introduced(self, introduction: Introduction) -> None:
+        """The Introduce handler's part (punch.peer.client): the first introduction to our target opens the punch."""
+        if self._finding and self._puncher is None and introduction.peer_id == self._config.target:
+            self._open_punch(introduction)
+
+    def _open_punch(self, introduction: Introduction) -> None:
+        """What a peer does the moment its Introduce arrives: decide the strategy, make the puncher (its checks
+        routed to it from now on) and, for early checks, send the low-TTL probes that open our NAT (the other peer
+        checks a margin of about a millisecond after its own Introduce, counting on them having left); then the
+        session's channel, its requests routed after the puncher's."""
+        config = self._config
+        strategy = self._decide(introduction)
+        early_at = None
+        if strategy.early_delay is not None and self._client.introduced_at is not None:
+            early_at = self._client.introduced_at + strategy.early_delay
+        puncher = Puncher(
+            self._endpoint,
+            config.peer_id,
+            introduction,
+            self._timings,
+            strategy=strategy,
+            early_at=early_at,
+            on_chosen=self._on_chosen,
+        )
+        self._introduction, self._strategy, self._puncher = introduction, strategy, puncher
+        self._dispatcher.add(puncher.on_request)
+        if puncher.early:
+            puncher.open_mappings()
+        channel = Channel(
+            self._endpoint,
+            config.peer_id,
+            introduction.peer_id,
+            introduction.session_id,
+            introduction.key,
+            self._on_text,
+            relay=config.server,
+        )
+        self._channel = channel
+        self._dispatcher.add(channel.on_request)
+
+    def _decide(self, introduction: Introduction) -> Strategy:
+        """The strategy (punch.peer.strategy.decide), from what we know now, with a log line for each decision."""
+        client, timings = self._client, self._timings
+        plan = choose_plan(self._config.predict, client.mapping, introduction)
+        same_nat, lan_on_link = self._behind_one_nat(introduction)
+        told, theirs = client.told_rtt_us, introduction.rtt_us
+        strategy = decide(
+            Situation(
+                plan=plan,
+                role=introduction.role,
+                early_enabled=timings.early,
+                open_ttl=timings.open_ttl,
+                same_nat=same_nat,
+                lan_on_link=lan_on_link,
+                our_rtt=client.rtt,
+                told_rtt=None if told is None else told / 1e6,
+                their_rtt=None if theirs is None else theirs / 1e6,
+                early_margin=timings.early_margin,
+                early_floor=timings.early_floor,
+            )
+        )
+        peer = introduction.peer_id
+        if strategy.not_early is NotEarly.LAN:
+            # On one LAN no race can be lost, but a LAN candidate on our link may be a look-alike: another home behind
+            # the same carrier NAT with the same addresses (192.168.1.0/24 in both), whose router can lose the race,
+            # and a peer that waits for a LAN candidate does not move (Strategy.may_move).
+            log.info("%s's LAN candidate is on our link: Ready/Go, not early checks", peer)
+        elif strategy.not_early is NotEarly.NEAR and told is not None and theirs is not None:
+            log.info(
+                "round trips to the server: ours %.2f ms, %s's %.2f ms: Ready/Go is as fast as early checks here",
+                told / 1000,
+                peer,
+                theirs / 1000,
+            )
+        elif strategy.early_delay is not None and client.rtt is not None and theirs is not None:
+            log.info(
+                "round trips to the server: ours %.1f ms, %s's %.1f ms: both open our mappings now, and check after "
+                "%.1f ms",
+                client.rtt * 1000,
+                peer,
+                theirs / 1000,
+                strategy.early_delay * 1000,
+            )
+        return strategy
+
+    def _behind_one_nat(self, introduction: Introduction) -> tuple[bool, bool]:
+        """Whether the other peer has our public address (both behind one NAT), and if so whether a LAN candidate of
+        theirs may be on one of our links (punch.peer.routes), so that its path likely beats the NAT's hairpin and is
+        worth a short wait."""
+        mapped = self._client.mapped
+        same_nat = mapped is not None and introduction.candidates[0][0] == mapped[0]
+        lans = introduction.candidates[1:]
+        if not same_nat or not lans:
+            return same_nat, False
+        table = routes.table_of(self._endpoint.fileno())
+        if table is None or any(routes.on_link_in(table, host) is not False for host, _ in lans):
+            return True, True
+        log.info(
+            "none of %s's LAN candidates (%s) is on a link of ours: our NAT's hairpin is nominated at once, "
+            "no LAN wait",
+            introduction.peer_id,
+            ", ".join(format_address(c) for c in lans),
+        )
+        return True, False
+
+    async def _punch(self, introduction: Introduction, strategy: Strategy) -> Path:
+        """Open (opener) or wait for Go (prober), with port prediction if planned; then check until a path is chosen
+        (moving to a fresh socket after a refused check), or fall back to the relay."""
+        config, client, puncher = self._config, self._client, self._punching
+        opener: PortOpener | None = None
+        sprayer: Sprayer | None = None
+        # With early checks both sides opened their mappings when the Introduce came (_open_punch); nobody waits
+        # for Ready and Go.
+        if not puncher.early and introduction.role is Role.OPENER:
+            if strategy.plan is Plan.OPEN:
+                opener = await self._sockets.enter_async_context(PortOpener(puncher, self._keys.get, self._dispatcher))
+                await opener.open(config.bind[0], config.predict.sockets)
+                # Full open_ttl even toward a peer behind the NAT we share (not Puncher.opening_ttl): our fresh
+                # sockets are new to that NAT too, which maps each only when a packet of it passes
+                # (tests/e2e/test_punch_cgnat.py)
+                opener.send(introduction.candidates[0], self._timings.open_ttl)
+            else:
+                puncher.open_mappings()
+            await client.ready(introduction.session_id)
+        elif not puncher.early:
+            try:
+                async with asyncio.timeout(self._timings.timeout):
+                    await _go_or_moved(client)
+            except TimeoutError:
+                raise PeerError(f"the server never said Go for {introduction.peer_id}; is it still running?") from None
+            if strategy.plan is Plan.SPRAY:
+                sprayer = Sprayer(puncher, self._endpoint, introduction.candidates[0][0], config.predict)
+                sprayer.start()
+        path: Path | None = None
+        try:
+            # Behind one NAT with a LAN candidate on our link (Ready/Go: no race) that NAT refuses a check to its public
+            # address if it does not hairpin, which no move mends, while the LAN path works: no move there
+            # (punch.peer.moving; Strategy.may_move).
+            if strategy.may_move:
+                moves = Moves(
+                    puncher,
+                    introduction,
+                    client,
+                    self._dispatcher,
+                    self._keys.get,
+                    self._sockets,
+                    self._timings.timeout,
+                )
+                try:
+                    path = await moves.run()
+                finally:
+                    self._move = moves.outcome
+            else:
+                path = await puncher.run()
+        except PeerError as error:
+            predictor = opener or sprayer
+            failure = error
+            if predictor is not None:
+                timeout = self._timings.timeout
+                failure = PeerError(
+                    f"no direct path to {introduction.peer_id} within {timeout:g} s: {predictor.failure()}"
+                )
+            if not config.relay or isinstance(error, PeerGone):
+                raise failure from None
+            log.info("%s; falling back to the relay through the server", failure)
+            path = Path(config.server, "relay")
+        finally:
+            if sprayer is not None:
+                await sprayer.close()
+            if opener is not None and path is not None and path.local is not None:
+                await opener.close_others(path.local)  # the chosen one is the session's socket now (_on_chosen)
+            elif opener is not None:
+                await opener.close()
+        return path
+
+    async def _upgrade(self) -> None:
+        """While the session runs over the relay, retry a direct path after each of :func:`upgrade_waits`; once one is
+        proven, move the channel onto it (and back to the relay, starting the waits over, if it stops answering).
+        Runs until cancelled. The retries open our mapping with the TTL that passes our own NATs."""
+        config, channel = self._config, self._talking
+        open_ttl = self._timings.open_ttl
+        while True:
+            waits = upgrade_waits(config.upgrade_interval, config.nat_udp_timeout)
+            wait = next(waits)
+            while True:
+                lead = min(UPGRADE_LEAD, wait / 2)
+                await asyncio.sleep(wait - lead)
+                self._swap_puncher(self._punching.again(min(self._timings.timeout, 5.0), open_ttl))
+                try:
+                    path = await self._punching.retry(lead)
+                    break
+                except PeerError as error:
+                    wait = next(waits)
+                    log.info("%s; staying on the relay, next try in %g s", error, wait)
+            channel.point_at(path.remote)
+            self._path, self._upgraded = path, True
+            log.info("upgraded from the relay to the %s path via %s", path.kind, format_address(path.remote))
+            try:
+                await self._punching.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY)
+            except PeerError as error:
+                channel.point_at(config.server)
+                self._path = Path(config.server, "relay")
+                log.info("%s; back to the relay", error)
+
+    async def _keep_path(self, path: Path) -> None:
+        """Keep the direct path alive; when it breaks, find the other peer again through the server and punch a new
+        path from the session's own socket. Runs until cancelled; PeerError once the other peer is lost.
+
+        A path over a fresh socket of a move (punch.peer.moving) is sought again from the session's socket: the NAT
+        whose entries made us move changed (a new address flushes them), or it forgot them, or they ran out. A path
+        over one of port prediction's sockets is not: without predicting again, a symmetric NAT cannot be punched."""
+        config, channel = self._config, self._talking
+        while True:
+            try:
+                await self._punching.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY, channel.remote_closed)
+            except PeerError as error:
+                if config.rejoin <= 0 or (path.local is not None and path.kind == "predicted"):
+                    raise
+                log.info("%s; asking the server for %s again", error, self._punching.peer)
+                channel.await_new_path()
+                if path.local is not None:  # we had moved: the new path starts from the session's socket
+                    log.info("the path ran over our fresh socket: punching the new one from our session's socket")
+                    self._run_over(self._endpoint)
+                try:
+                    async with asyncio.timeout(config.rejoin):
+                        path = await self._rejoin()
+                except (TimeoutError, PeerError) as why:
+                    detail = (
+                        f"it did not come back within {config.rejoin:g} s" if isinstance(why, TimeoutError) else why
+                    )
+                    raise PeerError(f"{error}; {detail}") from None
+                channel.move(path.remote)
+                self._path, self._rejoins = path, self._rejoins + 1
+                log.info("back on a %s path to %s via %s", path.kind, self._punching.peer, format_address(path.remote))
+
+    async def _rejoin(self) -> Path:
+        """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
+        client = self._client
+        introduction = await client.rejoin(self._config.target)
+        same_nat, lan_on_link = self._behind_one_nat(introduction)
+        puncher = Puncher(
+            self._endpoint,
+            self._config.peer_id,
+            introduction,
+            self._timings,
+            strategy=Strategy(same_nat=same_nat, lan_on_link=lan_on_link),
+        )
+        self._swap_puncher(puncher)
+        if introduction.role is Role.OPENER:
+            puncher.open_mappings()
+            await client.ready(introduction.session_id)
+        else:
+            await client.go.wait()
+        return await puncher.run()
+
+    async def _talk(self, texts: AsyncIterator[str]) -> None:
+        channel, config = self._talking, self._config
+        async for text in texts:
+            await channel.send_text(text)  # each one acknowledged before the next
+        try:
+            await channel.close()
+        except PeerError:
+            # The other side only leaves once it has our Close (or gave up): if it had closed too, every text
+            # crossed and only the acknowledgement of our Close was lost.
+            if not channel.remote_closed.is_set():
+                raise
+            log.info("our Close went unacknowledged, but %s had closed too: the session is complete", channel.peer)
+        try:
+            async with asyncio.timeout(config.timeout):
+                await channel.remote_closed.wait()
+        except TimeoutError:
+            raise PeerError(f"{channel.peer} did not say it was done sending within {config.timeout:g} s") from None
+        # Keep answering for a moment: if our last acknowledgement was lost, the other side resends its Close.
+        await asyncio.sleep(config.linger)
+        log.info("session with %s closed", channel.peer)
+
+
+async def run_peer(
+    config: PeerConfig,
+    texts: AsyncIterator[str],
+    on_text: Callable[[str], None],
+    sock: socket.socket | None = None,
+) -> PeerResult:
+    """Run one peer to the end (:class:`Session`) and return its result; PeerError on failure."""
+    session = await Session.open(config, on_text, sock=sock)
     try:
-        async with asyncio.timeout(patience):
-            await channel.remote_closed.wait()
-    except TimeoutError:
-        raise PeerError(f"{channel.peer} did not say it was done sending within {patience:g} s") from None
-    # Keep answering for a moment: if our last acknowledgement was lost, the other side resends its Close.
-    await asyncio.sleep(linger)
-    log.info("session with %s closed", channel.peer)
+        return await session.run(texts)
+    finally:
+        await session.close()
+
+
+async def _first_of(*coroutines: Coroutine[Any, Any, None]) -> None:
+    """Run the coroutines until the first one ends; re-raise its error; cancel the others."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
+
+
+async def _go_or_moved(client: RendezvousClient) -> None:
+    """The prober waits for the server's Go, or for a Go saying the opener moved, or for Move (punch.peer.moving)."""
+    go = asyncio.ensure_future(client.go.wait())
+    try:
+        await asyncio.wait((go, client.moved, client.move), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        go.cancel()
+        await asyncio.gather(go, return_exceptions=True)

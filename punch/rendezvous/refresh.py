@@ -24,9 +24,9 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from punch.rendezvous.signed import FINGERPRINT_XOR, attributes, signed_with, well_formed
-from punch.rendezvous.wire import Mapping
 from punch.stun import MAGIC_COOKIE, Address, AttributeType
 from punch.stun.fastpath import Accelerator
+from punch.stun.wire import Mapping
 
 _REGISTER_REQUEST = 0x0281  # method 0x0C1 (Register), class request, interleaved as in RFC 8489 §5 figure 3
 _REGISTER_SUCCESS = 0x0381

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from punch.errors import PunchError
 from punch.rendezvous.leases import LeaseWheel
-from punch.rendezvous.wire import (
+from punch.stun import Address
+from punch.stun.wire import (
     REGISTRATION_TOKEN_BYTES,
     SESSION_ID_BYTES,
     SESSION_KEY_BYTES,
@@ -21,7 +22,6 @@ from punch.rendezvous.wire import (
     Mapping,
     Role,
 )
-from punch.stun import Address
 
 
 class TableFull(PunchError):

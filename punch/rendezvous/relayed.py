@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from punch.rendezvous.signed import attributes, well_formed
-from punch.rendezvous.wire import MAX_PEER_ID_BYTES, SESSION_ID_BYTES
 from punch.stun import AttributeType, Message, MessageClass, Method, encode
+from punch.stun.wire import MAX_PEER_ID_BYTES, SESSION_ID_BYTES
 
 
 def _type(method: Method, message_class: MessageClass) -> bytes:

@@ -21,9 +21,9 @@ from punch.rendezvous.registry import Registration, Registry
 from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable, Waiting
 from punch.rendezvous.relayed import ANSWER_TYPES, REQUEST_TYPES, is_answer, parse_request
 from punch.rendezvous.signed import signed_with
-from punch.rendezvous.wire import ProtocolError, required_peer_id, required_session
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, method_name
 from punch.stun.protocol import StunEndpoint, format_address
+from punch.stun.wire import ProtocolError, required_peer_id, required_session
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@
   (punch.rendezvous.workers).
 - An unknown comprehension-required attribute in any request -> 420 with UNKNOWN-ATTRIBUTES (RFC 8489 §6.3.1.1).
 - Indications and non-STUN datagrams get no answer; malformed messages are dropped and counted.
-- Register / Connect / Ready: see punch.rendezvous.wire. When two peers want each other the server sends both
+- Register / Connect / Ready: see punch.stun.wire. When two peers want each other the server sends both
   an Introduce at the same moment, then relays the opener's Ready to the prober as Go. A Ready that either peer
   of the session sends from a socket other than its registered one (a peer that moved, punch.peer.moving) goes
   to the other peer as Go with that socket's endpoint as CANDIDATE: probe it there. Move (a peer's check was
@@ -39,7 +39,6 @@ from collections.abc import Callable
 from types import TracebackType
 
 from punch import SOFTWARE
-from punch.rendezvous.credentials import request_key
 from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.refresh import answer_size, codec, mapping_of, pack_source, software_attribute
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
@@ -47,17 +46,6 @@ from punch.rendezvous.relay import RelayBudget
 from punch.rendezvous.relaying import Relayer
 from punch.rendezvous.replies import fit, limit_for
 from punch.rendezvous.throttle import ThrottledLog
-from punch.rendezvous.wire import (
-    PEER_GONE,
-    Introduction,
-    Mapping,
-    ProtocolError,
-    Role,
-    Unauthorized,
-    request,
-    required_peer_id,
-    required_session,
-)
 from punch.rendezvous.workers import Workers
 from punch.stun import (
     CHANGE_IP,
@@ -73,8 +61,20 @@ from punch.stun import (
     make_success,
     verify_integrity_sha256,
 )
+from punch.stun.credentials import request_key
 from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import (
+    PEER_GONE,
+    Introduction,
+    Mapping,
+    ProtocolError,
+    Role,
+    Unauthorized,
+    request,
+    required_peer_id,
+    required_session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,10 @@ _SOFTWARE = software_attribute(SOFTWARE)
 MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.35 GiB when full (bench/registry.md)
 MAX_LEASE = 60.0  # longest registration lease granted, seconds (--max-lease)
 RATE_LIMIT = 200.0  # requests a second per source IP, in bursts of twice that (--rate-limit)
+
+
+def _no_keys(session_id: bytes) -> bytes | None:
+    return None
 
 
 class RendezvousServer:
@@ -156,9 +160,10 @@ class RendezvousServer:
             for port_index, port in enumerate(ports):
                 key = (host_index, port_index)
                 handler = functools.partial(self._handle, key=key)
-                self._endpoints[key] = await open_endpoint(handler, (host, port), reuse_port=reuse_port)
+                # The main address signs Go and checks relayed Data/Close with the session's key
+                keys = self.registry.key_for if key == (0, 0) else _no_keys
+                self._endpoints[key] = await open_endpoint(handler, (host, port), reuse_port=reuse_port, keys=keys)
         self._endpoint = self._endpoints[(0, 0)]
-        self._endpoint.key_for = self.registry.key_for  # Go is signed; relayed Data/Close must be authentic
         if self._fast_refresh:
             self._endpoint.fast_paths[_REGISTER_REQUEST] = self._on_keepalive
         self._relayer.start(self._endpoint)
@@ -377,7 +382,7 @@ class RendezvousServer:
         return (*attributes, (AttributeType.SOFTWARE, SOFTWARE))
 
     def _check_owner(self, peer_id: str, data: bytes) -> Registration | None:
-        """First come, first served (and, in a closed group, members only): see punch.rendezvous.credentials."""
+        """First come, first served (and, in a closed group, members only): see punch.stun.credentials."""
         known = self.registry.lookup(peer_id, self._now())
         key = request_key(self._group, known.token if known else None)
         if key is None or verify_integrity_sha256(data, key):

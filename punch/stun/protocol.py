@@ -80,19 +80,20 @@ class StunEndpoint(asyncio.DatagramProtocol):
     transactions (a relay forwards those). ``counters`` counts what was dropped and why (``not-stun``,
     ``malformed``, ``bad-integrity``, ``handler-error``) and what was handled.
 
-    Session integrity: ``key_for`` maps a SESSION-ID to its key. A message we send that carries a SESSION-ID with
+    Session integrity: ``keys`` maps a SESSION-ID to its key (the owner's table, looked up, never copied). A message
+    we send that carries a SESSION-ID with
     a key gets MESSAGE-INTEGRITY-SHA256 (RFC 8489 §14.6) under that key; a message we receive that carries one,
     or a response to a request of ours that carried one, is dropped unless its MESSAGE-INTEGRITY-SHA256 checks
     out (constant-time comparison). So a host that learns the endpoints but not the key can inject nothing.
     """
 
-    def __init__(self, handler: Handler, *, fingerprint: bool = True) -> None:
+    def __init__(self, handler: Handler, *, fingerprint: bool = True, keys: KeyLookup = _no_keys) -> None:
         self._handler = handler
         self._fingerprint = fingerprint
         self._transport: asyncio.DatagramTransport | None = None
         self._pending: dict[bytes, Transaction] = {}
         self._pending_keys: dict[bytes, bytes] = {}
-        self.key_for: KeyLookup = _no_keys
+        self._key_for = keys
         self.fast_paths: dict[bytes, FastPath] = {}  # by message type, the datagram's first two bytes
         self.counters: Counter[str] = Counter()
         self._fast_fd: int | None = None  # a duplicate of the socket's descriptor that the C fast path reads
@@ -101,6 +102,11 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self._errors: socket.socket | None = None  # a duplicate that reads the error queue (watch_refusals)
         self._on_refused: OnRefused | None = None
         self.closed = asyncio.get_running_loop().create_future()
+
+    @property
+    def keys(self) -> KeyLookup:
+        """The session keys this endpoint signs and checks with (another socket of the same sessions takes them)."""
+        return self._key_for
 
     # -- asyncio.DatagramProtocol -------------------------------------------------------------------------
 
@@ -227,7 +233,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
     def _key(self, message: Message) -> bytes | None:
         session_id = message.raw(AttributeType.SESSION_ID)
-        return self.key_for(session_id) if session_id is not None else None
+        return self._key_for(session_id) if session_id is not None else None
 
     def _authentic(self, data: bytes, key: bytes, message: Message, source: Address) -> bool:
         if verify_integrity_sha256(data, key):
@@ -411,22 +417,27 @@ async def open_endpoint(
     fingerprint: bool = True,
     reuse_port: bool = False,
     sock: socket.socket | None = None,
+    keys: KeyLookup = _no_keys,
 ) -> StunEndpoint:
     """Bind a UDP socket on ``local`` (in a SO_REUSEPORT group if asked) and return its endpoint.
 
     With ``sock`` the endpoint takes that bound UDP socket instead (``local`` and ``reuse_port`` unused) and
-    closes it when it closes: a socket the caller made elsewhere, e.g. in another network namespace.
+    closes it when it closes: a socket the caller made elsewhere, e.g. in another network namespace. ``keys``: the
+    session keys that sign and check its messages (:class:`StunEndpoint`).
     """
     loop = asyncio.get_running_loop()
     if sock is not None:
         if sock.type != socket.SOCK_DGRAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
             raise ValueError(f"open_endpoint needs a UDP socket, got {sock!r}")
         _, protocol = await loop.create_datagram_endpoint(
-            lambda: StunEndpoint(handler, fingerprint=fingerprint), sock=sock
+            lambda: StunEndpoint(handler, fingerprint=fingerprint, keys=keys), sock=sock
         )
         return protocol
     family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
     _, protocol = await loop.create_datagram_endpoint(
-        lambda: StunEndpoint(handler, fingerprint=fingerprint), local_addr=local, family=family, reuse_port=reuse_port
+        lambda: StunEndpoint(handler, fingerprint=fingerprint, keys=keys),
+        local_addr=local,
+        family=family,
+        reuse_port=reuse_port,
     )
     return protocol

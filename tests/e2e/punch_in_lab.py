@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from netns.testing import Lab
-from punch.rendezvous.wire import request
 from punch.stun import Method
 from punch.stun.fastpath import load
 from punch.stun.message import encode
+from punch.stun.wire import request
 
 PY = sys.executable
 SERVER = "203.0.113.1"

@@ -23,8 +23,8 @@ import pytest
 import netns
 from netns.testing import Lab, LabFactory
 from punch.peer.sealing import Sealer
-from punch.rendezvous.wire import request
 from punch.stun import AttributeType, Message, MessageClass, Method, encode
+from punch.stun.wire import request
 from tests.e2e.attacker import stun_in_pcap
 from tests.e2e.punch_in_lab import PY, SERVER, WAN, chat_peer, end_chat, finish, start_peer, start_server, wait_for_line
 

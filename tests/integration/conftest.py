@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 
 from punch.peer.client import RendezvousClient
+from punch.peer.config import PeerConfig
+from punch.peer.keys import SessionKeys
 from punch.peer.puncher import PunchTimings
-from punch.peer.session import PeerConfig
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import Address, Message
 from punch.stun.protocol import open_endpoint
@@ -34,8 +35,9 @@ async def rendezvous_client(server: tuple[str, int], me: str) -> RendezvousClien
     def to_client(message: Message, source: Address, data: bytes) -> None:
         clients[0].on_request(message, source)
 
-    endpoint = await open_endpoint(to_client, ("127.0.0.1", 0))
-    clients.append(RendezvousClient(endpoint, server, me, (endpoint.local_address,), policy=FAST))
+    keys = SessionKeys()
+    endpoint = await open_endpoint(to_client, ("127.0.0.1", 0), keys=keys.get)
+    clients.append(RendezvousClient(endpoint, server, me, (endpoint.local_address,), policy=FAST, keys=keys))
     return clients[0]
 
 

@@ -11,9 +11,9 @@ import pytest_asyncio
 from punch.errors import PeerError
 from punch.peer.client import RendezvousClient
 from punch.rendezvous.server import RendezvousServer
-from punch.rendezvous.wire import request
 from punch.stun import AttributeType, Message, MessageClass, Method, encode
 from punch.stun.protocol import StunEndpoint, open_endpoint
+from punch.stun.wire import request
 from tests.integration.conftest import FAST
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]

@@ -6,18 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable
 
 import pytest
 
 from punch.errors import PeerError, PeerGone
 from punch.peer.client import RendezvousClient
+from punch.peer.dispatch import Dispatcher
+from punch.peer.keys import SessionKeys
 from punch.peer.moving import Moves
 from punch.peer.puncher import Puncher, PunchTimings
 from punch.rendezvous.server import RendezvousServer
-from punch.rendezvous.wire import Introduction, Role, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode
 from punch.stun.protocol import Handler, StunEndpoint, open_endpoint
+from punch.stun.wire import Introduction, Role, request
 from tests.integration.conftest import FAST, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -62,8 +63,9 @@ def to_client(clients: list[RendezvousClient]) -> Handler:
 
 async def registered(server: RendezvousServer, me: str) -> tuple[RendezvousClient, StunEndpoint]:
     clients: list[RendezvousClient] = []
-    endpoint = await open_endpoint(to_client(clients), ("127.0.0.1", 0))
-    clients.append(RendezvousClient(endpoint, server.address, me, (endpoint.local_address,), policy=FAST))
+    keys = SessionKeys()
+    endpoint = await open_endpoint(to_client(clients), ("127.0.0.1", 0), keys=keys.get)
+    clients.append(RendezvousClient(endpoint, server.address, me, (endpoint.local_address,), policy=FAST, keys=keys))
     await clients[0].register()
     return clients[0], endpoint
 
@@ -87,8 +89,7 @@ async def test_move_goes_to_the_other_peer_once_and_a_moved_ready_tells_it_where
     await client14.ask_to_move(intro14.session_id)  # both were refused: the first one asked about moves
     assert server.registry.session(intro10.session_id).mover == "14"  # type: ignore[union-attr]
     assert not client10.move.done()
-    fresh = await open_endpoint(lambda m, s, d: None, ("127.0.0.1", 0))
-    fresh.key_for = endpoint14.key_for
+    fresh = await open_endpoint(lambda m, s, d: None, ("127.0.0.1", 0), keys=endpoint14.keys)
     await client14.ready(intro14.session_id, via=fresh)  # from the fresh socket: probe 14 there
     assert await asyncio.wait_for(client10.moved, 2) == fresh.local_address
     assert not client14.moved.done()
@@ -106,8 +107,7 @@ async def test_the_prober_says_ready_only_from_a_fresh_socket(server: Rendezvous
 
 async def test_move_comes_only_from_the_registered_socket(server: RendezvousServer) -> None:
     (client10, endpoint10, intro10), (_client14, endpoint14, _intro14) = await introduced_pair(server)
-    other = await open_endpoint(lambda m, s, d: None, ("127.0.0.1", 0))
-    other.key_for = endpoint10.key_for
+    other = await open_endpoint(lambda m, s, d: None, ("127.0.0.1", 0), keys=endpoint10.keys)
     move = request(Method.MOVE, (AttributeType.PEER_ID, "10"), (AttributeType.SESSION_ID, intro10.session_id))
     answer, _ = await other.request(move, server.address, FAST)
     error = answer.error_code()
@@ -146,8 +146,9 @@ async def test_a_go_or_move_before_the_introduce_is_left_for_its_retransmission(
     transport, fake = await asyncio.get_running_loop().create_datagram_endpoint(Server, sock=sock)
     server: Address = sock.getsockname()
     clients: list[RendezvousClient] = []
-    endpoint = await open_endpoint(to_client(clients), ("127.0.0.1", 0))
-    client = RendezvousClient(endpoint, server, "14", (endpoint.local_address,))
+    keys = SessionKeys()
+    endpoint = await open_endpoint(to_client(clients), ("127.0.0.1", 0), keys=keys.get)
+    client = RendezvousClient(endpoint, server, "14", (endpoint.local_address,), keys=keys)
     clients.append(client)
     session = b"\x07" * 16
     introduce = Introduction("10", (("127.0.0.1", 9),), session, Role.PROBER, b"k" * 32).to_message()
@@ -181,12 +182,13 @@ async def test_a_follower_whose_checks_are_refused_again_ends_the_punch_at_once(
     fresh = ("127.0.0.1", free_port("127.0.0.1"))  # the mover's fresh endpoint, as its NAT refuses us there
     introduction = Introduction("14", (("127.0.0.1", free_port("127.0.0.1")),), b"\x07" * 16, Role.PROBER, bytes(32))
     puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=60.0))
-    routes: list[Callable[[Message, Address], bool]] = [puncher.on_request]
+    dispatcher = Dispatcher()
+    dispatcher.add(puncher.on_request)
     async with contextlib.AsyncExitStack() as sockets:
-        moves = Moves(puncher, introduction, Told(fresh), routes, lambda m, s, d: None, sockets, 60.0)  # type: ignore[arg-type]
+        moves = Moves(puncher, introduction, Told(fresh), dispatcher, endpoint.keys, sockets, 60.0)  # type: ignore[arg-type]
         with pytest.raises(PeerError, match=r"14's NAT refused our checks at its fresh socket too"):
             await asyncio.wait_for(moves.run(), 10)
     assert moves.outcome == "followed"
-    assert routes == [puncher.on_request]  # the session's puncher answers again
+    assert dispatcher.routes == (puncher.on_request,)  # the session's puncher answers again
     assert endpoint.counters["refused"] >= 1
     await endpoint.close()

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from punch.peer.client import RendezvousClient
-from punch.rendezvous.credentials import group_key
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import MAGIC_COOKIE, Address, AttributeType, Method, decode
+from punch.stun.credentials import group_key
 from punch.stun.protocol import open_endpoint
 from tests.integration.conftest import FAST
 from tests.integration.conftest import Client as Collector

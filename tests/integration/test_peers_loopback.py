@@ -12,13 +12,14 @@ import pytest
 
 from punch.errors import PeerError
 from punch.peer.client import RendezvousClient
+from punch.peer.config import PeerConfig, PeerResult
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
-from punch.peer.session import PeerConfig, PeerResult, run_peer
+from punch.peer.session import Session, run_peer
 from punch.rendezvous.server import RendezvousServer
-from punch.rendezvous.wire import Mapping
 from punch.stun import Address, Message, MessageClass, Method, decode
 from punch.stun.protocol import StunEndpoint
+from punch.stun.wire import Mapping
 from tests.integration.conftest import FAST, LogLine, texts
 from tests.integration.conftest import peer_config as config
 
@@ -35,7 +36,7 @@ async def pair(server: RendezvousServer, punch: PunchTimings, *, own_nat: bool) 
     def peer(me: str, other: str) -> Coroutine[Any, Any, PeerResult]:
         bind = {"bind": OWN_NAT[me]} if own_nat else {}
         cfg = config(server, me, other, punch=punch, **bind)
-        return run_peer(cfg, texts(f"to {other}"), lambda _: None, PeerResult(me, other))
+        return run_peer(cfg, texts(f"to {other}"), lambda _: None)
 
     return list(await asyncio.gather(peer("a", "b"), peer("b", "a")))
 
@@ -53,7 +54,6 @@ async def test_ten_asks_before_fourteen_exists_then_both_talk(
             config(server, "10", "14"),
             texts("hello from 10", "second"),
             shown10.append,
-            PeerResult("10", "14"),
         )
     )
     try:
@@ -61,7 +61,7 @@ async def test_ten_asks_before_fourteen_exists_then_both_talk(
     finally:
         logging.getLogger("punch.rendezvous.server").removeHandler(waiting)
     assert server.registry.lookup("14", 0) is None
-    result14 = await run_peer(config(server, "14", "10"), texts("hi from 14"), shown14.append, PeerResult("14", "10"))
+    result14 = await run_peer(config(server, "14", "10"), texts("hi from 14"), shown14.append)
     result10 = await first
     assert result10.received == shown10 == ["hi from 14"]
     assert result14.received == shown14 == ["hello from 10", "second"]
@@ -77,17 +77,19 @@ async def test_ten_asks_before_fourteen_exists_then_both_talk(
 
 async def test_silent_peers_close_together(server: RendezvousServer) -> None:
     results = await asyncio.gather(
-        run_peer(config(server, "a", "b"), texts(), lambda _: None, PeerResult("a", "b")),
-        run_peer(config(server, "b", "a"), texts(), lambda _: None, PeerResult("b", "a")),
+        run_peer(config(server, "a", "b"), texts(), lambda _: None),
+        run_peer(config(server, "b", "a"), texts(), lambda _: None),
     )
     assert [r.received for r in results] == [[], []]
     assert all(r.path == "direct" for r in results)
 
 
 async def test_a_peer_that_never_comes_times_out_with_a_reason(server: RendezvousServer) -> None:
-    result = PeerResult("10", "99")
+    session = await Session.open(config(server, "10", "99", timeout=0.5), lambda _: None)
     with pytest.raises(PeerError, match=r"^99 did not ask for us within 0\.5 s; start it with "):
-        await run_peer(config(server, "10", "99", timeout=0.5), texts(), lambda _: None, result)
+        await session.run(texts())
+    await session.close()
+    result = session.result
     assert result.error is not None
     assert result.error.startswith("99 did not ask for us")
     assert result.mapped is not None
@@ -101,7 +103,7 @@ async def test_no_server_is_a_clear_error() -> None:
     await dead.close()
     cfg = PeerConfig(server=address, peer_id="10", target="14", bind=("127.0.0.1", 0), rendezvous=FAST)
     with pytest.raises(PeerError, match=r"did not answer our registration; is `punch server` running there"):
-        await run_peer(cfg, texts(), lambda _: None, PeerResult("10", "14"))
+        await run_peer(cfg, texts(), lambda _: None)
 
 
 async def test_with_early_checks_neither_peer_waits_for_go(
@@ -166,9 +168,9 @@ async def test_a_peer_runs_on_a_socket_its_caller_made_and_closes_it(server: Ren
     made.bind(("127.0.0.1", 0))
     port = made.getsockname()[1]
     given, other = await asyncio.gather(
-        run_peer(config(server, "a", "b", bind=("127.0.0.1", 9)), texts("to b"), lambda _: None, PeerResult("a", "b"),
+        run_peer(config(server, "a", "b", bind=("127.0.0.1", 9)), texts("to b"), lambda _: None,
                  sock=made),
-        run_peer(config(server, "b", "a"), texts("to a"), lambda _: None, PeerResult("b", "a")),
+        run_peer(config(server, "b", "a"), texts("to a"), lambda _: None),
     )  # fmt: skip
     assert given.local == f"127.0.0.1:{port}"  # the socket's own address, not config.bind
     assert other.remote == given.local
@@ -178,7 +180,7 @@ async def test_a_peer_runs_on_a_socket_its_caller_made_and_closes_it(server: Ren
 
 async def test_a_socket_that_is_not_udp_is_refused_before_anything_is_sent(server: RendezvousServer) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as stream, pytest.raises(ValueError, match="UDP socket"):
-        await run_peer(config(server, "a", "b"), texts(), lambda _: None, PeerResult("a", "b"), sock=stream)
+        await run_peer(config(server, "a", "b"), texts(), lambda _: None, sock=stream)
     assert server.registry.lookup("a", 0) is None
 
 
@@ -196,8 +198,8 @@ async def test_an_introduce_is_as_good_as_the_lost_answer_to_our_request(
 
     server.endpoint.send_bytes = losing_connect_answers  # type: ignore[method-assign]
     results = await asyncio.gather(
-        run_peer(config(server, "a", "b"), texts("to b"), lambda _: None, PeerResult("a", "b")),
-        run_peer(config(server, "b", "a"), texts("to a"), lambda _: None, PeerResult("b", "a")),
+        run_peer(config(server, "a", "b"), texts("to b"), lambda _: None),
+        run_peer(config(server, "b", "a"), texts("to a"), lambda _: None),
     )
     assert [r.received for r in results] == [["to a"], ["to b"]]
     assert [r.path for r in results] == ["direct", "direct"]
@@ -241,16 +243,12 @@ async def test_a_text_relayed_right_behind_our_introduce_is_taken_at_once(
     hard = PredictConfig(assume=Mapping.ENDPOINT_DEPENDENT)  # both NATs: no direct path, straight to the relay
     waiting = LogLine("b asks for a: waiting for a to register")
     logging.getLogger("punch.rendezvous.server").addHandler(waiting)
-    b = asyncio.create_task(
-        run_peer(config(server, "b", "a", predict=hard), texts("to a"), lambda _: None, PeerResult("b", "a"))
-    )
+    b = asyncio.create_task(run_peer(config(server, "b", "a", predict=hard), texts("to a"), lambda _: None))
     try:
         await asyncio.wait_for(waiting.seen.wait(), 5)
     finally:
         logging.getLogger("punch.rendezvous.server").removeHandler(waiting)
-    result_a = await run_peer(
-        config(server, "a", "b", predict=hard), texts("to b"), lambda _: None, PeerResult("a", "b")
-    )
+    result_a = await run_peer(config(server, "a", "b", predict=hard), texts("to b"), lambda _: None)
     result_b = await b
     assert released
     assert (result_a.path, result_b.path) == ("relay", "relay")

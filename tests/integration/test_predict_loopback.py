@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 
 from punch.errors import PeerError
+from punch.peer.config import PeerConfig, PeerResult
 from punch.peer.predict import PortOpener, PredictConfig, Sprayer
 from punch.peer.puncher import Puncher, PunchTimings
-from punch.peer.session import PeerConfig, PeerResult, run_peer
+from punch.peer.session import Session, run_peer
+from punch.peer.strategy import Plan, Strategy
 from punch.rendezvous.server import RendezvousServer
-from punch.rendezvous.wire import Introduction, Mapping, Role
 from punch.stun import Address, Message, MessageClass
 from punch.stun.protocol import open_endpoint
+from punch.stun.wire import Introduction, Mapping, Role
 from tests.integration.conftest import FAST, LogLine, free_port, peer_config, texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -44,10 +46,12 @@ def assumed(mapping: Mapping, sockets: int = 32) -> PredictConfig:
     return PredictConfig(sockets=sockets, probes=30000, rate=5000.0, ports=ephemeral_ports(), assume=mapping)
 
 
+PAIR = (("10", "14"), ("14", "10"))
+
+
 async def pair(first: PeerConfig, second: PeerConfig, *, in_order: bool = False) -> tuple[PeerResult, PeerResult]:
     """Run two peers to the end; with ``in_order``, the second starts once the first asked for it."""
-    results = (PeerResult(first.peer_id, first.target), PeerResult(second.peer_id, second.target))
-    one = asyncio.create_task(run_peer(first, texts(f"hello from {first.peer_id}"), lambda t: None, results[0]))
+    one = asyncio.create_task(run_peer(first, texts(f"hello from {first.peer_id}"), lambda t: None))
     if in_order:
         waiting = LogLine(f"{first.peer_id} asks for {second.peer_id}: waiting")
         logging.getLogger("punch.rendezvous.server").addHandler(waiting)
@@ -55,8 +59,7 @@ async def pair(first: PeerConfig, second: PeerConfig, *, in_order: bool = False)
             await asyncio.wait_for(waiting.seen.wait(), 5)
         finally:
             logging.getLogger("punch.rendezvous.server").removeHandler(waiting)
-    await asyncio.gather(one, run_peer(second, texts(f"hello from {second.peer_id}"), lambda t: None, results[1]))
-    return results
+    return await asyncio.gather(one, run_peer(second, texts(f"hello from {second.peer_id}"), lambda t: None))
 
 
 async def test_without_an_alternate_address_the_mapping_is_unknown_and_nothing_is_predicted(
@@ -127,15 +130,13 @@ async def test_two_hard_sides_go_straight_to_the_relay(
 
 async def test_two_hard_sides_without_the_relay_fail_at_once(server: RendezvousServer) -> None:
     hard = assumed(HARD)
-    results = (PeerResult("10", "14"), PeerResult("14", "10"))
-    outcomes = await asyncio.gather(
-        run_peer(config(server, "10", "14", predict=hard), texts(), lambda t: None, results[0]),
-        run_peer(config(server, "14", "10", predict=hard), texts(), lambda t: None, results[1]),
-        return_exceptions=True,
-    )
+    sessions = [await Session.open(config(server, me, other, predict=hard), lambda t: None) for me, other in PAIR]
+    outcomes = await asyncio.gather(*(session.run(texts()) for session in sessions), return_exceptions=True)
+    for session in sessions:
+        await session.close()
     for outcome in outcomes:
         assert isinstance(outcome, PeerError)
-    assert results[0].error == (
+    assert sessions[0].result.error == (
         "no direct path to 14: both NATs map endpoint-dependently, no port to predict; the relay is off (--no-relay)"
     )
 
@@ -150,15 +151,16 @@ async def test_the_spray_finds_one_of_many_sockets_among_the_ports() -> None:
         if message.message_class is MessageClass.REQUEST:
             easy.on_request(message, source)  # the hard side's triggered check
 
-    easy_endpoint = await open_endpoint(answer, ("127.0.0.1", 0))
-    easy_endpoint.key_for = lambda sid: key if sid == session else None
+    easy_endpoint = await open_endpoint(answer, ("127.0.0.1", 0), keys=lambda sid: key if sid == session else None)
     to_hard = Introduction("10", ((hard_ip, 9),), session, Role.PROBER, key, HARD)
     to_easy = Introduction("14", (easy_endpoint.local_address,), session, Role.OPENER, key, EASY)
     timings = PunchTimings(timeout=10.0)
-    easy = Puncher(easy_endpoint, "14", to_hard, timings, predicting=True)
-    hard = Puncher(easy_endpoint, "10", to_easy, timings, predicting=True)  # answers only on its own sockets
+    easy = Puncher(easy_endpoint, "14", to_hard, timings, strategy=Strategy(plan=Plan.SPRAY))
+    hard = Puncher(
+        easy_endpoint, "10", to_easy, timings, strategy=Strategy(plan=Plan.OPEN)
+    )  # answers only on its own sockets
     config = PredictConfig(sockets=64, probes=30000, rate=20000.0, ports=ephemeral_ports())
-    async with PortOpener(hard, easy_endpoint.key_for, lambda m, s, d: None) as opener:
+    async with PortOpener(hard, easy_endpoint.keys, lambda m, s, d: None) as opener:
         await opener.open(hard_ip, config.sockets)
         ports = {sock.local_address[1] for sock in opener.sockets}
         async with Sprayer(easy, easy_endpoint, hard_ip, config) as sprayer:

@@ -8,11 +8,11 @@ import pytest
 
 from punch.errors import PeerError
 from punch.peer.client import RendezvousClient
-from punch.rendezvous.credentials import group_key, request_key
 from punch.rendezvous.server import RendezvousServer
-from punch.rendezvous.wire import request
 from punch.stun import AttributeType, MessageClass, Method
+from punch.stun.credentials import group_key, request_key
 from punch.stun.protocol import StunEndpoint, open_endpoint
+from punch.stun.wire import request
 from tests.integration.conftest import FAST
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]

@@ -13,13 +13,14 @@ import pytest_asyncio
 from punch.errors import PeerError
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
+from punch.peer.keys import SessionKeys
 from punch.rendezvous.relay import RelayBudget
 from punch.rendezvous.relayed import ANSWER_TYPES, REQUEST_TYPES
 from punch.rendezvous.server import RendezvousServer
-from punch.rendezvous.wire import Introduction, request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, encode, make_success, new_transaction_id
 from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
 from punch.stun.transaction import RetransmitPolicy
+from punch.stun.wire import Introduction, request
 from tests.integration.conftest import FAST
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -34,6 +35,7 @@ class Peer:
     endpoint: StunEndpoint
     client: RendezvousClient
     inbox: asyncio.Queue[Message]
+    keys: SessionKeys
 
     async def introduced(self, target: str) -> Introduction:
         await self.client.connect(target)
@@ -64,10 +66,11 @@ async def peer(server: Address, peer_id: str) -> Peer:
         if message.message_class is MessageClass.REQUEST and not client.on_request(message, source):
             inbox.put_nowait(message)
 
-    endpoint = await open_endpoint(handle, ("127.0.0.1", 0))
-    client = RendezvousClient(endpoint, server, peer_id, (), policy=FAST)
+    keys = SessionKeys()
+    endpoint = await open_endpoint(handle, ("127.0.0.1", 0), keys=keys.get)
+    client = RendezvousClient(endpoint, server, peer_id, (), policy=FAST, keys=keys)
     await client.register()
-    return Peer(endpoint, client, inbox)
+    return Peer(endpoint, client, inbox, keys)
 
 
 class Clock:
@@ -107,7 +110,7 @@ async def test_only_two_peers_that_asked_for_each_other_are_relayed(server: Rend
     await stranger.synced(server.address)
     assert server.endpoint.counters["bad-integrity"] == 1
     # ... and one that has the key too, but sends from its own endpoint in 10's name: refused.
-    stranger.endpoint.key_for = lambda sid: session.key if sid == session.session_id else None
+    stranger.keys.add(session.session_id, session.key)
     forged = Message(
         Method.DATA,
         MessageClass.REQUEST,
@@ -170,7 +173,7 @@ async def test_over_its_total_a_session_gets_486_and_the_peer_says_the_relay_ref
         channel = Channel(
             side.endpoint, me, other, session.session_id, session.key, received.append, relay=budgeted.address
         )
-        channel.remote = budgeted.address
+        channel.point_at(budgeted.address)
         channels[me] = channel
     fourteen_answers = asyncio.create_task(answer_from(fourteen, channels["14"]))
     sent, refused = await send_until_refused(channels["10"], clock)

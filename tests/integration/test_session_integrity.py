@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from punch.rendezvous.wire import request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode, make_success
 from punch.stun.protocol import open_endpoint
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import request
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -28,14 +28,17 @@ class Raw(asyncio.DatagramProtocol):
         self.inbox.put_nowait((data, (str(addr[0]), int(addr[1]))))
 
 
+def our_key(session: bytes) -> bytes | None:
+    return KEY if session == SESSION else None
+
+
 def check() -> Message:
     return request(Method.BINDING, (AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, SESSION))
 
 
 async def test_requests_without_the_right_integrity_are_dropped_and_counted() -> None:
     handled: asyncio.Queue[Message] = asyncio.Queue()
-    endpoint = await open_endpoint(lambda m, s, d: handled.put_nowait(m), ("127.0.0.1", 0))
-    endpoint.key_for = lambda session: KEY if session == SESSION else None
+    endpoint = await open_endpoint(lambda m, s, d: handled.put_nowait(m), ("127.0.0.1", 0), keys=our_key)
     transport, _raw = await asyncio.get_running_loop().create_datagram_endpoint(Raw, local_addr=("127.0.0.1", 0))
     unsigned, forged, genuine = check(), check(), check()
     transport.sendto(encode(unsigned), endpoint.local_address)
@@ -52,8 +55,7 @@ async def test_requests_without_the_right_integrity_are_dropped_and_counted() ->
 
 
 async def test_an_unsigned_answer_to_a_session_request_is_not_accepted() -> None:
-    endpoint = await open_endpoint(lambda m, s, d: None, ("127.0.0.1", 0))
-    endpoint.key_for = lambda session: KEY if session == SESSION else None
+    endpoint = await open_endpoint(lambda m, s, d: None, ("127.0.0.1", 0), keys=our_key)
     transport, raw = await asyncio.get_running_loop().create_datagram_endpoint(Raw, local_addr=("127.0.0.1", 0))
     attacker: Address = transport.get_extra_info("sockname")[:2]
     asking = asyncio.create_task(endpoint.request(check(), attacker, QUICK))

@@ -8,8 +8,8 @@ import pytest
 
 from punch.peer.channel import Channel
 from punch.peer.sealing import Sealer
-from punch.rendezvous.wire import request
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, new_transaction_id
+from punch.stun.wire import request
 
 pytestmark = pytest.mark.unit
 
@@ -121,7 +121,7 @@ def test_a_text_in_flight_when_the_path_moves_is_sent_again_over_the_new_one() -
     async def scenario() -> list[tuple[bytes, Address]]:
         endpoint = RoutedEndpoint(new)
         channel = Channel(endpoint, "10", "14", SESSION, KEY, lambda text: None)  # type: ignore[arg-type]
-        channel.remote = old
+        channel.point_at(old)
         sending = asyncio.create_task(channel.send_text("around the change"))
         await endpoint.stuck.wait()  # the first attempt is under way, toward the old path
         assert not sending.done()

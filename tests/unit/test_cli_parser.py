@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 from punch import cli
-from punch.peer.session import PeerConfig
+from punch.peer.config import PeerConfig
 from punch.rendezvous.server import DEFAULT_PORT, serve
 
 

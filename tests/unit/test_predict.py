@@ -9,11 +9,12 @@ import random
 
 import pytest
 
-from punch.peer.predict import PORT_RANGE, Plan, hit_probability, plan, sample_ports
+from punch.peer.predict import PORT_RANGE, hit_probability, sample_ports
 from punch.peer.puncher import Puncher, PunchTimings
+from punch.peer.strategy import Plan, Strategy, plan
 from punch.rendezvous.registry import Registry
-from punch.rendezvous.wire import Introduction, Mapping, Role, mapping_attribute, request
 from punch.stun import AttributeType, Message, MessageClass, Method, decode, encode
+from punch.stun.wire import Introduction, Mapping, Role, mapping_attribute, request
 from tests.unit.test_puncher_checks import AnsweringEndpoint, FakeEndpoint
 from tests.unit.test_puncher_checks import check as check_from
 
@@ -168,7 +169,7 @@ def test_a_check_on_a_prediction_socket_is_answered_from_it_and_its_nomination_i
             "10",
             introduction,
             PunchTimings(timeout=1),
-            predicting=True,
+            strategy=Strategy(plan=Plan.OPEN),
             on_chosen=chosen.append,
         )
         assert puncher.on_request(check(), THEM, extra)  # type: ignore[arg-type]
@@ -193,7 +194,7 @@ def test_under_port_prediction_every_path_through_the_nats_is_predicted_on_both_
         main = FakeEndpoint()
         lan = ("10.0.0.14", 40000)
         introduction = Introduction("14", (THEM, lan), SESSION, Role.PROBER, bytes(32), HARD)
-        puncher = Puncher(main, "10", introduction, PunchTimings(timeout=1), predicting=True)  # type: ignore[arg-type]
+        puncher = Puncher(main, "10", introduction, PunchTimings(timeout=1), strategy=Strategy(plan=Plan.SPRAY))  # type: ignore[arg-type]
         found = ("192.0.2.14", 48213)
         puncher.found(found)
         kinds = [puncher._kind(found), puncher._kind(THEM), puncher._kind(lan)]

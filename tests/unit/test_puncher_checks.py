@@ -7,9 +7,10 @@ import asyncio
 import pytest
 
 from punch.errors import PeerError
-from punch.peer.puncher import Puncher, PunchTimings, early_delay, early_pays, lan_wait
-from punch.rendezvous.wire import Introduction, Role, request
+from punch.peer.puncher import Puncher, PunchTimings, lan_wait
+from punch.peer.strategy import Strategy, early_delay, early_pays
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
+from punch.stun.wire import Introduction, Role, request
 
 pytestmark = pytest.mark.unit
 
@@ -190,7 +191,7 @@ def test_the_prober_nominates_the_public_endpoint_in_its_checks_and_takes_it_whe
         endpoint = GatedEndpoint()
         introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.PROBER, bytes(32))
         timings = PunchTimings(timeout=1)
-        puncher = Puncher(endpoint, "10", introduction, timings, same_nat=same_nat)  # type: ignore[arg-type]
+        puncher = Puncher(endpoint, "10", introduction, timings, strategy=Strategy(same_nat=same_nat))  # type: ignore[arg-type]
         assert not puncher.lan_first
         running = asyncio.create_task(puncher.run())
         await endpoint.two_checks.wait()
@@ -230,7 +231,7 @@ def test_behind_one_nat_a_routed_lan_gets_its_own_nomination_once_the_hairpin_st
         endpoint = RoutedLan()
         introduction = Introduction("14", (THEM, LAN), SESSION, Role.PROBER, bytes(32))
         timings = PunchTimings(timeout=1, lan_margin=0.01)
-        puncher = Puncher(endpoint, "10", introduction, timings, same_nat=True)  # type: ignore[arg-type]
+        puncher = Puncher(endpoint, "10", introduction, timings, strategy=Strategy(same_nat=True))  # type: ignore[arg-type]
         path = await puncher.run()
         assert (path.remote, path.kind) == (LAN, "direct-lan")
         to_lan = [message.has(AttributeType.USE_CANDIDATE) for message, remote in endpoint.checks if remote == LAN]
@@ -247,7 +248,7 @@ def test_behind_one_nat_with_a_lan_candidate_on_our_link_the_prober_nominates_in
         endpoint = GatedEndpoint()
         introduction = Introduction("14", (THEM,), SESSION, Role.PROBER, bytes(32))
         timings = PunchTimings(timeout=1)
-        puncher = Puncher(endpoint, "10", introduction, timings, same_nat=True, lan_first=True)  # type: ignore[arg-type]
+        puncher = Puncher(endpoint, "10", introduction, timings, strategy=Strategy(same_nat=True, lan_on_link=True))  # type: ignore[arg-type]
         endpoint.answer.set()
         await puncher.run()
         uses = [message.has(AttributeType.USE_CANDIDATE) for message, _ in endpoint.checks]
@@ -336,7 +337,7 @@ def test_behind_the_same_outermost_nat_the_probe_to_their_public_endpoint_dies_t
         lan = ("10.0.11.2", 5000)
         introduction = Introduction("14", (THEM, lan), SESSION, Role.OPENER, bytes(32))
         timings = PunchTimings(open_ttl=open_ttl)
-        Puncher(endpoint, "10", introduction, timings, same_nat=same_nat).open_mappings()  # type: ignore[arg-type]
+        Puncher(endpoint, "10", introduction, timings, strategy=Strategy(same_nat=same_nat)).open_mappings()  # type: ignore[arg-type]
         return endpoint.steps
 
     steps = asyncio.run(scenario())

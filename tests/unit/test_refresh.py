@@ -17,8 +17,8 @@ from punch.rendezvous.refresh import (
 )
 from punch.rendezvous.registry import pack_addresses
 from punch.rendezvous.signed import signed_with
-from punch.rendezvous.wire import Mapping, request
 from punch.stun import Address, AttributeType, Message, Method, decode, encode, make_success
+from punch.stun.wire import Mapping, request
 
 pytestmark = pytest.mark.unit
 

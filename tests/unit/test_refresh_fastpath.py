@@ -26,9 +26,9 @@ from punch.rendezvous.refresh import (
     software_attribute,
 )
 from punch.rendezvous.signed import signed_with
-from punch.rendezvous.wire import Mapping
 from punch.stun import MAGIC_COOKIE, AttributeType
 from punch.stun.fastpath import Accelerator
+from punch.stun.wire import Mapping
 
 pytestmark = pytest.mark.unit
 

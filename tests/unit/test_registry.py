@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from punch.rendezvous.registry import Registry
-from punch.rendezvous.wire import Role
 from punch.stun import AttributeType
+from punch.stun.wire import Role
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,127 @@
+"""How a peer punches, from what it knows at its introduction (punch.peer.strategy.decide): one row per case."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide, plan
+from punch.stun.wire import Mapping, Role
+
+pytestmark = pytest.mark.unit
+
+MS = 0.001
+# Two peers 20 ms from the server (round trips of 40 ms): early checks pay; the delay is the 5% margin of 20 ms.
+FAR = Situation(
+    plan=Plan.PUNCH,
+    role=Role.OPENER,
+    early_enabled=True,
+    open_ttl=2,
+    same_nat=False,
+    lan_on_link=False,
+    our_rtt=40 * MS,
+    told_rtt=40 * MS,
+    their_rtt=40 * MS,
+)
+NEAR = dataclasses.replace(FAR, our_rtt=1 * MS, told_rtt=1 * MS, their_rtt=1 * MS)  # a LAN server: 1 ms each
+
+
+def row(**changes: object) -> Situation:
+    return dataclasses.replace(FAR, **changes)  # type: ignore[arg-type]
+
+
+# (case, situation, early, lan_first, aggressive, hopeless, may_move, why not early)
+CASES = [
+    ("a far server: early checks, nominating in every check", FAR, True, False, True, False, True, None),
+    ("the prober decides alike", row(role=Role.PROBER), True, False, True, False, True, None),
+    ("a near server: Ready/Go is as fast", NEAR, False, False, True, False, True, NotEarly.NEAR),
+    ("--no-early-checks", row(early_enabled=False), False, False, True, False, True, None),
+    ("no low-TTL probes: nothing opens the NATs first", row(open_ttl=0), False, False, True, False, False, None),
+    ("the other's round trip unknown (an old peer)", row(their_rtt=None), False, False, True, False, True, None),
+    ("ours never measured", row(our_rtt=None, told_rtt=None), False, False, True, False, True, None),
+    ("two homes behind one carrier NAT, no LAN on our link", row(same_nat=True), True, False, True, False, True, None),
+    (
+        "one LAN behind one NAT: the LAN first",
+        row(same_nat=True, lan_on_link=True),
+        False,
+        True,
+        False,
+        False,
+        False,
+        NotEarly.LAN,
+    ),
+    (
+        "a LAN candidate on our link but another public address: no wait",
+        row(lan_on_link=True),
+        True,
+        False,
+        True,
+        False,
+        True,
+        None,
+    ),
+    ("we open many mappings (prediction)", row(plan=Plan.OPEN), False, False, False, False, False, None),
+    ("we spray (prediction)", row(plan=Plan.SPRAY, role=Role.PROBER), False, False, False, False, False, None),
+    ("both NATs symmetric: the relay, hopeless", row(plan=Plan.RELAY), False, False, False, True, False, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("situation", "early", "lan_first", "aggressive", "hopeless", "may_move", "not_early"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_decide(
+    situation: Situation,
+    early: bool,
+    lan_first: bool,
+    aggressive: bool,
+    hopeless: bool,
+    may_move: bool,
+    not_early: NotEarly | None,
+) -> None:
+    strategy = decide(situation)
+    got = (strategy.early, strategy.lan_first, strategy.aggressive, strategy.hopeless, strategy.may_move)
+    assert got == (early, lan_first, aggressive, hopeless, may_move)
+    assert strategy.not_early is not_early
+
+
+def test_an_early_check_waits_for_the_later_introduce_and_the_margin() -> None:
+    # We are 10 ms from the server, the other 30 ms: its Introduce arrives 20 ms after ours; the margin is 5% of 30.
+    strategy = decide(row(our_rtt=20 * MS, told_rtt=20 * MS, their_rtt=60 * MS))
+    assert strategy.early_delay == pytest.approx(20 * MS + 1.5 * MS)
+
+
+def test_both_peers_decide_alike_from_what_both_know() -> None:
+    """Each side's own round trip may have shrunk since it told the server; both decide from the told ones."""
+    for told, theirs in [(3 * MS, 1.5 * MS), (1.5 * MS, 3 * MS), (40 * MS, 1 * MS), (2.1 * MS, 2.1 * MS)]:
+        opener = decide(row(role=Role.OPENER, told_rtt=told, their_rtt=theirs, our_rtt=told / 3))
+        prober = decide(row(role=Role.PROBER, told_rtt=theirs, their_rtt=told, our_rtt=theirs))
+        assert opener.early == prober.early
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "role", "expected"),
+    [
+        (Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_DEPENDENT, Role.OPENER, Plan.RELAY),
+        (Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT, Role.OPENER, Plan.OPEN),
+        (Mapping.ENDPOINT_INDEPENDENT, Mapping.ENDPOINT_DEPENDENT, Role.PROBER, Plan.SPRAY),
+        (Mapping.ENDPOINT_INDEPENDENT, Mapping.ENDPOINT_INDEPENDENT, Role.OPENER, Plan.PUNCH),
+        (Mapping.UNKNOWN, Mapping.ENDPOINT_DEPENDENT, Role.PROBER, Plan.PUNCH),
+        (Mapping.ENDPOINT_DEPENDENT, Mapping.UNKNOWN, Role.OPENER, Plan.PUNCH),
+    ],
+)
+def test_the_plan_from_both_mappings(ours: Mapping, theirs: Mapping, role: Role, expected: Plan) -> None:
+    assert plan(ours, theirs, role) is expected
+
+
+def test_a_plain_strategy_is_a_plain_punch() -> None:
+    plain = Strategy()
+    assert (plain.early, plain.lan_first, plain.aggressive, plain.predicting, plain.hopeless) == (
+        False,
+        False,
+        True,
+        False,
+        False,
+    )
