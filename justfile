@@ -117,10 +117,14 @@ fuzz seconds="60":
     {{python}} -m tests.fuzz.run server_datagram {{seconds}}
 
 # Extra arguments go to `python -m netns matrix`, e.g. `just lab-matrix 1 --preset symmetric --capture /tmp/pcaps`.
-# Connectivity matrix: every NAT preset pair, same NAT, CGNAT, per firewall kind (writes bench/matrix.md and .json)
+# Connectivity matrix: every NAT preset pair, same NAT, CGNAT, per firewall kind (writes bench/matrix.md, .json and .html)
 lab-matrix trials="3" *args:
     {{python}} -m netns matrix --trials {{trials}} --output bench --setup "{{python}} -m bench.matrix_trial setup" \
         --trial "{{python}} -m bench.matrix_trial run" {{args}}
+
+# bench/matrix.html (coloured grids, self-contained) from the committed bench/matrix.json, without running the matrix
+matrix-html:
+    {{python}} -m netns matrix-html bench/matrix.json
 
 # Sequence diagrams of real punches in labs (root): Ready/Go, early checks, a move, port prediction, the relay. Writes docs/diagrams/CASE.mmd and keeps the traces in tests/data/traces/CASE; `--redraw` draws those again (no root)
 docs-diagrams *args:
