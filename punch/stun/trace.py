@@ -36,16 +36,9 @@ from typing import Any, TextIO
 
 from punch.errors import StunDecodeError
 from punch.stun.attributes import AttributeType, ErrorCode
-from punch.stun.message import Message, MessageClass, decode, is_stun, method_name
+from punch.stun.message import Message, decode, is_stun, method_name
 
 FORMAT = 1
-
-_CLASSES = {
-    MessageClass.REQUEST: "request",
-    MessageClass.INDICATION: "indication",
-    MessageClass.SUCCESS: "success",
-    MessageClass.ERROR: "error",
-}
 
 
 def _address(value: object) -> str | None:
@@ -71,7 +64,7 @@ def summary(data: bytes) -> dict[str, Any]:
         return facts
     facts.update(
         method=method_name(message.method),
-        **{"class": _CLASSES[message.message_class]},
+        **{"class": message.message_class.name.lower()},  # request, indication, success, error
         txid=message.transaction_id.hex(),
     )
     facts.update(_attributes(message))
