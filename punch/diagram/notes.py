@@ -18,7 +18,7 @@ _OPENING = re.compile(r"opening probes (?:get|keep) TTL (\d+)")
 def _route(match: re.Match[str]) -> str:
     line = match.string
     hops = [f"{ttl}: {router}" for ttl, router in DIED.findall(line)]
-    hops += [f"{ttl}: the server" for ttl in _REACHED.findall(line)]
+    hops += [f"{ttl}: the server" for ttl in _REACHED.findall(line)[:1]]  # further TTLs reach it as well
     opening = _OPENING.search(line)
     probes = f"<br/>low-TTL probes get TTL {opening[1]}" if opening else ""
     return f"route to the server, by TTL: {', '.join(hops) or 'no answers'}{probes}"

@@ -11,6 +11,7 @@ import pytest
 
 from punch import cli
 from punch.diagram import mermaid
+from punch.diagram.notes import note
 from punch.diagram.story import ANSWER, CROSS, REQUEST, Arrow, Note, Story, collapse, story
 from punch.diagram.traces import TraceError, clip, parse, read_all
 from tests.e2e import diagrams
@@ -212,3 +213,15 @@ def test_punch_diagram_says_which_file_is_no_trace_and_which_name_is_malformed(
         cli.main(["diagram", str(bogus), "--name", "core"])
     assert usage.value.code == 2
     assert "punch: --name 'core': write WHO=LABEL, e.g. --name 198.51.100.1=core" in capsys.readouterr().err
+
+
+def test_a_route_note_names_each_router_and_where_the_server_was_first_reached() -> None:
+    line = (
+        "route to the server: TTL 1 died at 10.0.10.1 (private), TTL 2 died at 198.51.100.1 (public), TTL 3 reached "
+        "the server (0.6 ms), TTL 4 reached the server (0.7 ms); opening probes keep TTL 2"
+    )
+    assert (
+        note(line)
+        == "route to the server, by TTL: 1: 10.0.10.1, 2: 198.51.100.1, 3: the server<br/>low-TTL probes get TTL 2"
+    )
+    assert note("socket bound to 0.0.0.0:4000") is None
