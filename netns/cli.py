@@ -1,4 +1,5 @@
-"""``python -m netns`` / ``netns-lab``: verbs up, down, status, exec, validate, logdir, matrix, impair, readdress.
+"""``python -m netns`` / ``netns-lab``: verbs up, down, status, exec, validate, logdir, matrix, matrix-html, impair,
+readdress.
 
 Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted (128+N for another signal N).
 """
@@ -16,7 +17,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netns import containers, generate, impair, ipr, lifecycle, matrix, matrix_report, model, naming, readdress
+from netns import (
+    containers,
+    generate,
+    impair,
+    ipr,
+    lifecycle,
+    matrix,
+    matrix_html,
+    matrix_report,
+    model,
+    naming,
+    readdress,
+)
 from netns.apply import Interrupted, deferred_signals
 from netns.errors import LabError, TopologyError
 
@@ -174,6 +187,13 @@ def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
     sub.add_argument("--firewall", action="append", choices=matrix.FIREWALL_KINDS, help="only this kind (repeatable)")
     sub.add_argument("--preset", action="append", choices=matrix.PAIR_PRESETS, help="only these presets (repeatable)")
     sub.add_argument("--group", action="append", choices=("pairs", "same-nat", "cgnat"), help="only these cells")
+    page = verbs.add_parser(
+        "matrix-html",
+        help="write matrix.html (coloured grids) from an existing matrix.json, without running the matrix again",
+        parents=[common],
+    )
+    page.add_argument("json", type=Path, metavar="MATRIX_JSON", help="a matrix.json written by `matrix`")
+    page.add_argument("--output", type=Path, metavar="FILE", help="the page (default: matrix.html beside the JSON)")
 
 
 def _cmd_matrix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -191,10 +211,17 @@ def _cmd_matrix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     print(f"matrix: {len(cells)} cells x {args.trials} trial(s), {args.jobs} lab(s) at a time", file=sys.stderr)
     runner = matrix.Runner(commands, args.jobs, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     results = runner.run(cells)
-    md, js = matrix_report.write(results, args.output, args.trials, "python -m netns matrix")
+    md, js, page = matrix_report.write(results, args.output, args.trials, "python -m netns matrix")
     print(md.read_text(encoding="utf-8"))
-    print(f"wrote {md} and {js}", file=sys.stderr)
+    print(f"wrote {md}, {js} and {page}", file=sys.stderr)
     return EXIT_OK if all(r.successes == r.trials and not r.error for r in results) else EXIT_FAILURE
+
+
+def _cmd_matrix_html(args: argparse.Namespace) -> int:
+    output = args.output or args.json.with_name("matrix.html")
+    matrix_html.write(matrix_html.read(args.json), output, args.json.name)
+    print(f"wrote {output}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -368,6 +395,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _cmd_impair(args, parser)
         if args.verb == "matrix":
             return _cmd_matrix(args, parser)
+        if args.verb == "matrix-html":
+            return _cmd_matrix_html(args)
         if args.verb == "readdress":
             with deferred_signals():
                 report = readdress.readdress(args.name, args.node, args.network, args.address)

@@ -1,4 +1,5 @@
-"""Writing the connectivity matrix: ``matrix.md`` (tables for people) and ``matrix.json`` (one object per cell)."""
+"""Writing the connectivity matrix: ``matrix.md`` (tables for people), ``matrix.json`` (one object per cell) and
+``matrix.html`` (coloured grids, netns/matrix_html.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from netns import matrix_html
 from netns.matrix import PAIR_PRESETS, Result, behaviour_of
 
 
@@ -77,10 +79,11 @@ def markdown(results: Sequence[Result], trials: int, command: str) -> str:
     return "\n".join(lines)
 
 
-def write(results: Sequence[Result], directory: Path, trials: int, command: str) -> tuple[Path, Path]:
-    """Write ``matrix.md`` and ``matrix.json`` into ``directory``; their paths."""
+def write(results: Sequence[Result], directory: Path, trials: int, command: str) -> tuple[Path, Path, Path]:
+    """Write ``matrix.md``, ``matrix.json`` and ``matrix.html`` into ``directory``; their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     md, js = directory / "matrix.md", directory / "matrix.json"
     md.write_text(markdown(results, trials, command), encoding="utf-8")
-    js.write_text(json.dumps([r.as_dict() for r in results], indent=2) + "\n", encoding="utf-8")
-    return md, js
+    cells = [r.as_dict() for r in results]
+    js.write_text(json.dumps(cells, indent=2) + "\n", encoding="utf-8")
+    return md, js, matrix_html.write(cells, directory / "matrix.html")

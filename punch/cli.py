@@ -1,4 +1,5 @@
-"""`punch server` and `punch peer`: the command line. The only place that configures logging or prints.
+"""`punch server`, `punch peer`, `punch probe` and `punch diagram`: the command line. The only place that configures
+logging or prints.
 
 Exit codes: 0 success, 1 failure (one-line reason on stderr), 2 usage error, 130 interrupted.
 """
@@ -16,10 +17,13 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from punch import __version__
+from punch.diagram import TraceError, draw
+from punch.diagram.mermaid import markdown
 from punch.errors import PeerError, UsageError
 from punch.peer.config import PeerConfig, PeerResult
 from punch.peer.predict import PredictConfig
@@ -28,7 +32,7 @@ from punch.peer.session import Session
 from punch.probe import probe
 from punch.rendezvous.relay import DEFAULT_RELAY_BYTES, DEFAULT_RELAY_RATE, MIN_RELAY_RATE, RelayBudget
 from punch.rendezvous.server import DEFAULT_PORT, MAX_LEASE, MAX_PEERS, RATE_LIMIT, serve
-from punch.stun import Address, fastpath
+from punch.stun import Address, fastpath, trace
 from punch.stun.credentials import read_secret
 from punch.stun.protocol import format_address
 
@@ -102,9 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("-v", "--verbose", action="store_true", help="log every datagram (debug)")
     common.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    traced = argparse.ArgumentParser(add_help=False)
+    traced.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write a trace to FILE: a JSON line for each datagram our sockets send or receive (and each ICMP error "
+        "they read), and our log lines at info level whatever -q says; `punch diagram` draws the traces of a server "
+        "and its peers as a sequence diagram. No keys, tokens or payloads are written",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    server = commands.add_parser("server", parents=[common], help="run the STUN/rendezvous server")
+    server = commands.add_parser("server", parents=[common, traced], help="run the STUN/rendezvous server")
     server.add_argument(
         "--listen",
         default=f"0.0.0.0:{DEFAULT_PORT}",
@@ -181,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe_cmd.add_argument("--bind", default="0.0.0.0:0", metavar="ADDR:PORT", help="local socket (default 0.0.0.0:0)")
     probe_cmd.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
-    peer = commands.add_parser("peer", parents=[common], help="find another peer through the server and talk")
+    peer = commands.add_parser("peer", parents=[common, traced], help="find another peer through the server and talk")
     peer.add_argument("--server", required=True, metavar="HOST[:PORT]", help=f"rendezvous server (port {DEFAULT_PORT})")
     peer.add_argument("--id", required=True, help="our peer ID")
     peer.add_argument("--to", required=True, metavar="ID", help="the peer to talk to")
@@ -300,17 +312,83 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not measure our NAT's mapping, and never predict ports (punch as usual, then relay)",
     )
     peer.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    _diagram_parser(commands, common)
     return parser
 
 
+def _diagram_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    diagram = commands.add_parser(
+        "diagram",
+        parents=[common],
+        help="draw the traces (--trace) of one run as a sequence diagram (Mermaid)",
+        description="Merge the traces of a server and its peers by time into a Mermaid sequence diagram: a column "
+        "per peer and server (and a peer's fresh socket, port prediction's sockets, the routers low-TTL probes died "
+        "at, a NAT that refused a check), an arrow per datagram with its time in ms since the first one (what nobody "
+        "received ends in a cross: lost, dead at a router, refused), notes for the steps the peers logged (the path "
+        "chosen, a move, the relay). GitHub renders a ```mermaid block of it.",
+    )
+    diagram.add_argument("traces", nargs="+", type=Path, metavar="TRACE", help="trace files of one run, any order")
+    diagram.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the diagram there (default stdout)")
+    diagram.add_argument(
+        "--format",
+        choices=["mermaid", "markdown"],
+        default="mermaid",
+        help="mermaid: the diagram's text (.mmd, default); markdown: in a ```mermaid block, as GitHub renders it",
+    )
+    diagram.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="WHO=LABEL",
+        help="call a participant LABEL (repeatable): WHO is an IP address of a router or NAT, an IP:PORT the "
+        "participant used, or its name as drawn ('peer 10'); participants given one LABEL share a column, e.g. "
+        "--name 198.51.100.1=core --name 192.0.2.1=core",
+    )
+
+
 def configure_logging(args: argparse.Namespace, prefix: str) -> None:
-    level = args.log_level or ("debug" if args.verbose else "warning" if args.quiet else "info")
+    level = (args.log_level or ("debug" if args.verbose else "warning" if args.quiet else "info")).upper()
     logging.basicConfig(
-        level=level.upper(),
+        level=level,
         stream=sys.stderr,
         format=f"%(asctime)s.%(msecs)03d {prefix} %(message)s",
         datefmt="%H:%M:%S",
     )
+    if getattr(args, "trace", None):  # the trace takes info lines at least; stderr shows what was asked
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(level)
+        punch = logging.getLogger("punch")
+        punch.setLevel(min(logging.INFO, punch.getEffectiveLevel()))
+
+
+@contextlib.contextmanager
+def _tracing(args: argparse.Namespace) -> Iterator[None]:
+    """With ``--trace FILE``: the tracer that writes FILE is current while the command runs (punch.stun.trace), and
+    punch's log lines go to it too."""
+    path = getattr(args, "trace", None)
+    if path is None:
+        yield
+        return
+    if args.command == "peer":
+        server = format_address(parse_endpoint(args.server, "--server", DEFAULT_PORT))
+        who = {"id": args.id, "to": args.to, "server": server}
+    else:
+        if args.workers > 1:
+            raise UsageError("--trace records one process: run the server with --workers 1 to trace it")
+        who = {"listen": args.listen, "alternate": args.alternate}
+    handler = trace.TraceHandler()
+    with contextlib.ExitStack() as stack:
+        try:
+            out = stack.enter_context(open(path, "w", encoding="utf-8", buffering=1))
+        except OSError as error:
+            why = error.strerror or error
+            raise UsageError(f"--trace {path}: cannot write it ({why}); choose another file") from None
+        tracer = trace.Tracer(out)
+        tracer.start(f"peer {args.id}" if args.command == "peer" else "server", args.command, **who)
+        stack.enter_context(trace.tracing(tracer))
+        logging.getLogger("punch").addHandler(handler)
+        stack.callback(logging.getLogger("punch").removeHandler, handler)
+        yield
 
 
 async def _stdin_lines() -> AsyncIterator[str]:
@@ -529,16 +607,43 @@ def _check_workers(workers: int, rate_limit: float, alternate: Address | None) -
         raise UsageError(f"--workers above 1 needs the C fast path: {fastpath.unavailable_reason()}")
 
 
+def _run_diagram(args: argparse.Namespace) -> int:
+    names: dict[str, str] = {}
+    for given in args.name:
+        who, equals, label = given.partition("=")
+        if not equals or not who or not label:
+            raise UsageError(f"--name {given!r}: write WHO=LABEL, e.g. --name 198.51.100.1=core")
+        names[who] = label
+    try:
+        diagram = draw(args.traces, names)
+    except TraceError as error:
+        print(f"punch: {error}", file=sys.stderr)
+        return 1
+    text = markdown(diagram) if args.format == "markdown" else diagram
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"punch: cannot write {args.output}: {error.strerror or error}; choose another --output", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args, f"peer {args.id}:" if args.command == "peer" else args.command)
     try:
-        if args.command == "server":
-            return _run_server(args)
-        if args.command == "probe":
-            return _run_probe(args)
-        return _run_peer(args)
+        if args.command == "diagram":
+            return _run_diagram(args)
+        with _tracing(args):
+            if args.command == "server":
+                return _run_server(args)
+            if args.command == "probe":
+                return _run_probe(args)
+            return _run_peer(args)
     except UsageError as error:
         parser.exit(2, f"punch: {error}\n")
     except KeyboardInterrupt:

@@ -177,15 +177,18 @@ class RendezvousServer:
         """Hand Binding requests to the C fast path where it is built and gives the same answers.
 
         The per-source rate limit still applies: the fast path asks the same limiter, once per source and batch.
-        Not when debug logging wants a line per request.
+        Not when debug logging wants a line per request, nor a trace (punch.stun.trace) a line per datagram.
         """
         accelerator = self._accelerator
-        if accelerator is None or log.isEnabledFor(logging.DEBUG):
+        traced = self.endpoint.traced
+        if accelerator is None or log.isEnabledFor(logging.DEBUG) or traced:
             reason = (
                 "off for this server"
                 if not self._accelerate
                 else fastpath.unavailable_reason()
                 if accelerator is None
+                else "not while tracing (a trace line per datagram)"
+                if traced
                 else "not with debug logging (a line per request)"
             )
             log.info("Binding requests answered in Python: C fast path %s", reason)

@@ -26,6 +26,7 @@ from punch.stun import (
     describe,
     encode,
     is_stun,
+    trace,
     verify_integrity_sha256,
 )
 from punch.stun.errqueue import IP_RECVERR, MSG_ERRQUEUE, icmp_error_from
@@ -85,6 +86,9 @@ class StunEndpoint(asyncio.DatagramProtocol):
     a key gets MESSAGE-INTEGRITY-SHA256 (RFC 8489 §14.6) under that key; a message we receive that carries one,
     or a response to a request of ours that carried one, is dropped unless its MESSAGE-INTEGRITY-SHA256 checks
     out (constant-time comparison). So a host that learns the endpoints but not the key can inject nothing.
+
+    Tracing: an endpoint opened while a tracer is current (punch.stun.trace) writes every datagram it sends and
+    receives, and the ICMP errors it reads, to that tracer; otherwise it costs one attribute check per datagram.
     """
 
     def __init__(self, handler: Handler, *, fingerprint: bool = True, keys: KeyLookup = _no_keys) -> None:
@@ -101,6 +105,8 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self._outbox: list[tuple[bytes, Address]] | None = None
         self._errors: socket.socket | None = None  # a duplicate that reads the error queue (watch_refusals)
         self._on_refused: OnRefused | None = None
+        self._tracer = trace.current()
+        self._traced_as = ""  # our address as the trace gives it
         self.closed = asyncio.get_running_loop().create_future()
 
     @property
@@ -113,6 +119,14 @@ class StunEndpoint(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio's datagram transport does not always subclass DatagramTransport, though it behaves as one.
         self._transport = cast(asyncio.DatagramTransport, transport)
+        if self._tracer is not None:
+            self._traced_as = format_address(self.local_address)
+            self._tracer.socket(self._traced_as)
+
+    @property
+    def traced(self) -> bool:
+        """Whether this endpoint writes a trace (punch.stun.trace)."""
+        return self._tracer is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._errors is not None:
@@ -180,6 +194,9 @@ class StunEndpoint(asyncio.DatagramProtocol):
                 log.debug("reading the error queue failed: %s", error)
                 return
             icmp = icmp_error_from(ancillary)
+            if icmp is not None and self._tracer is not None:
+                where = format_address(destination)
+                self._tracer.icmp(self._traced_as, where, icmp.icmp_type, icmp.code, icmp.offender)
             if icmp is None or not icmp.port_unreachable or icmp.offender is None or self._on_refused is None:
                 continue
             self.counters["refused"] += 1
@@ -191,6 +208,8 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         source: Address = (str(addr[0]), int(addr[1]))
+        if self._tracer is not None:
+            self._tracer.datagram("recv", self._traced_as, format_address(source), data)
         fast = self.fast_paths.get(data[:2])
         if fast is not None:
             try:
@@ -325,11 +344,15 @@ class StunEndpoint(asyncio.DatagramProtocol):
         leave with the batch's other answers (:meth:`_drain`)."""
         if self._transport is None or self._transport.is_closing():
             return
+        tracer = self._tracer
+        sent_at = tracer.now() if tracer is not None else 0.0
         if self._outbox is not None:
             self._outbox.append((data, remote))
-            return
-        self._take_pending_error()
-        self._transport.sendto(data, remote)
+        else:
+            self._take_pending_error()
+            self._transport.sendto(data, remote)
+        if tracer is not None:  # written after the datagram left: the trace costs it no time
+            tracer.datagram("send", self._traced_as, format_address(remote), data, at=sent_at)
 
     def _take_pending_error(self) -> None:
         """While watching refusals, a pending ICMP error would fail our next send: take it first."""
@@ -360,7 +383,11 @@ class StunEndpoint(asyncio.DatagramProtocol):
             # asyncio sends at once when nothing is queued; a queued datagram would leave with the wrong TTL.
             if cast(asyncio.WriteTransport, self._transport).get_write_buffer_size() == 0:
                 self._take_pending_error()
-                self._transport.sendto(self._encode(message), remote)  # now, never in a batch
+                data = self._encode(message)
+                sent_at = self._tracer.now() if self._tracer is not None else 0.0
+                self._transport.sendto(data, remote)  # now, never in a batch
+                if self._tracer is not None:
+                    self._tracer.datagram("send", self._traced_as, format_address(remote), data, ttl, sent_at)
             else:
                 log.debug("write buffer busy; low-TTL probe to %s skipped", format_address(remote))
         finally:

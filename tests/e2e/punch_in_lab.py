@@ -12,6 +12,8 @@ import selectors
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from netns.testing import Lab
@@ -38,6 +40,8 @@ table inet lose_introductions {{
 # `up` arguments for a server 2 ms from the core each way: far enough that early checks beat Ready/Go
 # (punch.peer.puncher.early_pays), which the peers take in a lab without delay
 FAR_SERVER = ("--impair", "net-server:delay=2ms")
+# The default lab with nat10 a symmetric NAT and nat14 a port-restricted cone: port prediction's lab
+SYMMETRIC_VS_CONE = Path(__file__).parent.parent / "data" / "topologies" / "symmetric-vs-cone.yaml"
 NEW14 = "192.0.2.15"  # nat14's WAN address after `netns readdress` (the tests of a NAT's new address)
 
 _unread: dict[int, bytes] = {}  # stderr bytes read past a matched line, per process
@@ -88,7 +92,8 @@ def start_server(lab: Lab, *extra: str) -> subprocess.Popen[Any]:
         text=True,
     )
     wait_for_line(server, r"answering RFC 5780 NAT behaviour discovery")
-    if load() is not None and not {"-v", "--verbose"} & set(extra):  # built here: the lab's server uses it
+    # built here: the lab's server uses it (not while it logs or traces every datagram)
+    if load() is not None and not {"-v", "--verbose", "--trace"} & set(extra):
         wait_for_line(server, r"Binding requests answered by the C fast path")
     return server
 
@@ -97,6 +102,23 @@ def start_peer(lab: Lab, me: str, other: str, *extra: str, node: str = "") -> su
     """``punch peer --json`` under ID ``me`` in ``node`` (default: peer ME's namespace)."""
     command = [PY, "-m", "punch", "peer", "--server", SERVER, "--id", me, "--to", other, "--json", *extra]
     return lab.spawn(node or f"peer{me}", *command, text=True, stdin=subprocess.DEVNULL)
+
+
+def start_in_order(
+    lab: Lab,
+    server: subprocess.Popen[Any],
+    first: str,
+    *extra: str,
+    own: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """Start ``first`` (10 or 14), wait until the server has its wish, then the other; both with ``extra``, and
+    each with its ``own`` arguments; each one's (exit code, result, log)."""
+    second = "14" if first == "10" else "10"
+    mine = own or {}
+    procs = {first: start_peer(lab, first, second, "--send", f"hello from {first}", *extra, *mine.get(first, ()))}
+    wait_for_line(server, rf"{first} asks for {second}: waiting for {second} to register")
+    procs[second] = start_peer(lab, second, first, "--send", f"hello from {second}", *extra, *mine.get(second, ()))
+    return {me: finish(proc) for me, proc in procs.items()}
 
 
 def chat_peer(lab: Lab, me: str, other: str, *extra: str) -> subprocess.Popen[str]:

@@ -4,9 +4,6 @@ peer14 behind a port-restricted cone (MASQUERADE), the server with its alternate
 from __future__ import annotations
 
 import re
-import subprocess
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,11 +12,13 @@ from tests.e2e.punch_in_lab import (
     LAN,
     PY,
     SERVER,
+    SYMMETRIC_VS_CONE,
     WAN,
     chat_peer,
     conntrack_udp,
     finish,
     port,
+    start_in_order,
     start_peer,
     start_server,
     wait_for_line,
@@ -27,17 +26,7 @@ from tests.e2e.punch_in_lab import (
 
 pytestmark = pytest.mark.e2e
 
-SYMMETRIC_VS_CONE = Path(__file__).parent.parent / "data" / "topologies" / "symmetric-vs-cone.yaml"
 FIREWALLS = [{"topology": SYMMETRIC_VS_CONE, "firewall": kind} for kind in ("home", "none")]
-
-
-def start_in_order(lab: Lab, server: subprocess.Popen[Any], first: str, *extra: str) -> dict[str, Any]:
-    """Start ``first`` (10 or 14), wait until the server has its wish, then the other; both with ``extra``."""
-    second = "14" if first == "10" else "10"
-    procs = {first: start_peer(lab, first, second, "--send", f"hello from {first}", *extra)}
-    wait_for_line(server, rf"{first} asks for {second}: waiting for {second} to register")
-    procs[second] = start_peer(lab, second, first, "--send", f"hello from {second}", *extra)
-    return {me: finish(proc) for me, proc in procs.items()}
 
 
 @pytest.mark.parametrize("lab", FIREWALLS, indirect=True, ids=["home-router", "bare-masquerade"])

@@ -122,6 +122,12 @@ def test_peer_without_its_partner_fails_with_one_line_and_json(server_address: s
          "workers answer Binding without it"),
         (["server", "--workers", "2", "--rate-limit", "0", "--listen", "127.0.0.1:3478", "--alternate", "127.0.0.2:3479"],
          "punch: --workers above 1 does not work with --alternate yet; run one worker for NAT discovery"),
+        (["server", "--trace", "/nonexistent/server.trace"],
+         "punch: --trace /nonexistent/server.trace: cannot write it (No such file or directory); choose another file"),
+        (["server", "--trace", "/nonexistent/server.trace", "--workers", "2"],
+         "punch: --trace records one process: run the server with --workers 1 to trace it"),
+        (["diagram", "/nonexistent/server.trace", "--name", "=core"],
+         "punch: --name '=core': write WHO=LABEL, e.g. --name 198.51.100.1=core"),
     ],
 )  # fmt: skip
 def test_usage_errors_exit_2_with_one_line_naming_the_flag(args: list[str], message: str) -> None:
@@ -194,3 +200,34 @@ def test_sigterm_stops_the_server_with_its_last_stats_line_and_exit_0() -> None:
     assert server.returncode == 0, err
     assert "SIGTERM: stopping" in err
     assert re.search(r"stopped; registrations=0 waiting=0 sessions=0", err), err
+
+
+def test_traced_server_and_peers_draw_a_sequence_diagram_of_their_run(tmp_path: Path) -> None:
+    """--trace on the server and both peers (one of them -q: its trace still has its info lines), then
+    `punch diagram` of the three files."""
+    traces = [tmp_path / f"{who}.trace" for who in ("server", "10", "14")]
+    with running_server("--trace", str(traces[0])) as address:
+        first = peer(address, "10", "14", "--send", "hello", "--trace", str(traces[1]), "--bind", "127.0.0.2:0")
+        second = peer(address, "14", "10", "--send", "hi", "--trace", str(traces[2]), "-q", "--bind", "127.0.0.3:0")
+        for proc in (first, second):
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+    starts = [json.loads(path.read_text().splitlines()[0]) for path in traces]
+    assert [(s["participant"], s["role"]) for s in starts] == [
+        ("server", "server"),
+        ("peer 10", "peer"),
+        ("peer 14", "peer"),
+    ]
+    assert starts[1]["server"] == address
+    quiet = [json.loads(line) for line in traces[2].read_text().splitlines()]
+    assert any(e["event"] == "log" and e["message"].startswith("path chosen: direct") for e in quiet)
+    done = subprocess.run([*PUNCH, "diagram", *map(str, traces)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "sequenceDiagram"
+    assert [line.split(" as ")[1].split("<br/>")[0] for line in lines if line.startswith("    participant ")] == [
+        "peer 10",
+        "server",
+        "peer 14",
+    ]
+    assert any(re.search(r"Data 0 'hello' → 127\.0\.0\.3:\d+$", line) for line in lines), done.stdout

@@ -69,7 +69,8 @@ def test_report_tables_and_json(tmp_path: Path) -> None:
     results[3].successes, results[3].paths, results[3].failures = 1, Counter(relay=1), ["timed out"]
     results[4].error = "lab up failed: boom"
     results[5].successes, results[5].paths, results[5].ms = 2, Counter(direct=1, relay=1), [250.0, 5000.0]
-    md, js = matrix_report.write(results, tmp_path, 2, "just lab-matrix")
+    md, js, page = matrix_report.write(results, tmp_path, 2, "just lab-matrix")
+    assert page.read_text().count(" data-kind=") == len(results)  # the coloured grids: netns/matrix_html.py
     text = md.read_text()
     assert "| nat10 \\ nat14 | full-cone | symmetric |" in text
     assert "| **full-cone** | direct 2/2 · 5 ms | - 0/2 |" in text
