@@ -32,7 +32,9 @@ from typing import Any
 
 import punch.cli
 from bench import peer_host
-from netns import generate, ipr, naming
+from netns import naming
+from netns.kernel import ipr
+from netns.topology import generate
 
 GO = signal.SIGUSR1  # lets a held peer, or a host's held guests, start
 

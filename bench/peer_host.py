@@ -27,7 +27,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import punch.cli
-from netns import generate, ipr, naming
+from netns import naming
+from netns.kernel import ipr
+from netns.topology import generate
 from punch.errors import PeerError
 from punch.peer.session import PeerConfig, PeerResult, run_peer
 from punch.rendezvous.server import RendezvousServer

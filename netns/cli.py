@@ -16,9 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netns import containers, generate, impair, ipr, lifecycle, matrix, matrix_report, model, naming, readdress
-from netns.apply import Interrupted, deferred_signals
+from netns import naming
 from netns.errors import LabError, TopologyError
+from netns.kernel import containers, ipr
+from netns.lab import lifecycle, readdress
+from netns.lab.apply import Interrupted, deferred_signals
+from netns.matrix import cells as matrix
+from netns.matrix import report as matrix_report
+from netns.rules import impair
+from netns.topology import generate, model
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# -- impairments (netns/impair.py): `up --impair` and the `impair` verb ------------------------------------------
+# -- impairments (netns/rules/impair.py): `up --impair` and the `impair` verb ------------------------------------------
 
 
 def _impair_parsers(up: argparse.ArgumentParser, named: Any) -> None:
@@ -160,7 +166,9 @@ def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
         help="run a trial command in a lab per NAT preset pair, same NAT and CGNAT; write matrix.md/json",
         parents=[common],
     )
-    sub.add_argument("--trial", required=True, help="command run per trial; prints a JSON line (see netns/matrix.py)")
+    sub.add_argument(
+        "--trial", required=True, help="command run per trial; prints a JSON line (see netns/matrix/cells.py)"
+    )
     sub.add_argument("--setup", default="", help="command run once per lab before its trials (e.g. start a server)")
     sub.add_argument("--trials", type=int, default=3, help="trials per cell (default 3)")
     sub.add_argument("--jobs", type=int, default=4, help="labs at a time (default 4)")

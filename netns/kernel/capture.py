@@ -13,9 +13,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from netns import ipr, naming
+from netns import naming
 from netns.errors import LabError
-from netns.model import Topology
+from netns.kernel import ipr
+from netns.topology.model import Topology
 
 FILTER = "udp or icmp"
 

@@ -1,7 +1,7 @@
-"""The NFQUEUE delaying daemon: ``python -m netns.delayd --queue N --delay MS [--jitter MS]``.
+"""The NFQUEUE delaying daemon: ``python -m netns.kernel.delayd --queue N --delay MS [--jitter MS]``.
 
 A kernel without the ``netem`` qdisc still has NFQUEUE: an iptables rule hands each packet arriving on an
-interface to queue N (netns/impair.py says why arriving), and this daemon, bound to that queue in the node's
+interface to queue N (netns/rules/impair.py says why arriving), and this daemon, bound to that queue in the node's
 namespace, holds each packet's verdict for ``delay`` +/- ``jitter`` milliseconds (uniform, or normal with
 ``--distribution normal``) and then issues NF_ACCEPT. Jitter reorders packets, as a real jittery path does.
 
@@ -277,7 +277,7 @@ def _least_timer_slack() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m netns.delayd", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m netns.kernel.delayd", description=__doc__.splitlines()[0])
     parser.add_argument("--queue", type=int, required=True, help="NFQUEUE number to bind (0-65535)")
     parser.add_argument("--delay", type=float, required=True, help="milliseconds to hold each packet")
     parser.add_argument("--jitter", type=float, default=0.0, help="+/- milliseconds around the delay")

@@ -7,8 +7,8 @@ started from the thread (iptables-restore, nft) runs in the namespace. Nothing f
 thousand namespaces cost a thousand syscalls, not a thousand processes. A namespace is created the way
 ``ip netns add`` does it, by the thread itself: unshare(CLONE_NEWNET), then a bind mount on /run/netns/NAME.
 
-The requests that build a lab (links, addresses, routes) are packed by netns/rtnl.py, and what ``status`` reads
-back (links, addresses, routes, root qdiscs) are dumps parsed by netns/rtdump.py; traffic control and the rarer
+The requests that build a lab (links, addresses, routes) are packed by netns/kernel/rtnl.py, and what ``status`` reads
+back (links, addresses, routes, root qdiscs) are dumps parsed by netns/kernel/rtdump.py; traffic control and the rarer
 reads and changes go through pyroute2. Between ``open_cache()`` and ``close_cache()`` a thread
 keeps one rtnetlink socket per namespace (and the interface indices it looked up); otherwise each call opens and
 closes its own.
@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from netns import rtdump, rtnl
 from netns.errors import KernelError
+from netns.kernel import rtdump, rtnl
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +357,7 @@ def add_route(ns: str, dst: str, gateway: str, timeout: float = 5.0) -> None:
 
 def describe(ns: str) -> dict[str, Any]:
     """Interfaces (name, state, addresses) and main-table routes of ``ns``, for ``status``: three rtnetlink
-    dumps, parsed by hand (netns/rtdump.py)."""
+    dumps, parsed by hand (netns/kernel/rtdump.py)."""
     with _rtnl(ns) as sock, _kernel(f"read namespace {ns}"):
         links = rtdump.links(sock)
         addresses = rtdump.addresses(sock)
@@ -512,9 +512,9 @@ def load_nftables(ns: str, ruleset: str) -> None:
     run_in(ns, ["nft", "-f", "-"], stdin=ruleset)
 
 
-# -- impairments (netns/impair.py) ------------------------------------------------------------------------
+# -- impairments (netns/rules/impair.py) ------------------------------------------------------------------------
 
-DELAYD_MODULE = "netns.delayd"
+DELAYD_MODULE = "netns.kernel.delayd"
 # Tries a netem qdisc on a veth in a throwaway namespace of its own (unshare: it vanishes with the process, so
 # nothing is left even if killed); exit 0 if the kernel has netem, 3 if it does not (ENOENT/EOPNOTSUPP).
 _NETEM_PROBE = """

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from netns import rtnl
+from netns.kernel import rtnl
 
 IFLA_QDISC, IFLA_OPERSTATE = 6, 16  # IFLA_IFNAME is rtnl's
 RTA_OIF, RTA_TABLE = 4, 15  # RTA_DST and RTA_GATEWAY are rtnl's

@@ -1,11 +1,11 @@
 """The few rtnetlink requests that build a lab, packed by hand: links, addresses, routes (RFC 3549, rtnetlink(7));
-and the dumps ``status`` reads back (netns/rtdump.py parses their messages).
+and the dumps ``status`` reads back (netns/kernel/rtdump.py parses their messages).
 
 ``up`` sends tens of thousands of them for a big lab; through pyroute2 (an asyncio event loop and a request
 filter per call) each cost about a millisecond of Python, here a few microseconds plus the kernel's work. Only
-netns/ipr.py uses this module, inside a namespace it has entered: a socket belongs to the namespace it was
+netns/kernel/ipr.py uses this module, inside a namespace it has entered: a socket belongs to the namespace it was
 opened in. Errors are OSError with the kernel's errno, or DecodeError for a reply that does not parse;
-netns/ipr.py turns both into KernelErrors.
+netns/kernel/ipr.py turns both into KernelErrors.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ is undone too. On any error or interruption the finished steps are undone in rev
 SIGINT/SIGTERM held off, then the exception is re-raised.
 
 With ``jobs`` > 1 the steps run on that many worker threads, each namespace on one worker (which keeps one
-netlink socket per namespace, netns/ipr.py): a step waits only for the earlier steps that touch one of its
+netlink socket per namespace, netns/kernel/ipr.py): a step waits only for the earlier steps that touch one of its
 namespaces (a veth touches two), so the plan's order holds within every namespace while different
 namespaces proceed side by side (helpers like iptables-restore mostly wait on the kernel, so many run at once).
 An inverse is pushed when its step starts; on an error or a signal no further step starts, the running ones
@@ -28,8 +28,9 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from netns import containers, ipr, plan
-from netns.plan import Step
+from netns.kernel import containers, ipr
+from netns.lab import plan
+from netns.lab.plan import Step
 
 log = logging.getLogger(__name__)
 

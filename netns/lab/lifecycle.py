@@ -24,18 +24,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netns import apply, behaviour, capture, containers, impair, ipr, naming
-from netns import nat as natrules
+from netns import naming
 from netns.errors import KernelError, LabError
-from netns.model import Node, Topology
-from netns.plan import impair_links, impair_steps, plan
+from netns.kernel import capture, containers, ipr
+from netns.lab import apply
+from netns.lab.plan import impair_links, impair_steps, plan
+from netns.rules import impair
+from netns.rules import nat as natrules
+from netns.topology import behaviour
+from netns.topology.model import Node, Topology
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "lab.json"
-# Worker threads for `up` (netns/apply.py): namespaces proceed side by side, mostly waiting on the kernel.
+# Worker threads for `up` (netns/lab/apply.py): namespaces proceed side by side, mostly waiting on the kernel.
 JOBS = 16
-DEFAULT_TOPOLOGY = Path(__file__).parent / "topologies" / "default.yaml"
+DEFAULT_TOPOLOGY = Path(__file__).parent.parent / "topologies" / "default.yaml"
 
 
 def _read_state(lab: str) -> dict[str, Any] | None:

@@ -1,12 +1,12 @@
 """Topology -> ordered list of steps. Pure: no kernel, no root, testable on its own.
 
 Order: namespaces (each marked right after it is created; then those of container nodes, each a container
-started with no network of Docker's whose namespace is named after it, see netns/containers.py) -> links (a
+started with no network of Docker's whose namespace is named after it, see netns/kernel/containers.py) -> links (a
 veth pair per two-member network; for more members a bridge named after the network in the first member's
 namespace, with one veth per other member whose hub end is a bridge port; more members than a bridge has ports
 hang from branch bridges there, see ``_bridged``) -> sysctls -> addresses -> links up
 -> default routes (and routes to the public LAN of a router without NAT) -> NAT (iptables-restore, then
-nftables where the behaviour needs it) -> impairments (netns/impair.py): per node, its delaying daemons (bound
+nftables where the behaviour needs it) -> impairments (netns/rules/impair.py): per node, its delaying daemons (bound
 before any rule sends them packets), then root qdiscs (netem, or tbf for rate), then the raw-table NFQUEUE rules
 and the nftables loss/dup table.
 
@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netns import impair, naming, nft
-from netns import nat as natrules
-from netns.model import Node, Topology
+from netns import naming
+from netns.rules import impair, nft
+from netns.rules import nat as natrules
+from netns.topology.model import Node, Topology
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@ router a new public address (a DHCP lease that ends, a PPPoE reconnect).
 
 In the node's namespace: the old address goes and the new one comes (same prefix length), and the routes through a
 gateway on that network, which the kernel drops with the old address, are put back. On a router whose WAN it is,
-the NAT follows: MASQUERADE takes the interface's address per new flow by itself; an nftables NAT (netns/nft.py)
+the NAT follows: MASQUERADE takes the interface's address per new flow by itself; an nftables NAT (netns/rules/nft.py)
 names the address in its rules, so its table is rebuilt (its mappings start empty). Then the router's conntrack
 table is flushed: every mapping made with the old address is gone, as it would be after a real renumbering.
 """
@@ -14,11 +14,14 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from netns import ipr, lifecycle, naming, nft
-from netns import nat as natrules
-from netns.behaviour import Nat
+from netns import naming
 from netns.errors import LabError
-from netns.model import Interface, Node
+from netns.kernel import ipr
+from netns.lab import lifecycle
+from netns.rules import nat as natrules
+from netns.rules import nft
+from netns.topology.behaviour import Nat
+from netns.topology.model import Interface, Node
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ namespace, with the environment naming the lab and the two peer nodes:
 
 A trial prints one JSON object as its last line of output: ``{"ok": true, "path": "direct", "ms": 5.2,
 "detail": "..."}``. The matrix counts successes and paths and takes the median time, and says for each cell
-what RFC 4787 theory allows (see ``theory``). netns/matrix_report.py writes the tables.
+what RFC 4787 theory allows (see ``theory``). netns/matrix/report.py writes the tables.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netns import behaviour
-from netns.behaviour import ADF, APDF, APDM, EIF, Nat
+from netns.topology import behaviour
+from netns.topology.behaviour import ADF, APDF, APDM, EIF, Nat
 
 log = logging.getLogger(__name__)
 
-TOPOLOGIES = Path(__file__).parent / "topologies"
+TOPOLOGIES = Path(__file__).parent.parent / "topologies"
 PAIR_PRESETS = ("full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "none")
 FIREWALL_KINDS = ("home", "none")
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from netns.matrix import PAIR_PRESETS, Result, behaviour_of
+from netns.matrix.cells import PAIR_PRESETS, Result, behaviour_of
 
 
 def _cell_text(result: Result) -> str:

@@ -5,10 +5,10 @@ interface on that network, so each direction of the link is impaired once: a del
 and 100ms to a round trip.
 
 Mechanisms (``mechanisms``): with the ``netem`` qdisc (stock Debian/Ubuntu kernels) one netem qdisc per
-interface does everything. Without it (detected by trying, netns/ipr.py ``netem_supported``):
+interface does everything. Without it (detected by trying, netns/kernel/ipr.py ``netem_supported``):
 
 * delay and jitter -- an iptables rule in the raw table sends the packets *arriving* on the interface to an
-  NFQUEUE, where ``python -m netns.delayd`` (netns/delayd.py) holds each verdict for delay +/- jitter;
+  NFQUEUE, where ``python -m netns.kernel.delayd`` (netns/kernel/delayd.py) holds each verdict for delay +/- jitter;
   no ``--queue-bypass``, so a dead daemon stops the traffic rather than letting it pass unimpaired. The hold
   is at the receiving end, before its connection tracking, because that is where a wire's delay is: a NAT
   router creates its mapping the moment its packet leaves, as with netem (a qdisc, after the whole IP stack).
@@ -311,7 +311,7 @@ def delayd_argv(python: str, link: Link) -> list[str]:
     """The command line of the delaying daemon for ``link`` (``status`` finds it by ``--queue``)."""
     i = link.impairment
     assert i.delay_ms is not None
-    return [python, "-m", "netns.delayd", "--queue", str(link.queue), "--delay", f"{i.delay_ms:g}"] + (
+    return [python, "-m", "netns.kernel.delayd", "--queue", str(link.queue), "--delay", f"{i.delay_ms:g}"] + (
         ["--jitter", f"{i.jitter_ms:g}"] if i.jitter_ms is not None else []
     )
 

@@ -1,4 +1,4 @@
-"""Router NAT -> kernel rules: RFC 4787 behaviours (netns/behaviour.py) built by the kernel's own netfilter.
+"""Router NAT -> kernel rules: RFC 4787 behaviours (netns/topology/behaviour.py) built by the kernel's own netfilter.
 
 Which mechanism builds which behaviour (``mechanism``):
 
@@ -9,7 +9,7 @@ Which mechanism builds which behaviour (``mechanism``):
   picks a fresh random public port for each new flow (each remote address and port).
 * ``nftables`` -- endpoint-independent mapping with endpoint-independent or address-dependent filtering,
   or with hairpinning: an nftables table that records each mapping in dynamic maps and DNATs inbound
-  packets through them (netns/nft.py); iptables then only carries the firewall.
+  packets through them (netns/rules/nft.py); iptables then only carries the firewall.
 * ``routing`` -- ``type: none``: no translation, only the firewall.
 
 Firewall profiles (iptables filter table, replaced whole by one iptables-restore run):
@@ -24,10 +24,10 @@ Firewall profiles (iptables filter table, replaced whole by one iptables-restore
 
 from __future__ import annotations
 
-from netns import behaviour
-from netns.behaviour import Nat
 from netns.errors import LabError
-from netns.model import Node
+from netns.topology import behaviour
+from netns.topology.behaviour import Nat
+from netns.topology.model import Node
 
 _TABLE_NAT = ["*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
 

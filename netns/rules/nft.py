@@ -36,9 +36,10 @@ only).
 
 from __future__ import annotations
 
-from netns import behaviour, nat
 from netns.errors import LabError
-from netns.model import Node
+from netns.rules import nat
+from netns.topology import behaviour
+from netns.topology.model import Node
 
 TABLE = "netns_lab"
 DEFAULT_TIMEOUT = 120  # nf_conntrack_udp_timeout_stream's default

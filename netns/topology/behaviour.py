@@ -10,7 +10,7 @@ Presets (the classic RFC 3489 names, RFC 4787 §3) set ``type``, ``mapping`` and
 ``filtering`` next to a preset is an error (a preset is exactly a mapping and a filtering; say one or the
 other), and so is a ``type`` that disagrees with it.
 
-Only behaviours the kernel builds are accepted (see netns/nat.py and netns/nft.py); ``problems`` names the
+Only behaviours the kernel builds are accepted (see netns/rules/nat.py and netns/rules/nft.py); ``problems`` names the
 others and why, so nothing is ever faked in user space.
 """
 

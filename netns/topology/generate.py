@@ -1,6 +1,6 @@
 """Generated topologies: N NAT'd peers on one internet with a server (``python -m netns up --peers N``).
 
-``peers(n)`` writes the same YAML data a user would (version 1, checked by netns/model.py), so a generated lab
+``peers(n)`` writes the same YAML data a user would (version 1, checked by netns/topology/model.py), so a generated lab
 is an ordinary lab: ``validate``, ``--nat``, ``--firewall`` and ``down`` treat it like any file. Shape::
 
     server  (inet 10.0.0.1, 10.0.0.2: a second address for RFC 5780 NAT behaviour discovery)
@@ -23,8 +23,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from netns import model
 from netns.errors import TopologyError
+from netns.topology import model
 
 INTERNET = ipaddress.IPv4Network("10.0.0.0/16")
 SERVER = INTERNET.network_address + 1

@@ -10,17 +10,17 @@ Schema (version 1)::
     networks:                 # one L2 segment each; its name is the interface name in every member
       NAME: {subnet: CIDR}    # 2 members -> a veth pair; more -> a bridge in the first member's namespace
         impair: {delay: 50ms, jitter: 10ms, loss: 20%, duplicate: 1%, rate: 1mbit}  # optional, each key
-                              # optional; on every member's egress (netns/impair.py)
+                              # optional; on every member's egress (netns/rules/impair.py)
     nodes:                    # in this order: the first member of a network is the first node listing it
       NAME:
         kind: core|router|server|peer|host
         interfaces: {NETWORK: ADDRESS or [ADDRESS, ...]}   # prefix length comes from the subnet
         gateway: ADDRESS      # optional default route
         image: REFERENCE      # optional (server, peer, host): run the node as this Docker image's container,
-                              # started with no network of Docker's and wired like any node (netns/containers.py)
+                              # started with no network of Docker's and wired like any node (netns/kernel/containers.py)
         command: [ARG, ...]   # optional, with image: the container's command (a string is split like a shell's)
         env: {NAME: VALUE}    # optional, with image: the container's environment (values are strings)
-        nat:                  # routers only, required there; RFC 4787 terms (see netns/behaviour.py)
+        nat:                  # routers only, required there; RFC 4787 terms (see netns/topology/behaviour.py)
           wan: NETWORK        # the interface facing the internet; LAN sources become its first address
           preset: full-cone|restricted-cone|port-restricted-cone|symmetric|cgnat|none  # or mapping + filtering:
           mapping: endpoint-independent|address-and-port-dependent      # default endpoint-independent
@@ -46,11 +46,12 @@ from typing import Any
 
 import yaml
 
-from netns import behaviour, impair
-from netns.behaviour import FIREWALLS, NAT_TYPES, PRESETS, Nat
 from netns.errors import TopologyError
-from netns.impair import Impairment
 from netns.naming import NETWORK_NAME_RE, NODE_NAME_RE
+from netns.rules import impair
+from netns.rules.impair import Impairment
+from netns.topology import behaviour
+from netns.topology.behaviour import FIREWALLS, NAT_TYPES, PRESETS, Nat
 
 __all__ = ["FIREWALLS", "NAT_TYPES", "PRESETS", "Interface", "Nat", "Network", "Node", "Topology", "load", "parse"]
 
@@ -91,7 +92,7 @@ class Interface:
 
 @dataclass(frozen=True, slots=True)
 class Container:
-    """A node run as a container of ``image`` (netns/containers.py); ``command`` None keeps the image's own."""
+    """A node run as a container of ``image`` (netns/kernel/containers.py); ``command`` None keeps the image's own."""
 
     image: str
     command: tuple[str, ...] | None = None
@@ -117,7 +118,7 @@ class Topology:
     networks: tuple[Network, ...]
     nodes: tuple[Node, ...]
     source: str = "<topology>"
-    # Lookups by name, built once: a generated lab has thousands of nodes and networks (netns/generate.py).
+    # Lookups by name, built once: a generated lab has thousands of nodes and networks (netns/topology/generate.py).
     _by_name: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -534,7 +535,7 @@ def _parse_nat(value: Any, path: str, interfaces: tuple[Interface, ...] | None, 
 
 
 def _check_nats(nodes: list[Node], networks: dict[str, Network], problems: _Problems) -> None:
-    """Each NAT is one the kernel rules build (netns/behaviour.py); a router without NAT has a public LAN."""
+    """Each NAT is one the kernel rules build (netns/topology/behaviour.py); a router without NAT has a public LAN."""
     for node in nodes:
         if node.nat is None:
             continue

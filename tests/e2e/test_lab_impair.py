@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from netns import ipr
+from netns.kernel import ipr
 from netns.testing import Lab, LabFactory, run_cli, unique_name
 
 pytestmark = pytest.mark.e2e
@@ -286,7 +286,7 @@ def test_a_nat_maps_its_packet_at_once_while_the_wan_still_delays_it(lab_factory
     """A delayed link holds a packet where it arrives (or in netem's qdisc, after the stack): either way the NAT
     it leaves records its mapping the moment it leaves. Held at the sender's egress, before conntrack confirms
     it, the mapping would appear only after the link's delay, and a packet from the other side arriving
-    meanwhile would race it (netns/impair.py)."""
+    meanwhile would race it (netns/rules/impair.py)."""
     lab = lab_factory(firewall="none", args=["--impair", "wan10:delay=3s"])
     sent = time.monotonic()
     lab.exec("peer10", PY, "-c", SEND_ONE, "203.0.113.1", check=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from netns.lifecycle import DEFAULT_TOPOLOGY
+from netns.lab.lifecycle import DEFAULT_TOPOLOGY
 from netns.testing import Lab, LabFactory
 
 pytestmark = [

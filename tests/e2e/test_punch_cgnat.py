@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from netns.matrix import TOPOLOGIES
+from netns.matrix.cells import TOPOLOGIES
 from netns.testing import Lab, LabFactory
 from tests.e2e.punch_in_lab import (
     FAR_SERVER,

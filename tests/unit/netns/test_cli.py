@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from netns.lifecycle import DEFAULT_TOPOLOGY
+from netns.lab.lifecycle import DEFAULT_TOPOLOGY
 
 pytestmark = pytest.mark.unit
 

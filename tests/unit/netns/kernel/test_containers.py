@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
-from netns import apply, containers, lifecycle, model, plan
 from netns.errors import LabError, TopologyError
+from netns.kernel import containers
+from netns.lab import apply, lifecycle, plan
+from netns.topology import model
 
 pytestmark = pytest.mark.unit
 
-CONTAINERS = Path(__file__).resolve().parents[2] / "netns" / "topologies" / "containers.yaml"
+CONTAINERS = Path(__file__).resolve().parents[4] / "netns" / "topologies" / "containers.yaml"
 IMAGE = "punch-local/punch:latest"
 
 GOOD: dict[str, Any] = {
@@ -264,7 +266,7 @@ def test_up_undoes_a_started_container_when_a_later_step_fails() -> None:
 
 
 def hide_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make ``import docker`` (as netns/containers.py does it) fail as if the SDK were not installed."""
+    """Make ``import docker`` (as netns/kernel/containers.py does it) fail as if the SDK were not installed."""
     real = importlib.import_module
 
     def without_docker(name: str, package: str | None = None) -> Any:

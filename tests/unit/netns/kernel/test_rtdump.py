@@ -1,4 +1,4 @@
-"""netns/rtdump.py and rtnl.Socket.dump: rtnetlink dumps packed by hand, parsed back; bad ones fail precisely."""
+"""netns/kernel/rtdump.py and rtnl.Socket.dump: rtnetlink dumps packed by hand, parsed back; bad ones fail precisely."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-from netns import rtdump, rtnl
-from tests.unit.test_lab_rtnl import error, socket_with
+from netns.kernel import rtdump, rtnl
+from tests.unit.netns.kernel.test_rtnl import error, socket_with
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""netns/rtnl.py: attributes packed to rtnetlink's layout, replies matched by sequence, errors as errno."""
+"""netns/kernel/rtnl.py: attributes packed to rtnetlink's layout, replies matched by sequence, errors as errno."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from netns import rtnl
+from netns.kernel import rtnl
 
 pytestmark = pytest.mark.unit
 

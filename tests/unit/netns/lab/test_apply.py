@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from netns import apply, generate, plan
+from netns.lab import apply, plan
+from netns.topology import generate
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,10 @@ import signal
 
 import pytest
 
-from netns import apply, generate, model, nat, plan
-from netns.lifecycle import DEFAULT_TOPOLOGY
+from netns.lab import apply, plan
+from netns.lab.lifecycle import DEFAULT_TOPOLOGY
+from netns.rules import nat
+from netns.topology import generate, model
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netns.errors import LabError
-from netns.readdress import Report, check_new_address
+from netns.lab.readdress import Report, check_new_address
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from netns import matrix, matrix_report, model
-from netns.behaviour import Nat
+from netns.matrix import cells as matrix
+from netns.matrix import report as matrix_report
+from netns.topology import model
+from netns.topology.behaviour import Nat
 
 pytestmark = pytest.mark.unit
 

@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 
-from netns import delayd, impair, model, plan
 from netns.errors import TopologyError
-from netns.impair import Impairment
-from netns.lifecycle import DEFAULT_TOPOLOGY
+from netns.kernel import delayd
+from netns.lab import plan
+from netns.lab.lifecycle import DEFAULT_TOPOLOGY
+from netns.rules import impair
+from netns.rules.impair import Impairment
+from netns.topology import model
 
 pytestmark = pytest.mark.unit
 
@@ -206,7 +209,7 @@ def test_plan_adds_impairment_steps_after_nat() -> None:
     ]
     start = steps[first]
     assert isinstance(start, plan.StartDelayd)
-    assert start.argv == ("py", "-m", "netns.delayd", "--queue", "1", "--delay", "50", "--jitter", "10")
+    assert start.argv == ("py", "-m", "netns.kernel.delayd", "--queue", "1", "--delay", "50", "--jitter", "10")
     assert start.log == "/run/netns-lab/punch/delayd-core-wan10.log"
     with_netem = [s.describe() for s in plan.plan(topo, "punch", netem=True)]
     assert next(n for n in with_netem if "qdisc" in n).startswith(

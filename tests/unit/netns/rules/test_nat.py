@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from netns import behaviour, model, nat, nft, plan
-from netns.behaviour import ADF, ADM, APDF, APDM, EIF, EIM, Nat
 from netns.errors import TopologyError
-from netns.lifecycle import DEFAULT_TOPOLOGY
+from netns.lab import plan
+from netns.lab.lifecycle import DEFAULT_TOPOLOGY
+from netns.rules import nat, nft
+from netns.topology import behaviour, model
+from netns.topology.behaviour import ADF, ADM, APDF, APDM, EIF, EIM, Nat
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,11 @@ import ipaddress
 import pytest
 import yaml
 
-from netns import generate, model, naming, plan
+from netns import naming
 from netns.cli import main
 from netns.errors import TopologyError
+from netns.lab import plan
+from netns.topology import generate, model
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from netns import model
 from netns.errors import LabError, TopologyError
-from netns.lifecycle import DEFAULT_TOPOLOGY
+from netns.lab.lifecycle import DEFAULT_TOPOLOGY
+from netns.topology import model
 
 pytestmark = pytest.mark.unit
 
