@@ -21,7 +21,7 @@ from netns.errors import LabError, TopologyError
 from netns.kernel import containers, ipr
 from netns.lab import lifecycle, readdress
 from netns.lab.apply import Interrupted, deferred_signals
-from netns.matrix import cells as matrix
+from netns.matrix import cells, runner
 from netns.matrix import report as matrix_report
 from netns.rules import impair
 from netns.topology import generate, model
@@ -167,15 +167,15 @@ def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
     )
     sub.add_argument(
-        "--trial", required=True, help="command run per trial; prints a JSON line (see netns/matrix/cells.py)"
+        "--trial", required=True, help="command run per trial; prints a JSON line (see netns/matrix/runner.py)"
     )
     sub.add_argument("--setup", default="", help="command run once per lab before its trials (e.g. start a server)")
     sub.add_argument("--trials", type=int, default=3, help="trials per cell (default 3)")
     sub.add_argument("--jobs", type=int, default=4, help="labs at a time (default 4)")
     sub.add_argument("--output", type=Path, default=Path("."), metavar="DIR", help="where matrix.md/json go")
     sub.add_argument("--capture", type=Path, metavar="DIR", help="keep pcaps of every NAT's WAN, a subdir per cell")
-    sub.add_argument("--firewall", action="append", choices=matrix.FIREWALL_KINDS, help="only this kind (repeatable)")
-    sub.add_argument("--preset", action="append", choices=matrix.PAIR_PRESETS, help="only these presets (repeatable)")
+    sub.add_argument("--firewall", action="append", choices=cells.FIREWALL_KINDS, help="only this kind (repeatable)")
+    sub.add_argument("--preset", action="append", choices=cells.PAIR_PRESETS, help="only these presets (repeatable)")
     sub.add_argument("--group", action="append", choices=("pairs", "same-nat", "cgnat"), help="only these cells")
 
 
@@ -183,17 +183,17 @@ def _cmd_matrix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     if args.trials < 1 or args.jobs < 1:
         parser.error("--trials and --jobs must be at least 1")
     lifecycle.require_root("matrix")
-    cells = matrix.cells(args.firewall or matrix.FIREWALL_KINDS, args.preset or matrix.PAIR_PRESETS)
-    cells = [c for c in cells if args.group is None or c.group in args.group]
-    commands = matrix.Commands(
-        trial=matrix.parse_command(args.trial),
-        setup=matrix.parse_command(args.setup),
+    chosen = cells.cells(args.firewall or cells.FIREWALL_KINDS, args.preset or cells.PAIR_PRESETS)
+    chosen = [c for c in chosen if args.group is None or c.group in args.group]
+    commands = runner.Commands(
+        trial=runner.parse_command(args.trial),
+        setup=runner.parse_command(args.setup),
         trials=args.trials,
         capture=args.capture,
     )
-    print(f"matrix: {len(cells)} cells x {args.trials} trial(s), {args.jobs} lab(s) at a time", file=sys.stderr)
-    runner = matrix.Runner(commands, args.jobs, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
-    results = runner.run(cells)
+    print(f"matrix: {len(chosen)} cells x {args.trials} trial(s), {args.jobs} lab(s) at a time", file=sys.stderr)
+    matrix = runner.Runner(commands, args.jobs, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    results = matrix.run(chosen)
     md, js = matrix_report.write(results, args.output, args.trials, "python -m netns matrix")
     print(md.read_text(encoding="utf-8"))
     print(f"wrote {md} and {js}", file=sys.stderr)

@@ -9,7 +9,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from netns.matrix.cells import PAIR_PRESETS, Result, behaviour_of
+from netns.matrix.cells import PAIR_PRESETS, behaviour_of
+from netns.matrix.runner import Result
 
 
 def _cell_text(result: Result) -> str:

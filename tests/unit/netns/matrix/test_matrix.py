@@ -10,6 +10,7 @@ import pytest
 
 from netns.matrix import cells as matrix
 from netns.matrix import report as matrix_report
+from netns.matrix.runner import Result
 from netns.topology import model
 from netns.topology.behaviour import Nat
 
@@ -66,7 +67,7 @@ def test_theory_in_rfc_4787_terms(a: Nat, b: Nat, starts: str) -> None:
 
 def test_report_tables_and_json(tmp_path: Path) -> None:
     cells = [c for c in matrix.cells(["home"], ["full-cone", "symmetric"])]
-    results = [matrix.Result(c, trials=2) for c in cells]
+    results = [Result(c, trials=2) for c in cells]
     results[0].successes, results[0].paths, results[0].ms = 2, Counter(direct=2), [4.0, 6.0]
     results[3].successes, results[3].paths, results[3].failures = 1, Counter(relay=1), ["timed out"]
     results[4].error = "lab up failed: boom"
