@@ -40,7 +40,7 @@ from typing import Any
 from bench import server_packets
 from bench.lab import peer_results
 from bench.report import machine, markdown_table, percentile, write_report
-from netns.matrix.cells import TOPOLOGIES
+from netns.topology.model import TOPOLOGIES
 
 PYTHON = sys.executable
 SERVER = "203.0.113.1"

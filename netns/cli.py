@@ -24,7 +24,7 @@ from netns.lab.apply import Interrupted, deferred_signals
 from netns.matrix import cells, runner
 from netns.matrix import report as matrix_report
 from netns.rules import impair
-from netns.topology import generate, model
+from netns.topology import generate, impairment, model
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     up = named("up", "create the lab's namespaces, links, routes and NAT")
     shape = up.add_mutually_exclusive_group()
-    shape.add_argument("--topology", type=Path, default=lifecycle.DEFAULT_TOPOLOGY, help="topology YAML file")
+    shape.add_argument("--topology", type=Path, default=model.DEFAULT_TOPOLOGY, help="topology YAML file")
     shape.add_argument(
         "--peers", type=int, metavar="N", help="instead of a file: N peers, each behind its own NAT, and a server"
     )
@@ -121,22 +121,22 @@ def _impair_parsers(up: argparse.ArgumentParser, named: Any) -> None:
 def _cmd_impair(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.clear == bool(args.settings):
         parser.error("impair needs KEY=VALUE settings or --clear (not both)")
-    impairment = None
+    change = None
     if not args.clear:
         text = f"{args.network}:{','.join(args.settings)}"
-        parsed = impair.parse_override(text)
+        parsed = impairment.parse_override(text)
         if isinstance(parsed, str):
             parser.error(f"impair {' '.join(args.settings)}: {parsed}")
         problems: list[str] = []
-        impairment = impair.parse(
+        change = impairment.parse(
             parsed[1], f"networks.{args.network}.impair", lambda path, msg: problems.append(f"{path}: {msg}")
         )
-        if impairment is None:
+        if change is None:
             for problem in problems:
                 print(f"netns-lab: {problem}", file=sys.stderr)
             return EXIT_FAILURE
     with deferred_signals():
-        info = lifecycle.set_impairment(args.name, args.network, impairment)
+        info = lifecycle.set_impairment(args.name, args.network, change)
     print(f"{args.network}: {info.get('summary', 'no impairment')}" if info else f"{args.network}: no impairment")
     return EXIT_OK
 

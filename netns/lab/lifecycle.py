@@ -32,6 +32,7 @@ from netns.lab.plan import impair_links, impair_steps, plan
 from netns.rules import impair
 from netns.rules import nat as natrules
 from netns.topology import behaviour
+from netns.topology.impairment import Impairment, from_dict
 from netns.topology.model import Node, Topology
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 STATE_FILE = "lab.json"
 # Worker threads for `up` (netns/lab/apply.py): namespaces proceed side by side, mostly waiting on the kernel.
 JOBS = 16
-DEFAULT_TOPOLOGY = Path(__file__).parent.parent / "topologies" / "default.yaml"
 
 
 def _read_state(lab: str) -> dict[str, Any] | None:
@@ -336,14 +336,14 @@ def _impair_state(topology: Topology, lab: str) -> dict[str, Any]:
 
 def _links(lab: str, networks: dict[str, Any]) -> list[impair.Link]:
     return [
-        impair.Link(name, member, naming.namespace(lab, member), name, impair.from_dict(info["impair"]), info["queue"])
+        impair.Link(name, member, naming.namespace(lab, member), name, from_dict(info["impair"]), info["queue"])
         for name, info in networks.items()
         if info.get("impair")
         for member in info["members"]
     ]
 
 
-def set_impairment(lab: str, network: str, impairment: impair.Impairment | None) -> dict[str, Any]:
+def set_impairment(lab: str, network: str, impairment: Impairment | None) -> dict[str, Any]:
     """Change (or with None clear) the impairment of ``network`` in running lab ``lab``; returns its status."""
     naming.check_lab_name(lab)
     require_root("impair")
@@ -358,7 +358,7 @@ def set_impairment(lab: str, network: str, impairment: impair.Impairment | None)
         netem = ipr.netem_supported(sys.executable)
     old = _links(lab, networks)
     info = networks[network]
-    before = impair.from_dict(info["impair"]) if info.get("impair") else None
+    before = from_dict(info["impair"]) if info.get("impair") else None
     old_delay = (before.delay_ms, before.jitter_ms) if before and before.delay_ms is not None else None
     new_delay = (impairment.delay_ms, impairment.jitter_ms) if impairment else None
     if old_delay is not None and new_delay is not None and old_delay != new_delay:

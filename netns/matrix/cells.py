@@ -11,8 +11,8 @@ from pathlib import Path
 
 from netns.topology import behaviour
 from netns.topology.behaviour import ADF, APDF, APDM, EIF, Nat
+from netns.topology.model import TOPOLOGIES
 
-TOPOLOGIES = Path(__file__).parent.parent / "topologies"
 PAIR_PRESETS = ("full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "none")
 FIREWALL_KINDS = ("home", "none")
 

@@ -10,7 +10,7 @@ Schema (version 1)::
     networks:                 # one L2 segment each; its name is the interface name in every member
       NAME: {subnet: CIDR}    # 2 members -> a veth pair; more -> a bridge in the first member's namespace
         impair: {delay: 50ms, jitter: 10ms, loss: 20%, duplicate: 1%, rate: 1mbit}  # optional, each key
-                              # optional; on every member's egress (netns/rules/impair.py)
+                              # optional; on every member's egress (netns/topology/impairment.py)
     nodes:                    # in this order: the first member of a network is the first node listing it
       NAME:
         kind: core|router|server|peer|host
@@ -48,14 +48,15 @@ import yaml
 
 from netns.errors import TopologyError
 from netns.naming import NETWORK_NAME_RE, NODE_NAME_RE
-from netns.rules import impair
-from netns.rules.impair import Impairment
-from netns.topology import behaviour
+from netns.topology import behaviour, impairment
 from netns.topology.behaviour import FIREWALLS, NAT_TYPES, PRESETS, Nat
+from netns.topology.impairment import Impairment
 
 __all__ = ["FIREWALLS", "NAT_TYPES", "PRESETS", "Interface", "Nat", "Network", "Node", "Topology", "load", "parse"]
 
 VERSION = 1
+TOPOLOGIES = Path(__file__).parent.parent / "topologies"  # the topologies shipped with the lab
+DEFAULT_TOPOLOGY = TOPOLOGIES / "default.yaml"
 KINDS = ("core", "router", "server", "peer", "host")
 FORWARDING_KINDS = ("core", "router")
 # Address space the internet does not route (RFC 1918, RFC 6598): a `type: none` router cannot have it.
@@ -180,7 +181,7 @@ class Topology:
         problems = _Problems(self.source)
         for text in overrides:
             problems.suffix = f" (from --impair {text})"
-            parsed = impair.parse_override(text)
+            parsed = impairment.parse_override(text)
             if isinstance(parsed, str):
                 problems.add("--impair", parsed)
                 continue
@@ -191,12 +192,12 @@ class Topology:
             current = networks[name].impair
             base = given.get(name) or (current.as_dict() if current else {})
             merged = {**base, **mapping}
-            if impair.parse(merged, f"networks.{name}.impair", problems.add) is not None:
+            if impairment.parse(merged, f"networks.{name}.impair", problems.add) is not None:
                 given[name] = merged
         if problems.items:
             raise TopologyError(problems.items)
         result = tuple(
-            replace(n, impair=impair.from_dict(given[n.name])) if n.name in given else n for n in self.networks
+            replace(n, impair=impairment.from_dict(given[n.name])) if n.name in given else n for n in self.networks
         )
         return Topology(result, self.nodes, self.source)
 
@@ -301,7 +302,7 @@ def _parse_networks(value: Any, problems: _Problems) -> dict[str, Network]:
         if body is None:
             continue
         _unknown_keys(body, _NETWORK_KEYS, path, problems)
-        impairment = impair.parse(body["impair"], f"{path}.impair", problems.add) if "impair" in body else None
+        impair = impairment.parse(body["impair"], f"{path}.impair", problems.add) if "impair" in body else None
         if "subnet" not in body:
             problems.add(f"{path}.subnet", "missing; add a subnet like 203.0.113.0/24")
             continue
@@ -313,7 +314,7 @@ def _parse_networks(value: Any, problems: _Problems) -> dict[str, Network]:
         if subnet.prefixlen > 30:
             problems.add(f"{path}.subnet", f"{subnet} is too small; use a prefix length of 30 or less")
             continue
-        result[name] = Network(name, subnet, impairment)
+        result[name] = Network(name, subnet, impair)
     return result
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from netns.lab.lifecycle import DEFAULT_TOPOLOGY
+from netns.topology.model import DEFAULT_TOPOLOGY
 
 pytestmark = pytest.mark.unit
 

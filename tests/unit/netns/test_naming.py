@@ -8,7 +8,7 @@ import pytest
 
 from netns import cli, naming
 from netns.errors import LabError
-from netns.lab.lifecycle import DEFAULT_TOPOLOGY
+from netns.topology.model import DEFAULT_TOPOLOGY
 
 pytestmark = pytest.mark.unit
 

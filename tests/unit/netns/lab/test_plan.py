@@ -8,9 +8,9 @@ import signal
 import pytest
 
 from netns.lab import apply, plan
-from netns.lab.lifecycle import DEFAULT_TOPOLOGY
 from netns.rules import nat
 from netns.topology import generate, model
+from netns.topology.model import DEFAULT_TOPOLOGY
 
 pytestmark = pytest.mark.unit
 

@@ -11,10 +11,10 @@ import pytest
 
 from netns.errors import TopologyError
 from netns.lab import plan
-from netns.lab.lifecycle import DEFAULT_TOPOLOGY
 from netns.rules import nat, nft
 from netns.topology import behaviour, model
 from netns.topology.behaviour import ADF, ADM, APDF, APDM, EIF, EIM, Nat
+from netns.topology.model import DEFAULT_TOPOLOGY
 
 pytestmark = pytest.mark.unit
 

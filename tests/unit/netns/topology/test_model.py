@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from netns.errors import LabError, TopologyError
-from netns.lab.lifecycle import DEFAULT_TOPOLOGY
 from netns.topology import model
+from netns.topology.model import DEFAULT_TOPOLOGY
 
 pytestmark = pytest.mark.unit
 
