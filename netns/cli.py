@@ -19,7 +19,7 @@ from typing import Any
 from netns import naming
 from netns.errors import LabError, TopologyError
 from netns.kernel import containers, ipr
-from netns.lab import lifecycle, readdress
+from netns.lab import impairments, lifecycle, ownership, readdress, state
 from netns.lab.apply import Interrupted, deferred_signals
 from netns.matrix import cells, runner
 from netns.matrix import report as matrix_report
@@ -136,7 +136,7 @@ def _cmd_impair(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
                 print(f"netns-lab: {problem}", file=sys.stderr)
             return EXIT_FAILURE
     with deferred_signals():
-        info = lifecycle.set_impairment(args.name, args.network, change)
+        info = impairments.set_impairment(args.name, args.network, change)
     print(f"{args.network}: {info.get('summary', 'no impairment')}" if info else f"{args.network}: no impairment")
     return EXIT_OK
 
@@ -182,7 +182,7 @@ def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
 def _cmd_matrix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.trials < 1 or args.jobs < 1:
         parser.error("--trials and --jobs must be at least 1")
-    lifecycle.require_root("matrix")
+    ownership.require_root("matrix")
     chosen = cells.cells(args.firewall or cells.FIREWALL_KINDS, args.preset or cells.PAIR_PRESETS)
     chosen = [c for c in chosen if args.group is None or c.group in args.group]
     commands = runner.Commands(
@@ -313,10 +313,10 @@ def _cmd_exec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("exec needs a command: exec NODE -- CMD [ARGS...]")
-    ns = lifecycle.node_namespace(args.name, args.node)
+    ns = ownership.node_namespace(args.name, args.node)
     # A container node's command runs with `docker exec`: in the same network namespace, but with the container's
     # own filesystem, user and environment (its programs, not the host's), as the node's own processes run.
-    in_container = lifecycle.is_container(args.name, args.node)
+    in_container = state.is_container(args.name, args.node)
     if args.detach:
         log_path = args.log or str(naming.state_dir(args.name) / f"{args.node}.log")
         if in_container:

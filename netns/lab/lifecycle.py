@@ -1,18 +1,11 @@
-"""Lab lifecycle: validate -> plan -> apply for ``up``; ownership-based teardown for ``down``; ``status``.
-
-Ownership (what ``down`` deletes): a namespace whose name carries the lab's prefix ``NAME-`` AND either
-carries the lab's marker (``lo`` ifalias ``netns-lab:NAME``) or is one of the node names recorded in the
-lab's state file, which ``up`` writes before it creates any namespace (so a namespace created just before
-a ``kill -9`` of ``up``, not yet marked, is still found). Nothing else is ever touched.
+"""Lab lifecycle: validate -> plan -> apply for ``up``; teardown of what the lab owns for ``down``
+(netns/lab/ownership.py); ``status``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
-import json
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -28,82 +21,18 @@ from netns import naming
 from netns.errors import KernelError, LabError
 from netns.kernel import capture, containers, ipr
 from netns.lab import apply
-from netns.lab.plan import impair_links, impair_steps, plan
-from netns.rules import impair
+from netns.lab.impairments import impairments
+from netns.lab.ownership import namespaces_with_prefix, owned_namespaces, require_root
+from netns.lab.plan import plan
+from netns.lab.state import initial_state, read_state, record, write_state
 from netns.rules import nat as natrules
 from netns.topology import behaviour
-from netns.topology.impairment import Impairment, from_dict
-from netns.topology.model import Node, Topology
+from netns.topology.model import Topology
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "lab.json"
 # Worker threads for `up` (netns/lab/apply.py): namespaces proceed side by side, mostly waiting on the kernel.
 JOBS = 16
-
-
-def _read_state(lab: str) -> dict[str, Any] | None:
-    path = naming.state_dir(lab) / STATE_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _state(topology: Topology, lab: str) -> dict[str, Any]:
-    nodes = {
-        node.name: {
-            "namespace": naming.namespace(lab, node.name),
-            "kind": node.kind,
-            "nat": natrules.describe(node.nat) if node.nat else None,
-            "behaviour": _behaviour(node.nat),
-            **({"image": node.container.image} if node.container else {}),
-            **({"nat_config": _nat_config(node)} if node.nat else {}),
-        }
-        for node in topology.nodes
-    }
-    return {"name": lab, "topology": topology.source, "nodes": nodes, **_impair_state(topology, lab)}
-
-
-def _nat_config(node: Node) -> dict[str, Any]:
-    """What rebuilds a router's NAT rules while the lab runs (``readdress``): its Nat and its LANs."""
-    assert node.nat is not None
-    return {**dataclasses.asdict(node.nat), "lans": natrules.lans_of(node)}
-
-
-def read_state(lab: str) -> dict[str, Any] | None:
-    """The state ``up`` recorded for lab ``lab`` (nodes, networks, captures), or None if there is none."""
-    return _read_state(lab)
-
-
-def _behaviour(nat: behaviour.Nat | None) -> dict[str, Any] | None:
-    """A NAT in RFC 4787 terms (preset, mapping, filtering, hairpinning, udp_timeout, firewall, summary)."""
-    if nat is None:
-        return None
-    return {**behaviour.as_dict(nat), "summary": behaviour.summary(nat)}
-
-
-def require_root(verb: str) -> None:
-    if os.geteuid() != 0:
-        raise LabError(f"`{verb}` needs root to manage network namespaces; run it as root (e.g. with sudo)")
-
-
-def namespaces_with_prefix(lab: str) -> list[str]:
-    return [ns for ns in ipr.list_namespaces() if naming.has_prefix(lab, ns)]
-
-
-def owned_namespaces(lab: str) -> list[str]:
-    """The namespaces lab ``lab`` owns: prefix AND (marker OR a node name recorded by ``up``)."""
-    state = _read_state(lab) or {}
-    recorded = set(state.get("nodes", {}))
-    owned = []
-    for ns in namespaces_with_prefix(lab):
-        if naming.node_of(lab, ns) in recorded or ipr.read_marker(ns) == naming.marker(lab):
-            owned.append(ns)
-        else:
-            log.warning("namespace %s has the prefix of lab %s but not its marker; left alone", ns, lab)
-    return owned
 
 
 @dataclass(slots=True)
@@ -132,7 +61,7 @@ def up(topology: Topology, lab: str, capture_dir: Path | None = None) -> Summary
     clock = apply.StepClock()
     try:
         state_dir.mkdir(parents=True)
-        (state_dir / STATE_FILE).write_text(json.dumps(_state(topology, lab), indent=2) + "\n", encoding="utf-8")
+        write_state(lab, initial_state(topology, lab))
         started = time.monotonic()
         with _no_gc():
             apply.apply(steps, clock, jobs=JOBS)
@@ -178,11 +107,7 @@ def _no_gc() -> Iterator[None]:
 def _start_captures(topology: Topology, lab: str, directory: Path) -> None:
     """Start the pcaps and record them in the state file; if that fails, take the lab down again."""
     try:
-        captures = capture.start(topology, lab, directory)
-        path = naming.state_dir(lab) / STATE_FILE
-        state = json.loads(path.read_text(encoding="utf-8"))
-        state["captures"] = captures
-        path.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        record(lab, "captures", capture.start(topology, lab, directory))
     except BaseException:
         down(lab)
         raise
@@ -229,7 +154,7 @@ def down(lab: str, timeout: float = 5.0) -> DownReport:
 def _remove_containers(lab: str) -> list[str]:
     """Remove the lab's containers. The engine is asked only if the state records container nodes (or is gone,
     e.g. after a crash); if it cannot be asked then, that is a warning: the namespaces still go."""
-    state = _read_state(lab)
+    state = read_state(lab)
     expected = state is None or any(info.get("image") for info in state.get("nodes", {}).values())
     if not expected:
         return []
@@ -246,7 +171,7 @@ def _remove_containers(lab: str) -> list[str]:
 def status(lab: str) -> dict[str, Any]:
     """Nodes of a running lab with their interfaces, addresses, routes and NAT kind."""
     naming.check_lab_name(lab)
-    state = _read_state(lab)
+    state = read_state(lab)
     present = set(ipr.list_namespaces())
     if state is None:
         raise LabError(f"lab {lab!r} is not up; run `python -m netns up --name {lab}`")
@@ -293,164 +218,3 @@ def _container_status(lab: str, node: str, engine: list[dict[str, Any] | LabErro
     if isinstance(answer, LabError):
         return {"error": str(answer)}
     return answer.get(node) or {"error": "no container (removed?)"}
-
-
-def is_container(lab: str, node: str) -> bool:
-    """Whether ``node`` of lab ``lab`` is a container node (as recorded by ``up``)."""
-    info = (_read_state(lab) or {}).get("nodes", {}).get(node)
-    return bool(isinstance(info, dict) and info.get("image"))
-
-
-def node_namespace(lab: str, node: str) -> str:
-    """The namespace of ``node`` in running lab ``lab``, or a LabError naming the nodes there are."""
-    naming.check_lab_name(lab)
-    ns = naming.namespace(lab, node)
-    owned = owned_namespaces(lab)
-    if ns not in owned:
-        if not owned:
-            raise LabError(f"lab {lab!r} is not up; run `python -m netns up --name {lab}`")
-        names = ", ".join(naming.node_of(lab, n) for n in owned)
-        raise LabError(f"no node {node!r} in lab {lab!r}; its nodes are {names}")
-    return ns
-
-
-# -- impairments ----------------------------------------------------------------------------------------------
-
-QUEUE_ALTERNATE = 1 << 15  # a changed delay runs on the network's other queue number while the old one drains
-
-
-def _impair_state(topology: Topology, lab: str) -> dict[str, Any]:
-    """What ``status`` and ``impair`` need: each network's members, queue and impairment, and the mechanism."""
-    netem = any(n.impair for n in topology.networks) and ipr.netem_supported(sys.executable)
-    links = impair_links(topology, lab)
-    networks = {
-        network.name: {
-            "members": list(topology.members(network.name)),
-            "queue": index,
-            "impair": network.impair.as_dict() if network.impair else None,
-        }
-        for index, network in enumerate(topology.networks)
-    }
-    return {"netem": netem if links else None, "networks": networks}
-
-
-def _links(lab: str, networks: dict[str, Any]) -> list[impair.Link]:
-    return [
-        impair.Link(name, member, naming.namespace(lab, member), name, from_dict(info["impair"]), info["queue"])
-        for name, info in networks.items()
-        if info.get("impair")
-        for member in info["members"]
-    ]
-
-
-def set_impairment(lab: str, network: str, impairment: Impairment | None) -> dict[str, Any]:
-    """Change (or with None clear) the impairment of ``network`` in running lab ``lab``; returns its status."""
-    naming.check_lab_name(lab)
-    require_root("impair")
-    state = _read_state(lab)
-    if state is None or not owned_namespaces(lab):
-        raise LabError(f"lab {lab!r} is not up; run `python -m netns up --name {lab}`")
-    networks: dict[str, Any] = state.get("networks", {})
-    if network not in networks:
-        raise LabError(f"no network {network!r} in lab {lab!r}; its networks are {', '.join(networks)}")
-    netem = state.get("netem")
-    if netem is None:
-        netem = ipr.netem_supported(sys.executable)
-    old = _links(lab, networks)
-    info = networks[network]
-    before = from_dict(info["impair"]) if info.get("impair") else None
-    old_delay = (before.delay_ms, before.jitter_ms) if before and before.delay_ms is not None else None
-    new_delay = (impairment.delay_ms, impairment.jitter_ms) if impairment else None
-    if old_delay is not None and new_delay is not None and old_delay != new_delay:
-        info["queue"] ^= QUEUE_ALTERNATE
-    info["impair"] = impairment.as_dict() if impairment else None
-    new = _links(lab, networks)
-    steps = []
-    for member in info["members"]:
-        steps += impair_steps(
-            [link for link in new if link.node == member],
-            [link for link in old if link.node == member],
-            netem,
-            lab,
-            sys.executable,
-        )
-    state["netem"] = netem
-    apply.apply(steps)
-    (naming.state_dir(lab) / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    return next((i for i in impairments(lab, state, set(ipr.list_namespaces())) if i["network"] == network), {})
-
-
-def impairments(lab: str, state: dict[str, Any], present: set[str]) -> list[dict[str, Any]]:
-    """Each impaired network with, per member interface, every impairment and the mechanism building it,
-    as found in the kernel now (``ok`` is False if a mechanism is missing, e.g. a delay daemon died)."""
-    netem = bool(state.get("netem"))
-    links = _links(lab, state.get("networks", {}))
-    kernel = _Kernel(netem, ipr.delayds(sorted({link.ns for link in links if link.ns in present})))
-    result = []
-    for link_group in _by_network(links):
-        first = link_group[0]
-        members = []
-        for link in link_group:
-            if link.ns not in present:
-                members.append({"node": link.node, "interface": link.ifname, "ok": False, "mechanisms": []})
-                continue
-            members.append(_member_status(link, netem, kernel))
-        result.append(
-            {
-                "network": first.network,
-                "impair": first.impairment.as_dict(),
-                "summary": first.impairment.describe(),
-                "ok": all(m["ok"] for m in members),
-                "members": members,
-            }
-        )
-    return result
-
-
-def _by_network(links: list[impair.Link]) -> list[list[impair.Link]]:
-    groups: dict[str, list[impair.Link]] = {}
-    for link in links:
-        groups.setdefault(link.network, []).append(link)
-    return list(groups.values())
-
-
-@dataclass(slots=True)
-class _Kernel:
-    """What ``impairments`` reads of each namespace, read once per namespace however many members it has: root
-    qdiscs, the impairment's nftables tables, and the delay daemons (all found in one pass over /proc)."""
-
-    netem: bool
-    delayds: dict[tuple[str, int], int]
-    _qdiscs: dict[str, dict[str, str]] = field(default_factory=dict)
-    _tables: dict[str, str] = field(default_factory=dict)
-
-    def qdisc(self, ns: str, ifname: str) -> str | None:
-        if ns not in self._qdiscs:
-            self._qdiscs[ns] = ipr.qdiscs(ns)
-        return self._qdiscs[ns].get(ifname)
-
-    def table(self, ns: str) -> str:
-        if self.netem:
-            return ""
-        if ns not in self._tables:
-            self._tables[ns] = ipr.nft_tables(ns, ("ip", "netdev"), impair.TABLE)
-        return self._tables[ns]
-
-
-def _member_status(link: impair.Link, netem: bool, kernel: _Kernel) -> dict[str, Any]:
-    mechanisms = []
-    for kind, text in link.impairment.parts():
-        how = impair.mechanisms(link.impairment, netem)[kind]
-        entry: dict[str, Any] = {"impairment": text, "mechanism": how}
-        if how in (impair.NETEM, impair.TBF):
-            entry["present"] = kernel.qdisc(link.ns, link.ifname) == how
-        elif how == impair.NFQUEUE:
-            pid = kernel.delayds.get((link.ns, link.queue))
-            entry.update(pid=pid, queue=link.queue, present=pid is not None)
-        else:
-            needle = f'device "{link.ifname}"'  # the loss chain's hook, or the dup rule's device
-            action = "hook egress" if how == impair.NUMGEN else "dup to"
-            entry["present"] = any(needle in r and action in r for r in kernel.table(link.ns).splitlines())
-        mechanisms.append(entry)
-    ok = all(m["present"] for m in mechanisms)
-    return {"node": link.node, "interface": link.ifname, "ok": ok, "mechanisms": mechanisms}

@@ -17,7 +17,8 @@ from typing import Any
 from netns import naming
 from netns.errors import LabError
 from netns.kernel import ipr
-from netns.lab import lifecycle
+from netns.lab import ownership
+from netns.lab.state import read_state
 from netns.rules import nat as natrules
 from netns.rules import nft
 from netns.topology.behaviour import Nat
@@ -58,9 +59,9 @@ def check_new_address(network: str, old: str, prefixlen: int, new: str, used: di
 
 def readdress(lab: str, node: str, network: str, new: str) -> Report:
     """Give ``node`` of running lab ``lab`` the address ``new`` on ``network`` instead of its first one there."""
-    lifecycle.require_root("readdress")
-    ns = lifecycle.node_namespace(lab, node)
-    state = lifecycle.read_state(lab) or {}
+    ownership.require_root("readdress")
+    ns = ownership.node_namespace(lab, node)
+    state = read_state(lab) or {}
     members = state.get("networks", {}).get(network, {}).get("members")
     if members is None or node not in members:
         raise LabError(f"readdress: {node} is not on a network {network!r} in lab {lab!r}")
