@@ -54,7 +54,7 @@ from bench import server_packets
 from bench.crowd import Crowd, peer_argv
 from bench.report import machine, markdown_table, median_p95, write_report
 from netns import naming
-from netns.kernel import ipr
+from netns.kernel import namespaces
 from netns.lab import apply, lifecycle
 from netns.topology import generate
 from punch.peer import sealing
@@ -282,7 +282,10 @@ def resolve_neighbours(name: str, n: int) -> None:
     """
     for k in range(1, n + 1):
         partner = k + 1 if k % 2 else k - 1
-        with ipr.entered(naming.namespace(name, f"nat{k}")), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with (
+            namespaces.entered(naming.namespace(name, f"nat{k}")),
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s,
+        ):
             for address in (generate.router_address(partner), generate.SERVER):
                 s.sendto(b"", (str(address), 9))  # discard; what matters is the neighbour entry on the way
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import punch.cli
 from netns import naming
-from netns.kernel import ipr
+from netns.kernel import namespaces
 from netns.topology import generate
 from punch.errors import PeerError
 from punch.peer.session import PeerConfig, PeerResult, run_peer
@@ -47,7 +47,7 @@ class Guest:
 def socket_in(namespace: str) -> socket.socket:
     """A UDP socket of ``namespace``, bound to its address toward the server (a wildcard bind would make the
     peer ask the host's own namespace for its LAN address)."""
-    with ipr.entered(namespace):
+    with namespaces.entered(namespace):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect((str(generate.SERVER), 3478))  # connecting a UDP socket sends nothing
             address = probe.getsockname()[0]

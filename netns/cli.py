@@ -18,7 +18,7 @@ from typing import Any
 
 from netns import naming
 from netns.errors import LabError, TopologyError
-from netns.kernel import containers, ipr
+from netns.kernel import containers, namespaces, processes
 from netns.lab import impairments, lifecycle, ownership, readdress, state
 from netns.lab.apply import Interrupted, deferred_signals
 from netns.matrix import cells, runner
@@ -241,7 +241,7 @@ def _print_nodes(summary: lifecycle.Summary) -> None:
 def _warn_neighbours(peers: int) -> None:
     """Warn when the kernel's ARP table, one for every namespace on the machine, is too small for the lab."""
     need = generate.NEIGHBOURS_PER_PEER * peers
-    capacity = ipr.neighbour_capacity()
+    capacity = namespaces.neighbour_capacity()
     if capacity is not None and need > capacity:
         log.warning(
             "%d peers need about %d ARP entries, but the kernel's table (shared by all namespaces) holds %d: "
@@ -322,13 +322,13 @@ def _cmd_exec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if in_container:
             print(containers.spawn_in(args.name, args.node, command, log_path))
         else:
-            print(ipr.spawn_in(ns, command, log_path))
+            print(processes.spawn_in(ns, command, log_path))
         return EXIT_OK
     sys.stdout.flush()
     if in_container:
         containers.exec_in(args.name, args.node, command)
     else:
-        ipr.exec_in(ns, command)
+        processes.exec_in(ns, command)
     return EXIT_FAILURE  # not reached: exec_in replaces this process
 
 

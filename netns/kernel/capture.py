@@ -15,7 +15,7 @@ from typing import Any
 
 from netns import naming
 from netns.errors import LabError
-from netns.kernel import ipr
+from netns.kernel import boundary, processes
 from netns.topology.model import Topology
 
 FILTER = "udp or icmp"
@@ -37,7 +37,7 @@ def start(topology: Topology, lab: str, directory: Path, timeout: float = 10.0) 
         pcap = directory.resolve() / f"{node.name}-{node.nat.wan}.pcap"
         log_path = naming.state_dir(lab) / f"capture-{node.name}.log"
         argv = ["tcpdump", "-n", "--immediate-mode", "-U", "-Z", "root", "-i", node.nat.wan, "-w", str(pcap), FILTER]
-        pid = ipr.spawn_in(naming.namespace(lab, node.name), argv, str(log_path))
+        pid = processes.spawn_in(naming.namespace(lab, node.name), argv, str(log_path))
         captures.append({"node": node.name, "interface": node.nat.wan, "pcap": str(pcap), "pid": pid})
         logs.append(log_path)
     for capture, log_path in zip(captures, logs, strict=True):
@@ -48,10 +48,10 @@ def start(topology: Topology, lab: str, directory: Path, timeout: float = 10.0) 
 
 def _wait_listening(where: str, pid: int, log_path: Path, timeout: float) -> None:
     """Until tcpdump says it is listening (the capture is active); a LabError with its last words if it died."""
-    ipr.wait_for(
-        lambda: "listening on" in _read(log_path) or not ipr.alive(pid), f"tcpdump on {where} to start", timeout
+    boundary.wait_for(
+        lambda: "listening on" in _read(log_path) or not processes.alive(pid), f"tcpdump on {where} to start", timeout
     )
-    if not ipr.alive(pid):
+    if not processes.alive(pid):
         last = (_read(log_path).strip().splitlines() or ["no output"])[-1]
         raise LabError(f"tcpdump on {where} failed: {last}")
 

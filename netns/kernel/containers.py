@@ -2,7 +2,7 @@
 
 A node with ``image:`` runs as a container started with no network of Docker's (``--network none``: only
 ``lo``, no Docker network, nothing in the root namespace). The lab then names the container's network namespace
-``LAB-NODE`` from the container's PID (``ipr.attach_namespace``, what ``ip netns attach`` does) and wires it
+``LAB-NODE`` from the container's PID (``namespaces.attach_namespace``, what ``ip netns attach`` does) and wires it
 like any other node, so the container's traffic crosses the lab's veths, routers and kernel NAT.
 
 The container's command starts when the container does, before it is wired: the plan brings its links up and

@@ -3,9 +3,9 @@ and the dumps ``status`` reads back (netns/kernel/rtdump.py parses their message
 
 ``up`` sends tens of thousands of them for a big lab; through pyroute2 (an asyncio event loop and a request
 filter per call) each cost about a millisecond of Python, here a few microseconds plus the kernel's work. Only
-netns/kernel/ipr.py uses this module, inside a namespace it has entered: a socket belongs to the namespace it was
+netns/kernel/links.py uses this module, inside a namespace it has entered: a socket belongs to the namespace it was
 opened in. Errors are OSError with the kernel's errno, or DecodeError for a reply that does not parse;
-netns/kernel/ipr.py turns both into KernelErrors.
+netns/kernel/boundary.py turns both into KernelErrors.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
+
+from netns.kernel.boundary import DecodeError as DecodeError
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 16, 18, 20, 22, 24, 26
@@ -33,10 +35,6 @@ RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst/src length, tos, table
 _CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 _ERRNO = struct.Struct("=i")  # nlmsgerr's error (negative errno, 0 for an ack); NLMSG_DONE's payload starts so too
 RECV_SIZE = 65536  # more than the kernel puts in one datagram of a dump (at most 32 KiB)
-
-
-class DecodeError(ValueError):
-    """A netlink message that does not parse; the text says where (message, offset, attribute) and why."""
 
 
 def messages(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:

@@ -5,7 +5,7 @@ is undone too. On any error or interruption the finished steps are undone in rev
 SIGINT/SIGTERM held off, then the exception is re-raised.
 
 With ``jobs`` > 1 the steps run on that many worker threads, each namespace on one worker (which keeps one
-netlink socket per namespace, netns/kernel/ipr.py): a step waits only for the earlier steps that touch one of its
+netlink socket per namespace, netns/kernel/links.py): a step waits only for the earlier steps that touch one of its
 namespaces (a veth touches two), so the plan's order holds within every namespace while different
 namespaces proceed side by side (helpers like iptables-restore mostly wait on the kernel, so many run at once).
 An inverse is pushed when its step starts; on an error or a signal no further step starts, the running ones
@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from netns.kernel import containers, ipr
+from netns.kernel import containers, daemons, links, namespaces, processes, tc
 from netns.lab import plan
 from netns.lab.plan import Step
 
@@ -71,35 +71,35 @@ def deferred_signals() -> Iterator[None]:
 
 def _dispatch() -> dict[type[Any], Callable[[Any], None]]:
     return {
-        plan.CreateNamespace: lambda s: ipr.create_namespace(s.ns),
-        plan.DeleteNamespace: lambda s: ipr.delete_namespace(s.ns),
-        plan.MarkNamespace: lambda s: ipr.mark_namespace(s.ns, s.marker),
+        plan.CreateNamespace: lambda s: namespaces.create_namespace(s.ns),
+        plan.DeleteNamespace: lambda s: namespaces.delete_namespace(s.ns),
+        plan.MarkNamespace: lambda s: links.mark_namespace(s.ns, s.marker),
         plan.StartContainer: _start_container,
         plan.RemoveContainer: _remove_container,
-        plan.CreateVeth: lambda s: ipr.create_veth(s.ns, s.ifname, s.peer_ns, s.peer_ifname),
-        plan.CreateBridge: lambda s: ipr.create_bridge(s.ns, s.ifname),
-        plan.AttachPort: lambda s: ipr.attach_port(s.ns, s.port, s.bridge),
-        plan.Sysctl: lambda s: ipr.sysctl(s.ns, s.key, s.value, s.optional),
-        plan.AddAddress: lambda s: ipr.add_address(s.ns, s.ifname, s.address, s.prefixlen),
-        plan.LinkUp: lambda s: ipr.link_up(s.ns, s.ifname),
-        plan.AddRoute: lambda s: ipr.add_route(s.ns, s.dst, s.gateway),
-        plan.LoadNat: lambda s: ipr.load_ruleset(s.ns, s.ruleset),
-        plan.LoadNft: lambda s: ipr.load_nftables(s.ns, s.ruleset),
-        plan.StartDelayd: lambda s: ipr.start_delayd(s.ns, s.queue, s.argv, s.log),
-        plan.StopDelayd: lambda s: ipr.stop_delayd(s.ns, s.queue),
-        plan.SetQdisc: lambda s: ipr.set_qdisc(s.ns, s.ifname, s.kind, dict(s.params)),
-        plan.LoadImpair: lambda s: ipr.load_impair(s.ns, s.iptables, s.nftables),
+        plan.CreateVeth: lambda s: links.create_veth(s.ns, s.ifname, s.peer_ns, s.peer_ifname),
+        plan.CreateBridge: lambda s: links.create_bridge(s.ns, s.ifname),
+        plan.AttachPort: lambda s: links.attach_port(s.ns, s.port, s.bridge),
+        plan.Sysctl: lambda s: namespaces.sysctl(s.ns, s.key, s.value, s.optional),
+        plan.AddAddress: lambda s: links.add_address(s.ns, s.ifname, s.address, s.prefixlen),
+        plan.LinkUp: lambda s: links.link_up(s.ns, s.ifname),
+        plan.AddRoute: lambda s: links.add_route(s.ns, s.dst, s.gateway),
+        plan.LoadNat: lambda s: processes.load_ruleset(s.ns, s.ruleset),
+        plan.LoadNft: lambda s: processes.load_nftables(s.ns, s.ruleset),
+        plan.StartDelayd: lambda s: daemons.start_delayd(s.ns, s.queue, s.argv, s.log),
+        plan.StopDelayd: lambda s: daemons.stop_delayd(s.ns, s.queue),
+        plan.SetQdisc: lambda s: tc.set_qdisc(s.ns, s.ifname, s.kind, dict(s.params)),
+        plan.LoadImpair: lambda s: processes.load_impair(s.ns, s.iptables, s.nftables),
     }
 
 
 def _start_container(step: plan.StartContainer) -> None:
     pid = containers.start(step.lab, step.node, step.image, step.command, step.env)
-    ipr.attach_namespace(step.ns, pid)
+    namespaces.attach_namespace(step.ns, pid)
 
 
 def _remove_container(step: plan.RemoveContainer) -> None:
     containers.remove(step.lab, step.node)
-    ipr.delete_namespace(step.ns)
+    namespaces.delete_namespace(step.ns)
 
 
 def kernel_executor(step: Step) -> None:
@@ -243,7 +243,7 @@ def _apply_parallel(steps: Sequence[Step], execute: Executor, jobs: int) -> None
                 settled.set()
 
     python = threading.Lock()
-    workers = [ThreadPoolExecutor(1, "netns-apply", initializer=ipr.open_cache) for _ in range(jobs)]
+    workers = [ThreadPoolExecutor(1, "netns-apply", initializer=links.open_cache) for _ in range(jobs)]
     futures: list[Future[None]] = []
     try:
         if not steps:
@@ -269,7 +269,7 @@ def _apply_parallel(steps: Sequence[Step], execute: Executor, jobs: int) -> None
         raise
     finally:
         for pool in workers:
-            pool.submit(ipr.close_cache)
+            pool.submit(links.close_cache)
             pool.shutdown(wait=True)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from netns import naming
 from netns.errors import LabError
-from netns.kernel import ipr
+from netns.kernel import daemons, namespaces, processes, tc
 from netns.lab import apply
 from netns.lab.ownership import owned_namespaces, require_root
 from netns.lab.plan import impair_steps
@@ -42,7 +42,7 @@ def set_impairment(lab: str, network: str, impairment: Impairment | None) -> dic
         raise LabError(f"no network {network!r} in lab {lab!r}; its networks are {', '.join(networks)}")
     netem = state.get("netem")
     if netem is None:
-        netem = ipr.netem_supported(sys.executable)
+        netem = tc.netem_supported(sys.executable)
     old = _links(lab, networks)
     info = networks[network]
     before = from_dict(info["impair"]) if info.get("impair") else None
@@ -64,7 +64,7 @@ def set_impairment(lab: str, network: str, impairment: Impairment | None) -> dic
     state["netem"] = netem
     apply.apply(steps)
     write_state(lab, state)
-    return next((i for i in impairments(lab, state, set(ipr.list_namespaces())) if i["network"] == network), {})
+    return next((i for i in impairments(lab, state, set(namespaces.list_namespaces())) if i["network"] == network), {})
 
 
 def impairments(lab: str, state: dict[str, Any], present: set[str]) -> list[dict[str, Any]]:
@@ -72,7 +72,7 @@ def impairments(lab: str, state: dict[str, Any], present: set[str]) -> list[dict
     as found in the kernel now (``ok`` is False if a mechanism is missing, e.g. a delay daemon died)."""
     netem = bool(state.get("netem"))
     links = _links(lab, state.get("networks", {}))
-    kernel = _Kernel(netem, ipr.delayds(sorted({link.ns for link in links if link.ns in present})))
+    kernel = _Kernel(netem, daemons.delayds(sorted({link.ns for link in links if link.ns in present})))
     result = []
     for link_group in _by_network(links):
         first = link_group[0]
@@ -113,14 +113,14 @@ class _Kernel:
 
     def qdisc(self, ns: str, ifname: str) -> str | None:
         if ns not in self._qdiscs:
-            self._qdiscs[ns] = ipr.qdiscs(ns)
+            self._qdiscs[ns] = tc.qdiscs(ns)
         return self._qdiscs[ns].get(ifname)
 
     def table(self, ns: str) -> str:
         if self.netem:
             return ""
         if ns not in self._tables:
-            self._tables[ns] = ipr.nft_tables(ns, ("ip", "netdev"), impair.TABLE)
+            self._tables[ns] = processes.nft_tables(ns, ("ip", "netdev"), impair.TABLE)
         return self._tables[ns]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from netns import naming
 from netns.errors import KernelError, LabError
-from netns.kernel import capture, containers, ipr
+from netns.kernel import boundary, capture, containers, links, namespaces, processes, tc
 from netns.lab import apply
 from netns.lab.impairments import impairments
 from netns.lab.ownership import namespaces_with_prefix, owned_namespaces, require_root
@@ -56,7 +56,7 @@ def up(topology: Topology, lab: str, capture_dir: Path | None = None) -> Summary
     images = sorted({n.container.image for n in topology.nodes if n.container is not None})
     if images:
         containers.check_images(images)  # an engine and every image, before anything is built
-    netem = any(n.impair for n in topology.networks) and ipr.netem_supported(sys.executable)
+    netem = any(n.impair for n in topology.networks) and tc.netem_supported(sys.executable)
     steps = plan(topology, lab, netem, sys.executable)
     clock = apply.StepClock()
     try:
@@ -115,18 +115,18 @@ def _start_captures(topology: Topology, lab: str, directory: Path) -> None:
 
 def _stop_processes(namespaces: list[str], timeout: float) -> int:
     """SIGTERM every process in ``namespaces``, poll until gone, SIGKILL the rest. Returns how many."""
-    pids = ipr.pids_in_any(namespaces)
+    pids = processes.pids_in_any(namespaces)
     if not pids:
         return 0
     log.info("stopping %d process(es): %s", len(pids), " ".join(map(str, pids)))
-    ipr.signal_pids(pids, signal.SIGTERM)
+    processes.signal_pids(pids, signal.SIGTERM)
     try:
-        ipr.wait_for(lambda: not any(map(ipr.alive, pids)), "processes to exit after SIGTERM", timeout)
+        boundary.wait_for(lambda: not any(map(processes.alive, pids)), "processes to exit after SIGTERM", timeout)
     except KernelError:
-        stubborn = [pid for pid in pids if ipr.alive(pid)]
+        stubborn = [pid for pid in pids if processes.alive(pid)]
         log.warning("killing %d process(es) that ignored SIGTERM: %s", len(stubborn), stubborn)
-        ipr.signal_pids(stubborn, signal.SIGKILL)
-        ipr.wait_for(lambda: not any(map(ipr.alive, stubborn)), "processes to exit after SIGKILL", timeout)
+        processes.signal_pids(stubborn, signal.SIGKILL)
+        boundary.wait_for(lambda: not any(map(processes.alive, stubborn)), "processes to exit after SIGKILL", timeout)
     return len(pids)
 
 
@@ -146,7 +146,7 @@ def down(lab: str, timeout: float = 5.0) -> DownReport:
     removed = _remove_containers(lab)
     stopped = _stop_processes(owned, timeout)
     with ThreadPoolExecutor(JOBS, "netns-down") as pool:  # each waits on the kernel; `list` re-raises any error
-        list(pool.map(ipr.delete_namespace, owned))
+        list(pool.map(namespaces.delete_namespace, owned))
     shutil.rmtree(naming.state_dir(lab), ignore_errors=True)
     return DownReport(lab, owned, stopped, removed)
 
@@ -172,7 +172,7 @@ def status(lab: str) -> dict[str, Any]:
     """Nodes of a running lab with their interfaces, addresses, routes and NAT kind."""
     naming.check_lab_name(lab)
     state = read_state(lab)
-    present = set(ipr.list_namespaces())
+    present = set(namespaces.list_namespaces())
     if state is None:
         raise LabError(f"lab {lab!r} is not up; run `python -m netns up --name {lab}`")
     nodes = []
@@ -191,7 +191,7 @@ def status(lab: str) -> dict[str, Any]:
             entry["image"] = info["image"]
             entry["container"] = _container_status(lab, name, engine)
         if ns in present:
-            entry.update(ipr.describe(ns))
+            entry.update(links.describe(ns))
         else:
             missing.append(ns)
         nodes.append(entry)

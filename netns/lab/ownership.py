@@ -11,7 +11,7 @@ import os
 
 from netns import naming
 from netns.errors import LabError
-from netns.kernel import ipr
+from netns.kernel import links, namespaces
 from netns.lab.state import read_state
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def require_root(verb: str) -> None:
 
 
 def namespaces_with_prefix(lab: str) -> list[str]:
-    return [ns for ns in ipr.list_namespaces() if naming.has_prefix(lab, ns)]
+    return [ns for ns in namespaces.list_namespaces() if naming.has_prefix(lab, ns)]
 
 
 def owned_namespaces(lab: str) -> list[str]:
@@ -32,7 +32,7 @@ def owned_namespaces(lab: str) -> list[str]:
     recorded = set(state.get("nodes", {}))
     owned = []
     for ns in namespaces_with_prefix(lab):
-        if naming.node_of(lab, ns) in recorded or ipr.read_marker(ns) == naming.marker(lab):
+        if naming.node_of(lab, ns) in recorded or links.read_marker(ns) == naming.marker(lab):
             owned.append(ns)
         else:
             log.warning("namespace %s has the prefix of lab %s but not its marker; left alone", ns, lab)

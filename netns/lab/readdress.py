@@ -16,7 +16,7 @@ from typing import Any
 
 from netns import naming
 from netns.errors import LabError
-from netns.kernel import ipr
+from netns.kernel import links, processes
 from netns.lab import ownership
 from netns.lab.state import read_state
 from netns.rules import nat as natrules
@@ -65,17 +65,17 @@ def readdress(lab: str, node: str, network: str, new: str) -> Report:
     members = state.get("networks", {}).get(network, {}).get("members")
     if members is None or node not in members:
         raise LabError(f"readdress: {node} is not on a network {network!r} in lab {lab!r}")
-    current = ipr.addresses(ns, network)
+    current = links.addresses(ns, network)
     if not current:
         raise LabError(f"readdress: {node} has no address on {network}")
     old, prefixlen = current[0]
-    used = {a: m for m in members if m != node for a, _ in ipr.addresses(naming.namespace(lab, m), network)}
+    used = {a: m for m in members if m != node for a, _ in links.addresses(naming.namespace(lab, m), network)}
     address = check_new_address(network, old, prefixlen, new, used)
-    report = Report(node, network, f"{old}/{prefixlen}", f"{address}/{prefixlen}", ipr.gateway_routes(ns, network))
-    ipr.delete_address(ns, network, old, prefixlen)
-    ipr.add_address(ns, network, address, prefixlen)
+    report = Report(node, network, f"{old}/{prefixlen}", f"{address}/{prefixlen}", links.gateway_routes(ns, network))
+    links.delete_address(ns, network, old, prefixlen)
+    links.add_address(ns, network, address, prefixlen)
     for destination, gateway in report.routes:
-        ipr.replace_route(ns, destination, gateway)
+        links.replace_route(ns, destination, gateway)
     config = state["nodes"].get(node, {}).get("nat_config")
     if config is not None and config["wan"] == network:
         report.nat = _follow(ns, node, config, address)
@@ -90,9 +90,9 @@ def _follow(ns: str, node: str, config: dict[str, Any], address: str) -> str:
         wan = Interface(nat.wan, (ipaddress.IPv4Address(address),))
         interfaces = (wan, *(Interface(lan, ()) for lan in config["lans"]))
         ruleset = nft.ruleset(Node(node, "router", interfaces, nat=nat))
-        ipr.load_nftables(ns, f"delete table ip {nft.TABLE}\n{ruleset}")  # one transaction: never without rules
+        processes.load_nftables(ns, f"delete table ip {nft.TABLE}\n{ruleset}")  # one transaction: never without rules
         how += " rules rebuilt for the new address"
     elif how != "routing":
         how += " follows the interface's address"
-    ipr.run_in(ns, ["conntrack", "-F"])
+    processes.run_in(ns, ["conntrack", "-F"])
     return how + "; conntrack flushed"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from netns import naming
-from netns.kernel import ipr
+from netns.kernel import tc
 from netns.lab.plan import impair_links
 from netns.rules import nat as natrules
 from netns.topology import behaviour
@@ -76,7 +76,7 @@ def _behaviour(nat: behaviour.Nat | None) -> dict[str, Any] | None:
 
 def _impair_state(topology: Topology, lab: str) -> dict[str, Any]:
     """What ``status`` and ``impair`` need: each network's members, queue and impairment, and the mechanism."""
-    netem = any(n.impair for n in topology.networks) and ipr.netem_supported(sys.executable)
+    netem = any(n.impair for n in topology.networks) and tc.netem_supported(sys.executable)
     links = impair_links(topology, lab)
     networks = {
         network.name: {

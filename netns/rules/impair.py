@@ -1,7 +1,7 @@
 """Link impairments (netns/topology/impairment.py) built from kernel mechanisms: which one, and its rule text.
 
 Mechanisms (``mechanisms``): with the ``netem`` qdisc (stock Debian/Ubuntu kernels) one netem qdisc per
-interface does everything. Without it (detected by trying, netns/kernel/ipr.py ``netem_supported``):
+interface does everything. Without it (detected by trying, netns/kernel/tc.py ``netem_supported``):
 
 * delay and jitter -- an iptables rule in the raw table sends the packets *arriving* on the interface to an
   NFQUEUE, where ``python -m netns.kernel.delayd`` (netns/kernel/delayd.py) holds each verdict for delay +/- jitter;

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from netns.kernel import ipr
+from netns.kernel import boundary, processes
 from netns.testing import Lab, LabFactory, run_cli, unique_name
 
 pytestmark = pytest.mark.e2e
@@ -208,7 +208,7 @@ def test_a_dead_daemon_stops_its_traffic_and_status_says_so(lab: Lab) -> None:
     _, info, _ = status(lab)
     pid = next(n for n in info["impairments"] if n["network"] == "delay")["members"][0]["mechanisms"][0]["pid"]
     os.kill(pid, signal.SIGKILL)
-    ipr.wait_for(lambda: not ipr.alive(pid), f"PID {pid} to die")
+    boundary.wait_for(lambda: not processes.alive(pid), f"PID {pid} to die")
     code, info, text = status(lab)
     assert code == 1
     assert "daemon DEAD: traffic is dropped" in text
@@ -245,7 +245,7 @@ def test_down_stops_the_daemons_and_leaves_nothing(lab: Lab) -> None:
     pids = [pid for pid in daemon_pids(info) if pid]
     lab.down()
     lab.assert_gone()
-    assert not any(ipr.alive(pid) for pid in pids)
+    assert not any(processes.alive(pid) for pid in pids)
 
 
 def test_two_labs_use_the_same_queue_numbers_side_by_side(lab_factory: LabFactory) -> None:

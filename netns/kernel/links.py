@@ -1,0 +1,215 @@
+"""Links, addresses and routes inside a namespace, over rtnetlink: what builds a lab, what ``status`` and
+``readdress`` read back.
+
+The requests that build a lab (links, addresses, routes) are packed by netns/kernel/rtnl.py, and what ``status`` reads
+back (links, addresses, routes, root qdiscs) are dumps parsed by netns/kernel/rtdump.py; the rarer
+reads and changes go through pyroute2. Between ``open_cache()`` and ``close_cache()`` a thread
+keeps one rtnetlink socket per namespace (and the interface indices it looked up); otherwise each call opens and
+closes its own.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from netns.errors import KernelError
+from netns.kernel import rtdump, rtnl
+from netns.kernel.boundary import POLL_INTERVAL, translated
+from netns.kernel.namespaces import NETNS_DIR, entered
+
+log = logging.getLogger(__name__)
+
+_local = threading.local()  # per thread: the namespace handles of ``open_cache()``
+
+
+def open_cache() -> None:
+    """From now on this thread keeps one rtnetlink socket per namespace it touches (and the indices it looked up)."""
+    _local.handles = {}
+    _local.indices = {}
+
+
+def close_cache() -> None:
+    """Close the sockets ``open_cache`` kept in this thread; from now on each call opens its own again."""
+    handles, _local.handles = getattr(_local, "handles", None) or {}, None
+    for sock in handles.values():
+        sock.close()
+
+
+@contextmanager
+def iproute(ns: str) -> Iterator[Any]:
+    """A pyroute2 IPRoute of ``ns``, opened from inside it, closed after the block."""
+    from pyroute2 import IPRoute  # imported here: see netns/kernel/boundary.py
+
+    with entered(ns), translated(f"open namespace {ns}"):
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+@contextmanager
+def rtnetlink(ns: str) -> Iterator[rtnl.Socket]:
+    """An rtnetlink socket of ``ns``: this thread's cached one after ``open_cache()``, else one for the block."""
+    handles = getattr(_local, "handles", None)
+    if handles is not None and ns in handles:
+        yield handles[ns]
+        return
+    with entered(ns), translated(f"open namespace {ns}"):
+        sock = rtnl.Socket()
+    if handles is not None:
+        handles[ns] = sock
+        yield sock
+        return
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def _index(sock: rtnl.Socket, ns: str, ifname: str) -> int:
+    indices = getattr(_local, "indices", None) if getattr(_local, "handles", None) is not None else None
+    if indices is not None and (ns, ifname) in indices:
+        return int(indices[ns, ifname])
+    try:
+        index = sock.index(ifname)
+    except OSError as exc:
+        if exc.errno != errno.ENODEV:
+            raise
+        raise KernelError(f"no interface {ifname} in namespace {ns}") from None
+    if indices is not None:
+        indices[ns, ifname] = index
+    return index
+
+
+def read_marker(ns: str) -> str | None:
+    """The ifalias of ``lo`` in ``ns`` (the lab's ownership marker), or None if unreadable."""
+    try:
+        with iproute(ns) as ipr, translated(f"read marker of {ns}"):
+            links = ipr.get_links(ipr.link_lookup(ifname="lo")[0])
+            alias = links[0].get("ifalias") if links else None
+            return str(alias) if alias else None
+    except KernelError as exc:
+        log.debug("cannot read marker of %s: %s", ns, exc)
+        return None
+
+
+def mark_namespace(ns: str, marker: str) -> None:
+    with rtnetlink(ns) as sock, translated(f"mark namespace {ns}"):
+        sock.set_link(_index(sock, ns, "lo"), up=True, alias=marker)
+
+
+def create_veth(ns: str, ifname: str, peer_ns: str, peer_ifname: str) -> None:
+    """A veth pair created in ``ns`` with its peer placed directly into ``peer_ns`` (never in root)."""
+    with rtnetlink(ns) as sock, translated(f"create veth {ns}:{ifname} <-> {peer_ns}:{peer_ifname}"):
+        peer = os.open(os.path.join(NETNS_DIR, peer_ns), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sock.add_veth(ifname, peer_ifname, peer)
+        finally:
+            os.close(peer)
+
+
+def create_bridge(ns: str, ifname: str) -> None:
+    with rtnetlink(ns) as sock, translated(f"create bridge {ns}:{ifname}"):
+        sock.add_bridge(ifname)
+
+
+def _link_index(ipr: Any, ns: str, ifname: str) -> int:
+    """The index of ``ifname`` through a pyroute2 IPRoute (the readers that are not on the hot path of ``up``)."""
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise KernelError(f"no interface {ifname} in namespace {ns}")
+    return int(found[0])
+
+
+def attach_port(ns: str, port: str, bridge: str) -> None:
+    with rtnetlink(ns) as sock, translated(f"attach {ns}:{port} to {bridge}"):
+        sock.set_link(_index(sock, ns, port), master=_index(sock, ns, bridge))
+
+
+def add_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
+    with rtnetlink(ns) as sock, translated(f"add {address}/{prefixlen} to {ns}:{ifname}"):
+        sock.add_address(_index(sock, ns, ifname), address, prefixlen)
+
+
+def addresses(ns: str, ifname: str) -> list[tuple[str, int]]:
+    """The IPv4 addresses of ``ns:ifname`` as (address, prefix length), primary first."""
+    with iproute(ns) as ipr, translated(f"read the addresses of {ns}:{ifname}"):
+        index = _link_index(ipr, ns, ifname)
+        return [(str(a.get("address")), int(a["prefixlen"])) for a in ipr.get_addr(family=2, index=index)]
+
+
+def delete_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
+    with iproute(ns) as ipr, translated(f"delete {address}/{prefixlen} from {ns}:{ifname}"):
+        ipr.addr("del", index=_link_index(ipr, ns, ifname), address=address, prefixlen=prefixlen)
+
+
+def gateway_routes(ns: str, ifname: str) -> list[tuple[str, str]]:
+    """Main-table routes through a gateway on ``ns:ifname``, as (destination CIDR, gateway)."""
+    with iproute(ns) as ipr, translated(f"read the routes of {ns}"):
+        index = _link_index(ipr, ns, ifname)
+        found = []
+        for route in ipr.get_routes(family=2, table=254):
+            gateway = route.get("gateway")
+            if gateway and int(route.get("oif") or 0) == index:
+                found.append((f"{route.get('dst') or '0.0.0.0'}/{route['dst_len']}", str(gateway)))
+        return found
+
+
+def replace_route(ns: str, dst: str, gateway: str) -> None:
+    """Add the route, or replace the one to ``dst`` there is."""
+    with iproute(ns) as ipr, translated(f"replace route {dst} via {gateway} in {ns}"):
+        ipr.route("replace", dst=dst, gateway=gateway)
+
+
+def link_up(ns: str, ifname: str) -> None:
+    """Set ``ns:ifname`` up: the kernel acknowledges the request once the flag is set (nothing to poll)."""
+    with rtnetlink(ns) as sock, translated(f"bring up {ns}:{ifname}"):
+        sock.set_link(_index(sock, ns, ifname), up=True)
+
+
+def add_route(ns: str, dst: str, gateway: str, timeout: float = 5.0) -> None:
+    """Add a route; while the gateway's network is not yet usable (ENETUNREACH), poll until it is."""
+    deadline = time.monotonic() + timeout
+    with rtnetlink(ns) as sock, translated(f"add route {dst} via {gateway} in {ns}"):
+        while True:
+            try:
+                sock.add_route(dst, gateway)
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENETUNREACH or time.monotonic() >= deadline:
+                    raise
+            time.sleep(POLL_INTERVAL)
+
+
+def describe(ns: str) -> dict[str, Any]:
+    """Interfaces (name, state, addresses) and main-table routes of ``ns``, for ``status``: three rtnetlink
+    dumps, parsed by hand (netns/kernel/rtdump.py)."""
+    with rtnetlink(ns) as sock, translated(f"read namespace {ns}"):
+        links = rtdump.links(sock)
+        addresses = rtdump.addresses(sock)
+        routes = rtdump.routes(sock)
+    names = {link.index: link.name for link in links}
+    by_link: dict[int, list[str]] = {}
+    for address in addresses:
+        by_link.setdefault(address.index, []).append(f"{address.address}/{address.prefixlen}")
+    return {
+        "interfaces": [
+            {"name": link.name, "state": link.operstate, "addresses": by_link.get(link.index, [])} for link in links
+        ],
+        "routes": [
+            {
+                "dst": f"{route.dst}/{route.dst_len}" if route.dst else "default",
+                "via": route.gateway,
+                "dev": names.get(route.oif or 0),
+            }
+            for route in routes
+        ],
+    }
