@@ -5,8 +5,6 @@ sleeping blindly (``wait_for``).
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,24 +27,13 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> 
         time.sleep(POLL_INTERVAL)
 
 
-def _netlink_error() -> type[Exception] | None:
-    """pyroute2's NetlinkError once pyroute2 is loaded. It is imported only by what needs it (qdiscs, container
-    namespaces, the readers off ``up``'s hot path): importing it costs every CLI command about 0.15 s."""
-    return getattr(sys.modules.get("pyroute2.netlink.exceptions"), "NetlinkError", None)
-
-
 @contextmanager
 def translated(what: str) -> Iterator[None]:
-    """Translate netlink and OS errors raised while doing ``what`` into one-line KernelErrors."""
+    """Translate netlink and OS errors raised while doing ``what`` into one-line KernelErrors. netlink errors come as
+    OSError with the kernel's errno (netns/kernel/netlink.py), or as DecodeError for a reply that does not parse."""
     try:
         yield
     except DecodeError as exc:
         raise KernelError(f"{what}: {exc}") from exc
     except OSError as exc:
         raise KernelError(f"{what}: {exc.strerror or exc}") from exc
-    except Exception as exc:
-        netlink_error = _netlink_error()
-        if netlink_error is None or not isinstance(exc, netlink_error):
-            raise
-        code = getattr(exc, "code", 0)
-        raise KernelError(f"{what}: {os.strerror(code) if code else exc}") from exc

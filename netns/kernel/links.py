@@ -1,11 +1,9 @@
-"""Links, addresses and routes inside a namespace, over rtnetlink: what builds a lab, what ``status`` and
-``readdress`` read back.
+"""Links, addresses and routes inside a namespace, over rtnetlink (netns/kernel/netlink.py): what builds a lab,
+and what ``status``, ``down`` and ``readdress`` read back.
 
-The requests that build a lab (links, addresses, routes) are packed by netns/kernel/rtnl.py, and what ``status`` reads
-back (links, addresses, routes, root qdiscs) are dumps parsed by netns/kernel/rtdump.py; the rarer
-reads and changes go through pyroute2. Between ``open_cache()`` and ``close_cache()`` a thread
-keeps one rtnetlink socket per namespace (and the interface indices it looked up); otherwise each call opens and
-closes its own.
+Between ``open_cache()`` and ``close_cache()`` a thread keeps one rtnetlink socket per namespace (and the interface
+indices it looked up); otherwise each call opens and closes its own. netns/kernel/netlink.py, and with it pyroute2,
+is imported on the first call that needs it (``_netlink``).
 """
 
 from __future__ import annotations
@@ -17,12 +15,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from netns.errors import KernelError
-from netns.kernel import rtdump, rtnl
 from netns.kernel.boundary import POLL_INTERVAL, translated
 from netns.kernel.namespaces import NETNS_DIR, entered
+
+if TYPE_CHECKING:
+    from netns.kernel.netlink import Socket
 
 log = logging.getLogger(__name__)
 
@@ -42,28 +43,22 @@ def close_cache() -> None:
         sock.close()
 
 
-@contextmanager
-def iproute(ns: str) -> Iterator[Any]:
-    """A pyroute2 IPRoute of ``ns``, opened from inside it, closed after the block."""
-    from pyroute2 import IPRoute  # imported here: see netns/kernel/boundary.py
+def _netlink() -> ModuleType:
+    """netns/kernel/netlink.py, imported on first use: importing pyroute2 costs a process about 0.1 s."""
+    from netns.kernel import netlink
 
-    with entered(ns), translated(f"open namespace {ns}"):
-        ipr = IPRoute()
-    try:
-        yield ipr
-    finally:
-        ipr.close()
+    return netlink
 
 
 @contextmanager
-def rtnetlink(ns: str) -> Iterator[rtnl.Socket]:
+def rtnetlink(ns: str) -> Iterator[Socket]:
     """An rtnetlink socket of ``ns``: this thread's cached one after ``open_cache()``, else one for the block."""
     handles = getattr(_local, "handles", None)
     if handles is not None and ns in handles:
         yield handles[ns]
         return
     with entered(ns), translated(f"open namespace {ns}"):
-        sock = rtnl.Socket()
+        sock = _netlink().Socket()
     if handles is not None:
         handles[ns] = sock
         yield sock
@@ -74,7 +69,8 @@ def rtnetlink(ns: str) -> Iterator[rtnl.Socket]:
         sock.close()
 
 
-def _index(sock: rtnl.Socket, ns: str, ifname: str) -> int:
+def index_of(sock: Socket, ns: str, ifname: str) -> int:
+    """The index of ``ns:ifname`` (``sock`` is a socket of ``ns``), kept from ``open_cache()`` to ``close_cache()``."""
     indices = getattr(_local, "indices", None) if getattr(_local, "handles", None) is not None else None
     if indices is not None and (ns, ifname) in indices:
         return int(indices[ns, ifname])
@@ -92,10 +88,8 @@ def _index(sock: rtnl.Socket, ns: str, ifname: str) -> int:
 def read_marker(ns: str) -> str | None:
     """The ifalias of ``lo`` in ``ns`` (the lab's ownership marker), or None if unreadable."""
     try:
-        with iproute(ns) as ipr, translated(f"read marker of {ns}"):
-            links = ipr.get_links(ipr.link_lookup(ifname="lo")[0])
-            alias = links[0].get("ifalias") if links else None
-            return str(alias) if alias else None
+        with rtnetlink(ns) as sock, translated(f"read marker of {ns}"):
+            return sock.alias("lo")
     except KernelError as exc:
         log.debug("cannot read marker of %s: %s", ns, exc)
         return None
@@ -103,7 +97,7 @@ def read_marker(ns: str) -> str | None:
 
 def mark_namespace(ns: str, marker: str) -> None:
     with rtnetlink(ns) as sock, translated(f"mark namespace {ns}"):
-        sock.set_link(_index(sock, ns, "lo"), up=True, alias=marker)
+        sock.set_link(index_of(sock, ns, "lo"), up=True, alias=marker)
 
 
 def create_veth(ns: str, ifname: str, peer_ns: str, peer_ifname: str) -> None:
@@ -121,58 +115,45 @@ def create_bridge(ns: str, ifname: str) -> None:
         sock.add_bridge(ifname)
 
 
-def _link_index(ipr: Any, ns: str, ifname: str) -> int:
-    """The index of ``ifname`` through a pyroute2 IPRoute (the readers that are not on the hot path of ``up``)."""
-    found = ipr.link_lookup(ifname=ifname)
-    if not found:
-        raise KernelError(f"no interface {ifname} in namespace {ns}")
-    return int(found[0])
-
-
 def attach_port(ns: str, port: str, bridge: str) -> None:
     with rtnetlink(ns) as sock, translated(f"attach {ns}:{port} to {bridge}"):
-        sock.set_link(_index(sock, ns, port), master=_index(sock, ns, bridge))
+        sock.set_link(index_of(sock, ns, port), master=index_of(sock, ns, bridge))
 
 
 def add_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
     with rtnetlink(ns) as sock, translated(f"add {address}/{prefixlen} to {ns}:{ifname}"):
-        sock.add_address(_index(sock, ns, ifname), address, prefixlen)
+        sock.add_address(index_of(sock, ns, ifname), address, prefixlen)
 
 
 def addresses(ns: str, ifname: str) -> list[tuple[str, int]]:
     """The IPv4 addresses of ``ns:ifname`` as (address, prefix length), primary first."""
-    with iproute(ns) as ipr, translated(f"read the addresses of {ns}:{ifname}"):
-        index = _link_index(ipr, ns, ifname)
-        return [(str(a.get("address")), int(a["prefixlen"])) for a in ipr.get_addr(family=2, index=index)]
+    with rtnetlink(ns) as sock, translated(f"read the addresses of {ns}:{ifname}"):
+        index = index_of(sock, ns, ifname)
+        return [(a.address, a.prefixlen) for a in sock.addresses() if a.index == index]
 
 
 def delete_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
-    with iproute(ns) as ipr, translated(f"delete {address}/{prefixlen} from {ns}:{ifname}"):
-        ipr.addr("del", index=_link_index(ipr, ns, ifname), address=address, prefixlen=prefixlen)
+    with rtnetlink(ns) as sock, translated(f"delete {address}/{prefixlen} from {ns}:{ifname}"):
+        sock.delete_address(index_of(sock, ns, ifname), address, prefixlen)
 
 
 def gateway_routes(ns: str, ifname: str) -> list[tuple[str, str]]:
     """Main-table routes through a gateway on ``ns:ifname``, as (destination CIDR, gateway)."""
-    with iproute(ns) as ipr, translated(f"read the routes of {ns}"):
-        index = _link_index(ipr, ns, ifname)
-        found = []
-        for route in ipr.get_routes(family=2, table=254):
-            gateway = route.get("gateway")
-            if gateway and int(route.get("oif") or 0) == index:
-                found.append((f"{route.get('dst') or '0.0.0.0'}/{route['dst_len']}", str(gateway)))
-        return found
+    with rtnetlink(ns) as sock, translated(f"read the routes of {ns}"):
+        index = index_of(sock, ns, ifname)
+        return [(f"{r.dst or '0.0.0.0'}/{r.dst_len}", r.gateway) for r in sock.routes() if r.gateway and r.oif == index]
 
 
 def replace_route(ns: str, dst: str, gateway: str) -> None:
     """Add the route, or replace the one to ``dst`` there is."""
-    with iproute(ns) as ipr, translated(f"replace route {dst} via {gateway} in {ns}"):
-        ipr.route("replace", dst=dst, gateway=gateway)
+    with rtnetlink(ns) as sock, translated(f"replace route {dst} via {gateway} in {ns}"):
+        sock.add_route(dst, gateway, replace=True)
 
 
 def link_up(ns: str, ifname: str) -> None:
     """Set ``ns:ifname`` up: the kernel acknowledges the request once the flag is set (nothing to poll)."""
     with rtnetlink(ns) as sock, translated(f"bring up {ns}:{ifname}"):
-        sock.set_link(_index(sock, ns, ifname), up=True)
+        sock.set_link(index_of(sock, ns, ifname), up=True)
 
 
 def add_route(ns: str, dst: str, gateway: str, timeout: float = 5.0) -> None:
@@ -191,11 +172,11 @@ def add_route(ns: str, dst: str, gateway: str, timeout: float = 5.0) -> None:
 
 def describe(ns: str) -> dict[str, Any]:
     """Interfaces (name, state, addresses) and main-table routes of ``ns``, for ``status``: three rtnetlink
-    dumps, parsed by hand (netns/kernel/rtdump.py)."""
+    dumps."""
     with rtnetlink(ns) as sock, translated(f"read namespace {ns}"):
-        links = rtdump.links(sock)
-        addresses = rtdump.addresses(sock)
-        routes = rtdump.routes(sock)
+        links = sock.links()
+        addresses = sock.addresses()
+        routes = sock.routes()
     names = {link.index: link.name for link in links}
     by_link: dict[int, list[str]] = {}
     for address in addresses:

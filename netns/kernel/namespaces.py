@@ -89,13 +89,7 @@ def _prepare_run_dir() -> None:
 
 def create_namespace(ns: str) -> None:
     """A new namespace named ``ns``: this thread unshares one and bind-mounts it on /run/netns/NS (no fork)."""
-    path = os.path.join(NETNS_DIR, ns)
-    with translated(f"create namespace {ns}"):
-        _prepare_run_dir()
-        try:
-            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
-        except FileExistsError:
-            raise KernelError(f"namespace {ns} already exists; run `python -m netns down` for its lab first") from None
+    with translated(f"create namespace {ns}"), _mount_point(ns) as path:
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
             _check(_libc.unshare(CLONE_NEWNET), "unshare")
@@ -103,9 +97,6 @@ def create_namespace(ns: str) -> None:
                 _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None), "mount")
             finally:
                 _check(_libc.setns(own, CLONE_NEWNET), "setns back")
-        except OSError:
-            os.unlink(path)
-            raise
         finally:
             os.close(own)
     wait_for(lambda: _is_mounted(ns), f"namespace {ns} to be mounted")
@@ -114,13 +105,25 @@ def create_namespace(ns: str) -> None:
 def attach_namespace(ns: str, pid: int) -> None:
     """Name the network namespace of process ``pid`` ``ns``, as ``ip netns attach NS PID`` does: bind-mount
     /proc/PID/ns/net on /run/netns/NS. The mount keeps the namespace alive after the process is gone."""
-    if ns in list_namespaces():
-        raise KernelError(f"namespace {ns} already exists; run `python -m netns down` for its lab first")
-    from pyroute2 import netns as pyroute2_netns  # imported here: see _netlink_error
-
-    with translated(f"attach namespace {ns} to PID {pid}"):
-        pyroute2_netns.attach(ns, pid)
+    with translated(f"attach namespace {ns} to PID {pid}"), _mount_point(ns) as path:
+        _check(_libc.mount(f"/proc/{pid}/ns/net".encode(), path.encode(), b"none", MS_BIND, None), "mount")
     wait_for(lambda: _is_mounted(ns), f"namespace {ns} to be mounted")
+
+
+@contextmanager
+def _mount_point(ns: str) -> Iterator[str]:
+    """The file /run/netns/NS, new, for the block to mount a namespace on; removed again if the block fails."""
+    path = os.path.join(NETNS_DIR, ns)
+    _prepare_run_dir()
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    except FileExistsError:
+        raise KernelError(f"namespace {ns} already exists; run `python -m netns down` for its lab first") from None
+    try:
+        yield path
+    except BaseException:
+        os.unlink(path)
+        raise
 
 
 def delete_namespace(ns: str) -> None:
