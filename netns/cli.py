@@ -19,10 +19,9 @@ from typing import Any
 from netns import naming
 from netns.errors import LabError, TopologyError
 from netns.kernel import containers, namespaces, processes
-from netns.lab import impairments, lifecycle, ownership, readdress, state
+from netns.lab import impairments, lifecycle, ownership, state
 from netns.lab.apply import Interrupted, deferred_signals
-from netns.matrix import cells, runner
-from netns.matrix import report as matrix_report
+from netns.matrix import cells
 from netns.rules import impair
 from netns.topology import generate, impairment, model
 
@@ -180,6 +179,8 @@ def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_matrix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from netns.matrix import report, runner  # here: the other verbs need neither
+
     if args.trials < 1 or args.jobs < 1:
         parser.error("--trials and --jobs must be at least 1")
     ownership.require_root("matrix")
@@ -194,7 +195,7 @@ def _cmd_matrix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     print(f"matrix: {len(chosen)} cells x {args.trials} trial(s), {args.jobs} lab(s) at a time", file=sys.stderr)
     matrix = runner.Runner(commands, args.jobs, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     results = matrix.run(chosen)
-    md, js = matrix_report.write(results, args.output, args.trials, "python -m netns matrix")
+    md, js = report.write(results, args.output, args.trials, "python -m netns matrix")
     print(md.read_text(encoding="utf-8"))
     print(f"wrote {md} and {js}", file=sys.stderr)
     return EXIT_OK if all(r.successes == r.trials and not r.error for r in results) else EXIT_FAILURE
@@ -373,6 +374,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _cmd_matrix(args, parser)
         if args.verb == "readdress":
             with deferred_signals():
+                from netns.lab import readdress  # here: the other verbs do not need it
+
                 report = readdress.readdress(args.name, args.node, args.network, args.address)
             print(report.summary())
             return EXIT_OK

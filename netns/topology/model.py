@@ -44,8 +44,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from netns.errors import TopologyError
 from netns.naming import NETWORK_NAME_RE, NODE_NAME_RE
 from netns.topology import behaviour, impairment
@@ -274,6 +272,8 @@ def load(path: str | Path) -> Topology:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TopologyError([f"{path}: cannot read: {exc.strerror}; check the path"]) from exc
+    import yaml  # here: only a topology file needs it, not status, down, exec or a generated lab
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
