@@ -69,7 +69,7 @@ def rtnetlink(ns: str) -> Iterator[Socket]:
         sock.close()
 
 
-def index_of(sock: Socket, ns: str, ifname: str) -> int:
+def _index_of(sock: Socket, ns: str, ifname: str) -> int:
     """The index of ``ns:ifname`` (``sock`` is a socket of ``ns``), kept from ``open_cache()`` to ``close_cache()``."""
     indices = getattr(_local, "indices", None) if getattr(_local, "handles", None) is not None else None
     if indices is not None and (ns, ifname) in indices:
@@ -97,7 +97,7 @@ def read_marker(ns: str) -> str | None:
 
 def mark_namespace(ns: str, marker: str) -> None:
     with rtnetlink(ns) as sock, translated(f"mark namespace {ns}"):
-        sock.set_link(index_of(sock, ns, "lo"), up=True, alias=marker)
+        sock.set_link(_index_of(sock, ns, "lo"), up=True, alias=marker)
 
 
 def create_veth(ns: str, ifname: str, peer_ns: str, peer_ifname: str) -> None:
@@ -117,30 +117,35 @@ def create_bridge(ns: str, ifname: str) -> None:
 
 def attach_port(ns: str, port: str, bridge: str) -> None:
     with rtnetlink(ns) as sock, translated(f"attach {ns}:{port} to {bridge}"):
-        sock.set_link(index_of(sock, ns, port), master=index_of(sock, ns, bridge))
+        sock.set_link(_index_of(sock, ns, port), master=_index_of(sock, ns, bridge))
+
+
+@contextmanager
+def interface(ns: str, ifname: str, what: str) -> Iterator[tuple[Socket, int]]:
+    """The socket of ``ns`` and the index of ``ifname`` there, for the block doing ``what`` (errors name it)."""
+    with rtnetlink(ns) as sock, translated(what):
+        yield sock, _index_of(sock, ns, ifname)
 
 
 def add_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
-    with rtnetlink(ns) as sock, translated(f"add {address}/{prefixlen} to {ns}:{ifname}"):
-        sock.add_address(index_of(sock, ns, ifname), address, prefixlen)
+    with interface(ns, ifname, f"add {address}/{prefixlen} to {ns}:{ifname}") as (sock, index):
+        sock.add_address(index, address, prefixlen)
 
 
 def addresses(ns: str, ifname: str) -> list[tuple[str, int]]:
     """The IPv4 addresses of ``ns:ifname`` as (address, prefix length), primary first."""
-    with rtnetlink(ns) as sock, translated(f"read the addresses of {ns}:{ifname}"):
-        index = index_of(sock, ns, ifname)
+    with interface(ns, ifname, f"read the addresses of {ns}:{ifname}") as (sock, index):
         return [(a.address, a.prefixlen) for a in sock.addresses() if a.index == index]
 
 
 def delete_address(ns: str, ifname: str, address: str, prefixlen: int) -> None:
-    with rtnetlink(ns) as sock, translated(f"delete {address}/{prefixlen} from {ns}:{ifname}"):
-        sock.delete_address(index_of(sock, ns, ifname), address, prefixlen)
+    with interface(ns, ifname, f"delete {address}/{prefixlen} from {ns}:{ifname}") as (sock, index):
+        sock.delete_address(index, address, prefixlen)
 
 
 def gateway_routes(ns: str, ifname: str) -> list[tuple[str, str]]:
     """Main-table routes through a gateway on ``ns:ifname``, as (destination CIDR, gateway)."""
-    with rtnetlink(ns) as sock, translated(f"read the routes of {ns}"):
-        index = index_of(sock, ns, ifname)
+    with interface(ns, ifname, f"read the routes of {ns}") as (sock, index):
         return [(f"{r.dst or '0.0.0.0'}/{r.dst_len}", r.gateway) for r in sock.routes() if r.gateway and r.oif == index]
 
 
@@ -152,8 +157,8 @@ def replace_route(ns: str, dst: str, gateway: str) -> None:
 
 def link_up(ns: str, ifname: str) -> None:
     """Set ``ns:ifname`` up: the kernel acknowledges the request once the flag is set (nothing to poll)."""
-    with rtnetlink(ns) as sock, translated(f"bring up {ns}:{ifname}"):
-        sock.set_link(index_of(sock, ns, ifname), up=True)
+    with interface(ns, ifname, f"bring up {ns}:{ifname}") as (sock, index):
+        sock.set_link(index, up=True)
 
 
 def add_route(ns: str, dst: str, gateway: str, timeout: float = 5.0) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from netns.errors import KernelError
 from netns.kernel.boundary import translated
-from netns.kernel.links import index_of, rtnetlink
+from netns.kernel.links import interface, rtnetlink
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ def netem_supported(python: str) -> bool:
 
 def set_qdisc(ns: str, ifname: str, kind: str | None, params: dict[str, Any]) -> None:
     """Replace the root qdisc of ``ns:ifname`` with ``kind`` (pyroute2 tc arguments); None restores the default."""
-    with rtnetlink(ns) as sock, translated(f"set qdisc {kind or 'default'} on {ns}:{ifname}"):
-        index = index_of(sock, ns, ifname)
+    with interface(ns, ifname, f"set qdisc {kind or 'default'} on {ns}:{ifname}") as (sock, index):
         if kind is None:
             try:
                 sock.tc("del", index=index, root=True)
