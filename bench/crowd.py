@@ -32,7 +32,9 @@ from typing import Any
 
 import punch.cli
 from bench import peer_host
-from netns import generate, ipr, naming
+from netns import naming
+from netns.kernel import namespaces
+from netns.topology import generate
 
 GO = signal.SIGUSR1  # lets a held peer, or a host's held guests, start
 
@@ -118,7 +120,7 @@ class Crowd:
 
     def _fork_peer(self, me: int, other: int) -> int:
         def body() -> int:
-            with ipr.entered(naming.namespace(self.lab, f"peer{me}")):
+            with namespaces.entered(naming.namespace(self.lab, f"peer{me}")):
                 signal.sigwait({GO})
                 return punch.cli.main(peer_argv(me, other, self.run, self.timeout))
 
@@ -167,7 +169,7 @@ class Crowd:
         """Whether peer ``me`` registered and asked for its partner: its namespace got the server's two answers."""
         if self.peers[me].done:
             return True  # nothing to wait for
-        with ipr.entered(naming.namespace(self.lab, f"peer{me}")):
+        with namespaces.entered(naming.namespace(self.lab, f"peer{me}")):
             return udp_in_datagrams(Path("/proc/thread-self/net/snmp").read_text()) >= 2
 
     def follow(self, done: Callable[[], bool], seconds: float) -> None:

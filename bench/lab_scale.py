@@ -1,7 +1,7 @@
 """The lab at scale: N NAT'd peers up and down, and N/2 pairs punching through one server: `just bench-lab-scale`.
 
 For each N (10, 100, 1,000 by default) one lab ``python -m netns up --peers N`` (each peer behind its own
-NAT router, home firewall, every router on one internet with the server; netns/generate.py), then:
+NAT router, home firewall, every router on one internet with the server; netns/topology/generate.py), then:
 
 - up and down: wall time of the CLI, and per peer; where up's time goes, per kind of step (``up --json``);
 - kernel memory: MemAvailable and Slab (/proc/meminfo) after up against before it (the machine is shared, so
@@ -53,7 +53,10 @@ import punch.cli
 from bench import server_packets
 from bench.crowd import Crowd, peer_argv
 from bench.report import machine, markdown_table, median_p95, write_report
-from netns import apply, generate, ipr, lifecycle, naming
+from netns import naming
+from netns.kernel import namespaces
+from netns.lab import apply, lifecycle
+from netns.topology import generate
 from punch.peer import sealing
 
 PYTHON = sys.executable
@@ -279,7 +282,10 @@ def resolve_neighbours(name: str, n: int) -> None:
     """
     for k in range(1, n + 1):
         partner = k + 1 if k % 2 else k - 1
-        with ipr.entered(naming.namespace(name, f"nat{k}")), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with (
+            namespaces.entered(naming.namespace(name, f"nat{k}")),
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s,
+        ):
             for address in (generate.router_address(partner), generate.SERVER):
                 s.sendto(b"", (str(address), 9))  # discard; what matters is the neighbour entry on the way
 
@@ -538,7 +544,7 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
         ),
         "",
         "Where up's time goes: `up --json` gives, per kind of step, how many ran and the time they took "
-        "(netns/apply.py's StepClock); below, count x milliseconds each. The steps that wait for a helper "
+        "(netns/lab/apply.py's StepClock); below, count x milliseconds each. The steps that wait for a helper "
         f"process (`iptables-restore` and the like) run side by side on {lifecycle.JOBS} threads; every other "
         "step takes its turn, so their sum is the part of up that grows with every step's own cost. The last "
         f"column is a lab of {BESIDE} peers brought up beside the largest one: a step that costs more there than "

@@ -1,4 +1,4 @@
-"""punch as the software under test of the lab's connectivity matrix (``just lab-matrix``; see netns/matrix.py).
+"""punch as the software under test of the lab's connectivity matrix (``just lab-matrix``; see netns/matrix/runner.py).
 
 ``python -m bench.matrix_trial setup`` starts ``punch server`` (with its RFC 5780 alternate address) in the
 lab's ``server`` node and waits until it answers. ``python -m bench.matrix_trial run`` is one trial: both peers

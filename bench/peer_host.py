@@ -27,7 +27,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import punch.cli
-from netns import generate, ipr, naming
+from netns import naming
+from netns.kernel import namespaces
+from netns.topology import generate
 from punch.errors import PeerError
 from punch.peer.config import PeerConfig
 from punch.peer.session import Session, run_peer
@@ -46,7 +48,7 @@ class Guest:
 def socket_in(namespace: str) -> socket.socket:
     """A UDP socket of ``namespace``, bound to its address toward the server (a wildcard bind would make the
     peer ask the host's own namespace for its LAN address)."""
-    with ipr.entered(namespace):
+    with namespaces.entered(namespace):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect((str(generate.SERVER), 3478))  # connecting a UDP socket sends nothing
             address = probe.getsockname()[0]

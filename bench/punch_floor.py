@@ -40,7 +40,7 @@ from typing import Any
 from bench import server_packets
 from bench.lab import peer_results
 from bench.report import machine, markdown_table, percentile, write_report
-from netns.matrix import TOPOLOGIES
+from netns.topology.model import TOPOLOGIES
 
 PYTHON = sys.executable
 SERVER = "203.0.113.1"
@@ -177,7 +177,7 @@ class RowLab:
 
     def _start(self, log: Path) -> None:
         lab = self.name
-        # The delay daemon holds a packet where it arrives (netns/impair.py), so a capture on the server's
+        # The delay daemon holds a packet where it arrives (netns/rules/impair.py), so a capture on the server's
         # interface would see a Connect before its delay: log the Connects the server's stack takes (INPUT),
         # each at once (the kernel otherwise batches log messages for up to a second).
         subprocess.run(["ip", "netns", "exec", f"{lab}-server", "iptables", "-I", "INPUT", "-p", "udp",

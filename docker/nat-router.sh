@@ -2,7 +2,7 @@
 # nat-router: turn this container into a home router between two Docker networks, then wait.
 #
 #   PUNCH_WAN_SUBNET  the public side, e.g. 198.51.100.0/24   PUNCH_LAN_SUBNET  the LAN, e.g. 10.0.10.0/24
-#   PUNCH_FIREWALL    home (default) or none, as in the netns lab (netns/nat.py)
+#   PUNCH_FIREWALL    home (default) or none, as in the netns lab (netns/rules/nat.py)
 #
 # Interfaces are found by subnet (Docker names them in attach order, which is not the compose order).
 # Needs NET_ADMIN and net.ipv4.ip_forward=1 (compose sysctls). Rules are appended, never flushed: Docker's

@@ -17,21 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netns import (
-    containers,
-    generate,
-    impair,
-    ipr,
-    lifecycle,
-    matrix,
-    matrix_html,
-    matrix_report,
-    model,
-    naming,
-    readdress,
-)
-from netns.apply import Interrupted, deferred_signals
+from netns import naming
 from netns.errors import LabError, TopologyError
+from netns.kernel import containers, namespaces, processes
+from netns.lab import impairments, lifecycle, ownership, state
+from netns.lab.apply import Interrupted, deferred_signals
+from netns.matrix import cells
+from netns.rules import impair
+from netns.topology import generate, impairment, model
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     up = named("up", "create the lab's namespaces, links, routes and NAT")
     shape = up.add_mutually_exclusive_group()
-    shape.add_argument("--topology", type=Path, default=lifecycle.DEFAULT_TOPOLOGY, help="topology YAML file")
+    shape.add_argument("--topology", type=Path, default=model.DEFAULT_TOPOLOGY, help="topology YAML file")
     shape.add_argument(
         "--peers", type=int, metavar="N", help="instead of a file: N peers, each behind its own NAT, and a server"
     )
@@ -113,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     return _parser()
 
 
-# -- impairments (netns/impair.py): `up --impair` and the `impair` verb ------------------------------------------
+# -- impairments (netns/rules/impair.py): `up --impair` and the `impair` verb ------------------------------------
 
 
 def _impair_parsers(up: argparse.ArgumentParser, named: Any) -> None:
@@ -133,22 +126,22 @@ def _impair_parsers(up: argparse.ArgumentParser, named: Any) -> None:
 def _cmd_impair(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.clear == bool(args.settings):
         parser.error("impair needs KEY=VALUE settings or --clear (not both)")
-    impairment = None
+    change = None
     if not args.clear:
         text = f"{args.network}:{','.join(args.settings)}"
-        parsed = impair.parse_override(text)
+        parsed = impairment.parse_override(text)
         if isinstance(parsed, str):
             parser.error(f"impair {' '.join(args.settings)}: {parsed}")
         problems: list[str] = []
-        impairment = impair.parse(
+        change = impairment.parse(
             parsed[1], f"networks.{args.network}.impair", lambda path, msg: problems.append(f"{path}: {msg}")
         )
-        if impairment is None:
+        if change is None:
             for problem in problems:
                 print(f"netns-lab: {problem}", file=sys.stderr)
             return EXIT_FAILURE
     with deferred_signals():
-        info = lifecycle.set_impairment(args.name, args.network, impairment)
+        info = impairments.set_impairment(args.name, args.network, change)
     print(f"{args.network}: {info.get('summary', 'no impairment')}" if info else f"{args.network}: no impairment")
     return EXIT_OK
 
@@ -178,14 +171,16 @@ def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
         help="run a trial command in a lab per NAT preset pair, same NAT and CGNAT; write matrix.md/json",
         parents=[common],
     )
-    sub.add_argument("--trial", required=True, help="command run per trial; prints a JSON line (see netns/matrix.py)")
+    sub.add_argument(
+        "--trial", required=True, help="command run per trial; prints a JSON line (see netns/matrix/runner.py)"
+    )
     sub.add_argument("--setup", default="", help="command run once per lab before its trials (e.g. start a server)")
     sub.add_argument("--trials", type=int, default=3, help="trials per cell (default 3)")
     sub.add_argument("--jobs", type=int, default=4, help="labs at a time (default 4)")
     sub.add_argument("--output", type=Path, default=Path("."), metavar="DIR", help="where matrix.md/json go")
     sub.add_argument("--capture", type=Path, metavar="DIR", help="keep pcaps of every NAT's WAN, a subdir per cell")
-    sub.add_argument("--firewall", action="append", choices=matrix.FIREWALL_KINDS, help="only this kind (repeatable)")
-    sub.add_argument("--preset", action="append", choices=matrix.PAIR_PRESETS, help="only these presets (repeatable)")
+    sub.add_argument("--firewall", action="append", choices=cells.FIREWALL_KINDS, help="only this kind (repeatable)")
+    sub.add_argument("--preset", action="append", choices=cells.PAIR_PRESETS, help="only these presets (repeatable)")
     sub.add_argument("--group", action="append", choices=("pairs", "same-nat", "cgnat"), help="only these cells")
     page = verbs.add_parser(
         "matrix-html",
@@ -197,29 +192,33 @@ def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_matrix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from netns.matrix import report, runner  # here: the other verbs need neither
+
     if args.trials < 1 or args.jobs < 1:
         parser.error("--trials and --jobs must be at least 1")
-    lifecycle.require_root("matrix")
-    cells = matrix.cells(args.firewall or matrix.FIREWALL_KINDS, args.preset or matrix.PAIR_PRESETS)
-    cells = [c for c in cells if args.group is None or c.group in args.group]
-    commands = matrix.Commands(
-        trial=matrix.parse_command(args.trial),
-        setup=matrix.parse_command(args.setup),
+    ownership.require_root("matrix")
+    chosen = cells.cells(args.firewall or cells.FIREWALL_KINDS, args.preset or cells.PAIR_PRESETS)
+    chosen = [c for c in chosen if args.group is None or c.group in args.group]
+    commands = runner.Commands(
+        trial=runner.parse_command(args.trial),
+        setup=runner.parse_command(args.setup),
         trials=args.trials,
         capture=args.capture,
     )
-    print(f"matrix: {len(cells)} cells x {args.trials} trial(s), {args.jobs} lab(s) at a time", file=sys.stderr)
-    runner = matrix.Runner(commands, args.jobs, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
-    results = runner.run(cells)
-    md, js, page = matrix_report.write(results, args.output, args.trials, "python -m netns matrix")
+    print(f"matrix: {len(chosen)} cells x {args.trials} trial(s), {args.jobs} lab(s) at a time", file=sys.stderr)
+    matrix = runner.Runner(commands, args.jobs, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    results = matrix.run(chosen)
+    md, js, page = report.write(results, args.output, args.trials, "python -m netns matrix")
     print(md.read_text(encoding="utf-8"))
     print(f"wrote {md}, {js} and {page}", file=sys.stderr)
     return EXIT_OK if all(r.successes == r.trials and not r.error for r in results) else EXIT_FAILURE
 
 
 def _cmd_matrix_html(args: argparse.Namespace) -> int:
+    from netns.matrix import html  # here: the other verbs do not need it
+
     output = args.output or args.json.with_name("matrix.html")
-    matrix_html.write(matrix_html.read(args.json), output, args.json.name)
+    html.write(html.read(args.json), output, args.json.name)
     print(f"wrote {output}", file=sys.stderr)
     return EXIT_OK
 
@@ -265,7 +264,7 @@ def _print_nodes(summary: lifecycle.Summary) -> None:
 def _warn_neighbours(peers: int) -> None:
     """Warn when the kernel's ARP table, one for every namespace on the machine, is too small for the lab."""
     need = generate.NEIGHBOURS_PER_PEER * peers
-    capacity = ipr.neighbour_capacity()
+    capacity = namespaces.neighbour_capacity()
     if capacity is not None and need > capacity:
         log.warning(
             "%d peers need about %d ARP entries, but the kernel's table (shared by all namespaces) holds %d: "
@@ -337,22 +336,22 @@ def _cmd_exec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("exec needs a command: exec NODE -- CMD [ARGS...]")
-    ns = lifecycle.node_namespace(args.name, args.node)
+    ns = ownership.node_namespace(args.name, args.node)
     # A container node's command runs with `docker exec`: in the same network namespace, but with the container's
     # own filesystem, user and environment (its programs, not the host's), as the node's own processes run.
-    in_container = lifecycle.is_container(args.name, args.node)
+    in_container = state.is_container(args.name, args.node)
     if args.detach:
         log_path = args.log or str(naming.state_dir(args.name) / f"{args.node}.log")
         if in_container:
             print(containers.spawn_in(args.name, args.node, command, log_path))
         else:
-            print(ipr.spawn_in(ns, command, log_path))
+            print(processes.spawn_in(ns, command, log_path))
         return EXIT_OK
     sys.stdout.flush()
     if in_container:
         containers.exec_in(args.name, args.node, command)
     else:
-        ipr.exec_in(ns, command)
+        processes.exec_in(ns, command)
     return EXIT_FAILURE  # not reached: exec_in replaces this process
 
 
@@ -399,6 +398,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _cmd_matrix_html(args)
         if args.verb == "readdress":
             with deferred_signals():
+                from netns.lab import readdress  # here: the other verbs do not need it
+
                 report = readdress.readdress(args.name, args.node, args.network, args.address)
             print(report.summary())
             return EXIT_OK

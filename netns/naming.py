@@ -21,7 +21,7 @@ IFNAME_MAX = 15
 DEFAULT_LAB = "punch"
 STATE_ROOT = Path("/run/netns-lab")
 MARKER_PREFIX = "netns-lab:"
-# Labels on every container a lab starts (netns/containers.py): `down` finds them by these, never by name.
+# Labels on every container a lab starts (netns/kernel/containers.py): `down` finds them by these, never by name.
 CONTAINER_LAB_LABEL = "netns-lab"
 CONTAINER_NODE_LABEL = "netns-lab.node"
 

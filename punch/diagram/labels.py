@@ -1,4 +1,4 @@
-"""What an arrow says of its datagram: the message in punch's words (punch.rendezvous.wire), from the attributes a
+"""What an arrow says of its datagram: the message in punch's words (punch.stun.wire), from the attributes a
 trace keeps (punch.stun.trace.summary); an answer is told by the request it answers."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-ROLES = {1: "opener", 2: "prober"}  # ROLE (punch.rendezvous.wire.Role)
-MAPPINGS = {1: "endpoint-independent", 2: "endpoint-dependent"}  # NAT-MAPPING (punch.rendezvous.wire.Mapping)
+ROLES = {1: "opener", 2: "prober"}  # ROLE (punch.stun.wire.Role)
+MAPPINGS = {1: "endpoint-independent", 2: "endpoint-dependent"}  # NAT-MAPPING (punch.stun.wire.Mapping)
 
 
 def text(

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from netns import ipr
+from netns.kernel import boundary, processes
 from netns.testing import Lab, LabFactory, run_cli, unique_name
 
 pytestmark = pytest.mark.e2e
@@ -208,7 +208,7 @@ def test_a_dead_daemon_stops_its_traffic_and_status_says_so(lab: Lab) -> None:
     _, info, _ = status(lab)
     pid = next(n for n in info["impairments"] if n["network"] == "delay")["members"][0]["mechanisms"][0]["pid"]
     os.kill(pid, signal.SIGKILL)
-    ipr.wait_for(lambda: not ipr.alive(pid), f"PID {pid} to die")
+    boundary.wait_for(lambda: not processes.alive(pid), f"PID {pid} to die")
     code, info, text = status(lab)
     assert code == 1
     assert "daemon DEAD: traffic is dropped" in text
@@ -245,7 +245,7 @@ def test_down_stops_the_daemons_and_leaves_nothing(lab: Lab) -> None:
     pids = [pid for pid in daemon_pids(info) if pid]
     lab.down()
     lab.assert_gone()
-    assert not any(ipr.alive(pid) for pid in pids)
+    assert not any(processes.alive(pid) for pid in pids)
 
 
 def test_two_labs_use_the_same_queue_numbers_side_by_side(lab_factory: LabFactory) -> None:
@@ -286,7 +286,7 @@ def test_a_nat_maps_its_packet_at_once_while_the_wan_still_delays_it(lab_factory
     """A delayed link holds a packet where it arrives (or in netem's qdisc, after the stack): either way the NAT
     it leaves records its mapping the moment it leaves. Held at the sender's egress, before conntrack confirms
     it, the mapping would appear only after the link's delay, and a packet from the other side arriving
-    meanwhile would race it (netns/impair.py)."""
+    meanwhile would race it (netns/rules/impair.py)."""
     lab = lab_factory(firewall="none", args=["--impair", "wan10:delay=3s"])
     sent = time.monotonic()
     lab.exec("peer10", PY, "-c", SEND_ONE, "203.0.113.1", check=True)

@@ -29,7 +29,7 @@ def matrix(output: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def matrix_labs() -> list[str]:
-    """Namespaces of matrix labs (named ``m`` + 4 hex digits + a 3-digit counter by netns/matrix.py)."""
+    """Namespaces of matrix labs (named ``m`` + 4 hex digits + a 3-digit counter by netns/matrix/runner.py)."""
     return [ns for ns in os.listdir("/run/netns") if re.match(r"m[0-9a-f]{4}[0-9]{3}-", ns)]
 
 

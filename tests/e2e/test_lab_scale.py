@@ -50,7 +50,7 @@ def test_every_peer_reaches_the_server_from_its_own_public_address(lab_factory: 
 
 def test_more_routers_than_a_bridge_has_ports_hang_from_branches_and_still_punch(lab_factory: LabFactory) -> None:
     # A Linux bridge numbers its ports 1-1023: the 1,024th router would not attach ("Exchange full") without
-    # branch bridges (netns.plan._bridged). nat1 and nat1030 end up on different branches of the internet.
+    # branch bridges (netns.lab.plan._bridged). nat1 and nat1030 end up on different branches of the internet.
     lab = lab_factory(args=["--peers", "1030"])
     masters = {}
     for port in ("nat1.0", "nat1030.0", "0.up1", "0.up2"):

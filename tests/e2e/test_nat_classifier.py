@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from netns.lifecycle import DEFAULT_TOPOLOGY
 from netns.testing import Lab, LabFactory
+from netns.topology.model import DEFAULT_TOPOLOGY
 
 pytestmark = [
     pytest.mark.e2e,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.crowd import Crowd
-from netns import generate
 from netns.testing import LabFactory
+from netns.topology import generate
 
 pytestmark = pytest.mark.e2e
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from netns.matrix import TOPOLOGIES
 from netns.testing import Lab, LabFactory
+from netns.topology.model import TOPOLOGIES
 from tests.e2e.punch_in_lab import (
     FAR_SERVER,
     LOSE_INTRODUCTIONS,

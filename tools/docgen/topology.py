@@ -1,4 +1,4 @@
-"""The topology reference of docs/lab.md from the lab's own model (netns.model, netns.behaviour, netns.impair).
+"""The topology reference of docs/lab.md from the lab's own model (netns.topology: model, behaviour, impairment).
 
 The keys each level of a topology file accepts are asked of the model itself (an unknown key is refused with
 the list of allowed ones); allowed values and defaults come from the model's constants. What each key is for is
@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from netns import behaviour, impair, model
 from netns.errors import TopologyError
+from netns.topology import behaviour, model
+from netns.topology import impairment as impair
 from tools.docgen.markdown import EMPTY, code, table
 from tools.docgen.regions import RegionError, check_described
 
