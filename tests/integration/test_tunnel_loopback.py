@@ -7,15 +7,20 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from punch.errors import PeerError
+from punch.tunnel.files import FileReceiver, send_file
 from punch.tunnel.forward import ForwardService, TcpForwarder, UdpForwarder
 from punch.tunnel.header import write_line_object
 from punch.tunnel.services import Services
 from punch.tunnel.spec import Forward, Target
+from punch.tunnel.texts import Texts
 from tests.integration.conftest import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -188,3 +193,40 @@ async def test_the_other_peers_bad_streams_and_datagrams_are_dropped_and_counted
     }
     with contextlib.suppress(Exception):
         writer.close()
+
+
+async def test_texts_are_acknowledged_one_by_one_and_the_end_of_the_stream_says_done(sides: tuple[Side, Side]) -> None:
+    a, b = sides
+    shown: list[str] = []
+    ours, theirs = Texts(a, "b", lambda _: None), Texts(b, "a", shown.append)
+    b.services.serve("texts", theirs.serve)
+    for text in ("hello", 'ünïcödé and a "quote"', "x" * 30000):
+        await ours.send(text)
+    await ours.close()
+    await asyncio.wait_for(theirs.remote_closed.wait(), 5)
+    assert shown == theirs.received == ours.sent
+    assert len(ours.sent) == 3
+
+
+async def test_a_text_over_the_limit_is_refused_before_it_leaves(sides: tuple[Side, Side]) -> None:
+    a, _ = sides
+    with pytest.raises(PeerError, match=r"^a message is 40000 bytes; the limit is 32768$"):
+        await Texts(a, "b", lambda _: None).send("y" * 40000)
+
+
+async def test_a_file_arrives_whole_under_its_name_or_is_refused(sides: tuple[Side, Side], tmp_path: Path) -> None:
+    a, b = sides
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    source = tmp_path / "data.bin"
+    source.write_bytes(os.urandom(3 << 20))
+    receiver = FileReceiver(inbox, "a")
+    b.services.serve("file", receiver.serve)
+    digest = await send_file(a, source, "b")
+    assert (await asyncio.wait_for(receiver.received, 5)).read_bytes() == source.read_bytes()
+    assert digest == hashlib.sha256(source.read_bytes()).hexdigest()
+    with pytest.raises(
+        PeerError, match=rf"^b refused our file: {re.escape(str(inbox / 'data.bin'))} exists; it is not overwritten$"
+    ):
+        await send_file(a, source, "b")
+    assert sorted(p.name for p in inbox.iterdir()) == ["data.bin"]  # nothing half-received left beside it
