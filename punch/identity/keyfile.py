@@ -81,12 +81,20 @@ def verify(public_key: bytes, signature: bytes, data: bytes) -> bool:
     return True
 
 
+class _Missing(Exception):
+    """No file at the path (yet)."""
+
+
 def load_identity(path: Path, *, create: bool, flag: str = "--identity") -> tuple[Identity, bool]:
     """The identity in ``path`` and whether it was made just now. A missing file is made when ``create`` (the
-    default path), else IdentityError, as for a file that is corrupt or that others may read."""
-    if create and not path.exists():
-        return _create(path, flag), True
-    return _read(path, flag), False
+    default path), else IdentityError, as for a file that is corrupt, unreadable or that others may read."""
+    try:
+        return _read(path, flag), False
+    except _Missing:
+        if not create:
+            make = f"`punch id --identity {path}`"
+            raise IdentityError(f"{flag} {path}: no such file; make a new identity with {make}") from None
+    return _create(path, flag), True
 
 
 def _read(path: Path, flag: str) -> Identity:
@@ -95,7 +103,7 @@ def _read(path: Path, flag: str) -> Identity:
         mode = path.stat().st_mode
         data = path.read_bytes()
     except FileNotFoundError:
-        raise IdentityError(f"{flag} {path}: no such file; make a new identity with {make}") from None
+        raise _Missing from None
     except OSError as error:
         raise IdentityError(
             f"{flag} {path}: cannot read it ({error.strerror}); check the path and its rights"
@@ -137,7 +145,10 @@ def _create(path: Path, flag: str) -> Identity:
             try:
                 os.link(temporary, path)
             except FileExistsError:
-                return _read(path, flag)  # another process was first: use its identity
+                try:
+                    return _read(path, flag)  # another process was first: use its identity
+                except _Missing:
+                    raise IdentityError(f"{flag} {path}: it came and went while we made ours; try again") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
