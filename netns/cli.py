@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -309,9 +310,23 @@ def _print_status(info: dict[str, Any]) -> None:
         for route in node["routes"]:
             via = f" via {route['via']}" if route["via"] else ""
             print(f"  route {route['dst']}{via} dev {route['dev']}")
+        if "port_mapping" in node:
+            _print_port_mappings(node["port_mapping"])
     for capture in info.get("captures", []):
         print(f"capture {capture['node']}:{capture['interface']} -> {capture['pcap']} (tcpdump pid {capture['pid']})")
     _print_impairments(info)
+
+
+def _print_port_mappings(info: dict[str, Any]) -> None:
+    """A port-mapping router's mappings, as miniupnpd's lease file has them."""
+    if "error" in info:
+        print(f"  port mappings: {info['error']}")
+        return
+    print(f"  port mappings (miniupnpd): {len(info['mappings']) or 'none'}")
+    now = time.time()
+    for m in info["mappings"]:
+        expires = f"expires in {max(0, m['expires'] - now):.0f}s" if m["expires"] else "no expiry"
+        print(f"    {m['protocol']} {m['external_port']} -> {m['internal']} ({expires}) {m['description']}")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -98,6 +98,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: E402
 from netns.kernel.boundary import DecodeError  # noqa: E402
 
 RT_TABLE_MAIN, RT_TABLE_COMPAT = 254, 252
+IFA_F_NODAD = 0x02  # linux/if_addr.h
 RECV_SIZE = 65536  # more than the kernel puts in one datagram of a dump (at most 32 KiB)
 _CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 _REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
@@ -534,15 +535,25 @@ class Socket:
         self._address(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, index, address, prefixlen)
 
     def _address(self, kind: int, flags: int, index: int, address: str, prefixlen: int) -> None:
+        """An IPv4 or IPv6 address (by its text); an IPv6 one without duplicate address detection (IFA_F_NODAD):
+        usable at once, where DAD would hold it tentative for a second or more."""
+        family = _family(address)
+
         def build() -> tuple[Any, int, int]:
             message = ifaddrmsg()
-            message["family"], message["prefixlen"], message["index"] = socket.AF_INET, prefixlen, index
+            message["family"], message["prefixlen"], message["index"] = family, prefixlen, index
             message["scope"] = rt_scope["universe"]
-            message["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
+            if family == socket.AF_INET6:
+                message["flags"] = IFA_F_NODAD
+                message["attrs"] = [("IFA_ADDRESS", address)]
+            else:
+                message["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
             return message, kind, flags
 
-        values: Values = {"index": index, "prefixlen": prefixlen, ("IFA_LOCAL",): address, ("IFA_ADDRESS",): address}
-        self._acknowledged(self._send(_template(("address", kind), build), values))
+        values: Values = {"index": index, "prefixlen": prefixlen, ("IFA_ADDRESS",): address}
+        if family == socket.AF_INET:
+            values["IFA_LOCAL",] = address
+        self._acknowledged(self._send(_template(("address", kind, family), build), values))
 
     def addresses(self) -> list[Address]:
         """Every IPv4 address of the socket's namespace, grouped by link, primary first."""
@@ -552,14 +563,17 @@ class Socket:
     # -- routes ---------------------------------------------------------------------------------------------
 
     def add_route(self, dst: str, gateway: str, replace: bool = False) -> None:
-        """A static route to ``dst`` (CIDR) via ``gateway`` in the main table; with ``replace``, the one there is
-        to ``dst`` is replaced (or the route added)."""
-        network = ipaddress.IPv4Network(dst)
-        via = str(ipaddress.IPv4Address(gateway))
+        """A static route to ``dst`` (CIDR, IPv4 or IPv6) via ``gateway`` in the main table; with ``replace``, the
+        one there is to ``dst`` is replaced (or the route added)."""
+        network = ipaddress.ip_network(dst)
+        via = str(ipaddress.ip_address(gateway))
+        if network.version != ipaddress.ip_address(gateway).version:
+            raise ValueError(f"route to {dst} via {gateway}: the gateway is of another IP version")
+        family = socket.AF_INET6 if network.version == 6 else socket.AF_INET
 
         def build() -> tuple[Any, int, int]:
             message = rtmsg()
-            message["family"], message["dst_len"], message["table"] = socket.AF_INET, network.prefixlen, RT_TABLE_MAIN
+            message["family"], message["dst_len"], message["table"] = family, network.prefixlen, RT_TABLE_MAIN
             message["proto"], message["scope"] = rt_proto["static"], rt_scope["universe"]
             message["type"] = rt_type["unicast"]
             message["attrs"] = [("RTA_DST", str(network.network_address))] if network.prefixlen else []
@@ -569,7 +583,7 @@ class Socket:
         values: Values = {"dst_len": network.prefixlen, ("RTA_GATEWAY",): via}
         if network.prefixlen:
             values["RTA_DST",] = str(network.network_address)
-        self._acknowledged(self._send(_template(("route", network.prefixlen > 0, replace), build), values))
+        self._acknowledged(self._send(_template(("route", family, network.prefixlen > 0, replace), build), values))
 
     def routes(self, table: int = RT_TABLE_MAIN) -> list[Route]:
         """The IPv4 routes of ``table`` (the kernel dumps every table; the rest is dropped, undecoded where the header
