@@ -364,18 +364,24 @@ def link(head: Any, values: dict[str, Any]) -> Link:
     return Link(head["index"], name, head["flags"], values.get("IFLA_OPERSTATE", "UNKNOWN"), values.get("IFLA_QDISC"))
 
 
-def address(head: Any, values: dict[str, Any]) -> Address | None:
-    """One RTM_NEWADDR message, decoded with ``_ADDRESS``; None for one that is not IPv4."""
-    if head["family"] != socket.AF_INET:
+def address(head: Any, values: dict[str, Any], families: tuple[int, ...] = (socket.AF_INET,)) -> Address | None:
+    """One RTM_NEWADDR message, decoded with ``_ADDRESS``; None for one not of ``families``, and for an IPv6
+    address that is not global (link-local, host)."""
+    if head["family"] not in families:
+        return None
+    if head["family"] == socket.AF_INET6 and head["scope"] != rt_scope["universe"]:
         return None
     if "IFA_ADDRESS" not in values:
         raise DecodeError(f"RTM_NEWADDR: address on link {head['index']} has no IFA_ADDRESS")
     return Address(head["index"], values["IFA_ADDRESS"], head["prefixlen"])
 
 
-def route(head: Any, values: dict[str, Any]) -> Route | None:
-    """One RTM_NEWROUTE message, decoded with ``_ROUTE``; None for one that is not IPv4."""
-    if head["family"] != socket.AF_INET:
+def route(head: Any, values: dict[str, Any], families: tuple[int, ...] = (socket.AF_INET,)) -> Route | None:
+    """One RTM_NEWROUTE message, decoded with ``_ROUTE``; None for one not of ``families``, and for IPv6's own
+    link-local and multicast routes."""
+    if head["family"] not in families:
+        return None
+    if head["family"] == socket.AF_INET6 and str(values.get("RTA_DST", "")).startswith(("fe80:", "ff00:")):
         return None
     table = values.get("RTA_TABLE", head["table"])
     return Route(values.get("RTA_DST"), head["dst_len"], values.get("RTA_GATEWAY"), values.get("RTA_OIF"), table)
@@ -555,9 +561,12 @@ class Socket:
             values["IFA_LOCAL",] = address
         self._acknowledged(self._send(_template(("address", kind, family), build), values))
 
-    def addresses(self) -> list[Address]:
-        """Every IPv4 address of the socket's namespace, grouped by link, primary first."""
-        found = (address(*m) for m in self._dump(RTM_GETADDR, RTM_NEWADDR, _ADDRESS, socket.AF_INET))
+    def addresses(self, ipv6: bool = False) -> list[Address]:
+        """Every IPv4 address of the socket's namespace (and with ``ipv6`` every global IPv6 one), grouped by
+        link, primary first."""
+        families = (socket.AF_INET, socket.AF_INET6) if ipv6 else (socket.AF_INET,)
+        dumped = self._dump(RTM_GETADDR, RTM_NEWADDR, _ADDRESS, socket.AF_UNSPEC if ipv6 else socket.AF_INET)
+        found = (address(*m, families) for m in dumped)
         return [a for a in found if a is not None]
 
     # -- routes ---------------------------------------------------------------------------------------------
@@ -585,14 +594,17 @@ class Socket:
             values["RTA_DST",] = str(network.network_address)
         self._acknowledged(self._send(_template(("route", family, network.prefixlen > 0, replace), build), values))
 
-    def routes(self, table: int = RT_TABLE_MAIN) -> list[Route]:
-        """The IPv4 routes of ``table`` (the kernel dumps every table; the rest is dropped, undecoded where the header
+    def routes(self, table: int = RT_TABLE_MAIN, ipv6: bool = False) -> list[Route]:
+        """The IPv4 routes (with ``ipv6`` also the IPv6 ones) of ``table`` (the kernel dumps every table; the rest is
+        dropped, undecoded where the header
         names another table: past 255, the header says RT_TABLE_COMPAT and RTA_TABLE has the number)."""
 
         def in_table(head: Any) -> bool:
             return bool(head["table"] in (table, RT_TABLE_COMPAT))
 
-        found = (route(*m) for m in self._dump(RTM_GETROUTE, RTM_NEWROUTE, _ROUTE, socket.AF_INET, in_table))
+        families = (socket.AF_INET, socket.AF_INET6) if ipv6 else (socket.AF_INET,)
+        family = socket.AF_UNSPEC if ipv6 else socket.AF_INET
+        found = (route(*m, families) for m in self._dump(RTM_GETROUTE, RTM_NEWROUTE, _ROUTE, family, in_table))
         return [r for r in found if r is not None and r.table == table]
 
     # -- traffic control ------------------------------------------------------------------------------------

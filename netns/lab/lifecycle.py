@@ -193,7 +193,7 @@ def status(lab: str) -> dict[str, Any]:
             entry["image"] = info["image"]
             entry["container"] = _container_status(lab, name, engine)
         if ns in present:
-            entry.update(links.describe(ns))
+            entry.update(links.describe(ns, bool(info.get("ipv6"))))
         else:
             missing.append(ns)
         if (info.get("nat_config") or {}).get("port_mapping"):

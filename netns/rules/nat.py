@@ -139,4 +139,5 @@ def ruleset6(node: Node, lan_prefixes: dict[str, ipaddress.IPv6Network]) -> str 
 
 def describe(nat: Nat) -> str:
     """A short name for the kernel mechanism, shown by ``status`` and the ``up`` summary."""
-    return f"{mechanism(nat)}/{nat.firewall} on {nat.wan}" + (" + miniupnpd" if nat.port_mapping else "")
+    extra = (f" + {nat.ipv6}" if nat.ipv6 != behaviour.ROUTED else "") + (" + miniupnpd" if nat.port_mapping else "")
+    return f"{mechanism(nat)}/{nat.firewall} on {nat.wan}{extra}"

@@ -180,4 +180,5 @@ def summary(nat: Nat) -> str:
     hairpin = "hairpinning" if nat.hairpinning else "no hairpinning"
     ports = f"ports {allocation(nat)}" + (", port mapping (UPnP IGD, NAT-PMP, PCP)" if nat.port_mapping else "")
     filtering = f"filtering {nat.filtering}, {hairpin}, firewall {nat.firewall}"
-    return f"{name}: mapping {nat.mapping}, {filtering}, {timeout}, {ports}"
+    ipv6 = {ROUTED: "", NPTV6: f", IPv6 NPTv6 to {nat.nptv6_prefix}", NAT66: ", IPv6 NAT66"}[nat.ipv6]
+    return f"{name}: mapping {nat.mapping}, {filtering}, {timeout}, {ports}{ipv6}"
