@@ -54,7 +54,8 @@ def start(ns: str, conf: str, conf_path: str, log_path: str, timeout: float = 10
     path = require_binary()
     run_in(ns, ["nft", "-f", "-"], stdin=portmap.nft_table())
     Path(conf_path).write_text(conf, encoding="ascii")
-    pid = spawn_in(ns, [str(path), "-d", "-f", conf_path], log_path)
+    pid_file = str(Path(conf_path).with_suffix(".pid"))  # its own: miniupnpd refuses to start beside another's
+    pid = spawn_in(ns, [str(path), "-d", "-f", conf_path, "-P", pid_file], log_path)
 
     def ready() -> bool:
         if not alive(pid):

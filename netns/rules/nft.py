@@ -19,7 +19,7 @@ Port choice, in the srcnat chain (UDP from a LAN leaving through the WAN):
    (``snat ... random``), so two LAN hosts never share a public port;
 3. anything else gets the port ``port-allocation`` says (RFC 4787 §4.2.1): ``preserve`` SNATs to the WAN
    address keeping its port when the kernel can, ``random`` takes any free port at random (``fully-random``),
-   ``sequential`` the next number of a counter (``numgen inc``) from 1024 on.
+   ``sequential`` the next number of a counter (``numgen inc``) from 1024 on, 4,096 of them.
 A random pick in (2) can still hit a public port another endpoint owns (the kernel only checks 5-tuples,
 not our maps): the recording chain drops that first packet before conntrack confirms it, so the binding is
 never made and the application's retransmission gets a fresh pick. We chose this over fixed per-host port
@@ -50,7 +50,14 @@ from netns.topology.model import Node
 TABLE = "netns_lab"
 DEFAULT_TIMEOUT = 120  # nf_conntrack_udp_timeout_stream's default
 FIRST_PORT = 1024  # where sequential allocation starts; random allocation picks from here to 65535 too
-SEQUENTIAL = f"numgen inc mod {65536 - FIRST_PORT} offset {FIRST_PORT}"
+SEQUENTIAL_PORTS = 4096  # the counter wraps after this many mappings, as a small device's does
+# The counter's value goes through a map to the port: a port taken straight from ``numgen`` would reach the NAT in
+# host byte order (nft 1.0.6 does not convert it; port 1024 came out as 4), a map's values are typed ports.
+SEQUENTIAL = (
+    f"numgen inc mod {SEQUENTIAL_PORTS} map {{ "
+    + ", ".join(f"{n} : {FIRST_PORT + n}" for n in range(SEQUENTIAL_PORTS))
+    + " }"
+)
 
 
 def wan_address(node: Node) -> str:
