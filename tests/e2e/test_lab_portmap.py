@@ -69,7 +69,7 @@ def inbound(lab: Lab, peer: str, public: str, port: int, wait: float) -> str:
     assert listener.stdout.readline().strip() == "ready"
     lab.exec("server", sys.executable, "-c", SEND, public, str(port), check=True)
     out, _ = listener.communicate(timeout=wait + 10)
-    return out.strip()
+    return str(out).strip()
 
 
 def test_natpmp_and_upnp_map_ports_that_status_lists_and_down_removes(lab_factory: LabFactory) -> None:
