@@ -3,14 +3,14 @@ server on TCP 80 and 443 and DNS on UDP 53 gets answers, while TCP and UDP to an
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 import pytest
 
 from netns.testing import Lab
+from tests.e2e import requires
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")]
+pytestmark = [pytest.mark.e2e, *requires.marks(requires.missing(("curl",), "apt-get install curl"))]
 
 SERVER = "203.0.113.1"
 # Serves "hello PORT" over HTTP on each TCP port and echoes on each UDP port given; says "ready" when bound.

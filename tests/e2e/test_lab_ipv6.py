@@ -6,7 +6,6 @@ RFC 6092 firewall lets in only answers (and a bare router everything), that NPTv
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,10 +14,11 @@ import pytest
 
 from netns.testing import Lab, LabFactory
 from netns.topology.model import TOPOLOGIES
+from tests.e2e import requires
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("ip6tables-restore") is None, reason="IPv6 routers need ip6tables-restore"),
+    *requires.marks(requires.missing(("ip6tables-restore",), "apt-get install iptables")),
 ]
 
 DUAL_STACK = TOPOLOGIES / "dual-stack.yaml"

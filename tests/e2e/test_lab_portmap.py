@@ -7,7 +7,6 @@ there reaches the peer although the router's filtering alone would drop it; ``st
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,20 +16,15 @@ from netns.kernel import portmap
 from netns.kernel.processes import alive
 from netns.testing import Lab, LabFactory, namespaces_of
 from netns.topology.model import TOPOLOGIES
+from tests.e2e import requires
 
 PORT_MAPPING = TOPOLOGIES / "port-mapping.yaml"
-ENV_TOOLS = ("natpmpc", "upnpc")
 
+MINIUPNPD = f"needs miniupnpd 2.3.9 at {portmap.DEFAULT_BINARY}: build it with {portmap.SETUP}"
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        portmap.binary() is None,
-        reason=f"port-mapping needs miniupnpd 2.3.9 at {portmap.DEFAULT_BINARY}: build it with {portmap.SETUP}",
-    ),
-    pytest.mark.skipif(
-        any(shutil.which(tool) is None for tool in ENV_TOOLS),
-        reason="the port-mapping clients: apt-get install natpmpc miniupnpc",
-    ),
+    *requires.marks(MINIUPNPD if portmap.binary() is None else None),
+    *requires.marks(requires.missing(("natpmpc", "upnpc"), "apt-get install natpmpc miniupnpc")),
 ]
 
 # Binds PORT, says "ready", prints the first datagram that arrives (or "nothing" after the timeout).

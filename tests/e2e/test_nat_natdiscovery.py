@@ -9,7 +9,6 @@ hairpinning (§6), the mapping lifetime (§4.3: ``udp-timeout``), and a udp-bloc
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +18,13 @@ import pytest
 import yaml
 
 from netns.testing import LabFactory
-from tests.e2e import natdiscovery
+from tests.e2e import natdiscovery, requires
 from tests.e2e.natdiscovery import PRIMARY, Section
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        shutil.which("turnserver") is None or shutil.which("turnutils_natdiscovery") is None,
-        reason="the RFC 5780 classifier needs coturn's turnserver and turnutils_natdiscovery: apt-get install coturn",
+    *requires.marks(
+        requires.missing(("turnserver", "turnutils_natdiscovery", "nft"), "apt-get install coturn nftables")
     ),
 ]
 
