@@ -169,7 +169,8 @@ def _print_impairments(info: dict[str, Any]) -> None:
 def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
     sub = verbs.add_parser(
         "matrix",
-        help="run a trial command in a lab per NAT preset pair, same NAT and CGNAT; write matrix.md/json",
+        help="run a trial command in a lab per NAT preset pair, same NAT, CGNAT and the new networks; write "
+        "matrix.md/json",
         parents=[common],
     )
     sub.add_argument(
@@ -182,7 +183,7 @@ def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
     sub.add_argument("--capture", type=Path, metavar="DIR", help="keep pcaps of every NAT's WAN, a subdir per cell")
     sub.add_argument("--firewall", action="append", choices=cells.FIREWALL_KINDS, help="only this kind (repeatable)")
     sub.add_argument("--preset", action="append", choices=cells.PAIR_PRESETS, help="only these presets (repeatable)")
-    sub.add_argument("--group", action="append", choices=("pairs", "same-nat", "cgnat"), help="only these cells")
+    sub.add_argument("--group", action="append", choices=cells.GROUPS, help="only these cells (repeatable)")
     page = verbs.add_parser(
         "matrix-html",
         help="write matrix.html (coloured grids) from an existing matrix.json, without running the matrix again",
