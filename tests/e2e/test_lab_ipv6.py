@@ -15,6 +15,7 @@ import pytest
 from netns.testing import Lab, LabFactory
 from netns.topology.model import TOPOLOGIES
 from tests.e2e import requires
+from tests.e2e.inbound import receive
 
 pytestmark = [
     pytest.mark.e2e,
@@ -53,26 +54,6 @@ try:
     print(s.recvfrom(2048)[0].decode())
 except socket.timeout:
     print("nothing")
-"""
-# Binds PORT, says "ready", prints the first datagram's sender (or "nothing" after WAIT seconds).
-LISTEN = """
-import socket, sys
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.bind(("::", int(sys.argv[1])))
-print("ready", flush=True)
-s.settimeout(float(sys.argv[2]))
-try:
-    data, addr = s.recvfrom(2048)
-    print(f"{data.decode()} from [{addr[0]}]", flush=True)
-except socket.timeout:
-    print("nothing", flush=True)
-"""
-# From SOURCE:PORT, sends one datagram to TARGET:PORT.
-SEND = """
-import socket, sys
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[3])))
-s.sendto(b"unsolicited", (sys.argv[2], int(sys.argv[3])))
 """
 # A punch: from PORT, sends to PEER:PEER_PORT every 50 ms until half a second after the first datagram from it
 # arrived (or 5 s went by); prints that datagram's sender, or "nothing".
@@ -115,12 +96,7 @@ def bare() -> Iterator[Lab]:
 def unsolicited(lab: Lab, peer: str, target: str, port: int, wait: float) -> str:
     """What ``peer`` receives on ``port`` when the server sends one datagram from its ``port`` to ``target``:``port``
     (unasked, unless the peer has sent to the server's ``port`` from its own)."""
-    listener = lab.spawn(peer, sys.executable, "-c", LISTEN, str(port), str(wait), text=True)
-    assert listener.stdout is not None
-    assert listener.stdout.readline().strip() == "ready"
-    lab.exec("server", sys.executable, "-c", SEND, SERVER, target, str(port), check=True)
-    out, _ = listener.communicate(timeout=wait + 10)
-    return str(out).strip()
+    return receive(lab, peer, SERVER, target, port, wait)
 
 
 def conntrack(lab: Lab, router: str, port: int) -> str:
@@ -145,7 +121,7 @@ def test_rfc_6092_firewall_lets_in_only_answers(home: Lab, peer: str) -> None:
     assert unsolicited(home, peer, public, 7200, 1.0) == "nothing"
     assert conntrack(home, router, 7200) == ""
     home.exec(peer, sys.executable, "-c", ASK.replace("9000", "7200"), "7200", SERVER, "0.1")  # nobody answers
-    assert unsolicited(home, peer, public, 7200, 5.0) == f"unsolicited from [{SERVER}]"
+    assert unsolicited(home, peer, public, 7200, 5.0) == f"inbound from {SERVER}"
 
 
 @pytest.mark.parametrize("peer", ["peer10", "peer14"])
@@ -153,7 +129,7 @@ def test_a_bare_router_lets_everything_in_and_nptv6_maps_both_ways(bare: Lab, pe
     """firewall none: no filter at all, so the internet reaches the LAN host: at its own address behind a routing
     router, at its NPTv6 address (the prefix translated inbound too, RFC 6296 §3) behind nat14."""
     _, public, _ = PEERS[peer]
-    assert unsolicited(bare, peer, public, 7300, 5.0) == f"unsolicited from [{SERVER}]"
+    assert unsolicited(bare, peer, public, 7300, 5.0) == f"inbound from {SERVER}"
 
 
 def test_nat66_lets_nothing_in_unasked_even_bare(bare: Lab) -> None:

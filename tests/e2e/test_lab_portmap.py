@@ -7,7 +7,6 @@ there reaches the peer although the router's filtering alone would drop it; ``st
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from netns.kernel.processes import alive
 from netns.testing import Lab, LabFactory, namespaces_of
 from netns.topology.model import TOPOLOGIES
 from tests.e2e import requires
+from tests.e2e.inbound import receive
 
 PORT_MAPPING = TOPOLOGIES / "port-mapping.yaml"
 
@@ -26,24 +26,6 @@ pytestmark = [
     *requires.marks(MINIUPNPD if portmap.binary() is None else None),
     *requires.marks(requires.missing(("natpmpc", "upnpc"), "apt-get install natpmpc miniupnpc")),
 ]
-
-# Binds PORT, says "ready", prints the first datagram that arrives (or "nothing" after the timeout).
-LISTEN = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-print("ready", flush=True)
-s.settimeout(float(sys.argv[2]))
-try:
-    data, addr = s.recvfrom(2048)
-    print(f"{data.decode()} from {addr[0]}", flush=True)
-except socket.timeout:
-    print("nothing", flush=True)
-"""
-SEND = """
-import socket, sys
-socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"inbound", (sys.argv[1], int(sys.argv[2])))
-"""
 
 
 def running_for(pid: str, lab: str) -> bool:
@@ -57,13 +39,7 @@ def running_for(pid: str, lab: str) -> bool:
 
 
 def inbound(lab: Lab, peer: str, public: str, port: int, wait: float) -> str:
-    """What ``peer`` receives on ``port`` when the server sends one datagram to ``public``:``port``."""
-    listener = lab.spawn(peer, sys.executable, "-c", LISTEN, str(port), str(wait), text=True)
-    assert listener.stdout is not None
-    assert listener.stdout.readline().strip() == "ready"
-    lab.exec("server", sys.executable, "-c", SEND, public, str(port), check=True)
-    out, _ = listener.communicate(timeout=wait + 10)
-    return str(out).strip()
+    return receive(lab, peer, "203.0.113.1", public, port, wait)
 
 
 def test_natpmp_and_upnp_map_ports_that_status_lists_and_down_removes(lab_factory: LabFactory) -> None:
