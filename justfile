@@ -45,6 +45,10 @@ lab-demo:
     echo; [ $status -eq 0 ] && echo "demo ok: the peers talked directly; \`just lab-down\` removes the lab" || echo "demo FAILED: see the logs above"; \
     exit $status
 
+# Build miniupnpd 2.3.9 for port-mapping routers from Debian 13's source package (root; cached in /var/cache/punch)
+miniupnpd:
+    bash tools/build-miniupnpd.sh
+
 # Stop the server and remove every namespace of the lab
 lab-down:
     {{python}} -m netns down --name {{lab}}
