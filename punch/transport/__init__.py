@@ -5,6 +5,8 @@ by the peers' identity keys.
 - certs: a self-signed certificate of an identity's Ed25519 key, and the key TLS signs with.
 - connection: aioquic's QuicConnection with mutual TLS, the peer's certificate, an application-paced receive window.
 - streams: a QUIC stream as asyncio's StreamReader and StreamWriter, with their flow control.
+- liveness: keepalive PINGs, and whether the path has carried an acknowledgement lately.
+- inbox, config, errors: the queue of what the application has not taken, the settings, what the link raises.
 - quic: QuicLink, one connection to one pinned peer over whatever path the owner sends on.
 """
 

@@ -43,6 +43,7 @@ from punch.transport.config import LinkConfig
 from punch.transport.connection import CONNECTION_ID_LENGTH, PeerConnection, first_initial
 from punch.transport.errors import DatagramTooLarge, KeyRefused, LinkClosed, LinkError, PeerKeyMismatch
 from punch.transport.inbox import Inbox
+from punch.transport.liveness import Liveness
 from punch.transport.streams import LinkStream
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,6 @@ class QuicLink:
         self._on_datagram = on_datagram
         self._on_path = on_path
         self.counters: Counter[str] = Counter()
-        self.path_alive = False
-        self.last_acked: float | None = None  # loop time of the last acknowledged PING
         self.close_reason: LinkClosed | None = None
         self._connection: PeerConnection | None = None
         self._started = False
@@ -101,9 +100,9 @@ class QuicLink:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._transmit_handle: asyncio.Handle | None = None
-        self._keepalive: asyncio.TimerHandle | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._pings = 0
+        self._liveness = Liveness(
+            self._ping, self._path_changed, keepalive=self._config.keepalive, dead_after=self._config.dead_after
+        )
         self._keylog: TextIO | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
@@ -138,6 +137,16 @@ class QuicLink:
         await self._closed.wait()
         assert self.close_reason is not None
         return self.close_reason
+
+    @property
+    def path_alive(self) -> bool:
+        """A PING was acknowledged within ``dead_after`` seconds (False before the link is up and after it ended)."""
+        return self._liveness.alive
+
+    @property
+    def last_acked(self) -> float | None:
+        """The loop time the peer last acknowledged a PING."""
+        return self._liveness.last_acked
 
     @property
     def connected(self) -> bool:
@@ -248,29 +257,35 @@ class QuicLink:
         while not self._ended and (event := connection.next_event()) is not None:
             if isinstance(event, events.HandshakeCompleted):
                 self._check_peer(connection)
-            elif isinstance(event, events.StreamDataReceived):
-                stream = self._streams.get(event.stream_id) or self._peer_stream(event.stream_id)
-                if stream is not None:
-                    stream.data_received(event.data, event.end_stream)
-            elif isinstance(event, events.StreamReset):
-                stream = self._streams.get(event.stream_id) or self._peer_stream(event.stream_id)
-                if stream is not None:
-                    stream.reset_received(event.error_code)
-            elif isinstance(event, events.StopSendingReceived):
-                stream = self._streams.get(event.stream_id)
-                if stream is not None:
-                    stream.stop_sending_received(event.error_code)
-            elif isinstance(event, events.DatagramFrameReceived):
-                self._datagram(event.data)
             elif isinstance(event, events.PingAcknowledged):
-                self._heard()
+                self._liveness.acknowledged()
             elif isinstance(event, events.ConnectionTerminated):
                 self._end(self._termination(event))
+            elif not self._verified:  # nothing from a peer whose key is not checked yet reaches the application
+                self.counters["dropped-before-verified"] += 1
+            elif isinstance(event, events.DatagramFrameReceived):
+                self._datagram(event.data)
+            elif isinstance(event, events.StreamDataReceived | events.StreamReset | events.StopSendingReceived):
+                self._stream_event(event)
         closed = connection.peer_closed()
         if closed is not None:
             self._end(self._termination(closed))
         elif self._verified and not self._connected.done() and connection.handshake_confirmed:
             self._up()
+
+    def _stream_event(self, event: events.StreamDataReceived | events.StreamReset | events.StopSendingReceived) -> None:
+        if isinstance(event, events.StopSendingReceived):
+            stream = self._streams.get(event.stream_id)
+        else:
+            stream = self._streams.get(event.stream_id) or self._peer_stream(event.stream_id)
+        if stream is None:
+            return
+        if isinstance(event, events.StreamDataReceived):
+            stream.data_received(event.data, event.end_stream)
+        elif isinstance(event, events.StreamReset):
+            stream.reset_received(event.error_code)
+        else:
+            stream.stop_sending_received(event.error_code)
 
     # -- the peer's key -----------------------------------------------------------------------------------------
 
@@ -289,9 +304,7 @@ class QuicLink:
     def _up(self) -> None:
         log.info("QUIC link up to %s (%s)", fingerprint(self.peer_key), "client" if self.is_client else "server")
         self._connected.set_result(None)
-        self.path_alive = True  # the handshake has just crossed it: no event for the first state
-        self._heard()
-        self._keepalive = self._loop.call_later(self._config.keepalive, self._ping)
+        self._liveness.start()
 
     def _termination(self, event: events.ConnectionTerminated) -> LinkClosed:
         reason = event.reason_phrase or "no reason given"
@@ -301,37 +314,15 @@ class QuicLink:
             return LinkClosed(f"nothing came from the peer for {self._config.idle_timeout:g} s (QUIC idle timeout)")
         return LinkClosed(f"the peer ended the link: {reason} (QUIC error 0x{event.error_code:x})")
 
-    # -- liveness -----------------------------------------------------------------------------------------------
-
-    def _ping(self) -> None:
-        assert self._connection is not None
-        self._pings += 1
-        self._connection.send_ping(self._pings)
-        self._transmit_soon()
-        self._keepalive = self._loop.call_later(self._config.keepalive, self._ping)
-
-    def _heard(self) -> None:
-        self.last_acked = self._loop.time()
-        if self._watchdog is None:
-            self._watchdog = self._loop.call_at(self.last_acked + self._config.dead_after, self._watch)
-        if not self.path_alive:
-            self.path_alive = True
-            self._path_changed()
-
-    def _watch(self) -> None:
-        self._watchdog = None
-        assert self.last_acked is not None
-        due = self.last_acked + self._config.dead_after
-        if self._loop.time() < due:
-            self._watchdog = self._loop.call_at(due, self._watch)
-        elif self.path_alive:
-            self.path_alive = False
-            self._path_changed()
-
-    def _path_changed(self) -> None:
-        log.info("QUIC path to %s %s", fingerprint(self.peer_key), "alive" if self.path_alive else "silent")
+    def _path_changed(self, alive: bool) -> None:
+        log.info("QUIC path to %s %s", fingerprint(self.peer_key), "alive" if alive else "silent")
         if self._on_path is not None:
-            self._on_path(self.path_alive)
+            self._call(self._on_path, alive)
+
+    def _ping(self, uid: int) -> None:
+        assert self._connection is not None
+        self._connection.send_ping(uid)
+        self._transmit_soon()
 
     # -- streams ------------------------------------------------------------------------------------------------
 
@@ -362,7 +353,7 @@ class QuicLink:
             return None
         stream = self._new_stream(stream_id)
         if self._on_stream is not None:
-            self._on_stream(stream.reader, stream.writer)
+            self._call(self._on_stream, stream.reader, stream.writer)
         else:
             self._accepted.put((stream.reader, stream.writer))
         return stream
@@ -411,9 +402,17 @@ class QuicLink:
     def _datagram(self, data: bytes) -> None:
         self.counters["datagram-received"] += 1
         if self._on_datagram is not None:
-            self._on_datagram(data)
+            self._call(self._on_datagram, data)
         elif not self._datagrams.put(data):
             self.counters["datagram-dropped"] += 1
+
+    def _call(self, callback: Callable[..., None], *args: object) -> None:
+        """An owner's callback; a bug in it must not stop the link from reading its events: counted and shown."""
+        try:
+            callback(*args)
+        except Exception:
+            self.counters["callback-error"] += 1
+            log.exception("a QUIC link callback failed")
 
     # -- state --------------------------------------------------------------------------------------------------
 
@@ -435,11 +434,11 @@ class QuicLink:
             return
         self._ended = True
         self.close_reason = reason
-        for handle in (self._timer, self._transmit_handle, self._keepalive, self._watchdog):
+        for handle in (self._timer, self._transmit_handle):
             if handle is not None:
                 handle.cancel()
-        self._timer = self._transmit_handle = self._keepalive = self._watchdog = None
-        self.path_alive = False
+        self._timer = self._transmit_handle = None
+        self._liveness.stop()
         for stream in list(self._streams.values()):
             stream.end(reason)
         self._streams.clear()

@@ -300,8 +300,7 @@ async def test_close_is_idempotent_ends_the_peer_and_leaves_nothing_running() ->
     assert asyncio.all_tasks() == before
     for link in (client, server):
         assert link._timer is None
-        assert link._keepalive is None
-        assert link._watchdog is None
+        assert not link._liveness.running
         assert not link._streams
 
 
