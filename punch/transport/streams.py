@@ -124,7 +124,7 @@ class LinkStream:
         self.reading_paused = False
         self._read_done = False  # FIN or RESET_STREAM received, or we sent STOP_SENDING
         self._write_done = False  # FIN or RESET_STREAM sent
-        self._write_error: StreamReset | None = None
+        self._write_error: Exception | None = None  # StreamReset, or why the link ended
         self.writing_paused = False
         self._lost = False
         self._forgotten = False
@@ -233,8 +233,12 @@ class LinkStream:
         if self._lost:
             return
         self._lost = True
-        self._read_done = self._write_done = True
-        self._protocol.connection_lost(error)
+        if error is not None and self._write_error is None and not self._write_done:
+            self._write_error = error
+        self._write_done = True
+        # a reader that has had its FIN keeps what it has not read yet; any other learns why the stream ended
+        self._protocol.connection_lost(None if self._read_done else error)
+        self._read_done = True
         self._forget()
 
     def _resume_writing(self) -> None:

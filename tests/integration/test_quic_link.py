@@ -291,6 +291,8 @@ async def test_close_is_idempotent_ends_the_peer_and_leaves_nothing_running() ->
             await accepting
         with pytest.raises(LinkClosed):
             await client.open_stream()
+        with pytest.raises(LinkClosed, match="the link was closed here"):
+            writer.write(b"after")
         async with asyncio.timeout(UP):
             reason = await server.wait_closed()
         assert str(reason) == "the peer ended the link: closed (QUIC error 0x0)"
@@ -313,3 +315,19 @@ async def test_the_idle_timeout_ends_a_link_whose_peer_fell_silent() -> None:
         async with asyncio.timeout(UP):
             reason = await client.wait_closed()
         assert str(reason) == "nothing came from the peer for 0.5 s (QUIC idle timeout)"
+
+
+async def test_a_failing_callback_is_counted_and_the_link_goes_on() -> None:
+    def broken(data: bytes) -> None:
+        raise RuntimeError("a bug in the owner")
+
+    async with linked() as (client, server):
+        server._on_datagram = broken
+        await both_up(client, server)
+        client.send_datagram(b"first")
+        async with asyncio.timeout(UP), asyncio.TaskGroup() as group:  # a stream's round trip comes after it
+            group.create_task(echo_streams(server, 1))
+            digest = await round_trip(client, b"second")
+        assert digest == hashlib.sha256(b"second").hexdigest()
+        assert server.counters["callback-error"] == 1
+        assert server.connected

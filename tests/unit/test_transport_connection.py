@@ -10,6 +10,8 @@ import ssl
 import pytest
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from punch.identity.keyfile import Identity
 from punch.transport.certs import IdentityKey, certificate_key, self_signed_certificate
@@ -37,16 +39,18 @@ def configuration(identity: Identity, *, is_client: bool) -> QuicConfiguration:
 class Pair:
     """A client and a server connection that hand each other every datagram until neither has one to send."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: QuicConfiguration | None = None, server: QuicConfiguration | None = None) -> None:
         self.client_id, self.server_id = Identity.generate(), Identity.generate()
         self.now = 0.0
-        self.client = PeerConnection(configuration=configuration(self.client_id, is_client=True), receive_window=WINDOW)
+        self.client = PeerConnection(
+            configuration=client or configuration(self.client_id, is_client=True), receive_window=WINDOW
+        )
         self.client.connect(PEER, now=self.now)
         first = [data for data, _ in self.client.datagrams_to_send(now=self.now)]
         destination = first_initial(first[0])
         assert destination is not None
         self.server = PeerConnection(
-            configuration=configuration(self.server_id, is_client=False),
+            configuration=server or configuration(self.server_id, is_client=False),
             receive_window=WINDOW,
             original_destination_connection_id=destination,
         )
@@ -65,6 +69,13 @@ class Pair:
             self._deliver(self.client, "client", to_client)
         raise AssertionError("the connections never went quiet")
 
+    def settle(self) -> None:
+        """Let every timer run out (closing and draining periods included), so ends are reported."""
+        self.now += 100.0
+        for name, connection in (("client", self.client), ("server", self.server)):
+            connection.handle_timer(now=self.now)
+            self._deliver(connection, name, [])
+
     def _deliver(self, connection: PeerConnection, name: str, datagrams: list[bytes]) -> None:
         for data in datagrams:
             connection.receive_datagram(data, PEER, now=self.now)
@@ -81,6 +92,43 @@ def test_the_server_asks_for_and_gets_the_client_certificate() -> None:
     assert certificate_key(server_saw) == pair.client_id.public_key
     assert certificate_key(client_saw) == pair.server_id.public_key
     assert pair.client.handshake_confirmed
+
+
+def impostor(victim: Identity, *, is_client: bool) -> QuicConfiguration:
+    """A TLS endpoint that shows a certificate of ``victim``'s key but signs with a key of its own, as anyone can who
+    copied the victim's certificate (or made one: the certificate's own signature is not what is checked)."""
+    own = Ed25519PrivateKey.generate()
+    name = x509.Name([])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(Ed25519PublicKey.from_public_bytes(victim.public_key))
+        .serial_number(1)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + datetime.timedelta(days=1))
+        .sign(own, None)
+    )
+    return QuicConfiguration(
+        alpn_protocols=["punch/1"],
+        is_client=is_client,
+        verify_mode=ssl.CERT_NONE,
+        certificate=certificate,
+        private_key=own,
+    )
+
+
+@pytest.mark.parametrize("who", ["client", "server"])
+def test_a_certificate_without_its_private_key_fails_the_handshake(who: str) -> None:
+    """The TLS CertificateVerify (RFC 8446 §4.4.3) is checked against the certificate's key whatever verify_mode
+    says: showing the pinned key is not enough, the peer must sign with it."""
+    victim = Identity.generate()
+    pair = Pair(**{who: impostor(victim, is_client=who == "client")})
+    pair.settle()
+    checker = pair.events["server" if who == "client" else "client"]
+    assert not any(isinstance(e, events.HandshakeCompleted) for e in checker)
+    ends = [e.error_code for e in checker if isinstance(e, events.ConnectionTerminated)]
+    assert ends == [0x100 + 51]  # CRYPTO_ERROR decrypt_error: the signature does not verify (RFC 9001 §4.8)
 
 
 def test_first_initial_takes_only_a_clients_first_packet() -> None:
