@@ -25,9 +25,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import os
 import ssl
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
@@ -36,6 +38,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.packet import QuicErrorCode, QuicFrameType
 from aioquic.quic.rangeset import RangeSet
 
+from punch.errors import UsageError
 from punch.identity.fingerprint import fingerprint
 from punch.identity.keyfile import Identity
 from punch.transport.certs import IdentityKey, certificate_key, self_signed_certificate
@@ -54,6 +57,16 @@ MAX_DATAGRAM_FRAME_SIZE = 65536  # the DATAGRAM frames we accept (RFC 9221 §3);
 STREAM_REFUSED = 1  # application error code: the peer opened a unidirectional stream, which punch does not use
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+def open_keylog(path: Path) -> TextIO:
+    """The TLS key log, appended to (NSS key log format, one line per secret), readable by its owner only: anyone who
+    reads it can decrypt the capture."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as error:
+        raise UsageError(f"keylog {path}: cannot open it ({error.strerror}); give a writable path") from None
+    return os.fdopen(descriptor, "a", encoding="ascii")
 
 
 class QuicLink:
@@ -111,9 +124,9 @@ class QuicLink:
         """The client sends its first flight; the server waits for it. Once only."""
         if self._started:
             return
-        self._started = True
         if self._config.keylog is not None:
-            self._keylog = self._config.keylog.open("a", encoding="ascii")
+            self._keylog = open_keylog(self._config.keylog)
+        self._started = True
         if self.is_client:
             self._connection = self._new_connection(None)
             self._connection.connect(VIRTUAL_PEER, now=self._loop.time())

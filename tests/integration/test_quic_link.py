@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from punch.errors import UsageError
 from punch.identity.fingerprint import fingerprint
 from punch.identity.keyfile import Identity
 from punch.transport import (
@@ -273,6 +274,21 @@ async def test_keylog_holds_the_tls_secrets(tmp_path: Path) -> None:
         await both_up(client, server)
     labels = {line.split()[0] for line in keylog.read_text().splitlines()}
     assert {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0"} <= labels
+    assert keylog.stat().st_mode & 0o777 == 0o600  # secrets: its owner's only
+
+
+async def test_a_keylog_that_cannot_be_opened_is_a_usage_error(tmp_path: Path) -> None:
+    where = tmp_path / "missing" / "keys.log"
+    link = QuicLink(
+        Identity.generate(),
+        Identity.generate().public_key,
+        lambda d: None,
+        is_client=True,
+        config=LinkConfig(keylog=where),
+    )
+    with pytest.raises(UsageError) as error:
+        link.start()
+    assert str(error.value) == f"keylog {where}: cannot open it (No such file or directory); give a writable path"
 
 
 async def test_close_is_idempotent_ends_the_peer_and_leaves_nothing_running() -> None:
