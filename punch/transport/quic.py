@@ -40,7 +40,7 @@ from aioquic.quic.rangeset import RangeSet
 
 from punch.errors import UsageError
 from punch.identity.fingerprint import fingerprint
-from punch.identity.keyfile import Identity
+from punch.identity.keyfile import PUBLIC_KEY_BYTES, Identity
 from punch.transport.certs import IdentityKey, certificate_key, self_signed_certificate
 from punch.transport.config import LinkConfig
 from punch.transport.connection import CONNECTION_ID_LENGTH, PeerConnection, first_initial
@@ -89,6 +89,8 @@ class QuicLink:
         on_datagram: Callable[[bytes], None] | None = None,
         on_path: Callable[[bool], None] | None = None,
     ) -> None:
+        if len(peer_key) != PUBLIC_KEY_BYTES:
+            raise UsageError(f"peer_key: {len(peer_key)} bytes; an Ed25519 public key (the peer's identity) has 32")
         self._loop = asyncio.get_running_loop()
         self._identity = identity
         self.peer_key = peer_key

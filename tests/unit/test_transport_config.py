@@ -1,11 +1,12 @@
-"""LinkConfig: a wrong setting is refused with one line that names the field and the fix."""
+"""LinkConfig and QuicLink's arguments: a wrong setting is refused with one line that names the field and the fix."""
 
 from __future__ import annotations
 
 import pytest
 
 from punch.errors import UsageError
-from punch.transport import LinkConfig
+from punch.identity.keyfile import Identity
+from punch.transport import LinkConfig, QuicLink
 
 pytestmark = pytest.mark.unit
 
@@ -41,3 +42,10 @@ def test_wrong_settings_are_refused_by_name(settings: dict[str, object], message
 def test_the_defaults_are_valid() -> None:
     config = LinkConfig()
     assert config.keepalive < config.dead_after < config.idle_timeout
+
+
+@pytest.mark.asyncio
+async def test_a_pinned_key_of_the_wrong_length_is_refused() -> None:
+    with pytest.raises(UsageError) as error:
+        QuicLink(Identity.generate(), bytes(31), lambda d: None, is_client=True)
+    assert str(error.value) == "peer_key: 31 bytes; an Ed25519 public key (the peer's identity) has 32"
