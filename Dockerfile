@@ -30,7 +30,8 @@ RUN set -eu; \
     apt-get install -y -qq --no-install-recommends iproute2 iptables nftables conntrack util-linux >/dev/null; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/log/apt /var/log/dpkg.log; \
     command -v setpriv; \
-    useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin punch
+    useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin punch; \
+    install -d -m 0700 -o punch -g punch /var/lib/punch
 # A venv (works on Debian's own python3 too), filled from the wheels only: no index, no compiler.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     set -eu; \
@@ -42,7 +43,8 @@ COPY docker/stun-check.py /usr/local/bin/stun-check
 COPY docker/nat-router.sh /usr/local/bin/nat-router
 COPY docker/peer.sh /usr/local/bin/peer
 RUN chmod 0755 /usr/local/bin/stun-check /usr/local/bin/nat-router /usr/local/bin/peer
-ENV PATH=/opt/punch/bin:$PATH
+# The peer's identity and known peers (punch.identity): made on first use here; mount a volume to keep them.
+ENV PATH=/opt/punch/bin:$PATH XDG_CONFIG_HOME=/var/lib/punch
 USER punch
 EXPOSE 3478/udp
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 CMD ["stun-check", "127.0.0.1:3478"]

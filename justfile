@@ -22,13 +22,15 @@ lab-up:
         --trace "$logs/server.trace" > /dev/null; \
     echo "punch server runs in node server ({{server}}:3478, alternate 203.0.113.2:3479); its log: $logs/server.log"
 
-# peer10 and peer14 punch through their NATs and exchange messages; shows both logs, results and the NATs' conntrack, and writes the run's sequence diagram
+# peer10 and peer14, each with a key pair of its own in the lab's log dir, punch through their NATs and exchange messages; shows both logs, results and the NATs' conntrack, and writes the run's sequence diagram
 lab-demo:
     @{{python}} -m netns status --name {{lab}} > /dev/null 2>&1 || {{just_executable()}} lab-up
     @logs="$({{python}} -m netns logdir --name {{lab}})"; pids=""; \
+    for p in 10 14; do {{python}} -m punch id --identity "$logs/peer$p.identity" > /dev/null; done; \
     for pair in "10 14" "14 10"; do set -- $pair; \
       {{python}} -m netns exec --name {{lab}} peer$1 -- {{python}} -m punch peer --server {{server}} \
         --id $1 --to $2 --send "hello from peer$1" --send "peer$1 says bye" --json --trace "$logs/peer$1.trace" \
+        --identity "$logs/peer$1.identity" --known-peers "$logs/peer$1.known_peers" \
         > "$logs/peer$1.json" 2> "$logs/peer$1.log" & pids="$pids $!"; \
     done; \
     status=0; for pid in $pids; do wait $pid || status=1; done; \

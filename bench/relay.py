@@ -101,6 +101,7 @@ async def introduced(me: str, other: str, server: str) -> tuple[int, bytes, byte
     """Register as ``me`` with ``server`` (HOST:PORT), ask for ``other``; our local port, the session, its key,
     the other's public endpoint."""
     from punch.peer.client import RendezvousClient
+    from punch.peer.keys import PeerKeys, RequestKey
     from punch.stun import Address, Message
     from punch.stun.protocol import open_endpoint
 
@@ -109,14 +110,18 @@ async def introduced(me: str, other: str, server: str) -> tuple[int, bytes, byte
     def handle(message: Message, source: Address, data: bytes) -> None:
         client.on_request(message, source)  # Introduce
 
-    endpoint = await open_endpoint(handle, ("0.0.0.0", 0))
-    client = RendezvousClient(endpoint, (host, int(port)), me, (), lease=60)
+    keys = PeerKeys(RequestKey())  # the server's Introduce is signed with our request key, and so is our answer
+    endpoint = await open_endpoint(handle, ("0.0.0.0", 0), keys=keys)
+    client = RendezvousClient(endpoint, (host, int(port)), me, (), lease=60, credentials=keys.request)
     await client.register()
     await client.connect(other)
     introduction = await asyncio.wait_for(client.introduction, 30)
+    key = client.session_key(introduction)
+    if key is None:
+        raise RuntimeError(f"{other}'s key share does not check out")
     local = endpoint.local_address[1]
     await endpoint.close()  # the registration stays for its lease: the same port sends and receives from now on
-    return local, introduction.session_id, introduction.key, introduction.candidates[0]
+    return local, introduction.session_id, key, introduction.candidates[0]
 
 
 def data_requests(me: str, session: bytes, key: bytes, payload: int, count: int = 256) -> list[bytes]:

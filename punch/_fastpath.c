@@ -40,6 +40,8 @@
 #define LEASE_TYPE 0x4C06
 #define REGISTRATION_TOKEN_TYPE 0x4C0A
 #define NAT_MAPPING_TYPE 0xCC03
+#define PUBLIC_KEY_TYPE 0x4C0B
+#define PUBLIC_KEY_BYTES 32
 #define REGISTER_REQUEST 0x0281
 #define REGISTER_SUCCESS 0x0381
 #define TRAILER_SIZE 44 /* MESSAGE-INTEGRITY-SHA256 (4 + 32) and FINGERPRINT (4 + 4) */
@@ -346,12 +348,13 @@ static PyObject *set_known(PyObject *self, PyObject *args) {
 #define MAX_ANSWER (20 + 24 + 8 + 20 + MAX_TAIL + 8)
 
 PyDoc_STRVAR(parse_refresh_doc,
-             "parse_refresh(data) -> (peer_id, hosts, lease, mapping) | None\n\n"
+             "parse_refresh(data) -> (peer_id, hosts, lease, mapping, public_key) | None\n\n"
              "What punch.rendezvous.refresh.read_refresh reads from `data`, exactly: a Register request with a right\n"
              "header, attributes tiling the body and MESSAGE-INTEGRITY-SHA256 then a right FINGERPRINT last, carrying\n"
-             "one PEER-ID (1-128 bytes of UTF-8), a nonzero LEASE, at most one NAT-MAPPING and at most 8 CANDIDATEs\n"
-             "and nothing else. hosts: the CANDIDATE addresses packed as pack_addresses packs them; mapping: the\n"
-             "first byte of NAT-MAPPING, None without one. None for anything else.");
+             "one PEER-ID (1-128 bytes of UTF-8), a nonzero LEASE, at most one NAT-MAPPING, at most one PUBLIC-KEY\n"
+             "(32 bytes) and at most 8 CANDIDATEs and nothing else. hosts: the CANDIDATE addresses packed as\n"
+             "pack_addresses packs them; mapping: the first byte of NAT-MAPPING, None without one; public_key: its\n"
+             "bytes, None without one. None for anything else.");
 
 static PyObject *parse_refresh(PyObject *self, PyObject *data) {
     if (!PyBytes_Check(data)) {
@@ -367,7 +370,7 @@ static PyObject *parse_refresh(PyObject *self, PyObject *data) {
     if (get16(trailer) != MI_SHA256_TYPE || get16(trailer + 2) != 32 || get16(trailer + 36) != FINGERPRINT_TYPE ||
         get16(trailer + 38) != 4 || get32(trailer + 40) != (crc32(m, n - 8) ^ FINGERPRINT_XOR))
         Py_RETURN_NONE;
-    const uint8_t *peer = NULL;
+    const uint8_t *peer = NULL, *key = NULL;
     size_t peer_length = 0, packed_length = 0, end = n - TRAILER_SIZE, offset = 20;
     long long lease = -1;
     int mapping = -1, candidates = 0;
@@ -384,6 +387,8 @@ static PyObject *parse_refresh(PyObject *self, PyObject *data) {
             lease = get32(value);
         } else if (type == NAT_MAPPING_TYPE && mapping < 0 && length == 4) {
             mapping = value[0];
+        } else if (type == PUBLIC_KEY_TYPE && key == NULL && length == PUBLIC_KEY_BYTES) {
+            key = value;
         } else if (type == CANDIDATE_TYPE && candidates < MAX_CANDIDATES) {
             /* XOR-MAPPED-ADDRESS layout (RFC 8489 section 14.2): the port XORed with the cookie's top half, the
                address with the cookie (IPv4) or the cookie and the transaction ID (IPv6): bytes 4.. of the header */
@@ -417,8 +422,15 @@ static PyObject *parse_refresh(PyObject *self, PyObject *data) {
         Py_DECREF(text);
         return NULL;
     }
-    return Py_BuildValue("(Ny#kN)", text, (const char *)packed, (Py_ssize_t)packed_length, (unsigned long)lease,
-                         kind);
+    PyObject *public_key =
+        key == NULL ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize((const char *)key, PUBLIC_KEY_BYTES);
+    if (public_key == NULL) {
+        Py_DECREF(text);
+        Py_DECREF(kind);
+        return NULL;
+    }
+    return Py_BuildValue("(Ny#kNN)", text, (const char *)packed, (Py_ssize_t)packed_length, (unsigned long)lease,
+                         kind, public_key);
 }
 
 PyDoc_STRVAR(refresh_answer_doc,
@@ -650,7 +662,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "punch._fastpath",
 
 /* Raise it with every change of what the functions take or return: punch.stun.fastpath.API must match, so
    that a module built from an older source (a checkout updated without `pip install -e .`) is left unused. */
-#define FASTPATH_API 3
+#define FASTPATH_API 4
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
     crc_init();

@@ -25,6 +25,9 @@ from punch import __version__
 from punch.diagram import TraceError, draw
 from punch.diagram.mermaid import markdown
 from punch.errors import PeerError, UsageError
+from punch.identity.fingerprint import FingerprintError, looks_like_fingerprint, parse_fingerprint
+from punch.identity.keyfile import Identity, default_identity_path, load_identity
+from punch.identity.known_peers import KnownPeers, default_known_peers_path
 from punch.peer.config import PeerConfig, PeerResult
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
@@ -193,10 +196,50 @@ def build_parser() -> argparse.ArgumentParser:
     probe_cmd.add_argument("--bind", default="0.0.0.0:0", metavar="ADDR:PORT", help="local socket (default 0.0.0.0:0)")
     probe_cmd.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
-    peer = commands.add_parser("peer", parents=[common, traced], help="find another peer through the server and talk")
+    identity = argparse.ArgumentParser(add_help=False)
+    identity.add_argument(
+        "--identity",
+        metavar="PATH",
+        help="our key pair, an Ed25519 private key in PEM, mode 0600 (default $XDG_CONFIG_HOME/punch/identity, "
+        "else ~/.config/punch/identity, made on first use)",
+    )
+
+    id_cmd = commands.add_parser(
+        "id",
+        parents=[common, identity, traced],
+        help="print our public key's fingerprint (making the identity file if it is missing)",
+    )
+    id_cmd.add_argument("--json", action="store_true", help="print the fingerprint and the file as one JSON object")
+
+    peer = commands.add_parser(
+        "peer", parents=[common, identity, traced], help="find another peer through the server and talk"
+    )
     peer.add_argument("--server", required=True, metavar="HOST[:PORT]", help=f"rendezvous server (port {DEFAULT_PORT})")
-    peer.add_argument("--id", required=True, help="our peer ID")
-    peer.add_argument("--to", required=True, metavar="ID", help="the peer to talk to")
+    peer.add_argument("--id", help="our peer ID (default: our fingerprint, `punch id`)")
+    peer.add_argument(
+        "--to",
+        required=True,
+        metavar="ID",
+        help="the peer to talk to: its ID, or its fingerprint (then only the key with that fingerprint is accepted)",
+    )
+    peer.add_argument(
+        "--to-key",
+        metavar="FINGERPRINT",
+        help="accept the other peer only with the key of this fingerprint (`punch id` on its machine prints it); "
+        "without it, the first key seen for its ID is remembered and a different one refused (trust on first use)",
+    )
+    peer.add_argument(
+        "--keylog",
+        metavar="FILE",
+        help="append each session's secrets to FILE (NSS key log format, as SSLKEYLOGFILE): whoever reads it can "
+        "read and forge the session, so use it only to debug, e.g. with Wireshark",
+    )
+    peer.add_argument(
+        "--known-peers",
+        metavar="PATH",
+        help="the keys we met peers with, `FINGERPRINT ID` a line (default $XDG_CONFIG_HOME/punch/known_peers, "
+        "else ~/.config/punch/known_peers)",
+    )
     peer.add_argument("--bind", default="0.0.0.0:0", metavar="ADDR:PORT", help="local socket (default 0.0.0.0:0)")
     peer.add_argument(
         "--send",
@@ -384,7 +427,9 @@ def _tracing(args: argparse.Namespace) -> Iterator[None]:
             why = error.strerror or error
             raise UsageError(f"--trace {path}: cannot write it ({why}); choose another file") from None
         tracer = trace.Tracer(out)
-        tracer.start(f"peer {args.id}" if args.command == "peer" else "server", args.command, **who)
+        tracer.start(
+            (f"peer {args.id}" if args.id else "peer") if args.command == "peer" else "server", args.command, **who
+        )
         stack.enter_context(trace.tracing(tracer))
         logging.getLogger("punch").addHandler(handler)
         stack.callback(logging.getLogger("punch").removeHandler, handler)
@@ -425,8 +470,41 @@ def _open_ttl(value: str) -> int | None:
     return ttl
 
 
+def load_identity_of(args: argparse.Namespace) -> tuple[Identity, Path, bool]:
+    """The identity ``--identity`` names, or the default one; its path, and whether it was made just now. The default
+    is made on first use, and `punch id` makes any; a peer given a path that does not exist stops with the fix."""
+    path = Path(args.identity) if args.identity else default_identity_path()
+    identity, created = load_identity(path, create=args.identity is None or args.command == "id")
+    if created:
+        log.info("made a new identity in %s: our fingerprint is %s", path, identity.fingerprint)
+    return identity, path, created
+
+
+def _fingerprint(text: str, flag: str) -> str:
+    try:
+        return parse_fingerprint(text)
+    except FingerprintError as error:
+        raise UsageError(f"{flag} {error}") from None
+
+
+def _pin(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The peer to ask for and the fingerprint its key must have: ``--to FINGERPRINT`` names and pins it at once
+    (the peer registered under its fingerprint, punch's default ID); ``--to-key`` pins a peer named by its ID."""
+    target = args.to
+    pin = _fingerprint(args.to_key, "--to-key") if args.to_key else None
+    if looks_like_fingerprint(target.lower()):
+        target = target.lower()
+        if pin is not None and pin != target:
+            raise UsageError(f"--to {args.to} is a fingerprint, and --to-key {args.to_key} another one; give one")
+        pin = target
+    return target, pin
+
+
 def peer_config(args: argparse.Namespace) -> PeerConfig:
     """The PeerConfig that ``punch peer`` ARGS asks for; UsageError naming the flag when one is out of range."""
+    target, pin = _pin(args)
+    identity, _, _ = load_identity_of(args)
+    known = KnownPeers(Path(args.known_peers) if args.known_peers else default_known_peers_path())
     open_ttl = _open_ttl(args.open_ttl)
     timeout = _positive("--punch-timeout", args.punch_timeout)
     timings = PunchTimings(  # auto keeps the default open_ttl as its fallback
@@ -444,8 +522,8 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
     )
     config = PeerConfig(
         server=parse_endpoint(args.server, "--server", DEFAULT_PORT),
-        peer_id=args.id,
-        target=args.to,
+        peer_id=args.id if args.id is not None else identity.fingerprint,
+        target=target,
         bind=parse_endpoint(args.bind, "--bind", None),
         timeout=_positive("--timeout", args.timeout),
         punch=timings,
@@ -458,10 +536,23 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         upgrade_interval=_not_negative("--upgrade-interval", args.upgrade_interval),
         nat_udp_timeout=_not_negative("--nat-udp-timeout", args.nat_udp_timeout),
         rejoin=_not_negative("--rejoin", args.rejoin),
+        identity=identity,
+        known_peers=known,
+        pin=pin,
+        keylog=Path(args.keylog) if args.keylog else None,
     )
     if config.peer_id == config.target:
         raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")
     return config
+
+
+def _run_id(args: argparse.Namespace) -> int:
+    identity, path, created = load_identity_of(args)
+    if args.json:
+        print(json.dumps({"fingerprint": identity.fingerprint, "identity": str(path), "created": created}))
+    else:
+        print(identity.fingerprint)
+    return 0
 
 
 async def _peer(config: PeerConfig, texts: AsyncIterator[str], show: Callable[[str], None]) -> PeerResult:
@@ -634,13 +725,15 @@ def _run_diagram(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args, f"peer {args.id}:" if args.command == "peer" else args.command)
+    configure_logging(args, (f"peer {args.id}:" if args.id else "peer:") if args.command == "peer" else args.command)
     try:
         if args.command == "diagram":
             return _run_diagram(args)
         with _tracing(args):
             if args.command == "server":
                 return _run_server(args)
+            if args.command == "id":
+                return _run_id(args)
             if args.command == "probe":
                 return _run_probe(args)
             return _run_peer(args)

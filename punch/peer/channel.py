@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 
 from punch.errors import PeerError
+from punch.peer.keys import RequestKey
 from punch.peer.sealing import TAG_BYTES, Sealer
 from punch.stun import (
     Address,
@@ -53,6 +54,7 @@ class Channel:
         *,
         policy: RetransmitPolicy = MESSAGE_POLICY,
         relay: Address | None = None,
+        relay_key: RequestKey | None = None,
     ) -> None:
         self._endpoint = endpoint  # the socket of the chosen path (port prediction may choose another one)
         self._me = me
@@ -63,6 +65,8 @@ class Channel:
         self._policy = policy
         self._remote: Address | None = None
         self._relay = relay  # the server's address: when ``remote`` is this, the path is the server's relay
+        # What signs the relay's own answers (a refusal: our request key), taken beside the session's key
+        self._relay_key = relay_key
         self._next_send = 0
         self._next_receive = 0
         self.received: list[str] = []
@@ -116,7 +120,9 @@ class Channel:
             if self._remote is None:
                 raise PeerError("no path to send on")
             remote, moved = self._remote, self._moved
-            sending = asyncio.ensure_future(self._endpoint.request(message, remote, self._policy))
+            relay_key = self._relay_key.key if remote == self._relay and self._relay_key is not None else None
+            also = (relay_key,) if relay_key is not None else ()
+            sending = asyncio.ensure_future(self._endpoint.request(message, remote, self._policy, answer_keys=also))
             waiting = asyncio.ensure_future(moved.wait())
             try:
                 await asyncio.wait((sending, waiting), return_when=asyncio.FIRST_COMPLETED)

@@ -1,6 +1,8 @@
-"""The peer's side of the rendezvous: register under a lease, ask for another peer, take Introduce and Go (and, after
-a refused check, Move and a Go that says where the other peer moved, punch.peer.moving); after a lost path, register
-and ask again (:meth:`RendezvousClient.rejoin`)."""
+"""The peer's side of the rendezvous: register under a lease (with our identity's public key), ask for another peer
+(with a fresh key share, punch.identity.agreement), take Introduce and Go (and, after a refused check, Move and a Go
+that says where the other peer moved, punch.peer.moving); after a lost path, register and ask again
+(:meth:`RendezvousClient.rejoin`). What the server sends us on its own is signed with our request key
+(:attr:`RendezvousClient.request_key`), and so are our answers."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import logging
 from collections.abc import Callable
 
 from punch.errors import PeerError, PeerGone
-from punch.peer.keys import SessionKeys
+from punch.identity.agreement import OwnShare, Party, share_is_genuine
+from punch.identity.keyfile import Identity
+from punch.peer.keys import RequestKey
 from punch.peer.tasks import settle
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_error, make_success, method_name
-from punch.stun.credentials import request_key
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTimeout
 from punch.stun.wire import (
@@ -45,7 +48,8 @@ class RendezvousClient:
         policy: RetransmitPolicy = RFC_POLICY,
         group: bytes | None = None,
         mapping: Mapping = Mapping.UNKNOWN,
-        keys: SessionKeys | None = None,
+        identity: Identity | None = None,
+        credentials: RequestKey | None = None,  # where our token is kept (shared with our sockets' keys); else new
         on_introduced: Callable[[Introduction], None] | None = None,
     ) -> None:
         self._endpoint = endpoint
@@ -65,18 +69,21 @@ class RendezvousClient:
         # not wait for the session's next turn (punch.peer.session: an early punch's low-TTL probes) goes there.
         self._on_introduced = on_introduced
         self.mapped: Address | None = None
-        self._token: bytes | None = None  # proves we own our ID (first come, first served)
-        self._group = group  # a closed group's key (--secret-file), or None
+        # Our token (proves we own our ID: first come, first served), bound to a closed group's key (--secret-file):
+        # what signs our requests. Shared with the keys our sockets sign with (punch.peer.keys).
+        self._credentials = credentials or RequestKey(group)
         self._mapping = mapping  # how our NAT maps (punch.peer.predict.discover_mapping), told to the server
         self.rtt: float | None = None  # the shortest round trip of our requests to the server (seconds)
         self.told_rtt_us: int | None = None  # the round trip we told the server in our last Connect (SERVER-RTT)
-        # SESSION-ID -> key, of every session we were introduced to: the endpoints sign and check with them
-        self._keys = keys if keys is not None else SessionKeys()
+        # Our identity (a fresh one if not given): its public key goes in Register, and it signs our key shares
+        self._identity = identity or Identity.generate()
+        self._shares: dict[str, OwnShare] = {}  # target -> our share in the latest Connect asking for it
+        self._sessions: set[bytes] = set()  # the SESSION-IDs we were introduced to (a retransmission is answered)
 
     async def _call(self, message: Message, what: str, via: StunEndpoint | None = None) -> Message:
         loop = asyncio.get_running_loop()
         try:
-            key = request_key(self._group, self._token)
+            key = self._credentials.key
             sent = loop.time()
             response, _ = await (via or self._endpoint).request(message, self.server, self._policy, key)
             self.observe_rtt(loop.time() - sent)  # from the first transmission: a retransmission only makes it longer
@@ -115,6 +122,7 @@ class RendezvousClient:
                 *((AttributeType.CANDIDATE, c) for c in self._candidates),
                 (AttributeType.LEASE, self._lease),
                 *mapping_attribute(self._mapping),
+                (AttributeType.PUBLIC_KEY, self._identity.public_key),
             ),
             "our registration",
         )
@@ -122,7 +130,7 @@ class RendezvousClient:
         if mapped is None:
             raise PeerError("the server's answer to Register lacks XOR-MAPPED-ADDRESS; is it a punch server?")
         granted = response.integer(AttributeType.LEASE) or self._lease
-        self._token = response.raw(AttributeType.REGISTRATION_TOKEN) or self._token
+        self._credentials.hold(response.raw(AttributeType.REGISTRATION_TOKEN) or self._credentials.token)
         if mapped != self.mapped:
             log.info(
                 "registered as %s with %s; it sees us at %s (lease %d s)",
@@ -134,6 +142,24 @@ class RendezvousClient:
         self._lease = granted
         self.mapped = mapped
         return mapped
+
+    @property
+    def request_key(self) -> bytes | None:
+        """The key our requests to the server are signed with, and what it sends us on its own
+        (punch.stun.credentials); None before we registered on an open server."""
+        return self._credentials.key
+
+    def session_key(self, introduction: Introduction) -> bytes | None:
+        """The key of the session ``introduction`` opens, from our share in the Connect that asked for its peer and
+        its share (punch.identity.agreement); None if that share is not signed by the key it came with, for a
+        Connect that asked for us, or is no usable key."""
+        ours = self._shares.get(introduction.peer_id)
+        if ours is None:
+            return None
+        theirs = Party(introduction.peer_id, introduction.public_key, introduction.key_share.share)
+        if not share_is_genuine(theirs, introduction.key_share.signature, self.peer_id):
+            return None
+        return ours.session_key(theirs, introduction.session_id, introduction.role is Role.OPENER)
 
     @property
     def mapping(self) -> Mapping:
@@ -149,15 +175,15 @@ class RendezvousClient:
 
     async def unregister(self) -> None:
         """Say goodbye (a zero lease), so that our ID is free again at once; best effort, quick."""
-        if self._token is None:
+        if self._credentials.token is None:
             return
         goodbye = request(Method.REGISTER, (AttributeType.PEER_ID, self.peer_id), (AttributeType.LEASE, 0))
         try:
-            await self._endpoint.request(goodbye, self.server, GOODBYE_POLICY, request_key(self._group, self._token))
+            await self._endpoint.request(goodbye, self.server, GOODBYE_POLICY, self._credentials.key)
             log.info("unregistered from the server")
         except TransactionTimeout:
             log.info("the server did not answer our goodbye; our registration ends with its lease")
-        self._token = None
+        self._credentials.hold(None)
 
     async def keep_registered(self) -> None:
         """Refresh the registration well within its lease, forever (cancel to stop)."""
@@ -173,8 +199,15 @@ class RendezvousClient:
         peer, see punch.peer.puncher); returns the server's status line."""
         self.told_rtt_us = None if self.rtt is None else round(self.rtt * 1e6)
         rtt = () if self.told_rtt_us is None else ((AttributeType.SERVER_RTT, self.told_rtt_us),)
+        share = self._shares[target] = OwnShare(self._identity, self.peer_id, target)
         response = await self._call(
-            request(Method.CONNECT, (AttributeType.PEER_ID, self.peer_id), (AttributeType.TARGET_ID, target), *rtt),
+            request(
+                Method.CONNECT,
+                (AttributeType.PEER_ID, self.peer_id),
+                (AttributeType.TARGET_ID, target),
+                *rtt,
+                *share.public.attributes(),
+            ),
             f"our request for {target}",
         )
         status = response.text(AttributeType.STATUS) or "ok"
@@ -261,11 +294,9 @@ class RendezvousClient:
 
     def _on_introduce(self, message: Message) -> None:
         introduction = Introduction.from_message(message)
-        if self.introduction.done() or introduction.session_id in self._keys:
+        if self.introduction.done() or introduction.session_id in self._sessions:
             return  # a retransmission: our answer was lost, answer again
-        # From now on, messages of this session are signed and checked with its key (see StunEndpoint); those of an
-        # earlier one too (after a rejoin, the texts stay in the first session).
-        self._keys.add(introduction.session_id, introduction.key)
+        self._sessions.add(introduction.session_id)
         log.info(
             "introduced to %s (session %s): candidates %s; we are the %s",
             introduction.peer_id,

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from punch.identity.keyfile import Identity
+from punch.identity.known_peers import KnownPeers
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
 from punch.stun import Address
@@ -46,6 +49,10 @@ class PeerConfig:
     nat_udp_timeout: float = 90.0
     discover_ttl: bool = True  # find punch.open_ttl from the route to the server (punch.peer.hops), else keep it
     rejoin: float = 15.0  # after a direct path broke, wait this long for the other peer to find us again (0 = never)
+    identity: Identity | None = None  # our key pair (--identity); None: a fresh one for this run
+    known_peers: KnownPeers | None = None  # the keys we met peers with (--known-peers); None: remembered in memory
+    pin: str | None = None  # the fingerprint the other peer's key must have (--to-key, or --to FINGERPRINT)
+    keylog: Path | None = None  # append each session's key here (--keylog; NSS key log format, for Wireshark)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,5 +78,6 @@ class PeerResult:
     move: str | None = None
     early: bool | None = None  # a plain punch: True if we checked without waiting for Go, False under Ready/Go
     rejoins: int = 0  # how often the direct path broke and a new one was punched
+    peer_key: str | None = None  # the fingerprint of the other peer's key, as we accepted (or refused) it
     error: str | None = None
     dropped: dict[str, int] = field(default_factory=dict)  # datagrams our socket dropped, by reason (DROP_REASONS)

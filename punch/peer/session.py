@@ -7,6 +7,10 @@ NATs map them now, ask for each other again, are introduced in a new session and
 over it in their first session. A peer that does not come back within ``PeerConfig.rejoin`` seconds is lost.
 
 On the relay, a direct path is tried again now and then (:func:`upgrade_waits`), and taken once proven.
+
+Who the other peer is: its Introduce carries its identity key, which must be the one we pinned (``PeerConfig.pin``)
+or, without a pin, the one we knew it by (punch.identity.known_peers: trust on first use). A key we do not accept
+ends the run before anything of that session is taken: its key is never added, so nothing of it is even checked.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
 from punch.errors import PeerError, PeerGone
+from punch.identity.fingerprint import fingerprint
+from punch.identity.known_peers import judge
 from punch.peer import hops, routes, sealing
 from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
 from punch.peer.config import DROP_REASONS, KEEPALIVE_POLICY, PeerConfig, PeerResult
 from punch.peer.dispatch import Dispatcher
-from punch.peer.keys import SessionKeys
+from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
 from punch.peer.predict import PortOpener, Sprayer, choose_plan, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
@@ -79,7 +85,7 @@ class Session:
         on_text: Callable[[str], None],
         endpoint: StunEndpoint,
         dispatcher: Dispatcher,
-        keys: SessionKeys,
+        keys: PeerKeys,
     ) -> None:
         self._config = config
         self._on_text = on_text
@@ -95,8 +101,8 @@ class Session:
             host_candidates(self._local, config.server),
             lease=config.lease,
             policy=config.rendezvous,
-            group=config.group,
-            keys=keys,
+            identity=config.identity,
+            credentials=keys.request,
             on_introduced=self._introduced,
         )
         dispatcher.add(self._client.on_request)
@@ -116,6 +122,9 @@ class Session:
         self._move: str | None = None
         self._rejoins = 0
         self._error: str | None = None
+        self._met: dict[str, str] = {}  # peer ID -> the fingerprint of the key we accepted it with
+        self._refused: str | None = None  # why we refused the other peer's key
+        self._peer_key: str | None = None
 
     @classmethod
     async def open(
@@ -128,9 +137,9 @@ class Session:
         ``discover_ttl``) and binds each socket to its address (a wildcard bind asks the calling thread's namespace
         for our address toward the server)."""
         sealing.warm_up()
-        keys = SessionKeys()
+        keys = PeerKeys(RequestKey(config.group))
         dispatcher = Dispatcher()
-        endpoint = await open_endpoint(dispatcher, config.bind, sock=sock, keys=keys.get)
+        endpoint = await open_endpoint(dispatcher, config.bind, sock=sock, keys=keys)
         return cls(config, on_text, endpoint, dispatcher, keys)
 
     async def close(self) -> None:
@@ -160,6 +169,7 @@ class Session:
             move=self._move,
             early=self._early,
             rejoins=self._rejoins,
+            peer_key=self._peer_key,
             error=self._error,
             dropped={reason: counters[reason] for reason in DROP_REASONS if counters[reason]},
         )
@@ -280,10 +290,19 @@ class Session:
             self._finding = False
         if introduction.peer_id != config.target:
             raise PeerError(f"the server introduced {introduction.peer_id}, but we asked for {config.target}")
+        if self._refused is not None:
+            raise PeerError(self._refused)
+        await self._remember(introduction.peer_id)
         loop = asyncio.get_running_loop()
         started = loop.time() if client.introduced_at is None else client.introduced_at
-        if self._puncher is None:
+        if self._puncher is None:  # (the Introduce came before we asked: in its handler we were not finding yet)
             self._open_punch(introduction)
+            key = self._client.session_key(introduction)
+            if key is None:
+                raise PeerError(f"{introduction.peer_id}'s key share is not signed by its key: refused")
+            self._keys.add(introduction.session_id, key)
+            self._log_key(introduction.session_id, key)
+            self._open_channel(introduction, key)
         strategy, puncher = self._strategy, self._punching
         assert strategy is not None
         self._server_rtt_ms = None if client.rtt is None else round(client.rtt * 1000, 2)
@@ -313,15 +332,71 @@ class Session:
         return path
 
     def _introduced(self, introduction: Introduction) -> None:
-        """The Introduce handler's part (punch.peer.client): the first introduction to our target opens the punch."""
-        if self._finding and self._puncher is None and introduction.peer_id == self._config.target:
+        """The Introduce handler's part (punch.peer.client): the other's key is judged; the first introduction to
+        our target opens the punch; the session's key is added (after the punch's first probes, which die before
+        the other NAT, so that deriving it costs the punch nothing)."""
+        if not self._trusts(introduction):
+            return
+        first = self._finding and self._puncher is None and introduction.peer_id == self._config.target
+        if first:
             self._open_punch(introduction)
+        key = self._client.session_key(introduction)
+        if key is None:
+            self._refused = (
+                f"{introduction.peer_id}'s key share is not signed by its key {self._peer_key}, or not for us: "
+                "refused (a forged or replayed introduction)"
+            )
+            log.warning("%s", self._refused)
+            if self._puncher is not None:
+                self._puncher.silence()
+            return
+        self._keys.add(introduction.session_id, key)
+        self._log_key(introduction.session_id, key)
+        if first:
+            self._open_channel(introduction, key)
+
+    def _log_key(self, session_id: bytes, key: bytes) -> None:
+        """With ``--keylog FILE``: a line for the session's key, in the NSS key log format that also holds QUIC's
+        secrets (a label, the session, the secret), so that a capture can be read with it (docs/security.md)."""
+        if self._config.keylog is None:
+            return
+        with self._config.keylog.open("a", encoding="ascii") as out:
+            out.write(f"PUNCH_SESSION_KEY {session_id.hex()} {key.hex()}\n")
+
+    def _trusts(self, introduction: Introduction) -> bool:
+        """Whether the other's key is the one we pinned, or knew it by (or we meet it for the first time); else the
+        run ends with why (punch.identity.known_peers.judge)."""
+        peer, presented = introduction.peer_id, fingerprint(introduction.public_key)
+        known_peers = self._config.known_peers
+        known = self._met.get(peer)
+        found = known_peers.lookup(peer) if known_peers is not None and known is None else None
+        where = known_peers.where(peer) if known_peers is not None else "met earlier in this run"
+        verdict = judge(peer, presented, self._config.pin, known or (found[0] if found else None), where)
+        self._peer_key = presented
+        if not verdict.accepted:
+            self._refused = verdict.reason
+            log.warning("%s", verdict.reason)
+            return False
+        if peer not in self._met:
+            log.info("%s", verdict.reason)
+        self._met[peer] = presented
+        return True
+
+    async def _remember(self, peer: str) -> None:
+        """Write the other's key into the known-peers file if it is new there (in a thread: the file is synced)."""
+        known_peers, presented = self._config.known_peers, self._met.get(peer)
+        if known_peers is None or presented is None:
+            return
+        found = known_peers.lookup(peer)
+        if found is not None and found[0] == presented:
+            return
+        await asyncio.to_thread(known_peers.remember, peer, presented)
+        log.info("remembered %s's key %s in %s", peer, presented, known_peers.path)
 
     def _open_punch(self, introduction: Introduction) -> None:
         """What a peer does the moment its Introduce arrives: decide the strategy, make the puncher (its checks
         routed to it from now on) and, for early checks, send the low-TTL probes that open our NAT (the other peer
-        checks a margin of about a millisecond after its own Introduce, counting on them having left); then the
-        session's channel, its requests routed after the puncher's."""
+        checks a margin of about a millisecond after its own Introduce, counting on them having left)."""
         config = self._config
         strategy = self._decide(introduction)
         early_at = None
@@ -340,14 +415,18 @@ class Session:
         self._dispatcher.add(puncher.on_request)
         if puncher.early:
             puncher.open_mappings()
+
+    def _open_channel(self, introduction: Introduction, key: bytes) -> None:
+        """The session's channel of texts, its requests routed after the puncher's."""
         channel = Channel(
             self._endpoint,
-            config.peer_id,
+            self._config.peer_id,
             introduction.peer_id,
             introduction.session_id,
-            introduction.key,
+            key,
             self._on_text,
-            relay=config.server,
+            relay=self._config.server,
+            relay_key=self._keys.request,
         )
         self._channel = channel
         self._dispatcher.add(channel.on_request)
@@ -427,7 +506,7 @@ class Session:
         # for Ready and Go.
         if not puncher.early and introduction.role is Role.OPENER:
             if strategy.plan is Plan.OPEN:
-                opener = await self._sockets.enter_async_context(PortOpener(puncher, self._keys.get, self._dispatcher))
+                opener = await self._sockets.enter_async_context(PortOpener(puncher, self._keys, self._dispatcher))
                 await opener.open(config.bind[0], config.predict.sockets)
                 # Full open_ttl even toward a peer behind the NAT we share (not Puncher.opening_ttl): our fresh
                 # sockets are new to that NAT too, which maps each only when a packet of it passes
@@ -456,7 +535,7 @@ class Session:
                     introduction,
                     client,
                     self._dispatcher,
-                    self._keys.get,
+                    self._keys,
                     self._sockets,
                     self._timings.timeout,
                 )
@@ -551,6 +630,8 @@ class Session:
         """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
         client = self._client
         introduction = await client.rejoin(self._config.target)
+        if self._refused is not None or introduction.session_id not in self._keys:
+            raise PeerError(self._refused or f"{introduction.peer_id}'s key share is not signed by its key: refused")
         same_nat, lan_on_link = self._behind_one_nat(introduction)
         puncher = Puncher(
             self._endpoint,

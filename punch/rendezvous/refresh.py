@@ -11,7 +11,8 @@ reference, and the fallback where no compiler exists; the tests hold the two to 
 
 Strict by construction: anything that is not exactly a well-formed, signed Register with a nonzero LEASE
 (RFC 8489 §5 header, attributes tiling the body, MESSAGE-INTEGRITY-SHA256 of 32 bytes then a matching
-FINGERPRINT last, §14.6-§14.7, and no attribute but PEER-ID, CANDIDATE, LEASE and NAT-MAPPING before them) gives
+FINGERPRINT last, §14.6-§14.7, and no attribute but PEER-ID, CANDIDATE, LEASE, NAT-MAPPING and PUBLIC-KEY before
+them) gives
 None, and the caller hands the datagram to the general path, which answers or counts it exactly as before.
 """
 
@@ -38,6 +39,7 @@ _PEER_ID = int(AttributeType.PEER_ID)  # plain ints: compared once per attribute
 _CANDIDATE = int(AttributeType.CANDIDATE)
 _LEASE = int(AttributeType.LEASE)
 _NAT_MAPPING = int(AttributeType.NAT_MAPPING)
+_PUBLIC_KEY = int(AttributeType.PUBLIC_KEY)
 _MI_SHA256 = int(AttributeType.MESSAGE_INTEGRITY_SHA256)
 _FINGERPRINT = int(AttributeType.FINGERPRINT)
 _TOKEN = int(AttributeType.REGISTRATION_TOKEN)
@@ -56,6 +58,7 @@ class Refresh(NamedTuple):
     hosts: bytes  # the CANDIDATE addresses as punch.rendezvous.registry.pack_addresses packs them
     lease: int
     mapping: Mapping
+    public_key: bytes  # empty without PUBLIC-KEY
 
 
 def pack_source(source: Address) -> bytes | None:
@@ -79,8 +82,9 @@ def _unxor(value: bytes, transaction_id: bytes) -> bytes | None:
     return None
 
 
-# (peer ID, CANDIDATEs packed, LEASE, NAT-MAPPING's first byte or None): what read_refresh reads, unconverted
-Read = tuple[str, bytes, int, int | None]
+# (peer ID, CANDIDATEs packed, LEASE, NAT-MAPPING's first byte or None, PUBLIC-KEY or None): what read_refresh
+# reads, unconverted
+Read = tuple[str, bytes, int, int | None, bytes | None]
 
 
 def read_refresh(data: bytes) -> Read | None:
@@ -92,6 +96,7 @@ def read_refresh(data: bytes) -> Read | None:
     peer_id: bytes | None = None
     lease: int | None = None
     mapping: int | None = None
+    public_key: bytes | None = None
     hosts: list[bytes] = []
     for kind, value in found:
         length = len(value)
@@ -101,6 +106,8 @@ def read_refresh(data: bytes) -> Read | None:
             lease = int.from_bytes(value, "big")
         elif kind == _NAT_MAPPING and mapping is None and length == 4:
             mapping = value[0]
+        elif kind == _PUBLIC_KEY and public_key is None and length == 32:
+            public_key = value
         elif kind == _CANDIDATE and len(hosts) < _MAX_CANDIDATES:
             packed = _unxor(value, data[8:20])
             if packed is None:
@@ -114,7 +121,7 @@ def read_refresh(data: bytes) -> Read | None:
         text = peer_id.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return text, b"".join(hosts), lease, mapping
+    return text, b"".join(hosts), lease, mapping, public_key
 
 
 def mapping_of(code: int | None) -> Mapping:
@@ -127,8 +134,8 @@ def parse_refresh(data: bytes) -> Refresh | None:
     read = read_refresh(data)
     if read is None:
         return None
-    peer_id, hosts, lease, mapping = read
-    return Refresh(peer_id, hosts, lease, mapping_of(mapping))
+    peer_id, hosts, lease, mapping, public_key = read
+    return Refresh(peer_id, hosts, lease, mapping_of(mapping), public_key or b"")
 
 
 def software_attribute(software: str) -> bytes:

@@ -17,8 +17,8 @@ from punch.stun import Address
 from punch.stun.wire import (
     REGISTRATION_TOKEN_BYTES,
     SESSION_ID_BYTES,
-    SESSION_KEY_BYTES,
     Introduction,
+    KeyShare,
     Mapping,
     Role,
 )
@@ -64,14 +64,15 @@ class Registration:
     """A peer's registration: the endpoint the server observed and the host endpoints the peer reported.
 
     Stored compactly (a million of them live in one server): the endpoints packed into one bytes object, the
-    token and the creating transaction's ID into another; the properties give them back.
+    token, the public key and the creating transaction's ID into another; the properties give them back.
     """
 
     peer_id: str
     endpoints: bytes  # pack_addresses(): the observed endpoint, then the host candidates
     expires: float
     credentials: bytes  # the token (given to the first registrant; later requests for the ID are signed with
-    # it), then the transaction ID of the Register that created the registration (its retransmissions get it)
+    # it), the length of the peer's public key and the key (PUBLIC-KEY; 0 and nothing without one), then the
+    # transaction ID of the Register that created the registration (its retransmissions get it)
     mapping: Mapping = Mapping.UNKNOWN  # how the peer's NAT maps, as the peer measured it (NAT-MAPPING)
 
     @property
@@ -89,8 +90,14 @@ class Registration:
         return self.credentials[:REGISTRATION_TOKEN_BYTES]
 
     @property
+    def public_key(self) -> bytes:
+        """The peer's identity key as it registered it (empty: none; such a peer cannot be introduced)."""
+        size = self.credentials[REGISTRATION_TOKEN_BYTES]
+        return self.credentials[REGISTRATION_TOKEN_BYTES + 1 : REGISTRATION_TOKEN_BYTES + 1 + size]
+
+    @property
     def created_by(self) -> bytes:
-        return self.credentials[REGISTRATION_TOKEN_BYTES:]
+        return self.credentials[REGISTRATION_TOKEN_BYTES + 1 + self.credentials[REGISTRATION_TOKEN_BYTES] :]
 
     def candidates(self) -> tuple[Address, ...]:
         """Server-reflexive first (what works across NATs), then the host candidates (same-LAN paths)."""
@@ -105,7 +112,8 @@ class Match:
     opener: Registration
     prober: Registration
     session_id: bytes
-    key: bytes
+    opener_share: KeyShare  # each one's half of the session's key, as its Connect carried it
+    prober_share: KeyShare
     opener_rtt_us: int | None = None  # each one's round trip to the server, as it said in Connect (SERVER-RTT)
     prober_rtt_us: int | None = None
     # (peer ID, transaction ID) of the two Connects that made the match: their retransmissions (our answer was
@@ -129,7 +137,8 @@ class Match:
                     self.prober.candidates(),
                     self.session_id,
                     Role.OPENER,
-                    self.key,
+                    self.prober.public_key,
+                    self.prober_share,
                     self.prober.mapping,
                     self.prober_rtt_us,
                 ),
@@ -141,7 +150,8 @@ class Match:
                     self.opener.candidates(),
                     self.session_id,
                     Role.PROBER,
-                    self.key,
+                    self.opener.public_key,
+                    self.opener_share,
                     self.opener.mapping,
                     self.opener_rtt_us,
                 ),
@@ -164,6 +174,7 @@ class Registry:
     wants: dict[str, str] = field(default_factory=dict)  # asker -> target
     rtts: dict[str, int] = field(default_factory=dict)  # asker -> its round trip to the server (microseconds)
     transactions: dict[str, bytes] = field(default_factory=dict)  # asker -> the transaction ID of its Connect
+    shares: dict[str, KeyShare] = field(default_factory=dict)  # asker -> its half of the session's key
     sessions: dict[bytes, Match] = field(default_factory=dict)
     _wheel: LeaseWheel = field(default_factory=LeaseWheel)
     _sessions_of: dict[str, list[bytes]] = field(default_factory=dict)  # peer ID -> its sessions' IDs
@@ -178,12 +189,13 @@ class Registry:
         now: float,
         mapping: Mapping = Mapping.UNKNOWN,
         transaction: bytes = b"",
+        public_key: bytes = b"",
     ) -> Registration:
         """Add or refresh a registration; returns it (its lease capped to ``max_lease``). TableFull when a new ID
         finds ``max_registrations`` live registrations.
 
         A new registration gets a fresh token; a refresh keeps the token (the caller checked the refresh was
-        signed with it).
+        signed with it) and takes ``public_key`` (the token's holder may change its key).
         """
         known = self.lookup(peer_id, now)
         if known is None and len(self.registrations) >= self.max_registrations:
@@ -191,9 +203,12 @@ class Registry:
             if len(self.registrations) >= self.max_registrations:
                 raise TableFull(f"the table holds its maximum of {self.max_registrations} registrations")
         endpoints = pack_addresses((observed, *host_candidates))
-        if known is not None and (known.endpoints, known.mapping) == (endpoints, mapping):
+        if known is not None and (known.endpoints, known.mapping, known.public_key) == (endpoints, mapping, public_key):
             return self.renew(known, lease, now)
-        credentials = known.credentials if known else os.urandom(REGISTRATION_TOKEN_BYTES) + transaction
+        token, created_by = (
+            (known.token, known.created_by) if known else (os.urandom(REGISTRATION_TOKEN_BYTES), transaction)
+        )
+        credentials = token + bytes((len(public_key),)) + public_key + created_by
         expires = now + self.granted(lease)
         registration = Registration(peer_id, endpoints, expires, credentials, mapping)
         previous = self.registrations.get(peer_id)
@@ -218,9 +233,13 @@ class Registry:
         :meth:`expire`, so that the other peer's last relayed messages still get through."""
         if self.registrations.pop(peer_id, None) is not None and peer_id in self._sessions_of:
             self._departed.append(peer_id)  # only peers with sessions: a flood of goodbyes leaves nothing here
+        self._forget_wish(peer_id)
+
+    def _forget_wish(self, peer_id: str) -> None:
         self.wants.pop(peer_id, None)
         self.rtts.pop(peer_id, None)
         self.transactions.pop(peer_id, None)
+        self.shares.pop(peer_id, None)
 
     def lookup(self, peer_id: str, now: float) -> Registration | None:
         """The live registration of ``peer_id``, if any."""
@@ -230,10 +249,17 @@ class Registry:
         return registration
 
     def want(
-        self, asker: str, target: str, now: float, rtt_us: int | None = None, transaction: bytes = b""
+        self,
+        asker: str,
+        target: str,
+        now: float,
+        share: KeyShare,
+        rtt_us: int | None = None,
+        transaction: bytes = b"",
     ) -> Match | None:
-        """Record that ``asker`` wants ``target`` (``rtt_us``: its round trip to us, if it said; ``transaction``:
-        the ID of its Connect); a Match when ``target`` already wants ``asker``.
+        """Record that ``asker`` wants ``target`` (``share``: its half of the session's key; ``rtt_us``: its round
+        trip to us, if it said; ``transaction``: the ID of its Connect); a Match when ``target`` already wants
+        ``asker``.
 
         The peer that asked first is the opener: it has been waiting, and the one that completes the match
         probes once the opener's NAT mapping is open. Either order works: asking for a peer that does not
@@ -242,6 +268,7 @@ class Registry:
         """
         self.wants[asker] = target
         self.transactions[asker] = transaction
+        self.shares[asker] = share
         self.rtts.pop(asker, None)
         if rtt_us is not None:
             self.rtts[asker] = rtt_us
@@ -252,6 +279,7 @@ class Registry:
             return None
         del self.wants[asker], self.wants[target]
         rtts = {peer_id: self.rtts.pop(peer_id, None) for peer_id in (asker, target)}
+        shares = {peer_id: self.shares.pop(peer_id) for peer_id in (asker, target)}
         connects = frozenset((peer_id, self.transactions.pop(peer_id, b"")) for peer_id in (asker, target))
         if (prober.mapping, opener.mapping) == (Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT):
             opener, prober = prober, opener
@@ -259,7 +287,8 @@ class Registry:
             opener,
             prober,
             os.urandom(SESSION_ID_BYTES),
-            os.urandom(SESSION_KEY_BYTES),
+            shares[opener.peer_id],
+            shares[prober.peer_id],
             rtts[opener.peer_id],
             rtts[prober.peer_id],
             connects,
@@ -291,11 +320,6 @@ class Registry:
         self.sessions[session_id] = dataclasses.replace(match, mover=mover)
         return True
 
-    def key_for(self, session_id: bytes) -> bytes | None:
-        """The key of an introduced session (the server signs Go and checks what it relays with it)."""
-        match = self.sessions.get(session_id)
-        return match.key if match else None
-
     def expire(self, now: float) -> list[str]:
         """Forget registrations whose lease ran out, with their wishes, and the sessions of every peer no longer
         registered; returns the IDs whose lease ran out. Costs the leases due since the last call, not the table."""
@@ -304,9 +328,7 @@ class Registry:
             registration = self.registrations.get(peer_id)
             if registration is not None and registration.expires <= now:
                 del self.registrations[peer_id]
-                self.wants.pop(peer_id, None)
-                self.rtts.pop(peer_id, None)
-                self.transactions.pop(peer_id, None)
+                self._forget_wish(peer_id)
                 gone.append(peer_id)
         departed, self._departed = [*self._departed, *gone], []
         for peer_id in departed:

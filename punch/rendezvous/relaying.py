@@ -20,15 +20,15 @@ from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.registry import Registration, Registry
 from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger, RelayTable, Waiting
 from punch.rendezvous.relayed import ANSWER_TYPES, REQUEST_TYPES, is_answer, parse_request
-from punch.rendezvous.signed import signed_with
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, method_name
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.wire import ProtocolError, required_peer_id, required_session
 
 log = logging.getLogger(__name__)
 
-# Answers a request with an error, capped to the request's size: (request, source, request's size, code, reason).
-Refuse = Callable[[Message, Address, int, int, str], None]
+# Answers a request with an error, capped to the request's size and signed with the sender's request key: (request,
+# source, request's size, code, reason, sender).
+Refuse = Callable[[Message, Address, int, int, str, str], None]
 
 
 class Relayer:
@@ -73,8 +73,9 @@ class Relayer:
         """Forward a Data/Close of an introduced session to the other peer (the relay fallback).
 
         Only a session exists for two peers that both asked for each other (Connect), and only its two peers, from
-        their registered endpoints, with the session's key (checked by the endpoint before this runs), are relayed;
-        within the session's budget (punch.rendezvous.relay).
+        their registered endpoints, are relayed, within the session's budget (punch.rendezvous.relay). What is relayed
+        is signed with the session's key, which only the two peers hold (punch.identity.agreement): the relay can
+        neither read nor forge it, and the receiving peer drops what is not signed so.
         """
         sender = required_peer_id(message)
         session_id = required_session(message)
@@ -101,7 +102,7 @@ class Relayer:
         if refusal is Refusal.QUOTA:  # for good: say so (a datagram over the rate is dropped; a retry gets through)
             total = self._ledger.budget.total
             request = Message(method, MessageClass.REQUEST, transaction_id, ((AttributeType.SESSION_ID, session_id),))
-            self._refuse(request, source, len(data), 486, f"Relay quota reached: {total} bytes per session")
+            self._refuse(request, source, len(data), 486, f"Relay quota reached: {total} bytes per session", sender)
         if refusal is not None:
             return
         destination = self._registry.lookup(other.peer_id, self._now())
@@ -112,8 +113,8 @@ class Relayer:
         self.endpoint.send_bytes(data, target)
 
     def on_relayed_request(self, data: bytes, source: Address) -> bool:
-        """The fast path of :meth:`on_relay` (punch.rendezvous.relayed): a well-formed, authentic Data/Close of
-        one of a session's two peers from its registered endpoint, read from its bytes, with the same checks,
+        """The fast path of :meth:`on_relay` (punch.rendezvous.relayed): a well-formed Data/Close of one of a
+        session's two peers from its registered endpoint, read from its bytes, with the same checks,
         rate limit, budget and counters. False hands anything else to the general path, which answers or counts
         it as before."""
         request = parse_request(data)
@@ -126,7 +127,7 @@ class Relayer:
             me, other = match.prober, match.opener
         else:
             return False
-        if me.observed != source or not signed_with(data, match.key):
+        if me.observed != source:
             return False
         self.endpoint.counters["request"] += 1
         if self._limiter is not None and not self._limiter.allow(source[0], self._now()):

@@ -10,7 +10,9 @@
 - An unknown comprehension-required attribute in any request -> 420 with UNKNOWN-ATTRIBUTES (RFC 8489 §6.3.1.1).
 - Indications and non-STUN datagrams get no answer; malformed messages are dropped and counted.
 - Register / Connect / Ready: see punch.stun.wire. When two peers want each other the server sends both
-  an Introduce at the same moment, then relays the opener's Ready to the prober as Go. A Ready that either peer
+  an Introduce at the same moment (each with the other's public key and key share: the server holds no key of
+  the session, punch.identity.agreement), then relays the opener's Ready to the prober as Go. What it sends a peer
+  on its own, and what a peer sends it about a session, is signed with the peer's request key. A Ready that either peer
   of the session sends from a socket other than its registered one (a peer that moved, punch.peer.moving) goes
   to the other peer as Go with that socket's endpoint as CANDIDATE: probe it there. Move (a peer's check was
   refused by the other's NAT) goes to the other peer, telling it to move; once per session.
@@ -19,7 +21,8 @@
   Register that changes nothing, is renewed and answered straight from its bytes (punch.rendezvous.refresh; read,
   checked and answered in C where punch._fastpath is built).
 - Relay: a Data or Close request of an introduced session, sent to the server by one of its two peers from
-  its registered endpoint, is forwarded to the other peer; the answer goes back the same way, only from that peer.
+  its registered endpoint, is forwarded to the other peer (signed with the session's key, which the relay does not
+  hold: it can neither read nor forge what it forwards); the answer goes back the same way, only from that peer.
   Peers fall back to this when no direct path can be punched. Each session has a budget (bytes a second and bytes
   in all, punch.rendezvous.relay): what exceeds it is dropped and counted; once the total is used, 486. Relayed
   datagrams are read from their bytes where they are well formed (punch.rendezvous.relayed). The server hands
@@ -39,6 +42,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from punch import SOFTWARE
+from punch.identity.fingerprint import fingerprint, looks_like_fingerprint
 from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.refresh import answer_size, codec, mapping_of, pack_source, software_attribute
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull
@@ -59,6 +63,7 @@ from punch.stun import (
     fastpath,
     make_error,
     make_success,
+    method_name,
     verify_integrity_sha256,
 )
 from punch.stun.credentials import request_key
@@ -67,6 +72,7 @@ from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
 from punch.stun.wire import (
     PEER_GONE,
     Introduction,
+    KeyShare,
     Mapping,
     ProtocolError,
     Role,
@@ -90,10 +96,6 @@ _SOFTWARE = software_attribute(SOFTWARE)
 MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.35 GiB when full (bench/registry.md)
 MAX_LEASE = 60.0  # longest registration lease granted, seconds (--max-lease)
 RATE_LIMIT = 200.0  # requests a second per source IP, in bursts of twice that (--rate-limit)
-
-
-def _no_keys(session_id: bytes) -> bytes | None:
-    return None
 
 
 class RendezvousServer:
@@ -132,6 +134,9 @@ class RendezvousServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._relayer = Relayer(self.registry, relay_budget, now=self._now, limiter=self._limiter, refuse=self._refuse)
         self._answering = 0  # size of the request being handled: its replies are capped to it (see _send_capped)
+        # The request key of the peer whose request is being handled, once the request proved it came from that
+        # peer: its answers, errors too, are signed with it (a peer takes only signed answers in a session)
+        self._answer_key: bytes | None = None
         self._table_full_log = ThrottledLog(log)  # a flood would otherwise write one line per refusal
         self._fast_refresh = fast_refresh  # keepalives answered without decoding (punch.rendezvous.refresh)
 
@@ -160,9 +165,7 @@ class RendezvousServer:
             for port_index, port in enumerate(ports):
                 key = (host_index, port_index)
                 handler = functools.partial(self._handle, key=key)
-                # The main address signs Go and checks relayed Data/Close with the session's key
-                keys = self.registry.key_for if key == (0, 0) else _no_keys
-                self._endpoints[key] = await open_endpoint(handler, (host, port), reuse_port=reuse_port, keys=keys)
+                self._endpoints[key] = await open_endpoint(handler, (host, port), reuse_port=reuse_port)
         self._endpoint = self._endpoints[(0, 0)]
         if self._fast_refresh:
             self._endpoint.fast_paths[_REGISTER_REQUEST] = self._on_keepalive
@@ -246,6 +249,7 @@ class RendezvousServer:
 
     def _handle(self, message: Message, source: Address, data: bytes, key: tuple[int, int] = (0, 0)) -> None:
         self._answering = len(data)  # its replies are capped to this plus a Binding reply's excess
+        self._answer_key = None
         if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
             self._relayer.relay_back(message, source, data)
             return
@@ -277,8 +281,8 @@ class RendezvousServer:
             Method.BINDING: lambda m, s: self._on_binding(m, s, key),
             Method.REGISTER: lambda m, s: self._on_register(m, s, data),
             Method.CONNECT: lambda m, s: self._on_connect(m, s, data),
-            Method.READY: self._on_ready,
-            Method.MOVE: self._on_move,
+            Method.READY: lambda m, s: self._on_ready(m, s, data),
+            Method.MOVE: lambda m, s: self._on_move(m, s, data),
             Method.DATA: lambda m, s: self._relayer.on_relay(m, s, data),
             Method.CLOSE: lambda m, s: self._relayer.on_relay(m, s, data),
         }
@@ -303,6 +307,7 @@ class RendezvousServer:
         return (*echo, (AttributeType.SOFTWARE, SOFTWARE))
 
     def _reply(self, message: Message, source: Address, *attributes: tuple[int, object]) -> None:
+        """A success answer (signed with the asker's request key where the request proved it is the asker's)."""
         self._send_capped(make_success(message, (*attributes, *self._trailer(message))), source)
 
     def _reply_error(
@@ -317,21 +322,27 @@ class RendezvousServer:
         answer = make_error(message, code, reason[:127], (*extra, *self._trailer(message)))
         self._send_capped(answer, source, via)
 
-    def _refuse(self, message: Message, source: Address, size: int, code: int, reason: str) -> None:
-        """The relayer's error answer (punch.rendezvous.relaying) to a request of ``size`` bytes, capped as any."""
+    def _refuse(self, message: Message, source: Address, size: int, code: int, reason: str, sender: str) -> None:
+        """The relayer's error answer (punch.rendezvous.relaying) to a request of ``size`` bytes from ``sender``'s
+        registered endpoint, capped as any, and signed with its request key: a peer takes only signed answers to
+        what it sent in a session."""
         self._answering = size
+        registration = self.registry.lookup(sender, self._now())
+        self._answer_key = None if registration is None else request_key(self._group, registration.token)
         self._reply_error(message, source, code, reason)
 
     def _send_capped(self, answer: Message, source: Address, via: StunEndpoint | None = None) -> None:
         """Send an answer no larger than its request plus a Binding reply's allowance (no amplification, by
         construction: see punch.rendezvous.replies). A success that cannot shrink enough becomes a 400 that can."""
-        endpoint = via or self.endpoint
+        endpoint, key = via or self.endpoint, self._answer_key
+
+        def wire(message: Message) -> bytes:
+            return endpoint.wire(message, key)
+
         limit = limit_for(self._answering, source[0])
-        data = fit(answer, limit, endpoint.wire)
+        data = fit(answer, limit, wire)
         if data is None and answer.message_class is MessageClass.SUCCESS:
-            data = fit(
-                make_error(answer, 400, "Request too small for its answer; add FINGERPRINT"), limit, endpoint.wire
-            )
+            data = fit(make_error(answer, 400, "Request too small for its answer; add FINGERPRINT"), limit, wire)
         if data is None:
             endpoint.counters["answer-too-large"] += 1
             log.info("no answer to %s: even cut short it would be larger than allowed", format_address(source))
@@ -395,6 +406,24 @@ class RendezvousServer:
         left = known.expires - self._now()
         raise Unauthorized(f"ID {peer_id} is taken for {left:.0f} s; choose another")
 
+    def _session_of(self, message: Message, data: bytes) -> tuple[Match, Registration, Registration]:
+        """The session a Ready or Move is about, the sender's registration and the other's. The sender's request key
+        must have signed it (from any socket of the sender's: a moved peer says Ready from a fresh one), and signs
+        the answer."""
+        sender = required_peer_id(message)
+        match = self.registry.session(required_session(message))
+        pair = None if match is None else match.pair(sender)
+        if match is None or pair is None:
+            raise ProtocolError(f"no session of {sender} matches this SESSION-ID")
+        mine, other = pair
+        current = self.registry.lookup(sender, self._now())
+        key = request_key(self._group, (current or mine).token)
+        if key is None or not verify_integrity_sha256(data, key):
+            self.endpoint.counters["bad-integrity"] += 1
+            raise Unauthorized(f"{method_name(message.method)} not signed by {sender}'s registration")
+        self._answer_key = key
+        return match, mine, other
+
     def _on_register(self, message: Message, source: Address, data: bytes) -> None:
         peer_id = required_peer_id(message)
         known = self.registry.lookup(peer_id, self._now())
@@ -410,9 +439,13 @@ class RendezvousServer:
             return
         hosts = tuple(message.addresses(AttributeType.CANDIDATE))[:8]
         mapping = Mapping.of(message)
+        # A Register without PUBLIC-KEY keeps the key the registration has (a keepalive may leave it out)
+        public_key = message.raw(AttributeType.PUBLIC_KEY) or (known.public_key if known else b"")
+        if looks_like_fingerprint(peer_id) and fingerprint(public_key) != peer_id:
+            raise ProtocolError(f"ID {peer_id} is a fingerprint: only the key it is the fingerprint of registers it")
         try:
             registration = self.registry.register(
-                peer_id, source, hosts, lease or 30, self._now(), mapping, message.transaction_id
+                peer_id, source, hosts, lease or 30, self._now(), mapping, message.transaction_id, public_key
             )
         except TableFull as full:
             self.endpoint.counters["table-full"] += 1
@@ -446,11 +479,13 @@ class RendezvousServer:
         refresh = self._refresh.read(data)
         if refresh is None:
             return False
-        peer_id, hosts, lease, mapping = refresh
+        peer_id, hosts, lease, mapping, public_key = refresh
         now = self._now()
         known = self.registry.lookup(peer_id, now)
         if known is None or known.mapping is not mapping_of(mapping):
             return False
+        if public_key is not None and known.public_key != public_key:
+            return False  # a new key for the ID (its token's holder): the general path takes it
         observed = pack_source(source)
         if observed is None or known.endpoints != observed + hosts:
             return False
@@ -484,6 +519,9 @@ class RendezvousServer:
         registration = self.registry.lookup(asker, now)
         if registration is None or registration.observed != source:
             raise ProtocolError(f"peer {asker} is not registered from {format_address(source)}")
+        share = KeyShare.of(message)
+        if not registration.public_key:
+            raise ProtocolError(f"peer {asker} registered without PUBLIC-KEY; register with one to be introduced")
         earlier = self.registry.introduced_by(asker, message.transaction_id)
         if earlier is not None:  # our answer was lost (RFC 8489 §6.3.1): the same answer, not a second session
             log.info(
@@ -495,7 +533,7 @@ class RendezvousServer:
             self._reply(message, source, (AttributeType.STATUS, "introducing"))
             return
         match = self.registry.want(
-            asker, target, now, message.integer(AttributeType.SERVER_RTT), message.transaction_id
+            asker, target, now, share, message.integer(AttributeType.SERVER_RTT), message.transaction_id
         )
         if match is None:
             status = (
@@ -515,7 +553,7 @@ class RendezvousServer:
         """
         introductions = match.introductions()
         for recipient, introduction in introductions:
-            self._push(introduction.to_message(), recipient.observed, f"Introduce to {recipient.peer_id}")
+            self._push(introduction.to_message(), recipient, f"Introduce to {recipient.peer_id}")
         asyncio.get_running_loop().call_soon(self._log_introduction, match, introductions, asker, target)
 
     def _log_introduction(
@@ -556,13 +594,9 @@ class RendezvousServer:
                 introduction.role.name.lower(),
             )
 
-    def _on_ready(self, message: Message, source: Address) -> None:
-        sender = required_peer_id(message)
-        match = self.registry.session(required_session(message))
-        pair = None if match is None else match.pair(sender)
-        if match is None or pair is None:
-            raise ProtocolError(f"no session of {sender} matches this SESSION-ID")
-        mine, other = pair
+    def _on_ready(self, message: Message, source: Address, data: bytes) -> None:
+        match, mine, other = self._session_of(message, data)
+        sender = mine.peer_id
         moved = source != mine.observed
         if not moved and mine is match.prober:
             raise ProtocolError("the prober waits for Go")  # short: the answer is capped (no amplification)
@@ -582,18 +616,13 @@ class RendezvousServer:
             attributes.append((AttributeType.CANDIDATE, source))
         else:
             log.info("%s has opened its NAT mapping; telling %s to probe now (Go)", sender, other.peer_id)
-        self._push(request(Method.GO, *attributes), other.observed, f"Go to {other.peer_id}")
+        self._push(request(Method.GO, *attributes), other, f"Go to {other.peer_id}")
 
-    def _on_move(self, message: Message, source: Address) -> None:
+    def _on_move(self, message: Message, source: Address, data: bytes) -> None:
         """A peer's check was refused by the other's NAT: tell the other to move (punch.peer.moving), once per
         session (when both ask, the first one's stands)."""
-        sender = required_peer_id(message)
-        session_id = required_session(message)
-        match = self.registry.session(session_id)
-        pair = None if match is None else match.pair(sender)
-        if match is None or pair is None:
-            raise ProtocolError(f"no session of {sender} matches this SESSION-ID")
-        mine, other = pair
+        match, mine, other = self._session_of(message, data)
+        sender, session_id = mine.peer_id, match.session_id
         if source != mine.observed:
             raise ProtocolError("not the registered socket")  # short: the answer is capped (no amplification)
         current = self.registry.lookup(other.peer_id, self._now())
@@ -613,13 +642,17 @@ class RendezvousServer:
             other.peer_id,
         )
         move = request(Method.MOVE, (AttributeType.PEER_ID, sender), (AttributeType.SESSION_ID, session_id))
-        self._push(move, other.observed, f"Move to {other.peer_id}")
+        self._push(move, other, f"Move to {other.peer_id}")
 
-    def _push(self, message: Message, remote: Address, what: str) -> None:
-        """Send a server-initiated request, retransmitted until the peer answers. Its first transmission is sent
-        before this returns (with the batch being handled, if any), not when a task first runs, after the rest of
-        the loop's turn: an Introduce or a Go is punch time."""
-        transaction = self.endpoint.start_transaction(message, remote, self._push_policy)
+    def _push(self, message: Message, recipient: Registration, what: str) -> None:
+        """Send a server-initiated request, signed with the recipient's request key (it takes no other) and
+        retransmitted until the peer answers (signed with the same key). Its first transmission is sent before this
+        returns (with the batch being handled, if any), not when a task first runs, after the rest of the loop's
+        turn: an Introduce or a Go is punch time."""
+        remote = recipient.observed
+        key = request_key(self._group, recipient.token)
+        keys = (key,) if key is not None else ()
+        transaction = self.endpoint.start_transaction(message, remote, self._push_policy, key, keys)
 
         async def push() -> None:
             try:

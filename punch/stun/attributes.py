@@ -62,8 +62,11 @@ class AttributeType(enum.IntEnum):
     LEASE = 0x4C06
     SEQUENCE = 0x4C07
     DATA_PAYLOAD = 0x4C08
-    SESSION_KEY = 0x4C09
+    # 0x4C09 was SESSION-KEY (a key the server minted, sent in clear): retired, never reused
     REGISTRATION_TOKEN = 0x4C0A
+    PUBLIC_KEY = 0x4C0B  # a peer's Ed25519 identity key, raw (RFC 8032 §5.1.5): Register; Introduce (the other's)
+    KEY_SHARE = 0x4C0C  # an ephemeral X25519 public key (RFC 7748 §6.1): Connect; Introduce (the other's)
+    KEY_SIGNATURE = 0x4C0D  # the sender's Ed25519 signature of its KEY-SHARE (punch.identity.agreement)
     # punch's own, comprehension-optional, Expert Review range 0xC000-0xFFFF (RFC 8489 §18.3)
     STATUS = 0xCC01
     OPEN_TTL = 0xCC02
@@ -399,8 +402,10 @@ TABLE: dict[int, Row] = {
         _row(T.LEASE, unsigned(4)),
         _row(T.SEQUENCE, unsigned(4)),
         _row(T.DATA_PAYLOAD, opaque(0, 1200)),
-        _row(T.SESSION_KEY, opaque(32, 32)),
         _row(T.REGISTRATION_TOKEN, opaque(16, 16)),
+        _row(T.PUBLIC_KEY, opaque(32, 32)),
+        _row(T.KEY_SHARE, opaque(32, 32)),
+        _row(T.KEY_SIGNATURE, opaque(64, 64)),
         _row(T.STATUS, text(128)),
         _row(T.OPEN_TTL, octet()),
         _row(T.NAT_MAPPING, octet()),

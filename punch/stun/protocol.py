@@ -37,8 +37,10 @@ log = logging.getLogger(__name__)
 
 # (message, source, the datagram's bytes): the bytes let a relay forward a message exactly as it came.
 Handler = Callable[[Message, Address, bytes], None]
-# SESSION-ID -> the session's key, or None for sessions this endpoint holds no key for.
-KeyLookup = Callable[[bytes], bytes | None]
+# (SESSION-ID, method) -> the key that signs such a message of that session, or None where this endpoint holds no
+# key for it (punch.stun.wire.SERVER_METHODS: a peer signs what concerns the server with another key than what goes
+# to the other peer).
+KeyLookup = Callable[[bytes, int], bytes | None]
 # (the datagram's bytes, source) -> True when it was answered (or dropped and counted) without decoding; False
 # hands it to the general path. For requests so frequent that decoding them is the cost (a keepalive).
 FastPath = Callable[[bytes, Address], bool]
@@ -46,7 +48,7 @@ FastPath = Callable[[bytes, Address], bool]
 OnRefused = Callable[[Address, str], None]
 
 
-def _no_keys(session_id: bytes) -> bytes | None:
+def _no_keys(session_id: bytes, method: int) -> bytes | None:
     return None
 
 
@@ -81,11 +83,11 @@ class StunEndpoint(asyncio.DatagramProtocol):
     transactions (a relay forwards those). ``counters`` counts what was dropped and why (``not-stun``,
     ``malformed``, ``bad-integrity``, ``handler-error``) and what was handled.
 
-    Session integrity: ``keys`` maps a SESSION-ID to its key (the owner's table, looked up, never copied). A message
-    we send that carries a SESSION-ID with
-    a key gets MESSAGE-INTEGRITY-SHA256 (RFC 8489 §14.6) under that key; a message we receive that carries one,
-    or a response to a request of ours that carried one, is dropped unless its MESSAGE-INTEGRITY-SHA256 checks
-    out (constant-time comparison). So a host that learns the endpoints but not the key can inject nothing.
+    Session integrity: ``keys`` gives the key of a SESSION-ID and method (the owner's lookup, asked each time, never
+    copied). A message we send that carries a SESSION-ID with a key gets MESSAGE-INTEGRITY-SHA256 (RFC 8489 §14.6)
+    under that key; a message we receive that carries one, or a response to a request of ours that carried one, is
+    dropped unless its MESSAGE-INTEGRITY-SHA256 checks out (constant-time comparison). So a host that learns the
+    endpoints but not the key can inject nothing.
 
     Tracing: an endpoint opened while a tracer is current (punch.stun.trace) writes every datagram it sends and
     receives, and the ICMP errors it reads, to that tracer; otherwise it costs one attribute check per datagram.
@@ -96,7 +98,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self._fingerprint = fingerprint
         self._transport: asyncio.DatagramTransport | None = None
         self._pending: dict[bytes, Transaction] = {}
-        self._pending_keys: dict[bytes, bytes] = {}
+        self._pending_keys: dict[bytes, tuple[bytes, ...]] = {}  # a response must be signed with one of them
         self._key_for = keys
         self.fast_paths: dict[bytes, FastPath] = {}  # by message type, the datagram's first two bytes
         self.counters: Counter[str] = Counter()
@@ -231,8 +233,8 @@ class StunEndpoint(asyncio.DatagramProtocol):
             return
         if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
             transaction = self._pending.get(message.transaction_id)
-            key = self._pending_keys.get(message.transaction_id)
-            if key is not None and not self._authentic(data, key, message, source):
+            keys = self._pending_keys.get(message.transaction_id)
+            if keys is not None and not self._authentic(data, keys, message, source):
                 return
             if transaction is not None:
                 self.counters["response"] += 1
@@ -241,7 +243,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
             self.counters["unmatched-response"] += 1
         else:
             key = self._key(message)
-            if key is not None and not self._authentic(data, key, message, source):
+            if key is not None and not self._authentic(data, (key,), message, source):
                 return
             self.counters[message.message_class.name.lower()] += 1
         try:
@@ -252,10 +254,10 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
     def _key(self, message: Message) -> bytes | None:
         session_id = message.raw(AttributeType.SESSION_ID)
-        return self._key_for(session_id) if session_id is not None else None
+        return self._key_for(session_id, message.method) if session_id is not None else None
 
-    def _authentic(self, data: bytes, key: bytes, message: Message, source: Address) -> bool:
-        if verify_integrity_sha256(data, key):
+    def _authentic(self, data: bytes, keys: tuple[bytes, ...], message: Message, source: Address) -> bool:
+        if any(verify_integrity_sha256(data, key) for key in keys):
             return True
         self.counters["bad-integrity"] += 1
         log.info(
@@ -359,13 +361,14 @@ class StunEndpoint(asyncio.DatagramProtocol):
         if self._errors is not None and self._errors.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
             self._read_error_queue()
 
-    def send(self, message: Message, remote: Address) -> None:
-        """Encode (with FINGERPRINT) and send one message."""
-        self.send_bytes(self._encode(message), remote)
+    def send(self, message: Message, remote: Address, key: bytes | None = None) -> None:
+        """Encode (with FINGERPRINT) and send one message: signed with its session's key, if we hold one, else with
+        ``key`` if given."""
+        self.send_bytes(self._encode(message, key), remote)
 
-    def wire(self, message: Message) -> bytes:
-        """The bytes :meth:`send` would send for ``message`` (signed with its session's key, if any)."""
-        return self._encode(message)
+    def wire(self, message: Message, key: bytes | None = None) -> bytes:
+        """The bytes :meth:`send` would send for ``message``."""
+        return self._encode(message, key)
 
     def send_with_ttl(self, message: Message, remote: Address, ttl: int) -> None:
         """Send one message with a given IP TTL (IPv6: hop limit), then restore the socket's default.
@@ -394,17 +397,24 @@ class StunEndpoint(asyncio.DatagramProtocol):
             sock.setsockopt(level, option, previous)
 
     def start_transaction(
-        self, message: Message, remote: Address, policy: RetransmitPolicy, integrity_key: bytes | None = None
+        self,
+        message: Message,
+        remote: Address,
+        policy: RetransmitPolicy,
+        integrity_key: bytes | None = None,
+        answer_keys: tuple[bytes, ...] = (),
     ) -> Transaction:
         """Send a request and keep retransmitting it until a response or the policy runs out.
 
-        ``integrity_key`` signs a request that carries no session (e.g. with a registration token).
+        ``integrity_key`` signs a request we hold no session key for (e.g. with a registration token). Its response
+        is accepted only signed: with the session's key, if we hold one, or one of ``answer_keys``.
         """
         transaction = Transaction(self._encode(message, integrity_key), remote, self.send_bytes, policy)
         self._pending[message.transaction_id] = transaction
         key = self._key(message)
-        if key is not None:
-            self._pending_keys[message.transaction_id] = key
+        keys = (key, *answer_keys) if key is not None else answer_keys
+        if keys:
+            self._pending_keys[message.transaction_id] = keys
         transaction.start()
         return transaction
 
@@ -414,9 +424,11 @@ class StunEndpoint(asyncio.DatagramProtocol):
         remote: Address,
         policy: RetransmitPolicy = RFC_POLICY,
         integrity_key: bytes | None = None,
+        answer_keys: tuple[bytes, ...] = (),
     ) -> tuple[Message, Address]:
-        """Send a request and wait for its response (success or error) and the address it came from."""
-        transaction = self.start_transaction(message, remote, policy, integrity_key)
+        """Send a request and wait for its response (success or error) and the address it came from
+        (:meth:`start_transaction`)."""
+        transaction = self.start_transaction(message, remote, policy, integrity_key, answer_keys)
         try:
             return await transaction.wait()
         finally:

@@ -3,11 +3,11 @@
 Every message is a real STUN message (RFC 8489 §5), so any STUN decoder (Wireshark, tshark) reads it.
 The methods and attributes live in the Expert Review ranges that RFC 8489 §18.2/§18.3 leave for extensions.
 
-    Register   peer -> server   PEER-ID, CANDIDATE (host candidates), LEASE [, NAT-MAPPING]
-                                                                                 -> XOR-MAPPED-ADDRESS, LEASE
-    Connect    peer -> server   PEER-ID, TARGET-ID [, SERVER-RTT]                -> STATUS
-    Introduce  server -> peer   PEER-ID (the other), CANDIDATE..., SESSION-ID, ROLE, SESSION-KEY [, NAT-MAPPING]
-                                [, SERVER-RTT (the other's)]
+    Register   peer -> server   PEER-ID, CANDIDATE (host candidates), LEASE, PUBLIC-KEY [, NAT-MAPPING]
+                                                                  -> XOR-MAPPED-ADDRESS, LEASE, REGISTRATION-TOKEN
+    Connect    peer -> server   PEER-ID, TARGET-ID, KEY-SHARE, KEY-SIGNATURE [, SERVER-RTT]       -> STATUS
+    Introduce  server -> peer   PEER-ID (the other), CANDIDATE..., SESSION-ID, ROLE, PUBLIC-KEY, KEY-SHARE,
+                                KEY-SIGNATURE (the other's three) [, NAT-MAPPING] [, SERVER-RTT (the other's)]
     Ready      opener -> server PEER-ID, SESSION-ID                             (our NAT mapping is open)
     Go         server -> prober PEER-ID (the opener), SESSION-ID, ROLE          (probe now)
     Move       peer -> server   PEER-ID, SESSION-ID                 -> STATUS    (the other's NAT refused our check)
@@ -17,6 +17,12 @@ The methods and attributes live in the Expert Review ranges that RFC 8489 §18.2
     Binding    peer <-> peer    PEER-ID, SESSION-ID [, USE-CANDIDATE]           (connectivity check, as in ICE)
     Data       peer <-> peer    PEER-ID, SESSION-ID, SEQUENCE, DATA-PAYLOAD     -> success = acknowledgement
     Close      peer <-> peer    PEER-ID, SESSION-ID                             (I have nothing more to send)
+
+Keys. The server holds no secret of a session: each peer derives the session's key from its own ephemeral key share
+and the other's, each share signed by its owner's identity key (punch.identity.agreement). What the server sends a
+peer on its own (Introduce, Go, Move) and what a peer sends the server about a session (Ready, Move) is signed with
+the peer's request key (punch.stun.credentials: its registration token, bound to a closed group's secret if any);
+what the peers send each other (checks, Data, Close) with the session's key (:data:`SERVER_METHODS`).
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ from punch.stun import Address, AttributeType, Message, MessageClass, Method, me
 
 MAX_PEER_ID_BYTES = 128
 SESSION_ID_BYTES = 16
-SESSION_KEY_BYTES = 32
 REGISTRATION_TOKEN_BYTES = 16
+PUBLIC_KEY_BYTES = 32
+KEY_SHARE_BYTES = 32
+KEY_SIGNATURE_BYTES = 64
 PEER_GONE = 404  # the error code of a request about a peer that has left since its introduction (not in RFC 8489)
 
 
@@ -117,6 +125,41 @@ def _attribute_name(attribute: AttributeType) -> str:
     return attribute.name.replace("_", "-")
 
 
+# The methods of a session between a peer and the server, signed with the peer's request key; every other message
+# with a SESSION-ID (a check, Data, Close) goes between the peers, signed with the session's key.
+SERVER_METHODS = frozenset({Method.INTRODUCE, Method.READY, Method.GO, Method.MOVE})
+
+
+@dataclass(frozen=True, slots=True)
+class KeyShare:
+    """A peer's half of a session key: an ephemeral X25519 public key and the peer's signature of it, as Connect
+    carries them and the other's Introduce passes them on (punch.identity.agreement makes and checks them)."""
+
+    share: bytes
+    signature: bytes
+
+    def attributes(self) -> tuple[tuple[int, object], ...]:
+        return ((AttributeType.KEY_SHARE, self.share), (AttributeType.KEY_SIGNATURE, self.signature))
+
+    @classmethod
+    def of(cls, message: Message) -> KeyShare:
+        """The KEY-SHARE and KEY-SIGNATURE of a Connect or Introduce; ProtocolError if either is missing."""
+        share, signature = message.raw(AttributeType.KEY_SHARE), message.raw(AttributeType.KEY_SIGNATURE)
+        if share is None or signature is None:
+            raise ProtocolError(
+                f"{method_name(message.method)} lacks KEY-SHARE and KEY-SIGNATURE; is it a current punch?"
+            )
+        return cls(share, signature)
+
+
+def required_public_key(message: Message) -> bytes:
+    """The PUBLIC-KEY of a message, or ProtocolError."""
+    key = message.raw(AttributeType.PUBLIC_KEY)
+    if key is None:
+        raise ProtocolError(f"{method_name(message.method)} lacks PUBLIC-KEY; is it a current punch?")
+    return key
+
+
 @dataclass(frozen=True, slots=True)
 class Introduction:
     """What the server tells each peer when both want each other (the Introduce request)."""
@@ -125,7 +168,8 @@ class Introduction:
     candidates: tuple[Address, ...]  # the other's server-reflexive endpoint first, then its host candidates
     session_id: bytes
     role: Role
-    key: bytes  # the session's key: peer-to-peer messages carry MESSAGE-INTEGRITY-SHA256 under it
+    public_key: bytes  # the other's identity key, as it registered it
+    key_share: KeyShare  # the other's half of the session's key, as its Connect carried it
     mapping: Mapping = Mapping.UNKNOWN  # how the other peer's NAT maps, as it told the server
     rtt_us: int | None = None  # the other peer's round trip to the server, as it told the server (SERVER-RTT)
 
@@ -137,7 +181,8 @@ class Introduction:
             *((AttributeType.CANDIDATE, c) for c in self.candidates),
             (AttributeType.SESSION_ID, self.session_id),
             (AttributeType.ROLE, int(self.role)),
-            (AttributeType.SESSION_KEY, self.key),
+            (AttributeType.PUBLIC_KEY, self.public_key),
+            *self.key_share.attributes(),
             *mapping_attribute(self.mapping),
             *(((AttributeType.SERVER_RTT, self.rtt_us),) if self.rtt_us is not None else ()),
         )
@@ -151,15 +196,13 @@ class Introduction:
         candidates = tuple(message.addresses(AttributeType.CANDIDATE))
         if not candidates:
             raise ProtocolError("Introduce lacks CANDIDATE")
-        key = message.raw(AttributeType.SESSION_KEY)
-        if key is None or len(key) != SESSION_KEY_BYTES:
-            raise ProtocolError(f"Introduce lacks a {SESSION_KEY_BYTES}-byte SESSION-KEY")
         return cls(
             required_peer_id(message),
             candidates,
             required_session(message),
             Role(role),
-            key,
+            required_public_key(message),
+            KeyShare.of(message),
             Mapping.of(message),
             message.integer(AttributeType.SERVER_RTT),
         )

@@ -10,14 +10,17 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
+from punch.identity.agreement import OwnShare
+from punch.identity.keyfile import Identity
 from punch.peer.client import RendezvousClient
 from punch.peer.config import PeerConfig
-from punch.peer.keys import SessionKeys
+from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.puncher import PunchTimings
 from punch.rendezvous.server import RendezvousServer
-from punch.stun import Address, Message
-from punch.stun.protocol import open_endpoint
+from punch.stun import Address, AttributeType, Message
+from punch.stun.protocol import Handler, StunEndpoint, open_endpoint
 from punch.stun.transaction import RetransmitPolicy
+from punch.stun.wire import Introduction
 
 FAST = RetransmitPolicy(rto=0.05, backoff=2.0, max_rto=0.4, max_sends=7, last_wait=4.0)
 
@@ -28,6 +31,21 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+async def peer_socket(handler: Handler) -> tuple[StunEndpoint, PeerKeys]:
+    """A loopback socket signing and checking as a peer's does (punch.peer.keys): give ``keys.request`` to its
+    client, and each session's key (:func:`keyed`) once introduced."""
+    keys = PeerKeys(RequestKey())
+    return await open_endpoint(handler, ("127.0.0.1", 0), keys=keys), keys
+
+
+def keyed(keys: PeerKeys, client: RendezvousClient, introduction: Introduction) -> bytes:
+    """The session's key, as the peer derives it, added to ``keys``."""
+    key = client.session_key(introduction)
+    assert key is not None, "the other's key share does not check out"
+    keys.add(introduction.session_id, key)
+    return key
+
+
 async def rendezvous_client(server: tuple[str, int], me: str) -> RendezvousClient:
     """A peer's client to ``server`` alone (no session): on its own loopback socket, the server's requests to it."""
     clients: list[RendezvousClient] = []
@@ -35,9 +53,10 @@ async def rendezvous_client(server: tuple[str, int], me: str) -> RendezvousClien
     def to_client(message: Message, source: Address, data: bytes) -> None:
         clients[0].on_request(message, source)
 
-    keys = SessionKeys()
-    endpoint = await open_endpoint(to_client, ("127.0.0.1", 0), keys=keys.get)
-    clients.append(RendezvousClient(endpoint, server, me, (endpoint.local_address,), policy=FAST, keys=keys))
+    endpoint, keys = await peer_socket(to_client)
+    clients.append(
+        RendezvousClient(endpoint, server, me, (endpoint.local_address,), policy=FAST, credentials=keys.request)
+    )
     return clients[0]
 
 
@@ -91,3 +110,14 @@ async def server() -> AsyncIterator[RendezvousServer]:
         yield running
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert not [t for t in leftover if "RendezvousServer" in repr(t)], leftover
+
+
+def registration_of(peer_id: str, identity: Identity, *attributes: tuple[int, object]) -> list[tuple[int, object]]:
+    """A Register's attributes for ``peer_id`` with ``identity``'s public key (a peer that can be introduced)."""
+    return [(AttributeType.PEER_ID, peer_id), *attributes, (AttributeType.PUBLIC_KEY, identity.public_key)]
+
+
+def wish(me: str, target: str, identity: Identity) -> list[tuple[int, object]]:
+    """A Connect's attributes: ``me`` asks for ``target``, with a fresh key share signed by ``identity``."""
+    share = OwnShare(identity, me, target).public
+    return [(AttributeType.PEER_ID, me), (AttributeType.TARGET_ID, target), *share.attributes()]

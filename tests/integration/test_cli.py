@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from punch.identity.keyfile import load_identity
+
 pytestmark = pytest.mark.integration
 
 PUNCH = [sys.executable, "-m", "punch"]
@@ -200,6 +202,56 @@ def test_sigterm_stops_the_server_with_its_last_stats_line_and_exit_0() -> None:
     assert server.returncode == 0, err
     assert "SIGTERM: stopping" in err
     assert re.search(r"stopped; registrations=0 waiting=0 sessions=0", err), err
+
+
+def test_punch_id_makes_the_identity_once_and_prints_its_fingerprint(tmp_path: Path) -> None:
+    path = tmp_path / "elsewhere" / "id"
+    made = subprocess.run([*PUNCH, "id", "--identity", str(path), "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(made.stdout) == {"fingerprint": load_identity(path, create=False)[0].fingerprint,
+                                       "identity": str(path), "created": True}  # fmt: skip
+    default = subprocess.run(
+        [sys.executable, "-m", "punch", "id", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    printed = json.loads(default.stdout)
+    assert printed["created"] is True
+    assert printed["identity"] == str(tmp_path / "punch" / "identity")
+    identity_file = Path(printed["identity"])
+    assert (identity_file.stat().st_mode & 0o777) == 0o600
+    again = subprocess.run(
+        [sys.executable, "-m", "punch", "id", "--identity", str(identity_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert again.stdout.strip() == printed["fingerprint"]
+    assert load_identity(identity_file, create=False)[0].fingerprint == printed["fingerprint"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--to-key", "abcd"], "punch: --to-key 'abcd' is not a fingerprint: it has 4 letters and digits"),
+        (
+            ["--identity", "/nonexistent/id"],
+            "punch: --identity /nonexistent/id: no such file; make a new identity with",
+        ),
+    ],
+)
+def test_bad_identity_flags_are_one_line_errors(tmp_path: Path, flags: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "punch", "peer", "--server", "127.0.0.1:9", "--id", "10", "--to", "14", *flags],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(message)
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_traced_server_and_peers_draw_a_sequence_diagram_of_their_run(tmp_path: Path) -> None:

@@ -12,16 +12,17 @@ import pytest
 from punch.errors import PeerError, PeerGone
 from punch.peer.client import RendezvousClient
 from punch.peer.dispatch import Dispatcher
-from punch.peer.keys import SessionKeys
 from punch.peer.moving import Moves
 from punch.peer.puncher import Puncher, PunchTimings
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode
 from punch.stun.protocol import Handler, StunEndpoint, open_endpoint
-from punch.stun.wire import Introduction, Role, request
-from tests.integration.conftest import FAST, free_port
+from punch.stun.wire import Introduction, KeyShare, Role, request
+from tests.integration.conftest import FAST, free_port, peer_socket
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+NO_SHARE = KeyShare(bytes(32), bytes(64))  # these tests never derive a session key
 
 
 def binding() -> Message:
@@ -63,9 +64,11 @@ def to_client(clients: list[RendezvousClient]) -> Handler:
 
 async def registered(server: RendezvousServer, me: str) -> tuple[RendezvousClient, StunEndpoint]:
     clients: list[RendezvousClient] = []
-    keys = SessionKeys()
-    endpoint = await open_endpoint(to_client(clients), ("127.0.0.1", 0), keys=keys.get)
-    clients.append(RendezvousClient(endpoint, server.address, me, (endpoint.local_address,), policy=FAST, keys=keys))
+    endpoint, keys = await peer_socket(to_client(clients))
+    client = RendezvousClient(
+        endpoint, server.address, me, (endpoint.local_address,), policy=FAST, credentials=keys.request
+    )
+    clients.append(client)
     await clients[0].register()
     return clients[0], endpoint
 
@@ -146,12 +149,11 @@ async def test_a_go_or_move_before_the_introduce_is_left_for_its_retransmission(
     transport, fake = await asyncio.get_running_loop().create_datagram_endpoint(Server, sock=sock)
     server: Address = sock.getsockname()
     clients: list[RendezvousClient] = []
-    keys = SessionKeys()
-    endpoint = await open_endpoint(to_client(clients), ("127.0.0.1", 0), keys=keys.get)
-    client = RendezvousClient(endpoint, server, "14", (endpoint.local_address,), keys=keys)
+    endpoint, keys = await peer_socket(to_client(clients))
+    client = RendezvousClient(endpoint, server, "14", (endpoint.local_address,), credentials=keys.request)
     clients.append(client)
     session = b"\x07" * 16
-    introduce = Introduction("10", (("127.0.0.1", 9),), session, Role.PROBER, b"k" * 32).to_message()
+    introduce = Introduction("10", (("127.0.0.1", 9),), session, Role.PROBER, bytes(32), NO_SHARE).to_message()
     early = request(method, (AttributeType.PEER_ID, "10"), (AttributeType.SESSION_ID, session))
     again = Message(early.method, early.message_class, early.transaction_id, early.attributes)
     for message, key in ((early, b"k" * 32), (introduce, None), (again, b"k" * 32)):  # the server signs Go, Move
@@ -180,7 +182,9 @@ async def test_a_follower_whose_checks_are_refused_again_ends_the_punch_at_once(
     then, with why, not after its timeout of 60 s here."""
     endpoint = await open_endpoint(lambda m, s, d: None, ("127.0.0.1", 0))
     fresh = ("127.0.0.1", free_port("127.0.0.1"))  # the mover's fresh endpoint, as its NAT refuses us there
-    introduction = Introduction("14", (("127.0.0.1", free_port("127.0.0.1")),), b"\x07" * 16, Role.PROBER, bytes(32))
+    introduction = Introduction(
+        "14", (("127.0.0.1", free_port("127.0.0.1")),), b"\x07" * 16, Role.PROBER, bytes(32), NO_SHARE
+    )
     puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=60.0))
     dispatcher = Dispatcher()
     dispatcher.add(puncher.on_request)

@@ -21,12 +21,14 @@ from punch.peer.strategy import Plan, Strategy
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import Address, Message, MessageClass
 from punch.stun.protocol import open_endpoint
-from punch.stun.wire import Introduction, Mapping, Role
+from punch.stun.wire import Introduction, KeyShare, Mapping, Role
 from tests.integration.conftest import FAST, LogLine, free_port, peer_config, texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 HARD, EASY = Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT
+
+NO_SHARE = KeyShare(bytes(32), bytes(64))  # these tests never derive a session key
 
 
 def ephemeral_ports() -> tuple[int, int]:
@@ -151,9 +153,12 @@ async def test_the_spray_finds_one_of_many_sockets_among_the_ports() -> None:
         if message.message_class is MessageClass.REQUEST:
             easy.on_request(message, source)  # the hard side's triggered check
 
-    easy_endpoint = await open_endpoint(answer, ("127.0.0.1", 0), keys=lambda sid: key if sid == session else None)
-    to_hard = Introduction("10", ((hard_ip, 9),), session, Role.PROBER, key, HARD)
-    to_easy = Introduction("14", (easy_endpoint.local_address,), session, Role.OPENER, key, EASY)
+    def keys(session_id: bytes, method: int) -> bytes | None:
+        return key if session_id == session else None
+
+    easy_endpoint = await open_endpoint(answer, ("127.0.0.1", 0), keys=keys)
+    to_hard = Introduction("10", ((hard_ip, 9),), session, Role.PROBER, bytes(32), NO_SHARE, HARD)
+    to_easy = Introduction("14", (easy_endpoint.local_address,), session, Role.OPENER, bytes(32), NO_SHARE, EASY)
     timings = PunchTimings(timeout=10.0)
     easy = Puncher(easy_endpoint, "14", to_hard, timings, strategy=Strategy(plan=Plan.SPRAY))
     hard = Puncher(

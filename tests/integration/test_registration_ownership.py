@@ -7,6 +7,8 @@ import asyncio
 import pytest
 
 from punch.errors import PeerError
+from punch.identity.agreement import OwnShare
+from punch.identity.keyfile import Identity
 from punch.peer.client import RendezvousClient
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import AttributeType, MessageClass, Method
@@ -129,14 +131,25 @@ async def test_a_retransmitted_connect_after_the_match_is_answered_again_not_mat
     """Both Connects' answers were lost (RFC 8489 §6.3.1): their retransmissions, the same transaction IDs, get
     "introducing" again, and the two peers stay in the one session they were introduced to."""
     sockets, keys = [], []
+    identities = {peer_id: Identity.generate() for peer_id in ("10", "14")}
     for peer_id in ("10", "14"):
         socket = await endpoint()
-        first = request(Method.REGISTER, (AttributeType.PEER_ID, peer_id), (AttributeType.LEASE, 30))
+        first = request(
+            Method.REGISTER,
+            (AttributeType.PEER_ID, peer_id),
+            (AttributeType.LEASE, 30),
+            (AttributeType.PUBLIC_KEY, identities[peer_id].public_key),
+        )
         answer, _ = await socket.request(first, server.address, FAST)
         sockets.append(socket)
         keys.append(request_key(None, answer.raw(AttributeType.REGISTRATION_TOKEN)))
     asks = [
-        request(Method.CONNECT, (AttributeType.PEER_ID, me), (AttributeType.TARGET_ID, other))
+        request(
+            Method.CONNECT,
+            (AttributeType.PEER_ID, me),
+            (AttributeType.TARGET_ID, other),
+            *OwnShare(identities[me], me, other).public.attributes(),
+        )
         for me, other in (("10", "14"), ("14", "10"))
     ]
 
@@ -149,7 +162,12 @@ async def test_a_retransmitted_connect_after_the_match_is_answered_again_not_mat
     assert [await connect(1), await connect(0)] == ["introducing", "introducing"]
     assert len(server.registry.sessions) == 1
     # A new Connect (a new transaction: the peer asks again on purpose, e.g. after a rejoin) is a new wish.
-    again = request(Method.CONNECT, (AttributeType.PEER_ID, "10"), (AttributeType.TARGET_ID, "14"))
+    again = request(
+        Method.CONNECT,
+        (AttributeType.PEER_ID, "10"),
+        (AttributeType.TARGET_ID, "14"),
+        *OwnShare(identities["10"], "10", "14").public.attributes(),
+    )
     answer, _ = await sockets[0].request(again, server.address, FAST, integrity_key=keys[0])
     assert answer.text(AttributeType.STATUS) == "waiting for 14"
     for socket in sockets:

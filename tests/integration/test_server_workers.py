@@ -17,13 +17,16 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from punch.identity.keyfile import Identity
 from punch.rendezvous.server import serve
 from punch.rendezvous.workers import frame, unframe
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode, new_transaction_id
 from punch.stun.fastpath import load
-from tests.integration.conftest import Client
+from tests.integration.conftest import Client, registration_of, wish
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+IDENTITY = Identity.generate()  # one key for every peer here: the server only passes keys on
 
 if load() is None:
     pytest.skip("punch._fastpath is not built here (or PUNCH_NO_FASTPATH is set)", allow_module_level=True)
@@ -77,14 +80,12 @@ async def test_two_workers_share_the_port_and_one_registry(two_workers: Address)
             assert reply.address(AttributeType.XOR_MAPPED_ADDRESS) == transport.get_extra_info("sockname")
         tokens = []
         for index, (transport, client) in enumerate(clients):
-            register = Message.request(Method.REGISTER, [(AttributeType.PEER_ID, f"p{index}")])
+            register = Message.request(Method.REGISTER, registration_of(f"p{index}", IDENTITY))
             tokens.append((await ask(transport, client, register)).raw(AttributeType.REGISTRATION_TOKEN))
         statuses = []
         for index, (transport, client) in enumerate(clients):
             other = index ^ 1  # p0 <-> p1, p2 <-> p3, ...
-            connect = Message.request(
-                Method.CONNECT, [(AttributeType.PEER_ID, f"p{index}"), (AttributeType.TARGET_ID, f"p{other}")]
-            )
+            connect = Message.request(Method.CONNECT, wish(f"p{index}", f"p{other}", IDENTITY))
             statuses.append((await ask(transport, client, connect, tokens[index])).text(AttributeType.STATUS))
         assert statuses == [f"waiting for p{i ^ 1}" if i % 2 == 0 else "introducing" for i in range(32)]
     finally:

@@ -28,7 +28,7 @@ class Raw(asyncio.DatagramProtocol):
         self.inbox.put_nowait((data, (str(addr[0]), int(addr[1]))))
 
 
-def our_key(session: bytes) -> bytes | None:
+def our_key(session: bytes, method: int) -> bytes | None:
     return KEY if session == SESSION else None
 
 

@@ -107,7 +107,9 @@ class RoutedEndpoint(FakeEndpoint):
         self.requested: list[tuple[bytes, Address]] = []
         self.stuck = asyncio.Event()  # a request is waiting on a path that does not answer
 
-    async def request(self, message: Message, remote: Address, policy: object) -> tuple[Message, Address]:
+    async def request(
+        self, message: Message, remote: Address, policy: object, answer_keys: tuple[bytes, ...] = ()
+    ) -> tuple[Message, Address]:
         self.requested.append((message.transaction_id, remote))
         if remote != self.answering:
             self.stuck.set()

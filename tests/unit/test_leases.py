@@ -6,10 +6,13 @@ import pytest
 
 from punch.rendezvous.leases import LeaseWheel
 from punch.rendezvous.registry import Registry, TableFull, pack_addresses, unpack_addresses
+from punch.stun.wire import KeyShare
 
 pytestmark = pytest.mark.unit
 
 A = ("198.51.100.10", 40000)
+
+SHARE = KeyShare(bytes(32), bytes(64))  # a Connect's key share: the registry only passes it on
 
 
 def test_slots_are_handed_out_in_order_once_the_clock_reaches_them() -> None:
@@ -102,10 +105,10 @@ def test_sessions_go_with_a_peer_whose_lease_ended_but_not_with_one_that_came_ba
     registry = Registry()
     for peer_id in ("10", "14", "20"):
         registry.register(peer_id, A, (), 10, now=0)
-    registry.want("10", "14", now=0)
-    first = registry.want("14", "10", now=0)
-    registry.want("20", "14", now=0)
-    second = registry.want("14", "20", now=0)
+    registry.want("10", "14", now=0, share=SHARE)
+    first = registry.want("14", "10", now=0, share=SHARE)
+    registry.want("20", "14", now=0, share=SHARE)
+    second = registry.want("14", "20", now=0, share=SHARE)
     assert first is not None
     assert second is not None
     registry.register("14", A, (), 30, now=5)
@@ -152,6 +155,6 @@ def test_goodbyes_of_peers_without_sessions_leave_nothing_behind() -> None:
 def test_an_ended_lease_takes_the_round_trip_its_peer_reported() -> None:
     registry = Registry()
     registry.register("10", A, (), 10, now=0)
-    registry.want("10", "14", now=0, rtt_us=1500)
+    registry.want("10", "14", now=0, rtt_us=1500, share=SHARE)
     assert registry.expire(now=10) == ["10"]
     assert (registry.wants, registry.rtts) == ({}, {})

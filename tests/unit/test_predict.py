@@ -14,7 +14,7 @@ from punch.peer.puncher import Puncher, PunchTimings
 from punch.peer.strategy import Plan, Strategy, plan
 from punch.rendezvous.registry import Registry
 from punch.stun import AttributeType, Message, MessageClass, Method, decode, encode
-from punch.stun.wire import Introduction, Mapping, Role, mapping_attribute, request
+from punch.stun.wire import Introduction, KeyShare, Mapping, Role, mapping_attribute, request
 from tests.unit.test_puncher_checks import AnsweringEndpoint, FakeEndpoint
 from tests.unit.test_puncher_checks import check as check_from
 
@@ -23,6 +23,8 @@ pytestmark = pytest.mark.unit
 HARD, EASY, UNKNOWN = Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT, Mapping.UNKNOWN
 SESSION = b"\x07" * 16
 THEM = ("192.0.2.14", 5000)
+
+NO_SHARE = KeyShare(bytes(32), bytes(64))  # these tests never derive a session key
 
 
 # -- sampling and odds -------------------------------------------------------------------------------------------
@@ -117,9 +119,9 @@ def test_nat_mapping_is_comprehension_optional() -> None:
 
 
 def test_introduce_carries_the_other_peers_mapping() -> None:
-    introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32), EASY)
+    introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32), NO_SHARE, EASY)
     assert Introduction.from_message(decode(encode(introduction.to_message()))) == introduction
-    old = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32))
+    old = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32), NO_SHARE)
     assert Introduction.from_message(decode(encode(old.to_message()))).mapping is UNKNOWN
 
 
@@ -131,8 +133,8 @@ def match_of(first: Mapping, second: Mapping) -> tuple[str, str, Mapping, Mappin
     registry = Registry()
     registry.register("a", ("198.51.100.10", 1), (), 30, 0, first)
     registry.register("b", ("192.0.2.14", 2), (), 30, 0, second)
-    assert registry.want("a", "b", 0) is None
-    match = registry.want("b", "a", 0)
+    assert registry.want("a", "b", 0, share=NO_SHARE) is None
+    match = registry.want("b", "a", 0, share=NO_SHARE)
     assert match is not None
     (to_opener, about_prober), (to_prober, about_opener) = match.introductions()
     assert (to_opener, to_prober) == (match.opener, match.prober)
@@ -163,7 +165,7 @@ def test_a_check_on_a_prediction_socket_is_answered_from_it_and_its_nomination_i
     async def scenario() -> None:
         main, extra = FakeEndpoint(), AnsweringEndpoint(THEM)  # our triggered check proves the pair
         chosen: list[object] = []
-        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32), EASY)
+        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32), NO_SHARE, EASY)
         puncher = Puncher(
             main,  # type: ignore[arg-type]
             "10",
@@ -193,7 +195,7 @@ def test_under_port_prediction_every_path_through_the_nats_is_predicted_on_both_
     async def scenario() -> None:
         main = FakeEndpoint()
         lan = ("10.0.0.14", 40000)
-        introduction = Introduction("14", (THEM, lan), SESSION, Role.PROBER, bytes(32), HARD)
+        introduction = Introduction("14", (THEM, lan), SESSION, Role.PROBER, bytes(32), NO_SHARE, HARD)
         puncher = Puncher(main, "10", introduction, PunchTimings(timeout=1), strategy=Strategy(plan=Plan.SPRAY))  # type: ignore[arg-type]
         found = ("192.0.2.14", 48213)
         puncher.found(found)

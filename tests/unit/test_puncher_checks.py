@@ -10,12 +10,14 @@ from punch.errors import PeerError
 from punch.peer.puncher import Puncher, PunchTimings, lan_wait
 from punch.peer.strategy import Strategy, early_delay, early_pays
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
-from punch.stun.wire import Introduction, Role, request
+from punch.stun.wire import Introduction, KeyShare, Role, request
 
 pytestmark = pytest.mark.unit
 
 SESSION = b"\x07" * 16
 THEM = ("192.0.2.14", 5000)
+
+NO_SHARE = KeyShare(bytes(32), bytes(64))  # these tests never derive a session key
 
 
 class FakeEndpoint:
@@ -45,7 +47,7 @@ def check(sender: str, session: bytes = SESSION, *, nominate: bool = False) -> M
 def run(role: Role, *messages: tuple[Message, Address]) -> tuple[FakeEndpoint, Puncher]:
     async def scenario() -> tuple[FakeEndpoint, Puncher]:
         endpoint = FakeEndpoint()
-        introduction = Introduction("14", (THEM, ("10.0.0.2", 5000)), SESSION, role, bytes(32))
+        introduction = Introduction("14", (THEM, ("10.0.0.2", 5000)), SESSION, role, bytes(32), NO_SHARE)
         puncher = Puncher(endpoint, "10", introduction, PunchTimings())  # type: ignore[arg-type]
         for message, source in messages:
             assert puncher.on_request(message, source)
@@ -96,7 +98,7 @@ def test_the_opener_takes_the_nominated_path_once_its_own_check_proved_it() -> N
     async def scenario() -> None:
         lan = ("10.0.14.2", 5000)
         endpoint = AnsweringEndpoint(lan)
-        introduction = Introduction("14", (THEM, lan), SESSION, Role.OPENER, bytes(32))
+        introduction = Introduction("14", (THEM, lan), SESSION, Role.OPENER, bytes(32), NO_SHARE)
         puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=1))  # type: ignore[arg-type]
         puncher.on_request(check("14", nominate=True), lan)
         path = await puncher.run()
@@ -113,7 +115,7 @@ def test_a_nomination_replayed_from_an_address_that_never_answers_does_not_steer
     async def scenario() -> str:
         attacker = ("203.0.113.166", 4000)
         endpoint = AnsweringEndpoint(THEM)
-        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32))
+        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32), NO_SHARE)
         timings = PunchTimings(timeout=0.2, opener_fallback=60)
         puncher = Puncher(endpoint, "10", introduction, timings)  # type: ignore[arg-type]
         puncher.on_request(check("14", nominate=True), attacker)
@@ -134,7 +136,7 @@ def test_a_check_from_the_peer_counts_as_heard_and_a_silenced_puncher_neither_an
 
     async def scenario() -> None:
         endpoint = AnsweringEndpoint(THEM)
-        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32))
+        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32), NO_SHARE)
         puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=0.2, opener_fallback=60))  # type: ignore[arg-type]
         assert not puncher.heard
         puncher.on_request(check("66"), THEM)  # a stranger is not the other peer
@@ -148,7 +150,7 @@ def test_a_check_from_the_peer_counts_as_heard_and_a_silenced_puncher_neither_an
 
     async def prober_proves_but_takes_nothing() -> None:
         endpoint = AnsweringEndpoint(THEM)
-        introduction = Introduction("14", (THEM,), SESSION, Role.PROBER, bytes(32))
+        introduction = Introduction("14", (THEM,), SESSION, Role.PROBER, bytes(32), NO_SHARE)
         puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=0.2))  # type: ignore[arg-type]
         puncher.silence()
         with pytest.raises(PeerError):
@@ -189,7 +191,7 @@ def test_the_prober_nominates_the_public_endpoint_in_its_checks_and_takes_it_whe
 
     async def scenario() -> None:
         endpoint = GatedEndpoint()
-        introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.PROBER, bytes(32))
+        introduction = Introduction("14", (THEM, ("10.0.14.2", 5000)), SESSION, Role.PROBER, bytes(32), NO_SHARE)
         timings = PunchTimings(timeout=1)
         puncher = Puncher(endpoint, "10", introduction, timings, strategy=Strategy(same_nat=same_nat))  # type: ignore[arg-type]
         assert not puncher.lan_first
@@ -229,7 +231,7 @@ def test_behind_one_nat_a_routed_lan_gets_its_own_nomination_once_the_hairpin_st
 
     async def scenario() -> None:
         endpoint = RoutedLan()
-        introduction = Introduction("14", (THEM, LAN), SESSION, Role.PROBER, bytes(32))
+        introduction = Introduction("14", (THEM, LAN), SESSION, Role.PROBER, bytes(32), NO_SHARE)
         timings = PunchTimings(timeout=1, lan_margin=0.01)
         puncher = Puncher(endpoint, "10", introduction, timings, strategy=Strategy(same_nat=True))  # type: ignore[arg-type]
         path = await puncher.run()
@@ -246,7 +248,7 @@ def test_behind_one_nat_a_routed_lan_gets_its_own_nomination_once_the_hairpin_st
 def test_behind_one_nat_with_a_lan_candidate_on_our_link_the_prober_nominates_in_a_check_of_its_own() -> None:
     async def scenario() -> None:
         endpoint = GatedEndpoint()
-        introduction = Introduction("14", (THEM,), SESSION, Role.PROBER, bytes(32))
+        introduction = Introduction("14", (THEM,), SESSION, Role.PROBER, bytes(32), NO_SHARE)
         timings = PunchTimings(timeout=1)
         puncher = Puncher(endpoint, "10", introduction, timings, strategy=Strategy(same_nat=True, lan_on_link=True))  # type: ignore[arg-type]
         endpoint.answer.set()
@@ -288,7 +290,7 @@ def test_early_checks_are_used_where_they_beat_ready_and_go(opener: float, probe
 def test_a_try_that_ended_without_a_path_does_not_answer_a_nomination() -> None:
     async def scenario() -> list[tuple[Message, Address]]:
         endpoint = FakeEndpoint()
-        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32))
+        introduction = Introduction("14", (THEM,), SESSION, Role.OPENER, bytes(32), NO_SHARE)
         puncher = Puncher(endpoint, "10", introduction, PunchTimings(timeout=0.05))  # type: ignore[arg-type]
         with pytest.raises(PeerError):
             await puncher.retry(0.0)
@@ -307,7 +309,7 @@ def test_a_retry_from_the_relay_opens_our_mapping_before_it_checks() -> None:
     async def scenario(role: Role) -> list[tuple[str, Address]]:
         endpoint = FakeEndpoint()
         lan = ("10.0.0.2", 5000)
-        introduction = Introduction("14", (THEM, lan), SESSION, role, bytes(32))
+        introduction = Introduction("14", (THEM, lan), SESSION, role, bytes(32), NO_SHARE)
         first = Puncher(endpoint, "10", introduction, PunchTimings(open_ttl=2))  # type: ignore[arg-type]
         with pytest.raises(PeerError, match=r"no direct path to 14 within 0\.05 s"):
             await first.again(0.04, 3).retry(0.01)
@@ -335,7 +337,7 @@ def test_behind_the_same_outermost_nat_the_probe_to_their_public_endpoint_dies_t
     async def scenario() -> list[tuple[str, Address]]:
         endpoint = FakeEndpoint()
         lan = ("10.0.11.2", 5000)
-        introduction = Introduction("14", (THEM, lan), SESSION, Role.OPENER, bytes(32))
+        introduction = Introduction("14", (THEM, lan), SESSION, Role.OPENER, bytes(32), NO_SHARE)
         timings = PunchTimings(open_ttl=open_ttl)
         Puncher(endpoint, "10", introduction, timings, strategy=Strategy(same_nat=same_nat)).open_mappings()  # type: ignore[arg-type]
         return endpoint.steps

@@ -39,7 +39,7 @@ def keepalive(*extra: tuple[int, object], lease: int = 30, hosts: tuple[Address,
 def test_a_signed_keepalive_is_read_from_its_bytes() -> None:
     data = encode(keepalive((AttributeType.NAT_MAPPING, 2)), integrity_sha256_key=TOKEN)
     refresh = parse_refresh(data)
-    assert refresh == Refresh("peer-10", pack_addresses(HOSTS), 30, Mapping.ENDPOINT_DEPENDENT)
+    assert refresh == Refresh("peer-10", pack_addresses(HOSTS), 30, Mapping.ENDPOINT_DEPENDENT, b"")
     assert signed_with(data, TOKEN)
     assert not signed_with(data, bytes(16))
 

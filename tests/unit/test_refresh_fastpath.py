@@ -60,10 +60,14 @@ PEER = (T.PEER_ID, b"peer-10")
 LEASE = (T.LEASE, (30).to_bytes(4, "big"))
 V4 = (T.CANDIDATE, candidate_v4(5000, bytes([10, 0, 0, 1])))
 V6 = (T.CANDIDATE, struct.pack("!BBH", 0, 2, 7) + bytes(range(16)))
+KEY = (T.PUBLIC_KEY, bytes(range(100, 132)))
 CASES = {
     "plain": register(PEER, V4, LEASE),
     "IPv6 candidate, NAT-MAPPING": register(PEER, V6, LEASE, (T.NAT_MAPPING, b"\x02\x00\x00\x00")),
     "unknown NAT-MAPPING value": register(PEER, LEASE, (T.NAT_MAPPING, b"\x09\x00\x00\x00")),
+    "PUBLIC-KEY": register(PEER, V4, LEASE, KEY),
+    "two PUBLIC-KEYs": register(PEER, LEASE, KEY, KEY),
+    "PUBLIC-KEY of 31 bytes": register(PEER, LEASE, (T.PUBLIC_KEY, bytes(31))),
     "no candidate": register(PEER, LEASE),
     "eight candidates": register(PEER, *[V4] * 8, LEASE),
     "nine candidates": register(PEER, *[V4] * 9, LEASE),
@@ -108,17 +112,19 @@ def test_c_reads_every_case_as_python_does(fast: Accelerator, name: str) -> None
 
 def test_the_cases_cover_both_outcomes() -> None:
     read = {name: read_refresh(data) for name, data in CASES.items()}
-    assert read["plain"] == ("peer-10", b"\x04\x13\x88\x0a\x00\x00\x01", 30, None)
+    assert read["plain"] == ("peer-10", b"\x04\x13\x88\x0a\x00\x00\x01", 30, None, None)
+    assert read["PUBLIC-KEY"] == ("peer-10", b"\x04\x13\x88\x0a\x00\x00\x01", 30, None, bytes(range(100, 132)))
     v6 = read["IPv6 candidate, NAT-MAPPING"]
     assert v6 is not None
     assert (v6[1][:3], len(v6[1]), v6[3]) == (b"\x10\x21\x15", 19, 2)  # port 7 XOR 0x2112
-    assert read["PEER-ID not ASCII"] == ("pähkinä-🥜", b"", 30, None)
-    assert read["LEASE 2**32 - 1"] == ("peer-10", b"", 2**32 - 1, None)
-    assert parse_refresh(CASES["unknown NAT-MAPPING value"]) == Refresh("peer-10", b"", 30, Mapping.UNKNOWN)
+    assert read["PEER-ID not ASCII"] == ("pähkinä-🥜", b"", 30, None, None)
+    assert read["LEASE 2**32 - 1"] == ("peer-10", b"", 2**32 - 1, None, None)
+    assert parse_refresh(CASES["unknown NAT-MAPPING value"]) == Refresh("peer-10", b"", 30, Mapping.UNKNOWN, b"")
     assert [name for name, r in read.items() if r is not None] == [
         "plain",
         "IPv6 candidate, NAT-MAPPING",
         "unknown NAT-MAPPING value",
+        "PUBLIC-KEY",
         "no candidate",
         "eight candidates",
         "PEER-ID of 128 bytes",
@@ -136,6 +142,7 @@ ATTRIBUTE = st.one_of(
     st.tuples(st.just(int(T.PEER_ID)), st.one_of(st.text(max_size=40).map(str.encode), st.binary(max_size=130))),
     st.tuples(st.just(int(T.LEASE)), st.one_of(st.binary(min_size=4, max_size=4), st.binary(max_size=8))),
     st.tuples(st.just(int(T.NAT_MAPPING)), st.binary(max_size=6)),
+    st.tuples(st.just(int(T.PUBLIC_KEY)), st.binary(min_size=30, max_size=34)),
     st.tuples(
         st.just(int(T.CANDIDATE)),
         st.one_of(

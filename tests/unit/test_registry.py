@@ -6,20 +6,22 @@ import pytest
 
 from punch.rendezvous.registry import Registry
 from punch.stun import AttributeType
-from punch.stun.wire import Role
+from punch.stun.wire import KeyShare, Role
 
 pytestmark = pytest.mark.unit
 
 A = ("198.51.100.10", 40000)
 B = ("192.0.2.14", 40001)
 
+SHARE = KeyShare(bytes(32), bytes(64))  # a Connect's key share: the registry only passes it on
+
 
 def test_asking_for_a_peer_that_does_not_exist_yet_waits_for_it() -> None:
     registry = Registry()
     registry.register("10", A, (("10.0.10.2", 40000),), 30, now=0)
-    assert registry.want("10", "14", now=1) is None
+    assert registry.want("10", "14", now=1, share=SHARE) is None
     registry.register("14", B, (("10.0.14.2", 40001),), 30, now=2)
-    match = registry.want("14", "10", now=3)
+    match = registry.want("14", "10", now=3, share=SHARE)
     assert match is not None
     (opener, to_opener), (prober, to_prober) = match.introductions()
     assert (opener.peer_id, to_opener.peer_id, to_opener.role) == ("10", "14", Role.OPENER)
@@ -36,8 +38,8 @@ def test_the_other_order_works_too() -> None:
     registry = Registry()
     registry.register("14", B, (), 30, now=0)
     registry.register("10", A, (), 30, now=0)
-    assert registry.want("14", "10", now=1) is None
-    match = registry.want("10", "14", now=2)
+    assert registry.want("14", "10", now=1, share=SHARE) is None
+    match = registry.want("10", "14", now=2, share=SHARE)
     assert match is not None
     assert match.opener.peer_id == "14"
 
@@ -46,8 +48,8 @@ def test_a_wish_for_someone_else_does_not_match() -> None:
     registry = Registry()
     registry.register("10", A, (), 30, now=0)
     registry.register("14", B, (), 30, now=0)
-    assert registry.want("10", "14", now=1) is None
-    assert registry.want("14", "99", now=1) is None
+    assert registry.want("10", "14", now=1, share=SHARE) is None
+    assert registry.want("14", "99", now=1, share=SHARE) is None
 
 
 def test_leases_expire_and_take_wishes_and_sessions_with_them() -> None:
@@ -55,10 +57,10 @@ def test_leases_expire_and_take_wishes_and_sessions_with_them() -> None:
     registration = registry.register("10", A, (), 3600, now=0)
     assert registration.expires == 10
     registry.register("14", B, (), 5, now=0)
-    registry.want("10", "14", now=1)
-    match = registry.want("14", "10", now=1)
+    registry.want("10", "14", now=1, share=SHARE)
+    match = registry.want("14", "10", now=1, share=SHARE)
     assert match is not None
-    registry.want("10", "99", now=2)
+    registry.want("10", "99", now=2, share=SHARE)
     assert registry.lookup("14", now=5) is None
     assert registry.expire(now=6) == ["14"]
     assert registry.session(match.session_id) is None
@@ -85,21 +87,21 @@ def test_unregister_drops_the_wish_and_later_the_sessions() -> None:
     registry = Registry()
     registry.register("10", A, (), 30, now=0)
     registry.register("14", B, (), 30, now=0)
-    registry.want("10", "14", now=0)
-    match = registry.want("14", "10", now=0)
+    registry.want("10", "14", now=0, share=SHARE)
+    match = registry.want("14", "10", now=0, share=SHARE)
     assert match is not None
     registry.unregister("10")
-    assert registry.key_for(match.session_id) == match.key  # the other's last relayed messages still pass
+    assert registry.session(match.session_id) == match  # the other's last relayed messages still pass
     assert registry.expire(now=1) == []
-    assert registry.key_for(match.session_id) is None
+    assert registry.session(match.session_id) is None
 
 
 def test_each_introduction_carries_the_other_peers_round_trip_to_the_server() -> None:
     registry = Registry()
     registry.register("10", A, (), 30, now=0)
     registry.register("14", B, (), 30, now=0)
-    assert registry.want("10", "14", now=1, rtt_us=40_000) is None
-    match = registry.want("14", "10", now=2, rtt_us=90_000)
+    assert registry.want("10", "14", now=1, rtt_us=40_000, share=SHARE) is None
+    match = registry.want("14", "10", now=2, rtt_us=90_000, share=SHARE)
     assert match is not None
     (_, to_opener), (_, to_prober) = match.introductions()
     assert (to_opener.rtt_us, to_prober.rtt_us) == (90_000, 40_000)
@@ -111,8 +113,8 @@ def test_a_peer_that_did_not_say_its_round_trip_gives_none() -> None:
     registry = Registry()
     registry.register("10", A, (), 30, now=0)
     registry.register("14", B, (), 30, now=0)
-    registry.want("10", "14", now=1, rtt_us=40_000)
-    match = registry.want("14", "10", now=2)
+    registry.want("10", "14", now=1, rtt_us=40_000, share=SHARE)
+    match = registry.want("14", "10", now=2, share=SHARE)
     assert match is not None
     (_, to_opener), (_, to_prober) = match.introductions()
     assert (to_opener.rtt_us, to_prober.rtt_us) == (None, 40_000)
@@ -123,8 +125,8 @@ def test_the_connects_that_made_a_match_are_known_by_their_transaction_ids() -> 
     registry = Registry()
     registry.register("10", A, (), 30, now=0)
     registry.register("14", B, (), 30, now=0)
-    assert registry.want("10", "14", now=1, transaction=b"a" * 12) is None
-    match = registry.want("14", "10", now=2, transaction=b"b" * 12)
+    assert registry.want("10", "14", now=1, transaction=b"a" * 12, share=SHARE) is None
+    match = registry.want("14", "10", now=2, transaction=b"b" * 12, share=SHARE)
     assert match is not None
     assert registry.introduced_by("10", b"a" * 12) is match
     assert registry.introduced_by("14", b"b" * 12) is match

@@ -72,7 +72,8 @@ DECODE_ERRORS = [
     (message((T.MESSAGE_INTEGRITY_SHA256, bytes(12))), "attribute/MESSAGE-INTEGRITY-SHA256: value is 12 bytes, expected 16 to 32 in steps of 4"),
     (message((T.MESSAGE_INTEGRITY_SHA256, bytes(36))), "attribute/MESSAGE-INTEGRITY-SHA256: value is 36 bytes, expected 16 to 32 in steps of 4"),
     (message((T.SESSION_ID, bytes(15))), "attribute/SESSION-ID: value is 15 bytes, expected 16"),
-    (message((T.SESSION_KEY, bytes(16))), "attribute/SESSION-KEY: value is 16 bytes, expected 32"),
+    (message((T.PUBLIC_KEY, bytes(16))), "attribute/PUBLIC-KEY: value is 16 bytes, expected 32"),
+    (message((T.KEY_SIGNATURE, bytes(32))), "attribute/KEY-SIGNATURE: value is 32 bytes, expected 64"),
     (message((T.DATA_PAYLOAD, bytes(1201))), "attribute/DATA-PAYLOAD: value is 1201 bytes, expected 0 to 1200"),
     # numbers (RFC 8445 §7.1, RFC 5780 §7.2, punch's)
     (message((T.PRIORITY, bytes(3))), "attribute/PRIORITY: value is 3 bytes, expected 4"),

@@ -224,7 +224,10 @@ def test_rfc8489_b1_request_with_message_integrity_sha256() -> None:
 # wire format shows up as a failing test, and they seed the fuzz tests with every row of the table.
 
 PUNCH_TXID = bytes.fromhex("0123456789abcdef01234567")
-SESSION_KEY = bytes(range(32))
+KEY = bytes(range(32))  # a session's key between peers; the peer's request key for what concerns the server
+PUBLIC_KEY = bytes(range(64, 96))
+KEY_SHARE = bytes(range(96, 128))
+KEY_SIGNATURE = bytes(range(128, 192))
 PUNCH_SAMPLES: dict[str, tuple[Message, bytes | None]] = {
     "punch_register_request": (
         Message(
@@ -236,6 +239,7 @@ PUNCH_SAMPLES: dict[str, tuple[Message, bytes | None]] = {
                 (T.CANDIDATE, ("192.0.2.10", 40000)),
                 (T.CANDIDATE, ("2001:db8::10", 40001)),
                 (T.LEASE, 60),
+                (T.PUBLIC_KEY, PUBLIC_KEY),
                 (T.REGISTRATION_TOKEN, bytes(range(16, 32))),
                 (T.SOFTWARE, "punch/0.1.0"),
             ),
@@ -261,7 +265,13 @@ PUNCH_SAMPLES: dict[str, tuple[Message, bytes | None]] = {
             Method.CONNECT,
             MessageClass.REQUEST,
             PUNCH_TXID,
-            ((T.PEER_ID, "carol"), (T.TARGET_ID, "dave"), (T.SERVER_RTT, 40_250)),
+            (
+                (T.PEER_ID, "carol"),
+                (T.TARGET_ID, "dave"),
+                (T.SERVER_RTT, 40_250),
+                (T.KEY_SHARE, KEY_SHARE),
+                (T.KEY_SIGNATURE, KEY_SIGNATURE),
+            ),
         ),
         None,
     ),
@@ -275,11 +285,13 @@ PUNCH_SAMPLES: dict[str, tuple[Message, bytes | None]] = {
                 (T.CANDIDATE, ("198.51.100.7", 50000)),
                 (T.SESSION_ID, bytes(range(16))),
                 (T.ROLE, 1),
-                (T.SESSION_KEY, SESSION_KEY),
+                (T.PUBLIC_KEY, PUBLIC_KEY),
+                (T.KEY_SHARE, KEY_SHARE),
+                (T.KEY_SIGNATURE, KEY_SIGNATURE),
                 (T.OPEN_TTL, 3),
             ),
         ),
-        SESSION_KEY,
+        KEY,
     ),
     "punch_data_request": (
         Message(
@@ -296,7 +308,7 @@ PUNCH_SAMPLES: dict[str, tuple[Message, bytes | None]] = {
                 (T.USE_CANDIDATE, None),
             ),
         ),
-        SESSION_KEY,
+        KEY,
     ),
     "punch_connect_error_420": (
         Message(

@@ -26,21 +26,23 @@ METHODS: dict[str, tuple[str, str, str]] = {
     ),
     "REGISTER": (
         "peer -> server",
-        "PEER-ID, CANDIDATE (host candidates), LEASE (0 = goodbye), NAT-MAPPING; answer: XOR-MAPPED-ADDRESS, LEASE, "
-        "REGISTRATION-TOKEN",
+        "PEER-ID, CANDIDATE (host candidates), LEASE (0 = goodbye), PUBLIC-KEY, NAT-MAPPING; answer: "
+        "XOR-MAPPED-ADDRESS, LEASE, REGISTRATION-TOKEN",
         "register an ID under a lease, or refresh it (a keepalive); the first answer carries the token that proves "
         "the ID is ours",
     ),
     "CONNECT": (
         "peer -> server",
-        "PEER-ID, TARGET-ID, SERVER-RTT; answer: STATUS",
-        "ask for another peer; when both want each other, the server introduces them",
+        "PEER-ID, TARGET-ID, SERVER-RTT, KEY-SHARE, KEY-SIGNATURE; answer: STATUS",
+        "ask for another peer, with our half of the session's key; when both want each other, the server introduces "
+        "them",
     ),
     "INTRODUCE": (
         "server -> both peers",
-        "PEER-ID (the other), CANDIDATE... (public first), SESSION-ID, ROLE, SESSION-KEY, NAT-MAPPING, SERVER-RTT "
-        "(the other's)",
-        "sent to both peers at the same moment: who the other is, where to reach it, the session's key and our role",
+        "PEER-ID (the other), CANDIDATE... (public first), SESSION-ID, ROLE, PUBLIC-KEY, KEY-SHARE, KEY-SIGNATURE, "
+        "NAT-MAPPING, SERVER-RTT (the other's)",
+        "sent to both peers at the same moment, signed with the recipient's request key: who the other is (its "
+        "identity key), where to reach it, its half of the session's key and our role; nothing secret",
     ),
     "READY": (
         "opener -> server; a mover's fresh socket -> server",
@@ -105,8 +107,13 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "LEASE": ("punch", "seconds the registration lives; 0 says goodbye"),
     "SEQUENCE": ("punch", "a text's number, so it is delivered once and in order"),
     "DATA-PAYLOAD": ("punch", "a sealed text and its 16-byte tag"),
-    "SESSION-KEY": ("punch", "the session's 256-bit key"),
     "REGISTRATION-TOKEN": ("punch", "proves the ID is ours while the lease lives"),
+    "PUBLIC-KEY": ("punch", "a peer's Ed25519 identity key, raw (RFC 8032 §5.1.5); its fingerprint is what people pin"),
+    "KEY-SHARE": ("punch", "an ephemeral X25519 public key (RFC 7748 §6.1): a peer's half of one session's key"),
+    "KEY-SIGNATURE": (
+        "punch",
+        "the Ed25519 signature of a KEY-SHARE by its owner's identity key, for the ID it asked for",
+    ),
     "STATUS": ("punch", "the server's answer in words (`waiting for 14 to register`, `introducing`)"),
     "OPEN-TTL": ("punch", "reserved: the codec knows it, this version sends it nowhere"),
     "NAT-MAPPING": (
