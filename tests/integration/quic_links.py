@@ -69,20 +69,13 @@ async def linked(
     pipe = pipe or Pipe()
     client_id = client_identity or Identity.generate()
     server_id = server_identity or Identity.generate()
-    client = QuicLink(
-        client_id,
-        client_pins or server_id.public_key,
-        pipe.send_to("server"),
-        is_client=True,
-        config=client_config,
-    )
-    server = QuicLink(
-        server_id,
-        server_pins or client_id.public_key,
-        pipe.send_to("client"),
-        is_client=False,
-        config=server_config,
-    )
+
+    def end(name: str, identity: Identity, pins: bytes, config: LinkConfig | None) -> QuicLink:
+        to = "server" if name == "client" else "client"
+        return QuicLink(identity, pins, pipe.send_to(to), is_client=name == "client", config=config)
+
+    client = end("client", client_id, client_pins or server_id.public_key, client_config)
+    server = end("server", server_id, server_pins or client_id.public_key, server_config)
     pipe.links.update(client=client, server=server)
     async with server, client:
         yield client, server
