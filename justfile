@@ -45,6 +45,10 @@ lab-demo:
     echo; [ $status -eq 0 ] && echo "demo ok: the peers talked directly; \`just lab-down\` removes the lab" || echo "demo FAILED: see the logs above"; \
     exit $status
 
+# Build miniupnpd 2.3.9 for port-mapping routers from Debian 13's source package (root; cached in /var/cache/punch)
+miniupnpd:
+    bash tools/build-miniupnpd.sh
+
 # Stop the server and remove every namespace of the lab
 lab-down:
     {{python}} -m netns down --name {{lab}}
@@ -117,10 +121,12 @@ bench-lab-scale *args:
 bench-compose rounds="3":
     PUNCH_CA_FILE={{ca_file}} {{python}} -m bench.compose_vs_netns --rounds {{rounds}}
 
-# Coverage-guided fuzzing (atheris) of the STUN codec, then of the server's datagram handler, SECONDS each
+# Coverage-guided fuzzing (atheris) of the STUN codec, the server's datagram handler, the STUN/QUIC demultiplexer and a connected QUIC link, SECONDS each
 fuzz seconds="60":
     {{python}} -m tests.fuzz.run stun_decode {{seconds}}
     {{python}} -m tests.fuzz.run server_datagram {{seconds}}
+    {{python}} -m tests.fuzz.run quic_demux {{seconds}}
+    {{python}} -m tests.fuzz.run quic_datagram {{seconds}}
 
 # Extra arguments go to `python -m netns matrix`, e.g. `just lab-matrix 1 --preset symmetric --capture /tmp/pcaps`.
 # Connectivity matrix: every NAT preset pair, same NAT, CGNAT, per firewall kind (writes bench/matrix.md, .json and .html)

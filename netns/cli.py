@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,8 @@ def _print_impairments(info: dict[str, Any]) -> None:
 def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
     sub = verbs.add_parser(
         "matrix",
-        help="run a trial command in a lab per NAT preset pair, same NAT and CGNAT; write matrix.md/json",
+        help="run a trial command in a lab per NAT preset pair, same NAT, CGNAT and the new networks; write "
+        "matrix.md/json",
         parents=[common],
     )
     sub.add_argument(
@@ -181,7 +183,7 @@ def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
     sub.add_argument("--capture", type=Path, metavar="DIR", help="keep pcaps of every NAT's WAN, a subdir per cell")
     sub.add_argument("--firewall", action="append", choices=cells.FIREWALL_KINDS, help="only this kind (repeatable)")
     sub.add_argument("--preset", action="append", choices=cells.PAIR_PRESETS, help="only these presets (repeatable)")
-    sub.add_argument("--group", action="append", choices=("pairs", "same-nat", "cgnat"), help="only these cells")
+    sub.add_argument("--group", action="append", choices=cells.GROUPS, help="only these cells (repeatable)")
     page = verbs.add_parser(
         "matrix-html",
         help="write matrix.html (coloured grids) from an existing matrix.json, without running the matrix again",
@@ -309,9 +311,23 @@ def _print_status(info: dict[str, Any]) -> None:
         for route in node["routes"]:
             via = f" via {route['via']}" if route["via"] else ""
             print(f"  route {route['dst']}{via} dev {route['dev']}")
+        if "port_mapping" in node:
+            _print_port_mappings(node["port_mapping"])
     for capture in info.get("captures", []):
         print(f"capture {capture['node']}:{capture['interface']} -> {capture['pcap']} (tcpdump pid {capture['pid']})")
     _print_impairments(info)
+
+
+def _print_port_mappings(info: dict[str, Any]) -> None:
+    """A port-mapping router's mappings, as miniupnpd's lease file has them."""
+    if "error" in info:
+        print(f"  port mappings: {info['error']}")
+        return
+    print(f"  port mappings (miniupnpd): {len(info['mappings']) or 'none'}")
+    now = time.time()
+    for m in info["mappings"]:
+        expires = f"expires in {max(0, m['expires'] - now):.0f}s" if m["expires"] else "no expiry"
+        print(f"    {m['protocol']} {m['external_port']} -> {m['internal']} ({expires}) {m['description']}")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -106,6 +106,8 @@ class Lab:
 class LabFactory:
     """``factory(firewall="home", topology=None, nat=None, args=()) -> Lab``: brings up one more lab per call.
 
+    ``firewall`` overrides every router's (``up --firewall``); None keeps what the topology says.
+
     ``nat`` is a preset name (``up --nat``: full-cone, restricted-cone, port-restricted-cone, symmetric, cgnat,
     none) given to every router; None keeps what the topology says. ``args`` go to ``up`` as they are (e.g.
     ``["--nat", "nat10=symmetric", "--capture", DIR]``).
@@ -115,10 +117,14 @@ class LabFactory:
         self.labs: list[Lab] = []
 
     def __call__(
-        self, firewall: str = "home", topology: Path | None = None, nat: str | None = None, args: Sequence[str] = ()
+        self,
+        firewall: str | None = "home",
+        topology: Path | None = None,
+        nat: str | None = None,
+        args: Sequence[str] = (),
     ) -> Lab:
         lab = Lab(unique_name())
-        up = ["up", "--name", lab.name, "--firewall", firewall]
+        up = ["up", "--name", lab.name] + (["--firewall", firewall] if firewall is not None else [])
         if topology is not None:
             up += ["--topology", str(topology)]
         if nat is not None:

@@ -175,13 +175,13 @@ def add_route(ns: str, dst: str, gateway: str, timeout: float = 5.0) -> None:
             time.sleep(POLL_INTERVAL)
 
 
-def describe(ns: str) -> dict[str, Any]:
-    """Interfaces (name, state, addresses) and main-table routes of ``ns``, for ``status``: three rtnetlink
-    dumps."""
+def describe(ns: str, ipv6: bool = False) -> dict[str, Any]:
+    """Interfaces (name, state, addresses) and main-table routes of ``ns`` (with ``ipv6`` the IPv6 ones too), for
+    ``status``: three rtnetlink dumps."""
     with rtnetlink(ns) as sock, translated(f"read namespace {ns}"):
         links = sock.links()
-        addresses = sock.addresses()
-        routes = sock.routes()
+        addresses = sock.addresses(ipv6)
+        routes = sock.routes(ipv6=ipv6)
     names = {link.index: link.name for link in links}
     by_link: dict[int, list[str]] = {}
     for address in addresses:

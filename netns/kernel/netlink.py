@@ -15,8 +15,10 @@ make an object for every attribute (a link has about 40), which made ``status`` 
 are checked before anything is decoded: a message or an attribute that does not fit, or a value shorter than
 its type, raises DecodeError naming the message, the attribute, the offset and the sizes.
 
-Imported on first use (netns/kernel/links.py): importing pyroute2 costs a process about 0.1 s, which ``validate``,
-``exec`` and ``down`` do not pay. Errors: OSError with the kernel's errno for a request the kernel refused;
+Imported on first use (netns/kernel/links.py), and only the parts of pyroute2 it uses (``_bare_package``): its
+package ``__init__`` imports all of pyroute2's APIs (IPDB, NDB, conntrack, WireGuard, ...), about 0.1 s of a process,
+where the message classes take 0.02 s; ``validate``, ``exec`` and ``down`` pay neither.
+Errors: OSError with the kernel's errno for a request the kernel refused;
 DecodeError for a reply that does not parse (netns/kernel/boundary.py translates both).
 """
 
@@ -24,16 +26,44 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import importlib.util
 import ipaddress
 import os
 import socket
 import struct
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from pyroute2 import IPBatch
-from pyroute2.netlink import (
+
+def _bare_package() -> None:
+    """Register pyroute2 as a package whose ``__init__`` has not run yet, so that importing its submodules runs only
+    theirs. Its first attribute lookup (``from pyroute2 import IPRoute`` anywhere later) runs ``__init__`` then,
+    in that same module object (PEP 562's module ``__getattr__``), so the package is whole for whoever asks."""
+    if "pyroute2" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None or spec.loader is None:
+        raise ImportError("pyroute2 is not installed; pip install -r requirements.txt")
+    package = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def whole(name: str) -> Any:
+        if name.startswith("__") or importlib.util.find_spec(f"pyroute2.{name}") is not None:
+            # A submodule (``from pyroute2 import config``): not found here, so the import system imports it.
+            raise AttributeError(f"module 'pyroute2' has no attribute {name!r}")
+        delattr(package, "__getattr__")  # once: __init__ defines what it defines
+        loader.exec_module(package)
+        return getattr(package, name)
+
+    setattr(package, "__getattr__", whole)  # noqa: B010  (PEP 562: a module-level __getattr__)
+    sys.modules["pyroute2"] = package
+
+
+_bare_package()
+
+from pyroute2.netlink import (  # noqa: E402
     NLA_F_NESTED,
     NLA_F_NET_BYTEORDER,
     NLM_F_ACK,
@@ -49,7 +79,7 @@ from pyroute2.netlink import (
     nlmsg_atoms,
     nlmsgerr,
 )
-from pyroute2.netlink.rtnl import (
+from pyroute2.netlink.rtnl import (  # noqa: E402
     RTM_DELADDR,
     RTM_GETADDR,
     RTM_GETLINK,
@@ -61,13 +91,14 @@ from pyroute2.netlink.rtnl import (
     rt_scope,
     rt_type,
 )
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: E402
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg  # noqa: E402
+from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: E402
 
-from netns.kernel.boundary import DecodeError
+from netns.kernel.boundary import DecodeError  # noqa: E402
 
 RT_TABLE_MAIN, RT_TABLE_COMPAT = 254, 252
+IFA_F_NODAD = 0x02  # linux/if_addr.h
 RECV_SIZE = 65536  # more than the kernel puts in one datagram of a dump (at most 32 KiB)
 _CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 _REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
@@ -333,18 +364,24 @@ def link(head: Any, values: dict[str, Any]) -> Link:
     return Link(head["index"], name, head["flags"], values.get("IFLA_OPERSTATE", "UNKNOWN"), values.get("IFLA_QDISC"))
 
 
-def address(head: Any, values: dict[str, Any]) -> Address | None:
-    """One RTM_NEWADDR message, decoded with ``_ADDRESS``; None for one that is not IPv4."""
-    if head["family"] != socket.AF_INET:
+def address(head: Any, values: dict[str, Any], families: tuple[int, ...] = (socket.AF_INET,)) -> Address | None:
+    """One RTM_NEWADDR message, decoded with ``_ADDRESS``; None for one not of ``families``, and for an IPv6
+    address that is not global (link-local, host)."""
+    if head["family"] not in families:
+        return None
+    if head["family"] == socket.AF_INET6 and head["scope"] != rt_scope["universe"]:
         return None
     if "IFA_ADDRESS" not in values:
         raise DecodeError(f"RTM_NEWADDR: address on link {head['index']} has no IFA_ADDRESS")
     return Address(head["index"], values["IFA_ADDRESS"], head["prefixlen"])
 
 
-def route(head: Any, values: dict[str, Any]) -> Route | None:
-    """One RTM_NEWROUTE message, decoded with ``_ROUTE``; None for one that is not IPv4."""
-    if head["family"] != socket.AF_INET:
+def route(head: Any, values: dict[str, Any], families: tuple[int, ...] = (socket.AF_INET,)) -> Route | None:
+    """One RTM_NEWROUTE message, decoded with ``_ROUTE``; None for one not of ``families``, and for IPv6's own
+    link-local and multicast routes."""
+    if head["family"] not in families:
+        return None
+    if head["family"] == socket.AF_INET6 and str(values.get("RTA_DST", "")).startswith(("fe80:", "ff00:")):
         return None
     table = values.get("RTA_TABLE", head["table"])
     return Route(values.get("RTA_DST"), head["dst_len"], values.get("RTA_GATEWAY"), values.get("RTA_OIF"), table)
@@ -504,32 +541,48 @@ class Socket:
         self._address(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, index, address, prefixlen)
 
     def _address(self, kind: int, flags: int, index: int, address: str, prefixlen: int) -> None:
+        """An IPv4 or IPv6 address (by its text); an IPv6 one without duplicate address detection (IFA_F_NODAD):
+        usable at once, where DAD would hold it tentative for a second or more."""
+        family = _family(address)
+
         def build() -> tuple[Any, int, int]:
             message = ifaddrmsg()
-            message["family"], message["prefixlen"], message["index"] = socket.AF_INET, prefixlen, index
+            message["family"], message["prefixlen"], message["index"] = family, prefixlen, index
             message["scope"] = rt_scope["universe"]
-            message["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
+            if family == socket.AF_INET6:
+                message["flags"] = IFA_F_NODAD
+                message["attrs"] = [("IFA_ADDRESS", address)]
+            else:
+                message["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
             return message, kind, flags
 
-        values: Values = {"index": index, "prefixlen": prefixlen, ("IFA_LOCAL",): address, ("IFA_ADDRESS",): address}
-        self._acknowledged(self._send(_template(("address", kind), build), values))
+        values: Values = {"index": index, "prefixlen": prefixlen, ("IFA_ADDRESS",): address}
+        if family == socket.AF_INET:
+            values["IFA_LOCAL",] = address
+        self._acknowledged(self._send(_template(("address", kind, family), build), values))
 
-    def addresses(self) -> list[Address]:
-        """Every IPv4 address of the socket's namespace, grouped by link, primary first."""
-        found = (address(*m) for m in self._dump(RTM_GETADDR, RTM_NEWADDR, _ADDRESS, socket.AF_INET))
+    def addresses(self, ipv6: bool = False) -> list[Address]:
+        """Every IPv4 address of the socket's namespace (and with ``ipv6`` every global IPv6 one), grouped by
+        link, primary first."""
+        families = (socket.AF_INET, socket.AF_INET6) if ipv6 else (socket.AF_INET,)
+        dumped = self._dump(RTM_GETADDR, RTM_NEWADDR, _ADDRESS, socket.AF_UNSPEC if ipv6 else socket.AF_INET)
+        found = (address(*m, families) for m in dumped)
         return [a for a in found if a is not None]
 
     # -- routes ---------------------------------------------------------------------------------------------
 
     def add_route(self, dst: str, gateway: str, replace: bool = False) -> None:
-        """A static route to ``dst`` (CIDR) via ``gateway`` in the main table; with ``replace``, the one there is
-        to ``dst`` is replaced (or the route added)."""
-        network = ipaddress.IPv4Network(dst)
-        via = str(ipaddress.IPv4Address(gateway))
+        """A static route to ``dst`` (CIDR, IPv4 or IPv6) via ``gateway`` in the main table; with ``replace``, the
+        one there is to ``dst`` is replaced (or the route added)."""
+        network = ipaddress.ip_network(dst)
+        via = str(ipaddress.ip_address(gateway))
+        if network.version != ipaddress.ip_address(gateway).version:
+            raise ValueError(f"route to {dst} via {gateway}: the gateway is of another IP version")
+        family = socket.AF_INET6 if network.version == 6 else socket.AF_INET
 
         def build() -> tuple[Any, int, int]:
             message = rtmsg()
-            message["family"], message["dst_len"], message["table"] = socket.AF_INET, network.prefixlen, RT_TABLE_MAIN
+            message["family"], message["dst_len"], message["table"] = family, network.prefixlen, RT_TABLE_MAIN
             message["proto"], message["scope"] = rt_proto["static"], rt_scope["universe"]
             message["type"] = rt_type["unicast"]
             message["attrs"] = [("RTA_DST", str(network.network_address))] if network.prefixlen else []
@@ -539,16 +592,19 @@ class Socket:
         values: Values = {"dst_len": network.prefixlen, ("RTA_GATEWAY",): via}
         if network.prefixlen:
             values["RTA_DST",] = str(network.network_address)
-        self._acknowledged(self._send(_template(("route", network.prefixlen > 0, replace), build), values))
+        self._acknowledged(self._send(_template(("route", family, network.prefixlen > 0, replace), build), values))
 
-    def routes(self, table: int = RT_TABLE_MAIN) -> list[Route]:
-        """The IPv4 routes of ``table`` (the kernel dumps every table; the rest is dropped, undecoded where the header
+    def routes(self, table: int = RT_TABLE_MAIN, ipv6: bool = False) -> list[Route]:
+        """The IPv4 routes (with ``ipv6`` also the IPv6 ones) of ``table`` (the kernel dumps every table; the rest is
+        dropped, undecoded where the header
         names another table: past 255, the header says RT_TABLE_COMPAT and RTA_TABLE has the number)."""
 
         def in_table(head: Any) -> bool:
             return bool(head["table"] in (table, RT_TABLE_COMPAT))
 
-        found = (route(*m) for m in self._dump(RTM_GETROUTE, RTM_NEWROUTE, _ROUTE, socket.AF_INET, in_table))
+        families = (socket.AF_INET, socket.AF_INET6) if ipv6 else (socket.AF_INET,)
+        family = socket.AF_UNSPEC if ipv6 else socket.AF_INET
+        found = (route(*m, families) for m in self._dump(RTM_GETROUTE, RTM_NEWROUTE, _ROUTE, family, in_table))
         return [r for r in found if r is not None and r.table == table]
 
     # -- traffic control ------------------------------------------------------------------------------------
@@ -556,6 +612,8 @@ class Socket:
     def tc(self, command: str, kind: str | None = None, index: int = 0, handle: int = 0, **params: Any) -> None:
         """A tc request (``command`` as pyroute2's ``tc()``: add, replace, del; ``kind`` netem, tbf, ...) compiled
         by pyroute2's IPBatch with its parameters (pyroute2's sched plugins), sent here and acknowledged."""
+        from pyroute2.iproute.linux import IPBatch  # here: only impairments need it (0.04 s more to import)
+
         batch = IPBatch()
         try:
             if kind is None:

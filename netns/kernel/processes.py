@@ -111,9 +111,12 @@ def spawn_in(ns: str, argv: Sequence[str], log_path: str) -> int:
     return child.pid
 
 
-def load_ruleset(ns: str, ruleset: str) -> None:
-    """Replace the iptables tables named in ``ruleset`` inside ``ns``, all in one iptables-restore run."""
+def load_ruleset(ns: str, ruleset: str, ruleset6: str = "") -> None:
+    """Replace the iptables tables named in ``ruleset`` inside ``ns``, all in one iptables-restore run (and the
+    ip6tables ones in ``ruleset6``, if given, in one ip6tables-restore run)."""
     run_in(ns, ["iptables-restore"], stdin=ruleset)
+    if ruleset6:
+        run_in(ns, ["ip6tables-restore"], stdin=ruleset6)
 
 
 def load_nftables(ns: str, ruleset: str) -> None:

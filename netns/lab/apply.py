@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from netns.kernel import containers, daemons, links, namespaces, processes, tc
+from netns.kernel import containers, daemons, links, namespaces, portmap, processes, tc
 from netns.lab import plan
 from netns.lab.plan import Step
 
@@ -83,8 +83,10 @@ def _dispatch() -> dict[type[Any], Callable[[Any], None]]:
         plan.AddAddress: lambda s: links.add_address(s.ns, s.ifname, s.address, s.prefixlen),
         plan.LinkUp: lambda s: links.link_up(s.ns, s.ifname),
         plan.AddRoute: lambda s: links.add_route(s.ns, s.dst, s.gateway),
-        plan.LoadNat: lambda s: processes.load_ruleset(s.ns, s.ruleset),
+        plan.LoadNat: lambda s: processes.load_ruleset(s.ns, s.ruleset, s.ruleset6),
         plan.LoadNft: lambda s: processes.load_nftables(s.ns, s.ruleset),
+        plan.StartPortmap: lambda s: portmap.start(s.ns, s.conf, s.conf_path, s.log),
+        plan.StopPortmap: lambda s: portmap.stop(s.ns),
         plan.StartDelayd: lambda s: daemons.start_delayd(s.ns, s.queue, s.argv, s.log),
         plan.StopDelayd: lambda s: daemons.stop_delayd(s.ns, s.queue),
         plan.SetQdisc: lambda s: tc.set_qdisc(s.ns, s.ifname, s.kind, dict(s.params)),
@@ -193,7 +195,15 @@ def rollback(undo: list[Step], execute: Executor = kernel_executor) -> None:
 # Steps that mostly wait for a helper process (and the kernel behind it): these run side by side. Every other
 # step is a few netlink requests built in Python: those take turns (``python``), because threads that contend
 # for the GIL around each of pyroute2's many small syscalls made every request several times slower.
-HELPER_STEPS = (plan.LoadNat, plan.LoadNft, plan.LoadImpair, plan.StartDelayd, plan.StartContainer)
+HELPER_STEPS = (
+    plan.LoadNat,
+    plan.LoadNft,
+    plan.LoadImpair,
+    plan.StartDelayd,
+    plan.StartContainer,
+    plan.StartPortmap,
+    plan.StopPortmap,
+)
 
 
 class _Skipped(Exception):

@@ -19,11 +19,11 @@ from typing import Any
 
 from netns import naming
 from netns.errors import KernelError, LabError
-from netns.kernel import boundary, capture, containers, links, namespaces, processes, tc
+from netns.kernel import boundary, capture, containers, links, namespaces, portmap, processes, tc
 from netns.lab import apply
 from netns.lab.impairments import impairments
 from netns.lab.ownership import namespaces_with_prefix, owned_namespaces, require_root
-from netns.lab.plan import plan
+from netns.lab.plan import plan, portmap_leases
 from netns.lab.state import initial_state, read_state, record, write_state
 from netns.rules import nat as natrules
 from netns.topology import behaviour
@@ -56,6 +56,8 @@ def up(topology: Topology, lab: str, capture_dir: Path | None = None) -> Summary
     images = sorted({n.container.image for n in topology.nodes if n.container is not None})
     if images:
         containers.check_images(images)  # an engine and every image, before anything is built
+    if any(n.nat is not None and n.nat.port_mapping for n in topology.nodes):
+        portmap.require_binary()
     netem = any(n.impair for n in topology.networks) and tc.netem_supported(sys.executable)
     steps = plan(topology, lab, netem, sys.executable)
     clock = apply.StepClock()
@@ -191,9 +193,11 @@ def status(lab: str) -> dict[str, Any]:
             entry["image"] = info["image"]
             entry["container"] = _container_status(lab, name, engine)
         if ns in present:
-            entry.update(links.describe(ns))
+            entry.update(links.describe(ns, bool(info.get("ipv6"))))
         else:
             missing.append(ns)
+        if (info.get("nat_config") or {}).get("port_mapping"):
+            entry["port_mapping"] = portmap.mappings(portmap_leases(lab, name))
         nodes.append(entry)
     return {
         "name": lab,

@@ -5,25 +5,29 @@ started with no network of Docker's whose namespace is named after it, see netns
 veth pair per two-member network; for more members a bridge named after the network in the first member's
 namespace, with one veth per other member whose hub end is a bridge port; more members than a bridge has ports
 hang from branch bridges there, see ``_bridged``) -> sysctls -> addresses -> links up
--> default routes (and routes to the public LAN of a router without NAT) -> NAT (iptables-restore, then
-nftables where the behaviour needs it) -> impairments (netns/rules/impair.py): per node, its delaying daemons (bound
-before any rule sends them packets), then root qdiscs (netem, or tbf for rate), then the raw-table NFQUEUE rules
-and the nftables loss/dup table.
+-> default routes (and routes to the public LAN of a router without NAT, and to the IPv6 prefix a router routes or
+translates to) -> NAT (iptables-restore, ip6tables-restore where the router has IPv6, then nftables where the
+behaviour needs it; then miniupnpd where the router maps ports) -> impairments (netns/rules/impair.py): per node,
+its delaying daemons (bound before any rule sends them packets), then root qdiscs (netem, or tbf for rate), then the
+raw-table NFQUEUE rules and the nftables loss/dup table.
 
 The links and routes inside container nodes come last (``_containers_last``).
 
-Only ``CreateNamespace`` and ``StartContainer`` have inverses (``DeleteNamespace``, ``RemoveContainer``):
-everything else lives inside a namespace and goes with it. No step touches the root namespace: every veth is
-created with both ends placed directly in their namespaces.
+Only ``CreateNamespace``, ``StartContainer`` and ``StartPortmap`` have inverses (``DeleteNamespace``,
+``RemoveContainer``, ``StopPortmap``): everything else lives inside a namespace and goes with it (a process does
+not: it would keep its namespace alive). No step touches the root namespace: every veth is created with both ends
+placed directly in their namespaces.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from netns import naming
-from netns.rules import impair, nft
+from netns.rules import impair, nft, portmap
 from netns.rules import nat as natrules
+from netns.topology import behaviour
 from netns.topology.model import Node, Topology
 
 
@@ -157,11 +161,12 @@ class AddRoute:
 
 @dataclass(frozen=True, slots=True)
 class LoadNat:
-    """Load ``ruleset`` with iptables-restore inside ``ns``."""
+    """Load ``ruleset`` with iptables-restore inside ``ns`` (and ``ruleset6``, if any, with ip6tables-restore)."""
 
     ns: str
     kind: str
     ruleset: str
+    ruleset6: str = ""
 
     def describe(self) -> str:
         return f"nat {self.ns}: {self.kind}"
@@ -176,6 +181,29 @@ class LoadNft:
 
     def describe(self) -> str:
         return f"nftables {self.ns}: table ip {nft.TABLE}"
+
+
+@dataclass(frozen=True, slots=True)
+class StartPortmap:
+    """Start miniupnpd in router ``ns`` with ``conf`` (written to ``conf_path``), its log in ``log``."""
+
+    ns: str
+    conf: str
+    conf_path: str
+    log: str
+
+    def describe(self) -> str:
+        return f"miniupnpd {self.ns} (UPnP IGD, NAT-PMP, PCP)"
+
+
+@dataclass(frozen=True, slots=True)
+class StopPortmap:
+    """Stop miniupnpd in ``ns``; none there is success."""
+
+    ns: str
+
+    def describe(self) -> str:
+        return f"stop miniupnpd {self.ns}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +272,8 @@ Step = (
     | AddRoute
     | LoadNat
     | LoadNft
+    | StartPortmap
+    | StopPortmap
     | StartDelayd
     | StopDelayd
     | SetQdisc
@@ -266,12 +296,23 @@ BRIDGE_NF_CALL_IPTABLES = "net.bridge.bridge-nf-call-iptables"
 # routers on the internet bridge, that kept this 2-core machine 25-39% busy for seconds after `up`. Set before the
 # namespace has links, so "all" also sets "default", which the links then inherit; optional (a kernel without IPv6).
 IPV6_OFF = "net.ipv6.conf.all.disable_ipv6"
+# A node with an IPv6 address keeps IPv6 on, quietly: no duplicate address detection (an address is usable at
+# once, not tentative for a second or more), no router solicitations (the lab's routes are static).
+IPV6_ON = (
+    ("net.ipv6.conf.all.accept_dad", "0"),
+    ("net.ipv6.conf.default.accept_dad", "0"),
+    ("net.ipv6.conf.default.router_solicitations", "0"),
+    ("net.ipv6.conf.default.accept_ra", "0"),
+)
+IPV6_FORWARDING = ("net.ipv6.conf.all.forwarding", "1")
 # The conntrack UDP timeouts ``udp-timeout`` sets (per namespace): unreplied and assured flows alike.
 UDP_TIMEOUT_SYSCTLS = ("net.netfilter.nf_conntrack_udp_timeout", "net.netfilter.nf_conntrack_udp_timeout_stream")
 
 
 def _router_sysctls(node: Node, hosts_bridge: bool) -> list[tuple[str, str]]:
     result = list(ROUTER_SYSCTLS)
+    if node.uses_ipv6:
+        result.append(IPV6_FORWARDING)
     if node.nat is not None and node.nat.udp_timeout is not None:
         result += [(key, str(node.nat.udp_timeout)) for key in UDP_TIMEOUT_SYSCTLS]
     if node.nat is not None and node.nat.hairpinning and hosts_bridge:
@@ -288,6 +329,8 @@ def inverse(step: Step) -> Step | None:
         return DeleteNamespace(step.ns)
     if isinstance(step, StartContainer):
         return RemoveContainer(step.ns, step.lab, step.node)
+    if isinstance(step, StartPortmap):
+        return StopPortmap(step.ns)
     return None
 
 
@@ -300,11 +343,11 @@ def plan(
     steps: list[Step] = []
     for node in topology.nodes:
         if node.container is None:
-            steps += [
-                CreateNamespace(ns[node.name]),
-                MarkNamespace(ns[node.name], naming.marker(lab)),
-                Sysctl(ns[node.name], IPV6_OFF, "1", optional=True),
-            ]
+            steps += [CreateNamespace(ns[node.name]), MarkNamespace(ns[node.name], naming.marker(lab))]
+            if node.uses_ipv6:
+                steps += [Sysctl(ns[node.name], key, value) for key, value in IPV6_ON]
+            else:
+                steps.append(Sysctl(ns[node.name], IPV6_OFF, "1", optional=True))
     for node in topology.nodes:  # after the plain ones: a failure there starts no container at all
         if (c := node.container) is not None:
             start = StartContainer(ns[node.name], lab, node.name, c.image, c.command, c.env)
@@ -336,20 +379,30 @@ def plan(
             steps += [Sysctl(ns[node.name], k, v, k == BRIDGE_NF_CALL_IPTABLES) for k, v in sysctls]
     for node in topology.nodes:
         for iface in node.interfaces:
-            prefixlen = topology.network(iface.network).subnet.prefixlen
+            network = topology.network(iface.network)
+            prefixlen = network.subnet.prefixlen
             steps += [AddAddress(ns[node.name], iface.network, str(a), prefixlen) for a in iface.addresses]
+            if network.subnet6 is not None:
+                prefixlen6 = network.subnet6.prefixlen
+                steps += [AddAddress(ns[node.name], iface.network, str(a), prefixlen6) for a in iface.addresses6]
     for node in topology.nodes:
         steps += [LinkUp(ns[node.name], iface.network) for iface in node.interfaces]
     steps += ups
     for node in topology.nodes:
         if node.gateway is not None:
             steps.append(AddRoute(ns[node.name], "0.0.0.0/0", str(node.gateway)))
+        if node.gateway6 is not None:
+            steps.append(AddRoute(ns[node.name], "::/0", str(node.gateway6)))
     steps += [AddRoute(ns[hop], dst, via) for hop, dst, via in _public_lan_routes(topology)]
+    steps += [AddRoute(ns[hop], dst, via) for hop, dst, via in _prefix_routes6(topology)]
     for node in topology.nodes:
         if node.nat is not None:
-            steps.append(LoadNat(ns[node.name], natrules.describe(node.nat), natrules.ruleset(node)))
+            ruleset6 = natrules.ruleset6(node, lan_prefixes6(topology, node)) or ""
+            steps.append(LoadNat(ns[node.name], natrules.describe(node.nat), natrules.ruleset(node), ruleset6))
             if natrules.uses_nftables(node.nat):
                 steps.append(LoadNft(ns[node.name], nft.ruleset(node)))
+            if node.nat.port_mapping:
+                steps.append(_start_portmap(node, ns[node.name], lab))
     links = impair_links(topology, lab)
     for node in topology.nodes:
         mine = [link for link in links if link.node == node.name]
@@ -447,6 +500,49 @@ def impair_steps(links: list[impair.Link], old: list[impair.Link], netem: bool, 
 def _daemon(link: impair.Link) -> tuple[str, int, float | None, float | None]:
     """What a delaying daemon is started with: a link whose key is unchanged keeps its daemon."""
     return link.ifname, link.queue, link.impairment.delay_ms, link.impairment.jitter_ms
+
+
+def _start_portmap(node: Node, ns: str, lab: str) -> StartPortmap:
+    directory = naming.state_dir(lab)
+    leases = str(directory / f"miniupnpd-{node.name}.leases")
+    conf = portmap.config(node, natrules.lans_of(node), leases)
+    return StartPortmap(ns, conf, str(directory / f"miniupnpd-{node.name}.conf"), str(directory / f"{node.name}.log"))
+
+
+def portmap_leases(lab: str, node: str) -> str:
+    """Where miniupnpd of router ``node`` keeps its mappings (``status`` reads them)."""
+    return str(naming.state_dir(lab) / f"miniupnpd-{node}.leases")
+
+
+def lan_prefixes6(topology: Topology, router: Node) -> dict[str, ipaddress.IPv6Network]:
+    """The router's LANs that have IPv6, each with its subnet6."""
+    assert router.nat is not None
+    found = {}
+    for iface in router.interfaces:
+        subnet6 = topology.network(iface.network).subnet6
+        if iface.network != router.nat.wan and iface.addresses6 and subnet6 is not None:
+            found[iface.network] = subnet6
+    return found
+
+
+def _prefix_routes6(topology: Topology) -> list[tuple[str, str, str]]:
+    """``(node, prefix, via)``: the IPv6 prefix a router puts on its WAN (its LANs' own, routed, or the NPTv6
+    prefix they are translated to; NAT66 needs none: its LANs leave as the WAN's address) is routed to it by every
+    other forwarding node on its WAN network."""
+    routes = []
+    for router in topology.nodes:
+        nat = router.nat
+        if nat is None or nat.ipv6 == behaviour.NAT66:
+            continue
+        wan = next(i for i in router.interfaces if i.network == nat.wan)
+        prefixes = lan_prefixes6(topology, router)
+        if not wan.addresses6 or not prefixes:
+            continue
+        public = [nat.nptv6_prefix] if nat.ipv6 == behaviour.NPTV6 and nat.nptv6_prefix else map(str, prefixes.values())
+        for hop in topology.members(wan.network):
+            if hop != router.name and topology.node(hop).forwards:
+                routes += [(hop, prefix, str(wan.addresses6[0])) for prefix in public]
+    return routes
 
 
 def _public_lan_routes(topology: Topology) -> list[tuple[str, str, str]]:

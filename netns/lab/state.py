@@ -54,6 +54,7 @@ def initial_state(topology: Topology, lab: str) -> dict[str, Any]:
             "nat": natrules.describe(node.nat) if node.nat else None,
             "behaviour": _behaviour(node.nat),
             **({"image": node.container.image} if node.container else {}),
+            **({"ipv6": True} if node.uses_ipv6 else {}),
             **({"nat_config": _nat_config(node)} if node.nat else {}),
         }
         for node in topology.nodes

@@ -1,6 +1,8 @@
 """The cells of the connectivity matrix: every ordered pair of NAT presets, plus same-NAT and double NAT
 (CGNAT), under each router firewall kind (``python -m netns matrix``; ``just lab-matrix``), each with what RFC 4787
-theory allows there (``theory``). netns/matrix/runner.py runs them; netns/matrix/report.py writes the tables.
+theory allows there (``theory``); then the networks where NAT traversal fails in the wild (``networks``: blocked
+UDP, port mapping, a mobile carrier's NAT, IPv6-only peers), each with what its RFCs allow a peer there.
+netns/matrix/runner.py runs them; netns/matrix/report.py writes the tables.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from netns.topology.model import TOPOLOGIES
 
 PAIR_PRESETS = ("full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "none")
 FIREWALL_KINDS = ("home", "none")
+GROUPS = ("pairs", "same-nat", "cgnat", "networks")
+# What a peer needs that punch does not have yet (issue 28): said in every cell whose theory depends on it.
+IPV6_TODAY = "punch speaks IPv4 only today, so it fails here until it learns IPv6"
 
 
 @dataclass(frozen=True, slots=True)
 class Cell:
     """One lab configuration of the matrix."""
 
-    group: str  # "pairs", "same-nat" or "cgnat"
+    group: str  # "pairs", "same-nat", "cgnat" or "networks"
     name: str  # readable: "symmetric / full-cone, firewall home"
     topology: Path
     firewall: str
@@ -144,7 +149,83 @@ def cells(firewalls: Sequence[str] = FIREWALL_KINDS, presets: Sequence[str] = PA
                 theory=HAIRPIN_THEORY[firewall],
             )
         )
-    return result
+    return result + networks()
+
+
+def networks() -> list[Cell]:
+    """The networks where traversal fails in the wild, each a cell with its theory (home firewalls)."""
+    ipv6 = TOPOLOGIES / "ipv6-only.yaml"
+    return [
+        Cell(
+            "networks",
+            "UDP blocked (corporate or hotel firewall) on both sides",
+            TOPOLOGIES / "matrix.yaml",
+            "udp-blocked",
+            theory=(
+                "relay over TCP only: only TCP to ports 80 and 443 and UDP to port 53 leave, so neither STUN (RFC "
+                "8489) nor a punch gets out; a relay reached over TCP or TLS on port 443 (TURN over TCP/TLS, RFC 8656 "
+                "§3.1, RFC 6062; or an HTTPS relay) is the only path, and punch has none yet, so it fails"
+            ),
+        ),
+        Cell(
+            "networks",
+            "symmetric NATs that map ports (UPnP IGD, NAT-PMP, PCP) on both sides",
+            TOPOLOGIES / "port-mapping.yaml",
+            "home",
+            (("nat10", "symmetric"), ("nat14", "symmetric")),
+            theory=(
+                "direct with a port mapping: a peer that asks its router (PCP RFC 6887, NAT-PMP RFC 6886, UPnP IGD) "
+                "gets a public port that any remote may send to, so one mapped side makes a path even between "
+                "symmetric NATs; without a client both mappings are endpoint-dependent and only a relay is left "
+                "(punch has no client yet: relay)"
+            ),
+        ),
+        Cell(
+            "networks",
+            "mobile carrier (symmetric, sequential ports, 30 s) / home NAT",
+            TOPOLOGIES / "mobile.yaml",
+            "home",
+            theory=(
+                "predicted or relay: the carrier maps each flow to a new port, but sequentially (RFC 4787 §4.2.1; "
+                "RFC 6056 §2.1 on why that is guessable), so the port towards the other peer is the last one seen "
+                "plus a few; the home side's filter wants that exact port, so only a prediction gets through, else a "
+                "relay; a 30 s mapping lifetime (RFC 4787 REQ-5 asks for 2 minutes) needs keepalives more often"
+            ),
+        ),
+        Cell(
+            "networks",
+            "IPv6 only, both routed (RFC 6092 firewalls)",
+            ipv6,
+            "home",
+            peers=("peer10", "peer11"),
+            theory=(
+                "direct: no translation, each address is global; an RFC 6092 firewall (§3.2) lets in what answers "
+                f"a packet sent, so simultaneous sends open both, as a punch does; {IPV6_TODAY}"
+            ),
+        ),
+        Cell(
+            "networks",
+            "IPv6 only, routed / NPTv6",
+            ipv6,
+            "home",
+            peers=("peer10", "peer14"),
+            theory=(
+                "direct: NPTv6 (RFC 6296) swaps the prefix 1:1 both ways and keeps ports, so the address the server "
+                f"sees is the one to aim at, as behind an endpoint-independent mapping; {IPV6_TODAY}"
+            ),
+        ),
+        Cell(
+            "networks",
+            "IPv6 only, NPTv6 / NAT66",
+            ipv6,
+            "home",
+            peers=("peer14", "peer16"),
+            theory=(
+                "direct: NAT66 masquerade maps as IPv4's does (the port kept when free: endpoint-independent, "
+                f"answers only), the other side 1:1: both aim at what the server saw; {IPV6_TODAY}"
+            ),
+        ),
+    ]
 
 
 def behaviour_of(preset: str) -> str:

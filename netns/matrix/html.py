@@ -111,7 +111,10 @@ def _pair_grid(cells: Sequence[Mapping[str, Any]], firewall: str, start: int) ->
 def page(cells: Sequence[Mapping[str, Any]], source: str = "matrix.json") -> str:
     """The page for the cells of a matrix.json (``source`` names it)."""
     pairs = [c for c in cells if c.get("group") == "pairs"]
-    others = [c for c in cells if c.get("group") != "pairs"]
+    tables = [
+        ("Same NAT and double NAT (CGNAT)", [c for c in cells if c.get("group") in ("same-nat", "cgnat")]),
+        ("Networks where traversal fails in the wild", [c for c in cells if c.get("group") == "networks"]),
+    ]
     trials = sorted({int(c.get("trials", 0)) for c in cells})
     legend = "".join(
         f'<span style="background: {background}; color: {colour}">{html.escape(text)}</span>'
@@ -131,9 +134,11 @@ def page(cells: Sequence[Mapping[str, Any]], source: str = "matrix.json") -> str
     for firewall in dict.fromkeys(str(c.get("firewall")) for c in pairs):
         grid, number = _pair_grid([c for c in pairs if str(c.get("firewall")) == firewall], firewall, number)
         body += grid
-    if others:
+    for title, others in tables:
+        if not others:
+            continue
         body += [
-            "<h2>Same NAT and double NAT (CGNAT)</h2>",
+            f"<h2>{html.escape(title)}</h2>",
             '<table class="grid others">',
             "<tr><th>cell</th><th>peers</th><th>result</th></tr>",
         ]

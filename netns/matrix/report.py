@@ -14,6 +14,12 @@ from netns.matrix import html
 from netns.matrix.cells import PAIR_PRESETS, behaviour_of
 from netns.matrix.runner import Result
 
+# The tables after the preset pairs: (title, groups of cells)
+OTHER_TABLES = (
+    ("Same NAT and double NAT (CGNAT)", ("same-nat", "cgnat")),
+    ("Networks where traversal fails in the wild (blocked UDP, port mapping, mobile carrier, IPv6)", ("networks",)),
+)
+
 
 def _cell_text(result: Result) -> str:
     if result.error:
@@ -55,14 +61,11 @@ def markdown(results: Sequence[Result], trials: int, command: str) -> str:
     pairs = [r for r in results if r.cell.group == "pairs"]
     for firewall in dict.fromkeys(r.cell.firewall for r in pairs):
         lines += _pair_table([r for r in pairs if r.cell.firewall == firewall], firewall)
-    others = [r for r in results if r.cell.group != "pairs"]
-    if others:
-        lines += [
-            "### Same NAT and double NAT (CGNAT)",
-            "",
-            "| cell | peers | result | theory |",
-            "|---|---|---|---|",
-        ]
+    for title, groups in OTHER_TABLES:
+        others = [r for r in results if r.cell.group in groups]
+        if not others:
+            continue
+        lines += [f"### {title}", "", "| cell | peers | result | theory |", "|---|---|---|---|"]
         lines += [f"| {r.cell.name} | {' ↔ '.join(r.cell.peers)} | {_cell_text(r)} | {r.cell.theory} |" for r in others]
         lines.append("")
     theories = dict.fromkeys(r.cell.theory for r in pairs)

@@ -17,7 +17,9 @@ Port choice, in the srcnat chain (UDP from a LAN leaving through the WAN):
 1. an internal endpoint that has a mapping keeps it, towards every remote (``snat to WAN : map @mappings``);
 2. a source port that is already some other endpoint's public port gets a random free one
    (``snat ... random``), so two LAN hosts never share a public port;
-3. anything else is SNATed to the WAN address keeping its port when the kernel can (port preservation).
+3. anything else gets the port ``port-allocation`` says (RFC 4787 §4.2.1): ``preserve`` SNATs to the WAN
+   address keeping its port when the kernel can, ``random`` takes any free port at random (``fully-random``),
+   ``sequential`` the next number of a counter (``numgen inc``) from 1024 on, 4,096 of them.
 A random pick in (2) can still hit a public port another endpoint owns (the kernel only checks 5-tuples,
 not our maps): the recording chain drops that first packet before conntrack confirms it, so the binding is
 never made and the application's retransmission gets a fresh pick. We chose this over fixed per-host port
@@ -32,6 +34,10 @@ sender's public endpoint. Hairpinned packets are not filtered (a caveat: the LAN
 
 TCP and other protocols get plain SNAT to the WAN address (the kernel's port-preserving mapping, replies
 only).
+
+An address-and-port-dependent mapping with sequential ports (``sequential_ruleset``) needs none of this: each new
+flow (each remote address and port) is SNATed to the next port of the counter, and conntrack lets only its
+replies back (address-and-port-dependent filtering).
 """
 
 from __future__ import annotations
@@ -43,6 +49,15 @@ from netns.topology.model import Node
 
 TABLE = "netns_lab"
 DEFAULT_TIMEOUT = 120  # nf_conntrack_udp_timeout_stream's default
+FIRST_PORT = 1024  # where sequential allocation starts; random allocation picks from here to 65535 too
+SEQUENTIAL_PORTS = 4096  # the counter wraps after this many mappings, as a small device's does
+# The counter's value goes through a map to the port: a port taken straight from ``numgen`` would reach the NAT in
+# host byte order (nft 1.0.6 does not convert it; port 1024 came out as 4), a map's values are typed ports.
+SEQUENTIAL = (
+    f"numgen inc mod {SEQUENTIAL_PORTS} map {{ "
+    + ", ".join(f"{n} : {FIRST_PORT + n}" for n in range(SEQUENTIAL_PORTS))
+    + " }"
+)
 
 
 def wan_address(node: Node) -> str:
@@ -61,6 +76,9 @@ def ruleset(node: Node) -> str:
     n = node.nat
     wan, public = f'"{n.wan}"', wan_address(node)
     lans = "{ " + ", ".join(f'"{lan}"' for lan in nat.lans_of(node)) + " }"
+    allocation = behaviour.allocation(n)
+    if n.mapping == behaviour.APDM:
+        return sequential_ruleset(lans, wan, public)
     timeout = f"timeout {n.udp_timeout or DEFAULT_TIMEOUT}s"
     dynamic = f"flags dynamic,timeout; {timeout};"
     udp = "meta l4proto udp"
@@ -85,9 +103,16 @@ def ruleset(node: Node) -> str:
     if n.hairpinning:
         lines.append(f"\t\tiifname {lans} oifname {lans} ct status dnat {udp} {own}")
         lines.append(f"\t\tiifname {lans} oifname {lans} ct status dnat snat ip to {public}")
+    lines.append(f"\t\tiifname {lans} oifname {wan} {udp} {own}")
+    if allocation == behaviour.PRESERVE:
+        lines.append(
+            f"\t\tiifname {lans} oifname {wan} udp sport @owners snat ip to {public}:{FIRST_PORT}-65535 random"
+        )
+    elif allocation == behaviour.RANDOM:
+        lines.append(f"\t\tiifname {lans} oifname {wan} {udp} snat ip to {public}:{FIRST_PORT}-65535 fully-random")
+    else:
+        lines.append(f"\t\tiifname {lans} oifname {wan} {udp} snat ip to {public} : {SEQUENTIAL}")
     lines += [
-        f"\t\tiifname {lans} oifname {wan} {udp} {own}",
-        f"\t\tiifname {lans} oifname {wan} udp sport @owners snat ip to {public}:1024-65535 random",
         f"\t\tiifname {lans} oifname {wan} snat ip to {public}",
         "\t}",
         "\tchain record {",
@@ -103,3 +128,22 @@ def ruleset(node: Node) -> str:
         lines.append(f"\t\t{udp} update @contacted {{ udp sport . ct original ip daddr }}")
     lines += ["\t}", "}"]
     return "\n".join(lines) + "\n"
+
+
+def sequential_ruleset(lans: str, wan: str, public: str) -> str:
+    """Address-and-port-dependent mapping with sequential ports: every new UDP flow from ``lans`` out of ``wan``
+    gets the next port of the counter on ``public``; other protocols keep their ports where they can."""
+    return (
+        "\n".join(
+            [
+                f"table ip {TABLE} {{",
+                "\tchain postrouting {",
+                "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+                f"\t\tiifname {lans} oifname {wan} meta l4proto udp snat ip to {public} : {SEQUENTIAL}",
+                f"\t\tiifname {lans} oifname {wan} snat ip to {public}",
+                "\t}",
+                "}",
+            ]
+        )
+        + "\n"
+    )

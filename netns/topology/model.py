@@ -9,13 +9,16 @@ Schema (version 1)::
     version: 1
     networks:                 # one L2 segment each; its name is the interface name in every member
       NAME: {subnet: CIDR}    # 2 members -> a veth pair; more -> a bridge in the first member's namespace
+        subnet6: CIDR         # optional: the network is dual-stack, its IPv6 prefix inside 2001:db8::/32
         impair: {delay: 50ms, jitter: 10ms, loss: 20%, duplicate: 1%, rate: 1mbit}  # optional, each key
                               # optional; on every member's egress (netns/topology/impairment.py)
     nodes:                    # in this order: the first member of a network is the first node listing it
       NAME:
         kind: core|router|server|peer|host
-        interfaces: {NETWORK: ADDRESS or [ADDRESS, ...]}   # prefix length comes from the subnet
+        interfaces: {NETWORK: ADDRESS or [ADDRESS, ...]}   # prefix length comes from the subnet (IPv6 ones:
+                              # from subnet6); IPv4 and IPv6 addresses mixed in one list
         gateway: ADDRESS      # optional default route
+        gateway6: ADDRESS     # optional IPv6 default route (a neighbour's IPv6 address)
         image: REFERENCE      # optional (server, peer, host): run the node as this Docker image's container,
                               # started with no network of Docker's and wired like any node (netns/kernel/containers.py)
         command: [ARG, ...]   # optional, with image: the container's command (a string is split like a shell's)
@@ -27,8 +30,13 @@ Schema (version 1)::
           filtering: endpoint-independent|address-dependent|address-and-port-dependent  # default the last
           hairpinning: false  # true: LAN hosts reach each other through the public address
           udp-timeout: SECONDS  # optional: conntrack UDP timeouts and the mapping timer (RFC 4787 §4.3)
-          firewall: home|none # default home
+          firewall: home|none|udp-blocked # default home; udp-blocked: only TCP 80/443 and UDP 53 leave
           type: masquerade|none  # optional; a preset sets it (none: plain routing, for a public LAN)
+          port-allocation: preserve|sequential|random  # optional (RFC 4787 §4.2.1); default preserve, random
+                              # with an address-and-port-dependent mapping
+          port-mapping: false # true: miniupnpd in the router (UPnP IGD, NAT-PMP, PCP; netns/kernel/portmap.py)
+          ipv6: routed|nptv6|nat66  # with IPv6 on WAN and LAN; default routed (RFC 6092 with firewall home)
+          nptv6-prefix: CIDR  # with ipv6: nptv6, the public prefix the LAN's prefix is translated to (RFC 6296)
 
 A preset sets type, mapping and filtering; ``mapping`` or ``filtering`` next to a preset is an error. ``cgnat`` is
 the carrier's NAT of a double NAT: its LANs must lie in 100.64.0.0/10 (RFC 6598), where the home NATs' WANs are.
@@ -47,7 +55,7 @@ from typing import Any
 from netns.errors import TopologyError
 from netns.naming import NETWORK_NAME_RE, NODE_NAME_RE
 from netns.topology import behaviour, impairment
-from netns.topology.behaviour import FIREWALLS, NAT_TYPES, PRESETS, Nat
+from netns.topology.behaviour import FIREWALLS, IPV6_MODES, NAT_TYPES, PORT_ALLOCATIONS, PRESETS, Nat
 from netns.topology.impairment import Impairment
 
 __all__ = ["FIREWALLS", "NAT_TYPES", "PRESETS", "Interface", "Nat", "Network", "Node", "Topology", "load", "parse"]
@@ -59,10 +67,12 @@ KINDS = ("core", "router", "server", "peer", "host")
 FORWARDING_KINDS = ("core", "router")
 # Address space the internet does not route (RFC 1918, RFC 6598): a `type: none` router cannot have it.
 PRIVATE = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
+# The lab's IPv6 space: the documentation prefix (RFC 3849), never routed outside.
+LAB6 = ipaddress.IPv6Network("2001:db8::/32")
 
 _TOP_KEYS = ("version", "networks", "nodes")
-_NETWORK_KEYS = ("subnet", "impair")
-_NODE_KEYS = ("kind", "interfaces", "gateway", "nat", "image", "command", "env")
+_NETWORK_KEYS = ("subnet", "subnet6", "impair")
+_NODE_KEYS = ("kind", "interfaces", "gateway", "gateway6", "nat", "image", "command", "env")
 CONTAINER_KINDS = ("server", "peer", "host")
 # A Docker image reference (distribution's grammar): [DOMAIN[:PORT]/]PATH[/PATH...][:TAG][@DIGEST], paths lowercase.
 _PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -71,7 +81,20 @@ IMAGE_RE = re.compile(
     rf"(?:{_DOMAIN}/)?{_PATH}(?:/{_PATH})*(?::\w[\w.-]{{0,127}})?(?:@[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{{32,}})?"
 )
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NAT_KEYS = ("wan", "preset", "mapping", "filtering", "hairpinning", "udp-timeout", "firewall", "type")
+_NAT_KEYS = (
+    "wan",
+    "preset",
+    "mapping",
+    "filtering",
+    "hairpinning",
+    "udp-timeout",
+    "firewall",
+    "type",
+    "port-allocation",
+    "port-mapping",
+    "ipv6",
+    "nptv6-prefix",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +102,7 @@ class Network:
     name: str
     subnet: ipaddress.IPv4Network
     impair: Impairment | None = None
+    subnet6: ipaddress.IPv6Network | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +111,7 @@ class Interface:
 
     network: str
     addresses: tuple[ipaddress.IPv4Address, ...]
+    addresses6: tuple[ipaddress.IPv6Address, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +131,16 @@ class Node:
     gateway: ipaddress.IPv4Address | None = None
     nat: Nat | None = None
     container: Container | None = None
+    gateway6: ipaddress.IPv6Address | None = None
 
     @property
     def forwards(self) -> bool:
         return self.kind in FORWARDING_KINDS
+
+    @property
+    def uses_ipv6(self) -> bool:
+        """Whether the node has an IPv6 address (its namespace keeps IPv6 on; every other one has it off)."""
+        return any(i.addresses6 for i in self.interfaces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,8 +345,25 @@ def _parse_networks(value: Any, problems: _Problems) -> dict[str, Network]:
         if subnet.prefixlen > 30:
             problems.add(f"{path}.subnet", f"{subnet} is too small; use a prefix length of 30 or less")
             continue
-        result[name] = Network(name, subnet, impair)
+        subnet6 = _subnet6(body["subnet6"], f"{path}.subnet6", problems) if "subnet6" in body else None
+        result[name] = Network(name, subnet, impair, subnet6)
     return result
+
+
+def _subnet6(value: Any, path: str, problems: _Problems, limit: int = 126) -> ipaddress.IPv6Network | None:
+    """An IPv6 prefix inside the lab's 2001:db8::/32, with room for hosts (prefix length at most ``limit``)."""
+    try:
+        subnet = ipaddress.IPv6Network(str(value))
+    except ValueError:
+        problems.add(path, f"{value!r} is not an IPv6 prefix; write it like 2001:db8:10::/64")
+        return None
+    if not subnet.subnet_of(LAB6):
+        problems.add(path, f"{subnet} is outside {LAB6}, the lab's IPv6 space (RFC 3849); renumber it")
+        return None
+    if subnet.prefixlen > limit:
+        problems.add(path, f"{subnet} is too small; use a prefix length of {limit} or less")
+        return None
+    return subnet
 
 
 def _parse_nodes(
@@ -351,6 +399,12 @@ def _parse_node(
     gateway = None
     if "gateway" in body:
         gateway = _address(body["gateway"], f"{path}.gateway", problems)
+    gateway6 = None
+    if "gateway6" in body:
+        try:
+            gateway6 = ipaddress.IPv6Address(str(body["gateway6"]))
+        except ValueError:
+            problems.add(f"{path}.gateway6", f"{body['gateway6']!r} is not an IPv6 address; write it like 2001:db8::1")
     container = _parse_container(body, path, kind, problems)
     nat = None
     if "nat" in body:
@@ -361,7 +415,7 @@ def _parse_node(
         problems.add(f"{path}.nat", "missing; a router needs `nat: {type: masquerade, wan: NETWORK}`")
     if kind is None or interfaces is None:
         return None
-    return Node(name, kind, interfaces, gateway, nat, container)
+    return Node(name, kind, interfaces, gateway, nat, container, gateway6)
 
 
 def _parse_container(body: Mapping[str, Any], path: str, kind: str | None, problems: _Problems) -> Container | None:
@@ -449,8 +503,14 @@ def _parse_interfaces(
         if not raws:
             problems.add(where, "no address; give an address or a list of addresses")
         addresses = []
+        addresses6 = []
         for i, item in enumerate(raws):
             item_path = f"{where}[{i}]" if isinstance(raw, list) else where
+            if ":" in str(item):
+                address6 = _address6(item, item_path, network, net_name, problems)
+                if address6 is not None:
+                    addresses6.append(address6)
+                continue
             address = _address(item, item_path, problems)
             if address is None:
                 continue
@@ -463,8 +523,31 @@ def _parse_interfaces(
                     problems.add(item_path, f"{address} is the network or broadcast address of {subnet}")
                     continue
             addresses.append(address)
-        result.append(Interface(net_name, tuple(addresses)))
+        result.append(Interface(net_name, tuple(addresses), tuple(addresses6)))
     return tuple(result)
+
+
+def _address6(
+    item: Any, path: str, network: Network | None, net_name: str, problems: _Problems
+) -> ipaddress.IPv6Address | None:
+    """An IPv6 address of an interface: inside its network's ``subnet6``, not the prefix's own (anycast) address."""
+    try:
+        address = ipaddress.IPv6Address(str(item))
+    except ValueError:
+        problems.add(path, f"{item!r} is not an IPv6 address; write it like 2001:db8:10::2")
+        return None
+    if network is None:
+        return address
+    if network.subnet6 is None:
+        problems.add(path, f"{address} is IPv6 but {net_name} has no subnet6; add one like `subnet6: 2001:db8:1::/64`")
+        return None
+    if address not in network.subnet6:
+        problems.add(path, f"{address} is outside {net_name}'s subnet6 {network.subnet6}")
+        return None
+    if address == network.subnet6.network_address:
+        problems.add(path, f"{address} is the subnet-router anycast address of {network.subnet6}; use another")
+        return None
+    return address
 
 
 def _parse_nat(value: Any, path: str, interfaces: tuple[Interface, ...] | None, problems: _Problems) -> Nat | None:
@@ -520,6 +603,23 @@ def _parse_nat(value: Any, path: str, interfaces: tuple[Interface, ...] | None, 
     firewall = body.get("firewall", "home")
     if firewall not in FIREWALLS:
         problems.add(f"{path}.firewall", f"{firewall!r} is not one of {_one_of(FIREWALLS)}")
+    allocation = body.get("port-allocation")
+    if allocation is not None and allocation not in PORT_ALLOCATIONS:
+        problems.add(f"{path}.port-allocation", f"{allocation!r} is not one of {_one_of(PORT_ALLOCATIONS)}")
+    port_mapping = body.get("port-mapping", False)
+    if not isinstance(port_mapping, bool):
+        problems.add(f"{path}.port-mapping", f"{port_mapping!r} is not true or false")
+    ipv6 = body.get("ipv6", behaviour.ROUTED)
+    if ipv6 not in IPV6_MODES:
+        problems.add(f"{path}.ipv6", f"{ipv6!r} is not one of {_one_of(IPV6_MODES)}")
+    nptv6_prefix = None
+    if "nptv6-prefix" in body:
+        if ipv6 != behaviour.NPTV6:
+            problems.add(f"{path}.nptv6-prefix", "only `ipv6: nptv6` translates to a prefix; remove nptv6-prefix")
+        else:
+            nptv6_prefix = _subnet6(body["nptv6-prefix"], f"{path}.nptv6-prefix", problems, limit=64)
+    elif ipv6 == behaviour.NPTV6:
+        problems.add(f"{path}.nptv6-prefix", "missing; `ipv6: nptv6` needs the public prefix, like 2001:db8:ff10::/64")
     wan = body.get("wan")
     if wan is None:
         problems.add(f"{path}.wan", "missing; name the interface (network) that faces the internet")
@@ -530,9 +630,17 @@ def _parse_nat(value: Any, path: str, interfaces: tuple[Interface, ...] | None, 
         problems.add(path, "a NAT needs a LAN besides its WAN; attach the router to a second network")
     if len(problems.items) > count:
         return None
+    extra: dict[str, Any] = {
+        "port_allocation": allocation,
+        "port_mapping": port_mapping,
+        "ipv6": ipv6,
+        "nptv6_prefix": str(nptv6_prefix) if nptv6_prefix else None,
+    }
     if nat_type == "none":
-        return Nat("none", str(wan), str(firewall), hairpinning=hairpinning, udp_timeout=udp_timeout, preset=preset)
-    return Nat(nat_type, str(wan), str(firewall), mapping, filtering, hairpinning, udp_timeout, preset)
+        return Nat(
+            "none", str(wan), str(firewall), hairpinning=hairpinning, udp_timeout=udp_timeout, preset=preset, **extra
+        )
+    return Nat(nat_type, str(wan), str(firewall), mapping, filtering, hairpinning, udp_timeout, preset, **extra)
 
 
 def _check_nats(nodes: list[Node], networks: dict[str, Network], problems: _Problems) -> None:
@@ -554,6 +662,7 @@ def _check_nats(nodes: list[Node], networks: dict[str, Network], problems: _Prob
                         f"({network.subnet}) must lie in {carrier} (RFC 6598); renumber it, or use a topology with "
                         "two NAT layers (netns/topologies/cgnat.yaml)",
                     )
+        _check_nat6(node, node.nat, networks, problems)
         if node.nat.type != "none":
             continue
         for iface in node.interfaces:
@@ -568,15 +677,60 @@ def _check_nats(nodes: list[Node], networks: dict[str, Network], problems: _Prob
                 )
 
 
+def _check_nat6(node: Node, nat: Nat, networks: dict[str, Network], problems: _Problems) -> None:
+    """A router's IPv6: ``ipv6`` other than routed needs IPv6 on the WAN and a LAN; a LAN with IPv6 needs it on
+    the WAN; NPTv6 (RFC 6296) maps one LAN prefix to ``nptv6-prefix`` of the same length, which no network uses."""
+    path = f"nodes.{node.name}.nat"
+    wan6 = any(i.addresses6 for i in node.interfaces if i.network == nat.wan)
+    lans6 = [
+        networks[i.network]
+        for i in node.interfaces
+        if i.network != nat.wan and i.addresses6 and i.network in networks and networks[i.network].subnet6
+    ]
+    if lans6 and not wan6:
+        problems.add(
+            f"nodes.{node.name}.interfaces.{nat.wan}",
+            f"the LAN {lans6[0].name} has IPv6 but the WAN {nat.wan} has no IPv6 address; give it one or remove the "
+            "LAN's",
+        )
+    if nat.ipv6 != behaviour.ROUTED and not (wan6 and lans6):
+        problems.add(
+            f"{path}.ipv6",
+            f"`ipv6: {nat.ipv6}` translates IPv6, but the router has no IPv6 address on its WAN and a LAN; add them "
+            "(and subnet6 to their networks) or remove ipv6",
+        )
+    if nat.ipv6 != behaviour.NPTV6 or nat.nptv6_prefix is None or not lans6:
+        return
+    prefix = ipaddress.IPv6Network(nat.nptv6_prefix)
+    if len(lans6) > 1:
+        names = _one_of(n.name for n in lans6)
+        problems.add(f"{path}.ipv6", f"NPTv6 maps one LAN prefix, but {names} have IPv6; keep IPv6 on one of them")
+    inside = lans6[0].subnet6
+    assert inside is not None
+    if inside.prefixlen != prefix.prefixlen:
+        problems.add(
+            f"{path}.nptv6-prefix",
+            f"{prefix} is a /{prefix.prefixlen} but the LAN {lans6[0].name}'s subnet6 {inside} is a "
+            f"/{inside.prefixlen}; NPTv6 maps prefixes of one length (RFC 6296 §3), so make them equal",
+        )
+    for network in networks.values():
+        if network.subnet6 is not None and network.subnet6.overlaps(prefix):
+            problems.add(
+                f"{path}.nptv6-prefix",
+                f"{prefix} overlaps {network.name}'s subnet6 {network.subnet6}; use a prefix no network has",
+            )
+
+
 def _check_links(nodes: list[Node], networks: dict[str, Network], declared: set[str], problems: _Problems) -> None:
     """Addresses are unique on their network (two LANs behind different NATs may look alike); a node's
     networks do not overlap; a gateway is another node's address on a directly connected network."""
-    owner: dict[tuple[str, ipaddress.IPv4Address], str] = {}
+    owner: dict[tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address], str] = {}
     for node in nodes:
         for iface in node.interfaces:
-            for i, address in enumerate(iface.addresses):
+            every: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = (*iface.addresses, *iface.addresses6)
+            for i, address in enumerate(every):
                 path = f"nodes.{node.name}.interfaces.{iface.network}"
-                if len(iface.addresses) > 1:
+                if len(every) > 1:
                     path += f"[{i}]"
                 key = (iface.network, address)
                 if key in owner:
@@ -593,22 +747,33 @@ def _check_links(nodes: list[Node], networks: dict[str, Network], declared: set[
                         f"{why}; a node's networks must not overlap",
                     )
     for node in nodes:
-        if node.gateway is None:
-            continue
-        path = f"nodes.{node.name}.gateway"
-        if any(i.network in declared and i.network not in networks for i in node.interfaces):
-            continue  # a connected network is broken; that is reported where it is declared
-        connected = [i for i in node.interfaces if i.network in networks]
-        on = [i for i in connected if node.gateway in networks[i.network].subnet]
-        if not on:
-            problems.add(path, f"{node.gateway} is not on a directly connected network of {node.name}")
-        elif any(node.gateway in i.addresses for i in on):
-            problems.add(path, f"{node.gateway} is {node.name}'s own address; use its next hop's address")
-        elif not any((i.network, node.gateway) in owner for i in on):
-            problems.add(
-                path,
-                f"{node.gateway} is not the address of a node on {on[0].network}; use a neighbour's address",
-            )
+        gateways: tuple[tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address | None], ...] = (
+            ("gateway", node.gateway),
+            ("gateway6", node.gateway6),
+        )
+        for route, gateway in gateways:
+            if gateway is None:
+                continue
+            path = f"nodes.{node.name}.{route}"
+            if any(i.network in declared and i.network not in networks for i in node.interfaces):
+                continue  # a connected network is broken; that is reported where it is declared
+            connected = [i for i in node.interfaces if i.network in networks]
+            on = [i for i in connected if _on(gateway, networks[i.network])]
+            if not on:
+                problems.add(path, f"{gateway} is not on a directly connected network of {node.name}")
+            elif any(gateway in (*i.addresses, *i.addresses6) for i in on):
+                problems.add(path, f"{gateway} is {node.name}'s own address; use its next hop's address")
+            elif not any((i.network, gateway) in owner for i in on):
+                problems.add(
+                    path,
+                    f"{gateway} is not the address of a node on {on[0].network}; use a neighbour's address",
+                )
+
+
+def _on(address: ipaddress.IPv4Address | ipaddress.IPv6Address, network: Network) -> bool:
+    if isinstance(address, ipaddress.IPv4Address):
+        return address in network.subnet
+    return network.subnet6 is not None and address in network.subnet6
 
 
 def _check_members(raw_nodes: Any, declared: set[str], problems: _Problems) -> None:

@@ -139,24 +139,32 @@ def matrix_page(matrix_html: Path, page: Path, focus: str = "") -> Path:
 <script>
 (() => {{
   const report = (facts) => {{ document.getElementById("report").textContent = JSON.stringify(facts); }};
-  try {{
-    const focus = {_script(focus)};
-    if (focus) document.getElementById(focus).focus({{preventScroll: true}});
-    const cells = [...document.querySelectorAll("td[data-kind]")].map((cell) => {{
-      const why = cell.querySelector(".why");
-      return {{
-        kind: cell.dataset.kind,
-        background: getComputedStyle(cell).backgroundColor,
-        why: why ? why.textContent : "",
-        whyHidden: why ? getComputedStyle(why).display === "none" : true,
-      }};
-    }});
-    document.getElementById("report").style.display = "none";
-    const page = document.documentElement;
-    report({{error: null, cells, width: page.scrollWidth, height: page.scrollHeight}});
-  }} catch (error) {{
-    report({{error: String((error && error.message) || error)}});
-  }}
+  const focus = {_script(focus)};
+  const check = (attempt) => {{
+    try {{
+      // A headless window may take a turn to have the focus: look again (virtual time) until the focused cell's
+      // style has applied, at most 20 times, then report what shows.
+      const target = focus ? document.getElementById(focus) : null;
+      if (target && document.activeElement !== target) target.focus({{preventScroll: true}});
+      const shown = target ? getComputedStyle(target.querySelector(".why")).display !== "none" : true;
+      if (!shown && attempt < 20) {{ setTimeout(() => check(attempt + 1), 50); return; }}
+      const cells = [...document.querySelectorAll("td[data-kind]")].map((cell) => {{
+        const why = cell.querySelector(".why");
+        return {{
+          kind: cell.dataset.kind,
+          background: getComputedStyle(cell).backgroundColor,
+          why: why ? why.textContent : "",
+          whyHidden: why ? getComputedStyle(why).display === "none" : true,
+        }};
+      }});
+      document.getElementById("report").style.display = "none";
+      const page = document.documentElement;
+      report({{error: null, cells, width: page.scrollWidth, height: page.scrollHeight}});
+    }} catch (error) {{
+      report({{error: String((error && error.message) || error)}});
+    }}
+  }};
+  check(0);
 }})();
 </script>
 """

@@ -138,7 +138,7 @@ def test_status_names_the_behaviour_in_rfc_4787_terms(lab_factory: LabFactory) -
     assert "nat10 [router] " + lab.namespace("nat10") + " nat nftables/home on wan10" in done.stdout
     assert (
         "  full-cone: mapping endpoint-independent, filtering endpoint-independent, hairpinning, firewall home, "
-        "udp-timeout kernel default\n" in done.stdout
+        "udp-timeout kernel default, ports preserve\n" in done.stdout
     )
 
 

@@ -68,8 +68,8 @@ def test_cli_validate_prints_every_problem(tmp_path: Path, capsys: pytest.Captur
     assert cli.main(["validate", str(bad)]) == 1
     assert capsys.readouterr().err.splitlines() == [
         "bad.yaml: version: 2 is not supported; use `version: 1`",
-        "bad.yaml: nodes.nat10.nat.firewall: 'homee' is not one of home, none",
-        "bad.yaml: nodes.nat14.nat.firewall: 'homee' is not one of home, none",
+        "bad.yaml: nodes.nat10.nat.firewall: 'homee' is not one of home, none, udp-blocked",
+        "bad.yaml: nodes.nat14.nat.firewall: 'homee' is not one of home, none, udp-blocked",
     ]
 
 

@@ -311,3 +311,20 @@ def test_an_attribute_that_does_not_fit_names_the_attribute_and_its_size() -> No
         DecodeError, match=r"^RTM_NEWROUTE: attribute 4 at offset 28: length 40 does not fit the 8 bytes left$"
     ):
         sock.routes()
+
+
+def test_importing_netlink_skips_pyroute2s_package_init_until_a_name_of_it_is_asked_for() -> None:
+    """In a fresh interpreter: the lab's module loads only the message classes (not pyroute2's NDB, IPDB, ...), and
+    ``from pyroute2 import IPRoute`` afterwards still gets the whole package."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, netns.kernel.netlink\n"
+        "print('pyroute2.ndb' in sys.modules, 'pyroute2.iproute' in sys.modules)\n"
+        "from pyroute2 import IPRoute, config\n"
+        "import pyroute2\n"
+        "print('pyroute2.ndb' in sys.modules, IPRoute.__name__, pyroute2.__version__ != 'unknown')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["False False", "True IPRoute True"]

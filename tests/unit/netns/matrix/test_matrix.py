@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from netns.matrix import cells as matrix
+from netns.matrix import html as matrix_html
 from netns.matrix import report as matrix_report
 from netns.matrix.runner import Result
 from netns.topology import model
@@ -34,8 +35,26 @@ def test_every_ordered_pair_per_firewall_then_same_nat_and_cgnat() -> None:
         "--nat",
         "nat14=restricted-cone",
     ]
-    assert [c.group for c in cells[len(pairs) :]] == ["same-nat", "cgnat", "cgnat"] * 2
+    assert [c.group for c in cells[len(pairs) :]] == ["same-nat", "cgnat", "cgnat"] * 2 + ["networks"] * 6
     assert {c.peers for c in cells if c.group == "same-nat"} == {("peer10", "peer11")}
+
+
+def test_the_new_networks_have_their_theory_and_their_own_table() -> None:
+    networks = {c.name: c for c in matrix.networks()}
+    blocked = networks["UDP blocked (corporate or hotel firewall) on both sides"]
+    assert blocked.up_args()[2:] == ["--firewall", "udp-blocked"]
+    assert blocked.theory.startswith("relay over TCP only:")
+    mapped = networks["symmetric NATs that map ports (UPnP IGD, NAT-PMP, PCP) on both sides"]
+    assert mapped.topology.name == "port-mapping.yaml"
+    assert "PCP RFC 6887" in mapped.theory
+    ipv6 = [c for c in networks.values() if c.topology.name == "ipv6-only.yaml"]
+    assert [c.peers for c in ipv6] == [("peer10", "peer11"), ("peer10", "peer14"), ("peer14", "peer16")]
+    assert all(c.theory.endswith(matrix.IPV6_TODAY) for c in ipv6)
+    results = [Result(c, trials=1, failures=["no route"]) for c in networks.values()]
+    text = matrix_report.markdown(results, 1, "test")
+    assert "### Networks where traversal fails in the wild" in text
+    assert "| IPv6 only, routed / NPTv6 | peer10 ↔ peer14 | - 0/1 | direct: NPTv6 (RFC 6296)" in text
+    assert "<h2>Networks where traversal fails in the wild</h2>" in matrix_html.page([r.as_dict() for r in results])
 
 
 @pytest.mark.parametrize("cell", matrix.cells(), ids=lambda c: c.name)

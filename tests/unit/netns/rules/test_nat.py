@@ -106,7 +106,7 @@ def test_errors_name_the_path_and_the_fix() -> None:
     )
     assert problems(data) == [
         "t.yaml: nodes.nat.nat.timeout: unknown key; allowed keys are wan, preset, mapping, filtering, "
-        "hairpinning, udp-timeout, firewall, type",
+        "hairpinning, udp-timeout, firewall, type, port-allocation, port-mapping, ipv6, nptv6-prefix",
         "t.yaml: nodes.nat.nat.type: 'none' disagrees with `preset: full-cone` (type masquerade); remove type",
         "t.yaml: nodes.nat.nat.mapping: cannot be given with `preset: full-cone` (it is endpoint-independent); "
         "remove mapping or preset",
@@ -119,7 +119,7 @@ def test_unknown_preset_and_values() -> None:
     assert problems(with_nat(preset="cone", firewall="open")) == [
         "t.yaml: nodes.nat.nat.preset: 'cone' is not one of full-cone, restricted-cone, port-restricted-cone, "
         "symmetric, cgnat, none",
-        "t.yaml: nodes.nat.nat.firewall: 'open' is not one of home, none",
+        "t.yaml: nodes.nat.nat.firewall: 'open' is not one of home, none, udp-blocked",
     ]
     assert problems(with_nat(mapping="random", filtering="none")) == [
         "t.yaml: nodes.nat.nat.mapping: 'random' is not one of endpoint-independent, address-dependent, "
@@ -178,11 +178,11 @@ def test_shipped_topologies_validate(path: Path) -> None:
 def test_summary_in_rfc_4787_terms() -> None:
     assert behaviour.summary(nat_of(preset="restricted-cone", **{"udp-timeout": 60})) == (
         "restricted-cone: mapping endpoint-independent, filtering address-dependent, no hairpinning, "
-        "firewall home, udp-timeout 60s"
+        "firewall home, udp-timeout 60s, ports preserve"
     )
     assert behaviour.summary(Nat("masquerade", "wan", "none", APDM, EIF)) == (
         "custom: mapping address-and-port-dependent, filtering endpoint-independent, no hairpinning, "
-        "firewall none, udp-timeout kernel default"
+        "firewall none, udp-timeout kernel default, ports random"
     )
     assert behaviour.as_dict(nat_of(preset="symmetric")) == {
         "preset": "symmetric",
@@ -191,6 +191,8 @@ def test_summary_in_rfc_4787_terms() -> None:
         "hairpinning": False,
         "udp_timeout": None,
         "firewall": "home",
+        "port_allocation": "random",
+        "port_mapping": False,
     }
 
 

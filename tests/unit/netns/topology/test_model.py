@@ -69,7 +69,7 @@ def test_models_are_frozen() -> None:
 
 def test_unknown_key_is_rejected_with_its_path() -> None:
     assert problems(changed("nodes.peer.gatewy", "10.0.0.1")) == [
-        "t.yaml: nodes.peer.gatewy: unknown key; allowed keys are kind, interfaces, gateway, nat, image, command, env"
+        "t.yaml: nodes.peer.gatewy: unknown key; allowed keys are kind, interfaces, gateway, gateway6, nat, image, command, env"
     ]
 
 
@@ -95,7 +95,7 @@ def test_address_outside_subnet() -> None:
 
 def test_bad_firewall_value() -> None:
     assert problems(changed("nodes.nat.nat.firewall", "homee")) == [
-        "t.yaml: nodes.nat.nat.firewall: 'homee' is not one of home, none"
+        "t.yaml: nodes.nat.nat.firewall: 'homee' is not one of home, none, udp-blocked"
     ]
 
 
@@ -156,7 +156,7 @@ def test_several_errors_at_once_with_paths() -> None:
         "t.yaml: networks.wan.subnet: '198.51.100.0/33' is not an IPv4 subnet; write it like 203.0.113.0/24",
         "t.yaml: networks.Bad_Net: invalid network name; it is the interface name in each member, "
         "so use 1-15 lowercase letters, digits or dashes starting with a letter",
-        "t.yaml: networks.Bad_Net.mtu: unknown key; allowed keys are subnet, impair",
+        "t.yaml: networks.Bad_Net.mtu: unknown key; allowed keys are subnet, subnet6, impair",
         "t.yaml: nodes.core.interfaces.wan: '198.51.100.300' is not an IPv4 address; write it like 192.0.2.1",
         "t.yaml: nodes.core.interfaces.dmz: no network named 'dmz'; declare it under networks",
         "t.yaml: nodes.nat.nat.type: 'symmetric' is not one of masquerade, none; for that behaviour write `preset: symmetric`",
