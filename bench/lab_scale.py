@@ -57,7 +57,6 @@ from netns import naming
 from netns.kernel import namespaces
 from netns.lab import apply, lifecycle
 from netns.topology import generate
-from punch.peer import sealing
 
 PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,12 +170,8 @@ def timed(action: Callable[[], object]) -> float:
 
 def warm_up() -> None:
     """Pay here, once, what every peer would pay on first use (its children share the result): the argument
-    parser (punch.cli builds it once per process), and OpenSSL's start behind the ChaCha20-Poly1305 sealer
-    (about 30 ms of CPU in each process)."""
+    parser (punch.cli builds it once per process)."""
     punch.cli.build_parser().parse_args(peer_argv(1, 2, "w"))
-    sealing.warm_up()
-
-
 def children_cpu_s() -> float:
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     return used.ru_utime + used.ru_stime

@@ -9,7 +9,7 @@ The server answers on its alternate address too, so the peers measure their NAT'
    acknowledgement has come back).
 2. Throughput: the server pinned to core 0 (its relay budget and rate limit off), a sender in peer10 and a
    receiver in peer14 pinned to core 1. Both register and are introduced as usual; then the sender sends signed
-   Data requests (as the peers' channel does) as fast as it can for a few seconds, through the relay or to the
+   Relay indications (as the peers' carrier wraps QUIC packets) as fast as it can for a few seconds, through the relay or to the
    other peer's public endpoint; the receiver counts what arrives (it does not answer). The direct rows show what
    the lab and the generator reach without the server: the relay's ceiling is the server's, not theirs.
    In the lab, the kernel also carries every relayed datagram through the lab's namespaces (veth, bridge,
@@ -124,20 +124,21 @@ async def introduced(me: str, other: str, server: str) -> tuple[int, bytes, byte
     return local, introduction.session_id, key, introduction.candidates[0]
 
 
-def data_requests(me: str, session: bytes, key: bytes, payload: int, count: int = 256) -> list[bytes]:
+def relay_indications(me: str, session: bytes, key: bytes, payload: int, count: int = 256) -> list[bytes]:
+    """Relay indications as a peer's carrier sends them (punch.peer.carrier): each wraps ``payload`` bytes that
+    start like a QUIC short-header packet, signed with the session's key."""
     from punch.stun import AttributeType, Message, MessageClass, Method, encode, new_transaction_id
 
-    def one(sequence: int) -> bytes:
+    def one() -> bytes:
         attributes = (
             (AttributeType.PEER_ID, me),
             (AttributeType.SESSION_ID, session),
-            (AttributeType.SEQUENCE, sequence),
-            (AttributeType.DATA_PAYLOAD, os.urandom(payload)),
+            (AttributeType.DATA_PAYLOAD, b"\x40" + os.urandom(payload - 1)),
         )
-        message = Message(Method.DATA, MessageClass.REQUEST, new_transaction_id(), attributes)
+        message = Message(Method.RELAY, MessageClass.INDICATION, new_transaction_id(), attributes)
         return encode(message, integrity_sha256_key=key)
 
-    return [one(n) for n in range(count)]
+    return [one() for _ in range(count)]
 
 
 def open_mapping(sock: socket.socket, remote: tuple[str, int]) -> None:
@@ -159,7 +160,7 @@ def send(args: argparse.Namespace) -> None:
         if args.via == "direct":
             time.sleep(1.0)  # the receiver opens its NAT first: it was introduced at the same moment
         for payload in args.payloads:
-            batch = data_requests(args.me, session, key, payload)
+            batch = relay_indications(args.me, session, key, payload)
             sent, started = 0, time.monotonic()
             while time.monotonic() - started < args.seconds:
                 for data in batch:
@@ -282,7 +283,7 @@ def report(rows: list[Row], duration: float) -> list[str]:
         "## Throughput",
         "",
         f"The server pinned to core 0 (relay budget and rate limit off: `--relay-rate 0 --relay-bytes 0 "
-        f"--rate-limit 0`), sender and receiver pinned to core 1; signed Data requests sent as fast as one Python "
+        f"--rate-limit 0`), sender and receiver pinned to core 1; signed Relay indications sent as fast as one Python "
         f"sender can for {duration:g} s per size, counted where they arrive (no answers). Mbit/s counts UDP "
         "payload bytes. Relay and direct rows ran in the same run; the machine is shared, so read ratios.",
         "",

@@ -21,7 +21,7 @@ from punch.diagram.flights import Flight, flights
 from punch.diagram.notes import note
 from punch.diagram.traces import Datagram, Icmp, Trace
 
-# punch.peer.channel's line for a text sent: the diagram shows the text on its Data arrow
+# punch.tunnel.texts' line for a text sent: the diagram shows the text on its Data arrow
 SENT = re.compile(r"^message (\d+) sent to \S+ \(encrypted\): (.*)$")
 # Arrows: a request or indication delivered, an answer delivered, one that never arrived, an ICMP error
 REQUEST, ANSWER, CROSS, ANSWER_CROSS, ICMP = "->>", "-->>", "-x", "--x", "--)"

@@ -64,6 +64,8 @@ class RendezvousClient:
         # Where the other peer moved (a Go with CANDIDATE: it opened its NAT from a fresh socket, punch.peer.moving)
         self.moved: asyncio.Future[Address] = loop.create_future()
         self.move: asyncio.Future[None] = loop.create_future()  # the server told us to move (Move)
+        # What the server said it refuses from now on about one of our sessions (Notice: "486 Relay quota reached")
+        self.notice: asyncio.Future[str] = loop.create_future()
         self.introduced_at: float | None = None  # loop.time() when the Introduce arrived
         # Called with each new introduction the moment its Introduce arrives, in the datagram's handler: what must
         # not wait for the session's next turn (punch.peer.session: an early punch's low-TTL probes) goes there.
@@ -266,8 +268,8 @@ class RendezvousClient:
         log.info("asked the server to move the other peer: %s", response.text(AttributeType.STATUS) or "ok")
 
     def on_request(self, message: Message, source: Address) -> bool:
-        """Handle Introduce, Go and Move from the server; False if the message is not ours to handle."""
-        if message.method not in (Method.INTRODUCE, Method.GO, Method.MOVE):
+        """Handle Introduce, Go, Move and Notice from the server; False if the message is not ours to handle."""
+        if message.method not in (Method.INTRODUCE, Method.GO, Method.MOVE, Method.NOTICE):
             return False
         if source != self.server:
             log.info(
@@ -279,6 +281,8 @@ class RendezvousClient:
         try:
             if message.method == Method.INTRODUCE:
                 self._on_introduce(message)
+            elif message.method == Method.NOTICE:
+                self._on_notice(message)
             elif not (self._on_go(message) if message.method == Method.GO else self._on_move(message)):
                 return True  # unanswered: the server sends it again
         except ProtocolError as error:
@@ -291,6 +295,15 @@ class RendezvousClient:
         answer = make_success(message, ((AttributeType.SESSION_ID, session),) if session else ())
         asyncio.get_running_loop().call_soon(self._endpoint.send, answer, source)
         return True
+
+    def _on_notice(self, message: Message) -> None:
+        session = required_session(message)
+        error = message.error_code()
+        if session not in self._sessions or error is None:
+            raise ProtocolError("Notice about a session we were not introduced to, or without ERROR-CODE")
+        if not self.notice.done():
+            log.info("the server says about our session: %d %s", error.code, error.reason)
+            self.notice.set_result(f"{error.code} {error.reason}")
 
     def _on_introduce(self, message: Message) -> None:
         introduction = Introduction.from_message(message)

@@ -21,8 +21,9 @@ SERVER_POLICY = RetransmitPolicy(rto=0.25, max_rto=2.0, max_sends=12)
 # A keepalive that gets no answer for 7.5 s means the other peer is gone (or the path broke).
 KEEPALIVE_POLICY = RetransmitPolicy(rto=0.5, max_rto=2.0, max_sends=5, last_wait=4.0)
 
-# What our socket drops before any handler sees it (punch.stun.protocol.StunEndpoint's counters).
-DROP_REASONS = ("not-stun", "malformed", "bad-integrity", "handler-error")
+# What our sockets drop before any handler sees it (punch.stun.protocol.StunEndpoint's counters), then what the
+# carrier keeps from QUIC (punch.peer.carrier: neither STUN nor QUIC, from a stranger, too many before the path).
+DROP_REASONS = ("not-stun", "malformed", "bad-integrity", "handler-error", "not-quic", "stranger", "overflow")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """The peer's socket hands each request to the first of its routes that takes it: the rendezvous client (the
-server's Introduce, Go, Move), the current puncher (checks), the session's channel (Data, Close)."""
+server's Introduce, Go, Move, Notice), the current puncher (checks); and each indication to its own routes (the
+carrier: relayed QUIC packets)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,13 @@ class Dispatcher:
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
+        self._indications: list[Route] = []
 
     def __call__(self, message: Message, source: Address, data: bytes) -> None:
+        if message.message_class is MessageClass.INDICATION:
+            if not any(route(message, source) for route in self._indications):
+                log.debug("ignored a %s from %s", describe(message), format_address(source))
+            return
         if message.message_class is not MessageClass.REQUEST:
             log.debug("ignored a %s from %s", describe(message), format_address(source))
             return
@@ -37,6 +43,10 @@ class Dispatcher:
     def add(self, route: Route) -> None:
         """Ask ``route`` after the routes already there."""
         self._routes.append(route)
+
+    def add_indications(self, route: Route) -> None:
+        """Ask ``route`` about indications."""
+        self._indications.append(route)
 
     def replace(self, old: Route, new: Route) -> None:
         """Ask ``new`` where ``old`` was asked (a new puncher of the same session takes over its checks)."""

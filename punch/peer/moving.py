@@ -60,7 +60,7 @@ from punch.peer.dispatch import Dispatcher
 from punch.peer.puncher import Path, Puncher
 from punch.peer.tasks import settle
 from punch.stun import Address, Message, MessageClass
-from punch.stun.protocol import KeyLookup, StunEndpoint, format_address, open_endpoint
+from punch.stun.protocol import SocketMaker, StunEndpoint, format_address
 from punch.stun.wire import Introduction, Role
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class Moves:
     """One punch that may move (or follow a move): :meth:`run` returns the chosen path, or PeerError.
 
     ``dispatcher`` routes the session socket's requests: a follower puts its puncher in the puncher's place there
-    while it checks. A mover's fresh socket (its messages signed and checked with ``keys``) hands checks to the
+    while it checks. A mover's fresh socket (made by ``open_socket``, as the session's others) hands checks to the
     mover's puncher and everything else (the session's Data and Close, once the path runs over it) to
     ``dispatcher``; ``sockets`` closes it when the session ends. ``timeout``: how long a peer that asked waits for
     the other's move.
@@ -88,7 +88,7 @@ class Moves:
         introduction: Introduction,
         client: RendezvousClient,
         dispatcher: Dispatcher,
-        keys: KeyLookup,
+        open_socket: SocketMaker,
         sockets: contextlib.AsyncExitStack,
         timeout: float,
     ) -> None:
@@ -96,7 +96,7 @@ class Moves:
         self._intro = introduction
         self._client = client
         self._dispatcher = dispatcher
-        self._keys = keys
+        self._open_socket = open_socket
         self._sockets = sockets
         self._timeout = timeout
         self._public = introduction.candidates[0]
@@ -214,7 +214,7 @@ class Moves:
 
         host = self._puncher.endpoint.local_address[0]
         try:
-            fresh = await open_endpoint(on_datagram, (host, 0), keys=self._keys)
+            fresh = await self._open_socket(on_datagram, (host, 0))
         except OSError as error:  # e.g. a host of peers whose sockets live in other namespaces (run_peer's sock)
             raise PeerError(f"could not open a fresh socket on {host}: {error.strerror or error}") from None
         self._sockets.push_async_callback(fresh.close)

@@ -39,7 +39,7 @@ from typing import Self
 from punch.peer.puncher import Puncher
 from punch.peer.strategy import Plan, plan
 from punch.stun import Address, AttributeType, Message, MessageClass, Method
-from punch.stun.protocol import Handler, KeyLookup, StunEndpoint, format_address, open_endpoint
+from punch.stun.protocol import Handler, SocketMaker, StunEndpoint, format_address
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
 from punch.stun.wire import Introduction, Mapping, request
 
@@ -202,9 +202,9 @@ class PortOpener(_Closing):
     answered from it (by the puncher). Once the puncher chose a path over one of them, that socket's datagrams go
     to ``session`` (the session's handler); :meth:`close_others` closes the rest, :meth:`close` all."""
 
-    def __init__(self, puncher: Puncher, keys: KeyLookup, session: Handler) -> None:
+    def __init__(self, puncher: Puncher, open_socket: SocketMaker, session: Handler) -> None:
         self._puncher = puncher
-        self._keys = keys  # checks are signed, and only the session's are accepted
+        self._open_socket = open_socket  # as the session's: checks signed, only the session's accepted
         self._session = session
         self.sockets: list[StunEndpoint] = []
         self._reached: set[StunEndpoint] = set()
@@ -213,7 +213,7 @@ class PortOpener(_Closing):
         """Bind ``count`` sockets on ``host`` (fewer if the system refuses more: that is logged)."""
         for index in range(count):
             try:
-                sock = await open_endpoint(functools.partial(self._on_datagram, index), (host, 0), keys=self._keys)
+                sock = await self._open_socket(functools.partial(self._on_datagram, index), (host, 0))
             except OSError as error:
                 log.warning("could open only %d of %d sockets: %s", index, count, error.strerror or error)
                 break

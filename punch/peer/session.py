@@ -8,6 +8,11 @@ over it in their first session. A peer that does not come back within ``PeerConf
 
 On the relay, a direct path is tried again now and then (:func:`upgrade_waits`), and taken once proven.
 
+Over whatever path was found, the peers talk QUIC (punch.transport.QuicLink, authenticated by both identity keys):
+the carrier (punch.peer.carrier) sends its packets over the path of the moment, so the connection and its streams
+outlive every change of path. QUIC's keepalives say whether the path is alive. The texts travel on a stream of
+their own (punch.tunnel.texts); other services share the connection (punch.tunnel).
+
 Who the other peer is: its Introduce carries its identity key, which must be the one we pinned (``PeerConfig.pin``)
 or, without a pin, the one we knew it by (punch.identity.known_peers: trust on first use). A key we do not accept
 ends the run before anything of that session is taken: its key is never added, so nothing of it is even checked.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import socket
 import time
@@ -26,19 +32,25 @@ from typing import Any
 
 from punch.errors import PeerError, PeerGone
 from punch.identity.fingerprint import fingerprint
+from punch.identity.keyfile import Identity
 from punch.identity.known_peers import judge
-from punch.peer import hops, routes, sealing
-from punch.peer.channel import Channel
+from punch.peer import hops, routes
+from punch.peer.carrier import Carrier, Direct, Relayed
 from punch.peer.client import RendezvousClient
-from punch.peer.config import DROP_REASONS, KEEPALIVE_POLICY, PeerConfig, PeerResult
+from punch.peer.config import DROP_REASONS, PeerConfig, PeerResult
 from punch.peer.dispatch import Dispatcher
 from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
 from punch.peer.predict import PortOpener, Sprayer, choose_plan, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
 from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide
-from punch.stun.protocol import StunEndpoint, format_address, host_candidates, open_endpoint
+from punch.stun.protocol import SocketMaker, StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.wire import Introduction, Role
+from punch.transport.config import LinkConfig
+from punch.transport.errors import LinkError
+from punch.transport.quic import QuicLink
+from punch.tunnel.services import Services
+from punch.tunnel.texts import Texts
 
 # On the relay (upgrade_waits): a retry's low-TTL probes leave this long (at most half the wait) before the prober's
 # checks, so retries whose timers are up to this far apart still open the opener's NAT before a check arrives
@@ -48,6 +60,10 @@ from punch.stun.wire import Introduction, Role
 UPGRADE_LEAD = 5.0
 UPGRADE_QUIET = 2 * UPGRADE_LEAD + 1.0
 MAX_UPGRADE_WAIT = 300.0
+# QUIC's keepalives: the path counts as dead when none was answered for the keepalive interval and this long (as the
+# STUN keepalives did: 7.5 s of retransmissions); QUIC itself waits this much longer than that and a rejoin.
+DEAD_AFTER = 7.5
+IDLE_SLACK = 15.0
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +102,25 @@ class Session:
         endpoint: StunEndpoint,
         dispatcher: Dispatcher,
         keys: PeerKeys,
+        carrier: Carrier,
+        identity: Identity,
     ) -> None:
         self._config = config
         self._on_text = on_text
         self._endpoint = endpoint  # the session's own socket
         self._dispatcher = dispatcher
         self._keys = keys
+        self._carrier = carrier  # where the QUIC packets go (the path of the moment)
+        self._identity = identity
+        # every socket of the session signs and checks as the first, and hands QUIC to the carrier
+        self._open_socket: SocketMaker = functools.partial(open_endpoint, keys=keys, others=carrier.datagram_received)
+        self.services = Services()  # what the other peer may open on the connection (punch.tunnel)
+        self._link: QuicLink | None = None
+        self._texts: Texts | None = None
+        self._alive = asyncio.Event()  # the link's keepalives are acknowledged (punch.transport.liveness)
+        self._dead = asyncio.Event()
+        self._background: list[asyncio.Task[Any]] = []  # refreshing, the route trace, keeping the path
+        self._closed = False
         self._timings = config.punch  # the punch's timings, with open_ttl as the route to the server has it
         self._local = endpoint.local_address  # the socket the session runs over now (``--json`` local)
         self._client = RendezvousClient(
@@ -101,7 +130,7 @@ class Session:
             host_candidates(self._local, config.server),
             lease=config.lease,
             policy=config.rendezvous,
-            identity=config.identity,
+            identity=identity,
             credentials=keys.request,
             on_introduced=self._introduced,
         )
@@ -111,7 +140,6 @@ class Session:
         self._introduction: Introduction | None = None
         self._strategy: Strategy | None = None
         self._puncher: Puncher | None = None
-        self._channel: Channel | None = None
         self._path: Path | None = None
         self._mapped: str | None = None
         self._punch_ms: float | None = None
@@ -122,6 +150,8 @@ class Session:
         self._move: str | None = None
         self._rejoins = 0
         self._error: str | None = None
+        self._current_session = b""  # the latest session's ID: relayed packets go in it
+        self._keeping: asyncio.Task[None] | None = None
         self._met: dict[str, str] = {}  # peer ID -> the fingerprint of the key we accepted it with
         self._refused: str | None = None  # why we refused the other peer's key
         self._peer_key: str | None = None
@@ -136,21 +166,35 @@ class Session:
         thread's namespace: a host of peers in other namespaces turns them off (``predict.enabled``,
         ``discover_ttl``) and binds each socket to its address (a wildcard bind asks the calling thread's namespace
         for our address toward the server)."""
-        sealing.warm_up()
         keys = PeerKeys(RequestKey(config.group))
         dispatcher = Dispatcher()
-        endpoint = await open_endpoint(dispatcher, config.bind, sock=sock, keys=keys)
-        return cls(config, on_text, endpoint, dispatcher, keys)
+        carrier = Carrier(config.peer_id, config.server)
+        dispatcher.add_indications(carrier.on_indication)
+        endpoint = await open_endpoint(dispatcher, config.bind, sock=sock, keys=keys, others=carrier.datagram_received)
+        return cls(config, on_text, endpoint, dispatcher, keys, carrier, config.identity or Identity.generate())
 
     async def close(self) -> None:
-        """Close the session's socket; idempotent."""
+        """End the session: close QUIC (the other peer learns at once), stop keeping the path and the registration
+        (a goodbye to the server), and close every socket; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._link is not None:
+            await self._link.close()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.services.close()
+        with contextlib.suppress(PeerError):
+            await self._client.unregister()
+        await self._sockets.aclose()
         await self._endpoint.close()
 
     @property
     def result(self) -> PeerResult:
         """What ``--json`` prints: the run so far (a failure still reports what crossed)."""
-        intro, channel, path = self._introduction, self._channel, self._path
-        counters = self._endpoint.counters
+        intro, texts, path = self._introduction, self._texts, self._path
+        counters = self._endpoint.counters + self._carrier.counters
         return PeerResult(
             id=self._config.peer_id,
             peer=self._config.target,
@@ -159,8 +203,8 @@ class Session:
             punch_ms=self._punch_ms,
             path_at=self._path_at,
             server_rtt_ms=self._server_rtt_ms,
-            received=[] if channel is None else list(channel.received),
-            sent=[] if channel is None else list(channel.sent),
+            received=[] if texts is None else list(texts.received),
+            sent=[] if texts is None else list(texts.sent),
             role=None if intro is None else intro.role.name.lower(),
             session=None if intro is None else intro.session_id.hex(),
             local=format_address(self._local),
@@ -180,9 +224,19 @@ class Session:
         return self._puncher
 
     @property
-    def _talking(self) -> Channel:
-        assert self._channel is not None, "the channel is made when the introduction arrives"
-        return self._channel
+    def link(self) -> QuicLink:
+        """The QUIC connection to the other peer, once :meth:`establish` returned."""
+        assert self._link is not None, "the link is up once the session is established"
+        return self._link
+
+    @property
+    def path(self) -> Path | None:
+        """The path the session's packets take now."""
+        return self._path
+
+    @property
+    def peer(self) -> str:
+        return self._config.target
 
     # -- the operations --------------------------------------------------------------------------------------
 
@@ -192,11 +246,22 @@ class Session:
         self._puncher = puncher
 
     def _run_over(self, endpoint: StunEndpoint) -> None:
-        """From now on the session (its checks, its texts, and what ``--json`` reports as ``local``) uses
+        """From now on the session (its checks, its packets, and what ``--json`` reports as ``local``) uses
         ``endpoint``."""
         self._punching.use(endpoint)
-        self._talking.use(endpoint)
+        route = self._carrier.route
+        if isinstance(route, Direct):
+            self._carrier.use(Direct(endpoint, route.remote))
         self._local = endpoint.local_address
+
+    def _use_path(self, path: Path) -> None:
+        """Carry the session's packets over ``path`` from now on (its socket, or the relay)."""
+        self._path = path
+        if path.kind == "relay":
+            assert self._introduction is not None
+            self._carrier.use(Relayed(self._endpoint, self._config.server, self._current_session))
+        else:
+            self._carrier.use(Direct(path.local or self._punching.endpoint, path.remote))
 
     def _on_chosen(self, path: Path) -> None:
         """A path was chosen (in the handler of the datagram that chose it): if it runs over a socket of its own
@@ -207,41 +272,117 @@ class Session:
     # -- the run ---------------------------------------------------------------------------------------------
 
     async def run(self, texts: AsyncIterator[str]) -> PeerResult:
-        """Run to the end and return :attr:`result`; PeerError (also in the result's ``error``) on failure."""
+        """Establish the session, send ``texts`` and take the other's until both are done, then close; return
+        :attr:`result`. PeerError (also in the result's ``error``) on failure."""
         try:
-            await self._run(texts)
+            await self.establish()
+            await self.watched(self.talk(texts))
         except PeerError as error:
             self._error = str(error)
             raise
+        finally:
+            await self.close()
         return self.result
 
-    async def _run(self, texts: AsyncIterator[str]) -> None:
+    async def establish(self) -> None:
+        """Register, find the other peer, punch a path (or take the relay), and bring QUIC up over it; then keep the
+        path in the background (keepalives, a rejoin when it breaks, the relay's retries of a direct path). PeerError
+        if any of it fails (also in the result's ``error``)."""
+        try:
+            await self._establish()
+        except PeerError as error:
+            self._error = str(error)
+            raise
+
+    async def _establish(self) -> None:
         config, client = self._config, self._client
         log.info("socket bound to %s", format_address(self._local))
         mapped = await client.register()
-        hops_found = asyncio.get_running_loop().create_task(self._discover_open_ttl())
+        loop = asyncio.get_running_loop()
+        hops_found = loop.create_task(self._discover_open_ttl())
+        self._background.append(hops_found)
         await client.announce_mapping(
             await our_mapping(config.predict, self._endpoint, config.server, config.rendezvous)
         )
         self._mapped = format_address(mapped)
-        refresher = asyncio.get_running_loop().create_task(client.keep_registered())
+        self._background.append(loop.create_task(client.keep_registered()))
+        path = await self._find_path(hops_found)
+        await self._bring_up()
+        hopeless = self._strategy is not None and self._strategy.hopeless
+        if path.kind == "relay" and config.upgrade_interval > 0 and not hopeless:
+            keeping = self._upgrade()
+        elif path.kind == "relay":
+            keeping = self._stay_on_the_relay()
+        else:
+            keeping = self._keep_path(path)
+        self._keeping = loop.create_task(keeping)
+        self._background.append(self._keeping)
+
+    async def watched(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` while the session lives: PeerError as soon as the session is lost (the other peer gone for
+        good, the relay refusing us), with why."""
+        await _first_of(work, self._lost())
+
+    async def _lost(self) -> None:
+        """Returns never; raises PeerError once keeping the path failed, or the relay refuses our session."""
+        keeping = self._keeping
+        assert keeping is not None, "the path is kept once the session is established"
+        notice = asyncio.ensure_future(asyncio.shield(self._client.notice))
         try:
-            async with self._sockets:
-                path = await self._find_path(hops_found)
-                talking = self._talk(texts)
-                hopeless = self._strategy is not None and self._strategy.hopeless
-                if path.kind == "relay" and config.upgrade_interval > 0 and not hopeless:
-                    await _first_of(talking, self._upgrade())
-                elif path.kind == "relay":
-                    await talking  # the relay answers for the server; keepalives would prove nothing about the peer
-                else:
-                    await _first_of(talking, self._keep_path(path))
+            await asyncio.wait((keeping, notice), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (refresher, hops_found):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await client.unregister()
+            notice.cancel()
+        if self._client.notice.done():
+            raise PeerError(f"the relay at {format_address(self._config.server)} refused our session: "
+                            f"{self._client.notice.result()}")  # fmt: skip
+        keeping.result()  # its PeerError
+        await asyncio.Event().wait()  # (it ended quietly: the other peer closed; wait to be cancelled)
+
+    async def _bring_up(self) -> None:
+        """QUIC over the path: the prober is the client, the opener the server; both check the other's identity key,
+        the one the introduction carried (and we accepted), in the TLS handshake (punch.transport)."""
+        config, introduction = self._config, self._introduction
+        assert introduction is not None
+        dead_after = config.keepalive + DEAD_AFTER
+        link = QuicLink(
+            self._identity,
+            introduction.public_key,
+            self._carrier.send,
+            is_client=introduction.role is Role.PROBER,
+            config=LinkConfig(
+                keepalive=config.keepalive,
+                dead_after=dead_after,
+                idle_timeout=dead_after + max(config.rejoin, config.punch.timeout) + IDLE_SLACK,
+                keylog=config.keylog,
+            ),
+            on_stream=self.services.on_stream,
+            on_datagram=self.services.on_datagram,
+            on_path=self._path_changed,
+        )
+        self._link = link
+        self._texts = Texts(link, introduction.peer_id, self._on_text)
+        self.services.serve("texts", self._texts.serve)
+        self._carrier.deliver_to(link.datagram_received)
+        link.start()
+        try:
+            async with asyncio.timeout(config.punch.timeout):
+                await link.wait_connected()
+        except TimeoutError:
+            raise PeerError(
+                f"QUIC did not come up with {introduction.peer_id} within {config.punch.timeout:g} s over the "
+                f"{self._path.kind if self._path else 'chosen'} path"
+            ) from None
+        except LinkError as error:
+            raise PeerError(f"QUIC with {introduction.peer_id}: {error}") from None
+        self._alive.set()
+        log.info("QUIC is up with %s (%s, keys checked both ways)", introduction.peer_id,
+                 "we are its client" if link.is_client else "we are its server")  # fmt: skip
+
+    def _path_changed(self, alive: bool) -> None:
+        (self._alive if alive else self._dead).set()
+        (self._dead if alive else self._alive).clear()
+        if not alive:
+            log.info("no keepalive of ours answered by %s for %g s", self.peer, self._config.keepalive + DEAD_AFTER)
 
     async def _discover_open_ttl(self) -> PunchTimings:
         """The punch timings with ``open_ttl`` set to the TTL that passes all our own NATs (punch.peer.hops). A probe
@@ -300,9 +441,7 @@ class Session:
             key = self._client.session_key(introduction)
             if key is None:
                 raise PeerError(f"{introduction.peer_id}'s key share is not signed by its key: refused")
-            self._keys.add(introduction.session_id, key)
-            self._log_key(introduction.session_id, key)
-            self._open_channel(introduction, key)
+            self._key_session(introduction.session_id, key)
         strategy, puncher = self._strategy, self._punching
         assert strategy is not None
         self._server_rtt_ms = None if client.rtt is None else round(client.rtt * 1000, 2)
@@ -320,8 +459,7 @@ class Session:
             path = await self._punch(introduction, strategy)
         self._punch_ms = round((loop.time() - started) * 1000, 1)
         self._path_at = time.time()
-        self._path = path
-        self._talking.point_at(path.remote)
+        self._use_path(path)
         log.info(
             "using the %s path to %s via %s (%.1f ms after the introduction)",
             path.kind,
@@ -350,10 +488,15 @@ class Session:
             if self._puncher is not None:
                 self._puncher.silence()
             return
-        self._keys.add(introduction.session_id, key)
-        self._log_key(introduction.session_id, key)
-        if first:
-            self._open_channel(introduction, key)
+        self._key_session(introduction.session_id, key)
+
+    def _key_session(self, session_id: bytes, key: bytes) -> None:
+        """From now on the session's messages are signed and checked with ``key``, and its relayed QUIC packets are
+        ours: it is the current session (a rejoin's replaces the first one's on the relay)."""
+        self._keys.add(session_id, key)
+        self._log_key(session_id, key)
+        self._carrier.take(session_id)
+        self._current_session = session_id
 
     def _log_key(self, session_id: bytes, key: bytes) -> None:
         """With ``--keylog FILE``: a line for the session's key, in the NSS key log format that also holds QUIC's
@@ -415,21 +558,6 @@ class Session:
         self._dispatcher.add(puncher.on_request)
         if puncher.early:
             puncher.open_mappings()
-
-    def _open_channel(self, introduction: Introduction, key: bytes) -> None:
-        """The session's channel of texts, its requests routed after the puncher's."""
-        channel = Channel(
-            self._endpoint,
-            self._config.peer_id,
-            introduction.peer_id,
-            introduction.session_id,
-            key,
-            self._on_text,
-            relay=self._config.server,
-            relay_key=self._keys.request,
-        )
-        self._channel = channel
-        self._dispatcher.add(channel.on_request)
 
     def _decide(self, introduction: Introduction) -> Strategy:
         """The strategy (punch.peer.strategy.decide), from what we know now, with a log line for each decision."""
@@ -506,7 +634,9 @@ class Session:
         # for Ready and Go.
         if not puncher.early and introduction.role is Role.OPENER:
             if strategy.plan is Plan.OPEN:
-                opener = await self._sockets.enter_async_context(PortOpener(puncher, self._keys, self._dispatcher))
+                opener = await self._sockets.enter_async_context(
+                    PortOpener(puncher, self._open_socket, self._dispatcher)
+                )
                 await opener.open(config.bind[0], config.predict.sockets)
                 # Full open_ttl even toward a peer behind the NAT we share (not Puncher.opening_ttl): our fresh
                 # sockets are new to that NAT too, which maps each only when a packet of it passes
@@ -535,7 +665,7 @@ class Session:
                     introduction,
                     client,
                     self._dispatcher,
-                    self._keys,
+                    self._open_socket,
                     self._sockets,
                     self._timings.timeout,
                 )
@@ -568,10 +698,12 @@ class Session:
 
     async def _upgrade(self) -> None:
         """While the session runs over the relay, retry a direct path after each of :func:`upgrade_waits`; once one is
-        proven, move the channel onto it (and back to the relay, starting the waits over, if it stops answering).
-        Runs until cancelled. The retries open our mapping with the TTL that passes our own NATs."""
-        config, channel = self._config, self._talking
+        proven, carry the packets over it (and back over the relay, starting the waits over, if it stops answering
+        keepalives). Runs until cancelled. The retries open our mapping with the TTL that passes our own NATs."""
+        config = self._config
         open_ttl = self._timings.open_ttl
+        relay = self._path
+        assert relay is not None
         while True:
             waits = upgrade_waits(config.upgrade_interval, config.nat_udp_timeout)
             wait = next(waits)
@@ -585,46 +717,56 @@ class Session:
                 except PeerError as error:
                     wait = next(waits)
                     log.info("%s; staying on the relay, next try in %g s", error, wait)
-            channel.point_at(path.remote)
-            self._path, self._upgraded = path, True
+            self._upgraded = True
+            self._use_path(path)
             log.info("upgraded from the relay to the %s path via %s", path.kind, format_address(path.remote))
-            try:
-                await self._punching.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY)
-            except PeerError as error:
-                channel.point_at(config.server)
-                self._path = Path(config.server, "relay")
-                log.info("%s; back to the relay", error)
+            self._dead.clear()
+            await self._dead.wait()
+            self._use_path(relay)
+            log.info("lost contact with %s on the direct path; back to the relay", self.peer)
+
+    async def _stay_on_the_relay(self) -> None:
+        """On the relay for good (both NATs map endpoint-dependently): PeerError once the other peer stops answering
+        QUIC's keepalives through it."""
+        await self._dead.wait()
+        raise PeerError(self._lost_contact())
+
+    def _lost_contact(self) -> str:
+        remote = format_address(self._path.remote) if self._path else "?"
+        seconds = self._config.keepalive + DEAD_AFTER
+        return f"lost contact with {self.peer}: no answer to keepalives at {remote} for {seconds:g} s"
 
     async def _keep_path(self, path: Path) -> None:
-        """Keep the direct path alive; when it breaks, find the other peer again through the server and punch a new
-        path from the session's own socket. Runs until cancelled; PeerError once the other peer is lost.
+        """Keep the direct path: QUIC's keepalives check it; when none is answered for a while, find the other peer
+        again through the server and punch a new path from the session's own socket, which QUIC then goes on over.
+        Runs until cancelled, or ends quietly once the other peer closed; PeerError once the other peer is lost.
 
         A path over a fresh socket of a move (punch.peer.moving) is sought again from the session's socket: the NAT
         whose entries made us move changed (a new address flushes them), or it forgot them, or they ran out. A path
         over one of port prediction's sockets is not: without predicting again, a symmetric NAT cannot be punched."""
-        config, channel = self._config, self._talking
+        config = self._config
         while True:
+            await self._dead.wait()
+            if self._link is not None and self._link.close_reason is not None:
+                return  # the other peer closed the connection: nothing more to keep
+            error = self._lost_contact()
+            if config.rejoin <= 0 or (path.local is not None and path.kind == "predicted"):
+                raise PeerError(error)
+            log.info("%s; asking the server for %s again", error, self.peer)
+            if path.local is not None:  # we had moved: the new path starts from the session's socket
+                log.info("the path ran over our fresh socket: punching the new one from our session's socket")
+                self._run_over(self._endpoint)
             try:
-                await self._punching.keep_alive(path.remote, config.keepalive, KEEPALIVE_POLICY, channel.remote_closed)
-            except PeerError as error:
-                if config.rejoin <= 0 or (path.local is not None and path.kind == "predicted"):
-                    raise
-                log.info("%s; asking the server for %s again", error, self._punching.peer)
-                channel.await_new_path()
-                if path.local is not None:  # we had moved: the new path starts from the session's socket
-                    log.info("the path ran over our fresh socket: punching the new one from our session's socket")
-                    self._run_over(self._endpoint)
-                try:
-                    async with asyncio.timeout(config.rejoin):
-                        path = await self._rejoin()
-                except (TimeoutError, PeerError) as why:
-                    detail = (
-                        f"it did not come back within {config.rejoin:g} s" if isinstance(why, TimeoutError) else why
-                    )
-                    raise PeerError(f"{error}; {detail}") from None
-                channel.move(path.remote)
-                self._path, self._rejoins = path, self._rejoins + 1
-                log.info("back on a %s path to %s via %s", path.kind, self._punching.peer, format_address(path.remote))
+                async with asyncio.timeout(config.rejoin):
+                    path = await self._rejoin()
+                    self._use_path(path)
+                    await self._alive.wait()
+            except (TimeoutError, PeerError) as why:
+                late = isinstance(why, TimeoutError)
+                detail = f"it did not come back within {config.rejoin:g} s" if late else why
+                raise PeerError(f"{error}; {detail}") from None
+            self._rejoins += 1
+            log.info("back on a %s path to %s via %s", path.kind, self.peer, format_address(path.remote))
 
     async def _rejoin(self) -> Path:
         """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
@@ -648,24 +790,19 @@ class Session:
             await client.go.wait()
         return await puncher.run()
 
-    async def _talk(self, texts: AsyncIterator[str]) -> None:
-        channel, config = self._talking, self._config
+    async def talk(self, texts: AsyncIterator[str]) -> None:
+        """Send ``texts``, each acknowledged before the next; say we are done; wait until the other is done too."""
+        assert self._texts is not None, "the texts are set up once the session is established"
+        channel, config = self._texts, self._config
         async for text in texts:
-            await channel.send_text(text)  # each one acknowledged before the next
-        try:
-            await channel.close()
-        except PeerError:
-            # The other side only leaves once it has our Close (or gave up): if it had closed too, every text
-            # crossed and only the acknowledgement of our Close was lost.
-            if not channel.remote_closed.is_set():
-                raise
-            log.info("our Close went unacknowledged, but %s had closed too: the session is complete", channel.peer)
+            await channel.send(text)
+        await channel.close()
         try:
             async with asyncio.timeout(config.timeout):
                 await channel.remote_closed.wait()
         except TimeoutError:
             raise PeerError(f"{channel.peer} did not say it was done sending within {config.timeout:g} s") from None
-        # Keep answering for a moment: if our last acknowledgement was lost, the other side resends its Close.
+        # A moment for the last acknowledgements to leave before QUIC closes.
         await asyncio.sleep(config.linger)
         log.info("session with %s closed", channel.peer)
 

@@ -1,7 +1,5 @@
-"""The relay's bookkeeping, with no sockets: who waits for which answer, and what each session may still relay.
+"""The relay's bookkeeping, with no sockets: what each session may still relay.
 
-- :class:`RelayTable`: transaction ID -> who asked, which peer must answer, in which session; bounded in size and
-  age. An answer is relayed only from the peer the request was relayed to, and only once.
 - :class:`RelayLedger`: each session's budget (:class:`RelayBudget`): a token bucket of bytes a second and a total
   of bytes over the session's life, both directions together, so that two peers cannot turn the server into a
   free pipe. What does not fit is refused; the caller drops it, counts it, and logs it once per session.
@@ -10,13 +8,10 @@
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
 from collections.abc import Container
 from dataclasses import dataclass, field
 
-from punch.stun import Address
-
-DEFAULT_RELAY_RATE = 128 * 1024  # bytes a second per session: about 1 Mbit/s; a text channel needs a few KiB/s
+DEFAULT_RELAY_RATE = 1024 * 1024  # bytes a second per session: about 8 Mbit/s (QUIC's congestion control adapts)
 DEFAULT_RELAY_BYTES = 64 * 1024 * 1024  # bytes per session
 MIN_RELAY_RATE = 1500  # a rate below one full-size datagram a second could never relay one
 
@@ -102,51 +97,3 @@ class RelayLedger:
         """Forget the sessions that are not ``live`` any more."""
         for session_id in [s for s in self._spends if s not in live]:
             del self._spends[session_id]
-
-
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    """A relayed request waiting for its answer."""
-
-    requester: Address  # where the answer goes
-    responder: Address  # the only endpoint whose answer is relayed: where the request went
-    session_id: bytes
-    time: float
-
-
-@dataclass(slots=True)
-class RelayTable:
-    """Transaction ID -> :class:`Waiting`, bounded in size and age (oldest forgotten first).
-
-    ``remember`` tells whether the requester is new to the table, so the server can log a relay once per peer
-    rather than once per message.
-    """
-
-    max_entries: int = 4096
-    max_age: float = 30.0
-    _waiting: OrderedDict[bytes, Waiting] = field(default_factory=OrderedDict)
-    _requesters: set[Address] = field(default_factory=set)
-
-    def remember(
-        self, transaction_id: bytes, requester: Address, now: float, responder: Address = ("", 0), session: bytes = b""
-    ) -> bool:
-        """Record who asked, and who must answer; True the first time this requester is seen."""
-        while self._waiting and (
-            len(self._waiting) >= self.max_entries or next(iter(self._waiting.values())).time < now - self.max_age
-        ):
-            self._waiting.popitem(last=False)
-        self._waiting[transaction_id] = Waiting(requester, responder, session, now)
-        first = requester not in self._requesters
-        if len(self._requesters) >= self.max_entries:
-            self._requesters.clear()
-        self._requesters.add(requester)
-        return first
-
-    def waiting(self, transaction_id: bytes) -> Waiting | None:
-        """The request waiting for this transaction's answer, left in the table."""
-        return self._waiting.get(transaction_id)
-
-    def pop(self, transaction_id: bytes) -> Address | None:
-        """The requester waiting for this transaction's answer (once), or None."""
-        entry = self._waiting.pop(transaction_id, None)
-        return entry.requester if entry else None

@@ -56,6 +56,7 @@ from punch.stun import (
     CHANGE_PORT,
     Address,
     AttributeType,
+    ErrorCode,
     Message,
     MessageClass,
     Method,
@@ -132,7 +133,7 @@ class RendezvousServer:
         self._endpoint: StunEndpoint | None = None
         self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
-        self._relayer = Relayer(self.registry, relay_budget, now=self._now, limiter=self._limiter, refuse=self._refuse)
+        self._relayer = Relayer(self.registry, relay_budget, now=self._now, limiter=self._limiter, notify=self._notice)
         self._answering = 0  # size of the request being handled: its replies are capped to it (see _send_capped)
         # The request key of the peer whose request is being handled, once the request proved it came from that
         # peer: its answers, errors too, are signed with it (a peer takes only signed answers in a session)
@@ -251,10 +252,15 @@ class RendezvousServer:
         self._answering = len(data)  # its replies are capped to this plus a Binding reply's excess
         self._answer_key = None
         if message.message_class in (MessageClass.SUCCESS, MessageClass.ERROR):
-            self._relayer.relay_back(message, source, data)
+            return  # (the answers to our pushes went to their transactions; the endpoint counted the rest)
+        if message.message_class is MessageClass.INDICATION:  # no answer, ever (RFC 8489 §6.3.2)
+            if message.method == Method.RELAY and key == (0, 0):
+                try:
+                    self._relayer.on_relay(message, source, data)
+                except ProtocolError as error:
+                    self.endpoint.counters["relay-refused"] += 1
+                    log.debug("not relayed, from %s: %s", format_address(source), error)
             return
-        if message.message_class is not MessageClass.REQUEST:
-            return  # indications get no answer (RFC 8489 §6.3.2)
         if self._limiter is not None and not self._limiter.allow(source[0], self._now()):
             self.endpoint.counters["rate-limited"] += 1
             return
@@ -283,8 +289,6 @@ class RendezvousServer:
             Method.CONNECT: lambda m, s: self._on_connect(m, s, data),
             Method.READY: lambda m, s: self._on_ready(m, s, data),
             Method.MOVE: lambda m, s: self._on_move(m, s, data),
-            Method.DATA: lambda m, s: self._relayer.on_relay(m, s, data),
-            Method.CLOSE: lambda m, s: self._relayer.on_relay(m, s, data),
         }
         handler = handlers.get(Method(message.method)) if message.method in Method._value2member_map_ else None
         if handler is None:
@@ -322,14 +326,13 @@ class RendezvousServer:
         answer = make_error(message, code, reason[:127], (*extra, *self._trailer(message)))
         self._send_capped(answer, source, via)
 
-    def _refuse(self, message: Message, source: Address, size: int, code: int, reason: str, sender: str) -> None:
-        """The relayer's error answer (punch.rendezvous.relaying) to a request of ``size`` bytes from ``sender``'s
-        registered endpoint, capped as any, and signed with its request key: a peer takes only signed answers to
-        what it sent in a session."""
-        self._answering = size
-        registration = self.registry.lookup(sender, self._now())
-        self._answer_key = None if registration is None else request_key(self._group, registration.token)
-        self._reply_error(message, source, code, reason)
+    def _notice(self, recipient: Registration, session_id: bytes, code: int, reason: str) -> None:
+        """Tell a peer something about its session it could not learn otherwise (the relay refuses it now): a
+        Notice, pushed as Introduce is, signed with its request key."""
+        notice = request(
+            Method.NOTICE, (AttributeType.SESSION_ID, session_id), (AttributeType.ERROR_CODE, ErrorCode(code, reason))
+        )
+        self._push(notice, recipient, f"Notice {code} to {recipient.peer_id}")
 
     def _send_capped(self, answer: Message, source: Address, via: StunEndpoint | None = None) -> None:
         """Send an answer no larger than its request plus a Binding reply's allowance (no amplification, by

@@ -60,7 +60,7 @@ class AttributeType(enum.IntEnum):
     SESSION_ID = 0x4C04
     ROLE = 0x4C05
     LEASE = 0x4C06
-    SEQUENCE = 0x4C07
+    # 0x4C07 was SEQUENCE (a text's number, before QUIC streams carried texts): retired, never reused
     DATA_PAYLOAD = 0x4C08
     # 0x4C09 was SESSION-KEY (a key the server minted, sent in clear): retired, never reused
     REGISTRATION_TOKEN = 0x4C0A
@@ -400,7 +400,6 @@ TABLE: dict[int, Row] = {
         _row(T.SESSION_ID, opaque(16, 16)),
         _row(T.ROLE, octet()),
         _row(T.LEASE, unsigned(4)),
-        _row(T.SEQUENCE, unsigned(4)),
         _row(T.DATA_PAYLOAD, opaque(0, 1200)),
         _row(T.REGISTRATION_TOKEN, opaque(16, 16)),
         _row(T.PUBLIC_KEY, opaque(32, 32)),

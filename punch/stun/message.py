@@ -49,7 +49,7 @@ class MessageClass(enum.IntEnum):
 class Method(enum.IntEnum):
     """Binding (RFC 8489 §18.2) and punch's own methods, in the Expert Review range 0x080-0x0FF.
 
-    0x080 is GOOG-PING and 0x100-0xFFF are reserved by RFC 7983, so punch stays in 0x0C1-0x0C9.
+    0x080 is GOOG-PING and 0x100-0xFFF are reserved by RFC 7983, so punch stays in 0x0C1-0x0CA.
     """
 
     BINDING = 0x001
@@ -58,10 +58,10 @@ class Method(enum.IntEnum):
     INTRODUCE = 0x0C3
     READY = 0x0C4
     GO = 0x0C5
-    DATA = 0x0C6
-    CLOSE = 0x0C7
+    # 0x0C6 was Data and 0x0C7 Close (texts, before QUIC streams carried them): retired, never reused
     RELAY = 0x0C8
     MOVE = 0x0C9
+    NOTICE = 0x0CA
 
 
 _CLASS_NAMES = {
@@ -137,7 +137,7 @@ class Message:
         return value if isinstance(value, str) else None
 
     def integer(self, attribute: int) -> int | None:
-        """The first integer value of this type (PRIORITY, LEASE, SEQUENCE, FINGERPRINT ...), or None."""
+        """The first integer value of this type (PRIORITY, LEASE, ROLE, FINGERPRINT ...), or None."""
         value = self.get(attribute)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 from punch.errors import StunDecodeError
@@ -44,7 +44,12 @@ KeyLookup = Callable[[bytes, int], bytes | None]
 # (the datagram's bytes, source) -> True when it was answered (or dropped and counted) without decoding; False
 # hands it to the general path. For requests so frequent that decoding them is the cost (a keepalive).
 FastPath = Callable[[bytes, Address], bool]
+# (a datagram that is not STUN, source): what shares the socket with STUN (punch's QUIC, RFC 7983) goes there.
+Others = Callable[[bytes, Address], None]
 # (the destination our datagram was refused at, who refused it): see StunEndpoint.watch_refusals.
+# Opens one more socket of an owner's, its keys and what is not STUN set as on the owner's others:
+# (handler, local address) -> endpoint (OSError if it cannot bind).
+SocketMaker = Callable[["Handler", Address], Awaitable["StunEndpoint"]]
 OnRefused = Callable[[Address, str], None]
 
 
@@ -93,8 +98,11 @@ class StunEndpoint(asyncio.DatagramProtocol):
     receives, and the ICMP errors it reads, to that tracer; otherwise it costs one attribute check per datagram.
     """
 
-    def __init__(self, handler: Handler, *, fingerprint: bool = True, keys: KeyLookup = _no_keys) -> None:
+    def __init__(
+        self, handler: Handler, *, fingerprint: bool = True, keys: KeyLookup = _no_keys, others: Others | None = None
+    ) -> None:
         self._handler = handler
+        self._others = others  # datagrams that are not STUN (else dropped and counted as not-stun)
         self._fingerprint = fingerprint
         self._transport: asyncio.DatagramTransport | None = None
         self._pending: dict[bytes, Transaction] = {}
@@ -222,6 +230,9 @@ class StunEndpoint(asyncio.DatagramProtocol):
                 log.exception("fast path failed on %d bytes from %s", len(data), format_address(source))
                 return
         if not is_stun(data):
+            if self._others is not None:
+                self._others(data, source)
+                return
             self.counters["not-stun"] += 1
             log.debug("dropped a %d-byte non-STUN datagram from %s", len(data), format_address(source))
             return
@@ -457,24 +468,26 @@ async def open_endpoint(
     reuse_port: bool = False,
     sock: socket.socket | None = None,
     keys: KeyLookup = _no_keys,
+    others: Others | None = None,
 ) -> StunEndpoint:
     """Bind a UDP socket on ``local`` (in a SO_REUSEPORT group if asked) and return its endpoint.
 
     With ``sock`` the endpoint takes that bound UDP socket instead (``local`` and ``reuse_port`` unused) and
     closes it when it closes: a socket the caller made elsewhere, e.g. in another network namespace. ``keys``: the
-    session keys that sign and check its messages (:class:`StunEndpoint`).
+    session keys that sign and check its messages (:class:`StunEndpoint`); ``others``: where the datagrams that are
+    not STUN go (else they are dropped and counted).
     """
     loop = asyncio.get_running_loop()
     if sock is not None:
         if sock.type != socket.SOCK_DGRAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
             raise ValueError(f"open_endpoint needs a UDP socket, got {sock!r}")
         _, protocol = await loop.create_datagram_endpoint(
-            lambda: StunEndpoint(handler, fingerprint=fingerprint, keys=keys), sock=sock
+            lambda: StunEndpoint(handler, fingerprint=fingerprint, keys=keys, others=others), sock=sock
         )
         return protocol
     family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
     _, protocol = await loop.create_datagram_endpoint(
-        lambda: StunEndpoint(handler, fingerprint=fingerprint, keys=keys),
+        lambda: StunEndpoint(handler, fingerprint=fingerprint, keys=keys, others=others),
         local_addr=local,
         family=family,
         reuse_port=reuse_port,

@@ -51,7 +51,7 @@ def _address(value: object) -> str | None:
 def summary(data: bytes) -> dict[str, Any]:
     """What a trace says of one datagram: ``size``, and for a STUN message its method, class, transaction ID and
     the attributes that tell its story (PEER-ID as ``peer``, TARGET-ID, SESSION-ID's first 4 bytes, CANDIDATEs,
-    XOR-MAPPED-ADDRESS, USE-CANDIDATE, SEQUENCE, ROLE, LEASE, NAT-MAPPING, SERVER-RTT, STATUS, ERROR-CODE);
+    XOR-MAPPED-ADDRESS, USE-CANDIDATE, ROLE, LEASE, NAT-MAPPING, SERVER-RTT, STATUS, ERROR-CODE);
     ``stun`` false otherwise."""
     facts: dict[str, Any] = {"size": len(data)}
     if not is_stun(data):
@@ -78,7 +78,6 @@ def _attributes(message: Message) -> dict[str, Any]:
         if (text := message.text(attribute)) is not None:
             facts[name] = text
     numbers = {
-        AttributeType.SEQUENCE: "seq",
         AttributeType.ROLE: "role",
         AttributeType.LEASE: "lease",
         AttributeType.NAT_MAPPING: "nat_mapping",

@@ -15,14 +15,17 @@ The methods and attributes live in the Expert Review ranges that RFC 8489 §18.2
     Ready      mover -> server  PEER-ID, SESSION-ID, from its fresh socket      (probe me there)
     Go         server -> other  PEER-ID (the mover), SESSION-ID, ROLE, CANDIDATE (the Ready's source)
     Binding    peer <-> peer    PEER-ID, SESSION-ID [, USE-CANDIDATE]           (connectivity check, as in ICE)
-    Data       peer <-> peer    PEER-ID, SESSION-ID, SEQUENCE, DATA-PAYLOAD     -> success = acknowledgement
-    Close      peer <-> peer    PEER-ID, SESSION-ID                             (I have nothing more to send)
+    Relay      peer -> server -> peer, an indication: PEER-ID, SESSION-ID, DATA-PAYLOAD (one QUIC packet of the session)
+    Notice     server -> peer   SESSION-ID, ERROR-CODE                          (the relay refuses the session now)
+
+Once a pair answers, the peers speak QUIC (RFC 9000, punch.transport) on the same sockets: its packets are not
+STUN (RFC 7983's first byte tells them apart), directly or inside Relay indications.
 
 Keys. The server holds no secret of a session: each peer derives the session's key from its own ephemeral key share
 and the other's, each share signed by its owner's identity key (punch.identity.agreement). What the server sends a
 peer on its own (Introduce, Go, Move) and what a peer sends the server about a session (Ready, Move) is signed with
 the peer's request key (punch.stun.credentials: its registration token, bound to a closed group's secret if any);
-what the peers send each other (checks, Data, Close) with the session's key (:data:`SERVER_METHODS`).
+what the peers send each other (checks, Relay indications) with the session's key (:data:`SERVER_METHODS`).
 """
 
 from __future__ import annotations
@@ -127,7 +130,7 @@ def _attribute_name(attribute: AttributeType) -> str:
 
 # The methods of a session between a peer and the server, signed with the peer's request key; every other message
 # with a SESSION-ID (a check, Data, Close) goes between the peers, signed with the session's key.
-SERVER_METHODS = frozenset({Method.INTRODUCE, Method.READY, Method.GO, Method.MOVE})
+SERVER_METHODS = frozenset({Method.INTRODUCE, Method.READY, Method.GO, Method.MOVE, Method.NOTICE})
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ seconds passed (the window in which a victim could answer; silence is the expect
 and prints one JSON object: ``{"local": "IP:PORT", "received": [{"from", "message", "error"}]}``.
 
 The datagrams are built by the test with punch's own codec (forged, unsigned, or replayed from a capture);
-:func:`stun_in_pcap` reads the captures ``up --capture DIR`` writes (libpcap, Ethernet, IPv4, UDP).
+:func:`udp_in_pcap` and :func:`stun_in_pcap` read the captures ``up --capture DIR`` writes (libpcap, Ethernet,
+IPv4, UDP).
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ _LINKTYPE_ETHERNET = 1
 
 
 @dataclass(frozen=True, slots=True)
+class Datagram:
+    """A UDP datagram seen in a capture: the endpoints it went between and its payload as it was."""
+
+    source: Address
+    destination: Address
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Captured:
     """A STUN message seen in a capture, with the endpoints it went between and its bytes as they were."""
 
@@ -39,7 +49,19 @@ class Captured:
 
 
 def stun_in_pcap(path: Path) -> Iterator[Captured]:
-    """The STUN messages in an Ethernet pcap, in capture order (other packets are skipped)."""
+    """The STUN messages in an Ethernet pcap, in capture order (other datagrams are skipped)."""
+    for datagram in udp_in_pcap(path):
+        if not is_stun(datagram.data):
+            continue
+        try:
+            message = decode(datagram.data)
+        except StunDecodeError:
+            continue
+        yield Captured(datagram.source, datagram.destination, datagram.data, message)
+
+
+def udp_in_pcap(path: Path) -> Iterator[Datagram]:
+    """The UDP datagrams over IPv4 in an Ethernet pcap, in capture order (other packets are skipped)."""
     data = path.read_bytes()
     order = _PCAP_MAGIC.get(data[:4])
     if order is None or len(data) < 24:
@@ -60,16 +82,9 @@ def stun_in_pcap(path: Path) -> Iterator[Captured]:
             continue
         udp = ip[header:]
         sport, dport, length = struct.unpack("!HHH", udp[:6])
-        payload = udp[8:length]
-        if not is_stun(payload):
-            continue
-        try:
-            message = decode(payload)
-        except StunDecodeError:
-            continue
         source = (socket.inet_ntoa(ip[12:16]), sport)
         destination = (socket.inet_ntoa(ip[16:20]), dport)
-        yield Captured(source, destination, payload, message)
+        yield Datagram(source, destination, udp[8:length])
 
 
 def _endpoint(text: str) -> Address:

@@ -1,5 +1,6 @@
 """A stranger on the lab's internet attacks a live session (needs root): it tries to take peer 14's ID at the
-server, injects messages into the session with a forged key, and replays what it captured of an earlier one.
+server, injects checks, relayed packets and QUIC packets into the session with a forged key, and replays what it
+captured of an earlier session and of this one.
 
 The lab is netns/topologies/attacker.yaml (the default lab plus ``attacker`` on core) with both NATs full cones
 (endpoint-independent filtering), so the attacker's datagrams to a peer's public endpoint do reach the peer:
@@ -22,10 +23,10 @@ import pytest
 
 import netns
 from netns.testing import Lab, LabFactory
-from punch.peer.sealing import Sealer
-from punch.stun import AttributeType, Message, MessageClass, Method, encode
+from punch.stun import AttributeType, Message, MessageClass, Method, encode, is_stun, new_transaction_id
 from punch.stun.wire import request
-from tests.e2e.attacker import stun_in_pcap
+from punch.transport.demux import Carried, classify
+from tests.e2e.attacker import stun_in_pcap, udp_in_pcap
 from tests.e2e.punch_in_lab import PY, SERVER, WAN, chat_peer, end_chat, finish, start_peer, start_server, wait_for_line
 
 pytestmark = pytest.mark.e2e
@@ -70,17 +71,37 @@ def raw_of(pcap: Path, message: Message) -> bytes:
     return next(p.data for p in stun_in_pcap(pcap) if p.message.transaction_id == message.transaction_id)
 
 
-def forged_data(session: bytes, sequence: int, key: bytes | None) -> bytes:
-    """Data from "10" in ``session``, encrypted and signed with ``key`` (a guess), or unsigned."""
-    data = request(Method.DATA, (AttributeType.PEER_ID, "10"), (AttributeType.SESSION_ID, session))
-    sealed = Sealer(key or os.urandom(32)).seal(data.transaction_id, "10", sequence, b"send me your files")
-    data = Message(
-        data.method,
-        data.message_class,
-        data.transaction_id,
-        (*data.attributes, (AttributeType.SEQUENCE, sequence), (AttributeType.DATA_PAYLOAD, sealed)),
+def quic_in_pcap(pcap: Path, source: str, destination: str) -> list[bytes]:
+    """The QUIC packets from IP ``source`` to IP ``destination``, in capture order."""
+    return [
+        d.data
+        for d in udp_in_pcap(pcap)
+        if (d.source[0], d.destination[0]) == (source, destination)
+        and not is_stun(d.data)
+        and classify(d.data) is Carried.QUIC
+    ]
+
+
+def forged_check(session: bytes, key: bytes | None) -> bytes:
+    """A check from "10" in ``session`` that nominates the attacker's address, signed with ``key`` (a guess) or not."""
+    check = request(
+        Method.BINDING,
+        (AttributeType.PEER_ID, "10"),
+        (AttributeType.SESSION_ID, session),
+        (AttributeType.USE_CANDIDATE, None),
     )
-    return encode(data, fingerprint=True, integrity_sha256_key=key)
+    return encode(check, fingerprint=True, integrity_sha256_key=key)
+
+
+def forged_relay(session: bytes, key: bytes) -> bytes:
+    """A Relay indication from "10" in ``session`` with a made-up QUIC packet, signed with ``key`` (a guess)."""
+    attributes = (
+        (AttributeType.PEER_ID, "10"),
+        (AttributeType.SESSION_ID, session),
+        (AttributeType.DATA_PAYLOAD, b"\x40" + os.urandom(60)),
+    )
+    relayed = Message(Method.RELAY, MessageClass.INDICATION, new_transaction_id(), attributes)
+    return encode(relayed, fingerprint=True, integrity_sha256_key=key)
 
 
 @pytest.mark.parametrize("group", [False, True], ids=["open-server", "closed-group"])
@@ -138,38 +159,50 @@ def test_an_attacker_on_the_internet_can_neither_hijack_nor_inject_nor_replay(
 
     # What the attacker read off nat14's WAN: both sessions' checks and messages between the public addresses.
     pcap = captures / "nat14-wan14.pcap"
-    (old, old_from10), (current, current_from10) = session_traffic(pcap, WAN["10"], WAN["14"]).items()
+    (old, old_from10), (current, _) = session_traffic(pcap, WAN["10"], WAN["14"]).items()
     [(old_again, old_from14), _] = session_traffic(pcap, WAN["14"], WAN["10"]).items()
     assert old_again == old
 
-    # (b) Inject into the live session: Data and Close under a forged key, unsigned, or of the old session.
-    close = encode(request(Method.CLOSE, (AttributeType.PEER_ID, "10"), (AttributeType.SESSION_ID, current)))
-    injected = attack(lab, via10, forged_data(current, 1, os.urandom(32)), forged_data(current, 1, None), close)
+    # (b) Inject into the live session: checks (nominating the attacker) and a relayed packet under a forged key or
+    # none, a made-up QUIC packet, a check of the old session.
+    injected = attack(
+        lab,
+        via10,
+        forged_check(current, os.urandom(32)),
+        forged_check(current, None),
+        forged_relay(current, os.urandom(32)),
+        b"\x40" + os.urandom(60),
+        forged_check(old, os.urandom(32)),
+    )
     assert injected["received"] == []
-    for what in ("Data", "Data", "Close"):
+    for what in ("Binding request", "Binding request", "Relay indication"):
         wait_for_line(
             peer14,
-            rf"dropped {what} request txid=\w+, .* from {ATTACKER}:\d+: its MESSAGE-INTEGRITY-SHA256 is missing or wrong",
+            rf"dropped {what} txid=\w+, .* from {ATTACKER}:\d+: its MESSAGE-INTEGRITY-SHA256 is missing or wrong",
         )
-    assert attack(lab, via10, forged_data(old, 1, os.urandom(32)))["received"] == []
-    wait_for_line(peer14, rf"ignored a Data from {ATTACKER}:\d+: not from 10 in our session")
+    stranger = rf"dropped a QUIC packet from {ATTACKER}:\d+: the path's other end is elsewhere"
+    wait_for_line(peer14, stranger)
+    wait_for_line(peer14, rf"ignored a probe from {ATTACKER}:\d+: not our session")
 
-    # (c) Replay the old session's checks (with its nomination) and messages, exactly as captured, to each peer.
+    # (c) Replay, exactly as captured, to each peer: the old session's checks (with its nomination) and its first
+    # QUIC packets (its handshake), then the live session's QUIC packets so far.
     nominations = [m for m in old_from10 + old_from14 if m.has(AttributeType.USE_CANDIDATE)]
     assert nominations, "the capture holds the old session's nomination"
-    for victim, to, traffic, sender in ((peer14, via10, old_from10, "10"), (peer10, via14, old_from14, "14")):
+    replayed = (
+        (peer14, via10, old_from10, (WAN["10"], WAN["14"])),
+        (peer10, via14, old_from14, (WAN["14"], WAN["10"])),
+    )
+    for victim, to, traffic, ends in replayed:
         checks = [m for m in traffic if m.method == Method.BINDING]
         replays = [*checks[:2], *(m for m in checks if m.has(AttributeType.USE_CANDIDATE))][:3]
-        replays.append(next(m for m in traffic if m.method == Method.DATA))
-        assert attack(lab, to, *(raw_of(pcap, m) for m in replays))["received"] == []
-        for message in replays:
-            what = "a probe" if message.method == Method.BINDING else "a Data"
-            why = "not our session" if message.method == Method.BINDING else f"not from {sender} in our session"
-            wait_for_line(victim, rf"ignored {what} from {ATTACKER}:\d+: {why}")
-    # ... and the live session's first message: acknowledged to the attacker again, but delivered only once.
-    live_text = next(m for m in current_from10 if m.method == Method.DATA)
-    [ack] = attack(lab, via10, raw_of(pcap, live_text), expect=1)["received"]
-    assert ack["message"].startswith(f"Data success response txid={live_text.transaction_id.hex()}")
+        quic = quic_in_pcap(pcap, *ends)
+        assert len(quic) >= 8, "the capture holds both sessions' QUIC packets"
+        packets = [*quic[:3], *quic[-3:]]  # six
+        assert attack(lab, to, *(raw_of(pcap, m) for m in replays), *packets)["received"] == []
+        for _ in replays:
+            wait_for_line(victim, rf"ignored a probe from {ATTACKER}:\d+: not our session")
+        for _ in packets:
+            wait_for_line(victim, stranger)
 
     # The session goes on: the next message arrives once, on the same path, and the peers close normally.
     end_chat((peer10, "after the attacks\n"), (peer14, "bye\n"))
@@ -180,8 +213,8 @@ def test_an_attacker_on_the_internet_can_neither_hijack_nor_inject_nor_replay(
     assert (result10["path"], result10["remote"]) == ("direct", via10)
     assert (result14["path"], result14["remote"]) == ("direct", via14)
     assert "lost contact" not in log10 + log14
-    assert result14["dropped"] == {"bad-integrity": 3}
-    assert result10["dropped"] == {}
+    assert result14["dropped"] == {"bad-integrity": 3, "stranger": 1 + 6}
+    assert result10["dropped"] == {"stranger": 6}
     server.send_signal(signal.SIGTERM)  # as the lab's `down` and `docker stop` do (a Ctrl-C may be ignored here)
     _, server_log = server.communicate(timeout=30)
     assert re.search(rf"stopped; .* unauthorized={hijacks}\b", server_log), server_log

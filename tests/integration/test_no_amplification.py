@@ -47,9 +47,10 @@ SMALL_REQUESTS = {
     "Connect in a taken ID's name": raw(Method.CONNECT, (PEER, b"10"), (TARGET, b"e")),
     "Ready without a session": raw(Method.READY, (PEER, b"f")),
     "Ready for an unknown session": raw(Method.READY, (PEER, b"f"), (SESSION, bytes(16))),
-    "Data without a session": raw(Method.DATA, (PEER, b"g")),
-    "Data for an unknown session": raw(Method.DATA, (PEER, b"g"), (SESSION, bytes(16))),
-    "Close for an unknown session": raw(Method.CLOSE, (PEER, b"g"), (SESSION, bytes(16))),
+    "Relay request for an unknown session": raw(Method.RELAY, (PEER, b"g"), (SESSION, bytes(16))),
+    "Move for an unknown session": raw(Method.MOVE, (PEER, b"g"), (SESSION, bytes(16))),
+    "Notice request": raw(Method.NOTICE, (SESSION, bytes(16))),
+    "a retired method (Data)": raw(0x0C6, (PEER, b"g"), (SESSION, bytes(16))),
     "a long unknown reason": raw(Method.CONNECT, (PEER, "é".encode() * 60), (TARGET, b"h")),
 }
 

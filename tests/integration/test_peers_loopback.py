@@ -13,13 +13,11 @@ import pytest
 from punch.errors import PeerError
 from punch.peer.client import RendezvousClient
 from punch.peer.config import PeerConfig, PeerResult
-from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
 from punch.peer.session import Session, run_peer
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import Address, Message, MessageClass, Method, decode
 from punch.stun.protocol import StunEndpoint
-from punch.stun.wire import Mapping
 from tests.integration.conftest import FAST, LogLine, texts
 from tests.integration.conftest import peer_config as config
 
@@ -206,54 +204,6 @@ async def test_an_introduce_is_as_good_as_the_lost_answer_to_our_request(
     waited = [r.getMessage() for r in caplog.records if "introduced before the server's answer" in r.getMessage()]
     assert len(waited) == 2
     assert not any("asked the server for" in r.getMessage() for r in caplog.records)  # no answer ever came
-
-
-async def test_a_text_relayed_right_behind_our_introduce_is_taken_at_once(
-    server: RendezvousServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    """On the relay a peer sends its first text the moment its Introduce arrives. b asks first and waits; a asks,
-    and the server's answer and a's Introduce are held until b's first text is relayed to a, then all three leave
-    back to back (as when a's arrive a moment late): a takes the text at once instead of dropping it ("nothing
-    expects it now") and taking it only when b sends it again, after the channel's retransmission timeout."""
-    caplog.set_level(logging.INFO, logger="punch")
-    caplog.set_level(logging.DEBUG, logger="punch.peer")
-    send = server.endpoint.send_bytes
-    held: dict[Method, tuple[bytes, Address]] = {}
-    released = False
-
-    def arriving_together(data: bytes, remote: Address) -> None:
-        nonlocal released
-        message = decode(data)
-        a = server.registry.lookup("a", 0)
-        to_a = a is not None and remote == a.observed and not released
-        if (
-            to_a
-            and message.method in (Method.CONNECT, Method.INTRODUCE)
-            and message.message_class is not MessageClass.ERROR
-        ):
-            held.setdefault(Method(message.method), (data, remote))  # its retransmissions are lost
-            return
-        if to_a and message.method == Method.DATA and message.message_class is MessageClass.REQUEST:
-            released = True
-            for method in (Method.CONNECT, Method.INTRODUCE):
-                send(*held.pop(method))
-        send(data, remote)
-
-    server.endpoint.send_bytes = arriving_together  # type: ignore[method-assign]
-    hard = PredictConfig(assume=Mapping.ENDPOINT_DEPENDENT)  # both NATs: no direct path, straight to the relay
-    waiting = LogLine("b asks for a: waiting for a to register")
-    logging.getLogger("punch.rendezvous.server").addHandler(waiting)
-    b = asyncio.create_task(run_peer(config(server, "b", "a", predict=hard), texts("to a"), lambda _: None))
-    try:
-        await asyncio.wait_for(waiting.seen.wait(), 5)
-    finally:
-        logging.getLogger("punch.rendezvous.server").removeHandler(waiting)
-    result_a = await run_peer(config(server, "a", "b", predict=hard), texts("to b"), lambda _: None)
-    result_b = await b
-    assert released
-    assert (result_a.path, result_b.path) == ("relay", "relay")
-    assert (result_a.received, result_b.received) == (["to a"], ["to b"])
-    assert not [r.getMessage() for r in caplog.records if "nothing expects it now" in r.getMessage()]
 
 
 async def test_behind_one_nat_the_peers_check_early_too(

@@ -6,6 +6,7 @@ mappings assumed, since loopback has no NAT. The real thing, through kernel NAT:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from pathlib import Path
@@ -165,7 +166,8 @@ async def test_the_spray_finds_one_of_many_sockets_among_the_ports() -> None:
         easy_endpoint, "10", to_easy, timings, strategy=Strategy(plan=Plan.OPEN)
     )  # answers only on its own sockets
     config = PredictConfig(sockets=64, probes=30000, rate=20000.0, ports=ephemeral_ports())
-    async with PortOpener(hard, easy_endpoint.keys, lambda m, s, d: None) as opener:
+    opening = functools.partial(open_endpoint, keys=keys)
+    async with PortOpener(hard, opening, lambda m, s, d: None) as opener:
         await opener.open(hard_ip, config.sockets)
         ports = {sock.local_address[1] for sock in opener.sockets}
         async with Sprayer(easy, easy_endpoint, hard_ip, config) as sprayer:

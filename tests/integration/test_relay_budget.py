@@ -1,4 +1,5 @@
-"""The relay on loopback: only between two peers that asked for each other, within each session's budget."""
+"""The relay forwards the QUIC packets of a session (Relay indications) only between the two peers it introduced,
+within the session's budget, and tells a peer when the session is over its total (punch.rendezvous.relaying)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,24 @@ import pytest
 import pytest_asyncio
 
 from punch.errors import PeerError
-from punch.peer.channel import Channel
 from punch.peer.client import RendezvousClient
 from punch.peer.keys import PeerKeys
+from punch.peer.predict import PredictConfig
+from punch.peer.session import Session, run_peer
 from punch.rendezvous.relay import RelayBudget
-from punch.rendezvous.relayed import ANSWER_TYPES, REQUEST_TYPES
+from punch.rendezvous.relayed import RELAY_TYPE
 from punch.rendezvous.server import RendezvousServer
-from punch.stun import Address, AttributeType, Message, MessageClass, Method, encode, make_success, new_transaction_id
-from punch.stun.protocol import StunEndpoint, format_address
-from punch.stun.transaction import RetransmitPolicy
-from punch.stun.wire import Introduction, request
-from tests.integration.conftest import FAST, keyed, peer_socket
+from punch.stun import Address, AttributeType, Message, MessageClass, Method, new_transaction_id
+from punch.stun.protocol import StunEndpoint
+from punch.stun.wire import Introduction, Mapping, request
+from tests.integration.conftest import FAST, keyed, peer_config, peer_socket, texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-
-QUICK = RetransmitPolicy(rto=0.05, backoff=1.0, max_rto=0.05, max_sends=20, last_wait=1.0)
 
 
 @dataclass
 class Peer:
-    """A registered peer on its own socket; requests the client does not take go to ``inbox``."""
+    """A registered peer on its own socket; the indications it gets go to ``inbox``."""
 
     endpoint: StunEndpoint
     client: RendezvousClient
@@ -41,15 +40,15 @@ class Peer:
         await self.client.connect(target)
         return await asyncio.wait_for(asyncio.shield(self.client.introduction), 5)
 
-    def data(self, session_id: bytes, sequence: int, payload: bytes) -> Message:
+    def packet(self, session_id: bytes, payload: bytes, me: str | None = None) -> Message:
+        """A Relay indication of ``session_id`` (in ``me``'s name: ours by default)."""
         return Message(
-            Method.DATA,
-            MessageClass.REQUEST,
+            Method.RELAY,
+            MessageClass.INDICATION,
             new_transaction_id(),
             (
-                (AttributeType.PEER_ID, self.client.peer_id),
+                (AttributeType.PEER_ID, me or self.client.peer_id),
                 (AttributeType.SESSION_ID, session_id),
-                (AttributeType.SEQUENCE, sequence),
                 (AttributeType.DATA_PAYLOAD, payload),
             ),
         )
@@ -63,13 +62,24 @@ async def peer(server: Address, peer_id: str) -> Peer:
     inbox: asyncio.Queue[Message] = asyncio.Queue()
 
     def handle(message: Message, source: Address, data: bytes) -> None:
-        if message.message_class is MessageClass.REQUEST and not client.on_request(message, source):
+        if message.message_class is MessageClass.REQUEST:
+            client.on_request(message, source)
+        elif message.message_class is MessageClass.INDICATION:
             inbox.put_nowait(message)
 
     endpoint, keys = await peer_socket(handle)
     client = RendezvousClient(endpoint, server, peer_id, (), policy=FAST, credentials=keys.request)
     await client.register()
     return Peer(endpoint, client, inbox, keys)
+
+
+async def introduce(server: RendezvousServer) -> tuple[Peer, Peer, Introduction]:
+    ten, fourteen = await peer(server.address, "10"), await peer(server.address, "14")
+    await ten.client.connect("14")
+    session = await fourteen.introduced("10")
+    keyed(fourteen.keys, fourteen.client, session)
+    keyed(ten.keys, ten.client, await asyncio.wait_for(asyncio.shield(ten.client.introduction), 5))
+    return ten, fourteen, session
 
 
 class Clock:
@@ -94,54 +104,31 @@ async def budgeted(clock: Clock) -> AsyncIterator[RendezvousServer]:
         yield running
 
 
-async def test_only_two_peers_that_asked_for_each_other_are_relayed(server: RendezvousServer) -> None:
+async def test_only_the_two_peers_introduced_are_relayed_from_their_registered_endpoints(
+    server: RendezvousServer,
+) -> None:
     ten, fourteen, stranger = [await peer(server.address, name) for name in ("10", "14", "66")]
     await ten.client.connect("14")  # 14 has not asked for 10: no session, nothing to relay through
-    answer, _ = await ten.endpoint.request(ten.data(bytes(16), 0, b"hello?"), server.address, FAST)
-    error = answer.error_code()
-    assert error is not None
-    where = format_address(ten.endpoint.local_address)
-    assert (error.code, error.reason) == (400, f"10 at {where} is not in this session")
+    ten.endpoint.send(ten.packet(bytes(16), b"\xc0hello?"), server.address)
     session = await fourteen.introduced("10")
     keyed(fourteen.keys, fourteen.client, session)
     keyed(ten.keys, ten.client, await asyncio.wait_for(asyncio.shield(ten.client.introduction), 5))
-    # A third registered peer that learnt the session ID (the relay holds no key to judge it by): not in the session.
-    answer, _ = await stranger.endpoint.request(stranger.data(session.session_id, 0, b"injected"), server.address, FAST)
-    error = answer.error_code()
-    assert error is not None
-    assert (error.code, error.reason) == (
-        400,
-        f"66 at {format_address(stranger.endpoint.local_address)} is not in this session",
-    )
-    # ... and in 10's name, from its own endpoint: refused too.
-    forged = Message(
-        Method.DATA,
-        MessageClass.REQUEST,
-        new_transaction_id(),
-        ((AttributeType.PEER_ID, "10"), (AttributeType.SESSION_ID, session.session_id), (AttributeType.SEQUENCE, 0)),
-    )
-    answer, _ = await stranger.endpoint.request(forged, server.address, FAST)
-    error = answer.error_code()
-    assert error is not None
-    where = format_address(stranger.endpoint.local_address)
-    assert (error.code, error.reason) == (400, f"10 at {where} is not in this session")
-    # 10 itself is relayed: the first Data 14 sees is 10's, none of the refused ones.
-    real = ten.data(session.session_id, 0, b"from 10")
+    # A third registered peer that learnt the session ID: not in the session, in its own name or in 10's
+    stranger.endpoint.send(stranger.packet(session.session_id, b"\xc0injected"), server.address)
+    stranger.endpoint.send(stranger.packet(session.session_id, b"\xc0injected", me="10"), server.address)
+    for each in (ten, stranger):
+        await each.synced(server.address)
+    assert server.endpoint.counters["relay-refused"] == 3
+    assert server.endpoint.counters["relayed"] == 0
+    # 10 itself is relayed, byte for byte: the first indication 14 sees is 10's, signed with the session's key
+    real = ten.packet(session.session_id, b"\xc0from 10")
     ten.endpoint.send(real, server.address)
     relayed = await asyncio.wait_for(fourteen.inbox.get(), 5)
-    assert relayed.transaction_id == real.transaction_id
-    assert server.endpoint.counters["relayed-request"] == 1
+    assert (relayed.transaction_id, relayed.raw(AttributeType.DATA_PAYLOAD)) == (real.transaction_id, b"\xc0from 10")
+    assert server.endpoint.counters["relayed"] == 1
+    assert fourteen.endpoint.counters["bad-integrity"] == 0
     for each in (ten, fourteen, stranger):
         await each.endpoint.close()
-
-
-async def introduce(server: RendezvousServer) -> tuple[Peer, Peer, Introduction]:
-    ten, fourteen = await peer(server.address, "10"), await peer(server.address, "14")
-    await ten.client.connect("14")
-    session = await fourteen.introduced("10")
-    keyed(fourteen.keys, fourteen.client, session)
-    keyed(ten.keys, ten.client, await asyncio.wait_for(asyncio.shield(ten.client.introduction), 5))
-    return ten, fourteen, session
 
 
 async def test_over_its_rate_a_session_is_dropped_counted_and_logged_once_until_the_bucket_refills(
@@ -149,14 +136,14 @@ async def test_over_its_rate_a_session_is_dropped_counted_and_logged_once_until_
 ) -> None:
     caplog.set_level(logging.INFO, logger="punch.rendezvous")
     ten, fourteen, session = await introduce(budgeted)
-    first, second, third = (ten.data(session.session_id, n, bytes(120)) for n in range(3))  # 232 bytes each
+    first, second, third = (ten.packet(session.session_id, bytes([0xC0]) * 150) for _ in range(3))  # 236 bytes
     for message in (first, second, third):  # the bucket holds 300 bytes: the first fits, then it is empty
         ten.endpoint.send(message, budgeted.address)
     await ten.synced(budgeted.address)
-    assert budgeted.endpoint.counters["relayed-request"] == 1
+    assert budgeted.endpoint.counters["relayed"] == 1
     assert budgeted.endpoint.counters["relay-over-rate"] == 2
     assert caplog.text.count("is over its rate of 1500 bytes/s") == 1
-    clock.now += 1.0  # 1500 bytes later: the retransmission gets through
+    clock.now += 1.0  # 1500 bytes later: the next gets through
     ten.endpoint.send(second, budgeted.address)
     relayed = [await asyncio.wait_for(fourteen.inbox.get(), 5) for _ in range(2)]
     assert [m.transaction_id for m in relayed] == [first.transaction_id, second.transaction_id]
@@ -166,58 +153,48 @@ async def test_over_its_rate_a_session_is_dropped_counted_and_logged_once_until_
         await each.endpoint.close()
 
 
-async def test_over_its_total_a_session_gets_486_and_the_peer_says_the_relay_refused(
+async def test_over_its_total_the_relay_tells_both_peers_once(
     budgeted: RendezvousServer, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="punch.rendezvous")
     ten, fourteen, session = await introduce(budgeted)
-    received: list[str] = []
-    channels = {}
-    for me, other, side in (("10", "14", ten), ("14", "10", fourteen)):
-        key = side.client.session_key(side.client.introduction.result())
-        assert key is not None
-        channel = Channel(
-            side.endpoint,
-            me,
-            other,
-            session.session_id,
-            key,
-            received.append,
-            relay=budgeted.address,
-            relay_key=side.keys.request,
-        )
-        channel.point_at(budgeted.address)
-        channels[me] = channel
-    fourteen_answers = asyncio.create_task(answer_from(fourteen, channels["14"]))
-    sent, refused = await send_until_refused(channels["10"], clock)
-    assert 5 <= sent < 40
-    assert received == [f"text {n}" for n in range(sent)]
-    where = format_address(budgeted.address)
-    assert (
-        str(refused) == f"the relay at {where} refused message {sent}: 486 Relay quota reached: 4000 bytes per session"
-    )
-    assert budgeted.endpoint.counters["relay-over-quota"] >= 1
+    sent = 0
+    while not ten.client.notice.done():
+        clock.now += 1.0  # the rate stays out of it
+        ten.endpoint.send(ten.packet(session.session_id, bytes([0xC0]) * 150), budgeted.address)
+        sent += 1
+        await ten.synced(budgeted.address)
+    assert 10 <= sent <= 20  # 4000 bytes of 236-byte packets
+    assert await asyncio.wait_for(ten.client.notice, 5) == "486 Relay quota reached: 4000 bytes per session"
     assert caplog.text.count("of its 4000 bytes") == 1
-    fourteen_answers.cancel()
+    assert await asyncio.wait_for(fourteen.client.notice, 5) == "486 Relay quota reached: 4000 bytes per session"
     for each in (ten, fourteen):
         await each.endpoint.close()
 
 
-async def answer_from(side: Peer, channel: Channel) -> None:
-    while True:
-        message = await side.inbox.get()
-        channel.on_request(message, side.client.server)
+async def test_peers_on_the_relay_say_it_refused_them_when_their_session_is_over_its_total(
+    server: RendezvousServer,
+) -> None:
+    """Two real peers on the relay (both NATs hard) with a small total: QUIC's handshake and a few texts fit, then
+    the relay refuses the session, and both peers say so instead of waiting for a dead path."""
+    budget = RelayBudget(rate=0, total=20_000)
+    async with RendezvousServer(push_policy=FAST, rate_limit=0, relay_budget=budget) as small:
+        await small.start(("127.0.0.1", 0))
+        hard = PredictConfig(assume=Mapping.ENDPOINT_DEPENDENT)
+        many = [f"text {n} " + "x" * 1000 for n in range(40)]
+        sessions = [
+            await Session.open(peer_config(small, me, other, predict=hard), lambda _: None) for me, other in PAIR
+        ]
+        outcomes = await asyncio.gather(*(s.run(texts(*many)) for s in sessions), return_exceptions=True)
+    where = f"{small.address[0]}:{small.address[1]}"
+    errors = [str(o) for o in outcomes if isinstance(o, PeerError)]
+    assert len(errors) == 2
+    assert all(e == f"the relay at {where} refused our session: 486 Relay quota reached: 20000 bytes per session"
+               for e in errors)  # fmt: skip
+    assert all(s.result.path == "relay" for s in sessions)
 
 
-async def send_until_refused(channel: Channel, clock: Clock) -> tuple[int, PeerError]:
-    """Texts one after another, a second apart (the rate stays out of it), until one is refused."""
-    for n in range(40):  # 4000 bytes run out after a few (each text and its acknowledgement take about 250)
-        clock.now += 1.0
-        try:
-            await channel.send_text(f"text {n}")
-        except PeerError as error:
-            return n, error
-    raise AssertionError("the relay never refused")
+PAIR = (("10", "14"), ("14", "10"))
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "general-path"])
@@ -231,34 +208,14 @@ async def test_the_relay_forwards_the_same_with_and_without_its_fast_path(server
 
         return run
 
-    for kind in [*REQUEST_TYPES, *ANSWER_TYPES]:
-        path = server.endpoint.fast_paths.pop(kind)
-        if fast:
-            server.endpoint.fast_paths[kind] = counted(path)
-    ten, fourteen, session = await introduce(server)
-    forged = ten.data(session.session_id, 0, b"forged")
-    # Not the session's key: the relay holds none and passes it on; 14 drops it (the first Data 14 takes is real)
-    ten.endpoint.send_bytes(encode(forged, integrity_sha256_key=bytes(32)), server.address)
-
-    async def answer() -> None:
-        relayed = await fourteen.inbox.get()
-        identity = ((AttributeType.PEER_ID, "14"), (AttributeType.SESSION_ID, session.session_id))
-        fourteen.endpoint.send(make_success(relayed, identity), server.address)  # signed with the session's key
-
-    answering = asyncio.create_task(answer())
-    real = ten.data(session.session_id, 0, b"from 10")
-    response, source = await ten.endpoint.request(real, server.address, FAST)  # its answer checked with the key
-    await answering
-    assert (response.message_class, response.transaction_id, source) == (
-        MessageClass.SUCCESS,
-        real.transaction_id,
-        server.address,
-    )
-    assert response.text(AttributeType.PEER_ID) == "14"
-    assert response.raw(AttributeType.SESSION_ID) == session.session_id
-    counters = server.endpoint.counters
-    assert (counters["relayed-request"], counters["relayed-response"]) == (2, 1)
-    assert fourteen.endpoint.counters["bad-integrity"] == 1
-    assert handled == ([True, True, True] if fast else [])  # well formed, all three: read from their bytes
-    for each in (ten, fourteen):
-        await each.endpoint.close()
+    path = server.endpoint.fast_paths.pop(RELAY_TYPE)
+    if fast:
+        server.endpoint.fast_paths[RELAY_TYPE] = counted(path)
+    results = await asyncio.gather(
+        *(run_peer(peer_config(server, me, other, predict=PredictConfig(assume=Mapping.ENDPOINT_DEPENDENT)),
+                   texts(f"to {other}"), lambda _: None) for me, other in PAIR)
+    )  # fmt: skip
+    assert [r.received for r in results] == [["to 10"], ["to 14"]]
+    assert [r.path for r in results] == ["relay", "relay"]
+    assert server.endpoint.counters["relayed"] >= 4
+    assert (handled and all(handled)) if fast else not handled

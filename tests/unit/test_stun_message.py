@@ -129,7 +129,7 @@ def test_constructors_keep_method_and_transaction_id() -> None:
         ((T.PEER_ID, "alice"),),
     )
     assert Message.request(Method.CONNECT).transaction_id != request.transaction_id
-    indication = Message.indication(Method.DATA)
+    indication = Message.indication(Method.RELAY)
     assert (indication.message_class, len(indication.transaction_id)) == (MessageClass.INDICATION, 12)
     success = make_success(request, [(T.STATUS, "waiting")])
     assert (success.method, success.message_class, success.transaction_id) == (
@@ -184,12 +184,11 @@ def test_names_come_from_the_table_and_the_methods() -> None:
         "Introduce",
         "Ready",
         "Go",
-        "Data",
-        "Close",
         "Relay",
         "Move",
+        "Notice",
     ]
-    assert method_name(0x0CA) == "method 0x0ca"
+    assert method_name(0x0C6) == "method 0x0c6"
     assert attribute_name(T.XOR_MAPPED_ADDRESS) == "XOR-MAPPED-ADDRESS"
     assert attribute_name(T.MESSAGE_INTEGRITY_SHA256) == "MESSAGE-INTEGRITY-SHA256"
     assert attribute_name(0x7F00) == "0x7F00"
@@ -210,8 +209,8 @@ def test_describe_is_one_readable_line() -> None:
         "CANDIDATE=[2001:db8::7]:5001, SESSION-ID=00000000000000000000000000000000, ROLE=2, LEASE=30, "
         "USE-CANDIDATE, ERROR-CODE=438 'Stale Nonce', UNKNOWN-ATTRIBUTES=(32512,), 0xBEEF=726177"
     )
-    assert describe(Message(0x0CA, MessageClass.INDICATION, TXID, ((T.DATA_PAYLOAD, bytes(33)),))) == (
-        "method 0x0ca indication txid=000102030405060708090a0b, DATA-PAYLOAD=<33 bytes>"
+    assert describe(Message(0x0C6, MessageClass.INDICATION, TXID, ((T.DATA_PAYLOAD, bytes(33)),))) == (
+        "method 0x0c6 indication txid=000102030405060708090a0b, DATA-PAYLOAD=<33 bytes>"
     )
 
 
@@ -268,10 +267,10 @@ def test_is_stun_demultiplexes_cheaply() -> None:
 
 
 def test_encode_appends_integrity_then_integrity_sha256_then_fingerprint() -> None:
-    message = Message(Method.DATA, MessageClass.REQUEST, TXID, ((T.SEQUENCE, 1),))
+    message = Message(Method.REGISTER, MessageClass.REQUEST, TXID, ((T.LEASE, 1),))
     data = encode(message, integrity_key=b"short", integrity_sha256_key=KEY)
     assert [t for t, _ in decode(data).attributes] == [
-        T.SEQUENCE,
+        T.LEASE,
         T.MESSAGE_INTEGRITY,
         T.MESSAGE_INTEGRITY_SHA256,
         T.FINGERPRINT,
@@ -288,13 +287,13 @@ def test_encode_appends_integrity_then_integrity_sha256_then_fingerprint() -> No
 
 
 def test_verification_is_false_for_absent_tampered_or_garbage() -> None:
-    message = Message(Method.DATA, MessageClass.REQUEST, TXID, ((T.SEQUENCE, 1),))
+    message = Message(Method.REGISTER, MessageClass.REQUEST, TXID, ((T.LEASE, 1),))
     plain = encode(message)
     signed = encode(message, integrity_sha256_key=KEY, fingerprint=False)
     assert not verify_integrity(plain, KEY)
     assert not verify_integrity_sha256(plain, KEY)
-    tampered = signed[:27] + b"\x02" + signed[28:]  # SEQUENCE 1 -> 2
-    assert decode(tampered).integer(T.SEQUENCE) == 2
+    tampered = signed[:27] + b"\x02" + signed[28:]  # LEASE 1 -> 2
+    assert decode(tampered).integer(T.LEASE) == 2
     assert not verify_integrity_sha256(tampered, KEY)
     assert not verify_integrity_sha256(signed[:-1], KEY)
     assert not verify_integrity_sha256(b"", KEY)
@@ -304,7 +303,7 @@ def test_verification_is_false_for_absent_tampered_or_garbage() -> None:
 def test_a_truncated_mac_cannot_pass() -> None:
     """MESSAGE-INTEGRITY is exactly 20 bytes (§14.5); MESSAGE-INTEGRITY-SHA256 is 32 unless the usage allows
     truncation to 16..28 (§14.6): a prefix of the right MAC is no proof."""
-    body = raw_message((T.SEQUENCE, b"\x00\x00\x00\x01"))
+    body = raw_message((T.LEASE, b"\x00\x00\x00\x01"))
     assert verify_integrity(with_integrity(body, T.MESSAGE_INTEGRITY, KEY), KEY)
     assert not verify_integrity(with_integrity(body, T.MESSAGE_INTEGRITY, KEY, size=4), KEY)
     truncated = with_integrity(body, T.MESSAGE_INTEGRITY_SHA256, KEY, size=16)

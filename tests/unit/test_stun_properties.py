@@ -78,7 +78,6 @@ VALUES: dict[int, st.SearchStrategy[object]] = {
     T.PRIORITY: u(32),
     T.CHANGE_REQUEST: u(32),
     T.LEASE: u(32),
-    T.SEQUENCE: u(32),
     T.ICE_CONTROLLED: u(64),
     T.ICE_CONTROLLING: u(64),
     T.USE_CANDIDATE: st.none(),

@@ -293,16 +293,15 @@ PUNCH_SAMPLES: dict[str, tuple[Message, bytes | None]] = {
         ),
         KEY,
     ),
-    "punch_data_request": (
+    "punch_relay_indication": (
         Message(
-            Method.DATA,
-            MessageClass.REQUEST,
+            Method.RELAY,
+            MessageClass.INDICATION,
             PUNCH_TXID,
             (
                 (T.PEER_ID, "alice"),
                 (T.SESSION_ID, bytes(range(16))),
-                (T.SEQUENCE, 7),
-                (T.DATA_PAYLOAD, b"hello, bob"),
+                (T.DATA_PAYLOAD, bytes.fromhex("40") + b"a QUIC short-header packet"),
                 (T.PRIORITY, 0x6E0001FF),
                 (T.ICE_CONTROLLING, 0x932FF9B151263B36),
                 (T.USE_CANDIDATE, None),

@@ -54,25 +54,21 @@ METHODS: dict[str, tuple[str, str, str]] = {
         "PEER-ID, SESSION-ID, ROLE; after a move also CANDIDATE (the fresh socket's public endpoint)",
         "the other's mapping is open: check now",
     ),
-    "DATA": (
-        "peer <-> peer, or through the server's relay",
-        "PEER-ID, SESSION-ID, SEQUENCE, DATA-PAYLOAD; the success response is the acknowledgement",
-        "one text, sealed with ChaCha20-Poly1305",
-    ),
-    "CLOSE": (
-        "peer <-> peer, or through the server's relay",
-        "PEER-ID, SESSION-ID",
-        "I have nothing more to send",
-    ),
     "RELAY": (
-        EMPTY,
-        EMPTY,
-        "reserved: the codec knows it, this version sends it nowhere (the relay forwards Data and Close)",
+        "peer -> server -> the other peer, an indication",
+        "PEER-ID, SESSION-ID, DATA-PAYLOAD",
+        "one QUIC packet of the session when no direct path works: signed with the session's key by the sender, "
+        "forwarded byte for byte by the server (which cannot check it) within the relay's budget",
     ),
     "MOVE": (
         "peer -> server; server -> the other peer",
         "PEER-ID, SESSION-ID; answer: STATUS, or 404 when the other peer has left",
         "the other's NAT refused my check: tell it to move to a fresh socket (once per session)",
+    ),
+    "NOTICE": (
+        "server -> both peers of a session, an indication",
+        "SESSION-ID, ERROR-CODE (486: the relay's budget is spent)",
+        "signed with the recipient's request key: the relay refuses this session from now on",
     ),
 }
 
@@ -102,11 +98,10 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "PEER-ID": ("punch", "the sender's ID (in Introduce: the other peer's)"),
     "TARGET-ID": ("punch", "the peer asked for"),
     "CANDIDATE": ("punch", "an endpoint of a peer, XOR-encoded like XOR-MAPPED-ADDRESS"),
-    "SESSION-ID": ("punch", "the session the server introduced; every check and text carries it"),
+    "SESSION-ID": ("punch", "the session the server introduced; every check and Relay indication carries it"),
     "ROLE": ("punch", "1 opener, 2 prober"),
     "LEASE": ("punch", "seconds the registration lives; 0 says goodbye"),
-    "SEQUENCE": ("punch", "a text's number, so it is delivered once and in order"),
-    "DATA-PAYLOAD": ("punch", "a sealed text and its 16-byte tag"),
+    "DATA-PAYLOAD": ("punch", "in a Relay indication: one QUIC packet, as the sender's QUIC connection wrote it"),
     "REGISTRATION-TOKEN": ("punch", "proves the ID is ours while the lease lives"),
     "PUBLIC-KEY": ("punch", "a peer's Ed25519 identity key, raw (RFC 8032 §5.1.5); its fingerprint is what people pin"),
     "KEY-SHARE": ("punch", "an ephemeral X25519 public key (RFC 7748 §6.1): a peer's half of one session's key"),
