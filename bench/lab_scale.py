@@ -172,6 +172,8 @@ def warm_up() -> None:
     """Pay here, once, what every peer would pay on first use (its children share the result): the argument
     parser (punch.cli builds it once per process)."""
     punch.cli.build_parser().parse_args(peer_argv(1, 2, "w"))
+
+
 def children_cpu_s() -> float:
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     return used.ru_utime + used.ru_stime

@@ -2,7 +2,7 @@
 
 A peer forked as a process of its own costs an interpreter: about 17 ms of CPU over its life and 6 MiB, and
 on this machine a process supervisor that works for every process alive. A host runs its guests as
-coroutines of :func:`punch.peer.session.run_peer` instead, with the same configuration as ``punch peer``
+coroutines of :func:`punch.api.run_peer` instead, with the same configuration as ``punch peer``
 (punch.cli.peer_config), each on a UDP socket made inside the guest's namespace (setns(2) for the thread while
 it creates the socket; the socket stays in that namespace), so each guest still sits behind its own NAT router
 and punches through the kernel's NAT like the processes do. What it does not have is a core of its own, which
@@ -30,9 +30,9 @@ import punch.cli
 from netns import naming
 from netns.kernel import namespaces
 from netns.topology import generate
+from punch.api import Connection, run_peer
 from punch.errors import PeerError
 from punch.peer.config import PeerConfig
-from punch.peer.session import Session, run_peer
 from punch.rendezvous.server import RendezvousServer
 
 log = logging.getLogger("bench.peer_host")
@@ -123,9 +123,9 @@ class _Run:
         def show(text: str) -> None:
             print(f"[{config.target}] {text}", flush=True)
 
-        session = await Session.open(config, show, sock=sock)
+        session = await Connection.open(config, sock=sock)
         try:
-            await session.run(texts())
+            await session.run(texts(), show)
         except PeerError as error:
             log.warning("%s: %s", config.peer_id, error)
         finally:

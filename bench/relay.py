@@ -9,9 +9,10 @@ The server answers on its alternate address too, so the peers measure their NAT'
    acknowledgement has come back).
 2. Throughput: the server pinned to core 0 (its relay budget and rate limit off), a sender in peer10 and a
    receiver in peer14 pinned to core 1. Both register and are introduced as usual; then the sender sends signed
-   Relay indications (as the peers' carrier wraps QUIC packets) as fast as it can for a few seconds, through the relay or to the
-   other peer's public endpoint; the receiver counts what arrives (it does not answer). The direct rows show what
-   the lab and the generator reach without the server: the relay's ceiling is the server's, not theirs.
+   Relay indications (as the peers' carrier wraps QUIC packets) as fast as it can for a few seconds, through the
+   relay or to the other peer's public endpoint; the receiver counts what arrives (it does not answer). The direct
+   rows show what the lab and the generator reach without the server: the relay's ceiling is the server's, not
+   theirs.
    In the lab, the kernel also carries every relayed datagram through the lab's namespaces (veth, bridge,
    conntrack, NAT), possibly on the server's core: so the same load runs once more through a second server on the
    loopback of the server's namespace (sender and receiver there too), the server without the lab.

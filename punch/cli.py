@@ -22,45 +22,27 @@ from pathlib import Path
 from typing import Any
 
 from punch import __version__
+from punch.api import Connection
 from punch.diagram import TraceError, draw
 from punch.diagram.mermaid import markdown
 from punch.errors import PeerError, UsageError
 from punch.identity.fingerprint import FingerprintError, looks_like_fingerprint, parse_fingerprint
 from punch.identity.keyfile import Identity, default_identity_path, load_identity
 from punch.identity.known_peers import KnownPeers, default_known_peers_path
-from punch.peer.config import PeerConfig, PeerResult
+from punch.peer.config import ANYONE, PeerConfig, PeerResult
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
-from punch.peer.session import Session
 from punch.probe import probe
 from punch.rendezvous.relay import DEFAULT_RELAY_BYTES, DEFAULT_RELAY_RATE, MIN_RELAY_RATE, RelayBudget
 from punch.rendezvous.server import DEFAULT_PORT, MAX_LEASE, MAX_PEERS, RATE_LIMIT, serve
 from punch.stun import Address, fastpath, trace
 from punch.stun.credentials import read_secret
+from punch.stun.endpoints import parse_endpoint
 from punch.stun.protocol import format_address
+from punch.tunnel.spec import Target, parse_allow, parse_forward
 
 log = logging.getLogger("punch")
-
-
-def parse_endpoint(text: str, flag: str, default_port: int | None) -> Address:
-    """``HOST[:PORT]`` or ``[V6]:PORT`` -> (host, port); UsageError naming the flag and the fix."""
-    host, port_text = text, None
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else None
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise UsageError(f"{flag} {text!r}: {host!r} is not an IP address; give e.g. 203.0.113.1:3478") from None
-    if port_text is None:
-        if default_port is None:
-            raise UsageError(f"{flag} {text!r}: no port; give HOST:PORT, e.g. 0.0.0.0:3478")
-        return (host, default_port)
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise UsageError(f"{flag} {text!r}: port must be a number from 0 to 65535")
-    return (host, int(port_text))
+PEERING = ("peer", "send", "receive")  # the commands that run a peer
 
 
 def _positive(flag: str, value: float) -> float:
@@ -211,23 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     id_cmd.add_argument("--json", action="store_true", help="print the fingerprint and the file as one JSON object")
 
-    peer = commands.add_parser(
-        "peer", parents=[common, identity, traced], help="find another peer through the server and talk"
-    )
+    peer = argparse.ArgumentParser(add_help=False)  # what `peer`, `send` and `receive` share
     peer.add_argument("--server", required=True, metavar="HOST[:PORT]", help=f"rendezvous server (port {DEFAULT_PORT})")
     peer.add_argument("--id", help="our peer ID (default: our fingerprint, `punch id`)")
-    peer.add_argument(
-        "--to",
-        required=True,
-        metavar="ID",
-        help="the peer to talk to: its ID, or its fingerprint (then only the key with that fingerprint is accepted)",
-    )
-    peer.add_argument(
-        "--to-key",
-        metavar="FINGERPRINT",
-        help="accept the other peer only with the key of this fingerprint (`punch id` on its machine prints it); "
-        "without it, the first key seen for its ID is remembered and a different one refused (trust on first use)",
-    )
     peer.add_argument(
         "--keylog",
         metavar="FILE",
@@ -241,12 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
         "else ~/.config/punch/known_peers)",
     )
     peer.add_argument("--bind", default="0.0.0.0:0", metavar="ADDR:PORT", help="local socket (default 0.0.0.0:0)")
-    peer.add_argument(
-        "--send",
-        action="append",
-        metavar="TEXT",
-        help="send TEXT (repeatable), then close; without it, lines from stdin are sent",
-    )
     peer.add_argument(
         "--timeout",
         type=float,
@@ -278,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=LINGER,
         metavar="S",
-        help=f"after both sides closed, keep answering the other's retransmissions this long (default {LINGER:g})",
+        help="on closing, wait up to S seconds for the other peer to acknowledge everything we sent, which QUIC "
+        f"sends again meanwhile (default {LINGER:g}; usually it takes one round trip)",
     )
     peer.add_argument(
         "--keepalive",
@@ -355,8 +318,64 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not measure our NAT's mapping, and never predict ports (punch as usual, then relay)",
     )
     peer.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    _peer_parsers(commands, [common, identity, traced, peer])
     _diagram_parser(commands, common)
     return parser
+
+
+def _other_peer(parser: argparse.ArgumentParser, flag: str) -> None:
+    """``--to``/``--from`` ID and its ``-key`` FINGERPRINT (both land in ``to`` and ``to_key``)."""
+    parser.add_argument(
+        flag,
+        dest="to",
+        required=True,
+        metavar="ID",
+        help="the other peer: its ID, or its fingerprint (then only the key with that fingerprint is accepted)",
+    )
+    parser.add_argument(
+        f"{flag}-key",
+        dest="to_key",
+        metavar="FINGERPRINT",
+        help="accept the other peer only with the key of this fingerprint (`punch id` on its machine prints it); "
+        "without it, the first key seen for its ID is remembered and a different one refused (trust on first use)",
+    )
+
+
+def _peer_parsers(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    peer = commands.add_parser(
+        "peer", parents=parents, help="find another peer through the server; talk, and forward ports through it"
+    )
+    _other_peer(peer, "--to")
+    peer.add_argument(
+        "--send",
+        action="append",
+        metavar="TEXT",
+        help="send TEXT (repeatable), then close; without it, lines from stdin are sent",
+    )
+    peer.add_argument(
+        "--forward",
+        action="append",
+        default=[],
+        metavar="[udp:]LOCAL_PORT:HOST:PORT",
+        help="carry each TCP connection (or UDP flow, udp:) to 127.0.0.1:LOCAL_PORT to HOST:PORT on the other peer's "
+        "side, which must --allow it (repeatable); the peer then runs until interrupted",
+    )
+    peer.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="[udp:]HOST:PORT",
+        help="let the other peer's --forward reach HOST:PORT from here (repeatable; nothing is reachable by "
+        "default); the peer then runs until interrupted",
+    )
+    send = commands.add_parser("send", parents=parents, help="send one file to another peer (`punch receive`)")
+    send.add_argument("file", type=Path, metavar="FILE", help="the file; the other peer stores it under its name")
+    _other_peer(send, "--to")
+    receive = commands.add_parser("receive", parents=parents, help="receive one file from another peer (`punch send`)")
+    _other_peer(receive, "--from")
+    receive.add_argument(
+        "--dir", type=Path, default=Path("."), metavar="DIR", help="store the file here (default: the current one)"
+    )
 
 
 def _diagram_parser(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -412,7 +431,7 @@ def _tracing(args: argparse.Namespace) -> Iterator[None]:
     if path is None:
         yield
         return
-    if args.command == "peer":
+    if args.command in PEERING:
         server = format_address(parse_endpoint(args.server, "--server", DEFAULT_PORT))
         who = {"id": args.id, "to": args.to, "server": server}
     else:
@@ -428,7 +447,7 @@ def _tracing(args: argparse.Namespace) -> Iterator[None]:
             raise UsageError(f"--trace {path}: cannot write it ({why}); choose another file") from None
         tracer = trace.Tracer(out)
         tracer.start(
-            (f"peer {args.id}" if args.id else "peer") if args.command == "peer" else "server", args.command, **who
+            (f"peer {args.id}" if args.id else "peer") if args.command in PEERING else "server", args.command, **who
         )
         stack.enter_context(trace.tracing(tracer))
         logging.getLogger("punch").addHandler(handler)
@@ -543,6 +562,9 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
     )
     if config.peer_id == config.target:
         raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")
+    if ANYONE in (config.peer_id, config.target):
+        flag = "--id" if config.peer_id == ANYONE else "--to"
+        raise UsageError(f"{flag} {ANYONE!r} is reserved (a wait for anyone, punch.api.accept); give a peer's ID")
     return config
 
 
@@ -555,20 +577,61 @@ def _run_id(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _peer(config: PeerConfig, texts: AsyncIterator[str], show: Callable[[str], None]) -> PeerResult:
-    """Run a peer's session; its result, also when it failed (then with ``error``, printed here)."""
-    session = await Session.open(config, show)
+async def _connected(
+    config: PeerConfig, allow: Sequence[Target], work: Callable[[Connection], Coroutine[Any, Any, None]]
+) -> PeerResult:
+    """Connect (punch.api) and do ``work`` while the connection lives; the result, also when it failed (then with
+    ``error``, printed here). SIGTERM and SIGINT end the work: the connection then closes cleanly."""
+    connection = await Connection.open(config, allow)
     try:
-        return await session.run(texts)
+        await connection.establish()
+        await connection.watched(_until_interrupted(work(connection)))
     except PeerError as error:
         print(f"punch: {error}", file=sys.stderr)
-        return session.result
     finally:
-        await session.close()
+        await connection.close()
+    return connection.result
+
+
+async def _until_interrupted(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` until it ends, or until SIGTERM or SIGINT (the end of a peer that forwards: not a failure)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    interrupted = False
+
+    def interrupt(name: str) -> None:
+        nonlocal interrupted
+        interrupted = True
+        log.info("%s: closing", name)
+        task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, interrupt, signal.Signals(signum).name)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def _print_result(args: argparse.Namespace, result: PeerResult, done: str = "") -> int:
+    code = 0 if result.error is None else 1
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result)), flush=True)
+    elif code == 0:
+        path = f"{result.path} path to {result.peer} via {result.remote}, after {result.punch_ms} ms"
+        print(f"{done}; {path}" if done else path, flush=True)
+    return code
 
 
 def _run_peer(args: argparse.Namespace) -> int:
     config = peer_config(args)
+    forwards = [parse_forward(value, "--forward") for value in args.forward]
+    allow = [parse_allow(value, "--allow") for value in args.allow]
+    tunnels = bool(forwards or allow)
 
     def show(text: str) -> None:
         print(f"[{config.target}] {text}", flush=True)
@@ -576,16 +639,48 @@ def _run_peer(args: argparse.Namespace) -> int:
     texts = _given(args.send) if args.send is not None else _stdin_lines()
     if args.send is None and sys.stdin.isatty():
         print(f"Chat with {config.target}: type lines, end with Ctrl-D.", file=sys.stderr)
-    result = asyncio.run(_peer(config, texts, show))
-    code = 0 if result.error is None else 1
-    if args.json:
-        print(json.dumps(dataclasses.asdict(result)), flush=True)
-    elif code == 0:
-        print(
-            f"{result.path} path to {result.peer} via {result.remote}, after {result.punch_ms} ms",
-            flush=True,
-        )
-    return code
+
+    async def work(connection: Connection) -> None:
+        for forward in forwards:
+            try:
+                await connection.forward(forward)
+            except OSError as error:
+                raise UsageError(
+                    f"--forward {forward.local_port}:{forward.target}: cannot listen on 127.0.0.1:"
+                    f"{forward.local_port} ({error.strerror or error}); choose another local port"
+                ) from None
+        await connection.talk(texts, show, keep_running=tunnels)
+
+    result = asyncio.run(_connected(config, allow, work))
+    return _print_result(args, result)
+
+
+def _run_send(args: argparse.Namespace) -> int:
+    config = peer_config(args)
+    path: Path = args.file
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file; give a file to send")
+
+    async def work(connection: Connection) -> None:
+        await connection.send_file(path)
+
+    result = asyncio.run(_connected(config, (), work))
+    return _print_result(args, result, f"sent {path.name}")
+
+
+def _run_receive(args: argparse.Namespace) -> int:
+    config = peer_config(args)
+    directory: Path = args.dir
+    if not directory.is_dir():
+        raise UsageError(f"--dir {directory}: no such directory; give one to store the file in")
+
+    async def work(connection: Connection) -> None:
+        received = connection.receive_files(directory)
+        stored = await received
+        print(stored, flush=True)
+
+    result = asyncio.run(_connected(config, (), work))
+    return _print_result(args, result, "received")
 
 
 def _run_probe(args: argparse.Namespace) -> int:
@@ -725,7 +820,8 @@ def _run_diagram(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args, (f"peer {args.id}:" if args.id else "peer:") if args.command == "peer" else args.command)
+    peering = args.command in PEERING
+    configure_logging(args, (f"peer {args.id}:" if args.id else "peer:") if peering else args.command)
     try:
         if args.command == "diagram":
             return _run_diagram(args)
@@ -736,6 +832,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run_id(args)
             if args.command == "probe":
                 return _run_probe(args)
+            if args.command == "send":
+                return _run_send(args)
+            if args.command == "receive":
+                return _run_receive(args)
             return _run_peer(args)
     except UsageError as error:
         parser.exit(2, f"punch: {error}\n")

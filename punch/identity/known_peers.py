@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +56,14 @@ def judge(peer_id: str, presented: str, pinned: str | None, known: str | None, w
             "line), or delete that line",
         )
     return Verdict(True, False, f"{peer_id}'s key {presented} is the one we know")
+
+
+def judge_allowed(peer_id: str, presented: str, allowed: Collection[str]) -> Verdict:
+    """The verdict on ``peer_id`` presenting ``presented`` to a session for anyone (punch.api.accept): its key must
+    be one of the fingerprints ``allowed``, whatever ID it came under."""
+    if presented not in allowed:
+        return Verdict(False, False, f"{peer_id} presented the key {presented}, not one we allow: refused")
+    return Verdict(True, False, f"{peer_id}'s key {presented} is one we allow")
 
 
 class KnownPeers:

@@ -19,6 +19,7 @@ from punch.stun import Address, AttributeType, Message, MessageClass, Method, ma
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, TransactionTimeout
 from punch.stun.wire import (
+    ANYONE,
     PEER_GONE,
     Introduction,
     Mapping,
@@ -155,11 +156,12 @@ class RendezvousClient:
         """The key of the session ``introduction`` opens, from our share in the Connect that asked for its peer and
         its share (punch.identity.agreement); None if that share is not signed by the key it came with, for a
         Connect that asked for us, or is no usable key."""
-        ours = self._shares.get(introduction.peer_id)
+        ours = self._shares.get(introduction.peer_id) or self._shares.get(ANYONE)
         if ours is None:
             return None
         theirs = Party(introduction.peer_id, introduction.public_key, introduction.key_share.share)
-        if not share_is_genuine(theirs, introduction.key_share.signature, self.peer_id):
+        signature = introduction.key_share.signature
+        if not any(share_is_genuine(theirs, signature, asked_for) for asked_for in (self.peer_id, ANYONE)):
             return None
         return ours.session_key(theirs, introduction.session_id, introduction.role is Role.OPENER)
 
@@ -219,12 +221,20 @@ class RendezvousClient:
     async def rejoin(self, target: str) -> Introduction:
         """After the path to ``target`` broke: register again (the server learns where our NAT maps us now), ask
         for ``target`` again, and return the new introduction once it has asked for us too."""
-        self.introduction = asyncio.get_running_loop().create_future()
-        self.go = asyncio.Event()
-        self.moved = asyncio.get_running_loop().create_future()
-        self.move = asyncio.get_running_loop().create_future()
+        self.expect_another()
         await self.register()
         return await self.introduced_to(target)
+
+    def expect_another(self) -> None:
+        """Wait for a new introduction (and its Go or Move): a rejoin, or a session for anyone that refused the peer
+        that came."""
+        loop = asyncio.get_running_loop()
+        self.introduction, self.go, self.moved, self.move = (
+            loop.create_future(),
+            asyncio.Event(),
+            loop.create_future(),
+            loop.create_future(),
+        )
 
     async def introduced_to(self, target: str) -> Introduction:
         """Ask the server for ``target`` (:meth:`connect`) and wait for the introduction to it.

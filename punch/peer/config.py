@@ -11,6 +11,9 @@ from punch.identity.known_peers import KnownPeers
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
 from punch.stun import Address
+from punch.stun.wire import ANYONE
+
+__all__ = ["ANYONE", "DROP_REASONS", "PeerConfig", "PeerResult"]
 from punch.stun.transaction import RetransmitPolicy
 
 # RFC 8489 §6.2.1 timing with the RTO capped at 2 s and 12 sends (not 7): a peer gives up on a silent server after
@@ -37,7 +40,7 @@ class PeerConfig:
     timeout: float = 30.0  # to find the other peer and punch
     lease: int = 30
     punch: PunchTimings = field(default_factory=PunchTimings)
-    linger: float = 0.5  # after closing, keep answering retransmissions this long
+    linger: float = 5.0  # on closing, wait up to this long for the other to acknowledge what we sent (QUIC)
     rendezvous: RetransmitPolicy = SERVER_POLICY  # requests to the server
     relay: bool = True  # fall back to the server's relay when no direct path can be punched
     keepalive: float = 5.0  # seconds between checks of a direct path while talking
@@ -53,6 +56,8 @@ class PeerConfig:
     identity: Identity | None = None  # our key pair (--identity); None: a fresh one for this run
     known_peers: KnownPeers | None = None  # the keys we met peers with (--known-peers); None: remembered in memory
     pin: str | None = None  # the fingerprint the other peer's key must have (--to-key, or --to FINGERPRINT)
+    # With ``target`` ANYONE (punch.api.accept): the fingerprints of the keys of the peers that may come
+    allow: frozenset[str] | None = None
     keylog: Path | None = None  # append each session's key here (--keylog; NSS key log format, for Wireshark)
 
 

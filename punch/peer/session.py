@@ -27,13 +27,13 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from punch.errors import PeerError, PeerGone
 from punch.identity.fingerprint import fingerprint
 from punch.identity.keyfile import Identity
-from punch.identity.known_peers import judge
+from punch.identity.known_peers import judge, judge_allowed
 from punch.peer import hops, routes
 from punch.peer.carrier import Carrier, Direct, Relayed
 from punch.peer.client import RendezvousClient
@@ -45,7 +45,7 @@ from punch.peer.predict import PortOpener, Sprayer, choose_plan, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
 from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide
 from punch.stun.protocol import SocketMaker, StunEndpoint, format_address, host_candidates, open_endpoint
-from punch.stun.wire import Introduction, Role
+from punch.stun.wire import ANYONE, Introduction, Role
 from punch.transport.config import LinkConfig
 from punch.transport.errors import LinkError
 from punch.transport.quic import QuicLink
@@ -106,6 +106,7 @@ class Session:
         identity: Identity,
     ) -> None:
         self._config = config
+        self._target = config.target  # the other peer's ID (ANYONE until one we allow is introduced)
         self._on_text = on_text
         self._endpoint = endpoint  # the session's own socket
         self._dispatcher = dispatcher
@@ -155,6 +156,7 @@ class Session:
         self._met: dict[str, str] = {}  # peer ID -> the fingerprint of the key we accepted it with
         self._refused: str | None = None  # why we refused the other peer's key
         self._peer_key: str | None = None
+        self._path_watchers: list[Callable[[Path], None]] = []
 
     @classmethod
     async def open(
@@ -180,7 +182,7 @@ class Session:
             return
         self._closed = True
         if self._link is not None:
-            await self._link.close()
+            await self._link.close(flush=self._config.linger)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -197,7 +199,7 @@ class Session:
         counters = self._endpoint.counters + self._carrier.counters
         return PeerResult(
             id=self._config.peer_id,
-            peer=self._config.target,
+            peer=self._target,
             path=None if path is None else path.kind,
             remote=None if path is None else format_address(path.remote),
             punch_ms=self._punch_ms,
@@ -235,8 +237,28 @@ class Session:
         return self._path
 
     @property
+    def config(self) -> PeerConfig:
+        return self._config
+
+    @property
     def peer(self) -> str:
-        return self._config.target
+        """The other peer's ID (``*`` while a session for anyone waits for one)."""
+        return self._target
+
+    @property
+    def peer_key(self) -> str | None:
+        """The fingerprint of the other peer's identity key, once its introduction was accepted."""
+        return self._peer_key
+
+    @property
+    def texts(self) -> Texts:
+        """The texts to and from the other peer (punch.tunnel.texts), once :meth:`establish` returned."""
+        assert self._texts is not None, "the texts are set up once the session is established"
+        return self._texts
+
+    def watch_path(self, watcher: Callable[[Path], None]) -> None:
+        """Call ``watcher`` with the new path each time the session's packets take another one."""
+        self._path_watchers.append(watcher)
 
     # -- the operations --------------------------------------------------------------------------------------
 
@@ -262,6 +284,8 @@ class Session:
             self._carrier.use(Relayed(self._endpoint, self._config.server, self._current_session))
         else:
             self._carrier.use(Direct(path.local or self._punching.endpoint, path.remote))
+        for watcher in self._path_watchers:
+            watcher(path)
 
     def _on_chosen(self, path: Path) -> None:
         """A path was chosen (in the handler of the datagram that chose it): if it runs over a socket of its own
@@ -270,19 +294,6 @@ class Session:
             self._run_over(path.local)
 
     # -- the run ---------------------------------------------------------------------------------------------
-
-    async def run(self, texts: AsyncIterator[str]) -> PeerResult:
-        """Establish the session, send ``texts`` and take the other's until both are done, then close; return
-        :attr:`result`. PeerError (also in the result's ``error``) on failure."""
-        try:
-            await self.establish()
-            await self.watched(self.talk(texts))
-        except PeerError as error:
-            self._error = str(error)
-            raise
-        finally:
-            await self.close()
-        return self.result
 
     async def establish(self) -> None:
         """Register, find the other peer, punch a path (or take the relay), and bring QUIC up over it; then keep the
@@ -320,10 +331,14 @@ class Session:
 
     async def watched(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` while the session lives: PeerError as soon as the session is lost (the other peer gone for
-        good, the relay refusing us), with why."""
-        await _first_of(work, self._lost())
+        good, the relay refusing us), with why; a PeerError of ``work``'s, or that one, is the result's ``error``."""
+        try:
+            await _first_of(work, self.lost())
+        except PeerError as error:
+            self._error = str(error)
+            raise
 
-    async def _lost(self) -> None:
+    async def lost(self) -> None:
         """Returns never; raises PeerError once keeping the path failed, or the relay refuses our session."""
         keeping = self._keeping
         assert keeping is not None, "the path is kept once the session is established"
@@ -421,18 +436,25 @@ class Session:
         self._finding = True
         try:
             async with asyncio.timeout(config.timeout):
-                introduction = await client.introduced_to(config.target)
+                introduction = await client.introduced_to(self._target)
+                while self._refused is not None and config.target == ANYONE:
+                    log.info("%s; waiting for another peer", self._refused)
+                    self._refused = None
+                    client.expect_another()
+                    introduction = await client.introduced_to(ANYONE)
         except TimeoutError:
+            if config.target == ANYONE:
+                raise PeerError(f"no peer we allow asked for us within {config.timeout:g} s") from None
             raise PeerError(
                 f"{config.target} did not ask for us within {config.timeout:g} s; "
                 f"start it with `punch peer --id {config.target} --to {config.peer_id}`"
             ) from None
         finally:
             self._finding = False
-        if introduction.peer_id != config.target:
-            raise PeerError(f"the server introduced {introduction.peer_id}, but we asked for {config.target}")
         if self._refused is not None:
             raise PeerError(self._refused)
+        if introduction.peer_id != self._target:
+            raise PeerError(f"the server introduced {introduction.peer_id}, but we asked for {self._target}")
         await self._remember(introduction.peer_id)
         loop = asyncio.get_running_loop()
         started = loop.time() if client.introduced_at is None else client.introduced_at
@@ -448,7 +470,7 @@ class Session:
         self._early = puncher.early if strategy.plan is Plan.PUNCH else None
         if puncher.same_nat:
             preferred = ", so a LAN path is preferred" if puncher.lan_first else ""
-            log.info("%s has our public address: we are behind the same NAT%s", config.target, preferred)
+            log.info("%s has our public address: we are behind the same NAT%s", self._target, preferred)
         if strategy.plan is Plan.RELAY:
             why = f"no direct path to {introduction.peer_id}: both NATs map endpoint-dependently, no port to predict"
             if not config.relay:
@@ -475,7 +497,7 @@ class Session:
         the other NAT, so that deriving it costs the punch nothing)."""
         if not self._trusts(introduction):
             return
-        first = self._finding and self._puncher is None and introduction.peer_id == self._config.target
+        first = self._finding and self._puncher is None and introduction.peer_id == self._target
         if first:
             self._open_punch(introduction)
         key = self._client.session_key(introduction)
@@ -510,11 +532,14 @@ class Session:
         """Whether the other's key is the one we pinned, or knew it by (or we meet it for the first time); else the
         run ends with why (punch.identity.known_peers.judge)."""
         peer, presented = introduction.peer_id, fingerprint(introduction.public_key)
-        known_peers = self._config.known_peers
+        known_peers, allowed = self._config.known_peers, self._config.allow
         known = self._met.get(peer)
-        found = known_peers.lookup(peer) if known_peers is not None and known is None else None
-        where = known_peers.where(peer) if known_peers is not None else "met earlier in this run"
-        verdict = judge(peer, presented, self._config.pin, known or (found[0] if found else None), where)
+        if known is None and allowed is not None:  # a session for anyone: the key must be one of those allowed
+            verdict = judge_allowed(peer, presented, allowed)
+        else:
+            found = known_peers.lookup(peer) if known_peers is not None and known is None else None
+            where = known_peers.where(peer) if known_peers is not None else "met earlier in this run"
+            verdict = judge(peer, presented, self._config.pin, known or (found[0] if found else None), where)
         self._peer_key = presented
         if not verdict.accepted:
             self._refused = verdict.reason
@@ -523,6 +548,8 @@ class Session:
         if peer not in self._met:
             log.info("%s", verdict.reason)
         self._met[peer] = presented
+        if self._target == ANYONE:
+            self._target = peer
         return True
 
     async def _remember(self, peer: str) -> None:
@@ -771,7 +798,7 @@ class Session:
     async def _rejoin(self) -> Path:
         """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
         client = self._client
-        introduction = await client.rejoin(self._config.target)
+        introduction = await client.rejoin(self._target)
         if self._refused is not None or introduction.session_id not in self._keys:
             raise PeerError(self._refused or f"{introduction.peer_id}'s key share is not signed by its key: refused")
         same_nat, lan_on_link = self._behind_one_nat(introduction)
@@ -789,36 +816,6 @@ class Session:
         else:
             await client.go.wait()
         return await puncher.run()
-
-    async def talk(self, texts: AsyncIterator[str]) -> None:
-        """Send ``texts``, each acknowledged before the next; say we are done; wait until the other is done too."""
-        assert self._texts is not None, "the texts are set up once the session is established"
-        channel, config = self._texts, self._config
-        async for text in texts:
-            await channel.send(text)
-        await channel.close()
-        try:
-            async with asyncio.timeout(config.timeout):
-                await channel.remote_closed.wait()
-        except TimeoutError:
-            raise PeerError(f"{channel.peer} did not say it was done sending within {config.timeout:g} s") from None
-        # A moment for the last acknowledgements to leave before QUIC closes.
-        await asyncio.sleep(config.linger)
-        log.info("session with %s closed", channel.peer)
-
-
-async def run_peer(
-    config: PeerConfig,
-    texts: AsyncIterator[str],
-    on_text: Callable[[str], None],
-    sock: socket.socket | None = None,
-) -> PeerResult:
-    """Run one peer to the end (:class:`Session`) and return its result; PeerError on failure."""
-    session = await Session.open(config, on_text, sock=sock)
-    try:
-        return await session.run(texts)
-    finally:
-        await session.close()
 
 
 async def _first_of(*coroutines: Coroutine[Any, Any, None]) -> None:

@@ -15,6 +15,7 @@ from punch.errors import PunchError
 from punch.rendezvous.leases import LeaseWheel
 from punch.stun import Address
 from punch.stun.wire import (
+    ANYONE,
     REGISTRATION_TOKEN_BYTES,
     SESSION_ID_BYTES,
     Introduction,
@@ -171,7 +172,7 @@ class Registry:
     max_lease: float = 60.0
     max_registrations: int = 1_000_000
     registrations: dict[str, Registration] = field(default_factory=dict)
-    wants: dict[str, str] = field(default_factory=dict)  # asker -> target
+    wants: dict[str, str] = field(default_factory=dict)  # asker -> target (ANYONE: whoever asks for the asker)
     rtts: dict[str, int] = field(default_factory=dict)  # asker -> its round trip to the server (microseconds)
     transactions: dict[str, bytes] = field(default_factory=dict)  # asker -> the transaction ID of its Connect
     shares: dict[str, KeyShare] = field(default_factory=dict)  # asker -> its half of the session's key
@@ -179,6 +180,7 @@ class Registry:
     _wheel: LeaseWheel = field(default_factory=LeaseWheel)
     _sessions_of: dict[str, list[bytes]] = field(default_factory=dict)  # peer ID -> its sessions' IDs
     _departed: list[str] = field(default_factory=list)  # unregistered with sessions since the last expire()
+    _askers: dict[str, list[str]] = field(default_factory=dict)  # target -> who asked for it (maybe since changed)
 
     def register(
         self,
@@ -236,10 +238,19 @@ class Registry:
         self._forget_wish(peer_id)
 
     def _forget_wish(self, peer_id: str) -> None:
-        self.wants.pop(peer_id, None)
+        target = self.wants.pop(peer_id, None)
+        if target is not None:
+            self._forget_asker(target, peer_id)
         self.rtts.pop(peer_id, None)
         self.transactions.pop(peer_id, None)
         self.shares.pop(peer_id, None)
+
+    def _forget_asker(self, target: str, asker: str) -> None:
+        askers = self._askers.get(target)
+        if askers is not None and asker in askers:
+            askers.remove(asker)
+            if not askers:
+                del self._askers[target]
 
     def lookup(self, peer_id: str, now: float) -> Registration | None:
         """The live registration of ``peer_id``, if any."""
@@ -266,18 +277,28 @@ class Registry:
         exist yet simply waits for it. Port prediction (punch.peer.predict) needs the peer behind the
         endpoint-dependent mapping to open: when exactly one of the two said so, it is the opener.
         """
+        previous = self.wants.get(asker)
+        if previous is not None and previous != target:
+            self._forget_asker(previous, asker)
         self.wants[asker] = target
         self.transactions[asker] = transaction
         self.shares[asker] = share
         self.rtts.pop(asker, None)
         if rtt_us is not None:
             self.rtts[asker] = rtt_us
-        if self.wants.get(target) != asker:
+        if target == ANYONE:  # whoever asked for us first, and waits still
+            target = next((a for a in self._askers.get(asker, ()) if self.wants.get(a) == asker), ANYONE)
+            if target == ANYONE:
+                return None
+        elif previous != target:
+            self._askers.setdefault(target, []).append(asker)
+        if self.wants.get(target) not in (asker, ANYONE):
             return None
         opener, prober = self.lookup(target, now), self.lookup(asker, now)
         if opener is None or prober is None:
             return None
-        del self.wants[asker], self.wants[target]
+        self._forget_asker(self.wants.pop(asker), asker)
+        self._forget_asker(self.wants.pop(target), target)
         rtts = {peer_id: self.rtts.pop(peer_id, None) for peer_id in (asker, target)}
         shares = {peer_id: self.shares.pop(peer_id) for peer_id in (asker, target)}
         connects = frozenset((peer_id, self.transactions.pop(peer_id, b"")) for peer_id in (asker, target))

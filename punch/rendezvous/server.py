@@ -71,6 +71,7 @@ from punch.stun.credentials import request_key
 from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
 from punch.stun.wire import (
+    ANYONE,
     PEER_GONE,
     Introduction,
     KeyShare,
@@ -539,9 +540,12 @@ class RendezvousServer:
             asker, target, now, share, message.integer(AttributeType.SERVER_RTT), message.transaction_id
         )
         if match is None:
-            status = (
-                f"waiting for {target}" if self.registry.lookup(target, now) else f"waiting for {target} to register"
-            )
+            if target == ANYONE:
+                status = f"waiting for anyone to ask for {asker}"
+            elif self.registry.lookup(target, now):
+                status = f"waiting for {target}"
+            else:
+                status = f"waiting for {target} to register"
             log.info("%s asks for %s: %s", asker, target, status)
             self._reply(message, source, (AttributeType.STATUS, _fit(status, 128)))
             return
@@ -568,7 +572,10 @@ class RendezvousServer:
     ) -> None:
         opener, prober = match.opener, match.prober
         log.info(
-            "%s asks for %s: both want each other, introducing (session %s)", asker, target, match.session_id.hex()[:8]
+            "%s asks for %s: both want each other, introducing (session %s)",
+            asker,
+            "anyone" if target == ANYONE else target,
+            match.session_id.hex()[:8],
         )
         hard = Mapping.ENDPOINT_DEPENDENT
         if opener.mapping == prober.mapping == hard:

@@ -37,6 +37,9 @@ from punch.errors import PunchError
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, method_name, new_transaction_id
 
 MAX_PEER_ID_BYTES = 128
+# A Connect's TARGET-ID that asks for anyone: "introduce me to whoever asks for me" (punch.api.accept). No peer may
+# register under it, and a key share signed for it may go to any peer that asks for its signer.
+ANYONE = "*"
 SESSION_ID_BYTES = 16
 REGISTRATION_TOKEN_BYTES = 16
 PUBLIC_KEY_BYTES = 32
@@ -112,8 +115,11 @@ def required_text(message: Message, attribute: AttributeType) -> str:
 
 
 def required_peer_id(message: Message, attribute: AttributeType = AttributeType.PEER_ID) -> str:
-    """A required PEER-ID/TARGET-ID, checked."""
-    return check_peer_id(required_text(message, attribute), _attribute_name(attribute))
+    """A required PEER-ID/TARGET-ID, checked; a PEER-ID is never :data:`ANYONE` (a TARGET-ID may be)."""
+    value = check_peer_id(required_text(message, attribute), _attribute_name(attribute))
+    if value == ANYONE and attribute is AttributeType.PEER_ID:
+        raise ProtocolError(f"PEER-ID {ANYONE!r} is reserved (a Connect for it asks for anyone); choose another ID")
+    return value
 
 
 def required_session(message: Message) -> bytes:
@@ -129,7 +135,7 @@ def _attribute_name(attribute: AttributeType) -> str:
 
 
 # The methods of a session between a peer and the server, signed with the peer's request key; every other message
-# with a SESSION-ID (a check, Data, Close) goes between the peers, signed with the session's key.
+# with a SESSION-ID (a check, a Relay indication) goes between the peers, signed with the session's key.
 SERVER_METHODS = frozenset({Method.INTRODUCE, Method.READY, Method.GO, Method.MOVE, Method.NOTICE})
 
 

@@ -129,6 +129,17 @@ class PeerConnection(QuicConnection):
             return 0
         return max(stream.sender._buffer_stop - stream.sender.highest_offset, 0)
 
+    def unacknowledged(self) -> int:
+        """Stream bytes written that the peer has not acknowledged yet, and one for each FIN not acknowledged yet
+        (a reset stream counts nothing: its data is given up)."""
+        total = 0
+        for stream in self._streams.values():
+            sender = stream.sender
+            if sender.is_finished or sender._reset_error_code is not None:
+                continue
+            total += len(sender._buffer) + (sender._buffer_fin is not None)
+        return total
+
     def held_bytes(self) -> int:
         """The bytes of stream data and datagrams this connection holds: unacknowledged or unsent, out of order."""
         streams = sum(len(s.sender._buffer) + len(s.receiver._buffer) for s in self._streams.values())

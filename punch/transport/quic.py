@@ -23,6 +23,7 @@ none was acknowledged for ``dead_after`` seconds, and True again at the next ack
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import os
@@ -119,6 +120,7 @@ class QuicLink:
             self._ping, self._path_changed, keepalive=self._config.keepalive, dead_after=self._config.dead_after
         )
         self._keylog: TextIO | None = None
+        self._flushed: asyncio.Event | None = None  # set once all we wrote is acknowledged (close with flush)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -167,10 +169,21 @@ class QuicLink:
     def connected(self) -> bool:
         return self._connected.done() and self._connected.exception() is None
 
-    async def close(self, reason: str = "closed") -> None:
-        """Send CONNECTION_CLOSE and end the link: its streams end, waiting calls raise :class:`LinkClosed`."""
+    async def close(self, reason: str = "closed", flush: float = 0.0) -> None:
+        """Send CONNECTION_CLOSE and end the link: its streams end, waiting calls raise :class:`LinkClosed`. With
+        ``flush``, first wait up to that many seconds for the peer to acknowledge every stream byte and FIN we wrote
+        (QUIC sends them again meanwhile): CONNECTION_CLOSE is sent once and may be lost, what it cuts off is not
+        sent again."""
         if self._ended:
             return
+        if flush > 0 and self.connected and self._unacknowledged():
+            self._flushed = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(flush):
+                    await self._flushed.wait()
+            if self._ended:
+                return
+            log.debug("closing with %d bytes unacknowledged", self._unacknowledged())
         if self._connection is not None:
             self._connection.close(error_code=QuicErrorCode.NO_ERROR, reason_phrase=reason)
             self._transmit()
@@ -190,6 +203,11 @@ class QuicLink:
         connection.receive_datagram(data, VIRTUAL_PEER, now=self._loop.time())
         self._process_events()
         self._transmit()
+        if self._flushed is not None and not self._unacknowledged():
+            self._flushed.set()
+
+    def _unacknowledged(self) -> int:
+        return 0 if self._connection is None else self._connection.unacknowledged()
 
     def _accept(self, data: bytes) -> PeerConnection | None:
         """The server's connection, made from the client's first Initial (RFC 9000 §7.2, §14.1); else None."""
@@ -454,6 +472,8 @@ class QuicLink:
                 handle.cancel()
         self._timer = self._transmit_handle = None
         self._liveness.stop()
+        if self._flushed is not None:
+            self._flushed.set()
         for stream in list(self._streams.values()):
             stream.end(reason)
         self._streams.clear()

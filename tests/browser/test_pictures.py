@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from punch.api import run_peer
 from punch.diagram import draw
 from punch.peer.config import PeerResult
-from punch.peer.session import run_peer
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import trace
 from tests.browser.chromium import Chromium, matrix_page, mermaid_page

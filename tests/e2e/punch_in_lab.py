@@ -6,12 +6,8 @@ Shared by the e2e test modules (a helper module, not a test module, so nothing i
 from __future__ import annotations
 
 import json
-import os
-import re
-import selectors
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +17,7 @@ from punch.stun import Method
 from punch.stun.fastpath import load
 from punch.stun.message import encode
 from punch.stun.wire import request
+from tests.lines import wait_for_line
 
 PY = sys.executable
 SERVER = "203.0.113.1"
@@ -43,38 +40,6 @@ FAR_SERVER = ("--impair", "net-server:delay=2ms")
 # The default lab with nat10 a symmetric NAT and nat14 a port-restricted cone: port prediction's lab
 SYMMETRIC_VS_CONE = Path(__file__).parent.parent / "data" / "topologies" / "symmetric-vs-cone.yaml"
 NEW14 = "192.0.2.15"  # nat14's WAN address after `netns readdress` (the tests of a NAT's new address)
-
-_unread: dict[int, bytes] = {}  # stderr bytes read past a matched line, per process
-
-
-def wait_for_line(proc: subprocess.Popen[Any], pattern: str, timeout: float = 15.0) -> str:
-    """Read ``proc``'s stderr until a line matches ``pattern``; the line. Fails on timeout or exit.
-
-    Reads the pipe's file descriptor directly (a buffered readline could hide lines from select()), and keeps
-    what it read past the matching line for the next call.
-    """
-    assert proc.stderr is not None
-    fd = proc.stderr.fileno()
-    selector = selectors.DefaultSelector()
-    selector.register(fd, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    buffer = _unread.pop(proc.pid, b"")
-    seen = b""
-    while True:
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            seen += line + b"\n"
-            if re.search(pattern, line.decode(errors="replace")):
-                _unread[proc.pid] = buffer
-                return line.decode(errors="replace")
-        left = deadline - time.monotonic()
-        if left <= 0 or not selector.select(left):
-            break
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        buffer += chunk
-    raise AssertionError(f"no line matching {pattern!r} within {timeout} s; saw:\n{seen.decode(errors='replace')}")
 
 
 def start_server(lab: Lab, *extra: str) -> subprocess.Popen[Any]:

@@ -1,5 +1,5 @@
-"""``up --capture DIR``: pcaps of every NAT's WAN that Wireshark's dissector (tshark) reads as STUN, nothing
-malformed; ``status`` lists them and ``down`` stops the captures."""
+"""``up --capture DIR``: pcaps of every NAT's WAN that Wireshark's dissectors (tshark) read as STUN and QUIC,
+nothing malformed; ``status`` lists them and ``down`` stops the captures."""
 
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ pytestmark = [
 # What Wireshark may remark on in punch's traffic: punch's own attributes (private range, unknown to it); the low
 # TTLs of the opener's probe and of the route discovery (--open-ttl auto sends one Binding request per TTL 1..6
 # toward the server), both on purpose; and its UDP dissector's guess from the port alone: an ephemeral port that
-# happens to fall in 33435-33464, traceroute's classic range, is called "Possible traceroute".
+# happens to fall in 33435-33464, traceroute's classic range, is called "Possible traceroute". In QUIC: the padding
+# of a datagram that carries an Initial packet, which RFC 9000 §14.1 requires (at least 1200 bytes).
 EXPECTED_REMARKS = (
     r"Unknown attribute 0x(4c0[1-9a-f]|cc0[1-9])|\"Time To Live\" only [1-6]"
-    r"|Possible traceroute: hop #\d+, attempt #[1-3]"
+    r"|Possible traceroute: hop #\d+, attempt #[1-3]|\(Random\) padding data appended to the datagram"
 )
 
 
@@ -36,7 +37,9 @@ def tshark(pcap: Path, *args: str) -> str:
     ).stdout
 
 
-def test_pcaps_of_a_punch_decode_as_stun_without_malformed_packets(lab_factory: LabFactory, tmp_path: Path) -> None:
+def test_pcaps_of_a_punch_decode_as_stun_and_quic_without_malformed_packets(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
     captures = tmp_path / "pcaps"
     lab = lab_factory(args=["--capture", str(captures)])
     status = json.loads(lab.cli("status", "--name", lab.name, "--json").stdout)
@@ -52,16 +55,17 @@ def test_pcaps_of_a_punch_decode_as_stun_without_malformed_packets(lab_factory: 
         # Remarks joined by "|", not tshark's default ",": "Possible traceroute: hop #4, attempt #1" has a comma.
         fields = ("-T", "fields", "-E", "aggregator=|", "-e", "frame.protocols", "-e", "_ws.expert.message")
         lines = tshark(pcap, *fields).splitlines()
-        udp = [line for line in lines if line.split("\t")[0].endswith(":udp:stun") or ":udp" in line.split("\t")[0]]
+        udp = [line for line in lines if ":udp" in line.split("\t")[0]]
         assert udp, f"no UDP in {pcap}"
         for line in udp:
             protocols, _, remarks = line.partition("\t")
-            assert protocols.endswith(":udp:stun"), (pcap.name, line)  # every datagram decodes as STUN
+            assert re.search(r":udp:(stun|quic)", protocols), (pcap.name, line)  # every datagram: STUN or QUIC
             for remark in filter(None, remarks.split("|")):
                 assert re.fullmatch(EXPECTED_REMARKS, remark), (pcap.name, remark)
         assert "Malformed" not in tshark(pcap, "-V")
         # The peer-to-peer flow is in it: the NAT's public address talks to the other NAT's public address.
         other = WAN["14" if me == "10" else "10"]
-        pairs = tshark(pcap, "-Y", "stun", "-T", "fields", "-e", "ip.src", "-e", "ip.dst").split()
-        assert WAN[me] in pairs
-        assert other in pairs
+        for protocol in ("stun", "quic"):
+            pairs = tshark(pcap, "-Y", protocol, "-T", "fields", "-e", "ip.src", "-e", "ip.dst").split()
+            assert WAN[me] in pairs, protocol
+            assert other in pairs, protocol

@@ -150,6 +150,7 @@ def test_a_lost_race_behind_one_carrier_is_refused_through_its_hairpin_and_the_l
     wait_for_line(peer10, rf"following 11 to {CGN_PUBLIC}:\d+")
     for peer in (peer10, peer11):
         wait_for_line(peer, r"using the direct path to")
+        wait_for_line(peer, r"QUIC is up with")
     end_chat((peer10, "from 10\n"), (peer11, "from 11\n"))
     (code10, result10, log10), (code11, result11, log11) = finish(peer10), finish(peer11)
     assert (code10, code11) == (0, 0), log10 + log11

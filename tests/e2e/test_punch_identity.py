@@ -83,9 +83,13 @@ def test_an_impostor_of_a_known_peer_is_refused_and_the_server_sends_no_key(lab:
     capture.communicate(timeout=10)
 
     # The server's own datagrams: STUN, no SESSION-KEY, and no session key's bytes anywhere in them.
-    keys = [bytes.fromhex(line.split()[2]) for line in keylog.read_text().splitlines()]
-    assert len(keys) == 2
-    assert keys[0] == keys[1]  # both peers derived the same key; the server never sent it
+    # The key log (NSS format): each peer's session key, and QUIC's TLS secrets of both ends
+    logged = [line.split() for line in keylog.read_text().splitlines() if line and not line.startswith("#")]
+    session_keys = [bytes.fromhex(fields[2]) for fields in logged if fields[0] == "PUNCH_SESSION_KEY"]
+    assert len(session_keys) == 2
+    assert session_keys[0] == session_keys[1]  # both peers derived the same key; the server never sent it
+    assert {fields[0] for fields in logged} >= {"CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"}
+    keys = {bytes.fromhex(fields[2]) for fields in logged}
     sent = udp_payloads_from(pcap, SERVER, 3478)
     introduces = [
         m for m in map(decode, sent) if (m.method, m.message_class) == (Method.INTRODUCE, MessageClass.REQUEST)

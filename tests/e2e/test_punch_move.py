@@ -93,6 +93,7 @@ def test_a_moved_session_is_punched_anew_from_its_own_socket_when_the_nat_gets_a
     wait_for_line(peer14, r"moving to a fresh socket \(port \d+\)")
     for peer in (peer10, peer14):
         wait_for_line(peer, r"using the direct path to")
+        wait_for_line(peer, r"QUIC is up with")
     readdress_mid_chat(lab, peer10, peer14)  # the text in flight is sent again over the new path
     wait_for_line(peer14, r"the path ran over our fresh socket: punching the new one from our session's socket", 30)
     for peer in (peer10, peer14):
@@ -117,6 +118,7 @@ def direct_without_the_relay(
     """Both peers go direct, never on the relay, and a text crosses each way: their results and both logs."""
     for peer in (peer10, peer14):
         wait_for_line(peer, r"using the direct path to")
+        wait_for_line(peer, r"QUIC is up with")
     end_chat((peer10, "from 10\n"), (peer14, "from 14\n"))
     code10, result10, log10 = finish(peer10)
     code14, result14, log14 = finish(peer14)

@@ -35,6 +35,7 @@ def test_a_session_survives_both_nats_flushing_their_mappings(lab: Lab) -> None:
     peer10, peer14 = chat_peer(lab, "10", "14", *KEEPALIVE), chat_peer(lab, "14", "10", *KEEPALIVE)
     for peer in (peer10, peer14):
         wait_for_line(peer, r"using the direct path to")
+        wait_for_line(peer, r"QUIC is up with")
     for router in ("nat10", "nat14"):
         lab.exec(router, "conntrack", "-F", check=True)
         assert WAN["10"] not in conntrack_udp(lab, router)  # nothing of the session is left
@@ -60,6 +61,7 @@ def test_a_session_moves_to_a_new_path_when_a_nat_gets_a_new_public_address(lab:
     peer10, peer14 = chat_peer(lab, "10", "14", *KEEPALIVE), chat_peer(lab, "14", "10", *KEEPALIVE)
     for peer in (peer10, peer14):
         wait_for_line(peer, r"using the direct path to")
+        wait_for_line(peer, r"QUIC is up with")
     readdress_mid_chat(lab, peer10, peer14)  # the text in flight is sent again over the new path
     say(peer14, "while it moves")
     for peer in (peer10, peer14):
@@ -87,6 +89,7 @@ def test_a_session_outlives_a_server_restart_and_the_peers_register_again(lab: L
     peer10, peer14 = chat_peer(lab, "10", "14"), chat_peer(lab, "14", "10")
     for peer in (peer10, peer14):
         wait_for_line(peer, r"using the direct path to")
+        wait_for_line(peer, r"QUIC is up with")
     server.kill()
     server.wait()
     for peer in (peer10, peer14):

@@ -34,6 +34,7 @@ def test_peers_on_the_relay_move_to_a_direct_path_once_one_exists(lab: Lab) -> N
     peer10, peer14 = chat_peer(lab, "10", "14", *RETRY), chat_peer(lab, "14", "10", *RETRY)
     for peer in (peer10, peer14):
         wait_for_line(peer, r"using the relay path to")
+        wait_for_line(peer, r"QUIC is up with")
         wait_for_line(peer, r"staying on the relay")  # a retry failed while the block stood
     for rule in BLOCK:
         lab.exec("core", "iptables", "-D", "FORWARD", "-p", "udp", *rule, "-j", "DROP", check=True)
@@ -82,6 +83,7 @@ def test_a_late_introduction_on_a_silent_bare_router_ends_on_the_relay_and_then_
     lab.exec("nat14", "nft", "delete", "table", "inet", "lose_introductions", check=True)  # the next one arrives
     for peer in (peer10, peer14):
         wait_for_line(peer, r"using the relay path to")  # the race was lost, as the kernel predicts
+        wait_for_line(peer, r"QUIC is up with")
     for peer in (peer10, peer14):
         wait_for_line(peer, r"staying on the relay, next try in 83 s")  # the first retry is too soon
     both_go_direct(peer10, peer14, within=100)  # nat14 maps peer14 toward peer10 on its own port again

@@ -2,95 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from punch.identity.keyfile import load_identity
+from tests.integration.cli_processes import PUNCH, peer, running_server
 
 pytestmark = pytest.mark.integration
-
-PUNCH = [sys.executable, "-m", "punch"]
-
-
-@contextlib.contextmanager
-def running_server(*extra: str) -> Iterator[str]:
-    """`punch server` on an ephemeral loopback port, stopped afterwards even when the test fails; its address."""
-    server = subprocess.Popen(
-        [*PUNCH, "server", "--listen", "127.0.0.1:0", *extra],
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        assert server.stderr is not None
-        line = server.stderr.readline()  # the first log line says where it listens
-        match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
-        assert match, line
-        yield match.group(1)
-    finally:
-        server.terminate()
-        server.communicate(timeout=10)
 
 
 @pytest.fixture
 def server_address() -> Iterator[str]:
     with running_server() as address:
         yield address
-
-
-def _ctrl_c_as_from_a_terminal() -> None:
-    """In the child: SIGINT to its default. A shell's background job (``pytest &``) hands it on ignored, and
-    Python then keeps ignoring it, as nohup and ``&`` ask; a peer started from a terminal has it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def peer(server: str, me: str, other: str, *extra: str, stdin: str | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*PUNCH, "peer", "--server", server, "--id", me, "--to", other, "--bind", "127.0.0.1:0", *extra],
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_ctrl_c_as_from_a_terminal,
-    )
-
-
-def test_scripted_peer_talks_to_an_interactive_one(server_address: str) -> None:
-    started = time.time()
-    scripted = peer(server_address, "10", "14", "--send", "hello", "--send", "bye", "--json")
-    chat = peer(server_address, "14", "10", stdin="hi there\n\nhow are you?\n")
-    chat_out, chat_err = chat.communicate("hi there\n\nhow are you?\n", timeout=30)
-    out, err = scripted.communicate(timeout=30)
-    assert (scripted.returncode, chat.returncode) == (0, 0), err + chat_err
-    result = json.loads(out.strip().splitlines()[-1])
-    assert result["received"] == ["hi there", "how are you?"]  # empty lines are not sent
-    assert (result["id"], result["peer"], result["path"]) == ("10", "14", "direct")
-    assert set(result) >= {"id", "peer", "path", "remote", "punch_ms", "path_at", "received"}
-    assert started < result["path_at"] < time.time()  # wall-clock time the path was chosen (bench/punch_floor)
-    assert result["server_rtt_ms"] > 0
-    assert out.splitlines()[:2] == ["[14] hi there", "[14] how are you?"]
-    assert chat_out.splitlines()[:2] == ["[10] hello", "[10] bye"]
-    assert re.match(r"direct path to 10 via 127\.0\.0\.1:\d+, after [\d.]+ ms$", chat_out.splitlines()[-1])
-    for step in ("registered as 14", "asked the server for 10", "introduced to 10", "path chosen: direct"):
-        assert step in chat_err
-
-
-def test_peer_without_its_partner_fails_with_one_line_and_json(server_address: str) -> None:
-    alone = peer(server_address, "10", "77", "--timeout", "1", "--json", "-q")
-    out, err = alone.communicate(timeout=30)
-    assert alone.returncode == 1
-    assert err.strip() == "punch: 77 did not ask for us within 1 s; start it with `punch peer --id 77 --to 10`"
-    assert json.loads(out.strip().splitlines()[-1])["error"].startswith("77 did not ask for us")
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from punch.api import Connection, run_peer
 from punch.errors import PeerError
 from punch.identity.keyfile import Identity
 from punch.identity.known_peers import KnownPeers
 from punch.peer.config import PeerConfig, PeerResult
-from punch.peer.session import Session, run_peer
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import AttributeType, Method, encode
 from punch.stun.wire import request
@@ -36,10 +36,10 @@ async def meet(first: PeerConfig, second: PeerConfig) -> tuple[PeerResult, PeerR
 
 async def refused(config: PeerConfig, impostor: PeerConfig) -> tuple[str, PeerResult]:
     """``config`` asks for the impostor's ID: its error and result (the impostor is stopped then)."""
-    session = await Session.open(config, lambda _: None)
+    session = await Connection.open(config)
     faking = asyncio.create_task(run_peer(impostor, texts("I am the real one"), lambda _: None))
     with pytest.raises(PeerError) as error:
-        await session.run(texts("secret for the real one"))
+        await session.run(texts("secret for the real one"), lambda _: None)
     await session.close()
     faking.cancel()
     await asyncio.gather(faking, return_exceptions=True)
@@ -116,7 +116,7 @@ async def test_a_check_under_another_key_is_dropped_and_counted(
     """A host that knows the session (its ID, the endpoints: the server knows all that) but not its key: its checks,
     signed under any other key, never reach the puncher; the session goes on."""
     ten, fourteen = Identity.generate(), Identity.generate()
-    session = await Session.open(peer(server, "10", "14", ten, tmp_path / "a"), lambda _: None)
+    session = await Connection.open(peer(server, "10", "14", ten, tmp_path / "a"))
     caplog.set_level(logging.INFO, logger="punch")
     introduced = LogLine("introduced to 14")
     logging.getLogger("punch.peer.client").addHandler(introduced)
@@ -134,7 +134,9 @@ async def test_a_check_under_another_key_is_dropped_and_counted(
 
     try:
         other = peer(server, "14", "10", fourteen, tmp_path / "b")
-        await asyncio.gather(session.run(texts("hi")), run_peer(other, texts("hi"), lambda _: None), forger())
+        await asyncio.gather(
+            session.run(texts("hi"), lambda _: None), run_peer(other, texts("hi"), lambda _: None), forger()
+        )
     finally:
         logging.getLogger("punch.peer.client").removeHandler(introduced)
         await session.close()

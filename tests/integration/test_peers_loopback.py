@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from punch.api import Connection, run_peer
 from punch.errors import PeerError
 from punch.peer.client import RendezvousClient
 from punch.peer.config import PeerConfig, PeerResult
 from punch.peer.puncher import PunchTimings
-from punch.peer.session import Session, run_peer
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import Address, Message, MessageClass, Method, decode
 from punch.stun.protocol import StunEndpoint
@@ -83,9 +83,9 @@ async def test_silent_peers_close_together(server: RendezvousServer) -> None:
 
 
 async def test_a_peer_that_never_comes_times_out_with_a_reason(server: RendezvousServer) -> None:
-    session = await Session.open(config(server, "10", "99", timeout=0.5), lambda _: None)
+    session = await Connection.open(config(server, "10", "99", timeout=0.5))
     with pytest.raises(PeerError, match=r"^99 did not ask for us within 0\.5 s; start it with "):
-        await session.run(texts())
+        await session.run(texts(), lambda _: None)
     await session.close()
     result = session.result
     assert result.error is not None

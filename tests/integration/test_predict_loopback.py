@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from punch.api import Connection, run_peer
 from punch.errors import PeerError
 from punch.peer.config import PeerConfig, PeerResult
 from punch.peer.predict import PortOpener, PredictConfig, Sprayer
 from punch.peer.puncher import Puncher, PunchTimings
-from punch.peer.session import Session, run_peer
 from punch.peer.strategy import Plan, Strategy
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import Address, Message, MessageClass
@@ -133,8 +133,10 @@ async def test_two_hard_sides_go_straight_to_the_relay(
 
 async def test_two_hard_sides_without_the_relay_fail_at_once(server: RendezvousServer) -> None:
     hard = assumed(HARD)
-    sessions = [await Session.open(config(server, me, other, predict=hard), lambda t: None) for me, other in PAIR]
-    outcomes = await asyncio.gather(*(session.run(texts()) for session in sessions), return_exceptions=True)
+    sessions = [await Connection.open(config(server, me, other, predict=hard)) for me, other in PAIR]
+    outcomes = await asyncio.gather(
+        *(session.run(texts(), lambda _: None) for session in sessions), return_exceptions=True
+    )
     for session in sessions:
         await session.close()
     for outcome in outcomes:

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
+from punch.api import Connection, run_peer
 from punch.errors import PeerError
 from punch.peer.client import RendezvousClient
 from punch.peer.keys import PeerKeys
 from punch.peer.predict import PredictConfig
-from punch.peer.session import Session, run_peer
 from punch.rendezvous.relay import RelayBudget
 from punch.rendezvous.relayed import RELAY_TYPE
 from punch.rendezvous.server import RendezvousServer
@@ -182,10 +182,10 @@ async def test_peers_on_the_relay_say_it_refused_them_when_their_session_is_over
         await small.start(("127.0.0.1", 0))
         hard = PredictConfig(assume=Mapping.ENDPOINT_DEPENDENT)
         many = [f"text {n} " + "x" * 1000 for n in range(40)]
-        sessions = [
-            await Session.open(peer_config(small, me, other, predict=hard), lambda _: None) for me, other in PAIR
-        ]
-        outcomes = await asyncio.gather(*(s.run(texts(*many)) for s in sessions), return_exceptions=True)
+        sessions = [await Connection.open(peer_config(small, me, other, predict=hard)) for me, other in PAIR]
+        outcomes = await asyncio.gather(
+            *(s.run(texts(*many), lambda _: None) for s in sessions), return_exceptions=True
+        )
     where = f"{small.address[0]}:{small.address[1]}"
     errors = [str(o) for o in outcomes if isinstance(o, PeerError)]
     assert len(errors) == 2

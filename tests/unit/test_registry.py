@@ -6,7 +6,7 @@ import pytest
 
 from punch.rendezvous.registry import Registry
 from punch.stun import AttributeType
-from punch.stun.wire import KeyShare, Role
+from punch.stun.wire import ANYONE, KeyShare, Role
 
 pytestmark = pytest.mark.unit
 
@@ -133,3 +133,32 @@ def test_the_connects_that_made_a_match_are_known_by_their_transaction_ids() -> 
     assert registry.introduced_by("14", b"a" * 12) is None  # another peer's transaction
     assert registry.introduced_by("10", b"c" * 12) is None  # a new Connect
     assert registry.transactions == {}
+
+
+def test_a_wish_for_anyone_matches_whoever_asks_for_the_wisher_first() -> None:
+    registry = Registry()
+    for peer_id, address in (("listener", A), ("14", B), ("15", ("192.0.2.15", 40002))):
+        registry.register(peer_id, address, (), 30, now=0)
+    assert registry.want("listener", ANYONE, now=1, share=SHARE) is None
+    assert registry.want("15", "somebody else", now=1, share=SHARE) is None
+    match = registry.want("14", "listener", now=2, share=SHARE)
+    assert match is not None
+    assert (match.opener.peer_id, match.prober.peer_id) == ("listener", "14")  # it asked first
+    assert registry.wants == {"15": "somebody else"}
+    assert registry.want("15", "listener", now=3, share=SHARE) is None  # the listener is no longer listening
+
+
+def test_a_wish_for_anyone_takes_the_peer_that_waits_for_us_already() -> None:
+    registry = Registry()
+    for peer_id, address in (("listener", A), ("14", B), ("15", ("192.0.2.15", 40002))):
+        registry.register(peer_id, address, (), 30, now=0)
+    registry.want("14", "listener", now=1, share=SHARE)
+    registry.want("14", "elsewhere", now=2, share=SHARE)  # 14 changed its mind
+    registry.want("15", "listener", now=3, share=SHARE)
+    match = registry.want("listener", ANYONE, now=4, share=SHARE)
+    assert match is not None
+    assert (match.opener.peer_id, match.prober.peer_id) == ("15", "listener")
+    assert registry.wants == {"14": "elsewhere"}
+    registry.unregister("14")
+    assert registry.wants == {}
+    assert registry.want("listener", ANYONE, now=5, share=SHARE) is None
