@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import ipaddress
 import json
 import logging
@@ -187,6 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=MAX_PEERS,
         metavar="N",
         help=f"registrations held at most; new IDs beyond get 508 (default {MAX_PEERS:,}, about 0.35 GiB when full)",
+    )
+    server.add_argument(
+        "--registry",
+        metavar="URL",
+        help="share registrations, wishes and sessions with other servers in Redis (redis://HOST:PORT/DB; a Redis "
+        "Cluster is found by itself): a peer registered at one meets a peer registered at another (needs "
+        "punch[redis]; default: in this process alone)",
+    )
+    server.add_argument(
+        "--name",
+        metavar="NAME",
+        help="this server's name among those sharing --registry: unique, and the same across its restarts (default: "
+        "host name:port)",
     )
 
     probe_cmd = commands.add_parser(
@@ -641,6 +655,7 @@ def _run_server(args: argparse.Namespace) -> int:
     if args.relay_bytes < 0:
         raise UsageError(f"--relay-bytes must be 0 (no limit) or more, got {args.relay_bytes}")
     _check_workers(args.workers, args.rate_limit, alternate)
+    _check_registry(args.registry, args.name)
     group = read_secret(args.secret_file) if args.secret_file else None
     asyncio.run(
         _until_terminated(
@@ -654,10 +669,23 @@ def _run_server(args: argparse.Namespace) -> int:
                 stats_interval=args.stats_interval,
                 relay_budget=RelayBudget(rate=args.relay_rate, total=args.relay_bytes),
                 workers=args.workers,
+                shared_registry=args.registry,
+                name=args.name,
             )
         )
     )
     return 0
+
+
+def _check_registry(url: str | None, name: str | None) -> None:
+    if url is None:
+        if name is not None:
+            raise UsageError("--name names this server among those sharing --registry; give --registry URL too")
+        return
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(f"--registry must be a Redis URL, e.g. redis://127.0.0.1:6379/0, got {url!r}")
+    if importlib.util.find_spec("redis") is None:
+        raise UsageError("--registry needs redis-py: pip install 'punch[redis]'")
 
 
 async def _until_terminated(main: Coroutine[Any, Any, None]) -> None:
