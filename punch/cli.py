@@ -228,7 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     peer = commands.add_parser(
         "peer", parents=[common, identity, traced], help="find another peer through the server and talk"
     )
-    peer.add_argument("--server", required=True, metavar="HOST[:PORT]", help=f"rendezvous server (port {DEFAULT_PORT})")
+    peer.add_argument(
+        "--server",
+        required=True,
+        action="append",
+        metavar="HOST[:PORT]",
+        help=f"rendezvous server (port {DEFAULT_PORT}); again for others sharing its --registry: we register with "
+        "the nearest answering one and turn to another when it falls silent",
+    )
     peer.add_argument("--id", help="our peer ID (default: our fingerprint, `punch id`)")
     peer.add_argument(
         "--to",
@@ -427,7 +434,7 @@ def _tracing(args: argparse.Namespace) -> Iterator[None]:
         yield
         return
     if args.command == "peer":
-        server = format_address(parse_endpoint(args.server, "--server", DEFAULT_PORT))
+        server = format_address(parse_endpoint(args.server[0], "--server", DEFAULT_PORT))
         who = {"id": args.id, "to": args.to, "server": server}
     else:
         if args.workers > 1:
@@ -535,7 +542,8 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         rate=_positive("--predict-rate", args.predict_rate),
     )
     config = PeerConfig(
-        server=parse_endpoint(args.server, "--server", DEFAULT_PORT),
+        server=parse_endpoint(args.server[0], "--server", DEFAULT_PORT),
+        servers=tuple(parse_endpoint(s, "--server", DEFAULT_PORT) for s in args.server[1:]),
         peer_id=args.id if args.id is not None else identity.fingerprint,
         target=target,
         bind=parse_endpoint(args.bind, "--bind", None),

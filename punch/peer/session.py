@@ -36,6 +36,7 @@ from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
 from punch.peer.predict import PortOpener, Sprayer, choose_plan, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
+from punch.peer.servers import with_nearest_server
 from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide
 from punch.stun.protocol import StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.wire import Introduction, Role
@@ -104,6 +105,7 @@ class Session:
             identity=config.identity,
             credentials=keys.request,
             on_introduced=self._introduced,
+            servers=config.servers,
         )
         dispatcher.add(self._client.on_request)
         self._sockets = contextlib.AsyncExitStack()  # port prediction's and a move's sockets, closed at the end
@@ -677,7 +679,7 @@ async def run_peer(
     sock: socket.socket | None = None,
 ) -> PeerResult:
     """Run one peer to the end (:class:`Session`) and return its result; PeerError on failure."""
-    session = await Session.open(config, on_text, sock=sock)
+    session = await Session.open(await with_nearest_server(config), on_text, sock=sock)
     try:
         return await session.run(texts)
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +22,8 @@ from bench import redis_nodes
 from punch.errors import PeerError, RegistryUnavailable
 from punch.peer.config import PeerResult
 from punch.peer.puncher import PunchTimings
-from punch.peer.session import run_peer
+from punch.peer.servers import with_nearest_server
+from punch.peer.session import Session, run_peer
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import AttributeType, MessageClass, Method
 from punch.stun.protocol import open_endpoint
@@ -228,3 +230,70 @@ async def test_a_redis_that_lost_everything_gets_each_registration_back_with_its
         assert stored.registration.token == peer._credentials.token
     finally:
         await server.close()
+
+
+async def test_a_peer_whose_server_dies_keeps_its_direct_session_and_registers_at_the_other(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="punch")
+    first, second = await shared_server(redis_url, "A"), await shared_server(redis_url, "B")
+    moved = LogLine("registering with")
+    logging.getLogger("punch.peer.client").addHandler(moved)
+    both_talked = [asyncio.Event(), asyncio.Event()]
+
+    async def talk(me: str, other: str, index: int) -> AsyncIterator[str]:
+        yield f"before, to {other}"
+        both_talked[index].set()
+        await asyncio.wait_for(moved.seen.wait(), 15)
+        yield f"after, to {other}"
+
+    async def peer(me: str, other: str, index: int) -> PeerResult:
+        # Registered at the first server, with the second to turn to (Session.open: not the nearest of the two)
+        cfg = config(first, me, other, bind=OWN_NAT[me], lease=3, servers=(second.address,), timeout=10.0)
+        session = await Session.open(cfg, lambda _: None)
+        try:
+            return await session.run(talk(me, other, index))
+        finally:
+            await session.close()
+
+    try:
+        running = asyncio.gather(peer("a", "b", 0), peer("b", "a", 1))
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in both_talked)), 10)
+        await first.close()  # a's server dies mid-session
+        a, b = await asyncio.wait_for(running, 20)
+        assert (a.path, b.path) == ("direct", "direct")
+        assert a.received == ["before, to a", "after, to a"]
+        assert b.received == ["before, to b", "after, to b"]
+        # Once their server fell silent, each registered at the other, which took them with their tokens.
+        lines = [r.getMessage() for r in caplog.records]
+        turned = [
+            i for i, line in enumerate(lines) if f"registering with 127.0.0.1:{second.address[1]} instead" in line
+        ]
+        assert turned
+        assert any(line.startswith("registered a at") for line in lines[turned[0] :])
+        assert not any(line.startswith("401") for line in lines)
+    finally:
+        logging.getLogger("punch.peer.client").removeHandler(moved)
+        await first.close()
+        await second.close()
+
+
+async def test_a_peer_with_several_servers_takes_the_one_that_answers() -> None:
+    live, dead = RendezvousServer(), RendezvousServer()
+    await live.start(("127.0.0.1", 0))
+    await dead.start(("127.0.0.1", 0))
+    silent = dead.address
+    await dead.close()
+    try:
+        cfg = config(live, "10", "14", servers=(silent,))
+        chosen = await with_nearest_server(dataclasses.replace(cfg, server=silent, servers=(live.address,)))
+        assert (chosen.server, chosen.servers) == (live.address, (silent,))
+        assert await with_nearest_server(dataclasses.replace(cfg, servers=())) == dataclasses.replace(cfg, servers=())
+        with pytest.raises(PeerError) as none:
+            await with_nearest_server(dataclasses.replace(cfg, server=silent, servers=(silent, ("127.0.0.1", 9))))
+        assert str(none.value) == (
+            f"none of the servers answered (127.0.0.1:{silent[1]}, 127.0.0.1:9); "
+            "is `punch server` running there and reachable?"
+        )
+    finally:
+        await live.close()
