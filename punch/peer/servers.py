@@ -18,7 +18,7 @@ import logging
 from punch.errors import PeerError
 from punch.peer.config import PeerConfig
 from punch.stun import Address, Method
-from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
+from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
 from punch.stun.wire import request
 
@@ -53,17 +53,13 @@ async def nearest(endpoint: StunEndpoint, servers: tuple[Address, ...], policy: 
     )
 
 
-async def with_nearest_server(config: PeerConfig) -> PeerConfig:
-    """``config`` with its nearest answering server as ``server`` and the others as ``servers``, asked from a socket
-    of its own on ``config.bind``'s address; ``config`` itself when it names one server."""
+async def with_nearest_server(config: PeerConfig, endpoint: StunEndpoint) -> PeerConfig:
+    """``config`` with its nearest answering server as ``server`` and the others as ``servers``, asked through
+    ``endpoint`` (the session's socket); ``config`` itself when it names one server."""
     every = (config.server, *(s for s in config.servers if s != config.server))
     if len(every) == 1:
         return config
-    endpoint = await open_endpoint(lambda message, source, data: None, (config.bind[0], 0))
-    try:
-        chosen = await nearest(endpoint, every, PROBE_POLICY)
-    finally:
-        await endpoint.close()
+    chosen = await nearest(endpoint, every, PROBE_POLICY)
     log.info("nearest answering server: %s (of %d)", format_address(chosen), len(every))
     return dataclasses.replace(config, server=chosen, servers=tuple(s for s in every if s != chosen))
 

@@ -142,6 +142,11 @@ class Session:
         keys = PeerKeys(RequestKey(config.group))
         dispatcher = Dispatcher()
         endpoint = await open_endpoint(dispatcher, config.bind, sock=sock, keys=keys)
+        try:
+            config = await with_nearest_server(config, endpoint)  # several servers: punch.peer.servers
+        except PeerError:
+            await endpoint.close()
+            raise
         return cls(config, on_text, endpoint, dispatcher, keys)
 
     async def close(self) -> None:
@@ -679,7 +684,7 @@ async def run_peer(
     sock: socket.socket | None = None,
 ) -> PeerResult:
     """Run one peer to the end (:class:`Session`) and return its result; PeerError on failure."""
-    session = await Session.open(await with_nearest_server(config), on_text, sock=sock)
+    session = await Session.open(config, on_text, sock=sock)
     try:
         return await session.run(texts)
     finally:

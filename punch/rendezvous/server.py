@@ -48,7 +48,7 @@ from punch import SOFTWARE
 from punch.errors import RegistryUnavailable, StunDecodeError
 from punch.identity.fingerprint import fingerprint, looks_like_fingerprint
 from punch.rendezvous.ratelimit import RateLimiter
-from punch.rendezvous.records import Envelope, RecordError, decode_match, encode_match
+from punch.rendezvous.records import Envelope, RecordError, Stored, decode_match, encode_match
 from punch.rendezvous.refresh import answer_size, codec, mapping_of, pack_source, software_attribute
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull, Wish, pair_up
 from punch.rendezvous.relay import RelayBudget
@@ -408,17 +408,19 @@ class RendezvousServer:
         elif peer_id in self.registry.registrations:
             self.registry.unregister(peer_id)
 
-    async def _look_up(self, peer_id: str) -> Registration | None:
+    async def _look_up(self, peer_id: str) -> Stored | None:
+        """``peer_id``'s registration as the shared registry has it, now held here too (:meth:`_mirror`)."""
         federation = self._federation
         assert federation is not None
         stored = await federation.call(federation.shared.lookup(peer_id, self._now()))
-        return None if stored is None else stored.registration
+        self._mirror(peer_id, None if stored is None else stored.registration)
+        return stored
 
     async def _register_shared(self, message: Message, source: Address, data: bytes) -> None:
         federation = self._federation
         assert federation is not None
         peer_id = required_peer_id(message)
-        self._mirror(peer_id, await self._look_up(peer_id))
+        stored = await self._look_up(peer_id)
         self._resume(len(data))
         plan = self._admit_registration(message, source, data)
         before = plan.known
@@ -442,9 +444,11 @@ class RendezvousServer:
             raise
         self._resume(len(data))
         if not kept:
-            self._mirror(peer_id, await self._look_up(peer_id))
+            await self._look_up(peer_id)
             self._resume(len(data))
             raise Unauthorized(f"ID {peer_id} was taken meanwhile; choose another")
+        if stored is not None and stored.server != federation.name:
+            log.info("%s registers here now (it was registered at %r)", peer_id, stored.server)
         self._answer_registration(message, source, plan, registration)
 
     async def _connect_shared(self, message: Message, source: Address, data: bytes) -> None:
@@ -453,7 +457,7 @@ class RendezvousServer:
         asker = required_peer_id(message)
         mine = self.registry.lookup(asker, self._now())
         if mine is None or mine.observed != source:
-            self._mirror(asker, await self._look_up(asker))
+            await self._look_up(asker)
             self._resume(len(data))
         wanted = self._admit_connect(message, source, data)
         if wanted is None:

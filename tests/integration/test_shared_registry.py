@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
 import pytest
 import pytest_asyncio
@@ -247,10 +247,11 @@ async def test_a_peer_whose_server_dies_keeps_its_direct_session_and_registers_a
         await asyncio.wait_for(moved.seen.wait(), 15)
         yield f"after, to {other}"
 
+    sessions: dict[str, Session] = {}
+
     async def peer(me: str, other: str, index: int) -> PeerResult:
-        # Registered at the first server, with the second to turn to (Session.open: not the nearest of the two)
         cfg = config(first, me, other, bind=OWN_NAT[me], lease=3, servers=(second.address,), timeout=10.0)
-        session = await Session.open(cfg, lambda _: None)
+        session = sessions[me] = await Session.open(cfg, lambda _: None)
         try:
             return await session.run(talk(me, other, index))
         finally:
@@ -259,16 +260,16 @@ async def test_a_peer_whose_server_dies_keeps_its_direct_session_and_registers_a
     try:
         running = asyncio.gather(peer("a", "b", 0), peer("b", "a", 1))
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in both_talked)), 10)
-        await first.close()  # a's server dies mid-session
+        # a's server (the nearest answering of the two: either on loopback) dies mid-session
+        dying, other = (first, second) if sessions["a"]._client.server == first.address else (second, first)
+        await dying.close()
         a, b = await asyncio.wait_for(running, 20)
         assert (a.path, b.path) == ("direct", "direct")
         assert a.received == ["before, to a", "after, to a"]
         assert b.received == ["before, to b", "after, to b"]
-        # Once their server fell silent, each registered at the other, which took them with their tokens.
+        # Once its server fell silent, a registered at the other, which took it with its token.
         lines = [r.getMessage() for r in caplog.records]
-        turned = [
-            i for i, line in enumerate(lines) if f"registering with 127.0.0.1:{second.address[1]} instead" in line
-        ]
+        turned = [i for i, line in enumerate(lines) if f"registering with 127.0.0.1:{other.address[1]} instead" in line]
         assert turned
         assert any(line.startswith("registered a at") for line in lines[turned[0] :])
         assert not any(line.startswith("401") for line in lines)
@@ -284,16 +285,18 @@ async def test_a_peer_with_several_servers_takes_the_one_that_answers() -> None:
     await dead.start(("127.0.0.1", 0))
     silent = dead.address
     await dead.close()
+    endpoint = await open_endpoint(lambda m, s, d: None, ("127.0.0.1", 0))
     try:
-        cfg = config(live, "10", "14", servers=(silent,))
-        chosen = await with_nearest_server(dataclasses.replace(cfg, server=silent, servers=(live.address,)))
+        cfg = config(live, "10", "14")
+        chosen = await with_nearest_server(replace(cfg, server=silent, servers=(live.address,)), endpoint)
         assert (chosen.server, chosen.servers) == (live.address, (silent,))
-        assert await with_nearest_server(dataclasses.replace(cfg, servers=())) == dataclasses.replace(cfg, servers=())
+        assert await with_nearest_server(cfg, endpoint) == cfg
         with pytest.raises(PeerError) as none:
-            await with_nearest_server(dataclasses.replace(cfg, server=silent, servers=(silent, ("127.0.0.1", 9))))
+            await with_nearest_server(replace(cfg, server=silent, servers=(silent, ("127.0.0.1", 9))), endpoint)
         assert str(none.value) == (
             f"none of the servers answered (127.0.0.1:{silent[1]}, 127.0.0.1:9); "
             "is `punch server` running there and reachable?"
         )
     finally:
+        await endpoint.close()
         await live.close()
