@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from punch.errors import RegistryUnavailable
-from punch.rendezvous.records import Envelope
-from punch.rendezvous.registry import Match, Registration
+from punch.rendezvous.records import Envelope, Write
+from punch.rendezvous.registry import Match, Registration, Wish
 from punch.rendezvous.shared import RedisRegistry
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,10 @@ class Federation:
         self.available = True  # as far as we know: until a call fails
         self.pending: set[str] = set()  # peer IDs with a request waiting on the registry
         self._renewals: dict[str, tuple[Registration, float]] = {}  # written behind: registration, lease (s)
+        # The wishes of peers registered here that no match took yet (asker -> target, wish, when it ends on the
+        # loop's clock): put back if the registry loses them (a Redis restart), found by a
+        # keepalive written behind
+        self.wishes: dict[str, tuple[str, Wish, float]] = {}
         self._renewed = asyncio.Event()
         self.written = asyncio.Event()  # set after each batch of renewals written behind (tests wait on it)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -161,8 +165,32 @@ class Federation:
                 self.written.set()
 
     async def _store_all(self, items: list[tuple[Registration, float]]) -> list[bool]:
+        """Write renewals; put back the wishes of the peers the registry had lost; False for each refused."""
         stores = (self.shared.store(r, self.name, r.token, lease) for r, lease in items)
-        return list(await asyncio.gather(*stores))
+        written = list(await asyncio.gather(*stores))
+        now = asyncio.get_running_loop().time()
+        for asker in [a for a, (_, _, ends) in self.wishes.items() if ends <= now]:
+            del self.wishes[asker]
+        lost = [
+            (r.peer_id, self.wishes[r.peer_id])
+            for (r, _), w in zip(items, written, strict=True)
+            if w is Write.CREATED and r.peer_id in self.wishes
+        ]
+        await asyncio.gather(
+            *(self.shared.wish_again(asker, target, wish, ends - now) for asker, (target, wish, ends) in lost)
+        )
+        for asker, (target, *_) in lost:
+            log.info("the registry had lost %s and its wish for %s: written again", asker, target)
+        return [w is not Write.REFUSED for w in written]
+
+    def wished(self, asker: str, target: str, wish: Wish, life: float) -> None:
+        """``asker``, registered here, waits for ``target``: its wish is in the registry (and kept here)."""
+        self.wishes[asker] = (target, wish, asyncio.get_running_loop().time() + life)
+
+    def matched(self, match: Match) -> None:
+        """A session took the wishes of its two peers."""
+        self.wishes.pop(match.opener.peer_id, None)
+        self.wishes.pop(match.prober.peer_id, None)
 
     async def _read_inbox(self) -> None:
         after: bytes | None = None

@@ -9,6 +9,7 @@ server's name's tag. Tags are short digests, so that no ID can break the ``{...}
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from dataclasses import dataclass
 
@@ -66,6 +67,14 @@ def unpack_fields(data: bytes, count: int | None = None) -> list[bytes]:
     if count is not None and len(fields) != count:
         raise RecordError(f"a record holds {len(fields)} fields, not {count}")
     return fields
+
+
+class Write(enum.IntEnum):
+    """What :meth:`punch.rendezvous.shared.RedisRegistry.store` did."""
+
+    REFUSED = 0  # another token holds the ID
+    RENEWED = 1  # the registry held the ID under this token: written again
+    CREATED = 2  # the registry did not hold the ID: written
 
 
 @dataclass(frozen=True, slots=True)

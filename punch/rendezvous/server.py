@@ -48,7 +48,7 @@ from punch import SOFTWARE
 from punch.errors import RegistryUnavailable, StunDecodeError
 from punch.identity.fingerprint import fingerprint, looks_like_fingerprint
 from punch.rendezvous.ratelimit import RateLimiter
-from punch.rendezvous.records import Envelope, RecordError, Stored, decode_match, encode_match
+from punch.rendezvous.records import Envelope, RecordError, Stored, Write, decode_match, encode_match
 from punch.rendezvous.refresh import answer_size, codec, mapping_of, pack_source, software_attribute
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull, Wish, pair_up
 from punch.rendezvous.relay import RelayBudget
@@ -443,7 +443,7 @@ class RendezvousServer:
             self._mirror(peer_id, before)  # nothing half written: not here either
             raise
         self._resume(len(data))
-        if not kept:
+        if kept is Write.REFUSED:
             await self._look_up(peer_id)
             self._resume(len(data))
             raise Unauthorized(f"ID {peer_id} was taken meanwhile; choose another")
@@ -475,9 +475,11 @@ class RendezvousServer:
                 await federation.call(federation.shared.wish_again(target, asker, other_wish, life))
                 await federation.call(federation.shared.wish_again(asker, target, wish, life))
                 self._resume(len(data))
+            federation.wished(asker, target, wish, life)
             self._answer_waiting(message, source, asker, target, stored is not None)
             return
         match = pair_up(stored.registration, other_wish, mine, wish, (stored.server, federation.name))
+        federation.matched(match)
         self.registry.adopt_session(match)
         federation.keep_session(match, life)
         self._reply(message, source, (AttributeType.STATUS, "introducing"))
@@ -505,6 +507,8 @@ class RendezvousServer:
             return
         if match is not None:
             self.registry.adopt_session(match)
+            if self._federation is not None:
+                self._federation.matched(match)
         pair = None if match is None else match.pair(envelope.recipient)
         recipient = self.registry.lookup(envelope.recipient, now) or (pair[0] if pair else None)
         if recipient is None:

@@ -32,6 +32,7 @@ from punch.rendezvous.records import (
     Envelope,
     RecordError,
     Stored,
+    Write,
     decode_match,
     decode_wish,
     encode_match,
@@ -60,14 +61,16 @@ table.insert(fields, redis.call('PTTL', KEYS[1]))
 return fields
 """
 
-# Write a registration if the ID is free or held under the token the writer checked (ARGV[1], empty: free); 0 if
-# another token holds it. ARGV: token, endpoints, credentials, mapping, server, lease in ms.
+# Write a registration if the ID is free or held under the token the writer checked (ARGV[1], empty: free): 1 if it
+# was there, 2 if not (a new registration, or one the registry lost); 0 if another token holds it. ARGV: token,
+# endpoints, credentials, mapping, server, lease in ms.
 _STORE = f"""
 local current = redis.call('HGET', KEYS[1], 'c')
 if current and string.sub(current, 1, {REGISTRATION_TOKEN_BYTES}) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'e', ARGV[2], 'c', ARGV[3], 'm', ARGV[4], 's', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-return 1
+if current then return 1 end
+return 2
 """
 
 # Forget a registration held under the token ARGV[1] (a goodbye); 0 if another token holds it.
@@ -205,13 +208,14 @@ class RedisRegistry:
             log.warning("%s: ignored", error)
             return None
 
-    async def store(self, registration: Registration, server: str, held_by: bytes, lease: float) -> bool:
+    async def store(self, registration: Registration, server: str, held_by: bytes, lease: float) -> Write:
         """Write ``registration`` (registered at ``server``) under a lease of ``lease`` seconds, if the ID is free
-        (``held_by`` empty) or held under the token ``held_by``; False if another token holds it."""
+        (``held_by`` empty) or held under the token ``held_by``: REFUSED if another token holds it, else whether the
+        registry held the ID before (RENEWED) or not (CREATED: new, or lost, e.g. by a Redis restart)."""
         fields = registration_fields(registration, server)
         args: list[bytes | str | int] = [held_by, fields["e"], fields["c"], fields["m"], fields["s"]]
         key = registration_key(registration.peer_id)
-        return bool(await self._run("store", _STORE, [key], [*args, round(lease * 1000)]))
+        return Write(int(await self._run("store", _STORE, [key], [*args, round(lease * 1000)])))
 
     async def remove(self, peer_id: str, token: bytes) -> bool:
         """Forget ``peer_id``'s registration held under ``token``; False if another token holds it."""

@@ -232,6 +232,35 @@ async def test_a_redis_that_lost_everything_gets_each_registration_back_with_its
         await server.close()
 
 
+async def test_a_wish_the_registry_lost_comes_back_with_its_askers_keepalive(
+    redis_node: redis_nodes.RedisNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="punch")
+    first, second = await shared_server(redis_node.url, "A"), await shared_server(redis_node.url, "B")
+    try:
+        waiting = await rendezvous_client(first.address, "10")
+        await waiting.register()
+        assert await waiting.connect("14") == "waiting for 14 to register"
+        redis_node.stop()
+        redis_node.start()  # nothing saved: the registration and the wish are gone
+        federation = first._federation
+        assert federation is not None
+        with contextlib.suppress(RegistryUnavailable):
+            await federation.shared.ping()  # the connection that Redis closed is found broken here
+        federation.written.clear()
+        await waiting.register()  # its keepalive, written behind: the registration and the wish come back
+        await asyncio.wait_for(federation.written.wait(), 5)
+        assert "the registry had lost 10 and its wish for 14: written again" in caplog.text
+        asker = await rendezvous_client(second.address, "14")
+        await asker.register()
+        assert await asker.connect("10") == "introducing"
+        assert (await asyncio.wait_for(waiting.introduction, 5)).peer_id == "14"
+        assert (await asyncio.wait_for(asker.introduction, 5)).peer_id == "10"
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_a_peer_whose_server_dies_keeps_its_direct_session_and_registers_at_the_other(
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
