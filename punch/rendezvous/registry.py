@@ -242,12 +242,25 @@ class Registry:
         A new registration gets a fresh token; a refresh keeps the token (the caller checked the refresh was
         signed with it) and takes ``public_key`` (the token's holder may change its key).
         """
+        endpoints = pack_addresses((observed, *host_candidates))
+        return self.register_packed(peer_id, endpoints, lease, now, mapping, transaction, public_key)
+
+    def register_packed(
+        self,
+        peer_id: str,
+        endpoints: bytes,
+        lease: float,
+        now: float,
+        mapping: Mapping = Mapping.UNKNOWN,
+        transaction: bytes = b"",
+        public_key: bytes = b"",
+    ) -> Registration:
+        """:meth:`register` with the endpoints packed already (:func:`pack_addresses`: the observed one first)."""
         known = self.lookup(peer_id, now)
         if known is None and len(self.registrations) >= self.max_registrations:
             self.expire(now)
             if len(self.registrations) >= self.max_registrations:
                 raise TableFull(f"the table holds its maximum of {self.max_registrations} registrations")
-        endpoints = pack_addresses((observed, *host_candidates))
         if known is not None and (known.endpoints, known.mapping, known.public_key) == (endpoints, mapping, public_key):
             return self.renew(known, lease, now)
         token, created_by = (

@@ -49,7 +49,7 @@ from punch.errors import RegistryUnavailable, StunDecodeError
 from punch.identity.fingerprint import fingerprint, looks_like_fingerprint
 from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.records import Envelope, RecordError, Stored, Write, decode_match, encode_match
-from punch.rendezvous.refresh import answer_size, codec, mapping_of, pack_source, software_attribute
+from punch.rendezvous.refresh import answer_size, codec, mapping_of, pack_source, read_arrival, software_attribute
 from punch.rendezvous.registry import Match, Registration, Registry, TableFull, Wish, pair_up
 from punch.rendezvous.relay import RelayBudget
 from punch.rendezvous.relaying import Relayer
@@ -719,13 +719,57 @@ class RendezvousServer:
             (AttributeType.REGISTRATION_TOKEN, registration.token),
         )
 
+    def _on_arrival(self, data: bytes, source: Address) -> bool:
+        """A peer's first Register on an open server (unsigned, its ID free, no shared registry): registered and
+        answered straight from the bytes (punch.rendezvous.refresh.read_arrival), with the same answer, counters,
+        rate limit and log line as :meth:`_on_register`. False hands anything else to the general path."""
+        if self._group is not None or self._federation is not None:
+            return False
+        read = read_arrival(data)
+        if read is None:
+            return False
+        peer_id, hosts, lease, mapping_code, public_key = read
+        now = self._now()
+        registry = self.registry
+        if registry.lookup(peer_id, now) is not None or len(registry.registrations) >= registry.max_registrations:
+            return False  # someone's ID (401 or a retransmission), or a full table: the general path says so
+        observed = pack_source(source)
+        if observed is None or looks_like_fingerprint(peer_id):
+            return False
+        if answer_size(observed, _SOFTWARE) > limit_for(len(data), source[0]):
+            return False
+        counters = self.endpoint.counters
+        counters["request"] += 1
+        counters["arrival"] += 1
+        if self._limiter is not None and not self._limiter.allow(source[0], now):
+            counters["rate-limited"] += 1
+            return True
+        mapping = mapping_of(mapping_code)
+        registration = registry.register_packed(
+            peer_id, observed + hosts, lease, now, mapping, data[8:20], public_key or b""
+        )
+        granted = round(registration.expires - now)
+        if log.isEnabledFor(logging.INFO):
+            candidates = ", ".join(format_address(h) for h in registration.host_candidates) or "none"
+            log.info(
+                "registered %s at %s (host candidates: %s; lease %d s; NAT mapping %s)",
+                peer_id,
+                format_address(source),
+                candidates,
+                granted,
+                mapping.label,
+            )
+        self.endpoint.send_bytes(self._refresh.answer(data, observed, granted, registration.token, _SOFTWARE), source)
+        return True
+
     def _on_keepalive(self, data: bytes, source: Address) -> bool:
         """A Register that renews a registration unchanged (same endpoint, candidates and NAT mapping), signed
         with its token: renewed and answered straight from the bytes (punch.rendezvous.refresh), with the same
-        answer, counters and rate limit as :meth:`_on_register`. False hands anything else to the general path."""
+        answer, counters and rate limit as :meth:`_on_register`. False hands anything else to the general path;
+        an unsigned one may be a first Register (:meth:`_on_arrival`)."""
         refresh = self._refresh.read(data)
         if refresh is None:
-            return False
+            return self._on_arrival(data, source)
         peer_id, hosts, lease, mapping, public_key = refresh
         now = self._now()
         known = self.registry.lookup(peer_id, now)

@@ -37,10 +37,27 @@ def well_formed(data: bytes, types: Container[bytes]) -> bool:
     return (mi, mi_length, fp, fp_length) == _TRAILER_HEADS and crc == zlib.crc32(data[:-8]) ^ FINGERPRINT_XOR
 
 
-def attributes(data: bytes) -> list[tuple[int, bytes]] | None:
-    """The (type, value) attributes before the trailer of a :func:`well_formed` message, if they tile its body
-    exactly; None otherwise."""
-    end = len(data) - TRAILER_SIZE
+_FINGERPRINT_TRAILER = struct.Struct("!HHI")
+UNSIGNED_TRAILER_SIZE = 8  # FINGERPRINT alone
+
+
+def well_formed_unsigned(data: bytes, types: Container[bytes]) -> bool:
+    """As :func:`well_formed`, for a message with FINGERPRINT last and no MESSAGE-INTEGRITY-SHA256 before it (a peer's
+    first Register on an open server: it has no token to sign with yet)."""
+    size = len(data)
+    if size < 20 + UNSIGNED_TRAILER_SIZE or size % 4:
+        return False
+    kind, length, cookie = _HEADER.unpack_from(data)
+    if kind not in types or length != size - 20 or cookie != MAGIC_COOKIE:
+        return False
+    fp, fp_length, crc = _FINGERPRINT_TRAILER.unpack_from(data, size - UNSIGNED_TRAILER_SIZE)
+    return (fp, fp_length) == (AttributeType.FINGERPRINT, 4) and crc == zlib.crc32(data[:-8]) ^ FINGERPRINT_XOR
+
+
+def attributes(data: bytes, trailer: int = TRAILER_SIZE) -> list[tuple[int, bytes]] | None:
+    """The (type, value) attributes before the trailer (``trailer`` bytes: :func:`well_formed`'s, or
+    UNSIGNED_TRAILER_SIZE) of a well-formed message, if they tile its body exactly; None otherwise."""
+    end = len(data) - trailer
     found = []
     offset = 20
     while offset < end:
