@@ -108,7 +108,6 @@ bench-readdress rounds="5":
 bench-relay trials="20":
     {{python}} -m bench.relay --trials {{trials}} --output bench/relay.md
 
-# N NAT'd peers (10, 100, 1,000) up and down, then N/2 pairs through one server, arriving at rates and all at once (writes bench/lab_scale.md)
 # Registration storms and scale-out with a shared registry (needs cc, taskset, redis-server; writes bench/scale.md)
 bench-scale *args:
     {{python}} -m bench.scale {{args}}
@@ -117,6 +116,7 @@ bench-scale *args:
 bench-soak *args:
     {{python}} -m bench.soak {{args}}
 
+# N NAT'd peers (10, 100, 1,000) up and down, then N/2 pairs through one server, arriving at rates and all at once (writes bench/lab_scale.md)
 bench-lab-scale *args:
     {{python}} -m bench.lab_scale --output bench/lab_scale.md {{args}}
 

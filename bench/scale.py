@@ -181,7 +181,7 @@ def report(
                 "lost / invalid",
             ],
             rows,
-        ),  # fmt: skip
+        ),
         "",
         f"- Storm (goal: {args.count:,} distinct peers taken within {GOAL_SECONDS:g} s on one core, about "
         f"{GOAL_SECONDS / args.count * 1e6:.0f} us each): {'all' if taken else 'NOT all'} taken in "
