@@ -167,6 +167,22 @@ class Match:
         )
 
 
+@dataclass(slots=True)
+class TokenSource:
+    """Fresh registration tokens from the system's random source (os.urandom), read 256 at a time: a storm of new
+    registrations then makes one getrandom call per 256 of them, not one each."""
+
+    _pool: bytes = b""
+    _taken: int = 0
+
+    def take(self) -> bytes:
+        if self._taken >= len(self._pool):
+            self._pool, self._taken = os.urandom(256 * REGISTRATION_TOKEN_BYTES), 0
+        start = self._taken
+        self._taken = start + REGISTRATION_TOKEN_BYTES
+        return self._pool[start : self._taken]
+
+
 @dataclass(frozen=True, slots=True)
 class Wish:
     """What a peer's Connect asking for another carried: its half of the session's key, its round trip to the server
@@ -222,6 +238,7 @@ class Registry:
     shares: dict[str, KeyShare] = field(default_factory=dict)  # asker -> its half of the session's key
     sessions: dict[bytes, Match] = field(default_factory=dict)
     _wheel: LeaseWheel = field(default_factory=LeaseWheel)
+    _tokens: TokenSource = field(default_factory=lambda: TokenSource())
     _sessions_of: dict[str, list[bytes]] = field(default_factory=dict)  # peer ID -> its sessions' IDs
     _departed: list[str] = field(default_factory=list)  # unregistered with sessions since the last expire()
 
@@ -264,7 +281,7 @@ class Registry:
         if known is not None and (known.endpoints, known.mapping, known.public_key) == (endpoints, mapping, public_key):
             return self.renew(known, lease, now)
         token, created_by = (
-            (known.token, known.created_by) if known else (os.urandom(REGISTRATION_TOKEN_BYTES), transaction)
+            (known.token, known.created_by) if known else (self._tokens.take(), transaction)
         )
         credentials = token + bytes((len(public_key),)) + public_key + created_by
         expires = now + self.granted(lease)

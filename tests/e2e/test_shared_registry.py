@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,27 +37,16 @@ def _redis_installed() -> None:
         pytest.skip(reason)
 
 
-def start_redis(lab: Lab) -> subprocess.Popen[Any]:
-    """redis-server in node ``redis``, nothing saved (a restart forgets everything)."""
-    folder = lab.logdir / "redis"
+def start_redis(lab: Lab, port: int = 6379, *cluster: str) -> subprocess.Popen[Any]:
+    """redis-server in node ``redis`` on ``port``, nothing saved (a restart forgets everything); ``cluster``: more
+    arguments (cluster mode)."""
+    folder = lab.logdir / f"redis-{port}"
     folder.mkdir(exist_ok=True)
     redis = lab.spawn(
         "redis",
         "redis-server",
-        "--bind",
-        REDIS,
-        "--port",
-        "6379",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--protected-mode",
-        "no",
-        "--dir",
-        str(folder),
-        "--logfile",
-        "/dev/stderr",
+        *("--bind", REDIS, "--port", str(port), "--save", "", "--appendonly", "no", "--protected-mode", "no"),
+        *("--dir", str(folder), "--logfile", "/dev/stderr", *cluster),
         stdout=subprocess.DEVNULL,
         text=True,
     )
@@ -64,7 +54,25 @@ def start_redis(lab: Lab) -> subprocess.Popen[Any]:
     return redis
 
 
-def start_shared_server(lab: Lab, node: str, address: str) -> subprocess.Popen[Any]:
+def start_cluster(lab: Lab, ports: tuple[int, ...] = (7000, 7001, 7002)) -> str:
+    """A Redis Cluster of three masters in node ``redis`` (redis-cli --cluster create); the registry URL."""
+    for port in ports:
+        start_redis(lab, port, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf")
+    nodes = [f"{REDIS}:{port}" for port in ports]
+    made = lab.exec("redis", "redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes")
+    assert made.returncode == 0, made.stdout + made.stderr
+    for port in ports:  # every node agrees the cluster is up (its own state, polled with a deadline)
+        deadline = time.monotonic() + 30
+        while (
+            "cluster_state:ok"
+            not in lab.exec("redis", "redis-cli", "-h", REDIS, "-p", str(port), "cluster", "info").stdout
+        ):
+            assert time.monotonic() < deadline, f"the cluster is not up at {REDIS}:{port}"
+            time.sleep(0.1)
+    return f"redis://{REDIS}:{ports[0]}/0"
+
+
+def start_shared_server(lab: Lab, node: str, address: str, registry: str = REGISTRY) -> subprocess.Popen[Any]:
     server = lab.spawn(
         node,
         PY,
@@ -74,12 +82,12 @@ def start_shared_server(lab: Lab, node: str, address: str) -> subprocess.Popen[A
         "--listen",
         f"{address}:3478",
         "--registry",
-        REGISTRY,
+        registry,
         "--name",
         node,
         text=True,
     )
-    wait_for_line(server, r"registry: Redis at")
+    wait_for_line(server, r"registry: (Redis|a Redis Cluster) at")
     return server
 
 
@@ -103,12 +111,16 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "lab", [{"firewall": "home", "topology": TOPOLOGY}, {"firewall": "none", "topology": TOPOLOGY}], indirect=True,
-    ids=["home-router", "bare-masquerade"],
+    ("lab", "redis"),
+    [({"firewall": "home", "topology": TOPOLOGY}, "single"), ({"firewall": "none", "topology": TOPOLOGY}, "single"),
+     ({"firewall": "home", "topology": TOPOLOGY}, "cluster")],
+    indirect=["lab"], ids=["home-router", "bare-masquerade", "home-router-redis-cluster"],
 )  # fmt: skip
-def test_a_peer_at_east_punches_with_a_peer_at_west(lab: Lab) -> None:
-    start_redis(lab)
-    east, west = start_shared_server(lab, "east", EAST), start_shared_server(lab, "west", WEST)
+def test_a_peer_at_east_punches_with_a_peer_at_west(lab: Lab, redis: str) -> None:
+    registry = start_cluster(lab) if redis == "cluster" else REGISTRY
+    if redis == "single":
+        start_redis(lab)
+    east, west = start_shared_server(lab, "east", EAST, registry), start_shared_server(lab, "west", WEST, registry)
     peer10 = peer(lab, "10", "14", (EAST,), "--send", "hello from 10")
     wait_for_line(east, r"10 asks for 14: waiting for 14 to register")
     peer14 = peer(lab, "14", "10", (WEST,), "--send", "hello from 14")
