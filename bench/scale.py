@@ -165,7 +165,7 @@ def report(
     return [
         "# Outgrowing one machine: registration storms and scale-out",
         "",
-        f"`just bench-scale`, {machine()}.",
+        f"Measured {machine()} by `just bench-scale`.",
         "",
         (__doc__ or "").split("\n\n", 1)[1].strip(),
         "",
@@ -189,8 +189,8 @@ def report(
         f"{alone.server_us:.1f} us of CPU per registration, kernel included (a first Register is read and answered "
         "from its bytes: punch.rendezvous.refresh.read_arrival).",
         f"- What Redis costs: {shared.server_us:.1f} us of the server's CPU per registration with --registry against "
-        f"{alone.server_us:.1f} in-process ({shared.server_us / alone.server_us:.1f}x: the general path, a task per "
-        f"request and two round trips to Redis), plus {redis_us:.1f} us of Redis's.",
+        f"{alone.server_us:.1f} in-process ({shared.server_us / alone.server_us:.1f}x: a task per registration and a "
+        f"round trip to Redis, one script in a pipeline), plus {redis_us:.1f} us of Redis's.",
         f"- Scale-out (goal: two servers take at least {GOAL_SCALE_OUT:g}x the registrations/s of one): measured "
         f"{two_rate / one_rate:.2f}x ({two_rate:,.0f} against {one_rate:,.0f}/s). This machine has 2 cores: the two "
         "servers, their two generators and Redis share them, so that measures the machine. From the CPU costs "

@@ -69,6 +69,11 @@ class Federation:
         self.written = asyncio.Event()  # set after each batch of renewals written behind (tests wait on it)
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def may_ask(self, peer_id: str) -> bool:
+        """Whether a request for ``peer_id`` may wait on the registry now: none of its own is waiting, and fewer than
+        ``max_pending`` in all."""
+        return peer_id not in self.pending and len(self.pending) < self.max_pending
+
     async def start(self) -> None:
         """Reach the registry once (saying so if it does not answer: the server starts all the same), then read the
         inbox and write renewals behind, until :meth:`close`."""

@@ -280,9 +280,7 @@ class Registry:
                 raise TableFull(f"the table holds its maximum of {self.max_registrations} registrations")
         if known is not None and (known.endpoints, known.mapping, known.public_key) == (endpoints, mapping, public_key):
             return self.renew(known, lease, now)
-        token, created_by = (
-            (known.token, known.created_by) if known else (self._tokens.take(), transaction)
-        )
+        token, created_by = (known.token, known.created_by) if known else (self._tokens.take(), transaction)
         credentials = token + bytes((len(public_key),)) + public_key + created_by
         expires = now + self.granted(lease)
         registration = Registration(peer_id, endpoints, expires, credentials, mapping)

@@ -365,7 +365,7 @@ class RendezvousServer:
         if asker in federation.pending:
             counters["registry-busy"] += 1
             return
-        if len(federation.pending) >= federation.max_pending:
+        if not federation.may_ask(asker):
             counters["registry-busy"] += 1
             self._reply_error(message, source, 503, "Service Unavailable: too many registrations at once; try again")
             return
@@ -379,10 +379,11 @@ class RendezvousServer:
         size = len(data)
 
         async def handle() -> None:
+            self._resume(size)  # other requests were handled since this one came
             try:
                 await handlers[Method(message.method)](message, source, data)
             except ProtocolError as error:
-                self._resume(size)
+                self._answering = size  # signed, if this request proved whose it is after its last await
                 self._refuse_request(message, source, error)
             except RegistryUnavailable:
                 self._resume(size)
@@ -402,11 +403,10 @@ class RendezvousServer:
         self._answer_key = None
 
     def _mirror(self, peer_id: str, found: Registration | None) -> None:
-        """Hold ``peer_id``'s registration as the shared registry has it (or none)."""
+        """Hold ``peer_id``'s registration as the shared registry has it. Where it has none, a live one here stays:
+        the registry lost it (a Redis restart), and its peer's next request writes it again."""
         if found is not None:
             self.registry.adopt(found, self._now())
-        elif peer_id in self.registry.registrations:
-            self.registry.unregister(peer_id)
 
     async def _look_up(self, peer_id: str) -> Stored | None:
         """``peer_id``'s registration as the shared registry has it, now held here too (:meth:`_mirror`)."""
@@ -440,7 +440,10 @@ class RendezvousServer:
                 )
             )
         except RegistryUnavailable:
-            self._mirror(peer_id, before)  # nothing half written: not here either
+            if before is not None:  # nothing half written: not here either
+                self.registry.adopt(before, self._now())
+            else:
+                self.registry.unregister(peer_id)
             raise
         self._resume(len(data))
         if kept is Write.REFUSED:
@@ -720,10 +723,11 @@ class RendezvousServer:
         )
 
     def _on_arrival(self, data: bytes, source: Address) -> bool:
-        """A peer's first Register on an open server (unsigned, its ID free, no shared registry): registered and
-        answered straight from the bytes (punch.rendezvous.refresh.read_arrival), with the same answer, counters,
-        rate limit and log line as :meth:`_on_register`. False hands anything else to the general path."""
-        if self._group is not None or self._federation is not None:
+        """A peer's first Register on an open server (unsigned, its ID free): registered and answered straight from
+        the bytes (punch.rendezvous.refresh.read_arrival), with the same answer, counters, rate limit and log line as
+        :meth:`_on_register`; with a shared registry once it took the ID too (:meth:`_arrive_shared`). False hands
+        anything else to the general path."""
+        if self._group is not None:
             return False
         read = read_arrival(data)
         if read is None:
@@ -738,6 +742,9 @@ class RendezvousServer:
             return False
         if answer_size(observed, _SOFTWARE) > limit_for(len(data), source[0]):
             return False
+        federation = self._federation
+        if federation is not None and not federation.may_ask(peer_id):
+            return False  # the general path drops or refuses it, and counts it
         counters = self.endpoint.counters
         counters["request"] += 1
         counters["arrival"] += 1
@@ -748,19 +755,63 @@ class RendezvousServer:
         registration = registry.register_packed(
             peer_id, observed + hosts, lease, now, mapping, data[8:20], public_key or b""
         )
-        granted = round(registration.expires - now)
+        if federation is not None:
+            self._arrive_shared(federation, registration, data, source, observed)
+        else:
+            self._welcome(registration, data, source, observed)
+        return True
+
+    def _welcome(self, registration: Registration, data: bytes, source: Address, observed: bytes) -> None:
+        """The answer to a first Register read from its bytes, and its log line."""
+        granted = round(registration.expires - self._now())
         if log.isEnabledFor(logging.INFO):
             candidates = ", ".join(format_address(h) for h in registration.host_candidates) or "none"
             log.info(
                 "registered %s at %s (host candidates: %s; lease %d s; NAT mapping %s)",
-                peer_id,
+                registration.peer_id,
                 format_address(source),
                 candidates,
                 granted,
-                mapping.label,
+                registration.mapping.label,
             )
-        self.endpoint.send_bytes(self._refresh.answer(data, observed, granted, registration.token, _SOFTWARE), source)
-        return True
+        answer = self._refresh.answer(data, observed, granted, registration.token, _SOFTWARE)
+        self.endpoint.send_bytes(answer, source)
+
+    def _arrive_shared(
+        self, federation: Federation, registration: Registration, data: bytes, source: Address, observed: bytes
+    ) -> None:
+        """A first Register with a shared registry: the registration made here is stored there if the ID is free
+        everywhere (one script), then answered; taken at another server, the general path says so (401); the
+        registry silent, 503, and nothing of it kept here."""
+        peer_id = registration.peer_id
+        federation.pending.add(peer_id)
+
+        async def arrive() -> None:
+            try:
+                lease = registration.expires - self._now()
+                written = await federation.call(federation.shared.store(registration, federation.name, b"", lease))
+            except RegistryUnavailable:
+                federation.pending.discard(peer_id)
+                self._forget_arrival(registration)
+                self.endpoint.counters["registry-unavailable"] += 1
+                self._resume(len(data))
+                message = decode(data)
+                self._reply_error(message, source, 503, "Service Unavailable: the registry does not answer; try again")
+                return
+            federation.pending.discard(peer_id)
+            if written is Write.REFUSED:
+                self._forget_arrival(registration)
+                self._ask_registry(decode(data), source, data)
+                return
+            self._welcome(registration, data, source, observed)
+
+        task = asyncio.get_running_loop().create_task(arrive())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _forget_arrival(self, registration: Registration) -> None:
+        if self.registry.registrations.get(registration.peer_id) is registration:
+            self.registry.unregister(registration.peer_id)
 
     def _on_keepalive(self, data: bytes, source: Address) -> bool:
         """A Register that renews a registration unchanged (same endpoint, candidates and NAT mapping), signed
