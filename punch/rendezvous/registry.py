@@ -413,5 +413,16 @@ class Registry:
             if peer_id in self.registrations:
                 continue  # registered again since
             for sid in self._sessions_of.pop(peer_id, ()):
-                self.sessions.pop(sid, None)
+                match = self.sessions.pop(sid, None)
+                if match is not None:
+                    self._drop_session_of(match.prober if match.opener.peer_id == peer_id else match.opener, sid)
         return gone
+
+    def _drop_session_of(self, other: Registration, session_id: bytes) -> None:
+        """The other peer of a session that ended no longer has it; with no session left it is forgotten here (else
+        a peer registered at another server, punch.rendezvous.shared, would stay for good)."""
+        left = [sid for sid in self._sessions_of.get(other.peer_id, ()) if sid != session_id]
+        if left:
+            self._sessions_of[other.peer_id] = left
+        else:
+            self._sessions_of.pop(other.peer_id, None)

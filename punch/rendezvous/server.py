@@ -39,10 +39,10 @@ import functools
 import logging
 import socket
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from punch import SOFTWARE
 from punch.errors import RegistryUnavailable, StunDecodeError
@@ -107,6 +107,7 @@ _SOFTWARE = software_attribute(SOFTWARE)
 MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.35 GiB when full (bench/registry.md)
 MAX_LEASE = 60.0  # longest registration lease granted, seconds (--max-lease)
 RATE_LIMIT = 200.0  # requests a second per source IP, in bursts of twice that (--rate-limit)
+SWEEP_INTERVAL = 1.0  # seconds between sweeps of ended leases (punch.rendezvous.leases: one-second slots)
 
 
 class RendezvousServer:
@@ -196,6 +197,7 @@ class RendezvousServer:
             others = ", ".join(format_address(e.local_address) for k, e in self._endpoints.items() if k != (0, 0))
             log.info("answering RFC 5780 NAT behaviour discovery on %s too", others)
         self._start_fastpath()
+        self._spawn(self._sweep())
 
     async def _join(self, url: str) -> None:
         """Share the registry at ``url`` with the other servers using it (punch.rendezvous.federation)."""
@@ -271,7 +273,18 @@ class RendezvousServer:
                 self.registry.expire(self._now())
                 log.info("stats: %s", self.stats())
 
-        task = asyncio.get_running_loop().create_task(report())
+        self._spawn(report())
+
+    async def _sweep(self) -> None:
+        """Forget ended leases (and their sessions) every second, whatever else comes: a server that only answers
+        keepalives, or hands Connects to a shared registry, would otherwise never sweep its table."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.registry.expire(self._now())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` until it ends or the server closes."""
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -392,9 +405,7 @@ class RendezvousServer:
             finally:
                 federation.pending.discard(asker)
 
-        task = asyncio.get_running_loop().create_task(handle())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(handle())
 
     def _resume(self, size: int) -> None:
         """Back from the registry: answers go to the request of ``size`` bytes again (others were handled
@@ -805,9 +816,7 @@ class RendezvousServer:
                 return
             self._welcome(registration, data, source, observed)
 
-        task = asyncio.get_running_loop().create_task(arrive())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(arrive())
 
     def _forget_arrival(self, registration: Registration) -> None:
         if self.registry.registrations.get(registration.peer_id) is registration:
