@@ -202,7 +202,7 @@ def report(args: argparse.Namespace, tally: Tally) -> list[str]:
     return [
         "# Soak: live peers refreshing through two servers and Redis",
         "",
-        f"`just bench-soak --minutes {args.minutes:g}`, {machine()}.",
+        f"Measured {machine()} by `just bench-soak --minutes {args.minutes:g}`.",
         "",
         (__doc__ or "").split("\n\n", 1)[1].strip(),
         "",
