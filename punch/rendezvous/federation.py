@@ -67,6 +67,9 @@ class Federation:
         self.wishes: dict[str, tuple[str, Wish, float]] = {}
         self._renewed = asyncio.Event()
         self.written = asyncio.Event()  # set after each batch of renewals written behind (tests wait on it)
+        self._outbox: dict[str, list[Envelope]] = {}  # server -> what to ask it, in order
+        self._after: list[Callable[[], None]] = []  # called once the outbox as it is now was sent
+        self._outgoing = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def may_ask(self, peer_id: str) -> bool:
@@ -85,6 +88,7 @@ class Federation:
             pass
         self._spawn(self._read_inbox())
         self._spawn(self._write_behind())
+        self._spawn(self._send_outbox())
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -122,19 +126,33 @@ class Federation:
         return result
 
     def deliver(self, server: str, envelope: Envelope) -> None:
-        """Ask ``server`` to send its peer a request (in a task: the caller goes on at once)."""
+        """Ask ``server`` to send its peer a request: behind the caller's back, in the order asked (one sender, each
+        batch to a server in one pipeline)."""
+        self._outbox.setdefault(server, []).append(envelope)
+        self._outgoing.set()
 
-        async def deliver() -> None:
-            try:
-                await self.call(self.shared.deliver(server, envelope))
-            except RegistryUnavailable:
-                log.warning(
-                    "could not ask server %r to send %s a request: the registry does not answer",
-                    server,
-                    envelope.recipient,
-                )
+    def deliver_then(self, then: Callable[[], None]) -> None:
+        """Call ``then`` once what :meth:`deliver` was asked so far is in the registry (or could not be put there)."""
+        self._after.append(then)
+        self._outgoing.set()
 
-        self._spawn(deliver())
+    async def _send_outbox(self) -> None:
+        while True:
+            await self._outgoing.wait()
+            self._outgoing.clear()
+            outbox, self._outbox = self._outbox, {}
+            after, self._after = self._after, []
+            for server, envelopes in outbox.items():
+                try:
+                    await self.call(self.shared.deliver(server, envelopes))
+                except RegistryUnavailable:
+                    log.warning(
+                        "could not ask server %r to send %s a request: the registry does not answer",
+                        server,
+                        ", ".join(e.recipient for e in envelopes),
+                    )
+            for then in after:
+                then()
 
     def keep_session(self, match: Match, life: float) -> None:
         """Store a session made here for ``life`` seconds (in a task), for a server that must serve it later."""

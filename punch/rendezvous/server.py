@@ -914,8 +914,19 @@ class RendezvousServer:
         StunEndpoint._drain, just after the answer to the Connect), and the log lines saying so are written next.
         """
         introductions = match.introductions()
-        for recipient, introduction in introductions:
-            self._push(introduction.to_message(), recipient, f"Introduce to {recipient.peer_id}", match)
+        elsewhere = [(r, i) for r, i in introductions if self._elsewhere(match, r)]
+        here = [(r, i) for r, i in introductions if not self._elsewhere(match, r)]
+
+        def push(which: list[tuple[Registration, Introduction]]) -> None:
+            for recipient, introduction in which:
+                self._push(introduction.to_message(), recipient, f"Introduce to {recipient.peer_id}", match)
+
+        push(elsewhere)  # handed to the other peer's server, which pushes it (punch.rendezvous.federation)
+        if elsewhere and self._federation is not None:
+            # ours once the other's is in its server's inbox: the two arrive about together, as early checks expect
+            self._federation.deliver_then(functools.partial(push, here))
+        else:
+            push(here)
         asyncio.get_running_loop().call_soon(self._log_introduction, match, introductions, asker, target)
 
     def _log_introduction(

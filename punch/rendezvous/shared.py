@@ -328,12 +328,15 @@ class RedisRegistry:
 
     # -- between servers ------------------------------------------------------------------------------------
 
-    async def deliver(self, server: str, envelope: Envelope) -> None:
-        """Ask ``server`` to send one of its peers a request (its inbox: a stream, read by :meth:`receive`)."""
+    async def deliver(self, server: str, envelopes: list[Envelope]) -> None:
+        """Ask ``server`` to send its peers requests, in this order (its inbox: a stream, read by :meth:`receive`)."""
 
         async def add() -> None:
             client = await self._connect()
-            await client.xadd(inbox_key(server), {b"m": envelope.encode()}, maxlen=INBOX_LENGTH, approximate=True)
+            pipe = client.pipeline(transaction=False)
+            for envelope in envelopes:
+                pipe.xadd(inbox_key(server), {b"m": envelope.encode()}, maxlen=INBOX_LENGTH, approximate=True)
+            await pipe.execute()
 
         await self._call("deliver", add())
 
