@@ -53,6 +53,7 @@ class PeerConfig:
     known_peers: KnownPeers | None = None  # the keys we met peers with (--known-peers); None: remembered in memory
     pin: str | None = None  # the fingerprint the other peer's key must have (--to-key, or --to FINGERPRINT)
     keylog: Path | None = None  # append each session's key here (--keylog; NSS key log format, for Wireshark)
+    servers: tuple[Address, ...] = ()  # other servers sharing the registry (--server again): punch.peer.servers
 
 
 @dataclass(frozen=True, slots=True)

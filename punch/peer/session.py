@@ -36,6 +36,7 @@ from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
 from punch.peer.predict import PortOpener, Sprayer, choose_plan, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
+from punch.peer.servers import with_nearest_server
 from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide
 from punch.stun.protocol import StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.wire import Introduction, Role
@@ -104,6 +105,7 @@ class Session:
             identity=config.identity,
             credentials=keys.request,
             on_introduced=self._introduced,
+            servers=config.servers,
         )
         dispatcher.add(self._client.on_request)
         self._sockets = contextlib.AsyncExitStack()  # port prediction's and a move's sockets, closed at the end
@@ -140,6 +142,11 @@ class Session:
         keys = PeerKeys(RequestKey(config.group))
         dispatcher = Dispatcher()
         endpoint = await open_endpoint(dispatcher, config.bind, sock=sock, keys=keys)
+        try:
+            config = await with_nearest_server(config, endpoint)  # several servers: punch.peer.servers
+        except PeerError:
+            await endpoint.close()
+            raise
         return cls(config, on_text, endpoint, dispatcher, keys)
 
     async def close(self) -> None:

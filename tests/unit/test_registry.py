@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from punch.rendezvous.registry import Registry
+from punch.rendezvous.registry import Registry, Wish, pair_up
 from punch.stun import AttributeType
 from punch.stun.wire import KeyShare, Role
 
@@ -133,3 +133,19 @@ def test_the_connects_that_made_a_match_are_known_by_their_transaction_ids() -> 
     assert registry.introduced_by("14", b"a" * 12) is None  # another peer's transaction
     assert registry.introduced_by("10", b"c" * 12) is None  # a new Connect
     assert registry.transactions == {}
+
+
+def test_a_session_with_a_peer_registered_elsewhere_leaves_nothing_behind() -> None:
+    here, elsewhere = Registry(), Registry()  # two servers' tables; 14 is registered at the other one only
+    here.register("10", A, (), 30, now=0)
+    theirs = elsewhere.register("14", B, (), 30, now=0)
+    assert here.want("10", "14", now=1, share=SHARE) is None
+    mine = here.registrations["10"]
+    match = pair_up(mine, Wish(SHARE, None, b"t"), theirs, Wish(SHARE, None, b"T"), ("east", "west"))
+    here.adopt_session(match)
+    assert here.session(match.session_id) is match
+    assert match.server_of("14") == "west"
+    here.unregister("10")
+    here.expire(now=2)
+    assert here.sessions == {}
+    assert here._sessions_of == {}
