@@ -112,6 +112,14 @@ bench-readdress rounds="5":
 bench-relay trials="20":
     {{python}} -m bench.relay --trials {{trials}} --output bench/relay.md
 
+# Registration storms and scale-out with a shared registry (needs cc, taskset, redis-server; writes bench/scale.md)
+bench-scale *args:
+    {{python}} -m bench.scale {{args}}
+
+# An hour of 1,000 live peers refreshing through two servers and Redis (writes bench/soak.md); --minutes to shorten
+bench-soak *args:
+    {{python}} -m bench.soak {{args}}
+
 # N NAT'd peers (10, 100, 1,000) up and down, then N/2 pairs through one server, arriving at rates and all at once (writes bench/lab_scale.md)
 bench-lab-scale *args:
     {{python}} -m bench.lab_scale --output bench/lab_scale.md {{args}}

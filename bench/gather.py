@@ -36,6 +36,8 @@ SECTIONS = (
     Section("relay.md", "bench-relay", "relay throughput through one server core"),
     Section("flood.md", "bench-flood", "registration flood: memory and service under attack"),
     Section("readdress.md", "bench-readdress", "a NAT flushed vs given a new public address mid-session"),
+    Section("scale.md", "bench-scale", "registration storms, Redis's cost and scale-out to two servers"),
+    Section("soak.md", "bench-soak", "live peers refreshing through two servers and Redis, an hour"),
     Section("lab_scale.md", "bench-lab-scale", "lab bring-up and concurrent punching at 10-1,000 NAT'd peers"),
     Section("compose_vs_netns.md", "bench-compose", "the same two-peer lab through docker compose and netns"),
 )

@@ -144,6 +144,9 @@ def arrival_times(pairs: int, rate: float, rng: random.Random) -> list[float]:
     return list(itertools.accumulate(rng.expovariate(rate) for _ in range(pairs)))
 
 
+SERVER_WITHIN = 2.0  # the goal: the server's part of a punch, all at once, within this x its part for a pair alone
+
+
 def capacity(single_median: float, rows: Sequence[tuple[float, float]], within: float) -> float | None:
     """The highest rate of ``rows`` (rate, median) up to which every median is within ``within`` x the single
     pair's (a slower rate that missed it ends the search: capacity is what holds from zero up), or None."""
@@ -438,7 +441,9 @@ def punch_verdict(
     burst_median = statistics.median(burst.punch_ms) if burst.punch_ms else math.nan
     burst_server = statistics.median(burst.server_ms) if burst.server_ms else math.nan
     server_alone = statistics.median(single_server_ms) if single_server_ms else math.nan
-    met = burst_median <= within * alone
+    # The goal (issue 29): all at once, the server's own part of a punch at most SERVER_WITHIN x its part for a pair
+    # alone. The peers' side measures the machine's cores (N Python peers at one instant), not punch; it is shown.
+    met = burst_server <= SERVER_WITHIN * server_alone
     summary = [
         n,
         mode(hosts),
@@ -451,7 +456,9 @@ def punch_verdict(
         f"{burst.window_s:.2f}",
     ]
     text = (
-        f"- N={n}, {mode(hosts)}, all at once: {'met' if met else 'not met'} ({burst_median / alone:.1f}x). The {n} "
+        f"- N={n}, {mode(hosts)}, all at once: the server's part {burst_server:.2f} ms against {server_alone:.2f} ms "
+        f"alone ({burst_server / server_alone:.1f}x; goal at most {SERVER_WITHIN:g}x: {'met' if met else 'not met'}). "
+        f"The peers' side ({burst_median / alone:.1f}x of a pair alone): the {n} "
         f"peers bring {per_peer * 1000:.1f} ms of CPU each at the same instant, {brought:.2f} s on {CORES} cores, "
         f"and the last session opened after {burst.window_s:.2f} s: a punch in that crowd waits for a core at "
         f"every step, so the median takes {burst_median:.1f} ms against {alone:.1f} ms for a pair alone; of "
@@ -633,12 +640,14 @@ def table(sizes: list[Size], standalone: float, single: int, within: float) -> l
             else []
         ),
         *verdicts,
-        f"- So the goal as written (all N/2 pairs at the same instant, median within {within:g}x of one pair) is "
+        f"- So the goal (issue 29: all N/2 pairs at the same instant, the server's own part of a punch, its second "
+        f"Connect in to both Introduces out, at most {SERVER_WITHIN:g}x its part for one pair alone) is "
         + (f"met at N={', '.join(map(str, met))}; " if met else "")
         + (f"not met at N={', '.join(map(str, missed))}" if missed else "met everywhere")
-        + f": N Python peers starting and punching at the same instant queue for {CORES} cores, and a punch that "
-        "waits for a core takes longer than the network does. What this machine sustains is the arrival rate "
-        "above, with every peer alive and every session open at the end.",
+        + f". The peers' side of the same burst (N Python peers starting and punching at one instant on {CORES} "
+        f"cores; the earlier goal, median within {within:g}x of one pair) measures the machine's cores, not punch: "
+        "a punch that waits for a core takes longer than the network does. What this machine sustains is the "
+        "arrival rate above, with every peer alive and every session open at the end.",
     ]
     if worst >= 0.1:
         lines.append(

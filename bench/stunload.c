@@ -1,7 +1,7 @@
 /* stunload: a STUN Binding load generator that checks every reply, and a minimal reflector to measure its ceiling.
  *
  *   stunload load --port P [--host 127.0.0.1] [--seconds 5] [--sockets 4] [--window 32] [--fingerprint]
- *                 [--timeout-ms 500]
+ *                 [--timeout-ms 500] [--register COUNT [--first N]]
  *   stunload reflect --port P [--host 127.0.0.1]
  *
  * load: SOCKETS connected UDP sockets each keep WINDOW Binding requests (RFC 8489 section 5: random 96-bit
@@ -10,6 +10,12 @@
  * the socket's own address (section 14.2), FINGERPRINT right if present and last (section 14.7). A request with
  * no reply after TIMEOUT is counted lost and replaced. Prints one JSON line; its "waiting" is the share of the
  * time the generator sat in poll() with every window full and no reply to read: waiting for the server.
+ *
+ * --register COUNT: punch's Register (0x0281) instead of Binding, each with a PEER-ID of its own ("storm-" and a
+ * counter: COUNT distinct peers registering), LEASE 60 and FINGERPRINT; a reply must be a Register success (0x0381)
+ * with XOR-MAPPED-ADDRESS as above. A lost request's ID is asked for again. The run ends when COUNT are registered
+ * (or SECONDS pass); "seconds" is then the time it took. --first N numbers the peers from N (0), so that several
+ * generators, or runs, register different peers.
  *
  * reflect: answers every datagram that looks like a Binding request with header + XOR-MAPPED-ADDRESS +
  * FINGERPRINT, with recvmmsg/sendmmsg, busy-polling its socket: the least work a valid answer takes and no
@@ -105,6 +111,7 @@ struct slot {
     uint8_t txid[12];
     double sent;
     int used;
+    long long id; /* --register: the peer this request registers (-1: none yet) */
 };
 
 struct load_socket {
@@ -122,32 +129,65 @@ struct counts {
 static int window, fingerprint;
 static double timeout_s;
 static struct counts total;
+static long long register_count; /* --register: distinct peers to register (0: Binding load) */
+static long long next_id, registered, first_id;
+static long long *retry_ids; /* --register: IDs whose request was lost, asked for again first */
+static long long retry_count;
+
+#define PEER_ID 0x4C01
+#define LEASE 0x4C06
+
+/* A request in m for slot: Binding, or Register of the slot's peer. Returns its length. */
+static size_t build(uint8_t *m, struct slot *slot) {
+    size_t n = 20;
+    if (register_count) {
+        char text[32];
+        int size = snprintf(text, sizeof text, "storm-%010lld", first_id + slot->id);
+        size_t padded = ((size_t)size + 3) & ~(size_t)3;
+        put16(m + n, PEER_ID);
+        put16(m + n + 2, (uint16_t)size);
+        memset(m + n + 4, 0, padded);
+        memcpy(m + n + 4, text, (size_t)size);
+        n += 4 + padded;
+        put16(m + n, LEASE);
+        put16(m + n + 2, 4);
+        put32(m + n + 4, 60);
+        n += 8;
+    }
+    put16(m, register_count ? 0x0281 : 0x0001);
+    put16(m + 2, (uint16_t)(n - 20 + (fingerprint ? 8 : 0)));
+    put32(m + 4, COOKIE);
+    memcpy(m + 8, slot->txid, 12);
+    if (fingerprint) {
+        put16(m + n, 0x8028);
+        put16(m + n + 2, 4);
+        put32(m + n + 4, crc32(m, n) ^ FINGERPRINT_XOR);
+        n += 8;
+    }
+    return n;
+}
 
 /* Fill every free slot with a new request and send them all in one sendmmsg. */
 static void refill(struct load_socket *s, double now) {
-    static uint8_t bufs[MAX_WINDOW][28];
+    static uint8_t bufs[MAX_WINDOW][96];
     static struct mmsghdr msgs[MAX_WINDOW];
     static struct iovec iov[MAX_WINDOW];
     int n = 0;
     for (int i = 0; i < window; i++) {
         struct slot *slot = &s->slots[i];
         if (slot->used) continue;
+        if (register_count) {
+            if (retry_count) slot->id = retry_ids[--retry_count];
+            else if (next_id < register_count) slot->id = next_id++;
+            else continue; /* every peer asked for: wait for the answers */
+        }
         uint64_t a = rng(), b = rng();
         memcpy(slot->txid, &a, 8);
         memcpy(slot->txid + 8, &b, 4);
         slot->sent = now;
         slot->used = 1;
         uint8_t *m = bufs[n];
-        put16(m, 0x0001);
-        put16(m + 2, fingerprint ? 8 : 0);
-        put32(m + 4, COOKIE);
-        memcpy(m + 8, slot->txid, 12);
-        if (fingerprint) {
-            put16(m + 20, 0x8028);
-            put16(m + 22, 4);
-            put32(m + 24, crc32(m, 20) ^ FINGERPRINT_XOR);
-        }
-        iov[n] = (struct iovec){.iov_base = m, .iov_len = fingerprint ? 28 : 20};
+        iov[n] = (struct iovec){.iov_base = m, .iov_len = build(m, slot)};
         msgs[n] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[n], .msg_iovlen = 1}};
         n++;
     }
@@ -167,7 +207,7 @@ static void refill(struct load_socket *s, double now) {
 
 /* Check one reply; on success free its slot. Returns 1 if valid. */
 static int check(struct load_socket *s, const uint8_t *m, size_t n) {
-    if (n < 20 || get16(m) != 0x0101) return total.bad_type++, 0;
+    if (n < 20 || get16(m) != (register_count ? 0x0381 : 0x0101)) return total.bad_type++, 0;
     if (get32(m + 4) != COOKIE) return total.bad_cookie++, 0;
     if (get16(m + 2) != n - 20 || n % 4) return total.bad_length++, 0;
     struct slot *slot = NULL;
@@ -198,6 +238,7 @@ static int check(struct load_socket *s, const uint8_t *m, size_t n) {
     if (offset != n) return total.bad_length++, 0;
     if (!address_ok) return total.bad_address++, 0;
     total.with_fingerprint += fingerprint_seen;
+    registered += register_count != 0;
     slot->used = 0;
     s->in_flight--;
     return 1;
@@ -223,7 +264,7 @@ static int run_load(const char *host, int port, double seconds, int sockets) {
     struct pollfd pfd[MAX_SOCKETS];
     double start = now_s(), end = start + seconds, last_sweep = start, now = start, waiting = 0;
     for (int i = 0; i < sockets; i++) refill(&socks[i], start);
-    while ((now = now_s()) < end) {
+    while ((now = now_s()) < end && !(register_count && registered >= register_count)) {
         int idle = 1;
         for (int i = 0; i < sockets; i++) {
             struct load_socket *s = &socks[i];
@@ -249,6 +290,7 @@ static int run_load(const char *host, int port, double seconds, int sockets) {
                 struct load_socket *s = &socks[i];
                 for (int k = 0; k < window; k++)
                     if (s->slots[k].used && now - s->slots[k].sent > timeout_s) {
+                        if (register_count) retry_ids[retry_count++] = s->slots[k].id;
                         s->slots[k].used = 0;
                         s->in_flight--;
                         total.lost++;
@@ -265,11 +307,11 @@ static int run_load(const char *host, int port, double seconds, int sockets) {
     }
     double elapsed = now - start;
     long long invalid = total.replies - total.valid;
-    printf("{\"rate\": %.1f, \"replies\": %lld, \"valid\": %lld, \"invalid\": %lld, \"lost\": %lld, \"sent\": %lld, "
+    printf("{\"registered\": %lld, \"rate\": %.1f, \"replies\": %lld, \"valid\": %lld, \"invalid\": %lld, \"lost\": %lld, \"sent\": %lld, "
            "\"seconds\": %.3f, \"waiting\": %.3f, \"sockets\": %d, \"window\": %d, \"fingerprint_in_requests\": %s, "
            "\"replies_with_fingerprint\": %lld, \"invalid_by_reason\": {\"type\": %lld, \"cookie\": %lld, "
            "\"length\": %lld, \"transaction_id\": %lld, \"xor_mapped_address\": %lld, \"fingerprint\": %lld}}\n",
-           (double)total.valid / elapsed, total.replies, total.valid, invalid, total.lost, total.sent, elapsed,
+           registered, (double)total.valid / elapsed, total.replies, total.valid, invalid, total.lost, total.sent, elapsed,
            waiting / elapsed, sockets, window, fingerprint ? "true" : "false", total.with_fingerprint, total.bad_type, total.bad_cookie,
            total.bad_length, total.bad_txid, total.bad_address, total.bad_fingerprint);
     return 0;
@@ -341,7 +383,7 @@ int main(int argc, char **argv) {
     timeout_s = 0.5;
     if (argc < 2 || (strcmp(argv[1], "load") && strcmp(argv[1], "reflect"))) {
         fprintf(stderr, "usage: stunload load|reflect --port P [--host H] [--seconds S] [--sockets N] [--window W] "
-                        "[--fingerprint] [--timeout-ms MS]\n");
+                        "[--fingerprint] [--timeout-ms MS] [--register COUNT [--first N]]\n");
         return 2;
     }
     for (int i = 2; i < argc; i++) {
@@ -361,6 +403,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(flag, "--sockets")) sockets = atoi(value);
         else if (!strcmp(flag, "--window")) window = atoi(value);
         else if (!strcmp(flag, "--timeout-ms")) timeout_s = atof(value) / 1000.0;
+        else if (!strcmp(flag, "--register")) register_count = atoll(value);
+        else if (!strcmp(flag, "--first")) first_id = atoll(value);
         else {
             fprintf(stderr, "stunload: unknown flag %s\n", flag);
             return 2;
@@ -371,6 +415,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "stunload: --port 1-65535, --sockets 1-%d, --window 1-%d, --seconds and --timeout-ms > 0\n",
                 MAX_SOCKETS, MAX_WINDOW);
         return 2;
+    }
+    if (register_count < 0 || first_id < 0) {
+        fprintf(stderr, "stunload: --register takes a count of peers, 1 or more; --first 0 or more\n");
+        return 2;
+    }
+    if (register_count) {
+        retry_ids = calloc((size_t)(MAX_SOCKETS * MAX_WINDOW), sizeof *retry_ids);
+        if (retry_ids == NULL) die("calloc");
     }
     crc_init();
     if (getrandom(rng_state, sizeof rng_state, 0) != sizeof rng_state) die("getrandom");

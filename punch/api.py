@@ -129,6 +129,11 @@ class Connection:
         return key
 
     @property
+    def server(self) -> Address:
+        """The rendezvous server we are registered with now."""
+        return self._session.server
+
+    @property
     def path(self) -> PathInfo:
         path = self._session.path
         assert path is not None, "there is a path once the connection is established"

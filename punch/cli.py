@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import ipaddress
 import json
 import logging
@@ -170,6 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"registrations held at most; new IDs beyond get 508 (default {MAX_PEERS:,}, about 0.35 GiB when full)",
     )
+    server.add_argument(
+        "--registry",
+        metavar="URL",
+        help="share registrations, wishes and sessions with other servers in Redis (redis://HOST:PORT/DB; a Redis "
+        "Cluster is found by itself): a peer registered at one meets a peer registered at another (needs "
+        "punch[redis]; default: in this process alone)",
+    )
+    server.add_argument(
+        "--name",
+        metavar="NAME",
+        help="this server's name among those sharing --registry: unique, and the same across its restarts (default: "
+        "host name:port)",
+    )
 
     probe_cmd = commands.add_parser(
         "probe", parents=[common], help="find how the NAT in front of us behaves (RFC 5780; server needs --alternate)"
@@ -194,7 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     id_cmd.add_argument("--json", action="store_true", help="print the fingerprint and the file as one JSON object")
 
     peer = argparse.ArgumentParser(add_help=False)  # what `peer`, `send` and `receive` share
-    peer.add_argument("--server", required=True, metavar="HOST[:PORT]", help=f"rendezvous server (port {DEFAULT_PORT})")
+    peer.add_argument(
+        "--server",
+        required=True,
+        action="append",
+        metavar="HOST[:PORT]",
+        help=f"rendezvous server (port {DEFAULT_PORT}); again for others sharing its --registry: we register with "
+        "the nearest answering one and turn to another when it falls silent",
+    )
     peer.add_argument("--id", help="our peer ID (default: our fingerprint, `punch id`)")
     peer.add_argument(
         "--keylog",
@@ -432,7 +453,7 @@ def _tracing(args: argparse.Namespace) -> Iterator[None]:
         yield
         return
     if args.command in PEERING:
-        server = format_address(parse_endpoint(args.server, "--server", DEFAULT_PORT))
+        server = format_address(parse_endpoint(args.server[0], "--server", DEFAULT_PORT))
         who = {"id": args.id, "to": args.to, "server": server}
     else:
         if args.workers > 1:
@@ -540,7 +561,8 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         rate=_positive("--predict-rate", args.predict_rate),
     )
     config = PeerConfig(
-        server=parse_endpoint(args.server, "--server", DEFAULT_PORT),
+        server=parse_endpoint(args.server[0], "--server", DEFAULT_PORT),
+        servers=tuple(parse_endpoint(s, "--server", DEFAULT_PORT) for s in args.server[1:]),
         peer_id=args.id if args.id is not None else identity.fingerprint,
         target=target,
         bind=parse_endpoint(args.bind, "--bind", None),
@@ -736,6 +758,7 @@ def _run_server(args: argparse.Namespace) -> int:
     if args.relay_bytes < 0:
         raise UsageError(f"--relay-bytes must be 0 (no limit) or more, got {args.relay_bytes}")
     _check_workers(args.workers, args.rate_limit, alternate)
+    _check_registry(args.registry, args.name)
     group = read_secret(args.secret_file) if args.secret_file else None
     asyncio.run(
         _until_terminated(
@@ -749,10 +772,23 @@ def _run_server(args: argparse.Namespace) -> int:
                 stats_interval=args.stats_interval,
                 relay_budget=RelayBudget(rate=args.relay_rate, total=args.relay_bytes),
                 workers=args.workers,
+                shared_registry=args.registry,
+                name=args.name,
             )
         )
     )
     return 0
+
+
+def _check_registry(url: str | None, name: str | None) -> None:
+    if url is None:
+        if name is not None:
+            raise UsageError("--name names this server among those sharing --registry; give --registry URL too")
+        return
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(f"--registry must be a Redis URL, e.g. redis://127.0.0.1:6379/0, got {url!r}")
+    if importlib.util.find_spec("redis") is None:
+        raise UsageError("--registry needs redis-py: pip install 'punch[redis]'")
 
 
 async def _until_terminated(main: Coroutine[Any, Any, None]) -> None:

@@ -32,3 +32,8 @@ class PeerError(PunchError):
 
 class PeerGone(PeerError):
     """The other peer has left the server since its introduction: nothing is left to punch or relay to."""
+
+
+class RegistryUnavailable(PunchError):
+    """The shared registry (``punch server --registry``) cannot be reached, or cannot answer now (down, restarting,
+    loading, a cluster failing over)."""

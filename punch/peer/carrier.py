@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, new_transaction_id
@@ -57,9 +57,9 @@ class Carrier:
     """The route the session's QUIC packets take now (:meth:`use`), and where those that arrive go (``deliver``:
     the QUIC link's datagram_received, once there is one). ``counters`` counts what it dropped, by reason."""
 
-    def __init__(self, me: str, server: Address) -> None:
+    def __init__(self, me: str, servers: Collection[Address]) -> None:
         self._me = me
-        self._server = server  # relayed packets come from there only
+        self._servers = frozenset(servers)  # relayed packets come from there only: our servers
         self._route: Route | None = None
         self._deliver: Callable[[bytes], None] | None = None
         self._sessions: set[bytes] = set()  # sessions whose relayed packets we take
@@ -128,7 +128,7 @@ class Carrier:
         if message.method != Method.RELAY or message.raw(AttributeType.SESSION_ID) not in self._sessions:
             return False
         packet = message.raw(AttributeType.DATA_PAYLOAD)
-        if source != self._server:
+        if source not in self._servers:
             self._drop("stranger", "a Relay indication from %s: relayed packets come from the server", source)
         elif packet is None or classify(packet) is not Carried.QUIC:
             self._drop("not-quic", "a Relay indication from %s: its payload is not QUIC", source)
@@ -153,7 +153,7 @@ class Carrier:
         from elsewhere once there is a path."""
         early, self._early = self._early, []
         for packet, source in early:
-            if source in self._remotes or source == self._server:
+            if source in self._remotes or source in self._servers:
                 self._hand_over(packet, source)
             elif self._route is None:
                 self._hold(packet, source)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from punch.errors import PeerError, PeerGone
 from punch.identity.agreement import OwnShare, Party, share_is_genuine
 from punch.identity.keyfile import Identity
 from punch.peer.keys import RequestKey
+from punch.peer.servers import FAILOVER_POLICY, next_server
 from punch.peer.tasks import settle
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_error, make_success, method_name
 from punch.stun.protocol import StunEndpoint, format_address
@@ -52,9 +54,13 @@ class RendezvousClient:
         identity: Identity | None = None,
         credentials: RequestKey | None = None,  # where our token is kept (shared with our sockets' keys); else new
         on_introduced: Callable[[Introduction], None] | None = None,
+        servers: tuple[Address, ...] = (),  # others sharing the server's registry, to turn to when it falls silent
     ) -> None:
         self._endpoint = endpoint
         self.server = server
+        self._servers = servers
+        self._asking: str | None = None  # the target of our latest Connect, until introduced
+        self._refreshing: asyncio.Task[Address] | None = None  # a refresh on its way: a goodbye waits for it
         self.peer_id = peer_id
         self._candidates = candidates
         self._lease = lease
@@ -83,12 +89,14 @@ class RendezvousClient:
         self._shares: dict[str, OwnShare] = {}  # target -> our share in the latest Connect asking for it
         self._sessions: set[bytes] = set()  # the SESSION-IDs we were introduced to (a retransmission is answered)
 
-    async def _call(self, message: Message, what: str, via: StunEndpoint | None = None) -> Message:
+    async def _call(
+        self, message: Message, what: str, via: StunEndpoint | None = None, policy: RetransmitPolicy | None = None
+    ) -> Message:
         loop = asyncio.get_running_loop()
         try:
             key = self._credentials.key
             sent = loop.time()
-            response, _ = await (via or self._endpoint).request(message, self.server, self._policy, key)
+            response, _ = await (via or self._endpoint).request(message, self.server, policy or self._policy, key)
             self.observe_rtt(loop.time() - sent)  # from the first transmission: a retransmission only makes it longer
         except TransactionTimeout:
             raise PeerError(
@@ -116,7 +124,7 @@ class RendezvousClient:
             return
         self.observe_rtt(loop.time() - sent)
 
-    async def register(self) -> Address:
+    async def register(self, policy: RetransmitPolicy | None = None) -> Address:
         """Register (or refresh) our ID; returns the endpoint the server sees us at."""
         response = await self._call(
             request(
@@ -128,6 +136,7 @@ class RendezvousClient:
                 (AttributeType.PUBLIC_KEY, self._identity.public_key),
             ),
             "our registration",
+            policy=policy,
         )
         mapped = response.address(AttributeType.XOR_MAPPED_ADDRESS)
         if mapped is None:
@@ -178,7 +187,12 @@ class RendezvousClient:
             await self.register()
 
     async def unregister(self) -> None:
-        """Say goodbye (a zero lease), so that our ID is free again at once; best effort, quick."""
+        """Say goodbye (a zero lease), so that our ID is free again at once; best effort, quick. A refresh on its way
+        (one that registers us with another server, maybe) is answered first: a goodbye overtaking it would reach a
+        server that does not hold our registration yet."""
+        if self._refreshing is not None:
+            await asyncio.wait((self._refreshing,), timeout=GOODBYE_POLICY.total())
+            await settle(self._refreshing)
         if self._credentials.token is None:
             return
         goodbye = request(Method.REGISTER, (AttributeType.PEER_ID, self.peer_id), (AttributeType.LEASE, 0))
@@ -190,17 +204,44 @@ class RendezvousClient:
         self._credentials.hold(None)
 
     async def keep_registered(self) -> None:
-        """Refresh the registration well within its lease, forever (cancel to stop)."""
+        """Refresh the registration well within its lease, forever (cancel to stop); with other servers, turn to the
+        nearest answering one when ours falls silent (punch.peer.servers)."""
+        policy = FAILOVER_POLICY if self._servers else None
         while True:
             await asyncio.sleep(max(1.0, self._lease / 3))
             try:
-                await self.register()
+                await self._refresh(self.register(policy))
             except PeerError as error:
-                log.warning("refreshing the registration failed: %s", error)
+                if not await self.fail_over(error):
+                    log.warning("refreshing the registration failed: %s", error)
+
+    async def fail_over(self, error: PeerError) -> bool:
+        """Register with the nearest answering one of the other servers instead of ours, and ask it for the peer we
+        are waiting for, if any; False if none answers."""
+        silent = self.server
+        chosen = await next_server(self._endpoint, silent, self._servers)
+        if chosen is None:
+            return False
+        log.warning("%s; registering with %s instead", error, format_address(chosen))
+        self.server, self._servers = chosen, (silent, *(s for s in self._servers if s != chosen))
+        try:
+            await self._refresh(self.register())
+            if self._asking is not None and not self.introduction.done():
+                await self.connect(self._asking)
+        except PeerError as failed:
+            log.warning("registering with %s failed: %s", format_address(chosen), failed)
+        return True
+
+    async def _refresh(self, registering: Coroutine[Any, Any, Address]) -> Address:
+        """A refresh that goes on when the caller is cancelled (the session closing): :meth:`unregister` waits for
+        it."""
+        self._refreshing = asyncio.ensure_future(registering)
+        return await asyncio.shield(self._refreshing)
 
     async def connect(self, target: str) -> str:
         """Ask the server for ``target``, telling it our round trip to it (the server passes it on to the other
         peer, see punch.peer.puncher); returns the server's status line."""
+        self._asking = target
         self.told_rtt_us = None if self.rtt is None else round(self.rtt * 1e6)
         rtt = () if self.told_rtt_us is None else ((AttributeType.SERVER_RTT, self.told_rtt_us),)
         share = self._shares[target] = OwnShare(self._identity, self.peer_id, target)

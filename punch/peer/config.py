@@ -59,6 +59,7 @@ class PeerConfig:
     # With ``target`` ANYONE (punch.api.accept): the fingerprints of the keys of the peers that may come
     allow: frozenset[str] | None = None
     keylog: Path | None = None  # append each session's key here (--keylog; NSS key log format, for Wireshark)
+    servers: tuple[Address, ...] = ()  # other servers sharing the registry (--server again): punch.peer.servers
 
 
 @dataclass(frozen=True, slots=True)

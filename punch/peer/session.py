@@ -43,7 +43,9 @@ from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
 from punch.peer.predict import PortOpener, Sprayer, choose_plan, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
+from punch.peer.servers import with_nearest_server
 from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide
+from punch.stun import Address
 from punch.stun.protocol import SocketMaker, StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.wire import ANYONE, Introduction, Role
 from punch.transport.config import LinkConfig
@@ -134,6 +136,7 @@ class Session:
             identity=identity,
             credentials=keys.request,
             on_introduced=self._introduced,
+            servers=config.servers,
         )
         dispatcher.add(self._client.on_request)
         self._sockets = contextlib.AsyncExitStack()  # port prediction's and a move's sockets, closed at the end
@@ -170,9 +173,14 @@ class Session:
         for our address toward the server)."""
         keys = PeerKeys(RequestKey(config.group))
         dispatcher = Dispatcher()
-        carrier = Carrier(config.peer_id, config.server)
+        carrier = Carrier(config.peer_id, (config.server, *config.servers))
         dispatcher.add_indications(carrier.on_indication)
         endpoint = await open_endpoint(dispatcher, config.bind, sock=sock, keys=keys, others=carrier.datagram_received)
+        try:
+            config = await with_nearest_server(config, endpoint)  # several servers: punch.peer.servers
+        except PeerError:
+            await endpoint.close()
+            raise
         return cls(config, on_text, endpoint, dispatcher, keys, carrier, config.identity or Identity.generate())
 
     async def close(self) -> None:
@@ -237,6 +245,11 @@ class Session:
         return self._path
 
     @property
+    def server(self) -> Address:
+        """The rendezvous server we are registered with now (another of ``config.servers`` after a failover)."""
+        return self._client.server
+
+    @property
     def config(self) -> PeerConfig:
         return self._config
 
@@ -281,7 +294,7 @@ class Session:
         self._path = path
         if path.kind == "relay":
             assert self._introduction is not None
-            self._carrier.use(Relayed(self._endpoint, self._config.server, self._current_session))
+            self._carrier.use(Relayed(self._endpoint, self._client.server, self._current_session))
         else:
             self._carrier.use(Direct(path.local or self._punching.endpoint, path.remote))
         for watcher in self._path_watchers:
@@ -348,7 +361,7 @@ class Session:
         finally:
             notice.cancel()
         if self._client.notice.done():
-            raise PeerError(f"the relay at {format_address(self._config.server)} refused our session: "
+            raise PeerError(f"the relay at {format_address(self._client.server)} refused our session: "
                             f"{self._client.notice.result()}")  # fmt: skip
         keeping.result()  # its PeerError
         await asyncio.Event().wait()  # (it ended quietly: the other peer closed; wait to be cancelled)

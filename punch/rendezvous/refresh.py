@@ -24,7 +24,14 @@ import zlib
 from collections.abc import Callable
 from typing import NamedTuple
 
-from punch.rendezvous.signed import FINGERPRINT_XOR, attributes, signed_with, well_formed
+from punch.rendezvous.signed import (
+    FINGERPRINT_XOR,
+    UNSIGNED_TRAILER_SIZE,
+    attributes,
+    signed_with,
+    well_formed,
+    well_formed_unsigned,
+)
 from punch.stun import MAGIC_COOKIE, Address, AttributeType
 from punch.stun.fastpath import Accelerator
 from punch.stun.wire import Mapping
@@ -91,8 +98,19 @@ def read_refresh(data: bytes) -> Read | None:
     """The keepalive in ``data`` as plain values, or None when it is anything else (the general path takes it
     then). punch/_fastpath.c ``parse_refresh`` returns the same for every input."""
     found = attributes(data) if well_formed(data, _REGISTER_TYPES) else None
-    if found is None:
+    return None if found is None else _read(found, data[8:20])
+
+
+def read_arrival(data: bytes) -> Read | None:
+    """A first Register in ``data`` (unsigned: FINGERPRINT last, no MESSAGE-INTEGRITY-SHA256), read as
+    :func:`read_refresh` reads a keepalive, or None when it is anything else (the general path takes it then)."""
+    if not well_formed_unsigned(data, _REGISTER_TYPES):
         return None
+    found = attributes(data, UNSIGNED_TRAILER_SIZE)
+    return None if found is None else _read(found, data[8:20])
+
+
+def _read(found: list[tuple[int, bytes]], transaction_id: bytes) -> Read | None:
     peer_id: bytes | None = None
     lease: int | None = None
     mapping: int | None = None
@@ -109,7 +127,7 @@ def read_refresh(data: bytes) -> Read | None:
         elif kind == _PUBLIC_KEY and public_key is None and length == 32:
             public_key = value
         elif kind == _CANDIDATE and len(hosts) < _MAX_CANDIDATES:
-            packed = _unxor(value, data[8:20])
+            packed = _unxor(value, transaction_id)
             if packed is None:
                 return None
             hosts.append(packed)

@@ -121,6 +121,14 @@ class Match:
     # lost, RFC 8489 §6.3.1) are answered again instead of matching the two peers a second time
     connects: frozenset[tuple[str, bytes]] = frozenset()
     mover: str | None = None  # the peer told to move to a fresh socket (punch.peer.moving): one per session
+    # With a shared registry (punch.rendezvous.shared): the names of the servers the opener and the prober are
+    # registered at, which alone can reach them through their NATs; the opener's also relays the session. Empty: this
+    # server, the only one (the in-process registry).
+    servers: tuple[str, str] = ("", "")
+
+    def server_of(self, peer_id: str) -> str:
+        """The name of the server ``peer_id`` (one of the two) is registered at ("" for this one)."""
+        return self.servers[0] if peer_id == self.opener.peer_id else self.servers[1]
 
     def pair(self, peer_id: str) -> tuple[Registration, Registration] | None:
         """(``peer_id``'s registration, the other peer's); None if ``peer_id`` is not one of this session's two."""
@@ -161,6 +169,59 @@ class Match:
 
 
 @dataclass(slots=True)
+class TokenSource:
+    """Fresh registration tokens from the system's random source (os.urandom), read 256 at a time: a storm of new
+    registrations then makes one getrandom call per 256 of them, not one each."""
+
+    _pool: bytes = b""
+    _taken: int = 0
+
+    def take(self) -> bytes:
+        if self._taken >= len(self._pool):
+            self._pool, self._taken = os.urandom(256 * REGISTRATION_TOKEN_BYTES), 0
+        start = self._taken
+        self._taken = start + REGISTRATION_TOKEN_BYTES
+        return self._pool[start : self._taken]
+
+
+@dataclass(frozen=True, slots=True)
+class Wish:
+    """What a peer's Connect asking for another carried: its half of the session's key, its round trip to the server
+    (SERVER-RTT, if it said) and the Connect's transaction ID."""
+
+    share: KeyShare
+    rtt_us: int | None
+    transaction: bytes
+
+
+def pair_up(
+    first: Registration, first_wish: Wish, second: Registration, second_wish: Wish, servers: tuple[str, str] = ("", "")
+) -> Match:
+    """The session of two peers that want each other, ``first`` the one that asked first (``servers``: where each is
+    registered, as :attr:`Match.servers` but in this order).
+
+    The peer that asked first is the opener: it has been waiting, and the one that completes the match probes once
+    the opener's NAT mapping is open. Port prediction (punch.peer.predict) needs the peer behind the
+    endpoint-dependent mapping to open: when exactly one of the two said so, it is the opener.
+    """
+    connects = frozenset(((first.peer_id, first_wish.transaction), (second.peer_id, second_wish.transaction)))
+    if (second.mapping, first.mapping) == (Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT):
+        first, first_wish, second, second_wish = second, second_wish, first, first_wish
+        servers = (servers[1], servers[0])
+    return Match(
+        first,
+        second,
+        os.urandom(SESSION_ID_BYTES),
+        first_wish.share,
+        second_wish.share,
+        first_wish.rtt_us,
+        second_wish.rtt_us,
+        connects,
+        servers=servers,
+    )
+
+
+@dataclass(slots=True)
 class Registry:
     """Registrations under leases, pending wishes, and introduced sessions.
 
@@ -178,6 +239,7 @@ class Registry:
     shares: dict[str, KeyShare] = field(default_factory=dict)  # asker -> its half of the session's key
     sessions: dict[bytes, Match] = field(default_factory=dict)
     _wheel: LeaseWheel = field(default_factory=LeaseWheel)
+    _tokens: TokenSource = field(default_factory=lambda: TokenSource())
     _sessions_of: dict[str, list[bytes]] = field(default_factory=dict)  # peer ID -> its sessions' IDs
     _departed: list[str] = field(default_factory=list)  # unregistered with sessions since the last expire()
     _askers: dict[str, list[str]] = field(default_factory=dict)  # target -> who asked for it (maybe since changed)
@@ -199,17 +261,28 @@ class Registry:
         A new registration gets a fresh token; a refresh keeps the token (the caller checked the refresh was
         signed with it) and takes ``public_key`` (the token's holder may change its key).
         """
+        endpoints = pack_addresses((observed, *host_candidates))
+        return self.register_packed(peer_id, endpoints, lease, now, mapping, transaction, public_key)
+
+    def register_packed(
+        self,
+        peer_id: str,
+        endpoints: bytes,
+        lease: float,
+        now: float,
+        mapping: Mapping = Mapping.UNKNOWN,
+        transaction: bytes = b"",
+        public_key: bytes = b"",
+    ) -> Registration:
+        """:meth:`register` with the endpoints packed already (:func:`pack_addresses`: the observed one first)."""
         known = self.lookup(peer_id, now)
         if known is None and len(self.registrations) >= self.max_registrations:
             self.expire(now)
             if len(self.registrations) >= self.max_registrations:
                 raise TableFull(f"the table holds its maximum of {self.max_registrations} registrations")
-        endpoints = pack_addresses((observed, *host_candidates))
         if known is not None and (known.endpoints, known.mapping, known.public_key) == (endpoints, mapping, public_key):
             return self.renew(known, lease, now)
-        token, created_by = (
-            (known.token, known.created_by) if known else (os.urandom(REGISTRATION_TOKEN_BYTES), transaction)
-        )
+        token, created_by = (known.token, known.created_by) if known else (self._tokens.take(), transaction)
         credentials = token + bytes((len(public_key),)) + public_key + created_by
         expires = now + self.granted(lease)
         registration = Registration(peer_id, endpoints, expires, credentials, mapping)
@@ -225,6 +298,26 @@ class Registry:
         self.registrations[known.peer_id] = registration
         self._wheel.add(known.peer_id, expires, known.expires)
         return registration
+
+    def adopt(self, registration: Registration, now: float) -> None:
+        """Hold ``registration`` as another holder of the ID's state has it (a shared registry,
+        punch.rendezvous.shared): the next keepalive or request finds it here. Counts against ``max_registrations``
+        as any (TableFull)."""
+        previous = self.registrations.get(registration.peer_id)
+        if previous is None and len(self.registrations) >= self.max_registrations:
+            self.expire(now)
+            if len(self.registrations) >= self.max_registrations:
+                raise TableFull(f"the table holds its maximum of {self.max_registrations} registrations")
+        self.registrations[registration.peer_id] = registration
+        self._wheel.add(registration.peer_id, registration.expires, previous.expires if previous is not None else None)
+
+    def adopt_session(self, match: Match) -> None:
+        """Hold a session another server (or a shared registry's atomic match) made, as if :meth:`want` had."""
+        self.sessions[match.session_id] = match
+        for peer_id in (match.opener.peer_id, match.prober.peer_id):
+            known = [sid for sid in self._sessions_of.get(peer_id, ()) if sid in self.sessions]
+            if match.session_id not in known:
+                self._sessions_of[peer_id] = [*known, match.session_id]
 
     def granted(self, lease: float) -> float:
         """The lease a request for ``lease`` seconds gets: at least 1 s, at most ``max_lease``."""
@@ -272,10 +365,8 @@ class Registry:
         trip to us, if it said; ``transaction``: the ID of its Connect); a Match when ``target`` already wants
         ``asker``.
 
-        The peer that asked first is the opener: it has been waiting, and the one that completes the match
-        probes once the opener's NAT mapping is open. Either order works: asking for a peer that does not
-        exist yet simply waits for it. Port prediction (punch.peer.predict) needs the peer behind the
-        endpoint-dependent mapping to open: when exactly one of the two said so, it is the opener.
+        Either order works: asking for a peer that does not exist yet simply waits for it; who opens and who probes
+        is :func:`pair_up`'s to say.
         """
         previous = self.wants.get(asker)
         if previous is not None and previous != target:
@@ -299,25 +390,12 @@ class Registry:
             return None
         self._forget_asker(self.wants.pop(asker), asker)
         self._forget_asker(self.wants.pop(target), target)
-        rtts = {peer_id: self.rtts.pop(peer_id, None) for peer_id in (asker, target)}
-        shares = {peer_id: self.shares.pop(peer_id) for peer_id in (asker, target)}
-        connects = frozenset((peer_id, self.transactions.pop(peer_id, b"")) for peer_id in (asker, target))
-        if (prober.mapping, opener.mapping) == (Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT):
-            opener, prober = prober, opener
-        match = Match(
-            opener,
-            prober,
-            os.urandom(SESSION_ID_BYTES),
-            shares[opener.peer_id],
-            shares[prober.peer_id],
-            rtts[opener.peer_id],
-            rtts[prober.peer_id],
-            connects,
-        )
-        self.sessions[match.session_id] = match
-        for peer_id in (opener.peer_id, prober.peer_id):
-            known = [sid for sid in self._sessions_of.get(peer_id, ()) if sid in self.sessions]
-            self._sessions_of[peer_id] = [*known, match.session_id]
+        wishes = {
+            peer_id: Wish(self.shares.pop(peer_id), self.rtts.pop(peer_id, None), self.transactions.pop(peer_id, b""))
+            for peer_id in (asker, target)
+        }
+        match = pair_up(opener, wishes[target], prober, wishes[asker])
+        self.adopt_session(match)
         return match
 
     def introduced_by(self, asker: str, transaction: bytes) -> Match | None:
@@ -356,5 +434,16 @@ class Registry:
             if peer_id in self.registrations:
                 continue  # registered again since
             for sid in self._sessions_of.pop(peer_id, ()):
-                self.sessions.pop(sid, None)
+                match = self.sessions.pop(sid, None)
+                if match is not None:
+                    self._drop_session_of(match.prober if match.opener.peer_id == peer_id else match.opener, sid)
         return gone
+
+    def _drop_session_of(self, other: Registration, session_id: bytes) -> None:
+        """The other peer of a session that ended no longer has it; with no session left it is forgotten here (else
+        a peer registered at another server, punch.rendezvous.shared, would stay for good)."""
+        left = [sid for sid in self._sessions_of.get(other.peer_id, ()) if sid != session_id]
+        if left:
+            self._sessions_of[other.peer_id] = left
+        else:
+            self._sessions_of.pop(other.peer_id, None)

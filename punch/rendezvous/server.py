@@ -37,15 +37,20 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from punch import SOFTWARE
+from punch.errors import RegistryUnavailable, StunDecodeError
 from punch.identity.fingerprint import fingerprint, looks_like_fingerprint
 from punch.rendezvous.ratelimit import RateLimiter
-from punch.rendezvous.refresh import answer_size, codec, mapping_of, pack_source, software_attribute
-from punch.rendezvous.registry import Match, Registration, Registry, TableFull
+from punch.rendezvous.records import Envelope, RecordError, Stored, Write, decode_match, encode_match
+from punch.rendezvous.refresh import answer_size, codec, mapping_of, pack_source, read_arrival, software_attribute
+from punch.rendezvous.registry import Match, Registration, Registry, TableFull, Wish, pair_up
 from punch.rendezvous.relay import RelayBudget
 from punch.rendezvous.relaying import Relayer
 from punch.rendezvous.replies import fit, limit_for
@@ -60,7 +65,9 @@ from punch.stun import (
     Message,
     MessageClass,
     Method,
+    decode,
     describe,
+    encode,
     fastpath,
     make_error,
     make_success,
@@ -84,6 +91,9 @@ from punch.stun.wire import (
     required_session,
 )
 
+if TYPE_CHECKING:
+    from punch.rendezvous.federation import Federation
+
 log = logging.getLogger(__name__)
 
 # What the server sends a peer on its own (Introduce, Go, Move) is retransmitted with the RTO capped at 1 s: an
@@ -93,11 +103,13 @@ log = logging.getLogger(__name__)
 PUSH_POLICY = RetransmitPolicy(rto=0.25, max_rto=1.0, max_sends=20, last_wait=4.0)
 
 DEFAULT_PORT = 3478
+_SHARED_METHODS = frozenset((Method.REGISTER, Method.CONNECT, Method.READY, Method.MOVE))  # ask a shared registry
 _REGISTER_REQUEST = b"\x02\x81"  # the first two bytes of a Register request (RFC 8489 §5 type)
 _SOFTWARE = software_attribute(SOFTWARE)
 MAX_PEERS = 1_000_000  # registrations held at most (`--max-peers`): about 0.35 GiB when full (bench/registry.md)
 MAX_LEASE = 60.0  # longest registration lease granted, seconds (--max-lease)
 RATE_LIMIT = 200.0  # requests a second per source IP, in bursts of twice that (--rate-limit)
+SWEEP_INTERVAL = 1.0  # seconds between sweeps of ended leases (punch.rendezvous.leases: one-second slots)
 
 
 class RendezvousServer:
@@ -115,8 +127,16 @@ class RendezvousServer:
         accelerate: bool = True,
         fast_refresh: bool = True,
         relay_budget: RelayBudget | None = None,
+        shared_registry: str | None = None,
+        name: str | None = None,
     ) -> None:
         self.registry = Registry(max_lease=max_lease, max_registrations=max_registrations)
+        # With ``shared_registry`` (a redis:// URL, --registry): registrations, wishes and sessions are shared with
+        # the other servers using it (punch.rendezvous.federation), this server known among them by ``name``
+        # (default: host name and port). Its own table then holds what it serves, as the shared one has it.
+        self._shared_url = shared_registry
+        self._name = name
+        self._federation: Federation | None = None
         self._group = group
         # Requests a second per source IP (bursts of twice that), 0 for none, or a limiter of one's own.
         self._limiter: RateLimiter | None = (
@@ -173,10 +193,24 @@ class RendezvousServer:
             self._endpoint.fast_paths[_REGISTER_REQUEST] = self._on_keepalive
         self._relayer.start(self._endpoint)
         log.info("listening on %s (STUN Binding + punch rendezvous)", format_address(self.address))
+        if self._shared_url is not None:
+            await self._join(self._shared_url)
         if alternate:
             others = ", ".join(format_address(e.local_address) for k, e in self._endpoints.items() if k != (0, 0))
             log.info("answering RFC 5780 NAT behaviour discovery on %s too", others)
         self._start_fastpath()
+        self._spawn(self._sweep())
+
+    async def _join(self, url: str) -> None:
+        """Share the registry at ``url`` with the other servers using it (punch.rendezvous.federation)."""
+        from punch.rendezvous.federation import Federation
+        from punch.rendezvous.shared import RedisRegistry
+
+        name = self._name or f"{socket.gethostname()}:{self.address[1]}"
+        self._federation = Federation(
+            RedisRegistry(url), name, deliver_here=self._on_envelope, lost=self.registry.unregister
+        )
+        await self._federation.start()
 
     def _start_fastpath(self) -> None:
         """Hand Binding requests to the C fast path where it is built and gives the same answers.
@@ -211,6 +245,8 @@ class RendezvousServer:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._federation is not None:
+            await self._federation.close()
         for endpoint in self._endpoints.values():
             await endpoint.close()
         if self._endpoint is not None:
@@ -221,9 +257,13 @@ class RendezvousServer:
         counters = sum((e.counters for e in self._endpoints.values()), Counter[str]())
         shown = " ".join(f"{name}={count}" for name, count in sorted(counters.items()))
         registry = self.registry
+        shared = ""
+        if self._federation is not None:
+            state = "up" if self._federation.available else "down"
+            shared = f"registry={state} registry-pending={len(self._federation.pending)} "
         return (
             f"registrations={len(registry.registrations)} waiting={len(registry.wants)} "
-            f"sessions={len(registry.sessions)} {shown}"
+            f"sessions={len(registry.sessions)} {shared}{shown}"
         )
 
     def report_stats_every(self, interval: float) -> None:
@@ -235,7 +275,18 @@ class RendezvousServer:
                 self.registry.expire(self._now())
                 log.info("stats: %s", self.stats())
 
-        task = asyncio.get_running_loop().create_task(report())
+        self._spawn(report())
+
+    async def _sweep(self) -> None:
+        """Forget ended leases (and their sessions) every second, whatever else comes: a server that only answers
+        keepalives, or hands Connects to a shared registry, would otherwise never sweep its table."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.registry.expire(self._now())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` until it ends or the server closes."""
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -284,6 +335,9 @@ class RendezvousServer:
                 via=self._endpoints[key],
             )
             return
+        if self._federation is not None and message.method in _SHARED_METHODS:
+            self._ask_registry(message, source, data)
+            return
         handlers: dict[Method, Callable[[Message, Address], None]] = {
             Method.BINDING: lambda m, s: self._on_binding(m, s, key),
             Method.REGISTER: lambda m, s: self._on_register(m, s, data),
@@ -299,10 +353,189 @@ class RendezvousServer:
         try:
             handler(message, source)
         except ProtocolError as error:
-            code = 401 if isinstance(error, Unauthorized) else 400
-            self.endpoint.counters["unauthorized" if code == 401 else "bad-request"] += 1
-            log.info("%d to %s: %s", code, format_address(source), error)
-            self._reply_error(message, source, code, str(error))
+            self._refuse_request(message, source, error)
+
+    def _refuse_request(self, message: Message, source: Address, error: ProtocolError) -> None:
+        code = 401 if isinstance(error, Unauthorized) else 400
+        self.endpoint.counters["unauthorized" if code == 401 else "bad-request"] += 1
+        log.info("%d to %s: %s", code, format_address(source), error)
+        self._reply_error(message, source, code, str(error))
+
+    # -- with a shared registry (punch.rendezvous.federation) ---------------------------------------------
+
+    def _ask_registry(self, message: Message, source: Address, data: bytes) -> None:
+        """A Register or Connect, or a Ready or Move of a session this server does not hold, with a shared registry:
+        handled in a task, since the registry answers over the network; the same checks and answers as without
+        one. At most one request per peer at a time (a retransmission meanwhile is dropped: it comes again) and
+        ``max_pending`` in all (beyond, 503 at once)."""
+        federation = self._federation
+        assert federation is not None
+        if message.method in (Method.READY, Method.MOVE):
+            session = message.raw(AttributeType.SESSION_ID)
+            if session is not None and self.registry.session(session) is not None:
+                try:
+                    (self._on_ready if message.method == Method.READY else self._on_move)(message, source, data)
+                except ProtocolError as error:
+                    self._refuse_request(message, source, error)
+                return
+        asker = message.text(AttributeType.PEER_ID) or ""
+        counters = self.endpoint.counters
+        if asker in federation.pending:
+            counters["registry-busy"] += 1
+            return
+        if not federation.may_ask(asker):
+            counters["registry-busy"] += 1
+            self._reply_error(message, source, 503, "Service Unavailable: too many registrations at once; try again")
+            return
+        handlers = {
+            Method.REGISTER: self._register_shared,
+            Method.CONNECT: self._connect_shared,
+            Method.READY: self._load_session,
+            Method.MOVE: self._load_session,
+        }
+        federation.pending.add(asker)
+        size = len(data)
+
+        async def handle() -> None:
+            self._resume(size)  # other requests were handled since this one came
+            try:
+                await handlers[Method(message.method)](message, source, data)
+            except ProtocolError as error:
+                self._answering = size  # signed, if this request proved whose it is after its last await
+                self._refuse_request(message, source, error)
+            except RegistryUnavailable:
+                self._resume(size)
+                counters["registry-unavailable"] += 1
+                self._reply_error(message, source, 503, "Service Unavailable: the registry does not answer; try again")
+            finally:
+                federation.pending.discard(asker)
+
+        self._spawn(handle())
+
+    def _resume(self, size: int) -> None:
+        """Back from the registry: answers go to the request of ``size`` bytes again (others were handled
+        meanwhile), unsigned (a Register's and a Connect's answers are not)."""
+        self._answering = size
+        self._answer_key = None
+
+    def _mirror(self, peer_id: str, found: Registration | None) -> None:
+        """Hold ``peer_id``'s registration as the shared registry has it. Where it has none, a live one here stays:
+        the registry lost it (a Redis restart), and its peer's next request writes it again."""
+        if found is not None:
+            self.registry.adopt(found, self._now())
+
+    async def _look_up(self, peer_id: str) -> Stored | None:
+        """``peer_id``'s registration as the shared registry has it, now held here too (:meth:`_mirror`)."""
+        federation = self._federation
+        assert federation is not None
+        stored = await federation.call(federation.shared.lookup(peer_id, self._now()))
+        self._mirror(peer_id, None if stored is None else stored.registration)
+        return stored
+
+    async def _register_shared(self, message: Message, source: Address, data: bytes) -> None:
+        federation = self._federation
+        assert federation is not None
+        peer_id = required_peer_id(message)
+        stored = await self._look_up(peer_id)
+        self._resume(len(data))
+        plan = self._admit_registration(message, source, data)
+        before = plan.known
+        if plan.lease == 0:
+            if before is not None:
+                await federation.call(federation.shared.remove(peer_id, before.token))
+                self._resume(len(data))
+            self._goodbye(message, source, peer_id)
+            return
+        registration = self._store_registration(message, source, plan)
+        if registration is None:
+            return
+        try:
+            kept = await federation.call(
+                federation.shared.store(
+                    registration, federation.name, before.token if before else b"", registration.expires - self._now()
+                )
+            )
+        except RegistryUnavailable:
+            if before is not None:  # nothing half written: not here either
+                self.registry.adopt(before, self._now())
+            else:
+                self.registry.unregister(peer_id)
+            raise
+        self._resume(len(data))
+        if kept is Write.REFUSED:
+            await self._look_up(peer_id)
+            self._resume(len(data))
+            raise Unauthorized(f"ID {peer_id} was taken meanwhile; choose another")
+        if stored is not None and stored.server != federation.name:
+            log.info("%s registers here now (it was registered at %r)", peer_id, stored.server)
+        self._answer_registration(message, source, plan, registration)
+
+    async def _connect_shared(self, message: Message, source: Address, data: bytes) -> None:
+        federation = self._federation
+        assert federation is not None
+        asker = required_peer_id(message)
+        mine = self.registry.lookup(asker, self._now())
+        if mine is None or mine.observed != source:
+            await self._look_up(asker)
+            self._resume(len(data))
+        wanted = self._admit_connect(message, source, data)
+        if wanted is None:
+            return
+        target, wish = wanted
+        if target == ANYONE:
+            raise ProtocolError("a Connect for anyone is not served with a shared registry (--registry) yet")
+        life = self.registry.max_lease
+        other_wish, stored = await asyncio.gather(
+            federation.call(federation.shared.want(asker, target, wish, life)),
+            federation.call(federation.shared.lookup(target, self._now())),
+        )
+        self._resume(len(data))
+        mine = self.registry.lookup(asker, self._now())
+        if other_wish is None or stored is None or mine is None:
+            if other_wish is not None:  # the target's registration ended meanwhile: both wishes stand
+                await federation.call(federation.shared.wish_again(target, asker, other_wish, life))
+                await federation.call(federation.shared.wish_again(asker, target, wish, life))
+                self._resume(len(data))
+            federation.wished(asker, target, wish, life)
+            self._answer_waiting(message, source, asker, target, stored is not None)
+            return
+        match = pair_up(stored.registration, other_wish, mine, wish, (stored.server, federation.name))
+        federation.matched(match)
+        self.registry.adopt_session(match)
+        federation.keep_session(match, life)
+        self._reply(message, source, (AttributeType.STATUS, "introducing"))
+        self._introduce(match, asker, target)
+
+    async def _load_session(self, message: Message, source: Address, data: bytes) -> None:
+        """A Ready or Move of a session this server does not hold (made at another, before a restart): taken from
+        the shared registry, then handled as any."""
+        federation = self._federation
+        assert federation is not None
+        match = await federation.call(federation.shared.session(required_session(message), self._now()))
+        self._resume(len(data))
+        if match is not None:
+            self.registry.adopt_session(match)
+        (self._on_ready if message.method == Method.READY else self._on_move)(message, source, data)
+
+    def _on_envelope(self, envelope: Envelope) -> None:
+        """Another server asks us to send our peer a request (Introduce, Go, Move: punch.rendezvous.federation)."""
+        now = self._now()
+        try:
+            message = decode(envelope.message)
+            match = decode_match(envelope.session, now + self.registry.max_lease) if envelope.session else None
+        except (RecordError, StunDecodeError) as error:
+            log.warning("a request for %s from another server does not decode (%s): dropped", envelope.recipient, error)
+            return
+        if match is not None:
+            self.registry.adopt_session(match)
+            if self._federation is not None:
+                self._federation.matched(match)
+        pair = None if match is None else match.pair(envelope.recipient)
+        recipient = self.registry.lookup(envelope.recipient, now) or (pair[0] if pair else None)
+        if recipient is None:
+            log.info("another server asks us to send %s a request, but it is not registered here", envelope.recipient)
+            return
+        self._push(message, recipient, f"{method_name(message.method)} to {recipient.peer_id}")
 
     @staticmethod
     def _trailer(message: Message) -> tuple[tuple[int, object], ...]:
@@ -429,6 +662,17 @@ class RendezvousServer:
         return match, mine, other
 
     def _on_register(self, message: Message, source: Address, data: bytes) -> None:
+        plan = self._admit_registration(message, source, data)
+        if plan.lease == 0:
+            self.registry.unregister(plan.peer_id)
+            self._goodbye(message, source, plan.peer_id)
+            return
+        registration = self._store_registration(message, source, plan)
+        if registration is not None:
+            self._answer_registration(message, source, plan, registration)
+
+    def _admit_registration(self, message: Message, source: Address, data: bytes) -> _Registering:
+        """What a Register asks for, once it proved it may (ProtocolError or Unauthorized if not)."""
         peer_id = required_peer_id(message)
         known = self.registry.lookup(peer_id, self._now())
         if known is None or (known.observed, known.created_by) != (source, message.transaction_id):
@@ -436,38 +680,57 @@ class RendezvousServer:
         # else: a retransmission of the Register that created this registration (our answer was lost, RFC 8489
         # section 6.3.1): it is answered again, with the same token.
         lease = message.integer(AttributeType.LEASE)
-        if lease == 0:
-            self.registry.unregister(peer_id)
-            log.info("unregistered %s (it said goodbye)", peer_id)
-            self._reply(message, source, (AttributeType.LEASE, 0))
-            return
         hosts = tuple(message.addresses(AttributeType.CANDIDATE))[:8]
-        mapping = Mapping.of(message)
         # A Register without PUBLIC-KEY keeps the key the registration has (a keepalive may leave it out)
         public_key = message.raw(AttributeType.PUBLIC_KEY) or (known.public_key if known else b"")
-        if looks_like_fingerprint(peer_id) and fingerprint(public_key) != peer_id:
+        if lease != 0 and looks_like_fingerprint(peer_id) and fingerprint(public_key) != peer_id:
             raise ProtocolError(f"ID {peer_id} is a fingerprint: only the key it is the fingerprint of registers it")
+        return _Registering(peer_id, known, 30 if lease is None else lease, hosts, Mapping.of(message), public_key)
+
+    def _goodbye(self, message: Message, source: Address, peer_id: str) -> None:
+        log.info("unregistered %s (it said goodbye)", peer_id)
+        self._reply(message, source, (AttributeType.LEASE, 0))
+
+    def _store_registration(self, message: Message, source: Address, plan: _Registering) -> Registration | None:
+        """The registration ``plan`` makes, in this server's table; None (and 508 said) if the table is full."""
         try:
-            registration = self.registry.register(
-                peer_id, source, hosts, lease or 30, self._now(), mapping, message.transaction_id, public_key
+            return self.registry.register(
+                plan.peer_id,
+                source,
+                plan.hosts,
+                plan.lease or 30,
+                self._now(),
+                plan.mapping,
+                message.transaction_id,
+                plan.public_key,
             )
         except TableFull as full:
             self.endpoint.counters["table-full"] += 1
-            self._table_full_log.log(self._now(), f"refused {peer_id}: {full}")
+            self._table_full_log.log(self._now(), f"refused {plan.peer_id}: {full}")
             self._reply_error(message, source, 508, "Insufficient Capacity; try again later")
-            return
+            return None
+
+    def _answer_registration(
+        self, message: Message, source: Address, plan: _Registering, registration: Registration
+    ) -> None:
         granted = round(registration.expires - self._now())
-        if known is None or (known.observed, known.host_candidates, known.mapping) != (source, hosts, mapping):
+        known = plan.known
+        changed = known is None or (known.observed, known.host_candidates, known.mapping) != (
+            source,
+            plan.hosts,
+            plan.mapping,
+        )
+        if changed:
             log.info(
                 "registered %s at %s (host candidates: %s; lease %d s; NAT mapping %s)",
-                peer_id,
+                plan.peer_id,
                 format_address(source),
-                ", ".join(format_address(h) for h in hosts) or "none",
+                ", ".join(format_address(h) for h in plan.hosts) or "none",
                 granted,
-                mapping.label,
+                plan.mapping.label,
             )
         else:
-            log.debug("refreshed %s at %s", peer_id, format_address(source))
+            log.debug("refreshed %s at %s", plan.peer_id, format_address(source))
         self._reply(
             message,
             source,
@@ -476,13 +739,103 @@ class RendezvousServer:
             (AttributeType.REGISTRATION_TOKEN, registration.token),
         )
 
+    def _on_arrival(self, data: bytes, source: Address) -> bool:
+        """A peer's first Register on an open server (unsigned, its ID free): registered and answered straight from
+        the bytes (punch.rendezvous.refresh.read_arrival), with the same answer, counters, rate limit and log line as
+        :meth:`_on_register`; with a shared registry once it took the ID too (:meth:`_arrive_shared`). False hands
+        anything else to the general path."""
+        if self._group is not None:
+            return False
+        read = read_arrival(data)
+        if read is None:
+            return False
+        peer_id, hosts, lease, mapping_code, public_key = read
+        now = self._now()
+        registry = self.registry
+        if registry.lookup(peer_id, now) is not None or len(registry.registrations) >= registry.max_registrations:
+            return False  # someone's ID (401 or a retransmission), or a full table: the general path says so
+        observed = pack_source(source)
+        if observed is None or looks_like_fingerprint(peer_id):
+            return False
+        if answer_size(observed, _SOFTWARE) > limit_for(len(data), source[0]):
+            return False
+        federation = self._federation
+        if federation is not None and not federation.may_ask(peer_id):
+            return False  # the general path drops or refuses it, and counts it
+        counters = self.endpoint.counters
+        counters["request"] += 1
+        counters["arrival"] += 1
+        if self._limiter is not None and not self._limiter.allow(source[0], now):
+            counters["rate-limited"] += 1
+            return True
+        mapping = mapping_of(mapping_code)
+        registration = registry.register_packed(
+            peer_id, observed + hosts, lease, now, mapping, data[8:20], public_key or b""
+        )
+        if federation is not None:
+            self._arrive_shared(federation, registration, data, source, observed)
+        else:
+            self._welcome(registration, data, source, observed)
+        return True
+
+    def _welcome(self, registration: Registration, data: bytes, source: Address, observed: bytes) -> None:
+        """The answer to a first Register read from its bytes, and its log line."""
+        granted = round(registration.expires - self._now())
+        if log.isEnabledFor(logging.INFO):
+            candidates = ", ".join(format_address(h) for h in registration.host_candidates) or "none"
+            log.info(
+                "registered %s at %s (host candidates: %s; lease %d s; NAT mapping %s)",
+                registration.peer_id,
+                format_address(source),
+                candidates,
+                granted,
+                registration.mapping.label,
+            )
+        answer = self._refresh.answer(data, observed, granted, registration.token, _SOFTWARE)
+        self.endpoint.send_bytes(answer, source)
+
+    def _arrive_shared(
+        self, federation: Federation, registration: Registration, data: bytes, source: Address, observed: bytes
+    ) -> None:
+        """A first Register with a shared registry: the registration made here is stored there if the ID is free
+        everywhere (one script), then answered; taken at another server, the general path says so (401); the
+        registry silent, 503, and nothing of it kept here."""
+        peer_id = registration.peer_id
+        federation.pending.add(peer_id)
+
+        async def arrive() -> None:
+            try:
+                lease = registration.expires - self._now()
+                written = await federation.call(federation.shared.store(registration, federation.name, b"", lease))
+            except RegistryUnavailable:
+                federation.pending.discard(peer_id)
+                self._forget_arrival(registration)
+                self.endpoint.counters["registry-unavailable"] += 1
+                self._resume(len(data))
+                message = decode(data)
+                self._reply_error(message, source, 503, "Service Unavailable: the registry does not answer; try again")
+                return
+            federation.pending.discard(peer_id)
+            if written is Write.REFUSED:
+                self._forget_arrival(registration)
+                self._ask_registry(decode(data), source, data)
+                return
+            self._welcome(registration, data, source, observed)
+
+        self._spawn(arrive())
+
+    def _forget_arrival(self, registration: Registration) -> None:
+        if self.registry.registrations.get(registration.peer_id) is registration:
+            self.registry.unregister(registration.peer_id)
+
     def _on_keepalive(self, data: bytes, source: Address) -> bool:
         """A Register that renews a registration unchanged (same endpoint, candidates and NAT mapping), signed
         with its token: renewed and answered straight from the bytes (punch.rendezvous.refresh), with the same
-        answer, counters and rate limit as :meth:`_on_register`. False hands anything else to the general path."""
+        answer, counters and rate limit as :meth:`_on_register`. False hands anything else to the general path;
+        an unsigned one may be a first Register (:meth:`_on_arrival`)."""
         refresh = self._refresh.read(data)
         if refresh is None:
-            return False
+            return self._on_arrival(data, source)
         peer_id, hosts, lease, mapping, public_key = refresh
         now = self._now()
         known = self.registry.lookup(peer_id, now)
@@ -506,6 +859,8 @@ class RendezvousServer:
             counters["rate-limited"] += 1
             return True
         registration = self.registry.renew(known, lease, now)
+        if self._federation is not None:
+            self._federation.renewed(registration, registration.expires - now)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("refreshed %s at %s", peer_id, format_address(source))
         answer = self._refresh.answer(data, observed, round(registration.expires - now), token, _SOFTWARE)
@@ -515,12 +870,27 @@ class RendezvousServer:
     def _on_connect(self, message: Message, source: Address, data: bytes) -> None:
         now = self._now()
         self.registry.expire(now)
+        wanted = self._admit_connect(message, source, data)
+        if wanted is None:
+            return
+        target, wish = wanted
+        asker = required_peer_id(message)
+        match = self.registry.want(asker, target, now, wish.share, wish.rtt_us, wish.transaction)
+        if match is None:
+            self._answer_waiting(message, source, asker, target, self.registry.lookup(target, now) is not None)
+            return
+        self._reply(message, source, (AttributeType.STATUS, "introducing"))
+        self._introduce(match, asker, target)
+
+    def _admit_connect(self, message: Message, source: Address, data: bytes) -> tuple[str, Wish] | None:
+        """The target a Connect asks for and the asker's wish, once it proved it may (ProtocolError if not); None if
+        it is a retransmission of a Connect that made a session (answered again here)."""
         asker = required_peer_id(message)
         self._check_owner(asker, data)
         target = required_peer_id(message, AttributeType.TARGET_ID)
         if target == asker:
             raise ProtocolError(f"peer {asker} asked for itself; ask for another peer's ID")
-        registration = self.registry.lookup(asker, now)
+        registration = self.registry.lookup(asker, self._now())
         if registration is None or registration.observed != source:
             raise ProtocolError(f"peer {asker} is not registered from {format_address(source)}")
         share = KeyShare.of(message)
@@ -535,22 +905,16 @@ class RendezvousServer:
                 earlier.session_id.hex()[:8],
             )
             self._reply(message, source, (AttributeType.STATUS, "introducing"))
-            return
-        match = self.registry.want(
-            asker, target, now, share, message.integer(AttributeType.SERVER_RTT), message.transaction_id
-        )
-        if match is None:
-            if target == ANYONE:
-                status = f"waiting for anyone to ask for {asker}"
-            elif self.registry.lookup(target, now):
-                status = f"waiting for {target}"
-            else:
-                status = f"waiting for {target} to register"
-            log.info("%s asks for %s: %s", asker, target, status)
-            self._reply(message, source, (AttributeType.STATUS, _fit(status, 128)))
-            return
-        self._reply(message, source, (AttributeType.STATUS, "introducing"))
-        self._introduce(match, asker, target)
+            return None
+        return target, Wish(share, message.integer(AttributeType.SERVER_RTT), message.transaction_id)
+
+    def _answer_waiting(self, message: Message, source: Address, asker: str, target: str, registered: bool) -> None:
+        if target == ANYONE:
+            status = f"waiting for anyone to ask for {asker}"
+        else:
+            status = f"waiting for {target}" if registered else f"waiting for {target} to register"
+        log.info("%s asks for %s: %s", asker, target, status)
+        self._reply(message, source, (AttributeType.STATUS, _fit(status, 128)))
 
     def _introduce(self, match: Match, asker: str, target: str) -> None:
         """Tell both peers about each other at the same moment (``asker`` asked for ``target``).
@@ -559,8 +923,19 @@ class RendezvousServer:
         StunEndpoint._drain, just after the answer to the Connect), and the log lines saying so are written next.
         """
         introductions = match.introductions()
-        for recipient, introduction in introductions:
-            self._push(introduction.to_message(), recipient, f"Introduce to {recipient.peer_id}")
+        elsewhere = [(r, i) for r, i in introductions if self._elsewhere(match, r)]
+        here = [(r, i) for r, i in introductions if not self._elsewhere(match, r)]
+
+        def push(which: list[tuple[Registration, Introduction]]) -> None:
+            for recipient, introduction in which:
+                self._push(introduction.to_message(), recipient, f"Introduce to {recipient.peer_id}", match)
+
+        push(elsewhere)  # handed to the other peer's server, which pushes it (punch.rendezvous.federation)
+        if elsewhere and self._federation is not None:
+            # ours once the other's is in its server's inbox: the two arrive about together, as early checks expect
+            self._federation.deliver_then(functools.partial(push, here))
+        else:
+            push(here)
         asyncio.get_running_loop().call_soon(self._log_introduction, match, introductions, asker, target)
 
     def _log_introduction(
@@ -626,7 +1001,7 @@ class RendezvousServer:
             attributes.append((AttributeType.CANDIDATE, source))
         else:
             log.info("%s has opened its NAT mapping; telling %s to probe now (Go)", sender, other.peer_id)
-        self._push(request(Method.GO, *attributes), other, f"Go to {other.peer_id}")
+        self._push(request(Method.GO, *attributes), other, f"Go to {other.peer_id}", match)
 
     def _on_move(self, message: Message, source: Address, data: bytes) -> None:
         """A peer's check was refused by the other's NAT: tell the other to move (punch.peer.moving), once per
@@ -635,7 +1010,7 @@ class RendezvousServer:
         sender, session_id = mine.peer_id, match.session_id
         if source != mine.observed:
             raise ProtocolError("not the registered socket")  # short: the answer is capped (no amplification)
-        current = self.registry.lookup(other.peer_id, self._now())
+        current = other if self._elsewhere(match, other) else self.registry.lookup(other.peer_id, self._now())
         if current is None or current.observed != other.observed:
             # Its NAT still forwards to its closed socket, which refused the check: nobody is left to move.
             log.info("%s asks to move %s, which has left since the introduction", sender, other.peer_id)
@@ -652,13 +1027,26 @@ class RendezvousServer:
             other.peer_id,
         )
         move = request(Method.MOVE, (AttributeType.PEER_ID, sender), (AttributeType.SESSION_ID, session_id))
-        self._push(move, other, f"Move to {other.peer_id}")
+        self._push(move, other, f"Move to {other.peer_id}", match)
 
-    def _push(self, message: Message, recipient: Registration, what: str) -> None:
+    def _elsewhere(self, match: Match, peer: Registration) -> str | None:
+        """The name of the server ``peer`` (of ``match``) is registered at, if not this one (a shared registry)."""
+        home = match.server_of(peer.peer_id)
+        federation = self._federation
+        return home if federation is not None and home and home != federation.name else None
+
+    def _push(self, message: Message, recipient: Registration, what: str, session: Match | None = None) -> None:
         """Send a server-initiated request, signed with the recipient's request key (it takes no other) and
         retransmitted until the peer answers (signed with the same key). Its first transmission is sent before this
         returns (with the batch being handled, if any), not when a task first runs, after the rest of the loop's
-        turn: an Introduce or a Go is punch time."""
+        turn: an Introduce or a Go is punch time. A peer of ``session`` registered at another server (a shared
+        registry) gets it from there: only that server's datagrams reach it through its NAT."""
+        home = None if session is None else self._elsewhere(session, recipient)
+        if session is not None and home is not None and self._federation is not None:
+            envelope = Envelope(recipient.peer_id, encode(message, fingerprint=False), encode_match(session))
+            self._federation.deliver(home, envelope)
+            log.debug("%s: passed to server %r", what, home)
+            return
         remote = recipient.observed
         key = request_key(self._group, recipient.token)
         keys = (key,) if key is not None else ()
@@ -694,9 +1082,12 @@ async def serve(
     workers: int = 1,
     ready: Callable[[Address], None] | None = None,
     relay_budget: RelayBudget | None = None,
+    shared_registry: str | None = None,
+    name: str | None = None,
 ) -> None:
     """Run a server until cancelled; with ``stats_interval``, log a stats line that often; with ``workers``
-    above 1, that many processes share the port (see punch.rendezvous.workers; needs no rate limit)."""
+    above 1, that many processes share the port (see punch.rendezvous.workers; needs no rate limit); with
+    ``shared_registry``, one of several servers sharing it, known by ``name``."""
     async with contextlib.AsyncExitStack() as stack:
         server = await stack.enter_async_context(
             RendezvousServer(
@@ -705,6 +1096,8 @@ async def serve(
                 group=group,
                 rate_limit=rate_limit,
                 relay_budget=relay_budget,
+                shared_registry=shared_registry,
+                name=name,
             )
         )
         await server.start(listen, alternate, reuse_port=workers > 1)
@@ -715,6 +1108,19 @@ async def serve(
         if ready is not None:
             ready(server.address)
         await asyncio.Future()
+
+
+@dataclass(frozen=True, slots=True)
+class _Registering:
+    """What a Register asks for, once admitted: ``known`` is the registration it refreshes, if any; ``lease`` 0 is a
+    goodbye."""
+
+    peer_id: str
+    known: Registration | None
+    lease: int
+    hosts: tuple[Address, ...]
+    mapping: Mapping
+    public_key: bytes
 
 
 def _fit(text: str, limit: int) -> str:

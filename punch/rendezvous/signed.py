@@ -19,28 +19,45 @@ TRAILER_SIZE = 44  # MESSAGE-INTEGRITY-SHA256 (4 + 32) and FINGERPRINT (4 + 4)
 FINGERPRINT_XOR = 0x5354554E  # RFC 8489 §14.7
 _HEADER = struct.Struct("!2sHI")  # type, length, cookie
 _TLV = struct.Struct("!HH")
-# MESSAGE-INTEGRITY-SHA256 (type, length, value), FINGERPRINT (type, length, value)
-_TRAILER = struct.Struct("!HH32xHHI")
-_TRAILER_HEADS = (AttributeType.MESSAGE_INTEGRITY_SHA256, 32, AttributeType.FINGERPRINT, 4)
+_MI_HEAD = struct.Struct("!HH")  # MESSAGE-INTEGRITY-SHA256's type and length
+
+
+def _framed(data: bytes, types: Container[bytes], trailer: int) -> bool:
+    """Header (its 2-byte type in ``types``), its length and cookie right, room for a ``trailer`` of that many bytes,
+    and FINGERPRINT last, right."""
+    size = len(data)
+    if size < 20 + trailer or size % 4:
+        return False
+    kind, length, cookie = _HEADER.unpack_from(data)
+    if kind not in types or length != size - 20 or cookie != MAGIC_COOKIE:
+        return False
+    fp, fp_length, crc = _FINGERPRINT_TRAILER.unpack_from(data, size - UNSIGNED_TRAILER_SIZE)
+    return (fp, fp_length) == (AttributeType.FINGERPRINT, 4) and crc == zlib.crc32(data[:-8]) ^ FINGERPRINT_XOR
 
 
 def well_formed(data: bytes, types: Container[bytes]) -> bool:
     """Header (its 2-byte type in ``types``), length, cookie, then MESSAGE-INTEGRITY-SHA256 and a right
     FINGERPRINT at the end."""
-    size = len(data)
-    if size < 20 + TRAILER_SIZE or size % 4:
+    if not _framed(data, types, TRAILER_SIZE):
         return False
-    kind, length, cookie = _HEADER.unpack_from(data)
-    if kind not in types or length != size - 20 or cookie != MAGIC_COOKIE:
-        return False
-    mi, mi_length, fp, fp_length, crc = _TRAILER.unpack_from(data, size - TRAILER_SIZE)
-    return (mi, mi_length, fp, fp_length) == _TRAILER_HEADS and crc == zlib.crc32(data[:-8]) ^ FINGERPRINT_XOR
+    mi, mi_length = _MI_HEAD.unpack_from(data, len(data) - TRAILER_SIZE)
+    return (mi, mi_length) == (AttributeType.MESSAGE_INTEGRITY_SHA256, 32)
 
 
-def attributes(data: bytes) -> list[tuple[int, bytes]] | None:
-    """The (type, value) attributes before the trailer of a :func:`well_formed` message, if they tile its body
-    exactly; None otherwise."""
-    end = len(data) - TRAILER_SIZE
+_FINGERPRINT_TRAILER = struct.Struct("!HHI")
+UNSIGNED_TRAILER_SIZE = 8  # FINGERPRINT alone
+
+
+def well_formed_unsigned(data: bytes, types: Container[bytes]) -> bool:
+    """As :func:`well_formed`, for a message with FINGERPRINT last and no MESSAGE-INTEGRITY-SHA256 before it (a peer's
+    first Register on an open server: it has no token to sign with yet)."""
+    return _framed(data, types, UNSIGNED_TRAILER_SIZE)
+
+
+def attributes(data: bytes, trailer: int = TRAILER_SIZE) -> list[tuple[int, bytes]] | None:
+    """The (type, value) attributes before the trailer (``trailer`` bytes: :func:`well_formed`'s, or
+    UNSIGNED_TRAILER_SIZE) of a well-formed message, if they tile its body exactly; None otherwise."""
+    end = len(data) - trailer
     found = []
     offset = 20
     while offset < end:

@@ -3,6 +3,7 @@ the answer the general path gives; anything else still goes through the general 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -127,3 +128,33 @@ async def test_keepalives_over_the_rate_limit_are_dropped_and_counted() -> None:
         assert (counters["keepalive"], counters["rate-limited"]) == (2, 1)
         assert small.registry.registrations["10"].expires == 109  # the first keepalive renewed it
         await socket.close()
+
+
+async def test_a_first_register_gets_the_same_answer_on_either_path(
+    either: tuple[RendezvousServer, bool], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="punch.rendezvous.server")
+    server, fast = either
+    socket = await endpoint()
+    first = request(
+        Method.REGISTER,
+        (AttributeType.PEER_ID, "10"),
+        (AttributeType.CANDIDATE, HOSTS[0]),
+        (AttributeType.LEASE, 45),
+        (AttributeType.NAT_MAPPING, 1),
+    )
+    answer, _ = await socket.request(first, server.address, FAST)
+    assert answer.message_class is MessageClass.SUCCESS
+    assert shape(answer) == [
+        (AttributeType.XOR_MAPPED_ADDRESS, socket.local_address),
+        (AttributeType.LEASE, 45),
+        (AttributeType.SOFTWARE, answer.text(AttributeType.SOFTWARE)),
+    ]
+    assert answer.raw(AttributeType.REGISTRATION_TOKEN) == server.registry.registrations["10"].token
+    assert server.endpoint.counters["request"] == 1
+    assert server.endpoint.counters["arrival"] == (1 if fast else 0)  # read from its bytes
+    line = f"registered 10 at 127.0.0.1:{socket.local_address[1]} (host candidates: 10.0.10.2:40000; lease 45 s; "
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("registered")] == [
+        line + "NAT mapping endpoint-independent)"
+    ]
+    await socket.close()

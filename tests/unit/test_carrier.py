@@ -43,7 +43,7 @@ def relay(packet: bytes, session: bytes = SESSION) -> Message:
 
 
 def carrier_with_link() -> tuple[Carrier, list[bytes]]:
-    carrier, delivered = Carrier("10", SERVER), list[bytes]()
+    carrier, delivered = Carrier("10", (SERVER,)), list[bytes]()
     carrier.deliver_to(delivered.append)
     return carrier, delivered
 
@@ -82,7 +82,7 @@ def test_a_relayed_route_wraps_packets_and_takes_our_sessions_from_our_server_on
 
 
 def test_packets_before_the_path_wait_for_it_and_those_from_elsewhere_are_dropped_then() -> None:
-    carrier = Carrier("10", SERVER)
+    carrier = Carrier("10", (SERVER,))
     carrier.datagram_received(QUIC + b"peer", PEER)
     carrier.datagram_received(QUIC + b"stranger", STRANGER)
     delivered: list[bytes] = []
@@ -94,7 +94,7 @@ def test_packets_before_the_path_wait_for_it_and_those_from_elsewhere_are_droppe
 
 
 def test_packets_before_the_link_wait_for_it() -> None:
-    carrier = Carrier("10", SERVER)
+    carrier = Carrier("10", (SERVER,))
     carrier.use(Direct(as_endpoint(Endpoint()), PEER))
     carrier.datagram_received(QUIC, PEER)
     delivered: list[bytes] = []
@@ -103,14 +103,14 @@ def test_packets_before_the_link_wait_for_it() -> None:
 
 
 def test_what_waits_is_bounded() -> None:
-    carrier = Carrier("10", SERVER)
+    carrier = Carrier("10", (SERVER,))
     for _ in range(EARLY_PACKETS + 3):
         carrier.datagram_received(QUIC, PEER)
     assert carrier.counters == {"overflow": 3}
 
 
 def test_sending_without_a_route_is_counted() -> None:
-    carrier = Carrier("10", SERVER)
+    carrier = Carrier("10", (SERVER,))
     carrier.send(QUIC)
     assert carrier.counters == {"no-path": 1}
 

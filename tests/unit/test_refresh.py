@@ -12,6 +12,7 @@ from punch.rendezvous.refresh import (
     answer_size,
     pack_source,
     parse_refresh,
+    read_arrival,
     refresh_answer,
     software_attribute,
 )
@@ -116,3 +117,18 @@ def test_random_keepalives_read_back_what_was_encoded() -> None:
         refresh = parse_refresh(encode(keepalive(lease=lease, hosts=hosts), integrity_sha256_key=TOKEN))
         assert refresh is not None
         assert (refresh.hosts, refresh.lease) == (pack_addresses(hosts), lease)
+
+
+def test_a_first_register_is_read_from_its_bytes_and_only_an_unsigned_one() -> None:
+    key = bytes(range(32))
+    unsigned = encode(keepalive((AttributeType.NAT_MAPPING, 1), (AttributeType.PUBLIC_KEY, key)))
+    assert read_arrival(unsigned) == ("peer-10", pack_addresses(HOSTS), 30, 1, key)
+    signed = encode(keepalive(), integrity_sha256_key=TOKEN)
+    assert read_arrival(signed) is None  # a keepalive: parse_refresh's
+    assert parse_refresh(unsigned) is None
+    assert read_arrival(encode(keepalive(), fingerprint=False)) is None  # FINGERPRINT last, or the general path
+    assert read_arrival(encode(keepalive(lease=0))) is None  # a goodbye
+    assert read_arrival(encode(keepalive((AttributeType.SOFTWARE, "x")))) is None  # an attribute it does not take
+    damaged = bytearray(unsigned)
+    damaged[-1] ^= 1
+    assert read_arrival(bytes(damaged)) is None

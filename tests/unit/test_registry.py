@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from punch.rendezvous.registry import Registry
+from punch.rendezvous.registry import Registry, Wish, pair_up
 from punch.stun import AttributeType
 from punch.stun.wire import ANYONE, KeyShare, Role
 
@@ -162,3 +162,19 @@ def test_a_wish_for_anyone_takes_the_peer_that_waits_for_us_already() -> None:
     registry.unregister("14")
     assert registry.wants == {}
     assert registry.want("listener", ANYONE, now=5, share=SHARE) is None
+
+
+def test_a_session_with_a_peer_registered_elsewhere_leaves_nothing_behind() -> None:
+    here, elsewhere = Registry(), Registry()  # two servers' tables; 14 is registered at the other one only
+    here.register("10", A, (), 30, now=0)
+    theirs = elsewhere.register("14", B, (), 30, now=0)
+    assert here.want("10", "14", now=1, share=SHARE) is None
+    mine = here.registrations["10"]
+    match = pair_up(mine, Wish(SHARE, None, b"t"), theirs, Wish(SHARE, None, b"T"), ("east", "west"))
+    here.adopt_session(match)
+    assert here.session(match.session_id) is match
+    assert match.server_of("14") == "west"
+    here.unregister("10")
+    here.expire(now=2)
+    assert here.sessions == {}
+    assert here._sessions_of == {}

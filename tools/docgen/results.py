@@ -153,6 +153,15 @@ def _lab_scale(r: Report) -> str:
     return f"1,000 NAT'd peers up in {up} s, down in {down} s; {success} pairs direct"
 
 
+def _scale(r: Report) -> str:
+    alone = {"run": "storm, in-process registry"}
+    shared = {"run": "storm, --registry (Redis)"}
+    return (
+        f"{r.find('registered', alone)} new peers registered on one core in {r.find('seconds', alone)} s; "
+        f"{r.find('registrations/s', shared)}/s on one core sharing Redis"
+    )
+
+
 def _flood(r: Report) -> str:
     peers = r.find("answers / result", {"phase": "real peers during flood 1"})
     return f"real peers still punch during a flood of new registrations ({peers})"
@@ -180,6 +189,7 @@ HEADLINE: tuple[tuple[str, str, Callable[[Report], str]], ...] = (
     ("relay", "Relay, where no direct path exists", _relay),
     ("server", "STUN Binding throughput, against coturn", _server),
     ("registry", "Registration capacity", _registry),
+    ("scale", "Registration storms, one server and several sharing Redis", _scale),
     ("flood", "Registration flood", _flood),
     ("readdress", "A NAT flushed or renumbered mid-session", _readdress),
     ("lab_scale", "The lab at scale", _lab_scale),
@@ -216,6 +226,8 @@ SHOWN: dict[str, Sequence[str]] = {
     "readdress": ("fault",),
     "lab_scale": ("N", "step"),
     "compose_vs_netns": ("step",),
+    "scale": ("run",),
+    "soak": ("minute",),
 }
 
 
@@ -233,6 +245,10 @@ def report_tables(root: Path, page: Path, name: str) -> str:
     summary = [line for line in report.text.splitlines() if line.startswith("- ")]
     if name in ("punch_floor", "lab_scale"):
         lines += [*summary[: 1 if name == "lab_scale" else None], ""]
+    elif name in ("scale", "soak"):  # the verdicts, below the report's last table (its introduction has lists too)
+        text = report.text.splitlines()
+        last = max(i for i, line in enumerate(text) if line.startswith("|"))
+        lines += [*(line for line in text[last:] if line.startswith("- ")), ""]
     lines.append(f"From {_link(root, page, report)}, measured {report.measured} (`just {_recipe(name)}`).")
     return "\n".join(lines) + "\n"
 

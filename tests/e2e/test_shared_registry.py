@@ -1,0 +1,186 @@
+"""Two servers, one registry, through the lab's kernel NATs (tests/data/topologies/two-servers.yaml): east 1 ms from the
+core, west 5 ms, Redis beside them. A peer registered at east punches with a peer registered at west; a server killed
+mid-session leaves the direct session going and its peers register at the other; Redis restarted under the servers
+is a pause, not an outage.
+
+The lab's node ``redis`` runs Debian's redis-server (skipped where it is not installed; PUNCH_REQUIRE_REDIS=1 fails
+instead, as .ci/run sets)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netns.testing import Lab
+from tests.e2e.punch_in_lab import PY, end_chat, finish, say, wait_for_line
+
+pytestmark = pytest.mark.e2e
+
+TOPOLOGY = Path(__file__).parent.parent / "data" / "topologies" / "two-servers.yaml"
+EAST, WEST, REDIS = "203.0.113.1", "203.0.113.65", "203.0.113.129"
+REGISTRY = f"redis://{REDIS}:6379/0"
+
+
+@pytest.fixture(autouse=True)
+def _redis_installed() -> None:
+    if shutil.which("redis-server") is None:
+        reason = "redis-server is not installed; `apt-get install redis-server`"
+        if os.environ.get("PUNCH_REQUIRE_REDIS") == "1":
+            pytest.fail(f"PUNCH_REQUIRE_REDIS=1, but {reason}")
+        pytest.skip(reason)
+
+
+def start_redis(lab: Lab, port: int = 6379, *cluster: str) -> subprocess.Popen[Any]:
+    """redis-server in node ``redis`` on ``port``, nothing saved (a restart forgets everything); ``cluster``: more
+    arguments (cluster mode)."""
+    folder = lab.logdir / f"redis-{port}"
+    folder.mkdir(exist_ok=True)
+    redis = lab.spawn(
+        "redis",
+        "redis-server",
+        *("--bind", REDIS, "--port", str(port), "--save", "", "--appendonly", "no", "--protected-mode", "no"),
+        *("--dir", str(folder), "--logfile", "/dev/stderr", *cluster),
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    wait_for_line(redis, r"Ready to accept connections")
+    return redis
+
+
+def start_cluster(lab: Lab, ports: tuple[int, ...] = (7000, 7001, 7002)) -> str:
+    """A Redis Cluster of three masters in node ``redis`` (redis-cli --cluster create); the registry URL."""
+    for port in ports:
+        start_redis(lab, port, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf")
+    nodes = [f"{REDIS}:{port}" for port in ports]
+    made = lab.exec("redis", "redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes")
+    assert made.returncode == 0, made.stdout + made.stderr
+    for port in ports:  # every node agrees the cluster is up (its own state, polled with a deadline)
+        deadline = time.monotonic() + 30
+        while (
+            "cluster_state:ok"
+            not in lab.exec("redis", "redis-cli", "-h", REDIS, "-p", str(port), "cluster", "info").stdout
+        ):
+            assert time.monotonic() < deadline, f"the cluster is not up at {REDIS}:{port}"
+            time.sleep(0.1)
+    return f"redis://{REDIS}:{ports[0]}/0"
+
+
+def start_shared_server(lab: Lab, node: str, address: str, registry: str = REGISTRY) -> subprocess.Popen[Any]:
+    server = lab.spawn(
+        node,
+        PY,
+        "-m",
+        "punch",
+        "server",
+        "--listen",
+        f"{address}:3478",
+        "--registry",
+        registry,
+        "--name",
+        node,
+        text=True,
+    )
+    wait_for_line(server, r"registry: (Redis|a Redis Cluster) at")
+    return server
+
+
+def peer(
+    lab: Lab, me: str, other: str, servers: tuple[str, ...], *extra: str, chat: bool = False
+) -> subprocess.Popen[Any]:
+    command = [PY, "-m", "punch", "peer", *(a for s in servers for a in ("--server", s)), "--id", me, "--to", other]
+    return lab.spawn(
+        f"peer{me}",
+        *command,
+        "--json",
+        *extra,
+        text=True,
+        stdin=subprocess.PIPE if chat else subprocess.DEVNULL,
+    )
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    process.terminate()
+    process.communicate(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("lab", "redis"),
+    [({"firewall": "home", "topology": TOPOLOGY}, "single"), ({"firewall": "none", "topology": TOPOLOGY}, "single"),
+     ({"firewall": "home", "topology": TOPOLOGY}, "cluster")],
+    indirect=["lab"], ids=["home-router", "bare-masquerade", "home-router-redis-cluster"],
+)  # fmt: skip
+def test_a_peer_at_east_punches_with_a_peer_at_west(lab: Lab, redis: str) -> None:
+    registry = start_cluster(lab) if redis == "cluster" else REGISTRY
+    if redis == "single":
+        start_redis(lab)
+    east, west = start_shared_server(lab, "east", EAST, registry), start_shared_server(lab, "west", WEST, registry)
+    peer10 = peer(lab, "10", "14", (EAST,), "--send", "hello from 10")
+    wait_for_line(east, r"10 asks for 14: waiting for 14 to register")
+    peer14 = peer(lab, "14", "10", (WEST,), "--send", "hello from 14")
+    (code10, result10, log10), (code14, result14, log14) = finish(peer10), finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert (result10["received"], result14["received"]) == (["hello from 14"], ["hello from 10"])
+    assert result10["path"] == result14["path"] == "direct"
+    assert f"registered as 10 with {EAST}:3478" in log10
+    assert f"registered as 14 with {WEST}:3478" in log14
+    # Each Introduce came from the peer's own server: one from another would have been ignored ("not our server")
+    assert "not our server" not in log10 + log14
+    wait_for_line(west, r"14 asks for 10: both want each other, introducing")
+    for server in (east, west):
+        stop(server)
+
+
+@pytest.mark.parametrize("lab", [{"firewall": "home", "topology": TOPOLOGY}], indirect=True, ids=["home-router"])
+def test_a_server_killed_mid_session_leaves_the_session_going_and_its_peers_register_at_the_other(lab: Lab) -> None:
+    start_redis(lab)
+    east, west = start_shared_server(lab, "east", EAST), start_shared_server(lab, "west", WEST)
+    both = (EAST, WEST)
+    peer10, peer14 = peer(lab, "10", "14", both, chat=True), peer(lab, "14", "10", both, chat=True)
+    for proc in (peer10, peer14):
+        wait_for_line(proc, rf"nearest answering server: {EAST}:3478")  # 1 ms away, west 5
+    say(peer10, "before")
+    wait_for_line(peer14, r"message 0 received from 10")
+    stop(east)
+    for proc in (peer10, peer14):
+        wait_for_line(proc, rf"registering with {WEST}:3478 instead", timeout=40)
+    here = r"(\S+) registers here now \(it was registered at 'east'\)"
+    arrivals = {re.search(here, wait_for_line(west, here)).group(1) for _ in "ab"}  # type: ignore[union-attr]
+    assert arrivals == {"10", "14"}
+    say(peer14, "after")
+    wait_for_line(peer10, r"message 0 received from 14")
+    end_chat((peer10, ""), (peer14, ""))
+    (code10, result10, log10), (code14, result14, log14) = finish(peer10), finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert (result10["received"], result14["received"]) == (["after"], ["before"])
+    assert result10["path"] == result14["path"] == "direct"
+    assert result10["rejoins"] == result14["rejoins"] == 0  # the direct path never broke
+    stop(west)
+
+
+@pytest.mark.parametrize("lab", [{"firewall": "home", "topology": TOPOLOGY}], indirect=True, ids=["home-router"])
+def test_redis_restarted_under_the_servers_is_a_pause_they_recover_from_by_themselves(lab: Lab) -> None:
+    redis = start_redis(lab)
+    east, west = start_shared_server(lab, "east", EAST), start_shared_server(lab, "west", WEST)
+    stop(redis)
+    refused = peer(lab, "10", "14", (EAST,), "--timeout", "5")
+    code, _, log = finish(refused)
+    assert code == 1
+    assert "503 Service Unavailable: the registry does not answer; try again" in log
+    wait_for_line(east, r"registry redis://\S+ does not answer")
+    start_redis(lab)  # empty: nothing was saved
+    peer10 = peer(lab, "10", "14", (EAST,), "--send", "hello from 10")
+    wait_for_line(east, r"registry redis://\S+ answers again")
+    wait_for_line(east, r"10 asks for 14: waiting for 14 to register")
+    peer14 = peer(lab, "14", "10", (WEST,), "--send", "hello from 14")
+    (code10, result10, log10), (code14, result14, log14) = finish(peer10), finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert (result10["received"], result14["received"]) == (["hello from 14"], ["hello from 10"])
+    for server in (east, west):
+        stop(server)
