@@ -18,12 +18,15 @@ stays silent (it rate-limits ICMP errors) while a later one answers gets the pro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import socket
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
+from punch.peer.puncher import PunchTimings
 from punch.stun import Address, Method, encode
 from punch.stun.errqueue import ICMP_TIME_EXCEEDED, IP_RECVERR, MSG_ERRQUEUE, icmp_error_from
 from punch.stun.wire import request
@@ -183,3 +186,37 @@ def _settled(probes: list[_Probe]) -> bool:
         if probe.hop.reached:
             return True
     return True
+
+
+class RoundTrips(Protocol):
+    """Where the round trips to the server that a trace measures go (punch.peer.client.RendezvousClient)."""
+
+    def observe_rtt(self, rtt: float) -> None: ...
+
+    async def sample_rtt(self) -> None: ...
+
+
+async def opening_timings(
+    timings: PunchTimings, discover: bool, server: Address, source_ip: str, rtts: RoundTrips
+) -> PunchTimings:
+    """``timings`` with ``open_ttl`` set to the TTL that passes all our own NATs (:func:`trace` from ``source_ip``
+    toward ``server``), if ``discover``. A probe that reached the server is also a sample of our round trip to it,
+    which we tell the server in Connect (the first, our registration's, may include the start-up of a fresh
+    process). Without a trace, a Binding request takes that second sample, where early checks may use it."""
+    if not discover or timings.open_ttl <= 0:
+        if timings.early and timings.open_ttl > 0:
+            await rtts.sample_rtt()
+        return timings
+    found = await trace(server, source_ip=source_ip)
+    for hop in found:
+        if hop.rtt is not None:
+            rtts.observe_rtt(hop.rtt)
+    ttl, why = open_ttl(found), "past our own NATs"
+    if ttl is None and (ttl := past_private(found)) is not None:
+        why = f"past our own NATs, to TTL {ttl}'s silent router"
+    route = ", ".join(hop.describe() for hop in sorted(found, key=lambda h: h.ttl)) or "no answers"
+    if ttl is None or ttl <= timings.open_ttl:  # only ever raise it: a LAN may use public addresses
+        log.info("route to the server: %s; opening probes keep TTL %d", route, timings.open_ttl)
+        return timings
+    log.info("route to the server: %s; opening probes get TTL %d (%s)", route, ttl, why)
+    return dataclasses.replace(timings, open_ttl=ttl)

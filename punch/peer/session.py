@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import logging
 import socket
@@ -31,20 +30,20 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from punch.errors import PeerError, PeerGone
-from punch.identity.fingerprint import fingerprint
 from punch.identity.keyfile import Identity
-from punch.identity.known_peers import judge, judge_allowed
-from punch.peer import hops, routes
+from punch.peer import hops
 from punch.peer.carrier import Carrier, Direct, Relayed
 from punch.peer.client import RendezvousClient
 from punch.peer.config import DROP_REASONS, PeerConfig, PeerResult
 from punch.peer.dispatch import Dispatcher
 from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
-from punch.peer.predict import PortOpener, Sprayer, choose_plan, our_mapping
+from punch.peer.predict import PortOpener, Sprayer, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
 from punch.peer.servers import with_nearest_server
-from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide
+from punch.peer.situation import behind_one_nat, strategy_for
+from punch.peer.strategy import Plan, Strategy
+from punch.peer.trust import Trust
 from punch.stun import Address
 from punch.stun.protocol import SocketMaker, StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.wire import ANYONE, Introduction, Role
@@ -156,9 +155,7 @@ class Session:
         self._error: str | None = None
         self._current_session = b""  # the latest session's ID: relayed packets go in it
         self._keeping: asyncio.Task[None] | None = None
-        self._met: dict[str, str] = {}  # peer ID -> the fingerprint of the key we accepted it with
-        self._refused: str | None = None  # why we refused the other peer's key
-        self._peer_key: str | None = None
+        self._trust = Trust(config.known_peers, config.pin, config.allow)
         self._path_watchers: list[Callable[[Path], None]] = []
 
     @classmethod
@@ -223,7 +220,7 @@ class Session:
             move=self._move,
             early=self._early,
             rejoins=self._rejoins,
-            peer_key=self._peer_key,
+            peer_key=self._trust.presented,
             error=self._error,
             dropped={reason: counters[reason] for reason in DROP_REASONS if counters[reason]},
         )
@@ -261,7 +258,7 @@ class Session:
     @property
     def peer_key(self) -> str | None:
         """The fingerprint of the other peer's identity key, once its introduction was accepted."""
-        return self._peer_key
+        return self._trust.presented
 
     @property
     def texts(self) -> Texts:
@@ -413,29 +410,11 @@ class Session:
             log.info("no keepalive of ours answered by %s for %g s", self.peer, self._config.keepalive + DEAD_AFTER)
 
     async def _discover_open_ttl(self) -> PunchTimings:
-        """The punch timings with ``open_ttl`` set to the TTL that passes all our own NATs (punch.peer.hops). A probe
-        that reached the server is also a sample of our round trip to it, which we tell the server in Connect (the
-        first, our registration's, may include the start-up of a fresh process). Without a trace, a Binding request
-        takes that second sample, where early checks may use it."""
-        config, client = self._config, self._client
-        timings = config.punch
-        if not config.discover_ttl or timings.open_ttl <= 0:
-            if timings.early and timings.open_ttl > 0:
-                await client.sample_rtt()
-            return timings
-        found = await hops.trace(config.server, source_ip=self._local[0])
-        for hop in found:
-            if hop.rtt is not None:
-                client.observe_rtt(hop.rtt)
-        ttl, why = hops.open_ttl(found), "past our own NATs"
-        if ttl is None and (ttl := hops.past_private(found)) is not None:
-            why = f"past our own NATs, to TTL {ttl}'s silent router"
-        route = ", ".join(hop.describe() for hop in sorted(found, key=lambda h: h.ttl)) or "no answers"
-        if ttl is None or ttl <= timings.open_ttl:  # only ever raise it: a LAN may use public addresses
-            log.info("route to the server: %s; opening probes keep TTL %d", route, timings.open_ttl)
-            return timings
-        log.info("route to the server: %s; opening probes get TTL %d (%s)", route, ttl, why)
-        return dataclasses.replace(timings, open_ttl=ttl)
+        """The punch timings with ``open_ttl`` passing all our own NATs (punch.peer.hops.opening_timings)."""
+        config = self._config
+        return await hops.opening_timings(
+            config.punch, config.discover_ttl, config.server, self._local[0], self._client
+        )
 
     async def _find_path(self, hops_found: asyncio.Task[PunchTimings]) -> Path:
         # The TTL for our low-TTL probes, before we ask: the Introduce may come at once, and with early checks the other
@@ -450,9 +429,9 @@ class Session:
         try:
             async with asyncio.timeout(config.timeout):
                 introduction = await client.introduced_to(self._target)
-                while self._refused is not None and config.target == ANYONE:
-                    log.info("%s; waiting for another peer", self._refused)
-                    self._refused = None
+                while self._trust.refused is not None and config.target == ANYONE:
+                    log.info("%s; waiting for another peer", self._trust.refused)
+                    self._trust.forgive()
                     client.expect_another()
                     introduction = await client.introduced_to(ANYONE)
         except TimeoutError:
@@ -464,11 +443,11 @@ class Session:
             ) from None
         finally:
             self._finding = False
-        if self._refused is not None:
-            raise PeerError(self._refused)
+        if self._trust.refused is not None:
+            raise PeerError(self._trust.refused)
         if introduction.peer_id != self._target:
             raise PeerError(f"the server introduced {introduction.peer_id}, but we asked for {self._target}")
-        await self._remember(introduction.peer_id)
+        await self._trust.remember(introduction.peer_id)
         loop = asyncio.get_running_loop()
         started = loop.time() if client.introduced_at is None else client.introduced_at
         if self._puncher is None:  # (the Introduce came before we asked: in its handler we were not finding yet)
@@ -508,18 +487,19 @@ class Session:
         """The Introduce handler's part (punch.peer.client): the other's key is judged; the first introduction to
         our target opens the punch; the session's key is added (after the punch's first probes, which die before
         the other NAT, so that deriving it costs the punch nothing)."""
-        if not self._trusts(introduction):
+        if not self._trust.accepts(introduction):
             return
+        if self._target == ANYONE:
+            self._target = introduction.peer_id
         first = self._finding and self._puncher is None and introduction.peer_id == self._target
         if first:
             self._open_punch(introduction)
         key = self._client.session_key(introduction)
         if key is None:
-            self._refused = (
-                f"{introduction.peer_id}'s key share is not signed by its key {self._peer_key}, or not for us: "
+            self._trust.refuse(
+                f"{introduction.peer_id}'s key share is not signed by its key {self._trust.presented}, or not for us: "
                 "refused (a forged or replayed introduction)"
             )
-            log.warning("%s", self._refused)
             if self._puncher is not None:
                 self._puncher.silence()
             return
@@ -541,47 +521,12 @@ class Session:
         with self._config.keylog.open("a", encoding="ascii") as out:
             out.write(f"PUNCH_SESSION_KEY {session_id.hex()} {key.hex()}\n")
 
-    def _trusts(self, introduction: Introduction) -> bool:
-        """Whether the other's key is the one we pinned, or knew it by (or we meet it for the first time); else the
-        run ends with why (punch.identity.known_peers.judge)."""
-        peer, presented = introduction.peer_id, fingerprint(introduction.public_key)
-        known_peers, allowed = self._config.known_peers, self._config.allow
-        known = self._met.get(peer)
-        if known is None and allowed is not None:  # a session for anyone: the key must be one of those allowed
-            verdict = judge_allowed(peer, presented, allowed)
-        else:
-            found = known_peers.lookup(peer) if known_peers is not None and known is None else None
-            where = known_peers.where(peer) if known_peers is not None else "met earlier in this run"
-            verdict = judge(peer, presented, self._config.pin, known or (found[0] if found else None), where)
-        self._peer_key = presented
-        if not verdict.accepted:
-            self._refused = verdict.reason
-            log.warning("%s", verdict.reason)
-            return False
-        if peer not in self._met:
-            log.info("%s", verdict.reason)
-        self._met[peer] = presented
-        if self._target == ANYONE:
-            self._target = peer
-        return True
-
-    async def _remember(self, peer: str) -> None:
-        """Write the other's key into the known-peers file if it is new there (in a thread: the file is synced)."""
-        known_peers, presented = self._config.known_peers, self._met.get(peer)
-        if known_peers is None or presented is None:
-            return
-        found = known_peers.lookup(peer)
-        if found is not None and found[0] == presented:
-            return
-        await asyncio.to_thread(known_peers.remember, peer, presented)
-        log.info("remembered %s's key %s in %s", peer, presented, known_peers.path)
-
     def _open_punch(self, introduction: Introduction) -> None:
         """What a peer does the moment its Introduce arrives: decide the strategy, make the puncher (its checks
         routed to it from now on) and, for early checks, send the low-TTL probes that open our NAT (the other peer
         checks a margin of about a millisecond after its own Introduce, counting on them having left)."""
         config = self._config
-        strategy = self._decide(introduction)
+        strategy = strategy_for(introduction, self._client, self._timings, self._config.predict, self._endpoint)
         early_at = None
         if strategy.early_delay is not None and self._client.introduced_at is not None:
             early_at = self._client.introduced_at + strategy.early_delay
@@ -598,71 +543,6 @@ class Session:
         self._dispatcher.add(puncher.on_request)
         if puncher.early:
             puncher.open_mappings()
-
-    def _decide(self, introduction: Introduction) -> Strategy:
-        """The strategy (punch.peer.strategy.decide), from what we know now, with a log line for each decision."""
-        client, timings = self._client, self._timings
-        plan = choose_plan(self._config.predict, client.mapping, introduction)
-        same_nat, lan_on_link = self._behind_one_nat(introduction)
-        told, theirs = client.told_rtt_us, introduction.rtt_us
-        strategy = decide(
-            Situation(
-                plan=plan,
-                role=introduction.role,
-                early_enabled=timings.early,
-                open_ttl=timings.open_ttl,
-                same_nat=same_nat,
-                lan_on_link=lan_on_link,
-                our_rtt=client.rtt,
-                told_rtt=None if told is None else told / 1e6,
-                their_rtt=None if theirs is None else theirs / 1e6,
-                early_margin=timings.early_margin,
-                early_floor=timings.early_floor,
-            )
-        )
-        peer = introduction.peer_id
-        if strategy.not_early is NotEarly.LAN:
-            # On one LAN no race can be lost, but a LAN candidate on our link may be a look-alike: another home behind
-            # the same carrier NAT with the same addresses (192.168.1.0/24 in both), whose router can lose the race,
-            # and a peer that waits for a LAN candidate does not move (Strategy.may_move).
-            log.info("%s's LAN candidate is on our link: Ready/Go, not early checks", peer)
-        elif strategy.not_early is NotEarly.NEAR and told is not None and theirs is not None:
-            log.info(
-                "round trips to the server: ours %.2f ms, %s's %.2f ms: Ready/Go is as fast as early checks here",
-                told / 1000,
-                peer,
-                theirs / 1000,
-            )
-        elif strategy.early_delay is not None and client.rtt is not None and theirs is not None:
-            log.info(
-                "round trips to the server: ours %.1f ms, %s's %.1f ms: both open our mappings now, and check after "
-                "%.1f ms",
-                client.rtt * 1000,
-                peer,
-                theirs / 1000,
-                strategy.early_delay * 1000,
-            )
-        return strategy
-
-    def _behind_one_nat(self, introduction: Introduction) -> tuple[bool, bool]:
-        """Whether the other peer has our public address (both behind one NAT), and if so whether a LAN candidate of
-        theirs may be on one of our links (punch.peer.routes), so that its path likely beats the NAT's hairpin and is
-        worth a short wait."""
-        mapped = self._client.mapped
-        same_nat = mapped is not None and introduction.candidates[0][0] == mapped[0]
-        lans = introduction.candidates[1:]
-        if not same_nat or not lans:
-            return same_nat, False
-        table = routes.table_of(self._endpoint.fileno())
-        if table is None or any(routes.on_link_in(table, host) is not False for host, _ in lans):
-            return True, True
-        log.info(
-            "none of %s's LAN candidates (%s) is on a link of ours: our NAT's hairpin is nominated at once, "
-            "no LAN wait",
-            introduction.peer_id,
-            ", ".join(format_address(c) for c in lans),
-        )
-        return True, False
 
     async def _punch(self, introduction: Introduction, strategy: Strategy) -> Path:
         """Open (opener) or wait for Go (prober), with port prediction if planned; then check until a path is chosen
@@ -812,9 +692,11 @@ class Session:
         """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
         client = self._client
         introduction = await client.rejoin(self._target)
-        if self._refused is not None or introduction.session_id not in self._keys:
-            raise PeerError(self._refused or f"{introduction.peer_id}'s key share is not signed by its key: refused")
-        same_nat, lan_on_link = self._behind_one_nat(introduction)
+        if self._trust.refused is not None or introduction.session_id not in self._keys:
+            raise PeerError(
+                self._trust.refused or f"{introduction.peer_id}'s key share is not signed by its key: refused"
+            )
+        same_nat, lan_on_link = behind_one_nat(introduction, self._client.mapped, self._endpoint)
         puncher = Puncher(
             self._endpoint,
             self._config.peer_id,
