@@ -51,6 +51,8 @@ Others = Callable[[bytes, Address], None]
 # (handler, local address) -> endpoint (OSError if it cannot bind).
 SocketMaker = Callable[["Handler", Address], Awaitable["StunEndpoint"]]
 OnRefused = Callable[[Address, str], None]
+# Sends one message's bytes over a TCP or TLS connection (punch.stun.stream.Stream.send): see StunEndpoint.carry.
+StreamSend = Callable[[bytes], None]
 
 
 def _no_keys(session_id: bytes, method: int) -> bytes | None:
@@ -94,6 +96,9 @@ class StunEndpoint(asyncio.DatagramProtocol):
     dropped unless its MESSAGE-INTEGRITY-SHA256 checks out (constant-time comparison). So a host that learns the
     endpoints but not the key can inject nothing.
 
+    Remotes reached over a TCP or TLS connection instead (:meth:`carry`, punch.stun.stream) are sent to over it; what
+    comes over it is handed to :meth:`datagram_received` as from that remote, and goes the same way as a datagram.
+
     Tracing: an endpoint opened while a tracer is current (punch.stun.trace) writes every datagram it sends and
     receives, and the ICMP errors it reads, to that tracer; otherwise it costs one attribute check per datagram.
     """
@@ -117,6 +122,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self._on_refused: OnRefused | None = None
         self._tracer = trace.current()
         self._traced_as = ""  # our address as the trace gives it
+        self._streams: dict[Address, StreamSend] = {}  # remotes reached over a connection, not through the socket
         self.closed = asyncio.get_running_loop().create_future()
 
     @property
@@ -359,13 +365,27 @@ class StunEndpoint(asyncio.DatagramProtocol):
             return
         tracer = self._tracer
         sent_at = tracer.now() if tracer is not None else 0.0
-        if self._outbox is not None:
+        carried = self._streams.get(remote) if self._streams else None
+        if carried is not None:
+            carried(data)
+        elif self._outbox is not None:
             self._outbox.append((data, remote))
         else:
             self._take_pending_error()
             self._transport.sendto(data, remote)
         if tracer is not None:  # written after the datagram left: the trace costs it no time
             tracer.datagram("send", self._traced_as, format_address(remote), data, at=sent_at)
+
+    def carry(self, remote: Address, send: StreamSend) -> None:
+        """From now on, what goes to ``remote`` leaves with ``send`` (a TCP or TLS connection, punch.stun.stream), not
+        through the socket, and a request to it is sent once (RFC 8489 §6.2.2: TCP retransmits, the client does not).
+        The connection hands what it reads to :meth:`datagram_received`, as from ``remote``."""
+        self._streams[remote] = send
+
+    def uncarry(self, remote: Address, send: StreamSend) -> None:
+        """Undo :meth:`carry` for ``remote``, if ``send`` still carries it."""
+        if self._streams.get(remote) == send:
+            del self._streams[remote]
 
     def _take_pending_error(self) -> None:
         """While watching refusals, a pending ICMP error would fail our next send: take it first."""
@@ -420,6 +440,8 @@ class StunEndpoint(asyncio.DatagramProtocol):
         ``integrity_key`` signs a request we hold no session key for (e.g. with a registration token). Its response
         is accepted only signed: with the session's key, if we hold one, or one of ``answer_keys``.
         """
+        if remote in self._streams:
+            policy = policy.once()
         transaction = Transaction(self._encode(message, integrity_key), remote, self.send_bytes, policy)
         self._pending[message.transaction_id] = transaction
         key = self._key(message)

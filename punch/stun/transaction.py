@@ -54,6 +54,11 @@ class RetransmitPolicy:
         """The longest the transaction can take, in seconds."""
         return sum(self.waits())
 
+    def once(self) -> RetransmitPolicy:
+        """One send and the same deadline: over TCP or TLS the transport retransmits, the STUN client does not
+        (RFC 8489 §6.2.2), and gives up when ``total`` has passed (its Ti)."""
+        return RetransmitPolicy(rto=self.total(), backoff=1.0, max_sends=1, last_wait=1.0)
+
 
 RFC_POLICY = RetransmitPolicy()
 

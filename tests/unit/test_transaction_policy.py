@@ -45,3 +45,9 @@ def test_a_transaction_sends_max_sends_times_then_times_out() -> None:
 
     asyncio.run(scenario())
     assert sent == [b"request"] * 5
+
+
+def test_over_a_reliable_transport_a_request_is_sent_once_with_the_same_deadline() -> None:
+    # RFC 8489 §6.2.2: over TCP or TLS the client does not retransmit, and gives up after Ti
+    once = RFC_POLICY.once()
+    assert (once.max_sends, once.waits(), once.total()) == (1, [39.5], RFC_POLICY.total())
