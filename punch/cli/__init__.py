@@ -17,6 +17,8 @@ from punch.cli.peer import peer_config, run_id, run_peer, run_receive, run_send
 from punch.cli.server import run_server
 from punch.cli.tools import run_diagram, run_probe
 from punch.errors import UsageError
+from punch.rendezvous.streams import ListenFailed
+from punch.stun.protocol import format_address
 
 __all__ = ["build_parser", "main", "peer_config"]
 
@@ -50,5 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:  # binding the socket failed
         where = args.listen if args.command == "server" else args.bind
         flag = "--listen" if args.command == "server" else "--bind"
+        if isinstance(error, ListenFailed):  # a TCP or TLS listener's
+            where, flag = format_address(error.address), error.flag
         print(f"punch: cannot use {where}: {error.strerror or error}; choose another {flag}", file=sys.stderr)
         return 1

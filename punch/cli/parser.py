@@ -9,6 +9,7 @@ from typing import Any
 
 from punch import __version__
 from punch.cli.peer_flags import peer_flags, peer_parsers
+from punch.cli.streams import server_stream_flags
 from punch.rendezvous.relay import DEFAULT_RELAY_BYTES, DEFAULT_RELAY_RATE
 from punch.rendezvous.server import DEFAULT_PORT, MAX_LEASE, MAX_PEERS, RATE_LIMIT
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IP:PORT",
         help="second address and port for RFC 5780 NAT behaviour discovery (`punch probe`); needs a specific --listen",
     )
+    server_stream_flags(server)
     server.add_argument(
         "--secret-file",
         metavar="PATH",

@@ -17,6 +17,7 @@ from typing import Any
 
 from punch.api import Connection
 from punch.cli.flags import OPEN_TTL, not_negative, positive
+from punch.cli.streams import reach_of
 from punch.errors import PeerError, UsageError
 from punch.identity.fingerprint import FingerprintError, looks_like_fingerprint, parse_fingerprint
 from punch.identity.keyfile import Identity, default_identity_path, load_identity
@@ -116,8 +117,9 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         probes=args.predict_probes,
         rate=positive("--predict-rate", args.predict_rate),
     )
+    server = parse_endpoint(args.server[0], "--server", DEFAULT_PORT)
     config = PeerConfig(
-        server=parse_endpoint(args.server[0], "--server", DEFAULT_PORT),
+        server=server,
         servers=tuple(parse_endpoint(s, "--server", DEFAULT_PORT) for s in args.server[1:]),
         peer_id=args.id if args.id is not None else identity.fingerprint,
         target=target,
@@ -137,6 +139,7 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         known_peers=known,
         pin=pin,
         keylog=Path(args.keylog) if args.keylog else None,
+        reach=reach_of(args, server),
     )
     if config.peer_id == config.target:
         raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")

@@ -20,6 +20,7 @@ from punch.cli.flags import (
     REJOIN,
     UPGRADE_INTERVAL,
 )
+from punch.cli.streams import peer_reach_flags
 from punch.rendezvous.server import DEFAULT_PORT
 
 
@@ -34,6 +35,7 @@ def peer_flags() -> argparse.ArgumentParser:
         help=f"rendezvous server (port {DEFAULT_PORT}); again for others sharing its --registry: we register with "
         "the nearest answering one and turn to another when it falls silent",
     )
+    peer_reach_flags(peer)
     peer.add_argument("--id", help="our peer ID (default: our fingerprint, `punch id`)")
     peer.add_argument(
         "--keylog",

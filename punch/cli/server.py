@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from punch.cli.flags import positive
+from punch.cli.streams import stream_listen
 from punch.errors import UsageError
 from punch.rendezvous.relay import MIN_RELAY_RATE, RelayBudget
 from punch.rendezvous.server import DEFAULT_PORT, serve
@@ -47,6 +48,7 @@ def run_server(args: argparse.Namespace) -> int:
     _check_workers(args.workers, args.rate_limit, alternate)
     _check_registry(args.registry, args.name)
     group = read_secret(args.secret_file) if args.secret_file else None
+    streams = stream_listen(args, listen)
     asyncio.run(
         _until_terminated(
             serve(
@@ -61,6 +63,7 @@ def run_server(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 shared_registry=args.registry,
                 name=args.name,
+                streams=streams,
             )
         )
     )

@@ -10,6 +10,7 @@ from punch.identity.keyfile import Identity
 from punch.identity.known_peers import KnownPeers
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
+from punch.peer.reach import Reach
 from punch.stun import Address
 from punch.stun.wire import ANYONE
 
@@ -60,6 +61,7 @@ class PeerConfig:
     allow: frozenset[str] | None = None
     keylog: Path | None = None  # append each session's key here (--keylog; NSS key log format, for Wireshark)
     servers: tuple[Address, ...] = ()  # other servers sharing the registry (--server again): punch.peer.servers
+    reach: Reach = field(default_factory=Reach)  # the server over UDP, else TCP or TLS (punch.peer.reach)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +90,4 @@ class PeerResult:
     peer_key: str | None = None  # the fingerprint of the other peer's key, as we accepted (or refused) it
     error: str | None = None
     dropped: dict[str, int] = field(default_factory=dict)  # datagrams our socket dropped, by reason (DROP_REASONS)
+    server_via: str = "udp"  # how we reach the server: udp, tcp or tls (punch.peer.reach)

@@ -67,9 +67,15 @@ class PredictConfig:
 
 def choose_plan(config: PredictConfig, ours: Mapping, introduction: Introduction) -> Plan:
     """:func:`plan`, with one log line saying why."""
+    peer, theirs = introduction.peer_id, introduction.mapping
+    if Mapping.UDP_BLOCKED in (ours, theirs):
+        who = "our" if ours is Mapping.UDP_BLOCKED else f"{peer}'s"
+        log.info(
+            "%s UDP does not reach the server (over TCP or TLS instead): the relay first, a direct path later", who
+        )
+        return plan(ours, theirs, introduction.role)
     if not config.enabled:
         return Plan.PUNCH
-    peer, theirs = introduction.peer_id, introduction.mapping
     chosen = plan(ours, theirs, introduction.role)
     if chosen is Plan.OPEN:
         log.info(

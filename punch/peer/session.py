@@ -40,13 +40,14 @@ from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
 from punch.peer.predict import PortOpener, Sprayer, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
+from punch.peer.reach import ServerLink, reach_server
 from punch.peer.servers import with_nearest_server
 from punch.peer.situation import behind_one_nat, strategy_for
 from punch.peer.strategy import Plan, Strategy
 from punch.peer.trust import Trust
 from punch.stun import Address
 from punch.stun.protocol import SocketMaker, StunEndpoint, format_address, host_candidates, open_endpoint
-from punch.stun.wire import ANYONE, Introduction, Role
+from punch.stun.wire import ANYONE, Introduction, Mapping, Role
 from punch.transport.config import LinkConfig
 from punch.transport.errors import LinkError
 from punch.transport.quic import QuicLink
@@ -125,6 +126,7 @@ class Session:
         self._closed = False
         self._timings = config.punch  # the punch's timings, with open_ttl as the route to the server has it
         self._local = endpoint.local_address  # the socket the session runs over now (``--json`` local)
+        self._server_link = ServerLink()  # UDP, or a TCP or TLS connection that carries the server's address
         self._client = RendezvousClient(
             endpoint,
             config.server,
@@ -194,6 +196,7 @@ class Session:
         await self.services.close()
         with contextlib.suppress(PeerError):
             await self._client.unregister()
+        await self._server_link.close()
         await self._sockets.aclose()
         await self._endpoint.close()
 
@@ -223,6 +226,7 @@ class Session:
             peer_key=self._trust.presented,
             error=self._error,
             dropped={reason: counters[reason] for reason in DROP_REASONS if counters[reason]},
+            server_via=self._server_link.via,
         )
 
     @property
@@ -318,13 +322,20 @@ class Session:
     async def _establish(self) -> None:
         config, client = self._config, self._client
         log.info("socket bound to %s", format_address(self._local))
-        mapped = await client.register()
+        self._server_link = await reach_server(config.reach, config.server, self._endpoint, relay=config.relay)
+        if self._server_link.over_stream:  # our first registration says our UDP does not reach the server
+            await client.announce_mapping(Mapping.UDP_BLOCKED)
+            mapped = client.mapped
+            assert mapped is not None
+        else:
+            mapped = await client.register()
         loop = asyncio.get_running_loop()
         hops_found = loop.create_task(self._discover_open_ttl())
         self._background.append(hops_found)
-        await client.announce_mapping(
-            await our_mapping(config.predict, self._endpoint, config.server, config.rendezvous)
-        )
+        if not self._server_link.over_stream:  # (over TCP or TLS: UDP_BLOCKED, said above)
+            await client.announce_mapping(
+                await our_mapping(config.predict, self._endpoint, config.server, config.rendezvous)
+            )
         self._mapped = format_address(mapped)
         self._background.append(loop.create_task(client.keep_registered()))
         path = await self._find_path(hops_found)
@@ -412,9 +423,8 @@ class Session:
     async def _discover_open_ttl(self) -> PunchTimings:
         """The punch timings with ``open_ttl`` passing all our own NATs (punch.peer.hops.opening_timings)."""
         config = self._config
-        return await hops.opening_timings(
-            config.punch, config.discover_ttl, config.server, self._local[0], self._client
-        )
+        discover = config.discover_ttl and not self._server_link.over_stream  # (no UDP gets to the server)
+        return await hops.opening_timings(config.punch, discover, config.server, self._local[0], self._client)
 
     async def _find_path(self, hops_found: asyncio.Task[PunchTimings]) -> Path:
         # The TTL for our low-TTL probes, before we ask: the Introduce may come at once, and with early checks the other
@@ -463,8 +473,10 @@ class Session:
         if puncher.same_nat:
             preferred = ", so a LAN path is preferred" if puncher.lan_first else ""
             log.info("%s has our public address: we are behind the same NAT%s", self._target, preferred)
-        if strategy.plan is Plan.RELAY:
+        if strategy.relay_at_once:
             why = f"no direct path to {introduction.peer_id}: both NATs map endpoint-dependently, no port to predict"
+            if strategy.plan is Plan.RELAY_FIRST:
+                why = f"no punch with {introduction.peer_id} now: UDP does not reach the server from one of us"
             if not config.relay:
                 raise PeerError(f"{why}; the relay is off (--no-relay)")
             log.info("%s; using the relay through the server", why)

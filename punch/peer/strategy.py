@@ -5,7 +5,8 @@ the server), so they decide alike without talking. The decisions, and where each
 
 - **plan** (:func:`plan`; punch.peer.predict): punch as usual, predict ports (open many mappings, or spray), or go
   straight to the relay where both NATs map endpoint-dependently (``hopeless``: no direct path to retry from the
-  relay either);
+  relay either), or where one peer's UDP does not reach the server (punch.peer.reach: a direct path is retried from
+  the relay);
 - **behind one NAT** (the other peer has our public address): whether a LAN path likely beats the NAT's hairpin
   (``lan_first``: a LAN candidate of theirs is, or may be, on one of our links, punch.peer.routes);
 - **early checks** (punch.peer.puncher): check without waiting for Go, timed by both round trips to the server,
@@ -34,10 +35,13 @@ class Plan(enum.Enum):
     OPEN = "open"  # we are the hard side: open many mappings, then Ready (punch.peer.predict)
     SPRAY = "spray"  # we are the easy side: after Go, spray checks at the hard NAT's ports
     RELAY = "relay"  # both hard: no port to predict, straight to the relay
+    RELAY_FIRST = "relay-first"  # a peer's UDP does not reach the server: the relay at once, a direct path retried
 
 
 def plan(ours: Mapping, theirs: Mapping, role: Role) -> Plan:
     """The plan for two mappings; the hard side must be the opener (the server sees to that)."""
+    if Mapping.UDP_BLOCKED in (ours, theirs):
+        return Plan.RELAY_FIRST
     hard, easy = Mapping.ENDPOINT_DEPENDENT, Mapping.ENDPOINT_INDEPENDENT
     if ours is hard and theirs is hard:
         return Plan.RELAY
@@ -136,6 +140,11 @@ class Strategy:
     def hopeless(self) -> bool:
         """Both NATs map endpoint-dependently: no direct path, also not from the relay's retries."""
         return self.plan is Plan.RELAY
+
+    @property
+    def relay_at_once(self) -> bool:
+        """No punch first: the relay from the start (and, unless hopeless, a direct path retried from it)."""
+        return self.plan in (Plan.RELAY, Plan.RELAY_FIRST)
 
     @property
     def aggressive(self) -> bool:

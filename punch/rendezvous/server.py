@@ -54,6 +54,7 @@ from punch.rendezvous.registry import Match, Registration, Registry, TableFull, 
 from punch.rendezvous.relay import RelayBudget
 from punch.rendezvous.relaying import Relayer
 from punch.rendezvous.replies import fit, limit_for
+from punch.rendezvous.streams import StreamListen, listen_streams
 from punch.rendezvous.throttle import ThrottledLog
 from punch.rendezvous.workers import Workers
 from punch.stun import (
@@ -1084,10 +1085,12 @@ async def serve(
     relay_budget: RelayBudget | None = None,
     shared_registry: str | None = None,
     name: str | None = None,
+    streams: StreamListen | None = None,
 ) -> None:
     """Run a server until cancelled; with ``stats_interval``, log a stats line that often; with ``workers``
     above 1, that many processes share the port (see punch.rendezvous.workers; needs no rate limit); with
-    ``shared_registry``, one of several servers sharing it, known by ``name``."""
+    ``shared_registry``, one of several servers sharing it, known by ``name``; with ``streams``, over TCP and TLS too
+    (punch.rendezvous.streams)."""
     async with contextlib.AsyncExitStack() as stack:
         server = await stack.enter_async_context(
             RendezvousServer(
@@ -1101,6 +1104,8 @@ async def serve(
             )
         )
         await server.start(listen, alternate, reuse_port=workers > 1)
+        if streams is not None:
+            await stack.enter_async_context(await listen_streams(server.endpoint, streams))
         if workers > 1:
             await stack.enter_async_context(Workers(server.endpoint, server.address, workers))
         if stats_interval > 0:

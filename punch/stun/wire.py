@@ -69,11 +69,16 @@ class Mapping(enum.IntEnum):
     ENDPOINT_DEPENDENT covers address- and address-and-port-dependent mapping: a peer that compares its public
     endpoint toward two server addresses (other IP and other port) cannot tell them apart, and port prediction
     needs only to know that the public port changes with the destination.
+
+    UDP_BLOCKED is RFC 3489 §10.1's "UDP blocked": no UDP of the peer's reaches the server, which it reaches over TCP
+    or TLS instead (punch.peer.reach); what its NAT does to UDP is unknown, and likely nothing gets through. A peer
+    that does not know the value takes it as UNKNOWN.
     """
 
     UNKNOWN = 0  # not measured (no alternate server address, or prediction turned off)
     ENDPOINT_INDEPENDENT = 1
     ENDPOINT_DEPENDENT = 2
+    UDP_BLOCKED = 3
 
     @property
     def label(self) -> str:

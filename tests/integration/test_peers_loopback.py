@@ -15,6 +15,7 @@ from punch.errors import PeerError
 from punch.peer.client import RendezvousClient
 from punch.peer.config import PeerConfig, PeerResult
 from punch.peer.puncher import PunchTimings
+from punch.peer.reach import Reach
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import Address, Message, MessageClass, Method, decode
 from punch.stun.protocol import StunEndpoint
@@ -99,8 +100,9 @@ async def test_no_server_is_a_clear_error() -> None:
     await dead.start(("127.0.0.1", 0))
     address = dead.address
     await dead.close()
-    cfg = PeerConfig(server=address, peer_id="10", target="14", bind=("127.0.0.1", 0), rendezvous=FAST)
-    with pytest.raises(PeerError, match=r"did not answer our registration; is `punch server` running there"):
+    reach = Reach(trial=FAST)  # UDP, then TCP at the same port: nothing there either
+    cfg = PeerConfig(server=address, peer_id="10", target="14", bind=("127.0.0.1", 0), rendezvous=FAST, reach=reach)
+    with pytest.raises(PeerError, match=r"cannot be reached: no answer over UDP .*; is `punch server` running there"):
         await run_peer(cfg, texts(), lambda _: None)
 
 

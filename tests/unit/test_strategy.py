@@ -110,6 +110,9 @@ def test_both_peers_decide_alike_from_what_both_know() -> None:
         (Mapping.ENDPOINT_INDEPENDENT, Mapping.ENDPOINT_INDEPENDENT, Role.OPENER, Plan.PUNCH),
         (Mapping.UNKNOWN, Mapping.ENDPOINT_DEPENDENT, Role.PROBER, Plan.PUNCH),
         (Mapping.ENDPOINT_DEPENDENT, Mapping.UNKNOWN, Role.OPENER, Plan.PUNCH),
+        (Mapping.UDP_BLOCKED, Mapping.ENDPOINT_INDEPENDENT, Role.OPENER, Plan.RELAY_FIRST),
+        (Mapping.ENDPOINT_DEPENDENT, Mapping.UDP_BLOCKED, Role.PROBER, Plan.RELAY_FIRST),
+        (Mapping.UDP_BLOCKED, Mapping.UDP_BLOCKED, Role.PROBER, Plan.RELAY_FIRST),
     ],
 )
 def test_the_plan_from_both_mappings(ours: Mapping, theirs: Mapping, role: Role, expected: Plan) -> None:
@@ -125,3 +128,10 @@ def test_a_plain_strategy_is_a_plain_punch() -> None:
         False,
         False,
     )
+
+
+def test_where_udp_is_blocked_the_relay_comes_at_once_and_a_direct_path_is_retried_from_it() -> None:
+    blocked, hopeless = Strategy(plan=Plan.RELAY_FIRST), Strategy(plan=Plan.RELAY)
+    assert (blocked.relay_at_once, blocked.hopeless) == (True, False)
+    assert (hopeless.relay_at_once, hopeless.hopeless) == (True, True)
+    assert not Strategy().relay_at_once

@@ -1,0 +1,205 @@
+"""How a peer reaches its server: over UDP, else over TCP, else over TLS (RFC 8489 §6.2.2; punch.stun.stream).
+
+Some networks let no UDP out: a corporate or hotel firewall lets out the web (TCP 80 and 443) and DNS, nothing else.
+A peer there gets no answer to its first STUN request over UDP. It then connects to the server over TCP, at the
+server's own address and port unless told otherwise (3478 serves both, RFC 8489 §8), and if that fails too over TLS
+(``--server-tls``, e.g. on 443), and from then on sends the server over that connection all it would have sent over
+UDP: its socket carries the server's address over the connection (punch.stun.protocol.StunEndpoint.carry), so that
+the rendezvous client, the carrier's relay route and the handlers of what the server sends see no difference; only
+how the server's address is reached changed. The server does the same at its end (punch.rendezvous.streams).
+
+The punch. A peer whose UDP does not reach the server will hardly punch through its firewall: it tells the server so
+(NAT-MAPPING udp-blocked, punch.stun.wire.Mapping) in its registration, the server passes that on in the other peer's
+Introduce, and both peers start on the relay at once (punch.peer.strategy: ``Plan.RELAY_FIRST``), over the connection
+at our end and over UDP at the other's, instead of punching for the punch timeout first. From the relay the session
+retries a direct path now and then, as from any relay (punch.peer.session: its upgrade; upgrade_waits), which finds a
+LAN path to a peer behind the same firewall, or UDP let out later, and moves onto it once proven: the session and its
+QUIC connection go on over it (punch.peer.carrier), and the server connection carries only the registration.
+
+How long UDP is given. Loss must not send a peer to TCP: a try is a request and its answer, which fail together 36%
+of the time with 20% loss each way (the lab's fault tests); :data:`UDP_TRIAL` sends 12 over about 5.6 s, which all fail
+once in 200,000 starts. A peer that may not relay (``--no-relay``) has no use for a connection (its only paths are
+punched, over UDP): it never connects, and waits for its registration's answer as before.
+
+Trust. Over TLS the server's certificate is verified (punch.stun.tls) against the CA file given (else the system's
+trust store) and the name or address we connect to, or pinned by its SHA-256, or both. A certificate that fails is an
+error that ends the run (PeerError), never a reason to try something else. The connection is not what keeps the
+session safe (what the peers send each other is signed with the session's key and sealed by QUIC, keys the server
+never holds): TLS hides from the network whom we talk to, and looks like the web to a firewall.
+
+What is not done: several servers (``--server`` again) are reached over UDP only; a connection that ends is not made
+again (the session ends when its relay stops answering; what is sent to the server meanwhile is dropped and counted,
+``stream-gone``); and no UDP answer later moves the registration back off the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import ssl
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from punch.errors import PeerError
+from punch.stun import Address, Method
+from punch.stun.protocol import StunEndpoint, format_address
+from punch.stun.stream import Stream, open_stream
+from punch.stun.tls import DEFAULT_TLS_PORT, CertificateRefused, check_pin, client_context
+from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
+from punch.stun.wire import request
+
+log = logging.getLogger(__name__)
+
+# UDP's chance (module docstring): 12 sends, 250 ms apart at first, then 500 ms; 5.6 s in all.
+UDP_TRIAL = RetransmitPolicy(rto=0.25, backoff=1.5, max_rto=0.5, max_sends=12, last_wait=2.0)
+CONNECT_TIMEOUT = 3.0  # seconds for a connection (and its TLS handshake): a firewall drops, it does not refuse
+
+
+class Via(enum.Enum):
+    """How the server is reached (``--server-via``)."""
+
+    AUTO = "auto"  # UDP; else TCP; else TLS, if given
+    UDP = "udp"
+    TCP = "tcp"
+    TLS = "tls"
+
+
+@dataclass(frozen=True, slots=True)
+class TlsServer:
+    """Where the server listens on TLS, and how its certificate is checked (punch.stun.tls)."""
+
+    host: str  # a name or an address: the certificate must name it (unless only pinned)
+    port: int = DEFAULT_TLS_PORT
+    ca: Path | None = None  # the CA certificates (PEM) to verify it against; None: the system's trust store
+    pin: bytes | None = None  # the SHA-256 its certificate must have
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """How a peer may reach its server (``PeerConfig.reach``, module docstring)."""
+
+    via: Via = Via.AUTO
+    tcp: bool = True  # try TCP (with AUTO)
+    tcp_at: Address | None = None  # where the server listens on TCP; None: its UDP address and port
+    tls: TlsServer | None = None  # where it listens on TLS; None: no TLS
+    trial: RetransmitPolicy = UDP_TRIAL
+    connect_timeout: float = CONNECT_TIMEOUT
+
+
+class ServerLink:
+    """How the session reaches its server: ``via`` ``udp``, or over ``stream`` (``tcp``, ``tls``), whose messages go
+    to the session's socket as from the server. :meth:`close` closes the connection."""
+
+    def __init__(self, via: str = "udp", stream: Stream | None = None, reading: asyncio.Task[None] | None = None):
+        self.via = via
+        self.stream = stream
+        self._reading = reading
+
+    @property
+    def over_stream(self) -> bool:
+        return self.stream is not None
+
+    async def close(self) -> None:
+        """Close the connection, if any; idempotent."""
+        if self._reading is not None:
+            self._reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reading
+        if self.stream is not None:
+            await self.stream.close()
+
+
+async def reach_server(reach: Reach, server: Address, endpoint: StunEndpoint, *, relay: bool) -> ServerLink:
+    """How ``endpoint`` (the session's socket) reaches ``server`` (module docstring); over a connection, the socket
+    carries the server's address over it from now on. PeerError if nothing reaches it, or a TLS server's certificate
+    is refused."""
+    tries = []
+    if reach.via is Via.AUTO:
+        if not relay:
+            return ServerLink()
+        try:
+            await endpoint.request(request(Method.BINDING), server, reach.trial)
+            return ServerLink()
+        except TransactionTimeout:
+            sends, seconds = reach.trial.max_sends, reach.trial.total()
+            tries.append(f"no answer over UDP ({sends} sends in {seconds:.1f} s)")
+            log.info("the server at %s did not answer over UDP (%d sends in %.1f s): UDP may be blocked here; "
+                     "reaching it over TCP or TLS", format_address(server), sends, seconds)  # fmt: skip
+    elif reach.via is Via.UDP:
+        return ServerLink()
+    counters = endpoint.counters
+    bound = endpoint.local_address[0]
+    local = None if bound in ("0.0.0.0", "::") else bound  # from our socket's address, if it has one
+    if reach.via in (Via.AUTO, Via.TCP) and (reach.tcp or reach.via is Via.TCP):
+        at = reach.tcp_at or server
+        try:
+            async with asyncio.timeout(reach.connect_timeout):
+                stream = await open_stream(at[0], at[1], counters, local=local)
+            return _carry(endpoint, server, "tcp", stream)
+        except (TimeoutError, OSError) as error:
+            tries.append(f"no connection over TCP to {format_address(at)} ({_why(error, reach.connect_timeout)})")
+    if reach.via in (Via.AUTO, Via.TLS) and reach.tls is not None:
+        try:
+            stream = await _open_tls(reach.tls, counters, reach.connect_timeout, local)
+            return _carry(endpoint, server, "tls", stream)
+        except (TimeoutError, OSError) as error:
+            tries.append(f"no connection over TLS to {reach.tls} ({_why(error, reach.connect_timeout)})")
+    if reach.via is Via.TLS and reach.tls is None:
+        tries.append("no TLS address to reach it at (--server-tls)")
+    raise PeerError(
+        f"the server at {format_address(server)} cannot be reached: {'; '.join(tries)}; is `punch server` running "
+        "there, and does this network let TCP out to it (--server-tls HOST:443 where only the web gets out)?"
+    )
+
+
+async def _open_tls(tls: TlsServer, counters: Counter[str], within: float, local: str | None) -> Stream:
+    """A TLS connection to ``tls`` whose certificate we accept; PeerError if it is refused."""
+    try:
+        context = client_context(tls.ca, tls.pin is not None)
+    except OSError as error:  # ssl.SSLError too
+        raise PeerError(f"the CA file {tls.ca} cannot be loaded ({error}); give CA certificates in PEM") from None
+    try:
+        async with asyncio.timeout(within):
+            stream = await open_stream(tls.host, tls.port, counters, context, local)
+    except ssl.SSLCertVerificationError as error:
+        raise PeerError(
+            f"the server at {tls} presented a certificate we do not trust ({error.verify_message}): refused; give "
+            "--server-ca with the CA that signed it, or --server-pin with its SHA-256"
+        ) from None
+    if tls.pin is not None:
+        try:
+            check_pin(stream.tls, tls.pin)
+        except CertificateRefused as error:
+            await stream.close()
+            raise PeerError(f"the server at {tls} is refused: {error} (--server-pin)") from None
+    return stream
+
+
+def _carry(endpoint: StunEndpoint, server: Address, via: str, stream: Stream) -> ServerLink:
+    """From now on ``endpoint`` reaches ``server`` over ``stream``, and what comes over it comes as from ``server``."""
+    endpoint.carry(server, stream.send)
+    log.info("reaching the server at %s over %s, from %s to %s", format_address(server), via.upper(),
+             format_address(stream.local), format_address(stream.remote))  # fmt: skip
+
+    async def read() -> None:
+        why = await stream.run(lambda message: endpoint.datagram_received(message, server))
+        log.warning("the %s connection to the server at %s ended (%s): it hears nothing from us any more",
+                    via.upper(), format_address(server), why)  # fmt: skip
+
+    return ServerLink(via, stream, asyncio.ensure_future(read()))
+
+
+def _why(error: OSError, timeout: float) -> str:
+    """A failed connection's reason, as short as it says it."""
+    if isinstance(error, TimeoutError):
+        return f"nothing within {timeout:g} s"
+    if isinstance(error, ssl.SSLError):  # (its errno is no OS error's)
+        return str(error.reason or error)
+    return os.strerror(error.errno) if error.errno else str(error) or type(error).__name__
