@@ -7,6 +7,9 @@ server's own address and port unless told otherwise (3478 serves both, RFC 8489 
 UDP: its socket carries the server's address over the connection (punch.stun.protocol.StunEndpoint.carry), so that
 the rendezvous client, the carrier's relay route and the handlers of what the server sends see no difference; only
 how the server's address is reached changed. The server does the same at its end (punch.rendezvous.streams).
+A connection is taken once the server answered a Binding over it: a port where something else listens (a web server
+or a proxy on 80 answering HTTP, a service that cuts the connection, one that says nothing) is closed, counted by
+what ended it (punch.stun.stream), and the next way tried, within ``connect_timeout`` each.
 
 The punch. A peer whose UDP does not reach the server will hardly punch through its firewall: it tells the server so
 (NAT-MAPPING udp-blocked, punch.stun.wire.Mapping) in its registration, the server passes that on in the other peer's
@@ -44,7 +47,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from punch.errors import PeerError
+from punch.errors import PeerError, PunchError
 from punch.stun import Address, Method
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.stream import Stream, open_stream
@@ -142,15 +145,23 @@ async def reach_server(reach: Reach, server: Address, endpoint: StunEndpoint, *,
         try:
             async with asyncio.timeout(reach.connect_timeout):
                 stream = await open_stream(at[0], at[1], counters, local=local)
-            return _carry(endpoint, server, "tcp", stream)
         except (TimeoutError, OSError) as error:
             tries.append(f"no connection over TCP to {format_address(at)} ({_why(error, reach.connect_timeout)})")
+        else:
+            taken = await _carry(endpoint, server, "tcp", stream, reach.connect_timeout)
+            if isinstance(taken, ServerLink):
+                return taken
+            tries.append(f"no answer over TCP from {format_address(at)} ({taken})")
     if reach.via in (Via.AUTO, Via.TLS) and reach.tls is not None:
         try:
             stream = await _open_tls(reach.tls, counters, reach.connect_timeout, local)
-            return _carry(endpoint, server, "tls", stream)
         except (TimeoutError, OSError) as error:
             tries.append(f"no connection over TLS to {reach.tls} ({_why(error, reach.connect_timeout)})")
+        else:
+            taken = await _carry(endpoint, server, "tls", stream, reach.connect_timeout)
+            if isinstance(taken, ServerLink):
+                return taken
+            tries.append(f"no answer over TLS from {reach.tls} ({taken})")
     if reach.via is Via.TLS and reach.tls is None:
         tries.append("no TLS address to reach it at (--server-tls)")
     raise PeerError(
@@ -182,18 +193,41 @@ async def _open_tls(tls: TlsServer, counters: Counter[str], within: float, local
     return stream
 
 
-def _carry(endpoint: StunEndpoint, server: Address, via: str, stream: Stream) -> ServerLink:
-    """From now on ``endpoint`` reaches ``server`` over ``stream``, and what comes over it comes as from ``server``."""
+async def _carry(endpoint: StunEndpoint, server: Address, via: str, stream: Stream, within: float) -> ServerLink | str:
+    """``endpoint`` reaches ``server`` over ``stream`` if the server answers a Binding over it within ``within``
+    seconds: the link. Else (a proxy or another service at that port: a frame that is not STUN, a cut, a silence)
+    the connection is closed and ``endpoint`` reaches ``server`` as before: why, in a few words."""
     endpoint.carry(server, stream.send)
-    log.info("reaching the server at %s over %s, from %s to %s", format_address(server), via.upper(),
-             format_address(stream.local), format_address(stream.remote))  # fmt: skip
+    checked, ended = False, None
 
     async def read() -> None:
         why = await stream.run(lambda message: endpoint.datagram_received(message, server))
-        log.warning("the %s connection to the server at %s ended (%s): it hears nothing from us any more",
-                    via.upper(), format_address(server), why)  # fmt: skip
+        if checked:
+            log.warning("the %s connection to the server at %s ended (%s): it hears nothing from us any more",
+                        via.upper(), format_address(server), why)  # fmt: skip
 
-    return ServerLink(via, stream, asyncio.ensure_future(read()))
+    reading = asyncio.ensure_future(read())
+    link = ServerLink(via, stream, reading)
+    once = RetransmitPolicy(rto=within, max_sends=1)  # (the transport retransmits: RFC 8489 §6.2.2)
+    binding = asyncio.ensure_future(endpoint.request(request(Method.BINDING), server, once))
+    try:
+        await asyncio.wait((binding, reading), return_when=asyncio.FIRST_COMPLETED)
+        checked = binding.done() and binding.exception() is None
+        ended = None if checked or not reading.done() else stream.ended_by
+    finally:
+        if not checked:  # (also when we are cancelled)
+            binding.cancel()
+            with contextlib.suppress(asyncio.CancelledError, PunchError, OSError):
+                await binding
+            endpoint.uncarry(server, stream.send)
+            await link.close()
+    if checked:
+        log.info("reaching the server at %s over %s, from %s to %s", format_address(server), via.upper(),
+                 format_address(stream.local), format_address(stream.remote))  # fmt: skip
+        return link
+    why = ended or f"no answer to a Binding within {within:g} s"
+    log.info("the server at %s did not answer over %s (%s)", format_address(server), via.upper(), why)
+    return why
 
 
 def _why(error: OSError, timeout: float) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from punch.rendezvous.server import RendezvousServer
 from punch.rendezvous.streams import StreamLimits, StreamListen, StreamListener, listen_streams
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode, new_transaction_id
 from punch.stun.protocol import open_endpoint
-from punch.stun.stream import frame
+from punch.stun.stream import frame, open_stream
 from punch.stun.tls import format_sha256, server_context
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
 from punch.stun.wire import request
@@ -155,6 +157,80 @@ async def test_where_tcp_does_not_connect_either_tls_does(served: Served, silent
     finally:
         await link.close()
         await endpoint.close()
+
+
+# What answers a peer's TCP connection where punch server does not listen: a web server (HTTP's first two bytes read
+# as a 18,516-byte frame), a service that cuts its answer short, one that says nothing.
+IMPOSTORS = {
+    "http": (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "stream-long",
+             "a frame of 18516 bytes, longer than 4096"),
+    "cut": (frame(encode(request(Method.BINDING)))[:10], "stream-cut",
+            "cut in the middle of a frame (10 bytes of it came)"),
+    "silent": (b"", None, "no answer to a Binding within 0.5 s"),
+}  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def impostor(answer: bytes) -> AsyncIterator[Address]:
+    """A TCP service on loopback that reads a frame, writes ``answer`` and closes (an empty one: stays silent)."""
+    done = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readexactly(int.from_bytes(await reader.readexactly(2), "big"))
+            if answer:
+                writer.write(answer)
+                await writer.drain()
+            else:
+                await done.wait()
+        writer.close()
+
+    listening = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        name = listening.sockets[0].getsockname()
+        yield (str(name[0]), int(name[1]))
+    finally:
+        done.set()
+        listening.close()
+        await listening.wait_closed()
+
+
+@pytest.mark.parametrize(("answer", "counter", "why"), IMPOSTORS.values(), ids=IMPOSTORS.keys())
+async def test_where_something_else_answers_over_tcp_the_peer_goes_on_to_tls(
+    served: Served, silent: Address, answer: bytes, counter: str | None, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "punch.peer.reach")
+    async with impostor(answer) as tcp:
+        reach = dataclasses.replace(served.over_tls(), via=Via.AUTO, tcp_at=tcp, trial=QUICK_TRIAL, connect_timeout=0.5)
+        endpoint = await open_endpoint(lambda *_: None, ("127.0.0.1", 0))
+        link = await asyncio.wait_for(reach_server(reach, silent, endpoint, relay=True), 5)
+        try:
+            assert link.via == "tls"
+            answer_, source = await endpoint.request(request(Method.BINDING), silent, FAST)  # over TLS
+            assert (answer_.message_class, source) == (MessageClass.SUCCESS, silent)
+            if counter is not None:
+                assert endpoint.counters[counter] == 1
+            assert f"the server at 127.0.0.1:{silent[1]} did not answer over TCP ({why})" in caplog.messages
+        finally:
+            await link.close()
+            await endpoint.close()
+
+
+async def test_where_something_else_answers_over_tcp_and_there_is_no_tls_the_error_says_what(
+    silent: Address,
+) -> None:
+    answer, _, why = IMPOSTORS["cut"]
+    async with impostor(answer) as tcp:
+        reach = Reach(tcp_at=tcp, trial=QUICK_TRIAL, connect_timeout=0.5)
+        endpoint = await open_endpoint(lambda *_: None, ("127.0.0.1", 0))
+        with pytest.raises(PeerError) as caught:
+            await asyncio.wait_for(reach_server(reach, silent, endpoint, relay=True), 5)
+        await endpoint.close()
+    assert str(caught.value) == (
+        f"the server at 127.0.0.1:{silent[1]} cannot be reached: no answer over UDP (3 sends in 0.2 s); no answer "
+        f"over TCP from 127.0.0.1:{tcp[1]} ({why}); is `punch server` running there, and does this network let TCP "
+        "out to it (--server-tls HOST:443 where only the web gets out)?"
+    )
 
 
 async def test_a_server_reached_by_nothing_is_one_clear_error(silent: Address) -> None:
@@ -314,14 +390,13 @@ async def test_over_a_connection_a_request_is_sent_once(served: Served) -> None:
     endpoint = await open_endpoint(lambda *_: None, ("127.0.0.1", 0))
     policy = RetransmitPolicy(rto=0.05, backoff=1.0, max_sends=4, last_wait=2.0)  # over UDP: 4 sends in 0.25 s
     try:
-        port = listening.sockets[0].getsockname()[1]
-        link = await reach_server(Reach(via=Via.TCP, tcp_at=("127.0.0.1", port)), ("127.0.0.1", 9), endpoint,
-                                  relay=True)  # fmt: skip
+        stream = await open_stream("127.0.0.1", listening.sockets[0].getsockname()[1], Counter())
+        endpoint.carry(("127.0.0.1", 9), stream.send)
         started = asyncio.get_running_loop().time()
         with pytest.raises(TransactionTimeout, match=r"after 1 sends$"):
             await endpoint.request(request(Method.BINDING), ("127.0.0.1", 9), policy)
         assert asyncio.get_running_loop().time() - started >= policy.total() - 0.01  # the same deadline
-        await link.close()
+        await stream.close()
     finally:
         await endpoint.close()
         listening.close()
