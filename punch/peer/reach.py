@@ -17,7 +17,10 @@ Introduce, and both peers start on the relay at once (punch.peer.strategy: ``Pla
 at our end and over UDP at the other's, instead of punching for the punch timeout first. From the relay the session
 retries a direct path now and then, as from any relay (punch.peer.session: its upgrade; upgrade_waits), which finds a
 LAN path to a peer behind the same firewall, or UDP let out later, and moves onto it once proven: the session and its
-QUIC connection go on over it (punch.peer.carrier), and the server connection carries only the registration.
+QUIC connection go on over it (punch.peer.carrier), and the server connection carries only the registration. For
+the latter, a connection leaves from the socket's own address and port where it can: a NAT that keeps ports (most
+do) maps it to the public port it gives the socket's UDP, so the address the server sees over the connection, which
+the other peer gets as our server-reflexive candidate, is the one our UDP leaves from once it gets out.
 
 How long UDP is given. Loss must not send a peer to TCP: a try is a request and its answer, which fail together 36%
 of the time with 20% loss each way (the lab's fault tests); :data:`UDP_TRIAL` sends 12 over about 5.6 s, which all fail
@@ -40,6 +43,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import errno
+import ipaddress
 import logging
 import os
 import ssl
@@ -138,13 +143,12 @@ async def reach_server(reach: Reach, server: Address, endpoint: StunEndpoint, *,
     elif reach.via is Via.UDP:
         return ServerLink()
     counters = endpoint.counters
-    bound = endpoint.local_address[0]
-    local = None if bound in ("0.0.0.0", "::") else bound  # from our socket's address, if it has one
+    local = endpoint.local_address
     if reach.via in (Via.AUTO, Via.TCP) and (reach.tcp or reach.via is Via.TCP):
         at = reach.tcp_at or server
         try:
             async with asyncio.timeout(reach.connect_timeout):
-                stream = await open_stream(at[0], at[1], counters, local=local)
+                stream = await _open(at[0], at[1], counters, None, local)
         except (TimeoutError, OSError) as error:
             tries.append(f"no connection over TCP to {format_address(at)} ({_why(error, reach.connect_timeout)})")
         else:
@@ -170,7 +174,34 @@ async def reach_server(reach: Reach, server: Address, endpoint: StunEndpoint, *,
     )
 
 
-async def _open_tls(tls: TlsServer, counters: Counter[str], within: float, local: str | None) -> Stream:
+async def _open(host: str, port: int, counters: Counter[str], context: ssl.SSLContext | None, local: Address) -> Stream:
+    """A connection to ``host``:``port`` from the address and port of our socket, ``local``, where we can: a NAT that
+    keeps ports maps it to the public port it gives our UDP, so that the server-reflexive address the server sees
+    (our candidate for the other peer) is right for UDP too, once UDP gets out. From another port if that one is
+    taken (or our socket has no address of its own and ``host`` is a name, whose family we do not know)."""
+    bound, own_port = local
+    if bound in ("0.0.0.0", "::"):
+        family = _family(host)
+        bound = "::" if family == 6 else "0.0.0.0" if family == 4 else ""
+    if bound:
+        try:
+            return await open_stream(host, port, counters, context, (bound, own_port))
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            log.debug("port %d is taken for TCP here: connecting from another", own_port)
+    return await open_stream(host, port, counters, context)
+
+
+def _family(host: str) -> int | None:
+    """4 or 6 for an IP address, None for a name."""
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
+
+
+async def _open_tls(tls: TlsServer, counters: Counter[str], within: float, local: Address) -> Stream:
     """A TLS connection to ``tls`` whose certificate we accept; PeerError if it is refused."""
     try:
         context = client_context(tls.ca, tls.pin is not None)
@@ -178,7 +209,7 @@ async def _open_tls(tls: TlsServer, counters: Counter[str], within: float, local
         raise PeerError(f"the CA file {tls.ca} cannot be loaded ({error}); give CA certificates in PEM") from None
     try:
         async with asyncio.timeout(within):
-            stream = await open_stream(tls.host, tls.port, counters, context, local)
+            stream = await _open(tls.host, tls.port, counters, context, local)
     except ssl.SSLCertVerificationError as error:
         raise PeerError(
             f"the server at {tls} presented a certificate we do not trust ({error.verify_message}): refused; give "

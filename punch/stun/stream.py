@@ -190,16 +190,16 @@ class Stream:
 
 
 async def open_stream(
-    host: str, port: int, counters: Counter[str], context: ssl.SSLContext | None = None, local: str | None = None
+    host: str, port: int, counters: Counter[str], context: ssl.SSLContext | None = None, local: Address | None = None
 ) -> Stream:
-    """A connection to ``host``:``port`` from ``local`` (an address of ours; None: the kernel's choice), TLS with
-    ``context``, whose certificate must then name ``host``: OSError if refused or unreachable, ssl.SSLError if the
-    TLS handshake fails (ssl.SSLCertVerificationError: a certificate ``context`` does not trust)."""
+    """A connection to ``host``:``port`` from ``local`` (an address and port of ours; None: the kernel's choice),
+    TLS with ``context``, whose certificate must then name ``host``: OSError if refused or unreachable, ssl.SSLError
+    if the TLS handshake fails (ssl.SSLCertVerificationError: a certificate ``context`` does not trust)."""
     reader, writer = await asyncio.open_connection(
         host,
         port,
         ssl=context,
         server_hostname=host if context is not None else None,
-        local_addr=(local, 0) if local is not None else None,
+        local_addr=local,
     )
     return Stream(reader, writer, counters)

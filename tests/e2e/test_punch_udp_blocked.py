@@ -186,3 +186,29 @@ def test_peers_behind_one_udp_blocked_firewall_move_from_the_tls_relay_to_their_
     assert result14["received"] == ["over our LAN"]
     for result in (result10, result14):
         assert (result["server_via"], result["path"], result["upgraded"]) == ("tls", "direct-lan", True)
+
+
+@pytest.mark.parametrize("lab", [LAB], indirect=True, ids=["udp-blocked"])
+def test_a_peer_on_the_tcp_relay_moves_to_a_direct_path_once_its_udp_gets_out(lab: Lab, certificate: Issued) -> None:
+    """peer10 reaches the server over TCP from its UDP socket's port, so nat10 (keeping ports) maps the connection to
+    the public port it gives peer10's UDP: the address the server saw is right for UDP too. A retry from the relay
+    fails while the firewall stands; once nat10 lets UDP out, the next one goes direct."""
+    start_streams_server(lab, certificate)
+    retry = ("--punch-timeout", "2", "--upgrade-interval", "1", "--nat-udp-timeout", "0")
+    peer10 = chat_peer(lab, "10", "14", "--server-via", "tcp", "--server-tcp", TCP_AT, *retry)
+    peer14 = chat_peer(lab, "14", "10", *retry)
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"using the relay path to")
+        wait_for_line(peer, r"staying on the relay")  # a retry failed while the firewall stood
+    lab.exec(
+        "nat10", "iptables", "-I", "FORWARD", "-i", "lan10", "-o", "wan10", "-p", "udp", "-j", "ACCEPT", check=True
+    )
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"upgraded from the relay to the direct path via", timeout=30)
+    end_chat((peer10, "over the direct path\n"), (peer14, ""))
+    (code10, result10, log10), (code14, result14, log14) = finish(peer10), finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result14["received"] == ["over the direct path"]
+    assert (result10["server_via"], result10["path"], result10["upgraded"]) == ("tcp", "direct", True)
+    assert (result14["server_via"], result14["path"], result14["upgraded"]) == ("udp", "direct", True)
+    assert result14["remote"] == result10["mapped"]  # the connection's public address, as the server saw it

@@ -119,7 +119,23 @@ async def test_a_peer_over_tcp_and_a_peer_over_udp_talk_through_the_relay(served
     counters = server.endpoint.counters
     assert counters["relayed"] > 0
     assert counters["stream-accepted"] == 1
-    assert results[0].mapped != results[0].local  # registered at its connection's address, not its UDP socket's
+    # registered at its connection's address, which leaves from its UDP socket's address and port (a NAT that keeps
+    # ports then gives the connection the public port it gives UDP)
+    assert results[0].mapped == results[0].local
+
+
+async def test_where_our_udp_port_is_taken_for_tcp_the_connection_leaves_from_another(served: Served) -> None:
+    endpoint = await open_endpoint(lambda *_: None, ("127.0.0.1", 0))
+    with socket.socket() as taken:
+        taken.bind(endpoint.local_address)  # the same port number, for TCP
+        taken.listen()
+        link = await reach_server(Reach(via=Via.TCP, tcp_at=served.tcp), served.server.address, endpoint, relay=True)
+        try:
+            assert link.stream is not None
+            assert link.stream.local[1] not in (0, endpoint.local_address[1])
+        finally:
+            await link.close()
+            await endpoint.close()
 
 
 async def test_two_peers_over_tls_talk_through_the_relay_between_their_connections(served: Served) -> None:
