@@ -33,9 +33,12 @@ error that ends the run (PeerError), never a reason to try something else. The c
 session safe (what the peers send each other is signed with the session's key and sealed by QUIC, keys the server
 never holds): TLS hides from the network whom we talk to, and looks like the web to a firewall.
 
+A connection that ends (the server gone, a middlebox cutting it) ends a session on the relay through it at once, with
+why (punch.peer.session.Session.lost), instead of after its keepalives went unanswered; a session on a direct path
+goes on without the server (what is sent to the server is dropped and counted, ``stream-gone``).
+
 What is not done: several servers (``--server`` again) are reached over UDP only; a connection that ends is not made
-again (the session ends when its relay stops answering; what is sent to the server meanwhile is dropped and counted,
-``stream-gone``); and no UDP answer later moves the registration back off the connection.
+again; and no UDP answer later moves the registration back off the connection.
 """
 
 from __future__ import annotations
@@ -113,6 +116,15 @@ class ServerLink:
     @property
     def over_stream(self) -> bool:
         return self.stream is not None
+
+    async def ended(self) -> str:
+        """Why the connection ended, once it has; never returns over UDP."""
+        if self._reading is None or self.stream is None:
+            await asyncio.Event().wait()
+        else:
+            await asyncio.shield(self._reading)
+        assert self.stream is not None
+        return self.stream.ended_by or "closed"
 
     async def close(self) -> None:
         """Close the connection, if any; idempotent."""

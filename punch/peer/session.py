@@ -364,10 +364,18 @@ class Session:
         keeping = self._keeping
         assert keeping is not None, "the path is kept once the session is established"
         notice = asyncio.ensure_future(asyncio.shield(self._client.notice))
+        link_ended = asyncio.ensure_future(self._server_link.ended())  # (over TCP or TLS)
         try:
-            await asyncio.wait((keeping, notice), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((keeping, notice, link_ended), return_when=asyncio.FIRST_COMPLETED)
+            if link_ended.done() and not (link_ended.cancelled() or keeping.done() or notice.done()):
+                why = f"the {self._server_link.via.upper()} connection to the server ended ({link_ended.result()})"
+                if self._path is None or self._path.kind == "relay":
+                    raise PeerError(f"{why}: the relay through it is gone")
+                log.warning("%s: the %s path goes on without the server", why, self._path.kind)
+                await asyncio.wait((keeping, notice), return_when=asyncio.FIRST_COMPLETED)
         finally:
             notice.cancel()
+            link_ended.cancel()
         if self._client.notice.done():
             raise PeerError(f"the relay at {format_address(self._client.server)} refused our session: "
                             f"{self._client.notice.result()}")  # fmt: skip

@@ -274,6 +274,60 @@ async def test_a_peer_that_may_not_relay_never_connects(served: Served, silent: 
     assert served.server.endpoint.counters["stream-accepted"] == 0
 
 
+@contextlib.asynccontextmanager
+async def cutter(target: Address, cut: asyncio.Event) -> AsyncIterator[Address]:
+    """A TCP proxy on loopback to ``target``; once ``cut`` is set, it sends the client the first 3 bytes of a
+    64-byte frame and closes both ends (a middlebox cutting the connection in the middle of a frame)."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+
+    async def serve(client_reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
+        server_reader, server = await asyncio.open_connection(*target)
+        up = asyncio.ensure_future(pump(client_reader, server))
+        down = asyncio.ensure_future(pump(server_reader, client))
+        tasks.update((up, down))
+        await cut.wait()
+        up.cancel()
+        down.cancel()
+        client.write((64).to_bytes(2, "big") + b"\x00")
+        for writer in (client, server):
+            writer.close()
+
+    listening = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        name = listening.sockets[0].getsockname()
+        yield (str(name[0]), int(name[1]))
+    finally:
+        cut.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        listening.close()
+        await listening.wait_closed()
+
+
+async def test_a_connection_cut_in_the_middle_of_a_frame_ends_the_session_on_its_relay_at_once(served: Served) -> None:
+    server, cut = served.server, asyncio.Event()
+    async with cutter(served.tcp, cut) as through:
+        over_tcp = config(server, "10", "14", reach=Reach(via=Via.TCP, tcp_at=through), upgrade_interval=60)
+        over_udp = config(server, "14", "10", upgrade_interval=60)
+        async with await Connection.open(over_tcp) as ten, await Connection.open(over_udp) as fourteen:
+            await asyncio.gather(ten.establish(), fourteen.establish())
+            assert (ten.path.kind, fourteen.path.kind) == ("relay", "relay")
+            cut.set()
+            with pytest.raises(PeerError) as caught:
+                await asyncio.wait_for(ten.wait_closed(), 5)  # not the 7.5 s of unanswered keepalives
+            assert ten.result.error == str(caught.value)
+    assert str(caught.value) == (
+        "the TCP connection to the server ended (cut in the middle of a frame (3 bytes of it came)): the relay "
+        "through it is gone"
+    )
+
+
 async def test_from_the_relay_over_tcp_the_session_moves_to_a_direct_path(served: Served) -> None:
     server = served.server
     over_tcp = config(server, "10", "14", bind=("127.0.0.2", 0), reach=Reach(via=Via.TCP, tcp_at=served.tcp),
