@@ -52,6 +52,7 @@ import logging
 import os
 import ssl
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,32 +159,36 @@ async def reach_server(reach: Reach, server: Address, endpoint: StunEndpoint, *,
     local = endpoint.local_address
     if reach.via in (Via.AUTO, Via.TCP) and (reach.tcp or reach.via is Via.TCP):
         at = reach.tcp_at or server
-        try:
-            async with asyncio.timeout(reach.connect_timeout):
-                stream = await _open(at[0], at[1], counters, None, local)
-        except (TimeoutError, OSError) as error:
-            tries.append(f"no connection over TCP to {format_address(at)} ({_why(error, reach.connect_timeout)})")
-        else:
-            taken = await _carry(endpoint, server, "tcp", stream, reach.connect_timeout)
-            if isinstance(taken, ServerLink):
-                return taken
-            tries.append(f"no answer over TCP from {format_address(at)} ({taken})")
+        opening = asyncio.wait_for(_open(at[0], at[1], counters, None, local), reach.connect_timeout)
+        taken = await _connect(endpoint, server, "tcp", opening, format_address(at), reach.connect_timeout)
+        if isinstance(taken, ServerLink):
+            return taken
+        tries.append(taken)
     if reach.via in (Via.AUTO, Via.TLS) and reach.tls is not None:
-        try:
-            stream = await _open_tls(reach.tls, counters, reach.connect_timeout, local)
-        except (TimeoutError, OSError) as error:
-            tries.append(f"no connection over TLS to {reach.tls} ({_why(error, reach.connect_timeout)})")
-        else:
-            taken = await _carry(endpoint, server, "tls", stream, reach.connect_timeout)
-            if isinstance(taken, ServerLink):
-                return taken
-            tries.append(f"no answer over TLS from {reach.tls} ({taken})")
+        opening = _open_tls(reach.tls, counters, reach.connect_timeout, local)
+        taken = await _connect(endpoint, server, "tls", opening, str(reach.tls), reach.connect_timeout)
+        if isinstance(taken, ServerLink):
+            return taken
+        tries.append(taken)
     if reach.via is Via.TLS and reach.tls is None:
         tries.append("no TLS address to reach it at (--server-tls)")
     raise PeerError(
         f"the server at {format_address(server)} cannot be reached: {'; '.join(tries)}; is `punch server` running "
         "there, and does this network let TCP out to it (--server-tls HOST:443 where only the web gets out)?"
     )
+
+
+async def _connect(
+    endpoint: StunEndpoint, server: Address, via: str, opening: Awaitable[Stream], where: str, within: float
+) -> ServerLink | str:
+    """The link over the connection ``opening`` makes to ``where``, if the server answers over it (:func:`_carry`);
+    else why not, as the error names each try."""
+    try:
+        stream = await opening
+    except (TimeoutError, OSError) as error:
+        return f"no connection over {via.upper()} to {where} ({_why(error, within)})"
+    taken = await _carry(endpoint, server, via, stream, within)
+    return taken if isinstance(taken, ServerLink) else f"no answer over {via.upper()} from {where} ({taken})"
 
 
 async def _open(host: str, port: int, counters: Counter[str], context: ssl.SSLContext | None, local: Address) -> Stream:

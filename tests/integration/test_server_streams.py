@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +88,20 @@ def closed_tcp_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def on_loopback(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[Address]:
+    """A TCP service of ``serve`` on a free loopback port: its address."""
+    listening = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        name = listening.sockets[0].getsockname()
+        yield (str(name[0]), int(name[1]))
+    finally:
+        listening.close()
+        await listening.wait_closed()
 
 
 async def exchange(*pair: PeerConfig) -> list[PeerResult]:
@@ -201,14 +215,11 @@ async def impostor(answer: bytes) -> AsyncIterator[Address]:
                 await done.wait()
         writer.close()
 
-    listening = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        name = listening.sockets[0].getsockname()
-        yield (str(name[0]), int(name[1]))
-    finally:
-        done.set()
-        listening.close()
-        await listening.wait_closed()
+    async with on_loopback(serve) as address:
+        try:
+            yield address
+        finally:
+            done.set()
 
 
 @pytest.mark.parametrize(("answer", "counter", "why"), IMPOSTORS.values(), ids=IMPOSTORS.keys())
@@ -297,17 +308,14 @@ async def cutter(target: Address, cut: asyncio.Event) -> AsyncIterator[Address]:
         for writer in (client, server):
             writer.close()
 
-    listening = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        name = listening.sockets[0].getsockname()
-        yield (str(name[0]), int(name[1]))
-    finally:
-        cut.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        listening.close()
-        await listening.wait_closed()
+    async with on_loopback(serve) as address:
+        try:
+            yield address
+        finally:
+            cut.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_a_connection_cut_in_the_middle_of_a_frame_ends_the_session_on_its_relay_at_once(served: Served) -> None:
@@ -456,21 +464,19 @@ async def test_over_a_connection_a_request_is_sent_once(served: Served) -> None:
                 frames.put_nowait(await reader.readexactly(length))
         writer.close()
 
-    listening = await asyncio.start_server(deaf, "127.0.0.1", 0)
     endpoint = await open_endpoint(lambda *_: None, ("127.0.0.1", 0))
     policy = RetransmitPolicy(rto=0.05, backoff=1.0, max_sends=4, last_wait=2.0)  # over UDP: 4 sends in 0.25 s
     try:
-        stream = await open_stream("127.0.0.1", listening.sockets[0].getsockname()[1], Counter())
-        endpoint.carry(("127.0.0.1", 9), stream.send)
-        started = asyncio.get_running_loop().time()
-        with pytest.raises(TransactionTimeout, match=r"after 1 sends$"):
-            await endpoint.request(request(Method.BINDING), ("127.0.0.1", 9), policy)
-        assert asyncio.get_running_loop().time() - started >= policy.total() - 0.01  # the same deadline
-        await stream.close()
+        async with on_loopback(deaf) as address:
+            stream = await open_stream(*address, Counter())
+            endpoint.carry(("127.0.0.1", 9), stream.send)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(TransactionTimeout, match=r"after 1 sends$"):
+                await endpoint.request(request(Method.BINDING), ("127.0.0.1", 9), policy)
+            assert asyncio.get_running_loop().time() - started >= policy.total() - 0.01  # the same deadline
+            await stream.close()
     finally:
         await endpoint.close()
-        listening.close()
-        await listening.wait_closed()
     assert frames.qsize() == 1
 
 
