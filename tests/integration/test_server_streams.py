@@ -133,9 +133,21 @@ async def test_a_peer_over_tcp_and_a_peer_over_udp_talk_through_the_relay(served
     counters = server.endpoint.counters
     assert counters["relayed"] > 0
     assert counters["stream-accepted"] == 1
-    # registered at its connection's address, which leaves from its UDP socket's address and port (a NAT that keeps
-    # ports then gives the connection the public port it gives UDP)
-    assert results[0].mapped == results[0].local
+    assert results[0].mapped is not None
+
+
+async def test_the_connection_leaves_from_our_udp_sockets_address_and_port(served: Served) -> None:
+    """So that a NAT that keeps ports gives it the public port it gives our UDP."""
+    with socket.socket() as reserved:  # a port free for TCP too (held until just before we connect)
+        reserved.bind(("127.0.0.1", 0))
+        endpoint = await open_endpoint(lambda *_: None, reserved.getsockname())
+    link = await reach_server(Reach(via=Via.TCP, tcp_at=served.tcp), served.server.address, endpoint, relay=True)
+    try:
+        assert link.stream is not None
+        assert link.stream.local == endpoint.local_address
+    finally:
+        await link.close()
+        await endpoint.close()
 
 
 async def test_where_our_udp_port_is_taken_for_tcp_the_connection_leaves_from_another(served: Served) -> None:
@@ -189,6 +201,7 @@ async def test_where_tcp_does_not_connect_either_tls_does(served: Served, silent
         await endpoint.close()
 
 
+IMPOSTOR_TIMEOUT = 1.5  # seconds for a connection and its Binding (a TLS handshake on a busy machine takes some)
 # What answers a peer's TCP connection where punch server does not listen: a web server (HTTP's first two bytes read
 # as a 18,516-byte frame), a service that cuts its answer short, one that says nothing.
 IMPOSTORS = {
@@ -196,7 +209,7 @@ IMPOSTORS = {
              "a frame of 18516 bytes, longer than 4096"),
     "cut": (frame(encode(request(Method.BINDING)))[:10], "stream-cut",
             "cut in the middle of a frame (10 bytes of it came)"),
-    "silent": (b"", None, "no answer to a Binding within 0.5 s"),
+    "silent": (b"", None, f"no answer to a Binding within {IMPOSTOR_TIMEOUT:g} s"),
 }  # fmt: skip
 
 
@@ -228,7 +241,9 @@ async def test_where_something_else_answers_over_tcp_the_peer_goes_on_to_tls(
 ) -> None:
     caplog.set_level(logging.INFO, "punch.peer.reach")
     async with impostor(answer) as tcp:
-        reach = dataclasses.replace(served.over_tls(), via=Via.AUTO, tcp_at=tcp, trial=QUICK_TRIAL, connect_timeout=0.5)
+        reach = dataclasses.replace(
+            served.over_tls(), via=Via.AUTO, tcp_at=tcp, trial=QUICK_TRIAL, connect_timeout=IMPOSTOR_TIMEOUT
+        )
         endpoint = await open_endpoint(lambda *_: None, ("127.0.0.1", 0))
         link = await asyncio.wait_for(reach_server(reach, silent, endpoint, relay=True), 5)
         try:
@@ -248,7 +263,7 @@ async def test_where_something_else_answers_over_tcp_and_there_is_no_tls_the_err
 ) -> None:
     answer, _, why = IMPOSTORS["cut"]
     async with impostor(answer) as tcp:
-        reach = Reach(tcp_at=tcp, trial=QUICK_TRIAL, connect_timeout=0.5)
+        reach = Reach(tcp_at=tcp, trial=QUICK_TRIAL, connect_timeout=IMPOSTOR_TIMEOUT)
         endpoint = await open_endpoint(lambda *_: None, ("127.0.0.1", 0))
         with pytest.raises(PeerError) as caught:
             await asyncio.wait_for(reach_server(reach, silent, endpoint, relay=True), 5)
@@ -292,9 +307,11 @@ async def cutter(target: Address, cut: asyncio.Event) -> AsyncIterator[Address]:
     tasks: set[asyncio.Task[None]] = set()
 
     async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
+        """Whole frames only, so that the cut's 3 bytes follow a frame's end."""
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                header = await reader.readexactly(2)
+                writer.write(header + await reader.readexactly(int.from_bytes(header, "big")))
 
     async def serve(client_reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
         server_reader, server = await asyncio.open_connection(*target)
