@@ -367,11 +367,12 @@ class Session:
         link_ended = asyncio.ensure_future(self._server_link.ended())  # (over TCP or TLS)
         try:
             await asyncio.wait((keeping, notice, link_ended), return_when=asyncio.FIRST_COMPLETED)
-            if link_ended.done() and not (link_ended.cancelled() or keeping.done() or notice.done()):
-                why = f"the {self._server_link.via.upper()} connection to the server ended ({link_ended.result()})"
-                if self._path is None or self._path.kind == "relay":
-                    raise PeerError(f"{why}: the relay through it is gone")
-                log.warning("%s: the %s path goes on without the server", why, self._path.kind)
+            if not (keeping.done() or notice.done()):  # the connection to the server ended (or we closed it)
+                if not link_ended.cancelled():
+                    why = f"the {self._server_link.via.upper()} connection to the server ended ({link_ended.result()})"
+                    if self._path is None or self._path.kind == "relay":
+                        raise PeerError(f"{why}: the relay through it is gone")
+                    log.warning("%s: the %s path goes on without the server", why, self._path.kind)
                 await asyncio.wait((keeping, notice), return_when=asyncio.FIRST_COMPLETED)
         finally:
             notice.cancel()

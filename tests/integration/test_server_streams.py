@@ -26,7 +26,7 @@ from punch.peer.reach import Reach, ServerLink, TlsServer, Via, reach_server
 from punch.rendezvous.server import RendezvousServer
 from punch.rendezvous.streams import StreamLimits, StreamListen, StreamListener, listen_streams
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, decode, encode, new_transaction_id
-from punch.stun.protocol import open_endpoint
+from punch.stun.protocol import StunEndpoint, open_endpoint
 from punch.stun.stream import frame, open_stream
 from punch.stun.tls import format_sha256, server_context
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
@@ -136,11 +136,23 @@ async def test_a_peer_over_tcp_and_a_peer_over_udp_talk_through_the_relay(served
     assert results[0].mapped is not None
 
 
+async def one_port_for_both() -> tuple[socket.socket, StunEndpoint]:
+    """A TCP socket bound to a free loopback port, and a peer's UDP socket at the same port (other runs' sockets may
+    hold a port for one of them: tried until one is free for both)."""
+    for _ in range(20):
+        tcp = socket.socket()
+        tcp.bind(("127.0.0.1", 0))
+        try:
+            return tcp, await open_endpoint(lambda *_: None, tcp.getsockname())
+        except OSError:
+            tcp.close()
+    raise AssertionError("no loopback port free for both TCP and UDP")
+
+
 async def test_the_connection_leaves_from_our_udp_sockets_address_and_port(served: Served) -> None:
     """So that a NAT that keeps ports gives it the public port it gives our UDP."""
-    with socket.socket() as reserved:  # a port free for TCP too (held until just before we connect)
-        reserved.bind(("127.0.0.1", 0))
-        endpoint = await open_endpoint(lambda *_: None, reserved.getsockname())
+    reserved, endpoint = await one_port_for_both()
+    reserved.close()  # (held until just before we connect)
     link = await reach_server(Reach(via=Via.TCP, tcp_at=served.tcp), served.server.address, endpoint, relay=True)
     try:
         assert link.stream is not None
@@ -151,9 +163,8 @@ async def test_the_connection_leaves_from_our_udp_sockets_address_and_port(serve
 
 
 async def test_where_our_udp_port_is_taken_for_tcp_the_connection_leaves_from_another(served: Served) -> None:
-    endpoint = await open_endpoint(lambda *_: None, ("127.0.0.1", 0))
-    with socket.socket() as taken:
-        taken.bind(endpoint.local_address)  # the same port number, for TCP
+    taken, endpoint = await one_port_for_both()
+    with taken:
         taken.listen()
         link = await reach_server(Reach(via=Via.TCP, tcp_at=served.tcp), served.server.address, endpoint, relay=True)
         try:
@@ -303,7 +314,7 @@ async def test_a_peer_that_may_not_relay_never_connects(served: Served, silent: 
 @contextlib.asynccontextmanager
 async def cutter(target: Address, cut: asyncio.Event) -> AsyncIterator[Address]:
     """A TCP proxy on loopback to ``target``; once ``cut`` is set, it sends the client the first 3 bytes of a
-    64-byte frame and closes both ends (a middlebox cutting the connection in the middle of a frame)."""
+    64-byte frame and ends the connection (a middlebox cutting it in the middle of a frame)."""
     tasks: set[asyncio.Task[None]] = set()
 
     async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -319,9 +330,10 @@ async def cutter(target: Address, cut: asyncio.Event) -> AsyncIterator[Address]:
         down = asyncio.ensure_future(pump(server_reader, client))
         tasks.update((up, down))
         await cut.wait()
-        up.cancel()
         down.cancel()
         client.write((64).to_bytes(2, "big") + b"\x00")
+        client.write_eof()  # (a FIN after them: a cut, not a reset)
+        await asyncio.wait((up,))  # reading what the client still sends until it closes, lest the kernel reset
         for writer in (client, server):
             writer.close()
 
