@@ -218,4 +218,11 @@ def test_traced_server_and_peers_draw_a_sequence_diagram_of_their_run(tmp_path: 
         "server",
         "peer 14",
     ]
-    assert any(re.search(r"Data 0 'hello' → 127\.0\.0\.3:\d+$", line) for line in lines), done.stdout
+    arrows = [line.split(": ", 1)[1] for line in lines if re.match(r"    P\d-", line)]
+    quic = [arrow for arrow in arrows if " ms QUIC " in arrow]
+    # the client's first (resent, if it came before the other peer had chosen its path)
+    assert re.search(r" ms QUIC Initial → 127\.0\.0\.[23]:\d+( \N{MULTIPLICATION SIGN}\d+)?$", quic[0]), done.stdout
+    assert any(" ms QUIC Initial + Handshake → " in arrow for arrow in quic), done.stdout  # the server's answer
+    assert any(re.search(r" ms QUIC 1-RTT: message 0 'hello' → 127\.0\.0\.3:\d+$", a) for a in quic), done.stdout
+    assert any(re.search(r" ms QUIC 1-RTT: message 0 'hi' → 127\.0\.0\.2:\d+$", a) for a in quic), done.stdout
+    assert not [arrow for arrow in arrows if "not STUN" in arrow or "Data" in arrow], done.stdout
