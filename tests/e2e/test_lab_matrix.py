@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,22 @@ def matrix(output: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def matrix_labs() -> list[str]:
+def all_matrix_labs() -> set[str]:
     """Namespaces of matrix labs (named ``m`` + 4 hex digits + a 3-digit counter by netns/matrix/runner.py)."""
-    return [ns for ns in os.listdir("/run/netns") if re.match(r"m[0-9a-f]{4}[0-9]{3}-", ns)]
+    return {ns for ns in os.listdir("/run/netns") if re.match(r"m[0-9a-f]{4}[0-9]{3}-", ns)}
 
 
-def test_full_cone_pairs_go_direct_and_symmetric_pairs_go_through_the_relay(tmp_path: Path) -> None:
+@pytest.fixture
+def matrix_labs() -> Callable[[], list[str]]:
+    """The matrix labs that appeared since the test began: another run's (a lab of someone else's matrix on this
+    machine, or one an interrupted run left) are not this test's to judge."""
+    before = all_matrix_labs()
+    return lambda: sorted(all_matrix_labs() - before)
+
+
+def test_full_cone_pairs_go_direct_and_symmetric_pairs_go_through_the_relay(
+    tmp_path: Path, matrix_labs: Callable[[], list[str]]
+) -> None:
     done = matrix(
         tmp_path, "--group", "pairs", "--firewall", "none", "--preset", "full-cone", "--preset", "symmetric",
         "--trials", "1", "--jobs", "2", *TRIAL,
@@ -58,7 +69,9 @@ def test_full_cone_pairs_go_direct_and_symmetric_pairs_go_through_the_relay(tmp_
     assert matrix_labs() == []  # every lab of the matrix is down
 
 
-def test_a_failing_trial_is_reported_and_its_lab_still_goes_down(tmp_path: Path) -> None:
+def test_a_failing_trial_is_reported_and_its_lab_still_goes_down(
+    tmp_path: Path, matrix_labs: Callable[[], list[str]]
+) -> None:
     done = matrix(tmp_path, "--group", "same-nat", "--firewall", "home", "--trials", "2", "--trial", "false")
     assert done.returncode == 1
     (cell,) = json.loads((tmp_path / "matrix.json").read_text())
@@ -77,7 +90,9 @@ def without_times(text: str) -> str:
     return re.sub(r"\b\d+(\.\d+)? ms\b", "N ms", text)
 
 
-def test_two_shards_merged_are_what_one_unsharded_run_writes(tmp_path: Path) -> None:
+def test_two_shards_merged_are_what_one_unsharded_run_writes(
+    tmp_path: Path, matrix_labs: Callable[[], list[str]]
+) -> None:
     one = matrix(tmp_path / "one", *FOUR_CELLS, "--jobs", "2", *UDP_TRIAL)
     assert one.returncode == 1, one.stderr  # two cells fail, as they must
     shards = [matrix(tmp_path / "shards", *FOUR_CELLS, "--shard", f"{k}/2", *UDP_TRIAL) for k in (1, 2)]
