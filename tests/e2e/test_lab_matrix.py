@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,22 @@ def matrix(output: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def matrix_labs() -> list[str]:
+def all_matrix_labs() -> set[str]:
     """Namespaces of matrix labs (named ``m`` + 4 hex digits + a 3-digit counter by netns/matrix/runner.py)."""
-    return [ns for ns in os.listdir("/run/netns") if re.match(r"m[0-9a-f]{4}[0-9]{3}-", ns)]
+    return {ns for ns in os.listdir("/run/netns") if re.match(r"m[0-9a-f]{4}[0-9]{3}-", ns)}
 
 
-def test_full_cone_pairs_go_direct_and_symmetric_pairs_go_through_the_relay(tmp_path: Path) -> None:
+@pytest.fixture
+def matrix_labs() -> Callable[[], list[str]]:
+    """The matrix labs that appeared since the test began: another run's (a lab of someone else's matrix on this
+    machine, or one an interrupted run left) are not this test's to judge."""
+    before = all_matrix_labs()
+    return lambda: sorted(all_matrix_labs() - before)
+
+
+def test_full_cone_pairs_go_direct_and_symmetric_pairs_go_through_the_relay(
+    tmp_path: Path, matrix_labs: Callable[[], list[str]]
+) -> None:
     done = matrix(
         tmp_path, "--group", "pairs", "--firewall", "none", "--preset", "full-cone", "--preset", "symmetric",
         "--trials", "1", "--jobs", "2", *TRIAL,
@@ -58,11 +69,56 @@ def test_full_cone_pairs_go_direct_and_symmetric_pairs_go_through_the_relay(tmp_
     assert matrix_labs() == []  # every lab of the matrix is down
 
 
-def test_a_failing_trial_is_reported_and_its_lab_still_goes_down(tmp_path: Path) -> None:
+def test_a_failing_trial_is_reported_and_its_lab_still_goes_down(
+    tmp_path: Path, matrix_labs: Callable[[], list[str]]
+) -> None:
     done = matrix(tmp_path, "--group", "same-nat", "--firewall", "home", "--trials", "2", "--trial", "false")
     assert done.returncode == 1
     (cell,) = json.loads((tmp_path / "matrix.json").read_text())
     assert (cell["trials"], cell["successes"]) == (2, 0)
     assert cell["failures"] == ["no JSON result from the trial (exit 1)"] * 2
     assert "no JSON result from the trial (exit 1)" in (tmp_path / "matrix.md").read_text()
+    assert matrix_labs() == []
+
+
+UDP_TRIAL = ["--trial", f"{PY} {Path(__file__).with_name('udp_trial.py')}"]
+# Four cells, bare routers: a datagram reaches peer14's own address only where nat14 does not translate (preset none).
+FOUR_CELLS = ["--group", "pairs", "--firewall", "none", "--preset", "none", "--preset", "full-cone", "--trials", "2"]
+
+
+def without_times(text: str) -> str:
+    return re.sub(r"\b\d+(\.\d+)? ms\b", "N ms", text)
+
+
+def test_two_shards_merged_are_what_one_unsharded_run_writes(
+    tmp_path: Path, matrix_labs: Callable[[], list[str]]
+) -> None:
+    one = matrix(tmp_path / "one", *FOUR_CELLS, "--jobs", "2", *UDP_TRIAL)
+    assert one.returncode == 1, one.stderr  # two cells fail, as they must
+    shards = [matrix(tmp_path / "shards", *FOUR_CELLS, "--shard", f"{k}/2", *UDP_TRIAL) for k in (1, 2)]
+    assert [done.returncode for done in shards] == [0, 1], [done.stderr for done in shards]  # 1/2: both reachable
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["shard-1-of-2.json", "shard-2-of-2.json"]
+    assert "| **none** |  | direct 2/2" in shards[0].stdout  # a shard's own cells, as a table on its output
+    merged = subprocess.run(
+        [PY, "-m", "netns", "matrix-merge", "--output", str(tmp_path / "merged"), *(tmp_path / "shards").iterdir()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert merged.returncode == 1, merged.stderr
+
+    cells = json.loads((tmp_path / "merged" / "matrix.json").read_text())
+    unsharded = json.loads((tmp_path / "one" / "matrix.json").read_text())
+    assert [{**c, "median_ms": None} for c in cells] == [{**c, "median_ms": None} for c in unsharded]
+    assert {c["cell"]: c["successes"] for c in cells} == {
+        "none / none, firewall none": 2,
+        "none / full-cone, firewall none": 0,
+        "full-cone / none, firewall none": 2,
+        "full-cone / full-cone, firewall none": 0,
+    }
+    assert cells[1]["failures"] == ["peer14 (192.0.2.130) did not echo peer10's datagram"] * 2
+    for page in ("matrix.md", "matrix.html"):
+        made, expected = ((tmp_path / d / page).read_text() for d in ("merged", "one"))
+        assert without_times(made) == without_times(expected), page
     assert matrix_labs() == []
