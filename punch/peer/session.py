@@ -6,7 +6,9 @@ mappings and now maps it elsewhere) is sought again: both peers register again, 
 NATs map them now, ask for each other again, are introduced in a new session and punch a new path; the texts go on
 over it in their first session. A peer that does not come back within ``PeerConfig.rejoin`` seconds is lost.
 
-On the relay, a direct path is tried again now and then (:func:`upgrade_waits`), and taken once proven.
+On the relay, a direct path is tried again now and then (:func:`upgrade_waits`), and taken once proven. The relay is
+our server, or the one our Introduce names when the other peer is registered at another server
+(punch.rendezvous.tickets).
 
 Over whatever path was found, the peers talk QUIC (punch.transport.QuicLink, authenticated by both identity keys):
 the carrier (punch.peer.carrier) sends its packets over the path of the moment, so the connection and its streams
@@ -154,6 +156,7 @@ class Session:
         self._rejoins = 0
         self._error: str | None = None
         self._current_session = b""  # the latest session's ID: relayed packets go in it
+        self._relay: tuple[Address, bytes] | None = None  # its relay and our ticket there, if not our own server
         self._keeping: asyncio.Task[None] | None = None
         self._trust = Trust(config.known_peers, config.pin, config.allow)
         self._path_watchers: list[Callable[[Path], None]] = []
@@ -291,7 +294,7 @@ class Session:
         self._path = path
         if path.kind == "relay":
             assert self._introduction is not None
-            self._carrier.use(Relayed(self._endpoint, self._client.server, self._current_session))
+            self._carrier.use(self._relay_route())
         else:
             self._carrier.use(Direct(path.local or self._punching.endpoint, path.remote))
         for watcher in self._path_watchers:
@@ -358,7 +361,7 @@ class Session:
         finally:
             notice.cancel()
         if self._client.notice.done():
-            raise PeerError(f"the relay at {format_address(self._client.server)} refused our session: "
+            raise PeerError(f"the relay at {format_address(self._relay_address())} refused our session: "
                             f"{self._client.notice.result()}")  # fmt: skip
         keeping.result()  # its PeerError
         await asyncio.Event().wait()  # (it ended quietly: the other peer closed; wait to be cancelled)
@@ -456,6 +459,7 @@ class Session:
             if key is None:
                 raise PeerError(f"{introduction.peer_id}'s key share is not signed by its key: refused")
             self._key_session(introduction.session_id, key)
+            self._relay_for(introduction)
         strategy, puncher = self._strategy, self._punching
         assert strategy is not None
         self._server_rtt_ms = None if client.rtt is None else round(client.rtt * 1000, 2)
@@ -468,7 +472,7 @@ class Session:
             if not config.relay:
                 raise PeerError(f"{why}; the relay is off (--no-relay)")
             log.info("%s; using the relay through the server", why)
-            path = Path(config.server, "relay")
+            path = Path(self._relay_address(), "relay")
         else:
             path = await self._punch(introduction, strategy)
         self._punch_ms = round((loop.time() - started) * 1000, 1)
@@ -504,6 +508,7 @@ class Session:
                 self._puncher.silence()
             return
         self._key_session(introduction.session_id, key)
+        self._relay_for(introduction)
 
     def _key_session(self, session_id: bytes, key: bytes) -> None:
         """From now on the session's messages are signed and checked with ``key``, and its relayed QUIC packets are
@@ -512,6 +517,27 @@ class Session:
         self._log_key(session_id, key)
         self._carrier.take(session_id)
         self._current_session = session_id
+
+    def _relay_for(self, introduction: Introduction) -> None:
+        """The relay of the session ``introduction`` opens: the server it names, with our ticket there, when the other
+        peer is registered at another server (punch.rendezvous.tickets); else our own."""
+        if introduction.relay is None:
+            self._relay = None
+            return
+        self._relay = (introduction.relay, introduction.relay_ticket)
+        self._carrier.take_relay(introduction.relay)
+        if self._strategy is not None and self._strategy.plan is Plan.RELAY and self._config.relay:
+            # No punch to wait for: our way to the relay opens now, before the other peer's first packet reaches it
+            self._carrier.use(self._relay_route())
+
+    def _relay_route(self) -> Relayed:
+        """The route of our relayed packets in the current session."""
+        relay, ticket = self._relay or (self._client.server, b"")
+        return Relayed(self._endpoint, relay, self._current_session, ticket)
+
+    def _relay_address(self) -> Address:
+        """Where our relayed packets go in the current session."""
+        return self._relay[0] if self._relay is not None else self._client.server
 
     def _log_key(self, session_id: bytes, key: bytes) -> None:
         """With ``--keylog FILE``: a line for the session's key, in the NSS key log format that also holds QUIC's
@@ -606,7 +632,7 @@ class Session:
             if not config.relay or isinstance(error, PeerGone):
                 raise failure from None
             log.info("%s; falling back to the relay through the server", failure)
-            path = Path(config.server, "relay")
+            path = Path(self._relay_address(), "relay")
         finally:
             if sprayer is not None:
                 await sprayer.close()
