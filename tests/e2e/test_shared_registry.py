@@ -2,7 +2,8 @@
 core, west 5 ms, Redis beside them. A peer registered at east punches with a peer registered at west; a server killed
 mid-session leaves the direct session going and its peers register at the other; Redis restarted under the servers
 is a pause, not an outage. Behind two symmetric NATs, a peer at east and a peer at west talk and tunnel through the
-relay of the server that introduced them (punch.rendezvous.tickets).
+relay of the server that introduced them (punch.rendezvous.tickets), and a relayed session whose server is killed
+moves to the other server and goes on.
 
 The lab's node ``redis`` runs Debian's redis-server (skipped where it is not installed; PUNCH_REQUIRE_REDIS=1 fails
 instead, as .ci/run sets)."""
@@ -251,3 +252,36 @@ def test_a_relayed_session_across_servers_carries_texts_and_a_tunnel(lab: Lab) -
     # The relay reaches 10 where its symmetric NAT maps it toward west, not where east sees it
     assert opened.split("reaches us at ")[1].split()[0] != result10["mapped"]
     assert result10["mapped"].startswith("198.51.100.10:")
+
+
+@pytest.mark.parametrize(
+    "lab", [{**SYMMETRIC, "firewall": "home"}, {**SYMMETRIC, "firewall": "none"}], indirect=True,
+    ids=["home-router", "bare-masquerade"],
+)  # fmt: skip
+def test_a_relayed_session_whose_server_is_killed_moves_to_the_other_one(lab: Lab) -> None:
+    """14 knows west alone and asks first; 10 knows both, registers at east (the nearer) and completes the pair
+    there: east relays. East is killed: 10 registers at west, both ask again there, and west relays the same QUIC
+    connection: the chat goes on."""
+    east, west = relaying_servers(lab)
+    peer14 = peer(lab, "14", "10", (WEST,), chat=True)
+    wait_for_line(west, r"14 asks for 10: waiting for 10 to register")
+    peer10 = peer(lab, "10", "14", (EAST, WEST), chat=True)
+    wait_for_line(peer10, rf"nearest answering server: {EAST}:3478")
+    for proc in (peer10, peer14):
+        wait_for_line(proc, rf"using the relay path to 1[04] via {EAST}:3478", timeout=30)
+    say(peer10, "before")
+    wait_for_line(peer14, r"message 0 received from 10", timeout=30)
+    east.kill()  # no goodbye, no stats line: gone
+    east.communicate(timeout=30)
+    for proc, other in ((peer10, "14"), (peer14, "10")):
+        wait_for_line(proc, rf"back on the relay to {other} via {WEST}:3478", timeout=60)
+    say(peer14, "after")
+    wait_for_line(peer10, r"message 0 received from 14", timeout=30)
+    end_chat((peer10, ""), (peer14, ""))
+    (code10, result10, log10), (code14, result14, log14) = finish(peer10), finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert (result10["received"], result14["received"]) == (["after"], ["before"])
+    assert result10["path"] == result14["path"] == "relay"
+    assert result10["remote"] == result14["remote"] == f"{WEST}:3478"
+    assert result10["rejoins"] == result14["rejoins"] == 1
+    stop(west)

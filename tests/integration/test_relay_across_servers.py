@@ -1,6 +1,7 @@
 """The relay between peers registered at different servers sharing a registry (punch.rendezvous.tickets): the server
 that made the session relays it; the peer registered elsewhere is told so in its Introduce, with a ticket, and the
-relay sends to where that peer's ticketed indications come from; a stranger without the ticket moves nothing.
+relay sends to where that peer's ticketed indications come from; a stranger without the ticket moves nothing; a
+relayed session whose relay dies moves to the other server.
 
 Loopback has no NAT: a peer's source toward the relay is the one its own server sees. The test of where the relay
 sends plays the NAT with a second socket of the peer's (its mapping toward the relay, on another port).
@@ -10,17 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 
-from punch.api import run_peer
-from punch.peer.config import PeerResult
+from punch.api import Connection, run_peer
+from punch.peer.config import PeerConfig, PeerResult
 from punch.peer.predict import PredictConfig
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import Address, AttributeType, Message, MessageClass
 from punch.stun.protocol import format_address, open_endpoint
 from punch.stun.wire import Mapping
-from tests.integration.conftest import LogLine, keyed, texts
+from tests.integration.conftest import LogLine, keyed, shared_server, texts
 from tests.integration.conftest import peer_config as config
 from tests.integration.relay_peers import peer
 
@@ -28,6 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 HARD = PredictConfig(assume=Mapping.ENDPOINT_DEPENDENT)  # both NATs symmetric, as far as the peers know: the relay
 OWN_NAT = {"10": ("127.0.0.2", 0), "14": ("127.0.0.3", 0)}
+PAIR = (("10", "14"), ("14", "10"))
 
 
 async def asked(server: RendezvousServer, line: str) -> None:
@@ -117,3 +120,55 @@ async def test_the_relay_sends_where_the_ticketed_peer_opened_its_way_and_a_stra
         await nat.close()
         for each in (ten, fourteen, stranger):
             await each.endpoint.close()
+
+
+async def test_a_relayed_session_whose_relay_dies_moves_to_the_other_server(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """14 knows west alone and asks first; 10 knows east, then west, and completes the pair at east, which relays.
+    East dies mid-session: 10 registers at west, both ask again there, and west relays the same QUIC connection."""
+    caplog.set_level(logging.INFO, logger="punch")
+
+    async def first_named(cfg: PeerConfig, endpoint: object) -> PeerConfig:
+        return cfg  # on loopback both servers are as near: 10 starts at east, as named first
+
+    monkeypatch.setattr("punch.peer.session.with_nearest_server", first_named)
+    east, west = await shared_server(redis_url, "east"), await shared_server(redis_url, "west")
+    quick = {"predict": HARD, "keepalive": 1.0, "lease": 3, "timeout": 20.0}
+    connections = {
+        "14": await Connection.open(config(west, "14", "10", bind=OWN_NAT["14"], **quick)),
+        "10": await Connection.open(config(east, "10", "14", bind=OWN_NAT["10"], servers=(west.address,), **quick)),
+    }
+    talked = {me: asyncio.Event() for me in connections}
+    moved = {me: LogLine(f"back on the relay to {other} via {format_address(west.address)}") for me, other in PAIR}
+    for line in moved.values():
+        logging.getLogger("punch.peer.session").addHandler(line)
+
+    async def talk(me: str, other: str) -> AsyncIterator[str]:
+        yield f"before, to {other}"
+        talked[me].set()
+        await asyncio.wait_for(asyncio.gather(*(line.seen.wait() for line in moved.values())), 40)
+        yield f"after, to {other}"
+
+    try:
+        fourteen = asyncio.create_task(connections["14"].run(talk("14", "10"), lambda _: None))
+        await asked(west, "14 asks for 10: waiting")
+        ten = asyncio.create_task(connections["10"].run(talk("10", "14"), lambda _: None))
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in talked.values())), 15)
+        assert connections["14"].path.remote == format_address(east.address)  # east relays, for 14 too
+        await east.close()
+        result10, result14 = await asyncio.wait_for(asyncio.gather(ten, fourteen), 60)
+        assert (result10.received, result14.received) == (["before, to 10", "after, to 10"],
+                                                          ["before, to 14", "after, to 14"])  # fmt: skip
+        assert (result10.path, result14.path) == ("relay", "relay")
+        assert result10.remote == result14.remote == format_address(west.address)
+        assert (result10.rejoins, result14.rejoins) == (1, 1)
+        assert f"registering with {format_address(west.address)} instead" in caplog.text
+        assert caplog.text.count("back on the relay to") == 2
+    finally:
+        for line in moved.values():
+            logging.getLogger("punch.peer.session").removeHandler(line)
+        for connection in connections.values():
+            await connection.close()
+        await west.close()
+        await east.close()
