@@ -209,9 +209,12 @@ class RendezvousClient:
         policy = FAILOVER_POLICY if self._servers else None
         while True:
             await asyncio.sleep(max(1.0, self._lease / 3))
+            server = self.server
             try:
                 await self._refresh(self.register(policy))
             except PeerError as error:
+                if self.server != server:
+                    continue  # a rejoin turned to another server meanwhile
                 if not await self.fail_over(error):
                     log.warning("refreshing the registration failed: %s", error)
 
@@ -241,10 +244,14 @@ class RendezvousClient:
     async def connect(self, target: str) -> str:
         """Ask the server for ``target``, telling it our round trip to it (the server passes it on to the other
         peer, see punch.peer.puncher); returns the server's status line."""
+        # Asked already and not introduced yet (this server is another, after a failover): the same share, so that
+        # whichever Connect makes the session, our key for it is the one the other peer derives
+        again = self._asking == target and target in self._shares
         self._asking = target
         self.told_rtt_us = None if self.rtt is None else round(self.rtt * 1e6)
         rtt = () if self.told_rtt_us is None else ((AttributeType.SERVER_RTT, self.told_rtt_us),)
-        share = self._shares[target] = OwnShare(self._identity, self.peer_id, target)
+        share = self._shares[target] if again else OwnShare(self._identity, self.peer_id, target)
+        self._shares[target] = share
         response = await self._call(
             request(
                 Method.CONNECT,
@@ -260,10 +267,16 @@ class RendezvousClient:
         return status
 
     async def rejoin(self, target: str) -> Introduction:
-        """After the path to ``target`` broke: register again (the server learns where our NAT maps us now), ask
+        """After the path to ``target`` broke: register again (the server learns where our NAT maps us now; with
+        other servers, at the nearest answering one if ours is silent: it may be what broke the path, a relay), ask
         for ``target`` again, and return the new introduction once it has asked for us too."""
         self.expect_another()
-        await self.register()
+        server = self.server
+        try:
+            await self._refresh(self.register(FAILOVER_POLICY if self._servers else None))
+        except PeerError as error:
+            if self.server == server and not await self.fail_over(error):
+                raise
         return await self.introduced_to(target)
 
     def expect_another(self) -> None:
@@ -361,6 +374,7 @@ class RendezvousClient:
         if self.introduction.done() or introduction.session_id in self._sessions:
             return  # a retransmission: our answer was lost, answer again
         self._sessions.add(introduction.session_id)
+        self._asking = None  # a failover from now on asks for nobody, and our next Connect has a fresh share
         log.info(
             "introduced to %s (session %s): candidates %s; we are the %s",
             introduction.peer_id,
