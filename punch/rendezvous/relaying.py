@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.registry import Registration, Registry
 from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger
 from punch.rendezvous.relayed import RELAY_TYPE, parse_packet
@@ -36,8 +35,10 @@ Notify = Callable[[Registration, bytes, int, str], None]
 class Relayer:
     """Forwards a session's packets between its two peers, within the session's budget.
 
-    ``now`` and ``limiter`` are the server's (its clock and per-source rate limit); ``notify`` pushes the server's
-    Notice. :meth:`start` puts the fast path on the endpoint the relay sends from.
+    ``now`` is the server's clock; ``notify`` pushes the server's Notice. :meth:`start` puts the fast path on the
+    endpoint the relay sends from. A session's packets are held to its budget only, not to the server's per-source
+    rate limit of requests (at its default 200 a second, a relayed session would get about 250 kB/s, and its packets
+    would use up the tokens of its peers' own requests to the server).
     """
 
     def __init__(
@@ -46,12 +47,10 @@ class Relayer:
         budget: RelayBudget | None,
         *,
         now: Callable[[], float],
-        limiter: RateLimiter | None,
         notify: Notify,
     ) -> None:
         self._registry = registry
         self._now = now
-        self._limiter = limiter
         self._notify = notify
         self._ledger = RelayLedger(budget or RelayBudget())
         self._relaying: set[bytes] = set()  # sessions seen relaying (one log line each)
@@ -85,18 +84,14 @@ class Relayer:
 
     def on_relayed_packet(self, data: bytes, source: Address) -> bool:
         """The fast path of :meth:`on_relay` (punch.rendezvous.relayed): a well-formed Relay indication of one of a
-        session's two peers from its registered endpoint, read from its bytes, with the same checks, rate limit,
-        budget and counters. False hands anything else to the general path, which counts it there."""
+        session's two peers from its registered endpoint, read from its bytes, with the same checks, budget and
+        counters. False hands anything else to the general path, which counts it there."""
         packet = parse_packet(data)
         match = self._registry.session(packet.session_id) if packet else None
         pair = match.pair(packet.peer_id) if match and packet else None
         if packet is None or pair is None or pair[0].observed != source:
             return False
-        counters = self.endpoint.counters
-        counters["indication"] += 1
-        if self._limiter is not None and not self._limiter.allow(source[0], self._now()):
-            counters["rate-limited"] += 1
-            return True
+        self.endpoint.counters["indication"] += 1
         self._forward(packet.peer_id, pair[0], pair[1], packet.session_id, data)
         return True
 
