@@ -28,6 +28,7 @@ from tests.e2e.punch_in_lab import (
     SYMMETRIC_VS_CONE,
     WAN,
     chat_peer,
+    end_chat,
     finish,
     say,
     start_server,
@@ -275,13 +276,15 @@ def test_a_udp_forward_carries_datagrams_both_ways_one_flow_per_source(lab: Lab)
 
 @pytest.mark.parametrize("lab", KINDS, indirect=True, ids=KIND_IDS)
 def test_fifty_connections_cross_one_tunnel_at_once_each_with_its_own_content(lab: Lab, tmp_path: Path) -> None:
-    """The file server answers no request until all 50 are being served at once (tunnel_ends.py, --together)."""
+    """The file server answers no request until all 50 are being served at once (tunnel_ends.py, --together). Both
+    peers' input has ended before: a peer that forwards keeps running whatever its stdin does."""
     start_server(lab)
     parts = {f"part-{n:02}.bin": os.urandom(256 * 1024) for n in range(50)}
     for name, data in parts.items():
         (tmp_path / name).write_bytes(data)
     serve_files(lab, tmp_path, "--together", str(len(parts)))
     peer10, peer14, _ = tunnel(lab)
+    end_chat((peer10, ""), (peer14, ""))
     urls = {f"http://127.0.0.1:{LOCAL_WEB}/{name}": data for name, data in parts.items()}
     got = ends(lab, "peer10", "fetch-many", *urls)
     assert {url: (each["status"], each["sha256"]) for url, each in got.items()} == {
