@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from punch.rendezvous.ratelimit import RateLimiter
 from punch.rendezvous.registry import Match, Registration, Registry
 from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger
 from punch.rendezvous.relayed import RELAY_TYPE, parse_packet
@@ -41,8 +40,10 @@ Notify = Callable[[Registration, bytes, int, str], None]
 class Relayer:
     """Forwards a session's packets between its two peers, within the session's budget.
 
-    ``now`` and ``limiter`` are the server's (its clock and per-source rate limit); ``notify`` pushes the server's
-    Notice. :meth:`start` puts the fast path on the endpoint the relay sends from.
+    ``now`` is the server's clock; ``notify`` pushes the server's Notice. :meth:`start` puts the fast path on the
+    endpoint the relay sends from. A session's packets are held to its budget only, not to the server's per-source
+    rate limit of requests (at its default 200 a second, a relayed session would get about 250 kB/s, and its packets
+    would use up the tokens of its peers' own requests to the server).
     """
 
     def __init__(
@@ -51,12 +52,10 @@ class Relayer:
         budget: RelayBudget | None,
         *,
         now: Callable[[], float],
-        limiter: RateLimiter | None,
         notify: Notify,
     ) -> None:
         self._registry = registry
         self._now = now
-        self._limiter = limiter
         self._notify = notify
         self._ledger = RelayLedger(budget or RelayBudget())
         self._relaying: set[bytes] = set()  # sessions seen relaying (one log line each)
@@ -97,8 +96,8 @@ class Relayer:
 
     def on_relayed_packet(self, data: bytes, source: Address) -> bool:
         """The fast path of :meth:`on_relay` (punch.rendezvous.relayed): a well-formed Relay indication of one of a
-        session's two peers from its registered endpoint, read from its bytes, with the same checks, rate limit,
-        budget and counters. False hands anything else to the general path, which counts it there."""
+        session's two peers from its registered endpoint, read from its bytes, with the same checks, budget and
+        counters. False hands anything else to the general path, which counts it there."""
         packet = parse_packet(data)
         match = self._registry.session(packet.session_id) if packet else None
         pair = match.pair(packet.peer_id) if match and packet else None
@@ -109,11 +108,7 @@ class Relayer:
                 return False
         elif pair[0].observed != source:
             return False
-        counters = self.endpoint.counters
-        counters["indication"] += 1
-        if self._limiter is not None and not self._limiter.allow(source[0], self._now()):
-            counters["rate-limited"] += 1
-            return True
+        self.endpoint.counters["indication"] += 1
         if match.tickets:
             self._across(match, pair, packet.carries, data)
         else:

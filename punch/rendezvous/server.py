@@ -162,7 +162,7 @@ class RendezvousServer:
         self._endpoint: StunEndpoint | None = None
         self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
-        self._relayer = Relayer(self.registry, relay_budget, now=self._now, limiter=self._limiter, notify=self._notice)
+        self._relayer = Relayer(self.registry, relay_budget, now=self._now, notify=self._notice)
         self._answering = 0  # size of the request being handled: its replies are capped to it (see _send_capped)
         # The request key of the peer whose request is being handled, once the request proved it came from that
         # peer: its answers, errors too, are signed with it (a peer takes only signed answers in a session)

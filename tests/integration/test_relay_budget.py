@@ -170,3 +170,25 @@ async def test_the_relay_forwards_the_same_with_and_without_its_fast_path(server
     assert [r.path for r in results] == ["relay", "relay"]
     assert server.endpoint.counters["relayed"] >= 4
     assert (handled and all(handled)) if fast else not handled
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "general-path"])
+async def test_a_relayed_session_is_held_to_its_budget_not_to_the_rate_limit_of_requests(
+    clock: Clock, fast: bool
+) -> None:
+    """The server's per-source rate limit counts requests: a session's packets, many more a second, go by its budget
+    (here none), and leave its peers' tokens for their requests (the clock stands still: no token comes back)."""
+    async with RendezvousServer(push_policy=FAST, clock=clock, rate_limit=5) as limited:  # bursts of 10
+        await limited.start(("127.0.0.1", 0))
+        if not fast:
+            limited.endpoint.fast_paths.pop(RELAY_TYPE)
+        ten, fourteen, session = await introduce(limited)
+        packets = [ten.packet(session.session_id, bytes([0xC0, n])) for n in range(30)]
+        for packet in packets:
+            ten.endpoint.send(packet, limited.address)
+        relayed = [await asyncio.wait_for(fourteen.inbox.get(), 5) for _ in packets]
+        assert [m.transaction_id for m in relayed] == [p.transaction_id for p in packets]
+        await ten.synced(limited.address)  # a request of 10's is still answered
+        assert limited.endpoint.counters["rate-limited"] == 0
+        for each in (ten, fourteen):
+            await each.endpoint.close()
