@@ -24,6 +24,7 @@ from punch.identity.known_peers import KnownPeers, default_known_peers_path
 from punch.peer.config import ANYONE, PeerConfig, PeerResult
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
+from punch.portmap.mapper import PortmapConfig
 from punch.rendezvous.server import DEFAULT_PORT
 from punch.stun.credentials import read_secret
 from punch.stun.endpoints import parse_endpoint
@@ -129,6 +130,7 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         linger=not_negative("--linger", args.linger),
         group=read_secret(args.secret_file) if args.secret_file else None,
         predict=predict,
+        portmap=PortmapConfig(enabled=not args.no_portmap),
         discover_ttl=open_ttl is None,
         upgrade_interval=not_negative("--upgrade-interval", args.upgrade_interval),
         nat_udp_timeout=not_negative("--nat-udp-timeout", args.nat_udp_timeout),

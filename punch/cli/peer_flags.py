@@ -156,6 +156,12 @@ def peer_flags() -> argparse.ArgumentParser:
         action="store_true",
         help="do not measure our NAT's mapping, and never predict ports (punch as usual, then relay)",
     )
+    peer.add_argument(
+        "--no-portmap",
+        action="store_true",
+        help="do not ask our router for a port mapping (PCP, then NAT-PMP, then UPnP IGD), which otherwise is offered "
+        "to the other peer as a candidate, renewed while we run and deleted when we end",
+    )
     peer.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     return peer
 

@@ -38,6 +38,7 @@ from punch.peer.config import DROP_REASONS, PeerConfig, PeerResult
 from punch.peer.dispatch import Dispatcher
 from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
+from punch.peer.portmapping import PortMapped
 from punch.peer.predict import PortOpener, Sprayer, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
 from punch.peer.servers import with_nearest_server
@@ -138,6 +139,7 @@ class Session:
             servers=config.servers,
         )
         dispatcher.add(self._client.on_request)
+        self._portmap = PortMapped(config.portmap, endpoint, config.server, self._client)  # our router's mapped port
         self._sockets = contextlib.AsyncExitStack()  # port prediction's and a move's sockets, closed at the end
         self._finding = False  # between our request for the target and its introduction (the punch opens then)
         self._introduction: Introduction | None = None
@@ -194,6 +196,7 @@ class Session:
         await self.services.close()
         with contextlib.suppress(PeerError):
             await self._client.unregister()
+        await self._portmap.close()
         await self._sockets.aclose()
         await self._endpoint.close()
 
@@ -201,7 +204,7 @@ class Session:
     def result(self) -> PeerResult:
         """What ``--json`` prints: the run so far (a failure still reports what crossed)."""
         intro, texts, path = self._introduction, self._texts, self._path
-        counters = self._endpoint.counters + self._carrier.counters
+        counters = self._endpoint.counters + self._carrier.counters + self._portmap.counters
         return PeerResult(
             id=self._config.peer_id,
             peer=self._target,
@@ -223,6 +226,7 @@ class Session:
             peer_key=self._trust.presented,
             error=self._error,
             dropped={reason: counters[reason] for reason in DROP_REASONS if counters[reason]},
+            portmap=self._portmap.result,
         )
 
     @property
@@ -318,6 +322,7 @@ class Session:
     async def _establish(self) -> None:
         config, client = self._config, self._client
         log.info("socket bound to %s", format_address(self._local))
+        self._portmap.start()
         mapped = await client.register()
         loop = asyncio.get_running_loop()
         hops_found = loop.create_task(self._discover_open_ttl())
@@ -425,6 +430,7 @@ class Session:
         # after the channel's first retransmission timeout, 200 ms later).
         config, client = self._config, self._client
         self._timings = await hops_found
+        await self._portmap.offer()  # our router's mapped port, registered before we ask
         self._finding = True
         try:
             async with asyncio.timeout(config.timeout):
