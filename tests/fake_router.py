@@ -68,7 +68,8 @@ class Behaviour:
     pcp: str = "ok"
     natpmp: str = "ok"
     max_lifetime: int = 7200
-    external_ip: str = "127.0.0.1"
+    external_ip: str = "127.0.0.1"  # what the router says its public address is; its mapped ports are bound there
+    inside: str | None = None  # where mapped ports forward to (None: the address the request came from)
     epoch_start: float = 0.0  # loop time the router's epoch counts from (a restart sets it anew)
 
 
@@ -102,6 +103,7 @@ class FakeRouter(asyncio.DatagramProtocol):
         self.asked = asyncio.Event()
         self.transport: asyncio.DatagramTransport | None = None
         self.address: Address = ("127.0.0.1", 0)
+        self.inside = "127.0.0.1"  # where the mapped ports forward to: the address of the client that asked
         self._loop = asyncio.get_running_loop()
         self.behaviour.epoch_start = self._loop.time()
         self._forwarding: list[asyncio.BaseTransport] = []
@@ -138,6 +140,7 @@ class FakeRouter(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         self.requests.append(data)
+        self.inside = self.behaviour.inside or addr[0]
         self.asked.set()
         answer = self._pcp(data) if data[:1] == b"\x02" else self._natpmp(data) if data[:1] == b"\x00" else None
         if answer and self.transport is not None:
@@ -199,7 +202,7 @@ class FakeRouter(asyncio.DatagramProtocol):
             known.lifetime = granted
             return known.external, granted
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((self.behaviour.external_ip, 0))  # the mapped port, on the router's "public" loopback address
         held = self.mappings[internal] = Held(sock, granted)
         self._spawn(self._forward(internal, held))
         return held.external, granted
@@ -214,7 +217,7 @@ class FakeRouter(asyncio.DatagramProtocol):
         what comes back to that socket goes out of the mapping's port to the sender (a NAT's DNAT, in user space)."""
         loop = asyncio.get_running_loop()
         outside: dict[Address, asyncio.DatagramTransport] = {}
-        forwarding, spawn = self._forwarding, self._spawn
+        forwarding, spawn, inside = self._forwarding, self._spawn, self.inside
 
         class Back(asyncio.DatagramProtocol):
             def __init__(self, sender: Address) -> None:
@@ -225,9 +228,7 @@ class FakeRouter(asyncio.DatagramProtocol):
                     held.forwarder.sendto(data, self.sender)
 
         async def open_back(sender: Address, data: bytes) -> None:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: Back(sender), remote_addr=("127.0.0.1", internal)
-            )
+            transport, _ = await loop.create_datagram_endpoint(lambda: Back(sender), remote_addr=(inside, internal))
             forwarding.append(transport)
             outside[sender] = transport
             transport.sendto(data)
