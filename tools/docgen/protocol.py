@@ -13,7 +13,7 @@ from collections.abc import Callable
 from punch.errors import StunDecodeError
 from punch.stun import TABLE, AttributeType, Message, MessageClass, Method, encode
 from punch.stun.attributes import Context, Row
-from tools.docgen.markdown import EMPTY, code, table
+from tools.docgen.markdown import code, table
 from tools.docgen.regions import RegionError, check_described
 
 # name -> (sent from -> to, attributes, what it is for)
