@@ -62,8 +62,9 @@ def natpmp_unsupported_version(opcode: int, epoch: int = 1000) -> bytes:
 @dataclass
 class Behaviour:
     """How the fake router answers. ``pcp`` and ``natpmp``: "ok", "silent", "garbage" (a datagram that is not an
-    answer, then silence), "other-nonce" (an answer for another mapping, then silence), or "error N" (result code
-    N). ``pcp`` may also be "natpmp-only" (NAT-PMP's unsupported-version answer)."""
+    answer, then silence), "other-nonce" (an answer for another mapping, then silence: in NAT-PMP, which has no
+    nonce, a mapping of another internal port), or "error N" (result code N). ``pcp`` may also be "natpmp-only"
+    (NAT-PMP's unsupported-version answer)."""
 
     pcp: str = "ok"
     natpmp: str = "ok"
@@ -183,6 +184,8 @@ class FakeRouter(asyncio.DatagramProtocol):
         if data[1] == 0:
             return natpmp_address_answer(self.behaviour.external_ip, result=result, epoch=self.epoch)
         internal, suggested, lifetime = struct.unpack_from("!HHI", data, 4)
+        if how == "other-nonce":
+            return natpmp_map_answer(internal + 1, suggested, lifetime=lifetime, epoch=self.epoch)
         if result:
             return natpmp_map_answer(internal, 0, result=result, lifetime=0, epoch=self.epoch)
         external, granted = self._map(internal, suggested, lifetime)

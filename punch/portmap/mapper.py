@@ -153,7 +153,7 @@ class Mapper:
                     continue
                 self._client = client
                 self._note_epoch(epoch if epoch is not None else grant.epoch)
-                return self._granted(grant)
+                return self._granted(grant, failures)
         finally:
             for _, probe in probes:
                 probe.cancel()
@@ -174,7 +174,8 @@ class Mapper:
         self._epoch = (epoch, now)
         return lost
 
-    def _granted(self, grant: Grant) -> PortMapping:
+    def _granted(self, grant: Grant, failures: list[str] | None = None) -> PortMapping:
+        """``grant`` as our mapping now, said in a line the first time (with why the protocols before it failed)."""
         assert self._client is not None
         mapping = PortMapping(
             self._client.name,
@@ -191,7 +192,7 @@ class Mapper:
                 mapping.describe(),
                 self._internal_port,
                 f"{mapping.lifetime} s" if mapping.lifetime else "good (until we delete it)",
-                mapping.protocol,
+                "; ".join((mapping.protocol, *(failures or ()))),
             )
         self.mapping = self.held = mapping
         return mapping

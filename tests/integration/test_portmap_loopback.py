@@ -99,12 +99,13 @@ async def test_a_router_whose_pcp_fails_is_asked_in_nat_pmp(
     mapping = await asyncio.wait_for(mapper.start(), 10)
     assert mapping is not None
     assert mapping.protocol == "NAT-PMP"
+    assert f"for 7200 s (NAT-PMP; {why.format(port=router.address[1])})" in caplog.text  # why PCP was given up
     assert mapper.counters == dropped
     if dropped:
         assert "dropped a datagram from router 127.0.0.1" in caplog.text
     await mapper.close()
     assert router.mappings == {}
-    # the reason PCP was given up is in the log only where no protocol worked: make NAT-PMP fail too
+    # where no protocol works, one line says why each did not
     router.behaviour.natpmp = "error 4"
     failed = Mapper("127.0.0.1", INTERNAL, portmap(router))
     assert await asyncio.wait_for(failed.start(), 10) is None
@@ -112,6 +113,31 @@ async def test_a_router_whose_pcp_fails_is_asked_in_nat_pmp(
     assert why.format(port=router.address[1]) in caplog.text
     assert "NAT-PMP: NAT-PMP result 4 Out of resources" in caplog.text
     assert "UPnP IGD: nothing answers on 127.0.0.1:" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("natpmp", "why", "dropped"),
+    [
+        ("error 2", "NAT-PMP: NAT-PMP result 2 Not Authorized/Refused", {}),
+        ("garbage", "NAT-PMP: no answer from 127.0.0.1:{port} to 3 requests in 0.25 s", {"portmap-malformed": 3}),
+        ("other-nonce", "NAT-PMP: no answer from 127.0.0.1:{port} to 3 requests in 0.25 s", {"portmap-mismatch": 3}),
+        ("silent", "NAT-PMP: no answer from 127.0.0.1:{port} to 3 requests in 0.25 s", {}),
+    ],
+    ids=["error", "garbage", "another-internal-port", "silent"],
+)
+async def test_a_router_whose_pcp_and_nat_pmp_fail_maps_nothing_and_says_why(
+    router: FakeRouter, caplog: pytest.LogCaptureFixture, natpmp: str, why: str, dropped: dict[str, int]
+) -> None:
+    """PCP refused, NAT-PMP answering as told, no UPnP IGD: no mapping, one line with each protocol's reason, each
+    datagram that answered no request of ours dropped and counted, and nothing left at the router."""
+    router.behaviour.pcp, router.behaviour.natpmp = "error 2", natpmp
+    mapper = Mapper("127.0.0.1", INTERNAL, portmap(router))
+    assert await asyncio.wait_for(mapper.start(), 10) is None
+    await mapper.close()
+    assert mapper.counters == dropped
+    reasons = f"PCP: PCP result 2 NOT_AUTHORIZED; {why.format(port=router.address[1])}; UPnP IGD: nothing answers on"
+    assert f"router 127.0.0.1 maps no port for us ({reasons}" in caplog.text
+    assert router.mappings == {}
 
 
 async def test_a_upnp_igd_that_answers_slowly_is_given_up_and_nothing_hangs(
