@@ -43,7 +43,7 @@ from punch.peer.predict import PortOpener, Sprayer, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
 from punch.peer.servers import with_nearest_server
 from punch.peer.situation import behind_one_nat, strategy_for
-from punch.peer.strategy import Plan, Strategy
+from punch.peer.strategy import Plan, Strategy, mapped_candidates, mapped_strategy
 from punch.peer.trust import Trust
 from punch.stun import Address
 from punch.stun.protocol import SocketMaker, StunEndpoint, format_address, host_candidates, open_endpoint
@@ -695,7 +695,9 @@ class Session:
             log.info("back on a %s path to %s via %s", path.kind, self.peer, format_address(path.remote))
 
     async def _rejoin(self) -> Path:
-        """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
+        """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay),
+        through a port a router maps for one of us where there is one, as the first punch did (Plan.MAPPED: at once,
+        no Ready/Go)."""
         client = self._client
         introduction = await client.rejoin(self._target)
         if self._trust.refused is not None or introduction.session_id not in self._keys:
@@ -703,18 +705,23 @@ class Session:
                 self._trust.refused or f"{introduction.peer_id}'s key share is not signed by its key: refused"
             )
         same_nat, lan_on_link = behind_one_nat(introduction, self._client.mapped, self._endpoint)
+        ours, theirs = client.offered is not None, bool(mapped_candidates(introduction.candidates))
+        mapped = ours or theirs
         puncher = Puncher(
             self._endpoint,
             self._config.peer_id,
             introduction,
             self._timings,
-            strategy=Strategy(same_nat=same_nat, lan_on_link=lan_on_link),
+            strategy=mapped_strategy(same_nat, lan_on_link, ours, theirs, introduction.role)
+            if mapped
+            else Strategy(same_nat=same_nat, lan_on_link=lan_on_link),
+            early_at=asyncio.get_running_loop().time() if mapped else None,  # a mapped port: checked at once
         )
         self._swap_puncher(puncher)
-        if introduction.role is Role.OPENER:
+        if not mapped and introduction.role is Role.OPENER:  # a plain punch: Ready/Go
             puncher.open_mappings()
             await client.ready(introduction.session_id)
-        else:
+        elif not mapped:
             await client.go.wait()
         return await puncher.run()
 

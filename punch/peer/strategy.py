@@ -184,18 +184,24 @@ def waits_for_checks(ours: bool, theirs: bool, role: Role) -> bool:
     return ours and (not theirs or role is Role.OPENER)
 
 
+def mapped_strategy(same_nat: bool, lan_on_link: bool, ours: bool, theirs: bool, role: Role) -> Strategy:
+    """Plan.MAPPED's strategy, in a first punch and in a rejoin alike: no low-TTL probes, no Ready/Go (a mapped port
+    is open already, so the checker checks on its Introduce), and the prober nominates the first pair proven, not
+    the public endpoint in every check (that would never nominate the mapped port)."""
+    return Strategy(
+        plan=Plan.MAPPED,
+        same_nat=same_nat,
+        lan_on_link=lan_on_link,
+        early_delay=0.0,
+        waits=waits_for_checks(ours, theirs, role),
+    )
+
+
 def decide(situation: Situation) -> Strategy:
     """The strategy for ``situation`` (module docstring)."""
     s = situation
     if s.plan is Plan.MAPPED:
-        # No low-TTL probes, no Ready/Go: a mapped port is open already, so the checker checks on its Introduce.
-        return Strategy(
-            plan=s.plan,
-            same_nat=s.same_nat,
-            lan_on_link=s.lan_on_link,
-            early_delay=0.0,
-            waits=waits_for_checks(s.mapped_ours, s.mapped_theirs, s.role),
-        )
+        return mapped_strategy(s.same_nat, s.lan_on_link, s.mapped_ours, s.mapped_theirs, s.role)
     lan_first = s.same_nat and s.lan_on_link
     delay, not_early = _early(s, lan_first)
     return Strategy(

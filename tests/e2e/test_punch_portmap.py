@@ -152,6 +152,37 @@ def test_two_symmetric_nats_go_direct_through_their_routers_mappings_which_live_
     assert re.search(dnat, flows), flows
 
 
+@pytest.mark.parametrize("lab", SYMMETRIC, indirect=True, ids=ROUTER_KINDS)
+def test_a_mapped_session_whose_nats_forgot_its_flows_rejoins_through_the_mappings(lab: Lab) -> None:
+    """Both routers' conntrack flushed mid-session (a NAT that forgets its flows): each symmetric NAT gives the next
+    datagrams out a new port, so neither side's keepalives are answered where they go. The routers' mappings (their
+    DNAT rules) stay; the peers ask the server for each other again and check the mapped port at once, as the first
+    punch did (a plain punch's prober would nominate only the public endpoint, which no check reaches)."""
+    start_server(lab)
+    keepalive = ("--keepalive", "1")
+    peer10, peer14 = chat_peer(lab, "10", "14", *keepalive), chat_peer(lab, "14", "10", *keepalive)
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"QUIC is up with")
+    for router in ("nat10", "nat14"):
+        lab.exec(router, "conntrack", "-F", check=True)
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"lost contact with 1[04]: no answer to keepalives at .*; asking the server for", 30)
+        wait_for_line(peer, r"back on a mapped path to 1[04] via", 30)
+    end_chat((peer10, "after the flush\n"), (peer14, "me too\n"))
+    (code10, result10, log10), (code14, result14, log14) = finish(peer10), finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert (result10["received"], result14["received"]) == (["me too"], ["after the flush"])
+    assert (result10["path"], result14["path"], result10["rejoins"], result14["rejoins"]) == ("mapped", "mapped", 1, 1)
+    # the rejoin's prober went to the opener's mapped port (which side probes is the server's choice this time)
+    to10, to14 = (
+        result14["remote"] == result10["portmap"]["external"],
+        result10["remote"] == result14["portmap"]["external"],
+    )
+    assert to10 or to14, (result10, result14)
+    for me in ("10", "14"):
+        assert len(leases(lab, f"nat{me}")) == 0  # deleted at the end, as always
+
+
 @pytest.mark.parametrize("lab", SYMMETRIC[:1], indirect=True, ids=ROUTER_KINDS[:1])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_peer_stopped_while_it_waits_for_the_other_deletes_its_mapping(lab: Lab, signum: signal.Signals) -> None:
