@@ -63,6 +63,7 @@ class RendezvousClient:
         self._refreshing: asyncio.Task[Address] | None = None  # a refresh on its way: a goodbye waits for it
         self.peer_id = peer_id
         self._candidates = candidates
+        self._offered: Address | None = None  # a port our router maps for us (punch.peer.portmapping), if any
         self._lease = lease
         self._policy = policy
         loop = asyncio.get_running_loop()
@@ -130,7 +131,7 @@ class RendezvousClient:
             request(
                 Method.REGISTER,
                 (AttributeType.PEER_ID, self.peer_id),
-                *((AttributeType.CANDIDATE, c) for c in self._candidates),
+                *((AttributeType.CANDIDATE, c) for c in self.candidates),
                 (AttributeType.LEASE, self._lease),
                 *mapping_attribute(self._mapping),
                 (AttributeType.PUBLIC_KEY, self._identity.public_key),
@@ -154,6 +155,23 @@ class RendezvousClient:
         self._lease = granted
         self.mapped = mapped
         return mapped
+
+    @property
+    def candidates(self) -> tuple[Address, ...]:
+        """What we register beside the endpoint the server sees: the port our router maps for us first (it is on our
+        public address: the other peer can check it from anywhere), then our host candidates."""
+        return self._candidates if self._offered is None else (self._offered, *self._candidates)
+
+    @property
+    def offered(self) -> Address | None:
+        """The mapped port we offer (:meth:`offer`), as the other peer sees it: None where we offer none, or where it
+        is the very endpoint the server sees (the server then passes it once, as our public endpoint)."""
+        return None if self._offered == self.mapped else self._offered
+
+    def offer(self, mapped: Address | None) -> None:
+        """Offer ``mapped`` (a port our router maps for us, on our public address), or nothing more, from our next
+        Register on."""
+        self._offered = mapped
 
     @property
     def request_key(self) -> bytes | None:

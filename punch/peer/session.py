@@ -42,11 +42,12 @@ from punch.peer.config import DROP_REASONS, PeerConfig, PeerResult
 from punch.peer.dispatch import Dispatcher
 from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
+from punch.peer.portmapping import PortMapped
 from punch.peer.predict import PortOpener, Sprayer, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
 from punch.peer.servers import with_nearest_server
 from punch.peer.situation import behind_one_nat, strategy_for
-from punch.peer.strategy import Plan, Strategy
+from punch.peer.strategy import Plan, Strategy, mapped_candidates, mapped_strategy
 from punch.peer.trust import Trust
 from punch.stun import Address
 from punch.stun.protocol import SocketMaker, StunEndpoint, format_address, host_candidates, open_endpoint
@@ -142,6 +143,7 @@ class Session:
             servers=config.servers,
         )
         dispatcher.add(self._client.on_request)
+        self._portmap = PortMapped(config.portmap, endpoint, config.server, self._client)  # our router's mapped port
         self._sockets = contextlib.AsyncExitStack()  # port prediction's and a move's sockets, closed at the end
         self._finding = False  # between our request for the target and its introduction (the punch opens then)
         self._introduction: Introduction | None = None
@@ -199,6 +201,7 @@ class Session:
         await self.services.close()
         with contextlib.suppress(PeerError):
             await self._client.unregister()
+        await self._portmap.close()
         await self._sockets.aclose()
         await self._endpoint.close()
 
@@ -206,7 +209,7 @@ class Session:
     def result(self) -> PeerResult:
         """What ``--json`` prints: the run so far (a failure still reports what crossed)."""
         intro, texts, path = self._introduction, self._texts, self._path
-        counters = self._endpoint.counters + self._carrier.counters
+        counters = self._endpoint.counters + self._carrier.counters + self._portmap.counters
         return PeerResult(
             id=self._config.peer_id,
             peer=self._target,
@@ -228,6 +231,7 @@ class Session:
             peer_key=self._trust.presented,
             error=self._error,
             dropped={reason: counters[reason] for reason in DROP_REASONS if counters[reason]},
+            portmap=self._portmap.result,
         )
 
     @property
@@ -323,6 +327,7 @@ class Session:
     async def _establish(self) -> None:
         config, client = self._config, self._client
         log.info("socket bound to %s", format_address(self._local))
+        self._portmap.start()
         mapped = await client.register()
         loop = asyncio.get_running_loop()
         hops_found = loop.create_task(self._discover_open_ttl())
@@ -430,6 +435,7 @@ class Session:
         # after the channel's first retransmission timeout, 200 ms later).
         config, client = self._config, self._client
         self._timings = await hops_found
+        await self._portmap.offer()  # our router's mapped port, registered before we ask
         self._finding = True
         try:
             async with asyncio.timeout(config.timeout):
@@ -761,33 +767,41 @@ class Session:
         return path
 
     async def _rejoin(self) -> Path:
-        """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
+        """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay),
+        through a port a router maps for one of us where there is one, as the first punch did (Plan.MAPPED: at once,
+        no Ready/Go)."""
         client = self._client
         introduction = await client.rejoin(self._target)
-        puncher = self._take_rejoin(introduction)
-        if introduction.role is Role.OPENER:
+        puncher, mapped = self._take_rejoin(introduction)
+        if not mapped and introduction.role is Role.OPENER:  # a plain punch: Ready/Go
             puncher.open_mappings()
             await client.ready(introduction.session_id)
-        else:
+        elif not mapped:
             await client.go.wait()
         return await puncher.run()
 
-    def _take_rejoin(self, introduction: Introduction) -> Puncher:
-        """The puncher of a rejoin's session, in the old one's place; PeerError if its introduction was refused."""
+    def _take_rejoin(self, introduction: Introduction) -> tuple[Puncher, bool]:
+        """The puncher of a rejoin's session, in the old one's place, and whether a router maps a port for one of us;
+        PeerError if its introduction was refused."""
         if self._trust.refused is not None or introduction.session_id not in self._keys:
             raise PeerError(
                 self._trust.refused or f"{introduction.peer_id}'s key share is not signed by its key: refused"
             )
         same_nat, lan_on_link = behind_one_nat(introduction, self._client.mapped, self._endpoint)
+        ours, theirs = self._client.offered is not None, bool(mapped_candidates(introduction.candidates))
+        mapped = ours or theirs
         puncher = Puncher(
             self._endpoint,
             self._config.peer_id,
             introduction,
             self._timings,
-            strategy=Strategy(same_nat=same_nat, lan_on_link=lan_on_link),
+            strategy=mapped_strategy(same_nat, lan_on_link, ours, theirs, introduction.role)
+            if mapped
+            else Strategy(same_nat=same_nat, lan_on_link=lan_on_link),
+            early_at=asyncio.get_running_loop().time() if mapped else None,  # a mapped port: checked at once
         )
         self._swap_puncher(puncher)
-        return puncher
+        return puncher, mapped
 
 
 async def _first_of(*coroutines: Coroutine[Any, Any, None]) -> None:
