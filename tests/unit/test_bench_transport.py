@@ -1,0 +1,105 @@
+"""bench/transport.py's arithmetic and report, from results made up here (no root, no sockets, no lab)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pytest
+
+from bench import transport
+from bench.punch_floor import EARLY, Row
+from bench.transport_tunnel import Timing, Trial, section
+
+pytestmark = pytest.mark.unit
+
+
+def ends(mib: int, seconds: float, received: int = 900) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON lines of bench/transport_load.py's two ends for one round."""
+    sender = {
+        "stream": {"bytes": mib << 20, "seconds": seconds, "cpu": seconds / 2},
+        "datagram": {"payload": 1000, "sent": 1000, "seconds": 1.0, "cpu": 1.0, "received": received,
+                     "received_bytes": received * 1000, "span": 0.5},
+        "path": "direct",
+    }  # fmt: skip
+    receiver = {"stream": {"cpu": seconds, "seconds": seconds}, "datagram": {"cpu": 0.25, "seconds": 0.5}}
+    return sender, receiver
+
+
+def test_a_round_is_read_from_both_ends() -> None:
+    found = transport.measurement(*ends(mib=1, seconds=0.5))
+    assert found.stream_mbps == pytest.approx((1 << 20) * 8 / 0.5 / 1e6)
+    assert found.stream_cpu == (0.5, 1.0)
+    assert found.stream_cost == (250.0, 500.0)
+    assert found.datagram_cost == pytest.approx(0.25 * 1000 / (900_000 / (1 << 20)))
+    assert found.datagram_mbps == pytest.approx(900_000 * 8 / 0.5 / 1e6)
+    assert found.offered_mbps == pytest.approx(8.0)
+    assert found.lost == pytest.approx(0.1)
+    assert found.datagram_cpu == (1.0, 0.5)
+    assert found.path == "direct"
+
+
+def test_tcp_has_no_datagram_figures() -> None:
+    sender, receiver = ends(mib=16, seconds=0.1)
+    del sender["datagram"], receiver["datagram"]
+    found = transport.measurement(sender, receiver)
+    assert (found.datagram_mbps, found.lost, found.datagram_cpu) == (None, None, None)
+
+
+def table(direct_seconds: float) -> list[transport.Row]:
+    """Every row with one round: the library's stream at 1 s per 10 MiB, the direct path's at ``direct_seconds``."""
+    rows = transport.rows()
+    for row in rows:
+        seconds = direct_seconds if row.name == transport.DIRECT else 1.0
+        row.measurements.append(transport.measurement(*ends(mib=10, seconds=seconds)))
+        row.busy.append(0.05)
+    rows[-1].failures.append("exit 1")
+    rows[-1].busy.append(0.5)
+    return rows
+
+
+def test_the_report_gives_the_direct_path_against_the_librarys_ceiling() -> None:
+    lines = transport.throughput_report(table(direct_seconds=2.0), rounds=1, mib=10, seconds=1.0, quiet_limit=0.1)
+    direct = "| punch, direct | the lab, default topology, home NAT routers (masquerade): direct | 1/1 | 42 | 0.50x |"
+    assert any(line.startswith(direct) for line in lines)
+    stream = "- Direct path, stream: 42 Mbit/s, 0.50x the library's ceiling (84 Mbit/s on loopback); goal 0.8x"
+    assert f"{stream}: not met, 0.30x short (25 Mbit/s)" in lines
+    datagrams = "- Direct path, datagrams: 14 Mbit/s, 1.00x the library's ceiling (14 Mbit/s on loopback); goal 0.8x"
+    assert f"{datagrams}: met" in lines
+    assert "- TCP, lab path: 1, exit 1" in lines
+    assert "the busy share in that second was median 5%, at most 50%; 1 of 7 rounds ran without one." in "\n".join(
+        lines
+    )
+
+
+def test_the_whole_report_says_the_load_and_keeps_the_tunnels_section() -> None:
+    args = argparse.Namespace(rounds=1, mib=10, seconds=1.0, quiet=0.1)
+    lines = transport.report(table(1.0), ["## tunnel"], args, ((0.5, 0.25, 0.125), (1.0, 1.0, 1.0)))
+    assert "0.50, 0.25, 0.12 at the start and 1.00, 1.00, 1.00 at the end" in lines[2]
+    assert lines[-1] == "## tunnel"
+
+
+def test_a_tunnel_trial_is_timed_from_the_second_connect() -> None:
+    trial = Trial(begun=10.0, results=({"path_at": 10.5}, {"path_at": 10.52}), link_up=10.54, listening=10.541,
+                  connected=10.542, arrived=10.58)  # fmt: skip
+    timing = Timing.of(trial, second=10.46)
+    assert timing.punch == pytest.approx(60.0)
+    assert timing.link_up == pytest.approx(40.0)
+    assert timing.listening == pytest.approx(1.0)
+    assert timing.byte == pytest.approx(120.0)
+    assert timing.after_connect == pytest.approx(38.0)
+    assert timing.punch_from_start == pytest.approx(520.0)
+    assert timing.byte_from_start == pytest.approx(580.0)
+
+
+def test_the_tunnel_section_gives_the_goal_ratio() -> None:
+    row = Row("home", "port-restricted-cone", "port-restricted-cone")
+    row.trials[EARLY] = 3
+    row.failures[EARLY].append("paths ['relay', 'relay']")
+    timings = [Timing(40.0, 30.0, 1.0, byte, 30.0, 500.0, 560.0) for byte in (72.0, 90.0)]
+    lines = section([(row, timings)], trials=3, delays=(15.0, 5.0), pings=[])
+    text = "\n".join(lines)
+    assert "| home | port-restricted-cone / port-restricted-cone | 2/3 | 40.0 | 81.0 | 1.35x | 1.50x |" in text
+    assert "- Firewall home: first tunnelled byte median 1.35x, p95 1.50x (punch time + one round trip between the " \
+        "peers); goal 1.2x: not met, 0.15x over" in lines  # fmt: skip
+    assert "- home port-restricted-cone / port-restricted-cone: 1, paths ['relay', 'relay']" in lines
