@@ -113,8 +113,8 @@ bench-relay trials="20":
     {{python}} -m bench.relay --trials {{trials}} --output bench/relay.md
 
 # QUIC on the punched path: stream and datagram throughput (direct, relay, against aioquic on loopback and TCP on the lab's path) and the time to the first tunnelled byte (writes bench/transport.md)
-bench-transport rounds="5" trials="20":
-    {{python}} -m bench.transport --rounds {{rounds}} --trials {{trials}} --output bench/transport.md
+bench-transport rounds="5" trials="20" *args:
+    {{python}} -m bench.transport --rounds {{rounds}} --trials {{trials}} --output bench/transport.md {{args}}
 
 # Registration storms and scale-out with a shared registry (needs cc, taskset, redis-server; writes bench/scale.md)
 bench-scale *args:
