@@ -324,6 +324,13 @@ def paced(ms: Sequence[Measurement], what: str) -> float | None:
     return median([paced_mbps(c) for m in ms if (c := slowest_cost(m, what)) is not None])
 
 
+def cause(met: bool, met_paced: bool) -> str:
+    """What the two ratios together say: whether punch's code or the machine's load decided the goal."""
+    if met_paced:
+        return "by its CPU the code meets the goal" + ("" if met else ", so the shortfall is the machine's load")
+    return "by its CPU the code does not meet the goal" + (", although this run did" if met else "")
+
+
 def goal_lines(direct: Sequence[Measurement], library: Sequence[Measurement]) -> list[str]:
     """The issue's goal, punch's direct path at 0.8x the library's ceiling, for the stream and for datagrams: as
     measured, and paced by CPU (each at its slower end's CPU per MiB on a core of its own, :func:`paced_mbps`)."""
@@ -343,7 +350,7 @@ def goal_lines(direct: Sequence[Measurement], library: Sequence[Measurement]) ->
         if own and theirs:
             line += (
                 f". Paced by CPU per MiB (its slower end on a core of its own): {own:.0f} against {theirs:.0f} "
-                f"Mbit/s, {own / theirs:.2f}x"
+                f"Mbit/s, {own / theirs:.2f}x: {cause(x >= 0.8, own / theirs >= 0.8)}"
             )
         lines.append(line)
     return lines

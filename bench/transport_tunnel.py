@@ -252,6 +252,26 @@ def run(args: argparse.Namespace) -> list[str]:
                    [ms for lab in labs for ms in lab.row.ping_ms])  # fmt: skip
 
 
+def after_punch(timings: Sequence[Timing], rtt: float) -> str:
+    """Where the time from the punch to the byte went (medians), in milliseconds and in round trips (``rtt``)."""
+
+    def mid(values: Sequence[float]) -> float:
+        return statistics.median(values)
+
+    allowed = mid([0.2 * t.punch for t in timings]) + 1.2 * rtt
+    spent, up, listening, byte = (
+        mid([t.byte - t.punch for t in timings]), mid([t.link_up for t in timings]),
+        mid([t.listening for t in timings]), mid([t.after_connect for t in timings]),
+    )  # fmt: skip
+    return (
+        f"After the punch the goal leaves {allowed:.1f} ms ({allowed / rtt:.1f} round trips); the byte came "
+        f"{spent:.1f} ms after it ({spent / rtt:.1f}): QUIC's handshake {up:.1f} ms after peer10's path "
+        f"({up / rtt:.1f} round trips), its forward listening {listening:.1f} ms later, the byte {byte:.1f} ms after "
+        f"our connect ({byte / rtt:.1f} round trips: the forward asks the other peer and waits for its answer "
+        "before the first byte goes)"
+    )
+
+
 def section(
     found: Sequence[tuple[Row, Sequence[Timing]]], trials: int, delays: tuple[float, float], pings: Sequence[float]
 ) -> list[str]:
@@ -316,7 +336,7 @@ def section(
         verdict = "met" if x <= 1.2 else f"not met, {x - 1.2:.2f}x over"
         lines.append(
             f"- Firewall {row.firewall}: first tunnelled byte median {x:.2f}x, p95 {percentile(ratios, 0.95):.2f}x "
-            f"(punch time + one round trip between the peers); goal 1.2x: {verdict}"
+            f"(punch time + one round trip between the peers); goal 1.2x: {verdict}. {after_punch(timings, delivered)}"
         )
     failures = [(row, row.failures[EARLY]) for row, _ in found if row.failures[EARLY]]
     if failures:

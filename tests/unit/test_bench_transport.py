@@ -44,6 +44,17 @@ def test_an_end_paced_by_its_cpu_per_mib() -> None:
     assert transport.paced_mbps(0.0) == 0.0
 
 
+def test_the_two_ratios_say_whether_the_code_or_the_machine_decided() -> None:
+    assert transport.cause(met=False, met_paced=True) == (
+        "by its CPU the code meets the goal, so the shortfall is the machine's load"
+    )
+    assert transport.cause(met=True, met_paced=True) == "by its CPU the code meets the goal"
+    assert (
+        transport.cause(met=True, met_paced=False)
+        == "by its CPU the code does not meet the goal, although this run did"
+    )
+
+
 def test_tcp_has_no_datagram_figures() -> None:
     sender, receiver = ends(mib=16, seconds=0.1)
     del sender["datagram"], receiver["datagram"]
@@ -71,11 +82,14 @@ def test_the_report_gives_the_direct_path_against_the_librarys_ceiling() -> None
     assert any(line.startswith(direct) for line in lines)
     stream = "- Direct path, stream: 42 Mbit/s, 0.50x the library's ceiling (84 Mbit/s on loopback); goal 0.8x"
     # the receiver is the slower end: 2 s of CPU for 10 MiB on the direct path, 1 s on the library's
-    paced = "Paced by CPU per MiB (its slower end on a core of its own): 42 against 84 Mbit/s, 0.50x"
+    paced = (
+        "Paced by CPU per MiB (its slower end on a core of its own): 42 against 84 Mbit/s, 0.50x: by its CPU the "
+        "code does not meet the goal"
+    )
     assert f"{stream}: not met, 0.30x short (25 Mbit/s). {paced}" in lines
     datagrams = "- Direct path, datagrams: 14 Mbit/s, 1.00x the library's ceiling (14 Mbit/s on loopback); goal 0.8x"
     assert f"{datagrams}: met. Paced by CPU per MiB (its slower end on a core of its own): 29 against 29 Mbit/s, " \
-        "1.00x" in lines  # fmt: skip
+        "1.00x: by its CPU the code meets the goal" in lines  # fmt: skip
     assert "(at most 30 s, then it ran anyway)" in "\n".join(lines)
     assert "- TCP, lab path: 1, exit 1" in lines
     assert "the busy share in that second was median 5%, at most 50%; 1 of 7 rounds ran without one." in "\n".join(
@@ -111,6 +125,12 @@ def test_the_tunnel_section_gives_the_goal_ratio() -> None:
     lines = section([(row, timings)], trials=3, delays=(15.0, 5.0), pings=[])
     text = "\n".join(lines)
     assert "| home | port-restricted-cone / port-restricted-cone | 2/3 | 40.0 | 81.0 | 1.35x | 1.50x |" in text
-    assert "- Firewall home: first tunnelled byte median 1.35x, p95 1.50x (punch time + one round trip between the " \
-        "peers); goal 1.2x: not met, 0.15x over" in lines  # fmt: skip
+    verdict = (
+        "- Firewall home: first tunnelled byte median 1.35x, p95 1.50x (punch time + one round trip between the "
+        "peers); goal 1.2x: not met, 0.15x over. After the punch the goal leaves 32.0 ms (1.6 round trips); the byte "
+        "came 41.0 ms after it (2.0): QUIC's handshake 30.0 ms after peer10's path (1.5 round trips), its forward "
+        "listening 1.0 ms later, the byte 30.0 ms after our connect (1.5 round trips: the forward asks the other peer "
+        "and waits for its answer before the first byte goes)"
+    )
+    assert verdict in lines
     assert "- home port-restricted-cone / port-restricted-cone: 1, paths ['relay', 'relay']" in lines
