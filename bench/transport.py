@@ -331,9 +331,12 @@ def cause(met: bool, met_paced: bool) -> str:
     return "by its CPU the code does not meet the goal" + (", although this run did" if met else "")
 
 
-def goal_lines(direct: Sequence[Measurement], library: Sequence[Measurement]) -> list[str]:
+def goal_lines(
+    direct: Sequence[Measurement], library: Sequence[Measurement], on_path: Sequence[Measurement]
+) -> list[str]:
     """The issue's goal, punch's direct path at 0.8x the library's ceiling, for the stream and for datagrams: as
-    measured, and paced by CPU (each at its slower end's CPU per MiB on a core of its own, :func:`paced_mbps`)."""
+    measured, and paced by CPU (each at its slower end's CPU per MiB on a core of its own, :func:`paced_mbps`);
+    then punch against aioquic's own over the lab's path (``on_path``), which tells the path's cost from the code's."""
     lines = []
     for what in ("stream", "datagrams"):
         value, top = rate(direct, what), rate(library, what)
@@ -351,6 +354,12 @@ def goal_lines(direct: Sequence[Measurement], library: Sequence[Measurement]) ->
             line += (
                 f". Paced by CPU per MiB (its slower end on a core of its own): {own:.0f} against {theirs:.0f} "
                 f"Mbit/s, {own / theirs:.2f}x: {cause(x >= 0.8, own / theirs >= 0.8)}"
+            )
+        beside, beside_paced = rate(on_path, what), paced(on_path, what)
+        if beside and beside_paced and own:
+            line += (
+                f". Over the lab's path aioquic's own makes {beside:.0f} Mbit/s (paced {beside_paced:.0f}): punch "
+                f"{value / beside:.2f}x it (paced {own / beside_paced:.2f}x)"
             )
         lines.append(line)
     return lines
@@ -412,7 +421,7 @@ def throughput_report(
         body,
     )  # fmt: skip
     lines += [""]
-    lines += goal_lines(by_name[DIRECT].measurements, library)
+    lines += goal_lines(by_name[DIRECT].measurements, library, by_name[AIOQUIC_PATH].measurements)
     failures = [(row, row.failures) for row in table if row.failures]
     if failures:
         lines += ["", "Failed rounds (count, first reason):", ""]
