@@ -151,7 +151,8 @@ def _transport(r: Report) -> str:
     return (
         f"direct: a stream at {r.find('stream (Mbit/s)', direct)} Mbit/s ({r.find('stream / library', direct)} "
         f"aioquic's own on loopback; goal 0.8x), datagrams at {r.find('datagrams delivered (Mbit/s)', direct)} "
-        f"Mbit/s; relayed stream {r.find('stream (Mbit/s)', relay)} Mbit/s; first tunnelled byte at "
+        f"Mbit/s ({r.find('datagrams / library', direct)}); relayed stream {r.find('stream (Mbit/s)', relay)} Mbit/s; "
+        "first tunnelled byte at "
         f"{r.find('goal ratio', {'router firewall': 'home'})} (punch time + one round trip; goal 1.2x)"
     )
 
