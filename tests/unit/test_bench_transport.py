@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 import pytest
 
-from bench import transport
+from bench import transport, transport_load
 from bench.punch_floor import EARLY, Row
 from bench.transport_tunnel import Timing, Trial, section
 
@@ -136,3 +137,38 @@ def test_the_tunnel_section_gives_the_goal_ratio() -> None:
     )
     assert verdict in lines
     assert "- home port-restricted-cone / port-restricted-cone: 1, paths ['relay', 'relay']" in lines
+
+
+class Arrivals:
+    """The datagrams part of a channel (bench/transport_load.py's Channel), fed by the test."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def receive_datagram(self) -> bytes:
+        return await self.queue.get()
+
+
+def count(sent: list[bytes], expected: int) -> tuple[int, int]:
+    """What a Counter has counted once it stops waiting for ``expected`` datagrams, of ``sent``."""
+
+    async def scenario() -> tuple[int, int]:
+        arrivals, counter = Arrivals(), transport_load.Counter()
+        counting = asyncio.ensure_future(counter.run(cast(transport_load.Channel, arrivals)))
+        for data in sent:
+            arrivals.queue.put_nowait(data)
+        async with asyncio.timeout(5):
+            await counter.until_quiet(expected)
+        counting.cancel()
+        return counter.count, counter.bytes
+
+    return asyncio.run(scenario())
+
+
+def test_the_receiver_counts_until_every_datagram_came() -> None:
+    assert count([b"ab", b"cde"], expected=2) == (2, 5)
+
+
+def test_the_receiver_stops_waiting_when_the_rest_were_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport_load, "QUIET", 0.01)
+    assert count([b"ab"], expected=3) == (1, 2)
