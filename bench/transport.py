@@ -454,7 +454,7 @@ def main() -> int:
     parser.add_argument("--mib", type=int, default=32, help="MiB uploaded on the stream per round")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds of datagrams per round")
     parser.add_argument("--quiet", type=float, default=0.1, help="the busy share of the machine a round waits for")
-    parser.add_argument("--patience", type=float, default=120.0, help="seconds a round waits for it, then runs anyway")
+    parser.add_argument("--patience", type=float, default=15.0, help="seconds a round waits for it, then runs anyway")
     transport_tunnel.add_arguments(parser)
     parser.add_argument("--output", type=Path, default=Path("bench/transport.md"))
     args = parser.parse_args()
