@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide, plan
+from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide, mapped_candidates, mapped_plan, plan
 from punch.stun.wire import Mapping, Role
 
 pytestmark = pytest.mark.unit
@@ -64,6 +64,7 @@ CASES = [
     ("we open many mappings (prediction)", row(plan=Plan.OPEN), False, False, False, False, False, None),
     ("we spray (prediction)", row(plan=Plan.SPRAY, role=Role.PROBER), False, False, False, False, False, None),
     ("both NATs symmetric: the relay, hopeless", row(plan=Plan.RELAY), False, False, False, True, False, None),
+    ("a peer's UDP blocked: the relay, retried", row(plan=Plan.RELAY_FIRST), False, False, True, False, False, None),
 ]
 
 
@@ -135,3 +136,75 @@ def test_where_udp_is_blocked_the_relay_comes_at_once_and_a_direct_path_is_retri
     assert (blocked.relay_at_once, blocked.hopeless) == (True, False)
     assert (hopeless.relay_at_once, hopeless.hopeless) == (True, True)
     assert not Strategy().relay_at_once
+
+
+def test_a_mapped_port_is_one_on_the_public_address_after_it() -> None:
+    """punch.portmap: a peer offers the port its router maps on the address the server sees it at."""
+    candidates = (("198.51.100.10", 22731), ("198.51.100.10", 54172), ("10.0.10.2", 54172))
+    assert mapped_candidates(candidates) == (("198.51.100.10", 54172),)
+    assert mapped_candidates(candidates[:1] + candidates[2:]) == ()  # the server's view and a LAN address: none
+    assert mapped_candidates((("203.0.113.7", 4000),)) == ()
+
+
+@pytest.mark.parametrize("otherwise", [p for p in Plan if p is not Plan.RELAY_FIRST])
+def test_a_mapped_port_on_either_side_beats_every_other_plan_but_relay_first(otherwise: Plan) -> None:
+    assert mapped_plan(True, False, otherwise) is mapped_plan(False, True, otherwise) is Plan.MAPPED
+    assert mapped_plan(False, False, otherwise) is otherwise
+
+
+EI, ED, BLOCKED = Mapping.ENDPOINT_INDEPENDENT, Mapping.ENDPOINT_DEPENDENT, Mapping.UDP_BLOCKED
+# (case, our mapping, theirs, our router maps a port, theirs does, the plan): both peers' plans, from what both know
+MAPPED_OR_BLOCKED = [
+    ("their mapped port, both NATs symmetric: checked", ED, ED, False, True, Plan.MAPPED),
+    ("our mapped port, both NATs cones: checked", EI, EI, True, False, Plan.MAPPED),
+    ("our UDP blocked, their mapped port: the relay first", BLOCKED, EI, False, True, Plan.RELAY_FIRST),
+    ("their UDP blocked, our mapped port: the relay first", ED, BLOCKED, True, False, Plan.RELAY_FIRST),
+    ("our UDP blocked, our own mapped port: the relay first", BLOCKED, ED, True, False, Plan.RELAY_FIRST),
+    ("both blocked, both mapped: the relay first", BLOCKED, BLOCKED, True, True, Plan.RELAY_FIRST),
+    ("our UDP blocked, nothing mapped: the relay first", BLOCKED, EI, False, False, Plan.RELAY_FIRST),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "ours", "theirs", "mapped_ours", "mapped_theirs", "expected"),
+    MAPPED_OR_BLOCKED,
+    ids=[c[0] for c in MAPPED_OR_BLOCKED],
+)
+def test_where_a_peers_udp_does_not_get_out_the_relay_first_wins_over_a_mapped_port(
+    case: str, ours: Mapping, theirs: Mapping, mapped_ours: bool, mapped_theirs: bool, expected: Plan
+) -> None:
+    """A mapped port takes UDP in, but a peer whose UDP does not get out neither checks it nor answers through it;
+    the other peer decides the same from its side (the roles and mappings swapped)."""
+    for role in Role:
+        assert mapped_plan(mapped_ours, mapped_theirs, plan(ours, theirs, role)) is expected
+        assert mapped_plan(mapped_theirs, mapped_ours, plan(theirs, ours, role)) is expected
+
+
+# (case, ours, theirs, role, we wait)
+MAPPED_CASES = [
+    ("only we map: the other checks us", True, False, Role.PROBER, True),
+    ("only we map, as the opener", True, False, Role.OPENER, True),
+    ("only they map: we check", False, True, Role.OPENER, False),
+    ("both map: the prober checks the opener's", True, True, Role.PROBER, False),
+    ("both map: the opener waits", True, True, Role.OPENER, True),
+]
+
+
+@pytest.mark.parametrize(("case", "ours", "theirs", "role", "waits"), MAPPED_CASES, ids=[c[0] for c in MAPPED_CASES])
+def test_with_a_mapped_port_one_side_checks_at_once_and_nothing_else_is_needed(
+    case: str, ours: bool, theirs: bool, role: Role, waits: bool
+) -> None:
+    strategy = decide(row(plan=Plan.MAPPED, role=role, mapped_ours=ours, mapped_theirs=theirs))
+    assert strategy.waits is waits
+    assert strategy.early_delay == 0.0  # no Ready/Go: the mapped port is open already
+    assert (strategy.may_move, strategy.predicting, strategy.hopeless, strategy.aggressive) == (
+        False,
+        False,
+        False,
+        False,
+    )
+    # the same from a near server, where a plain punch would wait for Go
+    assert (
+        decide(dataclasses.replace(NEAR, plan=Plan.MAPPED, role=role, mapped_ours=ours, mapped_theirs=theirs))
+        == strategy
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from punch import cli
+from punch.cli.peer import peer_config
 from punch.cli.streams import reach_of, stream_listen
 from punch.errors import UsageError
 from punch.peer.reach import Reach, TlsServer, Via
@@ -69,6 +70,15 @@ def test_a_peers_wrong_flags_are_one_line_naming_the_fix(flags: list[str], messa
     with pytest.raises(UsageError) as caught:
         reach(*flags)
     assert str(caught.value) == message
+
+
+def test_a_peers_wrong_reach_flag_makes_no_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`punch peer` checks every flag before it loads or makes an identity (punch.cli.peer.peer_config)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    args = cli.build_parser().parse_args(["peer", "--server", "203.0.113.1", "--to", "b", "--server-via", "tls"])
+    with pytest.raises(UsageError, match=r"^--server-via tls needs --server-tls HOST\[:PORT\]$"):
+        peer_config(args)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_server_listens_over_tcp_at_its_udp_address_and_over_tls_only_with_a_certificate(tmp_path: Path) -> None:
