@@ -75,7 +75,9 @@ def choose_plan(config: PredictConfig, ours: Mapping, introduction: Introduction
         return Plan.PUNCH
     peer, theirs = introduction.peer_id, introduction.mapping
     chosen = plan(ours, theirs, introduction.role)
-    if chosen is Plan.RELAY:
+    if chosen in (Plan.OPEN, Plan.SPRAY):
+        pass  # said by punch.peer.situation, with how
+    elif chosen is Plan.RELAY:
         log.info("both NATs map endpoint-dependently (ours and %s's): no port can be predicted", peer)
     elif Mapping.ENDPOINT_DEPENDENT in (ours, theirs):
         log.info(

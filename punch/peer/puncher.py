@@ -622,7 +622,9 @@ class Puncher:
             "probe received from %s at %s%s%s; answered",
             self.peer,
             format_address(source),
-            " (not one of its candidates: a peer-reflexive candidate)" if reflexive and not triggered else "",
+            " (not one of its candidates: a peer-reflexive candidate)"
+            if reflexive and self._before_prediction and not triggered
+            else "",
             " (nominating this path)" if nominated else "",
         )
         if nominated and self._intro.role is Role.OPENER and not self._chosen.done():

@@ -121,8 +121,12 @@ async def test_the_hard_side_opens_many_sockets_and_switches_to_the_one_the_easy
     assert result14.remote.startswith(hard_ip + ":")
     assert result10.local == result14.remote
     assert result10.remote == result14.mapped
+    assert "port prediction: our NAT maps endpoint-dependently, 14's does not; we open 32 mappings" in caplog.text
+    assert "no port prediction" not in caplog.text  # the line of plans without prediction
     assert "opened 32 sockets toward 127.0.0.1:" in caplog.text
     assert "closed the other 31" in caplog.text
+    # The extra sockets' checks come from ports that are none of the candidates, but are predicted ones.
+    assert "peer-reflexive candidate" not in caplog.text
 
 
 async def test_two_hard_sides_go_straight_to_the_relay(
