@@ -26,11 +26,14 @@ The punch:
    answers there and checks it back (RFC 8445 §7.3.1.4). Both directions work, the easy side (the prober)
    nominates, and the path is ``direct``. Nobody waited for Ready and Go;
 3. if nothing of the other peer reaches the hard side's main socket within punch.peer.strategy.reflexive_window
-   (two round trips between the peers, at least 20 ms), the easy NAT filters by port as well, or dropped the checks:
-   the hard side gives its main socket up for this punch (checks reaching it go unanswered, so that no path is
-   proven there after the cut), opens many mappings and says Ready, and Go tells the easy side to spray. Go is the
-   easy side's only reason to spray, and it comes only after the hard side gave up: both call that path
-   ``predicted``.
+   (two round trips between the peers, at least 20 ms), the easy NAT filters by port as well, or dropped the checks,
+   or one of the two processes is slow: the hard side binds its many sockets, its main socket still listening and
+   checking meanwhile. An answer that comes while it binds them (a busy machine: tens of milliseconds late) still
+   makes the path direct, and the sockets are closed unused. Otherwise the hard side gives its main socket up for
+   this punch (checks reaching it go unanswered, so that no path is proven there after the cut), opens the
+   mappings and says Ready, and Go tells the easy side to spray. Go is the easy side's only reason to spray, and
+   it comes only after the hard side gave up: both call that path ``predicted``. The wait past the window costs
+   nothing: those sockets are needed anyway.
 
 A bare router (no firewall) that filters by address and gets the hard side's first check before the easy side's
 probe left takes it for a connection of its own (the conntrack race of punch.peer.puncher): the main socket is then
@@ -103,8 +106,7 @@ class ReflexiveFirst:
         easy side: wait for a path, or for Go (the hard side got no answer), then spray. PeerError if neither comes
         within ``go_within`` seconds."""
         if self._intro.role is Role.OPENER:
-            if self._strategy.reflexive_delay is None or not await self._answered_on_main_socket():
-                await self._open_many()
+            await self._hard_side()
             return
         try:
             async with asyncio.timeout(self._go_within):
@@ -114,42 +116,69 @@ class ReflexiveFirst:
         if go:
             self._spray()
 
-    async def _answered_on_main_socket(self) -> bool:
-        """Check from the main socket (module docstring, step 2); whether the other peer reached it or answered
-        within the window (else the socket is given up for this punch)."""
-        puncher, strategy, peer = self._puncher, self._strategy, self._intro.peer_id
+    async def _hard_side(self) -> None:
+        """Check from the main socket (module docstring, step 2); without an answer within the window, open many
+        mappings (the main socket still listening meanwhile), give the main socket up and say Ready (step 3)."""
+        if self._strategy.reflexive_delay is None:
+            await self._predict(await self._open_many())
+            return
+        started = await self._check_from_main_socket()
+        if await self._contact_within(self._strategy.reflexive_window):
+            self._log_reached(started, "")
+            return
+        opener = await self._open_many()
+        if self._puncher.contact.is_set():  # an answer that came late, while we opened the sockets: still direct
+            self._log_reached(started, f", while we opened {len(opener.sockets)} sockets to predict ports")
+            await opener.close()
+            self.opener = None
+            return
+        log.info(
+            "nothing from %s reached our main socket within %.0f ms: its NAT lets in only the port it sent to "
+            "(or dropped our checks); giving that socket up for this punch and predicting ports",
+            self._intro.peer_id,
+            (asyncio.get_running_loop().time() - started) * 1000,
+        )
+        self._puncher.give_up_session_socket()
+        await self._predict(opener)
+
+    async def _check_from_main_socket(self) -> float:
+        """Wait for the other's low-TTL probe to have left (``reflexive_delay`` after our Introduce), then check
+        from the main socket; when the checks began (loop time)."""
+        strategy = self._strategy
         assert strategy.reflexive_delay is not None
         loop = asyncio.get_running_loop()
         introduced = self._client.introduced_at
         await sleep_until((loop.time() if introduced is None else introduced) + strategy.reflexive_delay)
-        window = strategy.reflexive_window
-        started = loop.time()
-        puncher.check_from_session_socket(window)
-        try:
-            async with asyncio.timeout(window):
-                await puncher.contact.wait()
-        except TimeoutError:
-            log.info(
-                "nothing from %s reached our main socket within %.0f ms: its NAT lets in only the port it sent to "
-                "(or dropped our checks); giving that socket up for this punch and predicting ports",
-                peer,
-                window * 1000,
-            )
-            puncher.give_up_session_socket()
-            return False
-        log.info(
-            "%s reached our main socket in %.1f ms: its NAT let our checks in (it filters by address at most); "
-            "no port prediction",
-            peer,
-            (loop.time() - started) * 1000,
-        )
-        return True
+        self._puncher.check_from_session_socket(strategy.reflexive_window)
+        return loop.time()
 
-    async def _open_many(self) -> None:
-        """Port prediction's hard side: many sockets, a mapping each, then Ready."""
+    async def _contact_within(self, window: float) -> bool:
+        """Whether the other peer reached the main socket, or answered a check of it, within ``window`` seconds.
+        An answer handled in the loop turn the window ends in counts: the timeout's cancellation can come after
+        it set the event (both ready in one turn)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(window):
+                await self._puncher.contact.wait()
+        return self._puncher.contact.is_set()
+
+    def _log_reached(self, started: float, meanwhile: str) -> None:
+        log.info(
+            "%s reached our main socket in %.1f ms%s: its NAT let our checks in (it filters by address at most); "
+            "no port prediction",
+            self._intro.peer_id,
+            (asyncio.get_running_loop().time() - started) * 1000,
+            meanwhile,
+        )
+
+    async def _open_many(self) -> PortOpener:
+        """Port prediction's hard side: many sockets, a mapping each (not opened yet: :meth:`_predict`)."""
         opener = PortOpener(self._puncher, self._open_socket, self._session)
         self.opener = await self._sockets.enter_async_context(opener)
         await opener.open(self._endpoint.local_address[0], self._config.sockets)
+        return opener
+
+    async def _predict(self, opener: PortOpener) -> None:
+        """Open the sockets' mappings, then Ready: the other side sprays once told Go."""
         # Full open_ttl even toward a peer behind the NAT we share (not Puncher.opening_ttl): our fresh sockets are
         # new to that NAT too, which maps each only when a packet of it passes (tests/e2e/test_punch_cgnat.py)
         opener.send(self._intro.candidates[0], self._open_ttl)

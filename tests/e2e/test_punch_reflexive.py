@@ -35,7 +35,11 @@ def test_a_symmetric_nat_and_a_cone_filtering_by_address_at_most_go_direct_from_
     assert "10's NAT maps endpoint-dependently, ours does not: 10 checks from its main socket first" in log14
     assert f"probe sent to {result10['mapped']} with TTL 2: opens our NAT mapping" in log14  # toward nat10's address
     assert f"checking from our main socket: {result14['mapped']}" in log10
-    assert re.search(r"14 reached our main socket in \d+\.\d ms: .*; no port prediction", log10), log10
+    # (On a busy machine the answer may come after the window, while peer10 binds its sockets: still direct.)
+    assert re.search(
+        r"14 reached our main socket in \d+\.\d ms(, while we opened 256 sockets to predict ports)?: .*; no port prediction",
+        log10,
+    ), log10
     # No port was predicted: no extra sockets, no spray, no Ready/Go.
     assert "opened 256 sockets" not in log10
     assert "told the server our mapping is open" not in log10
