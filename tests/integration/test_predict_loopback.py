@@ -26,7 +26,7 @@ from punch.peer.reflexive import ReflexiveFirst
 from punch.peer.strategy import Plan, Strategy
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import Address, AttributeType, Message, MessageClass, Method
-from punch.stun.protocol import Handler, StunEndpoint, open_endpoint
+from punch.stun.protocol import Handler, SocketMaker, StunEndpoint, open_endpoint
 from punch.stun.wire import Introduction, KeyShare, Mapping, Role, request
 from tests.integration.conftest import FAST, LogLine, free_port, peer_config, texts
 
@@ -72,6 +72,18 @@ async def pair(first: PeerConfig, second: PeerConfig, *, in_order: bool = False)
     return await asyncio.gather(one, run_peer(second, texts(f"hello from {second.peer_id}"), lambda t: None))
 
 
+async def hard_and_easy(hard: PeerConfig, easy: PeerConfig, *, hard_first: bool) -> tuple[PeerResult, PeerResult]:
+    """:func:`pair` of the hard side (10) and the easy side (14), one asking first; their results, 10's first, each
+    with the other's text and the hard side the opener, whoever asked first."""
+    if hard_first:
+        result10, result14 = await pair(hard, easy, in_order=True)
+    else:
+        result14, result10 = await pair(easy, hard, in_order=True)
+    assert (result10.role, result14.role) == ("opener", "prober")
+    assert (result10.received, result14.received) == (["hello from 14"], ["hello from 10"])
+    return result10, result14
+
+
 async def test_without_an_alternate_address_the_mapping_is_unknown_and_nothing_is_predicted(
     server: RendezvousServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -109,13 +121,8 @@ async def test_the_hard_side_opens_many_sockets_and_switches_to_the_one_the_easy
     hard_ip = f"127.0.{random.randint(1, 254)}.{random.randint(2, 254)}"
     hard = config(server, "10", "14", bind=(hard_ip, 0), predict=assumed(HARD, reflexive=False))
     easy = config(server, "14", "10", predict=assumed(EASY, reflexive=False))
-    if hard_first:
-        result10, result14 = await pair(hard, easy, in_order=True)
-    else:
-        result14, result10 = await pair(easy, hard, in_order=True)
+    result10, result14 = await hard_and_easy(hard, easy, hard_first=hard_first)
     assert result10.path == result14.path == "predicted"
-    assert (result10.role, result14.role) == ("opener", "prober")  # the hard side opens, whoever asked first
-    assert (result10.received, result14.received) == (["hello from 14"], ["hello from 10"])
     # The easy side talks to one of the hard side's extra sockets, which the hard side switched to.
     assert result14.remote is not None
     assert result14.remote.startswith(hard_ip + ":")
@@ -206,13 +213,8 @@ async def test_the_hard_side_checks_from_its_main_socket_first_and_needs_no_pred
     caplog.set_level(logging.INFO, logger="punch")
     hard = config(server, "10", "14", predict=assumed(HARD))
     easy = config(server, "14", "10", predict=assumed(EASY))
-    if hard_first:
-        result10, result14 = await pair(hard, easy, in_order=True)
-    else:
-        result14, result10 = await pair(easy, hard, in_order=True)
+    result10, result14 = await hard_and_easy(hard, easy, hard_first=hard_first)
     assert result10.path == result14.path == "direct"
-    assert (result10.role, result14.role) == ("opener", "prober")  # the hard side opens, whoever asked first
-    assert (result10.received, result14.received) == (["hello from 14"], ["hello from 10"])
     assert result14.remote == result10.local  # the hard side's session socket: it opened no other
     assert "10's NAT maps endpoint-dependently, ours does not: 10 checks from its main socket first" in caplog.text
     assert "our NAT maps endpoint-dependently, 14's does not: our checks from our main socket" in caplog.text
@@ -236,6 +238,33 @@ class ServerStandIn:
 
     async def ready(self, session_id: bytes) -> None:
         self.readied.append(session_id)
+
+
+def reflexive_first(
+    puncher: Puncher,
+    introduction: Introduction,
+    strategy: Strategy,
+    client: ServerStandIn,
+    config: PredictConfig,
+    endpoint: StunEndpoint,
+    open_socket: SocketMaker,
+    sockets: contextlib.AsyncExitStack,
+) -> ReflexiveFirst:
+    """The part of a punch under test, ``endpoint`` the session's socket (no session handler: nothing is chosen
+    over an extra socket here); 2 s for Go."""
+    return ReflexiveFirst(
+        puncher,
+        introduction,
+        strategy,
+        client,
+        config,
+        endpoint=endpoint,
+        open_socket=open_socket,
+        session=lambda m, s, d: None,
+        sockets=sockets,
+        open_ttl=2,
+        go_within=2.0,
+    )
 
 
 async def test_without_an_answer_on_its_main_socket_the_hard_side_gives_it_up_and_opens_many(
@@ -263,18 +292,15 @@ async def test_without_an_answer_on_its_main_socket_the_hard_side_gives_it_up_an
     hard = Puncher(main, "10", to_hard, timings, strategy=strategy)
     client = ServerStandIn()
     sockets = contextlib.AsyncExitStack()
-    first = ReflexiveFirst(
+    first = reflexive_first(
         hard,
         to_hard,
         strategy,
         client,
         PredictConfig(sockets=8),
-        endpoint=main,
-        open_socket=functools.partial(open_endpoint, keys=keys),
-        session=lambda m, s, d: None,
-        sockets=sockets,
-        open_ttl=2,
-        go_within=timings.timeout,
+        main,
+        functools.partial(open_endpoint, keys=keys),
+        sockets,
     )
     async with sockets:
         started = asyncio.get_running_loop().time()
@@ -345,19 +371,7 @@ async def test_an_answer_after_the_window_while_the_hard_side_binds_its_sockets_
 
     client = ServerStandIn()
     sockets = contextlib.AsyncExitStack()
-    first = ReflexiveFirst(
-        hard,
-        to_hard,
-        strategy,
-        client,
-        PredictConfig(sockets=8),
-        endpoint=main,
-        open_socket=late_answers,
-        session=lambda m, s, d: None,
-        sockets=sockets,
-        open_ttl=2,
-        go_within=timings.timeout,
-    )
+    first = reflexive_first(hard, to_hard, strategy, client, PredictConfig(sockets=8), main, late_answers, sockets)
     async with sockets:
         await first.start()
         assert held  # the checks came, and were answered only after the window
@@ -393,18 +407,15 @@ async def test_the_easy_side_sprays_only_once_told_go(caplog: pytest.LogCaptureF
     strategy = Strategy(plan=Plan.SPRAY, reflexive_first=True)
     easy = Puncher(endpoint, "14", to_easy, timings, strategy=strategy)
     client = ServerStandIn()
-    first = ReflexiveFirst(
+    first = reflexive_first(
         easy,
         to_easy,
         strategy,
         client,
         PredictConfig(probes=10, rate=1000.0),
-        endpoint=endpoint,
-        open_socket=functools.partial(open_endpoint, keys=keys),
-        session=lambda m, s, d: None,
-        sockets=contextlib.AsyncExitStack(),
-        open_ttl=2,
-        go_within=timings.timeout,
+        endpoint,
+        functools.partial(open_endpoint, keys=keys),
+        contextlib.AsyncExitStack(),
     )
     starting = asyncio.create_task(first.start())
     done, _ = await asyncio.wait({starting}, timeout=0.05)  # without Go (nor a path) it waits, and sprays nothing
