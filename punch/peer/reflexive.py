@@ -120,14 +120,14 @@ class ReflexiveFirst:
         """Check from the main socket (module docstring, step 2); without an answer within the window, open many
         mappings (the main socket still listening meanwhile), give the main socket up and say Ready (step 3)."""
         if self._strategy.reflexive_delay is None:
-            await self._predict(await self._open_many())
+            await self._predict(await self._bind_many())
             return
         started = await self._check_from_main_socket()
         if await self._contact_within(self._strategy.reflexive_window):
             self._log_reached(started, "")
             return
-        opener = await self._open_many()
-        if self._puncher.contact.is_set():  # an answer that came late, while we opened the sockets: still direct
+        opener = await self._bind_many()
+        if self._puncher.contact.is_set():  # an answer that came late, while we bound the sockets: still direct
             self._log_reached(started, f", while we opened {len(opener.sockets)} sockets to predict ports")
             await opener.close()
             self.opener = None
@@ -170,8 +170,8 @@ class ReflexiveFirst:
             meanwhile,
         )
 
-    async def _open_many(self) -> PortOpener:
-        """Port prediction's hard side: many sockets, a mapping each (not opened yet: :meth:`_predict`)."""
+    async def _bind_many(self) -> PortOpener:
+        """Port prediction's hard side: bind many sockets (each gets its mapping in :meth:`_predict`)."""
         opener = PortOpener(self._puncher, self._open_socket, self._session)
         self.opener = await self._sockets.enter_async_context(opener)
         await opener.open(self._endpoint.local_address[0], self._config.sockets)
