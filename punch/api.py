@@ -135,6 +135,7 @@ class Connection:
 
     @property
     def path(self) -> PathInfo:
+        """The path the connection's packets take now (:meth:`path_changes` follows it)."""
         path = self._session.path
         assert path is not None, "there is a path once the connection is established"
         return PathInfo.of(path)

@@ -63,7 +63,7 @@ from typing import Any
 from punch.errors import PeerError
 from punch.peer.checklist import CandidatePair, CheckList, CheckListState, PairState
 from punch.peer.clock import sleep_until
-from punch.peer.strategy import EARLY_FLOOR, Strategy
+from punch.peer.strategy import EARLY_FLOOR, Plan, Strategy, mapped_candidates
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
@@ -103,7 +103,9 @@ class Path:
     """A path proven in both directions."""
 
     remote: Address
-    kind: str  # "direct" (through the NATs), "direct-lan" (to a host candidate), "predicted", or "relay"
+    # "direct" (through the NATs), "direct-lan" (to a host candidate), "mapped" (through a port a router maps for one
+    # of us, punch.portmap), "predicted", or "relay"
+    kind: str
     local: StunEndpoint | None = None  # the socket it runs over, when not the session's own (port prediction)
 
 
@@ -136,6 +138,7 @@ class Puncher:
         self._fresh = fresh
         self._me = me
         self._intro = introduction
+        self._mapped = mapped_candidates(introduction.candidates)  # ports the other's router maps for it
         self._timings = timings
         self._strategy = strategy
         self._on_chosen = on_chosen  # called the moment a path is chosen (before any datagram on it is handled)
@@ -231,11 +234,16 @@ class Puncher:
     def _kind(self, remote: Address, via: StunEndpoint | None = None) -> str:
         """What a path to ``remote`` from ``via`` (default: the session's socket) is. Both sides call it the same: a
         path over one of port prediction's sockets (``predicted``) is never one of the pairs the hard side checked
-        from its session socket before it predicted, which alone the easy side heard from before Go."""
+        from its session socket before it predicted, which alone the easy side heard from before Go; a path through a
+        port a router maps for one of us (Plan.MAPPED, where nothing is predicted) is ``mapped``."""
+        if remote in self._mapped:
+            return "mapped"
         if remote in self._intro.candidates[1:]:
             return "direct-lan"
         if via is not None and via is not self._endpoint:
             return "predicted"  # one of port prediction's sockets
+        if self._strategy.waits:
+            return "mapped"  # the other peer reached us through the port our router maps (Strategy.waits)
         if self._strategy.predicting and remote not in self._reflexive:
             return "predicted"
         return "direct"
@@ -259,8 +267,10 @@ class Puncher:
     # -- the run ------------------------------------------------------------------------------------------
 
     def open_mappings(self) -> None:
-        """Opener, step 1: open our NAT's mapping toward each candidate with low-TTL checks (sent at once)."""
-        if self._timings.open_ttl <= 0:
+        """Opener, step 1: open our NAT's mapping toward each candidate with low-TTL checks (sent at once); none where a
+        router maps a port for one of us (Plan.MAPPED: that port is open already, and a flow toward the other that
+        our NAT recorded could clash with its checks to our mapped port, punch.peer.strategy.waits_for_checks)."""
+        if self._timings.open_ttl <= 0 or self._strategy.plan is Plan.MAPPED:
             return
         for candidate in self._intro.candidates:
             ttl = self.opening_ttl(candidate)
@@ -323,7 +333,9 @@ class Puncher:
         if self._chosen.done():  # peer-reflexive first found it before anything else was needed
             self._stop()
             return self._chosen.result()
-        if self._early is not None:
+        if self._strategy.waits:  # the other checks the port our router maps for us; we answer, and check back
+            self._spawn(self._opener_fallback())
+        elif self._early is not None:
             self._spawn(self._early_checks(self._early))
         elif self._intro.role is Role.PROBER:
             self._start_checks("probing")

@@ -70,6 +70,10 @@ def open_keylog(path: Path) -> TextIO:
     return os.fdopen(descriptor, "a", encoding="ascii")
 
 
+FLUSH_PING = 0.2  # seconds between PINGs while closing waits for the peer's acknowledgements (QuicLink._flush)
+FLUSH_PING_UID = -1  # their uid: the liveness's own PINGs count up from 0
+
+
 class QuicLink:
     """One QUIC connection to the peer whose Ed25519 key is ``peer_key``, over the owner's ``send``.
 
@@ -177,10 +181,7 @@ class QuicLink:
         if self._ended:
             return
         if flush > 0 and self.connected and self._unacknowledged():
-            self._flushed = asyncio.Event()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(flush):
-                    await self._flushed.wait()
+            await self._flush(flush)
             if self._ended:
                 return
             log.debug("closing with %d bytes unacknowledged", self._unacknowledged())
@@ -188,6 +189,21 @@ class QuicLink:
             self._connection.close(error_code=QuicErrorCode.NO_ERROR, reason_phrase=reason)
             self._transmit()
         self._end(LinkClosed(f"the link was closed here: {reason}"))
+
+    async def _flush(self, seconds: float) -> None:
+        """Until the peer acknowledged all we wrote, or ``seconds`` passed. A PING every FLUSH_PING seconds meanwhile:
+        their acknowledgements reveal a lost packet (our FIN, say) within about a round trip (RFC 9002 §6.1), where
+        waiting for the probe timeout, which doubles after each one, would send it again only once or twice in a few
+        seconds on a lossy path."""
+        self._flushed = asyncio.Event()
+        deadline = self._loop.time() + seconds
+        while not self._flushed.is_set() and (left := deadline - self._loop.time()) > 0:
+            assert self._connection is not None
+            self._connection.send_ping(FLUSH_PING_UID)
+            self._transmit()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, FLUSH_PING)):
+                    await self._flushed.wait()
 
     # -- datagrams from the owner -----------------------------------------------------------------------------
 

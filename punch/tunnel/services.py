@@ -17,6 +17,7 @@ from punch.tunnel.header import HeaderError, read_line_object, write_line_object
 log = logging.getLogger(__name__)
 
 HEADER_TIMEOUT = 15.0  # seconds a stream of the other peer may take to say what it is for
+SERVICE_WAIT = 5.0  # seconds a stream for a service not served yet waits for it (one set up just after connecting)
 Service = Callable[[dict[str, Any], asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 FlowRoute = Callable[[int, bytes], bool]  # a flow's datagram, by number: True if a flow took it
 
@@ -25,15 +26,33 @@ class Services:
     """Routes what the other peer opens: ``serve(name, handler)`` for streams, ``flows(forward, back)`` for
     datagrams (the accepting side's flows, and the datagrams sent back on our own forwards' flows)."""
 
-    def __init__(self) -> None:
+    def __init__(self, service_wait: float = SERVICE_WAIT) -> None:
+        self._service_wait = service_wait
         self._services: dict[str, Service] = {}
+        self._served = asyncio.Event()  # set (and cleared) each time a service is added
         self._forward: list[FlowRoute] = []  # flows we accept: datagrams the other's forwarders send
         self._back: list[FlowRoute] = []  # flows we opened: datagrams the other's accepting side sends back
         self._tasks: set[asyncio.Task[None]] = set()
         self.dropped: Counter[str] = Counter()
 
     def serve(self, name: str, handler: Service) -> None:
+        """Hand the other peer's streams for ``name`` to ``handler`` from now on (those waiting for it too)."""
         self._services[name] = handler
+        self._served.set()
+        self._served = asyncio.Event()
+
+    async def _handler(self, name: str) -> Service | None:
+        """The handler of ``name``, waiting a while (:data:`SERVICE_WAIT`) for it to be served: the other peer may open
+        a stream the moment the connection is up, before our program has set up its service."""
+        if name not in self._services:
+            log.info("a stream of the other peer for %r waits for that service", name)
+        try:
+            async with asyncio.timeout(self._service_wait):
+                while (handler := self._services.get(name)) is None:
+                    await self._served.wait()
+        except TimeoutError:
+            return None
+        return handler
 
     def route_flows(self, accepting: FlowRoute | None = None, forwarding: FlowRoute | None = None) -> None:
         if accepting is not None:
@@ -57,7 +76,7 @@ class Services:
             writer.close()
             return
         name = header.get("service")
-        handler = self._services.get(name) if isinstance(name, str) else None
+        handler = await self._handler(name) if isinstance(name, str) else None
         if handler is None:
             self.dropped["unknown-service"] += 1
             log.info("refused a stream of the other peer for %r: no such service here", name)

@@ -347,3 +347,22 @@ async def test_a_failing_callback_is_counted_and_the_link_goes_on() -> None:
         assert digest == hashlib.sha256(b"second").hexdigest()
         assert server.counters["callback-error"] == 1
         assert server.connected
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_a_close_that_flushes_delivers_the_last_bytes_and_fin_over_a_lossy_path(seed: int) -> None:
+    """40% of the datagrams lost each way and a RTT of up to 0.4 s: the probe timeout would resend our FIN once or
+    twice in a few seconds; the flush's PINGs reveal each loss within a round trip, so the FIN gets through."""
+    pipe, lossy = Pipe(Route("clean")), Route("lossy", loss=0.4, jitter=0.2, seed=seed)
+    async with linked(pipe) as (client, server):
+        await both_up(client, server)
+        _, writer = await client.open_stream()
+        writer.write(b"the last words")
+        peer_reader, _ = await server.accept_stream()
+        pipe.route = lossy  # both ways, from now on
+        writer.write_eof()
+        await client.close(flush=3.0)
+        assert client._unacknowledged() == 0, "closed before the peer acknowledged everything"
+        async with asyncio.timeout(UP):
+            assert await peer_reader.read() == b"the last words"
+        assert lossy.dropped > 0

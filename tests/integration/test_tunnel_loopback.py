@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -21,7 +23,7 @@ from punch.tunnel.header import write_line_object
 from punch.tunnel.services import Services
 from punch.tunnel.spec import Forward, Target
 from punch.tunnel.texts import Texts
-from tests.integration.conftest import free_port
+from tests.integration.conftest import LogLine, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -30,7 +32,7 @@ class Side:
     """One peer's end: its services, and a way to open streams to the other side's and send it datagrams."""
 
     def __init__(self) -> None:
-        self.services = Services()
+        self.services = Services(service_wait=0.2)
         self.other: Side | None = None
         self._listener: asyncio.Server | None = None
         self.max_datagram_size = 1200
@@ -230,3 +232,29 @@ async def test_a_file_arrives_whole_under_its_name_or_is_refused(sides: tuple[Si
     ):
         await send_file(a, source, "b")
     assert sorted(p.name for p in inbox.iterdir()) == ["data.bin"]  # nothing half-received left beside it
+
+
+async def test_a_stream_for_a_service_set_up_a_moment_later_waits_for_it(
+    sides: tuple[Side, Side], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = sides
+    caplog.set_level(logging.INFO, logger="punch.tunnel.services")
+    waiting = LogLine("for 'late' waits for that service")
+    logging.getLogger("punch.tunnel.services").addHandler(waiting)
+    try:
+        reader, writer = await a.open_stream()
+        write_line_object(writer, {"service": "late"})
+        await writer.drain()
+
+        async def late(
+            header: dict[str, Any], their_reader: asyncio.StreamReader, their_writer: asyncio.StreamWriter
+        ) -> None:
+            their_writer.write(b"here now\n")
+            await their_writer.drain()
+
+        await asyncio.wait_for(waiting.seen.wait(), 5)  # the stream has reached b, which waits for the service
+        b.services.serve("late", late)
+        assert await asyncio.wait_for(reader.readline(), 5) == b"here now\n"
+        writer.close()
+    finally:
+        logging.getLogger("punch.tunnel.services").removeHandler(waiting)

@@ -14,6 +14,8 @@ from punch.peer.strategy import (
     Situation,
     Strategy,
     decide,
+    mapped_candidates,
+    mapped_plan,
     plan,
     reflexive_window,
 )
@@ -74,7 +76,17 @@ CASES = [
     ("we open many mappings (prediction)", row(plan=Plan.OPEN), False, False, False, False, False, None),
     ("we spray (prediction)", row(plan=Plan.SPRAY, role=Role.PROBER), False, False, False, False, False, None),
     ("both NATs symmetric: the relay, hopeless", row(plan=Plan.RELAY), False, False, False, True, False, None),
-]
+    # A port a router maps beats the plan of the two NATs (decide applies punch.peer.strategy.mapped_plan): checked
+    # at once (early, delay 0), nothing predicted, the first pair proven nominated
+    ("a mapped port where we would open many mappings", row(plan=Plan.OPEN, mapped_ours=True), True, False, False,
+     False, False, None),
+    ("a mapped port where we would spray", row(plan=Plan.SPRAY, role=Role.PROBER, mapped_theirs=True), True, False,
+     False, False, False, None),
+    ("a mapped port where both NATs are symmetric: not the relay", row(plan=Plan.RELAY, mapped_theirs=True), True,
+     False, False, False, False, None),
+    ("a mapped port near the server: still no Ready/Go", dataclasses.replace(NEAR, mapped_ours=True), True, False,
+     False, False, False, None),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -137,6 +149,18 @@ REFLEXIVE = [
     ("a plain punch: nothing to be first to (early checks open at the Introduce)", FAR, False, None, 0.0, True),
     ("a near plain punch: Ready/Go", NEAR, False, None, 0.0, False),
     ("both NATs symmetric: the relay", row(plan=Plan.RELAY), False, None, 0.0, False),
+    # A mapped port lets the other's checks in at once: nothing to be first to, nothing predicted, no low-TTL probes
+    ("the hard side, our router maps a port: MAPPED", row(plan=Plan.OPEN, mapped_ours=True), False, None, 0.0, False),
+    ("the hard side, the easy side's router maps one", row(plan=Plan.OPEN, mapped_theirs=True), False, None, 0.0,
+     False),
+    ("the easy side, our router maps a port", row(plan=Plan.SPRAY, role=Role.PROBER, mapped_ours=True), False, None,
+     0.0, False),
+    ("the easy side, the hard side's router maps one", row(plan=Plan.SPRAY, role=Role.PROBER, mapped_theirs=True),
+     False, None, 0.0, False),
+    ("the hard side, both routers map ports, near server", dataclasses.replace(NEAR, plan=Plan.OPEN,
+     mapped_ours=True, mapped_theirs=True), False, None, 0.0, False),
+    ("as punch.peer.situation passes it: plan MAPPED", row(plan=Plan.MAPPED, mapped_theirs=True), False, None, 0.0,
+     False),
 ]  # fmt: skip
 
 
@@ -153,7 +177,9 @@ def test_peer_reflexive_first(
     assert strategy.reflexive_delay == (None if delay is None else pytest.approx(delay))
     assert strategy.reflexive_window == pytest.approx(window)
     assert strategy.opens_at_introduction is opens
-    assert strategy.predicting is (situation.plan is not Plan.PUNCH)  # the fallback stays planned
+    mapped = situation.mapped_ours or situation.mapped_theirs
+    assert strategy.plan is (Plan.MAPPED if mapped else situation.plan)
+    assert strategy.predicting is (not mapped and situation.plan is not Plan.PUNCH)  # the fallback stays planned
 
 
 def test_the_reflexive_window_is_two_round_trips_through_the_server_or_the_floor() -> None:
@@ -186,3 +212,50 @@ def test_a_plain_strategy_is_a_plain_punch() -> None:
         False,
         False,
     )
+
+
+def test_a_mapped_port_is_one_on_the_public_address_after_it() -> None:
+    """punch.portmap: a peer offers the port its router maps on the address the server sees it at."""
+    candidates = (("198.51.100.10", 22731), ("198.51.100.10", 54172), ("10.0.10.2", 54172))
+    assert mapped_candidates(candidates) == (("198.51.100.10", 54172),)
+    assert mapped_candidates(candidates[:1] + candidates[2:]) == ()  # the server's view and a LAN address: none
+    assert mapped_candidates((("203.0.113.7", 4000),)) == ()
+
+
+@pytest.mark.parametrize("otherwise", list(Plan))
+def test_a_mapped_port_on_either_side_beats_every_other_plan(otherwise: Plan) -> None:
+    assert mapped_plan(True, False, otherwise) is mapped_plan(False, True, otherwise) is Plan.MAPPED
+    assert mapped_plan(False, False, otherwise) is otherwise
+
+
+# (case, ours, theirs, role, we wait)
+MAPPED_CASES = [
+    ("only we map: the other checks us", True, False, Role.PROBER, True),
+    ("only we map, as the opener", True, False, Role.OPENER, True),
+    ("only they map: we check", False, True, Role.OPENER, False),
+    ("both map: the prober checks the opener's", True, True, Role.PROBER, False),
+    ("both map: the opener waits", True, True, Role.OPENER, True),
+]
+
+
+@pytest.mark.parametrize(("case", "ours", "theirs", "role", "waits"), MAPPED_CASES, ids=[c[0] for c in MAPPED_CASES])
+def test_with_a_mapped_port_one_side_checks_at_once_and_nothing_else_is_needed(
+    case: str, ours: bool, theirs: bool, role: Role, waits: bool
+) -> None:
+    strategy = decide(row(plan=Plan.MAPPED, role=role, mapped_ours=ours, mapped_theirs=theirs))
+    assert strategy.waits is waits
+    assert strategy.early_delay == 0.0  # no Ready/Go: the mapped port is open already
+    assert (strategy.may_move, strategy.predicting, strategy.hopeless, strategy.aggressive) == (
+        False,
+        False,
+        False,
+        False,
+    )
+    # the same from a near server, where a plain punch would wait for Go
+    assert (
+        decide(dataclasses.replace(NEAR, plan=Plan.MAPPED, role=role, mapped_ours=ours, mapped_theirs=theirs))
+        == strategy
+    )
+    # and whatever the two NATs' plan was: no peer-reflexive first, no prediction, not the relay
+    for nats in Plan:
+        assert decide(row(plan=nats, role=role, mapped_ours=ours, mapped_theirs=theirs)) == strategy

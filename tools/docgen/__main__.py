@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tools.docgen import cli_reference, layout, pictures, protocol, regions, results, topology
+from tools.docgen import api_reference, cli_reference, layout, pictures, protocol, regions, results, topology
 from tools.docgen.regions import RegionError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +29,8 @@ RENDERERS: dict[str, Renderer] = {
     "diagram": lambda root, page, name: pictures.diagram(root, name),
     "matrix-page": lambda root, page, _: pictures.matrix_page(root, page),
     "layout": lambda root, page, _: layout.layout(root, page),
+    "api": lambda root, page, _: api_reference.reference(root),
+    "example": lambda root, page, name: api_reference.example(root, name),
 }
 
 
