@@ -115,6 +115,10 @@ class RouterSocket(Generic[T]):
         finally:
             if not answer.done():
                 answer.cancel()
+            elif not answer.cancelled():
+                # Retrieved, so that asyncio does not log it at exit: an answer or error that came just as we were
+                # cancelled (the session ended while we asked: a refused registration) is nobody's news.
+                answer.exception()
         seconds = policy.total()
         raise NotSpoken(f"no answer from {self._router[0]}:{self._router[1]} to {sends} requests in {seconds:g} s")
 
