@@ -71,8 +71,8 @@ def theory(a: Nat, b: Nat) -> str:
         if other.mapping == APDM:
             return (
                 "direct or predicted: one side has neither NAT nor firewall, so the symmetric side's packets reach "
-                "it and it answers where they came from; punch knows only that one NAT maps endpoint-dependently, "
-                "so it predicts ports, which finds a direct path too"
+                "it and it answers where they came from (peer-reflexive); software that predicts ports instead "
+                "finds a direct path too"
             )
         return (
             "direct: one side has neither NAT nor firewall, so the other's packets reach it, and it answers "
@@ -91,8 +91,8 @@ def theory(a: Nat, b: Nat) -> str:
         return (
             f"direct or predicted: the symmetric side's new port is unknown, but the other side's {kind} filter "
             "would let its first packet in, and the answer would go to the address it came from (peer-reflexive); "
-            "punch knows only that one NAT maps endpoint-dependently, not how the other filters, so it predicts "
-            "ports, which finds a direct path too"
+            "software that predicts ports instead (it cannot tell how the other NAT filters) finds a direct path "
+            "too"
         )
     assert easy.filtering == APDF
     return (

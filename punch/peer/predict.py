@@ -63,10 +63,14 @@ class PredictConfig:
     rate: float = 500.0  # the easy side: checks a second
     ports: tuple[int, int] = PORT_RANGE  # the range the hard NAT draws its ports from
     assume: Mapping | None = None  # skip discovery and take this as our mapping (loopback tests: there is no NAT)
+    # Check from the hard side's main socket first, and predict only if that gets no answer (punch.peer.reflexive).
+    # Both sides alike: a side without it calls every path of the punch predicted.
+    reflexive: bool = True
 
 
 def choose_plan(config: PredictConfig, ours: Mapping, introduction: Introduction) -> Plan:
-    """:func:`plan`, with one log line saying why."""
+    """:func:`plan`, with one log line saying why (for port prediction, punch.peer.situation says how, once the
+    strategy is known: peer-reflexive first or not)."""
     peer, theirs = introduction.peer_id, introduction.mapping
     if Mapping.UDP_BLOCKED in (ours, theirs):
         who = "our" if ours is Mapping.UDP_BLOCKED else f"{peer}'s"
@@ -77,19 +81,8 @@ def choose_plan(config: PredictConfig, ours: Mapping, introduction: Introduction
     if not config.enabled:
         return Plan.PUNCH
     chosen = plan(ours, theirs, introduction.role)
-    if chosen is Plan.OPEN:
-        log.info(
-            "port prediction: our NAT maps endpoint-dependently, %s's does not; we open %d mappings, %s sprays",
-            peer,
-            config.sockets,
-            peer,
-        )
-    elif chosen is Plan.SPRAY:
-        log.info(
-            "port prediction: %s's NAT maps endpoint-dependently, ours does not; %s opens many mappings, we spray",
-            peer,
-            peer,
-        )
+    if chosen in (Plan.OPEN, Plan.SPRAY):
+        pass  # said by punch.peer.situation, with how
     elif chosen is Plan.RELAY:
         log.info("both NATs map endpoint-dependently (ours and %s's): no port can be predicted", peer)
     elif Mapping.ENDPOINT_DEPENDENT in (ours, theirs):

@@ -45,7 +45,10 @@ routers, which drop unsolicited packets, only drop such a check.
 
 Port prediction (punch.peer.predict) reuses this machinery: the opener's many extra sockets hand their checks to
 :meth:`Puncher.on_request` with ``via`` (answers and triggered checks leave from the socket the check reached),
-and the prober's spray reports an answering port with :meth:`Puncher.found`. Such paths are ``predicted``.
+and the prober's spray reports an answering port with :meth:`Puncher.found`. Such paths are ``predicted``. Before
+ports are predicted the hard side checks from the session's socket (punch.peer.reflexive): the easy side sees those
+checks come from a port that is none of the candidates, a peer-reflexive candidate (RFC 8445 §7.3.1.3), and answers
+and checks it as any other; a path found so is ``direct``.
 """
 
 from __future__ import annotations
@@ -151,6 +154,14 @@ class Puncher:
         self._aggressive = nominate_every_check and strategy.aggressive
         self._tasks: set[asyncio.Task[None]] = set()
         self._silent = False  # we moved to a fresh socket: checks reaching this one go unanswered
+        # Peer-reflexive first (punch.peer.reflexive): until ports are predicted, the remotes we check from the session
+        # socket or hear from are recorded, and a path to one of them is "direct"; a session socket the hard side
+        # gave up on answers no more checks; ``contact``: a check of the other's reached us, or it answered ours.
+        self._before_prediction = strategy.reflexive_first
+        self._reflexive: set[Address] = set()
+        self._given_up: StunEndpoint | None = None
+        self._session_checks: list[asyncio.Task[None]] = []
+        self.contact = asyncio.Event()
         self._check_policy = RetransmitPolicy(
             rto=timings.check_interval,
             backoff=1.0,
@@ -206,6 +217,10 @@ class Puncher:
         """The chosen path, once there is one."""
         return self._chosen.result() if self._chosen.done() else None
 
+    async def wait_chosen(self) -> Path:
+        """Wait for the chosen path (without checking anything: :meth:`run` does that)."""
+        return await asyncio.shield(self._chosen)
+
     def _choose(self, path: Path) -> None:
         if self._silent:
             return  # we moved (punch.peer.moving)
@@ -216,14 +231,22 @@ class Puncher:
         if self._on_chosen is not None:
             self._on_chosen(path)
 
-    def _kind(self, remote: Address) -> str:
+    def _kind(self, remote: Address, via: StunEndpoint | None = None) -> str:
+        """What a path to ``remote`` from ``via`` (default: the session's socket) is. Both sides call it the same: a
+        path over one of port prediction's sockets (``predicted``) is never one of the pairs the hard side checked
+        from its session socket before it predicted, which alone the easy side heard from before Go; a path through a
+        port a router maps for one of us (Plan.MAPPED, where nothing is predicted) is ``mapped``."""
         if remote in self._mapped:
             return "mapped"
         if remote in self._intro.candidates[1:]:
             return "direct-lan"
+        if via is not None and via is not self._endpoint:
+            return "predicted"  # one of port prediction's sockets
         if self._strategy.waits:
             return "mapped"  # the other peer reached us through the port our router maps (Strategy.waits)
-        return "predicted" if self._strategy.predicting else "direct"
+        if self._strategy.predicting and remote not in self._reflexive:
+            return "predicted"
+        return "direct"
 
     def check(self, *, nominate: bool = False) -> Message:
         """A connectivity check of this session (the endpoint signs it with the session's key)."""
@@ -235,10 +258,11 @@ class Puncher:
             attributes.append((AttributeType.USE_CANDIDATE, None))
         return request(Method.BINDING, *attributes)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- the run ------------------------------------------------------------------------------------------
 
@@ -306,6 +330,9 @@ class Puncher:
 
     async def run(self) -> Path:
         """Check candidates until a path is chosen or the timeout passes (PeerError)."""
+        if self._chosen.done():  # peer-reflexive first found it before anything else was needed
+            self._stop()
+            return self._chosen.result()
         if self._strategy.waits:  # the other checks the port our router maps for us; we answer, and check back
             self._spawn(self._opener_fallback())
         elif self._early is not None:
@@ -376,17 +403,48 @@ class Puncher:
         if not self._pairs.heard and not self._chosen.done():
             self._start_checks(f"no check from {self.peer} after {waited:g} s; probing")
 
-    def _start_checks(self, why: str) -> None:
+    def _start_checks(self, why: str, policy: RetransmitPolicy | None = None) -> list[asyncio.Task[None]]:
         log.info("%s %s", why, ", ".join(format_address(c) for c in self._intro.candidates))
+        return [
+            self._spawn(self._check_until_proven(self._pairs.pair(candidate, self._endpoint), policy))
+            for candidate in self._intro.candidates
+        ]
+
+    # -- peer-reflexive first (punch.peer.reflexive) ----------------------------------------------------------
+
+    def check_from_session_socket(self, window: float) -> None:
+        """The hard side: check every candidate from the session's socket now, paced to be answered within
+        ``window`` seconds even when the first check came a moment too soon and was dropped."""
+        self._reflexive.update(self._intro.candidates)
+        interval = self._timings.check_interval
+        policy = dataclasses.replace(
+            self._check_policy, rto=min(interval, window / 4), backoff=2.0, max_sends=self._check_policy.max_sends + 4
+        )
+        self._session_checks = self._start_checks("checking from our main socket:", policy)
+
+    def give_up_session_socket(self) -> None:
+        """The hard side, when nothing came back: the session socket's pairs fail and checks reaching it go
+        unanswered from now on, so that every path from here runs over port prediction's sockets."""
+        self._given_up = self._endpoint
+        self.predict_from_now()
+        for task in self._session_checks:
+            task.cancel()
         for candidate in self._intro.candidates:
-            self._spawn(self._check_until_proven(self._pairs.pair(candidate, self._endpoint)))
+            self._pairs.pair(candidate, self._endpoint).fail()
+
+    def predict_from_now(self) -> None:
+        """Ports are predicted from now on (the hard side gave up its session socket; the easy side was told Go):
+        a remote heard from first after this is a predicted one."""
+        self._before_prediction = False
 
     def found(self, remote: Address) -> None:
         """Port prediction found ``remote`` (it answered a check): the prober nominates it."""
         if self._intro.role is Role.PROBER:
             self._spawn(self._nominate(remote))
 
-    async def _check_until_proven(self, pair: CandidatePair[StunEndpoint]) -> None:
+    async def _check_until_proven(
+        self, pair: CandidatePair[StunEndpoint], policy: RetransmitPolicy | None = None
+    ) -> None:
         """Check ``pair`` until the other peer answers from its remote (Succeeded); the prober then nominates it."""
         remote, via = pair.remote, pair.via
         prober = self._intro.role is Role.PROBER
@@ -396,7 +454,9 @@ class Puncher:
         pair.start()
         while not self._chosen.done():
             try:
-                response, source = await via.request(self.check(nominate=nominate), remote, self._check_policy)
+                response, source = await via.request(
+                    self.check(nominate=nominate), remote, policy or self._check_policy
+                )
             except TransactionTimeout:
                 pair.fail()
                 return
@@ -406,10 +466,11 @@ class Puncher:
                 continue
             log.info("probe answered by %s at %s: both directions work", self.peer, format_address(remote))
             pair.succeed()
+            self.contact.set()
             if nominate:
                 if self._pairs.nominating is None:  # not once a LAN pair's own nomination began: one pair, both sides
                     pair.nominated_by_us = True
-                    self._choose_once(Path(remote, self._kind(remote)), "we nominated it in our checks")
+                    self._choose_once(Path(remote, self._kind(remote, via)), "we nominated it in our checks")
             elif prober and not self._aggressive:
                 await self._prefer_lan(remote, loop.time() - started)
                 await self._nominate(remote)
@@ -540,6 +601,15 @@ class Puncher:
         if self._silent:
             log.info("ignored a probe from %s: we moved to a fresh socket", format_address(source))
             return True
+        if via is self._given_up:
+            log.info(
+                "ignored a probe from %s on our main socket: we gave it up for port prediction", format_address(source)
+            )
+            return True
+        reflexive = source not in self._intro.candidates  # RFC 8445 §7.3.1.3
+        if self._before_prediction:
+            self._reflexive.add(source)
+        self.contact.set()
         pair = self._pairs.pair(source, via)
         triggered = pair.checked_by_peer  # our triggered check on this pair is running or done (RFC 8445 §7.3.1.4)
         pair.checked_by_peer = True
@@ -561,9 +631,12 @@ class Puncher:
             source,
         )
         log.info(
-            "probe received from %s at %s%s; answered",
+            "probe received from %s at %s%s%s; answered",
             self.peer,
             format_address(source),
+            " (not one of its candidates: a peer-reflexive candidate)"
+            if reflexive and self._before_prediction and not triggered
+            else "",
             " (nominating this path)" if nominated else "",
         )
         if nominated and self._intro.role is Role.OPENER and not self._chosen.done():
@@ -582,6 +655,6 @@ class Puncher:
             return
         source, via = pair.remote, pair.via
         extra = via is not self._endpoint  # one of port prediction's sockets
-        path = Path(source, "predicted", via) if extra else Path(source, self._kind(source))
+        path = Path(source, self._kind(source, via), via if extra else None)
         log.info("path chosen: %s via %s (nominated by %s)", path.kind, format_address(source), self.peer)
         self._choose(path)

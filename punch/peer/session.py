@@ -43,9 +43,10 @@ from punch.peer.dispatch import Dispatcher
 from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
 from punch.peer.portmapping import PortMapped
-from punch.peer.predict import PortOpener, Sprayer, our_mapping
+from punch.peer.predict import our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
 from punch.peer.reach import ServerLink, reach_server
+from punch.peer.reflexive import ReflexiveFirst
 from punch.peer.servers import with_nearest_server
 from punch.peer.situation import behind_one_nat, strategy_for
 from punch.peer.strategy import Plan, Strategy, mapped_candidates, mapped_strategy
@@ -596,29 +597,33 @@ class Session:
         )
         self._introduction, self._strategy, self._puncher = introduction, strategy, puncher
         self._dispatcher.add(puncher.on_request)
-        if puncher.early:
+        if strategy.opens_at_introduction:
             puncher.open_mappings()
 
     async def _punch(self, introduction: Introduction, strategy: Strategy) -> Path:
-        """Open (opener) or wait for Go (prober), with port prediction if planned; then check until a path is chosen
-        (moving to a fresh socket after a refused check), or fall back to the relay."""
+        """Open (opener) or wait for Go (prober), with port prediction if planned (peer-reflexive first); then check
+        until a path is chosen (moving to a fresh socket after a refused check), or fall back to the relay."""
         config, client, puncher = self._config, self._client, self._punching
-        opener: PortOpener | None = None
-        sprayer: Sprayer | None = None
+        predicting: ReflexiveFirst | None = None
+        if strategy.plan in (Plan.OPEN, Plan.SPRAY):
+            predicting = ReflexiveFirst(
+                puncher,
+                introduction,
+                strategy,
+                client,
+                config.predict,
+                endpoint=self._endpoint,
+                open_socket=self._open_socket,
+                session=self._dispatcher,
+                sockets=self._sockets,
+                open_ttl=self._timings.open_ttl,
+                go_within=self._timings.timeout,
+            )
+            await predicting.start()
         # With early checks both sides opened their mappings when the Introduce came (_open_punch); nobody waits
         # for Ready and Go.
-        if not puncher.early and introduction.role is Role.OPENER:
-            if strategy.plan is Plan.OPEN:
-                opener = await self._sockets.enter_async_context(
-                    PortOpener(puncher, self._open_socket, self._dispatcher)
-                )
-                await opener.open(config.bind[0], config.predict.sockets)
-                # Full open_ttl even toward a peer behind the NAT we share (not Puncher.opening_ttl): our fresh
-                # sockets are new to that NAT too, which maps each only when a packet of it passes
-                # (tests/e2e/test_punch_cgnat.py)
-                opener.send(introduction.candidates[0], self._timings.open_ttl)
-            else:
-                puncher.open_mappings()
+        elif not puncher.early and introduction.role is Role.OPENER:
+            puncher.open_mappings()
             await client.ready(introduction.session_id)
         elif not puncher.early:
             try:
@@ -626,9 +631,6 @@ class Session:
                     await _go_or_moved(client)
             except TimeoutError:
                 raise PeerError(f"the server never said Go for {introduction.peer_id}; is it still running?") from None
-            if strategy.plan is Plan.SPRAY:
-                sprayer = Sprayer(puncher, self._endpoint, introduction.candidates[0][0], config.predict)
-                sprayer.start()
         path: Path | None = None
         try:
             # Behind one NAT with a LAN candidate on our link (Ready/Go: no race) that NAT refuses a check to its public
@@ -651,24 +653,18 @@ class Session:
             else:
                 path = await puncher.run()
         except PeerError as error:
-            predictor = opener or sprayer
+            why = None if predicting is None else predicting.failure()
             failure = error
-            if predictor is not None:
+            if why is not None:
                 timeout = self._timings.timeout
-                failure = PeerError(
-                    f"no direct path to {introduction.peer_id} within {timeout:g} s: {predictor.failure()}"
-                )
+                failure = PeerError(f"no direct path to {introduction.peer_id} within {timeout:g} s: {why}")
             if not config.relay or isinstance(error, PeerGone):
                 raise failure from None
             log.info("%s; falling back to the relay through the server", failure)
             path = Path(self._relay_address(), "relay")
         finally:
-            if sprayer is not None:
-                await sprayer.close()
-            if opener is not None and path is not None and path.local is not None:
-                await opener.close_others(path.local)  # the chosen one is the session's socket now (_on_chosen)
-            elif opener is not None:
-                await opener.close()
+            if predicting is not None:
+                await predicting.settle(path)
         return path
 
     async def _upgrade(self) -> None:

@@ -1,5 +1,6 @@
 """What a peer knows when an introduction arrives, and the strategy it makes of it (punch.peer.strategy.decide), with
-a log line for each decision a student would ask about: why early checks, why Ready/Go, why no LAN wait."""
+a log line for each decision a student would ask about: why early checks, why Ready/Go, why no LAN wait, why check
+from the main socket before predicting ports, who checks a mapped port."""
 
 from __future__ import annotations
 
@@ -47,11 +48,15 @@ def strategy_for(
             mapped_theirs=bool(theirs),
             early_margin=timings.early_margin,
             early_floor=timings.early_floor,
+            reflexive_enabled=predict.reflexive,
         )
     )
     peer = introduction.peer_id
     if strategy.plan is Plan.MAPPED:
         _log_mapped(peer, ours, theirs, strategy)
+    elif strategy.plan in (Plan.OPEN, Plan.SPRAY):
+        untimed = predict.reflexive and (client.rtt is None or their_rtt is None)
+        _log_prediction(strategy, peer, introduction.candidates[0], predict.sockets, untimed)
     elif strategy.not_early is NotEarly.LAN:
         # On one LAN no race can be lost, but a LAN candidate on our link may be a look-alike: another home behind
         # the same carrier NAT with the same addresses (192.168.1.0/24 in both), whose router can lose the race,
@@ -110,3 +115,50 @@ def behind_one_nat(introduction: Introduction, mapped: Address | None, endpoint:
         ", ".join(format_address(c) for c in lans),
     )
     return True, False
+
+
+def _log_prediction(strategy: Strategy, peer: str, their_public: Address, sockets: int, untimed: bool) -> None:
+    """What the two sides of a symmetric NAT and a cone do, and why (punch.peer.reflexive); ``untimed``: we would
+    check from our main socket first but lack a round trip to time it."""
+    if strategy.plan is Plan.SPRAY and strategy.reflexive_first:
+        log.info(
+            "%s's NAT maps endpoint-dependently, ours does not: %s checks from its main socket first, from a port "
+            "we cannot know; our low-TTL probes open our NAT toward %s, so if it filters by address at most those "
+            "checks get in and we answer the port they came from (peer-reflexive); we spray only if %s says Go",
+            peer,
+            peer,
+            their_public[0],
+            peer,
+        )
+    elif strategy.plan is Plan.SPRAY:
+        log.info(
+            "port prediction: %s's NAT maps endpoint-dependently, ours does not; %s opens many mappings, we spray",
+            peer,
+            peer,
+        )
+    elif strategy.reflexive_delay is not None:
+        log.info(
+            "our NAT maps endpoint-dependently, %s's does not: our checks from our main socket leave from a new port "
+            "of our NAT, and if %s's NAT filters by address at most they get in and %s answers that port "
+            "(peer-reflexive); checking that first, %.1f ms after the introduction (once %s's probe has opened its "
+            "NAT toward us); if nothing comes back within %.0f ms we open %d mappings and %s sprays",
+            peer,
+            peer,
+            peer,
+            strategy.reflexive_delay * 1000,
+            peer,
+            strategy.reflexive_window * 1000,
+            sockets,
+            peer,
+        )
+    else:
+        log.info(
+            "port prediction: our NAT maps endpoint-dependently, %s's does not; we open %d mappings, %s sprays%s",
+            peer,
+            sockets,
+            peer,
+            f" (not checking from our main socket first: without both round trips to the server we cannot time it "
+            f"after {peer}'s probe)"
+            if untimed
+            else "",
+        )

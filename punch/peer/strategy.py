@@ -8,7 +8,12 @@ the server), so they decide alike without talking. The decisions, and where each
   relay either), or where one peer's UDP does not reach the server (``RELAY_FIRST``, punch.peer.reach: a direct path
   is retried from the relay); but where a router maps a port for one of the peers (punch.portmap), check that port
   (``MAPPED``): it lets anyone in, whatever either NAT does, so no opening, no timing, no prediction
-  (:func:`mapped_candidates`, :attr:`Strategy.waits`), unless a peer's UDP does not get out (:func:`mapped_plan`);
+  (:func:`mapped_candidates`, :attr:`Strategy.waits`). A mapped port beats every other plan but RELAY_FIRST
+  (:func:`mapped_plan`, applied by :func:`decide`);
+- **peer-reflexive first** (punch.peer.reflexive): where ports would be predicted (and no port is mapped), the hard
+  side first checks from its main socket, timed as early checks are (:func:`early_delay`), and predicts only if
+  nothing comes back within :func:`reflexive_window`; the easy side opens its NAT toward the hard NAT's address the
+  moment its Introduce arrives, and sprays only when told Go;
 - **behind one NAT** (the other peer has our public address): whether a LAN path likely beats the NAT's hairpin
   (``lan_first``: a LAN candidate of theirs is, or may be, on one of our links, punch.peer.routes);
 - **early checks** (punch.peer.puncher): check without waiting for Go, timed by both round trips to the server,
@@ -29,6 +34,7 @@ from punch.stun import Address
 from punch.stun.wire import Mapping, Role
 
 EARLY_FLOOR = 0.001  # seconds: the least an early check waits past the other's Introduce
+REFLEXIVE_FLOOR = 0.02  # seconds: the least the hard side waits for an answer to its main socket's checks
 
 
 class Plan(enum.Enum):
@@ -99,6 +105,14 @@ def early_pays(opener_rtt: float, prober_rtt: float, margin: float, floor: float
     return 2 * _margin(max(a, b), margin, floor) < a + min(a, b)
 
 
+def reflexive_window(our_rtt: float, their_rtt: float, floor: float = REFLEXIVE_FLOOR) -> float:
+    """How long the hard side waits for the other peer's answer to the checks from its main socket before it
+    predicts ports: two round trips between the peers, each at most the way through the server (one way, at most
+    our one-way delay to the server plus theirs: ``(our_rtt + their_rtt) / 2``), and at least ``floor`` (the
+    other peer's scheduler and ours, a first check that arrived a moment too soon and was dropped)."""
+    return max(floor, 2 * (our_rtt + their_rtt))
+
+
 @dataclass(frozen=True, slots=True)
 class Situation:
     """What a peer knows when its Introduce arrives (times in seconds)."""
@@ -116,6 +130,8 @@ class Situation:
     mapped_theirs: bool = False  # the other's candidates hold a port its router maps for it
     early_margin: float = 0.05
     early_floor: float = EARLY_FLOOR
+    reflexive_enabled: bool = True  # PredictConfig.reflexive: check from the hard side's main socket first
+    reflexive_floor: float = REFLEXIVE_FLOOR
 
 
 class NotEarly(enum.Enum):
@@ -136,6 +152,12 @@ class Strategy:
     early_delay: float | None = None
     may_move: bool = False
     not_early: NotEarly | None = None
+    # Peer-reflexive first (punch.peer.reflexive): ``reflexive_first`` on both sides of a prediction plan; the hard
+    # side's ``reflexive_delay`` (seconds after our Introduce when its first check from the main socket leaves) and
+    # ``reflexive_window`` (how long it waits for an answer before it predicts ports).
+    reflexive_first: bool = False
+    reflexive_delay: float | None = None
+    reflexive_window: float = 0.0
     # Plan.MAPPED: the other peer checks the port our router maps for us, and we wait for its checks (answering
     # them, and checking back where they came from), checking ourselves only if none came after a while
     waits: bool = False
@@ -163,6 +185,15 @@ class Strategy:
     def relay_at_once(self) -> bool:
         """No punch first: the relay from the start (and, unless hopeless, a direct path retried from it)."""
         return self.plan in (Plan.RELAY, Plan.RELAY_FIRST)
+
+    @property
+    def opens_at_introduction(self) -> bool:
+        """Our low-TTL probes leave the moment the Introduce arrives: for early checks, and on the easy side of
+        peer-reflexive first (they open our NAT toward the hard NAT's address before its checks come); never with a
+        mapped port (Plan.MAPPED checks at once, but opens nothing: punch.peer.puncher.Puncher.open_mappings)."""
+        if self.plan is Plan.MAPPED:
+            return False
+        return self.early or (self.reflexive_first and self.plan is Plan.SPRAY)
 
     @property
     def aggressive(self) -> bool:
@@ -215,12 +246,15 @@ def mapped_strategy(same_nat: bool, lan_on_link: bool, ours: bool, theirs: bool,
 
 
 def decide(situation: Situation) -> Strategy:
-    """The strategy for ``situation`` (module docstring)."""
+    """The strategy for ``situation`` (module docstring). A port a router maps for either peer makes the plan MAPPED
+    whatever the NATs' plan was, so peer-reflexive first (like early checks and prediction) applies only where no
+    port is mapped."""
     s = situation
-    if s.plan is Plan.MAPPED:
+    if mapped_plan(s.mapped_ours, s.mapped_theirs, s.plan) is Plan.MAPPED:
         return mapped_strategy(s.same_nat, s.lan_on_link, s.mapped_ours, s.mapped_theirs, s.role)
     lan_first = s.same_nat and s.lan_on_link
     delay, not_early = _early(s, lan_first)
+    reflexive_first, reflexive_delay, window = _reflexive(s)
     return Strategy(
         plan=s.plan,
         same_nat=s.same_nat,
@@ -228,7 +262,25 @@ def decide(situation: Situation) -> Strategy:
         early_delay=delay,
         may_move=s.plan is Plan.PUNCH and s.open_ttl > 0 and not lan_first,
         not_early=not_early,
+        reflexive_first=reflexive_first,
+        reflexive_delay=reflexive_delay,
+        reflexive_window=window,
     )
+
+
+def _reflexive(s: Situation) -> tuple[bool, float | None, float]:
+    """Peer-reflexive first, where ports would be predicted: the easy side needs nothing to know; the hard side
+    times its first check as an early check (after the other's Introduce and its low-TTL probe), so it needs both
+    round trips to the server; without them it predicts at once, as the easy side then sees from its Go."""
+    if not s.reflexive_enabled or s.plan not in (Plan.OPEN, Plan.SPRAY):
+        return False, None, 0.0
+    if s.plan is Plan.SPRAY:
+        return True, None, 0.0
+    if s.our_rtt is None or s.their_rtt is None:
+        return False, None, 0.0
+    told = s.our_rtt if s.told_rtt is None else s.told_rtt
+    delay = early_delay(s.our_rtt, s.their_rtt, s.early_margin, s.early_floor)
+    return True, delay, reflexive_window(told, s.their_rtt, s.reflexive_floor)
 
 
 def _early(s: Situation, lan_first: bool) -> tuple[float | None, NotEarly | None]:

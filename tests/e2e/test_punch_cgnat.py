@@ -176,12 +176,15 @@ def test_a_silent_first_public_router_still_gives_ttl_3(cgnat_lab: Lab) -> None:
 def test_a_symmetric_home_nat_behind_one_carrier_opens_its_predicted_ports_past_the_carrier(
     lab_factory: LabFactory,
 ) -> None:
-    """peer10's home NAT maps endpoint-dependently, so peer10 opens many mappings and peer11 sprays (port
-    prediction). Unlike the plain punch's probe, those go past the CGN (full TTL 3): each fresh socket is new to
+    """peer10's home NAT maps endpoint-dependently and peer11's lets in only the port it sent to, so peer10 opens
+    many mappings and peer11 sprays (port prediction). Unlike the plain punch's probe, those go past the CGN (full TTL 3): each fresh socket is new to
     the CGN, which maps it only when a packet of it passes (here: is hairpinned to peer11's home router, whose
     firewall drops it). On bare home routers that router would take them for connections of its own and remap
     peer11's spray, and no TTL helps: a probe that dies at the CGN leaves no mapping there (the relay, then)."""
     lab = lab_factory(topology=TOPOLOGIES / "cgnat.yaml", nat="nat10=symmetric")
     _, log10, result11, _ = punch_with_10_opening(lab, "11", path="predicted")
-    assert "we open 256 mappings, 11 sprays" in log10, log10
+    # peer11's home NAT lets in only the port it sent to: the checks from peer10's main socket (peer-reflexive first,
+    # hairpinned by the CGN) got no answer before ports were predicted
+    assert "nothing from 11 reached our main socket within" in log10, log10
+    assert "we open 256 mappings and 11 sprays" in log10, log10
     assert f"toward {result11['mapped']} with TTL 3: a fresh mapping on a random port of our NAT each" in log10

@@ -51,7 +51,12 @@ def test_the_symmetric_side_opens_many_mappings_and_the_cone_side_finds_one(lab:
     bound = re.search(r"socket bound to (\S+)", log10)
     assert bound is not None
     assert result10["local"] != bound[1]  # peer10 switched to the socket whose mapping was hit
+    # Peer-reflexive first: peer10 checked from its main socket, but nat14 lets in only the port it sent to; only
+    # then were ports predicted, and peer14 sprayed only once told Go.
+    assert f"checking from our main socket: {result14['mapped']}" in log10
+    assert re.search(r"nothing from 14 reached our main socket within \d+ ms: its NAT lets in only the port", log10)
     assert f"opened 256 sockets toward {result14['mapped']} with TTL 2" in log10
+    assert "10 got no answer on its main socket and opened many mappings (Go): spraying" in log14
     assert f"spraying 2000 checks to random ports of {WAN['10']} at 500/s" in log14
     assert re.search(rf"hit: {result14['remote']} answered after \d+ checks \(\d+\.\d s\)", log14), log14
     assert "closed the other 255" in log10

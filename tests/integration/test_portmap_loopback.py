@@ -1,7 +1,8 @@
 """The mapper (punch.portmap.mapper) against a fake router on loopback (tests/fake_router.py) that answers PCP and
 NAT-PMP as told: a mapping made, renewed and deleted; the fallbacks from a router's errors, garbage, another nonce
 and silence, each dropped datagram counted; a UPnP IGD that answers too slowly; a router that lost the mapping. Then
-two peers on loopback, one of whose "routers" maps (and forwards) a port: the other checks it."""
+two peers on loopback, one of whose "routers" maps (and forwards) a port: the other checks it, also where ports
+would be predicted (peer-reflexive first then does not run)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import pytest_asyncio
 
 from punch.api import run_peer
 from punch.peer.config import PeerResult
+from punch.peer.predict import PredictConfig
 from punch.portmap.mapper import Mapper, PortmapConfig, PortMapping
 from punch.rendezvous.server import RendezvousServer
 from punch.stun.transaction import RetransmitPolicy
+from punch.stun.wire import Mapping
 from tests.fake_router import Behaviour, FakeRouter, SlowHttp, SsdpResponder
 from tests.integration.conftest import LogLine, free_port, texts
 from tests.integration.conftest import peer_config as config
@@ -249,6 +252,45 @@ async def test_a_peer_offers_its_mapped_port_and_the_other_checks_it(
     assert f"our router maps {external} for us: b checks it now" in caplog.text
     assert result_b.path in ("mapped", "direct")  # on loopback a's own endpoint answers too; either is proven first
     assert fake.mappings == {}  # deleted as a closed
+
+
+@pytest.mark.parametrize("hard_maps", [True, False], ids=["the-hard-side-maps", "the-easy-side-maps"])
+async def test_a_mapped_port_beats_peer_reflexive_first_and_port_prediction(
+    server: RendezvousServer, caplog: pytest.LogCaptureFixture, hard_maps: bool
+) -> None:
+    """10's NAT maps endpoint-dependently and 14's does not (assumed: loopback has no NAT), where ports would be
+    predicted after a check from 10's main socket; one router maps a port: the plan is MAPPED, the side facing that
+    port checks it at once, and nobody checks from a main socket first, opens many sockets or sprays."""
+    sides = {"10": ("127.0.0.2", Mapping.ENDPOINT_DEPENDENT), "14": ("127.0.0.3", Mapping.ENDPOINT_INDEPENDENT)}
+    mapping_id = "10" if hard_maps else "14"
+    mapping_ip = sides[mapping_id][0]
+    fake = await FakeRouter.start(Behaviour(external_ip=mapping_ip, inside=mapping_ip))
+
+    async def run(me: str, other: str) -> PeerResult:
+        ip, mapping = sides[me]
+        mapper = portmap(fake) if me == mapping_id else PortmapConfig(enabled=False)
+        peer = config(server, me, other, bind=(ip, 0), predict=PredictConfig(assume=mapping), portmap=mapper)
+        return await run_peer(peer, texts(f"to {other}"), lambda _: None)
+
+    try:
+        result10, result14 = await asyncio.gather(run("10", "14"), run("14", "10"))
+    finally:
+        fake.close()
+    assert (result10.error, result14.error) == (None, None)
+    assert (result10.received, result14.received) == (["to 10"], ["to 14"])
+    assert (result10.role, result14.role) == ("opener", "prober")  # the hard side opens, as for prediction
+    mapper, checker_id = (result10, "14") if hard_maps else (result14, "10")
+    assert mapper.portmap is not None
+    external = mapper.portmap["external"]
+    assert f"{mapping_id}'s router maps {external} for it: we check it now" in caplog.text
+    assert f"our router maps {external} for us: {checker_id} checks it now" in caplog.text
+    peers = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("punch.peer."))
+    for predicting in ("checking from our main socket", "checks from its main socket first", "port prediction",
+                       "sockets toward", "spraying", "(Go)"):  # fmt: skip
+        assert predicting not in peers  # (the server, which knows nothing of mapped ports, still names the plan)
+    assert result10.path in ("mapped", "direct")  # on loopback the mapper's own endpoint answers too
+    assert result14.path in ("mapped", "direct")
+    assert fake.mappings == {}
 
 
 async def test_without_a_router_or_with_portmap_off_nothing_is_asked(server: RendezvousServer) -> None:

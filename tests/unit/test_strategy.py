@@ -6,7 +6,19 @@ import dataclasses
 
 import pytest
 
-from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide, mapped_candidates, mapped_plan, plan
+from punch.peer.strategy import (
+    EARLY_FLOOR,
+    REFLEXIVE_FLOOR,
+    NotEarly,
+    Plan,
+    Situation,
+    Strategy,
+    decide,
+    mapped_candidates,
+    mapped_plan,
+    plan,
+    reflexive_window,
+)
 from punch.stun.wire import Mapping, Role
 
 pytestmark = pytest.mark.unit
@@ -65,7 +77,20 @@ CASES = [
     ("we spray (prediction)", row(plan=Plan.SPRAY, role=Role.PROBER), False, False, False, False, False, None),
     ("both NATs symmetric: the relay, hopeless", row(plan=Plan.RELAY), False, False, False, True, False, None),
     ("a peer's UDP blocked: the relay, retried", row(plan=Plan.RELAY_FIRST), False, False, True, False, False, None),
-]
+    # A port a router maps beats the plan of the two NATs (decide applies punch.peer.strategy.mapped_plan): checked
+    # at once (early, delay 0), nothing predicted, the first pair proven nominated
+    ("a mapped port where we would open many mappings", row(plan=Plan.OPEN, mapped_ours=True), True, False, False,
+     False, False, None),
+    ("a mapped port where we would spray", row(plan=Plan.SPRAY, role=Role.PROBER, mapped_theirs=True), True, False,
+     False, False, False, None),
+    ("a mapped port where both NATs are symmetric: not the relay", row(plan=Plan.RELAY, mapped_theirs=True), True,
+     False, False, False, False, None),
+    ("a mapped port near the server: still no Ready/Go", dataclasses.replace(NEAR, mapped_ours=True), True, False,
+     False, False, False, None),
+    # but a peer whose UDP does not get out uses no mapped port: the relay first (punch.peer.strategy.mapped_plan)
+    ("a peer's UDP blocked beside a mapped port: the relay", row(plan=Plan.RELAY_FIRST, mapped_ours=True,
+     mapped_theirs=True), False, False, True, False, False, None),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -100,6 +125,71 @@ def test_both_peers_decide_alike_from_what_both_know() -> None:
         opener = decide(row(role=Role.OPENER, told_rtt=told, their_rtt=theirs, our_rtt=told / 3))
         prober = decide(row(role=Role.PROBER, told_rtt=theirs, their_rtt=told, our_rtt=theirs))
         assert opener.early == prober.early
+
+
+HARD = row(plan=Plan.OPEN)  # our NAT maps endpoint-dependently, theirs does not: we are the opener
+EASY = row(plan=Plan.SPRAY, role=Role.PROBER)
+
+# (case, situation, reflexive first, the hard side's delay and window, our low-TTL probes at the Introduce)
+REFLEXIVE = [
+    ("the hard side, far server: checks after the early delay", HARD, True, 1 * MS, 160 * MS, False),
+    ("the hard side, near server: the floors", row(plan=Plan.OPEN, our_rtt=MS, told_rtt=MS, their_rtt=MS), True,
+     EARLY_FLOOR, REFLEXIVE_FLOOR, False),
+    ("the hard side, the other's Introduce comes 20 ms later", row(plan=Plan.OPEN, their_rtt=80 * MS), True,
+     22 * MS, 240 * MS, False),
+    ("the hard side, the round trip we told counts for the window", row(plan=Plan.OPEN, our_rtt=10 * MS), True,
+     16 * MS, 160 * MS, False),
+    ("the hard side without --early-checks: not early checks, still first", row(plan=Plan.OPEN, early_enabled=False),
+     True, 1 * MS, 160 * MS, False),
+    ("the hard side without the other's round trip: predicts at once", row(plan=Plan.OPEN, their_rtt=None), False,
+     None, 0.0, False),
+    ("the easy side: probes at its Introduce, needs no round trip", EASY, True, None, 0.0, True),
+    ("the easy side without the other's round trip", row(plan=Plan.SPRAY, role=Role.PROBER, their_rtt=None), True,
+     None, 0.0, True),
+    ("turned off (PredictConfig.reflexive): the hard side", row(plan=Plan.OPEN, reflexive_enabled=False), False,
+     None, 0.0, False),
+    ("turned off: the easy side", row(plan=Plan.SPRAY, role=Role.PROBER, reflexive_enabled=False), False, None, 0.0,
+     False),
+    ("a plain punch: nothing to be first to (early checks open at the Introduce)", FAR, False, None, 0.0, True),
+    ("a near plain punch: Ready/Go", NEAR, False, None, 0.0, False),
+    ("both NATs symmetric: the relay", row(plan=Plan.RELAY), False, None, 0.0, False),
+    # A mapped port lets the other's checks in at once: nothing to be first to, nothing predicted, no low-TTL probes
+    ("the hard side, our router maps a port: MAPPED", row(plan=Plan.OPEN, mapped_ours=True), False, None, 0.0, False),
+    ("the hard side, the easy side's router maps one", row(plan=Plan.OPEN, mapped_theirs=True), False, None, 0.0,
+     False),
+    ("the easy side, our router maps a port", row(plan=Plan.SPRAY, role=Role.PROBER, mapped_ours=True), False, None,
+     0.0, False),
+    ("the easy side, the hard side's router maps one", row(plan=Plan.SPRAY, role=Role.PROBER, mapped_theirs=True),
+     False, None, 0.0, False),
+    ("the hard side, both routers map ports, near server", dataclasses.replace(NEAR, plan=Plan.OPEN,
+     mapped_ours=True, mapped_theirs=True), False, None, 0.0, False),
+    ("as punch.peer.situation passes it: plan MAPPED", row(plan=Plan.MAPPED, mapped_theirs=True), False, None, 0.0,
+     False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("situation", "first", "delay", "window", "opens"),
+    [case[1:] for case in REFLEXIVE],
+    ids=[case[0] for case in REFLEXIVE],
+)
+def test_peer_reflexive_first(
+    situation: Situation, first: bool, delay: float | None, window: float, opens: bool
+) -> None:
+    strategy = decide(situation)
+    assert strategy.reflexive_first is first
+    assert strategy.reflexive_delay == (None if delay is None else pytest.approx(delay))
+    assert strategy.reflexive_window == pytest.approx(window)
+    assert strategy.opens_at_introduction is opens
+    mapped = situation.mapped_ours or situation.mapped_theirs
+    assert strategy.plan is (Plan.MAPPED if mapped else situation.plan)
+    assert strategy.predicting is (not mapped and situation.plan is not Plan.PUNCH)  # the fallback stays planned
+
+
+def test_the_reflexive_window_is_two_round_trips_through_the_server_or_the_floor() -> None:
+    assert reflexive_window(40 * MS, 60 * MS) == pytest.approx(200 * MS)
+    assert reflexive_window(1 * MS, 2 * MS) == REFLEXIVE_FLOOR
+    assert reflexive_window(1 * MS, 2 * MS, floor=0.0) == pytest.approx(6 * MS)
 
 
 @pytest.mark.parametrize(
@@ -208,3 +298,6 @@ def test_with_a_mapped_port_one_side_checks_at_once_and_nothing_else_is_needed(
         decide(dataclasses.replace(NEAR, plan=Plan.MAPPED, role=role, mapped_ours=ours, mapped_theirs=theirs))
         == strategy
     )
+    # and whatever the two NATs' plan was: no peer-reflexive first, no prediction, not the relay
+    for nats in Plan:
+        assert decide(row(plan=nats, role=role, mapped_ours=ours, mapped_theirs=theirs)) == strategy
