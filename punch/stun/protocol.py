@@ -30,6 +30,7 @@ from punch.stun import (
     verify_integrity_sha256,
 )
 from punch.stun.errqueue import IP_RECVERR, MSG_ERRQUEUE, icmp_error_from
+from punch.stun.families import dual_stack_socket, mapped, takes_both, takes_ipv4, unmapped
 from punch.stun.fastpath import RECEIVE_BUFFER, Accelerator, Take
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, Transaction
 
@@ -105,6 +106,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self._others = others  # datagrams that are not STUN (else dropped and counted as not-stun)
         self._fingerprint = fingerprint
         self._transport: asyncio.DatagramTransport | None = None
+        self._dual_stack = False  # an IPv6 socket that also carries IPv4 (punch.stun.families): translate at the edge
         self._pending: dict[bytes, Transaction] = {}
         self._pending_keys: dict[bytes, tuple[bytes, ...]] = {}  # a response must be signed with one of them
         self._key_for = keys
@@ -129,6 +131,8 @@ class StunEndpoint(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio's datagram transport does not always subclass DatagramTransport, though it behaves as one.
         self._transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        self._dual_stack = sock is not None and takes_ipv4(sock)
         if self._tracer is not None:
             self._traced_as = format_address(self.local_address)
             self._tracer.socket(self._traced_as)
@@ -218,6 +222,8 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         source: Address = (str(addr[0]), int(addr[1]))
+        if self._dual_stack:
+            source = unmapped(source)
         if self._tracer is not None:
             self._tracer.datagram("recv", self._traced_as, format_address(source), data)
         fast = self.fast_paths.get(data[:2])
@@ -359,11 +365,12 @@ class StunEndpoint(asyncio.DatagramProtocol):
             return
         tracer = self._tracer
         sent_at = tracer.now() if tracer is not None else 0.0
+        to = mapped(remote) if self._dual_stack else remote
         if self._outbox is not None:
-            self._outbox.append((data, remote))
+            self._outbox.append((data, to))
         else:
             self._take_pending_error()
-            self._transport.sendto(data, remote)
+            self._transport.sendto(data, to)
         if tracer is not None:  # written after the datagram left: the trace costs it no time
             tracer.datagram("send", self._traced_as, format_address(remote), data, at=sent_at)
 
@@ -389,7 +396,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
         if self._transport is None or self._transport.is_closing():
             return
         sock = self._transport.get_extra_info("socket")
-        v6 = sock.family == socket.AF_INET6
+        v6 = ":" in remote[0]  # (an IPv6 socket sends IPv4-mapped destinations as IPv4, with IP_TTL's TTL)
         level, option = (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS) if v6 else (socket.IPPROTO_IP, socket.IP_TTL)
         previous = sock.getsockopt(level, option)
         sock.setsockopt(level, option, ttl)
@@ -399,7 +406,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
                 self._take_pending_error()
                 data = self._encode(message)
                 sent_at = self._tracer.now() if self._tracer is not None else 0.0
-                self._transport.sendto(data, remote)  # now, never in a batch
+                self._transport.sendto(data, mapped(remote) if self._dual_stack else remote)  # now, never in a batch
                 if self._tracer is not None:
                     self._tracer.datagram("send", self._traced_as, format_address(remote), data, ttl, sent_at)
             else:
@@ -470,7 +477,8 @@ async def open_endpoint(
     keys: KeyLookup = _no_keys,
     others: Others | None = None,
 ) -> StunEndpoint:
-    """Bind a UDP socket on ``local`` (in a SO_REUSEPORT group if asked) and return its endpoint.
+    """Bind a UDP socket on ``local`` (in a SO_REUSEPORT group if asked) and return its endpoint. On ``::`` the
+    socket takes IPv4 too, and the endpoint speaks of IPv4 peers by their IPv4 addresses (punch.stun.families).
 
     With ``sock`` the endpoint takes that bound UDP socket instead (``local`` and ``reuse_port`` unused) and
     closes it when it closes: a socket the caller made elsewhere, e.g. in another network namespace. ``keys``: the
@@ -478,9 +486,11 @@ async def open_endpoint(
     not STUN go (else they are dropped and counted).
     """
     loop = asyncio.get_running_loop()
+    if sock is not None and (sock.type != socket.SOCK_DGRAM or sock.family not in (socket.AF_INET, socket.AF_INET6)):
+        raise ValueError(f"open_endpoint needs a UDP socket, got {sock!r}")
+    if sock is None and takes_both(local[0]):  # on [::]: IPv6 and IPv4 (punch.stun.families)
+        sock = dual_stack_socket(local, reuse_port)
     if sock is not None:
-        if sock.type != socket.SOCK_DGRAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            raise ValueError(f"open_endpoint needs a UDP socket, got {sock!r}")
         _, protocol = await loop.create_datagram_endpoint(
             lambda: StunEndpoint(handler, fingerprint=fingerprint, keys=keys, others=others), sock=sock
         )

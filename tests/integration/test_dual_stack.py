@@ -1,0 +1,84 @@
+"""A server on [::] serves both families from one socket (punch.stun.families): an IPv4 client learns its IPv4
+address (XOR-MAPPED-ADDRESS family 0x01, RFC 8489 §14.2), an IPv6 client its IPv6 one (family 0x02), from the C
+fast path and from Python alike, and peers register over either."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from punch.rendezvous.server import RendezvousServer
+from punch.stun import AttributeType, Message, MessageClass, Method, decode, encode, new_transaction_id
+from punch.stun.fastpath import load
+from tests.integration.conftest import FAST, Client, rendezvous_client
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+FAMILIES = [("127.0.0.1", socket.AF_INET, 0x01), ("::1", socket.AF_INET6, 0x02)]
+
+
+@pytest_asyncio.fixture(params=[True, False], ids=["C fast path", "Python"])
+async def dual_server(request: pytest.FixtureRequest) -> AsyncIterator[RendezvousServer]:
+    if request.param and load() is None:
+        pytest.skip("punch._fastpath is not built here (or PUNCH_NO_FASTPATH is set)")
+    async with RendezvousServer(push_policy=FAST, accelerate=request.param) as running:
+        await running.start(("::", 0))
+        yield running
+
+
+async def ask(port: int, host: str, family: int, message: Message) -> tuple[bytes, tuple[str, int]]:
+    """Send ``message`` from a fresh socket on ``host`` to the server's ``port`` there: (the answer, our address)."""
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_datagram_endpoint(
+        Client, local_addr=(host, 0), remote_addr=(host, port), family=family
+    )
+    try:
+        transport.sendto(encode(message))
+        return await asyncio.wait_for(client.queue.get(), 2), transport.get_extra_info("sockname")[:2]
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize(("host", "family", "wire_family"), FAMILIES, ids=["IPv4", "IPv6"])
+async def test_binding_on_a_dual_stack_server_tells_each_family_its_own_address(
+    dual_server: RendezvousServer, host: str, family: int, wire_family: int
+) -> None:
+    assert dual_server.address[0] == "::"
+    request = Message(Method.BINDING, MessageClass.REQUEST, new_transaction_id())
+    data, ours = await ask(dual_server.address[1], host, family, request)
+    reply = decode(data)
+    assert reply.message_class is MessageClass.SUCCESS
+    assert reply.address(AttributeType.XOR_MAPPED_ADDRESS) == ours
+    # The attribute's value starts after the 20-byte header and its own 4-byte type and length: 0, family, ...
+    assert (data[20:22], data[25]) == (AttributeType.XOR_MAPPED_ADDRESS.to_bytes(2, "big"), wire_family)
+
+
+@pytest.mark.parametrize(("host", "family", "wire_family"), FAMILIES, ids=["IPv4", "IPv6"])
+async def test_a_python_answer_on_a_dual_stack_server_says_the_family_too(
+    dual_server: RendezvousServer, host: str, family: int, wire_family: int
+) -> None:
+    # SOFTWARE in the request sends it past the fast path, to Python.
+    request = Message(Method.BINDING, MessageClass.REQUEST, new_transaction_id(), ((AttributeType.SOFTWARE, "t"),))
+    data, ours = await ask(dual_server.address[1], host, family, request)
+    assert decode(data).address(AttributeType.XOR_MAPPED_ADDRESS) == ours
+    assert data[25] == wire_family
+
+
+async def test_peers_register_over_either_family_and_are_known_by_it(dual_server: RendezvousServer) -> None:
+    port = dual_server.address[1]
+    four = await rendezvous_client(("127.0.0.1", port), "four")
+    six = await rendezvous_client(("::1", port), "six", host="::1")
+    try:
+        for client in (four, six):
+            ours = client._endpoint.local_address
+            assert await client.register() == ours
+            found = dual_server.registry.registrations.get(client.peer_id)
+            assert found is not None
+            assert found.observed == ours
+    finally:
+        for client in (four, six):
+            await client._endpoint.close()
