@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("punch: interrupted", file=sys.stderr)
         return 130
     except OSError as error:  # binding the socket failed
-        where = args.listen if args.command == "server" else args.bind
+        where = args.listen if args.command == "server" else args.bind or "the default socket"
         flag = "--listen" if args.command == "server" else "--bind"
         print(f"punch: cannot use {where}: {error.strerror or error}; choose another {flag}", file=sys.stderr)
         return 1

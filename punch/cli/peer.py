@@ -116,12 +116,13 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         probes=args.predict_probes,
         rate=positive("--predict-rate", args.predict_rate),
     )
+    server = parse_endpoint(args.server[0], "--server", DEFAULT_PORT)
     config = PeerConfig(
-        server=parse_endpoint(args.server[0], "--server", DEFAULT_PORT),
+        server=server,
         servers=tuple(parse_endpoint(s, "--server", DEFAULT_PORT) for s in args.server[1:]),
         peer_id=args.id if args.id is not None else identity.fingerprint,
         target=target,
-        bind=parse_endpoint(args.bind, "--bind", None),
+        bind=parse_endpoint(args.bind, "--bind", None) if args.bind else None,
         timeout=positive("--timeout", args.timeout),
         punch=timings,
         relay=not args.no_relay,

@@ -47,7 +47,11 @@ def peer_flags() -> argparse.ArgumentParser:
         help="the keys we met peers with, `FINGERPRINT ID` a line (default $XDG_CONFIG_HOME/punch/known_peers, "
         "else ~/.config/punch/known_peers)",
     )
-    peer.add_argument("--bind", default="0.0.0.0:0", metavar="ADDR:PORT", help="local socket (default 0.0.0.0:0)")
+    peer.add_argument(
+        "--bind",
+        metavar="ADDR:PORT",
+        help="local socket (default [::]:0, IPv6 and IPv4, with an IPv6 --server; else 0.0.0.0:0)",
+    )
     peer.add_argument(
         "--timeout",
         type=float,

@@ -11,6 +11,7 @@ from punch.identity.known_peers import KnownPeers
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
 from punch.stun import Address
+from punch.stun.families import wildcard_for
 from punch.stun.wire import ANYONE
 
 __all__ = ["ANYONE", "DROP_REASONS", "PeerConfig", "PeerResult"]
@@ -36,7 +37,7 @@ class PeerConfig:
     server: Address
     peer_id: str
     target: str
-    bind: Address = ("0.0.0.0", 0)
+    bind: Address | None = None  # our socket's address; None: any port on the wildcard of the server's family
     timeout: float = 30.0  # to find the other peer and punch
     lease: int = 30
     punch: PunchTimings = field(default_factory=PunchTimings)
@@ -61,6 +62,12 @@ class PeerConfig:
     keylog: Path | None = None  # append each session's key here (--keylog; NSS key log format, for Wireshark)
     servers: tuple[Address, ...] = ()  # other servers sharing the registry (--server again): punch.peer.servers
 
+    @property
+    def local(self) -> Address:
+        """Where our socket binds: ``bind``, else any port on ``::`` (IPv6 and IPv4) for an IPv6 server, 0.0.0.0
+        for an IPv4 one."""
+        return self.bind if self.bind is not None else wildcard_for(self.server)
+
 
 @dataclass(frozen=True, slots=True)
 class PeerResult:
@@ -70,6 +77,7 @@ class PeerResult:
     peer: str
     path: str | None = None
     remote: str | None = None
+    family: str | None = None  # "ipv4" or "ipv6": the IP family the chosen path runs over (punch.stun.families)
     punch_ms: float | None = None
     path_at: float | None = None  # wall-clock time (time.time()) when the path was chosen, for benchmarks
     server_rtt_ms: float | None = None  # our shortest round trip to the server before the introduction

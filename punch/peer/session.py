@@ -45,6 +45,7 @@ from punch.peer.situation import behind_one_nat, strategy_for
 from punch.peer.strategy import Plan, Strategy
 from punch.peer.trust import Trust
 from punch.stun import Address
+from punch.stun.families import family_name
 from punch.stun.protocol import SocketMaker, StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.wire import ANYONE, Introduction, Role
 from punch.transport.config import LinkConfig
@@ -162,7 +163,7 @@ class Session:
     async def open(
         cls, config: PeerConfig, on_text: Callable[[str], None], *, sock: socket.socket | None = None
     ) -> Session:
-        """Bind ``config.bind`` (OSError if it cannot), or take ``sock``: a bound UDP socket the caller made, which
+        """Bind ``config.local`` (OSError if it cannot), or take ``sock``: a bound UDP socket the caller made, which
         lets one process host many peers, each with a socket in its own network namespace (bench/peer_host.py); it
         is closed with the session. Port prediction and the TTL discovery open sockets of their own, in the calling
         thread's namespace: a host of peers in other namespaces turns them off (``predict.enabled``,
@@ -172,7 +173,7 @@ class Session:
         dispatcher = Dispatcher()
         carrier = Carrier(config.peer_id, (config.server, *config.servers))
         dispatcher.add_indications(carrier.on_indication)
-        endpoint = await open_endpoint(dispatcher, config.bind, sock=sock, keys=keys, others=carrier.datagram_received)
+        endpoint = await open_endpoint(dispatcher, config.local, sock=sock, keys=keys, others=carrier.datagram_received)
         try:
             config = await with_nearest_server(config, endpoint)  # several servers: punch.peer.servers
         except PeerError:
@@ -207,6 +208,7 @@ class Session:
             peer=self._target,
             path=None if path is None else path.kind,
             remote=None if path is None else format_address(path.remote),
+            family=None if path is None else family_name(path.remote),
             punch_ms=self._punch_ms,
             path_at=self._path_at,
             server_rtt_ms=self._server_rtt_ms,
@@ -557,7 +559,7 @@ class Session:
                 opener = await self._sockets.enter_async_context(
                     PortOpener(puncher, self._open_socket, self._dispatcher)
                 )
-                await opener.open(config.bind[0], config.predict.sockets)
+                await opener.open(config.local[0], config.predict.sockets)
                 # Full open_ttl even toward a peer behind the NAT we share (not Puncher.opening_ttl): our fresh
                 # sockets are new to that NAT too, which maps each only when a packet of it passes
                 # (tests/e2e/test_punch_cgnat.py)

@@ -37,6 +37,12 @@ def mapped(address: Address) -> Address:
     return (_MAPPED_PREFIX + address[0], address[1]) if ":" not in address[0] else address
 
 
+def wildcard_for(server: Address) -> Address:
+    """Where a socket that talks to ``server`` binds by default: ``::`` (IPv6, and IPv4 with it) for an IPv6 server,
+    else 0.0.0.0; any port."""
+    return ("::", 0) if ":" in server[0] else ("0.0.0.0", 0)
+
+
 def takes_both(host: str) -> bool:
     """Whether a socket bound to ``host`` takes both families: the IPv6 wildcard ``::`` (IPv4 comes IPv4-mapped)."""
     return ":" in host and ipaddress.ip_address(host).is_unspecified

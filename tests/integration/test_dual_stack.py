@@ -1,19 +1,24 @@
 """A server on [::] serves both families from one socket (punch.stun.families): an IPv4 client learns its IPv4
 address (XOR-MAPPED-ADDRESS family 0x01, RFC 8489 §14.2), an IPv6 client its IPv6 one (family 0x02), from the C
-fast path and from Python alike, and peers register over either."""
+fast path and from Python alike; peers register over either, and punch over the family they reach it by."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
+import punch
+from punch.peer.puncher import PunchTimings
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import AttributeType, Message, MessageClass, Method, decode, encode, new_transaction_id
 from punch.stun.fastpath import load
+from punch.stun.protocol import format_address
 from tests.integration.conftest import FAST, Client, rendezvous_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -82,3 +87,24 @@ async def test_peers_register_over_either_family_and_are_known_by_it(dual_server
     finally:
         for client in (four, six):
             await client._endpoint.close()
+
+
+@pytest.mark.parametrize(("host", "family"), [("::1", "ipv6"), ("127.0.0.1", "ipv4")], ids=["IPv6", "IPv4"])
+async def test_two_peers_of_a_dual_stack_server_punch_over_the_family_they_reach_it_by(
+    dual_server: RendezvousServer, host: str, family: str
+) -> None:
+    # No bind: a peer binds the wildcard of its server's family ([::] for an IPv6 one, which takes IPv4 too).
+    server = (host, dual_server.address[1])
+    options: dict[str, Any] = {"rendezvous": FAST, "punch": PunchTimings(timeout=3.0), "timeout": 5.0}
+    async with AsyncExitStack() as stack:
+        alice, bob = await asyncio.gather(
+            stack.enter_async_context(punch.connect(server, "bob", me="alice", **options)),
+            stack.enter_async_context(punch.connect(server, "alice", me="bob", **options)),
+        )
+        for ours, theirs in ((alice, bob), (bob, alice)):
+            result = ours.result
+            assert result.family == family
+            assert result.path in ("direct", "direct-lan")
+            port = str(theirs.result.local).rsplit(":", 1)[1]
+            assert result.remote == format_address((host, int(port)))
+            assert result.mapped == format_address((host, int(str(result.local).rsplit(":", 1)[1])))
