@@ -29,6 +29,13 @@ from punch.stun import (
     trace,
     verify_integrity_sha256,
 )
+from punch.stun.arrival import (
+    ANCILLARY_SPACE,
+    ArrivalAddresses,
+    ask_for_destinations,
+    destination_of,
+    send_from_arrival,
+)
 from punch.stun.errqueue import IP_RECVERR, MSG_ERRQUEUE, icmp_error_from
 from punch.stun.families import dual_stack_socket, mapped, takes_both, takes_ipv4, unmapped
 from punch.stun.fastpath import RECEIVE_BUFFER, Accelerator, Take
@@ -52,6 +59,7 @@ Others = Callable[[bytes, Address], None]
 # (handler, local address) -> endpoint (OSError if it cannot bind).
 SocketMaker = Callable[["Handler", Address], Awaitable["StunEndpoint"]]
 OnRefused = Callable[[Address, str], None]
+RECEIVE_SIZE = 65535  # the largest UDP payload: a datagram read by recvmsg is never cut
 
 
 def _no_keys(session_id: bytes, method: int) -> bytes | None:
@@ -113,6 +121,9 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self.fast_paths: dict[bytes, FastPath] = {}  # by message type, the datagram's first two bytes
         self.counters: Counter[str] = Counter()
         self._fast_fd: int | None = None  # a duplicate of the socket's descriptor that the C fast path reads
+        # On [::]: a duplicate that reads each datagram with its destination and answers from it (punch.stun.arrival)
+        self._arrival_sock: socket.socket | None = None
+        self._arrivals: ArrivalAddresses | None = None
         # While a batch from the C fast path is handled: what the handlers send, sent together afterwards.
         self._outbox: list[tuple[bytes, Address]] | None = None
         self._errors: socket.socket | None = None  # a duplicate that reads the error queue (watch_refusals)
@@ -150,6 +161,10 @@ class StunEndpoint(asyncio.DatagramProtocol):
             asyncio.get_running_loop().remove_reader(self._fast_fd)
             os.close(self._fast_fd)
             self._fast_fd = None
+        if self._arrival_sock is not None:
+            asyncio.get_running_loop().remove_reader(self._arrival_sock.fileno())
+            self._arrival_sock.close()
+            self._arrival_sock = None
         for transaction in list(self._pending.values()):
             transaction.cancel()
         self._pending.clear()
@@ -288,6 +303,37 @@ class StunEndpoint(asyncio.DatagramProtocol):
         """Signed with the session's key if the message has a session, else with ``key`` if given."""
         return encode(message, fingerprint=self._fingerprint, integrity_sha256_key=self._key(message) or key)
 
+    # -- answering from the address asked (a wildcard socket on a host with several) --------------------------
+
+    def answer_from_arrival(self, budget: int = 512) -> None:
+        """Read the dual-stack socket with each datagram's destination, and send to each source from the address
+        it last sent to (punch.stun.arrival); ``budget`` datagrams at most per turn of the event loop."""
+        if self._transport is None or not self._dual_stack:
+            raise RuntimeError("answer_from_arrival needs a connected dual-stack endpoint")
+        sock = self._transport.get_extra_info("socket")
+        ask_for_destinations(sock)
+        self._arrival_sock = socket.socket(fileno=os.dup(sock.fileno()))  # (the same socket: non-blocking too)
+        self._arrivals = ArrivalAddresses()
+        cast(asyncio.ReadTransport, self._transport).pause_reading()
+        asyncio.get_running_loop().add_reader(self._arrival_sock.fileno(), self._read_arrivals, budget)
+
+    def _read_arrivals(self, budget: int) -> None:
+        sock, arrivals = self._arrival_sock, self._arrivals
+        assert sock is not None
+        assert arrivals is not None
+        for _ in range(budget):
+            try:
+                data, ancillary, _flags, addr = sock.recvmsg(RECEIVE_SIZE, ANCILLARY_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                self.error_received(error)
+                return
+            destination = destination_of(ancillary)
+            if destination is not None:
+                arrivals.arrived(unmapped((str(addr[0]), int(addr[1]))), destination)
+            self.datagram_received(data, addr)
+
     # -- the C fast path -----------------------------------------------------------------------------------
 
     def use_fastpath(self, accelerator: Accelerator, tail: bytes, take: Take | None = None, budget: int = 512) -> None:
@@ -368,6 +414,12 @@ class StunEndpoint(asyncio.DatagramProtocol):
         to = mapped(remote) if self._dual_stack else remote
         if self._outbox is not None:
             self._outbox.append((data, to))
+        elif self._arrival_sock is not None and self._arrivals is not None:
+            try:
+                send_from_arrival(self._arrival_sock, data, remote, self._arrivals)
+            except OSError as error:  # as asyncio's transport does with a send that fails: report, go on
+                self.counters["send-error"] += 1
+                log.debug("sending %d bytes to %s failed: %s", len(data), format_address(remote), error)
         else:
             self._take_pending_error()
             self._transport.sendto(data, to)

@@ -64,6 +64,9 @@ def server_address() -> Iterator[str]:
          "punch: --trace /nonexistent/server.trace: cannot write it (No such file or directory); choose another file"),
         (["server", "--trace", "/nonexistent/server.trace", "--workers", "2"],
          "punch: --trace records one process: run the server with --workers 1 to trace it"),
+        (["server", "--listen", "[::]:3478", "--workers", "2", "--rate-limit", "0"],
+         "punch: --workers above 1 does not work with --listen [::] yet (answers must leave from the address asked); "
+         "give --listen a specific address"),
         (["diagram", "/nonexistent/server.trace", "--name", "=core"],
          "punch: --name '=core': write WHO=LABEL, e.g. --name 198.51.100.1=core"),
     ],
