@@ -55,22 +55,24 @@ def conntrack6(lab: Lab, router: str) -> str:
     return lab.exec(router, "conntrack", "-L", "-f", "ipv6", "-p", "udp", check=True).stdout
 
 
-def punch_pair(lab: Lab, a: str, b: str, server: str) -> dict[str, dict[str, Any]]:
-    """``a`` and ``b`` punch through ``server``; each one's result, once both succeeded."""
+def punch_pair(lab: Lab, a: str, b: str, server: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """``a`` and ``b`` punch through ``server``; each one's result and log, once both succeeded."""
     procs = {a: start(lab, a, b, server), b: start(lab, b, a, server)}
     finished = {me: finish(proc) for me, proc in procs.items()}
     for me, (code, _, log) in finished.items():
         assert code == 0, f"peer {me}: {log}"
-    return {me: result for me, (_, result, _) in finished.items()}
+    return {me: result for me, (_, result, _) in finished.items()}, {me: log for me, (_, _, log) in finished.items()}
 
 
 @pytest.mark.parametrize(
     ("a", "b"), [("10", "11"), ("10", "14"), ("10", "16")], ids=["routed-routed", "routed-nptv6", "routed-nat66"]
 )
 def test_peers_with_an_ipv6_server_punch_over_ipv6_through_their_home_routers(lab: Lab, a: str, b: str) -> None:
-    results = punch_pair(lab, a, b, f"[{SERVER6}]:3478")
+    results, logs = punch_pair(lab, a, b, f"[{SERVER6}]:3478")
     for me, other in ((a, b), (b, a)):
         ours = results[me]
+        # --open-ttl auto traced the route with ICMPv6 Time Exceeded: the home router first (its LAN address)
+        assert f"TTL 1 died at {PEERS[me][0].replace('::2', '::1')} " in logs[me], logs[me]
         assert ours["received"] == [f"hello from {other}"]
         assert (ours["path"], ours["family"]) == ("direct", "ipv6")
         # the other's public address (its own, routed; its prefix swapped, NPTv6; its router's, NAT66)
@@ -87,7 +89,7 @@ def test_peers_with_an_ipv6_server_punch_over_ipv6_through_their_home_routers(la
 
 
 def test_peers_with_the_same_servers_ipv4_address_punch_over_ipv4(lab: Lab) -> None:
-    results = punch_pair(lab, "10", "14", f"{SERVER4}:3478")
+    results, _ = punch_pair(lab, "10", "14", f"{SERVER4}:3478")
     for me, other in (("10", "14"), ("14", "10")):
         ours = results[me]
         assert (ours["path"], ours["family"]) == ("direct", "ipv4")
