@@ -50,7 +50,7 @@ def peer_flags() -> argparse.ArgumentParser:
     peer.add_argument(
         "--bind",
         metavar="ADDR:PORT",
-        help="local socket (default [::]:0, IPv6 and IPv4, with an IPv6 --server; else 0.0.0.0:0)",
+        help="local socket (default [::]:0, IPv6 and IPv4, when a --server is IPv6; else 0.0.0.0:0)",
     )
     peer.add_argument(
         "--timeout",

@@ -37,7 +37,7 @@ class PeerConfig:
     server: Address
     peer_id: str
     target: str
-    bind: Address | None = None  # our socket's address; None: any port on the wildcard of the server's family
+    bind: Address | None = None  # our socket's address; None: any port on :: with an IPv6 server, else 0.0.0.0
     timeout: float = 30.0  # to find the other peer and punch
     lease: int = 30
     punch: PunchTimings = field(default_factory=PunchTimings)
@@ -64,9 +64,11 @@ class PeerConfig:
 
     @property
     def local(self) -> Address:
-        """Where our socket binds: ``bind``, else any port on ``::`` (IPv6 and IPv4) for an IPv6 server, 0.0.0.0
-        for an IPv4 one."""
-        return self.bind if self.bind is not None else wildcard_for(self.server)
+        """Where our socket binds: ``bind``, else any port on ``::`` (IPv6 and IPv4) when any of our servers is IPv6,
+        0.0.0.0 when all are IPv4."""
+        if self.bind is not None:
+            return self.bind
+        return wildcard_for(next((s for s in (self.server, *self.servers) if ":" in s[0]), self.server))
 
 
 @dataclass(frozen=True, slots=True)

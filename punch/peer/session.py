@@ -36,6 +36,7 @@ from punch.peer.carrier import Carrier, Direct, Relayed
 from punch.peer.client import RendezvousClient
 from punch.peer.config import DROP_REASONS, PeerConfig, PeerResult
 from punch.peer.dispatch import Dispatcher
+from punch.peer.dualstack import other_family_candidates
 from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
 from punch.peer.predict import PortOpener, Sprayer, our_mapping
@@ -106,6 +107,7 @@ class Session:
         keys: PeerKeys,
         carrier: Carrier,
         identity: Identity,
+        offered: tuple[Address, ...] = (),  # candidates of the other IP family (punch.peer.dualstack)
     ) -> None:
         self._config = config
         self._target = config.target  # the other peer's ID (ANYONE until one we allow is introduced)
@@ -130,7 +132,7 @@ class Session:
             endpoint,
             config.server,
             config.peer_id,
-            host_candidates(self._local, config.server),
+            (*host_candidates(self._local, config.server), *offered),
             lease=config.lease,
             policy=config.rendezvous,
             identity=identity,
@@ -179,7 +181,9 @@ class Session:
         except PeerError:
             await endpoint.close()
             raise
-        return cls(config, on_text, endpoint, dispatcher, keys, carrier, config.identity or Identity.generate())
+        offered = await other_family_candidates(endpoint, config.server, config.servers)
+        identity = config.identity or Identity.generate()
+        return cls(config, on_text, endpoint, dispatcher, keys, carrier, identity, offered)
 
     async def close(self) -> None:
         """End the session: close QUIC (the other peer learns at once), stop keeping the path and the registration

@@ -1,7 +1,8 @@
 """punch over IPv6 in the dual-stack lab (netns/topologies/dual-stack.yaml): one server on [::]:3478 serves both
 families; peers given its IPv6 address punch through their home routers' IPv6 kinds (RFC 6092's stateful firewall
 on a routed prefix, NPTv6, NAT66), and the routers' conntrack holds the flow; peers given its IPv4 address punch
-through the same routers' IPv4 NATs, and are told their IPv4 address (not an IPv4-mapped one)."""
+through the same routers' IPv4 NATs, and are told their IPv4 address (not an IPv4-mapped one). Peers given both
+offer candidates of both families and take IPv6, or IPv4 where IPv6 between them is blocked."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from netns.testing import Lab, LabFactory
 from netns.topology.model import TOPOLOGIES
 from tests.e2e import requires
-from tests.e2e.punch_in_lab import PY, WAN, finish, port, wait_for_line
+from tests.e2e.punch_in_lab import PY, finish, port, wait_for_line
 
 pytestmark = [
     pytest.mark.e2e,
@@ -24,6 +25,7 @@ pytestmark = [
 
 SERVER6 = "2001:db8:113::1"
 SERVER4 = "203.0.113.1"
+WAN = {"10": "198.51.100.10", "11": "198.51.100.75", "14": "192.0.2.14"}  # the routers' IPv4 NAT addresses
 # peer ID -> (its own IPv6 address, the address others reach it at, its router): see tests/e2e/test_lab_ipv6.py
 PEERS = {
     "10": ("2001:db8:10::2", "2001:db8:10::2", "nat10"),  # routed, RFC 6092 firewall
@@ -46,8 +48,8 @@ def lab() -> Iterator[Lab]:
         factory.close()
 
 
-def start(lab: Lab, me: str, other: str, server: str) -> subprocess.Popen[Any]:
-    command = [PY, "-m", "punch", "peer", "--server", server, "--id", me, "--to", other, "--json"]
+def start(lab: Lab, me: str, other: str, server: str, *extra: str) -> subprocess.Popen[Any]:
+    command = [PY, "-m", "punch", "peer", "--server", server, *extra, "--id", me, "--to", other, "--json"]
     return lab.spawn(f"peer{me}", *command, "--send", f"hello from {me}", text=True, stdin=subprocess.DEVNULL)
 
 
@@ -55,9 +57,10 @@ def conntrack6(lab: Lab, router: str) -> str:
     return lab.exec(router, "conntrack", "-L", "-f", "ipv6", "-p", "udp", check=True).stdout
 
 
-def punch_pair(lab: Lab, a: str, b: str, server: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """``a`` and ``b`` punch through ``server``; each one's result and log, once both succeeded."""
-    procs = {a: start(lab, a, b, server), b: start(lab, b, a, server)}
+def punch_pair(lab: Lab, a: str, b: str, server: str, *extra: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """``a`` and ``b`` punch through ``server`` (with ``extra`` arguments); each one's result and log, once both
+    succeeded."""
+    procs = {a: start(lab, a, b, server, *extra), b: start(lab, b, a, server, *extra)}
     finished = {me: finish(proc) for me, proc in procs.items()}
     for me, (code, _, log) in finished.items():
         assert code == 0, f"peer {me}: {log}"
@@ -95,3 +98,31 @@ def test_peers_with_the_same_servers_ipv4_address_punch_over_ipv4(lab: Lab) -> N
         assert (ours["path"], ours["family"]) == ("direct", "ipv4")
         assert ours["mapped"].startswith(f"{WAN[me]}:")  # its NAT's IPv4 address, as family 0x01
         assert ours["remote"].startswith(f"{WAN[other]}:")
+
+
+BOTH = ("--server", f"{SERVER4}:3478")  # beside the IPv6 one: the server's two addresses
+# On nat11: IPv6 from peer10 no longer reaches peer11 (the server still does); the lab's teardown removes it too
+BLOCK_V6 = """
+table inet punch_test_block_v6 {
+    chain forward { type filter hook forward priority -10; ip6 saddr 2001:db8:10::2 ip6 daddr 2001:db8:11::2 drop; }
+}
+"""
+
+
+def test_dual_stack_peers_offer_both_families_and_take_ipv6(lab: Lab) -> None:
+    results, logs = punch_pair(lab, "10", "11", f"[{SERVER6}]:3478", *BOTH)
+    for me in ("10", "11"):
+        assert f"{SERVER4}:3478 sees us at {WAN[me]}:" in logs[me], logs[me]  # its IPv4 candidate, gathered
+        assert (results[me]["path"], results[me]["family"]) == ("direct", "ipv6")
+
+
+def test_dual_stack_peers_fall_back_to_ipv4_when_ipv6_is_blocked(lab: Lab) -> None:
+    lab.exec("nat11", "nft", "-f", "-", input=BLOCK_V6, check=True)
+    try:
+        results, logs = punch_pair(lab, "10", "11", f"[{SERVER6}]:3478", *BOTH)
+    finally:
+        lab.exec("nat11", "nft", "delete", "table", "inet", "punch_test_block_v6", check=True)
+    for me, other in (("10", "11"), ("11", "10")):
+        assert (results[me]["path"], results[me]["family"]) == ("direct", "ipv4")
+        assert results[me]["remote"].startswith(f"{WAN[other]}:")
+    assert "falling back to IPv4" in logs["10"] + logs["11"]

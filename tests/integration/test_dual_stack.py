@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
 import punch
+from punch.api import Connection
+from punch.identity.keyfile import Identity
 from punch.peer.puncher import PunchTimings
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import AttributeType, Message, MessageClass, Method, decode, encode, new_transaction_id
@@ -103,6 +105,15 @@ async def test_peers_register_over_either_family_and_are_known_by_it(dual_server
             await client._endpoint.close()
 
 
+def pair_through(server: tuple[str, int], options: dict[str, Any]) -> list[AbstractAsyncContextManager[Connection]]:
+    """alice and bob, each with a key of its own that the other expects (no key remembered from elsewhere)."""
+    alice, bob = Identity.generate(), Identity.generate()
+    return [
+        punch.connect(server, "bob", me="alice", identity=alice, pin=bob.fingerprint, **options),
+        punch.connect(server, "alice", me="bob", identity=bob, pin=alice.fingerprint, **options),
+    ]
+
+
 @pytest.mark.parametrize(("host", "family"), [("::1", "ipv6"), ("127.0.0.1", "ipv4")], ids=["IPv6", "IPv4"])
 async def test_two_peers_of_a_dual_stack_server_punch_over_the_family_they_reach_it_by(
     dual_server: RendezvousServer, host: str, family: str
@@ -112,8 +123,7 @@ async def test_two_peers_of_a_dual_stack_server_punch_over_the_family_they_reach
     options: dict[str, Any] = {"rendezvous": FAST, "punch": PunchTimings(timeout=3.0), "timeout": 5.0}
     async with AsyncExitStack() as stack:
         alice, bob = await asyncio.gather(
-            stack.enter_async_context(punch.connect(server, "bob", me="alice", **options)),
-            stack.enter_async_context(punch.connect(server, "alice", me="bob", **options)),
+            *(stack.enter_async_context(connection) for connection in pair_through(server, options)),
         )
         for ours, theirs in ((alice, bob), (bob, alice)):
             result = ours.result
@@ -122,3 +132,32 @@ async def test_two_peers_of_a_dual_stack_server_punch_over_the_family_they_reach
             port = str(theirs.result.local).rsplit(":", 1)[1]
             assert result.remote == format_address((host, int(port)))
             assert result.mapped == format_address((host, int(str(result.local).rsplit(":", 1)[1])))
+
+
+@pytest.mark.parametrize(
+    ("server_host", "other_host"), [("::1", "127.0.0.1"), ("127.0.0.1", "::1")], ids=["IPv6 first", "IPv4 first"]
+)
+async def test_peers_with_the_servers_both_addresses_offer_both_families_and_take_ipv6(
+    dual_server: RendezvousServer, server_host: str, other_host: str
+) -> None:
+    port = dual_server.address[1]
+    # One server, two addresses: each peer registers by one, and learns its endpoint in the other family by a
+    # Binding request to the other (punch.peer.dualstack). No bind: [::], which takes both families.
+    options: dict[str, Any] = {
+        "servers": ((other_host, port),),
+        "rendezvous": FAST,
+        "punch": PunchTimings(timeout=3.0),
+        "timeout": 5.0,
+    }
+    server = (server_host, port)
+    async with AsyncExitStack() as stack:
+        alice, bob = await asyncio.gather(
+            *(stack.enter_async_context(connection) for connection in pair_through(server, options)),
+        )
+        for me, connection in (("alice", alice), ("bob", bob)):
+            registration = dual_server.registry.registrations[me]
+            ours = int(str(connection.result.local).rsplit(":", 1)[1])
+            families = {":" in host for host, _ in registration.candidates()}
+            assert families == {True, False}, registration.candidates()  # an IPv6 and an IPv4 candidate
+            assert (other_host, ours) in registration.candidates()  # what the other address saw
+            assert connection.result.family == "ipv6"  # preferred where both work

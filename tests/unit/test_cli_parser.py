@@ -39,6 +39,7 @@ def test_a_peer_binds_the_wildcard_of_its_servers_family_unless_told() -> None:
 
     assert local("--server", "[2001:db8::1]:3478") == ("::", 0)  # IPv6, and IPv4 with it (punch.stun.families)
     assert local("--server", "203.0.113.1") == ("0.0.0.0", 0)
+    assert local("--server", "203.0.113.1", "--server", "[2001:db8::1]") == ("::", 0)  # any IPv6 server
     assert local("--server", "[2001:db8::1]", "--bind", "[2001:db8:10::2]:5000") == ("2001:db8:10::2", 5000)
 
 
