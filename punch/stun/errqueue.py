@@ -10,6 +10,7 @@ sent the ICMP. An IPv6 socket does the same with ``IPV6_RECVERR`` and ICMPv6 (RF
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ def _offender(sockaddr: bytes) -> str | None:
     (family,) = struct.unpack_from("=H", sockaddr)
     if family == socket.AF_INET:
         return socket.inet_ntoa(sockaddr[4:8])
-    if family == socket.AF_INET6 and len(sockaddr) >= 24:
-        return socket.inet_ntop(socket.AF_INET6, sockaddr[8:24])
+    if family == socket.AF_INET6 and len(sockaddr) >= 24:  # (an IPv4 host's, on a dual-stack socket: IPv4-mapped)
+        address = ipaddress.IPv6Address(sockaddr[8:24])
+        return str(address.ipv4_mapped or address)
     return None

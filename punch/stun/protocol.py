@@ -36,7 +36,7 @@ from punch.stun.arrival import (
     destination_of,
     send_from_arrival,
 )
-from punch.stun.errqueue import IP_RECVERR, MSG_ERRQUEUE, icmp_error_from
+from punch.stun.errqueue import IP_RECVERR, IPV6_RECVERR, MSG_ERRQUEUE, icmp_error_from
 from punch.stun.families import dual_stack_socket, mapped, takes_both, takes_ipv4, unmapped
 from punch.stun.fastpath import RECEIVE_BUFFER, Accelerator, Take
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, Transaction
@@ -181,8 +181,10 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
     def watch_refusals(self, on_refused: OnRefused) -> bool:
         """Call ``on_refused(destination, offender)`` for each of our datagrams that an ICMP Port Unreachable
-        (RFC 792) refused: no socket listened at ``destination``, says the host ``offender``. IPv4 on Linux
-        (``IP_RECVERR``, punch.stun.errqueue); False where it cannot be watched.
+        (RFC 792; ICMPv6 Destination Unreachable, port, RFC 4443 §3.1) refused: no socket listened at
+        ``destination``, says the host ``offender``. Linux (``IP_RECVERR``, ``IPV6_RECVERR``; a dual-stack socket
+        both, its IPv4 errors IPv4-mapped, which :meth:`_read_error_queue` unmaps: punch.stun.errqueue); False where
+        it cannot be watched.
 
         Every ICMP error then waits on the socket's error queue, and the socket stays readable until it is read:
         the kernel also reports each one as the error of the next receive or send, which asyncio hands to
@@ -193,10 +195,13 @@ class StunEndpoint(asyncio.DatagramProtocol):
         if self._transport is None or self._errors is not None:
             return self._errors is not None
         sock = self._transport.get_extra_info("socket")
-        if sock.family != socket.AF_INET:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
             return False
         try:
-            sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+            if sock.family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+            if sock.family == socket.AF_INET or self._dual_stack:
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
         except OSError:
             return False
         self._errors = sock.dup()
@@ -211,17 +216,20 @@ class StunEndpoint(asyncio.DatagramProtocol):
             return
         with contextlib.suppress(OSError):
             errors.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 0)
+        with contextlib.suppress(OSError):
+            errors.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 0)
         errors.close()
 
     def _read_error_queue(self) -> None:
         while self._errors is not None:  # (a handler may stop the watching)
             try:
-                _data, ancillary, _flags, destination = self._errors.recvmsg(1, 512, MSG_ERRQUEUE)
+                _data, ancillary, _flags, queued_at = self._errors.recvmsg(1, 512, MSG_ERRQUEUE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:
                 log.debug("reading the error queue failed: %s", error)
                 return
+            destination = unmapped((str(queued_at[0]), int(queued_at[1])))
             icmp = icmp_error_from(ancillary)
             if icmp is not None and self._tracer is not None:
                 where = format_address(destination)
@@ -230,7 +238,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
                 continue
             self.counters["refused"] += 1
             try:
-                self._on_refused((str(destination[0]), int(destination[1])), icmp.offender)
+                self._on_refused(destination, icmp.offender)
             except Exception:  # as for the handler: count it and show it
                 self.counters["handler-error"] += 1
                 log.exception("refusal handler failed for %s", format_address(destination))

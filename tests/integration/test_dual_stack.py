@@ -20,7 +20,7 @@ from punch.identity.keyfile import Identity
 from punch.peer.puncher import PunchTimings
 from punch.rendezvous.server import RendezvousServer
 from punch.stun import AttributeType, Message, MessageClass, Method, decode, encode, new_transaction_id
-from punch.stun.protocol import format_address
+from punch.stun.protocol import format_address, open_endpoint
 from tests.integration.conftest import FAST, Client, rendezvous_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -143,3 +143,22 @@ async def test_peers_with_the_servers_both_addresses_offer_both_families_and_tak
             assert families == {True, False}, registration.candidates()  # an IPv6 and an IPv4 candidate
             assert (other_host, ours) in registration.candidates()  # what the other address saw
             assert connection.result.family == "ipv6"  # preferred where both work
+
+
+@pytest.mark.parametrize(
+    ("host", "family"), [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)], ids=["IPv4", "IPv6"]
+)
+async def test_a_dual_stack_socket_hears_refusals_of_either_family(host: str, family: int) -> None:
+    """ICMP Port Unreachable, or ICMPv6's: the destination and the refusing host as the endpoint speaks of them."""
+    refused: asyncio.Queue[tuple[tuple[str, int], str]] = asyncio.Queue()
+    endpoint = await open_endpoint(lambda message, source, data: None, ("::", 0))
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        closed = (host, int(probe.getsockname()[1]))
+    try:
+        assert endpoint.watch_refusals(lambda destination, offender: refused.put_nowait((destination, offender)))
+        endpoint.send(Message(Method.BINDING, MessageClass.REQUEST, new_transaction_id()), closed)
+        assert await asyncio.wait_for(refused.get(), 2) == (closed, host)
+    finally:
+        endpoint.unwatch_refusals()
+        await endpoint.close()

@@ -27,9 +27,10 @@ def extended_err(origin: int, icmp_type: int, offender: str) -> tuple[int, int, 
     return (socket.IPPROTO_IP, IP_RECVERR, err + sockaddr)
 
 
-def extended_err6(icmp_type: int, code: int, offender: str) -> tuple[int, int, bytes]:
-    """As the kernel reports an ICMPv6 error on an ``IPV6_RECVERR`` socket: the offender a ``sockaddr_in6``."""
-    err = struct.pack("=IBBBBII", 113, SO_EE_ORIGIN_ICMP6, icmp_type, code, 0, 0, 0)
+def extended_err6(icmp_type: int, code: int, offender: str, origin: int = SO_EE_ORIGIN_ICMP6) -> tuple[int, int, bytes]:
+    """As the kernel reports an ICMPv6 error on an ``IPV6_RECVERR`` socket (``origin`` ICMP: an ICMP error of IPv4 on
+    a dual-stack one): the offender a ``sockaddr_in6``."""
+    err = struct.pack("=IBBBBII", 113, origin, icmp_type, code, 0, 0, 0)
     sockaddr = struct.pack("=HHI", socket.AF_INET6, 0, 0) + socket.inet_pton(socket.AF_INET6, offender) + bytes(4)
     return (socket.IPPROTO_IPV6, IPV6_RECVERR, err + sockaddr)
 
@@ -42,6 +43,12 @@ def test_an_icmpv6_time_exceeded_names_the_router_too() -> None:
     assert time_exceeded_from([extended_err6(ICMP6_TIME_EXCEEDED, 0, "2001:db8:f10::1")]) == "2001:db8:f10::1"
     # ICMPv6 type 11 is nothing (RFC 4443 numbers its errors 1-4): not a time exceeded
     assert time_exceeded_from([extended_err6(ICMP_TIME_EXCEEDED, 0, "2001:db8:f10::1")]) is None
+
+
+def test_an_ipv4_refusal_on_a_dual_stack_socket_names_the_ipv4_host() -> None:
+    error = icmp_error_from([extended_err6(3, 3, "::ffff:192.0.2.14", origin=SO_EE_ORIGIN_ICMP)])
+    assert error is not None
+    assert (error.port_unreachable, error.offender) == (True, "192.0.2.14")
 
 
 def test_an_icmpv6_port_unreachable_is_a_refusal() -> None:
