@@ -35,17 +35,26 @@ PEERS = {
 }
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    """The dual-stack lab with home routers, and `punch server --listen [::]:3478` in it."""
+def lab_with_server(topology: str) -> Iterator[Lab]:
+    """``topology``'s lab with home routers, and `punch server --listen [::]:3478` in it."""
     factory = LabFactory()
     try:
-        lab = factory(firewall="home", topology=TOPOLOGIES / "dual-stack.yaml")
+        lab = factory(firewall="home", topology=TOPOLOGIES / topology)
         server = lab.spawn("server", PY, "-m", "punch", "server", "--listen", "[::]:3478", text=True)
         wait_for_line(server, r"listening on \[::\]:3478")
         yield lab
     finally:
         factory.close()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    yield from lab_with_server("dual-stack.yaml")
+
+
+@pytest.fixture(scope="module")
+def ipv6_only() -> Iterator[Lab]:
+    yield from lab_with_server("ipv6-only.yaml")
 
 
 def start(lab: Lab, me: str, other: str, server: str, *extra: str) -> subprocess.Popen[Any]:
@@ -126,3 +135,13 @@ def test_dual_stack_peers_fall_back_to_ipv4_when_ipv6_is_blocked(lab: Lab) -> No
         assert (results[me]["path"], results[me]["family"]) == ("direct", "ipv4")
         assert results[me]["remote"].startswith(f"{WAN[other]}:")
     assert "falling back to IPv4" in logs["10"] + logs["11"]
+
+
+def test_ipv6_only_peers_given_both_addresses_punch_over_ipv6(ipv6_only: Lab) -> None:
+    """No IPv4 at all on the peers (an IPv6-only access network): the server's IPv4 address never answers, so they
+    register by IPv6 and offer IPv6 alone, through a routed home firewall and a NAT66 router."""
+    results, logs = punch_pair(ipv6_only, "10", "16", f"[{SERVER6}]:3478", *BOTH)
+    for me, other in (("10", "16"), ("16", "10")):
+        assert "no server of the other family answered" in logs[me], logs[me]
+        assert (results[me]["path"], results[me]["family"]) == ("direct", "ipv6")
+        assert results[me]["remote"].startswith(f"[{PEERS[other][1]}]:")
