@@ -26,7 +26,7 @@ from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
 from punch.rendezvous.server import DEFAULT_PORT
 from punch.stun.credentials import read_secret
-from punch.stun.endpoints import parse_endpoint
+from punch.stun.endpoints import parse_endpoint, resolve_servers
 from punch.tunnel.spec import Target, parse_allow, parse_forward
 
 log = logging.getLogger("punch")
@@ -98,6 +98,8 @@ def _pin(args: argparse.Namespace) -> tuple[str, str | None]:
 
 def peer_config(args: argparse.Namespace) -> PeerConfig:
     """The PeerConfig that ``punch peer`` ARGS asks for; UsageError naming the flag when one is out of range."""
+    # First, before a fresh identity is made: a name gives every address it has, the first our server (dualstack)
+    server, *servers = (a for text in args.server for a in resolve_servers(text, "--server", DEFAULT_PORT))
     target, pin = _pin(args)
     identity, _, _ = load_identity_of(args)
     known = KnownPeers(Path(args.known_peers) if args.known_peers else default_known_peers_path())
@@ -116,10 +118,9 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         probes=args.predict_probes,
         rate=positive("--predict-rate", args.predict_rate),
     )
-    server = parse_endpoint(args.server[0], "--server", DEFAULT_PORT)
     config = PeerConfig(
         server=server,
-        servers=tuple(parse_endpoint(s, "--server", DEFAULT_PORT) for s in args.server[1:]),
+        servers=tuple(dict.fromkeys(s for s in servers if s != server)),
         peer_id=args.id if args.id is not None else identity.fingerprint,
         target=target,
         bind=parse_endpoint(args.bind, "--bind", None) if args.bind else None,

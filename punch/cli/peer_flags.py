@@ -31,8 +31,9 @@ def peer_flags() -> argparse.ArgumentParser:
         required=True,
         action="append",
         metavar="HOST[:PORT]",
-        help=f"rendezvous server (port {DEFAULT_PORT}); again for others sharing its --registry: we register with "
-        "the nearest answering one and turn to another when it falls silent",
+        help=f"rendezvous server (port {DEFAULT_PORT}): an address, or a name, which gives each of its addresses (with "
+        "an IPv6 and an IPv4 one we offer candidates of both, IPv6 first); again for others sharing its --registry: "
+        "we register with the nearest answering one and turn to another when it falls silent",
     )
     peer.add_argument("--id", help="our peer ID (default: our fingerprint, `punch id`)")
     peer.add_argument(

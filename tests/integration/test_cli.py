@@ -28,8 +28,8 @@ def server_address() -> Iterator[str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["peer", "--server", "nowhere", "--id", "1", "--to", "2"],
-         "punch: --server 'nowhere': 'nowhere' is not an IP address; give e.g. 203.0.113.1:3478"),
+        (["peer", "--server", "[nowhere]", "--id", "1", "--to", "2"],
+         "punch: --server '[nowhere]': 'nowhere' is not an IP address; give e.g. 203.0.113.1:3478"),
         (["peer", "--server", "127.0.0.1:99999", "--id", "1", "--to", "2"],
          "punch: --server '127.0.0.1:99999': port must be a number from 0 to 65535"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "1"],
