@@ -1,5 +1,5 @@
-"""``python -m netns`` / ``netns-lab``: verbs up, down, status, exec, validate, logdir, matrix, matrix-html, impair,
-readdress.
+"""``python -m netns`` / ``netns-lab``: verbs up, down, status, exec, validate, logdir, matrix, matrix-html,
+matrix-merge, impair, readdress.
 
 Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted (128+N for another signal N).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from netns import naming
-from netns.errors import LabError, TopologyError
+from netns.errors import LabError, ShardError, TopologyError
 from netns.kernel import containers, namespaces, processes
 from netns.lab import impairments, lifecycle, ownership, state
 from netns.lab.apply import Interrupted, deferred_signals
@@ -30,6 +30,7 @@ from netns.topology import generate, impairment, model
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MATRIX_COMMAND = "python -m netns matrix"  # what matrix.md says made it, sharded or not
 SUMMARY_NODES = 40  # `up` lists at most this many nodes (a generated lab has thousands)
 
 
@@ -184,6 +185,12 @@ def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
     sub.add_argument("--firewall", action="append", choices=cells.FIREWALL_KINDS, help="only this kind (repeatable)")
     sub.add_argument("--preset", action="append", choices=cells.PAIR_PRESETS, help="only these presets (repeatable)")
     sub.add_argument("--group", action="append", choices=cells.GROUPS, help="only these cells (repeatable)")
+    sub.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run only shard K of N (1 <= K <= N), a fixed share of the cells, and write shard-K-of-N.json for "
+        "matrix-merge instead of matrix.md/json/html",
+    )
     page = verbs.add_parser(
         "matrix-html",
         help="write matrix.html (coloured grids) from an existing matrix.json, without running the matrix again",
@@ -191,29 +198,63 @@ def _matrix_parser(verbs: Any, common: argparse.ArgumentParser) -> None:
     )
     page.add_argument("json", type=Path, metavar="MATRIX_JSON", help="a matrix.json written by `matrix`")
     page.add_argument("--output", type=Path, metavar="FILE", help="the page (default: matrix.html beside the JSON)")
+    joined = verbs.add_parser(
+        "matrix-merge",
+        help="write one matrix.md/json/html from the shard-K-of-N.json files of `matrix --shard K/N`, as one "
+        "unsharded run of the same cells would",
+        parents=[common],
+    )
+    joined.add_argument("shards", nargs="+", type=Path, metavar="SHARD_JSON", help="every shard's file, once")
+    joined.add_argument("--output", type=Path, default=Path("."), metavar="DIR", help="where matrix.md/json/html go")
 
 
 def _cmd_matrix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from netns.matrix import report, runner  # here: the other verbs need neither
+    from netns.matrix import merge, report, runner, shards  # here: the other verbs need none of them
 
+    shard = shards.Shard.parse(args.shard) if args.shard is not None else None
     if args.trials < 1 or args.jobs < 1:
         parser.error("--trials and --jobs must be at least 1")
     ownership.require_root("matrix")
-    chosen = cells.cells(args.firewall or cells.FIREWALL_KINDS, args.preset or cells.PAIR_PRESETS)
-    chosen = [c for c in chosen if args.group is None or c.group in args.group]
+    whole = merge.Matrix(
+        firewalls=tuple(args.firewall or cells.FIREWALL_KINDS),
+        presets=tuple(args.preset or cells.PAIR_PRESETS),
+        groups=tuple(args.group or cells.GROUPS),
+        trials=args.trials,
+        setup=args.setup,
+        trial=args.trial,
+        shards=shard.count if shard else 1,
+    )
+    chosen = whole.cells()
+    mine = shard.share(chosen) if shard else chosen
     commands = runner.Commands(
         trial=runner.parse_command(args.trial),
         setup=runner.parse_command(args.setup),
         trials=args.trials,
         capture=args.capture,
     )
-    print(f"matrix: {len(chosen)} cells x {args.trials} trial(s), {args.jobs} lab(s) at a time", file=sys.stderr)
+    part = f"shard {shard}: {len(mine)} of {len(chosen)} cells" if shard else f"{len(chosen)} cells"
+    print(f"matrix: {part} x {args.trials} trial(s), {args.jobs} lab(s) at a time", file=sys.stderr)
     matrix = runner.Runner(commands, args.jobs, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
-    results = matrix.run(chosen)
-    md, js, page = report.write(results, args.output, args.trials, "python -m netns matrix")
+    results = matrix.run(mine)
+    if shard is None:
+        md, js, page = report.write(results, args.output, args.trials, MATRIX_COMMAND)
+        print(md.read_text(encoding="utf-8"))
+        print(f"wrote {md}, {js} and {page}", file=sys.stderr)
+    else:
+        path = merge.write(args.output, shard, whole, results, report.measured())
+        print(report.markdown(results, args.trials, MATRIX_COMMAND))
+        print(f"wrote {path}; `python -m netns matrix-merge` joins it with the other shards' files", file=sys.stderr)
+    return EXIT_OK if all(r.succeeded for r in results) else EXIT_FAILURE
+
+
+def _cmd_matrix_merge(args: argparse.Namespace) -> int:
+    from netns.matrix import merge, report  # here: the other verbs need neither
+
+    merged = merge.merge(args.shards)
+    md, js, page = report.write(merged.results, args.output, merged.matrix.trials, MATRIX_COMMAND, merged.where)
     print(md.read_text(encoding="utf-8"))
-    print(f"wrote {md}, {js} and {page}", file=sys.stderr)
-    return EXIT_OK if all(r.successes == r.trials and not r.error for r in results) else EXIT_FAILURE
+    print(f"wrote {md}, {js} and {page} from {len(args.shards)} shard(s)", file=sys.stderr)
+    return EXIT_OK if all(r.succeeded for r in merged.results) else EXIT_FAILURE
 
 
 def _cmd_matrix_html(args: argparse.Namespace) -> int:
@@ -412,6 +453,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _cmd_matrix(args, parser)
         if args.verb == "matrix-html":
             return _cmd_matrix_html(args)
+        if args.verb == "matrix-merge":
+            return _cmd_matrix_merge(args)
         if args.verb == "readdress":
             with deferred_signals():
                 from netns.lab import readdress  # here: the other verbs do not need it
@@ -425,6 +468,9 @@ def _main(argv: Sequence[str] | None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_FAILURE
+    except ShardError as exc:  # shards that do not make one matrix: the user gave the wrong ones
+        print(f"netns-lab: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except LabError as exc:
         print(f"netns-lab: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -20,3 +20,7 @@ class TopologyError(LabError):
 
 class KernelError(LabError):
     """The kernel (netlink, a namespace file, a helper like iptables-restore) refused a request."""
+
+
+class ShardError(LabError):
+    """Shards of the connectivity matrix that cannot be merged into one (netns/matrix/merge.py): a usage error."""

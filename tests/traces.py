@@ -14,7 +14,7 @@ def datagrams_in(paths: Iterable[Path]) -> int:
     events = [json.loads(line) for path in paths for line in path.read_text(encoding="utf-8").splitlines()]
 
     def key(event: dict[str, object]) -> tuple[object, object, object]:
-        return event.get("method"), event.get("class"), event.get("txid")
+        return event.get("method"), event.get("class"), event.get("txid", event.get("digest"))
 
     sent = {key(e) for e in events if e["event"] == "send"}
     unsent = [e for e in events if e["event"] == "recv" and key(e) not in sent]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from netns.topology import behaviour
 from netns.topology.behaviour import ADF, APDF, APDM, EIF, Nat
@@ -33,6 +34,18 @@ class Cell:
     nat: tuple[tuple[str, str], ...] = ()  # (router, preset) overrides, as `up --nat ROUTER=PRESET`
     peers: tuple[str, str] = ("peer10", "peer14")
     theory: str = ""
+
+    def describe(self) -> dict[str, Any]:
+        """The cell as matrix.json names it (the fields before its trials')."""
+        return {
+            "group": self.group,
+            "cell": self.name,
+            "topology": self.topology.name,
+            "firewall": self.firewall,
+            "nat": dict(self.nat),
+            "peers": list(self.peers),
+            "theory": self.theory,
+        }
 
     def up_args(self) -> list[str]:
         args = ["--topology", str(self.topology), "--firewall", self.firewall]
@@ -152,6 +165,13 @@ def cells(firewalls: Sequence[str] = FIREWALL_KINDS, presets: Sequence[str] = PA
     return result + networks()
 
 
+def select(
+    firewalls: Sequence[str] = FIREWALL_KINDS, presets: Sequence[str] = PAIR_PRESETS, groups: Sequence[str] = GROUPS
+) -> list[Cell]:
+    """The cells of a matrix run with these ``--firewall``, ``--preset`` and ``--group`` choices, in report order."""
+    return [cell for cell in cells(firewalls, presets) if cell.group in groups]
+
+
 def networks() -> list[Cell]:
     """The networks where traversal fails in the wild, each a cell with its theory (home firewalls)."""
     ipv6 = TOPOLOGIES / "ipv6-only.yaml"
@@ -177,7 +197,7 @@ def networks() -> list[Cell]:
                 "direct with a port mapping: a peer that asks its router (PCP RFC 6887, NAT-PMP RFC 6886, UPnP IGD) "
                 "gets a public port that any remote may send to, so one mapped side makes a path even between "
                 "symmetric NATs; without a client both mappings are endpoint-dependent and only a relay is left "
-                "(punch has no client yet: relay)"
+                "(punch asks its router: mapped; with --no-portmap, relay)"
             ),
         ),
         Cell(

@@ -44,13 +44,24 @@ def _pair_table(results: Sequence[Result], firewall: str) -> list[str]:
     return [*lines, ""]
 
 
-def markdown(results: Sequence[Result], trials: int, command: str) -> str:
-    """The report: one table per firewall kind for the preset pairs, one for same-NAT and CGNAT, the theory."""
+def measured() -> str:
+    """When and where the cells run: today, this machine."""
+    return (
+        f"{time.strftime('%Y-%m-%d')} on {platform.node()} ({platform.machine()}, {os.cpu_count()} cores, "
+        f"Linux {platform.release()})"
+    )
+
+
+def markdown(results: Sequence[Result], trials: int, command: str, where: str | None = None) -> str:
+    """The report: one table per firewall kind for the preset pairs, one for same-NAT and CGNAT, the theory.
+
+    ``where`` says when and where the cells ran (``measured()``: today, this machine; the merge of a sharded run
+    names each runner's).
+    """
     lines = [
         "# Connectivity matrix through real kernel NAT",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()} ({platform.machine()}, {os.cpu_count()} cores, "
-        f"Linux {platform.release()}) by `{command}`: {trials} trial(s) per cell, each cell a lab of its own.",
+        f"Measured {where or measured()} by `{command}`: {trials} trial(s) per cell, each cell a lab of its own.",
         "A cell reads: the path most trials took, successful trials / trials (in brackets, the trials that took "
         "another path), median punch time.",
         "Rows are peer10's NAT (nat10), columns peer14's NAT (nat14). Presets in RFC 4787 terms:",
@@ -83,11 +94,13 @@ def markdown(results: Sequence[Result], trials: int, command: str) -> str:
     return "\n".join(lines)
 
 
-def write(results: Sequence[Result], directory: Path, trials: int, command: str) -> tuple[Path, Path, Path]:
+def write(
+    results: Sequence[Result], directory: Path, trials: int, command: str, where: str | None = None
+) -> tuple[Path, Path, Path]:
     """Write ``matrix.md``, ``matrix.json`` and ``matrix.html`` into ``directory``; their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     md, js = directory / "matrix.md", directory / "matrix.json"
-    md.write_text(markdown(results, trials, command), encoding="utf-8")
+    md.write_text(markdown(results, trials, command, where), encoding="utf-8")
     cells = [r.as_dict() for r in results]
     js.write_text(json.dumps(cells, indent=2) + "\n", encoding="utf-8")
     return md, js, html.write(cells, directory / "matrix.html")

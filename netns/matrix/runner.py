@@ -54,15 +54,14 @@ class Result:
         """The path most trials took ("direct", "relay", ...), or "-" if none succeeded."""
         return self.paths.most_common(1)[0][0] if self.paths else "-"
 
+    @property
+    def succeeded(self) -> bool:
+        """Every trial succeeded (and the cell ran)."""
+        return self.successes == self.trials and not self.error
+
     def as_dict(self) -> dict[str, Any]:
         return {
-            "group": self.cell.group,
-            "cell": self.cell.name,
-            "topology": self.cell.topology.name,
-            "firewall": self.cell.firewall,
-            "nat": dict(self.cell.nat),
-            "peers": list(self.cell.peers),
-            "theory": self.cell.theory,
+            **self.cell.describe(),
             "trials": self.trials,
             "successes": self.successes,
             "paths": dict(self.paths),
@@ -163,7 +162,7 @@ class Runner:
             with self._lock:
                 self._live.discard(name)
             verdict = result.error or f"{result.successes}/{result.trials} {result.path}"
-            self._progress(f"{cell.name}: {verdict}")
+            self._progress(f"{cell.name}: {verdict} (lab {name})")
 
     def _trial(self, result: Result, env: dict[str, str]) -> None:
         result.trials += 1

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from punch.identity.known_peers import KnownPeers, default_known_peers_path
 from punch.peer.config import ANYONE, PeerConfig, PeerResult
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
+from punch.portmap.mapper import PortmapConfig
 from punch.rendezvous.server import DEFAULT_PORT
 from punch.stun.credentials import read_secret
 from punch.stun.endpoints import parse_endpoint, resolve_servers
@@ -97,55 +99,70 @@ def _pin(args: argparse.Namespace) -> tuple[str, str | None]:
 
 
 def peer_config(args: argparse.Namespace) -> PeerConfig:
-    """The PeerConfig that ``punch peer`` ARGS asks for; UsageError naming the flag when one is out of range."""
-    # First, before a fresh identity is made: a name gives every address it has, the first our server (dualstack)
-    server, *servers = (a for text in args.server for a in resolve_servers(text, "--server", DEFAULT_PORT))
+    """The PeerConfig that ``punch peer`` ARGS asks for; UsageError naming the flag when one is out of range. The
+    identity is loaded (or made) last, once every flag is known good: a mistyped flag makes no identity."""
     target, pin = _pin(args)
-    identity, _, _ = load_identity_of(args)
-    known = KnownPeers(Path(args.known_peers) if args.known_peers else default_known_peers_path())
+    if ANYONE in (args.id, target):
+        flag = "--id" if args.id == ANYONE else "--to"
+        raise UsageError(f"{flag} {ANYONE!r} is reserved (a wait for anyone, punch.api.accept); give a peer's ID")
+    if args.id is not None and args.id == target:
+        raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")
+    # A name gives every address it has, the first our server (punch.peer.dualstack)
+    server, *servers = (a for text in args.server for a in resolve_servers(text, "--server", DEFAULT_PORT))
     open_ttl = _open_ttl(args.open_ttl)
-    timeout = positive("--punch-timeout", args.punch_timeout)
     timings = PunchTimings(  # auto keeps the default open_ttl as its fallback
-        timeout=timeout, open_ttl=OPEN_TTL if open_ttl is None else open_ttl, early=args.early_checks
+        timeout=positive("--punch-timeout", args.punch_timeout),
+        open_ttl=OPEN_TTL if open_ttl is None else open_ttl,
+        early=args.early_checks,
     )
     if not 1 <= args.predict_sockets <= 4096:
         raise UsageError(f"--predict-sockets must be 1 to 4096, got {args.predict_sockets}")
     if not 1 <= args.predict_probes <= 64512:
         raise UsageError(f"--predict-probes must be 1 to 64512 (the ports a NAT draws from), got {args.predict_probes}")
+    if not 1 <= args.portmap_lifetime <= 2**32 - 1:
+        raise UsageError(f"--portmap-lifetime must be 1 to 4294967295 seconds, got {args.portmap_lifetime}")
     predict = PredictConfig(
         enabled=not args.no_predict,
         sockets=args.predict_sockets,
         probes=args.predict_probes,
         rate=positive("--predict-rate", args.predict_rate),
     )
-    config = PeerConfig(
+    bind = parse_endpoint(args.bind, "--bind", None) if args.bind else None
+    timeout = positive("--timeout", args.timeout)
+    keepalive = positive("--keepalive", args.keepalive)
+    linger = not_negative("--linger", args.linger)
+    group = read_secret(args.secret_file) if args.secret_file else None
+    upgrade_interval = not_negative("--upgrade-interval", args.upgrade_interval)
+    nat_udp_timeout = not_negative("--nat-udp-timeout", args.nat_udp_timeout)
+    rejoin = not_negative("--rejoin", args.rejoin)
+    known_peers = KnownPeers(Path(args.known_peers) if args.known_peers else default_known_peers_path())
+    identity, _, _ = load_identity_of(args)
+    peer_id = args.id if args.id is not None else identity.fingerprint
+    if peer_id == target:
+        raise UsageError(f"--to {args.to!r} is our own identity's fingerprint; give the other peer's ID or fingerprint")
+    return PeerConfig(
         server=server,
         servers=tuple(dict.fromkeys(s for s in servers if s != server)),
-        peer_id=args.id if args.id is not None else identity.fingerprint,
         target=target,
-        bind=parse_endpoint(args.bind, "--bind", None) if args.bind else None,
-        timeout=positive("--timeout", args.timeout),
+        bind=bind,
+        timeout=timeout,
         punch=timings,
         relay=not args.no_relay,
-        keepalive=positive("--keepalive", args.keepalive),
-        linger=not_negative("--linger", args.linger),
-        group=read_secret(args.secret_file) if args.secret_file else None,
+        keepalive=keepalive,
+        linger=linger,
+        group=group,
         predict=predict,
+        portmap=PortmapConfig(enabled=not args.no_portmap, lifetime=args.portmap_lifetime),
         discover_ttl=open_ttl is None,
-        upgrade_interval=not_negative("--upgrade-interval", args.upgrade_interval),
-        nat_udp_timeout=not_negative("--nat-udp-timeout", args.nat_udp_timeout),
-        rejoin=not_negative("--rejoin", args.rejoin),
-        identity=identity,
-        known_peers=known,
+        upgrade_interval=upgrade_interval,
+        nat_udp_timeout=nat_udp_timeout,
+        rejoin=rejoin,
+        known_peers=known_peers,
         pin=pin,
         keylog=Path(args.keylog) if args.keylog else None,
+        peer_id=peer_id,
+        identity=identity,
     )
-    if config.peer_id == config.target:
-        raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")
-    if ANYONE in (config.peer_id, config.target):
-        flag = "--id" if config.peer_id == ANYONE else "--to"
-        raise UsageError(f"{flag} {ANYONE!r} is reserved (a wait for anyone, punch.api.accept); give a peer's ID")
-    return config
 
 
 def run_id(args: argparse.Namespace) -> int:
@@ -164,13 +181,40 @@ async def _connected(
     ``error``, printed here). SIGTERM and SIGINT end the work: the connection then closes cleanly."""
     connection = await Connection.open(config, allow)
     try:
-        await connection.establish()
+        with _terminated_as_interrupted():
+            await connection.establish()
         await connection.watched(_until_interrupted(work(connection)))
     except PeerError as error:
         print(f"punch: {error}", file=sys.stderr)
     finally:
         await connection.close()
     return connection.result
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupted() -> Iterator[None]:
+    """Until the peer talks (then :func:`_until_interrupted` takes over), SIGTERM is Ctrl-C: the connection still
+    closes on the way out (a goodbye to the server, our router's port mapping deleted), and the run ends interrupted
+    (exit code 130)."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        log.info("SIGTERM: closing")
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _until_interrupted(work: Coroutine[Any, Any, None]) -> None:

@@ -1,7 +1,8 @@
 """Datagrams' trips: each send in one trace joined to its receipt in another.
 
-Both ends of a trip see the same method, class and transaction ID (the NATs on the way change only the addresses).
-A retransmission, and a relayed request (the server forwards the bytes as they came), share them too: a receipt is
+Both ends of a trip see the same method, class and transaction ID (the NATs on the way change only the addresses),
+or, for QUIC, the same size and digest of the bytes. A retransmission, and a relayed packet (the server forwards the
+Relay indication's bytes as they came), share them too: a receipt is
 joined to the latest send of another process before it that no receipt has taken yet. What nobody received is a
 trip without an end (it was lost, or died on the way); what was received from a process without a trace, one
 without a start.

@@ -1,5 +1,7 @@
 """What an arrow says of its datagram: the message in punch's words (punch.stun.wire), from the attributes a
-trace keeps (punch.stun.trace.summary); an answer is told by the request it answers."""
+trace keeps (punch.stun.trace.summary); an answer is told by the request it answers. QUIC is named by its packets'
+types ("QUIC Initial + Handshake", "QUIC 1-RTT"), wrapped in a Relay indication on the way to the server and
+"(relayed)" on the way from it."""
 
 from __future__ import annotations
 
@@ -16,25 +18,39 @@ def text(
     *,
     from_server: bool = False,
     ttl: int | None = None,
-    said: Mapping[tuple[str, int], str] | None = None,
+    said: str | None = None,
     route: bool = False,
 ) -> str:
     """The arrow's words for a datagram with ``facts``; ``request``: the facts of the request it answers (same
-    transaction ID), if known; ``from_server``: the server sent it (a relayed Data or Close says so); ``ttl``: sent
-    with that low IP TTL; ``said``: the texts the peers logged, by (peer ID, sequence number); ``route``: a Binding
-    of a peer's route trace (punch.peer.hops: its sockets leave no trace), or its answer."""
+    transaction ID), if known; ``from_server``: the server sent it (a Relay indication it forwards is "relayed");
+    ``ttl``: sent with that low IP TTL; ``said``: what the peer's log says its QUIC packet carries ("message 0
+    'hello'"); ``route``: a Binding of a peer's route trace (punch.peer.hops: its sockets leave no trace), or its
+    answer."""
     method, kind = facts.get("method"), facts.get("class")
     if route and method == "Binding" and kind in ("request", "success"):
         return "route probe" if kind == "request" else "route probe answered"
+    if method is None and not facts.get("quic"):
+        return f"{facts.get('size', '?')}-byte datagram, neither STUN nor QUIC"
     if method is None:
-        return f"{facts.get('size', '?')}-byte datagram, not STUN"
+        return _quic(facts, said)
+    if method == "Relay" and kind == "indication":
+        where = " (relayed)" if from_server else " in a Relay indication"
+        return _quic(facts, said, where)
+    if method == "Notice" and kind in ("request", "indication"):
+        return f"Notice: {facts.get('error', '?')}"
     if kind == "error":
         return f"{method} error {facts.get('error', '')}".rstrip()
     if kind == "success":
-        return _answer(str(method), facts, request or {}, from_server)
+        return _answer(str(method), facts, request or {})
     if kind == "indication":
         return f"{method} indication"
-    return _request(str(method), facts, from_server, ttl, said or {})
+    return _request(str(method), facts, from_server, ttl)
+
+
+def _quic(facts: Mapping[str, Any], said: str | None, where: str = "") -> str:
+    """``QUIC Initial + Handshake``, ``QUIC 1-RTT (relayed): message 0 'hello'``."""
+    types = [str(kind) for kind in facts.get("quic", ())]
+    return f"QUIC {' + '.join(types) or 'packet'}{where}" + (f": {said}" if said else "")
 
 
 def _is_check(facts: Mapping[str, Any]) -> bool:
@@ -42,18 +58,9 @@ def _is_check(facts: Mapping[str, Any]) -> bool:
     return "session" in facts
 
 
-def _data(facts: Mapping[str, Any], said: Mapping[tuple[str, int], str]) -> str:
-    seq = facts.get("seq")
-    words = said.get((str(facts.get("peer")), seq)) if isinstance(seq, int) else None
-    return f"Data {seq}" + (f" {words}" if words else "")
-
-
-def _request(
-    method: str, facts: Mapping[str, Any], from_server: bool, ttl: int | None, said: Mapping[tuple[str, int], str]
-) -> str:
+def _request(method: str, facts: Mapping[str, Any], from_server: bool, ttl: int | None) -> str:
     peer = facts.get("peer", "?")
     candidates = list(facts.get("candidates", ()))
-    relayed = " (relayed)" if from_server else ""
     if method == "Binding":
         words = "check" if _is_check(facts) else "Binding"
         if facts.get("use_candidate"):
@@ -81,15 +88,10 @@ def _request(
         return f"Go: {peer}'s NAT is open, check now"
     if method == "Move":
         return f"Move: {peer}'s check was refused, move" if from_server else "Move: their NAT refused our check"
-    if method == "Data":
-        return _data(facts, said) + relayed
-    if method == "Close":
-        return "Close: nothing more to send" + relayed
     return f"{method} request"
 
 
-def _answer(method: str, facts: Mapping[str, Any], request: Mapping[str, Any], from_server: bool) -> str:
-    relayed = " (relayed)" if from_server else ""
+def _answer(method: str, facts: Mapping[str, Any], request: Mapping[str, Any]) -> str:
     if method == "Binding":
         if _is_check(facts) or _is_check(request):
             return "check answered"
@@ -100,7 +102,4 @@ def _answer(method: str, facts: Mapping[str, Any], request: Mapping[str, Any], f
         return f"Register OK: you are {mapped}" if mapped else "Register OK"
     if method in ("Connect", "Move") and "status" in facts:
         return f"{method} OK: {facts['status']}"
-    if method == "Data":
-        seq = request.get("seq")
-        return (f"Data {seq} acknowledged" if isinstance(seq, int) else "Data acknowledged") + relayed
-    return f"{method} OK" + (relayed if method == "Close" else "")
+    return f"{method} OK"

@@ -1,5 +1,6 @@
 """The notes of a diagram: the steps a peer's log says it took that no arrow shows (the route its probes take, its
-NAT's mapping, early checks or Ready/Go, the path chosen, a refusal and a move, port prediction, the relay).
+NAT's mapping, early checks or Ready/Go, the path chosen, a refusal and a move, port prediction, the relay, QUIC's
+handshake done, what the server said of the session).
 
 Each note is one of the peer's log lines (punch.peer.*), shortened; a line no pattern here knows makes no note.
 """
@@ -54,6 +55,11 @@ _NOTES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     (re.compile(r"; asking the server for (\S+) again"), lambda m: f"path lost: asking the server for {m[1]} again"),
     (re.compile(r"^back on a (\S+) path to \S+ via (\S+)"), lambda m: f"back on a {m[1]} path via {m[2]}"),
     (re.compile(r"; back to the relay"), lambda m: "the direct path broke: back to the relay"),
+    (
+        re.compile(r"^QUIC is up with (\S+) \(we are its (client|server), keys checked both ways\)"),
+        lambda m: f"QUIC is up: we are {m[1]}'s {m[2]}, keys checked both ways",
+    ),
+    (re.compile(r"^the server says about our session: (.*)"), lambda m: f"the server says: {m[1]}"),
 )
 
 

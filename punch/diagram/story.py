@@ -2,6 +2,22 @@
 a peer logged that no arrow shows (punch.diagram.notes). Runs of alike arrows (port prediction's hundreds of
 probes, retransmissions) become one arrow that counts them.
 
+QUIC, once the checks chose a path, is drawn by its packets' types (punch.diagram.labels). The handshake's
+datagrams (Initial, Handshake, and the 1-RTT packets coalesced with them) get an arrow each, as any other datagram.
+The 1-RTT packets after it are mostly acknowledgements and stream bytes nobody logged, and a text exchange makes
+dozens; so a burst of them, the arrows in a row that are each a datagram of one 1-RTT packet and name nothing it
+carries, is folded into one arrow per sender, receiver, destination and outcome, in the order each first appears in
+the burst, counting its packets and spanning their times ("12.0-15.3 ms QUIC 1-RTT x5", typeset with an en dash and
+a multiplication sign): who sent how many packets to whom, not their order within the burst. Any other arrow (a STUN
+message, a text's packet) ends the burst. On the relay a burst holds both legs: the peers' Relay indications to the
+server and its forwards.
+
+A text shows where it went: a peer's log line "message N sent to X (encrypted): 'text'" (punch.tunnel.texts) names
+the first datagram with a 1-RTT packet that peer sent after it, the one QUIC sent the text in as a rule ("QUIC
+1-RTT: message 0 'hello'"), and "telling X we are done sending" the one that ends its stream; on the relay, the
+server's forward of that datagram too (the same Relay indication). Such an arrow ends a burst, so that every text
+keeps an arrow of its own.
+
 An arrow ends at its receiver's column when somebody received it. Otherwise it ends in a cross: where an ICMP error
 its socket read came from (the NAT whose Port Unreachable refused it, a router that had no route), at the router
 where a low-TTL probe died, or, lost, at the traced process it was for (a datagram for a process without a trace
@@ -12,21 +28,25 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from punch.diagram import labels
 from punch.diagram.cast import Cast, host_of
 from punch.diagram.flights import Flight, flights
 from punch.diagram.notes import note
-from punch.diagram.traces import Datagram, Icmp, Trace
+from punch.diagram.traces import Datagram, Icmp, LogLine, Trace
 
-# punch.tunnel.texts' line for a text sent: the diagram shows the text on its Data arrow
-SENT = re.compile(r"^message (\d+) sent to \S+ \(encrypted\): (.*)$")
+# punch.tunnel.texts' lines for what a peer's next QUIC 1-RTT packet carries: a text, the end of its texts
+CARRIED: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    (re.compile(r"^message (\d+) sent to \S+ \(encrypted\): (.*)$"), lambda m: f"message {m[1]} {m[2]}"),
+    (re.compile(r"^telling \S+ we are done sending$"), lambda m: "done sending"),
+)
 # Arrows: a request or indication delivered, an answer delivered, one that never arrived, an ICMP error
 REQUEST, ANSWER, CROSS, ANSWER_CROSS, ICMP = "->>", "-->>", "-x", "--x", "--)"
-# What a datagram that a peer's socket sends to another peer is (the arrow names the address it went to)
-_ADDRESSED = ("Binding", "Data", "Close")
+# What a datagram that a peer's socket sends to another peer is (the arrow names the address it went to): a check,
+# or QUIC (no method: not STUN)
+_ADDRESSED = ("Binding", None)
 
 
 @dataclass(slots=True)
@@ -42,6 +62,7 @@ class Arrow:
     remotes: list[str] = field(default_factory=list)  # where the sender aimed, where that tells something
     count: int = 1
     until: float = 0.0
+    plain: bool = False  # a datagram of one QUIC 1-RTT packet that names nothing it carries: part of a burst
 
     def joins(self, other: Arrow) -> bool:
         """Whether ``other``, right after this one, is one more of the same (same ends, words and outcome, and the
@@ -106,7 +127,7 @@ def story(traces: Sequence[Trace]) -> Story:
         if (words := note(line.message)) is not None
     ]
     times = [trip.t for trip in trips] or [note.t for note in notes] or [0.0]
-    return Story(cast, _interleave(collapse(sorted(arrows, key=lambda a: a.t)), notes), min(times))
+    return Story(cast, _interleave(collapse(bursts(sorted(arrows, key=lambda a: a.t))), notes), min(times))
 
 
 def _interleave(arrows: list[Arrow], notes: list[Note]) -> list[Step]:
@@ -118,6 +139,23 @@ def _interleave(arrows: list[Arrow], notes: list[Note]) -> list[Step]:
             steps.append(waiting.pop(0))
         steps.append(arrow)
     return steps + waiting
+
+
+def bursts(arrows: list[Arrow]) -> list[Arrow]:
+    """Each burst of plain QUIC packets (:attr:`Arrow.plain`, in a row) made one arrow per kind that joins
+    (:meth:`Arrow.joins`: same ends, words, outcome and destination), in the order each kind first appears."""
+    out: list[Arrow] = []
+    burst: list[Arrow] = []
+    for arrow in arrows:
+        if not arrow.plain:
+            out += burst
+            out.append(arrow)
+            burst = []
+        elif (kind := next((k for k in burst if k.joins(arrow)), None)) is not None:
+            _add(kind, arrow)
+        else:
+            burst.append(arrow)
+    return out + burst
 
 
 def collapse(arrows: list[Arrow]) -> list[Arrow]:
@@ -163,11 +201,7 @@ class _Teller:
             for trip in trips
             if trip.facts.get("class") == "request" and "txid" in trip.facts
         }
-        self._said: dict[tuple[str, int], str] = {}
-        for trace in traces:
-            for line in trace.logs:
-                if (match := SENT.match(line.message)) is not None:
-                    self._said[(str(trace.facts.get("id")), int(match[1]))] = match[2]
+        self._said, self._said_relayed = _carried(traces)
         self._failed = _failures(traces, trips)
         # Where sockets no trace announced were seen (a peer's route probes, punch.peer.hops): what goes there is
         # not lost for want of a receipt, and what comes from there is theirs.
@@ -187,7 +221,8 @@ class _Teller:
         # a socket without a trace at a peer that traced its route: that route's probes (punch.peer.hops)
         route = far in self._untraced and cast.traced_route(cast.lookup(far))
         from_server = cast.kind(frm) == "server"
-        words = labels.text(facts, request, from_server=from_server, ttl=ttl, said=self._said, route=route)
+        said = self._said.get(id(trip.send)) or self._said_relayed.get(str(facts.get("txid")))
+        words = labels.text(facts, request, from_server=from_server, ttl=ttl, said=said, route=route)
         line, outcome = ANSWER if answer else REQUEST, ""
         if trip.recv is not None:
             to = cast.socket(trip.recv)
@@ -206,10 +241,11 @@ class _Teller:
             if outcome:
                 line = ANSWER_CROSS if answer else CROSS
         remotes = [trip.send.remote] if trip.send is not None and self._addressed(trip.send, trip, answer) else []
-        return Arrow(trip.t, frm, to, line, words, outcome, remotes, until=trip.t)
+        plain = facts.get("quic") == ["1-RTT"] and not said
+        return Arrow(trip.t, frm, to, line, words, outcome, remotes, until=trip.t, plain=plain)
 
     def _addressed(self, send: Datagram, trip: Flight, answer: bool) -> bool:
-        """Whether the arrow names where its datagram went: a peer's check, text or Close to another peer (or a
+        """Whether the arrow names where its datagram went: a peer's check or QUIC packet to another peer (or a
         Binding to the server's other address), not the answers, nor what goes to the server's own address."""
         if answer or trip.facts.get("method") not in _ADDRESSED:
             return False
@@ -225,6 +261,26 @@ class _Teller:
     def icmp(self, icmp: Icmp) -> Arrow:
         to = self._cast.socket_at(icmp.trace, icmp.local)
         return Arrow(icmp.t, self._offender(icmp), to, ICMP, f"ICMP {icmp.what}", until=icmp.t)
+
+
+def _carried(traces: Sequence[Trace]) -> tuple[dict[int, str], dict[str, str]]:
+    """What the peers' log lines say their QUIC packets carry (:data:`CARRIED`): by the id of the datagram that
+    carried it, the first with a 1-RTT packet its peer sent after the line; and by the transaction ID of a Relay
+    indication, which the server's forward keeps."""
+    sent: dict[int, str] = {}
+    relayed: dict[str, str] = {}
+    for trace in traces:
+        waiting: list[str] = []
+        events: list[LogLine | Datagram] = [*trace.logs, *(d for d in trace.datagrams if d.sent)]
+        for event in sorted(events, key=lambda e: e.t):
+            if isinstance(event, LogLine):
+                waiting += [words(m) for pattern, words in CARRIED if (m := pattern.match(event.message))]
+            elif waiting and "1-RTT" in event.facts.get("quic", ()):
+                sent[id(event)] = ", ".join(waiting)
+                if "txid" in event.facts:
+                    relayed[str(event.facts["txid"])] = sent[id(event)]
+                waiting = []
+    return sent, relayed
 
 
 def _end(trip: Flight) -> Datagram:

@@ -29,14 +29,15 @@ class Datagram:
     sent: bool
     local: str
     remote: str
-    facts: dict[str, Any]  # punch.stun.trace.summary: method, class, txid, attributes
+    facts: dict[str, Any]  # punch.stun.trace.summary: method, class, txid, attributes; or digest, quic
     ttl: int | None = None  # the IP TTL it was sent with, where that was set low
 
     @property
     def key(self) -> tuple[str, str, str]:
-        """What both ends of one datagram's trip see alike: its method, class and transaction ID."""
+        """What both ends of one datagram's trip see alike: its method, class and transaction ID; for one that is not
+        STUN (QUIC), its size and digest (an older trace has no digest: its size alone)."""
         if "txid" not in self.facts:
-            return ("not STUN", str(self.facts.get("size")), "")
+            return ("not STUN", str(self.facts.get("size")), str(self.facts.get("digest", "")))
         return (str(self.facts.get("method")), str(self.facts.get("class")), str(self.facts["txid"]))
 
 

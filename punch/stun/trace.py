@@ -8,8 +8,10 @@ namespaces of one lab, share that clock) and ``event``:
     start    the first line: ``format``, ``participant`` ("peer 10", "server"), ``role`` ("peer" or "server") and
              what the process was asked (a peer's ``id``, ``to`` and ``server``; a server's ``listen``)
     socket   ``local``: an endpoint's socket was bound (a peer's first one is its session socket)
-    send     ``local``, ``remote``, ``size``, and where the datagram is STUN: ``method``, ``class``, ``txid`` and
-             the attributes a reader needs (:func:`summary`); ``ttl`` for one sent with a low IP TTL
+    send     ``local``, ``remote``, ``size``, and what the datagram is (:func:`summary`): STUN's ``method``,
+             ``class``, ``txid`` and the attributes a reader needs, or ``stun`` false; ``quic``, the types of the
+             QUIC packets it holds (a Relay indication: the packets it carries); ``ttl`` for one sent with a low IP
+             TTL
     recv     the same, for a datagram received (``remote`` is where it came from)
     icmp     ``local``, ``remote`` (the refused datagram's destination), ``type``, ``code`` (RFC 792),
              ``offender``: an ICMP error the socket read (only while it watches for refusals)
@@ -17,8 +19,10 @@ namespaces of one lab, share that clock) and ``event``:
 
 An endpoint traces when it is opened while a :class:`Tracer` is current (:func:`tracing`; a context variable, so
 that what runs in tasks started meanwhile, and the endpoints they open, trace to it too, and peers run in one
-process trace to files of their own). Nothing secret is written: no key, token or payload (the texts appear only
-as the log lines say them). A line costs about 30 us (the datagram decoded, the JSON written), taken after a
+process trace to files of their own). Nothing secret is written: no key, token or payload, and QUIC is never
+decrypted: its packets are named from their headers (punch.stun.quicpackets), which say their type in the clear,
+and a datagram that is not STUN is known by a digest of its bytes, as sent and as received (the texts appear only as
+the log lines say them). A line costs about 30 us (the datagram decoded, the JSON written), taken after a
 datagram was sent and before one received is handled; an endpoint that does not trace pays one attribute check per
 datagram (punch.stun.protocol).
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import json
 import logging
 import threading
@@ -36,7 +41,8 @@ from typing import Any, TextIO
 
 from punch.errors import StunDecodeError
 from punch.stun.attributes import AttributeType, ErrorCode
-from punch.stun.message import Message, decode, is_stun, method_name
+from punch.stun.message import Message, Method, decode, is_stun, method_name
+from punch.stun.quicpackets import packet_types
 
 FORMAT = 1
 
@@ -51,16 +57,18 @@ def _address(value: object) -> str | None:
 def summary(data: bytes) -> dict[str, Any]:
     """What a trace says of one datagram: ``size``, and for a STUN message its method, class, transaction ID and
     the attributes that tell its story (PEER-ID as ``peer``, TARGET-ID, SESSION-ID's first 4 bytes, CANDIDATEs,
-    XOR-MAPPED-ADDRESS, USE-CANDIDATE, ROLE, LEASE, NAT-MAPPING, SERVER-RTT, STATUS, ERROR-CODE);
-    ``stun`` false otherwise."""
+    XOR-MAPPED-ADDRESS, USE-CANDIDATE, ROLE, LEASE, NAT-MAPPING, SERVER-RTT, STATUS, ERROR-CODE; a Relay
+    indication's DATA-PAYLOAD as ``quic``, the types of the QUIC packets it carries). Otherwise ``stun`` false,
+    ``digest`` (8 hex digits of a BLAKE2b hash of the bytes: both ends see the same, so a reader can tell which
+    receipt is which send) and, where it is QUIC, ``quic``: its packets' types ("Initial", "1-RTT", ...)."""
     facts: dict[str, Any] = {"size": len(data)}
     if not is_stun(data):
-        facts["stun"] = False
+        facts.update(_not_stun(data))
         return facts
     try:
         message = decode(data)
     except StunDecodeError as error:
-        facts.update(stun=False, malformed=str(error))
+        facts.update(_not_stun(data), malformed=str(error))
         return facts
     facts.update(
         method=method_name(message.method),
@@ -68,6 +76,13 @@ def summary(data: bytes) -> dict[str, Any]:
         txid=message.transaction_id.hex(),
     )
     facts.update(_attributes(message))
+    return facts
+
+
+def _not_stun(data: bytes) -> dict[str, Any]:
+    facts: dict[str, Any] = {"stun": False, "digest": hashlib.blake2b(data, digest_size=4).hexdigest()}
+    if types := packet_types(data):
+        facts["quic"] = types
     return facts
 
 
@@ -98,6 +113,8 @@ def _attributes(message: Message) -> dict[str, Any]:
     error = message.error_code()
     if isinstance(error, ErrorCode):
         facts["error"] = f"{error.code} {error.reason}"
+    if message.method == Method.RELAY and (payload := message.raw(AttributeType.DATA_PAYLOAD)) is not None:
+        facts["quic"] = packet_types(payload)
     return facts
 
 

@@ -95,7 +95,7 @@ async def test_a_diagram_of_a_traced_punch_renders_an_arrow_for_every_datagram(
     assert any(
         re.search(r"Introduce: a at 127\.0\.0\.2:\d+, you are the (opener|prober)", m) for m in report["messages"]
     )
-    assert any(re.search(r"Data 0 'hello from a' → 127\.0\.0\.3:\d+", m) for m in report["messages"])
+    assert any(re.search(r"QUIC 1-RTT: message 0 'hello from a' → 127\.0\.0\.3:\d+", m) for m in report["messages"])
     assert report["notes"] >= 2  # each peer's path chosen, at least
 
 

@@ -42,6 +42,8 @@ def server_address() -> Iterator[str]:
          "punch: --open-ttl must be auto or 0 to 255, got 'often'"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--open-ttl", "256"],
          "punch: --open-ttl must be auto or 0 to 255, got '256'"),
+        (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--portmap-lifetime", "0"],
+         "punch: --portmap-lifetime must be 1 to 4294967295 seconds, got 0"),
         (["server", "--max-peers", "0"], "punch: --max-peers must be 1 or more, got 0"),
         (["server", "--listen", "0.0.0.0:http"], "punch: --listen '0.0.0.0:http': port must be a number from 0 to 65535"),
         (["server", "--relay-rate", "1000"],
@@ -221,4 +223,11 @@ def test_traced_server_and_peers_draw_a_sequence_diagram_of_their_run(tmp_path: 
         "server",
         "peer 14",
     ]
-    assert any(re.search(r"Data 0 'hello' → 127\.0\.0\.3:\d+$", line) for line in lines), done.stdout
+    arrows = [line.split(": ", 1)[1] for line in lines if re.match(r"    P\d-", line)]
+    quic = [arrow for arrow in arrows if " ms QUIC " in arrow]
+    # the client's first (resent, if it came before the other peer had chosen its path)
+    assert re.search(r" ms QUIC Initial → 127\.0\.0\.[23]:\d+( \N{MULTIPLICATION SIGN}\d+)?$", quic[0]), done.stdout
+    assert any(" ms QUIC Initial + Handshake → " in arrow for arrow in quic), done.stdout  # the server's answer
+    assert any(re.search(r" ms QUIC 1-RTT: message 0 'hello' → 127\.0\.0\.3:\d+$", a) for a in quic), done.stdout
+    assert any(re.search(r" ms QUIC 1-RTT: message 0 'hi' → 127\.0\.0\.2:\d+$", a) for a in quic), done.stdout
+    assert not [arrow for arrow in arrows if "not STUN" in arrow or "Data" in arrow], done.stdout

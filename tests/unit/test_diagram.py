@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from punch import cli
-from punch.diagram import mermaid
+from punch.diagram import labels, mermaid
 from punch.diagram.notes import note
-from punch.diagram.story import ANSWER, CROSS, REQUEST, Arrow, Note, Story, collapse, story
+from punch.diagram.story import ANSWER, CROSS, REQUEST, Arrow, Note, Story, bursts, collapse, story
 from punch.diagram.traces import Icmp, TraceError, clip, parse, read_all
 from tests.e2e import diagrams
 from tests.traces import datagrams_in
@@ -90,7 +90,7 @@ def test_a_move_shows_the_refusal_the_move_and_the_fresh_socket() -> None:
     fresh = "peer 14's fresh socket"
     assert any(a.words == "Ready: our NAT is open" for a in arrows(run, fresh, "server"))
     assert any(re.fullmatch(r"Go: 14 moved, check it at 192\.0\.2\.14:\d+", a.words) for a in arrows(run, "server"))
-    assert any(a.words.startswith("Data 0 'hello from 10'") for a in arrows(run, "peer 10", fresh))
+    assert any(a.words.startswith("QUIC 1-RTT: message 0 'hello from 10'") for a in arrows(run, "peer 10", fresh))
     assert run.cast.participants[fresh].label()[1].startswith("seen as 192.0.2.14:")
 
 
@@ -106,14 +106,85 @@ def test_port_prediction_opens_256_mappings_and_sprays_until_a_hit() -> None:
     assert any(n.startswith("hit: 198.51.100.10:") for n in notes(run, "peer 14"))
 
 
-def test_the_relay_carries_the_texts_through_the_server() -> None:
+def test_quic_comes_up_on_the_chosen_path_the_prober_its_client() -> None:
+    """peer 14 is the prober (Introduce: "you are the prober"), so QUIC's client: it sends the first Initial, peer 10
+    answers with Initial and Handshake; every datagram between them is a check or QUIC, each text on a 1-RTT arrow
+    of its own."""
+    run = told("ready-go")
+    between = arrows(run, "peer 14", "peer 10") + arrows(run, "peer 10", "peer 14")
+    quic = sorted((a for a in between if a.words.startswith("QUIC")), key=lambda a: a.t)
+    assert {a.words.split(" →")[0] for a in between} - {a.words for a in quic} <= {
+        "check",
+        "check answered",
+        "check, USE-CANDIDATE",
+        "check, TTL 2",
+    }
+    assert (quic[0].frm, quic[0].words) == ("peer 14", "QUIC Initial")
+    assert any(a.frm == "peer 10" and a.words.startswith("QUIC Initial + Handshake") for a in quic)
+    for me, other in (("10", "14"), ("14", "10")):
+        (text,) = [a for a in quic if "message" in a.words and a.frm == f"peer {me}"]
+        assert text.words == f"QUIC 1-RTT: message 0 'hello from {me}'"
+        assert text.count == 1
+        assert any(n == f"QUIC is up: we are {other}'s {'client' if me == '14' else 'server'}, keys checked both ways"
+                   for n in notes(run, f"peer {me}"))  # fmt: skip
+    assert [a.words for a in quic if "done sending" in a.words] == ["QUIC 1-RTT: done sending"] * 2
+
+
+def test_the_relay_carries_quic_through_the_server() -> None:
     run = told("relay")
     assert not arrows(run, "peer 10", "peer 14")
     assert not arrows(run, "peer 14", "peer 10")
-    relayed = [a.words for a in arrows(run, "server") if a.words.endswith("(relayed)")]
-    assert "Data 0 'hello from 10' (relayed)" in relayed
-    assert "Data 0 'hello from 14' (relayed)" in relayed
+    relayed = [a.words for a in arrows(run, "server") if "(relayed)" in a.words]
+    sent = [a.words for a in arrows(run, "peer 10", "server") + arrows(run, "peer 14", "server")]
+    assert "QUIC Initial (relayed)" in relayed
+    for me in ("10", "14"):
+        assert f"QUIC 1-RTT (relayed): message 0 'hello from {me}'" in relayed
+        relay = f"QUIC 1-RTT in a Relay indication: message 0 'hello from {me}'"
+        assert relay in [a.words for a in arrows(run, f"peer {me}", "server")]
+    assert "QUIC Initial in a Relay indication" in sent
     assert any(n.endswith(": the relay") for n in notes(run, "peer 10"))
+
+
+def test_a_text_names_the_first_1_rtt_datagram_its_peer_sent_after_logging_it() -> None:
+    """Not a QUIC datagram before the line, nor one without a 1-RTT packet after it: the first with one, and only
+    that one; the plain 1-RTT packets around it are folded into bursts."""
+
+    def line(t: float, event: str, **fields: object) -> str:
+        return json.dumps({"t": t, "event": event, **fields}) + "\n"
+
+    def quic(t: float, event: str, types: list[str], digest: str) -> str:
+        where = {"local": "192.0.2.14:5000", "remote": "198.51.100.10:4000"}
+        if event == "recv":
+            where = {"local": "10.0.10.2:4000", "remote": "192.0.2.14:5000"}
+        return line(t, event, **where, size=60, stun=False, digest=digest, quic=types)
+
+    start = {"format": 1, "role": "peer"}
+    said = "message 0 sent to 10 (encrypted): 'hi'"
+    sender = [line(0, "start", participant="peer 14", **start), line(0, "socket", local="192.0.2.14:5000")]
+    receiver = [line(0, "start", participant="peer 10", **start), line(0, "socket", local="10.0.10.2:4000")]
+    packets = [(1, ["1-RTT"]), (3, ["Handshake"]), (4, ["Handshake", "1-RTT"]), (5, ["1-RTT"]), (6, ["1-RTT"])]
+    for number, (t, types) in enumerate(packets):
+        sender.append(quic(t, "send", types, f"{number:08x}"))
+        receiver.append(quic(t + 0.1, "recv", types, f"{number:08x}"))
+    sender.insert(3, line(2, "log", logger="punch.tunnel.texts", level="INFO", message=said))
+    run = story([parse(sender, "14.trace", 0), parse(receiver, "10.trace", 1)])
+    assert [(a.frm, a.to, a.words, a.count) for a in arrows(run)] == [
+        ("peer 14", "peer 10", "QUIC 1-RTT", 1),
+        ("peer 14", "peer 10", "QUIC Handshake", 1),
+        ("peer 14", "peer 10", "QUIC Handshake + 1-RTT: message 0 'hi'", 1),
+        ("peer 14", "peer 10", "QUIC 1-RTT", 2),
+    ]
+    assert {remote for a in arrows(run) for remote in a.remotes} == {"198.51.100.10:4000"}
+
+
+def test_a_relay_notice_and_datagrams_neither_stun_nor_quic_are_named() -> None:
+    notice = {"method": "Notice", "class": "request", "error": "486 Relay quota reached: 100 bytes per session"}
+    assert labels.text(notice, None, from_server=True) == "Notice: 486 Relay quota reached: 100 bytes per session"
+    assert labels.text({"method": "Notice", "class": "success"}, notice) == "Notice OK"
+    assert labels.text({"size": 3, "stun": False, "digest": "00"}, None) == "3-byte datagram, neither STUN nor QUIC"
+    relay = {"method": "Relay", "class": "indication", "quic": ["Handshake", "1-RTT"]}
+    assert labels.text(relay, None, said="done sending") == "QUIC Handshake + 1-RTT in a Relay indication: done sending"
+    assert labels.text(relay, None, from_server=True) == "QUIC Handshake + 1-RTT (relayed)"
 
 
 def test_the_routers_of_one_node_share_its_column_when_named_alike() -> None:
@@ -159,8 +230,33 @@ def test_alike_arrows_in_a_row_and_a_repeated_exchange_are_counted_not_repeated(
     )
 
 
+def test_a_burst_of_plain_quic_packets_is_an_arrow_per_kind_and_anything_else_ends_it() -> None:
+    def arrow(t: float, frm: str, to: str, words: str = "QUIC 1-RTT", plain: bool = True) -> Arrow:
+        return Arrow(t, frm, to, REQUEST, words, until=t, plain=plain)
+
+    steps = [
+        arrow(1, "a", "s"),
+        arrow(2, "s", "b"),
+        arrow(3, "b", "s"),
+        arrow(4, "s", "a"),
+        arrow(5, "a", "s"),
+        arrow(6, "s", "b"),
+        arrow(7, "a", "s", "QUIC 1-RTT: message 0 'hi'", plain=False),
+        arrow(8, "a", "s"),
+        arrow(9, "a", "s"),
+    ]
+    assert [(a.frm, a.to, a.count, a.t, a.until) for a in bursts(steps)] == [
+        ("a", "s", 2, 1, 5),
+        ("s", "b", 2, 2, 6),
+        ("b", "s", 1, 3, 3),
+        ("s", "a", 1, 4, 4),
+        ("a", "s", 1, 7, 7),
+        ("a", "s", 2, 8, 9),
+    ]
+
+
 def test_labels_are_escaped_for_mermaid_but_keep_their_line_breaks() -> None:
-    assert mermaid.escape("Data 0 'a;b#c<d>'<br/>next") == "Data 0 'a#59;b#35;c#lt;d#gt;'<br/>next"
+    assert mermaid.escape("message 0 'a;b#c<d>'<br/>next") == "message 0 'a#59;b#35;c#lt;d#gt;'<br/>next"
 
 
 @pytest.mark.parametrize(
