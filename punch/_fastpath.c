@@ -108,7 +108,17 @@ static size_t build(uint8_t *out, const uint8_t *m, const struct sockaddr_storag
     put16(out, 0x0101);
     put32(out + 4, COOKIE);
     memcpy(out + 8, m + 8, 12);
-    if (source->ss_family == AF_INET) {
+    const struct sockaddr_in6 *six = (const struct sockaddr_in6 *)source;
+    if (source->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&six->sin6_addr)) {
+        /* IPv4 on a dual-stack socket (::ffff:a.b.c.d): the client is told its IPv4 address, family 0x01 */
+        put16(out + 20, 0x0020);
+        put16(out + 22, 8);
+        out[24] = 0;
+        out[25] = 1;
+        put16(out + 26, ntohs(six->sin6_port) ^ (COOKIE >> 16));
+        for (int i = 0; i < 4; i++) out[28 + i] = six->sin6_addr.s6_addr[12 + i] ^ out[4 + i];
+        offset += 12;
+    } else if (source->ss_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)source;
         put16(out + 20, 0x0020);
         put16(out + 22, 8);
@@ -137,9 +147,15 @@ static size_t build(uint8_t *out, const uint8_t *m, const struct sockaddr_storag
 }
 
 /* The source's IP as Python's socket module writes it (getnameinfo, numeric: with a %scope where it has one);
-   inet_ntop, which writes the same without the scope, where it has none (the common case, and much cheaper). */
+   inet_ntop, which writes the same without the scope, where it has none (the common case, and much cheaper).
+   An IPv4-mapped source (a dual-stack socket's IPv4 peer) is written as its IPv4 address, as punch.stun.families
+   writes it for Python: the rate limit keys a source one way whichever path answers it. */
 static void numeric_host(const struct sockaddr_storage *source, socklen_t length, char host[NI_MAXHOST]) {
     const void *ip = NULL;
+    const struct in6_addr *six = &((const struct sockaddr_in6 *)source)->sin6_addr;
+    if (source->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(six)) {
+        if (inet_ntop(AF_INET, &six->s6_addr[12], host, NI_MAXHOST) != NULL) return;
+    }
     if (source->ss_family == AF_INET)
         ip = &((const struct sockaddr_in *)source)->sin_addr;
     else if (source->ss_family == AF_INET6 && ((const struct sockaddr_in6 *)source)->sin6_scope_id == 0)
@@ -662,7 +678,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "punch._fastpath",
 
 /* Raise it with every change of what the functions take or return: punch.stun.fastpath.API must match, so
    that a module built from an older source (a checkout updated without `pip install -e .`) is left unused. */
-#define FASTPATH_API 4
+#define FASTPATH_API 5
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
     crc_init();

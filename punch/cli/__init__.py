@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("punch: interrupted", file=sys.stderr)
         return 130
     except OSError as error:  # binding the socket failed
-        where = args.listen if args.command == "server" else args.bind
+        where = args.listen if args.command == "server" else args.bind or "the default socket"
         flag = "--listen" if args.command == "server" else "--bind"
         if isinstance(error, ListenFailed):  # a TCP or TLS listener's
             where, flag = format_address(error.address), error.flag

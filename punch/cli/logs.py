@@ -12,7 +12,7 @@ from punch.cli.flags import PEERING
 from punch.errors import UsageError
 from punch.rendezvous.server import DEFAULT_PORT
 from punch.stun import trace
-from punch.stun.endpoints import parse_endpoint
+from punch.stun.endpoints import resolve_servers
 from punch.stun.protocol import format_address
 
 
@@ -40,7 +40,7 @@ def tracing(args: argparse.Namespace) -> Iterator[None]:
         yield
         return
     if args.command in PEERING:
-        server = format_address(parse_endpoint(args.server[0], "--server", DEFAULT_PORT))
+        server = format_address(resolve_servers(args.server[0], "--server", DEFAULT_PORT)[0])
         who = {"id": args.id, "to": args.to, "server": server}
     else:
         if args.workers > 1:

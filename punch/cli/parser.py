@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         "probe", parents=[common], help="find how the NAT in front of us behaves (RFC 5780; server needs --alternate)"
     )
     probe_cmd.add_argument("--server", required=True, metavar="HOST[:PORT]", help="a `punch server --alternate ...`")
-    probe_cmd.add_argument("--bind", default="0.0.0.0:0", metavar="ADDR:PORT", help="local socket (default 0.0.0.0:0)")
+    probe_cmd.add_argument(
+        "--bind", metavar="ADDR:PORT", help="local socket (default [::]:0 with an IPv6 --server, else 0.0.0.0:0)"
+    )
     probe_cmd.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     identity = argparse.ArgumentParser(add_help=False)

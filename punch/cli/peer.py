@@ -29,7 +29,7 @@ from punch.peer.puncher import PunchTimings
 from punch.portmap.mapper import PortmapConfig
 from punch.rendezvous.server import DEFAULT_PORT
 from punch.stun.credentials import read_secret
-from punch.stun.endpoints import parse_endpoint
+from punch.stun.endpoints import parse_endpoint, resolve_servers
 from punch.tunnel.spec import Target, parse_allow, parse_forward
 
 log = logging.getLogger("punch")
@@ -108,7 +108,8 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         raise UsageError(f"{flag} {ANYONE!r} is reserved (a wait for anyone, punch.api.accept); give a peer's ID")
     if args.id is not None and args.id == target:
         raise UsageError(f"--to {args.to!r} is our own --id; give the other peer's ID")
-    servers = [parse_endpoint(s, "--server", DEFAULT_PORT) for s in args.server]
+    # A name gives every address it has, the first our server (punch.peer.dualstack)
+    server, *servers = (a for text in args.server for a in resolve_servers(text, "--server", DEFAULT_PORT))
     open_ttl = _open_ttl(args.open_ttl)
     timings = PunchTimings(  # auto keeps the default open_ttl as its fallback
         timeout=positive("--punch-timeout", args.punch_timeout),
@@ -127,7 +128,7 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         probes=args.predict_probes,
         rate=positive("--predict-rate", args.predict_rate),
     )
-    bind = parse_endpoint(args.bind, "--bind", None)
+    bind = parse_endpoint(args.bind, "--bind", None) if args.bind else None
     timeout = positive("--timeout", args.timeout)
     keepalive = positive("--keepalive", args.keepalive)
     linger = not_negative("--linger", args.linger)
@@ -142,8 +143,8 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
     if peer_id == target:
         raise UsageError(f"--to {args.to!r} is our own identity's fingerprint; give the other peer's ID or fingerprint")
     return PeerConfig(
-        server=servers[0],
-        servers=tuple(servers[1:]),
+        server=server,
+        servers=tuple(dict.fromkeys(s for s in servers if s != server)),
         target=target,
         bind=bind,
         timeout=timeout,

@@ -33,8 +33,9 @@ def peer_flags() -> argparse.ArgumentParser:
         required=True,
         action="append",
         metavar="HOST[:PORT]",
-        help=f"rendezvous server (port {DEFAULT_PORT}); again for others sharing its --registry: we register with "
-        "the nearest answering one and turn to another when it falls silent",
+        help=f"rendezvous server (port {DEFAULT_PORT}): an address, or a name, which gives each of its addresses (with "
+        "an IPv6 and an IPv4 one we offer candidates of both, IPv6 first); again for others sharing its --registry: "
+        "we register with the nearest answering one and turn to another when it falls silent",
     )
     peer_reach_flags(peer)
     peer.add_argument("--id", help="our peer ID (default: our fingerprint, `punch id`)")
@@ -50,7 +51,11 @@ def peer_flags() -> argparse.ArgumentParser:
         help="the keys we met peers with, `FINGERPRINT ID` a line (default $XDG_CONFIG_HOME/punch/known_peers, "
         "else ~/.config/punch/known_peers)",
     )
-    peer.add_argument("--bind", default="0.0.0.0:0", metavar="ADDR:PORT", help="local socket (default 0.0.0.0:0)")
+    peer.add_argument(
+        "--bind",
+        metavar="ADDR:PORT",
+        help="local socket (default [::]:0, IPv6 and IPv4, when a --server is IPv6; else 0.0.0.0:0)",
+    )
     peer.add_argument(
         "--timeout",
         type=float,

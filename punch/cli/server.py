@@ -19,6 +19,7 @@ from punch.rendezvous.server import DEFAULT_PORT, serve
 from punch.stun import Address, fastpath
 from punch.stun.credentials import read_secret
 from punch.stun.endpoints import parse_endpoint
+from punch.stun.families import takes_both
 
 log = logging.getLogger("punch")
 
@@ -45,7 +46,7 @@ def run_server(args: argparse.Namespace) -> int:
         )
     if args.relay_bytes < 0:
         raise UsageError(f"--relay-bytes must be 0 (no limit) or more, got {args.relay_bytes}")
-    _check_workers(args.workers, args.rate_limit, alternate)
+    _check_workers(args.workers, args.rate_limit, listen, alternate)
     _check_registry(args.registry, args.name)
     advertise = _advertised(args.advertise, args.registry, listen)
     group = read_secret(args.secret_file) if args.secret_file else None
@@ -116,7 +117,7 @@ async def _until_terminated(main: Coroutine[Any, Any, None]) -> None:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-def _check_workers(workers: int, rate_limit: float, alternate: Address | None) -> None:
+def _check_workers(workers: int, rate_limit: float, listen: Address, alternate: Address | None) -> None:
     if workers < 1:
         raise UsageError(f"--workers must be 1 or more, got {workers}")
     if workers == 1:
@@ -128,5 +129,10 @@ def _check_workers(workers: int, rate_limit: float, alternate: Address | None) -
         )
     if alternate is not None:
         raise UsageError("--workers above 1 does not work with --alternate yet; run one worker for NAT discovery")
+    if takes_both(listen[0]):
+        raise UsageError(
+            "--workers above 1 does not work with --listen [::] yet (answers must leave from the address asked); "
+            "give --listen a specific address"
+        )
     if fastpath.load() is None:
         raise UsageError(f"--workers above 1 needs the C fast path: {fastpath.unavailable_reason()}")

@@ -13,12 +13,13 @@ from punch.errors import PeerError, UsageError
 from punch.probe import probe
 from punch.rendezvous.server import DEFAULT_PORT
 from punch.stun.endpoints import parse_endpoint
+from punch.stun.families import wildcard_for
 from punch.stun.protocol import format_address
 
 
 def run_probe(args: argparse.Namespace) -> int:
     server = parse_endpoint(args.server, "--server", DEFAULT_PORT)
-    bind = parse_endpoint(args.bind, "--bind", None)
+    bind = parse_endpoint(args.bind, "--bind", None) if args.bind else wildcard_for(server)
     try:
         found = asyncio.run(probe(server, bind))
     except PeerError as error:

@@ -201,7 +201,7 @@ class Cast:
         exceeded = [
             icmp.offender
             for icmp in trace.icmps
-            if icmp.icmp_type == 11 and icmp.remote == probe.remote and icmp.local == probe.local and icmp.t >= probe.t
+            if icmp.time_exceeded and icmp.remote == probe.remote and icmp.local == probe.local and icmp.t >= probe.t
         ]
         ip = exceeded[0] if exceeded and exceeded[0] else self._routes[probe.trace].get(probe.ttl or 0)
         return self.router_at(ip, trace.participant, probe.ttl)

@@ -63,11 +63,24 @@ class Icmp:
     offender: str | None
 
     @property
+    def icmp6(self) -> bool:
+        """An ICMPv6 error (RFC 4443): the datagram went to an IPv6 address (written ``[IPV6]:PORT``)."""
+        return self.remote.startswith("[")
+
+    @property
+    def time_exceeded(self) -> bool:
+        return self.icmp_type == (3 if self.icmp6 else 11)
+
+    @property
     def what(self) -> str:
-        """RFC 792's name of the error."""
-        names = {(3, 3): "port unreachable", (3, 1): "host unreachable", (3, 0): "net unreachable"}
-        if self.icmp_type == 11:
+        """RFC 792's (RFC 4443's) name of the error."""
+        if self.time_exceeded:
             return "time exceeded"
+        names = (
+            {(1, 4): "port unreachable", (1, 3): "address unreachable", (1, 0): "no route"}
+            if self.icmp6
+            else {(3, 3): "port unreachable", (3, 1): "host unreachable", (3, 0): "net unreachable"}
+        )
         return names.get((self.icmp_type, self.code), f"type {self.icmp_type} code {self.code}")
 
 

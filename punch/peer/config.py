@@ -14,6 +14,7 @@ from punch.peer.reach import Reach
 from punch.portmap.exchange import MALFORMED, MISMATCH
 from punch.portmap.mapper import PortmapConfig
 from punch.stun import Address
+from punch.stun.families import wildcard_for
 from punch.stun.wire import ANYONE
 
 __all__ = ["ANYONE", "DROP_REASONS", "PeerConfig", "PeerResult"]
@@ -50,7 +51,7 @@ class PeerConfig:
     server: Address
     peer_id: str
     target: str
-    bind: Address = ("0.0.0.0", 0)
+    bind: Address | None = None  # our socket's address; None: any port on :: with an IPv6 server, else 0.0.0.0
     timeout: float = 30.0  # to find the other peer and punch
     lease: int = 30
     punch: PunchTimings = field(default_factory=PunchTimings)
@@ -77,6 +78,14 @@ class PeerConfig:
     reach: Reach = field(default_factory=Reach)  # the server over UDP, else TCP or TLS (punch.peer.reach)
     portmap: PortmapConfig = field(default_factory=PortmapConfig)  # ask our router for a port (punch.portmap)
 
+    @property
+    def local(self) -> Address:
+        """Where our socket binds: ``bind``, else any port on ``::`` (IPv6 and IPv4) when any of our servers is IPv6,
+        0.0.0.0 when all are IPv4."""
+        if self.bind is not None:
+            return self.bind
+        return wildcard_for(next((s for s in (self.server, *self.servers) if ":" in s[0]), self.server))
+
 
 @dataclass(frozen=True, slots=True)
 class PeerResult:
@@ -86,6 +95,7 @@ class PeerResult:
     peer: str
     path: str | None = None
     remote: str | None = None
+    family: str | None = None  # "ipv4" or "ipv6": the IP family the chosen path runs over (punch.stun.families)
     punch_ms: float | None = None
     path_at: float | None = None  # wall-clock time (time.time()) when the path was chosen, for benchmarks
     server_rtt_ms: float | None = None  # our shortest round trip to the server before the introduction

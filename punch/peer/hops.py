@@ -8,7 +8,10 @@ Exceeded (RFC 792), which the kernel hands to the socket's error queue (``IP_REC
 router's address (the "offender"). The ICMP comes back through our NATs as a RELATED packet.
 
 The answer is the TTL of the first router with a public address: every router before it has a private one
-(RFC 1918, RFC 6598 shared space, link-local), which is what routers inside a home or a carrier network have.
+(RFC 1918, RFC 6598 shared space, link-local; IPv6: unique local, RFC 4193, and link-local), which is what routers
+inside a home or a carrier network have. Toward an IPv6 server the same runs with the hop limit, ``IPV6_RECVERR`` and
+ICMPv6 Time Exceeded (RFC 4443 §3.3); a home router with a global LAN prefix is public there, so the trace never
+raises the default of 2 that passes it (and its RFC 6092 firewall).
 A heuristic: a provider whose core routers use private addresses makes it too high, a LAN numbered from
 public addresses makes it too low (so the caller only ever raises its default of 2 with it), and a network
 that drops ICMP gives no answer at all (the caller then keeps its default). A router after our private ones that
@@ -28,14 +31,17 @@ from typing import Protocol
 
 from punch.peer.puncher import PunchTimings
 from punch.stun import Address, Method, encode
-from punch.stun.errqueue import ICMP_TIME_EXCEEDED, IP_RECVERR, MSG_ERRQUEUE, icmp_error_from
+from punch.stun.errqueue import IP_RECVERR, IPV6_RECVERR, MSG_ERRQUEUE, icmp_error_from
 from punch.stun.wire import request
 
 log = logging.getLogger(__name__)
 
 NOT_PUBLIC = tuple(
-    ipaddress.IPv4Network(n)
-    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8")
+    ipaddress.ip_network(n)
+    for n in (
+        *("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "127.0.0.0/8"),
+        *("fc00::/7", "fe80::/10", "::1/128"),
+    )
 )
 
 
@@ -55,8 +61,8 @@ class Hop:
     def public(self) -> bool:
         if self.router is None:
             return False
-        address = ipaddress.IPv4Address(self.router)
-        return not any(address in network for network in NOT_PUBLIC)
+        address = ipaddress.ip_address(self.router)
+        return not any(address in network for network in NOT_PUBLIC if network.version == address.version)
 
     def describe(self) -> str:
         if self.reached:
@@ -95,19 +101,24 @@ def past_private(hops: list[Hop]) -> int | None:
 def time_exceeded_from(ancillary: list[tuple[int, int, bytes]]) -> str | None:
     """The offender's address if ``ancillary`` (from ``recvmsg(..., MSG_ERRQUEUE)``) is an ICMP Time Exceeded."""
     error = icmp_error_from(ancillary)
-    return error.offender if error is not None and error.icmp_type == ICMP_TIME_EXCEEDED else None
+    return error.offender if error is not None and error.time_exceeded else None
 
 
 class _Probe:
-    """One socket sending one Binding request with a fixed TTL, and what came back to it."""
+    """One socket sending one Binding request with a fixed TTL (IPv6: hop limit), and what came back to it."""
 
     def __init__(self, ttl: int, destination: Address, source_ip: str) -> None:
         self.ttl = ttl
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        v6 = ":" in destination[0]
+        self.sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
-        self.sock.bind((source_ip, 0))
-        self.sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
-        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        self.sock.bind((source_ip if (":" in source_ip) == v6 else ("::" if v6 else "0.0.0.0"), 0))
+        if v6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+        else:
+            self.sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
         self.destination = destination
         self.hop: Hop | None = None
         self.sent_at = 0.0

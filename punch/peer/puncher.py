@@ -63,8 +63,10 @@ from typing import Any
 from punch.errors import PeerError
 from punch.peer.checklist import CandidatePair, CheckList, CheckListState, PairState
 from punch.peer.clock import sleep_until
+from punch.peer.dualstack import preferred_candidate, public_candidates
 from punch.peer.strategy import EARLY_FLOOR, Plan, Strategy, mapped_candidates
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
+from punch.stun.families import family_of
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
 from punch.stun.wire import Introduction, Role, request
@@ -138,6 +140,8 @@ class Puncher:
         self._fresh = fresh
         self._me = me
         self._intro = introduction
+        self._publics = public_candidates(introduction.candidates)  # each family's public endpoint (dualstack)
+        self._preferred = preferred_candidate(introduction.candidates)  # the one nominated in every check
         self._mapped = mapped_candidates(introduction.candidates)  # ports the other's router maps for it
         self._timings = timings
         self._strategy = strategy
@@ -238,12 +242,14 @@ class Puncher:
         port a router maps for one of us (Plan.MAPPED, where nothing is predicted) is ``mapped``."""
         if remote in self._mapped:
             return "mapped"
-        if remote in self._intro.candidates[1:]:
+        if remote in self._intro.candidates[1:] and remote not in self._publics:
             return "direct-lan"
         if via is not None and via is not self._endpoint:
             return "predicted"  # one of port prediction's sockets
-        if self._strategy.waits:
-            return "mapped"  # the other peer reached us through the port our router maps (Strategy.waits)
+        if self._strategy.waits and family_of(remote[0]) == family_of(self._intro.candidates[0][0]):
+            # the other peer reached us through the port our router maps (Strategy.waits): in the family we registered
+            # in, taken to be the other's (a path of the other family, punch.peer.dualstack, does not pass that port)
+            return "mapped"
         if self._strategy.predicting and remote not in self._reflexive:
             return "predicted"
         return "direct"
@@ -448,7 +454,7 @@ class Puncher:
         """Check ``pair`` until the other peer answers from its remote (Succeeded); the prober then nominates it."""
         remote, via = pair.remote, pair.via
         prober = self._intro.role is Role.PROBER
-        nominate = self._aggressive and prober and remote == self._intro.candidates[0]
+        nominate = self._aggressive and prober and remote == self._preferred
         loop = asyncio.get_running_loop()
         started = loop.time()
         pair.start()
@@ -471,6 +477,9 @@ class Puncher:
                 if self._pairs.nominating is None:  # not once a LAN pair's own nomination began: one pair, both sides
                     pair.nominated_by_us = True
                     self._choose_once(Path(remote, self._kind(remote, via)), "we nominated it in our checks")
+            elif prober and remote in self._publics and remote != self._preferred:  # IPv4 beside IPv6 (dualstack)
+                if await self._falls_back(remote, loop.time() - started):
+                    await self._nominate(remote)
             elif prober and not self._aggressive:
                 await self._prefer_lan(remote, loop.time() - started)
                 await self._nominate(remote)
@@ -489,7 +498,7 @@ class Puncher:
     async def _prefer_lan(self, remote: Address, took: float) -> None:
         """Behind the same NAT, hold a public path (proven in ``took`` seconds) back briefly while a LAN candidate
         may still answer (:func:`lan_wait`)."""
-        if remote in self._intro.candidates[1:]:
+        if remote in self._intro.candidates[1:] and remote not in self._publics:
             self._lan_proven.set()
             return
         if not self._strategy.lan_first or len(self._intro.candidates) < 2:
@@ -506,6 +515,26 @@ class Puncher:
                 wait,
                 took,
             )
+
+    async def _falls_back(self, remote: Address, took: float) -> bool:
+        """The public candidate of the other family (``remote``, proven in ``took`` seconds) answered: whether to
+        nominate it, because the preferred one was neither chosen nor proven within as long again (:func:`lan_wait`;
+        proven, it is about to be nominated)."""
+        wait = lan_wait(took, self._timings.lan_margin, self._timings.lan_grace)
+        await asyncio.wait((self._chosen,), timeout=wait)
+        preferred = self._pairs.find(self._preferred, self._endpoint)
+        if self._chosen.done() or (preferred is not None and preferred.state is PairState.SUCCEEDED):
+            return False
+        log.info(
+            "%s at %s did not answer within %.3f s (%s did in %.3f s): falling back to IPv%d",
+            self.peer,
+            format_address(self._preferred),
+            wait,
+            format_address(remote),
+            took,
+            family_of(remote[0]),
+        )
+        return True
 
     async def _wait_for_hairpin(self, lan: Address, took: float) -> None:
         """Behind one NAT without a LAN candidate on our links (aggressive nomination of the hairpin): a LAN pair

@@ -40,6 +40,7 @@ from punch.peer.carrier import Carrier, Direct, Relayed
 from punch.peer.client import RendezvousClient
 from punch.peer.config import DROP_REASONS, PeerConfig, PeerResult
 from punch.peer.dispatch import Dispatcher
+from punch.peer.dualstack import other_family_candidates
 from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
 from punch.peer.portmapping import PortMapped
@@ -52,6 +53,7 @@ from punch.peer.situation import behind_one_nat, strategy_for
 from punch.peer.strategy import Plan, Strategy, mapped_candidates, mapped_strategy
 from punch.peer.trust import Trust
 from punch.stun import Address
+from punch.stun.families import family_name
 from punch.stun.protocol import SocketMaker, StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.wire import ANYONE, Introduction, Mapping, Role
 from punch.transport.config import LinkConfig
@@ -112,6 +114,7 @@ class Session:
         keys: PeerKeys,
         carrier: Carrier,
         identity: Identity,
+        offered: tuple[Address, ...] = (),  # candidates of the other IP family (punch.peer.dualstack)
     ) -> None:
         self._config = config
         self._target = config.target  # the other peer's ID (ANYONE until one we allow is introduced)
@@ -137,7 +140,7 @@ class Session:
             endpoint,
             config.server,
             config.peer_id,
-            host_candidates(self._local, config.server),
+            (*host_candidates(self._local, config.server), *offered),
             lease=config.lease,
             policy=config.rendezvous,
             identity=identity,
@@ -172,7 +175,7 @@ class Session:
     async def open(
         cls, config: PeerConfig, on_text: Callable[[str], None], *, sock: socket.socket | None = None
     ) -> Session:
-        """Bind ``config.bind`` (OSError if it cannot), or take ``sock``: a bound UDP socket the caller made, which
+        """Bind ``config.local`` (OSError if it cannot), or take ``sock``: a bound UDP socket the caller made, which
         lets one process host many peers, each with a socket in its own network namespace (bench/peer_host.py); it
         is closed with the session. Port prediction and the TTL discovery open sockets of their own, in the calling
         thread's namespace: a host of peers in other namespaces turns them off (``predict.enabled``,
@@ -182,13 +185,15 @@ class Session:
         dispatcher = Dispatcher()
         carrier = Carrier(config.peer_id, (config.server, *config.servers))
         dispatcher.add_indications(carrier.on_indication)
-        endpoint = await open_endpoint(dispatcher, config.bind, sock=sock, keys=keys, others=carrier.datagram_received)
+        endpoint = await open_endpoint(dispatcher, config.local, sock=sock, keys=keys, others=carrier.datagram_received)
         try:
             config = await with_nearest_server(config, endpoint)  # several servers: punch.peer.servers
         except PeerError:
             await endpoint.close()
             raise
-        return cls(config, on_text, endpoint, dispatcher, keys, carrier, config.identity or Identity.generate())
+        offered = await other_family_candidates(endpoint, config.server, config.servers)
+        identity = config.identity or Identity.generate()
+        return cls(config, on_text, endpoint, dispatcher, keys, carrier, identity, offered)
 
     async def close(self) -> None:
         """End the session: close QUIC (the other peer learns at once), stop keeping the path and the registration
@@ -219,6 +224,7 @@ class Session:
             peer=self._target,
             path=None if path is None else path.kind,
             remote=None if path is None else format_address(path.remote),
+            family=None if path is None else family_name(path.remote),
             punch_ms=self._punch_ms,
             path_at=self._path_at,
             server_rtt_ms=self._server_rtt_ms,

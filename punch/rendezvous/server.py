@@ -80,6 +80,7 @@ from punch.stun import (
     verify_integrity_sha256,
 )
 from punch.stun.credentials import request_key
+from punch.stun.families import takes_both
 from punch.stun.protocol import StunEndpoint, format_address, open_endpoint
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
 from punch.stun.wire import (
@@ -207,7 +208,13 @@ class RendezvousServer:
         if alternate:
             others = ", ".join(format_address(e.local_address) for k, e in self._endpoints.items() if k != (0, 0))
             log.info("answering RFC 5780 NAT behaviour discovery on %s too", others)
-        self._start_fastpath()
+        if takes_both(listen[0]):
+            # IPv6 and IPv4 on one socket, each answered from the address it asked (punch.stun.arrival); the C fast
+            # path reads without destinations, so Binding is answered in Python here
+            self._endpoint.answer_from_arrival()
+            log.info("Binding requests answered in Python: on %s each answer leaves from the address asked", listen[0])
+        else:
+            self._start_fastpath()
         self._spawn(self._sweep())
 
     async def _join(self, url: str) -> None:

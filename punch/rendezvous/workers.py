@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 from punch import SOFTWARE
 from punch.stun import Address, AttributeType
+from punch.stun.families import dual_stack_socket, takes_both
 from punch.stun.fastpath import RECEIVE_BUFFER, binding_tail, load
 from punch.stun.protocol import StunEndpoint
 
@@ -37,12 +38,15 @@ _FRAME_LIMIT = 65536 + 32
 
 
 def reuseport_socket(listen: Address) -> socket.socket:
-    """A non-blocking UDP socket bound to ``listen`` in its SO_REUSEPORT group."""
-    family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    """A non-blocking UDP socket bound to ``listen`` in its SO_REUSEPORT group (on ``::``: IPv4 too, as worker 0's)."""
+    if takes_both(listen[0]):
+        sock = dual_stack_socket(listen, reuse_port=True)
+    else:
+        family = socket.AF_INET6 if ":" in listen[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(listen)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-    sock.bind(listen)
     sock.setblocking(False)
     return sock
 

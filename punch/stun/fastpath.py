@@ -18,7 +18,7 @@ from punch.stun.attributes import TABLE
 from punch.stun.message import HEADER_LENGTH, Attributes, Message, MessageClass, Method, encode
 
 DISABLE_VARIABLE = "PUNCH_NO_FASTPATH"
-API = 4  # FASTPATH_API in punch/_fastpath.c: a module built from another version of the source is not used
+API = 5  # FASTPATH_API in punch/_fastpath.c: a module built from another version of the source is not used
 # A socket read in batches gets a deeper queue, so that bursts wait instead of being dropped; the kernel caps
 # it at net.core.rmem_max (and doubles it for its bookkeeping).
 RECEIVE_BUFFER = 4 << 20

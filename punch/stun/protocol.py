@@ -29,7 +29,15 @@ from punch.stun import (
     trace,
     verify_integrity_sha256,
 )
-from punch.stun.errqueue import IP_RECVERR, MSG_ERRQUEUE, icmp_error_from
+from punch.stun.arrival import (
+    ANCILLARY_SPACE,
+    ArrivalAddresses,
+    ask_for_destinations,
+    destination_of,
+    send_from_arrival,
+)
+from punch.stun.errqueue import IP_RECVERR, IPV6_RECVERR, MSG_ERRQUEUE, icmp_error_from
+from punch.stun.families import dual_stack_socket, mapped, takes_both, takes_ipv4, unmapped
 from punch.stun.fastpath import RECEIVE_BUFFER, Accelerator, Take
 from punch.stun.transaction import RFC_POLICY, RetransmitPolicy, Transaction
 
@@ -53,6 +61,7 @@ SocketMaker = Callable[["Handler", Address], Awaitable["StunEndpoint"]]
 OnRefused = Callable[[Address, str], None]
 # Sends one message's bytes over a TCP or TLS connection (punch.stun.stream.Stream.send): see StunEndpoint.carry.
 StreamSend = Callable[[bytes], None]
+RECEIVE_SIZE = 65535  # the largest UDP payload: a datagram read by recvmsg is never cut
 
 
 def _no_keys(session_id: bytes, method: int) -> bytes | None:
@@ -110,12 +119,16 @@ class StunEndpoint(asyncio.DatagramProtocol):
         self._others = others  # datagrams that are not STUN (else dropped and counted as not-stun)
         self._fingerprint = fingerprint
         self._transport: asyncio.DatagramTransport | None = None
+        self._dual_stack = False  # an IPv6 socket that also carries IPv4 (punch.stun.families): translate at the edge
         self._pending: dict[bytes, Transaction] = {}
         self._pending_keys: dict[bytes, tuple[bytes, ...]] = {}  # a response must be signed with one of them
         self._key_for = keys
         self.fast_paths: dict[bytes, FastPath] = {}  # by message type, the datagram's first two bytes
         self.counters: Counter[str] = Counter()
         self._fast_fd: int | None = None  # a duplicate of the socket's descriptor that the C fast path reads
+        # On [::]: a duplicate that reads each datagram with its destination and answers from it (punch.stun.arrival)
+        self._arrival_sock: socket.socket | None = None
+        self._arrivals: ArrivalAddresses | None = None
         # While a batch from the C fast path is handled: what the handlers send, sent together afterwards.
         self._outbox: list[tuple[bytes, Address]] | None = None
         self._errors: socket.socket | None = None  # a duplicate that reads the error queue (watch_refusals)
@@ -135,6 +148,8 @@ class StunEndpoint(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio's datagram transport does not always subclass DatagramTransport, though it behaves as one.
         self._transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        self._dual_stack = sock is not None and takes_ipv4(sock)
         if self._tracer is not None:
             self._traced_as = format_address(self.local_address)
             self._tracer.socket(self._traced_as)
@@ -152,6 +167,10 @@ class StunEndpoint(asyncio.DatagramProtocol):
             asyncio.get_running_loop().remove_reader(self._fast_fd)
             os.close(self._fast_fd)
             self._fast_fd = None
+        if self._arrival_sock is not None:
+            asyncio.get_running_loop().remove_reader(self._arrival_sock.fileno())
+            self._arrival_sock.close()
+            self._arrival_sock = None
         for transaction in list(self._pending.values()):
             transaction.cancel()
         self._pending.clear()
@@ -168,8 +187,10 @@ class StunEndpoint(asyncio.DatagramProtocol):
 
     def watch_refusals(self, on_refused: OnRefused) -> bool:
         """Call ``on_refused(destination, offender)`` for each of our datagrams that an ICMP Port Unreachable
-        (RFC 792) refused: no socket listened at ``destination``, says the host ``offender``. IPv4 on Linux
-        (``IP_RECVERR``, punch.stun.errqueue); False where it cannot be watched.
+        (RFC 792; ICMPv6 Destination Unreachable, port, RFC 4443 §3.1) refused: no socket listened at
+        ``destination``, says the host ``offender``. Linux (``IP_RECVERR``, ``IPV6_RECVERR``; a dual-stack socket
+        both, its IPv4 errors IPv4-mapped, which :meth:`_read_error_queue` unmaps: punch.stun.errqueue); False where
+        it cannot be watched.
 
         Every ICMP error then waits on the socket's error queue, and the socket stays readable until it is read:
         the kernel also reports each one as the error of the next receive or send, which asyncio hands to
@@ -180,10 +201,13 @@ class StunEndpoint(asyncio.DatagramProtocol):
         if self._transport is None or self._errors is not None:
             return self._errors is not None
         sock = self._transport.get_extra_info("socket")
-        if sock.family != socket.AF_INET:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
             return False
         try:
-            sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+            if sock.family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+            if sock.family == socket.AF_INET or self._dual_stack:
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
         except OSError:
             return False
         self._errors = sock.dup()
@@ -198,17 +222,20 @@ class StunEndpoint(asyncio.DatagramProtocol):
             return
         with contextlib.suppress(OSError):
             errors.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 0)
+        with contextlib.suppress(OSError):
+            errors.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 0)
         errors.close()
 
     def _read_error_queue(self) -> None:
         while self._errors is not None:  # (a handler may stop the watching)
             try:
-                _data, ancillary, _flags, destination = self._errors.recvmsg(1, 512, MSG_ERRQUEUE)
+                _data, ancillary, _flags, queued_at = self._errors.recvmsg(1, 512, MSG_ERRQUEUE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:
                 log.debug("reading the error queue failed: %s", error)
                 return
+            destination = unmapped((str(queued_at[0]), int(queued_at[1])))
             icmp = icmp_error_from(ancillary)
             if icmp is not None and self._tracer is not None:
                 where = format_address(destination)
@@ -217,13 +244,15 @@ class StunEndpoint(asyncio.DatagramProtocol):
                 continue
             self.counters["refused"] += 1
             try:
-                self._on_refused((str(destination[0]), int(destination[1])), icmp.offender)
+                self._on_refused(destination, icmp.offender)
             except Exception:  # as for the handler: count it and show it
                 self.counters["handler-error"] += 1
                 log.exception("refusal handler failed for %s", format_address(destination))
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         source: Address = (str(addr[0]), int(addr[1]))
+        if self._dual_stack:
+            source = unmapped(source)
         if self._tracer is not None:
             self._tracer.datagram("recv", self._traced_as, format_address(source), data)
         fast = self.fast_paths.get(data[:2])
@@ -287,6 +316,37 @@ class StunEndpoint(asyncio.DatagramProtocol):
     def _encode(self, message: Message, key: bytes | None = None) -> bytes:
         """Signed with the session's key if the message has a session, else with ``key`` if given."""
         return encode(message, fingerprint=self._fingerprint, integrity_sha256_key=self._key(message) or key)
+
+    # -- answering from the address asked (a wildcard socket on a host with several) --------------------------
+
+    def answer_from_arrival(self, budget: int = 512) -> None:
+        """Read the dual-stack socket with each datagram's destination, and send to each source from the address
+        it last sent to (punch.stun.arrival); ``budget`` datagrams at most per turn of the event loop."""
+        if self._transport is None or not self._dual_stack:
+            raise RuntimeError("answer_from_arrival needs a connected dual-stack endpoint")
+        sock = self._transport.get_extra_info("socket")
+        ask_for_destinations(sock)
+        self._arrival_sock = socket.socket(fileno=os.dup(sock.fileno()))  # (the same socket: non-blocking too)
+        self._arrivals = ArrivalAddresses()
+        cast(asyncio.ReadTransport, self._transport).pause_reading()
+        asyncio.get_running_loop().add_reader(self._arrival_sock.fileno(), self._read_arrivals, budget)
+
+    def _read_arrivals(self, budget: int) -> None:
+        sock, arrivals = self._arrival_sock, self._arrivals
+        assert sock is not None
+        assert arrivals is not None
+        for _ in range(budget):
+            try:
+                data, ancillary, _flags, addr = sock.recvmsg(RECEIVE_SIZE, ANCILLARY_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                self.error_received(error)
+                return
+            destination = destination_of(ancillary)
+            if destination is not None:
+                arrivals.arrived(unmapped((str(addr[0]), int(addr[1]))), destination)
+            self.datagram_received(data, addr)
 
     # -- the C fast path -----------------------------------------------------------------------------------
 
@@ -365,14 +425,21 @@ class StunEndpoint(asyncio.DatagramProtocol):
             return
         tracer = self._tracer
         sent_at = tracer.now() if tracer is not None else 0.0
+        to = mapped(remote) if self._dual_stack else remote
         carried = self._streams.get(remote) if self._streams else None
         if carried is not None:
             carried(data)
         elif self._outbox is not None:
-            self._outbox.append((data, remote))
+            self._outbox.append((data, to))
+        elif self._arrival_sock is not None and self._arrivals is not None:
+            try:
+                send_from_arrival(self._arrival_sock, data, remote, self._arrivals)
+            except OSError as error:  # as asyncio's transport does with a send that fails: report, go on
+                self.counters["send-error"] += 1
+                log.debug("sending %d bytes to %s failed: %s", len(data), format_address(remote), error)
         else:
             self._take_pending_error()
-            self._transport.sendto(data, remote)
+            self._transport.sendto(data, to)
         if tracer is not None:  # written after the datagram left: the trace costs it no time
             tracer.datagram("send", self._traced_as, format_address(remote), data, at=sent_at)
 
@@ -409,7 +476,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
         if self._transport is None or self._transport.is_closing():
             return
         sock = self._transport.get_extra_info("socket")
-        v6 = sock.family == socket.AF_INET6
+        v6 = ":" in remote[0]  # (an IPv6 socket sends IPv4-mapped destinations as IPv4, with IP_TTL's TTL)
         level, option = (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS) if v6 else (socket.IPPROTO_IP, socket.IP_TTL)
         previous = sock.getsockopt(level, option)
         sock.setsockopt(level, option, ttl)
@@ -419,7 +486,7 @@ class StunEndpoint(asyncio.DatagramProtocol):
                 self._take_pending_error()
                 data = self._encode(message)
                 sent_at = self._tracer.now() if self._tracer is not None else 0.0
-                self._transport.sendto(data, remote)  # now, never in a batch
+                self._transport.sendto(data, mapped(remote) if self._dual_stack else remote)  # now, never in a batch
                 if self._tracer is not None:
                     self._tracer.datagram("send", self._traced_as, format_address(remote), data, ttl, sent_at)
             else:
@@ -492,7 +559,8 @@ async def open_endpoint(
     keys: KeyLookup = _no_keys,
     others: Others | None = None,
 ) -> StunEndpoint:
-    """Bind a UDP socket on ``local`` (in a SO_REUSEPORT group if asked) and return its endpoint.
+    """Bind a UDP socket on ``local`` (in a SO_REUSEPORT group if asked) and return its endpoint. On ``::`` the
+    socket takes IPv4 too, and the endpoint speaks of IPv4 peers by their IPv4 addresses (punch.stun.families).
 
     With ``sock`` the endpoint takes that bound UDP socket instead (``local`` and ``reuse_port`` unused) and
     closes it when it closes: a socket the caller made elsewhere, e.g. in another network namespace. ``keys``: the
@@ -500,9 +568,11 @@ async def open_endpoint(
     not STUN go (else they are dropped and counted).
     """
     loop = asyncio.get_running_loop()
+    if sock is not None and (sock.type != socket.SOCK_DGRAM or sock.family not in (socket.AF_INET, socket.AF_INET6)):
+        raise ValueError(f"open_endpoint needs a UDP socket, got {sock!r}")
+    if sock is None and takes_both(local[0]):  # on [::]: IPv6 and IPv4 (punch.stun.families)
+        sock = dual_stack_socket(local, reuse_port)
     if sock is not None:
-        if sock.type != socket.SOCK_DGRAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            raise ValueError(f"open_endpoint needs a UDP socket, got {sock!r}")
         _, protocol = await loop.create_datagram_endpoint(
             lambda: StunEndpoint(handler, fingerprint=fingerprint, keys=keys, others=others), sock=sock
         )

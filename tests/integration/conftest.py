@@ -34,11 +34,11 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-async def peer_socket(handler: Handler) -> tuple[StunEndpoint, PeerKeys]:
-    """A loopback socket signing and checking as a peer's does (punch.peer.keys): give ``keys.request`` to its
-    client, and each session's key (:func:`keyed`) once introduced."""
+async def peer_socket(handler: Handler, host: str = "127.0.0.1") -> tuple[StunEndpoint, PeerKeys]:
+    """A loopback socket (on ``host``) signing and checking as a peer's does (punch.peer.keys): give
+    ``keys.request`` to its client, and each session's key (:func:`keyed`) once introduced."""
     keys = PeerKeys(RequestKey())
-    return await open_endpoint(handler, ("127.0.0.1", 0), keys=keys), keys
+    return await open_endpoint(handler, (host, 0), keys=keys), keys
 
 
 def keyed(keys: PeerKeys, client: RendezvousClient, introduction: Introduction) -> bytes:
@@ -49,14 +49,15 @@ def keyed(keys: PeerKeys, client: RendezvousClient, introduction: Introduction) 
     return key
 
 
-async def rendezvous_client(server: tuple[str, int], me: str) -> RendezvousClient:
-    """A peer's client to ``server`` alone (no session): on its own loopback socket, the server's requests to it."""
+async def rendezvous_client(server: tuple[str, int], me: str, host: str = "127.0.0.1") -> RendezvousClient:
+    """A peer's client to ``server`` alone (no session): on its own loopback socket (on ``host``), the server's
+    requests to it."""
     clients: list[RendezvousClient] = []
 
     def to_client(message: Message, source: Address, data: bytes) -> None:
         clients[0].on_request(message, source)
 
-    endpoint, keys = await peer_socket(to_client)
+    endpoint, keys = await peer_socket(to_client, host)
     clients.append(
         RendezvousClient(endpoint, server, me, (endpoint.local_address,), policy=FAST, credentials=keys.request)
     )

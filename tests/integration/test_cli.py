@@ -28,8 +28,8 @@ def server_address() -> Iterator[str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["peer", "--server", "nowhere", "--id", "1", "--to", "2"],
-         "punch: --server 'nowhere': 'nowhere' is not an IP address; give e.g. 203.0.113.1:3478"),
+        (["peer", "--server", "[nowhere]", "--id", "1", "--to", "2"],
+         "punch: --server '[nowhere]': 'nowhere' is not an IP address; give e.g. 203.0.113.1:3478"),
         (["peer", "--server", "127.0.0.1:99999", "--id", "1", "--to", "2"],
          "punch: --server '127.0.0.1:99999': port must be a number from 0 to 65535"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "1"],
@@ -66,6 +66,9 @@ def server_address() -> Iterator[str]:
          "punch: --trace /nonexistent/server.trace: cannot write it (No such file or directory); choose another file"),
         (["server", "--trace", "/nonexistent/server.trace", "--workers", "2"],
          "punch: --trace records one process: run the server with --workers 1 to trace it"),
+        (["server", "--listen", "[::]:3478", "--workers", "2", "--rate-limit", "0"],
+         "punch: --workers above 1 does not work with --listen [::] yet (answers must leave from the address asked); "
+         "give --listen a specific address"),
         (["diagram", "/nonexistent/server.trace", "--name", "=core"],
          "punch: --name '=core': write WHO=LABEL, e.g. --name 198.51.100.1=core"),
     ],

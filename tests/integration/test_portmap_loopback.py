@@ -2,7 +2,8 @@
 NAT-PMP as told: a mapping made, renewed and deleted; the fallbacks from a router's errors, garbage, another nonce
 and silence, each dropped datagram counted; a UPnP IGD that answers too slowly; a router that lost the mapping. Then
 two peers on loopback, one of whose "routers" maps (and forwards) a port: the other checks it, also where ports
-would be predicted (peer-reflexive first then does not run)."""
+would be predicted (peer-reflexive first then does not run), and when the peers take both families (the mapped port
+first, in the family it registered by)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from punch.rendezvous.server import RendezvousServer
 from punch.stun.transaction import RetransmitPolicy
 from punch.stun.wire import Mapping
 from tests.fake_router import Behaviour, FakeRouter, SlowHttp, SsdpResponder
-from tests.integration.conftest import LogLine, free_port, texts
+from tests.integration.conftest import FAST, LogLine, free_port, texts
 from tests.integration.conftest import peer_config as config
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -301,3 +302,33 @@ async def test_without_a_router_or_with_portmap_off_nothing_is_asked(server: Ren
         fake.close()
     assert result_a.error is None
     assert (fake.requests, result_a.portmap) == ([], None)
+
+
+async def test_a_dual_stack_peer_offers_its_mapped_port_first_in_the_family_it_registered_by(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Peers on [::] given a dual-stack server's two addresses, IPv4 first: a's router maps an IPv4 port, which a
+    offers right after the endpoint the server sees, its IPv6 candidates after (punch.peer.dualstack); b checks it."""
+    async with RendezvousServer(push_policy=FAST) as dual:
+        await dual.start(("::", 0))
+        port = dual.address[1]
+        both = {"server": ("127.0.0.1", port), "servers": (("::1", port),), "bind": None}  # no bind: [::]
+        fake = await FakeRouter.start(Behaviour(external_ip="127.0.0.1"))
+        try:
+            a = dataclasses.replace(config(dual, "a", "b", portmap=portmap(fake)), **both)  # type: ignore[arg-type]
+            b = dataclasses.replace(config(dual, "b", "a", portmap=PortmapConfig(enabled=False)), **both)  # type: ignore[arg-type]
+            result_a, result_b = await asyncio.gather(
+                run_peer(a, texts("to b"), lambda _: None), run_peer(b, texts("to a"), lambda _: None)
+            )
+        finally:
+            fake.close()
+    assert (result_a.error, result_b.error) == (None, None)
+    assert (result_a.received, result_b.received) == (["to a"], ["to b"])
+    assert result_a.portmap is not None
+    external = result_a.portmap["external"]
+    ours = str(result_a.local).rsplit(":", 1)[1]
+    # b's introduction to a: the endpoint the server saw, the mapped port, then the IPv6 one [::1] saw
+    assert f"candidates {result_a.mapped}, {external}, [::1]:{ours}; we are the" in caplog.text
+    assert f"a's router maps {external} for it: we check it now" in caplog.text
+    assert result_b.path in ("mapped", "direct")  # on loopback every candidate answers; either is proven first
+    assert fake.mappings == {}  # deleted as a closed

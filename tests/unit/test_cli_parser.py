@@ -32,6 +32,17 @@ def test_a_peer_without_flags_gets_the_librarys_own_configuration() -> None:
     assert without_files == PeerConfig(server=("10.0.0.1", DEFAULT_PORT), peer_id="a", target="b")
 
 
+def test_a_peer_binds_the_wildcard_of_its_servers_family_unless_told() -> None:
+    def local(*flags: str) -> tuple[str, int]:
+        args = cli.build_parser().parse_args(["peer", *flags, "--id", "a", "--to", "b"])
+        return cli.peer_config(args).local
+
+    assert local("--server", "[2001:db8::1]:3478") == ("::", 0)  # IPv6, and IPv4 with it (punch.stun.families)
+    assert local("--server", "203.0.113.1") == ("0.0.0.0", 0)
+    assert local("--server", "203.0.113.1", "--server", "[2001:db8::1]") == ("::", 0)  # any IPv6 server
+    assert local("--server", "[2001:db8::1]", "--bind", "[2001:db8:10::2]:5000") == ("2001:db8:10::2", 5000)
+
+
 def test_a_server_without_flags_gets_the_librarys_own_limits() -> None:
     args = cli.build_parser().parse_args(["server"])
     defaults = inspect.signature(serve).parameters

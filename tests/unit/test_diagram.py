@@ -13,7 +13,7 @@ from punch import cli
 from punch.diagram import labels, mermaid
 from punch.diagram.notes import note
 from punch.diagram.story import ANSWER, CROSS, REQUEST, Arrow, Note, Story, bursts, collapse, story
-from punch.diagram.traces import TraceError, clip, parse, read_all
+from punch.diagram.traces import Icmp, TraceError, clip, parse, read_all
 from tests.e2e import diagrams
 from tests.traces import datagrams_in
 
@@ -321,3 +321,16 @@ def test_a_route_note_names_each_router_and_where_the_server_was_first_reached()
         == "route to the server, by TTL: 1: 10.0.10.1, 2: 198.51.100.1, 3: the server<br/>low-TTL probes get TTL 2"
     )
     assert note("socket bound to 0.0.0.0:4000") is None
+
+
+@pytest.mark.parametrize(
+    ("remote", "icmp_type", "code", "what"),
+    [
+        ("192.0.2.14:5000", 11, 0, "time exceeded"),
+        ("192.0.2.14:5000", 3, 3, "port unreachable"),
+        ("[2001:db8:11::2]:5000", 3, 0, "time exceeded"),  # ICMPv6 type 3 (RFC 4443 §3.3), not unreachable
+        ("[2001:db8:11::2]:5000", 1, 4, "port unreachable"),
+    ],
+)
+def test_an_icmp_error_is_named_by_its_family(remote: str, icmp_type: int, code: int, what: str) -> None:
+    assert Icmp(0, 0.0, "[::]:1", remote, icmp_type, code, None).what == what

@@ -34,6 +34,7 @@ from punch.stun import (
     make_success,
     new_transaction_id,
 )
+from punch.stun.families import unmapped
 from punch.stun.fastpath import Accelerator, binding_tail
 
 pytestmark = pytest.mark.unit
@@ -52,7 +53,8 @@ SOURCES: list[Address] = [
 
 
 def python_reply(data: bytes, source: Address) -> bytes | None:
-    """What the pure-Python server sends back as a Binding success without --alternate, else None."""
+    """What the pure-Python server sends back as a Binding success without --alternate, else None. Its endpoint
+    speaks of an IPv4-mapped source by its IPv4 address (punch.stun.families), so family 0x01 it is."""
     if not is_stun(data):
         return None
     try:
@@ -63,7 +65,7 @@ def python_reply(data: bytes, source: Address) -> bytes | None:
         return None
     if message.unknown_comprehension_required() or message.has(T.CHANGE_REQUEST) or message.has(T.SESSION_ID):
         return None  # 420, or an integrity check first
-    return encode(make_success(message, ((T.XOR_MAPPED_ADDRESS, source), (T.SOFTWARE, SOFTWARE))))
+    return encode(make_success(message, ((T.XOR_MAPPED_ADDRESS, unmapped(source)), (T.SOFTWARE, SOFTWARE))))
 
 
 def binding(*attributes: tuple[int, object], fingerprint: bool = True) -> bytes:

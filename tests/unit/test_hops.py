@@ -8,7 +8,15 @@ import struct
 import pytest
 
 from punch.peer.hops import Hop, _Probe, open_ttl, past_private, time_exceeded_from
-from punch.stun.errqueue import ICMP_TIME_EXCEEDED, IP_RECVERR, SO_EE_ORIGIN_ICMP
+from punch.stun.errqueue import (
+    ICMP6_TIME_EXCEEDED,
+    ICMP_TIME_EXCEEDED,
+    IP_RECVERR,
+    IPV6_RECVERR,
+    SO_EE_ORIGIN_ICMP,
+    SO_EE_ORIGIN_ICMP6,
+    icmp_error_from,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -19,8 +27,34 @@ def extended_err(origin: int, icmp_type: int, offender: str) -> tuple[int, int, 
     return (socket.IPPROTO_IP, IP_RECVERR, err + sockaddr)
 
 
+def extended_err6(icmp_type: int, code: int, offender: str, origin: int = SO_EE_ORIGIN_ICMP6) -> tuple[int, int, bytes]:
+    """As the kernel reports an ICMPv6 error on an ``IPV6_RECVERR`` socket (``origin`` ICMP: an ICMP error of IPv4 on
+    a dual-stack one): the offender a ``sockaddr_in6``."""
+    err = struct.pack("=IBBBBII", 113, origin, icmp_type, code, 0, 0, 0)
+    sockaddr = struct.pack("=HHI", socket.AF_INET6, 0, 0) + socket.inet_pton(socket.AF_INET6, offender) + bytes(4)
+    return (socket.IPPROTO_IPV6, IPV6_RECVERR, err + sockaddr)
+
+
 def test_the_offender_of_a_time_exceeded_is_the_router() -> None:
     assert time_exceeded_from([extended_err(SO_EE_ORIGIN_ICMP, ICMP_TIME_EXCEEDED, "100.64.0.1")]) == "100.64.0.1"
+
+
+def test_an_icmpv6_time_exceeded_names_the_router_too() -> None:
+    assert time_exceeded_from([extended_err6(ICMP6_TIME_EXCEEDED, 0, "2001:db8:f10::1")]) == "2001:db8:f10::1"
+    # ICMPv6 type 11 is nothing (RFC 4443 numbers its errors 1-4): not a time exceeded
+    assert time_exceeded_from([extended_err6(ICMP_TIME_EXCEEDED, 0, "2001:db8:f10::1")]) is None
+
+
+def test_an_ipv4_refusal_on_a_dual_stack_socket_names_the_ipv4_host() -> None:
+    error = icmp_error_from([extended_err6(3, 3, "::ffff:192.0.2.14", origin=SO_EE_ORIGIN_ICMP)])
+    assert error is not None
+    assert (error.port_unreachable, error.offender) == (True, "192.0.2.14")
+
+
+def test_an_icmpv6_port_unreachable_is_a_refusal() -> None:
+    error = icmp_error_from([extended_err6(1, 4, "2001:db8:11::2")])  # destination unreachable, port (§3.1)
+    assert error is not None
+    assert (error.port_unreachable, error.time_exceeded, error.offender) == (True, False, "2001:db8:11::2")
 
 
 @pytest.mark.parametrize(
@@ -45,6 +79,8 @@ def test_anything_else_is_not_a_hop(ancillary: list[tuple[int, int, bytes]]) -> 
         ([Hop(2, "198.51.100.1"), Hop(1, "192.168.1.1")], 2),  # in any order
         ([Hop(1, "10.0.10.1"), Hop(3, "198.51.100.1")], None),  # a gap: TTL 2 may have been the public one
         ([Hop(1, "10.0.10.1"), Hop(2, reached=True)], None),  # the server is on our side of the internet
+        ([Hop(1, "fd00::1"), Hop(2, "2001:db8:f10::1")], 2),  # IPv6: a home router numbered from a ULA prefix
+        ([Hop(1, "2001:db8:10::1"), Hop(2, "2001:db8:f10::1")], 1),  # a home router on a global prefix is public
         ([], None),  # ICMP filtered
     ],
 )
