@@ -136,7 +136,7 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
     upgrade_interval = not_negative("--upgrade-interval", args.upgrade_interval)
     nat_udp_timeout = not_negative("--nat-udp-timeout", args.nat_udp_timeout)
     rejoin = not_negative("--rejoin", args.rejoin)
-    reach = reach_of(args, servers[0])
+    reach = reach_of(args, server)
     known_peers = KnownPeers(Path(args.known_peers) if args.known_peers else default_known_peers_path())
     identity, _, _ = load_identity_of(args)
     peer_id = args.id if args.id is not None else identity.fingerprint

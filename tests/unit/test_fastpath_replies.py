@@ -80,6 +80,11 @@ def with_fingerprint(body: bytes) -> bytes:
     return data + struct.pack("!HHI", T.FINGERPRINT, 4, zlib.crc32(data) ^ 0x5354554E)
 
 
+def flip_last_byte(data: bytes) -> bytes:
+    """``data`` with its last byte changed (a FINGERPRINT that cannot match, whatever the real CRC ends with)."""
+    return data[:-1] + bytes([data[-1] ^ 0xFF])
+
+
 ANSWERED = {
     "plain": binding(fingerprint=False),
     "with FINGERPRINT": binding(),
@@ -95,7 +100,7 @@ HANDED_TO_PYTHON = {
     "length field too long": good[:2] + b"\x00\x04" + good[4:],
     "length not a multiple of 4": good[:2] + b"\x00\x02" + good[4:] + b"\x00\x00",
     "attribute overruns the message": good[:2] + b"\x00\x08" + good[4:] + struct.pack("!HH", 0xC0FF, 8) + b"abcd",
-    "bad FINGERPRINT": binding()[:-1] + b"\x00",
+    "bad FINGERPRINT": flip_last_byte(binding()),
     "FINGERPRINT not last": with_fingerprint(binding(fingerprint=False))[:2]
     + b"\x00\x10"
     + with_fingerprint(binding(fingerprint=False))[4:]
