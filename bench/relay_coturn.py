@@ -1,0 +1,171 @@
+"""coturn's TURN relay under the load punch's relay gets, for bench/relay.py (`python -m bench.relay_coturn`).
+
+coturn (Debian's `turnserver`) runs where punch's loopback server runs: on the loopback of the lab's server
+namespace, pinned to core 0 (taskset; `--relay-threads 1`: its listener, relay and auth threads all share that
+core). The bench starts it with its own command line and files, never the system's service: no config file
+(`-n`), its user database, pid file and log in the lab's log directory, the long-term credential mechanism with one
+user, relay ports in its own range, loopback peers allowed (the receiver is on loopback), no TLS or DTLS.
+
+The load is not turnutils_uclient's: uclient paces each client at one message per `-z` milliseconds (a fixed
+schedule, not as fast as it can) and times round trips through turnutils_peer, which echoes each message back
+through the relay (every message crosses coturn twice), and it prints round-trip figures, not what one receiver
+got per second. Instead the sender here (core 1) makes one UDP allocation, binds a channel to the receiver
+(bench/turn.py, no TURN library) and sends ChannelData carrying the same payloads as punch's Relay indications,
+in the same loop (bench/relay_load.py); the receiver (core 1) counts what coturn relays to it, as punch's does.
+Per message, coturn looks up the channel and its permission and forwards the payload; punch's server checks the
+indication's framing, FINGERPRINT, source and budget and forwards it whole (it cannot check its signature).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.lab import PYTHON, in_node, lab, wait_for_line
+from bench.relay_load import blast, collect, count_bursts, delivered_rate, load_cells, lost_share
+from bench.report import markdown_table
+from bench.turn import FIRST_CHANNEL, allocate, bind_channel, channel_data
+
+COTURN = "127.0.0.1:3481"  # coturn on the loopback of the lab's server namespace
+PEER = "127.0.0.1:3490"  # the receiver there
+USER, PASSWORD, REALM = "bench", "bench", "punch.bench"
+RELAY_PORTS = (49152, 49407)
+SATURATED = 0.05  # a relay that loses less than this share of the offered load may not have reached its ceiling
+
+
+def address(text: str) -> tuple[str, int]:
+    host, port = text.rsplit(":", 1)
+    return host, int(port)
+
+
+def coturn_command(files: Path) -> list[str]:
+    """``turnserver`` pinned to core 0 with one relay thread, listening on COTURN, keeping its files in ``files``."""
+    host, port = address(COTURN)
+    return ["taskset", "-c", "0", "turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls",
+            "--listening-ip", host, "--listening-port", str(port), "--relay-ip", host,
+            "--min-port", str(RELAY_PORTS[0]), "--max-port", str(RELAY_PORTS[1]), "--relay-threads", "1",
+            "--allow-loopback-peers", "--lt-cred-mech", "--user", f"{USER}:{PASSWORD}", "--realm", REALM,
+            "--userdb", str(files / "coturn.db"), "--pidfile", str(files / "coturn.pid"),
+            "--log-file", "stdout", "--simple-log"]  # fmt: skip
+
+
+def start_coturn(name: str, logs: Path) -> None:
+    """coturn in lab ``name``'s server node; returns once its log says its relay server is up."""
+    log = logs / "coturn.log"
+    lab("exec", "--name", name, "--detach", "--log", str(log), "server", "--", *coturn_command(logs))
+    wait_for_line(log, "Total General servers")
+
+
+def measure_coturn(name: str, payloads: list[int], duration: float) -> dict[int, dict[str, float]]:
+    """Sender and receiver in lab ``name``'s server node, pinned to core 1, through coturn; per payload size the
+    same counts as bench.relay's measure_load."""
+    extra = ["--seconds", str(duration), "--payloads", *map(str, payloads)]
+    pin = ["taskset", "-c", "1", PYTHON, "-m", "bench.relay_coturn"]
+    receiver = subprocess.Popen(in_node(name, "server", *pin, "receive", *extra), stdout=subprocess.PIPE)
+    sender = subprocess.Popen(in_node(name, "server", *pin, "send", *extra), stdout=subprocess.PIPE)
+    return collect(sender, receiver)
+
+
+def ratios(punch: dict[int, dict[str, float]], coturn: dict[int, dict[str, float]]) -> dict[int, float]:
+    """Per payload size both relays delivered: punch's delivered packets/s over coturn's."""
+    return {
+        payload: delivered_rate(punch[payload]) / delivered_rate(coturn[payload])
+        for payload in sorted(set(punch) & set(coturn))
+        if delivered_rate(coturn[payload])
+    }
+
+
+def verdict(payload: int, ratio: float, rounds: list[float], goal: float = 1.0) -> str:
+    """One summary line: the measured ratio (of the median rounds; each round's too) beside the goal, and by how
+    much it misses if it does."""
+    each = ", ".join(f"{r:.2f}x" for r in rounds)
+    line = f"{payload}-byte payloads: punch relays {ratio:.2f}x coturn's packets/s and Mbit/s (rounds: {each}); "
+    line += f"goal: at least {goal:.1f}x"
+    return line + (": met." if ratio >= goal else f": {100 * (1 - ratio / goal):.0f}% short.")
+
+
+def against_coturn(
+    punch: dict[int, dict[str, float]],
+    coturn: dict[int, dict[str, float]],
+    rounds: list[dict[int, float]],
+    duration: float,
+) -> list[str]:
+    """The report's section on coturn: both relays on the server namespace's loopback, per payload size, and the
+    ratio of their delivered packets/s beside the goal."""
+    lines = [
+        "",
+        "## Against coturn's TURN relay",
+        "",
+        f"In the same run, on the same loopback and cores: coturn (`turnserver`, one relay thread, pinned to core 0, "
+        f"long-term credentials) relaying ChannelData from one allocation to the receiver, {duration:g} s per size, "
+        f"and punch's loopback server, {len(rounds)} rounds each, alternately; each row is the round with the median "
+        "delivered rate (punch's is the loopback row above). The load is bench/relay.py's own sender loop for both "
+        "(one allocation and a channel set up by bench/turn.py, then ChannelData as fast as the sender can), not "
+        "turnutils_uclient: uclient paces its messages on a fixed interval and times round trips through "
+        "turnutils_peer's echo, so every message would cross coturn twice and no receiver would count a rate. "
+        "Both relays carry the same payloads. Punch's server gets a Relay indication and forwards it whole: it "
+        "checks its framing and FINGERPRINT, that it comes from the peer's registered endpoint and that it fits "
+        "the session's budget (the HMAC-SHA256, with the session's key only the peers hold, it cannot check). "
+        "coturn gets ChannelData (a 4-byte header), looks up the channel and its permission and sends the bare "
+        "payload from the allocation's relayed address. Both make one send system call a datagram (punch's "
+        "batched in sendmmsg). Mbit/s counts the payload bytes delivered.",
+        "",
+    ]
+    table = []
+    for relay, load in (("punch server", punch), ("coturn", coturn)):
+        for payload, m in sorted(load.items()):
+            table.append([relay, payload, m["size"], *load_cells(m, payload)])
+    lines += markdown_table(
+        ["relay", "payload (bytes)", "datagram in (bytes)", "offered (pkt/s)", "delivered (pkt/s)", "payload Mbit/s",
+         "lost"],
+        table,
+    )  # fmt: skip
+    found = ratios(punch, coturn)
+    lines += [""] if found else []
+    for payload, ratio in found.items():
+        lines.append(f"- {verdict(payload, ratio, [r[payload] for r in rounds if payload in r])}")
+    unsaturated = [str(payload) for payload, m in sorted(coturn.items()) if lost_share(m) < SATURATED]
+    if unsaturated:
+        lines += [
+            "",
+            f"coturn lost less than {100 * SATURATED:.0f}% at {' and '.join(unsaturated)} bytes: it relayed about "
+            "all the sender could offer, so its ceiling there is higher than measured and punch's ratio at most the "
+            "one shown.",
+        ]
+    return lines
+
+
+def send(args: argparse.Namespace) -> None:
+    server = address(COTURN)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        _, credentials = allocate(sock, server, USER, PASSWORD)
+        bind_channel(sock, server, credentials, FIRST_CHANNEL, address(PEER))
+        sock.settimeout(None)
+        for payload in args.payloads:
+            batch = [channel_data(FIRST_CHANNEL, b"\x40" + os.urandom(payload - 1)) for _ in range(256)]
+            blast(sock, server, payload, batch, args.seconds)
+
+
+def receive(args: argparse.Namespace) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(address(PEER))
+        count_bursts(sock, len(args.payloads))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("command", choices=["send", "receive"])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--payloads", type=int, nargs="+", required=True)
+    args = parser.parse_args()
+    (send if args.command == "send" else receive)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
