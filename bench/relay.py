@@ -17,8 +17,9 @@ The server answers on its alternate address too, so the peers measure their NAT'
    conntrack, NAT), possibly on the server's core: so the same load runs once more through a second server on the
    loopback of the server's namespace (sender and receiver there too), the server without the lab.
 3. Against coturn: on that loopback, coturn's TURN relay pinned to the same core (bench/relay_coturn.py) and the
-   loopback server take the same load from the same sender loop, a few rounds alternately; the report gives
-   punch's delivered packets/s over coturn's per payload size, beside the goal (at least 1.0x).
+   loopback server take the same load from the same sender loop, a few rounds alternately, one payload size at a
+   time while their CPU time is read; the report gives punch's delivered packets/s and packets per CPU-second over
+   coturn's per payload size, beside the goal (at least 1.0x).
 
 Writes a Markdown report (machine, date, how) to --output and prints it.
 """
@@ -37,11 +38,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from bench.lab import PYTHON, in_node, lab, wait_for_line
-from bench.relay_coturn import against_coturn, measure_coturn, ratios, start_coturn
-from bench.relay_load import blast, collect, count_bursts, delivered_rate, load_cells, median_round
+from bench.relay_coturn import against_coturn, measure_coturn, start_coturn
+from bench.relay_load import blast, collect, count_bursts, delivered_rate, load_cells, median_round, with_cpu
 from bench.report import machine, markdown_table, median_p95, write_report
 
 SERVER, ALTERNATE = "203.0.113.1:3478", "203.0.113.2:3479"
@@ -59,8 +61,8 @@ class Row:
     failures: list[str] = field(default_factory=list)
     load: dict[int, dict[str, float]] = field(default_factory=dict)  # payload bytes -> sender's and receiver's counts
     loopback: dict[int, dict[str, float]] = field(default_factory=dict)  # the same, relayed on loopback (relay row)
-    coturn: dict[int, dict[str, float]] = field(default_factory=dict)  # the same, through coturn on loopback (relay)
-    rounds: list[dict[int, float]] = field(default_factory=list)  # per round: payload -> punch / coturn packets/s
+    punch_rounds: list[dict[int, dict[str, float]]] = field(default_factory=list)  # the loopback loads, with CPU
+    coturn_rounds: list[dict[int, dict[str, float]]] = field(default_factory=list)  # coturn's, alternating with them
 
 
 def seconds(line: str) -> float | None:
@@ -180,28 +182,30 @@ def receive(args: argparse.Namespace) -> None:
 
 
 def measure_load(
-    name: str, path: str, payloads: list[int], duration: float, *, loopback: bool = False, round_: int = 0
+    name: str, path: str, payloads: list[int], duration: float, *, loopback: bool = False
 ) -> dict[int, dict[str, float]]:
     """Sender (peer10) and receiver (peer14) pinned to core 1, through the lab's server; with ``loopback``, both
     in the server's namespace, through the server on LOOPBACK. Per payload size: offered and received counts.
-    Each ``round_`` registers new IDs (the last round's are still leased to other keys)."""
+    Each call registers new IDs (the last call's are still leased to other keys)."""
     extra = ["--via", path, "--seconds", str(duration), "--payloads", *map(str, payloads)]
     extra += ["--server", LOOPBACK if loopback else SERVER]
     pin = ["taskset", "-c", "1", PYTHON, "-m", "bench.relay"]
     nodes = ("server", "server") if loopback else ("peer14", "peer10")
-    me, other = f"r14-{round_}", f"s10-{round_}"
+    tag = os.urandom(3).hex()
+    me, other = f"r14-{tag}", f"s10-{tag}"
     receiver = subprocess.Popen(in_node(name, nodes[0], *pin, "receive", me, other, *extra), stdout=subprocess.PIPE)
     sender = subprocess.Popen(in_node(name, nodes[1], *pin, "send", other, me, *extra), stdout=subprocess.PIPE)
     return collect(sender, receiver)
 
 
-def start_server(name: str, log: Path, ready: str, *listen: str) -> None:
+def start_server(name: str, log: Path, ready: str, *listen: str) -> int:
     """``punch server`` on ``listen`` in the lab's server node, pinned to core 0, with the relay budget and the
-    rate limit off; returns once its log (``log``) says ``ready``."""
-    lab("exec", "--name", name, "--detach", "--log", str(log), "server", "--",
-        "taskset", "-c", "0", PYTHON, "-m", "punch", "server", *listen,
-        "--rate-limit", "0", "--relay-rate", "0", "--relay-bytes", "0", "--stats-interval", "0")  # fmt: skip
+    rate limit off; returns its PID once its log (``log``) says ``ready``."""
+    started = lab("exec", "--name", name, "--detach", "--log", str(log), "server", "--",
+                  "taskset", "-c", "0", PYTHON, "-m", "punch", "server", *listen,
+                  "--rate-limit", "0", "--relay-rate", "0", "--relay-bytes", "0", "--stats-interval", "0")  # fmt: skip
     wait_for_line(log, ready)
+    return int(started.stdout)
 
 
 def run(row: Row, trials: int, payloads: list[int], duration: float, rounds: int) -> None:
@@ -221,15 +225,15 @@ def run(row: Row, trials: int, payloads: list[int], duration: float, rounds: int
         row.load = measure_load(name, row.path, payloads, duration)
         print(f"{row.path}: load {row.load}", file=sys.stderr, flush=True)
         if row.path == "relay":
-            start_server(name, logs / "loopback.log", "listening on", "--listen", LOOPBACK)
-            start_coturn(name, logs)
-            punch, coturn = [], []
+            server = start_server(name, logs / "loopback.log", "listening on", "--listen", LOOPBACK)
+            coturn = start_coturn(name, logs)
             for number in range(rounds):  # alternately, so a busy moment of the shared machine hits both
-                punch.append(measure_load(name, row.path, payloads, duration, loopback=True, round_=number))
-                coturn.append(measure_coturn(name, payloads, duration))
-                print(f"{row.path}: round {number + 1}: loopback {punch[-1]}, coturn {coturn[-1]}", file=sys.stderr)
-            row.loopback, row.coturn = median_round(punch), median_round(coturn)
-            row.rounds = [ratios(p, c) for p, c in zip(punch, coturn, strict=True)]
+                punch = partial(measure_load, name, row.path, duration=duration, loopback=True)
+                row.punch_rounds.append(with_cpu(server, punch, payloads))
+                row.coturn_rounds.append(with_cpu(coturn, partial(measure_coturn, name, duration=duration), payloads))
+                print(f"{row.path}: round {number + 1}: loopback {row.punch_rounds[-1]}, "
+                      f"coturn {row.coturn_rounds[-1]}", file=sys.stderr)  # fmt: skip
+            row.loopback = median_round(row.punch_rounds)
     finally:
         lab("down", "--name", name, check=False)
 
@@ -293,7 +297,7 @@ def report(rows: list[Row], duration: float) -> list[str]:
             alone = delivered_rate(relay.loopback[payload]) / relayed
             line += f"; on loopback the server relays {alone:.2f}x what it relays through the lab"
         lines.append(line + ".")
-    lines += against_coturn(relay.loopback, relay.coturn, relay.rounds, duration)
+    lines += against_coturn(relay.punch_rounds, relay.coturn_rounds, duration)
     failures = [(r, r.failures[0]) for r in rows if r.failures]
     if failures:
         lines += ["", "First failure of each row:", ""] + [f"- {r.path}: {reason}" for r, reason in failures]

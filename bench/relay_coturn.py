@@ -21,12 +21,23 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.lab import PYTHON, in_node, lab, wait_for_line
-from bench.relay_load import blast, collect, count_bursts, delivered_rate, load_cells, lost_share
+from bench.relay_load import (
+    blast,
+    collect,
+    count_bursts,
+    delivered_rate,
+    load_cells,
+    lost_share,
+    median_round,
+    per_cpu_second,
+)
 from bench.report import markdown_table
 from bench.turn import FIRST_CHANNEL, allocate, bind_channel, channel_data
 
@@ -34,6 +45,7 @@ COTURN = "127.0.0.1:3481"  # coturn on the loopback of the lab's server namespac
 PEER = "127.0.0.1:3490"  # the receiver there
 USER, PASSWORD, REALM = "bench", "bench", "punch.bench"
 RELAY_PORTS = (49152, 49407)
+Load = dict[int, dict[str, float]]  # payload size -> the sender's and receiver's counts (bench.relay_load.collect)
 SATURATED = 0.05  # a relay that loses less than this share of the offered load may not have reached its ceiling
 
 
@@ -53,11 +65,12 @@ def coturn_command(files: Path) -> list[str]:
             "--log-file", "stdout", "--simple-log"]  # fmt: skip
 
 
-def start_coturn(name: str, logs: Path) -> None:
-    """coturn in lab ``name``'s server node; returns once its log says its relay server is up."""
+def start_coturn(name: str, logs: Path) -> int:
+    """coturn in lab ``name``'s server node; returns its PID once its log says its relay server is up."""
     log = logs / "coturn.log"
-    lab("exec", "--name", name, "--detach", "--log", str(log), "server", "--", *coturn_command(logs))
+    started = lab("exec", "--name", name, "--detach", "--log", str(log), "server", "--", *coturn_command(logs))
     wait_for_line(log, "Total General servers")
+    return int(started.stdout)
 
 
 def measure_coturn(name: str, payloads: list[int], duration: float) -> dict[int, dict[str, float]]:
@@ -70,71 +83,84 @@ def measure_coturn(name: str, payloads: list[int], duration: float) -> dict[int,
     return collect(sender, receiver)
 
 
-def ratios(punch: dict[int, dict[str, float]], coturn: dict[int, dict[str, float]]) -> dict[int, float]:
-    """Per payload size both relays delivered: punch's delivered packets/s over coturn's."""
+def ratios(punch: Load, coturn: Load, rate: Callable[[dict[str, float]], float] = delivered_rate) -> dict[int, float]:
+    """Per payload size both relays measured: punch's ``rate`` (delivered packets/s, or per CPU-second) over
+    coturn's."""
     return {
-        payload: delivered_rate(punch[payload]) / delivered_rate(coturn[payload])
+        payload: rate(punch[payload]) / rate(coturn[payload])
         for payload in sorted(set(punch) & set(coturn))
-        if delivered_rate(coturn[payload])
+        if rate(coturn[payload])
     }
 
 
-def verdict(payload: int, ratio: float, rounds: list[float], goal: float = 1.0) -> str:
-    """One summary line: the measured ratio (of the median rounds; each round's too) beside the goal, and by how
-    much it misses if it does."""
-    each = ", ".join(f"{r:.2f}x" for r in rounds)
-    line = f"{payload}-byte payloads: punch relays {ratio:.2f}x coturn's packets/s and Mbit/s (rounds: {each}); "
-    line += f"goal: at least {goal:.1f}x"
-    return line + (": met." if ratio >= goal else f": {100 * (1 - ratio / goal):.0f}% short.")
+def verdict(payload: int, per_second: list[float], per_cpu: list[float], goal: float = 1.0) -> str:
+    """One summary line: punch over coturn in delivered packets/s and in packets per CPU-second, the median of the
+    rounds' ratios and each round's, beside the goal, and by how much each misses it."""
+
+    def measured(ratios: list[float]) -> str:
+        each = ", ".join(f"{r:.2f}x" for r in ratios)
+        return f"{statistics.median(ratios):.2f}x (rounds: {each})" if ratios else "unmeasured"
+
+    line = f"{payload}-byte payloads: punch relays {measured(per_second)} coturn's packets/s and Mbit/s, and "
+    line += f"{measured(per_cpu)} its packets per CPU-second; goal: at least {goal:.1f}x"
+    short = [
+        f"{100 * (1 - statistics.median(ratios) / goal):.0f}% short in {what}"
+        for what, ratios in (("packets/s", per_second), ("packets per CPU-second", per_cpu))
+        if ratios and statistics.median(ratios) < goal
+    ]
+    return line + (": " + " and ".join(short) + "." if short else ": met.")
 
 
-def against_coturn(
-    punch: dict[int, dict[str, float]],
-    coturn: dict[int, dict[str, float]],
-    rounds: list[dict[int, float]],
-    duration: float,
-) -> list[str]:
-    """The report's section on coturn: both relays on the server namespace's loopback, per payload size, and the
-    ratio of their delivered packets/s beside the goal."""
+def against_coturn(punch_rounds: list[Load], coturn_rounds: list[Load], duration: float) -> list[str]:
+    """The report's section on coturn: both relays on the server namespace's loopback, per payload size (the round
+    with the median delivered rate), and punch over coturn beside the goal."""
+    punch, coturn = median_round(punch_rounds), median_round(coturn_rounds)
     lines = [
         "",
         "## Against coturn's TURN relay",
         "",
         f"In the same run, on the same loopback and cores: coturn (`turnserver`, one relay thread, pinned to core 0, "
         f"long-term credentials) relaying ChannelData from one allocation to the receiver, {duration:g} s per size, "
-        f"and punch's loopback server, {len(rounds)} rounds each, alternately; each row is the round with the median "
-        "delivered rate (punch's is the loopback row above). The load is bench/relay.py's own sender loop for both "
-        "(one allocation and a channel set up by bench/turn.py, then ChannelData as fast as the sender can), not "
-        "turnutils_uclient: uclient paces its messages on a fixed interval and times round trips through "
+        f"and punch's loopback server, {len(punch_rounds)} rounds each, alternately; each row is the round with the "
+        "median delivered rate (punch's is the loopback row above). The load is bench/relay.py's own sender loop for "
+        "both (one allocation and a channel set up by bench/turn.py, then ChannelData as fast as the sender can), "
+        "not turnutils_uclient: uclient paces its messages on a fixed interval and times round trips through "
         "turnutils_peer's echo, so every message would cross coturn twice and no receiver would count a rate. "
         "Both relays carry the same payloads. Punch's server gets a Relay indication and forwards it whole: it "
         "checks its framing and FINGERPRINT, that it comes from the peer's registered endpoint and that it fits "
         "the session's budget (the HMAC-SHA256, with the session's key only the peers hold, it cannot check). "
         "coturn gets ChannelData (a 4-byte header), looks up the channel and its permission and sends the bare "
         "payload from the allocation's relayed address. Both make one send system call a datagram (punch's "
-        "batched in sendmmsg). Mbit/s counts the payload bytes delivered.",
+        "batched in sendmmsg). Mbit/s counts the payload bytes delivered. *Server CPU* is the relay process's user "
+        "and system time during the load (`/proc/PID/stat`); packets per CPU-second is what it would relay with "
+        "the core to itself, whether or not the sender kept it busy and whatever else ran on the shared core.",
         "",
     ]
     table = []
     for relay, load in (("punch server", punch), ("coturn", coturn)):
         for payload, m in sorted(load.items()):
-            table.append([relay, payload, m["size"], *load_cells(m, payload)])
+            cpu = [f"{m['cpu']:.2f}", f"{per_cpu_second(m):,.0f}"] if "cpu" in m else ["-", "-"]
+            table.append([relay, payload, m["size"], *load_cells(m, payload), *cpu])
     lines += markdown_table(
         ["relay", "payload (bytes)", "datagram in (bytes)", "offered (pkt/s)", "delivered (pkt/s)", "payload Mbit/s",
-         "lost"],
+         "lost", "server CPU (s)", "pkt per CPU-second"],
         table,
     )  # fmt: skip
-    found = ratios(punch, coturn)
-    lines += [""] if found else []
-    for payload, ratio in found.items():
-        lines.append(f"- {verdict(payload, ratio, [r[payload] for r in rounds if payload in r])}")
+    pairs = list(zip(punch_rounds, coturn_rounds, strict=True))
+    per_second = [ratios(p, c) for p, c in pairs]
+    per_cpu = [ratios(p, c, per_cpu_second) for p, c in pairs]
+    sizes = sorted({payload for found in per_second for payload in found})
+    lines += [""] if sizes else []
+    for payload in sizes:
+        each_second, each_cpu = ([r[payload] for r in found if payload in r] for found in (per_second, per_cpu))
+        lines.append(f"- {verdict(payload, each_second, each_cpu)}")
     unsaturated = [str(payload) for payload, m in sorted(coturn.items()) if lost_share(m) < SATURATED]
     if unsaturated:
         lines += [
             "",
             f"coturn lost less than {100 * SATURATED:.0f}% at {' and '.join(unsaturated)} bytes: it relayed about "
-            "all the sender could offer, so its ceiling there is higher than measured and punch's ratio at most the "
-            "one shown.",
+            "all the sender could offer, so its ceiling there is higher than its packets/s show: read the packets "
+            "per CPU-second.",
         ]
     return lines
 

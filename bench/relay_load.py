@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -60,6 +61,41 @@ def socket_drops(table: str, inode: int) -> int:
         if len(fields) >= 13 and fields[9] == str(inode):
             return int(fields[12])
     raise ValueError(f"/proc/net/udp: no socket with inode {inode}")
+
+
+def cpu_ticks(stat: str) -> int:
+    """User plus system time, in clock ticks, from the text of /proc/PID/stat (fields 14 and 15, counted after the
+    command name, which may hold spaces and parentheses): the whole process, all its threads."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time process ``pid`` has used so far."""
+    return cpu_ticks(Path(f"/proc/{pid}/stat").read_text()) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(
+    server: int, measure: Callable[[list[int]], dict[int, dict[str, float]]], payloads: list[int]
+) -> dict[int, dict[str, float]]:
+    """``measure`` one payload size at a time, adding to each size's counts the CPU time the ``server`` process
+    used meanwhile (``cpu``, seconds)."""
+    found = {}
+    for payload in payloads:
+        before = cpu_seconds(server)
+        load = measure([payload])
+        used = cpu_seconds(server) - before
+        for counts in load.values():
+            counts["cpu"] = used
+        found.update(load)
+    return found
+
+
+def per_cpu_second(counts: dict[str, float]) -> float:
+    """Datagrams that reached the receiver's socket per CPU-second of the relay: its rate had it a core to itself,
+    whether or not the sender kept it busy (0 if unmeasured)."""
+    arrived = counts["received"] + counts.get("dropped", 0.0)
+    return arrived / counts["cpu"] if counts.get("cpu") else 0.0
 
 
 def delivered_rate(counts: dict[str, float]) -> float:
