@@ -6,14 +6,15 @@ core). The bench starts it with its own command line and files, never the system
 (`-n`), its user database, pid file and log in the lab's log directory, the long-term credential mechanism with one
 user, relay ports in its own range, loopback peers allowed (the receiver is on loopback), no TLS or DTLS.
 
-The load is not turnutils_uclient's: uclient paces each client at one message per `-z` milliseconds (a fixed
-schedule, not as fast as it can) and times round trips through turnutils_peer, which echoes each message back
-through the relay (every message crosses coturn twice), and it prints round-trip figures, not what one receiver
-got per second. Instead the sender here (core 1) makes one UDP allocation, binds a channel to the receiver
-(bench/turn.py, no TURN library) and sends ChannelData carrying the same payloads as punch's Relay indications,
-in the same loop (bench/relay_load.py); the receiver (core 1) counts what coturn relays to it, as punch's does.
-Per message, coturn looks up the channel and its permission and forwards the payload; punch's server checks the
-indication's framing, FINGERPRINT, source and budget and forwards it whole (it cannot check its signature).
+The load is not turnutils_uclient's: uclient paces each client's messages (`-z` milliseconds apart; with `-z 0` it
+still goes in step with their echoes), sends them through turnutils_peer, which echoes each one back through the
+relay (every message crosses coturn twice), and reports totals, round trips and a transmit time in whole seconds,
+not what one receiver got per second of a one-way stream. Instead the sender here (core 1) makes one UDP allocation,
+binds a channel to the receiver (bench/turn.py, no TURN library) and sends ChannelData carrying the same payloads as
+punch's Relay indications, in the same loop (bench/relay_load.py); the receiver (core 1) counts what coturn relays
+to it, as punch's does. Per message, coturn looks up the channel and its permission and forwards the payload;
+punch's server checks the indication's framing, FINGERPRINT, source and budget and forwards it whole (it cannot
+check its signature).
 """
 
 from __future__ import annotations
@@ -124,8 +125,9 @@ def against_coturn(punch_rounds: list[Load], coturn_rounds: list[Load], duration
         f"and punch's loopback server, {len(punch_rounds)} rounds each, alternately; each row is the round with the "
         "median delivered rate (punch's is the loopback row above). The load is bench/relay.py's own sender loop for "
         "both (one allocation and a channel set up by bench/turn.py, then ChannelData as fast as the sender can), "
-        "not turnutils_uclient: uclient paces its messages on a fixed interval and times round trips through "
-        "turnutils_peer's echo, so every message would cross coturn twice and no receiver would count a rate. "
+        "not turnutils_uclient: uclient paces each client's messages (with `-z 0` in step with their echoes), "
+        "sends them through turnutils_peer's echo, so every message would cross coturn twice, and reports round "
+        "trips and whole seconds, not one receiver's rate. "
         "Both relays carry the same payloads. Punch's server gets a Relay indication and forwards it whole: it "
         "checks its framing and FINGERPRINT, that it comes from the peer's registered endpoint and that it fits "
         "the session's budget (the HMAC-SHA256, with the session's key only the peers hold, it cannot check). "
