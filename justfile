@@ -82,7 +82,7 @@ bench-registry:
     {{python}} -m bench.registry --output bench/registry.md
 
 # Every benchmark, one after another (root), then bench/results.md gathers their reports with the versions
-bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-registry bench-flood bench-relay bench-readdress bench-lab-scale bench-compose bench-gather
+bench: bench-punch bench-floor bench-predict lab-matrix bench-server bench-registry bench-flood bench-relay bench-transport bench-readdress bench-lab-scale bench-compose bench-gather
 
 # bench/results.md from the reports already in bench/ (runs nothing)
 bench-gather:
@@ -111,6 +111,10 @@ bench-readdress rounds="5":
 # The relay through the real lab beside the direct path: time to a working path, throughput through one server core, against coturn's TURN relay on one core (writes bench/relay.md)
 bench-relay trials="20":
     {{python}} -m bench.relay --trials {{trials}} --output bench/relay.md
+
+# QUIC on the punched path: stream and datagram throughput (direct, relay, against aioquic on loopback and TCP on the lab's path) and the time to the first tunnelled byte (writes bench/transport.md)
+bench-transport rounds="5" trials="20" *args:
+    {{python}} -m bench.transport --rounds {{rounds}} --trials {{trials}} --output bench/transport.md {{args}}
 
 # Registration storms and scale-out with a shared registry (needs cc, taskset, redis-server; writes bench/scale.md)
 bench-scale *args:

@@ -34,6 +34,7 @@ SECTIONS = (
     Section("server.md", "bench-server", "STUN Binding throughput against coturn, per core"),
     Section("registry.md", "bench-registry", "registration capacity: memory and refresh cost"),
     Section("relay.md", "bench-relay", "relay throughput through one server core, against coturn"),
+    Section("transport.md", "bench-transport", "QUIC on the punched path: throughput, the first tunnelled byte"),
     Section("flood.md", "bench-flood", "registration flood: memory and service under attack"),
     Section("readdress.md", "bench-readdress", "a NAT flushed vs given a new public address mid-session"),
     Section("scale.md", "bench-scale", "registration storms, Redis's cost and scale-out to two servers"),

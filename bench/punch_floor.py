@@ -207,17 +207,19 @@ class RowLab:
     def finish(self) -> Row:
         """Stop the capture and time every successful trial from it (the lab stays up until the ``with`` ends)."""
         row = self.row
-        self.watching.close()
-        seen = [(s.time, s.peer) for s in server_packets.read(self.capture) if s.kind == "connect"] if self.up else []
+        seen = self.connects()
         for technique, begun, results in self.finished:
-            # The second Connect: the later of each peer's first Connect (from its public endpoint) in this trial.
-            second = max(min(t for t, source in seen if source == r["mapped"] and t >= begun) for r in results)
-            row.ms[technique].append((max(r["path_at"] for r in results) - second) * 1000)
+            row.ms[technique].append((max(r["path_at"] for r in results) - second_connect(seen, begun, results)) * 1000)
             row.moved[technique] += any(r.get("move") == "moved" for r in results)
             row.server_rtt_ms += [r["server_rtt_ms"] for r in results]
         counts = ", ".join(f"{t} {len(row.ms[t])}/{row.trials[t]}" for t in row.techniques)
         print(f"{row.firewall} {row.pair}: {counts}", file=sys.stderr, flush=True)
         return row
+
+    def connects(self) -> list[tuple[float, str]]:
+        """Stop the capture (if it still runs); every Connect the server took: (when, from which endpoint)."""
+        self.watching.close()
+        return [(s.time, s.peer) for s in server_packets.read(self.capture) if s.kind == "connect"] if self.up else []
 
     def __exit__(self, *_: object) -> None:
         self.watching.close()
@@ -228,14 +230,22 @@ class RowLab:
         self.workdir.cleanup()
 
 
-def run_rows(rows: list[Row], trials: int, delays: tuple[float, float]) -> list[Row]:
-    """Every row's lab up together, then ``trials`` rounds of one trial per row."""
+def second_connect(seen: list[tuple[float, str]], begun: float, results: list[dict[str, Any]]) -> float:
+    """When the server took the second Connect of a trial begun at ``begun``: the later of each peer's first
+    Connect (from its public endpoint, ``mapped``) since then."""
+    return max(min(t for t, source in seen if source == r["mapped"] and t >= begun) for r in results)
+
+
+def run_rows(rows: list[Row], trials: int, delays: tuple[float, float], make: type[RowLab] = RowLab) -> list[RowLab]:
+    """Every row's lab (``make``) up together, then ``trials`` rounds of one trial per row; the labs, finished."""
     with ExitStack() as stack:
-        labs = [stack.enter_context(RowLab(row, delays)) for row in rows]
+        labs = [stack.enter_context(make(row, delays)) for row in rows]
         for number in range(trials):
             for lab in labs:
                 lab.trial(number)
-        return [lab.finish() for lab in labs]
+        for lab in labs:
+            lab.finish()
+        return labs
 
 
 def stop(helpers: list[subprocess.Popen[str]]) -> None:
@@ -362,7 +372,7 @@ def main() -> int:
     rows += [row for firewall in ("home", "none") for row in cgnat_rows(firewall)]
     rows = rows[: args.rows] if args.rows else rows
     delays = (args.server_leg, args.wan_leg)
-    done = run_rows(rows, args.trials, delays)
+    done = [lab.row for lab in run_rows(rows, args.trials, delays)]
     print(write_report(args.output, report(done, args.trials, delays)))
     return 0
 

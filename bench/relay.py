@@ -198,11 +198,12 @@ def measure_load(
     return collect(sender, receiver)
 
 
-def start_server(name: str, log: Path, ready: str, *listen: str) -> int:
-    """``punch server`` on ``listen`` in the lab's server node, pinned to core 0, with the relay budget and the
-    rate limit off; returns its PID once its log (``log``) says ``ready``."""
+def start_server(name: str, log: Path, ready: str, *listen: str, cores: str | None = "0") -> int:
+    """``punch server`` on ``listen`` in the lab's server node, pinned to ``cores`` (None: where the kernel puts
+    it), with the relay budget and the rate limit off; returns its PID once its log (``log``) says ``ready``."""
+    pin = ["taskset", "-c", cores] if cores is not None else []
     started = lab("exec", "--name", name, "--detach", "--log", str(log), "server", "--",
-                  "taskset", "-c", "0", PYTHON, "-m", "punch", "server", *listen,
+                  *pin, PYTHON, "-m", "punch", "server", *listen,
                   "--rate-limit", "0", "--relay-rate", "0", "--relay-bytes", "0", "--stats-interval", "0")  # fmt: skip
     wait_for_line(log, ready)
     return int(started.stdout)

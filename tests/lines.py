@@ -40,3 +40,9 @@ def wait_for_line(proc: subprocess.Popen[Any], pattern: str, timeout: float = 15
             break
         buffer += chunk
     raise AssertionError(f"no line matching {pattern!r} within {timeout} s; saw:\n{seen.decode(errors='replace')}")
+
+
+def unread(proc: subprocess.Popen[Any]) -> str:
+    """What :func:`wait_for_line` read of ``proc``'s stderr past the last line it matched (and forgets it): the start
+    of the rest of the log, which ``communicate()`` no longer sees."""
+    return _unread.pop(proc.pid, b"").decode(errors="replace")

@@ -197,7 +197,7 @@ def networks() -> list[Cell]:
                 "direct with a port mapping: a peer that asks its router (PCP RFC 6887, NAT-PMP RFC 6886, UPnP IGD) "
                 "gets a public port that any remote may send to, so one mapped side makes a path even between "
                 "symmetric NATs; without a client both mappings are endpoint-dependent and only a relay is left "
-                "(punch has no client yet: relay)"
+                "(punch asks its router: mapped; with --no-portmap, relay)"
             ),
         ),
         Cell(

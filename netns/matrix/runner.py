@@ -162,7 +162,7 @@ class Runner:
             with self._lock:
                 self._live.discard(name)
             verdict = result.error or f"{result.successes}/{result.trials} {result.path}"
-            self._progress(f"{cell.name}: {verdict}")
+            self._progress(f"{cell.name}: {verdict} (lab {name})")
 
     def _trial(self, result: Result, env: dict[str, str]) -> None:
         result.trials += 1

@@ -9,6 +9,7 @@ from punch.errors import UsageError
 from punch.peer.config import PeerConfig
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
+from punch.portmap.mapper import PortmapConfig
 
 
 def positive(flag: str, value: float) -> float:
@@ -43,3 +44,4 @@ EARLY_CHECKS = default_of(PunchTimings, "early")
 PREDICT_SOCKETS = default_of(PredictConfig, "sockets")
 PREDICT_PROBES = default_of(PredictConfig, "probes")
 PREDICT_RATE = default_of(PredictConfig, "rate")
+PORTMAP_LIFETIME = default_of(PortmapConfig, "lifetime")

@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="this server's name among those sharing --registry: unique, and the same across its restarts (default: "
         "host name:port)",
     )
+    server.add_argument(
+        "--advertise",
+        metavar="HOST[:PORT]",
+        help="with --registry: the address peers reach this server at, named to a peer registered at another server "
+        "when this one relays its session (default: --listen's, unless that is a wildcard address)",
+    )
 
     probe_cmd = commands.add_parser(
         "probe", parents=[common], help="find how the NAT in front of us behaves (RFC 5780; server needs --alternate)"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from punch.identity.known_peers import KnownPeers, default_known_peers_path
 from punch.peer.config import ANYONE, PeerConfig, PeerResult
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
+from punch.portmap.mapper import PortmapConfig
 from punch.rendezvous.server import DEFAULT_PORT
 from punch.stun.credentials import read_secret
 from punch.stun.endpoints import parse_endpoint
@@ -116,6 +118,8 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         raise UsageError(f"--predict-sockets must be 1 to 4096, got {args.predict_sockets}")
     if not 1 <= args.predict_probes <= 64512:
         raise UsageError(f"--predict-probes must be 1 to 64512 (the ports a NAT draws from), got {args.predict_probes}")
+    if not 1 <= args.portmap_lifetime <= 2**32 - 1:
+        raise UsageError(f"--portmap-lifetime must be 1 to 4294967295 seconds, got {args.portmap_lifetime}")
     predict = PredictConfig(
         enabled=not args.no_predict,
         sockets=args.predict_sockets,
@@ -147,6 +151,7 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         linger=linger,
         group=group,
         predict=predict,
+        portmap=PortmapConfig(enabled=not args.no_portmap, lifetime=args.portmap_lifetime),
         discover_ttl=open_ttl is None,
         upgrade_interval=upgrade_interval,
         nat_udp_timeout=nat_udp_timeout,
@@ -175,13 +180,40 @@ async def _connected(
     ``error``, printed here). SIGTERM and SIGINT end the work: the connection then closes cleanly."""
     connection = await Connection.open(config, allow)
     try:
-        await connection.establish()
+        with _terminated_as_interrupted():
+            await connection.establish()
         await connection.watched(_until_interrupted(work(connection)))
     except PeerError as error:
         print(f"punch: {error}", file=sys.stderr)
     finally:
         await connection.close()
     return connection.result
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupted() -> Iterator[None]:
+    """Until the peer talks (then :func:`_until_interrupted` takes over), SIGTERM is Ctrl-C: the connection still
+    closes on the way out (a goodbye to the server, our router's port mapping deleted), and the run ends interrupted
+    (exit code 130)."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        log.info("SIGTERM: closing")
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if terminated:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _until_interrupted(work: Coroutine[Any, Any, None]) -> None:

@@ -13,6 +13,7 @@ from punch.cli.flags import (
     NAT_UDP_TIMEOUT,
     OPEN_TTL,
     PEER_TIMEOUT,
+    PORTMAP_LIFETIME,
     PREDICT_PROBES,
     PREDICT_RATE,
     PREDICT_SOCKETS,
@@ -155,6 +156,21 @@ def peer_flags() -> argparse.ArgumentParser:
         "--no-predict",
         action="store_true",
         help="do not measure our NAT's mapping, and never predict ports (punch as usual, then relay)",
+    )
+    peer.add_argument(
+        "--no-portmap",
+        action="store_true",
+        help="do not ask our router for a port mapping (PCP, then NAT-PMP, then UPnP IGD), which otherwise is offered "
+        "to the other peer as a candidate, renewed while we run and deleted when we end",
+    )
+    peer.add_argument(
+        "--portmap-lifetime",
+        type=int,
+        default=PORTMAP_LIFETIME,
+        metavar="S",
+        help=f"ask our router for a mapping of S seconds, renewed when half of it has passed (default "
+        f"{PORTMAP_LIFETIME}, as RFC 6886 recommends; the router may grant less, or more: PCP routers often grant "
+        "120 s at least)",
     )
     peer.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     return peer

@@ -46,6 +46,7 @@ def run_server(args: argparse.Namespace) -> int:
         raise UsageError(f"--relay-bytes must be 0 (no limit) or more, got {args.relay_bytes}")
     _check_workers(args.workers, args.rate_limit, alternate)
     _check_registry(args.registry, args.name)
+    advertise = _advertised(args.advertise, args.registry, listen)
     group = read_secret(args.secret_file) if args.secret_file else None
     asyncio.run(
         _until_terminated(
@@ -61,6 +62,7 @@ def run_server(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 shared_registry=args.registry,
                 name=args.name,
+                advertise=advertise,
             )
         )
     )
@@ -76,6 +78,17 @@ def _check_registry(url: str | None, name: str | None) -> None:
         raise UsageError(f"--registry must be a Redis URL, e.g. redis://127.0.0.1:6379/0, got {url!r}")
     if importlib.util.find_spec("redis") is None:
         raise UsageError("--registry needs redis-py: pip install 'punch[redis]'")
+
+
+def _advertised(text: str | None, registry: str | None, listen: Address) -> Address | None:
+    if text is None:
+        return None
+    if registry is None:
+        raise UsageError("--advertise names this server to peers of other servers sharing --registry; give --registry")
+    advertise = parse_endpoint(text, "--advertise", listen[1])
+    if ipaddress.ip_address(advertise[0]).is_unspecified:
+        raise UsageError(f"--advertise must be an address peers reach, not {advertise[0]}; e.g. 203.0.113.1:3478")
+    return advertise
 
 
 async def _until_terminated(main: Coroutine[Any, Any, None]) -> None:

@@ -10,6 +10,9 @@ address, a move) QUIC notices nothing but a packet or two lost, which it sends a
 
 Relay indications carry the session's ID and our ID for the server, and are signed with the session's key (the
 endpoint does that, punch.peer.keys), so that the other peer takes only what we sent, and the relay can forge nothing.
+A relay at another server than ours (punch.rendezvous.tickets) gets our ticket in each, and an opening (the ticket, no
+packet) the moment we take it, again after each of OPENING_WAITS until it forwards us something: our NAT lets it in only
+through the mapping our own packets to it opened, and it learns there where we are.
 
 What reaches QUIC is only what came from the path's other end: direct packets from an address the session sent to
 (a stranger's are dropped and counted; before there is a path they wait, EARLY_PACKETS at most, for the path to
@@ -19,6 +22,7 @@ numbers) stops what a stranger forges or replays from the right address.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Collection
@@ -31,6 +35,7 @@ from punch.transport.demux import Carried, classify
 log = logging.getLogger(__name__)
 
 EARLY_PACKETS = 32  # packets kept for a link or a path not made yet; beyond, dropped and counted (QUIC resends)
+OPENING_WAITS = (0.25, 0.5, 1.0, 2.0, 4.0)  # seconds before each opening of a relay again, until it forwards us one
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,7 @@ class Relayed:
     endpoint: StunEndpoint
     server: Address
     session_id: bytes
+    ticket: bytes = b""  # our RELAY-TICKET when the relay is another server than ours (punch.rendezvous.tickets)
 
 
 Route = Direct | Relayed
@@ -57,9 +63,11 @@ class Carrier:
     """The route the session's QUIC packets take now (:meth:`use`), and where those that arrive go (``deliver``:
     the QUIC link's datagram_received, once there is one). ``counters`` counts what it dropped, by reason."""
 
-    def __init__(self, me: str, servers: Collection[Address]) -> None:
+    def __init__(self, me: str, servers: Collection[Address], *, openings: tuple[float, ...] = OPENING_WAITS) -> None:
         self._me = me
-        self._servers = frozenset(servers)  # relayed packets come from there only: our servers
+        self._openings = openings  # the waits between the openings of a relay at another server
+        self._servers = set(servers)  # relayed packets come from there only: our servers, and our sessions' relays
+        self._opening: asyncio.TimerHandle | None = None  # the next opening of a relay at another server
         self._route: Route | None = None
         self._deliver: Callable[[bytes], None] | None = None
         self._sessions: set[bytes] = set()  # sessions whose relayed packets we take
@@ -73,17 +81,45 @@ class Carrier:
 
     def use(self, route: Route) -> None:
         """Send every packet this way from now on."""
-        if route != self._route:
+        changed = route != self._route
+        if changed:
             where = format_address(route.remote) if isinstance(route, Direct) else "the relay"
             log.debug("QUIC packets go via %s from now on", where)
+            if self._opening is not None:
+                self._opening.cancel()
+                self._opening = None
         self._route = route
         if isinstance(route, Direct):
             self._remotes.add(route.remote)
             self._release()
+        elif route.ticket and changed:
+            self._open(route, 0)
 
     def take(self, session_id: bytes) -> None:
         """Take the relayed packets of ``session_id`` (a session we were introduced to, and hold the key of)."""
         self._sessions.add(session_id)
+
+    def take_relay(self, relay: Address) -> None:
+        """Take relayed packets from ``relay`` too: our session's relay, another server than ours (named in the
+        Introduce our server signed)."""
+        self._servers.add(relay)
+
+    def _open(self, route: Relayed, sent: int) -> None:
+        """Open our way to a relay at another server (module docstring), again after each of the waits until it
+        forwards us a packet of the route's session or we take another route."""
+        self._opening = None
+        if route != self._route:
+            return
+        route.endpoint.send(self._indication(route, None), route.server)
+        if sent < len(self._openings):
+            self._opening = asyncio.get_running_loop().call_later(self._openings[sent], self._open, route, sent + 1)
+
+    def _opened(self, session_id: bytes) -> None:
+        """The relay forwarded us a packet of ``session_id``: if it is the one we are opening, it knows where we are."""
+        route = self._route
+        if self._opening is not None and isinstance(route, Relayed) and route.session_id == session_id:
+            self._opening.cancel()
+            self._opening = None
 
     def deliver_to(self, deliver: Callable[[bytes], None]) -> None:
         """Hand the packets that arrive to ``deliver`` (the QUIC link) from now on, those that came before it first
@@ -99,17 +135,20 @@ class Carrier:
         if isinstance(route, Direct):
             route.endpoint.send_bytes(packet, route.remote)
             return
-        wrapped = Message(
-            Method.RELAY,
-            MessageClass.INDICATION,
-            new_transaction_id(),
-            (
-                (AttributeType.PEER_ID, self._me),
-                (AttributeType.SESSION_ID, route.session_id),
-                (AttributeType.DATA_PAYLOAD, packet),
-            ),
-        )
-        route.endpoint.send(wrapped, route.server)
+        route.endpoint.send(self._indication(route, packet), route.server)
+
+    def _indication(self, route: Relayed, packet: bytes | None) -> Message:
+        """The Relay indication carrying ``packet`` over ``route``; with our ticket when the relay is another server
+        than ours (punch.rendezvous.tickets); without ``packet``, an opening."""
+        attributes: list[tuple[int, object]] = [
+            (AttributeType.PEER_ID, self._me),
+            (AttributeType.SESSION_ID, route.session_id),
+        ]
+        if route.ticket:
+            attributes.append((AttributeType.RELAY_TICKET, route.ticket))
+        if packet is not None:
+            attributes.append((AttributeType.DATA_PAYLOAD, packet))
+        return Message(Method.RELAY, MessageClass.INDICATION, new_transaction_id(), tuple(attributes))
 
     def datagram_received(self, data: bytes, source: Address) -> None:
         """A datagram that is not STUN, on one of the session's sockets (punch.stun.protocol's ``others``)."""
@@ -133,6 +172,7 @@ class Carrier:
         elif packet is None or classify(packet) is not Carried.QUIC:
             self._drop("not-quic", "a Relay indication from %s: its payload is not QUIC", source)
         else:
+            self._opened(message.raw(AttributeType.SESSION_ID) or b"")
             self._hand_over(packet, source)
         return True
 

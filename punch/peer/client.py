@@ -63,6 +63,7 @@ class RendezvousClient:
         self._refreshing: asyncio.Task[Address] | None = None  # a refresh on its way: a goodbye waits for it
         self.peer_id = peer_id
         self._candidates = candidates
+        self._offered: Address | None = None  # a port our router maps for us (punch.peer.portmapping), if any
         self._lease = lease
         self._policy = policy
         loop = asyncio.get_running_loop()
@@ -130,7 +131,7 @@ class RendezvousClient:
             request(
                 Method.REGISTER,
                 (AttributeType.PEER_ID, self.peer_id),
-                *((AttributeType.CANDIDATE, c) for c in self._candidates),
+                *((AttributeType.CANDIDATE, c) for c in self.candidates),
                 (AttributeType.LEASE, self._lease),
                 *mapping_attribute(self._mapping),
                 (AttributeType.PUBLIC_KEY, self._identity.public_key),
@@ -154,6 +155,23 @@ class RendezvousClient:
         self._lease = granted
         self.mapped = mapped
         return mapped
+
+    @property
+    def candidates(self) -> tuple[Address, ...]:
+        """What we register beside the endpoint the server sees: the port our router maps for us first (it is on our
+        public address: the other peer can check it from anywhere), then our host candidates."""
+        return self._candidates if self._offered is None else (self._offered, *self._candidates)
+
+    @property
+    def offered(self) -> Address | None:
+        """The mapped port we offer (:meth:`offer`), as the other peer sees it: None where we offer none, or where it
+        is the very endpoint the server sees (the server then passes it once, as our public endpoint)."""
+        return None if self._offered == self.mapped else self._offered
+
+    def offer(self, mapped: Address | None) -> None:
+        """Offer ``mapped`` (a port our router maps for us, on our public address), or nothing more, from our next
+        Register on."""
+        self._offered = mapped
 
     @property
     def request_key(self) -> bytes | None:
@@ -209,9 +227,12 @@ class RendezvousClient:
         policy = FAILOVER_POLICY if self._servers else None
         while True:
             await asyncio.sleep(max(1.0, self._lease / 3))
+            server = self.server
             try:
                 await self._refresh(self.register(policy))
             except PeerError as error:
+                if self.server != server:
+                    continue  # a rejoin turned to another server meanwhile
                 if not await self.fail_over(error):
                     log.warning("refreshing the registration failed: %s", error)
 
@@ -241,10 +262,14 @@ class RendezvousClient:
     async def connect(self, target: str) -> str:
         """Ask the server for ``target``, telling it our round trip to it (the server passes it on to the other
         peer, see punch.peer.puncher); returns the server's status line."""
+        # Asked already and not introduced yet (this server is another, after a failover): the same share, so that
+        # whichever Connect makes the session, our key for it is the one the other peer derives
+        again = self._asking == target and target in self._shares
         self._asking = target
         self.told_rtt_us = None if self.rtt is None else round(self.rtt * 1e6)
         rtt = () if self.told_rtt_us is None else ((AttributeType.SERVER_RTT, self.told_rtt_us),)
-        share = self._shares[target] = OwnShare(self._identity, self.peer_id, target)
+        share = self._shares[target] if again else OwnShare(self._identity, self.peer_id, target)
+        self._shares[target] = share
         response = await self._call(
             request(
                 Method.CONNECT,
@@ -260,10 +285,16 @@ class RendezvousClient:
         return status
 
     async def rejoin(self, target: str) -> Introduction:
-        """After the path to ``target`` broke: register again (the server learns where our NAT maps us now), ask
+        """After the path to ``target`` broke: register again (the server learns where our NAT maps us now; with
+        other servers, at the nearest answering one if ours is silent: it may be what broke the path, a relay), ask
         for ``target`` again, and return the new introduction once it has asked for us too."""
         self.expect_another()
-        await self.register()
+        server = self.server
+        try:
+            await self._refresh(self.register(FAILOVER_POLICY if self._servers else None))
+        except PeerError as error:
+            if self.server == server and not await self.fail_over(error):
+                raise
         return await self.introduced_to(target)
 
     def expect_another(self) -> None:
@@ -361,6 +392,7 @@ class RendezvousClient:
         if self.introduction.done() or introduction.session_id in self._sessions:
             return  # a retransmission: our answer was lost, answer again
         self._sessions.add(introduction.session_id)
+        self._asking = None  # a failover from now on asks for nobody, and our next Connect has a fresh share
         log.info(
             "introduced to %s (session %s): candidates %s; we are the %s",
             introduction.peer_id,

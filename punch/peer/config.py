@@ -10,6 +10,8 @@ from punch.identity.keyfile import Identity
 from punch.identity.known_peers import KnownPeers
 from punch.peer.predict import PredictConfig
 from punch.peer.puncher import PunchTimings
+from punch.portmap.exchange import MALFORMED, MISMATCH
+from punch.portmap.mapper import PortmapConfig
 from punch.stun import Address
 from punch.stun.wire import ANYONE
 
@@ -25,8 +27,19 @@ SERVER_POLICY = RetransmitPolicy(rto=0.25, max_rto=2.0, max_sends=12)
 KEEPALIVE_POLICY = RetransmitPolicy(rto=0.5, max_rto=2.0, max_sends=5, last_wait=4.0)
 
 # What our sockets drop before any handler sees it (punch.stun.protocol.StunEndpoint's counters), then what the
-# carrier keeps from QUIC (punch.peer.carrier: neither STUN nor QUIC, from a stranger, too many before the path).
-DROP_REASONS = ("not-stun", "malformed", "bad-integrity", "handler-error", "not-quic", "stranger", "overflow")
+# carrier keeps from QUIC (punch.peer.carrier: neither STUN nor QUIC, from a stranger, too many before the path), then
+# what the router sent us that answers no request of ours (punch.portmap.exchange: not valid, or another's).
+DROP_REASONS = (
+    "not-stun",
+    "malformed",
+    "bad-integrity",
+    "handler-error",
+    "not-quic",
+    "stranger",
+    "overflow",
+    MALFORMED,
+    MISMATCH,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,7 @@ class PeerConfig:
     allow: frozenset[str] | None = None
     keylog: Path | None = None  # append each session's key here (--keylog; NSS key log format, for Wireshark)
     servers: tuple[Address, ...] = ()  # other servers sharing the registry (--server again): punch.peer.servers
+    portmap: PortmapConfig = field(default_factory=PortmapConfig)  # ask our router for a port (punch.portmap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +102,5 @@ class PeerResult:
     peer_key: str | None = None  # the fingerprint of the other peer's key, as we accepted (or refused) it
     error: str | None = None
     dropped: dict[str, int] = field(default_factory=dict)  # datagrams our socket dropped, by reason (DROP_REASONS)
+    # the port our router maps for us (punch.peer.portmapping): protocol, router, external, lifetime, renewals
+    portmap: dict[str, object] | None = None

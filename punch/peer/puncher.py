@@ -60,7 +60,7 @@ from typing import Any
 from punch.errors import PeerError
 from punch.peer.checklist import CandidatePair, CheckList, CheckListState, PairState
 from punch.peer.clock import sleep_until
-from punch.peer.strategy import EARLY_FLOOR, Strategy
+from punch.peer.strategy import EARLY_FLOOR, Plan, Strategy, mapped_candidates
 from punch.stun import Address, AttributeType, Message, MessageClass, Method, make_success
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.transaction import RetransmitPolicy, TransactionTimeout
@@ -100,7 +100,9 @@ class Path:
     """A path proven in both directions."""
 
     remote: Address
-    kind: str  # "direct" (through the NATs), "direct-lan" (to a host candidate), "predicted", or "relay"
+    # "direct" (through the NATs), "direct-lan" (to a host candidate), "mapped" (through a port a router maps for one
+    # of us, punch.portmap), "predicted", or "relay"
+    kind: str
     local: StunEndpoint | None = None  # the socket it runs over, when not the session's own (port prediction)
 
 
@@ -133,6 +135,7 @@ class Puncher:
         self._fresh = fresh
         self._me = me
         self._intro = introduction
+        self._mapped = mapped_candidates(introduction.candidates)  # ports the other's router maps for it
         self._timings = timings
         self._strategy = strategy
         self._on_chosen = on_chosen  # called the moment a path is chosen (before any datagram on it is handled)
@@ -214,8 +217,12 @@ class Puncher:
             self._on_chosen(path)
 
     def _kind(self, remote: Address) -> str:
+        if remote in self._mapped:
+            return "mapped"
         if remote in self._intro.candidates[1:]:
             return "direct-lan"
+        if self._strategy.waits:
+            return "mapped"  # the other peer reached us through the port our router maps (Strategy.waits)
         return "predicted" if self._strategy.predicting else "direct"
 
     def check(self, *, nominate: bool = False) -> Message:
@@ -236,8 +243,10 @@ class Puncher:
     # -- the run ------------------------------------------------------------------------------------------
 
     def open_mappings(self) -> None:
-        """Opener, step 1: open our NAT's mapping toward each candidate with low-TTL checks (sent at once)."""
-        if self._timings.open_ttl <= 0:
+        """Opener, step 1: open our NAT's mapping toward each candidate with low-TTL checks (sent at once); none where a
+        router maps a port for one of us (Plan.MAPPED: that port is open already, and a flow toward the other that
+        our NAT recorded could clash with its checks to our mapped port, punch.peer.strategy.waits_for_checks)."""
+        if self._timings.open_ttl <= 0 or self._strategy.plan is Plan.MAPPED:
             return
         for candidate in self._intro.candidates:
             ttl = self.opening_ttl(candidate)
@@ -297,7 +306,9 @@ class Puncher:
 
     async def run(self) -> Path:
         """Check candidates until a path is chosen or the timeout passes (PeerError)."""
-        if self._early is not None:
+        if self._strategy.waits:  # the other checks the port our router maps for us; we answer, and check back
+            self._spawn(self._opener_fallback())
+        elif self._early is not None:
             self._spawn(self._early_checks(self._early))
         elif self._intro.role is Role.PROBER:
             self._start_checks("probing")

@@ -1,4 +1,5 @@
-"""Whether an address is on one of our own links: the kernel's IPv4 routing table reaches it without a gateway.
+"""Whether an address is on one of our own links: the kernel's IPv4 routing table reaches it without a gateway; and
+else which router it goes through (the router we ask for a port mapping, punch.peer.portmapping).
 
 Behind one NAT the other peer's LAN candidates tell whether a LAN path is likely: one on a network we are attached to
 (the same home or office LAN) usually answers sooner than the NAT's hairpin, and is worth a short wait
@@ -20,18 +21,14 @@ ROUTE_TABLE = "/proc/self/net/route"
 SIOCGSKNS = 0x894C  # linux/sockios.h: a file descriptor of the socket's network namespace
 
 
-def on_link_in(table: str, address: str) -> bool | None:
-    """Whether ``table`` (the text of ``/proc/net/route``) reaches the IPv4 ``address`` without a gateway, by its
-    most specific route (a loopback address is on link); None for an address that is not IPv4 or a table without a
-    route to it."""
+def _route_to(table: str, address: str) -> tuple[int, int] | None:
+    """The most specific route of ``table`` (the text of ``/proc/net/route``) to the IPv4 ``address``: its prefix
+    length and gateway (0: on link); None for an address that is not IPv4 or a table without a route to it."""
     try:
-        parsed = ipaddress.IPv4Address(address)
+        target = int(ipaddress.IPv4Address(address))
     except ValueError:
         return None
-    if parsed.is_loopback:
-        return True  # our own host (the kernel's local table, which /proc/net/route leaves out)
-    target = int(parsed)
-    best: tuple[int, bool] | None = None  # (prefix length, on link) of the most specific route so far
+    best: tuple[int, int] | None = None  # (prefix length, gateway) of the most specific route so far
     for line in table.splitlines()[1:]:
         fields = line.split()
         if len(fields) < 8:
@@ -45,8 +42,36 @@ def on_link_in(table: str, address: str) -> bool | None:
             continue
         prefix = mask.bit_count()
         if best is None or prefix > best[0]:
-            best = (prefix, gateway == 0)
-    return None if best is None else best[1]
+            best = (prefix, gateway)
+    return best
+
+
+def on_link_in(table: str, address: str) -> bool | None:
+    """Whether ``table`` (the text of ``/proc/net/route``) reaches the IPv4 ``address`` without a gateway, by its
+    most specific route (a loopback address is on link); None for an address that is not IPv4 or a table without a
+    route to it."""
+    if _is_loopback(address):
+        return True  # our own host (the kernel's local table, which /proc/net/route leaves out)
+    route = _route_to(table, address)
+    return None if route is None else route[1] == 0
+
+
+def gateway_in(table: str, address: str) -> str | None:
+    """The router ``table`` sends IPv4 packets for ``address`` to (the gateway of its most specific route); None
+    where there is none: the address is on link, our own (loopback), not IPv4, or has no route."""
+    if _is_loopback(address):
+        return None
+    route = _route_to(table, address)
+    if route is None or route[1] == 0:
+        return None
+    return str(ipaddress.IPv4Address(route[1]))
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.IPv4Address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def same_namespace(fd: int) -> bool | None:

@@ -6,7 +6,11 @@ mappings and now maps it elsewhere) is sought again: both peers register again, 
 NATs map them now, ask for each other again, are introduced in a new session and punch a new path; the texts go on
 over it in their first session. A peer that does not come back within ``PeerConfig.rejoin`` seconds is lost.
 
-On the relay, a direct path is tried again now and then (:func:`upgrade_waits`), and taken once proven.
+On the relay, a direct path is tried again now and then (:func:`upgrade_waits`), and taken once proven. The relay is
+our server, or the one our Introduce names when the other peer is registered at another server
+(punch.rendezvous.tickets). A relay that stops carrying our packets (its server died, or forgot the session) is moved
+as a broken direct path is sought again: both peers register again (at another of their servers if theirs is silent)
+and ask for each other; the new session's relay carries the same QUIC connection on.
 
 Over whatever path was found, the peers talk QUIC (punch.transport.QuicLink, authenticated by both identity keys):
 the carrier (punch.peer.carrier) sends its packets over the path of the moment, so the connection and its streams
@@ -38,11 +42,12 @@ from punch.peer.config import DROP_REASONS, PeerConfig, PeerResult
 from punch.peer.dispatch import Dispatcher
 from punch.peer.keys import PeerKeys, RequestKey
 from punch.peer.moving import Moves
+from punch.peer.portmapping import PortMapped
 from punch.peer.predict import PortOpener, Sprayer, our_mapping
 from punch.peer.puncher import Path, Puncher, PunchTimings
 from punch.peer.servers import with_nearest_server
 from punch.peer.situation import behind_one_nat, strategy_for
-from punch.peer.strategy import Plan, Strategy
+from punch.peer.strategy import Plan, Strategy, mapped_candidates, mapped_strategy
 from punch.peer.trust import Trust
 from punch.stun import Address
 from punch.stun.protocol import SocketMaker, StunEndpoint, format_address, host_candidates, open_endpoint
@@ -138,6 +143,7 @@ class Session:
             servers=config.servers,
         )
         dispatcher.add(self._client.on_request)
+        self._portmap = PortMapped(config.portmap, endpoint, config.server, self._client)  # our router's mapped port
         self._sockets = contextlib.AsyncExitStack()  # port prediction's and a move's sockets, closed at the end
         self._finding = False  # between our request for the target and its introduction (the punch opens then)
         self._introduction: Introduction | None = None
@@ -154,6 +160,7 @@ class Session:
         self._rejoins = 0
         self._error: str | None = None
         self._current_session = b""  # the latest session's ID: relayed packets go in it
+        self._relay: tuple[Address, bytes] | None = None  # its relay and our ticket there, if not our own server
         self._keeping: asyncio.Task[None] | None = None
         self._trust = Trust(config.known_peers, config.pin, config.allow)
         self._path_watchers: list[Callable[[Path], None]] = []
@@ -194,6 +201,7 @@ class Session:
         await self.services.close()
         with contextlib.suppress(PeerError):
             await self._client.unregister()
+        await self._portmap.close()
         await self._sockets.aclose()
         await self._endpoint.close()
 
@@ -201,7 +209,7 @@ class Session:
     def result(self) -> PeerResult:
         """What ``--json`` prints: the run so far (a failure still reports what crossed)."""
         intro, texts, path = self._introduction, self._texts, self._path
-        counters = self._endpoint.counters + self._carrier.counters
+        counters = self._endpoint.counters + self._carrier.counters + self._portmap.counters
         return PeerResult(
             id=self._config.peer_id,
             peer=self._target,
@@ -223,6 +231,7 @@ class Session:
             peer_key=self._trust.presented,
             error=self._error,
             dropped={reason: counters[reason] for reason in DROP_REASONS if counters[reason]},
+            portmap=self._portmap.result,
         )
 
     @property
@@ -291,7 +300,7 @@ class Session:
         self._path = path
         if path.kind == "relay":
             assert self._introduction is not None
-            self._carrier.use(Relayed(self._endpoint, self._client.server, self._current_session))
+            self._carrier.use(self._relay_route())
         else:
             self._carrier.use(Direct(path.local or self._punching.endpoint, path.remote))
         for watcher in self._path_watchers:
@@ -318,6 +327,7 @@ class Session:
     async def _establish(self) -> None:
         config, client = self._config, self._client
         log.info("socket bound to %s", format_address(self._local))
+        self._portmap.start()
         mapped = await client.register()
         loop = asyncio.get_running_loop()
         hops_found = loop.create_task(self._discover_open_ttl())
@@ -358,7 +368,7 @@ class Session:
         finally:
             notice.cancel()
         if self._client.notice.done():
-            raise PeerError(f"the relay at {format_address(self._client.server)} refused our session: "
+            raise PeerError(f"the relay at {format_address(self._relay_address())} refused our session: "
                             f"{self._client.notice.result()}")  # fmt: skip
         keeping.result()  # its PeerError
         await asyncio.Event().wait()  # (it ended quietly: the other peer closed; wait to be cancelled)
@@ -425,6 +435,7 @@ class Session:
         # after the channel's first retransmission timeout, 200 ms later).
         config, client = self._config, self._client
         self._timings = await hops_found
+        await self._portmap.offer()  # our router's mapped port, registered before we ask
         self._finding = True
         try:
             async with asyncio.timeout(config.timeout):
@@ -456,6 +467,7 @@ class Session:
             if key is None:
                 raise PeerError(f"{introduction.peer_id}'s key share is not signed by its key: refused")
             self._key_session(introduction.session_id, key)
+            self._relay_for(introduction)
         strategy, puncher = self._strategy, self._punching
         assert strategy is not None
         self._server_rtt_ms = None if client.rtt is None else round(client.rtt * 1000, 2)
@@ -468,7 +480,7 @@ class Session:
             if not config.relay:
                 raise PeerError(f"{why}; the relay is off (--no-relay)")
             log.info("%s; using the relay through the server", why)
-            path = Path(config.server, "relay")
+            path = Path(self._relay_address(), "relay")
         else:
             path = await self._punch(introduction, strategy)
         self._punch_ms = round((loop.time() - started) * 1000, 1)
@@ -504,6 +516,7 @@ class Session:
                 self._puncher.silence()
             return
         self._key_session(introduction.session_id, key)
+        self._relay_for(introduction)
 
     def _key_session(self, session_id: bytes, key: bytes) -> None:
         """From now on the session's messages are signed and checked with ``key``, and its relayed QUIC packets are
@@ -512,6 +525,27 @@ class Session:
         self._log_key(session_id, key)
         self._carrier.take(session_id)
         self._current_session = session_id
+
+    def _relay_for(self, introduction: Introduction) -> None:
+        """The relay of the session ``introduction`` opens: the server it names, with our ticket there, when the other
+        peer is registered at another server (punch.rendezvous.tickets); else our own."""
+        if introduction.relay is None:
+            self._relay = None
+            return
+        self._relay = (introduction.relay, introduction.relay_ticket)
+        self._carrier.take_relay(introduction.relay)
+        if self._strategy is not None and self._strategy.plan is Plan.RELAY and self._config.relay:
+            # No punch to wait for: our way to the relay opens now, before the other peer's first packet reaches it
+            self._carrier.use(self._relay_route())
+
+    def _relay_route(self) -> Relayed:
+        """The route of our relayed packets in the current session."""
+        relay, ticket = self._relay or (self._client.server, b"")
+        return Relayed(self._endpoint, relay, self._current_session, ticket)
+
+    def _relay_address(self) -> Address:
+        """Where our relayed packets go in the current session."""
+        return self._relay[0] if self._relay is not None else self._client.server
 
     def _log_key(self, session_id: bytes, key: bytes) -> None:
         """With ``--keylog FILE``: a line for the session's key, in the NSS key log format that also holds QUIC's
@@ -606,7 +640,7 @@ class Session:
             if not config.relay or isinstance(error, PeerGone):
                 raise failure from None
             log.info("%s; falling back to the relay through the server", failure)
-            path = Path(config.server, "relay")
+            path = Path(self._relay_address(), "relay")
         finally:
             if sprayer is not None:
                 await sprayer.close()
@@ -619,17 +653,16 @@ class Session:
     async def _upgrade(self) -> None:
         """While the session runs over the relay, retry a direct path after each of :func:`upgrade_waits`; once one is
         proven, carry the packets over it (and back over the relay, starting the waits over, if it stops answering
-        keepalives). Runs until cancelled. The retries open our mapping with the TTL that passes our own NATs."""
+        keepalives). Runs until cancelled. The retries open our mapping with the TTL that passes our own NATs. A relay
+        that stops carrying our packets meanwhile is moved (:meth:`_move_relay`)."""
         config = self._config
         open_ttl = self._timings.open_ttl
-        relay = self._path
-        assert relay is not None
         while True:
             waits = upgrade_waits(config.upgrade_interval, config.nat_udp_timeout)
             wait = next(waits)
             while True:
                 lead = min(UPGRADE_LEAD, wait / 2)
-                await asyncio.sleep(wait - lead)
+                await self._on_the_relay_for(wait - lead)
                 self._swap_puncher(self._punching.again(min(self._timings.timeout, 5.0), open_ttl))
                 try:
                     path = await self._punching.retry(lead)
@@ -638,18 +671,57 @@ class Session:
                     wait = next(waits)
                     log.info("%s; staying on the relay, next try in %g s", error, wait)
             self._upgraded = True
+            relay = self._path
+            assert relay is not None
             self._use_path(path)
             log.info("upgraded from the relay to the %s path via %s", path.kind, format_address(path.remote))
             self._dead.clear()
             await self._dead.wait()
             self._use_path(relay)
             log.info("lost contact with %s on the direct path; back to the relay", self.peer)
+            try:
+                async with asyncio.timeout(config.keepalive + DEAD_AFTER):
+                    await self._alive.wait()
+            except TimeoutError:
+                await self._move_relay()  # the relay does not carry our packets either
 
     async def _stay_on_the_relay(self) -> None:
-        """On the relay for good (both NATs map endpoint-dependently): PeerError once the other peer stops answering
-        QUIC's keepalives through it."""
-        await self._dead.wait()
-        raise PeerError(self._lost_contact())
+        """On the relay for good (both NATs map endpoint-dependently): moved when it stops carrying our packets
+        (:meth:`_move_relay`; PeerError once the other peer is lost); ends quietly once the other peer closed."""
+        while True:
+            await self._dead.wait()
+            if self._link is not None and self._link.close_reason is not None:
+                return  # the other peer closed the connection: nothing more to keep
+            await self._move_relay()
+
+    async def _on_the_relay_for(self, seconds: float) -> None:
+        """Stay on the relay ``seconds``, moving it (:meth:`_move_relay`) whenever it stops carrying our packets."""
+        end = asyncio.get_running_loop().time() + seconds
+        while True:
+            try:
+                async with asyncio.timeout_at(end):
+                    await self._dead.wait()
+            except TimeoutError:
+                return
+            await self._move_relay()
+
+    async def _move_relay(self) -> None:
+        """Our keepalives through the relay go unanswered: its server died (or forgot our session), or the other peer
+        is gone. Register and ask for the other peer again (at another of our servers if ours is silent,
+        punch.peer.client); the new session's relay, the server that makes it, carries the connection on. PeerError
+        if the other peer does not come back within ``PeerConfig.rejoin``."""
+        error = self._lost_contact()
+        if self._config.rejoin <= 0:
+            raise PeerError(error)
+        log.info("%s; asking the servers for %s again, for a relay that answers", error, self.peer)
+        path = await self._come_back(error, self._relay_again())
+        log.info("back on the relay to %s via %s", self.peer, format_address(path.remote))
+
+    async def _relay_again(self) -> Path:
+        """Register and ask for the other peer again; the new session's relay (its puncher waits, for the retries of a
+        direct path)."""
+        self._take_rejoin(await self._client.rejoin(self._target))
+        return Path(self._relay_address(), "relay")
 
     def _lost_contact(self) -> str:
         remote = format_address(self._path.remote) if self._path else "?"
@@ -676,41 +748,60 @@ class Session:
             if path.local is not None:  # we had moved: the new path starts from the session's socket
                 log.info("the path ran over our fresh socket: punching the new one from our session's socket")
                 self._run_over(self._endpoint)
-            try:
-                async with asyncio.timeout(config.rejoin):
-                    path = await self._rejoin()
-                    self._use_path(path)
-                    await self._alive.wait()
-            except (TimeoutError, PeerError) as why:
-                late = isinstance(why, TimeoutError)
-                detail = f"it did not come back within {config.rejoin:g} s" if late else why
-                raise PeerError(f"{error}; {detail}") from None
-            self._rejoins += 1
+            path = await self._come_back(error, self._rejoin())
             log.info("back on a %s path to %s via %s", path.kind, self.peer, format_address(path.remote))
 
+    async def _come_back(self, error: str, finding: Coroutine[Any, Any, Path]) -> Path:
+        """The path ``finding`` gives (the other peer found again through the servers), taken, once QUIC's keepalives
+        are answered over it: within ``PeerConfig.rejoin``, else PeerError with ``error`` and why."""
+        rejoin = self._config.rejoin
+        try:
+            async with asyncio.timeout(rejoin):
+                path = await finding
+                self._use_path(path)
+                await self._alive.wait()
+        except (TimeoutError, PeerError) as why:
+            detail = f"it did not come back within {rejoin:g} s" if isinstance(why, TimeoutError) else why
+            raise PeerError(f"{error}; {detail}") from None
+        self._rejoins += 1
+        return path
+
     async def _rejoin(self) -> Path:
-        """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay)."""
+        """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay),
+        through a port a router maps for one of us where there is one, as the first punch did (Plan.MAPPED: at once,
+        no Ready/Go)."""
         client = self._client
         introduction = await client.rejoin(self._target)
+        puncher, mapped = self._take_rejoin(introduction)
+        if not mapped and introduction.role is Role.OPENER:  # a plain punch: Ready/Go
+            puncher.open_mappings()
+            await client.ready(introduction.session_id)
+        elif not mapped:
+            await client.go.wait()
+        return await puncher.run()
+
+    def _take_rejoin(self, introduction: Introduction) -> tuple[Puncher, bool]:
+        """The puncher of a rejoin's session, in the old one's place, and whether a router maps a port for one of us;
+        PeerError if its introduction was refused."""
         if self._trust.refused is not None or introduction.session_id not in self._keys:
             raise PeerError(
                 self._trust.refused or f"{introduction.peer_id}'s key share is not signed by its key: refused"
             )
         same_nat, lan_on_link = behind_one_nat(introduction, self._client.mapped, self._endpoint)
+        ours, theirs = self._client.offered is not None, bool(mapped_candidates(introduction.candidates))
+        mapped = ours or theirs
         puncher = Puncher(
             self._endpoint,
             self._config.peer_id,
             introduction,
             self._timings,
-            strategy=Strategy(same_nat=same_nat, lan_on_link=lan_on_link),
+            strategy=mapped_strategy(same_nat, lan_on_link, ours, theirs, introduction.role)
+            if mapped
+            else Strategy(same_nat=same_nat, lan_on_link=lan_on_link),
+            early_at=asyncio.get_running_loop().time() if mapped else None,  # a mapped port: checked at once
         )
         self._swap_puncher(puncher)
-        if introduction.role is Role.OPENER:
-            puncher.open_mappings()
-            await client.ready(introduction.session_id)
-        else:
-            await client.go.wait()
-        return await puncher.run()
+        return puncher, mapped
 
 
 async def _first_of(*coroutines: Coroutine[Any, Any, None]) -> None:

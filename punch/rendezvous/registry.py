@@ -122,13 +122,24 @@ class Match:
     connects: frozenset[tuple[str, bytes]] = frozenset()
     mover: str | None = None  # the peer told to move to a fresh socket (punch.peer.moving): one per session
     # With a shared registry (punch.rendezvous.shared): the names of the servers the opener and the prober are
-    # registered at, which alone can reach them through their NATs; the opener's also relays the session. Empty: this
-    # server, the only one (the in-process registry).
+    # registered at, which alone can reach them through their NATs. Empty: this server, the only one (the in-process
+    # registry).
     servers: tuple[str, str] = ("", "")
+    # The relay across servers (punch.rendezvous.tickets), held only by the server that made the session and relays
+    # it: its address as peers reach it, and the opener's and the prober's tickets (b"" for a peer registered there,
+    # relayed from its registered endpoint). () when each peer's own server relays: one server, or both peers at it.
+    relay: Address | None = None
+    tickets: tuple[bytes, ...] = ()
 
     def server_of(self, peer_id: str) -> str:
         """The name of the server ``peer_id`` (one of the two) is registered at ("" for this one)."""
         return self.servers[0] if peer_id == self.opener.peer_id else self.servers[1]
+
+    def ticket_of(self, peer_id: str) -> bytes:
+        """The relay ticket of ``peer_id`` (one of the two); b"" if it has none (its own server relays it)."""
+        if not self.tickets:
+            return b""
+        return self.tickets[0] if peer_id == self.opener.peer_id else self.tickets[1]
 
     def pair(self, peer_id: str) -> tuple[Registration, Registration] | None:
         """(``peer_id``'s registration, the other peer's); None if ``peer_id`` is not one of this session's two."""
@@ -150,6 +161,7 @@ class Match:
                     self.prober_share,
                     self.prober.mapping,
                     self.prober_rtt_us,
+                    *self._relay_for(self.opener.peer_id),
                 ),
             ),
             (
@@ -163,9 +175,15 @@ class Match:
                     self.opener_share,
                     self.opener.mapping,
                     self.opener_rtt_us,
+                    *self._relay_for(self.prober.peer_id),
                 ),
             ),
         )
+
+    def _relay_for(self, peer_id: str) -> tuple[Address | None, bytes]:
+        """The relay and ticket ``peer_id``'s Introduce names: (None, b"") when its own server relays it."""
+        ticket = self.ticket_of(peer_id)
+        return (self.relay, ticket) if ticket and self.relay is not None else (None, b"")
 
 
 @dataclass(slots=True)

@@ -1,10 +1,11 @@
 """The relay's fast path: a relayed QUIC packet (a Relay indication) read from its bytes.
 
 The general path decodes each datagram into a Message; the relay needs only the PEER-ID and SESSION-ID of a Relay
-indication and that the datagram is well formed. :func:`parse_packet` reads that straight from the bytes.
+indication (and its RELAY-TICKET, and whether it carries a DATA-PAYLOAD: punch.rendezvous.tickets) and that the
+datagram is well formed. :func:`parse_packet` reads that straight from the bytes.
 
 Strict by construction, as punch.rendezvous.refresh: anything that is not exactly a well-formed Relay indication
-(RFC 8489 §5 header, attributes tiling the body, only PEER-ID, SESSION-ID and DATA-PAYLOAD before a
+(RFC 8489 §5 header, attributes tiling the body, only PEER-ID, SESSION-ID, RELAY-TICKET and DATA-PAYLOAD before a
 MESSAGE-INTEGRITY-SHA256 of 32 bytes and a matching FINGERPRINT last, §14.6-§14.7) gives None, and the caller hands
 the datagram to the general path. The relay does not check the integrity: it is the session's key, which only the
 two peers hold (punch.identity.agreement); the receiving peer checks it.
@@ -16,11 +17,11 @@ from typing import NamedTuple
 
 from punch.rendezvous.signed import attributes, well_formed
 from punch.stun import AttributeType, Message, MessageClass, Method, encode
-from punch.stun.wire import MAX_PEER_ID_BYTES, SESSION_ID_BYTES
+from punch.stun.wire import MAX_PEER_ID_BYTES, RELAY_TICKET_BYTES, SESSION_ID_BYTES
 
 RELAY_TYPE = encode(Message(Method.RELAY, MessageClass.INDICATION, bytes(12)), fingerprint=False)[:2]
 _TYPES = (RELAY_TYPE,)
-_ALLOWED = {AttributeType.PEER_ID, AttributeType.SESSION_ID, AttributeType.DATA_PAYLOAD}
+_ALLOWED = {AttributeType.PEER_ID, AttributeType.SESSION_ID, AttributeType.DATA_PAYLOAD, AttributeType.RELAY_TICKET}
 
 
 class Relayed(NamedTuple):
@@ -28,6 +29,8 @@ class Relayed(NamedTuple):
 
     peer_id: str
     session_id: bytes
+    ticket: bytes | None = None  # RELAY-TICKET: a relay at another server than the sender's (punch.rendezvous.tickets)
+    carries: bool = True  # it has a DATA-PAYLOAD (without: an opening, not forwarded)
 
 
 def parse_packet(data: bytes) -> Relayed | None:
@@ -49,4 +52,7 @@ def parse_packet(data: bytes) -> Relayed | None:
         return None
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
         return None
-    return Relayed(text, bytes(session_id or b""))
+    ticket = values.get(AttributeType.RELAY_TICKET)
+    if ticket is not None and len(ticket) != RELAY_TICKET_BYTES:
+        return None
+    return Relayed(text, bytes(session_id or b""), ticket, AttributeType.DATA_PAYLOAD in values)

@@ -10,6 +10,10 @@ Notice (486, signed with each one's request key), which they report instead of w
 Well-formed indications are read from their bytes (punch.rendezvous.relayed), with the same checks, counters and log
 lines as the general path.
 
+Across servers (a shared registry), a peer registered at another server than the relay is reached where its own
+ticketed indications come from, not at its registered endpoint (punch.rendezvous.tickets): a session with tickets
+takes that way, one test on the path of every other session.
+
 :class:`Relayer` is the part of punch.rendezvous.server that does this; it sends on the server's primary endpoint.
 """
 
@@ -18,11 +22,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from punch.rendezvous.ratelimit import RateLimiter
-from punch.rendezvous.registry import Registration, Registry
+from punch.rendezvous.registry import Match, Registration, Registry
 from punch.rendezvous.relay import Refusal, RelayBudget, RelayLedger
 from punch.rendezvous.relayed import RELAY_TYPE, parse_packet
-from punch.stun import Address, Message
+from punch.rendezvous.tickets import RelayEnds
+from punch.stun import Address, AttributeType, Message
 from punch.stun.protocol import StunEndpoint, format_address
 from punch.stun.wire import ProtocolError, required_peer_id, required_session
 
@@ -36,8 +40,10 @@ Notify = Callable[[Registration, bytes, int, str], None]
 class Relayer:
     """Forwards a session's packets between its two peers, within the session's budget.
 
-    ``now`` and ``limiter`` are the server's (its clock and per-source rate limit); ``notify`` pushes the server's
-    Notice. :meth:`start` puts the fast path on the endpoint the relay sends from.
+    ``now`` is the server's clock; ``notify`` pushes the server's Notice. :meth:`start` puts the fast path on the
+    endpoint the relay sends from. A session's packets are held to its budget only, not to the server's per-source
+    rate limit of requests (at its default 200 a second, a relayed session would get about 250 kB/s, and its packets
+    would use up the tokens of its peers' own requests to the server).
     """
 
     def __init__(
@@ -46,15 +52,14 @@ class Relayer:
         budget: RelayBudget | None,
         *,
         now: Callable[[], float],
-        limiter: RateLimiter | None,
         notify: Notify,
     ) -> None:
         self._registry = registry
         self._now = now
-        self._limiter = limiter
         self._notify = notify
         self._ledger = RelayLedger(budget or RelayBudget())
         self._relaying: set[bytes] = set()  # sessions seen relaying (one log line each)
+        self._ends = RelayEnds()  # where the peers registered at other servers reach us (punch.rendezvous.tickets)
         self._endpoint: StunEndpoint | None = None
 
     @property
@@ -79,30 +84,67 @@ class Relayer:
         session_id = required_session(message)
         match = self._registry.session(session_id)
         pair = match.pair(sender) if match else None
+        if match is not None and pair is not None and match.tickets:
+            refused = self._ends.admit(match, pair[0], message.raw(AttributeType.RELAY_TICKET), source)
+            if refused is not None:
+                raise ProtocolError(f"{sender} at {format_address(source)}: {refused}")
+            self._across(match, pair, message.raw(AttributeType.DATA_PAYLOAD) is not None, data)
+            return
         if pair is None or pair[0].observed != source:
             raise ProtocolError(f"{sender} at {format_address(source)} is not in this session")
         self._forward(sender, pair[0], pair[1], session_id, data)
 
     def on_relayed_packet(self, data: bytes, source: Address) -> bool:
         """The fast path of :meth:`on_relay` (punch.rendezvous.relayed): a well-formed Relay indication of one of a
-        session's two peers from its registered endpoint, read from its bytes, with the same checks, rate limit,
-        budget and counters. False hands anything else to the general path, which counts it there."""
+        session's two peers from its registered endpoint, read from its bytes, with the same checks, budget and
+        counters. False hands anything else to the general path, which counts it there."""
         packet = parse_packet(data)
         match = self._registry.session(packet.session_id) if packet else None
         pair = match.pair(packet.peer_id) if match and packet else None
-        if packet is None or pair is None or pair[0].observed != source:
+        if packet is None or match is None or pair is None:
             return False
-        counters = self.endpoint.counters
-        counters["indication"] += 1
-        if self._limiter is not None and not self._limiter.allow(source[0], self._now()):
-            counters["rate-limited"] += 1
-            return True
-        self._forward(packet.peer_id, pair[0], pair[1], packet.session_id, data)
+        if match.tickets:  # across servers: the general path refuses what this does not admit, and says why
+            if self._ends.admit(match, pair[0], packet.ticket, source) is not None:
+                return False
+        elif pair[0].observed != source:
+            return False
+        self.endpoint.counters["indication"] += 1
+        if match.tickets:
+            self._across(match, pair, packet.carries, data)
+        else:
+            self._forward(packet.peer_id, pair[0], pair[1], packet.session_id, data)
         return True
 
-    def _forward(self, sender: str, mine: Registration, other: Registration, session_id: bytes, data: bytes) -> None:
-        """Charge a checked packet to its session and send it on to ``other`` (or tell the sender the session is
-        over its total)."""
+    def _across(self, match: Match, pair: tuple[Registration, Registration], carries: bool, data: bytes) -> None:
+        """Forward an admitted indication of a session relayed across servers (punch.rendezvous.tickets): to the
+        other peer's end if it holds a ticket (dropped and counted until it opened its way), else to its registered
+        endpoint. An opening (no DATA-PAYLOAD) only told us where its sender is."""
+        sessions = self._registry.sessions
+        if len(self._ends) > 2 * len(sessions) + 64:
+            self._ends.keep(sessions)
+        if not carries:
+            return
+        mine, other = pair
+        target = None
+        if match.ticket_of(other.peer_id):
+            target = self._ends.end(match, other)
+            if target is None:
+                self.endpoint.counters["relay-unopened"] += 1
+                log.debug("not relayed to %s: it has not opened its way to us yet", other.peer_id)
+                return
+        self._forward(mine.peer_id, mine, other, match.session_id, data, target)
+
+    def _forward(
+        self,
+        sender: str,
+        mine: Registration,
+        other: Registration,
+        session_id: bytes,
+        data: bytes,
+        target: Address | None = None,
+    ) -> None:
+        """Charge a checked packet to its session and send it on to ``other`` (at ``target``, or where it is
+        registered now), or tell the sender the session is over its total."""
         refusal, first = self._over_budget(session_id, len(data), f"{sender} -> {other.peer_id}")
         if refusal is Refusal.QUOTA and first:
             total = self._ledger.budget.total
@@ -110,8 +152,9 @@ class Relayer:
                 self._notify(peer, session_id, 486, f"Relay quota reached: {total} bytes per session")
         if refusal is not None:
             return
-        destination = self._registry.lookup(other.peer_id, self._now())
-        target = destination.observed if destination else other.observed
+        if target is None:
+            destination = self._registry.lookup(other.peer_id, self._now())
+            target = destination.observed if destination else other.observed
         if session_id not in self._relaying:
             if len(self._relaying) > 2 * len(self._registry.sessions) + 64:
                 self._relaying &= set(self._registry.sessions)

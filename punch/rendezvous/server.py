@@ -26,7 +26,9 @@
   Peers fall back to this when no direct path can be punched. Each session has a budget (bytes a second and bytes
   in all, punch.rendezvous.relay): what exceeds it is dropped and counted; once the total is used, 486. Relayed
   datagrams are read from their bytes where they are well formed (punch.rendezvous.relayed). The server hands
-  them to its Relayer (punch.rendezvous.relaying).
+  them to its Relayer (punch.rendezvous.relaying). With a shared registry, the server that makes a session of two
+  peers registered at different servers relays it, and the other server's peer is told so in its Introduce, with a
+  ticket (punch.rendezvous.tickets).
 - No amplification: every answer but Binding's is capped to its request's size plus what a Binding reply adds to
   a header-only request (punch.rendezvous.replies); Binding's is the RFC's own.
 """
@@ -36,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import logging
 import socket
 from collections import Counter
@@ -55,6 +58,7 @@ from punch.rendezvous.relay import RelayBudget
 from punch.rendezvous.relaying import Relayer
 from punch.rendezvous.replies import fit, limit_for
 from punch.rendezvous.throttle import ThrottledLog
+from punch.rendezvous.tickets import relayed_here
 from punch.rendezvous.workers import Workers
 from punch.stun import (
     CHANGE_IP,
@@ -129,6 +133,7 @@ class RendezvousServer:
         relay_budget: RelayBudget | None = None,
         shared_registry: str | None = None,
         name: str | None = None,
+        advertise: Address | None = None,
     ) -> None:
         self.registry = Registry(max_lease=max_lease, max_registrations=max_registrations)
         # With ``shared_registry`` (a redis:// URL, --registry): registrations, wishes and sessions are shared with
@@ -137,6 +142,9 @@ class RendezvousServer:
         self._shared_url = shared_registry
         self._name = name
         self._federation: Federation | None = None
+        # Where peers registered at other servers reach this one when it relays their session (--advertise; default:
+        # the address it listens on, unless that is a wildcard): punch.rendezvous.tickets
+        self._advertise = advertise
         self._group = group
         # Requests a second per source IP (bursts of twice that), 0 for none, or a limiter of one's own.
         self._limiter: RateLimiter | None = (
@@ -154,7 +162,7 @@ class RendezvousServer:
         self._endpoint: StunEndpoint | None = None
         self._endpoints: dict[tuple[int, int], StunEndpoint] = {}  # (address index, port index): RFC 5780
         self._tasks: set[asyncio.Task[None]] = set()
-        self._relayer = Relayer(self.registry, relay_budget, now=self._now, limiter=self._limiter, notify=self._notice)
+        self._relayer = Relayer(self.registry, relay_budget, now=self._now, notify=self._notice)
         self._answering = 0  # size of the request being handled: its replies are capped to it (see _send_capped)
         # The request key of the peer whose request is being handled, once the request proved it came from that
         # peer: its answers, errors too, are signed with it (a peer takes only signed answers in a session)
@@ -211,6 +219,13 @@ class RendezvousServer:
             RedisRegistry(url), name, deliver_here=self._on_envelope, lost=self.registry.unregister
         )
         await self._federation.start()
+        if self._advertise is None and ipaddress.ip_address(self.address[0]).is_unspecified:
+            log.warning(
+                "listening on a wildcard address: no relay across servers (peers registered at another server "
+                "cannot be told where this one is); give --advertise HOST:PORT, the address peers reach it at"
+            )
+        else:
+            self._advertise = self._advertise or self.address
 
     def _start_fastpath(self) -> None:
         """Hand Binding requests to the C fast path where it is built and gives the same answers.
@@ -500,6 +515,7 @@ class RendezvousServer:
             self._answer_waiting(message, source, asker, target, stored is not None)
             return
         match = pair_up(stored.registration, other_wish, mine, wish, (stored.server, federation.name))
+        match = relayed_here(match, federation.name, self._advertise)  # we relay it (punch.rendezvous.tickets)
         federation.matched(match)
         self.registry.adopt_session(match)
         federation.keep_session(match, life)
@@ -566,7 +582,7 @@ class RendezvousServer:
         notice = request(
             Method.NOTICE, (AttributeType.SESSION_ID, session_id), (AttributeType.ERROR_CODE, ErrorCode(code, reason))
         )
-        self._push(notice, recipient, f"Notice {code} to {recipient.peer_id}")
+        self._push(notice, recipient, f"Notice {code} to {recipient.peer_id}", self.registry.session(session_id))
 
     def _send_capped(self, answer: Message, source: Address, via: StunEndpoint | None = None) -> None:
         """Send an answer no larger than its request plus a Binding reply's allowance (no amplification, by
@@ -1084,10 +1100,11 @@ async def serve(
     relay_budget: RelayBudget | None = None,
     shared_registry: str | None = None,
     name: str | None = None,
+    advertise: Address | None = None,
 ) -> None:
     """Run a server until cancelled; with ``stats_interval``, log a stats line that often; with ``workers``
     above 1, that many processes share the port (see punch.rendezvous.workers; needs no rate limit); with
-    ``shared_registry``, one of several servers sharing it, known by ``name``."""
+    ``shared_registry``, one of several servers sharing it, known by ``name`` and reached at ``advertise``."""
     async with contextlib.AsyncExitStack() as stack:
         server = await stack.enter_async_context(
             RendezvousServer(
@@ -1098,6 +1115,7 @@ async def serve(
                 relay_budget=relay_budget,
                 shared_registry=shared_registry,
                 name=name,
+                advertise=advertise,
             )
         )
         await server.start(listen, alternate, reuse_port=workers > 1)

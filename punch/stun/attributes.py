@@ -72,6 +72,11 @@ class AttributeType(enum.IntEnum):
     OPEN_TTL = 0xCC02
     NAT_MAPPING = 0xCC03  # optional: a peer or server that does not know it simply does not predict ports
     SERVER_RTT = 0xCC04  # optional: a peer's round trip to the server, microseconds (Connect; Introduce: the other's)
+    # optional: a relay at another server than the peer's own (punch.rendezvous.tickets): in Introduce its address and
+    # the peer's ticket; in the peer's Relay indications the ticket. A peer or server that does not know them relays
+    # through the peer's own server, as before
+    RELAY_ADDRESS = 0xCC05
+    RELAY_TICKET = 0xCC06
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +414,8 @@ TABLE: dict[int, Row] = {
         _row(T.OPEN_TTL, octet()),
         _row(T.NAT_MAPPING, octet()),
         _row(T.SERVER_RTT, unsigned(4)),
+        _row(T.RELAY_ADDRESS, xor_address()),
+        _row(T.RELAY_TICKET, opaque(16, 16)),
     )
 }
 

@@ -8,6 +8,7 @@ The methods and attributes live in the Expert Review ranges that RFC 8489 §18.2
     Connect    peer -> server   PEER-ID, TARGET-ID, KEY-SHARE, KEY-SIGNATURE [, SERVER-RTT]       -> STATUS
     Introduce  server -> peer   PEER-ID (the other), CANDIDATE..., SESSION-ID, ROLE, PUBLIC-KEY, KEY-SHARE,
                                 KEY-SIGNATURE (the other's three) [, NAT-MAPPING] [, SERVER-RTT (the other's)]
+                                [, RELAY-ADDRESS, RELAY-TICKET (a relay at another server than ours)]
     Ready      opener -> server PEER-ID, SESSION-ID                             (our NAT mapping is open)
     Go         server -> prober PEER-ID (the opener), SESSION-ID, ROLE          (probe now)
     Move       peer -> server   PEER-ID, SESSION-ID                 -> STATUS    (the other's NAT refused our check)
@@ -15,7 +16,9 @@ The methods and attributes live in the Expert Review ranges that RFC 8489 §18.2
     Ready      mover -> server  PEER-ID, SESSION-ID, from its fresh socket      (probe me there)
     Go         server -> other  PEER-ID (the mover), SESSION-ID, ROLE, CANDIDATE (the Ready's source)
     Binding    peer <-> peer    PEER-ID, SESSION-ID [, USE-CANDIDATE]           (connectivity check, as in ICE)
-    Relay      peer -> server -> peer, an indication: PEER-ID, SESSION-ID, DATA-PAYLOAD (one QUIC packet of the session)
+    Relay      peer -> server -> peer, an indication: PEER-ID, SESSION-ID [, RELAY-TICKET], DATA-PAYLOAD (one QUIC
+                                packet of the session; without DATA-PAYLOAD, with RELAY-TICKET: opens our way to a relay
+                                at another server, punch.rendezvous.tickets)
     Notice     server -> peer   SESSION-ID, ERROR-CODE                          (the relay refuses the session now)
 
 Once a pair answers, the peers speak QUIC (RFC 9000, punch.transport) on the same sockets: its packets are not
@@ -42,6 +45,7 @@ MAX_PEER_ID_BYTES = 128
 ANYONE = "*"
 SESSION_ID_BYTES = 16
 REGISTRATION_TOKEN_BYTES = 16
+RELAY_TICKET_BYTES = 16  # a peer's ticket at a relay at another server (punch.rendezvous.tickets)
 PUBLIC_KEY_BYTES = 32
 KEY_SHARE_BYTES = 32
 KEY_SIGNATURE_BYTES = 64
@@ -181,6 +185,10 @@ class Introduction:
     key_share: KeyShare  # the other's half of the session's key, as its Connect carried it
     mapping: Mapping = Mapping.UNKNOWN  # how the other peer's NAT maps, as it told the server
     rtt_us: int | None = None  # the other peer's round trip to the server, as it told the server (SERVER-RTT)
+    # The session's relay when it is another server than ours (RELAY-ADDRESS), and our ticket there (RELAY-TICKET):
+    # punch.rendezvous.tickets. None: our own server relays, from our registered endpoint.
+    relay: Address | None = None
+    relay_ticket: bytes = b""
 
     def to_message(self) -> Message:
         """The Introduce request carrying this introduction."""
@@ -194,6 +202,7 @@ class Introduction:
             *self.key_share.attributes(),
             *mapping_attribute(self.mapping),
             *(((AttributeType.SERVER_RTT, self.rtt_us),) if self.rtt_us is not None else ()),
+            *relay_attributes(self.relay, self.relay_ticket),
         )
 
     @classmethod
@@ -205,6 +214,9 @@ class Introduction:
         candidates = tuple(message.addresses(AttributeType.CANDIDATE))
         if not candidates:
             raise ProtocolError("Introduce lacks CANDIDATE")
+        relay, ticket = message.address(AttributeType.RELAY_ADDRESS), message.raw(AttributeType.RELAY_TICKET)
+        if (relay is None) != (ticket is None):
+            raise ProtocolError("Introduce has one of RELAY-ADDRESS and RELAY-TICKET without the other")
         return cls(
             required_peer_id(message),
             candidates,
@@ -214,4 +226,13 @@ class Introduction:
             KeyShare.of(message),
             Mapping.of(message),
             message.integer(AttributeType.SERVER_RTT),
+            relay,
+            ticket or b"",
         )
+
+
+def relay_attributes(relay: Address | None, ticket: bytes) -> tuple[tuple[int, object], ...]:
+    """RELAY-ADDRESS and RELAY-TICKET for an Introduce, or nothing when the peer's own server relays."""
+    if relay is None or not ticket:
+        return ()
+    return ((AttributeType.RELAY_ADDRESS, relay), (AttributeType.RELAY_TICKET, ticket))

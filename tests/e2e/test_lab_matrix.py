@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,22 +28,17 @@ def matrix(output: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def all_matrix_labs() -> set[str]:
-    """Namespaces of matrix labs (named ``m`` + 4 hex digits + a 3-digit counter by netns/matrix/runner.py)."""
-    return {ns for ns in os.listdir("/run/netns") if re.match(r"m[0-9a-f]{4}[0-9]{3}-", ns)}
+def labs_left(*runs: subprocess.CompletedProcess[str]) -> list[str]:
+    """Namespaces still there of the labs these matrix runs made: each run names a cell's lab on its progress line
+    ("CELL: VERDICT (lab NAME)"), so another matrix on this machine, or a lab an interrupted run left, is not
+    counted. Every run must have named its labs, or there would be nothing to check."""
+    names = [set(re.findall(r"\(lab (m[0-9a-f]{4}[0-9]{3})\)$", run.stderr, re.MULTILINE)) for run in runs]
+    assert all(names), [run.stderr for run in runs]
+    ours = set().union(*names)
+    return sorted(ns for ns in os.listdir("/run/netns") if ns.partition("-")[0] in ours)
 
 
-@pytest.fixture
-def matrix_labs() -> Callable[[], list[str]]:
-    """The matrix labs that appeared since the test began: another run's (a lab of someone else's matrix on this
-    machine, or one an interrupted run left) are not this test's to judge."""
-    before = all_matrix_labs()
-    return lambda: sorted(all_matrix_labs() - before)
-
-
-def test_full_cone_pairs_go_direct_and_symmetric_pairs_go_through_the_relay(
-    tmp_path: Path, matrix_labs: Callable[[], list[str]]
-) -> None:
+def test_full_cone_pairs_go_direct_and_symmetric_pairs_go_through_the_relay(tmp_path: Path) -> None:
     done = matrix(
         tmp_path, "--group", "pairs", "--firewall", "none", "--preset", "full-cone", "--preset", "symmetric",
         "--trials", "1", "--jobs", "2", *TRIAL,
@@ -66,19 +60,17 @@ def test_full_cone_pairs_go_direct_and_symmetric_pairs_go_through_the_relay(
     report = (tmp_path / "matrix.md").read_text()
     assert re.search(r"\| \*\*symmetric\*\* \| (direct|predicted) 1/1", report), report
     assert "relay 1/1" in report
-    assert matrix_labs() == []  # every lab of the matrix is down
+    assert labs_left(done) == []  # every lab of the matrix is down
 
 
-def test_a_failing_trial_is_reported_and_its_lab_still_goes_down(
-    tmp_path: Path, matrix_labs: Callable[[], list[str]]
-) -> None:
+def test_a_failing_trial_is_reported_and_its_lab_still_goes_down(tmp_path: Path) -> None:
     done = matrix(tmp_path, "--group", "same-nat", "--firewall", "home", "--trials", "2", "--trial", "false")
     assert done.returncode == 1
     (cell,) = json.loads((tmp_path / "matrix.json").read_text())
     assert (cell["trials"], cell["successes"]) == (2, 0)
     assert cell["failures"] == ["no JSON result from the trial (exit 1)"] * 2
     assert "no JSON result from the trial (exit 1)" in (tmp_path / "matrix.md").read_text()
-    assert matrix_labs() == []
+    assert labs_left(done) == []
 
 
 UDP_TRIAL = ["--trial", f"{PY} {Path(__file__).with_name('udp_trial.py')}"]
@@ -90,9 +82,7 @@ def without_times(text: str) -> str:
     return re.sub(r"\b\d+(\.\d+)? ms\b", "N ms", text)
 
 
-def test_two_shards_merged_are_what_one_unsharded_run_writes(
-    tmp_path: Path, matrix_labs: Callable[[], list[str]]
-) -> None:
+def test_two_shards_merged_are_what_one_unsharded_run_writes(tmp_path: Path) -> None:
     one = matrix(tmp_path / "one", *FOUR_CELLS, "--jobs", "2", *UDP_TRIAL)
     assert one.returncode == 1, one.stderr  # two cells fail, as they must
     shards = [matrix(tmp_path / "shards", *FOUR_CELLS, "--shard", f"{k}/2", *UDP_TRIAL) for k in (1, 2)]
@@ -121,4 +111,4 @@ def test_two_shards_merged_are_what_one_unsharded_run_writes(
     for page in ("matrix.md", "matrix.html"):
         made, expected = ((tmp_path / d / page).read_text() for d in ("merged", "one"))
         assert without_times(made) == without_times(expected), page
-    assert matrix_labs() == []
+    assert labs_left(one, *shards) == []

@@ -1,7 +1,9 @@
 """Two servers, one registry, through the lab's kernel NATs (tests/data/topologies/two-servers.yaml): east 1 ms from the
 core, west 5 ms, Redis beside them. A peer registered at east punches with a peer registered at west; a server killed
 mid-session leaves the direct session going and its peers register at the other; Redis restarted under the servers
-is a pause, not an outage.
+is a pause, not an outage. Behind two symmetric NATs, a peer at east and a peer at west talk and tunnel through the
+relay of the server that introduced them (punch.rendezvous.tickets), and a relayed session whose server is killed
+moves to the other server and goes on.
 
 The lab's node ``redis`` runs Debian's redis-server (skipped where it is not installed; PUNCH_REQUIRE_REDIS=1 fails
 instead, as .ci/run sets)."""
@@ -25,7 +27,31 @@ pytestmark = pytest.mark.e2e
 
 TOPOLOGY = Path(__file__).parent.parent / "data" / "topologies" / "two-servers.yaml"
 EAST, WEST, REDIS = "203.0.113.1", "203.0.113.65", "203.0.113.129"
+ALTERNATE = {EAST: "203.0.113.2:3479", WEST: "203.0.113.66:3479"}  # RFC 5780: peers measure their NAT's mapping
 REGISTRY = f"redis://{REDIS}:6379/0"
+SYMMETRIC = {"topology": TOPOLOGY, "nat": "symmetric"}  # both NATs: a new port toward each destination, the relay
+# A TCP echo server (in peer14's node, behind the --allow) and a client that sends 256 KiB through a --forward
+ECHO = """
+import socket, sys
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+print("echoing", file=sys.stderr, flush=True)
+while True:
+    conn, _ = server.accept()
+    with conn:
+        while data := conn.recv(65536):
+            conn.sendall(data)
+"""
+THROUGH = """
+import os, socket, sys
+payload = os.urandom(256 * 1024)
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30) as conn:
+    conn.sendall(payload)
+    conn.shutdown(socket.SHUT_WR)
+    got = b""
+    while chunk := conn.recv(65536):
+        got += chunk
+print("the same bytes came back" if got == payload else f"{len(got)} of {len(payload)} bytes came back, or others")
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +98,9 @@ def start_cluster(lab: Lab, ports: tuple[int, ...] = (7000, 7001, 7002)) -> str:
     return f"redis://{REDIS}:{ports[0]}/0"
 
 
-def start_shared_server(lab: Lab, node: str, address: str, registry: str = REGISTRY) -> subprocess.Popen[Any]:
+def start_shared_server(
+    lab: Lab, node: str, address: str, registry: str = REGISTRY, *extra: str
+) -> subprocess.Popen[Any]:
     server = lab.spawn(
         node,
         PY,
@@ -85,6 +113,7 @@ def start_shared_server(lab: Lab, node: str, address: str, registry: str = REGIS
         registry,
         "--name",
         node,
+        *extra,
         text=True,
     )
     wait_for_line(server, r"registry: (Redis|a Redis Cluster) at")
@@ -184,3 +213,75 @@ def test_redis_restarted_under_the_servers_is_a_pause_they_recover_from_by_thems
     assert (result10["received"], result14["received"]) == (["hello from 14"], ["hello from 10"])
     for server in (east, west):
         stop(server)
+
+
+def relaying_servers(lab: Lab) -> tuple[subprocess.Popen[Any], subprocess.Popen[Any]]:
+    """Redis, and east and west with their alternate addresses (peers find their NATs symmetric: the relay)."""
+    start_redis(lab)
+    return tuple(  # type: ignore[return-value]
+        start_shared_server(lab, node, address, REGISTRY, "--alternate", ALTERNATE[address])
+        for node, address in (("east", EAST), ("west", WEST))
+    )
+
+
+@pytest.mark.parametrize(
+    "lab", [{**SYMMETRIC, "firewall": "home"}, {**SYMMETRIC, "firewall": "none"}], indirect=True,
+    ids=["home-router", "bare-masquerade"],
+)  # fmt: skip
+def test_a_relayed_session_across_servers_carries_texts_and_a_tunnel(lab: Lab) -> None:
+    east, west = relaying_servers(lab)
+    echo = lab.spawn("peer14", PY, "-c", ECHO, "7000", text=True)
+    wait_for_line(echo, "echoing")
+    peer10 = peer(lab, "10", "14", (EAST,), "--send", "hello from 10", "--forward", "9000:127.0.0.1:7000")
+    wait_for_line(east, r"10 asks for 14: waiting for 14 to register")
+    peer14 = peer(lab, "14", "10", (WEST,), "--send", "hello from 14", "--allow", "127.0.0.1:7000")
+    # 14's Connect completed the pair at west: west relays; 10, registered at east, opened its way there itself
+    opened = wait_for_line(west, r"relay: 10 \(registered at server 'east'\) reaches us at 198\.51\.100\.10:\d+")
+    wait_for_line(peer10, r"forwarding 127\.0\.0\.1:9000 to", timeout=30)
+    for proc, other in ((peer10, "14"), (peer14, "10")):
+        wait_for_line(proc, rf"message 0 received from {other}", timeout=30)
+    done = lab.exec("peer10", PY, "-c", THROUGH, "9000", timeout=60)
+    assert done.stdout.strip() == "the same bytes came back", done.stderr
+    for proc in (peer10, peer14):  # the tunnels keep them running until told
+        proc.terminate()
+    (code10, result10, log10), (code14, result14, log14) = finish(peer10), finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert (result10["received"], result14["received"]) == (["hello from 14"], ["hello from 10"])
+    assert result10["path"] == result14["path"] == "relay"
+    assert result10["remote"] == result14["remote"] == f"{WEST}:3478"
+    # The relay reaches 10 where its symmetric NAT maps it toward west, not where east sees it
+    assert opened.split("reaches us at ")[1].split()[0] != result10["mapped"]
+    assert result10["mapped"].startswith("198.51.100.10:")
+
+
+@pytest.mark.parametrize(
+    "lab", [{**SYMMETRIC, "firewall": "home"}, {**SYMMETRIC, "firewall": "none"}], indirect=True,
+    ids=["home-router", "bare-masquerade"],
+)  # fmt: skip
+def test_a_relayed_session_whose_server_is_killed_moves_to_the_other_one(lab: Lab) -> None:
+    """14 knows west alone and asks first; 10 knows both, registers at east (the nearer) and completes the pair
+    there: east relays. East is killed: 10 registers at west, both ask again there, and west relays the same QUIC
+    connection: the chat goes on."""
+    east, west = relaying_servers(lab)
+    peer14 = peer(lab, "14", "10", (WEST,), chat=True)
+    wait_for_line(west, r"14 asks for 10: waiting for 10 to register")
+    peer10 = peer(lab, "10", "14", (EAST, WEST), chat=True)
+    wait_for_line(peer10, rf"nearest answering server: {EAST}:3478")
+    for proc in (peer10, peer14):
+        wait_for_line(proc, rf"using the relay path to 1[04] via {EAST}:3478", timeout=30)
+    say(peer10, "before")
+    wait_for_line(peer14, r"message 0 received from 10", timeout=30)
+    east.kill()  # no goodbye, no stats line: gone
+    east.communicate(timeout=30)
+    for proc, other in ((peer10, "14"), (peer14, "10")):
+        wait_for_line(proc, rf"back on the relay to {other} via {WEST}:3478", timeout=60)
+    say(peer14, "after")
+    wait_for_line(peer10, r"message 0 received from 14", timeout=30)
+    end_chat((peer10, ""), (peer14, ""))
+    (code10, result10, log10), (code14, result14, log14) = finish(peer10), finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert (result10["received"], result14["received"]) == (["after"], ["before"])
+    assert result10["path"] == result14["path"] == "relay"
+    assert result10["remote"] == result14["remote"] == f"{WEST}:3478"
+    assert result10["rejoins"] == result14["rejoins"] == 1
+    stop(west)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
+import pytest
 import pytest_asyncio
 
+from bench import redis_nodes
 from punch.identity.agreement import OwnShare
 from punch.identity.keyfile import Identity
 from punch.peer.client import RendezvousClient
@@ -121,3 +124,46 @@ def wish(me: str, target: str, identity: Identity) -> list[tuple[int, object]]:
     """A Connect's attributes: ``me`` asks for ``target``, with a fresh key share signed by ``identity``."""
     share = OwnShare(identity, me, target).public
     return [(AttributeType.PEER_ID, me), (AttributeType.TARGET_ID, target), *share.attributes()]
+
+
+# -- servers sharing a registry in Redis (punch server --registry) -----------------------------------------
+
+
+def need_redis() -> None:
+    """Skip where redis-server is not installed (fail instead with PUNCH_REQUIRE_REDIS=1)."""
+    reason = redis_nodes.missing()
+    if reason is None:
+        return
+    if os.environ.get("PUNCH_REQUIRE_REDIS") == "1":
+        pytest.fail(f"PUNCH_REQUIRE_REDIS=1, but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    need_redis()
+    with redis_nodes.single() as node:
+        yield node.url
+
+
+@pytest.fixture
+def redis_node() -> Iterator[redis_nodes.RedisNode]:
+    need_redis()
+    with redis_nodes.single() as node:
+        yield node
+
+
+async def shared_server(url: str, name: str) -> RendezvousServer:
+    server = RendezvousServer(push_policy=FAST, shared_registry=url, name=name)
+    await server.start(("127.0.0.1", 0))
+    return server
+
+
+@pytest_asyncio.fixture
+async def two_servers(redis_url: str) -> AsyncIterator[tuple[RendezvousServer, RendezvousServer]]:
+    first, second = await shared_server(redis_url, "A"), await shared_server(redis_url, "B")
+    try:
+        yield first, second
+    finally:
+        await first.close()
+        await second.close()

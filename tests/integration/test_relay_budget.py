@@ -6,71 +6,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
 
 from punch.api import Connection, run_peer
 from punch.errors import PeerError
-from punch.peer.client import RendezvousClient
-from punch.peer.keys import PeerKeys
 from punch.peer.predict import PredictConfig
 from punch.rendezvous.relay import RelayBudget
 from punch.rendezvous.relayed import RELAY_TYPE
 from punch.rendezvous.server import RendezvousServer
-from punch.stun import Address, AttributeType, Message, MessageClass, Method, new_transaction_id
-from punch.stun.protocol import StunEndpoint
-from punch.stun.wire import Introduction, Mapping, request
-from tests.integration.conftest import FAST, keyed, peer_config, peer_socket, texts
+from punch.stun import Address, AttributeType
+from punch.stun.wire import Introduction, Mapping
+from tests.integration.conftest import FAST, keyed, peer_config, texts
+from tests.integration.relay_peers import Peer, peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-
-
-@dataclass
-class Peer:
-    """A registered peer on its own socket; the indications it gets go to ``inbox``."""
-
-    endpoint: StunEndpoint
-    client: RendezvousClient
-    inbox: asyncio.Queue[Message]
-    keys: PeerKeys
-
-    async def introduced(self, target: str) -> Introduction:
-        await self.client.connect(target)
-        return await asyncio.wait_for(asyncio.shield(self.client.introduction), 5)
-
-    def packet(self, session_id: bytes, payload: bytes, me: str | None = None) -> Message:
-        """A Relay indication of ``session_id`` (in ``me``'s name: ours by default)."""
-        return Message(
-            Method.RELAY,
-            MessageClass.INDICATION,
-            new_transaction_id(),
-            (
-                (AttributeType.PEER_ID, me or self.client.peer_id),
-                (AttributeType.SESSION_ID, session_id),
-                (AttributeType.DATA_PAYLOAD, payload),
-            ),
-        )
-
-    async def synced(self, server: Address) -> None:
-        """Once the server answers a Binding sent after them, it has handled everything we sent before."""
-        await self.endpoint.request(request(Method.BINDING), server, FAST)
-
-
-async def peer(server: Address, peer_id: str) -> Peer:
-    inbox: asyncio.Queue[Message] = asyncio.Queue()
-
-    def handle(message: Message, source: Address, data: bytes) -> None:
-        if message.message_class is MessageClass.REQUEST:
-            client.on_request(message, source)
-        elif message.message_class is MessageClass.INDICATION:
-            inbox.put_nowait(message)
-
-    endpoint, keys = await peer_socket(handle)
-    client = RendezvousClient(endpoint, server, peer_id, (), policy=FAST, credentials=keys.request)
-    await client.register()
-    return Peer(endpoint, client, inbox, keys)
 
 
 async def introduce(server: RendezvousServer) -> tuple[Peer, Peer, Introduction]:
@@ -219,3 +170,25 @@ async def test_the_relay_forwards_the_same_with_and_without_its_fast_path(server
     assert [r.path for r in results] == ["relay", "relay"]
     assert server.endpoint.counters["relayed"] >= 4
     assert (handled and all(handled)) if fast else not handled
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "general-path"])
+async def test_a_relayed_session_is_held_to_its_budget_not_to_the_rate_limit_of_requests(
+    clock: Clock, fast: bool
+) -> None:
+    """The server's per-source rate limit counts requests: a session's packets, many more a second, go by its budget
+    (here none), and leave its peers' tokens for their requests (the clock stands still: no token comes back)."""
+    async with RendezvousServer(push_policy=FAST, clock=clock, rate_limit=5) as limited:  # bursts of 10
+        await limited.start(("127.0.0.1", 0))
+        if not fast:
+            limited.endpoint.fast_paths.pop(RELAY_TYPE)
+        ten, fourteen, session = await introduce(limited)
+        packets = [ten.packet(session.session_id, bytes([0xC0, n])) for n in range(30)]
+        for packet in packets:
+            ten.endpoint.send(packet, limited.address)
+        relayed = [await asyncio.wait_for(fourteen.inbox.get(), 5) for _ in packets]
+        assert [m.transaction_id for m in relayed] == [p.transaction_id for p in packets]
+        await ten.synced(limited.address)  # a request of 10's is still answered
+        assert limited.endpoint.counters["rate-limited"] == 0
+        for each in (ten, fourteen):
+            await each.endpoint.close()

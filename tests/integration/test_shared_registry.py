@@ -3,7 +3,7 @@ registered at another; an ID is one peer's across servers; a server that joins s
 Redis down is a 503 and a log line, and the servers recover by themselves.
 
 Each test starts its own redis-server (bench/redis_nodes.py) on a free loopback port; skipped where redis-server is
-not installed, failed instead with PUNCH_REQUIRE_REDIS=1 (.ci/run installs it).
+not installed, failed instead with PUNCH_REQUIRE_REDIS=1 (.ci/run installs it): tests/integration/conftest.py.
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
-import pytest_asyncio
 
 from bench import redis_nodes
 from punch.api import Connection, run_peer
@@ -28,51 +26,12 @@ from punch.rendezvous.server import RendezvousServer
 from punch.stun import AttributeType, MessageClass, Method
 from punch.stun.protocol import open_endpoint
 from punch.stun.wire import request
-from tests.integration.conftest import FAST, LogLine, rendezvous_client, texts
+from tests.integration.conftest import FAST, LogLine, need_redis, rendezvous_client, shared_server, texts
 from tests.integration.conftest import peer_config as config
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 OWN_NAT = {"a": ("127.0.0.2", 0), "b": ("127.0.0.3", 0)}
-
-
-def _need_redis() -> None:
-    reason = redis_nodes.missing()
-    if reason is None:
-        return
-    if os.environ.get("PUNCH_REQUIRE_REDIS") == "1":
-        pytest.fail(f"PUNCH_REQUIRE_REDIS=1, but {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    _need_redis()
-    with redis_nodes.single() as node:
-        yield node.url
-
-
-@pytest.fixture
-def redis_node() -> Iterator[redis_nodes.RedisNode]:
-    _need_redis()
-    with redis_nodes.single() as node:
-        yield node
-
-
-async def shared_server(url: str, name: str) -> RendezvousServer:
-    server = RendezvousServer(push_policy=FAST, shared_registry=url, name=name)
-    await server.start(("127.0.0.1", 0))
-    return server
-
-
-@pytest_asyncio.fixture
-async def two_servers(redis_url: str) -> AsyncIterator[tuple[RendezvousServer, RendezvousServer]]:
-    first, second = await shared_server(redis_url, "A"), await shared_server(redis_url, "B")
-    try:
-        yield first, second
-    finally:
-        await first.close()
-        await second.close()
 
 
 async def meet(a: RendezvousServer, b: RendezvousServer, punch: PunchTimings, own_nat: bool) -> list[PeerResult]:
@@ -115,7 +74,7 @@ async def test_peers_registered_at_two_servers_meet_and_talk(
 
 
 async def test_a_redis_cluster_serves_as_one_registry() -> None:
-    _need_redis()
+    need_redis()
     with redis_nodes.cluster() as nodes:
         first, second = await shared_server(nodes[0].url, "A"), await shared_server(nodes[2].url, "B")
         try:

@@ -3,7 +3,10 @@ relayed ones from our server in one of our sessions; the rest is dropped and cou
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
+
+import pytest
 
 from punch.peer.carrier import EARLY_PACKETS, Carrier, Direct, Relayed
 from punch.stun import Address, AttributeType, Message, MessageClass, Method
@@ -14,6 +17,10 @@ PEER: Address = ("198.51.100.14", 40000)
 STRANGER: Address = ("203.0.113.166", 5555)
 SESSION = bytes(range(16))
 QUIC = b"\x40" + bytes(30)  # a short-header packet's first byte: fixed bit set (RFC 9000 §17.3)
+RELAY: Address = ("203.0.113.65", 3478)  # another server than ours: the session's relay (punch.rendezvous.tickets)
+TICKET = bytes(range(100, 116))
+
+pytestmark = pytest.mark.unit
 
 
 class Endpoint:
@@ -21,12 +28,14 @@ class Endpoint:
 
     def __init__(self) -> None:
         self.sent: list[tuple[Any, Address]] = []
+        self.more = asyncio.Event()  # set at each send (for the tests that run a loop)
 
     def send_bytes(self, data: bytes, to: Address) -> None:
         self.sent.append((data, to))
 
     def send(self, message: Message, to: Address) -> None:
         self.sent.append((message, to))
+        self.more.set()
 
 
 def as_endpoint(fake: Endpoint) -> StunEndpoint:
@@ -122,3 +131,49 @@ def test_the_old_direct_end_stays_trusted_after_a_move_to_the_relay() -> None:
     carrier.use(Relayed(as_endpoint(Endpoint()), SERVER, SESSION))
     carrier.datagram_received(QUIC, PEER)
     assert delivered == [QUIC]
+
+
+@pytest.mark.asyncio
+async def test_a_relay_at_another_server_is_opened_until_it_forwards_us_something_and_gets_our_ticket() -> None:
+    carrier, delivered = Carrier("10", (SERVER,), openings=(0.0, 0.0, 0.0)), list[bytes]()
+    carrier.deliver_to(delivered.append)
+    carrier.take(SESSION)
+    assert carrier.on_indication(relay(QUIC), RELAY) is True  # not one of our servers yet: a stranger's
+    carrier.take_relay(RELAY)  # named by the Introduce our server signed
+    sock = Endpoint()
+    carrier.use(Relayed(as_endpoint(sock), RELAY, SESSION, TICKET))
+    while len(sock.sent) < 3:  # the first at once, then again and again while the relay forwards nothing
+        sock.more.clear()
+        await asyncio.wait_for(sock.more.wait(), 5)
+    for opening, to in sock.sent:
+        assert to == RELAY
+        assert [t for t, _ in opening.attributes] == [AttributeType.PEER_ID, AttributeType.SESSION_ID,
+                                                      AttributeType.RELAY_TICKET]  # fmt: skip
+        assert opening.raw(AttributeType.RELAY_TICKET) == TICKET
+    assert carrier.on_indication(relay(QUIC), RELAY) is True  # it knows where we are: no more openings
+    opened = len(sock.sent)
+    carrier.send(QUIC)
+    [(wrapped, to)] = sock.sent[opened:]
+    assert (to, wrapped.raw(AttributeType.RELAY_TICKET), wrapped.raw(AttributeType.DATA_PAYLOAD)) == (
+        RELAY,
+        TICKET,
+        QUIC,
+    )
+    for _ in range(3):  # (an opening not cancelled would run meanwhile)
+        await asyncio.sleep(0)
+    assert len(sock.sent) == opened + 1
+    assert delivered == [QUIC]
+    assert carrier.counters == {"stranger": 1}
+
+
+@pytest.mark.asyncio
+async def test_openings_stop_when_another_route_is_taken() -> None:
+    carrier = Carrier("10", (SERVER,), openings=(0.0,) * 10)
+    sock = Endpoint()
+    carrier.use(Relayed(as_endpoint(sock), RELAY, SESSION, TICKET))
+    carrier.use(Direct(as_endpoint(sock), PEER))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(sock.sent) == 1  # the first only
+    carrier.use(Relayed(as_endpoint(sock), SERVER, SESSION))  # our own server: no ticket, nothing to open
+    assert len(sock.sent) == 1

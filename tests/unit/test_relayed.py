@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from punch.rendezvous.relayed import Relayed, parse_packet
-from punch.stun import AttributeType, Message, MessageClass, Method, encode
+from punch.stun import MAGIC_COOKIE, AttributeType, Message, MessageClass, Method, encode
 
 pytestmark = pytest.mark.unit
 
@@ -25,6 +27,39 @@ def signed(message: Message, key: bytes = KEY) -> bytes:
 def test_a_signed_relay_indication_is_read() -> None:
     assert parse_packet(signed(PACKET)) == Relayed("10", SESSION)
     assert parse_packet(signed(PACKET, bytes(32))) == Relayed("10", SESSION)  # the relay holds no key to judge it by
+
+
+def test_a_ticket_and_an_opening_without_a_packet_are_read() -> None:
+    ticket = bytes(range(100, 116))
+    ticketed = Message(
+        Method.RELAY,
+        MessageClass.INDICATION,
+        b"transaction!",
+        (*IDENTITY, (AttributeType.RELAY_TICKET, ticket), (AttributeType.DATA_PAYLOAD, b"\xc0quic")),
+    )
+    opening = Message(
+        Method.RELAY, MessageClass.INDICATION, b"transaction!", (*IDENTITY, (AttributeType.RELAY_TICKET, ticket))
+    )
+    assert parse_packet(signed(ticketed)) == Relayed("10", SESSION, ticket, carries=True)
+    assert parse_packet(signed(opening)) == Relayed("10", SESSION, ticket, carries=False)
+
+
+def test_a_ticket_of_another_length_goes_to_the_general_path() -> None:
+    # The codec writes no such ticket: the datagram is made by hand, a 12-byte RELAY-TICKET where 16 belong
+    def tlv(kind: int, value: bytes) -> bytes:
+        return kind.to_bytes(2, "big") + len(value).to_bytes(2, "big") + value + bytes(-len(value) % 4)
+
+    body = tlv(AttributeType.PEER_ID, b"10") + tlv(AttributeType.SESSION_ID, SESSION)
+    body += tlv(AttributeType.RELAY_TICKET, bytes(12)) + tlv(AttributeType.MESSAGE_INTEGRITY_SHA256, bytes(32))
+    type_ = encode(PACKET)[:2]
+    head = type_ + (len(body) + 8).to_bytes(2, "big") + MAGIC_COOKIE.to_bytes(4, "big") + b"transaction!"
+    crc = zlib.crc32(head + body) ^ 0x5354554E
+    data = head + body + tlv(AttributeType.FINGERPRINT, crc.to_bytes(4, "big"))
+    assert parse_packet(data) is None
+    right = data.replace(tlv(AttributeType.RELAY_TICKET, bytes(12)), tlv(AttributeType.RELAY_TICKET, bytes(16)))
+    right = right[:2] + (len(right) - 20).to_bytes(2, "big") + right[4:-4]
+    right += (zlib.crc32(right[:-4]) ^ 0x5354554E).to_bytes(4, "big")
+    assert parse_packet(right) == Relayed("10", SESSION, bytes(16), carries=False)  # the same, with 16: read
 
 
 def test_a_changed_byte_fails_the_fingerprint() -> None:

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from punch.peer.routes import ROUTE_TABLE, on_link_in, table_of
+from punch.peer.routes import ROUTE_TABLE, gateway_in, on_link_in, table_of
 
 # /proc/net/route of a host on 10.0.10.0/24 (gateway 10.0.10.1) that also routes 10.9.0.0/16 through 10.0.10.254
 TABLE = """Iface	Destination	Gateway 	Flags	RefCnt	Use	Metric	Mask		MTU	Window	IRTT
@@ -34,6 +34,16 @@ def test_unknown_where_the_table_cannot_say() -> None:
     assert on_link_in(TABLE, "fd00::1") is None  # not IPv4
     assert on_link_in(TABLE.splitlines()[0] + "\n", "10.0.10.7") is None  # no route at all
     assert on_link_in(TABLE + "garbage line\neth0 zz zz 0 0 0 0 zz\n", "10.0.10.7") is True  # bad lines skipped
+
+
+def test_the_router_toward_an_address_is_the_gateway_of_its_most_specific_route() -> None:
+    """The router a peer asks for a port mapping: the one its packets to the server go through."""
+    assert gateway_in(TABLE, "203.0.113.1") == "10.0.10.1"  # the default route
+    assert gateway_in(TABLE, "10.9.3.4") == "10.0.10.254"  # the /16 through another router
+    assert gateway_in(TABLE, "10.0.10.7") is None  # on our link: no router between
+    assert gateway_in(TABLE, "127.0.0.1") is None  # ourselves (a server on loopback)
+    assert gateway_in(TABLE, "fd00::1") is None  # not IPv4
+    assert gateway_in(TABLE.splitlines()[0] + "\n", "203.0.113.1") is None  # no route at all
 
 
 def test_a_socket_of_ours_reads_our_own_table() -> None:

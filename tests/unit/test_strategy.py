@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide, plan
+from punch.peer.strategy import NotEarly, Plan, Situation, Strategy, decide, mapped_candidates, mapped_plan, plan
 from punch.stun.wire import Mapping, Role
 
 pytestmark = pytest.mark.unit
@@ -124,4 +124,48 @@ def test_a_plain_strategy_is_a_plain_punch() -> None:
         True,
         False,
         False,
+    )
+
+
+def test_a_mapped_port_is_one_on_the_public_address_after_it() -> None:
+    """punch.portmap: a peer offers the port its router maps on the address the server sees it at."""
+    candidates = (("198.51.100.10", 22731), ("198.51.100.10", 54172), ("10.0.10.2", 54172))
+    assert mapped_candidates(candidates) == (("198.51.100.10", 54172),)
+    assert mapped_candidates(candidates[:1] + candidates[2:]) == ()  # the server's view and a LAN address: none
+    assert mapped_candidates((("203.0.113.7", 4000),)) == ()
+
+
+@pytest.mark.parametrize("otherwise", list(Plan))
+def test_a_mapped_port_on_either_side_beats_every_other_plan(otherwise: Plan) -> None:
+    assert mapped_plan(True, False, otherwise) is mapped_plan(False, True, otherwise) is Plan.MAPPED
+    assert mapped_plan(False, False, otherwise) is otherwise
+
+
+# (case, ours, theirs, role, we wait)
+MAPPED_CASES = [
+    ("only we map: the other checks us", True, False, Role.PROBER, True),
+    ("only we map, as the opener", True, False, Role.OPENER, True),
+    ("only they map: we check", False, True, Role.OPENER, False),
+    ("both map: the prober checks the opener's", True, True, Role.PROBER, False),
+    ("both map: the opener waits", True, True, Role.OPENER, True),
+]
+
+
+@pytest.mark.parametrize(("case", "ours", "theirs", "role", "waits"), MAPPED_CASES, ids=[c[0] for c in MAPPED_CASES])
+def test_with_a_mapped_port_one_side_checks_at_once_and_nothing_else_is_needed(
+    case: str, ours: bool, theirs: bool, role: Role, waits: bool
+) -> None:
+    strategy = decide(row(plan=Plan.MAPPED, role=role, mapped_ours=ours, mapped_theirs=theirs))
+    assert strategy.waits is waits
+    assert strategy.early_delay == 0.0  # no Ready/Go: the mapped port is open already
+    assert (strategy.may_move, strategy.predicting, strategy.hopeless, strategy.aggressive) == (
+        False,
+        False,
+        False,
+        False,
+    )
+    # the same from a near server, where a plain punch would wait for Go
+    assert (
+        decide(dataclasses.replace(NEAR, plan=Plan.MAPPED, role=role, mapped_ours=ours, mapped_theirs=theirs))
+        == strategy
     )

@@ -91,6 +91,8 @@ VALUES: dict[int, st.SearchStrategy[object]] = {
     T.OPEN_TTL: u(8),
     T.NAT_MAPPING: u(8),
     T.SERVER_RTT: u(32),
+    T.RELAY_ADDRESS: addresses,
+    T.RELAY_TICKET: st.binary(min_size=16, max_size=16),
 }
 assert set(VALUES) | TRAILERS == set(TABLE), "every row of the table has a strategy"
 

@@ -293,6 +293,34 @@ PUNCH_SAMPLES: dict[str, tuple[Message, bytes | None]] = {
         ),
         KEY,
     ),
+    "punch_introduce_request_relay": (
+        Message(
+            Method.INTRODUCE,
+            MessageClass.REQUEST,
+            PUNCH_TXID,
+            (
+                (T.PEER_ID, "dave"),
+                (T.CANDIDATE, ("192.0.2.14", 40014)),
+                (T.SESSION_ID, bytes(range(16))),
+                (T.ROLE, 1),
+                (T.PUBLIC_KEY, PUBLIC_KEY),
+                (T.KEY_SHARE, KEY_SHARE),
+                (T.KEY_SIGNATURE, KEY_SIGNATURE),
+                (T.RELAY_ADDRESS, ("203.0.113.65", 3478)),
+                (T.RELAY_TICKET, bytes(range(200, 216))),
+            ),
+        ),
+        KEY,
+    ),
+    "punch_relay_opening": (
+        Message(
+            Method.RELAY,
+            MessageClass.INDICATION,
+            PUNCH_TXID,
+            ((T.PEER_ID, "carol"), (T.SESSION_ID, bytes(range(16))), (T.RELAY_TICKET, bytes(range(200, 216)))),
+        ),
+        KEY,
+    ),
     "punch_relay_indication": (
         Message(
             Method.RELAY,

@@ -40,9 +40,11 @@ METHODS: dict[str, tuple[str, str, str]] = {
     "INTRODUCE": (
         "server -> both peers",
         "PEER-ID (the other), CANDIDATE... (public first), SESSION-ID, ROLE, PUBLIC-KEY, KEY-SHARE, KEY-SIGNATURE, "
-        "NAT-MAPPING, SERVER-RTT (the other's)",
+        "NAT-MAPPING, SERVER-RTT (the other's); RELAY-ADDRESS, RELAY-TICKET when the relay is another server",
         "sent to both peers at the same moment, signed with the recipient's request key: who the other is (its "
-        "identity key), where to reach it, its half of the session's key and our role; nothing secret",
+        "identity key), where to reach it, its half of the session's key and our role; to a peer registered at "
+        "another server than the one that made the session, also that server's address and the peer's ticket there, "
+        "should it need the relay",
     ),
     "READY": (
         "opener -> server; a mover's fresh socket -> server",
@@ -56,9 +58,10 @@ METHODS: dict[str, tuple[str, str, str]] = {
     ),
     "RELAY": (
         "peer -> server -> the other peer, an indication",
-        "PEER-ID, SESSION-ID, DATA-PAYLOAD",
+        "PEER-ID, SESSION-ID, DATA-PAYLOAD; RELAY-TICKET to a relay at another server than the sender's",
         "one QUIC packet of the session when no direct path works: signed with the session's key by the sender, "
-        "forwarded byte for byte by the server (which cannot check it) within the relay's budget",
+        "forwarded byte for byte by the server (which cannot check it) within the relay's budget. With RELAY-TICKET "
+        "and no DATA-PAYLOAD: an opening, not forwarded, that shows the relay where the sender's NAT maps it",
     ),
     "MOVE": (
         "peer -> server; server -> the other peer",
@@ -120,6 +123,16 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
         "punch",
         "a peer's round trip to the server in microseconds (in Connect: ours; in Introduce: the other's); early "
         "checks are timed from both",
+    ),
+    "RELAY-ADDRESS": (
+        "punch",
+        "in Introduce: the relay of the session, a server other than the recipient's own (the one that made the "
+        "session), XOR-encoded like XOR-MAPPED-ADDRESS; an older peer ignores it and relays through its own server",
+    ),
+    "RELAY-TICKET": (
+        "punch",
+        "in Introduce: the recipient's ticket at that relay (16 random bytes, one per peer and session); in each Relay "
+        "indication to it: the ticket, checked in constant time, so that only the peer moves where the relay sends it",
     ),
 }
 

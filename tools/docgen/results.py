@@ -153,6 +153,17 @@ def _relay(r: Report) -> str:
     )
 
 
+def _transport(r: Report) -> str:
+    direct, relay = {"carried by": "punch, direct"}, {"carried by": "punch, relay"}
+    return (
+        f"direct: a stream at {r.find('stream (Mbit/s)', direct)} Mbit/s ({r.find('stream / library', direct)} "
+        f"aioquic's own on loopback; goal 0.8x), datagrams at {r.find('datagrams delivered (Mbit/s)', direct)} "
+        f"Mbit/s ({r.find('datagrams / library', direct)}); relayed stream {r.find('stream (Mbit/s)', relay)} Mbit/s; "
+        "first tunnelled byte at "
+        f"{r.find('goal ratio', {'router firewall': 'home'})} (punch time + one round trip; goal 1.2x)"
+    )
+
+
 def _lab_scale(r: Report) -> str:
     where = {"N": "1000"}
     success = r.search(r"^- Success: (\d+/\d+) pairs direct")[1]
@@ -194,6 +205,7 @@ HEADLINE: tuple[tuple[str, str, Callable[[Report], str]], ...] = (
     ("matrix", "Connectivity matrix: every pair of NAT presets, both router kinds", _matrix),
     ("predict", "Port prediction: symmetric NAT to port-restricted cone", _predict),
     ("relay", "Relay, where no direct path exists", _relay),
+    ("transport", "QUIC on the punched path: throughput, first tunnelled byte", _transport),
     ("server", "STUN Binding throughput, against coturn", _server),
     ("registry", "Registration capacity", _registry),
     ("scale", "Registration storms, one server and several sharing Redis", _scale),
@@ -229,6 +241,7 @@ SHOWN: dict[str, Sequence[str]] = {
     "server": ("server",),
     "registry": ("peers", "what"),
     "relay": ("path", "relay"),
+    "transport": ("carried by", "router firewall"),
     "flood": ("phase",),
     "readdress": ("fault",),
     "lab_scale": ("N", "step"),
@@ -250,7 +263,7 @@ def report_tables(root: Path, page: Path, name: str) -> str:
     if not lines:
         raise RegionError(f"bench/{report.name}: none of the tables tools/docgen/results.py shows ({SHOWN[name]})")
     summary = [line for line in report.text.splitlines() if line.startswith("- ")]
-    if name in ("punch_floor", "lab_scale"):
+    if name in ("punch_floor", "lab_scale", "transport"):
         lines += [*summary[: 1 if name == "lab_scale" else None], ""]
     elif name in ("scale", "soak", "relay"):  # the verdicts below the last table (an introduction may have lists)
         text = report.text.splitlines()
