@@ -108,7 +108,7 @@ bench-flood:
 bench-readdress rounds="5":
     {{python}} -m bench.readdress --rounds {{rounds}} --output bench/readdress.md
 
-# The relay through the real lab beside the direct path: time to a working path, throughput through one server core (writes bench/relay.md)
+# The relay through the real lab beside the direct path: time to a working path, throughput through one server core, against coturn's TURN relay on one core (writes bench/relay.md)
 bench-relay trials="20":
     {{python}} -m bench.relay --trials {{trials}} --output bench/relay.md
 

@@ -33,7 +33,7 @@ SECTIONS = (
     Section("matrix.md", "lab-matrix", "connectivity matrix: every NAT preset pair"),
     Section("server.md", "bench-server", "STUN Binding throughput against coturn, per core"),
     Section("registry.md", "bench-registry", "registration capacity: memory and refresh cost"),
-    Section("relay.md", "bench-relay", "relay throughput through one server core"),
+    Section("relay.md", "bench-relay", "relay throughput through one server core, against coturn"),
     Section("transport.md", "bench-transport", "QUIC on the punched path: throughput, the first tunnelled byte"),
     Section("flood.md", "bench-flood", "registration flood: memory and service under attack"),
     Section("readdress.md", "bench-readdress", "a NAT flushed vs given a new public address mid-session"),

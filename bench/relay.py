@@ -16,6 +16,10 @@ The server answers on its alternate address too, so the peers measure their NAT'
    In the lab, the kernel also carries every relayed datagram through the lab's namespaces (veth, bridge,
    conntrack, NAT), possibly on the server's core: so the same load runs once more through a second server on the
    loopback of the server's namespace (sender and receiver there too), the server without the lab.
+3. Against coturn: on that loopback, coturn's TURN relay pinned to the same core (bench/relay_coturn.py) and the
+   loopback server take the same load from the same sender loop, a few rounds alternately, one payload size at a
+   time while their CPU time is read; the report gives punch's delivered packets/s and packets per CPU-second over
+   coturn's per payload size, beside the goal (at least 1.0x).
 
 Writes a Markdown report (machine, date, how) to --output and prints it.
 """
@@ -27,18 +31,21 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from bench.lab import lab
+from bench.lab import PYTHON, in_node, lab, wait_for_line
+from bench.relay_coturn import against_coturn, measure_coturn, start_coturn
+from bench.relay_load import blast, collect, count_bursts, delivered_rate, load_cells, median_round, with_cpu
 from bench.report import machine, markdown_table, median_p95, write_report
 
-PYTHON = sys.executable
 SERVER, ALTERNATE = "203.0.113.1:3478", "203.0.113.2:3479"
 LOOPBACK = "127.0.0.1:3480"  # the second server, on the loopback of the server's namespace
 STAMP = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) ")
@@ -54,10 +61,8 @@ class Row:
     failures: list[str] = field(default_factory=list)
     load: dict[int, dict[str, float]] = field(default_factory=dict)  # payload bytes -> sender's and receiver's counts
     loopback: dict[int, dict[str, float]] = field(default_factory=dict)  # the same, relayed on loopback (relay row)
-
-
-def in_node(name: str, node: str, *command: str) -> list[str]:
-    return [PYTHON, "-m", "netns", "exec", "--name", name, node, "--", *command]
+    punch_rounds: list[dict[int, dict[str, float]]] = field(default_factory=list)  # the loopback loads, with CPU
+    coturn_rounds: list[dict[int, dict[str, float]]] = field(default_factory=list)  # coturn's, alternating with them
 
 
 def seconds(line: str) -> float | None:
@@ -161,36 +166,16 @@ def send(args: argparse.Namespace) -> None:
         if args.via == "direct":
             time.sleep(1.0)  # the receiver opens its NAT first: it was introduced at the same moment
         for payload in args.payloads:
-            batch = relay_indications(args.me, session, key, payload)
-            sent, started = 0, time.monotonic()
-            while time.monotonic() - started < args.seconds:
-                for data in batch:
-                    sock.sendto(data, target)
-                sent += len(batch)
-            print(json.dumps({"payload": payload, "size": len(batch[0]), "sent": sent, "seconds": args.seconds}))
-            time.sleep(2.0)  # the receiver tells the sizes apart by a pause
+            blast(sock, target, payload, relay_indications(args.me, session, key, payload), args.seconds)
 
 
 def receive(args: argparse.Namespace) -> None:
     local, _, _, other = asyncio.run(introduced(args.me, args.other, args.server))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         sock.bind(("0.0.0.0", local))
         if args.via == "direct":
             open_mapping(sock, other)
-        for _ in args.payloads:
-            sock.settimeout(20.0)  # until the burst starts; then a second of silence ends it
-            count, first, last = 0, 0.0, 0.0
-            while True:
-                try:
-                    sock.recv(65535)
-                except TimeoutError:
-                    break
-                last = time.monotonic()
-                first = first or last
-                count += 1
-                sock.settimeout(1.0)
-            print(json.dumps({"received": count, "seconds": last - first}), flush=True)
+        count_bursts(sock, len(args.payloads))
 
 
 # -- the benchmark -----------------------------------------------------------------------------------------
@@ -200,42 +185,31 @@ def measure_load(
     name: str, path: str, payloads: list[int], duration: float, *, loopback: bool = False
 ) -> dict[int, dict[str, float]]:
     """Sender (peer10) and receiver (peer14) pinned to core 1, through the lab's server; with ``loopback``, both
-    in the server's namespace, through the server on LOOPBACK. Per payload size: offered and received counts."""
+    in the server's namespace, through the server on LOOPBACK. Per payload size: offered and received counts.
+    Each call registers new IDs (the last call's are still leased to other keys)."""
     extra = ["--via", path, "--seconds", str(duration), "--payloads", *map(str, payloads)]
     extra += ["--server", LOOPBACK if loopback else SERVER]
     pin = ["taskset", "-c", "1", PYTHON, "-m", "bench.relay"]
     nodes = ("server", "server") if loopback else ("peer14", "peer10")
-    receiver = subprocess.Popen(in_node(name, nodes[0], *pin, "receive", "r14", "s10", *extra), stdout=subprocess.PIPE)
-    sender = subprocess.Popen(in_node(name, nodes[1], *pin, "send", "s10", "r14", *extra), stdout=subprocess.PIPE)
-    sent = [json.loads(line) for line in sender.communicate(timeout=120)[0].decode().splitlines()]
-    got = [json.loads(line) for line in receiver.communicate(timeout=120)[0].decode().splitlines()]
-    return {
-        s["payload"]: {"size": s["size"], "offered": s["sent"] / s["seconds"], **r}
-        for s, r in zip(sent, got, strict=True)
-    }
+    tag = os.urandom(3).hex()
+    me, other = f"r14-{tag}", f"s10-{tag}"
+    receiver = subprocess.Popen(in_node(name, nodes[0], *pin, "receive", me, other, *extra), stdout=subprocess.PIPE)
+    sender = subprocess.Popen(in_node(name, nodes[1], *pin, "send", other, me, *extra), stdout=subprocess.PIPE)
+    return collect(sender, receiver)
 
 
-def wait_for_line(path: Path, text: str, timeout: float = 15.0) -> None:
-    """Poll a log file until a line contains ``text`` (the server has started)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"bench: {path} never said {text!r}")
-
-
-def start_server(name: str, log: Path, ready: str, *listen: str, cores: str | None = "0") -> None:
+def start_server(name: str, log: Path, ready: str, *listen: str, cores: str | None = "0") -> int:
     """``punch server`` on ``listen`` in the lab's server node, pinned to ``cores`` (None: where the kernel puts
-    it), with the relay budget and the rate limit off; returns once its log (``log``) says ``ready``."""
+    it), with the relay budget and the rate limit off; returns its PID once its log (``log``) says ``ready``."""
     pin = ["taskset", "-c", cores] if cores is not None else []
-    lab("exec", "--name", name, "--detach", "--log", str(log), "server", "--",
-        *pin, PYTHON, "-m", "punch", "server", *listen,
-        "--rate-limit", "0", "--relay-rate", "0", "--relay-bytes", "0", "--stats-interval", "0")  # fmt: skip
+    started = lab("exec", "--name", name, "--detach", "--log", str(log), "server", "--",
+                  *pin, PYTHON, "-m", "punch", "server", *listen,
+                  "--rate-limit", "0", "--relay-rate", "0", "--relay-bytes", "0", "--stats-interval", "0")  # fmt: skip
     wait_for_line(log, ready)
+    return int(started.stdout)
 
 
-def run(row: Row, trials: int, payloads: list[int], duration: float) -> None:
+def run(row: Row, trials: int, payloads: list[int], duration: float, rounds: int) -> None:
     name = f"{row.path[0]}r{os.getpid() % 100000}"
     lab("up", "--name", name, "--firewall", "none", "--nat", LABS[row.path])
     try:
@@ -252,9 +226,15 @@ def run(row: Row, trials: int, payloads: list[int], duration: float) -> None:
         row.load = measure_load(name, row.path, payloads, duration)
         print(f"{row.path}: load {row.load}", file=sys.stderr, flush=True)
         if row.path == "relay":
-            start_server(name, logs / "loopback.log", "listening on", "--listen", LOOPBACK)
-            row.loopback = measure_load(name, row.path, payloads, duration, loopback=True)
-            print(f"{row.path}: loopback load {row.loopback}", file=sys.stderr, flush=True)
+            server = start_server(name, logs / "loopback.log", "listening on", "--listen", LOOPBACK)
+            coturn = start_coturn(name, logs)
+            for number in range(rounds):  # alternately, so a busy moment of the shared machine hits both
+                punch = partial(measure_load, name, row.path, duration=duration, loopback=True)
+                row.punch_rounds.append(with_cpu(server, punch, payloads))
+                row.coturn_rounds.append(with_cpu(coturn, partial(measure_coturn, name, duration=duration), payloads))
+                print(f"{row.path}: round {number + 1}: loopback {row.punch_rounds[-1]}, "
+                      f"coturn {row.coturn_rounds[-1]}", file=sys.stderr)  # fmt: skip
+            row.loopback = median_round(row.punch_rounds)
     finally:
         lab("down", "--name", name, check=False)
 
@@ -286,8 +266,10 @@ def report(rows: list[Row], duration: float) -> list[str]:
         "",
         f"The server pinned to core 0 (relay budget and rate limit off: `--relay-rate 0 --relay-bytes 0 "
         f"--rate-limit 0`), sender and receiver pinned to core 1; signed Relay indications sent as fast as one Python "
-        f"sender can for {duration:g} s per size, counted where they arrive (no answers). Mbit/s counts UDP "
-        "payload bytes. Relay and direct rows ran in the same run; the machine is shared, so read ratios.",
+        f"sender can for {duration:g} s per size, counted where they arrive (no answers): read by the receiver, or "
+        "dropped by its kernel for a full receive buffer (the receiver shares its core with the sender; "
+        "`/proc/net/udp`'s `drops`). Mbit/s counts UDP payload bytes. Relay and direct rows ran in the same run; "
+        "the machine is shared, so read ratios.",
         "",
         "*Through the lab*: from peer10 behind nat10 to peer14 behind nat14; the kernel also carries every relayed "
         "datagram through the lab's namespaces (veth, bridge, conntrack, NAT). *Loopback*: the same sender and "
@@ -299,13 +281,7 @@ def report(rows: list[Row], duration: float) -> list[str]:
     measured = [(r.path, "the lab", r.load) for r in rows] + [(r.path, "loopback", r.loopback) for r in rows]
     for path, where, load in measured:
         for payload, m in sorted(load.items()):
-            rate = delivered_rate(m)
-            loss = 1 - m["received"] / (m["offered"] * duration) if m["offered"] else 0.0
-            mbits = rate * m["size"] * 8 / 1e6
-            table.append(
-                [path, where, payload, m["size"], f"{m['offered']:,.0f}", f"{rate:,.0f}", f"{mbits:.1f}",
-                 f"{100 * max(0.0, loss):.0f}%"]
-            )  # fmt: skip
+            table.append([path, where, payload, m["size"], *load_cells(m, int(m["size"]))])
     lines += markdown_table(
         ["path", "through", "payload (bytes)", "datagram (bytes)", "offered (pkt/s)", "delivered (pkt/s)", "Mbit/s",
          "lost"],
@@ -322,15 +298,11 @@ def report(rows: list[Row], duration: float) -> list[str]:
             alone = delivered_rate(relay.loopback[payload]) / relayed
             line += f"; on loopback the server relays {alone:.2f}x what it relays through the lab"
         lines.append(line + ".")
+    lines += against_coturn(relay.punch_rounds, relay.coturn_rounds, duration)
     failures = [(r, r.failures[0]) for r in rows if r.failures]
     if failures:
         lines += ["", "First failure of each row:", ""] + [f"- {r.path}: {reason}" for r, reason in failures]
     return lines
-
-
-def delivered_rate(counts: dict[str, float]) -> float:
-    """Datagrams a second that reached the receiver (0 if none did)."""
-    return counts["received"] / counts["seconds"] if counts["seconds"] else 0.0
 
 
 def main() -> int:
@@ -347,6 +319,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=3.0, help="load per payload size")
     parser.add_argument("--payloads", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--rounds", type=int, default=3, help="loopback loads, punch and coturn alternately")
     parser.add_argument("--output", type=Path, default=Path("bench/relay.md"))
     args = parser.parse_args()
     if args.command == "send":
@@ -357,9 +330,12 @@ def main() -> int:
         return 0
     if os.geteuid() != 0:
         parser.exit(2, "bench: needs root to build the lab; run it as root or with sudo\n")
+    missing = [tool for tool in ("turnserver", "taskset") if shutil.which(tool) is None]
+    if missing:
+        parser.exit(2, f"bench: needs {', '.join(missing)} (apt-get install coturn util-linux)\n")
     rows = [Row("relay"), Row("direct")]
     for row in rows:
-        run(row, args.trials, args.payloads, args.seconds)
+        run(row, args.trials, args.payloads, args.seconds, args.rounds)
     print(write_report(args.output, report(rows, args.seconds)))
     return 0
 

@@ -42,7 +42,9 @@ def test_gather_lists_missing_reports_and_demotes_headings(tmp_path: Path) -> No
     (tmp_path / "server.md").write_text("# STUN Binding throughput\n\nMeasured 2026-11-20 on x.\n\n## detail\n")
     text = "\n".join(gather(tmp_path))
     assert "| [STUN Binding throughput against coturn, per core](#server) | `just bench-server` | 2026-11-20 |" in text
-    assert "| [relay throughput through one server core](#relay) | `just bench-relay` | not run |" in text
+    assert (
+        "| [relay throughput through one server core, against coturn](#relay) | `just bench-relay` | not run |" in text
+    )
     assert "\n## STUN Binding throughput\n" in text
     assert "\n### detail\n" in text
     assert "Not run: `just bench-relay` writes `bench/relay.md`." in text
