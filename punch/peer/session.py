@@ -772,6 +772,10 @@ class Session:
                 log.info("the path ran over our fresh socket: punching the new one from our session's socket")
                 self._run_over(self._endpoint)
             path = await self._come_back(error, self._rejoin())
+            if path.kind == "relay":  # no direct path yet (a NAT still holds entries of the old one): retried from it
+                log.info("back on the relay to %s; a direct path is tried again from it", self.peer)
+                await (self._upgrade() if config.upgrade_interval > 0 else self._stay_on_the_relay())
+                return
             log.info("back on a %s path to %s via %s", path.kind, self.peer, format_address(path.remote))
 
     async def _come_back(self, error: str, finding: Coroutine[Any, Any, Path]) -> Path:
@@ -790,9 +794,9 @@ class Session:
         return path
 
     async def _rejoin(self) -> Path:
-        """Register and ask for the other peer again; punch the new session's path (no port prediction, no relay),
-        through a port a router maps for one of us where there is one, as the first punch did (Plan.MAPPED: at once,
-        no Ready/Go)."""
+        """Register and ask for the other peer again; punch the new session's path (no port prediction), through a
+        port a router maps for one of us where there is one, as the first punch did (Plan.MAPPED: at once, no
+        Ready/Go); the relay if no direct path is found."""
         client = self._client
         introduction = await client.rejoin(self._target)
         puncher, mapped = self._take_rejoin(introduction)
@@ -801,7 +805,17 @@ class Session:
             await client.ready(introduction.session_id)
         elif not mapped:
             await client.go.wait()
-        return await puncher.run()
+        try:
+            return await puncher.run()
+        except PeerError as error:
+            # As the first punch does: the relay, unless it is off or the other peer left. After a NAT's new address,
+            # the other NAT may hold entries of the old path that make it map our checks to other ports (no firewall
+            # drops what the other peer sent on to the old path: punch.peer.moving); they run out, and the relay's
+            # retries of a direct path find one then.
+            if not self._config.relay or isinstance(error, PeerGone):
+                raise
+            log.info("%s; falling back to the relay through the server", error)
+            return Path(self._relay_address(), "relay")
 
     def _take_rejoin(self, introduction: Introduction) -> tuple[Puncher, bool]:
         """The puncher of a rejoin's session, in the old one's place, and whether a router maps a port for one of us;

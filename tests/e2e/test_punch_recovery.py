@@ -81,6 +81,36 @@ def test_a_session_moves_to_a_new_path_when_a_nat_gets_a_new_public_address(lab:
     assert re.search(flow, conntrack_udp(lab, "nat14")), conntrack_udp(lab, "nat14")
 
 
+@pytest.mark.parametrize("lab", ["none"], indirect=True, ids=["bare-masquerade"])
+def test_behind_bare_routers_a_new_public_address_takes_the_session_to_the_relay_then_direct(lab: Lab) -> None:
+    """The same change behind bare MASQUERADE routers. peer14's packets, still sent on to peer10's old mapping, now
+    come from nat14's new address; nat10, with no firewall to drop them, records them as flows to itself, and one of
+    them holds peer10's public port toward peer14's new endpoint: nat10 maps peer10's checks to another port, so the
+    rejoin's punch finds no path. The session takes the relay (QUIC and the texts go on over it) and, once nat10
+    has forgotten those entries (30 s unanswered), the relay's retry finds the direct path."""
+    start_server(lab)
+    flags = (*KEEPALIVE, "--upgrade-interval", "35")
+    peer10, peer14 = chat_peer(lab, "10", "14", *flags), chat_peer(lab, "14", "10", *flags)
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"using the direct path to")
+        wait_for_line(peer, r"QUIC is up with")
+    readdress_mid_chat(lab, peer10, peer14)
+    say(peer14, "while it moves")
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"lost contact with 1[04]: no answer to keepalives at .*; asking the server for", 30)
+        back = wait_for_line(peer, r"back on (a direct path|the relay) to 1[04]", 30)
+        if "the relay" in back:
+            wait_for_line(peer, r"upgraded from the relay to the direct path via", 90)
+    end_chat((peer10, "after the change\n"), (peer14, "bye\n"))
+    code10, result10, log10 = finish(peer10)
+    code14, result14, log14 = finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result14["received"] == ["before the change", "around the change", "after the change"]
+    assert result10["received"] == ["while it moves", "bye"]
+    assert (result10["path"], result14["path"]) == ("direct", "direct")
+    assert result10["remote"].startswith(f"{NEW14}:")
+
+
 def test_a_session_outlives_a_server_restart_and_the_peers_register_again(lab: Lab) -> None:
     """The session does not need the server once the path is direct; the peers' refreshes fail while it is
     down, and register them again with the new server (which knows nothing of them) once it is back."""

@@ -226,11 +226,8 @@ def test_a_download_goes_on_intact_from_the_relay_to_a_direct_path(lab: Lab, tmp
     assert (result10["received"], result14["received"]) == (["over the direct path"], ["over the relay"])
 
 
-# Behind the home router only: behind a bare MASQUERADE the rejoin after a NAT's new address finds no path, for the
-# texts alone as well (a bug of punch's, not of the tunnels: peer14's QUIC packets, sent on toward peer10's old
-# mapping, reach nat10 from nat14's new address before the rejoin's checks do, and nat10, with no firewall to drop
-# them, records them as flows to itself; one of them holds peer10's public port toward peer14's new endpoint, so
-# nat10 maps peer10's checks to another port and neither side's checks get through; a rejoin takes no relay).
+# Behind the home router only: behind a bare MASQUERADE the rejoin after a NAT's new address finds no direct path at
+# first and goes through the relay until the NATs forget the old path's entries (test_punch_recovery.py covers it).
 def test_a_download_goes_on_intact_when_a_nat_gets_a_new_public_address(lab: Lab, tmp_path: Path) -> None:
     """nat14's WAN address changes under a direct path (test_punch_recovery.py): both peers lose each other, find
     each other again through the server and punch a new direct path, which QUIC, the download and the texts go on
