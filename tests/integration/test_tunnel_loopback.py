@@ -258,3 +258,50 @@ async def test_a_stream_for_a_service_set_up_a_moment_later_waits_for_it(
         writer.close()
     finally:
         logging.getLogger("punch.tunnel.services").removeHandler(waiting)
+
+
+class Unanswering:
+    """The other side of a forward's stream as a raw listener: what reaches it is read, and it answers only when
+    told (the first bytes must not wait for the answer)."""
+
+    def __init__(self) -> None:
+        self.arrived: asyncio.Queue[tuple[bytes, bytes, asyncio.StreamWriter]] = asyncio.Queue()
+        self._listener: asyncio.Server | None = None
+
+    async def listen(self) -> None:
+        async def on_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            header = await reader.readuntil(b"\n")
+            first = await reader.read(100)
+            await self.arrived.put((header, first, writer))
+
+        self._listener = await asyncio.start_server(on_stream, "127.0.0.1", 0)
+
+    async def open_stream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        assert self._listener is not None
+        return await asyncio.open_connection("127.0.0.1", self._listener.sockets[0].getsockname()[1])
+
+    def send_datagram(self, data: bytes) -> None:
+        raise AssertionError("no datagrams in a TCP forward")
+
+    max_datagram_size = 1200
+
+
+async def test_a_forwards_first_bytes_leave_with_its_header_before_the_answer() -> None:
+    other = Unanswering()
+    await other.listen()
+    target = Target("tcp", "127.0.0.1", 8080)
+    forwarder = TcpForwarder(other, Forward(free_port("127.0.0.1"), target))
+    await forwarder.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", forwarder_port(forwarder))
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    async with asyncio.timeout(5):
+        header, first, stream = await other.arrived.get()  # nobody answered the header yet
+    assert b'"service": "forward"' in header or b'"service":"forward"' in header
+    assert first == b"GET / HTTP/1.0\r\n\r\n"
+    write_line_object(stream, {"ok": True})
+    stream.write(b"HTTP/1.0 200 OK\r\n\r\n")
+    stream.close()
+    async with asyncio.timeout(5):
+        assert await reader.read() == b"HTTP/1.0 200 OK\r\n\r\n"
+    writer.close()
+    await forwarder.close()
