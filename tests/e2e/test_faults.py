@@ -27,9 +27,18 @@ def wan_impairment(spec: str) -> dict[str, Any]:
     return {"firewall": "home", "args": ["--impair", f"wan10:{spec}", "--impair", f"wan14:{spec}"]}
 
 
+# How long a closing peer waits for the other's acknowledgement of what it wrote (its "done sending" among it). Every
+# datagram crosses two impaired egresses, so a direction loses about 36% here (1 - 0.8 ** 2), with 100-300 ms round
+# trips; a lost FIN is resent once a PING's acknowledgement reveals the loss, so each round trip of the flush gets it
+# through with a chance of about 0.64 ** 3, 26%. The default 5 s (about a dozen round trips) leaves it lost in about
+# 3% of closes, and the other peer, its CONNECTION_CLOSE lost as well, then waits in vain: 1 trial in 20 of this test
+# failed so. 15 s leaves about 1 in 100,000.
+LINGER = ("--linger", "15")
+
+
 def start_peer(lab: Lab, node: str, me: str, other: str, *extra: str) -> subprocess.Popen[Any]:
     """A peer in ``node`` (peer10 or peer14) under its own ID, punching with no relay to fall back on."""
-    return punch_in_lab.start_peer(lab, me, other, "--no-relay", *extra, node=node)
+    return punch_in_lab.start_peer(lab, me, other, "--no-relay", *LINGER, *extra, node=node)
 
 
 @pytest.mark.parametrize("lab", [wan_impairment(LOSSY_JITTERY)], indirect=True, ids=["loss20-jitter50"])
