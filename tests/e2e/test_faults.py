@@ -36,12 +36,12 @@ def wan_impairment(spec: str) -> dict[str, Any]:
 # each lost flight doubles its probe timeout (RFC 9002 §6.2.1), and one handshake in a few hundred here takes longer
 # than the default 10 s that --punch-timeout also gives QUIC to come up (trial 13 of a CI run: "QUIC did not come up
 # with b13 within 10 s"); 20 s.
-LINGER = ("--linger", "15", "--punch-timeout", "20")
+PATIENCE = ("--linger", "15", "--punch-timeout", "20")
 
 
 def start_peer(lab: Lab, node: str, me: str, other: str, *extra: str) -> subprocess.Popen[Any]:
     """A peer in ``node`` (peer10 or peer14) under its own ID, punching with no relay to fall back on."""
-    return punch_in_lab.start_peer(lab, me, other, "--no-relay", *LINGER, *extra, node=node)
+    return punch_in_lab.start_peer(lab, me, other, "--no-relay", *PATIENCE, *extra, node=node)
 
 
 @pytest.mark.parametrize("lab", [wan_impairment(LOSSY_JITTERY)], indirect=True, ids=["loss20-jitter50"])
