@@ -357,13 +357,7 @@ class Session:
         self._background.append(loop.create_task(client.keep_registered()))
         path = await self._find_path(hops_found)
         await self._bring_up()
-        hopeless = self._strategy is not None and self._strategy.hopeless
-        if path.kind == "relay" and config.upgrade_interval > 0 and not hopeless:
-            keeping = self._upgrade()
-        elif path.kind == "relay":
-            keeping = self._stay_on_the_relay()
-        else:
-            keeping = self._keep_path(path)
+        keeping = self._keep_relay() if path.kind == "relay" else self._keep_path(path)
         self._keeping = loop.create_task(keeping)
         self._background.append(self._keeping)
 
@@ -664,14 +658,17 @@ class Session:
             if why is not None:
                 timeout = self._timings.timeout
                 failure = PeerError(f"no direct path to {introduction.peer_id} within {timeout:g} s: {why}")
-            if not config.relay or isinstance(error, PeerGone):
-                raise failure from None
-            log.info("%s; falling back to the relay through the server", failure)
-            path = Path(self._relay_address(), "relay")
+            path = self._relay_instead(failure, error)
         finally:
             if predicting is not None:
                 await predicting.settle(path)
         return path
+
+    def _keep_relay(self) -> Coroutine[Any, Any, None]:
+        """Keeping a relayed path: retrying a direct path from it (:meth:`_upgrade`), unless retries are off or hopeless
+        (both NATs map endpoint-dependently), then staying on it (:meth:`_stay_on_the_relay`)."""
+        hopeless = self._strategy is not None and self._strategy.hopeless
+        return self._upgrade() if self._config.upgrade_interval > 0 and not hopeless else self._stay_on_the_relay()
 
     async def _upgrade(self) -> None:
         """While the session runs over the relay, retry a direct path after each of :func:`upgrade_waits`; once one is
@@ -774,7 +771,7 @@ class Session:
             path = await self._come_back(error, self._rejoin())
             if path.kind == "relay":  # no direct path yet (a NAT still holds entries of the old one): retried from it
                 log.info("back on the relay to %s; a direct path is tried again from it", self.peer)
-                await (self._upgrade() if config.upgrade_interval > 0 else self._stay_on_the_relay())
+                await self._keep_relay()
                 return
             log.info("back on a %s path to %s via %s", path.kind, self.peer, format_address(path.remote))
 
@@ -808,14 +805,18 @@ class Session:
         try:
             return await puncher.run()
         except PeerError as error:
-            # As the first punch does: the relay, unless it is off or the other peer left. After a NAT's new address,
-            # the other NAT may hold entries of the old path that make it map our checks to other ports (no firewall
-            # drops what the other peer sent on to the old path: punch.peer.moving); they run out, and the relay's
-            # retries of a direct path find one then.
-            if not self._config.relay or isinstance(error, PeerGone):
-                raise
-            log.info("%s; falling back to the relay through the server", error)
-            return Path(self._relay_address(), "relay")
+            # As the first punch does. After a NAT's new address, the other NAT may hold entries of the old path that
+            # make it map our checks to other ports (no firewall drops what the other peer sent on to the old path:
+            # punch.peer.moving); they run out, and the relay's retries of a direct path find one then.
+            return self._relay_instead(error, error)
+
+    def _relay_instead(self, failure: PeerError, error: PeerError) -> Path:
+        """The relay's path where a punch failed with ``error`` (reported as ``failure``); ``failure`` raised instead
+        if the relay is off or the other peer left (nobody to relay to)."""
+        if not self._config.relay or isinstance(error, PeerGone):
+            raise failure from None
+        log.info("%s; falling back to the relay through the server", failure)
+        return Path(self._relay_address(), "relay")
 
     def _take_rejoin(self, introduction: Introduction) -> tuple[Puncher, bool]:
         """The puncher of a rejoin's session, in the old one's place, and whether a router maps a port for one of us;
