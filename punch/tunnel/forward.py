@@ -24,7 +24,7 @@ from collections.abc import Collection
 from typing import Any, Protocol
 
 from punch.tunnel.header import HeaderError, field, read_line_object, write_line_object
-from punch.tunnel.pipe import copy, splice
+from punch.tunnel.pipe import close_all, copy, splice
 from punch.tunnel.spec import Forward, Target
 
 log = logging.getLogger(__name__)
@@ -132,10 +132,7 @@ class TcpForwarder:
             sent = await outbound
         finally:
             outbound.cancel()
-            for end in (writer, stream_writer):
-                end.close()
-                with contextlib.suppress(ConnectionError, OSError):
-                    await end.wait_closed()
+            await close_all(writer, stream_writer)
         log.debug("forwarded connection to %s ended: %d bytes out, %d back", target, sent, received)
 
     def _refused(self, target: Target, error: Exception, writer: asyncio.StreamWriter) -> None:

@@ -31,8 +31,13 @@ async def splice(
     try:
         sent, received = await asyncio.gather(copy(one[0], other[1]), copy(other[0], one[1]))
     finally:
-        for writer in (one[1], other[1]):
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+        await close_all(one[1], other[1])
     return sent, received
+
+
+async def close_all(*writers: asyncio.StreamWriter) -> None:
+    """Close each writer and wait until it is closed; one whose other end went away already is closed all the same."""
+    for writer in writers:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
