@@ -4,6 +4,8 @@ address, the server restarts."""
 from __future__ import annotations
 
 import re
+from subprocess import Popen
+from typing import Any
 
 import pytest
 
@@ -52,13 +54,11 @@ def test_a_session_survives_both_nats_flushing_their_mappings(lab: Lab) -> None:
         assert re.search(flow, conntrack_udp(lab, f"nat{me}")), conntrack_udp(lab, f"nat{me}")
 
 
-def test_a_session_moves_to_a_new_path_when_a_nat_gets_a_new_public_address(lab: Lab) -> None:
-    """nat14's WAN address changes (`netns readdress`: MASQUERADE follows, conntrack is flushed). The old path is
-    dead both ways: 192.0.2.14 is gone, and nat10 lets in only what answers 10's own flows. Both peers' keepalives
-    go unanswered; they register again (the server now sees 14 at its new address), ask for each other again,
-    are introduced anew and punch a new direct path; the texts sent meanwhile arrive once, in order."""
+def chat_through_a_new_address(lab: Lab, *flags: str) -> tuple[Popen[str], Popen[str]]:
+    """Two chatting peers on a direct path; nat14 gets a new public address mid-chat (readdress_mid_chat) and
+    peer14 says "while it moves"; both have lost the other and asked the server for it again."""
     start_server(lab)
-    peer10, peer14 = chat_peer(lab, "10", "14", *KEEPALIVE), chat_peer(lab, "14", "10", *KEEPALIVE)
+    peer10, peer14 = chat_peer(lab, "10", "14", *flags), chat_peer(lab, "14", "10", *flags)
     for peer in (peer10, peer14):
         wait_for_line(peer, r"using the direct path to")
         wait_for_line(peer, r"QUIC is up with")
@@ -66,13 +66,29 @@ def test_a_session_moves_to_a_new_path_when_a_nat_gets_a_new_public_address(lab:
     say(peer14, "while it moves")
     for peer in (peer10, peer14):
         wait_for_line(peer, r"lost contact with 1[04]: no answer to keepalives at .*; asking the server for", 30)
-        wait_for_line(peer, r"back on a direct path to 1[04] via", 30)
+    return peer10, peer14
+
+
+def end_the_chat(peer10: Popen[str], peer14: Popen[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The last texts; both peers exit 0 having received every text once, in order; their results."""
     end_chat((peer10, "after the change\n"), (peer14, "bye\n"))
     code10, result10, log10 = finish(peer10)
     code14, result14, log14 = finish(peer14)
     assert (code10, code14) == (0, 0), log10 + log14
     assert result14["received"] == ["before the change", "around the change", "after the change"]
     assert result10["received"] == ["while it moves", "bye"]
+    return result10, result14
+
+
+def test_a_session_moves_to_a_new_path_when_a_nat_gets_a_new_public_address(lab: Lab) -> None:
+    """nat14's WAN address changes (`netns readdress`: MASQUERADE follows, conntrack is flushed). The old path is
+    dead both ways: 192.0.2.14 is gone, and nat10 lets in only what answers 10's own flows. Both peers' keepalives
+    go unanswered; they register again (the server now sees 14 at its new address), ask for each other again,
+    are introduced anew and punch a new direct path; the texts sent meanwhile arrive once, in order."""
+    peer10, peer14 = chat_through_a_new_address(lab, *KEEPALIVE)
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"back on a direct path to 1[04] via", 30)
+    result10, result14 = end_the_chat(peer10, peer14)
     assert (result10["path"], result14["path"], result10["rejoins"], result14["rejoins"]) == ("direct", "direct", 1, 1)
     assert result10["remote"].startswith(f"{NEW14}:")
     assert result14["remote"].startswith(f"{WAN['10']}:")
@@ -88,25 +104,12 @@ def test_behind_bare_routers_a_new_public_address_takes_the_session_to_the_relay
     them holds peer10's public port toward peer14's new endpoint: nat10 maps peer10's checks to another port, so the
     rejoin's punch finds no path. The session takes the relay (QUIC and the texts go on over it) and, once nat10
     has forgotten those entries (30 s unanswered), the relay's retry finds the direct path."""
-    start_server(lab)
-    flags = (*KEEPALIVE, "--upgrade-interval", "35")
-    peer10, peer14 = chat_peer(lab, "10", "14", *flags), chat_peer(lab, "14", "10", *flags)
+    peer10, peer14 = chat_through_a_new_address(lab, *KEEPALIVE, "--upgrade-interval", "35")
     for peer in (peer10, peer14):
-        wait_for_line(peer, r"using the direct path to")
-        wait_for_line(peer, r"QUIC is up with")
-    readdress_mid_chat(lab, peer10, peer14)
-    say(peer14, "while it moves")
-    for peer in (peer10, peer14):
-        wait_for_line(peer, r"lost contact with 1[04]: no answer to keepalives at .*; asking the server for", 30)
         back = wait_for_line(peer, r"back on (a direct path|the relay) to 1[04]", 30)
         if "the relay" in back:
             wait_for_line(peer, r"upgraded from the relay to the direct path via", 90)
-    end_chat((peer10, "after the change\n"), (peer14, "bye\n"))
-    code10, result10, log10 = finish(peer10)
-    code14, result14, log14 = finish(peer14)
-    assert (code10, code14) == (0, 0), log10 + log14
-    assert result14["received"] == ["before the change", "around the change", "after the change"]
-    assert result10["received"] == ["while it moves", "bye"]
+    result10, result14 = end_the_chat(peer10, peer14)
     assert (result10["path"], result14["path"]) == ("direct", "direct")
     assert result10["remote"].startswith(f"{NEW14}:")
 
