@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -79,6 +80,18 @@ def load_identity_of(args: argparse.Namespace) -> tuple[Identity, Path, bool]:
     return identity, path, created
 
 
+def qlog_directory(value: str | None) -> Path | None:
+    """--qlog's directory, which must exist and be writable: the qlogs are written only when a connection ends."""
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_dir():
+        raise UsageError(f"--qlog {value}: not a directory; give an existing directory (mkdir it first)")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"--qlog {value}: not writable by us; give a directory we may write into")
+    return path
+
+
 def _fingerprint(text: str, flag: str) -> str:
     try:
         return parse_fingerprint(text)
@@ -137,6 +150,7 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
     nat_udp_timeout = not_negative("--nat-udp-timeout", args.nat_udp_timeout)
     rejoin = not_negative("--rejoin", args.rejoin)
     reach = reach_of(args, server)
+    qlog = qlog_directory(args.qlog)
     known_peers = KnownPeers(Path(args.known_peers) if args.known_peers else default_known_peers_path())
     identity, _, _ = load_identity_of(args)
     peer_id = args.id if args.id is not None else identity.fingerprint
@@ -162,6 +176,7 @@ def peer_config(args: argparse.Namespace) -> PeerConfig:
         known_peers=known_peers,
         pin=pin,
         keylog=Path(args.keylog) if args.keylog else None,
+        qlog=qlog,
         reach=reach,
         peer_id=peer_id,
         identity=identity,

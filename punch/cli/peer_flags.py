@@ -46,6 +46,12 @@ def peer_flags() -> argparse.ArgumentParser:
         "read and forge the session, so use it only to debug, e.g. with Wireshark",
     )
     peer.add_argument(
+        "--qlog",
+        metavar="DIR",
+        help="write each QUIC connection's qlog (its every packet, loss and timer) into DIR when it ends, for qvis: "
+        "like --keylog, only to debug",
+    )
+    peer.add_argument(
         "--known-peers",
         metavar="PATH",
         help="the keys we met peers with, `FINGERPRINT ID` a line (default $XDG_CONFIG_HOME/punch/known_peers, "

@@ -74,6 +74,7 @@ class PeerConfig:
     # With ``target`` ANYONE (punch.api.accept): the fingerprints of the keys of the peers that may come
     allow: frozenset[str] | None = None
     keylog: Path | None = None  # append each session's key here (--keylog; NSS key log format, for Wireshark)
+    qlog: Path | None = None  # a directory for each QUIC connection's qlog (--qlog), written when it ends
     servers: tuple[Address, ...] = ()  # other servers sharing the registry (--server again): punch.peer.servers
     reach: Reach = field(default_factory=Reach)  # the server over UDP, else TCP or TLS (punch.peer.reach)
     portmap: PortmapConfig = field(default_factory=PortmapConfig)  # ask our router for a port (punch.portmap)

@@ -29,6 +29,7 @@ class LinkConfig:
     ``datagram_queue``: datagrams kept for ``receive_datagram()`` (the oldest dropped), and queued to send.
     ``congestion_control``: aioquic's algorithm, "reno" or "cubic" (RFC 9002 §7, RFC 9438).
     ``keylog``: append the TLS secrets here (NSS key log format), for Wireshark to decrypt a capture.
+    ``qlog``: write each connection's qlog here when it ends (a directory; aioquic's JSON qlog, for qvis).
     """
 
     alpn: str = ALPN
@@ -44,6 +45,7 @@ class LinkConfig:
     congestion_control: str = "reno"
     certificate_lifetime: datetime.timedelta = datetime.timedelta(days=1)
     keylog: Path | None = None
+    qlog: Path | None = None
 
     def __post_init__(self) -> None:
         for field in fields(self):

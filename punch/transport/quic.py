@@ -48,6 +48,7 @@ from punch.transport.connection import CONNECTION_ID_LENGTH, PeerConnection, fir
 from punch.transport.errors import DatagramTooLarge, KeyRefused, LinkClosed, LinkError, PeerKeyMismatch
 from punch.transport.inbox import Inbox
 from punch.transport.liveness import Liveness
+from punch.transport.qlog import QlogDirectory
 from punch.transport.streams import LinkStream
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class QuicLink:
             self._ping, self._path_changed, keepalive=self._config.keepalive, dead_after=self._config.dead_after
         )
         self._keylog: TextIO | None = None
+        self._qlog = QlogDirectory(self._config.qlog) if self._config.qlog is not None else None
         self._flushed: asyncio.Event | None = None  # set once all we wrote is acknowledged (close with flush)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
@@ -168,6 +170,12 @@ class QuicLink:
     def last_acked(self) -> float | None:
         """The loop time the peer last acknowledged a PING."""
         return self._liveness.last_acked
+
+    def check_path(self) -> None:
+        """Send a PING now (once the link is up): the owner has just changed the path under it, and the PING's
+        acknowledgement shows in ``path_alive`` within a round trip rather than a keepalive later."""
+        if not self._ended:
+            self._liveness.check_now()
 
     @property
     def connected(self) -> bool:
@@ -248,6 +256,7 @@ class QuicLink:
             max_data=config.connection_window,
             congestion_control_algorithm=config.congestion_control,
             secrets_log_file=self._keylog,
+            quic_logger=self._qlog,
             verify_mode=ssl.CERT_NONE,  # no CA: the peer's key is pinned in _check_peer
             certificate=self_signed_certificate(self._identity, now, config.certificate_lifetime),
             private_key=IdentityKey(self._identity),
@@ -501,6 +510,8 @@ class QuicLink:
         if self._keylog is not None:
             self._keylog.close()
             self._keylog = None
+        if self._qlog is not None:
+            self._qlog.flush()
         if isinstance(reason, PeerKeyMismatch | KeyRefused):
             log.warning("QUIC link refused: %s", reason)
         else:

@@ -44,6 +44,8 @@ def server_address() -> Iterator[str]:
          "punch: --open-ttl must be auto or 0 to 255, got '256'"),
         (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--portmap-lifetime", "0"],
          "punch: --portmap-lifetime must be 1 to 4294967295 seconds, got 0"),
+        (["peer", "--server", "127.0.0.1", "--id", "1", "--to", "2", "--qlog", "/nonexistent/qlogs"],
+         "punch: --qlog /nonexistent/qlogs: not a directory; give an existing directory (mkdir it first)"),
         (["server", "--max-peers", "0"], "punch: --max-peers must be 1 or more, got 0"),
         (["server", "--listen", "0.0.0.0:http"], "punch: --listen '0.0.0.0:http': port must be a number from 0 to 65535"),
         (["server", "--relay-rate", "1000"],

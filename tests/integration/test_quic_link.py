@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -275,6 +277,27 @@ async def test_keylog_holds_the_tls_secrets(tmp_path: Path) -> None:
     labels = {line.split()[0] for line in keylog.read_text().splitlines()}
     assert {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0"} <= labels
     assert keylog.stat().st_mode & 0o777 == 0o600  # secrets: its owner's only
+
+
+def qlogs_in(directory: Path) -> dict[str, Any]:
+    """The qlog documents in ``directory`` by the end of their names (``client.qlog``, ``server.qlog``)."""
+    return {path.name.rsplit("-", 1)[1]: json.loads(path.read_text()) for path in directory.glob("*.qlog")}
+
+
+async def test_qlog_writes_each_sides_trace_into_one_directory(tmp_path: Path) -> None:
+    config = LinkConfig(qlog=tmp_path)
+    async with linked(client_config=config, server_config=config) as (client, server):
+        await both_up(client, server)
+        await client.close()
+        async with asyncio.timeout(UP):
+            await server.wait_closed()
+    traces = qlogs_in(tmp_path)
+    assert set(traces) == {"client.qlog", "server.qlog"}  # one connection: one ODCID, told apart by the role
+    for name, document in traces.items():
+        (trace,) = document["traces"]
+        assert trace["vantage_point"]["type"] == name.removesuffix(".qlog")
+        names = {event["name"] for event in trace["events"]}
+        assert {"transport:packet_sent", "transport:packet_received"} <= names
 
 
 async def test_a_keylog_that_cannot_be_opened_is_a_usage_error(tmp_path: Path) -> None:
