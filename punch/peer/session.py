@@ -314,6 +314,8 @@ class Session:
             self._carrier.use(self._relay_route())
         else:
             self._carrier.use(Direct(path.local or self._punching.endpoint, path.remote))
+        if self._link is not None:  # a PING over the new path at once: it counts as alive at its first answer
+            self._link.check_path()
         for watcher in self._path_watchers:
             watcher(path)
 
@@ -410,6 +412,7 @@ class Session:
                 dead_after=dead_after,
                 idle_timeout=dead_after + max(config.rejoin, config.punch.timeout) + IDLE_SLACK,
                 keylog=config.keylog,
+                qlog=config.qlog,
             ),
             on_stream=self.services.on_stream,
             on_datagram=self.services.on_datagram,
@@ -753,20 +756,23 @@ class Session:
         again through the server and punch a new path from the session's own socket, which QUIC then goes on over.
         Runs until cancelled, or ends quietly once the other peer closed; PeerError once the other peer is lost.
 
-        A path over a fresh socket of a move (punch.peer.moving) is sought again from the session's socket: the NAT
-        whose entries made us move changed (a new address flushes them), or it forgot them, or they ran out. A path
-        over one of port prediction's sockets is not: without predicting again, a symmetric NAT cannot be punched."""
+        A path over a socket of its own is sought again from the session's socket. After a move (punch.peer.moving):
+        the NAT whose entries made us move changed (a new address flushes them), or it forgot them, or they ran out.
+        After port prediction (its NAT forgot the mapping between keepalives, or gave its address up): a rejoin does
+        not predict, so a symmetric NAT is not punched again, and the session goes on over the relay, whose retries
+        of a direct path find one if the NATs allow it then."""
         config = self._config
         while True:
             await self._dead.wait()
             if self._link is not None and self._link.close_reason is not None:
                 return  # the other peer closed the connection: nothing more to keep
             error = self._lost_contact()
-            if config.rejoin <= 0 or (path.local is not None and path.kind == "predicted"):
+            if config.rejoin <= 0:
                 raise PeerError(error)
             log.info("%s; asking the server for %s again", error, self.peer)
-            if path.local is not None:  # we had moved: the new path starts from the session's socket
-                log.info("the path ran over our fresh socket: punching the new one from our session's socket")
+            if path.local is not None:  # the new path starts from the session's socket
+                socket = "one of port prediction's sockets" if path.kind == "predicted" else "our fresh socket"
+                log.info("the path ran over %s: punching the new one from our session's socket", socket)
                 self._run_over(self._endpoint)
             path = await self._come_back(error, self._rejoin())
             if path.kind == "relay":  # no direct path yet (a NAT still holds entries of the old one): retried from it

@@ -49,6 +49,13 @@ class Liveness:
         self._ticker = self._watchdog = None
         self.alive = False
 
+    def check_now(self) -> None:
+        """A PING at once, not at the next tick: the path has just changed, and its first acknowledgement tells it
+        works (``on_change(True)`` if it was dead)."""
+        if self._ticker is not None:
+            self._pings += 1
+            self._ping(self._pings)
+
     def acknowledged(self) -> None:
         """A PING was acknowledged: the path works both ways now."""
         self.last_acked = self._loop.time()

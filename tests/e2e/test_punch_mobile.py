@@ -2,17 +2,19 @@
 and forgets a UDP mapping after 30 s without traffic, under RFC 4787 REQ-5's two minutes; nat14 is a port-restricted
 cone. punch predicts a port through it, and its keepalives (every 5 s by default) hold that mapping: the session's
 flow outlives the 30 s in which the NAT forgets every other one (the prediction's unused mappings), and a text sent
-after that quiet goes the same way, with no new punch.
+after that quiet goes the same way, with no new punch. With keepalives slower than the NAT's lifetime the mapping
+goes; the peers notice, meet again through the server and go on over the relay, the QUIC connection unbroken.
 """
 
 from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
-from netns.testing import Lab
+from netns.testing import Lab, LabFactory
 from netns.topology.model import TOPOLOGIES
 from tests.e2e.punch_in_lab import WAN, chat_peer, conntrack_udp, end_chat, finish, say, start_server, wait_for_line
 
@@ -70,3 +72,42 @@ def test_keepalives_hold_a_predicted_path_through_a_nat_that_forgets_mappings_af
     assert result14["remote"] == f"{WAN['10']}:{public}"
     assert (result10["rejoins"], result14["rejoins"]) == (0, 0)
     assert "lost contact" not in log10 + log14
+
+
+def forgetful_mobile(directory: Path, udp_timeout: int) -> Path:
+    """mobile.yaml with nat10 forgetting a UDP mapping after ``udp_timeout`` seconds without traffic."""
+    text = (TOPOLOGIES / "mobile.yaml").read_text()
+    assert f"udp-timeout: {UDP_TIMEOUT}" in text
+    topology = directory / "forgetful-mobile.yaml"
+    topology.write_text(text.replace(f"udp-timeout: {UDP_TIMEOUT}", f"udp-timeout: {udp_timeout}"))
+    return topology
+
+
+def test_a_predicted_path_whose_mapping_expired_between_keepalives_goes_on_over_the_relay(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    # nat10 forgets the session's mapping 10 s after its last packet; the keepalives come every 15 s: the next one
+    # leaves from another port (sequential), which nat14 filters, and peer14's goes to the port nat10 forgot
+    lab = lab_factory(topology=forgetful_mobile(tmp_path, 10), firewall=None)
+    start_server(lab)
+    slow = ("--keepalive", "15")
+    peer10, peer14 = chat_peer(lab, "10", "14", *slow), chat_peer(lab, "14", "10", *slow)
+    wait_for_line(peer10, r"path chosen: predicted via")
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"QUIC is up with")
+    wait_for_line(peer10, r"lost contact with 14: no answer to keepalives", timeout=60)
+    wait_for_line(
+        peer10, r"the path ran over one of port prediction's sockets: punching the new one from our", timeout=5
+    )
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"back on the relay to 1[04]; a direct path is tried again from it", timeout=60)
+    say(peer10, "after the loss")
+    wait_for_line(peer14, r"message 0 received from 10: 'after the loss'")
+    end_chat((peer10, ""), (peer14, "and back"))
+    (code10, result10, log10), (code14, result14, log14) = finish(peer10), finish(peer14)
+    assert (code10, code14) == (0, 0), log10 + log14
+    assert result10["path"] == result14["path"] == "relay", log10 + log14
+    assert min(result10["rejoins"], result14["rejoins"]) >= 1
+    assert (result10["received"], result14["received"]) == (["and back"], ["after the loss"])
+    # one QUIC connection throughout: it came up once on each side (read above), and never again
+    assert "QUIC is up with" not in log10 + log14, log10 + log14
