@@ -10,7 +10,7 @@ tests/unit/test_diagram.py checks that the diagrams are what the traces draw.
 
     python -m tests.e2e.diagrams [--redraw] [CASE ...]
 
-Cases: ready-go, early-checks, move, prediction, relay.
+Cases: ready-go, early-checks, move, prediction, reflexive, relay.
 """
 
 from __future__ import annotations
@@ -153,6 +153,14 @@ CASES = (
         {"topology": SYMMETRIC_VS_CONE, "firewall": "home"},
         _in_order(),
         _paths("predicted"),
+    ),
+    Case(
+        "reflexive",
+        "peer-reflexive first: nat10 maps endpoint-dependently (symmetric), nat14 filters by address only (restricted "
+        "cone): peer10 checks from its main socket, peer14 answers the port the check came from, nobody predicts",
+        {"firewall": "home", "args": ("--nat", "nat10=symmetric", "--nat", "nat14=restricted-cone")},
+        _in_order("--no-relay"),
+        _paths("direct"),
     ),
     Case(
         "relay",

@@ -106,6 +106,22 @@ def test_port_prediction_opens_256_mappings_and_sprays_until_a_hit() -> None:
     assert any(n.startswith("hit: 198.51.100.10:") for n in notes(run, "peer 14"))
 
 
+def test_peer_reflexive_first_checks_from_the_main_socket_and_is_answered_at_a_port_nobody_saw() -> None:
+    run = told("reflexive")
+    assert "peer 10's other sockets" not in run.cast.participants  # no socket opened to predict
+    assert not any(a.words.startswith(("Ready", "Go")) for a in arrows(run))
+    (registered,) = {
+        a.words.split("you are ")[1] for a in arrows(run, "server", "peer 10") if "Register OK: you" in a.words
+    }
+    # peer14 checks back, nominating, at the port its check from peer10's main socket came from: not the registered one
+    nominations = [a for a in arrows(run, "peer 14", "peer 10") if a.words == "check, USE-CANDIDATE"]
+    assert nominations
+    reflexive = nominations[0].remotes[0]
+    assert reflexive.startswith("198.51.100.10:")
+    assert reflexive != registered
+    assert any(n.startswith(f"path chosen: direct via {reflexive}") for n in notes(run, "peer 14"))
+
+
 def test_quic_comes_up_on_the_chosen_path_the_prober_its_client() -> None:
     """peer 14 is the prober (Introduce: "you are the prober"), so QUIC's client: it sends the first Initial, peer 10
     answers with Initial and Handshake; every datagram between them is a check or QUIC, each text on a 1-RTT arrow
