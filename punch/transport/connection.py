@@ -13,6 +13,16 @@ and nowhere else. aioquic is pinned in requirements.txt for that reason.
   all while the reader is paused (its StreamReader is full).
 - How much of a stream's written data waits to be sent, so a writer's ``drain()`` can wait (aiortc/aioquic#328), and
   how large a DATAGRAM frame fits in one packet (aioquic queues a larger one, which then never leaves).
+- Keepalives that get through a lossy path: a keepalive PING leaves even when the congestion window is full of
+  packets not yet known lost (as a probe does, RFC 9002 §6.2.4), and a server sends HANDSHAKE_DONE again with each
+  one until it is acknowledged. Without them, once a few packets are lost, a server sends only at its probe
+  timeouts, which double each time (RFC 9002 §6.2.1): four or five datagrams in 20 s, each lost with a chance of
+  a third on tests/e2e/test_faults.py's lossy path. A client there went 20 s without HANDSHAKE_DONE (so it never
+  counted the handshake confirmed) in one of about a hundred trials in CI; its keepalives alone were held back too.
+- A probe timeout that stops doubling at MAX_PROBE_TIMEOUT. RFC 9002 §6.2.1 doubles it without end; until the
+  handshake is done nothing else goes, so on that lossy path a lost client Finished was sent again four times in 20 s
+  and the server never completed (a test_faults trial here). One probe every 2 s at most is nothing to a path
+  punched for one connection, and each gets through twice as often in the same time.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection, QuicConnectionState
 from aioquic.quic.packet import QuicFrameType, QuicPacketType, pull_quic_header
-from aioquic.quic.packet_builder import PACKET_NUMBER_SEND_SIZE, QuicPacketBuilder
+from aioquic.quic.packet_builder import PACKET_NUMBER_SEND_SIZE, QuicDeliveryState, QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 from cryptography import x509
@@ -33,6 +43,7 @@ SMALLEST_INITIAL = 1200  # a client's Initial is padded to this at least (RFC 90
 AEAD_TAG = 16  # AES-GCM and ChaCha20-Poly1305 (RFC 9001 §5.3)
 SHORT_HEADER_FLAGS = 1  # the first byte of a 1-RTT packet (RFC 9000 §17.3.1), before its connection ID
 DATAGRAM_FRAME_TYPE = 1  # DATAGRAM with a length field, 0x31 (RFC 9221 §4)
+MAX_PROBE_TIMEOUT = 2.0  # seconds: the probe timeout doubles (RFC 9002 §6.2.1) only while it stays below this
 
 
 def first_initial(data: bytes) -> bytes | None:
@@ -63,6 +74,7 @@ class PeerConnection(QuicConnection):
         self._receive_window = receive_window
         self._window_step = max(receive_window // 8, 1)
         self._paused: set[int] = set()
+        self._handshake_done_acknowledged = False
 
     # -- TLS --------------------------------------------------------------------------------------------------
 
@@ -86,6 +98,29 @@ class PeerConnection(QuicConnection):
         """The peer's CONNECTION_CLOSE as soon as it has come. aioquic reports it only at the end of the draining
         period (RFC 9000 §10.2.2, three PTOs later), in which nothing is sent or received any more."""
         return self._close_event if self._state == QuicConnectionState.DRAINING else None
+
+    # -- probes and keepalives -----------------------------------------------------------------------------------
+
+    def handle_timer(self, now: float) -> None:
+        super().handle_timer(now)
+        loss = self._loss  # a probe timeout that fired doubled the next one: not past MAX_PROBE_TIMEOUT
+        while loss._pto_count > 0 and loss.get_probe_timeout() * 2**loss._pto_count > MAX_PROBE_TIMEOUT:
+            loss._pto_count -= 1
+
+    def send_keepalive(self, uid: int) -> None:
+        """A PING (acknowledged as ``uid``) that leaves at the next transmit even when the congestion window is full;
+        from a server, with HANDSHAKE_DONE again until the client has acknowledged one."""
+        self.send_ping(uid)
+        self._probe_pending = True  # aioquic lets one datagram past the congestion window for it
+        if not self._is_client and self._handshake_complete and not self._handshake_done_acknowledged:
+            self._handshake_done_pending = True
+
+    def _on_handshake_done_delivery(self, delivery: QuicDeliveryState) -> None:
+        """aioquic's, except that a copy lost after another was acknowledged is not sent again."""
+        if delivery == QuicDeliveryState.ACKED:
+            self._handshake_done_acknowledged = True
+        elif not self._handshake_done_acknowledged:
+            super()._on_handshake_done_delivery(delivery)
 
     # -- receive window (RFC 9000 §4.2) -------------------------------------------------------------------------
 

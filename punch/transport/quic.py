@@ -207,7 +207,7 @@ class QuicLink:
         deadline = self._loop.time() + seconds
         while not self._flushed.is_set() and (left := deadline - self._loop.time()) > 0:
             assert self._connection is not None
-            self._connection.send_ping(FLUSH_PING_UID)
+            self._connection.send_keepalive(FLUSH_PING_UID)
             self._transmit()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(left, FLUSH_PING)):
@@ -379,7 +379,7 @@ class QuicLink:
 
     def _ping(self, uid: int) -> None:
         assert self._connection is not None
-        self._connection.send_ping(uid)
+        self._connection.send_keepalive(uid)
         self._transmit_soon()
 
     # -- streams ------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ the pinned aioquic; a change there fails here first."""
 from __future__ import annotations
 
 import datetime
+import itertools
 import ssl
 
 import pytest
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from punch.identity.keyfile import Identity
 from punch.transport.certs import IdentityKey, certificate_key, self_signed_certificate
-from punch.transport.connection import PeerConnection, first_initial
+from punch.transport.connection import MAX_PROBE_TIMEOUT, PeerConnection, first_initial
 
 pytestmark = pytest.mark.unit
 
@@ -178,3 +179,85 @@ def test_the_peers_close_is_seen_at_once() -> None:
     closed = pair.server.peer_closed()
     assert closed is not None
     assert closed.reason_phrase == "bye"
+
+
+def handshake_losing_handshake_done() -> tuple[PeerConnection, PeerConnection, float]:
+    """A client and a server whose handshake completed on both sides, every datagram the server sent in the round
+    it completed lost: the client never got HANDSHAKE_DONE, so it has not confirmed the handshake."""
+    client_id, server_id = Identity.generate(), Identity.generate()
+    client = PeerConnection(configuration=configuration(client_id, is_client=True), receive_window=WINDOW)
+    now = 0.0
+    client.connect(PEER, now=now)
+    to_server = [d for d, _ in client.datagrams_to_send(now=now)]
+    destination = first_initial(to_server[0])
+    assert destination is not None
+    server = PeerConnection(
+        configuration=configuration(server_id, is_client=False),
+        receive_window=WINDOW,
+        original_destination_connection_id=destination,
+    )
+    while not server.handshake_confirmed:
+        now += 0.001
+        for data in to_server:
+            server.receive_datagram(data, PEER, now=now)
+        to_client = [d for d, _ in server.datagrams_to_send(now=now)]
+        if server.handshake_confirmed:
+            break  # the round with HANDSHAKE_DONE: lost
+        for data in to_client:
+            client.receive_datagram(data, PEER, now=now)
+        to_server = [d for d, _ in client.datagrams_to_send(now=now)]
+    assert not client.handshake_confirmed
+    return client, server, now
+
+
+def test_a_servers_keepalive_carries_handshake_done_again_until_the_client_acknowledges_one() -> None:
+    client, server, now = handshake_losing_handshake_done()
+    server.send_ping(1)  # a plain PING: HANDSHAKE_DONE is not known lost yet, so it does not go again
+    for data, _ in server.datagrams_to_send(now=now):
+        client.receive_datagram(data, PEER, now=now)
+    assert not client.handshake_confirmed
+    server.send_keepalive(2)
+    for data, _ in server.datagrams_to_send(now=now):
+        client.receive_datagram(data, PEER, now=now)
+    assert client.handshake_confirmed
+    now += 0.1  # the client's acknowledgement (after its ack delay) tells the server: no more of them
+    for data, _ in client.datagrams_to_send(now=now):
+        server.receive_datagram(data, PEER, now=now)
+    assert server._handshake_done_acknowledged
+    server.send_keepalive(3)
+    assert not server._handshake_done_pending
+
+
+def test_a_keepalive_leaves_when_the_congestion_window_is_full() -> None:
+    pair = Pair()
+    stream_id = pair.server.get_next_available_stream_id()
+    pair.server.send_stream_data(stream_id, bytes(1024 * 1024))
+    later, loss = pair.now, pair.server._loss
+    while loss.bytes_in_flight + 1200 <= loss.congestion_window:  # sent, and all lost: the window fills with them
+        later += 0.01  # past the pacer's next slot
+        assert pair.server.datagrams_to_send(now=later)
+    pair.server.send_ping(1)
+    assert pair.server.datagrams_to_send(now=later) == []  # a plain PING waits behind the window
+    pair.server.send_keepalive(2)
+    assert len(pair.server.datagrams_to_send(now=later)) == 1
+
+
+def test_the_probe_timeout_doubles_until_it_would_pass_the_cap() -> None:
+    """A client whose every datagram is lost: its probes go at growing intervals, never more than MAX_PROBE_TIMEOUT
+    apart (RFC 9002's doubling alone would put the tenth 150 s after the ninth)."""
+    client = PeerConnection(configuration=configuration(Identity.generate(), is_client=True), receive_window=WINDOW)
+    client.connect(PEER, now=0.0)
+    sent_at = [0.0]
+    assert client.datagrams_to_send(now=0.0)
+    for _ in range(10):
+        timer = client.get_timer()
+        assert timer is not None
+        client.handle_timer(now=timer)
+        assert client.datagrams_to_send(now=timer)  # a probe, lost too
+        sent_at.append(timer)
+    gaps = [round(later - earlier, 3) for earlier, later in itertools.pairwise(sent_at)]
+    assert gaps[1] == 2 * gaps[0]  # doubling at first
+    assert max(gaps) <= MAX_PROBE_TIMEOUT
+    assert (
+        gaps[-1] == gaps[-2] == max(gaps) > MAX_PROBE_TIMEOUT / 2
+    )  # then steady, as close to the cap as doubling gets
