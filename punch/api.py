@@ -273,7 +273,8 @@ class Connection:
 
     async def forward(self, forward: Forward, bind: str = "127.0.0.1") -> None:
         """Carry each connection (TCP) or flow (UDP) to ``bind``:LOCAL_PORT to the target on the other side (it must
-        allow it); OSError if the local port cannot be bound."""
+        allow it); OSError if the local port cannot be bound. It listens at once, also before :meth:`establish`: what
+        connects meanwhile waits for the session, and its first bytes go as soon as QUIC is up."""
         flows = self._flows
         forwarder: TcpForwarder | UdpForwarder
         if forward.target.protocol == "udp":
@@ -316,13 +317,18 @@ class Connection:
 
 class _Flows:
     """The session's QUIC link as the tunnels see it (punch.tunnel.forward's Streams and Datagrams): bare streams,
-    whose first line names their service, and datagrams that carry their flow's number."""
+    whose first line names their service, and datagrams that carry their flow's number. A forward listens before
+    the session is established: a stream opened then waits for the link (ConnectionError if it never comes up)."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
 
     async def open_stream(self) -> Streams:
-        return await self._session.link.open_stream()
+        try:
+            link = await self._session.established_link()
+            return await link.open_stream()
+        except LinkError as error:
+            raise ConnectionError(str(error)) from None
 
     def send_datagram(self, data: bytes) -> None:
         try:

@@ -31,7 +31,7 @@ from punch.portmap.mapper import PortmapConfig
 from punch.rendezvous.server import DEFAULT_PORT
 from punch.stun.credentials import read_secret
 from punch.stun.endpoints import parse_endpoint, resolve_servers
-from punch.tunnel.spec import Target, parse_allow, parse_forward
+from punch.tunnel.spec import Forward, Target, parse_allow, parse_forward
 
 log = logging.getLogger("punch")
 
@@ -193,12 +193,25 @@ def run_id(args: argparse.Namespace) -> int:
 
 
 async def _connected(
-    config: PeerConfig, allow: Sequence[Target], work: Callable[[Connection], Coroutine[Any, Any, None]]
+    config: PeerConfig,
+    allow: Sequence[Target],
+    work: Callable[[Connection], Coroutine[Any, Any, None]],
+    forwards: Sequence[Forward] = (),
 ) -> PeerResult:
     """Connect (punch.api) and do ``work`` while the connection lives; the result, also when it failed (then with
-    ``error``, printed here). SIGTERM and SIGINT end the work: the connection then closes cleanly."""
+    ``error``, printed here). The ``forwards`` listen from the start: what connects before the session is up waits
+    for it (UsageError at once if a port is taken). SIGTERM and SIGINT end the work: the connection then closes
+    cleanly."""
     connection = await Connection.open(config, allow)
     try:
+        for forward in forwards:
+            try:
+                await connection.forward(forward)
+            except OSError as error:
+                raise UsageError(
+                    f"--forward {forward.local_port}:{forward.target}: cannot listen on 127.0.0.1:"
+                    f"{forward.local_port} ({error.strerror or error}); choose another local port"
+                ) from None
         with _terminated_as_interrupted():
             await connection.establish()
         await connection.watched(_until_interrupted(work(connection)))
@@ -283,17 +296,9 @@ def run_peer(args: argparse.Namespace) -> int:
         print(f"Chat with {config.target}: type lines, end with Ctrl-D.", file=sys.stderr)
 
     async def work(connection: Connection) -> None:
-        for forward in forwards:
-            try:
-                await connection.forward(forward)
-            except OSError as error:
-                raise UsageError(
-                    f"--forward {forward.local_port}:{forward.target}: cannot listen on 127.0.0.1:"
-                    f"{forward.local_port} ({error.strerror or error}); choose another local port"
-                ) from None
         await connection.talk(texts, show, keep_running=tunnels)
 
-    result = asyncio.run(_connected(config, allow, work))
+    result = asyncio.run(_connected(config, allow, work, forwards))
     return _print_result(args, result)
 
 

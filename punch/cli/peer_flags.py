@@ -224,7 +224,8 @@ def peer_parsers(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         default=[],
         metavar="[udp:]LOCAL_PORT:HOST:PORT",
         help="carry each TCP connection (or UDP flow, udp:) to 127.0.0.1:LOCAL_PORT to HOST:PORT on the other peer's "
-        "side, which must --allow it (repeatable); the peer then runs until interrupted",
+        "side, which must --allow it (repeatable); it listens from the start, so what connects before the session is "
+        "up waits for it; the peer then runs until interrupted",
     )
     peer.add_argument(
         "--allow",

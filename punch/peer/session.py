@@ -57,7 +57,7 @@ from punch.stun.families import family_name
 from punch.stun.protocol import SocketMaker, StunEndpoint, format_address, host_candidates, open_endpoint
 from punch.stun.wire import ANYONE, Introduction, Mapping, Role
 from punch.transport.config import LinkConfig
-from punch.transport.errors import LinkError
+from punch.transport.errors import LinkClosed, LinkError
 from punch.transport.quic import QuicLink
 from punch.tunnel.services import Services
 from punch.tunnel.texts import Texts
@@ -128,6 +128,8 @@ class Session:
         self._open_socket: SocketMaker = functools.partial(open_endpoint, keys=keys, others=carrier.datagram_received)
         self.services = Services()  # what the other peer may open on the connection (punch.tunnel)
         self._link: QuicLink | None = None
+        # the link once establish() brought it up; LinkClosed if it never will (what waits: a forward's connections)
+        self._established: asyncio.Future[QuicLink] = asyncio.get_running_loop().create_future()
         self._texts: Texts | None = None
         self._alive = asyncio.Event()  # the link's keepalives are acknowledged (punch.transport.liveness)
         self._dead = asyncio.Event()
@@ -201,6 +203,7 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        self._never_established("the session closed before it was established")
         if self._link is not None:
             await self._link.close(flush=self._config.linger)
         for task in self._background:
@@ -335,7 +338,23 @@ class Session:
             await self._establish()
         except PeerError as error:
             self._error = str(error)
+            self._never_established(f"no session with {self.peer}: {error}")
             raise
+        except BaseException:
+            self._never_established("the session was given up before it was established")
+            raise
+        assert self._link is not None
+        self._established.set_result(self._link)
+
+    def _never_established(self, why: str) -> None:
+        if not self._established.done():
+            self._established.set_exception(LinkClosed(why))
+            self._established.exception()  # retrieved: nobody may be waiting
+
+    async def established_link(self) -> QuicLink:
+        """The QUIC link, once :meth:`establish` has brought it up (until then, this waits); LinkClosed if it never
+        will (the punch failed, or the session closed first)."""
+        return await asyncio.shield(self._established)
 
     async def _establish(self) -> None:
         config, client = self._config, self._client

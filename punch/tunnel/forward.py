@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 ANSWER_TIMEOUT = 15.0  # seconds a forwarder waits for the other peer's answer to a stream's header
 CONNECT_TIMEOUT = 10.0  # seconds the accepting side tries to connect to a target
 UDP_IDLE = 60.0  # seconds without a datagram after which a UDP flow ends
+WAITING_DATAGRAMS = 64  # a UDP flow's datagrams kept while it opens (maybe before the session is up); beyond, dropped
 _FLOW = struct.Struct("!I")
 _BACK = 0x8000_0000  # set on datagrams the accepting side sends back
 
@@ -114,9 +115,11 @@ class TcpForwarder:
         target = self._forward.target
         self.connections += 1
         try:
-            stream_reader, stream_writer = await self._connection.open_stream()
+            stream_reader, stream_writer = await self._connection.open_stream()  # (waits for the session to be up)
         except (ConnectionError, OSError) as error:
-            self._refused(target, error, writer)
+            self.refused += 1
+            log.warning("a connection forwarded to %s closed: no stream to the other peer (%s)", target, error)
+            writer.close()
             return
         write_line_object(stream_writer, _target_header(target))
         outbound = asyncio.ensure_future(copy(reader, stream_writer))
@@ -270,6 +273,7 @@ class UdpForwarder(asyncio.DatagramProtocol):
         self._heard: dict[int, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.refused = 0
+        self.dropped = 0  # datagrams of a flow being opened beyond WAITING_DATAGRAMS
 
     async def start(self) -> None:
         await asyncio.get_running_loop().create_datagram_endpoint(
@@ -290,7 +294,10 @@ class UdpForwarder(asyncio.DatagramProtocol):
             _send(self._datagrams, number, data)
             return
         if addr in self._waiting:
-            self._waiting[addr].append(data)
+            if len(self._waiting[addr]) < WAITING_DATAGRAMS:
+                self._waiting[addr].append(data)
+            else:
+                self.dropped += 1  # UDP: the source sends again, or does without
             return
         self._waiting[addr] = [data]
         task = asyncio.get_running_loop().create_task(self._open(addr))

@@ -75,16 +75,23 @@ def tunnel(
     lab: Lab, *extra: str, forward: tuple[str, ...] = (), allow: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen[str], subprocess.Popen[str], str]:
     """peer10 forwarding LOCAL_WEB to peer14's file server (and ``forward``), peer14 allowing it (and ``allow``),
-    both with ``extra`` and chatting (a line to a peer's stdin is a text to the other), once peer10 listens (its QUIC
-    connection to peer14 is up); and the kind of path both took first (from their logs)."""
-    forwards = [arg for spec in (f"{LOCAL_WEB}:127.0.0.1:{WEB}", *forward) for arg in ("--forward", spec)]
+    both with ``extra`` and chatting (a line to a peer's stdin is a text to the other), once their QUIC connection is
+    up; and the kind of path both took first (from their logs). peer10's forwards listen from its start, before the
+    punch: each one's line (``forwarding [UDP ]127.0.0.1:LOCAL_PORT to TARGET``) is checked here."""
+    specs = (f"{LOCAL_WEB}:127.0.0.1:{WEB}", *forward)
+    forwards = [arg for spec in specs for arg in ("--forward", spec)]
     allows = [arg for spec in (f"127.0.0.1:{WEB}", *allow) for arg in ("--allow", spec)]
     peer10 = chat_peer(lab, "10", "14", *forwards, *extra)
     peer14 = chat_peer(lab, "14", "10", *allows, *extra)
+    for spec in specs:
+        udp, (local, host, port) = spec.startswith("udp:"), spec.removeprefix("udp:").split(":")
+        listens = f"forwarding {'UDP ' if udp else ''}127.0.0.1:{local} to {'udp' if udp else 'tcp'}:{host}:{port} "
+        wait_for_line(peer10, re.escape(listens + "on the other peer's side"))
     kinds = [wait_for_line(peer, r"using the \S+ path to", timeout=30).split("using the ")[1].split()[0]
              for peer in (peer10, peer14)]  # fmt: skip
     assert kinds[0] == kinds[1], kinds
-    wait_for_line(peer10, rf"forwarding 127\.0\.0\.1:{LOCAL_WEB} to tcp:127\.0\.0\.1:{WEB}")
+    for peer in (peer10, peer14):
+        wait_for_line(peer, r"QUIC is up with 1[04]")
     return peer10, peer14, kinds[0]
 
 
@@ -260,7 +267,6 @@ def test_a_udp_forward_carries_datagrams_both_ways_one_flow_per_source(lab: Lab)
     serve(lab, "echo-udp", str(ECHO), ready="echoing UDP on")
     forward, allow = f"udp:{LOCAL_ECHO}:127.0.0.1:{ECHO}", f"udp:127.0.0.1:{ECHO}"
     peer10, peer14, _ = tunnel(lab, forward=(forward,), allow=(allow,))
-    wait_for_line(peer10, rf"forwarding UDP 127\.0\.0\.1:{LOCAL_ECHO} to udp:127\.0\.0\.1:{ECHO}")
     flows, count = 2, 20
     got = ends(lab, "peer10", "udp-ping", str(LOCAL_ECHO), str(flows), str(count))
     expected = [[flow, n, "echo " + ping_datagram(flow, n)] for flow in range(flows) for n in range(count)]
@@ -302,7 +308,6 @@ def test_a_forward_to_a_port_not_allowed_is_refused_and_the_session_goes_on(lab:
     serve(lab, "serve-files", str(tmp_path), str(WEB + 1), ready="serving files from")
     denied = f"tcp:127.0.0.1:{WEB + 1}"
     peer10, peer14, _ = tunnel(lab, forward=(f"{LOCAL_CLOSED}:127.0.0.1:{WEB + 1}",))
-    wait_for_line(peer10, rf"forwarding 127\.0\.0\.1:{LOCAL_CLOSED} to {denied}")
     assert ends(lab, "peer10", "knock", str(LOCAL_CLOSED)) == {"received": 0, "ended": "closed"}
     why = f"{denied} is not allowed here; the other peer may start with `--allow {denied}`"
     assert wait_for_line(peer10, r"refused by the other peer").endswith(

@@ -17,6 +17,7 @@ import punch
 from punch.api import Connection, PathInfo
 from punch.errors import PeerError, UsageError
 from punch.identity.keyfile import Identity
+from punch.peer.config import PeerConfig
 from punch.peer.puncher import PunchTimings
 from punch.rendezvous.server import RendezvousServer
 from punch.tunnel.spec import Forward, Target
@@ -136,6 +137,56 @@ async def test_a_forward_reaches_only_what_the_other_side_allows(server: Rendezv
         reader, writer = await asyncio.open_connection("127.0.0.1", refused)
         assert await asyncio.wait_for(reader.read(), 5) == b""  # closed: the other side refused it
         writer.close()
+
+
+async def test_a_forward_listens_before_the_session_and_carries_what_connected_meanwhile(
+    server: RendezvousServer,
+) -> None:
+    """alice's forward listens before she even registers; a client connects and writes at once; its bytes wait and
+    go as soon as the session is up (bob, the target's side, starts only after the client has written)."""
+    target = await asyncio.start_server(echo_all, "127.0.0.1", 0)
+    allowed = Target("tcp", "127.0.0.1", target.sockets[0].getsockname()[1])
+    alice_key, bob_key = Identity.generate(), Identity.generate()
+
+    def config(me: Identity, other: Identity, name: str, target_name: str) -> PeerConfig:
+        return PeerConfig(server.address, name, target_name, identity=me, pin=other.fingerprint, **LOOPBACK)
+
+    local = free_tcp_port()
+    async with target, AsyncExitStack() as stack:
+        alice = await Connection.open(config(alice_key, bob_key, "alice", "bob"))
+        stack.push_async_callback(alice.close)
+        await alice.forward(Forward(local, allowed))
+        reader, writer = await asyncio.open_connection("127.0.0.1", local)  # listening, before any session
+        writer.write(b"written before the punch")
+        writer.write_eof()
+        bob = await Connection.open(config(bob_key, alice_key, "bob", "alice"), [allowed])
+        stack.push_async_callback(bob.close)
+        await asyncio.gather(alice.establish(), bob.establish())
+        assert await asyncio.wait_for(reader.read(), 5) == b"written before the punch"
+        writer.close()
+
+
+async def test_a_forwards_connection_ends_when_the_session_never_comes_up(server: RendezvousServer) -> None:
+    identity = Identity.generate()
+    config = PeerConfig(server.address, "alice", "nobody", identity=identity, **{**LOOPBACK, "timeout": 0.5})
+    local = free_tcp_port()
+    alice = await Connection.open(config)
+    try:
+        await alice.forward(Forward(local, Target("tcp", "127.0.0.1", 9)))
+        reader, writer = await asyncio.open_connection("127.0.0.1", local)
+        writer.write(b"in vain")
+        with pytest.raises(PeerError, match="nobody"):
+            await alice.establish()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed: no session to carry it
+        writer.close()
+    finally:
+        await alice.close()
+
+
+async def echo_all(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(await reader.read())
+    await writer.drain()
+    writer.close()
 
 
 async def test_accept_takes_the_first_allowed_peer_and_refuses_the_others(server: RendezvousServer) -> None:

@@ -18,7 +18,7 @@ import pytest_asyncio
 
 from punch.errors import PeerError
 from punch.tunnel.files import FileReceiver, send_file
-from punch.tunnel.forward import ForwardService, TcpForwarder, UdpForwarder
+from punch.tunnel.forward import WAITING_DATAGRAMS, ForwardService, TcpForwarder, UdpForwarder
 from punch.tunnel.header import write_line_object
 from punch.tunnel.services import Services
 from punch.tunnel.spec import Forward, Target
@@ -170,6 +170,42 @@ async def test_a_udp_flow_carries_datagrams_both_ways(sides: tuple[Side, Side]) 
         client.sendto(word)
     got = {await asyncio.wait_for(inbox.queue.get(), 5) for _ in range(3)}
     assert got == {b"ONE", b"TWO", b"THREE"}
+    client.close()
+    echo_transport.close()
+    await forwarder.close()
+
+
+async def test_a_udp_flow_keeps_its_first_datagrams_while_it_opens_and_drops_beyond(sides: tuple[Side, Side]) -> None:
+    """The session is not up yet (the stream waits): the flow keeps WAITING_DATAGRAMS and drops the rest, counted;
+    those kept go once the flow is open."""
+    a, b = sides
+    loop = asyncio.get_running_loop()
+    echo_transport, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+    port = echo_transport.get_extra_info("sockname")[1]
+    service = ForwardService({Target("udp", "127.0.0.1", port)}, b)
+    b.services.serve("forward", service.serve)
+    b.services.route_flows(accepting=service.on_datagram)
+    up = asyncio.Event()
+
+    class NotYetUp:
+        async def open_stream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            await up.wait()
+            return await a.open_stream()
+
+    local = free_port("127.0.0.1")
+    forwarder = UdpForwarder(NotYetUp(), a, Forward(local, Target("udp", "127.0.0.1", port)))
+    a.services.route_flows(forwarding=forwarder.on_datagram)
+    await forwarder.start()
+    inbox = Inbox()
+    client, _ = await loop.create_datagram_endpoint(lambda: inbox, remote_addr=("127.0.0.1", local))
+    source = client.get_extra_info("sockname")
+    for number in range(WAITING_DATAGRAMS + 10):  # as the socket hands them over, all before the session is up
+        forwarder.datagram_received(b"d%d" % number, source)
+    assert forwarder.dropped == 10
+    up.set()
+    got = {await asyncio.wait_for(inbox.queue.get(), 5) for _ in range(WAITING_DATAGRAMS)}
+    assert got == {b"D%d" % number for number in range(WAITING_DATAGRAMS)}
+    assert forwarder.dropped == 10
     client.close()
     echo_transport.close()
     await forwarder.close()

@@ -108,14 +108,14 @@ def test_the_whole_report_says_the_load_and_keeps_the_tunnels_section() -> None:
 
 
 def test_a_tunnel_trial_is_timed_from_the_second_connect() -> None:
-    trial = Trial(begun=10.0, results=({"path_at": 10.5}, {"path_at": 10.52}), link_up=10.54, listening=10.541,
-                  connected=10.542, arrived=10.58)  # fmt: skip
+    trial = Trial(begun=10.0, results=({"path_at": 10.5}, {"path_at": 10.52}), listening=10.3, connected=10.301,
+                  link_up=10.54, arrived=10.58)  # fmt: skip
     timing = Timing.of(trial, second=10.46)
     assert timing.punch == pytest.approx(60.0)
     assert timing.link_up == pytest.approx(40.0)
-    assert timing.listening == pytest.approx(1.0)
+    assert timing.listening == pytest.approx(300.0)  # from the start: before the punch
     assert timing.byte == pytest.approx(120.0)
-    assert timing.after_connect == pytest.approx(38.0)
+    assert timing.after_link == pytest.approx(40.0)
     assert timing.punch_from_start == pytest.approx(520.0)
     assert timing.byte_from_start == pytest.approx(580.0)
 
@@ -124,16 +124,16 @@ def test_the_tunnel_section_gives_the_goal_ratio() -> None:
     row = Row("home", "port-restricted-cone", "port-restricted-cone")
     row.trials[EARLY] = 3
     row.failures[EARLY].append("paths ['relay', 'relay']")
-    timings = [Timing(40.0, 30.0, 1.0, byte, 30.0, 500.0, 560.0) for byte in (72.0, 90.0)]
+    timings = [Timing(40.0, 30.0, 300.0, byte, 30.0, 500.0, 560.0) for byte in (72.0, 90.0)]
     lines = section([(row, timings)], trials=3, delays=(15.0, 5.0), pings=[])
     text = "\n".join(lines)
     assert "| home | port-restricted-cone / port-restricted-cone | 2/3 | 40.0 | 81.0 | 1.35x | 1.50x |" in text
     verdict = (
         "- Firewall home: first tunnelled byte median 1.35x, p95 1.50x (punch time + one round trip between the "
         "peers); goal 1.2x: not met, 0.15x over. After the punch the goal leaves 32.0 ms (1.6 round trips); the byte "
-        "came 41.0 ms after it (2.0): QUIC's handshake 30.0 ms after peer10's path (1.5 round trips), its forward "
-        "listening 1.0 ms later, the byte 30.0 ms after our connect (1.5 round trips: the forward asks the other peer "
-        "and waits for its answer before the first byte goes)"
+        "came 41.0 ms after it (2.0): QUIC's handshake 30.0 ms after peer10's path (1.5 round trips), the byte 30.0 "
+        "ms after that (1.5 round trips: the stream's header and the byte leave together, the other peer connects to "
+        "the target and hands it on)"
     )
     assert verdict in lines
     assert "- home port-restricted-cone / port-restricted-cone: 1, paths ['relay', 'relay']" in lines
