@@ -72,6 +72,7 @@ def open_keylog(path: Path) -> TextIO:
 
 
 FLUSH_PING = 0.2  # seconds between PINGs while closing waits for the peer's acknowledgements (QuicLink._flush)
+CLOSE_REPLAYS = 8  # our CONNECTION_CLOSE sent again at most this often, once per packet the peer sends after it
 FLUSH_PING_UID = -1  # their uid: the liveness's own PINGs count up from 0
 
 
@@ -127,6 +128,8 @@ class QuicLink:
         self._keylog: TextIO | None = None
         self._qlog = QlogDirectory(self._config.qlog) if self._config.qlog is not None else None
         self._flushed: asyncio.Event | None = None  # set once all we wrote is acknowledged (close with flush)
+        self._close_sent: list[bytes] = []  # the datagrams of our CONNECTION_CLOSE, replayed (RFC 9000 §10.2.1)
+        self._replays_left = CLOSE_REPLAYS
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -195,7 +198,7 @@ class QuicLink:
             log.debug("closing with %d bytes unacknowledged", self._unacknowledged())
         if self._connection is not None:
             self._connection.close(error_code=QuicErrorCode.NO_ERROR, reason_phrase=reason)
-            self._transmit()
+            self._close_sent = self._transmit()
         self._end(LinkClosed(f"the link was closed here: {reason}"))
 
     async def _flush(self, seconds: float) -> None:
@@ -216,7 +219,15 @@ class QuicLink:
     # -- datagrams from the owner -----------------------------------------------------------------------------
 
     def datagram_received(self, data: bytes) -> None:
-        """A QUIC datagram from the peer, from whichever path it came."""
+        """A QUIC datagram from the peer, from whichever path it came. After we closed, a packet of the peer's means
+        our CONNECTION_CLOSE was lost: it goes again (CLOSE_REPLAYS times at most), so that a peer still waiting for
+        our acknowledgements (its close's flush) learns at once that we are gone."""
+        if self._ended and self._close_sent and self._replays_left > 0:
+            self._replays_left -= 1
+            self.counters["close-replayed"] += 1
+            for datagram in self._close_sent:
+                self._send_quietly(datagram)
+            return
         if self._ended or not self._started:
             self.counters["dropped-not-running"] += 1
             return
@@ -273,22 +284,18 @@ class QuicLink:
         if self._transmit_handle is None and not self._ended:
             self._transmit_handle = self._loop.call_soon(self._transmit)
 
-    def _transmit(self) -> None:
-        """Send what the connection has to send, arm its timer, and let writers waiting in drain() go on."""
+    def _transmit(self) -> list[bytes]:
+        """Send what the connection has to send, arm its timer, and let writers waiting in drain() go on; what was
+        sent."""
         self._transmit_handle = None
         connection = self._connection
         if connection is None:
-            return
-        for data, _ in connection.datagrams_to_send(now=self._loop.time()):
-            try:
-                self._send(data)
-            except OSError as error:  # the path's socket failed: QUIC sends it again when it counts it lost
-                self.counters["send-error"] += 1
-                log.debug("sending a %d-byte QUIC datagram failed: %s", len(data), error)
-            else:
-                self.counters["sent"] += 1
+            return []
+        sent = [data for data, _ in connection.datagrams_to_send(now=self._loop.time())]
+        for data in sent:
+            self._send_quietly(data)
         if self._ended:
-            return
+            return sent
         timer_at = connection.get_timer()
         if self._timer is not None and self._timer_at != timer_at:
             self._timer.cancel()
@@ -298,6 +305,16 @@ class QuicLink:
         self._timer_at = timer_at
         for stream in [s for s in self._streams.values() if s.writing_paused]:
             stream.check_writable()
+        return sent
+
+    def _send_quietly(self, data: bytes) -> None:
+        try:
+            self._send(data)
+        except OSError as error:  # the path's socket failed: QUIC sends it again when it counts it lost
+            self.counters["send-error"] += 1
+            log.debug("sending a %d-byte QUIC datagram failed: %s", len(data), error)
+        else:
+            self.counters["sent"] += 1
 
     def _handle_timer(self) -> None:
         connection = self._connection

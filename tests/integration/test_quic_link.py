@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -370,6 +371,39 @@ async def test_a_failing_callback_is_counted_and_the_link_goes_on() -> None:
         assert digest == hashlib.sha256(b"second").hexdigest()
         assert server.counters["callback-error"] == 1
         assert server.connected
+
+
+class LoseNext(Route):
+    """Loses the next ``count`` datagrams (whichever way they go), then carries every one."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__("lose-next")
+        self.left = count
+
+    def carry(self, data: bytes, deliver: Callable[[bytes], None]) -> None:
+        if self.left > 0:
+            self.left -= 1
+            self.dropped += 1
+            return
+        super().carry(data, deliver)
+
+
+async def test_a_lost_connection_close_goes_again_when_the_peer_sends_after_it() -> None:
+    """The server closes and its CONNECTION_CLOSE is lost; the client, closing with a flush of what it wrote last,
+    would wait its whole flush for acknowledgements. Its first PING reaches the closed server, which sends its
+    CONNECTION_CLOSE again: the client learns the peer ended the link, not that its own flush ran out."""
+    pipe = Pipe()
+    async with linked(pipe) as (client, server):
+        await both_up(client, server)
+        pipe.route = LoseNext(1)
+        await server.close()
+        assert pipe.route.dropped == 1
+        _, writer = await client.open_stream()
+        writer.write(b"nobody reads this")
+        writer.write_eof()
+        await client.close(flush=30.0)
+        assert str(client.close_reason) == "the peer ended the link: closed (QUIC error 0x0)"
+        assert server.counters["close-replayed"] >= 1
 
 
 @pytest.mark.parametrize("seed", range(5))
