@@ -1,8 +1,10 @@
 """punch as the software under test of the lab's connectivity matrix (``just lab-matrix``; see netns/matrix/runner.py).
 
-``python -m bench.matrix_trial setup`` starts ``punch server`` (with its RFC 5780 alternate address) in the
-lab's ``server`` node and waits until it answers. ``python -m bench.matrix_trial run`` is one trial: both peers
-named in NETNS_PEERS start at the same moment, each sends one text, and the trial prints one JSON line:
+``python -m bench.matrix_trial setup`` starts ``punch server`` (with its RFC 5780 alternate address, and over TCP
+on port 80, which a ``udp-blocked`` firewall lets out) in the lab's ``server`` node and waits until it answers; where
+the server node has an IPv6 address (the IPv6 topologies), a second one listens there for the peers that have no
+IPv4 (a server on ``[::]`` cannot have an alternate address). ``python -m bench.matrix_trial run`` is one trial:
+both peers named in NETNS_PEERS start at the same moment, each sends one text, and the trial prints one JSON line:
 ``{"ok": ..., "path": ..., "ms": ..., "detail": ...}``. It succeeds when both exit 0 on the same path and each
 received the other's text; ``ms`` is the slower side's punch time (time to a proven path, or to the relay).
 """
@@ -20,7 +22,10 @@ from typing import Any
 
 PYTHON = sys.executable
 SERVER, ALTERNATE = "203.0.113.1:3478", "203.0.113.2:3479"
+SERVER_TCP = "203.0.113.1:80"  # the server over TCP where UDP does not get out (udp-blocked lets out TCP to 80, 443)
+SERVER6 = "[2001:db8:113::1]:3478"  # the IPv6 topologies' server (netns/topologies/dual-stack.yaml, ipv6-only.yaml)
 READY = "answering RFC 5780 NAT behaviour discovery"
+READY6 = "listening on [2001:db8:113::1]:3478"
 
 
 def _netns(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,21 +34,48 @@ def _netns(*args: str) -> subprocess.CompletedProcess[str]:
 
 def setup(lab: str, timeout: float = 15.0) -> int:
     logdir = Path(_netns("logdir", "--name", lab).stdout.strip())
-    log = logdir / "server.log"
-    started = _netns(
-        "exec", "--name", lab, "--detach", "--log", str(log), "server", "--",
-        PYTHON, "-m", "punch", "server", "--listen", SERVER, "--alternate", ALTERNATE,
-    )  # fmt: skip
-    if started.returncode != 0:
-        print(started.stderr.strip(), file=sys.stderr)
-        return 1
+    servers: list[tuple[str, tuple[str, ...], str]] = [
+        ("server.log", ("--listen", SERVER, "--alternate", ALTERNATE, "--tcp-listen", SERVER_TCP), READY)
+    ]
+    if _has_ipv6(lab, "server"):
+        servers.append(("server6.log", ("--listen", SERVER6, "--tcp-listen", "no"), READY6))
+    for name, flags, ready in servers:
+        log = logdir / name
+        started = _netns(
+            "exec", "--name", lab, "--detach", "--log", str(log), "server", "--",
+            PYTHON, "-m", "punch", "server", *flags,
+        )  # fmt: skip
+        if started.returncode != 0:
+            print(started.stderr.strip(), file=sys.stderr)
+            return 1
+        if not _ready(log, ready, timeout):
+            print(f"punch server did not start within {timeout:g} s; see {log}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _ready(log: Path, line: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:  # the server's log is a file: poll it, bounded
-        if log.exists() and READY in log.read_text(errors="replace"):
-            return 0
+        if log.exists() and line in log.read_text(errors="replace"):
+            return True
         time.sleep(0.05)
-    print(f"punch server did not start within {timeout:g} s; see {log}", file=sys.stderr)
-    return 1
+    return False
+
+
+def _has_ipv6(lab: str, node: str) -> bool:
+    """Whether ``node`` has a global IPv6 address."""
+    shown = _netns("exec", "--name", lab, node, "--", "ip", "-6", "-o", "addr", "show", "scope", "global")
+    return bool(shown.stdout.strip())
+
+
+def _server_for(lab: str, node: str) -> list[str]:
+    """How ``node``'s peer names the server: over IPv4 (and TCP on 80 should its UDP not get out), or, for a peer
+    with no IPv4 address, the IPv6 one."""
+    shown = _netns("exec", "--name", lab, node, "--", "ip", "-4", "-o", "addr", "show", "scope", "global")
+    if not shown.stdout.strip():
+        return ["--server", SERVER6]
+    return ["--server", SERVER.split(":")[0], "--server-tcp", SERVER_TCP]
 
 
 def trial(lab: str, peers: list[str], number: str) -> dict[str, Any]:
@@ -53,7 +85,7 @@ def trial(lab: str, peers: list[str], number: str) -> dict[str, Any]:
     for node, me, other in ((peers[0], ids[0], ids[1]), (peers[1], ids[1], ids[0])):
         command = [
             PYTHON, "-m", "netns", "exec", "--name", lab, node, "--",
-            PYTHON, "-m", "punch", "peer", "--server", SERVER.split(":")[0], "--id", me, "--to", other,
+            PYTHON, "-m", "punch", "peer", *_server_for(lab, node), "--id", me, "--to", other,
             "--send", f"hello from {me}", "--json", "-q", "--timeout", "30", "--punch-timeout", "5",
         ]  # fmt: skip
         procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))

@@ -19,10 +19,9 @@ from netns.topology.model import TOPOLOGIES
 PAIR_PRESETS = ("full-cone", "restricted-cone", "port-restricted-cone", "symmetric", "none")
 FIREWALL_KINDS = ("home", "none")
 GROUPS = ("pairs", "same-nat", "cgnat", "networks")
+
+
 # What a peer needs that punch does not have yet (issue 28): said in every cell whose theory depends on it.
-IPV6_TODAY = "punch speaks IPv4 only today, so it fails here until it learns IPv6"
-
-
 @dataclass(frozen=True, slots=True)
 class Cell:
     """One lab configuration of the matrix."""
@@ -182,9 +181,9 @@ def networks() -> list[Cell]:
             TOPOLOGIES / "matrix.yaml",
             "udp-blocked",
             theory=(
-                "relay over TCP only: only TCP to ports 80 and 443 and UDP to port 53 leave, so neither STUN (RFC "
-                "8489) nor a punch gets out; a relay reached over TCP or TLS on port 443 (TURN over TCP/TLS, RFC 8656 "
-                "§3.1, RFC 6062; or an HTTPS relay) is the only path, and punch has none yet, so it fails"
+                "relay over TCP only: only TCP to ports 80 and 443 and UDP to port 53 leave, so neither STUN over "
+                "UDP (RFC 8489) nor a punch gets out; a relay reached over TCP or TLS on port 80 or 443 (TURN over "
+                "TCP/TLS, RFC 8656 §3.1, RFC 6062; STUN over TCP, RFC 8489 §6.2.2, as punch's) is the only path"
             ),
         ),
         Cell(
@@ -220,7 +219,7 @@ def networks() -> list[Cell]:
             peers=("peer10", "peer11"),
             theory=(
                 "direct: no translation, each address is global; an RFC 6092 firewall (§3.2) lets in what answers "
-                f"a packet sent, so simultaneous sends open both, as a punch does; {IPV6_TODAY}"
+                "a packet sent, so simultaneous sends open both, as a punch does"
             ),
         ),
         Cell(
@@ -231,7 +230,7 @@ def networks() -> list[Cell]:
             peers=("peer10", "peer14"),
             theory=(
                 "direct: NPTv6 (RFC 6296) swaps the prefix 1:1 both ways and keeps ports, so the address the server "
-                f"sees is the one to aim at, as behind an endpoint-independent mapping; {IPV6_TODAY}"
+                "sees is the one to aim at, as behind an endpoint-independent mapping"
             ),
         ),
         Cell(
@@ -242,7 +241,7 @@ def networks() -> list[Cell]:
             peers=("peer14", "peer16"),
             theory=(
                 "direct: NAT66 masquerade maps as IPv4's does (the port kept when free: endpoint-independent, "
-                f"answers only), the other side 1:1: both aim at what the server saw; {IPV6_TODAY}"
+                "answers only), the other side 1:1: both aim at what the server saw"
             ),
         ),
     ]
