@@ -440,8 +440,8 @@ class Session:
         self._link = link
         self._texts = Texts(link, introduction.peer_id, self._on_text)
         self.services.serve("texts", self._texts.serve)
+        link.start()  # first: the packets the carrier kept (the other peer's first Initial) go to a running link
         self._carrier.deliver_to(link.datagram_received)
-        link.start()
         try:
             async with asyncio.timeout(config.punch.timeout):
                 await link.wait_connected()
