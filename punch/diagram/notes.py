@@ -56,8 +56,8 @@ _NOTES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     (re.compile(r"^back on a (\S+) path to \S+ via (\S+)"), lambda m: f"back on a {m[1]} path via {m[2]}"),
     (re.compile(r"; back to the relay"), lambda m: "the direct path broke: back to the relay"),
     (
-        re.compile(r"^QUIC is up with (\S+) \(we are its (client|server), keys checked both ways\)"),
-        lambda m: f"QUIC is up: we are {m[1]}'s {m[2]}, keys checked both ways",
+        re.compile(r"^QUIC is up with (\S+) \(we are its (client|server), (keys checked both ways|its key checked)"),
+        lambda m: f"QUIC is up: we are {m[1]}'s {m[2]}, {m[3]}",
     ),
     (re.compile(r"^the server says about our session: (.*)"), lambda m: f"the server says: {m[1]}"),
 )

@@ -453,8 +453,10 @@ class Session:
         except LinkError as error:
             raise PeerError(f"QUIC with {introduction.peer_id}: {error}") from None
         self._alive.set()
-        log.info("QUIC is up with %s (%s, keys checked both ways)", introduction.peer_id,
-                 "we are its client" if link.is_client else "we are its server")  # fmt: skip
+        # a client is up once it checked the server's key; the server checks ours in our Finished, which has left
+        log.info("QUIC is up with %s (%s)", introduction.peer_id,
+                 "we are its client, its key checked, ours on its way" if link.is_client
+                 else "we are its server, keys checked both ways")  # fmt: skip
 
     def _path_changed(self, alive: bool) -> None:
         (self._alive if alive else self._dead).set()

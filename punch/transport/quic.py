@@ -14,7 +14,12 @@ certificate of its Ed25519 identity (:mod:`punch.transport.certs`), the server a
 (connection.PeerConnection), and each side compares the key the peer proved with the one pinned for it. A wrong key
 closes the connection with CRYPTO_ERROR bad_certificate (RFC 9001 §4.8, RFC 8446 §6.2) and
 :class:`~punch.transport.errors.PeerKeyMismatch` on the side that checked, :class:`~punch.transport.errors.KeyRefused`
-on the other. No stream or datagram is taken from or given to the peer before its key has been checked.
+on the other. No stream or datagram is taken from or given to the peer before its key has been checked. The link is
+up as soon as this side has checked the peer's key: a server once the client's Finished proved it, a client once the
+server's did, one round trip sooner than the handshake is confirmed (RFC 9001 §4.1.2), as a TLS 1.3 client sends
+its data right behind its Finished. Should the server then refuse the client's key, the client's data is never
+delivered (the server reads no 1-RTT packet before the client's Finished, aioquic's read key comes with it, and
+checks the key before it takes anything) and the client's link ends with KeyRefused.
 
 Liveness comes from QUIC: a PING every ``keepalive`` seconds; ``path_alive`` turns False (``on_path(False)``) when
 none was acknowledged for ``dead_after`` seconds, and True again at the next acknowledgement.
@@ -345,7 +350,7 @@ class QuicLink:
         closed = connection.peer_closed()
         if closed is not None:
             self._end(self._termination(closed))
-        elif self._verified and not self._connected.done() and connection.handshake_confirmed:
+        elif self._verified and not self._connected.done():
             self._up()
 
     def _stream_event(self, event: events.StreamDataReceived | events.StreamReset | events.StopSendingReceived) -> None:

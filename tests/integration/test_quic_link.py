@@ -71,12 +71,20 @@ async def test_a_wrong_key_is_refused_on_both_sides(wrong: str) -> None:
             async with asyncio.timeout(UP):
                 await checker.wait_connected()
         assert str(mismatch.value) == message
-        with pytest.raises(KeyRefused) as refused:
+        if wrong == "server":  # the server is checked by the client before the server's link is up
+            with pytest.raises(KeyRefused) as refused:
+                async with asyncio.timeout(UP):
+                    await checked.wait_connected()
+            reason: LinkClosed = refused.value
+        else:  # a client is up once it checked the server's key; the server's refusal ends its link
             async with asyncio.timeout(UP):
-                await checked.wait_connected()
-        assert str(refused.value) == f"the peer refused our key: {message}"
+                reason = await checked.wait_closed()
+        assert isinstance(reason, KeyRefused)
+        assert str(reason) == f"the peer refused our key: {message}"
         with pytest.raises(LinkClosed):
             await checked.open_stream()
+        with pytest.raises(LinkClosed):  # whatever the refused client sent, nothing reached the server's application
+            await server.accept_stream()
 
 
 async def test_fifty_streams_echo_256_kib_each_intact() -> None:
@@ -386,6 +394,51 @@ class LoseNext(Route):
             self.dropped += 1
             return
         super().carry(data, deliver)
+
+
+class FinishedLate(Pipe):
+    """Holds the client's long-header datagrams after its first (its Finished goes in one, maybe behind an Initial
+    ACK) until a datagram of 1-RTT packets from it has reached the server: the server gets the client's first data
+    before the Finished that proves the client's key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[bytes] = []
+        self.first_sent = False
+        self.short_first = False
+
+    def send_to(self, name: str) -> Callable[[bytes], None]:
+        deliver = super().send_to(name)
+        if name != "server":
+            return deliver
+
+        def send(data: bytes) -> None:
+            if data[0] & 0x80 and self.first_sent:  # a long header (RFC 9000 §17.2), after the client's first Initial
+                self.held.append(data)
+                return
+            self.first_sent = True
+            deliver(data)
+            if not data[0] & 0x80 and self.held:  # a short header: 1-RTT
+                self.short_first = True
+                for late in self.held:
+                    deliver(late)
+                self.held.clear()
+
+        return send
+
+
+async def test_a_clients_data_that_comes_before_its_finished_waits_for_the_key_check_and_is_delivered() -> None:
+    pipe = FinishedLate()
+    async with linked(pipe) as (client, server):
+        async with asyncio.timeout(UP):
+            await client.wait_connected()  # up once it checked the server: its Finished is on its way, held
+        _, writer = await client.open_stream()
+        writer.write(b"right behind the Finished")
+        writer.write_eof()
+        async with asyncio.timeout(UP):
+            reader, _ = await server.accept_stream()
+            assert await reader.read() == b"right behind the Finished"
+        assert pipe.short_first
 
 
 async def test_a_lost_connection_close_goes_again_when_the_peer_sends_after_it() -> None:
