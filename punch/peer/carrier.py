@@ -14,10 +14,13 @@ A relay at another server than ours (punch.rendezvous.tickets) gets our ticket i
 packet) the moment we take it, again after each of OPENING_WAITS until it forwards us something: our NAT lets it in only
 through the mapping our own packets to it opened, and it learns there where we are.
 
-What reaches QUIC is only what came from the path's other end: direct packets from an address the session sent to
-(a stranger's are dropped and counted; before there is a path they wait, EARLY_PACKETS at most, for the path to
-name their source), and Relay indications of our sessions from our server. QUIC's own protection (AEAD, packet
-numbers) stops what a stranger forges or replays from the right address.
+What reaches QUIC is only what came from the path's other end: direct packets from an address the session sent to,
+or one the other peer's checks came from (signed with the session's key: :meth:`Carrier.heard`; a stranger's are
+dropped and counted; before there is a path they wait, EARLY_PACKETS at most, for the path to name their source),
+and Relay indications of our sessions from our server. QUIC's own protection (AEAD, packet numbers) stops what a
+stranger forges or replays from the right address. Taking the packets of an address the checks came from lets the
+peers' QUIC come up when they disagree on the path: the other chose a direct path (our answers proved it to it)
+while our own checks found none in time and we fell back to the relay; its packets come direct, ours go relayed.
 """
 
 from __future__ import annotations
@@ -94,6 +97,13 @@ class Carrier:
             self._release()
         elif route.ticket and changed:
             self._open(route, 0)
+
+    def heard(self, remote: Address) -> None:
+        """A check of the other peer's (signed with the session's key) came from ``remote``: its QUIC packets from
+        there are taken too, whatever our route (module docstring)."""
+        if remote not in self._remotes:
+            self._remotes.add(remote)
+            self._release()
 
     def take(self, session_id: bytes) -> None:
         """Take the relayed packets of ``session_id`` (a session we were introduced to, and hold the key of)."""

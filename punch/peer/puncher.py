@@ -132,6 +132,7 @@ class Puncher:
         strategy: Strategy = PLAIN,
         early_at: float | None = None,
         on_chosen: Callable[[Path], None] | None = None,
+        on_heard: Callable[[Address], None] | None = None,
         nominate_every_check: bool = True,
         fresh: bool = False,
     ) -> None:
@@ -146,6 +147,7 @@ class Puncher:
         self._timings = timings
         self._strategy = strategy
         self._on_chosen = on_chosen  # called the moment a path is chosen (before any datagram on it is handled)
+        self._on_heard = on_heard  # called with the source of each of the other peer's checks we answer
         self._chosen: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
         self._pairs: CheckList[StunEndpoint] = CheckList()
         self._lan_proven = asyncio.Event()
@@ -315,6 +317,7 @@ class Puncher:
             self._intro,
             timings,
             strategy=Strategy(same_nat=self._strategy.same_nat, lan_on_link=self._strategy.lan_on_link),
+            on_heard=self._on_heard,
             nominate_every_check=False,
         )
 
@@ -331,6 +334,7 @@ class Puncher:
             # the mover's probe dies at the NAT we share (opening_ttl); a plain punch otherwise
             strategy=Strategy(same_nat=self._strategy.same_nat),
             on_chosen=self._on_chosen,
+            on_heard=self._on_heard,
             fresh=fresh,
         )
 
@@ -636,6 +640,8 @@ class Puncher:
             )
             return True
         reflexive = source not in self._intro.candidates  # RFC 8445 §7.3.1.3
+        if self._on_heard is not None:
+            self._on_heard(source)
         if self._before_prediction:
             self._reflexive.add(source)
         self.contact.set()

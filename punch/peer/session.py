@@ -618,6 +618,7 @@ class Session:
             strategy=strategy,
             early_at=early_at,
             on_chosen=self._on_chosen,
+            on_heard=self._carrier.heard,
         )
         self._introduction, self._strategy, self._puncher = introduction, strategy, puncher
         self._dispatcher.add(puncher.on_request)
@@ -864,6 +865,7 @@ class Session:
             if mapped
             else Strategy(same_nat=same_nat, lan_on_link=lan_on_link),
             early_at=asyncio.get_running_loop().time() if mapped else None,  # a mapped port: checked at once
+            on_heard=self._carrier.heard,
         )
         self._swap_puncher(puncher)
         return puncher, mapped

@@ -124,6 +124,20 @@ def test_sending_without_a_route_is_counted() -> None:
     assert carrier.counters == {"no-path": 1}
 
 
+def test_on_the_relay_the_packets_of_an_address_the_other_peers_checks_came_from_are_taken() -> None:
+    """We fell back to the relay; the other peer chose a direct path (our answers to its checks proved it): its QUIC
+    comes direct, from where its checks came, and is taken once a check came from there; a stranger's is not."""
+    carrier, delivered = carrier_with_link()
+    carrier.use(Relayed(as_endpoint(Endpoint()), SERVER, SESSION))
+    carrier.datagram_received(QUIC, PEER)
+    assert delivered == []
+    carrier.heard(PEER)
+    carrier.datagram_received(QUIC + b"2", PEER)
+    carrier.datagram_received(QUIC, STRANGER)
+    assert delivered == [QUIC + b"2"]
+    assert carrier.counters == {"stranger": 2}
+
+
 def test_the_old_direct_end_stays_trusted_after_a_move_to_the_relay() -> None:
     """A path that changes leaves packets in flight on the old one: QUIC takes them (its packet numbers decide)."""
     carrier, delivered = carrier_with_link()
