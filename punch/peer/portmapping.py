@@ -8,6 +8,11 @@ The mapped port is offered as a candidate of ours (punch.peer.client.RendezvousC
 the server sees us at: a router whose public address is another one (a carrier's NAT beyond it) mapped a port on an
 address nobody outside reaches, and it is not offered. A router that does not say its address (UPnP IGD may not) is
 taken to have the one the server sees.
+
+The session waits for the router's answer before it asks for the other peer (so that the Connect's Register carries
+the port) only until OFFER_WAIT after it began asking: a router on our LAN answers PCP or NAT-PMP within
+milliseconds, and UPnP IGD within tens, while one that drops them silently would hold every start for the requests'
+whole schedule (1.75 s). A mapping that comes later is offered from our next registration on.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from punch.stun.protocol import StunEndpoint, format_address
 
 log = logging.getLogger(__name__)
 
+OFFER_WAIT = 0.5  # seconds after the first request: how long the session's Connect waits for the router's answer
+
 
 class PortMapped:
     """Our router's port mapping as a candidate of the session: :meth:`start` asks in the background, :meth:`offer`
@@ -37,6 +44,8 @@ class PortMapped:
         self._client = client
         self._mapper: Mapper | None = None
         self._asking: asyncio.Task[PortMapping | None] | None = None
+        self._asked_at = 0.0  # loop time of the first request
+        self._asked = ""  # the router asked
 
     @property
     def counters(self) -> Counter[str]:
@@ -68,16 +77,39 @@ class PortMapped:
             log.debug("no router between us and the server: no port mapping asked")
             return
         self._mapper = Mapper(router, self._endpoint.local_address[1], self._config, on_change=self._changed)
-        self._asking = asyncio.get_running_loop().create_task(self._mapper.start())
+        loop = asyncio.get_running_loop()
+        self._asked, self._asked_at = router, loop.time()
+        self._asking = loop.create_task(self._mapper.start())
 
     async def offer(self) -> None:
-        """Wait for the router's first answer (the mapper's timeouts bound it) and, if it mapped a port we can offer,
-        register it (the Register that follows carries it to the server)."""
-        if self._asking is None:
+        """Wait for the router's first answer, until OFFER_WAIT after we asked, and, if it mapped a port we can offer,
+        register it (the Register that follows carries it to the server). A later answer is offered from our next
+        registration on (module docstring)."""
+        asking = self._asking
+        if asking is None:
             return
-        mapping = await self._asking
+        try:
+            async with asyncio.timeout_at(self._asked_at + OFFER_WAIT):
+                mapping = await asyncio.shield(asking)
+        except TimeoutError:
+            log.info(
+                "router %s has not answered within %g s: we go on without a mapped port (offered later if it maps one)",
+                self._asked,
+                OFFER_WAIT,
+            )
+            asking.add_done_callback(self._late)
+            return
         if mapping is not None and self._candidate(mapping) is not None:
             await self._client.register()
+
+    def _late(self, asking: asyncio.Task[PortMapping | None]) -> None:
+        """The router's first answer, after we went on without it."""
+        if asking.cancelled() or asking.exception() is not None:
+            return
+        mapping = asking.result()
+        if mapping is not None and (candidate := self._candidate(mapping)) is not None:
+            log.info("our router mapped a port at last: we offer %s from our next registration on",
+                     format_address(candidate))  # fmt: skip
 
     def _candidate(self, mapping: PortMapping | None) -> Address | None:
         """The candidate ``mapping`` makes (module docstring), now offered; None (and nothing offered) if none."""

@@ -17,8 +17,9 @@ import pytest_asyncio
 
 from punch.api import run_peer
 from punch.peer.config import PeerResult
+from punch.peer.portmapping import OFFER_WAIT
 from punch.peer.predict import PredictConfig
-from punch.portmap.mapper import Mapper, PortmapConfig, PortMapping
+from punch.portmap.mapper import ROUTER_POLICY, Mapper, PortmapConfig, PortMapping
 from punch.rendezvous.server import RendezvousServer
 from punch.stun.transaction import RetransmitPolicy
 from punch.stun.wire import Mapping
@@ -292,6 +293,22 @@ async def test_a_mapped_port_beats_peer_reflexive_first_and_port_prediction(
     assert result10.path in ("mapped", "direct")  # on loopback the mapper's own endpoint answers too
     assert result14.path in ("mapped", "direct")
     assert fake.mappings == {}
+
+
+async def test_a_silent_router_does_not_hold_the_session_back(
+    server: RendezvousServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A router that drops PCP and NAT-PMP without a word: its requests' whole schedule (1.75 s each) would pass before
+    the Connect; the peer waits OFFER_WAIT for it, then asks for the other peer without a mapped port."""
+    fake = await FakeRouter.start(Behaviour(pcp="silent", natpmp="silent"))
+    try:
+        result_a, result_b = await two_peers(server, portmap(fake, policy=ROUTER_POLICY))
+    finally:
+        fake.close()
+    assert (result_a.error, result_b.error) == (None, None)
+    assert (result_a.received, result_b.received) == (["to a"], ["to b"])
+    assert f"router 127.0.0.1 has not answered within {OFFER_WAIT:g} s: we go on without a mapped port" in caplog.text
+    assert result_a.portmap is None
 
 
 async def test_without_a_router_or_with_portmap_off_nothing_is_asked(server: RendezvousServer) -> None:
