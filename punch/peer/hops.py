@@ -14,8 +14,9 @@ ICMPv6 Time Exceeded (RFC 4443 §3.3); a home router with a global LAN prefix is
 raises the default of 2 that passes it (and its RFC 6092 firewall).
 A heuristic: a provider whose core routers use private addresses makes it too high, a LAN numbered from
 public addresses makes it too low (so the caller only ever raises its default of 2 with it), and a network
-that drops ICMP gives no answer at all (the caller then keeps its default). A router after our private ones that
-stays silent (it rate-limits ICMP errors) while a later one answers gets the probe's TTL (``past_private``).
+that drops ICMP gives no answer at all (the caller then keeps its default). Routers that stay silent (they rate-limit
+ICMP errors) while a private one after them, or a later one after our private ones, answers still leave the TTL one
+past the last private router (``past_private``).
 """
 
 from __future__ import annotations
@@ -84,18 +85,25 @@ def open_ttl(hops: list[Hop]) -> int | None:
 
 
 def past_private(hops: list[Hop]) -> int | None:
-    """Where ``open_ttl`` finds nothing because one router was silent: the TTL one past the private routers that
-    answered from TTL 1 on, if the TTL after them got no answer and a later one did (a router further on, or the
-    server). A probe with it dies at the silent router, whatever that is, after passing every NAT that answered: a
-    router that rate-limits its ICMP errors (the first public one often does) then costs nothing. None otherwise."""
-    by_ttl = {hop.ttl: hop for hop in hops}
-    private = 0
-    while (hop := by_ttl.get(private + 1)) is not None and hop.router is not None and not hop.public:
-        private += 1
-    silent = private + 1
-    if private == 0 or silent in by_ttl or not any(ttl > silent for ttl in by_ttl):
+    """Where ``open_ttl`` finds nothing because routers were silent: the TTL one past the last private router that
+    answered before any public one or the server, if something answered after it (a router further on, or the
+    server, but not the server at the very next TTL: that one is on our side of every NAT). A router that rate-limits
+    its ICMP errors (the first public one often does; our own NAT does too, once its errors to us came in a burst:
+    port mapping's requests, the trace) then costs nothing: the routers before a private one are ours, and a probe
+    with this TTL dies at the router after the last of them, whatever that is. None otherwise."""
+    ordered = sorted(hops, key=lambda h: h.ttl)
+    last = None
+    for hop in ordered:
+        if hop.reached or (hop.router is not None and hop.public):
+            break
+        if hop.router is not None:
+            last = hop.ttl
+    if last is None:
         return None
-    return silent
+    after = [hop for hop in ordered if hop.ttl > last]
+    if not after or (after[0].ttl == last + 1 and after[0].reached):
+        return None
+    return last + 1
 
 
 def time_exceeded_from(ancillary: list[tuple[int, int, bytes]]) -> str | None:
@@ -224,7 +232,12 @@ async def opening_timings(
             rtts.observe_rtt(hop.rtt)
     ttl, why = open_ttl(found), "past our own NATs"
     if ttl is None and (ttl := past_private(found)) is not None:
-        why = f"past our own NATs, to TTL {ttl}'s silent router"
+        answered = {hop.ttl for hop in found}
+        why = (
+            "past our own NATs, some of them silent"
+            if ttl in answered
+            else f"past our own NATs, to TTL {ttl}'s silent router"
+        )
     route = ", ".join(hop.describe() for hop in sorted(found, key=lambda h: h.ttl)) or "no answers"
     if ttl is None or ttl <= timings.open_ttl:  # only ever raise it: a LAN may use public addresses
         log.info("route to the server: %s; opening probes keep TTL %d", route, timings.open_ttl)

@@ -95,8 +95,13 @@ def test_open_ttl_is_the_first_public_router(hops: list[Hop], ttl: int | None) -
         ([Hop(1, "10.0.10.1"), Hop(3, "198.51.100.1")], 2),  # TTL 2 silent, a router after it answered
         ([Hop(1, "10.0.10.1"), Hop(2, "100.64.0.1")], None),  # nothing answered past the silence: no evidence
         ([Hop(1, "10.0.10.1"), Hop(2, reached=True)], None),  # no silent hop: the server is on our side
-        ([Hop(2, "100.64.0.1"), Hop(4, reached=True)], None),  # TTL 1 silent: no NAT of ours answered
-        ([Hop(1, "10.0.10.1"), Hop(2, "198.51.100.1")], None),  # nothing silent (open_ttl's case)
+        (
+            [Hop(2, "100.64.0.1"), Hop(4, reached=True)],
+            3,
+        ),  # TTL 1 silent (rate-limited): routers before a private one are ours
+        ([Hop(2, "100.64.0.1"), Hop(3, "198.51.100.1"), Hop(4, reached=True)], 3),  # the same, the next router answered
+        ([Hop(2, "198.51.100.1"), Hop(3, reached=True)], None),  # TTL 1 silent and no private router answered
+        ([Hop(1, "10.0.10.1"), Hop(2, "198.51.100.1")], 2),  # nothing silent: open_ttl's answer
         ([], None),
     ],
 )
