@@ -502,7 +502,20 @@ class Session:
             raise PeerError(self._trust.refused)
         if introduction.peer_id != self._target:
             raise PeerError(f"the server introduced {introduction.peer_id}, but we asked for {self._target}")
-        await self._trust.remember(introduction.peer_id)
+        # the known-peers file is written (and synced) while we punch, not before: a first contact costs the punch
+        # nothing for it; an error writing it is the session's all the same
+        remembering = asyncio.ensure_future(self._trust.remember(introduction.peer_id))
+        try:
+            path = await self._path_to(introduction)
+        except BaseException:
+            await asyncio.gather(remembering, return_exceptions=True)
+            raise
+        await remembering
+        return path
+
+    async def _path_to(self, introduction: Introduction) -> Path:
+        """The path to ``introduction``'s peer: punched (or the relay), taken, and logged."""
+        config, client = self._config, self._client
         loop = asyncio.get_running_loop()
         started = loop.time() if client.introduced_at is None else client.introduced_at
         if self._puncher is None:  # (the Introduce came before we asked: in its handler we were not finding yet)
