@@ -81,12 +81,15 @@ def _server_for(lab: str, node: str) -> list[str]:
 def trial(lab: str, peers: list[str], number: str) -> dict[str, Any]:
     tag = secrets.token_hex(2)
     ids = [f"{peer}-{number}-{tag}" for peer in peers]
+    # the keys of these one-time IDs go to the lab's own file (gone with the lab), not the user's known_peers
+    known = Path(_netns("logdir", "--name", lab).stdout.strip()) / "known_peers"
     procs = []
     for node, me, other in ((peers[0], ids[0], ids[1]), (peers[1], ids[1], ids[0])):
         command = [
             PYTHON, "-m", "netns", "exec", "--name", lab, node, "--",
             PYTHON, "-m", "punch", "peer", *_server_for(lab, node), "--id", me, "--to", other,
-            "--send", f"hello from {me}", "--json", "-q", "--timeout", "30", "--punch-timeout", "5",
+            "--send", f"hello from {me}", "--json", "-q", "--known-peers", str(known),
+            "--timeout", "30", "--punch-timeout", "5",
         ]  # fmt: skip
         procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results, reasons = [], []
