@@ -152,14 +152,20 @@ class Inbox(asyncio.DatagramProtocol):
         self.queue.put_nowait(data)
 
 
+async def allowed_udp_echo(side: Side) -> tuple[asyncio.DatagramTransport, int]:
+    """A UDP echo on loopback (its transport and port) that ``side`` lets the other side forward to."""
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    service = ForwardService({Target("udp", "127.0.0.1", port)}, side)
+    side.services.serve("forward", service.serve)
+    side.services.route_flows(accepting=service.on_datagram)
+    return transport, port
+
+
 async def test_a_udp_flow_carries_datagrams_both_ways(sides: tuple[Side, Side]) -> None:
     a, b = sides
     loop = asyncio.get_running_loop()
-    echo_transport, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
-    port = echo_transport.get_extra_info("sockname")[1]
-    service = ForwardService({Target("udp", "127.0.0.1", port)}, b)
-    b.services.serve("forward", service.serve)
-    b.services.route_flows(accepting=service.on_datagram)
+    echo_transport, port = await allowed_udp_echo(b)
     local = free_port("127.0.0.1")
     forwarder = UdpForwarder(a, a, Forward(local, Target("udp", "127.0.0.1", port)))
     a.services.route_flows(forwarding=forwarder.on_datagram)
@@ -180,11 +186,7 @@ async def test_a_udp_flow_keeps_its_first_datagrams_while_it_opens_and_drops_bey
     those kept go once the flow is open."""
     a, b = sides
     loop = asyncio.get_running_loop()
-    echo_transport, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
-    port = echo_transport.get_extra_info("sockname")[1]
-    service = ForwardService({Target("udp", "127.0.0.1", port)}, b)
-    b.services.serve("forward", service.serve)
-    b.services.route_flows(accepting=service.on_datagram)
+    echo_transport, port = await allowed_udp_echo(b)
     up = asyncio.Event()
 
     class NotYetUp:
