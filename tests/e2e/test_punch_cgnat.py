@@ -173,6 +173,20 @@ def test_a_silent_first_public_router_still_gives_ttl_3(cgnat_lab: Lab) -> None:
     assert "no check from 14 after" not in log10, log10
 
 
+def test_a_silent_home_router_before_the_carrier_still_gives_ttl_3(cgnat_lab: Lab) -> None:
+    """Our own router rate-limits the ICMP errors it sends us (port mapping's requests and the trace come in a burst):
+    here nat10 sends no Time Exceeded at all. The trace sees TTL 1 stay silent, TTL 2 die at the CGN (a private
+    address) and TTL 3 at a public router: the routers before a private one are ours, so the probe still gets TTL 3
+    and passes the CGN, and the punch needs no fallback (with TTL 2 it died at the CGN: the 2 s Ready/Go fallback)."""
+    cgnat_lab.exec(
+        "nat10", "iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "time-exceeded", "-j", "DROP", check=True
+    )
+    _, log10, _, _ = punch_with_10_opening(cgnat_lab, "14")
+    assert "opening probes get TTL 3 (past our own NATs, some of them silent)" in log10, log10
+    assert "with TTL 3: opens our NAT mapping" in log10
+    assert "no check from 14 after" not in log10, log10
+
+
 def test_a_symmetric_home_nat_behind_one_carrier_opens_its_predicted_ports_past_the_carrier(
     lab_factory: LabFactory,
 ) -> None:
