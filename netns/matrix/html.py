@@ -4,9 +4,9 @@ existing file: ``python -m netns matrix-html bench/matrix.json``).
 
 A coloured grid per router firewall kind (rows: peer10's NAT preset, columns: peer14's), and one for the same-NAT
 and CGNAT cells. Each cell's colour is the path most trials took: direct (a LAN path too), predicted (port
-prediction), relay, or failed (no trial succeeded); it shows the trials that succeeded, the median punch time, and
-on hover (or keyboard focus, or as the page's #fragment) what RFC 4787 theory allows there. A cell where some
-trials failed, or took another path, is outlined.
+prediction), mapped (a router's mapped port), relay, or failed (no trial succeeded); it shows the trials that
+succeeded, the median punch time, and on hover (or keyboard focus, or as the page's #fragment) what RFC 4787 theory
+allows there. A cell where some trials failed, or took another path, is outlined.
 """
 
 from __future__ import annotations
@@ -23,10 +23,17 @@ from netns.matrix.cells import PAIR_PRESETS
 KINDS = {  # kind -> (what it means, background colour, text colour)
     "direct": ("direct: the peers' own packets, through both NATs (or over their LAN)", "#1a7f37", "#ffffff"),
     "predicted": ("predicted: a direct path found by port prediction", "#0969da", "#ffffff"),
+    "mapped": ("mapped: a direct path through a port a router maps (PCP, NAT-PMP, UPnP IGD)", "#8250df", "#ffffff"),
     "relay": ("relay: through the server", "#bc4c00", "#ffffff"),
     "failed": ("failed: no trial succeeded", "#cf222e", "#ffffff"),
 }
-_PATH_KINDS = {"direct": "direct", "direct-lan": "direct", "predicted": "predicted", "relay": "relay"}
+_PATH_KINDS = {
+    "direct": "direct",
+    "direct-lan": "direct",
+    "predicted": "predicted",
+    "mapped": "mapped",
+    "relay": "relay",
+}
 
 _STYLE = """
 body { font: 14px/1.45 -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; margin: 24px; color: #1f2328; }
@@ -48,7 +55,7 @@ td.name { text-align: left; padding: 4px 8px; }
 
 
 def kind(cell: Mapping[str, Any]) -> str:
-    """direct, predicted, relay or failed: the path most trials of a matrix.json cell took."""
+    """direct, predicted, mapped, relay or failed: the path most trials of a matrix.json cell took."""
     paths: Mapping[str, int] = cell.get("paths") or {}
     if cell.get("error") or not cell.get("successes") or not paths:
         return "failed"

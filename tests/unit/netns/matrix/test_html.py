@@ -26,6 +26,7 @@ def cell(**fields: Any) -> dict[str, Any]:
         ({"paths": {"direct": 3}}, "direct"),
         ({"paths": {"direct-lan": 3}}, "direct"),
         ({"paths": {"predicted": 2, "relay": 1}}, "predicted"),
+        ({"paths": {"mapped": 3}}, "mapped"),  # through a router's mapped port: a colour of its own
         ({"paths": {"relay": 3}}, "relay"),
         ({"paths": {}, "successes": 0}, "failed"),
         ({"paths": {"direct": 1}, "error": "lab up failed"}, "failed"),
