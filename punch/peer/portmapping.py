@@ -9,10 +9,12 @@ the server sees us at: a router whose public address is another one (a carrier's
 address nobody outside reaches, and it is not offered. A router that does not say its address (UPnP IGD may not) is
 taken to have the one the server sees.
 
-The session waits for the router's answer before it asks for the other peer (so that the Connect's Register carries
-the port) only until OFFER_WAIT after it began asking: a router on our LAN answers PCP or NAT-PMP within
-milliseconds, and UPnP IGD within tens, while one that drops them silently would hold every start for the requests'
-whole schedule (1.75 s). A mapping that comes later is offered from our next registration on.
+The session waits for the router's mapping before it asks for the other peer (so that the Connect's Register carries
+the port), but for a router that answered none of its probes only until OFFER_WAIT after it began asking: a router
+on our LAN answers PCP, NAT-PMP or UPnP IGD within milliseconds (or tens), while one that drops them all silently
+(or rate-limits its ICMP errors) would hold every start for the requests' whole schedule (1.75 s). A router that
+answered a probe is waited for (the mapper's timeouts bound it). A mapping that comes later is offered from our next
+registration on.
 """
 
 from __future__ import annotations
@@ -82,16 +84,19 @@ class PortMapped:
         self._asking = loop.create_task(self._mapper.start())
 
     async def offer(self) -> None:
-        """Wait for the router's first answer, until OFFER_WAIT after we asked, and, if it mapped a port we can offer,
-        register it (the Register that follows carries it to the server). A later answer is offered from our next
-        registration on (module docstring)."""
-        asking = self._asking
-        if asking is None:
+        """Wait for the router's mapping (for a router that answered no probe, until OFFER_WAIT after we asked) and, if
+        it mapped a port we can offer, register it (the Register that follows carries it to the server). A later one
+        is offered from our next registration on (module docstring)."""
+        asking, mapper = self._asking, self._mapper
+        if asking is None or mapper is None:
             return
+        spoken = asyncio.ensure_future(mapper.spoken.wait())
+        left = self._asked_at + OFFER_WAIT - asyncio.get_running_loop().time()
         try:
-            async with asyncio.timeout_at(self._asked_at + OFFER_WAIT):
-                mapping = await asyncio.shield(asking)
-        except TimeoutError:
+            done, _ = await asyncio.wait({spoken, asking}, timeout=max(left, 0.0), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            spoken.cancel()
+        if not done:
             log.info(
                 "router %s has not answered within %g s: we go on without a mapped port (offered later if it maps one)",
                 self._asked,
@@ -99,6 +104,7 @@ class PortMapped:
             )
             asking.add_done_callback(self._late)
             return
+        mapping = await asyncio.shield(asking)  # done, or it speaks a protocol: the mapper's timeouts bound the wait
         if mapping is not None and self._candidate(mapping) is not None:
             await self._client.register()
 

@@ -127,6 +127,7 @@ class Mapper:
         self._keeping: asyncio.Task[None] | None = None
         self._closed = False
         self.renewals = 0
+        self.spoken = asyncio.Event()  # set when the router answered a probe: it speaks one of the protocols
 
     @property
     def router(self) -> str:
@@ -142,6 +143,8 @@ class Mapper:
     async def _make(self) -> PortMapping | None:
         """Probe every protocol at once; map with the first that works, in order; None, with the reasons, if none."""
         probes = [(client, asyncio.ensure_future(client.probe())) for client in self._clients]
+        for _, probe in probes:
+            probe.add_done_callback(self._answered)
         failures = []
         try:
             for client, probe in probes:
@@ -160,6 +163,10 @@ class Mapper:
             await asyncio.gather(*(p for _, p in probes), return_exceptions=True)
         log.info("router %s maps no port for us (%s)", self._router, "; ".join(failures))
         return None
+
+    def _answered(self, probe: asyncio.Future[int | None]) -> None:
+        if not probe.cancelled() and probe.exception() is None:
+            self.spoken.set()
 
     def _suggested_port(self) -> int:
         """The external port to ask for: the one we have, else our internal port (a router keeps it where free)."""

@@ -82,20 +82,24 @@ for _ in range(int(sys.argv[1])):
 
 
 @pytest.mark.parametrize("lab", FIREWALLS[:1], indirect=True, ids=["home-router"])
-def test_a_predicted_path_that_breaks_is_reported_lost_without_asking_the_server_again(lab: Lab) -> None:
-    """peer10's path runs over one of its prediction sockets; a rejoin would punch without predicting, which cannot
-    pass a symmetric NAT. So when peer14 is gone, peer10 reports the loss once its keepalives go unanswered, without
-    waiting out --rejoin."""
+def test_a_predicted_path_that_breaks_is_sought_again_and_reported_lost_once_rejoin_runs_out(lab: Lab) -> None:
+    """peer10's path runs over one of its prediction sockets. When its keepalives go unanswered, it asks the server
+    for peer14 again from its session's socket (a rejoin does not predict; without a direct path it would go on over
+    the relay: tests/e2e/test_punch_mobile.py); peer14 is gone, so the loss is reported once --rejoin runs out."""
     start_server(lab)
-    peer10, peer14 = chat_peer(lab, "10", "14", "--keepalive", "1"), chat_peer(lab, "14", "10", "--keepalive", "1")
+    peer10 = chat_peer(lab, "10", "14", "--keepalive", "1", "--rejoin", "3")
+    peer14 = chat_peer(lab, "14", "10", "--keepalive", "1")
+    wait_for_line(peer10, r"path chosen: predicted via")
     for peer in (peer10, peer14):
         wait_for_line(peer, r"QUIC is up with")
     peer14.kill()
     peer14.communicate()
-    lost = wait_for_line(peer10, r"lost contact with 14: no answer to keepalives", 30)
-    code10, _, log10 = finish(peer10)
+    wait_for_line(peer10, r"lost contact with 14: no answer to keepalives", 30)
+    wait_for_line(peer10, r"the path ran over one of port prediction's sockets: punching the new one from our", 5)
+    code10, result10, log10 = finish(peer10)
     assert code10 == 1, log10
-    assert "asking the server for 14 again" not in lost + log10
+    assert result10["error"].startswith("lost contact with 14: no answer to keepalives"), log10
+    assert "it did not come back within 3 s" in result10["error"], log10
 
 
 @pytest.mark.parametrize("lab", FIREWALLS[:1], indirect=True, ids=["home-router"])
