@@ -37,7 +37,7 @@ def setup(lab: str, timeout: float = 15.0) -> int:
     servers: list[tuple[str, tuple[str, ...], str]] = [
         ("server.log", ("--listen", SERVER, "--alternate", ALTERNATE, "--tcp-listen", SERVER_TCP), READY)
     ]
-    if _has_ipv6(lab, "server"):
+    if _has_global(lab, "server", "-6"):
         servers.append(("server6.log", ("--listen", SERVER6, "--tcp-listen", "no"), READY6))
     for name, flags, ready in servers:
         log = logdir / name
@@ -63,17 +63,16 @@ def _ready(log: Path, line: str, timeout: float) -> bool:
     return False
 
 
-def _has_ipv6(lab: str, node: str) -> bool:
-    """Whether ``node`` has a global IPv6 address."""
-    shown = _netns("exec", "--name", lab, node, "--", "ip", "-6", "-o", "addr", "show", "scope", "global")
+def _has_global(lab: str, node: str, family: str) -> bool:
+    """Whether ``node`` has a global address of ``family`` ("-4" or "-6")."""
+    shown = _netns("exec", "--name", lab, node, "--", "ip", family, "-o", "addr", "show", "scope", "global")
     return bool(shown.stdout.strip())
 
 
 def _server_for(lab: str, node: str) -> list[str]:
     """How ``node``'s peer names the server: over IPv4 (and TCP on 80 should its UDP not get out), or, for a peer
     with no IPv4 address, the IPv6 one."""
-    shown = _netns("exec", "--name", lab, node, "--", "ip", "-4", "-o", "addr", "show", "scope", "global")
-    if not shown.stdout.strip():
+    if not _has_global(lab, node, "-4"):
         return ["--server", SERVER6]
     return ["--server", SERVER.split(":")[0], "--server-tcp", SERVER_TCP]
 

@@ -160,29 +160,28 @@ def test_a_lost_race_behind_one_carrier_is_refused_through_its_hairpin_and_the_l
     assert result10["remote"].startswith(CGN_PUBLIC + ":")
 
 
-def test_a_silent_first_public_router_still_gives_ttl_3(cgnat_lab: Lab) -> None:
-    """Carriers' routers often rate-limit ICMP errors: here the core router sends no Time Exceeded at all. The trace
-    sees both NATs answer, TTL 3 stay silent and the server answer further on, so the probe gets TTL 3 (dying at the
-    silent router) instead of the default 2, and the punch needs no fallback."""
+@pytest.mark.parametrize(
+    ("silent", "why"),
+    [
+        # Carriers' routers often rate-limit ICMP errors: here the core router sends no Time Exceeded at all. The
+        # trace sees both NATs answer, TTL 3 stay silent and the server answer further on: TTL 3, dying there.
+        ("core", "to TTL 3's silent router"),
+        # Our own router rate-limits the ICMP errors it sends us (port mapping's requests and the trace come in a
+        # burst): here nat10 sends none. The trace sees TTL 1 stay silent, TTL 2 die at the CGN (a private address)
+        # and TTL 3 at a public router: the routers before a private one are ours, so TTL 3 still (with TTL 2 the
+        # probe died at the CGN: the 2 s Ready/Go fallback).
+        ("nat10", "some of them silent"),
+    ],
+    ids=["silent-first-public-router", "silent-home-router-before-the-carrier"],
+)
+def test_a_router_that_sends_no_time_exceeded_still_gives_ttl_3(cgnat_lab: Lab, silent: str, why: str) -> None:
+    """With one router on the way silent, the probe still gets TTL 3 instead of the default 2, and the punch needs
+    no fallback."""
     cgnat_lab.exec(
-        "core", "iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "time-exceeded", "-j", "DROP", check=True
+        silent, "iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "time-exceeded", "-j", "DROP", check=True
     )
     _, log10, _, _ = punch_with_10_opening(cgnat_lab, "14")
-    assert "opening probes get TTL 3 (past our own NATs, to TTL 3's silent router)" in log10, log10
-    assert "with TTL 3: opens our NAT mapping" in log10
-    assert "no check from 14 after" not in log10, log10
-
-
-def test_a_silent_home_router_before_the_carrier_still_gives_ttl_3(cgnat_lab: Lab) -> None:
-    """Our own router rate-limits the ICMP errors it sends us (port mapping's requests and the trace come in a burst):
-    here nat10 sends no Time Exceeded at all. The trace sees TTL 1 stay silent, TTL 2 die at the CGN (a private
-    address) and TTL 3 at a public router: the routers before a private one are ours, so the probe still gets TTL 3
-    and passes the CGN, and the punch needs no fallback (with TTL 2 it died at the CGN: the 2 s Ready/Go fallback)."""
-    cgnat_lab.exec(
-        "nat10", "iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "time-exceeded", "-j", "DROP", check=True
-    )
-    _, log10, _, _ = punch_with_10_opening(cgnat_lab, "14")
-    assert "opening probes get TTL 3 (past our own NATs, some of them silent)" in log10, log10
+    assert f"opening probes get TTL 3 (past our own NATs, {why})" in log10, log10
     assert "with TTL 3: opens our NAT mapping" in log10
     assert "no check from 14 after" not in log10, log10
 
